@@ -1,0 +1,62 @@
+/**
+ * Configuration, parsed once from the environment and CLI flags (flags win).
+ * Factories take the pieces they need, never the whole object.
+ */
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+
+export const ConfigSchema = z.object({
+  port: port.default(8080),
+  grpcPort: port.default(50051),
+  host: z.string().min(1).default('127.0.0.1'),
+  dataDir: z.string().min(1).default('./.asof'),
+  redisUrl: z.string().url().optional(),
+  lanceUri: z.string().min(1).optional(),
+  /** Comma-separated API keys; unset means no auth, allowed only on loopback. */
+  apiKeys: z
+    .string()
+    .optional()
+    .transform((s) => (s ? s.split(',').map((k) => k.trim()).filter(Boolean) : [])),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Largest request body, bytes (413 beyond). */
+  maxBodyBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
+  /** Most rows in one ingest request (413 beyond). */
+  maxBatchRows: z.coerce.number().int().positive().default(100_000),
+});
+export type Config = z.infer<typeof ConfigSchema>;
+
+const ENV: Record<keyof Config, string> = {
+  port: 'PORT',
+  grpcPort: 'GRPC_PORT',
+  host: 'HOST',
+  dataDir: 'ASOF_DATA_DIR',
+  redisUrl: 'REDIS_URL',
+  lanceUri: 'ASOF_LANCE_URI',
+  apiKeys: 'ASOF_API_KEYS',
+  logLevel: 'LOG_LEVEL',
+  maxBodyBytes: 'ASOF_MAX_BODY_BYTES',
+  maxBatchRows: 'ASOF_MAX_BATCH_ROWS',
+};
+
+/** `--grpc-port` ↔ `grpcPort`. */
+const flagName = (key: string): string => '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+export function loadConfig(env: NodeJS.ProcessEnv, argv: string[] = []): Config {
+  const raw: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(ENV)) if (env[name] !== undefined && env[name] !== '') raw[key] = env[name];
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split('=', 2);
+    const key = Object.keys(ENV).find((k) => flagName(k) === flag);
+    if (!key) throw new Error(`unknown option ${flag} (known: ${Object.keys(ENV).map(flagName).join(', ')})`);
+    raw[key] = inline ?? argv[++i];
+  }
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const msg = parsed.error.issues.map((i) => `${ENV[i.path[0] as keyof Config] ?? i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid configuration: ${msg}`);
+  }
+  return parsed.data;
+}
+
+export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || host.startsWith('127.');

@@ -1,0 +1,263 @@
+/**
+ * Canonical rows ↔ Arrow record batches. The changelog stores each commit as
+ * one Arrow IPC stream (schema + one record batch): column `_asof_change`
+ * (int8 change type) followed by the table's columns as they were at that
+ * schema version. Decoding fills columns the batch lacks (added later) with null.
+ *
+ * Scalar columns are built straight into typed arrays (the ingest hot path);
+ * nested types go through Arrow's own builders.
+ */
+import * as A from 'apache-arrow';
+import type { ColumnType } from './types.js';
+import type { CompiledColumn, Row } from './schema.js';
+
+export const CHANGE_COLUMN = '_asof_change';
+
+/** Change types, as stored (int8) and as named on the wire. */
+export const ChangeType = { INSERT: 0, UPDATE_BEFORE: 1, UPDATE_AFTER: 2, DELETE: 3 } as const;
+export type ChangeTypeCode = (typeof ChangeType)[keyof typeof ChangeType];
+export const CHANGE_NAMES = ['+I', '-U', '+U', '-D'] as const;
+export type ChangeName = (typeof CHANGE_NAMES)[number];
+
+export function arrowType(t: ColumnType): A.DataType {
+  switch (t.kind) {
+    case 'bool':
+      return new A.Bool();
+    case 'int32':
+      return new A.Int32();
+    case 'int64':
+      return new A.Int64();
+    case 'float32':
+      return new A.Float32();
+    case 'float64':
+      return new A.Float64();
+    case 'string':
+    case 'json':
+      return new A.Utf8();
+    case 'timestamp':
+      return new A.TimestampMillisecond('UTC');
+    case 'list':
+      return new A.List(new A.Field('item', arrowType(t.item), true));
+    case 'struct':
+      return new A.Struct(t.fields.map((f) => new A.Field(f.name, arrowType(f.type), true)));
+    case 'vector':
+      return new A.FixedSizeList(t.dim, new A.Field('item', new A.Float32(), false));
+  }
+}
+
+const encoder = new TextEncoder();
+
+function validity(values: unknown[], n: number): { bitmap?: Uint8Array; nullCount: number } {
+  let nullCount = 0;
+  for (let i = 0; i < n; i++) if (values[i] === null || values[i] === undefined) nullCount++;
+  if (nullCount === 0) return { nullCount };
+  const bitmap = new Uint8Array((n + 7) >> 3);
+  for (let i = 0; i < n; i++) if (values[i] !== null && values[i] !== undefined) bitmap[i >> 3] |= 1 << (i & 7);
+  return { bitmap, nullCount };
+}
+
+/** Converts nested canonical values into what Arrow's builders accept. */
+function toArrowValue(t: ColumnType, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  switch (t.kind) {
+    case 'json':
+      return JSON.stringify(v);
+    case 'int64':
+      return typeof v === 'bigint' ? v : BigInt(v as number);
+    case 'list':
+      return (v as unknown[]).map((x) => toArrowValue(t.item, x));
+    case 'struct': {
+      const o = v as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
+      for (const f of t.fields) out[f.name] = toArrowValue(f.type, o[f.name]);
+      return out;
+    }
+    default:
+      return v;
+  }
+}
+
+/** Builds one column's Arrow data from canonical values. */
+export function buildColumn(t: ColumnType, values: unknown[]): A.Data {
+  const n = values.length;
+  const type = arrowType(t);
+  const { bitmap, nullCount } = validity(values, n);
+  switch (t.kind) {
+    case 'int32':
+    case 'float32':
+    case 'float64': {
+      const arr = t.kind === 'int32' ? new Int32Array(n) : t.kind === 'float32' ? new Float32Array(n) : new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (v !== null && v !== undefined) arr[i] = v as number;
+      }
+      return A.makeData({ type: type as A.Int32, length: n, nullCount, nullBitmap: bitmap, data: arr as Int32Array });
+    }
+    case 'int64':
+    case 'timestamp': {
+      const arr = new BigInt64Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (v !== null && v !== undefined) arr[i] = typeof v === 'bigint' ? v : BigInt(v as number);
+      }
+      return A.makeData({ type: type as A.Int64, length: n, nullCount, nullBitmap: bitmap, data: arr });
+    }
+    case 'bool': {
+      const bits = new Uint8Array((n + 7) >> 3);
+      for (let i = 0; i < n; i++) if (values[i] === true) bits[i >> 3] |= 1 << (i & 7);
+      return A.makeData({ type: type as A.Bool, length: n, nullCount, nullBitmap: bitmap, data: bits });
+    }
+    case 'string':
+    case 'json': {
+      const strs: string[] = new Array(n);
+      let bytes = 0;
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        const s = v === null || v === undefined ? '' : t.kind === 'json' ? JSON.stringify(v) : (v as string);
+        strs[i] = s;
+        bytes += s.length * 3;
+      }
+      const data = new Uint8Array(bytes);
+      const offsets = new Int32Array(n + 1);
+      let pos = 0;
+      for (let i = 0; i < n; i++) {
+        const s = strs[i];
+        if (s.length) pos += encoder.encodeInto(s, data.subarray(pos)).written;
+        offsets[i + 1] = pos;
+      }
+      return A.makeData({ type: type as A.Utf8, length: n, nullCount, nullBitmap: bitmap, valueOffsets: offsets, data: data.subarray(0, pos) });
+    }
+    case 'vector': {
+      const flat = new Float32Array(n * t.dim);
+      for (let i = 0; i < n; i++) {
+        const v = values[i] as ArrayLike<number> | null;
+        if (v) for (let j = 0; j < t.dim; j++) flat[i * t.dim + j] = v[j];
+      }
+      const child = A.makeData({ type: new A.Float32(), length: n * t.dim, nullCount: 0, data: flat });
+      return A.makeData({ type: type as A.FixedSizeList, length: n, nullCount, nullBitmap: bitmap, child });
+    }
+    default:
+      return A.vectorFromArray(values.map((v) => toArrowValue(t, v)) as never[], type).data[0];
+  }
+}
+
+/** Encodes rows with their change types as one Arrow IPC stream. */
+export function encodeBatch(columns: CompiledColumn[], changes: Uint8Array | number[], rows: Row[]): Uint8Array {
+  const n = rows.length;
+  const fields: A.Field[] = [new A.Field(CHANGE_COLUMN, new A.Int8(), false)];
+  const children: A.Data[] = [A.makeData({ type: new A.Int8(), length: n, nullCount: 0, data: Int8Array.from(changes) })];
+  for (const c of columns) {
+    const values = new Array(n);
+    for (let i = 0; i < n; i++) values[i] = rows[i][c.name];
+    fields.push(new A.Field(c.name, arrowType(c.type), c.nullable, new Map([['asof.type', formatTypeKind(c.type)]])));
+    children.push(buildColumn(c.type, values));
+  }
+  const schema = new A.Schema(fields);
+  const struct = A.makeData({ type: new A.Struct(fields), length: n, nullCount: 0, children });
+  const batch = new A.RecordBatch(schema, struct);
+  return A.tableToIPC(new A.Table([batch]), 'stream');
+}
+
+function formatTypeKind(t: ColumnType): string {
+  return t.kind === 'vector' ? `vector<${t.dim}>` : t.kind;
+}
+
+/** One decoded commit: change types and rows in canonical form. */
+export interface DecodedBatch {
+  changes: Int8Array;
+  rows: Row[];
+}
+
+export function decodeIpc(bytes: Uint8Array): A.RecordBatch {
+  const table = A.tableFromIPC(bytes);
+  if (table.batches.length !== 1) throw new Error(`expected one record batch, found ${table.batches.length}`);
+  return table.batches[0];
+}
+
+/**
+ * Decodes a stored batch into canonical rows shaped by `columns` (the current
+ * schema): a column the batch lacks reads as null. `only` limits the columns.
+ */
+export function decodeBatch(batch: A.RecordBatch, columns: CompiledColumn[], only?: Set<string>): DecodedBatch {
+  const n = batch.numRows;
+  const changes = batch.getChild(CHANGE_COLUMN)!.toArray() as Int8Array;
+  const rows: Row[] = new Array(n);
+  for (let i = 0; i < n; i++) rows[i] = {};
+  for (const c of columns) {
+    if (only && !only.has(c.name)) continue;
+    const vec = batch.getChild(c.name);
+    if (!vec) {
+      for (let i = 0; i < n; i++) rows[i][c.name] = null;
+      continue;
+    }
+    const vals = decodeColumn(c.type, vec);
+    for (let i = 0; i < n; i++) rows[i][c.name] = vals[i];
+  }
+  return { changes, rows };
+}
+
+/** An Arrow column → canonical values (null where invalid). */
+export function decodeColumn(t: ColumnType, vec: A.Vector): unknown[] {
+  const n = vec.length;
+  const out: unknown[] = new Array(n);
+  const hasNulls = vec.nullCount > 0;
+  switch (t.kind) {
+    case 'int32':
+    case 'float32':
+    case 'float64':
+    case 'bool':
+    case 'string':
+      for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : vec.get(i);
+      return out;
+    case 'int64': {
+      for (let i = 0; i < n; i++) {
+        if (hasNulls && !vec.isValid(i)) {
+          out[i] = null;
+          continue;
+        }
+        const b = vec.get(i) as bigint;
+        out[i] = b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+      }
+      return out;
+    }
+    case 'timestamp':
+      for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : Number(vec.get(i));
+      return out;
+    case 'json':
+      for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : JSON.parse(vec.get(i) as string);
+      return out;
+    default:
+      for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
+      return out;
+  }
+}
+
+function fromArrowValue(t: ColumnType, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  switch (t.kind) {
+    case 'int64': {
+      const b = v as bigint;
+      return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+    }
+    case 'timestamp':
+      return Number(v);
+    case 'json':
+      return JSON.parse(v as string);
+    case 'vector':
+      return Array.from((v as A.Vector).toArray() as Float32Array);
+    case 'list': {
+      const vec = v as A.Vector;
+      const out: unknown[] = [];
+      for (let i = 0; i < vec.length; i++) out.push(vec.isValid(i) ? fromArrowValue(t.item, vec.get(i)) : null);
+      return out;
+    }
+    case 'struct': {
+      const s = v as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
+      for (const f of t.fields) out[f.name] = fromArrowValue(f.type, s[f.name]);
+      return out;
+    }
+    default:
+      return v;
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The table engine: the catalog of table definitions and the open tables.
+ *
+ * Layout under the data dir:
+ *   catalog.json                  table definitions (atomic rewrite on change)
+ *   tables/<name>/changelog.log   the table's changelog (see log.ts)
+ *   tables/<name>/state.snapshot  pk tables: latest state at some offset
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AsofError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
+import { defineTable, TableSchema, type ColumnDef, type TableDef, type TableKind } from './schema.js';
+import { Table } from './table.js';
+
+export interface EngineOptions {
+  dataDir: string;
+  logger: Logger;
+  /** Clock, epoch ms. */
+  now?: () => number;
+  /** pk tables snapshot their state after this many new records. */
+  snapshotEvery?: number;
+}
+
+/** `{table: offset}`: the changelog positions a write produced or a read reflects. */
+export type Token = Record<string, number>;
+
+export interface TableInfo {
+  name: string;
+  kind: TableKind;
+  columns: ColumnDef[];
+  primaryKey: string[];
+  eventTime: string | null;
+  schemaVersion: number;
+  schemaVersions: TableDef['schemaVersions'];
+  rowCount: number;
+  /** Offset of the newest record, or -1 when the changelog is empty. */
+  latestOffset: number;
+  /** Highest offset moved to the cold tier; -1 while nothing is tiered. */
+  tieredOffset: number;
+  createdAt: number;
+}
+
+export class Engine {
+  private readonly tables = new Map<string, Table>();
+  private readonly mutex = new Mutex();
+  private readonly now: () => number;
+
+  private constructor(private readonly opts: EngineOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  static async open(opts: EngineOptions): Promise<Engine> {
+    const e = new Engine(opts);
+    await mkdir(join(opts.dataDir, 'tables'), { recursive: true });
+    const { tables } = await readJson<{ tables: TableDef[] }>(e.catalogPath, { tables: [] });
+    // Tables recover independently; open them side by side.
+    await Promise.all(tables.map(async (def) => e.tables.set(def.name, await e.openTable(def))));
+    return e;
+  }
+
+  private get catalogPath(): string {
+    return join(this.opts.dataDir, 'catalog.json');
+  }
+
+  private async openTable(def: TableDef): Promise<Table> {
+    const dir = join(this.opts.dataDir, 'tables', def.name);
+    await mkdir(dir, { recursive: true });
+    return Table.open(new TableSchema(def), dir, { snapshotEvery: this.opts.snapshotEvery ?? 200_000, now: this.now }, this.opts.logger);
+  }
+
+  /**
+   * Creates a table or evolves its schema. Evolution is instant: old records
+   * are not rewritten, they read the new columns as null.
+   */
+  defineTable(name: string, body: { kind: TableKind; columns: ColumnDef[]; primaryKey?: string[]; eventTime?: string }): Promise<{ info: TableInfo; created: boolean; changed: boolean }> {
+    return this.mutex.run(async () => {
+      const existing = this.tables.get(name);
+      const { def, changed } = defineTable(name, body, existing?.schema.def, this.now());
+      if (changed) {
+        const defs = [...this.tables.values()].map((t) => (t.name === name ? def : t.schema.def));
+        if (!existing) defs.push(def);
+        await writeJsonAtomic(this.catalogPath, { tables: defs });
+        if (existing) existing.schema = new TableSchema(def);
+        else this.tables.set(name, await this.openTable(def));
+      }
+      return { info: this.describe(name), created: !existing, changed };
+    });
+  }
+
+  has(name: string): boolean {
+    return this.tables.has(name);
+  }
+
+  table(name: string): Table {
+    const t = this.tables.get(name);
+    if (!t) throw new AsofError('ASOF_TABLE_NOT_FOUND', `table "${name}" does not exist`, { table: name });
+    return t;
+  }
+
+  list(): TableInfo[] {
+    return [...this.tables.keys()].sort().map((n) => this.describe(n));
+  }
+
+  describe(name: string): TableInfo {
+    const t = this.table(name);
+    const d = t.schema.def;
+    return {
+      name: d.name,
+      kind: d.kind,
+      columns: d.columns,
+      primaryKey: d.primaryKey,
+      eventTime: d.eventTime ?? null,
+      schemaVersion: t.schema.version,
+      schemaVersions: d.schemaVersions,
+      rowCount: t.rowCount,
+      latestOffset: t.endOffset - 1,
+      tieredOffset: -1,
+      createdAt: d.createdAt,
+    };
+  }
+
+  /** The current token of the given tables (all when omitted): the newest committed offset of each. */
+  token(names?: string[]): Token {
+    const out: Token = {};
+    for (const n of names ?? [...this.tables.keys()]) out[n] = this.table(n).endOffset - 1;
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.tables.values()].map((t) => t.close()));
+  }
+}

@@ -1,0 +1,415 @@
+/**
+ * Table definitions and the row validator compiled from them.
+ *
+ * A row crosses into the engine once, here: every value is checked against its
+ * column and turned into its canonical in-memory form:
+ *   bool → boolean; int32, float32, float64 → number; int64 → number when it is
+ *   a safe integer, else bigint; string → string; timestamp → epoch milliseconds
+ *   (number, UTC); json → the parsed JSON value; list → array; struct → object;
+ *   vector<D> → number[] of length D.
+ */
+import { AsofError, type FieldIssue } from '../errors.js';
+import { formatType, parseColumnType, type ColumnType } from './types.js';
+
+export type TableKind = 'log' | 'pk';
+
+export interface ColumnDef {
+  name: string;
+  /** The type's text form, as the user wrote it (normalised). */
+  type: string;
+  nullable: boolean;
+}
+
+export interface SchemaVersion {
+  version: number;
+  /** Columns 0..columnCount-1 of the table's column list. Versions only ever append nullable columns. */
+  columnCount: number;
+  /** Epoch ms. */
+  createdAt: number;
+}
+
+/** What the catalog persists for a table. */
+export interface TableDef {
+  name: string;
+  kind: TableKind;
+  columns: ColumnDef[];
+  /** pk tables: the unique key, in order. Log tables: optional key columns used for `?key=` lookups (not unique). */
+  primaryKey: string[];
+  /** Column saying when a row happened. Required on log tables; on pk tables absent means commit time. */
+  eventTime?: string;
+  schemaVersions: SchemaVersion[];
+  createdAt: number;
+}
+
+export type Row = Record<string, unknown>;
+
+export const KEY_TYPES = new Set(['bool', 'int32', 'int64', 'string', 'timestamp']);
+const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+
+export function checkName(what: string, name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `${what} name "${name}" must match ${NAME_RE.source}`, [{ field: 'name', reason: 'bad name' }]);
+  }
+}
+
+type Coerce = (v: unknown) => unknown;
+/** Thrown inside coercers; caught by the validator and turned into a FieldIssue. */
+class BadValue {
+  constructor(readonly path: string, readonly reason: string) {}
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** RFC 3339 string or epoch milliseconds → epoch ms; undefined when it is neither. */
+export function parseTimestamp(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) ? Math.trunc(v) : undefined;
+  if (typeof v === 'string') {
+    if (!RFC3339.test(v)) {
+      // Digits only: epoch ms given as a string (query strings, CSV).
+      if (/^-?\d{1,16}$/.test(v)) return Number(v);
+      return undefined;
+    }
+    const ms = Date.parse(v);
+    return Number.isNaN(ms) ? undefined : ms;
+  }
+  if (v instanceof Date) {
+    const ms = v.getTime();
+    return Number.isNaN(ms) ? undefined : ms;
+  }
+  return undefined;
+}
+
+/** Epoch ms → RFC 3339 UTC with milliseconds. */
+export const formatTimestamp = (ms: number): string => new Date(ms).toISOString();
+
+function coercer(type: ColumnType, path: string): Coerce {
+  const bad = (reason: string): never => {
+    throw new BadValue(path, reason);
+  };
+  switch (type.kind) {
+    case 'bool':
+      return (v) => (typeof v === 'boolean' ? v : bad(`expected bool, got ${describe(v)}`));
+    case 'int32':
+      return (v) =>
+        typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647 ? v : bad(`expected int32, got ${describe(v)}`);
+    case 'int64':
+      return (v) => {
+        if (typeof v === 'number') return Number.isSafeInteger(v) ? v : bad(`expected int64, got ${describe(v)} (integers beyond 2^53 must be sent as strings)`);
+        if (typeof v === 'bigint' || (typeof v === 'string' && /^-?\d{1,19}$/.test(v))) {
+          const b = BigInt(v);
+          if (b < -(2n ** 63n) || b >= 2n ** 63n) bad(`int64 out of range: ${String(v)}`);
+          return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+        }
+        return bad(`expected int64, got ${describe(v)}`);
+      };
+    case 'float32':
+    case 'float64':
+      return (v) => (typeof v === 'number' && Number.isFinite(v) ? v : bad(`expected ${type.kind}, got ${describe(v)}`));
+    case 'string':
+      return (v) => (typeof v === 'string' ? v : bad(`expected string, got ${describe(v)}`));
+    case 'timestamp':
+      return (v) => parseTimestamp(v) ?? bad(`expected an RFC 3339 timestamp or epoch milliseconds, got ${describe(v)}`);
+    case 'json':
+      return (v) => {
+        if (v === undefined) bad('expected a JSON value');
+        return v;
+      };
+    case 'vector':
+      return (v) => {
+        if (!Array.isArray(v) && !(v instanceof Float32Array)) return bad(`expected vector<${type.dim}> (an array of ${type.dim} numbers), got ${describe(v)}`);
+        if (v.length !== type.dim) return bad(`expected vector<${type.dim}>, got ${v.length} values`);
+        for (let i = 0; i < v.length; i++) {
+          const x = v[i];
+          if (typeof x !== 'number' || !Number.isFinite(x)) bad(`vector element ${i} is not a finite number`);
+        }
+        return Array.isArray(v) ? v : Array.from(v);
+      };
+    case 'list': {
+      const item = coercer(type.item, `${path}[]`);
+      return (v) => {
+        if (!Array.isArray(v)) return bad(`expected a list, got ${describe(v)}`);
+        return v.map((x) => (x === null ? null : item(x)));
+      };
+    }
+    case 'struct': {
+      const fields = type.fields.map((f) => ({ name: f.name, coerce: coercer(f.type, `${path}.${f.name}`) }));
+      const known = new Set(type.fields.map((f) => f.name));
+      return (v) => {
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad(`expected a struct (object), got ${describe(v)}`);
+        const o = v as Record<string, unknown>;
+        for (const k of Object.keys(o)) if (!known.has(k)) bad(`unknown struct field "${k}"`);
+        const out: Record<string, unknown> = {};
+        for (const f of fields) {
+          const x = o[f.name];
+          out[f.name] = x === null || x === undefined ? null : f.coerce(x);
+        }
+        return out;
+      };
+    }
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  if (typeof v === 'object') return 'an object';
+  return `${typeof v} ${String(v)}`;
+}
+
+export interface CompiledColumn {
+  name: string;
+  type: ColumnType;
+  nullable: boolean;
+  coerce: Coerce;
+}
+
+/**
+ * A table definition compiled for validation. Immutable; a schema change
+ * produces a new one.
+ */
+export class TableSchema {
+  readonly columns: CompiledColumn[];
+  readonly byName: Map<string, CompiledColumn>;
+  readonly keyColumns: CompiledColumn[];
+  readonly eventTimeColumn?: CompiledColumn;
+
+  constructor(readonly def: TableDef) {
+    this.columns = def.columns.map((c) => {
+      const type = parseColumnType(c.name, c.type);
+      return { name: c.name, type, nullable: c.nullable, coerce: coercer(type, c.name) };
+    });
+    this.byName = new Map(this.columns.map((c) => [c.name, c]));
+    this.keyColumns = def.primaryKey.map((k) => this.byName.get(k)!);
+    this.eventTimeColumn = def.eventTime ? this.byName.get(def.eventTime) : undefined;
+  }
+
+  get name(): string {
+    return this.def.name;
+  }
+  get kind(): TableKind {
+    return this.def.kind;
+  }
+  get version(): number {
+    return this.def.schemaVersions[this.def.schemaVersions.length - 1].version;
+  }
+
+  /**
+   * Validates and canonicalises rows. `keysOnly` (deletes) requires only the key
+   * columns and ignores the rest. Returns every problem found, up to `maxIssues`;
+   * the caller rejects the whole batch when there is any.
+   */
+  validate(rows: unknown[], opts: { keysOnly?: boolean; maxIssues?: number } = {}): { rows: Row[]; issues: FieldIssue[] } {
+    const issues: FieldIssue[] = [];
+    const max = opts.maxIssues ?? 20;
+    const out: Row[] = new Array(rows.length);
+    const cols = opts.keysOnly ? this.keyColumns : this.columns;
+    for (let r = 0; r < rows.length && issues.length < max; r++) {
+      const input = rows[r];
+      if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+        issues.push({ row: r, field: '', reason: `a row must be a JSON object, got ${describe(input)}` });
+        continue;
+      }
+      const src = input as Record<string, unknown>;
+      const row: Row = {};
+      let seen = 0;
+      for (const c of cols) {
+        const v = src[c.name];
+        if (v === undefined || v === null) {
+          if (v === null || v === undefined) {
+            if (!c.nullable) issues.push({ row: r, field: c.name, reason: v === undefined ? 'missing value for a non-nullable column' : 'null in a non-nullable column' });
+            else row[c.name] = null;
+          }
+          if (v !== undefined) seen++;
+          continue;
+        }
+        seen++;
+        try {
+          row[c.name] = c.coerce(v);
+        } catch (e) {
+          if (e instanceof BadValue) issues.push({ row: r, field: e.path, reason: e.reason });
+          else throw e;
+        }
+      }
+      if (!opts.keysOnly) {
+        let n = 0;
+        for (const k in src) if (src[k] !== undefined) n++;
+        if (n > seen) {
+          for (const k of Object.keys(src)) {
+            if (src[k] !== undefined && !this.byName.has(k)) issues.push({ row: r, field: k, reason: `unknown column (table "${this.name}" has ${this.columns.map((c) => c.name).join(', ')})` });
+          }
+        }
+      }
+      out[r] = row;
+    }
+    return { rows: out, issues };
+  }
+
+  /** The canonical key string of a (canonical) row: the value itself for one key column, a JSON array for several. */
+  keyOf(row: Row): string {
+    const kc = this.keyColumns;
+    if (kc.length === 1) return keyPart(row[kc[0].name]);
+    return JSON.stringify(kc.map((c) => keyPart(row[c.name])));
+  }
+
+  /**
+   * A key as it arrives from outside (URL path segment, or an object naming the
+   * key columns) → canonical key string. Throws 400 naming what is wrong.
+   */
+  parseKey(input: unknown): string {
+    if (this.keyColumns.length === 0) throw new AsofError('ASOF_INVALID_ARGUMENT', `table "${this.name}" has no key columns`);
+    let obj: Record<string, unknown>;
+    if (typeof input === 'string' || typeof input === 'number') {
+      if (this.keyColumns.length !== 1) {
+        throw new AsofError('ASOF_INVALID_ARGUMENT', `table "${this.name}" has a composite key (${this.def.primaryKey.join(', ')}); pass it as an object`, [{ field: 'key', reason: 'composite key' }]);
+      }
+      const c = this.keyColumns[0];
+      obj = { [c.name]: fromText(c.type, input) };
+    } else if (input && typeof input === 'object' && !Array.isArray(input)) {
+      obj = input as Record<string, unknown>;
+    } else {
+      throw new AsofError('ASOF_INVALID_ARGUMENT', 'a key must be a value or an object of key columns', [{ field: 'key', reason: 'bad key' }]);
+    }
+    const { rows, issues } = this.validate([obj], { keysOnly: true });
+    if (issues.length) throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid key: ${issues[0].field}: ${issues[0].reason}`, issues.map(({ field, reason }) => ({ field: `key.${field}`, reason })));
+    return this.keyOf(rows[0]);
+  }
+
+  /** Canonical row → its JSON form (timestamps RFC 3339, big int64 as strings). */
+  rowToJson(row: Row): Row {
+    const out: Row = {};
+    for (const c of this.columns) {
+      const v = row[c.name];
+      out[c.name] = v === undefined || v === null ? null : toJsonValue(c.type, v);
+    }
+    return out;
+  }
+}
+
+function keyPart(v: unknown): string {
+  return typeof v === 'bigint' ? v.toString() : String(v);
+}
+
+/** Text (a URL path segment, a query value) → a value of the column's type, before coercion. */
+export function fromText(type: ColumnType, text: string | number): unknown {
+  if (typeof text === 'number') return text;
+  switch (type.kind) {
+    case 'int32':
+    case 'float32':
+    case 'float64':
+      return text.trim() === '' || Number.isNaN(Number(text)) ? text : Number(text);
+    case 'int64':
+      return /^-?\d+$/.test(text) ? text : text;
+    case 'bool':
+      return text === 'true' ? true : text === 'false' ? false : text;
+    default:
+      return text;
+  }
+}
+
+export function toJsonValue(type: ColumnType, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  switch (type.kind) {
+    case 'timestamp':
+      return formatTimestamp(v as number);
+    case 'int64':
+      return typeof v === 'bigint' ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v;
+    case 'list':
+      return (v as unknown[]).map((x) => toJsonValue(type.item, x));
+    case 'struct': {
+      const o = v as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
+      for (const f of type.fields) out[f.name] = toJsonValue(f.type, o[f.name]);
+      return out;
+    }
+    case 'vector':
+      return Array.from(v as ArrayLike<number>);
+    default:
+      return v;
+  }
+}
+
+/**
+ * Checks a new table definition (create), or a change to an existing one
+ * (evolve: only nullable columns appended at the end). Returns the definition
+ * to persist and whether anything changed.
+ */
+export function defineTable(
+  name: string,
+  body: { kind: TableKind; columns: ColumnDef[]; primaryKey?: string[]; eventTime?: string },
+  existing: TableDef | undefined,
+  now: number,
+): { def: TableDef; changed: boolean } {
+  checkName('table', name);
+  const issues: FieldIssue[] = [];
+  const seen = new Set<string>();
+  const columns: ColumnDef[] = body.columns.map((c, i) => {
+    if (!NAME_RE.test(c.name)) issues.push({ field: `columns[${i}].name`, reason: `must match ${NAME_RE.source}` });
+    if (seen.has(c.name)) issues.push({ field: `columns[${i}].name`, reason: `duplicate column "${c.name}"` });
+    seen.add(c.name);
+    if (c.name.startsWith('_asof')) issues.push({ field: `columns[${i}].name`, reason: 'names starting with _asof are reserved' });
+    return { name: c.name, type: c.type, nullable: c.nullable };
+  });
+  if (columns.length === 0) issues.push({ field: 'columns', reason: 'a table needs at least one column' });
+  const types = new Map<string, ColumnType>();
+  for (const c of columns) {
+    try {
+      const t = parseColumnType(c.name, c.type);
+      types.set(c.name, t);
+    } catch (e) {
+      issues.push({ field: `columns.${c.name}.type`, reason: (e as Error).message });
+    }
+  }
+  const pk = body.primaryKey ?? [];
+  if (body.kind === 'pk' && pk.length === 0) issues.push({ field: 'primaryKey', reason: 'a pk table needs a primaryKey' });
+  for (const k of pk) {
+    const c = columns.find((x) => x.name === k);
+    const t = types.get(k);
+    if (!c) issues.push({ field: 'primaryKey', reason: `unknown column "${k}"` });
+    else if (c.nullable && body.kind === 'pk') issues.push({ field: 'primaryKey', reason: `key column "${k}" must not be nullable` });
+    else if (t && !KEY_TYPES.has(t.kind)) issues.push({ field: 'primaryKey', reason: `key column "${k}" has type ${c.type}; keys must be one of ${[...KEY_TYPES].join(', ')}` });
+  }
+  if (new Set(pk).size !== pk.length) issues.push({ field: 'primaryKey', reason: 'a column appears twice' });
+  if (body.kind === 'log' && !body.eventTime) issues.push({ field: 'eventTime', reason: 'a log table must name its eventTime column' });
+  if (body.eventTime) {
+    const c = columns.find((x) => x.name === body.eventTime);
+    if (!c) issues.push({ field: 'eventTime', reason: `unknown column "${body.eventTime}"` });
+    else if (types.get(c.name)?.kind !== 'timestamp') issues.push({ field: 'eventTime', reason: `column "${c.name}" must have type timestamp` });
+    else if (body.kind === 'log' && c.nullable) issues.push({ field: 'eventTime', reason: `the eventTime column "${c.name}" of a log table must not be nullable` });
+  }
+  if (issues.length) throw new AsofError('ASOF_INVALID_DEFINITION', `invalid definition of table "${name}": ${issues[0].field}: ${issues[0].reason}`, issues);
+
+  // Normalise type text so comparisons are exact.
+  for (const c of columns) c.type = formatType(types.get(c.name)!);
+
+  if (!existing) {
+    return {
+      def: { name, kind: body.kind, columns, primaryKey: pk, eventTime: body.eventTime, schemaVersions: [{ version: 1, columnCount: columns.length, createdAt: now }], createdAt: now },
+      changed: true,
+    };
+  }
+  const conflict = (why: string): never => {
+    throw new AsofError('ASOF_SCHEMA_CONFLICT', `incompatible change to table "${name}": ${why}. Only nullable columns added at the end are allowed.`, { reason: why });
+  };
+  if (existing.kind !== body.kind) conflict(`kind cannot change from ${existing.kind} to ${body.kind}`);
+  if (JSON.stringify(existing.primaryKey) !== JSON.stringify(pk)) conflict(`primaryKey cannot change from [${existing.primaryKey.join(', ')}] to [${pk.join(', ')}]`);
+  if ((existing.eventTime ?? null) !== (body.eventTime ?? null)) conflict(`eventTime cannot change from ${existing.eventTime ?? 'none'} to ${body.eventTime ?? 'none'}`);
+  if (columns.length < existing.columns.length) {
+    const missing = existing.columns.filter((c) => !columns.some((x) => x.name === c.name)).map((c) => c.name);
+    conflict(`columns cannot be removed (missing: ${missing.join(', ') || 'reordered'})`);
+  }
+  existing.columns.forEach((old, i) => {
+    const now = columns[i];
+    if (now.name !== old.name) conflict(`column ${i} is "${old.name}", not "${now.name}" (columns cannot be renamed or reordered)`);
+    if (now.type !== old.type) conflict(`column "${old.name}" cannot change type from ${old.type} to ${now.type}`);
+    if (now.nullable !== old.nullable) conflict(`column "${old.name}" cannot change nullability`);
+  });
+  const added = columns.slice(existing.columns.length);
+  for (const c of added) if (!c.nullable) conflict(`added column "${c.name}" must be nullable (old records have no value for it)`);
+  if (added.length === 0) return { def: existing, changed: false };
+  const last = existing.schemaVersions[existing.schemaVersions.length - 1];
+  return {
+    def: { ...existing, columns, schemaVersions: [...existing.schemaVersions, { version: last.version + 1, columnCount: columns.length, createdAt: now }] },
+    changed: true,
+  };
+}

@@ -1,0 +1,375 @@
+/**
+ * One table: its changelog file, the latest state of a pk table, a per-key
+ * index of record offsets, and the group-commit writer.
+ *
+ * Writes queue up; one writer at a time takes everything queued, turns it into
+ * changelog records against the current state, writes one frame, fdatasyncs,
+ * applies the records to the in-memory state, tells subscribers, and only then
+ * acknowledges every request of the group. So concurrent requests share one
+ * fsync, readers never see a record that is not on disk, and a request's
+ * answer means its records are durable.
+ */
+import { join } from 'node:path';
+import type { Logger } from '../logger.js';
+import { AsofError } from '../errors.js';
+import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, encodeBatch, type ChangeName } from './arrow-codec.js';
+import { ChangelogFile, type FrameMeta } from './log.js';
+import { readSnapshot, writeSnapshot } from './snapshot.js';
+import type { Row, TableSchema } from './schema.js';
+
+export type WriteOp = 'upsert' | 'delete';
+
+export interface WriteResult {
+  count: number;
+  /** Offsets of the records written; null when the request wrote none (a delete of absent keys). */
+  firstOffset: number | null;
+  lastOffset: number | null;
+  commitTime: number;
+}
+
+export interface ChangeRecord {
+  offset: number;
+  changeType: ChangeName;
+  /** Epoch ms, server clock at commit. */
+  commitTime: number;
+  row: Row;
+}
+
+/** What subscribers get after each durable commit, in offset order. */
+export interface Commit {
+  table: string;
+  firstOffset: number;
+  commitTime: number;
+  changes: Int8Array | Uint8Array;
+  rows: Row[];
+}
+
+export type CommitListener = (commit: Commit) => void | Promise<void>;
+
+interface Pending {
+  rows: Row[];
+  op: WriteOp;
+  resolve: (r: WriteResult) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface TableOptions {
+  /** Write a snapshot after this many records since the last one (pk tables). */
+  snapshotEvery: number;
+  /** Clock, epoch ms. Injected so tests can control commit times. */
+  now: () => number;
+}
+
+export class Table {
+  private log!: ChangelogFile;
+  private frames: FrameMeta[] = [];
+  private nextOffset = 0;
+  private lastCommitTime = 0;
+  /** pk tables: key → latest row. */
+  private readonly state = new Map<string, Row>();
+  /** key → offsets of the key's records, ascending (tables with key columns). */
+  private readonly keyIndex = new Map<string, number | number[]>();
+  private queue: Pending[] = [];
+  private flushing = false;
+  private failed?: Error;
+  private snapshotOffset = 0;
+  private snapshotting?: Promise<void>;
+  private readonly listeners = new Set<CommitListener>();
+
+  private constructor(
+    public schema: TableSchema,
+    private readonly dir: string,
+    private readonly opts: TableOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Opens a table's files: loads the newest snapshot, replays the changelog after it, cuts a torn tail. */
+  static async open(schema: TableSchema, dir: string, opts: TableOptions, logger: Logger): Promise<Table> {
+    const t = new Table(schema, dir, opts, logger);
+    await t.recover();
+    return t;
+  }
+
+  private get snapshotPath(): string {
+    return join(this.dir, 'state.snapshot');
+  }
+
+  private async recover(): Promise<void> {
+    const started = performance.now();
+    const snap = this.schema.kind === 'pk' ? await readSnapshot(this.snapshotPath, this.schema) : undefined;
+    let from = 0;
+    if (snap) {
+      for (const row of snap.rows) this.state.set(this.schema.keyOf(row), row);
+      from = snap.offset;
+    }
+    const hasKeys = this.schema.keyColumns.length > 0;
+    const keyOnly = new Set(this.schema.def.primaryKey);
+    const { log, report } = await ChangelogFile.open(
+      join(this.dir, 'changelog.log'),
+      (meta, payload) => {
+        this.frames.push(meta);
+        this.nextOffset = meta.firstOffset + meta.count;
+        this.lastCommitTime = meta.commitTime;
+        if (!payload) return;
+        const batch = decodeIpc(payload);
+        const replayState = this.schema.kind === 'pk' && meta.firstOffset + meta.count > from;
+        const { changes, rows } = decodeBatch(batch, this.schema.columns, replayState ? undefined : keyOnly);
+        for (let i = 0; i < rows.length; i++) {
+          const offset = meta.firstOffset + i;
+          const key = this.schema.keyOf(rows[i]);
+          this.indexKey(key, offset);
+          if (replayState && offset >= from) this.applyToState(key, changes[i], rows[i]);
+        }
+      },
+      () => hasKeys,
+    );
+    this.log = log;
+    if (snap && snap.offset > this.nextOffset) {
+      // The snapshot is ahead of the log: the log lost acknowledged records. Refuse rather than serve a lie.
+      throw new Error(`table "${this.schema.name}": snapshot reflects offset ${snap.offset} but the changelog ends at ${this.nextOffset}`);
+    }
+    this.snapshotOffset = snap?.offset ?? 0;
+    if (report.cutBytes > 0) {
+      this.logger.warn({ table: this.schema.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: report.records }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
+    }
+    this.logger.info({ table: this.schema.name, records: report.records, frames: report.frames, fromSnapshot: snap?.offset ?? null, ms: Math.round(performance.now() - started) }, 'table recovered');
+  }
+
+  private indexKey(key: string, offset: number): void {
+    const cur = this.keyIndex.get(key);
+    if (cur === undefined) this.keyIndex.set(key, offset);
+    else if (typeof cur === 'number') this.keyIndex.set(key, [cur, offset]);
+    else cur.push(offset);
+  }
+
+  private applyToState(key: string, change: number, row: Row): void {
+    if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) this.state.set(key, row);
+    else if (change === ChangeType.DELETE) this.state.delete(key);
+  }
+
+  get name(): string {
+    return this.schema.name;
+  }
+  /** Offset the next record will get; the table's records are [0, nextOffset). */
+  get endOffset(): number {
+    return this.nextOffset;
+  }
+  get rowCount(): number {
+    return this.schema.kind === 'pk' ? this.state.size : this.nextOffset;
+  }
+  get lastCommit(): number {
+    return this.lastCommitTime;
+  }
+  get logBytes(): number {
+    return this.log.bytes;
+  }
+
+  /** The latest row of a pk table by canonical key. */
+  get(key: string): Row | undefined {
+    return this.state.get(key);
+  }
+
+  /** Every live row of a pk table (unordered). */
+  liveRows(): IterableIterator<Row> {
+    return this.state.values();
+  }
+
+  subscribe(listener: CommitListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Queues validated, canonical rows; resolves once they are durable and applied. */
+  write(rows: Row[], op: WriteOp): Promise<WriteResult> {
+    if (this.failed) return Promise.reject(new AsofError('ASOF_INTERNAL', `table "${this.name}" stopped accepting writes after a storage failure: ${this.failed.message}`));
+    if (op === 'delete' && this.schema.kind !== 'pk') return Promise.reject(new AsofError('ASOF_INVALID_ARGUMENT', `op "delete" needs a pk table; "${this.name}" is a log table`, [{ field: 'op', reason: 'log tables are append-only' }]));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ rows, op, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.length > 0) {
+        const group = this.queue;
+        this.queue = [];
+        await this.commitGroup(group);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async commitGroup(group: Pending[]): Promise<void> {
+    const pk = this.schema.kind === 'pk';
+    const overlay = new Map<string, Row | null>();
+    const changes: number[] = [];
+    const rows: Row[] = [];
+    const keys: (string | undefined)[] = [];
+    const hasKeys = this.schema.keyColumns.length > 0;
+    const spans: { first: number; count: number }[] = [];
+    let offset = this.nextOffset;
+    const push = (change: number, row: Row, key: string | undefined): void => {
+      changes.push(change);
+      rows.push(row);
+      keys.push(key);
+      offset++;
+    };
+    for (const p of group) {
+      const first = offset;
+      for (const row of p.rows) {
+        if (!pk) {
+          push(ChangeType.INSERT, row, hasKeys ? this.schema.keyOf(row) : undefined);
+          continue;
+        }
+        const key = this.schema.keyOf(row);
+        const old = overlay.has(key) ? overlay.get(key)! : this.state.get(key);
+        if (p.op === 'delete') {
+          if (old) {
+            push(ChangeType.DELETE, old, key);
+            overlay.set(key, null);
+          }
+        } else if (old) {
+          push(ChangeType.UPDATE_BEFORE, old, key);
+          push(ChangeType.UPDATE_AFTER, row, key);
+          overlay.set(key, row);
+        } else {
+          push(ChangeType.INSERT, row, key);
+          overlay.set(key, row);
+        }
+      }
+      spans.push({ first, count: offset - first });
+    }
+    const commitTime = Math.max(this.opts.now(), this.lastCommitTime);
+    const firstOffset = this.nextOffset;
+    try {
+      if (rows.length > 0) {
+        const payload = encodeBatch(this.schema.columns, changes, rows);
+        const [meta] = await this.log.append([{ firstOffset, count: rows.length, schemaVersion: this.schema.version, commitTime, payload }]);
+        this.frames.push(meta);
+      }
+    } catch (e) {
+      // A failed write or fsync leaves the file's durable state unknown: stop writing rather than risk acknowledging lost data.
+      this.failed = e as Error;
+      this.logger.error({ table: this.name, err: String(e) }, 'changelog write failed; table is read-only until restart');
+      const err = new AsofError('ASOF_INTERNAL', `changelog write failed for table "${this.name}": ${(e as Error).message}`);
+      for (const p of [...group, ...this.queue.splice(0)]) p.reject(err);
+      return;
+    }
+    this.nextOffset = offset;
+    this.lastCommitTime = commitTime;
+    for (let i = 0; i < rows.length; i++) {
+      const key = keys[i];
+      if (key === undefined) continue;
+      this.indexKey(key, firstOffset + i);
+      if (pk) this.applyToState(key, changes[i], rows[i]);
+    }
+    if (rows.length > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes: Int8Array.from(changes), rows });
+    group.forEach((p, i) => {
+      const s = spans[i];
+      p.resolve({ count: s.count, firstOffset: s.count ? s.first : null, lastOffset: s.count ? s.first + s.count - 1 : null, commitTime });
+    });
+    if (pk && this.nextOffset - this.snapshotOffset >= this.opts.snapshotEvery && !this.snapshotting) {
+      this.snapshotting = this.snapshot()
+        .catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot failed; will retry later'))
+        .finally(() => (this.snapshotting = undefined));
+    }
+  }
+
+  private async notify(commit: Commit): Promise<void> {
+    for (const l of this.listeners) {
+      try {
+        await l(commit);
+      } catch (e) {
+        // A subscriber (a materializer) tracks its own progress and catches up; the write itself is durable.
+        this.logger.warn({ table: this.name, err: String(e) }, 'commit subscriber failed');
+      }
+    }
+  }
+
+  /** Writes a snapshot of the current state (pk tables). */
+  async snapshot(): Promise<void> {
+    if (this.schema.kind !== 'pk') return;
+    const offset = this.nextOffset;
+    await writeSnapshot(this.snapshotPath, this.schema, { offset, lastCommitTime: this.lastCommitTime, rows: [...this.state.values()] });
+    this.snapshotOffset = offset;
+  }
+
+  /** Offsets of one key's records, ascending; empty when the table has no key columns or the key never appeared. */
+  offsetsOf(key: string): number[] {
+    const cur = this.keyIndex.get(key);
+    return cur === undefined ? [] : typeof cur === 'number' ? [cur] : cur;
+  }
+
+  private frameIndex(offset: number): number {
+    let lo = 0;
+    let hi = this.frames.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.frames[mid].firstOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /**
+   * Reads commits in offset order, frame by frame: `[fromOffset, toOffset)`,
+   * only committed records. Each batch's rows follow the current schema.
+   */
+  async *scanBatches(opts: { fromOffset?: number; toOffset?: number; columns?: string[] } = {}): AsyncGenerator<Commit & { count: number }> {
+    const from = Math.max(0, opts.fromOffset ?? 0);
+    const to = Math.min(this.nextOffset, opts.toOffset ?? this.nextOffset);
+    if (from >= to || this.frames.length === 0) return;
+    const only = opts.columns ? new Set(opts.columns) : undefined;
+    for (let f = this.frameIndex(from); f < this.frames.length; f++) {
+      const meta = this.frames[f];
+      if (meta.firstOffset >= to) break;
+      const { changes, rows } = decodeBatch(decodeIpc(await this.log.readPayload(meta)), this.schema.columns, only);
+      const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
+      const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
+      yield { table: this.name, firstOffset: meta.firstOffset + lo, commitTime: meta.commitTime, changes: changes.subarray(lo, hi), rows: rows.slice(lo, hi), count: hi - lo };
+    }
+  }
+
+  /**
+   * Reads changelog records in offset order. With `key`, only that key's
+   * records, found through the key index (no full read).
+   */
+  async *scan(opts: { fromOffset?: number; toOffset?: number; columns?: string[]; key?: string; limit?: number } = {}): AsyncGenerator<ChangeRecord> {
+    let left = opts.limit ?? Infinity;
+    if (left <= 0) return;
+    if (opts.key !== undefined) {
+      const from = opts.fromOffset ?? 0;
+      const to = Math.min(this.nextOffset, opts.toOffset ?? Infinity);
+      const wanted = this.offsetsOf(opts.key).filter((o) => o >= from && o < to);
+      const only = opts.columns ? new Set(opts.columns) : undefined;
+      let i = 0;
+      while (i < wanted.length) {
+        const meta = this.frames[this.frameIndex(wanted[i])];
+        const { changes, rows } = decodeBatch(decodeIpc(await this.log.readPayload(meta)), this.schema.columns, only);
+        for (; i < wanted.length && wanted[i] < meta.firstOffset + meta.count; i++) {
+          const j = wanted[i] - meta.firstOffset;
+          yield { offset: wanted[i], changeType: CHANGE_NAMES[changes[j]], commitTime: meta.commitTime, row: rows[j] };
+          if (--left <= 0) return;
+        }
+      }
+      return;
+    }
+    for await (const b of this.scanBatches(opts)) {
+      for (let i = 0; i < b.count; i++) {
+        yield { offset: b.firstOffset + i, changeType: CHANGE_NAMES[b.changes[i]], commitTime: b.commitTime, row: b.rows[i] };
+        if (--left <= 0) return;
+      }
+    }
+  }
+
+  /** Waits for queued writes, snapshots pk state, closes the file. */
+  async close(): Promise<void> {
+    while (this.flushing || this.queue.length) await new Promise((r) => setTimeout(r, 5));
+    await this.snapshotting;
+    if (!this.failed && this.schema.kind === 'pk' && this.nextOffset > this.snapshotOffset) await this.snapshot().catch(() => undefined);
+    await this.log.close();
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * Prometheus text exposition for the few figures an operator watches:
+ * requests by route and status with a latency histogram, and per-table sizes.
+ */
+import type { Services } from '../services.js';
+
+const BUCKETS_MS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000];
+
+interface Series {
+  count: number;
+  sumMs: number;
+  buckets: number[];
+}
+const requests = new Map<string, Series>();
+
+export function observeRequest(route: string, method: string, status: number, ms: number): void {
+  const key = `route="${route}",method="${method}",status="${status}"`;
+  let s = requests.get(key);
+  if (!s) requests.set(key, (s = { count: 0, sumMs: 0, buckets: new Array(BUCKETS_MS.length).fill(0) }));
+  s.count++;
+  s.sumMs += ms;
+  for (let i = 0; i < BUCKETS_MS.length; i++) if (ms <= BUCKETS_MS[i]) s.buckets[i]++;
+}
+
+export function metricsText(services: Services): string {
+  const out: string[] = [];
+  out.push('# HELP asof_http_requests_total HTTP requests by route, method and status.', '# TYPE asof_http_requests_total counter');
+  for (const [k, s] of requests) out.push(`asof_http_requests_total{${k}} ${s.count}`);
+  out.push('# HELP asof_http_request_duration_ms HTTP request latency in milliseconds.', '# TYPE asof_http_request_duration_ms histogram');
+  for (const [k, s] of requests) {
+    BUCKETS_MS.forEach((b, i) => out.push(`asof_http_request_duration_ms_bucket{${k},le="${b}"} ${s.buckets[i]}`));
+    out.push(`asof_http_request_duration_ms_bucket{${k},le="+Inf"} ${s.count}`, `asof_http_request_duration_ms_sum{${k}} ${s.sumMs}`, `asof_http_request_duration_ms_count{${k}} ${s.count}`);
+  }
+  out.push('# HELP asof_table_records Changelog records per table.', '# TYPE asof_table_records gauge');
+  const tables = services.engine.list();
+  for (const t of tables) out.push(`asof_table_records{table="${t.name}"} ${t.latestOffset + 1}`);
+  out.push('# HELP asof_table_rows Live rows (pk tables) or records (log tables).', '# TYPE asof_table_rows gauge');
+  for (const t of tables) out.push(`asof_table_rows{table="${t.name}"} ${t.rowCount}`);
+  return out.join('\n') + '\n';
+}

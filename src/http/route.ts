@@ -1,0 +1,111 @@
+/**
+ * Schema-first routes: each route states its params, query, body and every
+ * response as zod schemas. The same schemas validate requests (turning zod
+ * issues into our 400 with field details) and produce the OpenAPI document.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { AsofError, ERROR_CATALOGUE } from '../errors.js';
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.enum(Object.keys(ERROR_CATALOGUE) as [keyof typeof ERROR_CATALOGUE, ...(keyof typeof ERROR_CATALOGUE)[]]),
+      message: z.string(),
+      details: z.unknown().optional(),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
+
+export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
+  method: Method;
+  url: string;
+  summary: string;
+  description?: string;
+  tags: string[];
+  params?: P;
+  query?: Q;
+  /** JSON body schema. Routes that take other content types describe them in `consumes`. */
+  body?: B;
+  /** Other body media types this route accepts (documented; parsed by the handler). */
+  consumes?: string[];
+  /** Status → schema. Error statuses default to the Error body. */
+  responses: Record<number, z.ZodType | 'error' | { description: string; contentType: string }>;
+}
+
+export interface Parsed<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+}
+
+function toJsonSchema(s: z.ZodType): Record<string, unknown> {
+  const j = z.toJSONSchema(s, { target: 'draft-2020-12', unrepresentable: 'any', io: 'input' }) as Record<string, unknown>;
+  delete j.$schema;
+  return j;
+}
+
+/** Parses one part of a request; zod issues become a 400 naming each field. */
+export function parsePart<T extends z.ZodType>(schema: T, value: unknown, where: 'params' | 'query' | 'body'): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const details = r.error.issues.map((i) => ({ field: [where, ...i.path.map(String)].join('.'), reason: i.message }));
+  throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid ${where}: ${details[0].field}: ${details[0].reason}`, details);
+}
+
+export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = z.ZodUnknown, B extends z.ZodType = z.ZodUnknown>(
+  app: FastifyInstance,
+  spec: RouteSpec<P, Q, B>,
+  handler: (req: FastifyRequest, reply: FastifyReply, parsed: Parsed<z.infer<P>, z.infer<Q>, z.infer<B>>) => Promise<unknown>,
+): void {
+  const response: Record<string, unknown> = {};
+  for (const [status, s] of Object.entries(spec.responses)) {
+    if (s === 'error') response[status] = { description: ERROR_DESCRIPTIONS[Number(status)] ?? 'Error', ...toJsonSchema(ErrorBody) };
+    else if (s instanceof z.ZodType) response[status] = { description: s.description ?? 'OK', ...toJsonSchema(s) };
+    else response[status] = { description: s.description, content: { [s.contentType]: { schema: { type: 'string' } } } };
+  }
+  const schema: Record<string, unknown> = { summary: spec.summary, tags: spec.tags, response };
+  if (spec.description) schema.description = spec.description;
+  if (spec.params) schema.params = toJsonSchema(spec.params);
+  if (spec.query) schema.querystring = toJsonSchema(spec.query);
+  if (spec.body || spec.consumes) {
+    const content: Record<string, unknown> = {};
+    if (spec.body) content['application/json'] = { schema: toJsonSchema(spec.body) };
+    for (const ct of spec.consumes ?? []) content[ct] = { schema: { type: 'string', format: 'binary' } };
+    schema.body = spec.body && !spec.consumes ? toJsonSchema(spec.body) : { content };
+  }
+  app.route({
+    method: spec.method,
+    url: spec.url,
+    schema,
+    // zod validates inside the handler so errors take our shape; Fastify's own validation is off.
+    validatorCompiler: () => () => true,
+    handler: async (req, reply) => {
+      const parsed = {
+        params: spec.params ? parsePart(spec.params, req.params, 'params') : req.params,
+        query: spec.query ? parsePart(spec.query, req.query, 'query') : req.query,
+        body: spec.body && isJson(req) ? parsePart(spec.body, req.body, 'body') : req.body,
+      } as Parsed<z.infer<P>, z.infer<Q>, z.infer<B>>;
+      return handler(req, reply, parsed);
+    },
+  });
+}
+
+const isJson = (req: FastifyRequest): boolean => {
+  const ct = req.headers['content-type'];
+  return ct === undefined || ct.startsWith('application/json');
+};
+
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: 'Invalid input; details name each bad field (and row).',
+  401: 'No valid API key.',
+  403: 'Not allowed.',
+  404: 'Not found.',
+  409: 'Conflict or incompatible schema change.',
+  413: 'Body or batch too large.',
+  415: 'Unsupported media type.',
+  429: 'Overloaded; retry with backoff.',
+  503: 'A backend is down or the server is not ready; retry.',
+};

@@ -1,0 +1,126 @@
+/**
+ * The REST adapter: Fastify with the OpenAPI document generated from the
+ * routes' zod schemas, one error shape, auth, health and metrics.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { AsofError, isAsofError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Services } from '../services.js';
+import { route } from './route.js';
+import { tableRoutes } from './tables.js';
+import { metricsText, observeRequest } from './metrics.js';
+
+export interface HttpOptions {
+  logger: Logger;
+  maxBodyBytes: number;
+  apiKeys: string[];
+  /** Called by /readyz. */
+  ready: () => boolean;
+  version: string;
+}
+
+/** Route plugins registered by later modules (features, training sets...) hook in here. */
+export type RoutePlugin = (app: FastifyInstance, services: Services) => void;
+
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
+
+export async function buildHttpServer(services: Services, opts: HttpOptions, plugins: RoutePlugin[] = []): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: opts.maxBodyBytes,
+    // Keep-alive connections from load balancers outlive Node's default of 5 s.
+    keepAliveTimeout: 65_000,
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'asof',
+        version: opts.version,
+        description: 'Real-time feature and context store. Errors: `{"error": {"code": "ASOF_...", "message": "...", "details": ...}}`.',
+      },
+      components: opts.apiKeys.length ? { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } } : undefined,
+    },
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  // Our serializer: plain JSON.stringify, so answers are exactly what handlers return.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  app.setErrorHandler((err: FastifyError | AsofError, req, reply) => {
+    const e = toAsofError(err);
+    if (e.httpStatus >= 500) req.log.error({ err }, e.message);
+    void reply.code(e.httpStatus).type('application/json').send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(new AsofError('ASOF_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+  });
+
+  if (opts.apiKeys.length) {
+    const keys = opts.apiKeys.map((k) => Buffer.from(k));
+    app.addHook('onRequest', async (req) => {
+      const path = req.url.split('?')[0];
+      if (PUBLIC_PATHS.has(path) || path.startsWith('/docs')) return;
+      const auth = req.headers.authorization;
+      const given = auth?.startsWith('Bearer ') ? auth.slice(7) : (req.headers['x-api-key'] as string | undefined);
+      if (!given) throw new AsofError('ASOF_UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>"');
+      const g = Buffer.from(given);
+      if (!keys.some((k) => k.length === g.length && timingSafeEqual(k, g))) throw new AsofError('ASOF_UNAUTHENTICATED', 'the API key is not valid');
+    });
+  }
+  app.addHook('onResponse', async (req, reply) => {
+    observeRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime);
+  });
+
+  route(app, { method: 'GET', url: '/healthz', summary: 'Liveness: the process serves', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ok') }) } }, async () => ({ status: 'ok' as const }));
+  route(
+    app,
+    { method: 'GET', url: '/readyz', summary: 'Readiness: recovery is done and backends answer', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ready') }), 503: 'error' } },
+    async () => {
+      if (!opts.ready()) throw new AsofError('ASOF_NOT_READY', 'not ready');
+      return { status: 'ready' as const };
+    },
+  );
+  route(
+    app,
+    { method: 'GET', url: '/metrics', summary: 'Prometheus metrics', tags: ['operations'], responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } } },
+    async (_req, reply) => {
+      void reply.type('text/plain; version=0.0.4');
+      return metricsText(services);
+    },
+  );
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  tableRoutes(app, services);
+  for (const p of plugins) p(app, services);
+  await app.ready();
+  return app;
+}
+
+/** Fastify's own errors (body limits, bad JSON, media types) mapped into the catalogue. */
+export function toAsofError(err: unknown): AsofError {
+  if (isAsofError(err)) return err;
+  const e = err as FastifyError;
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AsofError('ASOF_PAYLOAD_TOO_LARGE', `request body exceeds the limit of ${e.message.match(/\d+/)?.[0] ?? 'the configured'} bytes`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', e.message);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new AsofError('ASOF_INVALID_ARGUMENT', 'the body is empty; send a JSON object', [{ field: 'body', reason: 'empty' }]);
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new AsofError('ASOF_INVALID_ARGUMENT', e.message, [{ field: 'body', reason: e.message }]);
+  }
+  if (err instanceof SyntaxError || e.statusCode === 400) return new AsofError('ASOF_INVALID_ARGUMENT', `malformed request: ${e.message}`, [{ field: 'body', reason: e.message }]);
+  if (e.statusCode === 413) return new AsofError('ASOF_PAYLOAD_TOO_LARGE', e.message);
+  if (e.statusCode === 415) return new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', e.message);
+  return new AsofError('ASOF_INTERNAL', 'internal error');
+}

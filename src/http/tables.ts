@@ -1,0 +1,280 @@
+/**
+ * Routes for tables: define, describe, write rows, read rows, read and follow
+ * the changelog. Thin: parsing and shaping only; the engine and the ingest
+ * service do the work.
+ */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AsofError } from '../errors.js';
+import type { Engine } from '../engine/engine.js';
+import type { ChangeRecord } from '../engine/table.js';
+import { CHANGE_NAMES } from '../engine/arrow-codec.js';
+import { formatTimestamp } from '../engine/schema.js';
+import { hashOf, type IngestService } from '../ingest/ingest.js';
+import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
+import { route } from './route.js';
+
+const Name = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a name: letters, digits, _; not starting with a digit');
+export const TokenSchema = z.record(z.string(), z.number().int()).meta({ id: 'Token', description: '{table: offset}: the changelog positions a write produced or a read reflects.' });
+
+const ColumnSchema = z.object({
+  name: z.string(),
+  type: z.string().describe('bool, int32, int64, float32, float64, string, timestamp, json, list<T>, struct<name:T,...>, vector<D>'),
+  nullable: z.boolean().default(true),
+});
+
+export const TableDefinitionBody = z
+  .object({
+    kind: z.enum(['log', 'pk']),
+    columns: z.array(ColumnSchema).min(1),
+    primaryKey: z.array(z.string()).optional().describe('pk tables: the unique key. Log tables: optional key columns for ?key= lookups (not unique).'),
+    eventTime: z.string().optional().describe('The timestamp column saying when a row happened. Required on log tables; on pk tables absent means commit time.'),
+  })
+  .meta({ id: 'TableDefinition' });
+
+const TableInfoSchema = z
+  .object({
+    name: z.string(),
+    kind: z.enum(['log', 'pk']),
+    columns: z.array(z.object({ name: z.string(), type: z.string(), nullable: z.boolean() })),
+    primaryKey: z.array(z.string()),
+    eventTime: z.string().nullable(),
+    schemaVersion: z.number().int(),
+    schemaVersions: z.array(z.object({ version: z.number().int(), columnCount: z.number().int(), createdAt: z.string() })),
+    rowCount: z.number().int(),
+    latestOffset: z.number().int().describe('Offset of the newest record; -1 when empty.'),
+    tieredOffset: z.number().int().describe('Highest offset moved to the cold tier; -1 while nothing is tiered.'),
+    createdAt: z.string(),
+  })
+  .meta({ id: 'TableInfo' });
+
+const WriteBody = z
+  .object({
+    rows: z.array(z.record(z.string(), z.unknown())),
+    op: z.enum(['upsert', 'delete']).default('upsert'),
+  })
+  .meta({ id: 'WriteRows' });
+
+const WriteResultSchema = z
+  .object({
+    count: z.number().int().describe('Changelog records written (an update writes two: -U and +U).'),
+    firstOffset: z.number().int().nullable(),
+    lastOffset: z.number().int().nullable(),
+    token: TokenSchema,
+  })
+  .meta({ id: 'WriteResult' });
+
+const ChangeRecordSchema = z
+  .object({
+    offset: z.number().int(),
+    changeType: z.enum(CHANGE_NAMES),
+    commitTime: z.string(),
+    row: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'ChangeRecord' });
+
+const TableParams = z.object({ table: Name });
+const ARROW = 'application/vnd.apache.arrow.stream';
+const NDJSON = 'application/x-ndjson';
+
+function tableInfoJson(info: ReturnType<Engine['describe']>) {
+  return {
+    ...info,
+    createdAt: formatTimestamp(info.createdAt),
+    schemaVersions: info.schemaVersions.map((v) => ({ ...v, createdAt: formatTimestamp(v.createdAt) })),
+  };
+}
+
+export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest: IngestService }): void {
+  const { engine, ingest } = deps;
+
+  app.addContentTypeParser(NDJSON, { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(ARROW, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  route(
+    app,
+    {
+      method: 'PUT',
+      url: '/tables/:table',
+      summary: 'Create a table, or evolve its schema',
+      description: 'Creating answers 201. Re-sending the same definition, or one that only appends nullable columns, answers 200. Any other change is refused with 409 and the reason.',
+      tags: ['tables'],
+      params: TableParams,
+      body: TableDefinitionBody,
+      responses: { 200: TableInfoSchema, 201: TableInfoSchema, 400: 'error', 409: 'error' },
+    },
+    async (_req, reply, { params, body }) => {
+      const { info, created } = await engine.defineTable(params.table, body);
+      reply.code(created ? 201 : 200);
+      return tableInfoJson(info);
+    },
+  );
+
+  route(
+    app,
+    { method: 'GET', url: '/tables', summary: 'List tables', tags: ['tables'], responses: { 200: z.object({ tables: z.array(TableInfoSchema) }) } },
+    async () => ({ tables: engine.list().map(tableInfoJson) }),
+  );
+
+  route(
+    app,
+    { method: 'GET', url: '/tables/:table', summary: 'Describe a table', tags: ['tables'], params: TableParams, responses: { 200: TableInfoSchema, 404: 'error' } },
+    async (_req, _reply, { params }) => tableInfoJson(engine.describe(params.table)),
+  );
+
+  route(
+    app,
+    {
+      method: 'POST',
+      url: '/tables/:table/rows',
+      summary: 'Write rows (upsert, delete or append)',
+      description:
+        'JSON `{rows, op}`, NDJSON (one row per line; `?op=` sets the op) or an Arrow IPC stream. Every row is validated before any is written: one bad row answers 400 naming the row, the column and why, and nothing is written. Answers once the records are fsync\'d. An `Idempotency-Key` header makes a retry return the first answer without writing again.',
+      tags: ['tables'],
+      params: TableParams,
+      query: z.object({ op: z.enum(['upsert', 'delete']).optional() }),
+      body: WriteBody,
+      consumes: [NDJSON, ARROW],
+      responses: { 200: WriteResultSchema, 400: 'error', 404: 'error', 409: 'error', 413: 'error', 415: 'error' },
+    },
+    async (req, _reply, { params, query, body }) => {
+      const ct = (req.headers['content-type'] ?? 'application/json').split(';')[0].trim();
+      let rows: unknown[];
+      let op = query.op ?? 'upsert';
+      let fingerprint: string;
+      if (ct === NDJSON) {
+        rows = parseNdjson(body as unknown as string);
+        fingerprint = hashOf(`${op}\n${body as unknown as string}`);
+      } else if (ct === ARROW) {
+        rows = parseArrowStream(body as unknown as Buffer);
+        fingerprint = hashOf(Buffer.concat([Buffer.from(op + '\n'), body as unknown as Buffer]));
+      } else {
+        const b = body as z.infer<typeof WriteBody>;
+        rows = b.rows;
+        op = query.op ?? b.op;
+        fingerprint = hashOf(JSON.stringify([op, rows]));
+      }
+      const key = req.headers['idempotency-key'];
+      return ingest.write(params.table, rows, op, typeof key === 'string' && key ? key : undefined, fingerprint);
+    },
+  );
+
+  route(
+    app,
+    {
+      method: 'GET',
+      url: '/tables/:table/rows/:key',
+      summary: 'The latest row of a pk table',
+      tags: ['tables'],
+      params: z.object({ table: Name, key: z.string() }),
+      responses: { 200: z.object({ row: z.record(z.string(), z.unknown()), token: TokenSchema }), 400: 'error', 404: 'error' },
+    },
+    async (_req, _reply, { params }) => {
+      const t = engine.table(params.table);
+      if (t.schema.kind !== 'pk') throw new AsofError('ASOF_INVALID_ARGUMENT', `table "${t.name}" is a log table; read it with /changelog`, [{ field: 'table', reason: 'not a pk table' }]);
+      const token = { [t.name]: t.endOffset - 1 };
+      const row = t.get(t.schema.parseKey(params.key));
+      if (!row) throw new AsofError('ASOF_ROW_NOT_FOUND', `table "${t.name}" has no row with key ${JSON.stringify(params.key)}`, { key: params.key, token });
+      return { row: t.schema.rowToJson(row), token };
+    },
+  );
+
+  route(
+    app,
+    {
+      method: 'GET',
+      url: '/tables/:table/changelog',
+      summary: 'Read the changelog, or follow it live',
+      description: 'Records in offset order from `from`. `key` limits them to one key (a single-column key, or a JSON object for a composite key). With `Accept: text/event-stream` the answer is a live stream: one `record` event per record, the existing ones first, then new ones as they are committed.',
+      tags: ['tables'],
+      params: TableParams,
+      query: z.object({
+        from: z.coerce.number().int().min(0).default(0),
+        limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+        key: z.string().optional(),
+      }),
+      responses: {
+        200: z.object({ records: z.array(ChangeRecordSchema), nextOffset: z.number().int() }),
+        400: 'error',
+        404: 'error',
+      },
+    },
+    async (req, reply, { params, query }) => {
+      const t = engine.table(params.table);
+      const key = query.key === undefined ? undefined : t.schema.parseKey(parseKeyParam(query.key));
+      if ((req.headers.accept ?? '').includes('text/event-stream')) {
+        followChangelog(req.raw, reply, t, query.from, key);
+        return reply;
+      }
+      const records: ReturnType<typeof recordJson>[] = [];
+      let next = query.from;
+      for await (const r of t.scan({ fromOffset: query.from, key, limit: query.limit })) {
+        records.push(recordJson(t, r));
+        next = r.offset + 1;
+      }
+      return { records, nextOffset: next };
+    },
+  );
+}
+
+function parseKeyParam(text: string): unknown {
+  if (text.startsWith('{')) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new AsofError('ASOF_INVALID_ARGUMENT', 'key looks like a JSON object but does not parse', [{ field: 'query.key', reason: 'invalid JSON' }]);
+    }
+  }
+  return text;
+}
+
+type TableT = ReturnType<Engine['table']>;
+
+function recordJson(t: TableT, r: ChangeRecord) {
+  return { offset: r.offset, changeType: r.changeType, commitTime: formatTimestamp(r.commitTime), row: t.schema.rowToJson(r.row) };
+}
+
+/**
+ * Streams the changelog as server-sent events: catch up from `from`, then
+ * follow commits. Commits that arrive during catch-up are buffered and sent
+ * after it, skipping what catch-up already sent, so there is no gap and no duplicate.
+ */
+function followChangelog(raw: import('node:http').IncomingMessage, reply: import('fastify').FastifyReply, t: TableT, from: number, key: string | undefined): void {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  let next = from;
+  let live = false;
+  const buffered: ChangeRecord[] = [];
+  const send = (r: ChangeRecord): void => {
+    if (r.offset < next) return;
+    next = r.offset + 1;
+    res.write(`id: ${r.offset}\nevent: record\ndata: ${JSON.stringify(recordJson(t, r))}\n\n`);
+  };
+  const unsubscribe = t.subscribe((c) => {
+    for (let i = 0; i < c.rows.length; i++) {
+      const r: ChangeRecord = { offset: c.firstOffset + i, changeType: CHANGE_NAMES[c.changes[i]], commitTime: c.commitTime, row: c.rows[i] };
+      if (key !== undefined && t.schema.keyColumns.length && t.schema.keyOf(r.row) !== key) continue;
+      if (live) send(r);
+      else buffered.push(r);
+    }
+  });
+  const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+  const stop = (): void => {
+    clearInterval(heartbeat);
+    unsubscribe();
+  };
+  raw.on('close', stop);
+  void (async () => {
+    try {
+      for await (const r of t.scan({ fromOffset: from, key })) send(r);
+      for (const r of buffered) send(r);
+      buffered.length = 0;
+      live = true;
+    } catch (e) {
+      res.write(`event: error\ndata: ${JSON.stringify({ error: { code: 'ASOF_INTERNAL', message: String(e) } })}\n\n`);
+      stop();
+      res.end();
+    }
+  })();
+}

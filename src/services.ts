@@ -1,0 +1,15 @@
+/**
+ * The services every adapter (REST, gRPC, CLI) calls. Built once by the
+ * composition root (app.ts); nothing in here knows about HTTP or gRPC.
+ */
+import type { Engine } from './engine/engine.js';
+import type { IngestService } from './ingest/ingest.js';
+import type { Logger } from './logger.js';
+
+export interface Services {
+  engine: Engine;
+  ingest: IngestService;
+  logger: Logger;
+  /** Epoch ms; injected so tests control time. */
+  now: () => number;
+}
