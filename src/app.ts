@@ -2,7 +2,6 @@
  * The composition root: builds the engine and services from the parsed
  * configuration and starts the REST (and gRPC) servers over them.
  */
-import { createRequire } from 'node:module';
 import type { FastifyInstance } from 'fastify';
 import { isLoopback, type Config } from './config.js';
 import { Engine } from './engine/engine.js';
@@ -10,9 +9,8 @@ import { IngestService } from './ingest/ingest.js';
 import type { Logger } from './logger.js';
 import type { Services } from './services.js';
 import { buildHttpServer } from './http/server.js';
+import { VERSION } from './version.js';
 
-const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
-export const VERSION = pkg.version;
 
 export interface Asof {
   services: Services;

@@ -41,9 +41,25 @@ export interface Parsed<P, Q, B> {
   body: B;
 }
 
+/** Named schemas (zod `.meta({id})`), collected for the OpenAPI document's components. */
+export const componentSchemas: Record<string, unknown> = {};
+
 function toJsonSchema(s: z.ZodType): Record<string, unknown> {
-  const j = z.toJSONSchema(s, { target: 'draft-2020-12', unrepresentable: 'any', io: 'input' }) as Record<string, unknown>;
+  const raw = z.toJSONSchema(s, { target: 'draft-2020-12', unrepresentable: 'any', io: 'input' });
+  const j = JSON.parse(JSON.stringify(raw).replaceAll('"#/$defs/', '"#/components/schemas/')) as Record<string, unknown>;
   delete j.$schema;
+  const defs = j.$defs as Record<string, unknown> | undefined;
+  if (defs) Object.assign(componentSchemas, defs);
+  delete j.$defs;
+  // A schema that is itself named comes back as its definition plus an id; refer to it instead.
+  const id = (s.meta() as { id?: string } | undefined)?.id;
+  if (id) {
+    if (!defs?.[id]) {
+      const { id: _drop, ...rest } = j;
+      componentSchemas[id] = rest;
+    }
+    return { $ref: `#/components/schemas/${id}` };
+  }
   return j;
 }
 

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { AsofError, isAsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
-import { route } from './route.js';
+import { componentSchemas, route } from './route.js';
 import { tableRoutes } from './tables.js';
 import { metricsText, observeRequest } from './metrics.js';
 
@@ -31,7 +31,6 @@ const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json'
 export async function buildHttpServer(services: Services, opts: HttpOptions, plugins: RoutePlugin[] = []): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: opts.logger as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
     bodyLimit: opts.maxBodyBytes,
     // Keep-alive connections from load balancers outlive Node's default of 5 s.
     keepAliveTimeout: 65_000,
@@ -47,7 +46,11 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       },
       components: opts.apiKeys.length ? { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } } : undefined,
     },
-    refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    transformObject: ({ openapiObject }) => {
+      const doc = openapiObject as { components?: { schemas?: Record<string, unknown> } };
+      doc.components = { ...doc.components, schemas: { ...doc.components?.schemas, ...sortedComponents() } };
+      return openapiObject;
+    },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
@@ -103,6 +106,8 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   await app.ready();
   return app;
 }
+
+const sortedComponents = (): Record<string, unknown> => Object.fromEntries(Object.entries(componentSchemas).sort(([a], [b]) => a.localeCompare(b)));
 
 /** Fastify's own errors (body limits, bad JSON, media types) mapped into the catalogue. */
 export function toAsofError(err: unknown): AsofError {
