@@ -46,10 +46,10 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       },
       components: opts.apiKeys.length ? { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } } : undefined,
     },
-    transformObject: ({ openapiObject }) => {
-      const doc = openapiObject as { components?: { schemas?: Record<string, unknown> } };
+    transformObject: (obj) => {
+      const doc = ('openapiObject' in obj ? obj.openapiObject : obj.swaggerObject) as { components?: { schemas?: Record<string, unknown> } };
       doc.components = { ...doc.components, schemas: { ...doc.components?.schemas, ...sortedComponents() } };
-      return openapiObject;
+      return doc as never;
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

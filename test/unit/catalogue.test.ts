@@ -19,7 +19,7 @@ test('every error code in the catalogue is in the OpenAPI Error schema, and no o
 
 test('every error status documented on a route is one the catalogue can produce', async () => {
   const spec = (await generateOpenApi()) as any;
-  const statuses = new Set(Object.values(ERROR_CATALOGUE).map((e) => e.http));
+  const statuses = new Set<number>(Object.values(ERROR_CATALOGUE).map((e) => e.http));
   for (const [path, ops] of Object.entries<any>(spec.paths)) {
     for (const [method, op] of Object.entries<any>(ops)) {
       for (const status of Object.keys(op.responses)) {
