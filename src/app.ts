@@ -10,6 +10,10 @@ import type { Logger } from './logger.js';
 import type { Services } from './services.js';
 import { buildHttpServer } from './http/server.js';
 import { VERSION } from './version.js';
+import { FeatureRegistry } from './features/registry.js';
+import { Materializer } from './online/materializer.js';
+import { OnlineService } from './online/service.js';
+import { createOnlineStore } from './online/factory.js';
 
 
 export interface Asof {
@@ -20,10 +24,22 @@ export interface Asof {
   close(): Promise<void>;
 }
 
-export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRows'>, logger: Logger, now: () => number = Date.now): Promise<Services> {
+export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl'>, logger: Logger, now: () => number = Date.now): Promise<Services> {
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
-  return { engine, ingest, logger, now };
+  const registry = await FeatureRegistry.open(config.dataDir, engine, now);
+  const onlineStore = await createOnlineStore({ redisUrl: config.redisUrl });
+  const materializer = new Materializer(engine, registry, onlineStore, logger, now);
+  await materializer.start();
+  const online = new OnlineService(registry, onlineStore, materializer, now);
+  return { engine, ingest, registry, onlineStore, materializer, online, logger, now };
+}
+
+/** Stops the services in dependency order: no more materializing, then the store, then the tables. */
+export async function closeServices(s: Services): Promise<void> {
+  await s.materializer.close();
+  await s.onlineStore.close();
+  await s.engine.close();
 }
 
 /** Starts asof: recovers the tables, then serves. `listen: false` builds without binding (tests use inject). */
@@ -47,7 +63,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
       closed = true;
       ready = false;
       await http.close();
-      await services.engine.close();
+      await closeServices(services);
     },
   };
 }

@@ -5,10 +5,18 @@
 import type { Engine } from './engine/engine.js';
 import type { IngestService } from './ingest/ingest.js';
 import type { Logger } from './logger.js';
+import type { FeatureRegistry } from './features/registry.js';
+import type { Materializer } from './online/materializer.js';
+import type { OnlineService } from './online/service.js';
+import type { OnlineStore } from './online/store.js';
 
 export interface Services {
   engine: Engine;
   ingest: IngestService;
+  registry: FeatureRegistry;
+  onlineStore: OnlineStore;
+  materializer: Materializer;
+  online: OnlineService;
   logger: Logger;
   /** Epoch ms; injected so tests control time. */
   now: () => number;

@@ -1,0 +1,319 @@
+/**
+ * The one evaluator: how a feature view's values for one entity follow from
+ * the source table's changelog records. Online serving, training sets and audit
+ * all call it, so the same records give the same values whichever path asks.
+ *
+ * The state of one (view, entity) is a small JSON-safe object (`EntityState`),
+ * updated record by record with `apply` and read at a point in time with
+ * `evaluate`. What differs between the read modes is only which records are
+ * applied, and in what order (see `applyOrder` below):
+ *   - "known" (online, audit, training with pointInTime "known"): the records
+ *     committed by t, in commit (offset) order; a pk view then holds exactly
+ *     the row the engine served.
+ *   - "event" (training with pointInTime "event"): the records whose event time
+ *     is <= t, in (event time, offset) order, whenever they were committed.
+ * Ties in event time go to the highest offset. Times are epoch ms, UTC.
+ */
+import { ChangeType } from '../engine/arrow-codec.js';
+import { toJsonValue, type Row, type TableSchema } from '../engine/schema.js';
+import type { ColumnType } from '../engine/types.js';
+import { featureType, parseDuration, type AggFn, type FeatureViewDef } from './definitions.js';
+
+export type FeatureStatus = 'PRESENT' | 'NOT_FOUND' | 'NULL_VALUE' | 'OUTSIDE_MAX_AGE';
+export type PointInTime = 'event' | 'known';
+
+/** One source record as the evaluator needs it. */
+export interface SourceRecord {
+  offset: number;
+  /** ChangeType code (0 +I, 1 -U, 2 +U, 3 -D). */
+  change: number;
+  /** Epoch ms. */
+  commitTime: number;
+  row: Row;
+}
+
+/** [event time ms, offset, values of the view's column features in order]. */
+export type Version = [number, number, unknown[]];
+
+/**
+ * Per (view, entity) state. JSON-safe (int64 beyond 2^53 held as strings), so
+ * an online store can keep it packed. Absent state means the entity is unknown.
+ */
+export interface EntityState {
+  /** Column features: the newest visible version. */
+  b?: Version;
+  /** Log views: versions whose event time was later than `now` when applied; promoted once visible. */
+  f?: Version[];
+  /** Log views with aggregates: [event time, offset, ...aggregate inputs], ascending by (event time, offset), pruned to the longest window. */
+  w?: unknown[][];
+}
+
+export interface Evaluated {
+  /** Canonical values (timestamps epoch ms), one per feature in view order. */
+  values: unknown[];
+  statuses: FeatureStatus[];
+  /** Event time (epoch ms) the value stems from; null when none. */
+  eventTimes: (number | null)[];
+}
+
+interface AggSpec {
+  fn: AggFn;
+  /** Index into an event entry's inputs (entry[2 + input]), or -1 for count(*). */
+  input: number;
+  windowMs: number;
+}
+
+interface CompiledFeature {
+  name: string;
+  type: ColumnType;
+  /** Column features: index into Version values. */
+  col?: number;
+  agg?: AggSpec;
+}
+
+const newer = (et: number, off: number, v: { 0: number; 1: number } | undefined): boolean => !v || et > v[0] || (et === v[0] && off > v[1]);
+
+export class ViewEvaluator {
+  readonly features: CompiledFeature[];
+  /** Source columns read by column features, in Version order. */
+  private readonly valueColumns: { name: string; type: ColumnType }[] = [];
+  /** Source columns read by aggregates, in event-entry order. */
+  private readonly aggColumns: { name: string; type: ColumnType }[] = [];
+  readonly maxWindowMs: number;
+  readonly ttlMs?: number;
+  readonly isPk: boolean;
+  private readonly eventTimeColumn?: string;
+
+  constructor(
+    readonly view: FeatureViewDef,
+    readonly schema: TableSchema,
+  ) {
+    this.isPk = schema.kind === 'pk';
+    this.eventTimeColumn = schema.def.eventTime;
+    this.ttlMs = view.ttl ? parseDuration(view.ttl) : undefined;
+    let maxWindow = 0;
+    this.features = view.features.map((f) => {
+      const type = featureType(f, schema);
+      if ('column' in f) {
+        let col = this.valueColumns.findIndex((c) => c.name === f.column);
+        if (col < 0) col = this.valueColumns.push({ name: f.column, type: schema.byName.get(f.column)!.type }) - 1;
+        return { name: f.name, type, col };
+      }
+      const windowMs = parseDuration(f.agg.window)!;
+      maxWindow = Math.max(maxWindow, windowMs);
+      let input = -1;
+      if (f.agg.column !== undefined) {
+        input = this.aggColumns.findIndex((c) => c.name === f.agg.column);
+        if (input < 0) input = this.aggColumns.push({ name: f.agg.column, type: schema.byName.get(f.agg.column)!.type }) - 1;
+      }
+      return { name: f.name, type, agg: { fn: f.agg.fn, input, windowMs } };
+    });
+    this.maxWindowMs = maxWindow;
+  }
+
+  get hasAggregates(): boolean {
+    return this.maxWindowMs > 0;
+  }
+
+  /** The canonical entity key of a source row, or null when the row has no entity value. */
+  entityOf(row: Row): string | null {
+    const v = row[this.view.entity];
+    if (v === null || v === undefined) return null;
+    return typeof v === 'bigint' ? v.toString() : String(v);
+  }
+
+  /** When a record happened: its event-time column, else its commit time. A delete happens at its commit. */
+  eventTimeOf(rec: SourceRecord): number {
+    if (rec.change === ChangeType.DELETE || !this.eventTimeColumn) return rec.commitTime;
+    const v = rec.row[this.eventTimeColumn];
+    return typeof v === 'number' ? v : rec.commitTime;
+  }
+
+  /**
+   * Applies one record to an entity's state and returns the new state
+   * (undefined: the entity is absent, after a pk delete). `now` (epoch ms) is
+   * the time the state will next be read at or after; it only decides which
+   * log versions are still in the future and which window events can be dropped.
+   * Mutates and returns `state` where it can.
+   */
+  apply(state: EntityState | undefined, rec: SourceRecord, now: number): EntityState | undefined {
+    const et = this.eventTimeOf(rec);
+    if (this.isPk) {
+      if (rec.change === ChangeType.DELETE) return undefined;
+      if (rec.change === ChangeType.UPDATE_BEFORE) return state;
+      return { b: [et, rec.offset, this.valuesOf(rec.row)] };
+    }
+    const s: EntityState = state ?? {};
+    if (this.valueColumns.length) {
+      const v: Version = [et, rec.offset, this.valuesOf(rec.row)];
+      if (et > now) insertSorted((s.f ??= []), v);
+      else if (newer(et, rec.offset, s.b)) s.b = v;
+    }
+    if (this.hasAggregates && et > now - this.maxWindowMs) {
+      const entry: unknown[] = [et, rec.offset];
+      for (const c of this.aggColumns) entry.push(jsonSafe(rec.row[c.name]));
+      insertSorted((s.w ??= []), entry as unknown as Version);
+    }
+    this.settle(s, now);
+    return s;
+  }
+
+  /** Promotes future versions that are now visible and drops window events no window can reach again. */
+  settle(s: EntityState, now: number): void {
+    if (s.f) {
+      while (s.f.length && s.f[0][0] <= now) {
+        const v = s.f.shift()!;
+        if (newer(v[0], v[1], s.b)) s.b = v;
+      }
+      if (!s.f.length) delete s.f;
+    }
+    if (s.w) {
+      const cutoff = now - this.maxWindowMs;
+      let drop = 0;
+      while (drop < s.w.length && (s.w[drop][0] as number) <= cutoff) drop++;
+      if (drop) s.w.splice(0, drop);
+    }
+  }
+
+  private valuesOf(row: Row): unknown[] {
+    const out = new Array(this.valueColumns.length);
+    for (let i = 0; i < out.length; i++) out[i] = jsonSafe(row[this.valueColumns[i].name]);
+    return out;
+  }
+
+  /** The view's feature values at time t (epoch ms) from a state built by `apply`. */
+  evaluate(state: EntityState | undefined, t: number): Evaluated {
+    const n = this.features.length;
+    const out: Evaluated = { values: new Array(n).fill(null), statuses: new Array(n), eventTimes: new Array(n).fill(null) };
+    let version: Version | undefined;
+    if (state) {
+      // pk views serve the engine's row as is; log views only versions that had happened by t.
+      version = this.isPk || !state.b || state.b[0] <= t ? state.b : undefined;
+      if (!this.isPk && state.f) for (const v of state.f) if (v[0] <= t && newer(v[0], v[1], version)) version = v;
+    }
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < n; i++) {
+      const f = this.features[i];
+      if (f.col !== undefined) {
+        if (!version) {
+          out.statuses[i] = 'NOT_FOUND';
+          continue;
+        }
+        const value = version[2][f.col];
+        out.eventTimes[i] = version[0];
+        if (this.ttlMs !== undefined && version[0] < t - this.ttlMs) out.statuses[i] = 'OUTSIDE_MAX_AGE';
+        else if (value === null || value === undefined) out.statuses[i] = 'NULL_VALUE';
+        else {
+          out.values[i] = value;
+          out.statuses[i] = 'PRESENT';
+        }
+        continue;
+      }
+      const agg = f.agg!;
+      const events = state?.w ?? [];
+      // Events in (t - window, t]: the list is sorted, so find the slice by binary search.
+      hi = upperBound(events, t);
+      lo = upperBound(events, t - agg.windowMs);
+      const r = aggregate(agg, events, lo, hi);
+      out.values[i] = r.value;
+      out.eventTimes[i] = hi > lo ? (events[hi - 1][0] as number) : null;
+      out.statuses[i] = !state ? 'NOT_FOUND' : r.value === null ? 'NULL_VALUE' : 'PRESENT';
+    }
+    return out;
+  }
+
+  /** Canonical value → its JSON form for this feature (timestamps RFC 3339). */
+  toJson(i: number, value: unknown): unknown {
+    return value === null || value === undefined ? null : toJsonValue(this.features[i].type, value);
+  }
+}
+
+function aggregate(agg: AggSpec, events: unknown[][], lo: number, hi: number): { value: unknown } {
+  if (agg.fn === 'count') {
+    if (agg.input < 0) return { value: hi - lo };
+    let n = 0;
+    for (let i = lo; i < hi; i++) if (events[i][2 + agg.input] !== null) n++;
+    return { value: n };
+  }
+  if (agg.fn === 'last') {
+    // The newest event in the window whose value is set (ties: highest offset, which sorts last).
+    for (let i = hi - 1; i >= lo; i--) {
+      const v = events[i][2 + agg.input];
+      if (v !== null) return { value: v };
+    }
+    return { value: null };
+  }
+  let n = 0;
+  let acc = 0;
+  for (let i = lo; i < hi; i++) {
+    const raw = events[i][2 + agg.input];
+    if (raw === null) continue;
+    const v = Number(raw);
+    if (n === 0) acc = agg.fn === 'min' || agg.fn === 'max' ? v : 0;
+    if (agg.fn === 'sum' || agg.fn === 'avg') acc += v;
+    else if (agg.fn === 'min') acc = Math.min(acc, v);
+    else acc = Math.max(acc, v);
+    n++;
+  }
+  if (n === 0) return { value: agg.fn === 'sum' ? null : null };
+  return { value: agg.fn === 'avg' ? acc / n : acc };
+}
+
+/** Index of the first entry with event time > t (entries ascending by event time). */
+function upperBound(entries: unknown[][], t: number): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((entries[mid][0] as number) <= t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Inserts keeping ascending (event time, offset) order; new records usually go last. */
+function insertSorted(list: unknown[][], v: unknown[]): void {
+  let i = list.length;
+  while (i > 0 && !newer(v[0] as number, v[1] as number, list[i - 1] as unknown as Version)) i--;
+  list.splice(i, 0, v);
+}
+
+/** bigint → decimal string, so states survive JSON. Everything else is already JSON-safe. */
+function jsonSafe(v: unknown): unknown {
+  return typeof v === 'bigint' ? v.toString() : v === undefined ? null : v;
+}
+
+/**
+ * The records of one entity in the order `apply` must see them for a read at
+ * `pointInTime`, limited to what is visible at t: "known" — committed by t, in
+ * offset order; "event" — event time <= t, in (event time, offset) order, -U
+ * records dropped (a pk version is its +I/+U, or -D for absent).
+ * Input: the entity's records in offset order.
+ */
+export function applyOrder(ev: ViewEvaluator, records: SourceRecord[], t: number, mode: PointInTime): SourceRecord[] {
+  if (mode === 'known') {
+    const out: SourceRecord[] = [];
+    for (const r of records) {
+      if (r.commitTime > t) break;
+      out.push(r);
+    }
+    return out;
+  }
+  const keyed = records.filter((r) => r.change !== ChangeType.UPDATE_BEFORE).map((r) => ({ r, et: ev.eventTimeOf(r) }));
+  return keyed
+    .filter((x) => x.et <= t)
+    .sort((a, b) => a.et - b.et || a.r.offset - b.r.offset)
+    .map((x) => x.r);
+}
+
+/**
+ * Evaluates one entity at one time from its records (offset order): the
+ * reference path that audit and tests use. Online serving gets the same answer
+ * incrementally; training sets get it with cursors over many label times.
+ */
+export function evaluateAt(ev: ViewEvaluator, records: SourceRecord[], t: number, mode: PointInTime): Evaluated {
+  let state: EntityState | undefined;
+  for (const r of applyOrder(ev, records, t, mode)) state = ev.apply(state, r, t);
+  return ev.evaluate(state, t);
+}
