@@ -19,10 +19,10 @@ export interface TestAsof extends Asof {
 }
 
 /** An asof on a temporary data folder, not bound to a port (requests go through inject). */
-export async function testAsof(overrides: Partial<Config> = {}, opts: { now?: () => number; dataDir?: string } = {}): Promise<TestAsof> {
+export async function testAsof(overrides: Partial<Config> = {}, opts: { now?: () => number; dataDir?: string; listen?: boolean } = {}): Promise<TestAsof> {
   const dir = opts.dataDir ? { path: opts.dataDir, cleanup: async () => undefined } : await tempDir();
-  const config = ConfigSchema.parse({ dataDir: dir.path, ...overrides });
-  const asof = await startAsof(config, silentLogger, { listen: false, now: opts.now });
+  const config = ConfigSchema.parse({ dataDir: dir.path, port: 0, grpcPort: 0, ...overrides });
+  const asof = await startAsof(config, silentLogger, { listen: opts.listen ?? false, now: opts.now });
   return Object.assign(asof, {
     dataDir: dir.path,
     async req(method: string, url: string, body?: unknown, headers: Record<string, string> = {}) {
