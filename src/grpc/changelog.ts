@@ -14,7 +14,7 @@ import { CHANGE_NAMES, type ChangeName } from '../engine/arrow-codec.js';
 import type { ChangeRecord } from '../engine/table.js';
 import { protoTimestamp } from '../feast/values.js';
 import type { Services } from '../services.js';
-import { serverStream, type CallContext } from './calls.js';
+import { serverStream, toGrpcStatus, type CallContext } from './calls.js';
 import { fromPbValue, toPbRow, type PbValue } from './values.js';
 
 interface FollowRequest {
@@ -70,7 +70,7 @@ export function changelogService(ctx: CallContext, services: Pick<Services, 'eng
       };
       const end = (err: AsofError): void => {
         stop();
-        call.emit('error', { code: err.grpcStatus, details: err.message });
+        call.emit('error', toGrpcStatus(err, ctx.logger));
       };
       follows.add(end);
       call.on('cancelled', stop);
