@@ -4,7 +4,6 @@
  * server reflection so grpcurl and similar tools can discover them.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
 import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
@@ -14,6 +13,7 @@ import { feastService } from './feast.js';
 import { ingestService } from './ingest.js';
 import { onlineService } from './online.js';
 import { loadProtos } from './protos.js';
+import { addReflection } from './reflection.js';
 
 export interface GrpcOptions {
   host: string;
@@ -47,7 +47,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   server.addService(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
   server.addService(pkg['feast.serving.ServingService'] as ServiceDef, feastService(ctx, services, opts.version));
   // Reflection is schema discovery, public like /openapi.json over REST.
-  new ReflectionService(pkg).addToServer(server);
+  addReflection(server, pkg);
 
   const address = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
   const port = await new Promise<number>((resolve, reject) => {

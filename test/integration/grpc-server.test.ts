@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
+import type { Type } from 'protobufjs';
 import { AsofError, ERROR_CATALOGUE, type ErrorCode } from '../../src/errors.js';
 import { grpcAsof, call, stream, asofError, bearer, grpc, type GrpcAsof } from './grpc-helpers.js';
 
@@ -12,6 +13,45 @@ function reflectionClient(address: string, version: 'v1' | 'v1alpha') {
   const def = protoLoader.loadSync(`grpc/reflection/${version}/reflection.proto`, { includeDirs: [reflectionProtos], keepCase: true });
   const pkg = grpc.loadPackageDefinition(def) as any;
   return new pkg.grpc.reflection[version].ServerReflection(address, grpc.credentials.createInsecure());
+}
+
+const FileDescriptorProto = (createRequire(import.meta.url)('protobufjs/ext/descriptor') as { FileDescriptorProto: Type }).FileDescriptorProto;
+
+/**
+ * What strict descriptor linkers (grpcurl's) need from reflection: every type
+ * reference fully qualified and defined in the file itself or in a file it
+ * declares as a dependency (and that was sent along); map entries named
+ * "<Field>Entry"; the service present with its methods.
+ */
+function assertLinkable(files: any[], service: string): void {
+  const defined = new Map<string, string>();
+  const refs: { file: string; ref: string; where: string }[] = [];
+  const walk = (file: any, m: any, scope: string): void => {
+    const fqn = `${scope}.${m.name}`;
+    defined.set(fqn, file.name);
+    for (const e of m.enumType ?? []) defined.set(`${fqn}.${e.name}`, file.name);
+    for (const f of m.field ?? []) if (f.typeName) refs.push({ file: file.name, ref: f.typeName, where: `${fqn}.${f.name}` });
+    for (const n of m.nestedType ?? []) {
+      if (n.options?.mapEntry) assert.match(n.name, /^[A-Z][A-Za-z0-9]*Entry$/, `${fqn}: map entry ${n.name}`);
+      walk(file, n, fqn);
+    }
+  };
+  for (const file of files) {
+    for (const m of file.messageType ?? []) walk(file, m, `.${file.package}`);
+    for (const e of file.enumType ?? []) defined.set(`.${file.package}.${e.name}`, file.name);
+    for (const s of file.service ?? []) {
+      defined.set(`.${file.package}.${s.name}`, file.name);
+      for (const m of s.method ?? []) refs.push({ file: file.name, ref: m.inputType, where: `${s.name}.${m.name}` }, { file: file.name, ref: m.outputType, where: `${s.name}.${m.name}` });
+    }
+  }
+  assert.ok(defined.has(`.${service}`), `${service} is described`);
+  const deps = new Map(files.map((f) => [f.name, new Set<string>(f.dependency ?? [])]));
+  for (const { file, ref, where } of refs) {
+    assert.ok(ref.startsWith('.'), `${where}: "${ref}" is not fully qualified`);
+    const home = defined.get(ref);
+    assert.ok(home, `${where}: "${ref}" is defined in none of the files sent`);
+    assert.ok(home === file || deps.get(file)!.has(home!), `${where}: "${ref}" lives in ${home}, which ${file} does not import`);
+  }
 }
 
 function reflect(client: any, request: unknown): Promise<any> {
@@ -89,9 +129,11 @@ describe('the gRPC server: status mapping, reflection, shutdown', () => {
         const list = await reflect(client, { list_services: '' });
         const names = list.list_services_response.service.map((s: any) => s.name);
         for (const s of ['asof.v1.OnlineService', 'asof.v1.IngestService', 'asof.v1.ChangelogService', 'feast.serving.ServingService']) assert.ok(names.includes(s), `${version}: ${s} in ${names}`);
-        const file = await reflect(client, { file_containing_symbol: 'feast.serving.ServingService' });
-        const protos = file.file_descriptor_response.file_descriptor_proto.map((b: Buffer) => b.toString('latin1'));
-        assert.ok(protos.some((p: string) => p.includes('feast.serving') && p.includes('GetOnlineFeatures') && p.includes('FeatureVector')), version);
+        for (const service of ['asof.v1.OnlineService', 'asof.v1.IngestService', 'asof.v1.ChangelogService', 'feast.serving.ServingService']) {
+          const file = await reflect(client, { file_containing_symbol: service });
+          const files = file.file_descriptor_response.file_descriptor_proto.map((b: Buffer) => FileDescriptorProto.toObject(FileDescriptorProto.decode(b)));
+          assertLinkable(files, service);
+        }
       } finally {
         client.close();
       }
