@@ -9,8 +9,11 @@
  *
  * Each turn: the most calls per second with CONCURRENCY in flight, with
  * p50/p99 latency there; then p50/p99 at half that rate (open loop, fixed
- * arrival schedule, latency from the scheduled start). Prints every turn, the
- * medians, the ratio asof/bare, and a Markdown row for bench/RESULTS.md.
+ * arrival schedule, latency from the scheduled start). Each phase also reads
+ * the server's CPU time (/proc) and reports it per call: unlike calls/s it
+ * barely moves when other work shares the machine, and bare/asof CPU per call
+ * is the calls/s ratio a dedicated core would give. Prints every turn, the
+ * medians, both ratios, and a Markdown row for bench/RESULTS.md.
  *
  *   npm run bench:grpc        (DURATION_S=5 CONCURRENCY=64 ROUNDS=3 by default)
  */
@@ -107,20 +110,35 @@ interface Phase {
   p99: number;
   /** Driver CPU use over the phase, 0..1 of one core. */
   driverCpu: number;
+  /** Server CPU time per call, µs (user + system); NaN where /proc is not readable. */
+  serverUs: number;
+}
+
+/** CPU time a process has used, ms (Linux /proc; utime + stime in clock ticks of 10 ms). */
+async function cpuMs(pid: number): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
 }
 
 const percentile = (sorted: Float64Array, p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 
-function summarize(lat: number[], ms: number, cpuStart: NodeJS.CpuUsage): Phase {
+function summarize(lat: number[], ms: number, cpuStart: NodeJS.CpuUsage, serverCpuMs: number): Phase {
   const sorted = Float64Array.from(lat).sort();
   const cpu = process.cpuUsage(cpuStart);
-  return { rps: lat.length / (ms / 1000), p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), driverCpu: (cpu.user + cpu.system) / 1000 / ms };
+  return { rps: lat.length / (ms / 1000), p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), driverCpu: (cpu.user + cpu.system) / 1000 / ms, serverUs: (serverCpuMs * 1000) / lat.length };
 }
 
 /** Closed loop: CONCURRENCY calls always in flight; throughput and latency at saturation. */
-async function saturate(sessions: ClientHttp2Session[], body: Buffer, ms: number): Promise<Phase> {
+async function saturate(t: Target, body: Buffer, ms: number): Promise<Phase> {
+  const { sessions } = t;
   const lat: number[] = [];
   const cpu = process.cpuUsage();
+  const server = await cpuMs(t.pid);
   const started = performance.now();
   const until = started + ms;
   await Promise.all(
@@ -133,14 +151,16 @@ async function saturate(sessions: ClientHttp2Session[], body: Buffer, ms: number
       }
     }),
   );
-  return summarize(lat, performance.now() - started, cpu);
+  return summarize(lat, performance.now() - started, cpu, (await cpuMs(t.pid)) - server);
 }
 
 /** Open loop: calls start on a fixed schedule at `rate`/s whatever the answers (checked every millisecond); latency counts from the scheduled start. */
-async function atRate(sessions: ClientHttp2Session[], body: Buffer, rate: number, ms: number): Promise<Phase> {
+async function atRate(t: Target, body: Buffer, rate: number, ms: number): Promise<Phase> {
+  const { sessions } = t;
   const lat: number[] = [];
   const pending: Promise<void>[] = [];
   const cpu = process.cpuUsage();
+  const server = await cpuMs(t.pid);
   const started = performance.now();
   const interval = 1000 / rate;
   let n = 0;
@@ -152,21 +172,23 @@ async function atRate(sessions: ClientHttp2Session[], body: Buffer, rate: number
     await new Promise((r) => setTimeout(r, 1));
   }
   await Promise.all(pending);
-  return summarize(lat, ms, cpu);
+  return summarize(lat, ms, cpu, (await cpuMs(t.pid)) - server);
 }
 
 interface Target {
   name: string;
+  pid: number;
   sessions: ClientHttp2Session[];
 }
 
-async function open(name: string, port: number): Promise<Target> {
-  const sessions = Array.from({ length: SESSIONS }, () => connect(`http://127.0.0.1:${port}`));
+async function open(name: string, child: { proc: ChildProcess; port: number }): Promise<Target> {
+  const sessions = Array.from({ length: SESSIONS }, () => connect(`http://127.0.0.1:${child.port}`));
   await Promise.all(sessions.map((s) => once(s, 'connect')));
-  return { name, sessions };
+  return { name, pid: child.proc.pid!, sessions };
 }
 
-const fmt = (p: Phase) => `${Math.round(p.rps).toString().padStart(6)} calls/s  p50 ${p.p50.toFixed(2).padStart(6)} ms  p99 ${p.p99.toFixed(2).padStart(7)} ms  (driver CPU ${(p.driverCpu * 100).toFixed(0)}%)`;
+const fmt = (p: Phase) =>
+  `${Math.round(p.rps).toString().padStart(6)} calls/s  p50 ${p.p50.toFixed(2).padStart(6)} ms  p99 ${p.p99.toFixed(2).padStart(7)} ms  server ${p.serverUs.toFixed(0).padStart(4)} µs CPU/call  (driver CPU ${(p.driverCpu * 100).toFixed(0)}%)`;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function stop(proc: ChildProcess): Promise<void> {
@@ -208,13 +230,13 @@ async function main(): Promise<void> {
 
     console.log(`GetOnlineFeatures, 1 entity x ${FEATURES} features; answer ${answer.length} bytes, request ${request.length} bytes`);
     console.log(`${CONCURRENCY} calls in flight over ${SESSIONS} HTTP/2 connections; ${ROUNDS} rounds of asof then bare, ${DURATION_MS / 1000} s per phase; CPU pressure before: ${await cpuPressure()}%`);
-    const targets = [await open('asof', asof.port), await open('bare', bare.port)];
-    for (const t of targets) await saturate(t.sessions, body, WARMUP_MS);
+    const targets = [await open('asof', asof), await open('bare', bare)];
+    for (const t of targets) await saturate(t, body, WARMUP_MS);
     const results: Record<string, { full: Phase; half: Phase }[]> = { asof: [], bare: [] };
     for (let round = 1; round <= ROUNDS; round++) {
       for (const t of targets) {
-        const full = await saturate(t.sessions, body, DURATION_MS);
-        const half = await atRate(t.sessions, body, full.rps / 2, DURATION_MS);
+        const full = await saturate(t, body, DURATION_MS);
+        const half = await atRate(t, body, full.rps / 2, DURATION_MS);
         results[t.name].push({ full, half });
         console.log(`round ${round} ${t.name.padEnd(4)} saturated: ${fmt(full)}`);
         console.log(`round ${round} ${t.name.padEnd(4)} half load: ${fmt(half)}`);
@@ -225,18 +247,29 @@ async function main(): Promise<void> {
 
     const ratios = results.asof.map((a, i) => a.full.rps / results.bare[i].full.rps);
     const m = (name: string, pick: (r: { full: Phase; half: Phase }) => number) => median(results[name].map(pick));
-    const row = (name: string) => ({ rps: m(name, (r) => r.full.rps), p50: m(name, (r) => r.full.p50), p99: m(name, (r) => r.full.p99), h50: m(name, (r) => r.half.p50), h99: m(name, (r) => r.half.p99) });
+    const row = (name: string) => ({
+      rps: m(name, (r) => r.full.rps),
+      p50: m(name, (r) => r.full.p50),
+      p99: m(name, (r) => r.full.p99),
+      h50: m(name, (r) => r.half.p50),
+      h99: m(name, (r) => r.half.p99),
+      us: m(name, (r) => r.full.serverUs),
+    });
     const a = row('asof');
     const b = row('bare');
     console.log(`\nmedians over ${ROUNDS} rounds`);
-    console.log(`asof: ${Math.round(a.rps)} calls/s, p50/p99 ${a.p50.toFixed(2)}/${a.p99.toFixed(2)} ms saturated, ${a.h50.toFixed(2)}/${a.h99.toFixed(2)} ms at half load`);
-    console.log(`bare: ${Math.round(b.rps)} calls/s, p50/p99 ${b.p50.toFixed(2)}/${b.p99.toFixed(2)} ms saturated, ${b.h50.toFixed(2)}/${b.h99.toFixed(2)} ms at half load`);
+    for (const [name, x] of [['asof', a], ['bare', b]] as const) {
+      console.log(`${name}: ${Math.round(x.rps)} calls/s, p50/p99 ${x.p50.toFixed(2)}/${x.p99.toFixed(2)} ms saturated, ${x.h50.toFixed(2)}/${x.h99.toFixed(2)} ms at half load; ${x.us.toFixed(0)} µs server CPU per call`);
+    }
     console.log(`asof / bare calls/s: ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}); CPU pressure after: ${pressure}%`);
+    // Server CPU per call is what a dedicated core would turn into throughput; it shrugs off other work on the machine.
+    const cpuRatio = b.us / a.us;
+    console.log(`asof / bare by server CPU per call (calls/s one dedicated core would give): ${cpuRatio.toFixed(2)}`);
     const machine = `${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
     console.log(`machine: ${machine}`);
     const f2 = (x: number) => x.toFixed(2);
     console.log(
-      `\n| ${new Date().toISOString().slice(0, 10)} | ${Math.round(a.rps)} | ${Math.round(b.rps)} | **${median(ratios).toFixed(2)}** | ${f2(a.p50)} / ${f2(a.p99)} | ${f2(b.p50)} / ${f2(b.p99)} | ${f2(a.h50)} / ${f2(a.h99)} | ${f2(b.h50)} / ${f2(b.h99)} |`,
+      `\n| ${new Date().toISOString().slice(0, 10)} | ${Math.round(a.rps)} | ${Math.round(b.rps)} | **${median(ratios).toFixed(2)}** | ${a.us.toFixed(0)} | ${b.us.toFixed(0)} | **${cpuRatio.toFixed(2)}** | ${f2(a.p50)} / ${f2(a.p99)} | ${f2(b.p50)} / ${f2(b.p99)} | ${f2(a.h50)} / ${f2(a.h99)} | ${f2(b.h50)} / ${f2(b.h99)} | ${pressure} |`,
     );
   } finally {
     for (const c of children) await stop(c).catch(() => undefined);

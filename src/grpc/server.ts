@@ -11,7 +11,7 @@ import type { CallContext } from './calls.js';
 import { changelogService, type FollowRegistry } from './changelog.js';
 import { feastService } from './feast.js';
 import { ingestService } from './ingest.js';
-import { onlineService } from './online.js';
+import { onlineService, onlineServiceDefinition } from './online.js';
 import { loadProtos } from './protos.js';
 import { addReflection } from './reflection.js';
 
@@ -42,7 +42,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   const ctx: CallContext = { logger: opts.logger, apiKeys: opts.apiKeys.map((k) => Buffer.from(k)), closing: () => closing };
   const follows: FollowRegistry = new Set();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes });
-  server.addService(pkg['asof.v1.OnlineService'] as ServiceDef, onlineService(ctx, services));
+  server.addService(onlineServiceDefinition(pkg['asof.v1.OnlineService'] as ServiceDef), onlineService(ctx, services));
   server.addService(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));
   server.addService(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
   server.addService(pkg['feast.serving.ServingService'] as ServiceDef, feastService(ctx, services, opts.version));

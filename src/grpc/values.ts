@@ -12,7 +12,8 @@ import { protoTimestamp } from '../feast/values.js';
 /** An `asof.v1.Value` as a plain object (proto-loader's shape). */
 export type PbValue = Record<string, unknown>;
 
-export const PB_NULL: PbValue = Object.freeze({ null_value: 'NULL_VALUE' });
+/** google.protobuf.NullValue as its number, which both proto-loader and the direct encoder take. */
+export const PB_NULL: PbValue = Object.freeze({ null_value: 0 });
 
 /** A value in its JSON form (timestamps RFC 3339, big int64 as strings) → a Value typed by `type`. */
 export function toPbValue(type: ColumnType, v: unknown): PbValue {
