@@ -15,7 +15,10 @@
  * is the calls/s ratio a dedicated core would give. Prints every turn, the
  * medians, both ratios, and a Markdown row for bench/RESULTS.md.
  *
- *   npm run bench:grpc        (DURATION_S=5 CONCURRENCY=64 ROUNDS=3 by default)
+ * With --attribute, also splits asof's CPU per call into transport, request
+ * decoding, the online service's lookup, and answer conversion + encoding.
+ *
+ *   npm run bench:grpc [-- --attribute]   (DURATION_S=5 CONCURRENCY=64 ROUNDS=3 by default)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -29,6 +32,8 @@ import { ConfigSchema } from '../src/config.js';
 import { silentLogger } from '../src/logger.js';
 import { startAsof } from '../src/app.js';
 import { loadProtos } from '../src/grpc/protos.js';
+import { fromPbValue } from '../src/grpc/values.js';
+import type { Services } from '../src/services.js';
 
 const METHOD = '/asof.v1.OnlineService/GetOnlineFeatures';
 const FEATURES = 20;
@@ -45,7 +50,7 @@ const valueOf = (type: string, i: number): unknown =>
 
 // ---- child: asof -------------------------------------------------------------------------------
 
-async function serveAsof(dataDir: string): Promise<void> {
+async function serveAsof(dataDir: string, answerFile?: string): Promise<void> {
   const asof = await startAsof(ConfigSchema.parse({ dataDir, port: 0, grpcPort: 0, logLevel: 'silent' }), silentLogger);
   const { engine, ingest, registry } = asof.services;
   const columns = [{ name: 'driver_id', type: 'int64', nullable: false }, ...TYPES.map((type, i) => ({ name: `f${i}`, type, nullable: true }))];
@@ -54,8 +59,36 @@ async function serveAsof(dataDir: string): Promise<void> {
   TYPES.forEach((t, i) => (row[`f${i}`] = valueOf(t, i)));
   await ingest.write('drivers', [row]);
   await registry.defineView('driver_stats', { source: 'drivers', entity: 'driver_id', features: TYPES.map((_, i) => ({ name: `f${i}`, column: `f${i}` })) });
+  const ports = [asof.grpcPort!];
+  if (answerFile) ports.push(...(await stageServers(asof.services, await readFile(answerFile))));
   process.on('SIGTERM', () => void asof.close().then(() => process.exit(0)));
-  process.stdout.write(`READY ${asof.grpcPort}\n`);
+  process.stdout.write(`READY ${ports.join(' ')}\n`);
+}
+
+/**
+ * For --attribute: in the asof process itself (same heap, same services),
+ * bare grpc-js servers that stop after a stage of the real call and answer
+ * asof's bytes: "transport" (nothing), "decode" (the request decoded as the
+ * real server does), "lookup" (decoded, then OnlineService.get). Their CPU per
+ * call, next to the real server's, says what each stage costs.
+ */
+async function stageServers(services: Services, answer: Buffer): Promise<number[]> {
+  const decode = (loadProtos()['asof.v1.OnlineService'] as grpc.ServiceDefinition).GetOnlineFeatures.requestDeserialize;
+  const id = (b: Buffer): Buffer => b;
+  type Handler = (call: grpc.ServerUnaryCall<any, Buffer>, cb: grpc.sendUnaryData<Buffer>) => void;
+  const stages: [boolean, Handler][] = [
+    [false, (_c, cb) => cb(null, answer)],
+    [true, (_c, cb) => cb(null, answer)],
+    [true, (c, cb) => void services.online.get(c.request.entities.map(fromPbValue), { features: c.request.features.refs }).then(() => cb(null, answer), cb)],
+  ];
+  const ports: number[] = [];
+  for (const [decoded, handler] of stages) {
+    const server = new grpc.Server();
+    const service = { GetOnlineFeatures: { path: METHOD, requestStream: false, responseStream: false, requestSerialize: id, requestDeserialize: decoded ? decode : id, responseSerialize: id, responseDeserialize: id } };
+    server.addService(service as unknown as grpc.ServiceDefinition, { GetOnlineFeatures: handler });
+    ports.push(await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p)))));
+  }
+  return ports;
 }
 
 // ---- child: the bare reference -----------------------------------------------------------------
@@ -73,14 +106,17 @@ async function serveBare(bytesFile: string): Promise<void> {
 
 // ---- driver ------------------------------------------------------------------------------------
 
-function startChild(args: string[]): Promise<{ proc: ChildProcess; port: number }> {
+function startChild(args: string[]): Promise<{ proc: ChildProcess; port: number; ports: number[] }> {
   const proc = spawn(process.execPath, [...(process.env.CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? []), fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (d) => {
       out += d;
-      const m = /READY (\d+)/.exec(out);
-      if (m) resolve({ proc, port: Number(m[1]) });
+      const m = /READY ([\d ]+)\n/.exec(out);
+      if (m) {
+        const ports = m[1].trim().split(' ').map(Number);
+        resolve({ proc, port: ports[0], ports });
+      }
     });
     proc.on('exit', (code) => reject(new Error(`server exited (${code}) before it was ready`)));
   });
@@ -181,8 +217,8 @@ interface Target {
   sessions: ClientHttp2Session[];
 }
 
-async function open(name: string, child: { proc: ChildProcess; port: number }): Promise<Target> {
-  const sessions = Array.from({ length: SESSIONS }, () => connect(`http://127.0.0.1:${child.port}`));
+async function open(name: string, child: { proc: ChildProcess; port: number }, port = child.port): Promise<Target> {
+  const sessions = Array.from({ length: SESSIONS }, () => connect(`http://127.0.0.1:${port}`));
   await Promise.all(sessions.map((s) => once(s, 'connect')));
   return { name, pid: child.proc.pid!, sessions };
 }
@@ -195,6 +231,21 @@ async function stop(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null) return;
   proc.kill('SIGTERM');
   await once(proc, 'exit');
+}
+
+/** Server CPU per call of each stage of the real call (see stageServers), medians over ROUNDS. */
+async function attribute(dataDir: string, answerFile: string, body: Buffer, children: ChildProcess[]): Promise<void> {
+  const child = await startChild(['asof-server', dataDir, answerFile]);
+  children.push(child.proc);
+  const [full, transport, decode, lookup] = child.ports;
+  const targets = [await open('transport', child, transport), await open('decode', child, decode), await open('lookup', child, lookup), await open('full', child, full)];
+  for (const t of targets) await saturate(t, body, WARMUP_MS);
+  const us = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+  for (let round = 0; round < ROUNDS; round++) for (const t of targets) us.get(t.name)!.push((await saturate(t, body, DURATION_MS)).serverUs);
+  for (const t of targets) for (const s of t.sessions) s.close();
+  await stop(child.proc);
+  const m = targets.map((t) => median(us.get(t.name)!));
+  console.log(`\nwhere asof's server CPU per call goes (medians, µs): transport ${m[0].toFixed(0)}, + request decode ${(m[1] - m[0]).toFixed(0)}, + OnlineService.get ${(m[2] - m[1]).toFixed(0)}, + answer conversion and encoding ${(m[3] - m[2]).toFixed(0)} = ${m[3].toFixed(0)}`);
 }
 
 /** CPU pressure of the machine (Linux PSI "some avg10"), to say whether other work competed with the run. */
@@ -265,6 +316,7 @@ async function main(): Promise<void> {
     // Server CPU per call is what a dedicated core would turn into throughput; it shrugs off other work on the machine.
     const cpuRatio = b.us / a.us;
     console.log(`asof / bare by server CPU per call (calls/s one dedicated core would give): ${cpuRatio.toFixed(2)}`);
+    if (process.argv.includes('--attribute')) await attribute(join(dir, 'attr'), join(dir, 'answer.bin'), body, children);
     const machine = `${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
     console.log(`machine: ${machine}`);
     const f2 = (x: number) => x.toFixed(2);
@@ -277,8 +329,8 @@ async function main(): Promise<void> {
   }
 }
 
-const [role, arg] = process.argv.slice(2);
-const run = role === 'asof-server' ? serveAsof(arg) : role === 'bare-server' ? serveBare(arg) : main();
+const [role, arg, arg2] = process.argv.slice(2);
+const run = role === 'asof-server' ? serveAsof(arg, arg2) : role === 'bare-server' ? serveBare(arg) : main();
 run.catch((e) => {
   console.error(e);
   process.exit(1);
