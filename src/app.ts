@@ -14,6 +14,8 @@ import { FeatureRegistry } from './features/registry.js';
 import { Materializer } from './online/materializer.js';
 import { OnlineService } from './online/service.js';
 import { createOnlineStore } from './online/factory.js';
+import { feastRoutes } from './http/feast.js';
+import { startGrpcServer, type GrpcServer } from './grpc/server.js';
 
 
 export interface Asof {
@@ -21,6 +23,8 @@ export interface Asof {
   http: FastifyInstance;
   /** The bound REST address, e.g. http://127.0.0.1:8080. */
   url: string;
+  /** The bound gRPC port (GRPC_PORT, or the one picked for 0); undefined when not listening. */
+  grpcPort?: number;
   close(): Promise<void>;
 }
 
@@ -49,20 +53,31 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   }
   const services = await buildServices(config, logger, opts.now);
   let ready = false;
-  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION });
+  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION }, [feastRoutes]);
   let url = '';
-  if (opts.listen !== false) url = await http.listen({ port: config.port, host: config.host });
+  let grpc: GrpcServer | undefined;
+  if (opts.listen !== false) {
+    url = await http.listen({ port: config.port, host: config.host });
+    try {
+      grpc = await startGrpcServer(services, { host: config.host, port: config.grpcPort, apiKeys: config.apiKeys, maxMessageBytes: config.maxBodyBytes, logger, version: VERSION });
+    } catch (e) {
+      await http.close();
+      await closeServices(services);
+      throw e;
+    }
+  }
   ready = true;
   let closed = false;
   return {
     services,
     http,
     url,
+    grpcPort: grpc?.port,
     async close() {
       if (closed) return;
       closed = true;
       ready = false;
-      await http.close();
+      await Promise.all([http.close(), grpc?.close()]);
       await closeServices(services);
     },
   };

@@ -27,7 +27,7 @@ async function serve(argv: string[]): Promise<void> {
   const config = loadConfig(process.env, argv);
   const logger = createLogger(config.logLevel);
   const asof = await startAsof(config, logger);
-  logger.info({ url: asof.url, dataDir: config.dataDir, onlineStore: config.redisUrl ? 'redis' : 'embedded' }, `asof serving on ${asof.url} (docs: ${asof.url}/docs)`);
+  logger.info({ url: asof.url, grpcPort: asof.grpcPort, dataDir: config.dataDir, onlineStore: config.redisUrl ? 'redis' : 'embedded' }, `asof serving on ${asof.url} (docs: ${asof.url}/docs), gRPC on port ${asof.grpcPort}`);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -1,0 +1,48 @@
+/**
+ * `feast.serving.ServingService`: Feast's online serving interface, answered
+ * from asof's online service (see src/feast/ for the request rules and the
+ * value typing). Column-oriented: entity key columns first, then each
+ * requested feature in request order; entity columns are PRESENT with the
+ * epoch as event timestamp, as Feast answers them. The read's token is sent as
+ * initial metadata `asof-token` (JSON).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { getFeastOnlineFeatures } from '../feast/online.js';
+import { fromFeastValue, protoTimestamp, toFeastValue, type FeastValue } from '../feast/values.js';
+import type { Services } from '../services.js';
+import { unary, type CallContext } from './calls.js';
+
+interface FeastRequest {
+  kind?: 'feature_service' | 'features';
+  feature_service?: string;
+  features?: { val?: string[] };
+  entities?: Record<string, { val?: FeastValue[] }>;
+  full_feature_names?: boolean;
+}
+
+const EPOCH = protoTimestamp(0);
+
+export function feastService(ctx: CallContext, services: Pick<Services, 'online' | 'registry' | 'engine'>, version: string): grpc.UntypedServiceImplementation {
+  return {
+    GetFeastServingInfo: unary(ctx, async () => ({ version })),
+    GetOnlineFeatures: unary(ctx, async (req: FeastRequest, call) => {
+      const answer = await getFeastOnlineFeatures(services, {
+        features: req.kind === 'features' ? (req.features?.val ?? []) : undefined,
+        featureService: req.kind === 'feature_service' ? req.feature_service : undefined,
+        entities: Object.entries(req.entities ?? {}).map(([column, rv]) => [column, (rv.val ?? []).map(fromFeastValue)]),
+        fullFeatureNames: req.full_feature_names === true,
+      });
+      const md = new grpc.Metadata();
+      md.set('asof-token', JSON.stringify(answer.token));
+      call.sendMetadata(md);
+      return {
+        metadata: { feature_names: { val: answer.columns.map((c) => c.name) } },
+        results: answer.columns.map((c) => ({
+          values: c.values.map((v) => toFeastValue(c.type, v)),
+          statuses: c.statuses,
+          event_timestamps: c.eventTimes.map((t) => (t === null ? EPOCH : protoTimestamp(t))),
+        })),
+      };
+    }),
+  };
+}

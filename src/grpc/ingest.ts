@@ -1,0 +1,79 @@
+/**
+ * `asof.v1.IngestService/WriteRows`: rows over a client stream. Each streamed
+ * message is one unit, validated and written exactly like one REST write
+ * request (all its rows or none); messages are written in stream order, each
+ * once the previous one is durable. The first failing message ends the call;
+ * its error says which message failed and what the earlier ones wrote.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { AsofError, isAsofError } from '../errors.js';
+import type { Token } from '../engine/engine.js';
+import { hashOf } from '../ingest/ingest.js';
+import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
+import type { Services } from '../services.js';
+import { clientStream, type CallContext } from './calls.js';
+import { fromPbRows, type PbValue } from './values.js';
+
+interface WriteRowsRequest {
+  table?: string;
+  op?: 'UPSERT' | 'DELETE';
+  rows?: { columns?: Record<string, PbValue> }[];
+  ndjson?: string;
+  arrow_ipc?: Buffer;
+  idempotency_key?: string;
+}
+
+interface Written {
+  count: number;
+  firstOffset: number | null;
+  lastOffset: number | null;
+  token: Token;
+  messages: number;
+}
+
+export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest'>): grpc.UntypedServiceImplementation {
+  return {
+    WriteRows: clientStream(ctx, async (call: grpc.ServerReadableStream<WriteRowsRequest, unknown>) => {
+      const written: Written = { count: 0, firstOffset: null, lastOffset: null, token: {}, messages: 0 };
+      let table: string | undefined;
+      for await (const msg of call as AsyncIterable<WriteRowsRequest>) {
+        try {
+          const name = msg.table || table;
+          if (!name) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the first message must name the table', [{ field: 'table', reason: 'required on the first message' }]);
+          if (table !== undefined && name !== table) {
+            throw new AsofError('ASOF_INVALID_ARGUMENT', `one stream writes one table: it began with "${table}", this message names "${name}"`, [{ field: 'table', reason: 'differs from the first message' }]);
+          }
+          table = name;
+          const op = msg.op === 'DELETE' ? 'delete' : 'upsert';
+          const { rows, fingerprint } = rowsOf(msg, op);
+          const r = await services.ingest.write(name, rows, op, msg.idempotency_key || undefined, fingerprint);
+          written.count += r.count;
+          if (r.firstOffset !== null) written.firstOffset ??= r.firstOffset;
+          if (r.lastOffset !== null) written.lastOffset = r.lastOffset;
+          Object.assign(written.token, r.token);
+          written.messages++;
+        } catch (e) {
+          throw inMessage(e, written);
+        }
+      }
+      return { count: written.count, first_offset: written.firstOffset ?? undefined, last_offset: written.lastOffset ?? undefined, token: written.token, messages: written.messages };
+    }),
+  };
+}
+
+/** The rows of one message, from whichever of its three forms is set, and the fingerprint its idempotency key is checked against. */
+function rowsOf(msg: WriteRowsRequest, op: string): { rows: unknown[]; fingerprint?: string } {
+  const forms = [msg.rows?.length ? 'rows' : '', msg.ndjson ? 'ndjson' : '', msg.arrow_ipc?.length ? 'arrow_ipc' : ''].filter(Boolean);
+  if (forms.length > 1) throw new AsofError('ASOF_INVALID_ARGUMENT', `a message carries rows in one form; this one has ${forms.join(' and ')}`, [{ field: forms[1], reason: 'more than one row form' }]);
+  // Same fingerprints as the REST route, so a key is bound to the same body whichever way it came.
+  if (msg.ndjson) return { rows: parseNdjson(msg.ndjson), fingerprint: hashOf(`${op}\n${msg.ndjson}`) };
+  if (msg.arrow_ipc?.length) return { rows: parseArrowStream(msg.arrow_ipc), fingerprint: hashOf(Buffer.concat([Buffer.from(op + '\n'), msg.arrow_ipc])) };
+  return { rows: fromPbRows(msg.rows ?? []) };
+}
+
+/** An error of message k, saying what the messages before it wrote (they stay written). */
+function inMessage(e: unknown, written: Written): unknown {
+  if (!isAsofError(e)) return e;
+  const k = written.messages;
+  return new AsofError(e.code, `message ${k}: ${e.message}`, { message: k, written: { ...written, token: { ...written.token } }, details: e.details });
+}

@@ -1,0 +1,77 @@
+/**
+ * The gRPC adapter: asof.v1 (online features, ingest, changelog follow) and
+ * Feast's feature.serving.ServingService over the same services as REST, with
+ * server reflection so grpcurl and similar tools can discover them.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { AsofError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Services } from '../services.js';
+import type { CallContext } from './calls.js';
+import { changelogService, type FollowRegistry } from './changelog.js';
+import { feastService } from './feast.js';
+import { ingestService } from './ingest.js';
+import { onlineService, onlineServiceDefinition } from './online.js';
+import { loadProtos } from './protos.js';
+import { addReflection } from './reflection.js';
+
+export interface GrpcOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Required keys; empty means no auth. */
+  apiKeys: string[];
+  /** Largest message a client may send, bytes. */
+  maxMessageBytes: number;
+  logger: Logger;
+  version: string;
+}
+
+export interface GrpcServer {
+  /** The bound port. */
+  port: number;
+  /** Ends live follows, lets running calls finish (up to `graceMs`), then stops. */
+  close(graceMs?: number): Promise<void>;
+}
+
+type ServiceDef = grpc.ServiceDefinition;
+
+export async function startGrpcServer(services: Services, opts: GrpcOptions): Promise<GrpcServer> {
+  const pkg = loadProtos();
+  let closing = false;
+  const ctx: CallContext = { logger: opts.logger, apiKeys: opts.apiKeys.map((k) => Buffer.from(k)), closing: () => closing };
+  const follows: FollowRegistry = new Set();
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes });
+  server.addService(onlineServiceDefinition(pkg['asof.v1.OnlineService'] as ServiceDef), onlineService(ctx, services));
+  server.addService(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));
+  server.addService(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
+  server.addService(pkg['feast.serving.ServingService'] as ServiceDef, feastService(ctx, services, opts.version));
+  // Reflection is schema discovery, public like /openapi.json over REST.
+  addReflection(server, pkg);
+
+  const address = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`gRPC cannot listen on ${address}: ${err.message}`)) : resolve(p)));
+  });
+
+  return {
+    port,
+    async close(graceMs = 5000) {
+      if (closing) return;
+      closing = true;
+      const shuttingDown = new AsofError('ASOF_NOT_READY', 'the server is shutting down');
+      for (const end of [...follows]) end(shuttingDown);
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,117 @@
+/**
+ * `asof.v1.Value` ↔ asof values. Outgoing values are typed by their column's
+ * type (see proto/asof/v1/values.proto); incoming ones become the plain JS
+ * values asof's validators take (the same as a JSON request body), so the
+ * column types decide what is accepted, once, in the engine.
+ */
+import { AsofError } from '../errors.js';
+import type { Row, TableSchema } from '../engine/schema.js';
+import type { ColumnType } from '../engine/types.js';
+import { protoTimestamp } from '../feast/values.js';
+
+/** An `asof.v1.Value` as a plain object (proto-loader's shape). */
+export type PbValue = Record<string, unknown>;
+
+/** google.protobuf.NullValue as its number, which both proto-loader and the direct encoder take. */
+export const PB_NULL: PbValue = Object.freeze({ null_value: 0 });
+
+/** A value in its JSON form (timestamps RFC 3339, big int64 as strings) → a Value typed by `type`. */
+export function toPbValue(type: ColumnType, v: unknown): PbValue {
+  if (v === null || v === undefined) return PB_NULL;
+  switch (type.kind) {
+    case 'bool':
+      return { bool_value: v };
+    case 'int32':
+      return { int32_value: v };
+    case 'int64':
+      return { int64_value: v };
+    case 'float32':
+      return { float_value: v };
+    case 'float64':
+      return { double_value: v };
+    case 'string':
+      return { string_value: v };
+    case 'timestamp':
+      return { timestamp_value: protoTimestamp(typeof v === 'number' ? v : Date.parse(v as string)) };
+    case 'json':
+      return { json_value: JSON.stringify(v) };
+    case 'vector':
+      return { vector_value: { values: v } };
+    case 'list':
+      return { list_value: { values: (v as unknown[]).map((x) => toPbValue(type.item, x)) } };
+    case 'struct': {
+      const o = v as Record<string, unknown>;
+      const fields: Record<string, PbValue> = {};
+      for (const f of type.fields) fields[f.name] = toPbValue(f.type, o[f.name]);
+      return { struct_value: { fields } };
+    }
+  }
+}
+
+/** A canonical engine row → `asof.v1.Row` (every column of the schema; nulls as null_value). */
+export function toPbRow(schema: TableSchema, row: Row): { columns: Record<string, PbValue> } {
+  const json = schema.rowToJson(row);
+  const columns: Record<string, PbValue> = {};
+  for (const c of schema.columns) columns[c.name] = toPbValue(c.type, json[c.name]);
+  return { columns };
+}
+
+/** Thrown for a json_value that is not JSON; callers name the row and column. */
+export class BadJsonValue extends Error {}
+
+/**
+ * A decoded Value → the plain JS value a JSON body would carry: int64 as a
+ * number when it is safe, else a decimal string; timestamps as epoch ms;
+ * json_value parsed; lists, structs and vectors as arrays and objects;
+ * null_value or nothing set → null.
+ */
+export function fromPbValue(v: PbValue | null | undefined): unknown {
+  if (!v) return null;
+  const kind = v.kind as string | undefined;
+  switch (kind) {
+    case undefined:
+    case 'null_value':
+      return null;
+    case 'int64_value': {
+      const n = Number(v.int64_value);
+      return Number.isSafeInteger(n) ? n : String(v.int64_value);
+    }
+    case 'timestamp_value': {
+      const t = v.timestamp_value as { seconds?: string | number; nanos?: number };
+      return Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1_000_000);
+    }
+    case 'json_value':
+      try {
+        return JSON.parse(v.json_value as string);
+      } catch (e) {
+        throw new BadJsonValue(`json_value is not valid JSON: ${(e as Error).message}`);
+      }
+    case 'list_value':
+      return ((v.list_value as { values?: PbValue[] }).values ?? []).map(fromPbValue);
+    case 'struct_value': {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries((v.struct_value as { fields?: Record<string, PbValue> }).fields ?? {})) out[k] = fromPbValue(x);
+      return out;
+    }
+    case 'vector_value':
+      return (v.vector_value as { values?: number[] }).values ?? [];
+    default:
+      return v[kind];
+  }
+}
+
+/** Typed rows of a write → plain row objects; a bad json_value is a 400 naming the row and column. */
+export function fromPbRows(rows: { columns?: Record<string, PbValue> }[]): Record<string, unknown>[] {
+  return rows.map((r, i) => {
+    const out: Record<string, unknown> = {};
+    for (const [name, v] of Object.entries(r.columns ?? {})) {
+      try {
+        out[name] = fromPbValue(v);
+      } catch (e) {
+        if (!(e instanceof BadJsonValue)) throw e;
+        throw new AsofError('ASOF_INVALID_ROW', `row ${i}: column "${name}": ${e.message}; nothing was written`, [{ row: i, field: name, reason: e.message }]);
+      }
+    }
+    return out;
+  });
+}

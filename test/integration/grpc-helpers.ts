@@ -1,0 +1,193 @@
+/**
+ * Real asof servers (REST and gRPC bound to free ports) and real grpc-js
+ * clients built from proto/ with @grpc/proto-loader, for the gRPC and Feast tests.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ConfigSchema, type Config } from '../../src/config.js';
+import { silentLogger } from '../../src/logger.js';
+import { startAsof, type Asof } from '../../src/app.js';
+import { tempDir } from '../helpers.js';
+import { LOADER_OPTIONS, PROTO_FILES, protoDir } from '../../src/grpc/protos.js';
+
+export type Client = grpc.Client & Record<string, any>;
+
+export interface GrpcAsof extends Asof {
+  address: string;
+  online: Client;
+  ingest: Client;
+  changelog: Client;
+  feast: Client;
+  /** JSON request to the REST server (inject), as test/helpers.ts does. */
+  req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
+  destroy(): Promise<void>;
+}
+
+const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(PROTO_FILES, { ...LOADER_OPTIONS, includeDirs: [protoDir()] })) as any;
+
+export function clientsFor(address: string) {
+  const creds = grpc.credentials.createInsecure();
+  return {
+    online: new pkg.asof.v1.OnlineService(address, creds) as Client,
+    ingest: new pkg.asof.v1.IngestService(address, creds) as Client,
+    changelog: new pkg.asof.v1.ChangelogService(address, creds) as Client,
+    feast: new pkg.feast.serving.ServingService(address, creds) as Client,
+  };
+}
+
+export async function grpcAsof(overrides: Partial<Config> = {}, opts: { now?: () => number } = {}): Promise<GrpcAsof> {
+  const dir = await tempDir('asof-grpc-');
+  const config = ConfigSchema.parse({ dataDir: dir.path, port: 0, grpcPort: 0, host: '127.0.0.1', ...overrides });
+  const asof = await startAsof(config, silentLogger, { now: opts.now });
+  const address = `127.0.0.1:${asof.grpcPort}`;
+  const clients = clientsFor(address);
+  return Object.assign(asof, clients, {
+    address,
+    async req(method: string, url: string, body?: unknown, headers: Record<string, string> = {}) {
+      const res = await asof.http.inject({
+        method: method as 'GET',
+        url,
+        payload: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+        headers: body === undefined || typeof body === 'string' ? headers : { 'content-type': 'application/json', ...headers },
+      });
+      let parsed: unknown = res.body;
+      try {
+        parsed = JSON.parse(res.body);
+      } catch {
+        /* not JSON */
+      }
+      return { status: res.statusCode, body: parsed as any, headers: res.headers as Record<string, unknown> };
+    },
+    async destroy() {
+      for (const c of Object.values(clients)) c.close();
+      await asof.close();
+      await dir.cleanup();
+    },
+  });
+}
+
+export interface CallResult {
+  res?: any;
+  err?: grpc.ServiceError;
+  /** Initial metadata the server sent. */
+  headers?: grpc.Metadata;
+}
+
+/** A unary call as a promise that resolves with the answer or the error (never rejects). */
+export function call(client: Client, method: string, request: unknown, metadata = new grpc.Metadata()): Promise<CallResult> {
+  return new Promise((resolve) => {
+    let headers: grpc.Metadata | undefined;
+    const c = client[method](request, metadata, (err: grpc.ServiceError | null, res: unknown) => resolve(err ? { err, headers } : { res, headers }));
+    c.on('metadata', (md: grpc.Metadata) => (headers = md));
+  });
+}
+
+/** A client-streaming call: sends the messages in order, then ends. */
+export function stream(client: Client, method: string, messages: unknown[], metadata = new grpc.Metadata()): Promise<CallResult> {
+  return new Promise((resolve) => {
+    const c = client[method](metadata, (err: grpc.ServiceError | null, res: unknown) => resolve(err ? { err } : { res }));
+    for (const m of messages) c.write(m);
+    c.end();
+  });
+}
+
+/** The error's asof body (trailing metadata `asof-error`), parsed. */
+export function asofError(err: grpc.ServiceError): { code: string; message: string; details?: any } {
+  const raw = err.metadata.get('asof-error')[0];
+  return JSON.parse(String(raw)).error;
+}
+
+export function bearer(key: string): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${key}`);
+  return md;
+}
+
+export { grpc };
+
+/**
+ * A pk table with a column of every type, a view over all of them (`typed`),
+ * a log table with a 1h-ttl view (`recent`), and a feature service.
+ * Row "a" has a value everywhere, row "n" only its key (nulls).
+ */
+export const TYPED_TABLE = {
+  kind: 'pk',
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', type: 'string', nullable: false },
+    { name: 'b', type: 'bool' },
+    { name: 'i32', type: 'int32' },
+    { name: 'i64', type: 'int64' },
+    { name: 'f32', type: 'float32' },
+    { name: 'f64', type: 'float64' },
+    { name: 's', type: 'string' },
+    { name: 'ts', type: 'timestamp' },
+    { name: 'j', type: 'json' },
+    { name: 'lb', type: 'list<bool>' },
+    { name: 'li32', type: 'list<int32>' },
+    { name: 'li64', type: 'list<int64>' },
+    { name: 'lf32', type: 'list<float32>' },
+    { name: 'lf64', type: 'list<float64>' },
+    { name: 'ls', type: 'list<string>' },
+    { name: 'lts', type: 'list<timestamp>' },
+    { name: 'lst', type: 'list<struct<a:int32>>' },
+    { name: 'lj', type: 'list<json>' },
+    { name: 'st', type: 'struct<name:string,n:int64>' },
+    { name: 'v', type: 'vector<3>' },
+  ],
+};
+
+export const ROW_A = {
+  id: 'a',
+  b: true,
+  i32: -7,
+  i64: '9007199254740993',
+  f32: 0.5,
+  f64: 2.25,
+  s: 'x',
+  ts: '2024-05-01T10:00:00.250Z',
+  j: { k: [1, 'v'] },
+  lb: [true, false],
+  li32: [1, -2],
+  li64: [3, -4],
+  lf32: [0.25, null],
+  lf64: [1.5, -0.5],
+  ls: ['p', 'q'],
+  lts: ['1970-01-01T00:00:01Z', 2000],
+  lst: [{ a: 1 }, { a: 2 }],
+  lj: [{ x: 1 }, 'y'],
+  st: { name: 'n', n: 5 },
+  v: [0.5, 1, -1.5],
+};
+
+export const TYPED_FEATURES = TYPED_TABLE.columns.slice(1).map((c) => c.name);
+
+export async function defineFixture(asof: GrpcAsof): Promise<void> {
+  const ok = (r: { status: number; body: unknown }) => {
+    if (r.status >= 300) throw new Error(JSON.stringify(r.body));
+  };
+  ok(await asof.req('PUT', '/tables/typed', TYPED_TABLE));
+  ok(await asof.req('POST', '/tables/typed/rows', { rows: [ROW_A, { id: 'n' }] }));
+  await asof.services.registry.defineView('typed', { source: 'typed', entity: 'id', features: TYPED_FEATURES.map((name) => ({ name, column: name })) });
+  ok(
+    await asof.req('PUT', '/tables/events', {
+      kind: 'log',
+      eventTime: 'at',
+      columns: [
+        { name: 'user', type: 'int64', nullable: false },
+        { name: 'at', type: 'timestamp', nullable: false },
+        { name: 'amount', type: 'float64' },
+      ],
+    }),
+  );
+  const now = Date.now();
+  ok(await asof.req('POST', '/tables/events/rows', { rows: [{ user: 1, at: now - 60_000, amount: 3 }, { user: 2, at: now - 2 * 86_400_000, amount: 4 }] }));
+  await asof.services.registry.defineView('recent', { source: 'events', entity: 'user', ttl: '1h', features: [{ name: 'amount', column: 'amount' }, { name: 'n', agg: { fn: 'count', window: '1d' } }] });
+  await asof.services.registry.defineService('scoring', { features: ['recent:n', 'typed:s', 'recent:amount'] });
+}
+
+/** A decoded oneof value → [set field, its value] (drops proto-loader's virtual oneof name). */
+export function setField(v: Record<string, unknown>, oneof: 'kind' | 'val'): [string, unknown] {
+  const name = v[oneof] as string;
+  return [name, v[name]];
+}
