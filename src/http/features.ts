@@ -3,21 +3,20 @@
  * shaping only; the registry, the materializer and the online service do the
  * work.
  *
- * The lookup routes answer with JSON text built here from precomputed
- * fragments rather than objects serialized per request: lookups are the hot
- * path, benchmarked against a bare route returning the same bytes.
+ * The lookup routes answer with JSON text written from precomputed fragments
+ * (features-json.ts): lookups are the hot path.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AsofError } from '../errors.js';
-import { formatTimestamp, toJsonValue } from '../engine/schema.js';
+import { formatTimestamp } from '../engine/schema.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import { AGG_FNS, type FeatureDef, type FeatureServiceDef, type FeatureViewDef } from '../features/definitions.js';
-import type { FeatureStatus } from '../features/evaluator.js';
 import { namespaceOf } from '../online/materializer.js';
 import type { Evaluation, FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
-import { route } from './route.js';
+import { fragmentsOf, renderEntity } from './features-json.js';
+import { parsePart, route } from './route.js';
 import { TokenSchema } from './tables.js';
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -207,6 +206,21 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
 
   const planOf = (sel: FeatureSelection): Promise<Plan> => withRefresh(() => online.plan(sel));
 
+  // Query strings seen before skip zod: the validated query and its selection are kept per raw query string.
+  const queries = new Map<string, { query: z.infer<typeof SelectionQuery>; selection: FeatureSelection }>();
+  const selectionOf = (req: FastifyRequest): { query: z.infer<typeof SelectionQuery>; selection: FeatureSelection } => {
+    const q = req.url.indexOf('?');
+    const raw = q < 0 ? '' : req.url.slice(q + 1);
+    let hit = queries.get(raw);
+    if (!hit) {
+      const query = parsePart(SelectionQuery, req.query, 'query');
+      hit = { query, selection: { features: query.features?.split(','), view: query.view, service: query.service } };
+      if (queries.size >= 1000) queries.clear();
+      queries.set(raw, hit);
+    }
+    return hit;
+  };
+
   route(
     app,
     {
@@ -219,13 +233,23 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       params: z.object({ entity: z.string() }),
       query: SelectionQuery,
       responses: { 200: EntityFeaturesSchema, 400: 'error', 404: 'error', 503: 'error' },
+      parse: (req) => ({ params: req.params as { entity: string }, query: selectionOf(req).query, body: undefined }),
     },
-    async (_req, reply, { params, query }) => {
-      const plan = await planOf({ features: query.features?.split(','), view: query.view, service: query.service });
+    (req, reply, { params }) => {
+      const sel = selectionOf(req).selection;
       const entities = [params.entity];
-      const e = online.evaluateSync(entities, plan) ?? (await online.evaluate(entities, plan));
-      reply.type('application/json; charset=utf-8');
-      return renderEntity(params.entity, e, 0, fragmentsOf(e.plan), JSON.stringify(e.token));
+      void reply.type('application/json; charset=utf-8');
+      const one = (e: Evaluation): string => renderEntity(params.entity, e, 0, fragmentsOf(e.plan), JSON.stringify(e.token));
+      let plan: Plan;
+      try {
+        plan = online.plan(sel);
+      } catch (e) {
+        if (registry.role !== 'replica') throw e;
+        return planOf(sel).then((p) => online.evaluate(entities, p).then(one));
+      }
+      // The embedded store answers without waiting: no promise on the hot path.
+      const e = online.evaluateSync(entities, plan);
+      return e ? one(e) : online.evaluate(entities, plan).then(one);
     },
   );
 
@@ -260,67 +284,4 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       }
     });
   }
-}
-
-/** Per plan: the JSON text of each feature's key, and how to write each value. */
-interface Fragments {
-  keys: string[];
-  value: ((v: unknown) => string)[];
-}
-
-const fragmentCache = new WeakMap<Plan, Fragments>();
-const STATUS_JSON: Record<FeatureStatus, string> = { PRESENT: '"PRESENT"', NOT_FOUND: '"NOT_FOUND"', NULL_VALUE: '"NULL_VALUE"', OUTSIDE_MAX_AGE: '"OUTSIDE_MAX_AGE"' };
-
-function fragmentsOf(plan: Plan): Fragments {
-  let f = fragmentCache.get(plan);
-  if (!f) {
-    f = { keys: plan.features.map((x) => JSON.stringify(x.ref) + ':'), value: plan.features.map((x) => valueWriter(x.type)) };
-    fragmentCache.set(plan, f);
-  }
-  return f;
-}
-
-/** Canonical value → JSON text, per column type. Numbers take the short path. */
-function valueWriter(type: ColumnType): (v: unknown) => string {
-  const general = (v: unknown): string => (v === null || v === undefined ? 'null' : JSON.stringify(toJsonValue(type, v)));
-  switch (type.kind) {
-    case 'int32':
-    case 'float32':
-    case 'float64':
-    case 'int64':
-      return (v) => (typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : general(v));
-    case 'bool':
-      return (v) => (v === true ? 'true' : v === false ? 'false' : 'null');
-    case 'timestamp':
-      return (v) => (typeof v === 'number' ? `"${formatTimestamp(v)}"` : 'null');
-    default:
-      return general;
-  }
-}
-
-function renderEntity(entity: unknown, e: Evaluation, i: number, frags: Fragments, token: string): string {
-  const nf = frags.keys.length;
-  const base = i * nf;
-  let features = '';
-  let statuses = '';
-  let times = '';
-  let lastMs = NaN;
-  let lastIso = 'null';
-  for (let f = 0; f < nf; f++) {
-    const sep = f === 0 ? '' : ',';
-    const key = frags.keys[f];
-    features += sep + key + frags.value[f](e.values[base + f]);
-    statuses += sep + key + STATUS_JSON[e.statuses[base + f]];
-    const ms = e.eventTimes[base + f];
-    if (ms === null || ms === undefined) times += sep + key + 'null';
-    else {
-      // Features of one view usually share one event time: format it once.
-      if (ms !== lastMs) {
-        lastMs = ms;
-        lastIso = `"${formatTimestamp(ms)}"`;
-      }
-      times += sep + key + lastIso;
-    }
-  }
-  return `{"entity":${JSON.stringify(entity) ?? 'null'},"features":{${features}},"statuses":{${statuses}},"eventTimes":{${times}},"token":${token}}`;
 }

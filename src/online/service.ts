@@ -64,6 +64,8 @@ export interface Plan {
   readonly selection: FeatureSelection;
   readonly features: ServedFeature[];
   readonly groups: ViewGroup[];
+  /** The evaluator of each feature, in plan order. */
+  readonly evaluators: ViewEvaluator[];
   readonly revision: number;
 }
 
@@ -87,6 +89,7 @@ const PLAN_CACHE_MAX = 1000;
 
 export class OnlineService {
   private readonly plans = new Map<string, Plan>();
+  private readonly bySelection = new WeakMap<FeatureSelection, Plan>();
 
   constructor(
     private readonly registry: FeatureRegistry,
@@ -100,14 +103,24 @@ export class OnlineService {
     return this.plan(sel).features;
   }
 
-  /** The plan of a selection, from the cache while the registry is unchanged. */
+  /**
+   * The plan of a selection, from the cache while the registry is unchanged.
+   * Callers that keep their selection objects (the REST route memoizes them
+   * per query string) hit the identity cache and skip building the key.
+   */
   plan(sel: FeatureSelection): Plan {
+    const same = this.bySelection.get(sel);
+    if (same && same.revision === this.registry.revision) return same;
     const key = sel.view !== undefined ? `v\0${sel.view}` : sel.service !== undefined ? `s\0${sel.service}` : `f\0${(sel.features ?? []).join('\0')}`;
     const hit = this.plans.get(key);
-    if (hit && hit.revision === this.registry.revision && countGiven(sel) === 1) return hit;
+    if (hit && hit.revision === this.registry.revision && countGiven(sel) === 1) {
+      this.bySelection.set(sel, hit);
+      return hit;
+    }
     const plan = this.buildPlan(sel);
     if (this.plans.size >= PLAN_CACHE_MAX) this.plans.clear();
     this.plans.set(key, plan);
+    this.bySelection.set(sel, plan);
     return plan;
   }
 
@@ -126,7 +139,7 @@ export class OnlineService {
       g.indexes.push(r.index);
       return { ...r, type: g.ev.features[r.index].type };
     });
-    return { selection: sel, features, groups: [...groups.values()], revision };
+    return { selection: sel, features, groups: [...groups.values()], evaluators: features.map((f) => groups.get(f.view)!.ev), revision };
   }
 
   /** Plans again when the registry has changed since `plan` was made (replicas refresh definitions). */
@@ -253,8 +266,7 @@ export function toObjects(entities: unknown[], e: Evaluation): EntityFeatures[] 
     for (let f = 0; f < nf; f++) {
       const feat = e.plan.features[f];
       const at = i * nf + f;
-      const g = e.plan.groups.find((x) => x.def.name === feat.view)!;
-      out.features[feat.ref] = g.ev.toJson(feat.index, e.values[at]);
+      out.features[feat.ref] = e.plan.evaluators[f].toJson(feat.index, e.values[at]);
       out.statuses[feat.ref] = e.statuses[at];
       const et = e.eventTimes[at];
       out.eventTimes[feat.ref] = et === null || et === undefined ? null : formatTimestamp(et);
