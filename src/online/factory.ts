@@ -9,6 +9,11 @@ import { RedisDefinitionMirror } from './redis-mirror.js';
 import { RedisOnlineStore, connectRedis } from './redis.js';
 import type { OnlineStore } from './store.js';
 
+/** A lookup waits at most this long for Redis before answering 503, ms. */
+const READ_TIMEOUT_MS = 500;
+/** Materializer writes (a commit can be large) and definitions, ms. A hung Redis delays one acknowledgement by at most this; later ones go through at once while the view recovers. */
+const WRITE_TIMEOUT_MS = 3000;
+
 export interface OnlineBackend {
   store: OnlineStore;
   /** Set when the store is shared between processes. */
@@ -18,6 +23,6 @@ export interface OnlineBackend {
 export async function createOnlineStore(opts: { redisUrl?: string; redisPrefix?: string; logger: Logger }): Promise<OnlineBackend> {
   if (!opts.redisUrl) return { store: new EmbeddedOnlineStore() };
   const prefix = opts.redisPrefix ?? 'asof:';
-  const redis = await connectRedis(opts.redisUrl, opts.logger);
-  return { store: new RedisOnlineStore(redis, prefix), mirror: new RedisDefinitionMirror(redis, prefix) };
+  const [writer, reader] = await Promise.all([connectRedis(opts.redisUrl, opts.logger, WRITE_TIMEOUT_MS), connectRedis(opts.redisUrl, opts.logger.child({ connection: 'lookups' }), READ_TIMEOUT_MS)]);
+  return { store: new RedisOnlineStore(writer, prefix, reader), mirror: new RedisDefinitionMirror(writer, prefix) };
 }

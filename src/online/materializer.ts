@@ -67,18 +67,17 @@ class ViewRunner {
   /** Subscribes to the source and catches up. With `tolerant`, a store failure leaves the runner retrying instead of throwing. */
   async start(tolerant: boolean): Promise<void> {
     this.unsubscribe = this.engine.table(this.def.source).subscribe((c) => this.onCommit(c));
-    const first = this.enqueue(() => this.sync());
+    const first = this.enqueue(() => this.recover());
     if (tolerant) await first.catch(() => undefined);
     else await first;
   }
 
+  /** Runs steps one at a time. A failed step marks the runner failing and schedules `recover`; only `recover` clears the mark. */
   private enqueue(step: () => Promise<void>): Promise<void> {
     const run = this.chain.then(async () => {
       if (this.stopped) return;
       try {
         await step();
-        if (this.failure) this.logger.info({ view: this.ns, applied: this.applied }, 'online store serving again; view caught up');
-        this.failure = undefined;
       } catch (e) {
         if (!this.failure) this.logger.warn({ view: this.ns, err: String(e) }, 'materializing failed; retrying from the watermark');
         this.failure = e as Error;
@@ -94,19 +93,43 @@ class ViewRunner {
     if (this.retry || this.stopped) return;
     this.retry = setTimeout(() => {
       this.retry = undefined;
-      void this.enqueue(() => this.sync()).catch(() => undefined);
+      void this.enqueue(() => this.recover()).catch(() => undefined);
     }, this.retryMs);
     this.retry.unref();
   }
 
+  /**
+   * Called by the engine before it acknowledges a commit. Normally the commit
+   * is applied before the write is acknowledged (read-your-writes). While the
+   * store is failing, the write is acknowledged at once (the changelog is the
+   * truth; reads answer 503 meanwhile) and `recover` applies it later.
+   */
   private onCommit(c: Commit): Promise<void> {
+    if (this.failure) {
+      void this.enqueue(() => (this.failure ? Promise.resolve() : this.catchUp())).catch(() => undefined);
+      return Promise.resolve();
+    }
     return this.enqueue(() => (c.firstOffset === this.applied + 1 ? this.applyCommit(c) : this.catchUp()));
   }
 
   /** Checks the store still holds what this runner wrote (rebuilding if not) and catches up. */
   check(): void {
     if (this.failure || this.stopped) return;
-    void this.enqueue(() => this.sync()).catch(() => undefined);
+    void this.enqueue(() => this.recover()).catch(() => undefined);
+  }
+
+  /**
+   * Brings the namespace up to the changelog's end (rebuilding it if its
+   * state cannot be trusted), then clears the failure mark in the same
+   * synchronous step as the last check: a commit arriving after it takes the
+   * normal path, one before it was caught up here.
+   */
+  private async recover(): Promise<void> {
+    await this.sync();
+    const table = this.engine.table(this.def.source);
+    while (this.applied < table.endOffset - 1) await this.catchUp();
+    if (this.failure) this.logger.info({ view: this.ns, applied: this.applied }, 'online store serving again; view caught up');
+    this.failure = undefined;
   }
 
   /**

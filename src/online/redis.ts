@@ -45,17 +45,24 @@ redis.call('HSET', KEYS[1], '${F_WATERMARK}', ARGV[2])
 return {1, ARGV[2]}
 `;
 
+/** Reads of more keys than this go on the writer connection, whose timeout suits large commands. */
+const BULK_READ_KEYS = 1000;
+
 type WithScript = Redis & { asofWrite(key: string, ...args: (string | number)[]): Promise<[number, string]> };
 
-/** Connection options that fail fast while Redis is away (see the header). */
-export function redisOptions(): RedisOptions {
+/**
+ * Connection options that fail fast while Redis is away (see the header).
+ * `commandTimeoutMs`: lookups wait little (a hung Redis answers 503 within it);
+ * the materializer's writes, which may carry a large commit, wait longer.
+ */
+export function redisOptions(commandTimeoutMs: number): RedisOptions {
   return {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     connectTimeout: 2000,
-    commandTimeout: 2000,
+    commandTimeout: commandTimeoutMs,
     enableAutoPipelining: true,
     // Reconnect quickly at first, then every second, forever.
     retryStrategy: (times) => Math.min(times * 100, 1000),
@@ -66,8 +73,8 @@ export function redisOptions(): RedisOptions {
  * Connects, tolerating a Redis that is down at start-up: the client keeps
  * reconnecting in the background and calls fail (503) until it is back.
  */
-export async function connectRedis(url: string, logger: Logger, make: (url: string, opts: RedisOptions) => Redis = (u, o) => new Redis(u, o)): Promise<Redis> {
-  const redis = make(url, redisOptions());
+export async function connectRedis(url: string, logger: Logger, commandTimeoutMs: number, make: (url: string, opts: RedisOptions) => Redis = (u, o) => new Redis(u, o)): Promise<Redis> {
+  const redis = make(url, redisOptions(commandTimeoutMs));
   let down = false;
   redis.on('error', (e: Error) => {
     if (!down) logger.warn({ err: e.message }, 'redis unreachable; retrying in the background');
@@ -88,14 +95,20 @@ export async function connectRedis(url: string, logger: Logger, make: (url: stri
 export class RedisOnlineStore implements OnlineStore {
   readonly kind = 'redis';
   private readonly redis: WithScript;
+  private readonly reader: Redis;
 
-  /** `prefix` starts every key (default `asof:`), so several deployments or tests can share one Redis. */
+  /**
+   * `prefix` starts every key (default `asof:`), so several deployments or
+   * tests can share one Redis. `reader`, when given, serves lookups on its own
+   * connection (short timeout, never queued behind a large write).
+   */
   constructor(
     redis: Redis,
     private readonly prefix: string,
-    private readonly ownsConnection = true,
+    reader?: Redis,
   ) {
     this.redis = redis as WithScript;
+    this.reader = reader ?? redis;
     if (!this.redis.asofWrite) redis.defineCommand('asofWrite', { numberOfKeys: 1, lua: WRITE_SCRIPT });
   }
 
@@ -108,7 +121,8 @@ export class RedisOnlineStore implements OnlineStore {
     const fields = new Array<string>(keys.length + 1);
     fields[0] = F_WATERMARK;
     for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
-    const got = await this.redis.hmget(this.key(ns), ...fields);
+    // Lookups use the reader (short timeout); bulk reads (the materializer's, per commit) the writer's patience.
+    const got = await (keys.length > BULK_READ_KEYS ? this.redis : this.reader).hmget(this.key(ns), ...fields);
     const states = new Array<EntityState | undefined>(keys.length);
     for (let i = 0; i < keys.length; i++) {
       const v = got[i + 1];
@@ -143,6 +157,7 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   async close(): Promise<void> {
-    if (this.ownsConnection) this.redis.disconnect();
+    this.redis.disconnect();
+    if (this.reader !== this.redis) this.reader.disconnect();
   }
 }
