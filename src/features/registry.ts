@@ -83,7 +83,6 @@ export class FeatureRegistry {
   /** A primary whose last publish failed retries on the next `syncMirror`. */
   private mirrorDirty = false;
   private refreshing?: Promise<boolean>;
-  private lastRefresh = 0;
   private timer?: NodeJS.Timeout;
   /** Moves on every change of what the registry holds; callers cache resolutions against it. */
   revision = 0;
@@ -102,7 +101,7 @@ export class FeatureRegistry {
     const r = new FeatureRegistry(join(dataDir, 'features.json'), engine, now, opts);
     if (r.role === 'replica') {
       if (!opts.mirror) throw new Error('a read replica needs a shared online store: set REDIS_URL');
-      await r.refresh(true).catch((e) => opts.logger?.warn({ err: String(e) }, 'could not load feature definitions from the shared store yet; retrying'));
+      await r.refresh().catch((e) => opts.logger?.warn({ err: String(e) }, 'could not load feature definitions from the shared store yet; retrying'));
       return r;
     }
     const saved = await readJson<{ views: FeatureViewDef[]; services: FeatureServiceDef[] }>(r.path, { views: [], services: [] });
@@ -195,7 +194,7 @@ export class FeatureRegistry {
   async syncMirror(): Promise<void> {
     if (!this.opts.mirror) return;
     if (this.role === 'replica') {
-      await this.refresh(true);
+      await this.refresh();
       return;
     }
     if (!this.mirrorDirty) return;
@@ -224,15 +223,13 @@ export class FeatureRegistry {
   }
 
   /**
-   * Replica: reloads definitions from the mirror when its revision moved.
-   * Without `force`, at most once per 250 ms (callers use it on a miss).
+   * Replica: reloads definitions from the mirror when its revision moved
+   * (callers use it on a miss: one small GET, concurrent callers share it).
    * Resolves true when something changed.
    */
-  refresh(force = false): Promise<boolean> {
+  refresh(): Promise<boolean> {
     if (this.role !== 'replica' || !this.opts.mirror) return Promise.resolve(false);
     if (this.refreshing) return this.refreshing;
-    if (!force && this.now() - this.lastRefresh < 250) return Promise.resolve(false);
-    this.lastRefresh = this.now();
     const mirror = this.opts.mirror;
     this.refreshing = (async () => {
       if ((await mirror.revision()) === this.mirrorRevision) return false;
