@@ -9,7 +9,7 @@
  *   - resident memory of an asof process holding 1M entities x 10 features
  *     online with the embedded store (target <= 400 MB RSS).
  *
- *   npm run bench:online [-- --seconds 10 --connections 32 --skip-memory --skip-redis]
+ *   npm run bench:online [-- --seconds 10 --connections 32 --skip-memory --skip-redis --memory-only]
  *
  * Every server is the real thing in its own child process (`asof serve`, or
  * the bare route: this file with `bare`); this process only drives load with
@@ -37,8 +37,10 @@ const flag = (name: string): boolean => process.argv.includes(`--${name}`);
 
 const SECONDS = arg('seconds', 10);
 const CONNECTIONS = arg('connections', 32);
+const ROUNDS = arg('rounds', 3);
 const ENTITIES = 100_000;
-const PATHS = 256;
+/** Distinct entities the lookups cycle through (of ENTITIES), so the working set is not a handful of hot rows. */
+const PATHS = 10_000;
 const BATCH = 100;
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -106,7 +108,8 @@ async function startServer(args: string[], port: number, env: NodeJS.ProcessEnv 
 
 async function startAsof(dataDir: string, redis?: string): Promise<Server> {
   const port = await freePort();
-  const args = [CLI, 'serve', '--port', String(port), '--data-dir', dataDir, '--log-level', 'warn'];
+  // ASOF_BENCH_NODE_OPTIONS: extra node flags for the asof process (e.g. --cpu-prof), to see where its time goes.
+  const args = [...(process.env.ASOF_BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), CLI, 'serve', '--port', String(port), '--data-dir', dataDir, '--log-level', 'warn'];
   if (redis) args.push('--redis-url', redis, '--redis-prefix', `bench-${process.pid}-${Date.now()}:`);
   return startServer(args, port);
 }
@@ -166,11 +169,24 @@ interface Load {
   p50: number;
   p99: number;
   errors: number;
+  /** The server's CPU time per request, µs: what a request costs it, whatever else runs on the machine. */
+  cpuUs: number;
+  /** Share of one core the server used: below ~90% the load generator, not the server, set the rate. */
+  busy: number;
+}
+
+/** CPU time (user + system) a process has used so far, ms. */
+async function cpuMs(pid: number): Promise<number> {
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
 /** Drives load; latency percentiles (ms, fractional) from every response. */
-async function drive(url: string, requests: { method: string; path: string; body?: string }[], opts: { seconds: number; connections: number; rate?: number }): Promise<Load> {
+async function drive(server: Server, requests: { method: string; path: string; body?: string }[], opts: { seconds: number; connections: number; rate?: number }): Promise<Load> {
+  const url = server.url;
   const latencies: number[] = [];
+  const cpu0 = await cpuMs(server.proc.pid!);
+  const t0 = performance.now();
   const inst = autocannon({
     url,
     connections: opts.connections,
@@ -181,9 +197,23 @@ async function drive(url: string, requests: { method: string; path: string; body
   });
   inst.on('response', (_c: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
   const res = await inst;
+  const cpu = (await cpuMs(server.proc.pid!)) - cpu0;
+  const wall = performance.now() - t0;
   latencies.sort((a, b) => a - b);
   const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
-  return { rps: res.requests.total / res.duration, p50: pct(50), p99: pct(99), errors: res.errors + res.non2xx + res.timeouts };
+  return { rps: res.requests.total / res.duration, p50: pct(50), p99: pct(99), errors: res.errors + res.non2xx + res.timeouts, cpuUs: (cpu * 1000) / Math.max(1, res.requests.total), busy: cpu / wall };
+}
+
+/** Runs a and b in alternation ROUNDS times; the round with the median rate of each. */
+async function alternate(a: () => Promise<Load>, b: () => Promise<Load>): Promise<[Load, Load]> {
+  const as: Load[] = [];
+  const bs: Load[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    as.push(await a());
+    bs.push(await b());
+  }
+  const med = (xs: Load[]) => xs.sort((x, y) => x.rps - y.rps)[Math.floor(xs.length / 2)];
+  return [med(as), med(bs)];
 }
 
 const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -218,20 +248,19 @@ async function benchStore(store: 'embedded' | 'redis'): Promise<StoreFigures> {
 
     const full = { seconds: SECONDS, connections: CONNECTIONS };
     process.stdout.write(`[${store}] warming up ...\n`);
-    await drive(bareServer.url, gets, { ...full, seconds: 2 });
-    await drive(asof.url, gets, { ...full, seconds: 2 });
-    await drive(asof.url, batches, { ...full, seconds: 2 });
-    process.stdout.write(`[${store}] GET full load (${SECONDS} s each) ...\n`);
-    const getBare = await drive(bareServer.url, gets, full);
-    const getAsof = await drive(asof.url, gets, full);
+    await drive(bareServer, gets, { ...full, seconds: 2 });
+    await drive(asof, gets, { ...full, seconds: 2 });
+    await drive(asof, batches, { ...full, seconds: 2 });
+    // Alternating rounds: a machine whose load drifts affects both sides alike; the medians are reported.
+    process.stdout.write(`[${store}] GET full load, ${ROUNDS} alternating rounds of ${SECONDS} s ...\n`);
+    const [getBare, getAsof] = await alternate(() => drive(bareServer!, gets, full), () => drive(asof, gets, full));
     const rate = getAsof.rps / 2;
     process.stdout.write(`[${store}] GET at half load (${fmt(rate)} req/s) ...\n`);
     const half = { seconds: SECONDS, connections: 8, rate };
-    const halfBare = await drive(bareServer.url, gets, half);
-    const halfAsof = await drive(asof.url, gets, half);
+    const halfBare = await drive(bareServer, gets, half);
+    const halfAsof = await drive(asof, gets, half);
     process.stdout.write(`[${store}] POST /features, ${BATCH} entities ...\n`);
-    const batchBare = await drive(bareServer.url, batches, full);
-    const batchAsof = await drive(asof.url, batches, full);
+    const [batchBare, batchAsof] = await alternate(() => drive(bareServer!, batches, full), () => drive(asof, batches, full));
     return { store, getBare, getAsof, halfBare, halfAsof, batchBare, batchAsof, oneBytes: Buffer.byteLength(one) };
   } finally {
     await bareServer?.stop();
@@ -269,9 +298,14 @@ async function benchMemory(kind: 'pk' | 'log'): Promise<{ kind: string; base: nu
     }
     const got = await call(asof.url, 'GET', `/features/${N - 1}?view=m10`);
     const lookupOk = Object.values(got.statuses).every((s) => s === 'PRESENT');
-    // Let the collector settle before reading RSS.
-    await new Promise((r) => setTimeout(r, 3000));
-    const online = await rssMb(asof.proc.pid!);
+    // RSS right after ingest still holds ingest garbage the collector has not given back; sample it as the server idles.
+    const samples: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      await new Promise((r) => setTimeout(r, 5000));
+      samples.push(Math.round(await rssMb(asof.proc.pid!)));
+    }
+    console.log(`  [${kind}] RSS every 5 s after ingest: ${samples.join(', ')} MB`);
+    const online = samples[samples.length - 1];
     return { kind, base, ingested: N, online, lookupOk };
   } finally {
     await asof.stop();
@@ -295,28 +329,41 @@ async function redisAnswers(): Promise<boolean> {
   }
 }
 
+function report(figures: StoreFigures[]): void {
+  console.log('\nGET /features/{entity}, 20 features (%s bytes)', figures[0].oneBytes);
+  console.log('| store | asof req/s | bare req/s | ratio (target >= 0.8) | server CPU µs/req asof / bare (ratio) | server busy asof / bare | half load: asof p50 / p99 ms | bare p50 / p99 ms |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const f of figures) {
+    console.log(
+      `| ${f.store} | ${fmt(f.getAsof.rps)} | ${fmt(f.getBare.rps)} | ${fmt(f.getAsof.rps / f.getBare.rps, 2)} | ${fmt(f.getAsof.cpuUs, 1)} / ${fmt(f.getBare.cpuUs, 1)} (${fmt(f.getBare.cpuUs / f.getAsof.cpuUs, 2)}) | ${fmt(f.getAsof.busy * 100)}% / ${fmt(f.getBare.busy * 100)}% | ${fmt(f.halfAsof.p50, 2)} / ${fmt(f.halfAsof.p99, 2)} (at ${fmt(f.halfAsof.rps)} req/s) | ${fmt(f.halfBare.p50, 2)} / ${fmt(f.halfBare.p99, 2)} |`,
+    );
+  }
+  console.log(`\nPOST /features, ${BATCH} entities x 20 features`);
+  console.log('| store | asof entity lookups/s (target >= 200k) | bare route, same bytes | ratio | server CPU µs per entity asof / bare | server busy asof / bare |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const f of figures) {
+    console.log(
+      `| ${f.store} | ${fmt(f.batchAsof.rps * BATCH)} | ${fmt(f.batchBare.rps * BATCH)} | ${fmt(f.batchAsof.rps / f.batchBare.rps, 2)} | ${fmt(f.batchAsof.cpuUs / BATCH, 2)} / ${fmt(f.batchBare.cpuUs / BATCH, 2)} | ${fmt(f.batchAsof.busy * 100)}% / ${fmt(f.batchBare.busy * 100)}% |`,
+    );
+  }
+  const errors = figures.flatMap((f) => [f.getAsof, f.getBare, f.halfAsof, f.halfBare, f.batchAsof, f.batchBare]).reduce((n, l) => n + l.errors, 0);
+  if (errors) console.log(`\nWARNING: ${errors} requests failed or answered non-2xx`);
+
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] === 'bare') return bare(Number(process.argv[3]), process.argv[4]);
   const cpu = cpus();
   console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? '?'}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, node ${process.version}`);
   console.log(`load: autocannon in this process, ${CONNECTIONS} connections for full load, 8 at half load, ${SECONDS} s per run\n`);
-  const figures: StoreFigures[] = [await benchStore('embedded')];
-  if (flag('skip-redis')) console.log('redis: skipped (--skip-redis)');
-  else if (await redisAnswers()) figures.push(await benchStore('redis'));
-  else console.log(`redis: nothing answers at ${REDIS_URL}; skipped`);
-
-  console.log('\nGET /features/{entity}, 20 features (%s bytes)', figures[0].oneBytes);
-  console.log('| store | asof req/s | bare req/s | ratio (target >= 0.8) | half load: asof p50 / p99 ms | bare p50 / p99 ms |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
-  for (const f of figures) {
-    console.log(`| ${f.store} | ${fmt(f.getAsof.rps)} | ${fmt(f.getBare.rps)} | ${fmt(f.getAsof.rps / f.getBare.rps, 2)} | ${fmt(f.halfAsof.p50, 2)} / ${fmt(f.halfAsof.p99, 2)} (at ${fmt(f.halfAsof.rps)} req/s) | ${fmt(f.halfBare.p50, 2)} / ${fmt(f.halfBare.p99, 2)} |`);
+  const figures: StoreFigures[] = [];
+  if (!flag('memory-only')) {
+    figures.push(await benchStore('embedded'));
+    if (flag('skip-redis')) console.log('redis: skipped (--skip-redis)');
+    else if (await redisAnswers()) figures.push(await benchStore('redis'));
+    else console.log(`redis: nothing answers at ${REDIS_URL}; skipped`);
   }
-  console.log(`\nPOST /features, ${BATCH} entities x 20 features`);
-  console.log('| store | asof entity lookups/s (target >= 200k) | bare route, same bytes | ratio |');
-  console.log('| --- | --- | --- | --- |');
-  for (const f of figures) console.log(`| ${f.store} | ${fmt(f.batchAsof.rps * BATCH)} | ${fmt(f.batchBare.rps * BATCH)} | ${fmt(f.batchAsof.rps / f.batchBare.rps, 2)} |`);
-  const errors = figures.flatMap((f) => [f.getAsof, f.getBare, f.halfAsof, f.halfBare, f.batchAsof, f.batchBare]).reduce((n, l) => n + l.errors, 0);
-  if (errors) console.log(`\nWARNING: ${errors} requests failed or answered non-2xx`);
+  if (figures.length) report(figures);
 
   if (!flag('skip-memory')) {
     console.log('\nmemory: 1M entities x 10 features online, embedded store (target <= 400 MB RSS)');

@@ -261,9 +261,9 @@ export class Materializer {
     await this.store.clear(ns).catch((e) => this.logger.warn({ view: ns, err: String(e) }, 'could not remove the retired namespace from the online store'));
   }
 
-  /** The runner of a view's current definition; undefined for views this process does not materialize (replicas). */
-  runner(def: FeatureViewDef): { applied: number; failure?: Error; check(): void; settled(): Promise<void> } | undefined {
-    return this.runners.get(namespaceOf(def));
+  /** The runner of a view definition (or of a namespace); undefined for views this process does not materialize (replicas). */
+  runner(def: FeatureViewDef | string): { applied: number; failure?: Error; check(): void; settled(): Promise<void> } | undefined {
+    return this.runners.get(typeof def === 'string' ? def : namespaceOf(def));
   }
 
   async close(): Promise<void> {

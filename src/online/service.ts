@@ -193,7 +193,7 @@ export class OnlineService {
     );
     for (let i = 0; i < plan.groups.length; i++) {
       const g = plan.groups[i];
-      const runner = this.materializer.runner(g.def);
+      const runner = this.materializer.runner(g.ns);
       if (!runner && reads[i].watermark === null && !retried && (await this.registry.refresh().catch(() => false))) {
         // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
         return this.evaluate(entities, plan, true);
@@ -206,7 +206,7 @@ export class OnlineService {
 
   /** 503 while the view's runner is failing or rebuilding. Returns the runner, or null for views this process does not materialize. */
   private checkRunner(g: ViewGroup): ReturnType<Materializer['runner']> | null {
-    const runner = this.materializer.runner(g.def);
+    const runner = this.materializer.runner(g.ns);
     if (runner?.failure) {
       throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `feature view "${g.def.name}" is not available from the online store (${this.store.kind}): ${runner.failure.message}`, { store: this.store.kind, view: g.def.name });
     }
