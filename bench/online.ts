@@ -106,11 +106,29 @@ async function startServer(args: string[], port: number, env: NodeJS.ProcessEnv 
   }
 }
 
+/** Every Redis key the benchmark's asof processes write starts with this; removed at the end. */
+const REDIS_PREFIX = `asof-bench-online-${process.pid}-${Date.now()}:`;
+
+async function dropBenchKeys(): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${REDIS_PREFIX}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
+
 async function startAsof(dataDir: string, redis?: string): Promise<Server> {
   const port = await freePort();
   // ASOF_BENCH_NODE_OPTIONS: extra node flags for the asof process (e.g. --cpu-prof), to see where its time goes.
   const args = [...(process.env.ASOF_BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), CLI, 'serve', '--port', String(port), '--data-dir', dataDir, '--log-level', 'warn'];
-  if (redis) args.push('--redis-url', redis, '--redis-prefix', `bench-${process.pid}-${Date.now()}:`);
+  if (redis) args.push('--redis-url', redis, '--redis-prefix', REDIS_PREFIX);
   return startServer(args, port);
 }
 
@@ -361,7 +379,13 @@ async function main(): Promise<void> {
   if (!flag('memory-only')) {
     figures.push(await benchStore('embedded'));
     if (flag('skip-redis')) console.log('redis: skipped (--skip-redis)');
-    else if (await redisAnswers()) figures.push(await benchStore('redis'));
+    else if (await redisAnswers()) {
+      try {
+        figures.push(await benchStore('redis'));
+      } finally {
+        await dropBenchKeys();
+      }
+    }
     else console.log(`redis: nothing answers at ${REDIS_URL}; skipped`);
   }
   if (figures.length) report(figures);
