@@ -16,6 +16,7 @@ import { OnlineService } from './online/service.js';
 import { createOnlineStore } from './online/factory.js';
 import { feastRoutes } from './http/feast.js';
 import { startGrpcServer, type GrpcServer } from './grpc/server.js';
+import { featureRoutes } from './http/features.js';
 
 
 export interface Asof {
@@ -28,19 +29,22 @@ export interface Asof {
   close(): Promise<void>;
 }
 
-export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl'>, logger: Logger, now: () => number = Date.now): Promise<Services> {
+export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl'> & Partial<Pick<Config, 'redisPrefix' | 'role'>>, logger: Logger, now: () => number = Date.now): Promise<Services> {
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
-  const registry = await FeatureRegistry.open(config.dataDir, engine, now);
-  const onlineStore = await createOnlineStore({ redisUrl: config.redisUrl });
+  const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
+  const registry = await FeatureRegistry.open(config.dataDir, engine, now, { role: config.role, mirror, logger });
   const materializer = new Materializer(engine, registry, onlineStore, logger, now);
-  await materializer.start();
+  // A replica materializes nothing: it serves what the primaries write to the shared store.
+  if (registry.role === 'primary') await materializer.start();
+  registry.startMirrorSync(1000);
   const online = new OnlineService(registry, onlineStore, materializer, now);
   return { engine, ingest, registry, onlineStore, materializer, online, logger, now };
 }
 
 /** Stops the services in dependency order: no more materializing, then the store, then the tables. */
 export async function closeServices(s: Services): Promise<void> {
+  s.registry.close();
   await s.materializer.close();
   await s.onlineStore.close();
   await s.engine.close();
@@ -53,7 +57,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   }
   const services = await buildServices(config, logger, opts.now);
   let ready = false;
-  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION }, [feastRoutes]);
+  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION }, [featureRoutes, feastRoutes]);
   let url = '';
   let grpc: GrpcServer | undefined;
   if (opts.listen !== false) {

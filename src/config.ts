@@ -12,6 +12,10 @@ export const ConfigSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   dataDir: z.string().min(1).default('./.asof'),
   redisUrl: z.string().url().optional(),
+  /** Starts every Redis key, so deployments (or tests) can share one Redis. */
+  redisPrefix: z.string().min(1).default('asof:'),
+  /** primary: owns tables and materializes views; replica: serves what primaries wrote to the shared Redis, read-only. */
+  role: z.enum(['primary', 'replica']).default('primary'),
   lanceUri: z.string().min(1).optional(),
   /** Comma-separated API keys; unset means no auth, allowed only on loopback. */
   apiKeys: z
@@ -32,6 +36,8 @@ const ENV: Record<keyof Config, string> = {
   host: 'HOST',
   dataDir: 'ASOF_DATA_DIR',
   redisUrl: 'REDIS_URL',
+  redisPrefix: 'ASOF_REDIS_PREFIX',
+  role: 'ASOF_ROLE',
   lanceUri: 'ASOF_LANCE_URI',
   apiKeys: 'ASOF_API_KEYS',
   logLevel: 'LOG_LEVEL',

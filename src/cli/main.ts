@@ -18,6 +18,8 @@ options (or environment variables):
   --host H            HOST            bind address (127.0.0.1)
   --data-dir D        ASOF_DATA_DIR   data folder (./.asof)
   --redis-url U       REDIS_URL       Redis online store (unset: embedded)
+  --redis-prefix P    ASOF_REDIS_PREFIX  prefix of every Redis key (asof:)
+  --role R            ASOF_ROLE       primary | replica (primary); a replica serves reads from REDIS_URL
   --lance-uri U       ASOF_LANCE_URI  cold tier location (default under the data dir)
   --api-keys K1,K2    ASOF_API_KEYS   required API keys (unset: no auth, loopback only)
   --log-level L       LOG_LEVEL       fatal|error|warn|info|debug|trace|silent (info)

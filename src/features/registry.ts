@@ -2,10 +2,17 @@
  * The feature registry: feature views and services, persisted in
  * `<dataDir>/features.json`, each view checked against its source table and
  * compiled into its evaluator once.
+ *
+ * With a shared online store (Redis) the registry is also mirrored there, so
+ * read replicas can serve views whose source tables they do not hold. A
+ * primary owns its definitions and publishes them; a replica only loads
+ * what primaries published, and refreshes when the mirror's revision moves.
  */
 import { join } from 'node:path';
 import { AsofError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
+import { TableSchema, type TableDef } from '../engine/schema.js';
+import type { Logger } from '../logger.js';
 import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
 import { checkFeatureView, parseRef, type FeatureDef, type FeatureServiceDef, type FeatureViewDef } from './definitions.js';
 import { ViewEvaluator } from './evaluator.js';
@@ -37,24 +44,70 @@ export interface ViewActivator {
   retire(def: FeatureViewDef): Promise<void>;
 }
 
+/** Definitions as mirrored for other processes: views, services and the source tables the views read. */
+export interface MirroredDefinitions {
+  views: FeatureViewDef[];
+  services: FeatureServiceDef[];
+  tables: TableDef[];
+}
+
+/** Where a primary publishes its definitions and replicas read them (implemented over Redis). */
+export interface DefinitionMirror {
+  /** Adds or replaces the given definitions and moves the revision. */
+  publish(defs: MirroredDefinitions): Promise<void>;
+  /** A number that changes whenever anything was published. */
+  revision(): Promise<number>;
+  load(): Promise<MirroredDefinitions & { revision: number }>;
+}
+
+/** `primary`: owns its definitions (and tables); `replica`: serves what primaries mirrored, read-only. */
+export type Role = 'primary' | 'replica';
+
+export interface RegistryOptions {
+  role?: Role;
+  mirror?: DefinitionMirror;
+  logger?: Logger;
+}
+
+const REPLICA_REFUSAL = 'this asof is a read replica (ASOF_ROLE=replica); define feature views and services on the primary';
+
 export class FeatureRegistry {
   private views = new Map<string, FeatureViewDef>();
   private services = new Map<string, FeatureServiceDef>();
+  /** Source table definitions mirrored by primaries (replicas only). */
+  private remoteTables = new Map<string, TableSchema>();
   private readonly evaluators = new Map<string, ViewEvaluator>();
   private readonly mutex = new Mutex();
   private activator?: ViewActivator;
+  private mirrorRevision = -1;
+  /** A primary whose last publish failed retries on the next `syncMirror`. */
+  private mirrorDirty = false;
+  private refreshing?: Promise<boolean>;
+  private timer?: NodeJS.Timeout;
+  /** Moves on every change of what the registry holds; callers cache resolutions against it. */
+  revision = 0;
+  readonly role: Role;
 
   private constructor(
     private readonly path: string,
     private readonly engine: Engine,
     private readonly now: () => number,
-  ) {}
+    private readonly opts: RegistryOptions,
+  ) {
+    this.role = opts.role ?? 'primary';
+  }
 
-  static async open(dataDir: string, engine: Engine, now: () => number): Promise<FeatureRegistry> {
-    const r = new FeatureRegistry(join(dataDir, 'features.json'), engine, now);
+  static async open(dataDir: string, engine: Engine, now: () => number, opts: RegistryOptions = {}): Promise<FeatureRegistry> {
+    const r = new FeatureRegistry(join(dataDir, 'features.json'), engine, now, opts);
+    if (r.role === 'replica') {
+      if (!opts.mirror) throw new Error('a read replica needs a shared online store: set REDIS_URL');
+      await r.refresh().catch((e) => opts.logger?.warn({ err: String(e) }, 'could not load feature definitions from the shared store yet; retrying'));
+      return r;
+    }
     const saved = await readJson<{ views: FeatureViewDef[]; services: FeatureServiceDef[] }>(r.path, { views: [], services: [] });
     for (const v of saved.views) r.views.set(v.name, v);
     for (const s of saved.services) r.services.set(s.name, s);
+    r.mirrorDirty = !!opts.mirror;
     return r;
   }
 
@@ -63,23 +116,28 @@ export class FeatureRegistry {
     this.activator = activator;
   }
 
+  private refuseOnReplica(): void {
+    if (this.role === 'replica') throw new AsofError('ASOF_CONFLICT', REPLICA_REFUSAL, { role: 'replica' });
+  }
+
   /**
    * Creates or redefines a view. A new or changed definition is materialized
    * from the existing changelog before it answers; an identical one is a no-op.
    */
   defineView(name: string, body: ViewBody): Promise<{ view: FeatureViewDef; created: boolean; changed: boolean }> {
     return this.mutex.run(async () => {
+      this.refuseOnReplica();
       const source = this.engine.has(body.source) ? this.engine.table(body.source).schema : undefined;
       checkFeatureView(name, body, source);
       const previous = this.views.get(name);
-      const same = previous && JSON.stringify([previous.source, previous.entity, previous.features, previous.ttl ?? null]) === JSON.stringify([body.source, body.entity, body.features, body.ttl ?? null]);
+      const same = previous && JSON.stringify([previous.source, previous.entity, previous.features, previous.ttl ?? null]) === JSON.stringify([body.source, body.entity, canonicalFeatures(body.features), body.ttl ?? null]);
       if (previous && same) return { view: previous, created: false, changed: false };
       const now = this.now();
       const def: FeatureViewDef = {
         name,
         source: body.source,
         entity: body.entity,
-        features: body.features.map((f) => ('column' in f ? { name: f.name, column: f.column } : { name: f.name, agg: { fn: f.agg.fn, window: f.agg.window, ...(f.agg.column === undefined ? {} : { column: f.agg.column }) } })),
+        features: canonicalFeatures(body.features),
         ...(body.ttl === undefined ? {} : { ttl: body.ttl }),
         version: (previous?.version ?? 0) + 1,
         createdAt: previous?.createdAt ?? now,
@@ -87,27 +145,108 @@ export class FeatureRegistry {
       };
       await this.activator?.activate(def);
       this.views.set(name, def);
+      this.revision++;
       await this.save();
+      await this.publish({ views: [def], services: [], tables: [source!.def] });
       if (previous) await this.activator?.retire(previous);
       return { view: def, created: !previous, changed: true };
     });
   }
 
-  defineService(name: string, body: { features: string[] }): Promise<{ service: FeatureServiceDef; created: boolean }> {
+  defineService(name: string, body: { features: string[] }): Promise<{ service: FeatureServiceDef; created: boolean; changed: boolean }> {
     return this.mutex.run(async () => {
-      if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(name)) throw new AsofError('ASOF_INVALID_ARGUMENT', `feature service name "${name}" is not valid`, [{ field: 'name', reason: 'bad name' }]);
+      this.refuseOnReplica();
+      if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(name)) throw new AsofError('ASOF_INVALID_ARGUMENT', `feature service name "${name}" is not valid`, [{ field: 'name', reason: 'must be letters, digits, _; not starting with a digit' }]);
       if (body.features.length === 0) throw new AsofError('ASOF_INVALID_DEFINITION', 'a feature service needs at least one feature', [{ field: 'features', reason: 'empty' }]);
+      const dup = body.features.find((f, i) => body.features.indexOf(f) !== i);
+      if (dup) throw new AsofError('ASOF_INVALID_DEFINITION', `feature "${dup}" is listed twice`, [{ field: 'features', reason: `duplicate "${dup}"` }]);
       this.resolveRefs(body.features, 'ASOF_INVALID_DEFINITION');
       const previous = this.services.get(name);
+      if (previous && JSON.stringify(previous.features) === JSON.stringify(body.features)) return { service: previous, created: false, changed: false };
       const service: FeatureServiceDef = { name, features: [...body.features], createdAt: previous?.createdAt ?? this.now() };
       this.services.set(name, service);
+      this.revision++;
       await this.save();
-      return { service, created: !previous };
+      await this.publish({ views: [], services: [service], tables: [] });
+      return { service, created: !previous, changed: true };
     });
   }
 
   private save(): Promise<void> {
     return writeJsonAtomic(this.path, { views: [...this.views.values()], services: [...this.services.values()] });
+  }
+
+  /** Publishes to the mirror; a failure is logged and retried by `syncMirror` (the definition is saved locally already). */
+  private async publish(defs: MirroredDefinitions): Promise<void> {
+    if (!this.opts.mirror) return;
+    try {
+      await this.opts.mirror.publish(defs);
+    } catch (e) {
+      this.mirrorDirty = true;
+      this.opts.logger?.warn({ err: String(e) }, 'could not mirror feature definitions to the shared store; retrying');
+    }
+  }
+
+  /**
+   * Primary: publishes everything after a failed publish (and once at start).
+   * Replica: reloads when the mirror's revision moved. Errors propagate.
+   */
+  async syncMirror(): Promise<void> {
+    if (!this.opts.mirror) return;
+    if (this.role === 'replica') {
+      await this.refresh();
+      return;
+    }
+    if (!this.mirrorDirty) return;
+    const views = [...this.views.values()];
+    const tables = [...new Set(views.map((v) => v.source))].filter((t) => this.engine.has(t)).map((t) => this.engine.table(t).schema.def);
+    await this.opts.mirror.publish({ views, services: [...this.services.values()], tables });
+    this.mirrorDirty = false;
+  }
+
+  /** Runs `syncMirror` every `everyMs` until `close`. */
+  startMirrorSync(everyMs: number): void {
+    if (!this.opts.mirror || this.timer) return;
+    const tick = (): void => {
+      this.syncMirror()
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.timer) this.timer = setTimeout(tick, everyMs).unref();
+        });
+    };
+    this.timer = setTimeout(tick, 0).unref();
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * Replica: reloads definitions from the mirror when its revision moved
+   * (callers use it on a miss: one small GET, concurrent callers share it).
+   * Resolves true when something changed.
+   */
+  refresh(): Promise<boolean> {
+    if (this.role !== 'replica' || !this.opts.mirror) return Promise.resolve(false);
+    if (this.refreshing) return this.refreshing;
+    const mirror = this.opts.mirror;
+    this.refreshing = (async () => {
+      if ((await mirror.revision()) === this.mirrorRevision) return false;
+      const loaded = await mirror.load();
+      this.views = new Map(loaded.views.map((v) => [v.name, v]));
+      this.services = new Map(loaded.services.map((s) => [s.name, s]));
+      const tables = new Map<string, TableSchema>();
+      for (const t of loaded.tables) {
+        const had = this.remoteTables.get(t.name);
+        tables.set(t.name, had && JSON.stringify(had.def) === JSON.stringify(t) ? had : new TableSchema(t));
+      }
+      this.remoteTables = tables;
+      this.mirrorRevision = loaded.revision;
+      this.revision++;
+      return true;
+    })().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
   }
 
   view(name: string): FeatureViewDef {
@@ -130,13 +269,27 @@ export class FeatureRegistry {
     return [...this.services.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** Whether this process holds the view's source table (and so materializes it); false on replicas. */
+  isLocal(def: FeatureViewDef): boolean {
+    return this.role === 'primary' && this.engine.has(def.source);
+  }
+
+  /** The schema of a view's source: the local table's, else the one a primary mirrored. */
+  sourceSchema(table: string): TableSchema {
+    if (this.role === 'primary' && this.engine.has(table)) return this.engine.table(table).schema;
+    const remote = this.remoteTables.get(table);
+    if (!remote) throw new AsofError('ASOF_TABLE_NOT_FOUND', `table "${table}" does not exist`, { table });
+    return remote;
+  }
+
   /** The compiled evaluator of a view (of the given definition, default the current one). */
   evaluator(view: string | FeatureViewDef): ViewEvaluator {
     const def = typeof view === 'string' ? this.view(view) : view;
     const key = `${def.name}@${def.version}`;
+    const schema = this.sourceSchema(def.source);
     let ev = this.evaluators.get(key);
-    if (!ev || ev.schema !== this.engine.table(def.source).schema) {
-      ev = new ViewEvaluator(def, this.engine.table(def.source).schema);
+    if (!ev || ev.schema !== schema || ev.view !== def) {
+      ev = new ViewEvaluator(def, schema);
       this.evaluators.set(key, ev);
     }
     return ev;
@@ -169,9 +322,16 @@ export class FeatureRegistry {
       }
       const index = v.features.findIndex((f) => f.name === feature);
       if (index < 0) {
-        throw new AsofError(code === 'ASOF_INVALID_DEFINITION' ? code : 'ASOF_INVALID_ARGUMENT', `feature view "${view}" has no feature "${feature}"`, [{ field: 'features', reason: `unknown feature "${ref}"` }]);
+        // An unknown feature of a known view is a missing resource, like an unknown view.
+        if (code === 'ASOF_INVALID_DEFINITION') throw new AsofError(code, `feature view "${view}" has no feature "${feature}"`, [{ field: 'features', reason: `unknown feature "${ref}"` }]);
+        throw new AsofError('ASOF_NOT_FOUND', `feature view "${view}" has no feature "${feature}" (it has ${v.features.map((f) => f.name).join(', ')})`, { view, feature });
       }
       return { ref, view, feature, index };
     });
   }
+}
+
+/** Features in their stored form: only the fields that define them, in a fixed order. */
+function canonicalFeatures(features: FeatureDef[]): FeatureDef[] {
+  return features.map((f) => ('column' in f ? { name: f.name, column: f.column } : { name: f.name, agg: { fn: f.agg.fn, window: f.agg.window, ...(f.agg.column === undefined ? {} : { column: f.agg.column }) } }));
 }

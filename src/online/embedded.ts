@@ -1,40 +1,53 @@
 /**
  * The embedded online store: in-process maps, the default. Nothing to install;
- * its state is rebuilt from the changelog at start-up.
+ * its state is rebuilt from the changelog at start-up. Each entity's state is
+ * kept packed (packed.ts): one one-byte string per (namespace, entity).
  */
-import type { OnlineStore } from './store.js';
+import type { EntityState } from '../features/evaluator.js';
+import { pack, unpack } from './packed.js';
+import { WatermarkConflict, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
+
+interface Space {
+  rows: Map<string, string>;
+  watermark: number;
+  lineage: string;
+}
 
 export class EmbeddedOnlineStore implements OnlineStore {
   readonly kind = 'embedded';
-  private readonly spaces = new Map<string, { rows: Map<string, string>; watermark: number }>();
+  private readonly spaces = new Map<string, Space>();
 
-  private space(ns: string) {
-    let s = this.spaces.get(ns);
-    if (!s) this.spaces.set(ns, (s = { rows: new Map(), watermark: -1 }));
-    return s;
+  async read(ns: string, keys: string[]): Promise<OnlineRead> {
+    return this.readSync(ns, keys);
   }
 
-  async get(ns: string, keys: string[]): Promise<(string | undefined)[]> {
-    return this.getSync(ns, keys);
-  }
-
-  /** Synchronous read, for the in-process fast path. */
-  getSync(ns: string, keys: string[]): (string | undefined)[] {
-    const rows = this.spaces.get(ns)?.rows;
-    return keys.map((k) => rows?.get(k));
-  }
-
-  async write(ns: string, entries: [string, string | null][], watermark: number): Promise<void> {
-    const s = this.space(ns);
-    for (const [k, v] of entries) {
-      if (v === null) s.rows.delete(k);
-      else s.rows.set(k, v);
+  readSync(ns: string, keys: string[]): OnlineRead {
+    const s = this.spaces.get(ns);
+    const states = new Array<EntityState | undefined>(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const p = s?.rows.get(keys[i]);
+      states[i] = p === undefined ? undefined : (unpack(p) as EntityState);
     }
-    s.watermark = watermark;
+    return { states, watermark: s ? s.watermark : null };
   }
 
-  async watermark(ns: string): Promise<number> {
-    return this.spaces.get(ns)?.watermark ?? -1;
+  async meta(ns: string): Promise<NamespaceMeta | undefined> {
+    const s = this.spaces.get(ns);
+    return s && { watermark: s.watermark, lineage: s.lineage };
+  }
+
+  async reset(ns: string, lineage: string): Promise<void> {
+    this.spaces.set(ns, { rows: new Map(), watermark: -1, lineage });
+  }
+
+  async write(ns: string, entries: [string, EntityState | undefined][], from: number, to: number): Promise<void> {
+    const s = this.spaces.get(ns);
+    if (!s || s.watermark !== from) throw new WatermarkConflict(ns, from, s ? s.watermark : null);
+    for (const [k, v] of entries) {
+      if (v === undefined) s.rows.delete(k);
+      else s.rows.set(k, pack(v));
+    }
+    s.watermark = to;
   }
 
   async clear(ns: string): Promise<void> {

@@ -1,10 +1,28 @@
 /**
- * Picks the online store from configuration: embedded unless a Redis URL is given.
+ * Picks the online store from configuration: embedded unless a Redis URL is
+ * given. With Redis, the feature registry is mirrored there too (for replicas).
  */
+import type { DefinitionMirror } from '../features/registry.js';
+import type { Logger } from '../logger.js';
 import { EmbeddedOnlineStore } from './embedded.js';
+import { RedisDefinitionMirror } from './redis-mirror.js';
+import { RedisOnlineStore, connectRedis } from './redis.js';
 import type { OnlineStore } from './store.js';
 
-export async function createOnlineStore(opts: { redisUrl?: string }): Promise<OnlineStore> {
-  if (opts.redisUrl) throw new Error('the Redis online store is not built yet');
-  return new EmbeddedOnlineStore();
+/** A lookup waits at most this long for Redis before answering 503, ms. */
+const READ_TIMEOUT_MS = 500;
+/** Materializer writes (a commit can be large) and definitions, ms. A hung Redis delays one acknowledgement by at most this; later ones go through at once while the view recovers. */
+const WRITE_TIMEOUT_MS = 3000;
+
+export interface OnlineBackend {
+  store: OnlineStore;
+  /** Set when the store is shared between processes. */
+  mirror?: DefinitionMirror;
+}
+
+export async function createOnlineStore(opts: { redisUrl?: string; redisPrefix?: string; logger: Logger }): Promise<OnlineBackend> {
+  if (!opts.redisUrl) return { store: new EmbeddedOnlineStore() };
+  const prefix = opts.redisPrefix ?? 'asof:';
+  const [writer, reader] = await Promise.all([connectRedis(opts.redisUrl, opts.logger, WRITE_TIMEOUT_MS), connectRedis(opts.redisUrl, opts.logger.child({ connection: 'lookups' }), READ_TIMEOUT_MS)]);
+  return { store: new RedisOnlineStore(writer, prefix, reader), mirror: new RedisDefinitionMirror(writer, prefix) };
 }

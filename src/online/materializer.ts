@@ -7,8 +7,18 @@
  * otherwise (start-up, backfill, after a store outage) the runner catches up by
  * scanning the changelog from its watermark. The engine awaits the runner
  * before acknowledging a write, so a write is visible to the next read.
+ *
+ * The changelog is the truth; the store's state is disposable. A runner
+ * trusts the store's watermark only when the namespace's lineage matches (same
+ * view definition, same source changelog) and the watermark is neither beyond
+ * the changelog's end nor behind what the runner itself wrote (the store lost
+ * data: FLUSHALL, a restart without persistence). Otherwise it rebuilds the
+ * namespace from offset 0; until it is caught up, reads answer 503.
  */
+import { createHash } from 'node:crypto';
+import { AsofError, isAsofError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
+import type { TableDef } from '../engine/schema.js';
 import type { Commit } from '../engine/table.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { EntityState, ViewEvaluator } from '../features/evaluator.js';
@@ -18,8 +28,18 @@ import type { OnlineStore } from './store.js';
 
 export const namespaceOf = (def: FeatureViewDef): string => `${def.name}@${def.version}`;
 
-/** How often a runner that fell behind (store down) retries, ms. */
-const RETRY_MS = 500;
+/** Names what a namespace's values are built from: the source changelog (table and creation time) and the view definition. */
+export function lineageOf(def: FeatureViewDef, source: TableDef): string {
+  const h = createHash('sha256').update(JSON.stringify([def.source, def.entity, def.features, def.ttl ?? null])).digest('base64url').slice(0, 16);
+  return `${source.name}@${source.createdAt}/${namespaceOf(def)}/${h}`;
+}
+
+export interface MaterializerOptions {
+  /** How often a runner that fell behind (store down) retries, ms. */
+  retryMs?: number;
+  /** How often each runner checks that the store still holds what it wrote, ms (0: never). */
+  checkMs?: number;
+}
 
 class ViewRunner {
   applied = -1;
@@ -27,8 +47,9 @@ class ViewRunner {
   private unsubscribe?: () => void;
   private retry?: NodeJS.Timeout;
   stopped = false;
-  /** The last failure, while the runner is behind because of it. */
+  /** Set while the namespace is not serving the truth: the store failed, or lost its state and is being rebuilt. */
   failure?: Error;
+  readonly lineage: string;
 
   constructor(
     readonly def: FeatureViewDef,
@@ -38,21 +59,25 @@ class ViewRunner {
     private readonly store: OnlineStore,
     private readonly logger: Logger,
     private readonly now: () => number,
-  ) {}
-
-  async start(): Promise<void> {
-    this.applied = await this.store.watermark(this.ns);
-    this.unsubscribe = this.engine.table(this.def.source).subscribe((c) => this.onCommit(c));
-    await this.enqueue(() => this.catchUp());
+    private readonly retryMs: number,
+  ) {
+    this.lineage = lineageOf(def, engine.table(def.source).schema.def);
   }
 
+  /** Subscribes to the source and catches up. With `tolerant`, a store failure leaves the runner retrying instead of throwing. */
+  async start(tolerant: boolean): Promise<void> {
+    this.unsubscribe = this.engine.table(this.def.source).subscribe((c) => this.onCommit(c));
+    const first = this.enqueue(() => this.recover());
+    if (tolerant) await first.catch(() => undefined);
+    else await first;
+  }
+
+  /** Runs steps one at a time. A failed step marks the runner failing and schedules `recover`; only `recover` clears the mark. */
   private enqueue(step: () => Promise<void>): Promise<void> {
     const run = this.chain.then(async () => {
       if (this.stopped) return;
       try {
         await step();
-        if (this.failure) this.logger.info({ view: this.ns }, 'online store reachable again; view caught up');
-        this.failure = undefined;
       } catch (e) {
         if (!this.failure) this.logger.warn({ view: this.ns, err: String(e) }, 'materializing failed; retrying from the watermark');
         this.failure = e as Error;
@@ -68,13 +93,68 @@ class ViewRunner {
     if (this.retry || this.stopped) return;
     this.retry = setTimeout(() => {
       this.retry = undefined;
-      void this.enqueue(() => this.catchUp()).catch(() => undefined);
-    }, RETRY_MS);
+      void this.enqueue(() => this.recover()).catch(() => undefined);
+    }, this.retryMs);
     this.retry.unref();
   }
 
+  /**
+   * Called by the engine before it acknowledges a commit. Normally the commit
+   * is applied before the write is acknowledged (read-your-writes). While the
+   * store is failing, the write is acknowledged at once (the changelog is the
+   * truth; reads answer 503 meanwhile) and `recover` applies it later.
+   */
   private onCommit(c: Commit): Promise<void> {
+    if (this.failure) {
+      void this.enqueue(() => (this.failure ? Promise.resolve() : this.catchUp())).catch(() => undefined);
+      return Promise.resolve();
+    }
     return this.enqueue(() => (c.firstOffset === this.applied + 1 ? this.applyCommit(c) : this.catchUp()));
+  }
+
+  /** Checks the store still holds what this runner wrote (rebuilding if not) and catches up. */
+  check(): void {
+    if (this.failure || this.stopped) return;
+    void this.enqueue(() => this.recover()).catch(() => undefined);
+  }
+
+  /**
+   * Brings the namespace up to the changelog's end (rebuilding it if its
+   * state cannot be trusted), then clears the failure mark in the same
+   * synchronous step as the last check: a commit arriving after it takes the
+   * normal path, one before it was caught up here.
+   */
+  private async recover(): Promise<void> {
+    await this.sync();
+    const table = this.engine.table(this.def.source);
+    while (this.applied < table.endOffset - 1) await this.catchUp();
+    if (this.failure) this.logger.info({ view: this.ns, applied: this.applied }, 'online store serving again; view caught up');
+    this.failure = undefined;
+  }
+
+  /**
+   * Re-reads the namespace's meta, decides whether its state can be trusted
+   * (see the header), resets it when not, then catches up with the changelog.
+   */
+  private async sync(): Promise<void> {
+    const meta = await this.store.meta(this.ns);
+    const end = this.engine.table(this.def.source).endOffset - 1;
+    let why: string | undefined;
+    if (!meta) why = this.applied >= 0 ? 'the namespace is gone from the online store' : undefined;
+    else if (meta.lineage !== this.lineage) why = `it was built from something else (${meta.lineage})`;
+    else if (meta.watermark > end) why = `its watermark ${meta.watermark} is beyond the changelog's end ${end}`;
+    else if (meta.watermark < this.applied) why = `its watermark ${meta.watermark} is behind what was written (${this.applied})`;
+    if (!meta || why) {
+      if (why) {
+        this.logger.warn({ view: this.ns, reason: why }, 'online store state not trusted; rebuilding the view from the changelog');
+        this.failure ??= new Error(`the online store lost the state of "${this.ns}"; rebuilding from the changelog`);
+      }
+      await this.store.reset(this.ns, this.lineage);
+      this.applied = -1;
+    } else {
+      this.applied = meta.watermark;
+    }
+    await this.catchUp();
   }
 
   /** Applies everything between the watermark and the table's end. */
@@ -96,15 +176,16 @@ class ViewRunner {
       list.push(i);
     }
     const keys = [...byKey.keys()];
-    const packed = keys.length ? await this.store.get(this.ns, keys) : [];
-    const entries: [string, string | null][] = [];
-    keys.forEach((key, k) => {
-      let state: EntityState | undefined = packed[k] === undefined ? undefined : (JSON.parse(packed[k]!) as EntityState);
-      for (const i of byKey.get(key)!) state = this.ev.apply(state, { offset: c.firstOffset + i, change: c.changes[i], commitTime: c.commitTime, row: c.rows[i] }, now);
-      entries.push([key, state === undefined ? null : JSON.stringify(state)]);
-    });
-    await this.store.write(this.ns, entries, c.firstOffset + n - 1);
-    this.applied = c.firstOffset + n - 1;
+    const { states } = keys.length ? await this.store.read(this.ns, keys) : { states: [] };
+    const entries: [string, EntityState | undefined][] = new Array(keys.length);
+    for (let k = 0; k < keys.length; k++) {
+      let state = states[k];
+      for (const i of byKey.get(keys[k])!) state = this.ev.apply(state, { offset: c.firstOffset + i, change: c.changes[i], commitTime: c.commitTime, row: c.rows[i] }, now);
+      entries[k] = [keys[k], state];
+    }
+    const to = c.firstOffset + n - 1;
+    await this.store.write(this.ns, entries, this.applied, to);
+    this.applied = to;
   }
 
   /** Resolves once everything queued so far is applied (or has failed). */
@@ -122,6 +203,9 @@ class ViewRunner {
 
 export class Materializer {
   private readonly runners = new Map<string, ViewRunner>();
+  private timer?: NodeJS.Timeout;
+  private readonly retryMs: number;
+  private readonly checkMs: number;
 
   constructor(
     private readonly engine: Engine,
@@ -129,27 +213,41 @@ export class Materializer {
     private readonly store: OnlineStore,
     private readonly logger: Logger,
     private readonly now: () => number,
+    opts: MaterializerOptions = {},
   ) {
-    registry.onActivate({ activate: (def) => this.activate(def), retire: (def) => this.retire(def) });
+    this.retryMs = opts.retryMs ?? 500;
+    this.checkMs = opts.checkMs ?? 1000;
+    registry.onActivate({ activate: (def) => this.activate(def, false), retire: (def) => this.retire(def) });
   }
 
-  /** Starts a runner for every defined view and catches each up with its changelog. */
+  /**
+   * Starts a runner for every view whose source table this process holds and
+   * catches each up with its changelog. A store that is down does not stop
+   * the start: those views answer 503 until it is back.
+   */
   async start(): Promise<void> {
-    for (const def of this.registry.listViews()) await this.activate(def);
+    for (const def of this.registry.listViews()) if (this.registry.isLocal(def)) await this.activate(def, true);
+    if (this.checkMs > 0) {
+      this.timer = setInterval(() => {
+        for (const r of this.runners.values()) r.check();
+      }, this.checkMs);
+      this.timer.unref();
+    }
   }
 
-  private async activate(def: FeatureViewDef): Promise<void> {
+  private async activate(def: FeatureViewDef, tolerant: boolean): Promise<void> {
     const ns = namespaceOf(def);
     if (this.runners.has(ns)) return;
-    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), this.engine, this.store, this.logger, this.now);
+    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), this.engine, this.store, this.logger, this.now, this.retryMs);
     this.runners.set(ns, runner);
     const started = performance.now();
     try {
-      await runner.start();
+      await runner.start(tolerant);
     } catch (e) {
       this.runners.delete(ns);
       await runner.stop();
-      throw e;
+      if (isAsofError(e)) throw e;
+      throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `could not materialize feature view "${def.name}": the online store (${this.store.kind}) failed: ${(e as Error).message}`, { store: this.store.kind, view: def.name });
     }
     this.logger.info({ view: ns, applied: runner.applied, ms: Math.round(performance.now() - started) }, 'feature view materialized');
   }
@@ -159,15 +257,17 @@ export class Materializer {
     const runner = this.runners.get(ns);
     this.runners.delete(ns);
     await runner?.stop();
-    await this.store.clear(ns);
+    // Best effort: the new definition is live already; a namespace left behind only costs space.
+    await this.store.clear(ns).catch((e) => this.logger.warn({ view: ns, err: String(e) }, 'could not remove the retired namespace from the online store'));
   }
 
-  /** The runner of a view's current definition. */
-  runner(def: FeatureViewDef): { applied: number; failure?: Error } | undefined {
-    return this.runners.get(namespaceOf(def));
+  /** The runner of a view definition (or of a namespace); undefined for views this process does not materialize (replicas). */
+  runner(def: FeatureViewDef | string): { applied: number; failure?: Error; check(): void; settled(): Promise<void> } | undefined {
+    return this.runners.get(typeof def === 'string' ? def : namespaceOf(def));
   }
 
   async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
     await Promise.all([...this.runners.values()].map((r) => r.stop()));
     this.runners.clear();
   }

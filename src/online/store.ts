@@ -1,22 +1,61 @@
 /**
  * The online store interface: where materialized per-entity feature state
- * lives. Small on purpose: read, write, watermark, clear, close. Joins, TTL,
+ * lives. Small on purpose: read, write, reset, meta, clear, close. Joins, TTL,
  * windows and fan-out live above it (features/, online/service.ts), once.
  *
  * A namespace is one version of one feature view (`view@version`). Values are
- * packed `EntityState`s (JSON text). Each namespace carries a watermark: the
- * newest source-changelog offset its values reflect, written together with
- * them so a reader never sees values ahead of or behind the watermark.
+ * `EntityState`s; each backend picks its own representation (see FORMAT.md
+ * for Redis). Each namespace carries a watermark, the newest source-changelog
+ * offset its values reflect, and a lineage, naming what the values were built
+ * from. The watermark moves only together with the values (one atomic write,
+ * compare-and-set on the previous watermark), so a reader never sees values
+ * ahead of or behind the watermark it reads with them.
  */
+import type { EntityState } from '../features/evaluator.js';
+
+export interface NamespaceMeta {
+  /** Newest source offset the values reflect; -1 when none yet. */
+  watermark: number;
+  /** What the values were built from (view definition and source changelog); a different lineage means rebuild. */
+  lineage: string;
+}
+
+export interface OnlineRead {
+  /** States for the keys, in order; undefined where the entity has none. */
+  states: (EntityState | undefined)[];
+  /** The namespace's watermark, read atomically with the states; null when the namespace does not exist. */
+  watermark: number | null;
+}
+
 export interface OnlineStore {
   readonly kind: string;
-  /** Packed states for the keys, in order; undefined where none. */
-  get(namespace: string, keys: string[]): Promise<(string | undefined)[]>;
-  /** Writes states (null deletes a key) and sets the namespace's watermark, as one unit. */
-  write(namespace: string, entries: [key: string, value: string | null][], watermark: number): Promise<void>;
-  /** The namespace's watermark; -1 when nothing was written. */
-  watermark(namespace: string): Promise<number>;
-  /** Removes a namespace and its watermark. */
+  read(namespace: string, keys: string[]): Promise<OnlineRead>;
+  /** In-process stores answer synchronously (the serving fast path); others leave this out. */
+  readSync?(namespace: string, keys: string[]): OnlineRead;
+  /** The namespace's watermark and lineage; undefined when it does not exist. */
+  meta(namespace: string): Promise<NamespaceMeta | undefined>;
+  /** (Re)creates a namespace empty: no states, watermark -1, the given lineage. */
+  reset(namespace: string, lineage: string): Promise<void>;
+  /**
+   * Writes states (undefined deletes the entity) and moves the watermark from
+   * `from` to `to`, as one unit. Writes nothing and rejects with
+   * `WatermarkConflict` when the namespace does not exist or its watermark is
+   * not `from` (someone else wrote, or the store lost its state).
+   */
+  write(namespace: string, entries: [key: string, state: EntityState | undefined][], from: number, to: number): Promise<void>;
+  /** Removes a namespace, its states and its meta. */
   clear(namespace: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A write found a different watermark than it expected; the writer must re-read the meta and catch up. */
+export class WatermarkConflict extends Error {
+  constructor(
+    readonly namespace: string,
+    readonly expected: number,
+    readonly found: number | null,
+  ) {
+    super(`online store namespace "${namespace}": expected watermark ${expected}, found ${found === null ? 'no namespace' : found}`);
+    this.name = 'WatermarkConflict';
+  }
 }

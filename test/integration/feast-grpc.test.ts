@@ -117,7 +117,7 @@ describe('feast.serving.ServingService over gRPC', () => {
     const badKey = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['recent:n'] }, entities: { user: { val: [{ string_val: 'x' }] } } });
     assert.equal(badKey.err?.code, 3);
     const unknownFeature = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['typed:nope'] }, entities: { id: ids(['a']) } });
-    assert.equal(unknownFeature.err?.code, 3);
+    assert.equal(unknownFeature.err?.code, 5);
     const unknownView = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['nope:s'] }, entities: { id: ids(['a']) } });
     assert.equal(unknownView.err?.code, 5);
     assert.equal(asofError(unknownView.err!).code, 'ASOF_FEATURE_VIEW_NOT_FOUND');

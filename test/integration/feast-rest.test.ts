@@ -110,7 +110,7 @@ describe('POST /get-online-features (Feast feature-server format)', () => {
     assert.equal(noEntities.body.error.details[0].field, 'body.entities');
     const both = await asof.req('POST', '/get-online-features', { features: ['typed:s'], feature_service: 'scoring', entities: { id: ['a'] } });
     assert.equal(both.status, 400);
-    assert.equal((await asof.req('POST', '/get-online-features', { features: ['typed:nope'], entities: { id: ['a'] } })).status, 400);
+    assert.equal((await asof.req('POST', '/get-online-features', { features: ['typed:nope'], entities: { id: ['a'] } })).status, 404, 'an unknown feature of a known view is not found');
     const view = await asof.req('POST', '/get-online-features', { features: ['nope:s'], entities: { id: ['a'] } });
     assert.deepEqual([view.status, view.body.error.code], [404, 'ASOF_FEATURE_VIEW_NOT_FOUND']);
     const svc = await asof.req('POST', '/get-online-features', { feature_service: 'nope', entities: { id: ['a'] } });

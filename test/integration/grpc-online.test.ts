@@ -95,8 +95,8 @@ describe('asof.v1.OnlineService over gRPC', () => {
 
   test('unknown names and bad input map to the catalogue status', async () => {
     const unknownFeature = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'a' }], features: { refs: ['typed:nope'] } });
-    assert.equal(unknownFeature.err?.code, 3, 'unknown feature of a known view: INVALID_ARGUMENT');
-    assert.equal(asofError(unknownFeature.err!).code, 'ASOF_INVALID_ARGUMENT');
+    assert.equal(unknownFeature.err?.code, 5, 'unknown feature of a known view: NOT_FOUND');
+    assert.equal(asofError(unknownFeature.err!).code, 'ASOF_NOT_FOUND');
     const unknownView = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'a' }], features: { refs: ['nope:x'] } });
     assert.equal(unknownView.err?.code, 5, 'unknown view: NOT_FOUND');
     assert.equal(asofError(unknownView.err!).code, 'ASOF_FEATURE_VIEW_NOT_FOUND');

@@ -1,0 +1,407 @@
+/**
+ * Online serving benchmark (DESIGN.md "Performance"), in one run:
+ *   - `GET /features/{entity}` with 20 features: req/s at full load beside a
+ *     bare Fastify route returning the same bytes (target >= 0.8 of it), and
+ *     p50/p99 latency at half of asof's full-load rate (target p99 <= 2 ms);
+ *     with the embedded store and with Redis;
+ *   - `POST /features` with 100 entities: entity lookups/s (target >= 200k),
+ *     beside the bare route returning the same bytes;
+ *   - resident memory of an asof process holding 1M entities x 10 features
+ *     online with the embedded store (target <= 400 MB RSS).
+ *
+ *   npm run bench:online [-- --seconds 10 --connections 32 --skip-memory --skip-redis --memory-only]
+ *
+ * Every server is the real thing in its own child process (`asof serve`, or
+ * the bare route: this file with `bare`); this process only drives load with
+ * autocannon, so the load generator never shares an event loop with a server.
+ * Not a test: it prints, it asserts nothing.
+ */
+import autocannon from 'autocannon';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const CLI = join(HERE, '../src/cli/main.js');
+const SELF = fileURLToPath(import.meta.url);
+
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const flag = (name: string): boolean => process.argv.includes(`--${name}`);
+
+const SECONDS = arg('seconds', 10);
+const CONNECTIONS = arg('connections', 32);
+const ROUNDS = arg('rounds', 3);
+const ENTITIES = 100_000;
+/** Distinct entities the lookups cycle through (of ENTITIES), so the working set is not a handful of hot rows. */
+const PATHS = 10_000;
+const BATCH = 100;
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+// ---------------------------------------------------------------- bare server
+
+/** The reference: a bare Fastify app whose routes return fixed bytes. */
+async function bare(port: number, bodiesFile: string): Promise<void> {
+  const { default: Fastify } = await import('fastify');
+  const bodies = JSON.parse(await readFile(bodiesFile, 'utf8')) as { one: string; batch: string };
+  const app = Fastify();
+  app.get('/features/:entity', (_req, reply) => {
+    void reply.type('application/json; charset=utf-8').send(bodies.one);
+  });
+  app.post('/features', (_req, reply) => {
+    void reply.type('application/json; charset=utf-8').send(bodies.batch);
+  });
+  app.get('/readyz', async () => ({ status: 'ready' }));
+  await app.listen({ port, host: '127.0.0.1' });
+}
+
+// ---------------------------------------------------------------- processes
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+interface Server {
+  url: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+async function startServer(args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<Server> {
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-5000)));
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = once(proc, 'exit');
+    proc.kill('SIGTERM');
+    await exited;
+  };
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}: ${err}`);
+    try {
+      if ((await fetch(url + '/readyz')).ok) return { url, proc, stop };
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`server did not become ready: ${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Every Redis key the benchmark's asof processes write starts with this; removed at the end. */
+const REDIS_PREFIX = `asof-bench-online-${process.pid}-${Date.now()}:`;
+
+async function dropBenchKeys(): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${REDIS_PREFIX}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function startAsof(dataDir: string, redis?: string): Promise<Server> {
+  const port = await freePort();
+  // ASOF_BENCH_NODE_OPTIONS: extra node flags for the asof process (e.g. --cpu-prof), to see where its time goes.
+  const args = [...(process.env.ASOF_BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), CLI, 'serve', '--port', String(port), '--data-dir', dataDir, '--grpc-port', '0', '--log-level', 'warn'];
+  if (redis) args.push('--redis-url', redis, '--redis-prefix', REDIS_PREFIX);
+  return startServer(args, port);
+}
+
+async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+async function call(url: string, method: string, path: string, body?: unknown): Promise<any> {
+  const res = await fetch(url + path, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 500)}`);
+  return JSON.parse(text);
+}
+
+// ---------------------------------------------------------------- data
+
+/** 20 columns of mixed types, as feature views usually carry. */
+const COLUMNS = [
+  ...Array.from({ length: 10 }, (_, i) => ({ name: `f${i}`, type: 'float64' })),
+  ...Array.from({ length: 4 }, (_, i) => ({ name: `n${i}`, type: 'int64' })),
+  ...Array.from({ length: 3 }, (_, i) => ({ name: `s${i}`, type: 'string' })),
+  ...Array.from({ length: 2 }, (_, i) => ({ name: `b${i}`, type: 'bool' })),
+  { name: 't0', type: 'timestamp' },
+];
+const WORDS = ['Lisbon', 'Porto', 'Berlin', 'Paris', 'São Paulo', 'Tokyo', 'premium', 'basic'];
+
+function userRow(id: number): Record<string, unknown> {
+  const row: Record<string, unknown> = { user: id };
+  for (let i = 0; i < 10; i++) row[`f${i}`] = Math.round(((id * (i + 7)) % 100_000) * 1.37) / 100;
+  for (let i = 0; i < 4; i++) row[`n${i}`] = (id * (i + 3)) % 1_000_003;
+  for (let i = 0; i < 3; i++) row[`s${i}`] = WORDS[(id + i) % WORDS.length];
+  row.b0 = id % 2 === 0;
+  row.b1 = id % 3 === 0;
+  row.t0 = Date.parse('2026-01-01T00:00:00Z') + id * 1000;
+  return row;
+}
+
+async function loadUsers(url: string, count: number, batch = 5000): Promise<void> {
+  await call(url, 'PUT', '/tables/users', { kind: 'pk', primaryKey: ['user'], columns: [{ name: 'user', type: 'int64', nullable: false }, ...COLUMNS.map((c) => ({ ...c, nullable: true }))] });
+  for (let b = 0; b < count; b += batch) {
+    const rows = [];
+    for (let id = b; id < Math.min(count, b + batch); id++) rows.push(userRow(id));
+    await call(url, 'POST', '/tables/users/rows', { rows });
+  }
+  await call(url, 'PUT', '/feature-views/user_features', { source: 'users', entity: 'user', features: COLUMNS.map((c) => ({ name: c.name, column: c.name })) });
+}
+
+const FEATURES = COLUMNS.map((c) => `user_features:${c.name}`).join(',');
+const entityId = (i: number): number => (i * 7919) % ENTITIES;
+
+// ---------------------------------------------------------------- load
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  /** The server's CPU time per request, µs: what a request costs it, whatever else runs on the machine. */
+  cpuUs: number;
+  /** Share of one core the server used: below ~90% the load generator, not the server, set the rate. */
+  busy: number;
+}
+
+/** CPU time (user + system) a process has used so far, ms. */
+async function cpuMs(pid: number): Promise<number> {
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+/** Drives load; latency percentiles (ms, fractional) from every response. */
+async function drive(server: Server, requests: { method: string; path: string; body?: string }[], opts: { seconds: number; connections: number; rate?: number }): Promise<Load> {
+  const url = server.url;
+  const latencies: number[] = [];
+  const cpu0 = await cpuMs(server.proc.pid!);
+  const t0 = performance.now();
+  const inst = autocannon({
+    url,
+    connections: opts.connections,
+    duration: opts.seconds,
+    pipelining: 1,
+    ...(opts.rate ? { overallRate: Math.round(opts.rate) } : {}),
+    requests: requests.map((r) => ({ ...r, headers: r.body ? { 'content-type': 'application/json' } : ({} as Record<string, string>) })),
+  });
+  // Per-response latencies (fractional ms) only at a set rate: the listener costs the load generator at full load.
+  if (opts.rate) inst.on('response', (_c: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
+  const res = await inst;
+  const cpu = (await cpuMs(server.proc.pid!)) - cpu0;
+  const wall = performance.now() - t0;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
+  return { rps: res.requests.total / res.duration, p50: opts.rate ? pct(50) : res.latency.p50, p99: opts.rate ? pct(99) : res.latency.p99, errors: res.errors + res.non2xx + res.timeouts, cpuUs: (cpu * 1000) / Math.max(1, res.requests.total), busy: cpu / wall };
+}
+
+/** Runs a and b in alternation ROUNDS times; the round with the median rate of each. */
+async function alternate(a: () => Promise<Load>, b: () => Promise<Load>): Promise<[Load, Load]> {
+  const as: Load[] = [];
+  const bs: Load[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    as.push(await a());
+    bs.push(await b());
+  }
+  const med = (xs: Load[]) => xs.sort((x, y) => x.rps - y.rps)[Math.floor(xs.length / 2)];
+  return [med(as), med(bs)];
+}
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+interface StoreFigures {
+  store: string;
+  getBare: Load;
+  getAsof: Load;
+  halfBare: Load;
+  halfAsof: Load;
+  batchBare: Load;
+  batchAsof: Load;
+  oneBytes: number;
+}
+
+async function benchStore(store: 'embedded' | 'redis'): Promise<StoreFigures> {
+  const dir = await mkdtemp(join(tmpdir(), 'asof-bench-online-'));
+  const asof = await startAsof(join(dir, 'data'), store === 'redis' ? REDIS_URL : undefined);
+  let bareServer: Server | undefined;
+  try {
+    process.stdout.write(`[${store}] loading ${fmt(ENTITIES)} entities x 20 features ...\n`);
+    await loadUsers(asof.url, ENTITIES);
+    const gets = Array.from({ length: PATHS }, (_, i) => ({ method: 'GET', path: `/features/${entityId(i)}?features=${FEATURES}` }));
+    const batches = Array.from({ length: 16 }, (_, b) => ({ method: 'POST', path: '/features', body: JSON.stringify({ entities: Array.from({ length: BATCH }, (_, i) => entityId(b * BATCH + i)), features: FEATURES.split(',') }) }));
+    const one = await (await fetch(asof.url + gets[0].path)).text();
+    const batch = await (await fetch(asof.url + '/features', { method: 'POST', headers: { 'content-type': 'application/json' }, body: batches[0].body })).text();
+    if (!one.includes('"PRESENT"') || JSON.parse(batch).results.length !== BATCH) throw new Error(`unexpected answer: ${one.slice(0, 300)}`);
+    const bodiesFile = join(dir, 'bodies.json');
+    await writeFile(bodiesFile, JSON.stringify({ one, batch }));
+    const barePort = await freePort();
+    bareServer = await startServer([SELF, 'bare', String(barePort), bodiesFile], barePort);
+
+    const full = { seconds: SECONDS, connections: CONNECTIONS };
+    process.stdout.write(`[${store}] warming up ...\n`);
+    await drive(bareServer, gets, { ...full, seconds: 2 });
+    await drive(asof, gets, { ...full, seconds: 2 });
+    await drive(asof, batches, { ...full, seconds: 2 });
+    // Alternating rounds: a machine whose load drifts affects both sides alike; the medians are reported.
+    process.stdout.write(`[${store}] GET full load, ${ROUNDS} alternating rounds of ${SECONDS} s ...\n`);
+    const [getBare, getAsof] = await alternate(() => drive(bareServer!, gets, full), () => drive(asof, gets, full));
+    const rate = getAsof.rps / 2;
+    process.stdout.write(`[${store}] GET at half load (${fmt(rate)} req/s) ...\n`);
+    const half = { seconds: SECONDS, connections: 8, rate };
+    const halfBare = await drive(bareServer, gets, half);
+    const halfAsof = await drive(asof, gets, half);
+    process.stdout.write(`[${store}] POST /features, ${BATCH} entities ...\n`);
+    const [batchBare, batchAsof] = await alternate(() => drive(bareServer!, batches, full), () => drive(asof, batches, full));
+    return { store, getBare, getAsof, halfBare, halfAsof, batchBare, batchAsof, oneBytes: Buffer.byteLength(one) };
+  } finally {
+    await bareServer?.stop();
+    await asof.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- memory
+
+/**
+ * RSS of an asof process serving 1M entities x 10 features from the embedded
+ * store, for a pk source (the engine also holds each row) and for a log
+ * source (the engine holds nothing per entity beyond its key index).
+ */
+async function benchMemory(kind: 'pk' | 'log'): Promise<{ kind: string; base: number; ingested: number; online: number; lookupOk: boolean }> {
+  const N = 1_000_000;
+  const dir = await mkdtemp(join(tmpdir(), 'asof-bench-mem-'));
+  const asof = await startAsof(join(dir, 'data'));
+  try {
+    const base = await rssMb(asof.proc.pid!);
+    const cols = [{ name: 'user', type: 'int64', nullable: false }, { name: 'ts', type: 'timestamp', nullable: false }, ...Array.from({ length: 10 }, (_, i) => ({ name: `f${i}`, type: 'float64', nullable: true }))];
+    await call(asof.url, 'PUT', '/tables/m', kind === 'pk' ? { kind, primaryKey: ['user'], eventTime: 'ts', columns: cols } : { kind, eventTime: 'ts', columns: cols });
+    const t0 = Date.now() - 3_600_000;
+    // Materialize while ingesting, as a live deployment does.
+    await call(asof.url, 'PUT', '/feature-views/m10', { source: 'm', entity: 'user', features: Array.from({ length: 10 }, (_, i) => ({ name: `f${i}`, column: `f${i}` })) });
+    for (let b = 0; b < N; b += 10_000) {
+      const rows = [];
+      for (let id = b; id < b + 10_000; id++) {
+        const r: Record<string, unknown> = { user: id, ts: t0 + (id % 3600) * 1000 };
+        for (let i = 0; i < 10; i++) r[`f${i}`] = Math.round(((id * (i + 11)) % 1_000_000) * 1.3) / 100;
+        rows.push(r);
+      }
+      await call(asof.url, 'POST', '/tables/m/rows', { rows });
+    }
+    const got = await call(asof.url, 'GET', `/features/${N - 1}?view=m10`);
+    const lookupOk = Object.values(got.statuses).every((s) => s === 'PRESENT');
+    // RSS right after ingest still holds ingest garbage the collector has not given back; sample it as the server idles.
+    const samples: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      await new Promise((r) => setTimeout(r, 5000));
+      samples.push(Math.round(await rssMb(asof.proc.pid!)));
+    }
+    console.log(`  [${kind}] RSS every 5 s after ingest: ${samples.join(', ')} MB`);
+    const online = samples[samples.length - 1];
+    return { kind, base, ingested: N, online, lookupOk };
+  } finally {
+    await asof.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function redisAnswers(): Promise<boolean> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1000 });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+function report(figures: StoreFigures[]): void {
+  console.log('\nGET /features/{entity}, 20 features (%s bytes)', figures[0].oneBytes);
+  console.log('| store | asof req/s | bare req/s | ratio (target >= 0.8) | server CPU µs/req asof / bare (ratio) | server busy asof / bare | half load: asof p50 / p99 ms | bare p50 / p99 ms |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const f of figures) {
+    console.log(
+      `| ${f.store} | ${fmt(f.getAsof.rps)} | ${fmt(f.getBare.rps)} | ${fmt(f.getAsof.rps / f.getBare.rps, 2)} | ${fmt(f.getAsof.cpuUs, 1)} / ${fmt(f.getBare.cpuUs, 1)} (${fmt(f.getBare.cpuUs / f.getAsof.cpuUs, 2)}) | ${fmt(f.getAsof.busy * 100)}% / ${fmt(f.getBare.busy * 100)}% | ${fmt(f.halfAsof.p50, 2)} / ${fmt(f.halfAsof.p99, 2)} (at ${fmt(f.halfAsof.rps)} req/s) | ${fmt(f.halfBare.p50, 2)} / ${fmt(f.halfBare.p99, 2)} |`,
+    );
+  }
+  console.log(`\nPOST /features, ${BATCH} entities x 20 features`);
+  console.log('| store | asof entity lookups/s (target >= 200k) | bare route, same bytes | ratio | server CPU µs per entity asof / bare | server busy asof / bare |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const f of figures) {
+    console.log(
+      `| ${f.store} | ${fmt(f.batchAsof.rps * BATCH)} | ${fmt(f.batchBare.rps * BATCH)} | ${fmt(f.batchAsof.rps / f.batchBare.rps, 2)} | ${fmt(f.batchAsof.cpuUs / BATCH, 2)} / ${fmt(f.batchBare.cpuUs / BATCH, 2)} | ${fmt(f.batchAsof.busy * 100)}% / ${fmt(f.batchBare.busy * 100)}% |`,
+    );
+  }
+  const errors = figures.flatMap((f) => [f.getAsof, f.getBare, f.halfAsof, f.halfBare, f.batchAsof, f.batchBare]).reduce((n, l) => n + l.errors, 0);
+  if (errors) console.log(`\nWARNING: ${errors} requests failed or answered non-2xx`);
+
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === 'bare') return bare(Number(process.argv[3]), process.argv[4]);
+  const cpu = cpus();
+  console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? '?'}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, node ${process.version}`);
+  console.log(`load: autocannon in this process, ${CONNECTIONS} connections for full load, 8 at half load, ${SECONDS} s per run\n`);
+  const figures: StoreFigures[] = [];
+  if (!flag('memory-only')) {
+    figures.push(await benchStore('embedded'));
+    if (flag('skip-redis')) console.log('redis: skipped (--skip-redis)');
+    else if (await redisAnswers()) {
+      try {
+        figures.push(await benchStore('redis'));
+      } finally {
+        await dropBenchKeys();
+      }
+    }
+    else console.log(`redis: nothing answers at ${REDIS_URL}; skipped`);
+  }
+  if (figures.length) report(figures);
+
+  if (!flag('skip-memory')) {
+    console.log('\nmemory: 1M entities x 10 features online, embedded store (target <= 400 MB RSS)');
+    console.log('| source table | RSS at start | RSS serving 1M entities | lookup ok |');
+    console.log('| --- | --- | --- | --- |');
+    for (const kind of ['log', 'pk'] as const) {
+      const m = await benchMemory(kind);
+      console.log(`| ${m.kind} | ${fmt(m.base)} MB | ${fmt(m.online)} MB | ${m.lookupOk} |`);
+    }
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,287 @@
+/**
+ * Routes for feature definitions and online serving. Thin: parsing and
+ * shaping only; the registry, the materializer and the online service do the
+ * work.
+ *
+ * The lookup routes answer with JSON text written from precomputed fragments
+ * (features-json.ts): lookups are the hot path.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { AsofError } from '../errors.js';
+import { formatTimestamp } from '../engine/schema.js';
+import { formatType, type ColumnType } from '../engine/types.js';
+import { AGG_FNS, type FeatureDef, type FeatureServiceDef, type FeatureViewDef } from '../features/definitions.js';
+import { namespaceOf } from '../online/materializer.js';
+import type { Evaluation, FeatureSelection, Plan } from '../online/service.js';
+import type { Services } from '../services.js';
+import { fragmentsOf, renderEntity } from './features-json.js';
+import { parsePart, route } from './route.js';
+import { TokenSchema } from './tables.js';
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const Name = z.string().regex(NAME, 'must be a name: letters, digits, _; not starting with a digit');
+const Duration = z.string().describe('A duration: a whole number and a unit, ms, s, m, h, d or w (`30s`, `10m`, `1h`, `7d`).');
+
+const FeatureBody = z
+  .object({
+    name: z.string().describe('The feature name; referenced as `view:name`.'),
+    column: z.string().optional().describe("A column feature: the column's latest value."),
+    agg: z
+      .object({
+        fn: z.enum(AGG_FNS),
+        column: z.string().optional().describe('The column aggregated; `count` without a column counts records.'),
+        window: Duration.describe('The event-time window (t - window, t], from `1s` to `90d`.'),
+      })
+      .optional()
+      .describe('A windowed aggregate over a log table.'),
+  })
+  .superRefine((f, ctx) => {
+    if ((f.column === undefined) === (f.agg === undefined)) ctx.addIssue({ code: 'custom', message: 'give exactly one of "column" or "agg"' });
+  })
+  .meta({ id: 'FeatureDefinition', description: 'Either `{name, column}` or `{name, agg: {fn, column?, window}}`.' });
+
+const ViewBody = z
+  .object({
+    source: z.string().describe('The source table.'),
+    entity: z.string().describe('The entity key: one column of the source (the primary key of a pk table).'),
+    features: z.array(FeatureBody).min(1),
+    ttl: Duration.optional().describe('Values whose event time is older than now - ttl are OUTSIDE_MAX_AGE online and null in training sets. Column features only.'),
+  })
+  .strict()
+  .meta({ id: 'FeatureViewDefinition' });
+
+const FeatureInfo = z.object({
+  name: z.string(),
+  column: z.string().optional(),
+  agg: z.object({ fn: z.enum(AGG_FNS), column: z.string().optional(), window: z.string() }).optional(),
+  type: z.string().describe("The type of the feature's values."),
+});
+
+const ViewInfo = z
+  .object({
+    name: z.string(),
+    source: z.string(),
+    entity: z.string(),
+    features: z.array(FeatureInfo),
+    ttl: z.string().nullable(),
+    version: z.number().int().describe('Bumped on every redefinition.'),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    online: z.object({
+      store: z.string().describe('embedded or redis.'),
+      status: z.enum(['serving', 'unavailable', 'replica']).describe('replica: served from the shared store, materialized by the primary that holds the source table.'),
+      watermark: z.number().int().nullable().describe('Newest source offset the online values reflect; null when unknown.'),
+    }),
+  })
+  .meta({ id: 'FeatureView' });
+
+const ServiceBody = z.object({ features: z.array(z.string()).min(1).describe('`view:feature` references.') }).strict().meta({ id: 'FeatureServiceDefinition' });
+const ServiceInfo = z.object({ name: z.string(), features: z.array(z.string()), createdAt: z.string() }).meta({ id: 'FeatureService' });
+
+const Status = z.enum(['PRESENT', 'NOT_FOUND', 'NULL_VALUE', 'OUTSIDE_MAX_AGE']);
+const EntityFeaturesSchema = z
+  .object({
+    entity: z.unknown().describe('The entity key as given.'),
+    features: z.record(z.string(), z.unknown()).describe('`view:feature` → value; null unless PRESENT (count aggregates are 0 when nothing is in the window).'),
+    statuses: z.record(z.string(), Status),
+    eventTimes: z.record(z.string(), z.string().nullable()).describe('When the value happened (RFC 3339); for aggregates, the newest event in the window.'),
+    token: TokenSchema,
+  })
+  .meta({ id: 'EntityFeatures' });
+
+const SelectionQuery = z
+  .strictObject({
+    features: z.string().optional().describe('Comma-separated `view:feature` references.'),
+    view: Name.optional().describe('Every feature of this view.'),
+    service: Name.optional().describe("The features of this feature service."),
+  })
+  .describe('Exactly one of features, view or service.');
+
+const BatchBody = z
+  .strictObject({
+    entities: z.array(z.unknown()).min(1).max(10_000).describe('Entity keys (single-column keys).'),
+    features: z.array(z.string()).min(1).optional(),
+    view: Name.optional(),
+    service: Name.optional(),
+  })
+  .meta({ id: 'FeatureLookup', description: 'Entities, and exactly one of features, view or service.' });
+
+function featureInfo(f: FeatureDef, type: ColumnType) {
+  return { ...f, type: formatType(type) };
+}
+
+export function featureRoutes(app: FastifyInstance, services: Services): void {
+  const { registry, online, materializer, onlineStore } = services;
+
+  const viewJson = async (def: FeatureViewDef): Promise<z.infer<typeof ViewInfo>> => {
+    const ev = registry.evaluator(def);
+    const runner = materializer.runner(def);
+    let watermark: number | null = runner ? runner.applied : null;
+    if (!runner) watermark = (await onlineStore.meta(namespaceOf(def)).catch(() => undefined))?.watermark ?? null;
+    return {
+      name: def.name,
+      source: def.source,
+      entity: def.entity,
+      features: def.features.map((f, i) => featureInfo(f, ev.features[i].type)),
+      ttl: def.ttl ?? null,
+      version: def.version,
+      createdAt: formatTimestamp(def.createdAt),
+      updatedAt: formatTimestamp(def.updatedAt),
+      online: { store: onlineStore.kind, status: runner ? (runner.failure ? 'unavailable' : 'serving') : 'replica', watermark },
+    };
+  };
+  const serviceJson = (s: FeatureServiceDef) => ({ name: s.name, features: s.features, createdAt: formatTimestamp(s.createdAt) });
+
+  route(
+    app,
+    {
+      method: 'PUT',
+      url: '/feature-views/:view',
+      summary: 'Create or redefine a feature view',
+      description:
+        'Creating answers 201 once the view is backfilled from the existing changelog; redefining answers 200 once the new definition is materialized (the old one serves until then); an identical definition answers 200 and changes nothing. Unknown tables or columns are 400 naming the bad reference.',
+      tags: ['features'],
+      params: z.object({ view: Name }),
+      body: ViewBody,
+      responses: { 200: ViewInfo, 201: ViewInfo, 400: 'error', 409: 'error', 503: 'error' },
+    },
+    async (_req, reply, { params, body }) => {
+      const { view, created } = await registry.defineView(params.view, body as { source: string; entity: string; features: FeatureDef[]; ttl?: string });
+      reply.code(created ? 201 : 200);
+      return viewJson(view);
+    },
+  );
+
+  route(app, { method: 'GET', url: '/feature-views', summary: 'List feature views', tags: ['features'], responses: { 200: z.object({ views: z.array(ViewInfo) }) } }, async () => {
+    await registry.refresh().catch(() => false);
+    return { views: await Promise.all(registry.listViews().map(viewJson)) };
+  });
+
+  route(
+    app,
+    { method: 'GET', url: '/feature-views/:view', summary: 'Describe a feature view', tags: ['features'], params: z.object({ view: Name }), responses: { 200: ViewInfo, 404: 'error' } },
+    async (_req, _reply, { params }) => viewJson(await withRefresh(() => registry.view(params.view))),
+  );
+
+  route(
+    app,
+    {
+      method: 'PUT',
+      url: '/feature-services/:service',
+      summary: 'Create or redefine a feature service',
+      description: 'A named list of `view:feature` references. 201 created, 200 changed or unchanged; unknown references are 400.',
+      tags: ['features'],
+      params: z.object({ service: Name }),
+      body: ServiceBody,
+      responses: { 200: ServiceInfo, 201: ServiceInfo, 400: 'error', 409: 'error' },
+    },
+    async (_req, reply, { params, body }) => {
+      const { service, created } = await registry.defineService(params.service, body);
+      reply.code(created ? 201 : 200);
+      return serviceJson(service);
+    },
+  );
+
+  route(app, { method: 'GET', url: '/feature-services', summary: 'List feature services', tags: ['features'], responses: { 200: z.object({ services: z.array(ServiceInfo) }) } }, async () => {
+    await registry.refresh().catch(() => false);
+    return { services: registry.listServices().map(serviceJson) };
+  });
+
+  route(
+    app,
+    { method: 'GET', url: '/feature-services/:service', summary: 'Describe a feature service', tags: ['features'], params: z.object({ service: Name }), responses: { 200: ServiceInfo, 404: 'error' } },
+    async (_req, _reply, { params }) => serviceJson(await withRefresh(() => registry.service(params.service))),
+  );
+
+  /** On a replica, a name not known yet may have just been defined on the primary: look again once. */
+  async function withRefresh<T>(fn: () => T): Promise<T> {
+    try {
+      return fn();
+    } catch (e) {
+      if ((e as AsofError).httpStatus === 404 && (await registry.refresh().catch(() => false))) return fn();
+      throw e;
+    }
+  }
+
+  const planOf = (sel: FeatureSelection): Promise<Plan> => withRefresh(() => online.plan(sel));
+
+  // Query strings seen before skip zod: the validated query and its selection are kept per raw query string.
+  const queries = new Map<string, { query: z.infer<typeof SelectionQuery>; selection: FeatureSelection }>();
+  const selectionOf = (req: FastifyRequest): { query: z.infer<typeof SelectionQuery>; selection: FeatureSelection } => {
+    const q = req.url.indexOf('?');
+    const raw = q < 0 ? '' : req.url.slice(q + 1);
+    let hit = queries.get(raw);
+    if (!hit) {
+      const query = parsePart(SelectionQuery, req.query, 'query');
+      hit = { query, selection: { features: query.features?.split(','), view: query.view, service: query.service } };
+      if (queries.size >= 1000) queries.clear();
+      queries.set(raw, hit);
+    }
+    return hit;
+  };
+
+  route(
+    app,
+    {
+      method: 'GET',
+      url: '/features/:entity',
+      summary: 'Latest feature values of one entity',
+      description:
+        'Evaluated at now from the online store. Statuses: PRESENT, NOT_FOUND (no row for the entity), NULL_VALUE (the value is null), OUTSIDE_MAX_AGE (older than the view\'s ttl). A row acknowledged by ingest is visible to the next read; `token` names the changelog positions the values reflect. 503 while the online store is unreachable or a view is being rebuilt.',
+      tags: ['online'],
+      params: z.object({ entity: z.string() }),
+      query: SelectionQuery,
+      responses: { 200: EntityFeaturesSchema, 400: 'error', 404: 'error', 503: 'error' },
+      parse: (req) => ({ params: req.params as { entity: string }, query: selectionOf(req).query, body: undefined }),
+    },
+    (req, reply, { params }) => {
+      const sel = selectionOf(req).selection;
+      const entities = [params.entity];
+      void reply.type('application/json; charset=utf-8');
+      const one = (e: Evaluation): string => renderEntity(params.entity, e, 0, fragmentsOf(e.plan), JSON.stringify(e.token));
+      let plan: Plan;
+      try {
+        plan = online.plan(sel);
+      } catch (e) {
+        if (registry.role !== 'replica') throw e;
+        return planOf(sel).then((p) => online.evaluate(entities, p).then(one));
+      }
+      // The embedded store answers without waiting: no promise on the hot path.
+      const e = online.evaluateSync(entities, plan);
+      return e ? one(e) : online.evaluate(entities, plan).then(one);
+    },
+  );
+
+  route(
+    app,
+    {
+      method: 'POST',
+      url: '/features',
+      summary: 'Latest feature values of many entities',
+      description: 'The same answer as `GET /features/{entity}` for each entity, in request order, read with one store round trip per view.',
+      tags: ['online'],
+      body: BatchBody,
+      responses: { 200: z.object({ results: z.array(EntityFeaturesSchema) }), 400: 'error', 404: 'error', 503: 'error' },
+    },
+    async (_req, reply, { body }) => {
+      const plan = await planOf({ features: body.features, view: body.view, service: body.service });
+      const e = online.evaluateSync(body.entities, plan) ?? (await online.evaluate(body.entities, plan));
+      const frags = fragmentsOf(e.plan);
+      const token = JSON.stringify(e.token);
+      const parts = new Array<string>(body.entities.length);
+      for (let i = 0; i < parts.length; i++) parts[i] = renderEntity(body.entities[i], e, i, frags, token);
+      reply.type('application/json; charset=utf-8');
+      return `{"results":[${parts.join(',')}]}`;
+    },
+  );
+
+  if (registry.role === 'replica') {
+    // A replica holds no tables of its own: writes go to the primary.
+    app.addHook('onRequest', async (req) => {
+      if ((req.method === 'PUT' || req.method === 'POST') && req.url.startsWith('/tables/')) {
+        throw new AsofError('ASOF_CONFLICT', 'this asof is a read replica (ASOF_ROLE=replica): define tables and write rows on the primary', { role: 'replica' });
+      }
+    });
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The Redis online store (ioredis): one hash per namespace holding every
+ * entity's state as JSON, plus the namespace's watermark and lineage in the
+ * same hash, so one HMGET reads values and watermark together and one Lua
+ * script writes them together. The key layout is a spec other programs read:
+ * FORMAT.md.
+ *
+ * Failure behaviour: no offline queue and no retries per command, so while
+ * Redis is unreachable every call fails at once (reads answer 503, the
+ * materializer retries from its watermark) instead of piling up; a command
+ * timeout bounds calls to a Redis that accepts connections but does not answer.
+ * The client reconnects by itself.
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import type { EntityState } from '../features/evaluator.js';
+import type { Logger } from '../logger.js';
+import { WatermarkConflict, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
+
+/** Hash fields of a namespace (FORMAT.md). Entity fields are `e:<key>`, so no key can collide with these. */
+export const F_WATERMARK = '_w';
+export const F_LINEAGE = '_l';
+export const ENTITY_FIELD_PREFIX = 'e:';
+
+/**
+ * Compare-and-set write. KEYS[1] the namespace hash. ARGV: expected watermark,
+ * new watermark, number of fields to set (n), n field/value pairs, then the
+ * fields to delete. Fields go in chunks: Lua's unpack has a stack limit.
+ */
+const WRITE_SCRIPT = `
+local w = redis.call('HGET', KEYS[1], '${F_WATERMARK}')
+if w ~= ARGV[1] then return {0, w or 'none'} end
+local last = 3 + 2 * tonumber(ARGV[3])
+local i = 4
+while i <= last do
+  local j = math.min(i + 999, last)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
+end
+while i <= #ARGV do
+  local j = math.min(i + 999, #ARGV)
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
+end
+redis.call('HSET', KEYS[1], '${F_WATERMARK}', ARGV[2])
+return {1, ARGV[2]}
+`;
+
+/** Reads of more keys than this go on the writer connection, whose timeout suits large commands. */
+const BULK_READ_KEYS = 1000;
+
+type WithScript = Redis & { asofWrite(key: string, ...args: (string | number)[]): Promise<[number, string]> };
+
+/**
+ * Connection options that fail fast while Redis is away (see the header).
+ * `commandTimeoutMs`: lookups wait little (a hung Redis answers 503 within it);
+ * the materializer's writes, which may carry a large commit, wait longer.
+ */
+export function redisOptions(commandTimeoutMs: number): RedisOptions {
+  return {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    connectTimeout: 2000,
+    commandTimeout: commandTimeoutMs,
+    enableAutoPipelining: true,
+    // Reconnect quickly at first, then every second, forever.
+    retryStrategy: (times) => Math.min(times * 100, 1000),
+  };
+}
+
+/**
+ * Connects, tolerating a Redis that is down at start-up: the client keeps
+ * reconnecting in the background and calls fail (503) until it is back.
+ */
+export async function connectRedis(url: string, logger: Logger, commandTimeoutMs: number, make: (url: string, opts: RedisOptions) => Redis = (u, o) => new Redis(u, o)): Promise<Redis> {
+  const redis = make(url, redisOptions(commandTimeoutMs));
+  let down = false;
+  redis.on('error', (e: Error) => {
+    if (!down) logger.warn({ err: e.message }, 'redis unreachable; retrying in the background');
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) logger.info({}, 'redis reachable again');
+    down = false;
+  });
+  try {
+    await redis.connect();
+  } catch (e) {
+    logger.warn({ err: (e as Error).message }, 'redis not reachable at start-up; serving 503 for online reads until it is');
+  }
+  return redis;
+}
+
+export class RedisOnlineStore implements OnlineStore {
+  readonly kind = 'redis';
+  private readonly redis: WithScript;
+  private readonly reader: Redis;
+
+  /**
+   * `prefix` starts every key (default `asof:`), so several deployments or
+   * tests can share one Redis. `reader`, when given, serves lookups on its own
+   * connection (short timeout, never queued behind a large write).
+   */
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+    reader?: Redis,
+  ) {
+    this.redis = redis as WithScript;
+    this.reader = reader ?? redis;
+    if (!this.redis.asofWrite) redis.defineCommand('asofWrite', { numberOfKeys: 1, lua: WRITE_SCRIPT });
+  }
+
+  /** The hash of a namespace. */
+  key(ns: string): string {
+    return `${this.prefix}ns:${ns}`;
+  }
+
+  async read(ns: string, keys: string[]): Promise<OnlineRead> {
+    const fields = new Array<string>(keys.length + 1);
+    fields[0] = F_WATERMARK;
+    for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
+    // Lookups use the reader (short timeout); bulk reads (the materializer's, per commit) the writer's patience.
+    const got = await (keys.length > BULK_READ_KEYS ? this.redis : this.reader).hmget(this.key(ns), ...fields);
+    const states = new Array<EntityState | undefined>(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const v = got[i + 1];
+      states[i] = v === null || v === undefined ? undefined : (JSON.parse(v) as EntityState);
+    }
+    return { states, watermark: got[0] === null ? null : Number(got[0]) };
+  }
+
+  async meta(ns: string): Promise<NamespaceMeta | undefined> {
+    const [w, l] = await this.redis.hmget(this.key(ns), F_WATERMARK, F_LINEAGE);
+    return w === null ? undefined : { watermark: Number(w), lineage: l ?? '' };
+  }
+
+  async reset(ns: string, lineage: string): Promise<void> {
+    const key = this.key(ns);
+    await this.redis.multi().del(key).hset(key, F_WATERMARK, '-1', F_LINEAGE, lineage).exec();
+  }
+
+  async write(ns: string, entries: [string, EntityState | undefined][], from: number, to: number): Promise<void> {
+    const sets: string[] = [];
+    const dels: string[] = [];
+    for (const [k, v] of entries) {
+      if (v === undefined) dels.push(ENTITY_FIELD_PREFIX + k);
+      else sets.push(ENTITY_FIELD_PREFIX + k, JSON.stringify(v));
+    }
+    const [ok, found] = await this.redis.asofWrite(this.key(ns), String(from), String(to), sets.length / 2, ...sets, ...dels);
+    if (ok !== 1) throw new WatermarkConflict(ns, from, found === 'none' ? null : Number(found));
+  }
+
+  async clear(ns: string): Promise<void> {
+    await this.redis.del(this.key(ns));
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+    if (this.reader !== this.redis) this.reader.disconnect();
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * One suite for the OnlineStore interface, run against every implementation:
+ * the embedded store, Redis through ioredis-mock, and the real Redis at
+ * 127.0.0.1:6379 (skipped locally when it does not answer; CI=true fails
+ * instead). The definition mirror (Redis only) has its own suite below.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import RedisMock from 'ioredis-mock';
+import type { EntityState } from '../../src/features/evaluator.js';
+import type { FeatureViewDef } from '../../src/features/definitions.js';
+import { EmbeddedOnlineStore } from '../../src/online/embedded.js';
+import { RedisOnlineStore } from '../../src/online/redis.js';
+import { RedisDefinitionMirror } from '../../src/online/redis-mirror.js';
+import { WatermarkConflict, type OnlineStore } from '../../src/online/store.js';
+import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
+
+interface Impl {
+  name: string;
+  make(): Promise<{ store: OnlineStore; redis?: Redis; cleanup(): Promise<void> }>;
+  skip?: () => boolean;
+}
+
+let realRedis = false;
+
+const IMPLS: Impl[] = [
+  { name: 'embedded', make: async () => ({ store: new EmbeddedOnlineStore(), cleanup: async () => undefined }) },
+  {
+    name: 'redis (ioredis-mock)',
+    make: async () => {
+      const redis = new RedisMock() as unknown as Redis;
+      return { store: new RedisOnlineStore(redis, uniquePrefix('mock')), redis, cleanup: async () => redis.disconnect() };
+    },
+  },
+  {
+    name: 'redis (127.0.0.1:6379)',
+    skip: () => !realRedis,
+    make: async () => {
+      const redis = new Redis(SHARED_REDIS_URL, { maxRetriesPerRequest: 1 });
+      const prefix = uniquePrefix('contract');
+      return {
+        store: new RedisOnlineStore(redis, prefix),
+        redis,
+        cleanup: async () => {
+          await deletePrefix(SHARED_REDIS_URL, prefix);
+          redis.disconnect();
+        },
+      };
+    },
+  },
+];
+
+before(async () => {
+  realRedis = await sharedRedisOrSkip();
+});
+
+/** States with every kind of value a state can hold (JSON-safe; int64 beyond 2^53 as strings). */
+const STATES: Record<string, EntityState> = {
+  pk: { b: [1767225600123, 42, [1.5, -0.1, 0, 17, -9007199254740991, '9223372036854775807', 'héllo ✓ 𝄞', '', true, false, null]] },
+  log: {
+    b: [1767225600000, 7, [3.25, null]],
+    f: [[1767229200000, 9, [4, 'later']]],
+    w: [
+      [1767225000000, 3, 2.5, 'a'],
+      [1767225600000, 7, null, 'b'],
+    ],
+  },
+  nested: { b: [0, 0, [[1, [2, { a: 'x', 'b:c': [null, 1e300, -1e-300] }]], { deep: { er: [true] } }]] },
+  empty: {},
+};
+
+for (const impl of IMPLS) {
+  describe(`OnlineStore contract: ${impl.name}`, () => {
+    let store: OnlineStore;
+    let cleanup: () => Promise<void>;
+    before(async () => {
+      if (impl.skip?.()) return;
+      ({ store, cleanup } = await impl.make());
+    });
+    after(async () => {
+      if (impl.skip?.()) return;
+      await cleanup();
+      await store.close();
+    });
+    const it = (name: string, fn: () => Promise<void>) => test(name, async (t) => (impl.skip?.() ? t.skip('Redis does not answer at 127.0.0.1:6379') : fn()));
+
+    it('a namespace that does not exist reads as no states and a null watermark, and has no meta', async () => {
+      const r = await store.read('absent@1', ['a', 'b']);
+      assert.deepEqual(r, { states: [undefined, undefined], watermark: null });
+      assert.equal(await store.meta('absent@1'), undefined);
+    });
+
+    it('reset creates an empty namespace at watermark -1 with its lineage', async () => {
+      await store.reset('ns1@1', 'lineage-1');
+      assert.deepEqual(await store.meta('ns1@1'), { watermark: -1, lineage: 'lineage-1' });
+      assert.deepEqual(await store.read('ns1@1', ['x']), { states: [undefined], watermark: -1 });
+    });
+
+    it('written states read back equal, in key order, with the watermark of the write', async () => {
+      await store.reset('rt@1', 'l');
+      const keys = Object.keys(STATES);
+      await store.write('rt@1', keys.map((k) => [k, STATES[k]]), -1, 10);
+      const r = await store.read('rt@1', ['nope', ...keys.slice().reverse()]);
+      assert.equal(r.watermark, 10);
+      assert.deepEqual(r.states, [undefined, ...keys.slice().reverse().map((k) => STATES[k])]);
+      if (store.readSync) assert.deepEqual(store.readSync('rt@1', keys), { states: keys.map((k) => STATES[k]), watermark: 10 });
+    });
+
+    it('undefined deletes an entity; other entities stay', async () => {
+      await store.reset('del@1', 'l');
+      await store.write('del@1', [['a', STATES.pk], ['b', STATES.log]], -1, 0);
+      await store.write('del@1', [['a', undefined]], 0, 1);
+      assert.deepEqual(await store.read('del@1', ['a', 'b']), { states: [undefined, STATES.log], watermark: 1 });
+    });
+
+    it('a write expecting another watermark is refused and changes nothing', async () => {
+      await store.reset('cas@1', 'l');
+      await store.write('cas@1', [['a', STATES.pk]], -1, 5);
+      await assert.rejects(store.write('cas@1', [['a', STATES.log], ['b', STATES.log]], 3, 6), (e: unknown) => e instanceof WatermarkConflict && e.found === 5 && e.expected === 3);
+      assert.deepEqual(await store.read('cas@1', ['a', 'b']), { states: [STATES.pk, undefined], watermark: 5 });
+    });
+
+    it('a write to a namespace that does not exist is refused (the store lost it; the writer must rebuild)', async () => {
+      await assert.rejects(store.write('never@1', [['a', STATES.pk]], -1, 0), (e: unknown) => e instanceof WatermarkConflict && e.found === null);
+      assert.equal(await store.meta('never@1'), undefined);
+    });
+
+    it('reset drops every state of the namespace and only of that namespace', async () => {
+      await store.reset('r1@1', 'l');
+      await store.reset('r2@1', 'l');
+      await store.write('r1@1', [['a', STATES.pk]], -1, 3);
+      await store.write('r2@1', [['a', STATES.log]], -1, 4);
+      await store.reset('r1@1', 'l2');
+      assert.deepEqual(await store.read('r1@1', ['a']), { states: [undefined], watermark: -1 });
+      assert.deepEqual(await store.meta('r1@1'), { watermark: -1, lineage: 'l2' });
+      assert.deepEqual(await store.read('r2@1', ['a']), { states: [STATES.log], watermark: 4 });
+    });
+
+    it('clear removes the namespace', async () => {
+      await store.reset('gone@1', 'l');
+      await store.write('gone@1', [['a', STATES.pk]], -1, 0);
+      await store.clear('gone@1');
+      assert.equal(await store.meta('gone@1'), undefined);
+      assert.deepEqual(await store.read('gone@1', ['a']), { states: [undefined], watermark: null });
+    });
+
+    it('entity keys with separators, unicode, and the names of meta fields do not collide', async () => {
+      await store.reset('keys@1', 'l');
+      const keys = ['', ':', 'e:x', '_w', '_l', 'ключ', '{"a":1}', 'a b', '-1'];
+      await store.write('keys@1', keys.map((k, i) => [k, { b: [i, i, [k]] }]), -1, 0);
+      const r = await store.read('keys@1', keys);
+      assert.deepEqual(r.states, keys.map((k, i) => ({ b: [i, i, [k]] })));
+      assert.deepEqual(await store.meta('keys@1'), { watermark: 0, lineage: 'l' }, 'entities named like meta fields leave the meta alone');
+    });
+
+    it('a large write (10,000 entities) is one unit', async () => {
+      await store.reset('big@1', 'l');
+      const entries: [string, EntityState][] = Array.from({ length: 10_000 }, (_, i) => [`k${i}`, { b: [i, i, [i * 0.5, `v${i}`]] }]);
+      await store.write('big@1', entries, -1, 9_999);
+      const pick = [0, 1, 4_999, 9_999];
+      const r = await store.read('big@1', pick.map((i) => `k${i}`));
+      assert.equal(r.watermark, 9_999);
+      assert.deepEqual(r.states, pick.map((i) => ({ b: [i, i, [i * 0.5, `v${i}`]] })));
+      await store.write('big@1', entries.slice(0, 5_000).map(([k]) => [k, undefined]), 9_999, 10_000);
+      assert.deepEqual((await store.read('big@1', ['k0', 'k4999', 'k5000'])).states, [undefined, undefined, { b: [5000, 5000, [2500, 'v5000']] }]);
+    });
+  });
+}
+
+describe('definition mirror contract (Redis: ioredis-mock and 127.0.0.1:6379)', () => {
+  const view = (name: string, version: number): FeatureViewDef => ({ name, source: 't', entity: 'id', features: [{ name: 'f', column: 'c' }], version, createdAt: 1, updatedAt: 2 });
+  for (const real of [false, true]) {
+    test(real ? 'real Redis' : 'ioredis-mock', async (t) => {
+      if (real && !realRedis) return t.skip('Redis does not answer at 127.0.0.1:6379');
+      const redis = real ? new Redis(SHARED_REDIS_URL, { maxRetriesPerRequest: 1 }) : (new RedisMock() as unknown as Redis);
+      const prefix = uniquePrefix('mirror');
+      try {
+        const a = new RedisDefinitionMirror(redis, prefix);
+        assert.deepEqual(await a.load(), { views: [], services: [], tables: [], revision: 0 });
+        const r0 = await a.revision();
+        const table = { name: 't', kind: 'pk' as const, columns: [{ name: 'id', type: 'string', nullable: false }], primaryKey: ['id'], schemaVersions: [{ version: 1, columnCount: 1, createdAt: 0 }], createdAt: 0 };
+        await a.publish({ views: [view('v1', 1)], services: [], tables: [table] });
+        const r1 = await a.revision();
+        assert.notEqual(r1, r0, 'publishing moves the revision');
+        // A second primary publishes its own view: both are kept.
+        const b = new RedisDefinitionMirror(redis, prefix);
+        await b.publish({ views: [view('v2', 1)], services: [{ name: 's', features: ['v2:f'], createdAt: 3 }], tables: [] });
+        await a.publish({ views: [view('v1', 2)], services: [], tables: [] });
+        const loaded = await b.load();
+        assert.deepEqual(loaded.views.sort((x, y) => x.name.localeCompare(y.name)), [view('v1', 2), view('v2', 1)]);
+        assert.deepEqual(loaded.services, [{ name: 's', features: ['v2:f'], createdAt: 3 }]);
+        assert.deepEqual(loaded.tables, [table]);
+        assert.equal(loaded.revision, await a.revision());
+        const other = new RedisDefinitionMirror(redis, uniquePrefix('mirror-other'));
+        assert.deepEqual((await other.load()).views, [], 'prefixes separate deployments');
+      } finally {
+        if (real) await deletePrefix(SHARED_REDIS_URL, prefix);
+        redis.disconnect();
+      }
+    });
+  }
+});

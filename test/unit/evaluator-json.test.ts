@@ -1,0 +1,95 @@
+/**
+ * The lookup routes write evaluated features as JSON text from fragments
+ * (http/features-json.ts); what they write must be exactly what
+ * JSON.stringify gives for the same answer as objects (`toObjects`, which
+ * gRPC and Feast use).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { defineTable, formatTimestamp, TableSchema } from '../../src/engine/schema.js';
+import type { FeatureStatus } from '../../src/features/evaluator.js';
+import { ViewEvaluator } from '../../src/features/evaluator.js';
+import { fragmentsOf, isoTime, renderEntity } from '../../src/http/features-json.js';
+import { toObjects, type Evaluation, type Plan } from '../../src/online/service.js';
+
+const COLUMNS = [
+  ['id', 'string'],
+  ['f', 'float64'],
+  ['g', 'float32'],
+  ['i', 'int32'],
+  ['n', 'int64'],
+  ['s', 'string'],
+  ['b', 'bool'],
+  ['t', 'timestamp'],
+  ['j', 'json'],
+  ['l', 'list<string>'],
+  ['st', 'struct<a:int64,when:timestamp>'],
+  ['v', 'vector<3>'],
+] as const;
+
+const schema = new TableSchema(defineTable('src', { kind: 'pk', primaryKey: ['id'], columns: COLUMNS.map(([name, type]) => ({ name, type, nullable: name !== 'id' })) }, undefined, 0).def);
+const ev = new ViewEvaluator({ name: 'v', source: 'src', entity: 'id', features: COLUMNS.slice(1).map(([name]) => ({ name, column: name })), version: 1, createdAt: 0, updatedAt: 0 }, schema);
+
+/** Candidate canonical values per column, including nulls and awkward ones. */
+const VALUES: Record<string, unknown[]> = {
+  f: [0, -0.5, 1e21, 1.7976931348623157e308, 5e-324, 123.456, null],
+  g: [0.25, -3, null],
+  i: [0, -2147483648, 2147483647, null],
+  n: [0, -9007199254740991, '9223372036854775807', '-42000000000000000000'.slice(0, 19), null],
+  s: ['', 'plain', 'quote " backslash \\ newline \n tab \t', 'héllo ✓ 𝄞', '\u0000\u001f\u2028', null],
+  b: [true, false, null],
+  t: [0, 1767225600123, 951782400000, 253402300799999, null],
+  j: [{ a: [1, 'x', null] }, 'text', 3, [], null],
+  l: [['a', null, 'ü'], [], null],
+  st: [{ a: 5, when: 1767225600123 }, { a: null, when: null }, null],
+  v: [[0.5, -1, 3], null],
+};
+const STATUSES: FeatureStatus[] = ['PRESENT', 'NOT_FOUND', 'NULL_VALUE', 'OUTSIDE_MAX_AGE'];
+const ENTITIES: unknown[] = ['e1', 42, 'ключ "q"', true, null, { composite: 1 }];
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
+}
+
+test('rendered JSON text equals JSON.stringify of the objects, for every type, status and event-time pattern', () => {
+  const r = rng(7);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+  for (let round = 0; round < 300; round++) {
+    // A random selection: some features, in any order.
+    const chosen = ev.features.map((f, index) => ({ f, index })).filter(() => r() < 0.7);
+    if (!chosen.length) continue;
+    chosen.sort(() => r() - 0.5);
+    const plan: Plan = {
+      selection: {},
+      features: chosen.map(({ f, index }) => ({ ref: `v:${f.name}`, view: 'v', feature: f.name, index, type: f.type })),
+      groups: [],
+      evaluators: chosen.map(() => ev),
+      revision: 0,
+    };
+    const entities = Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(ENTITIES));
+    const n = entities.length * chosen.length;
+    const shared = r() < 0.5 ? pick([null, 1767225600000, 1767225600001]) : undefined;
+    const e: Evaluation = {
+      plan,
+      at: 0,
+      values: Array.from({ length: n }, (_, k) => pick(VALUES[chosen[k % chosen.length].f.name])),
+      statuses: Array.from({ length: n }, () => (r() < 0.6 ? 'PRESENT' : pick(STATUSES))),
+      eventTimes: Array.from({ length: n }, () => (shared !== undefined ? shared : pick([null, 0, 1767225600000, 1767225600999]))),
+      token: { src: Math.floor(r() * 1000) - 1 },
+    };
+    const objects = toObjects(entities, e);
+    const frags = fragmentsOf(plan);
+    entities.forEach((entity, i) => {
+      const text = renderEntity(entity, e, i, frags, JSON.stringify(e.token));
+      assert.equal(text, JSON.stringify(objects[i]), `round ${round}, entity ${i}`);
+    });
+  }
+});
+
+test('isoTime writes what Date#toISOString writes', () => {
+  const r = rng(3);
+  const cases = [0, 1, 999, 1000, 59_999, 86_399_999, 86_400_000, 951_782_400_000, 1_767_225_599_999, 253_402_300_799_999, -1, 253_402_300_800_000];
+  for (let k = 0; k < 20_000; k++) cases.push(Math.floor(r() * 4_102_444_800_000));
+  for (const ms of cases) assert.equal(isoTime(ms), formatTimestamp(ms), String(ms));
+});
