@@ -14,6 +14,10 @@ import { FeatureRegistry } from './features/registry.js';
 import { Materializer } from './online/materializer.js';
 import { OnlineService } from './online/service.js';
 import { createOnlineStore } from './online/factory.js';
+import { TrainingSets } from './offline/training-set.js';
+import { TrainingSetJobs } from './offline/jobs.js';
+import { trainingSetRoutes } from './http/training-sets.js';
+import { importRoutes } from './http/import.js';
 
 
 export interface Asof {
@@ -24,7 +28,8 @@ export interface Asof {
   close(): Promise<void>;
 }
 
-export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl'>, logger: Logger, now: () => number = Date.now): Promise<Services> {
+export async function buildServices(
+  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'>, logger: Logger, now: () => number = Date.now): Promise<Services> {
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
   const registry = await FeatureRegistry.open(config.dataDir, engine, now);
@@ -32,11 +37,14 @@ export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRo
   const materializer = new Materializer(engine, registry, onlineStore, logger, now);
   await materializer.start();
   const online = new OnlineService(registry, onlineStore, materializer, now);
-  return { engine, ingest, registry, onlineStore, materializer, online, logger, now };
+  const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
+  const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now);
+  return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, logger, now };
 }
 
 /** Stops the services in dependency order: no more materializing, then the store, then the tables. */
 export async function closeServices(s: Services): Promise<void> {
+  await s.trainingSetJobs.close();
   await s.materializer.close();
   await s.onlineStore.close();
   await s.engine.close();
@@ -49,7 +57,10 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   }
   const services = await buildServices(config, logger, opts.now);
   let ready = false;
-  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION });
+  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION }, [
+    trainingSetRoutes({ inlineRows: config.trainingSetInlineRows, maxUploadBytes: config.maxUploadBytes }),
+    importRoutes({ maxUploadBytes: config.maxUploadBytes, maxBatchRows: config.maxBatchRows }),
+  ]);
   let url = '';
   if (opts.listen !== false) url = await http.listen({ port: config.port, host: config.host });
   ready = true;

@@ -1,0 +1,193 @@
+/**
+ * Parquet output through DuckDB: rows are appended to a DuckDB table in
+ * 2,048-row data chunks (scalar columns copied from typed arrays in one call
+ * each, not value by value), then `COPY ... TO` writes the file. DuckDB spills
+ * to a temporary folder beside the output beyond its memory limit, so large
+ * outputs stay within bounded memory.
+ *
+ * Types: bool BOOLEAN, int32 INTEGER, int64 BIGINT, float32 FLOAT, float64
+ * DOUBLE, string and json VARCHAR (json as JSON text), timestamp TIMESTAMPTZ
+ * (Parquet timestamp, UTC-adjusted, microseconds), list<T> T[], struct STRUCT,
+ * vector<D> FLOAT[D].
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import duckdb from '@duckdb/node-bindings';
+import { arrayValue, DuckDBDataChunk, DuckDBInstance, listValue, structValue, timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import type { ColumnType } from '../engine/types.js';
+import type { ColumnBatch, FileColumn } from './files.js';
+import { sqlIdent } from './files.js';
+import type { OutputWriter } from './writers.js';
+
+const CHUNK = 2048;
+const TWO32 = 4294967296;
+
+export function duckType(t: ColumnType): string {
+  switch (t.kind) {
+    case 'bool':
+      return 'BOOLEAN';
+    case 'int32':
+      return 'INTEGER';
+    case 'int64':
+      return 'BIGINT';
+    case 'float32':
+      return 'FLOAT';
+    case 'float64':
+      return 'DOUBLE';
+    case 'string':
+    case 'json':
+      return 'VARCHAR';
+    case 'timestamp':
+      return 'TIMESTAMPTZ';
+    case 'list':
+      return `${duckType(t.item)}[]`;
+    case 'struct':
+      return `STRUCT(${t.fields.map((f) => `${sqlIdent(f.name)} ${duckType(f.type)}`).join(', ')})`;
+    case 'vector':
+      return `FLOAT[${t.dim}]`;
+  }
+}
+
+export async function openParquetWriter(path: string, columns: FileColumn[]): Promise<OutputWriter> {
+  const spill = `${path}.spill`;
+  await mkdir(spill, { recursive: true });
+  const db = await DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB', temp_directory: spill });
+  const conn = await db.connect();
+  try {
+    await conn.run(`CREATE TABLE out (${columns.map((c) => `${sqlIdent(c.name)} ${duckType(c.type)}`).join(', ')})`);
+    const appender = await conn.createAppender('out');
+    return new ParquetWriter(path, spill, columns, db, conn, appender);
+  } catch (e) {
+    conn.closeSync();
+    db.closeSync();
+    throw e;
+  }
+}
+
+class ParquetWriter implements OutputWriter {
+  private readonly types: DuckDBType[];
+  constructor(
+    private readonly path: string,
+    private readonly spill: string,
+    private readonly columns: FileColumn[],
+    private readonly db: DuckDBInstance,
+    private readonly conn: DuckDBConnection,
+    private readonly appender: DuckDBAppender,
+  ) {
+    this.types = columns.map((_, i) => appender.columnType(i));
+  }
+
+  async write(b: ColumnBatch): Promise<void> {
+    for (let s = 0; s < b.n; s += CHUNK) {
+      const n = Math.min(CHUNK, b.n - s);
+      const chunk = DuckDBDataChunk.create(this.types, n);
+      this.columns.forEach((c, k) => fill(chunk, k, c.type, b.columns[k], s, n));
+      this.appender.appendDataChunk(chunk);
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      this.appender.flushSync();
+      this.appender.closeSync();
+      await this.conn.run(`COPY out TO '${this.path.replaceAll("'", "''")}' (FORMAT parquet)`);
+    } finally {
+      this.release();
+      await rm(this.spill, { recursive: true, force: true });
+    }
+  }
+
+  async abort(): Promise<void> {
+    this.release();
+    await rm(this.spill, { recursive: true, force: true });
+  }
+
+  private release(): void {
+    this.conn.closeSync();
+    this.db.closeSync();
+  }
+}
+
+/** Validity as DuckDB wants it (uint64 words, bit set = valid; the same bit order as Arrow's bytes). */
+function setValidity(vec: duckdb.Vector, valid: Uint8Array, nulls: number): void {
+  if (nulls === 0) return;
+  duckdb.vector_ensure_validity_writable(vec);
+  duckdb.copy_data_to_vector_validity(vec, 0, valid.buffer as ArrayBuffer, valid.byteOffset, valid.byteLength);
+}
+
+function fill(chunk: DuckDBDataChunk, k: number, type: ColumnType, values: unknown[], s: number, n: number): void {
+  const vec = duckdb.data_chunk_get_vector(chunk.chunk, k);
+  const valid = new Uint8Array(Math.ceil(n / 64) * 8);
+  let nulls = 0;
+  const present = (i: number): boolean => {
+    const v = values[s + i];
+    if (v === null || v === undefined) {
+      nulls++;
+      return false;
+    }
+    valid[i >> 3] |= 1 << (i & 7);
+    return true;
+  };
+  switch (type.kind) {
+    case 'int32':
+    case 'float32':
+    case 'float64':
+    case 'bool': {
+      const buf = type.kind === 'int32' ? new Int32Array(n) : type.kind === 'float32' ? new Float32Array(n) : type.kind === 'float64' ? new Float64Array(n) : new Uint8Array(n);
+      for (let i = 0; i < n; i++) if (present(i)) buf[i] = type.kind === 'bool' ? (values[s + i] ? 1 : 0) : (values[s + i] as number);
+      duckdb.copy_data_to_vector(vec, 0, buf.buffer as ArrayBuffer, buf.byteOffset, buf.byteLength);
+      return setValidity(vec, valid, nulls);
+    }
+    case 'int64':
+    case 'timestamp': {
+      // Two int32 halves per value: a BigInt per value would cost more than the rest of the column.
+      const scale = type.kind === 'timestamp' ? 1000 : 1;
+      const big = new BigInt64Array(n);
+      const halves = new Int32Array(big.buffer);
+      for (let i = 0; i < n; i++) {
+        if (!present(i)) continue;
+        const v = values[s + i];
+        const x = typeof v === 'bigint' ? v : (v as number) * scale;
+        if (typeof x === 'number' && Number.isSafeInteger(x)) {
+          const hi = Math.floor(x / TWO32);
+          halves[2 * i] = x - hi * TWO32;
+          halves[2 * i + 1] = hi;
+        } else big[i] = typeof x === 'bigint' ? x : BigInt(v as number) * BigInt(scale);
+      }
+      duckdb.copy_data_to_vector(vec, 0, big.buffer, 0, big.byteLength);
+      return setValidity(vec, valid, nulls);
+    }
+    case 'string':
+    case 'json':
+      for (let i = 0; i < n; i++) if (present(i)) duckdb.vector_assign_string_element(vec, i, type.kind === 'json' ? JSON.stringify(values[s + i]) : (values[s + i] as string));
+      return setValidity(vec, valid, nulls);
+    default:
+      chunk.setColumnValues(
+        k,
+        values.slice(s, s + n).map((v) => toDuck(type, v)),
+      );
+  }
+}
+
+/** A canonical nested value → DuckDB's value objects. */
+function toDuck(t: ColumnType, v: unknown): DuckDBValue {
+  if (v === null || v === undefined) return null;
+  switch (t.kind) {
+    case 'int64':
+      return typeof v === 'bigint' ? v : BigInt(v as number);
+    case 'timestamp':
+      return timestampTZValue(BigInt(v as number) * 1000n);
+    case 'json':
+      return JSON.stringify(v);
+    case 'list':
+      return listValue((v as unknown[]).map((x) => toDuck(t.item, x)));
+    case 'vector':
+      return arrayValue(Array.from(v as ArrayLike<number>));
+    case 'struct': {
+      const o = v as Record<string, unknown>;
+      return structValue(Object.fromEntries(t.fields.map((f) => [f.name, toDuck(f.type, o[f.name])])));
+    }
+    default:
+      return v as DuckDBValue;
+  }
+}
+
