@@ -65,6 +65,49 @@ export function readTimes(vec: A.Vector | null, n: number): Float64Array {
   return out;
 }
 
+/**
+ * A batch column as canonical values (what the engine's `decodeColumn` gives),
+ * read from the buffers for scalar types: Arrow's per-value `get` costs more
+ * than the rest of reading a table of entity rows.
+ */
+export function readValues(vec: A.Vector | null, type: ColumnType, n: number): unknown[] {
+  if (!vec) return new Array(n).fill(null);
+  const d = dataOf(vec);
+  const valid = validityOf(d);
+  const out: unknown[] = new Array(n);
+  switch (type.kind) {
+    case 'int32':
+    case 'float32':
+    case 'float64': {
+      const v = d.values as Int32Array | Float32Array | Float64Array;
+      for (let i = 0; i < n; i++) out[i] = v[i];
+      break;
+    }
+    case 'int64':
+    case 'timestamp': {
+      const nums = new Float64Array(n);
+      const raw = d.values as BigInt64Array;
+      int64Numbers(d, n, nums);
+      for (let i = 0; i < n; i++) {
+        const x = nums[i];
+        out[i] = x === x ? x : type.kind === 'timestamp' ? Number(raw[i]) : raw[i];
+      }
+      break;
+    }
+    case 'string': {
+      const offsets = d.valueOffsets as Int32Array;
+      const bytes = d.values as Uint8Array;
+      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      for (let i = 0; i < n; i++) out[i] = buf.toString('utf8', offsets[i], offsets[i + 1]);
+      break;
+    }
+    default:
+      return decodeColumn(type, vec);
+  }
+  if (valid) for (let i = 0; i < n; i++) if (!valid(i)) out[i] = null;
+  return out;
+}
+
 /** Entity keys of a batch column (see `EntityKey`); null where the value is null. */
 export function readKeys(vec: A.Vector | null, type: ColumnType, n: number): (EntityKey | null)[] {
   const out: (EntityKey | null)[] = new Array(n).fill(null);
@@ -100,11 +143,87 @@ export function readKeys(vec: A.Vector | null, type: ColumnType, n: number): (En
   return out;
 }
 
+/**
+ * The entities a training set asks about, as dense ids (0..size-1, in order
+ * of first appearance), and the lookup of a batch column's ids. Integer keys
+ * in a compact range get a direct table instead of hashing: the lookup runs
+ * once per changelog record.
+ */
+export class EntityIndex {
+  private readonly map = new Map<EntityKey, number>();
+  private dense?: { min: number; table: Int32Array };
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** The id of a key, assigned on first sight. */
+  add(key: EntityKey): number {
+    let id = this.map.get(key);
+    if (id === undefined) this.map.set(key, (id = this.map.size));
+    return id;
+  }
+
+  /** Builds the direct table when every key is an integer in a range at most 8x the count (and <= 16M). */
+  seal(): void {
+    let min = Infinity;
+    let max = -Infinity;
+    for (const k of this.map.keys()) {
+      if (typeof k !== 'number' || !Number.isInteger(k)) return;
+      if (k < min) min = k;
+      if (k > max) max = k;
+    }
+    const range = max - min + 1;
+    if (!(range > 0) || range > Math.max(8 * this.map.size, 65_536) || range > 16_777_216) return;
+    const table = new Int32Array(range).fill(-1);
+    for (const [k, id] of this.map) table[(k as number) - min] = id;
+    this.dense = { min, table };
+  }
+
+  /** `out[i]` = the id of row i's entity, or -1 (null, or not asked about). */
+  idsOf(vec: A.Vector | null, type: ColumnType, n: number, out: Int32Array): void {
+    if (!vec) return void out.fill(-1, 0, n);
+    const dense = this.dense;
+    if (dense && (type.kind === 'int64' || type.kind === 'timestamp' || type.kind === 'int32')) {
+      const d = dataOf(vec);
+      const { min, table } = dense;
+      const size = table.length;
+      if (type.kind === 'int32') {
+        const v = d.values as Int32Array;
+        for (let i = 0; i < n; i++) {
+          const x = v[i] - min;
+          out[i] = x >= 0 && x < size ? table[x] : -1;
+        }
+      } else {
+        const v = d.values as BigInt64Array;
+        const halves = new Int32Array(v.buffer, v.byteOffset, n * 2);
+        for (let i = 0; i < n; i++) {
+          const hi = halves[2 * i + 1];
+          // Keys in the table are safe integers; anything with a large high word is not among them.
+          const x = hi >= -2097152 && hi < 2097152 ? hi * TWO32 + (halves[2 * i] >>> 0) - min : -1;
+          out[i] = x >= 0 && x < size ? table[x] : -1;
+        }
+      }
+      const valid = validityOf(d);
+      if (valid) for (let i = 0; i < n; i++) if (!valid(i)) out[i] = -1;
+      return;
+    }
+    const keys = readKeys(vec, type, n);
+    for (let i = 0; i < n; i++) {
+      const k = keys[i];
+      out[i] = k === null ? -1 : (this.map.get(k) ?? -1);
+    }
+  }
+}
+
 /** Values of retained records, appended batch by batch and read back by record index. */
 export interface ValueStore {
   /** Appends the values of rows `rows[0..count)` of a batch column (null vector: the column is absent, all null). */
   append(vec: A.Vector | null, rows: Int32Array, count: number, n: number): void;
   get(i: number): unknown;
+  /** Keeps only the values at `indexes[0..count)`, which become 0..count-1 (the rest is garbage). */
+  keep(indexes: Int32Array, count: number): void;
+  readonly size: number;
   /** Approximate bytes per value, for memory budgeting. */
   readonly bytesPerValue: number;
 }
@@ -118,12 +237,18 @@ function grow<T extends Float64Array | Uint8Array>(a: T, need: number): T {
 
 /** int32, float32, float64, int64 and timestamp values as doubles, with a side map for int64 beyond 2^53. */
 class NumberStore implements ValueStore {
-  private v = new Float64Array(1024);
-  private ok = new Uint8Array(1024);
+  private v: Float64Array;
+  private ok: Uint8Array;
   private big?: Map<number, bigint>;
   private len = 0;
   readonly bytesPerValue = 9;
-  constructor(private readonly kind: ColumnType['kind']) {}
+  constructor(
+    private readonly kind: ColumnType['kind'],
+    capacity: number,
+  ) {
+    this.v = new Float64Array(Math.max(capacity, 1024));
+    this.ok = new Uint8Array(this.v.length);
+  }
 
   append(vec: A.Vector | null, rows: Int32Array, count: number, n: number): void {
     this.v = grow(this.v, this.len + count);
@@ -156,11 +281,31 @@ class NumberStore implements ValueStore {
     const x = this.v[i];
     return x === x ? x : this.big!.get(i)!;
   }
+
+  get size(): number {
+    return this.len;
+  }
+
+  keep(indexes: Int32Array, count: number): void {
+    const v = new Float64Array(Math.max(count, 1024));
+    const ok = new Uint8Array(v.length);
+    const big = this.big ? new Map<number, bigint>() : undefined;
+    for (let k = 0; k < count; k++) {
+      const i = indexes[k];
+      v[k] = this.v[i];
+      ok[k] = this.ok[i];
+      if (big && this.big!.has(i)) big.set(k, this.big!.get(i)!);
+    }
+    this.v = v;
+    this.ok = ok;
+    this.big = big;
+    this.len = count;
+  }
 }
 
 /** Any other type: canonical values from the engine's decoder, kept in a plain array. */
 class AnyStore implements ValueStore {
-  private readonly v: unknown[] = [];
+  private v: unknown[] = [];
   readonly bytesPerValue = 32;
   constructor(private readonly type: ColumnType) {}
 
@@ -176,16 +321,27 @@ class AnyStore implements ValueStore {
   get(i: number): unknown {
     return this.v[i];
   }
+
+  get size(): number {
+    return this.v.length;
+  }
+
+  keep(indexes: Int32Array, count: number): void {
+    const v = new Array(count);
+    for (let k = 0; k < count; k++) v[k] = this.v[indexes[k]];
+    this.v = v;
+  }
 }
 
-export function valueStore(type: ColumnType): ValueStore {
+/** A store for values of `type`; `capacity` (values) avoids regrowing when the count is known. */
+export function valueStore(type: ColumnType, capacity = 0): ValueStore {
   switch (type.kind) {
     case 'int32':
     case 'float32':
     case 'float64':
     case 'int64':
     case 'timestamp':
-      return new NumberStore(type.kind);
+      return new NumberStore(type.kind, capacity);
     default:
       return new AnyStore(type);
   }

@@ -3,9 +3,9 @@
  * labels, or an uploaded file (CSV, NDJSON, Parquet). Each is read as batches
  * in input order, and may be read more than once.
  */
-import { decodeColumn } from '../engine/arrow-codec.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { AsofError } from '../errors.js';
+import { readValues } from './columns.js';
 import { openFile, TypeInference, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
 
 export type EntitySource = { rows: Record<string, unknown>[] } | { table: string } | { file: { path: string; format: FileFormat } };
@@ -86,10 +86,7 @@ function tableRows(engine: Engine, name: string): EntityRows {
       // A log table's entity rows are its records (all +I), in offset order.
       for await (const b of table.scanArrow({ toOffset })) {
         const n = b.count;
-        yield { n, columns: schema.columns.map((c) => {
-          const vec = b.batch.getChild(c.name);
-          return vec ? decodeColumn(c.type, vec) : new Array(n).fill(null);
-        }) };
+        yield { n, columns: schema.columns.map((c) => readValues(b.batch.getChild(c.name), c.type, n)) };
       }
     },
     async close() {},

@@ -2,15 +2,18 @@
  * Parquet output through DuckDB: rows are appended to a DuckDB table in
  * 2,048-row data chunks (scalar columns copied from typed arrays in one call
  * each, not value by value), then `COPY ... TO` writes the file. DuckDB spills
- * to a temporary folder beside the output beyond its memory limit, so large
- * outputs stay within bounded memory.
+ * to a temporary folder beyond its memory limit, so large outputs stay within
+ * bounded memory.
  *
  * Types: bool BOOLEAN, int32 INTEGER, int64 BIGINT, float32 FLOAT, float64
  * DOUBLE, string and json VARCHAR (json as JSON text), timestamp TIMESTAMPTZ
  * (Parquet timestamp, UTC-adjusted, microseconds), list<T> T[], struct STRUCT,
  * vector<D> FLOAT[D].
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import duckdb from '@duckdb/node-bindings';
 import { arrayValue, DuckDBDataChunk, DuckDBInstance, listValue, structValue, timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import type { ColumnType } from '../engine/types.js';
@@ -47,18 +50,31 @@ export function duckType(t: ColumnType): string {
   }
 }
 
+let shared: Promise<DuckDBInstance> | undefined;
+
+/**
+ * One DuckDB instance per process for Parquet output (starting one costs tens
+ * of ms); each writer has its own connection and table. It spills to a
+ * folder under the system's temporary directory beyond 512 MB.
+ */
+function instance(): Promise<DuckDBInstance> {
+  shared ??= (async () => {
+    const spill = join(tmpdir(), `asof-duckdb-${process.pid}`);
+    await mkdir(spill, { recursive: true });
+    return DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB', temp_directory: spill });
+  })();
+  return shared;
+}
+
 export async function openParquetWriter(path: string, columns: FileColumn[]): Promise<OutputWriter> {
-  const spill = `${path}.spill`;
-  await mkdir(spill, { recursive: true });
-  const db = await DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB', temp_directory: spill });
-  const conn = await db.connect();
+  const conn = await (await instance()).connect();
+  const table = `out_${randomUUID().replaceAll('-', '')}`;
   try {
-    await conn.run(`CREATE TABLE out (${columns.map((c) => `${sqlIdent(c.name)} ${duckType(c.type)}`).join(', ')})`);
-    const appender = await conn.createAppender('out');
-    return new ParquetWriter(path, spill, columns, db, conn, appender);
+    await conn.run(`CREATE TABLE ${table} (${columns.map((c) => `${sqlIdent(c.name)} ${duckType(c.type)}`).join(', ')})`);
+    const appender = await conn.createAppender(table);
+    return new ParquetWriter(path, table, columns, conn, appender);
   } catch (e) {
     conn.closeSync();
-    db.closeSync();
     throw e;
   }
 }
@@ -67,9 +83,8 @@ class ParquetWriter implements OutputWriter {
   private readonly types: DuckDBType[];
   constructor(
     private readonly path: string,
-    private readonly spill: string,
+    private readonly table: string,
     private readonly columns: FileColumn[],
-    private readonly db: DuckDBInstance,
     private readonly conn: DuckDBConnection,
     private readonly appender: DuckDBAppender,
   ) {
@@ -87,23 +102,25 @@ class ParquetWriter implements OutputWriter {
 
   async close(): Promise<void> {
     try {
-      this.appender.flushSync();
       this.appender.closeSync();
-      await this.conn.run(`COPY out TO '${this.path.replaceAll("'", "''")}' (FORMAT parquet)`);
+      await this.conn.run(`COPY ${this.table} TO '${this.path.replaceAll("'", "''")}' (FORMAT parquet)`);
     } finally {
-      this.release();
-      await rm(this.spill, { recursive: true, force: true });
+      await this.release();
     }
   }
 
   async abort(): Promise<void> {
-    this.release();
-    await rm(this.spill, { recursive: true, force: true });
+    try {
+      this.appender.closeSync();
+    } catch {
+      /* already closed */
+    }
+    await this.release();
   }
 
-  private release(): void {
+  private async release(): Promise<void> {
+    await this.conn.run(`DROP TABLE IF EXISTS ${this.table}`).catch(() => undefined);
     this.conn.closeSync();
-    this.db.closeSync();
   }
 }
 

@@ -1,145 +1,86 @@
 /**
  * The point-in-time join of one feature view with a chunk of entity rows.
+ * The entity rows are grouped by entity and sorted by time within each entity
+ * (`orderRows`); records come from a scan of the source changelog in offset
+ * order (scan.ts). Two ways to turn records into values:
  *
- * Both sides are grouped by entity (a stable counting sort: records stay in
- * offset order within an entity), the entity rows of each entity are visited
- * in time order, and a cursor over that entity's records moves forward only.
- * Two ways to turn records into values, chosen per view:
+ * - The evaluator path (`evaluatorJoin`; any feature, and the only one for
+ *   windowed aggregates): each entity's records are fed to the one evaluator
+ *   (`ViewEvaluator.apply`) in the order `applyOrder` documents, and
+ *   `evaluate(state, t)` gives the values. The records visible at t are a
+ *   prefix of that order that only grows with t, so one pass per entity, in
+ *   time order, answers all of the entity's rows.
  *
- * - The evaluator path (any feature; always used for windowed aggregates):
- *   each entity's records are fed to the one evaluator (`ViewEvaluator.apply`)
- *   in the order `applyOrder` documents, and `evaluate(state, t)` gives the
- *   values. Because the visible records at t are a prefix of that order that
- *   only grows with t, one pass per entity answers all its rows.
- *
- * - The last-value path (views whose requested features are all column
- *   features): the evaluator's state for column features is one version, the
- *   greatest by rank among the visible records, so a running maximum over the
- *   same records gives the same version without building states:
+ * - The last-value path (`LastValueJoin`; views whose requested features are
+ *   all column features): the evaluator's state for column features is one
+ *   version, the greatest by rank among the visible records. So each row's
+ *   version is a maximum over the records visible at its time:
  *     log, known:  visible when eventTime <= t and commitTime <= t; rank (eventTime, offset)
  *     log, event:  visible when eventTime <= t;                     rank (eventTime, offset)
  *     pk,  known:  visible when commitTime <= t;                    rank offset
  *     pk,  event:  visible when eventTime <= t;                     rank (eventTime, offset)
  *   A -D version means absent; ttl nulls a version whose eventTime < t - ttl,
- *   exactly as `evaluate` does. Tests hold both paths to `evaluateAt` and to
- *   online serving.
+ *   exactly as `evaluate` does. A record visible from time v counts for every
+ *   row of its entity with t >= v: it is offered to the first such row, and a
+ *   running maximum over the entity's rows in time order spreads it to the
+ *   later ones. Records are read once, in offset order, and never sorted.
+ *   Tests hold this path to the evaluator path, to `evaluateAt`, to DuckDB's
+ *   ASOF JOIN and to online serving.
  */
 import { ChangeType } from '../engine/arrow-codec.js';
 import type { Row } from '../engine/schema.js';
-import type { ViewEvaluator, PointInTime, EntityState } from '../features/evaluator.js';
-import type { RecordSet } from './scan.js';
+import type { ColumnType } from '../engine/types.js';
+import type { EntityState, PointInTime, ViewEvaluator } from '../features/evaluator.js';
+import { valueStore, type ValueStore } from './columns.js';
+import type { KeptBatch, RecordSet, RecordSink } from './scan.js';
 
-export interface LabelKeys {
+export interface RowKeys {
   n: number;
-  /** The entity row's time, epoch ms. */
+  /** Each entity row's time, epoch ms. */
   t: Float64Array;
-  /** Dense entity id per entity row; -1 when the row has no entity value. */
+  /** Each entity row's entity (dense id); -1 when it has none. */
   ent: Int32Array;
   /** Number of distinct entities. */
   entities: number;
 }
 
-export interface JoinSpec {
-  ev: ViewEvaluator;
-  mode: PointInTime;
-  /** Requested features: indexes into `ev.features`. */
-  features: number[];
-  /** Only entities with id % count === index (the records were scanned the same way). */
-  partition: { count: number; index: number };
-  /** Use the evaluator path even for column features (tests compare the two paths). */
-  forceEvaluator?: boolean;
+/** Entity rows grouped by entity, by time within each: position j holds row `row[j]` at time `t[j]`. */
+export interface RowOrder {
+  /** Positions of entity g: [start[g], start[g + 1]). */
+  start: Int32Array;
+  row: Int32Array;
+  t: Float64Array;
 }
 
-/** Stable counting sort of indexes [0, n) by group id; ids < 0 and ids outside the partition are left out. */
-function groupBy(ids: Int32Array, n: number, groups: number, keep: (id: number) => boolean): { start: Int32Array; order: Int32Array } {
-  const start = new Int32Array(groups + 1);
-  for (let i = 0; i < n; i++) {
-    const g = ids[i];
-    if (g >= 0 && keep(g)) start[g + 1]++;
-  }
-  for (let g = 0; g < groups; g++) start[g + 1] += start[g];
-  const pos = start.slice(0, groups);
-  const order = new Int32Array(start[groups]);
-  for (let i = 0; i < n; i++) {
-    const g = ids[i];
-    if (g >= 0 && keep(g)) order[pos[g]++] = i;
-  }
-  return { start, order };
+/** Orders the rows of the entities with id % parts === part (all when parts is 1). */
+export function orderRows(keys: RowKeys, partition: { count: number; index: number } = { count: 1, index: 0 }): RowOrder {
+  const { count: parts, index: part } = partition;
+  const E = keys.entities;
+  const start = new Int32Array(E + 1);
+  const keep = (g: number): boolean => g >= 0 && (parts === 1 || g % parts === part);
+  for (let i = 0; i < keys.n; i++) if (keep(keys.ent[i])) start[keys.ent[i] + 1]++;
+  for (let g = 0; g < E; g++) start[g + 1] += start[g];
+  const pos = start.slice(0, E);
+  const row = new Int32Array(start[E]);
+  for (let i = 0; i < keys.n; i++) if (keep(keys.ent[i])) row[pos[keys.ent[i]]++] = i;
+  sortGroups(row, start, keys.t);
+  const t = new Float64Array(row.length);
+  for (let j = 0; j < row.length; j++) t[j] = keys.t[row[j]];
+  return { start, row, t };
 }
 
 /** Sorts each group's slice of `order` by (key, tie) ascending; cheap when a slice is already sorted. */
 function sortGroups(order: Int32Array, start: Int32Array, key: Float64Array, tie?: Float64Array): void {
-  const less = (a: number, b: number): boolean => key[a] < key[b] || (tie !== undefined && key[a] === key[b] && tie[a] < tie[b]);
   for (let g = 0; g + 1 < start.length; g++) {
     const lo = start[g];
     const hi = start[g + 1];
     let sorted = true;
-    for (let i = lo + 1; i < hi && sorted; i++) if (less(order[i], order[i - 1])) sorted = false;
-    if (sorted) continue;
-    if (hi - lo <= 32) {
-      for (let i = lo + 1; i < hi; i++) {
-        const x = order[i];
-        let j = i - 1;
-        while (j >= lo && less(x, order[j])) {
-          order[j + 1] = order[j];
-          j--;
-        }
-        order[j + 1] = x;
-      }
-    } else {
-      order.subarray(lo, hi).sort((a, b) => key[a] - key[b] || (tie ? tie[a] - tie[b] : 0));
+    for (let i = lo + 1; i < hi && sorted; i++) {
+      const a = order[i - 1];
+      const b = order[i];
+      if (key[b] < key[a] || (tie && key[b] === key[a] && tie[b] < tie[a])) sorted = false;
     }
-  }
-}
-
-/**
- * Fills `out[k][row]` for every entity row of the partition and requested
- * feature k with the value at the row's time (canonical values, null when none).
- */
-export function joinView(spec: JoinSpec, labels: LabelKeys, recs: RecordSet, out: unknown[][]): void {
-  const { count: parts, index: part } = spec.partition;
-  const keep = parts > 1 ? (id: number) => id % parts === part : () => true;
-  const L = groupBy(labels.ent, labels.n, labels.entities, keep);
-  sortGroups(L.order, L.start, labels.t);
-  const R = groupBy(recs.ent, recs.n, labels.entities, keep);
-  const columnsOnly = spec.features.every((i) => spec.ev.features[i].col !== undefined);
-  if (columnsOnly && !spec.forceEvaluator) lastValues(spec, labels, recs, L, R, out);
-  else evaluatorPath(spec, labels, recs, L, R, out);
-}
-
-type Groups = { start: Int32Array; order: Int32Array };
-
-function lastValues(spec: JoinSpec, labels: LabelKeys, recs: RecordSet, L: Groups, R: Groups, out: unknown[][]): void {
-  const { ev, mode } = spec;
-  const { eventTime: et, commitTime: ct, offset: off, change } = recs;
-  const byOffset = ev.isPk && mode === 'known';
-  // When each record becomes visible (see the header).
-  let visibleAt: Float64Array;
-  if (byOffset) visibleAt = ct;
-  else if (mode === 'event' || ev.isPk) visibleAt = et;
-  else {
-    visibleAt = new Float64Array(recs.n);
-    for (let i = 0; i < recs.n; i++) visibleAt[i] = et[i] > ct[i] ? et[i] : ct[i];
-  }
-  // pk/known: commit times never decrease with offset, so offset order is already visibility order.
-  if (!byOffset) sortGroups(R.order, R.start, visibleAt, off);
-  const stores = spec.features.map((i) => recs.values[recs.columns.indexOf(columnOf(ev, i))]);
-  const ttl = ev.ttlMs;
-  const lt = labels.t;
-  for (let g = 0; g + 1 < L.start.length; g++) {
-    let i = R.start[g];
-    const rEnd = R.start[g + 1];
-    let best = -1;
-    for (let j = L.start[g]; j < L.start[g + 1]; j++) {
-      const row = L.order[j];
-      const t = lt[row];
-      while (i < rEnd && visibleAt[R.order[i]] <= t) {
-        const r = R.order[i++];
-        if (best < 0 || (byOffset ? off[r] > off[best] : et[r] > et[best] || (et[r] === et[best] && off[r] > off[best]))) best = r;
-      }
-      const present = best >= 0 && change[best] !== ChangeType.DELETE && !(ttl !== undefined && et[best] < t - ttl);
-      for (let k = 0; k < stores.length; k++) out[k][row] = present ? stores[k].get(best) : null;
-    }
+    if (!sorted) order.subarray(lo, hi).sort((a, b) => key[a] - key[b] || (tie ? tie[a] - tie[b] : 0));
   }
 }
 
@@ -150,9 +91,131 @@ function columnOf(ev: ViewEvaluator, featureIndex: number): string {
   return f.column;
 }
 
-function evaluatorPath(spec: JoinSpec, labels: LabelKeys, recs: RecordSet, L: Groups, R: Groups, out: unknown[][]): void {
-  const { ev, mode } = spec;
+/** Whether the last-value path can answer these features of a view. */
+export const lastValueApplies = (ev: ViewEvaluator, features: number[]): boolean => features.every((i) => ev.features[i].col !== undefined);
+
+/** The last-value path, as a scan sink (see the header). Memory: 32 bytes per entity row, plus the values of current candidates. */
+export class LastValueJoin implements RecordSink {
+  private readonly byOffset: boolean;
+  private readonly visibleAtCommit: boolean;
+  /**
+   * Per position j, four numbers side by side (one cache line holds them):
+   * [4j] the row's time, [4j+1] event time and [4j+2] offset of the best record
+   * offered to it, [4j+3] that record's value index * 2 + 1 if it is a -D, or -1.
+   */
+  private readonly pos: Float64Array;
+  private readonly stores: ValueStore[];
+  private readonly compactAt: number;
+  private offered = new Int32Array(0);
+
+  constructor(
+    private readonly ev: ViewEvaluator,
+    mode: PointInTime,
+    private readonly features: number[],
+    private readonly order: RowOrder,
+    private readonly columns: { name: string; type: ColumnType }[],
+    /** How many records the scan may offer at most (sizes the value stores). */
+    expected: number,
+  ) {
+    this.byOffset = ev.isPk && mode === 'known';
+    this.visibleAtCommit = mode === 'known';
+    const m = order.row.length;
+    this.pos = new Float64Array(4 * m);
+    for (let j = 0; j < m; j++) {
+      this.pos[4 * j] = order.t[j];
+      this.pos[4 * j + 3] = -1;
+    }
+    this.compactAt = Math.max(4 * m, 1 << 20);
+    this.stores = columns.map((c) => valueStore(c.type, Math.min(expected, this.compactAt)));
+  }
+
+  add(b: KeptBatch): void {
+    const start = this.order.start;
+    const pos = this.pos;
+    const byOffset = this.byOffset;
+    const atCommit = this.visibleAtCommit;
+    const { ent, eventTime, rows, change, firstOffset, commitTime } = b;
+    if (this.offered.length < b.count) this.offered = new Int32Array(b.n);
+    const offered = this.offered;
+    let base = this.stores.length ? this.stores[0].size : 0;
+    let n = 0;
+    for (let k = 0; k < b.count; k++) {
+      const g = ent[k];
+      const end = start[g + 1];
+      let lo = start[g];
+      const et = eventTime[k];
+      const off = firstOffset + rows[k];
+      const visible = byOffset ? commitTime : atCommit && commitTime > et ? commitTime : et;
+      // The first of the entity's rows whose time is >= visible.
+      let hi = end;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (pos[4 * mid] < visible) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo === end) continue;
+      const p = 4 * lo;
+      if (pos[p + 3] >= 0 && (byOffset ? off <= pos[p + 2] : et < pos[p + 1] || (et === pos[p + 1] && off <= pos[p + 2]))) continue;
+      pos[p + 1] = et;
+      pos[p + 2] = off;
+      pos[p + 3] = (base + n) * 2 + (change[k] === ChangeType.DELETE ? 1 : 0);
+      offered[n++] = rows[k];
+    }
+    if (!n) return;
+    for (let i = 0; i < this.columns.length; i++) this.stores[i].append(b.batch.getChild(this.columns[i].name), offered, n, b.n);
+    base += n;
+    if (base > this.compactAt) this.compact();
+  }
+
+  /** Drops the values of records that are no longer anyone's candidate. */
+  private compact(): void {
+    const pos = this.pos;
+    const m = pos.length / 4;
+    const live = new Int32Array(m);
+    let n = 0;
+    for (let j = 0; j < m; j++) {
+      const c = pos[4 * j + 3];
+      if (c < 0) continue;
+      live[n] = c >> 1;
+      pos[4 * j + 3] = n++ * 2 + (c & 1);
+    }
+    for (const s of this.stores) s.keep(live, n);
+  }
+
+  /** Writes each entity row's values: `out[k][row]` for requested feature k. */
+  finish(out: unknown[][]): void {
+    const { start, row } = this.order;
+    const { pos, byOffset } = this;
+    const ttl = this.ev.ttlMs;
+    const stores = this.features.map((i) => this.stores[this.columns.findIndex((c) => c.name === columnOf(this.ev, i))]);
+    for (let g = 0; g + 1 < start.length; g++) {
+      let best = -1;
+      for (let j = start[g]; j < start[g + 1]; j++) {
+        const p = 4 * j;
+        if (pos[p + 3] >= 0 && (best < 0 || (byOffset ? pos[p + 2] > pos[best + 2] : pos[p + 1] > pos[best + 1] || (pos[p + 1] === pos[best + 1] && pos[p + 2] > pos[best + 2])))) best = p;
+        const c = best < 0 ? -1 : pos[best + 3];
+        const present = c >= 0 && (c & 1) === 0 && !(ttl !== undefined && pos[best + 1] < pos[p] - ttl);
+        for (let k = 0; k < stores.length; k++) out[k][row[j]] = present ? stores[k].get(c >> 1) : null;
+      }
+    }
+  }
+}
+
+/** Stable counting sort of record indexes by entity. */
+function groupRecords(recs: RecordSet, entities: number): { start: Int32Array; order: Int32Array } {
+  const start = new Int32Array(entities + 1);
+  for (let i = 0; i < recs.n; i++) start[recs.ent[i] + 1]++;
+  for (let g = 0; g < entities; g++) start[g + 1] += start[g];
+  const pos = start.slice(0, entities);
+  const order = new Int32Array(recs.n);
+  for (let i = 0; i < recs.n; i++) order[pos[recs.ent[i]]++] = i;
+  return { start, order };
+}
+
+/** The evaluator path (see the header): `out[k][row]` for requested feature k, for the rows in `order`. */
+export function evaluatorJoin(ev: ViewEvaluator, mode: PointInTime, features: number[], order: RowOrder, recs: RecordSet, out: unknown[][]): void {
   const { eventTime: et, commitTime: ct, offset: off, change } = recs;
+  const R = groupRecords(recs, order.start.length - 1);
   // applyOrder: "known" applies in offset order (grouping kept it); "event" in (event time, offset) order.
   if (mode === 'event') sortGroups(R.order, R.start, et, off);
   const visibleAt = mode === 'event' ? et : ct;
@@ -163,21 +226,19 @@ function evaluatorPath(spec: JoinSpec, labels: LabelKeys, recs: RecordSet, L: Gr
     for (let c = 0; c < recs.columns.length; c++) row[recs.columns[c]] = recs.values[c].get(r);
     return row;
   };
-  const types = spec.features.map((i) => ev.features[i].type.kind);
-  const lt = labels.t;
-  for (let g = 0; g + 1 < L.start.length; g++) {
+  const kinds = features.map((i) => ev.features[i].type.kind);
+  for (let g = 0; g + 1 < order.start.length; g++) {
     let i = R.start[g];
-    const rEnd = R.start[g + 1];
+    const end = R.start[g + 1];
     let state: EntityState | undefined;
-    for (let j = L.start[g]; j < L.start[g + 1]; j++) {
-      const row = L.order[j];
-      const t = lt[row];
-      while (i < rEnd && visibleAt[R.order[i]] <= t) {
+    for (let j = order.start[g]; j < order.start[g + 1]; j++) {
+      const t = order.t[j];
+      while (i < end && visibleAt[R.order[i]] <= t) {
         const r = R.order[i++];
         state = ev.apply(state, { offset: off[r], change: change[r], commitTime: ct[r], row: toRow(r) }, t);
       }
       const v = ev.evaluate(state, t).values;
-      for (let k = 0; k < spec.features.length; k++) out[k][row] = canonical(types[k], v[spec.features[k]]);
+      for (let k = 0; k < features.length; k++) out[k][order.row[j]] = canonical(kinds[k], v[features[k]]);
     }
   }
 }

@@ -18,11 +18,11 @@ import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { PointInTime, ViewEvaluator } from '../features/evaluator.js';
 import type { FeatureRegistry } from '../features/registry.js';
-import { keyOfValue, type EntityKey } from './columns.js';
+import { EntityIndex, keyOfValue, type EntityKey } from './columns.js';
 import { openEntityRows, type EntityRows, type EntitySource } from './entity-rows.js';
 import type { ColumnBatch, FileColumn } from './files.js';
-import { joinView, type LabelKeys } from './pit.js';
-import { recordBytes, scanRecords } from './scan.js';
+import { evaluatorJoin, LastValueJoin, lastValueApplies, orderRows, type RowKeys } from './pit.js';
+import { RecordCollector, recordBytes, scanSource } from './scan.js';
 import { openWriter, type OutputFormat } from './writers.js';
 
 export interface TrainingSetRequest {
@@ -193,40 +193,30 @@ export class TrainingSets {
     }
     for (let v = 0; v < plans.length; v++) {
       const plan = plans[v];
-      const ids = new Map<EntityKey, number>();
+      const ids = new EntityIndex();
       const ent = new Int32Array(n);
       let i = 0;
-      for (const b of chunk) {
-        for (const key of b.keys[v]) {
-          if (key === null) ent[i++] = -1;
-          else {
-            let id = ids.get(key);
-            if (id === undefined) ids.set(key, (id = ids.size));
-            ent[i++] = id;
-          }
-        }
-      }
-      const labels: LabelKeys = { n, t, ent, entities: ids.size };
+      for (const b of chunk) for (const key of b.keys[v]) ent[i++] = key === null ? -1 : ids.add(key);
+      ids.seal();
+      const keys: RowKeys = { n, t, ent, entities: ids.size };
       const viewOut = plan.outputs.map((o) => out[o]);
       const columns = sourceColumns(plan);
-      const table = this.engine.table(plan.def.source);
+      const scan = { table: this.engine.table(plan.def.source), toOffset: plan.toOffset, entityColumn: plan.def.entity, entityType: plan.entityColumn.type, eventTimeColumn: plan.ev.schema.def.eventTime, ids };
+      if (lastValueApplies(plan.ev, plan.features) && !forceEvaluator) {
+        const join = new LastValueJoin(plan.ev, mode, plan.features, orderRows(keys), columns, plan.toOffset);
+        await scanSource({ ...scan, partition: { count: 1, index: 0 } }, join);
+        join.finish(viewOut);
+        continue;
+      }
       let cap = Math.max(1024, Math.floor(this.opts.memoryBytes / recordBytes(columns)));
       let parts = 1;
       for (let part = 0; part < parts; part++) {
-        const res = await scanRecords({
-          table,
-          toOffset: plan.toOffset,
-          entityColumn: plan.def.entity,
-          entityType: plan.entityColumn.type,
-          eventTimeColumn: plan.ev.schema.def.eventTime,
-          columns,
-          ids,
-          partition: { count: parts, index: part },
-          maxRecords: cap,
-        });
-        if ('overflow' in res) {
+        const partition = { count: parts, index: part };
+        const collector = new RecordCollector(columns, cap);
+        await scanSource({ ...scan, partition }, collector);
+        if (collector.overflowed) {
           // Too many records for the budget: split the entities into more partitions and start over.
-          parts = Math.ceil((parts * res.overflow * 1.25) / cap);
+          parts = Math.ceil((parts * collector.counted * 1.25) / cap);
           if (parts >= ids.size) {
             parts = ids.size;
             cap = Infinity; // one entity per pass: cannot split further
@@ -234,7 +224,7 @@ export class TrainingSets {
           part = -1;
           continue;
         }
-        joinView({ ev: plan.ev, mode, features: plan.features, partition: { count: parts, index: part }, forceEvaluator }, labels, res.records, viewOut);
+        evaluatorJoin(plan.ev, mode, plan.features, orderRows(keys, partition), collector.set, viewOut);
       }
     }
     return out;
