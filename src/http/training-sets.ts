@@ -21,7 +21,7 @@ import type { Services } from '../services.js';
 import type { RoutePlugin } from './server.js';
 import { route } from './route.js';
 import { TokenSchema } from './tables.js';
-import { acceptFileBodies, FILE_CONTENT_TYPES, fileFormatOf, isFileBody, saveBody } from './uploads.js';
+import { acceptFileBodies, assertJsonOrFile, FILE_CONTENT_TYPES, fileFormatOf, isFileBody, saveBody } from './uploads.js';
 
 const PointInTime = z.enum(['event', 'known']).describe('"event": everything that had happened by each row\'s time (default). "known": only what had also been committed by then, as online serving saw it.');
 const Format = z.enum(OUTPUT_FORMATS).describe('Output format (default json).');
@@ -121,6 +121,7 @@ export const trainingSetRoutes =
           let request: TrainingSetRequest;
           let upload: string | undefined;
           let forceJob: boolean;
+          assertJsonOrFile(req);
           if (isFileBody(req)) {
             const fileFormat = fileFormatOf(req, query.fileFormat);
             upload = jobs.scratchPath(`.${fileFormat}`);

@@ -40,6 +40,14 @@ const mediaType = (req: FastifyRequest): string => (req.headers['content-type'] 
 /** Whether the request carries a file body rather than JSON. */
 export const isFileBody = (req: FastifyRequest): boolean => BY_CONTENT_TYPE.has(mediaType(req));
 
+/** Refuses a body that is neither JSON nor a file (Fastify itself would hand text/plain through as a string). */
+export function assertJsonOrFile(req: FastifyRequest): void {
+  const ct = mediaType(req);
+  if (ct !== 'application/json' && !BY_CONTENT_TYPE.has(ct)) {
+    throw new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', `Content-Type ${ct} is not accepted here: send application/json, or a file as ${Object.values(FILE_CONTENT_TYPES).join(', ')}`);
+  }
+}
+
 /** The file format of a file body: from its Content-Type, or `?format=` for application/octet-stream. */
 export function fileFormatOf(req: FastifyRequest, given?: string): FileFormat {
   const ct = mediaType(req);

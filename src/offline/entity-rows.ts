@@ -36,6 +36,7 @@ export async function openEntityRows(source: EntitySource, engine: Engine, textC
 }
 
 function inlineRows(rows: Record<string, unknown>[]): EntityRows {
+  if (rows.length === 0) throw new AsofError('ASOF_INVALID_ARGUMENT', 'entities.rows is empty: give at least one entity row', [{ field: 'entities.rows', reason: 'empty' }]);
   const inference = new TypeInference();
   rows.forEach((r, i) => {
     if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new AsofError('ASOF_INVALID_ARGUMENT', `entity row ${i} is not an object`, [{ row: i, field: 'entities.rows', reason: 'not an object' }]);
