@@ -45,6 +45,7 @@ export class TrainingSetJobs {
   private readonly jobs = new Map<string, JobInfo>();
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
+  private readonly stop = new AbortController();
 
   private constructor(
     private readonly dir: string,
@@ -127,15 +128,20 @@ export class TrainingSetJobs {
     info.startedAt = this.now();
     await writeJsonAtomic(this.statePath(info.id), info);
     let persisted = Date.now();
+    // Progress is saved in the background, one write at a time (they share a temporary file name).
+    let saving: Promise<void> = Promise.resolve();
     try {
-      await prepared.write(partial, (p) => {
-        info.progress = { ...p };
-        if (Date.now() - persisted > PERSIST_EVERY_MS) {
-          persisted = Date.now();
-          void writeJsonAtomic(this.statePath(info.id), info).catch(() => undefined);
-        }
-      });
-      if (this.closed) throw new Error('the server stopped while the job ran; submit it again');
+      await prepared.write(
+        partial,
+        (p) => {
+          info.progress = { ...p };
+          if (Date.now() - persisted > PERSIST_EVERY_MS) {
+            persisted = Date.now();
+            saving = saving.then(() => writeJsonAtomic(this.statePath(info.id), info)).catch(() => undefined);
+          }
+        },
+        this.stop.signal,
+      );
       await fsyncFile(partial);
       await rename(partial, final);
       info.bytes = (await stat(final)).size;
@@ -146,6 +152,7 @@ export class TrainingSetJobs {
       await rm(partial, { force: true });
       this.logger.warn({ job: info.id, err: String(e) }, 'training-set job failed');
     }
+    await saving;
     info.finishedAt = this.now();
     await writeJsonAtomic(this.statePath(info.id), info);
   }
@@ -174,9 +181,11 @@ export class TrainingSetJobs {
     await rm(this.statePath(id), { force: true });
   }
 
-  /** Stops taking jobs; a job still running is recorded as failed when it next reports. */
+  /** Stops taking jobs and stops the running one (between batches); it and any queued ones are recorded as failed. */
   async close(): Promise<void> {
     this.closed = true;
+    this.stop.abort(new Error('the server stopped before the job finished; submit it again'));
+    await this.queue;
     for (const info of this.jobs.values()) {
       if (info.state !== 'queued' && info.state !== 'running') continue;
       info.state = 'failed';

@@ -56,8 +56,8 @@ export interface PreparedTrainingSet {
   pointInTime: PointInTime;
   /** The changelog positions the training set reads (sources and a labels table). */
   token: Token;
-  /** Writes the whole training set to `path` (the caller renames it into place). */
-  write(path: string, onProgress?: (p: Progress) => void): Promise<void>;
+  /** Writes the whole training set to `path` (the caller renames it into place); `signal` stops it between batches. */
+  write(path: string, onProgress?: (p: Progress) => void, signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -136,7 +136,7 @@ export class TrainingSets {
         format,
         pointInTime,
         token,
-        write: (path, onProgress) => this.write(path, { rows, plans, timeIndex, columns, featureColumns, format, pointInTime, token, forceEvaluator: internal.forceEvaluator }, onProgress),
+        write: (path, onProgress, signal) => this.write(path, { rows, plans, timeIndex, columns, featureColumns, format, pointInTime, token, forceEvaluator: internal.forceEvaluator }, onProgress, signal),
         close: () => rows.close(),
       };
     } catch (e) {
@@ -149,6 +149,7 @@ export class TrainingSets {
     path: string,
     p: { rows: EntityRows; plans: ViewPlan[]; timeIndex: number; columns: FileColumn[]; featureColumns: FileColumn[]; format: OutputFormat; pointInTime: PointInTime; token: Token; forceEvaluator?: boolean },
     onProgress?: (p: Progress) => void,
+    signal?: AbortSignal,
   ): Promise<void> {
     const writer = await openWriter(p.format, path, [...p.columns, ...p.featureColumns], { token: p.token });
     let done = 0;
@@ -165,11 +166,13 @@ export class TrainingSets {
           base += b.batch.n;
           done += b.batch.n;
           onProgress?.({ rows: done, total: p.rows.total });
+          signal?.throwIfAborted();
         }
         chunk = [];
         chunkRows = 0;
       };
       for await (const batch of p.rows.batches()) {
+        signal?.throwIfAborted();
         chunk.push(normalize(batch, done + chunkRows, p.timeIndex, p.plans));
         chunkRows += batch.n;
         if (chunkRows >= this.opts.chunkRows) await flush();

@@ -67,7 +67,7 @@ describe('the Feast quickstart (driver_stats.parquet)', () => {
 
   test('driver_hourly_stats at Feast\'s three moments equals DuckDB over the file', async () => {
     await asof.services.registry.defineView('driver_hourly_stats', { source: 'driver_stats', entity: 'driver_id', ttl: '1d', features: FEATURES.map((f) => ({ name: f, column: f })) });
-    const expected = [];
+    const expected: Record<string, unknown>[] = [];
     for (const e of ENTITY_DF) {
       const t = Date.parse(e.event_timestamp);
       // The latest row at or before t within one day; equal times go to the later row in the file (import keeps file order).
