@@ -150,34 +150,78 @@ export function readKeys(vec: A.Vector | null, type: ColumnType, n: number): (En
  * once per changelog record.
  */
 export class EntityIndex {
-  private readonly map = new Map<EntityKey, number>();
+  private map?: Map<EntityKey, number>;
   private dense?: { min: number; table: Int32Array };
+  /** Number of distinct entities. */
+  size = 0;
 
-  get size(): number {
-    return this.map.size;
-  }
+  private constructor() {}
 
-  /** The id of a key, assigned on first sight. */
-  add(key: EntityKey): number {
-    let id = this.map.get(key);
-    if (id === undefined) this.map.set(key, (id = this.map.size));
-    return id;
-  }
-
-  /** Builds the direct table when every key is an integer in a range at most 8x the count (and <= 16M). */
-  seal(): void {
+  /**
+   * Indexes the entity keys of some entity rows: `ent[i]` gets row i's id
+   * (-1 for a null key). Integer keys spanning at most 8x their count (and
+   * <= 16M) get the direct table; anything else a Map.
+   */
+  static build(keys: readonly (EntityKey | null)[], ent: Int32Array): EntityIndex {
+    const index = new EntityIndex();
     let min = Infinity;
     let max = -Infinity;
-    for (const k of this.map.keys()) {
-      if (typeof k !== 'number' || !Number.isInteger(k)) return;
-      if (k < min) min = k;
-      if (k > max) max = k;
+    let numeric = true;
+    let count = 0;
+    for (let i = 0; i < keys.length && numeric; i++) {
+      const k = keys[i];
+      if (k === null) continue;
+      if (typeof k !== 'number' || !Number.isInteger(k)) numeric = false;
+      else {
+        count++;
+        if (k < min) min = k;
+        if (k > max) max = k;
+      }
     }
     const range = max - min + 1;
-    if (!(range > 0) || range > Math.max(8 * this.map.size, 65_536) || range > 16_777_216) return;
-    const table = new Int32Array(range).fill(-1);
-    for (const [k, id] of this.map) table[(k as number) - min] = id;
-    this.dense = { min, table };
+    if (numeric && count > 0 && range <= Math.max(8 * count, 65_536) && range <= 16_777_216) {
+      const table = new Int32Array(range).fill(-1);
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i];
+        if (k === null) {
+          ent[i] = -1;
+          continue;
+        }
+        const x = (k as number) - min;
+        let id = table[x];
+        if (id < 0) table[x] = id = index.size++;
+        ent[i] = id;
+      }
+      index.dense = { min, table };
+      return index;
+    }
+    const map = (index.map = new Map());
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      if (k === null) {
+        ent[i] = -1;
+        continue;
+      }
+      let id = map.get(k);
+      if (id === undefined) map.set(k, (id = map.size));
+      ent[i] = id;
+    }
+    index.size = map.size;
+    return index;
+  }
+
+  /** Whether lookups go through the direct table. */
+  get direct(): boolean {
+    return this.dense !== undefined;
+  }
+
+  /** The id of a key; -1 when it was not among the keys. */
+  idOf(key: EntityKey): number {
+    if (this.dense) {
+      const x = typeof key === 'number' ? key - this.dense.min : -1;
+      return x >= 0 && x < this.dense.table.length ? this.dense.table[x] : -1;
+    }
+    return this.map!.get(key) ?? -1;
   }
 
   /** `out[i]` = the id of row i's entity, or -1 (null, or not asked about). */
@@ -211,7 +255,7 @@ export class EntityIndex {
     const keys = readKeys(vec, type, n);
     for (let i = 0; i < n; i++) {
       const k = keys[i];
-      out[i] = k === null ? -1 : (this.map.get(k) ?? -1);
+      out[i] = k === null ? -1 : this.idOf(k);
     }
   }
 }
@@ -239,6 +283,8 @@ function grow<T extends Float64Array | Uint8Array>(a: T, need: number): T {
 class NumberStore implements ValueStore {
   private v: Float64Array;
   private ok: Uint8Array;
+  /** Values are allocated up to this many at first; more grow by doubling. */
+  private static readonly FIRST = 1 << 18;
   private big?: Map<number, bigint>;
   private len = 0;
   readonly bytesPerValue = 9;
@@ -246,7 +292,7 @@ class NumberStore implements ValueStore {
     private readonly kind: ColumnType['kind'],
     capacity: number,
   ) {
-    this.v = new Float64Array(Math.max(capacity, 1024));
+    this.v = new Float64Array(Math.min(Math.max(capacity, 1024), NumberStore.FIRST));
     this.ok = new Uint8Array(this.v.length);
   }
 

@@ -6,6 +6,7 @@
 import type { Engine, Token } from '../engine/engine.js';
 import { AsofError } from '../errors.js';
 import { readValues } from './columns.js';
+import { readAhead } from './scan.js';
 import { openFile, TypeInference, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
 
 export type EntitySource = { rows: Record<string, unknown>[] } | { table: string } | { file: { path: string; format: FileFormat } };
@@ -85,7 +86,7 @@ function tableRows(engine: Engine, name: string): EntityRows {
         return;
       }
       // A log table's entity rows are its records (all +I), in offset order.
-      for await (const b of table.scanArrow({ toOffset })) {
+      for await (const b of readAhead(table.scanArrow({ toOffset }))) {
         const n = b.count;
         yield { n, columns: schema.columns.map((c) => readValues(b.batch.getChild(c.name), c.type, n)) };
       }

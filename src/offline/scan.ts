@@ -58,7 +58,7 @@ export async function scanSource(opts: ScanOptions, sink: RecordSink): Promise<v
   let ids = new Int32Array(0);
   let eventTime = new Float64Array(0);
   let change = new Uint8Array(0);
-  for await (const b of opts.table.scanArrow({ toOffset: opts.toOffset })) {
+  for await (const b of readAhead(opts.table.scanArrow({ toOffset: opts.toOffset }))) {
     const m = b.count;
     if (cap < m) {
       cap = m;
@@ -82,6 +82,20 @@ export async function scanSource(opts: ScanOptions, sink: RecordSink): Promise<v
       eventTime[kept++] = c === ChangeType.DELETE || et !== et ? b.commitTime : et;
     }
     if (kept) sink.add({ count: kept, rows, ent: ids, eventTime, change, firstOffset: b.firstOffset, commitTime: b.commitTime, batch: b.batch, n: m });
+  }
+}
+
+/**
+ * Asks for the next item before the current one is handed out, so the next
+ * frame's read is in flight while this one is processed.
+ */
+export async function* readAhead<T>(it: AsyncIterator<T>): AsyncGenerator<T> {
+  let next = it.next();
+  for (;;) {
+    const cur = await next;
+    if (cur.done) return;
+    next = it.next();
+    yield cur.value;
   }
 }
 

@@ -196,11 +196,8 @@ export class TrainingSets {
     }
     for (let v = 0; v < plans.length; v++) {
       const plan = plans[v];
-      const ids = new EntityIndex();
       const ent = new Int32Array(n);
-      let i = 0;
-      for (const b of chunk) for (const key of b.keys[v]) ent[i++] = key === null ? -1 : ids.add(key);
-      ids.seal();
+      const ids = EntityIndex.build(chunk.length === 1 ? chunk[0].keys[v] : chunk.flatMap((b) => b.keys[v]), ent);
       const keys: RowKeys = { n, t, ent, entities: ids.size };
       const viewOut = plan.outputs.map((o) => out[o]);
       const columns = sourceColumns(plan);

@@ -65,24 +65,17 @@ test('the entity index: the direct table and the hash lookup give the same ids; 
   const values = [5, 1_000_000, null, 7, -3, 5, 9007199254740993n, 42, 40];
   for (const type of ['int64', 'int32'] as const) {
     const vals = type === 'int32' ? values.map((v) => (typeof v === 'bigint' ? 11 : v)) : values;
-    const dense = new EntityIndex();
-    const hashed = new EntityIndex();
-    for (const k of [7, 5, -3, 40]) {
-      dense.add(k);
-      hashed.add(k);
-      hashed.add(`pad-${k}`); // a string key keeps this index on the hash lookup
-    }
-    dense.seal();
-    hashed.seal();
-    assert.ok((dense as unknown as { dense?: unknown }).dense && !(hashed as unknown as { dense?: unknown }).dense, 'one index of each kind');
+    const asked: (number | string)[] = [7, 5, -3, 40];
+    const dense = EntityIndex.build(asked, new Int32Array(4));
+    // A string key among them keeps this index on the hash lookup.
+    const hashed = EntityIndex.build([...asked, 'pad'], new Int32Array(5));
+    assert.ok(dense.direct && !hashed.direct, 'one index of each kind');
     const vec = vector(type, vals);
     const a = new Int32Array(vals.length);
     const b = new Int32Array(vals.length);
     dense.idsOf(vec, parseType(type), vals.length, a);
     hashed.idsOf(vec, parseType(type), vals.length, b);
-    const asked = new Set<unknown>([7, 5, -3, 40]);
-    // add() of a key already there returns its id without adding.
-    const want = (index: EntityIndex) => vals.map((v) => (asked.has(v) ? index.add(v as number) : -1));
+    const want = (index: EntityIndex) => vals.map((v) => (asked.includes(v as number) ? index.idOf(v as number) : -1));
     assert.deepEqual([...a], want(dense), `${type}, direct table`);
     assert.deepEqual([...b], want(hashed), `${type}, hash`);
   }
