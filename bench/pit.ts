@@ -38,7 +38,12 @@ const LABELS = Number(args.get('labels') ?? 100_000);
 const ENTITIES = Number(args.get('entities') ?? 100_000);
 const RUNS = Number(args.get('runs') ?? 3);
 const BASE = Date.UTC(2024, 0, 1);
-const SPAN_S = 90 * 86_400; // event times spread over 90 days, 1 s resolution
+/** Event times spread over 90 days (more for more rows), 1 s resolution; not a multiple of 7919 (see below). */
+const SPAN_S = (() => {
+  let span = Math.max(90 * 86_400, 2 * FEATURES);
+  while (span % 7919 === 0) span++;
+  return span;
+})();
 
 /** A small deterministic PRNG (mulberry32), so runs are comparable. */
 function rng(seed: number): () => number {
@@ -52,22 +57,45 @@ function rng(seed: number): () => number {
   };
 }
 
-function generate() {
+interface FeatureRow {
+  entity: number;
+  ts: number;
+  v1: number;
+  v2: number | null;
+  v3: number;
+}
+interface LabelRow {
+  entity: number;
+  timestamp: number;
+  label: number;
+}
+
+/**
+ * The generated rows, in batches (10M rows never sit in memory at once); the
+ * same seed gives the same rows, so asof and DuckDB are loaded from two replays.
+ */
+function* featureBatches(): Generator<FeatureRow[]> {
   const r = rng(42);
-  // Distinct event times overall: 7919 is a prime not dividing SPAN_S, so i * 7919 mod SPAN_S never repeats for i < SPAN_S.
-  const features = Array.from({ length: FEATURES }, (_, i) => ({
-    entity: Math.floor(r() * ENTITIES),
-    ts: BASE + ((i * 7919) % SPAN_S) * 1000,
-    v1: Math.round(r() * 1e6) / 1e3,
-    v2: r() < 0.05 ? null : Math.round(r() * 1e6) / 1e3,
-    v3: Math.floor(r() * 1000),
-  }));
-  const labels = Array.from({ length: LABELS }, (_, i) => ({ entity: Math.floor(r() * ENTITIES), timestamp: BASE + Math.floor(r() * SPAN_S * 1000), label: i % 2 }));
-  return { features, labels };
+  // Distinct event times overall: 7919 is prime and does not divide SPAN_S, so i * 7919 mod SPAN_S never repeats for i < SPAN_S.
+  for (let s = 0; s < FEATURES; s += 10_000) {
+    yield Array.from({ length: Math.min(10_000, FEATURES - s) }, (_, k) => ({
+      entity: Math.floor(r() * ENTITIES),
+      ts: BASE + (((s + k) * 7919) % SPAN_S) * 1000,
+      v1: Math.round(r() * 1e6) / 1e3,
+      v2: r() < 0.05 ? null : Math.round(r() * 1e6) / 1e3,
+      v3: Math.floor(r() * 1000),
+    }));
+  }
+}
+
+function* labelBatches(): Generator<LabelRow[]> {
+  const r = rng(43);
+  for (let s = 0; s < LABELS; s += 10_000) {
+    yield Array.from({ length: Math.min(10_000, LABELS - s) }, (_, k) => ({ entity: Math.floor(r() * ENTITIES), timestamp: BASE + Math.floor(r() * SPAN_S * 1000), label: (s + k) % 2 }));
+  }
 }
 
 async function setup(dir: string): Promise<void> {
-  const { features, labels } = generate();
   const engine = await Engine.open({ dataDir: join(dir, 'asof'), logger: silentLogger });
   await engine.defineTable('features', {
     kind: 'log',
@@ -89,8 +117,8 @@ async function setup(dir: string): Promise<void> {
       { name: 'label', type: 'int32', nullable: true },
     ],
   });
-  for (let s = 0; s < features.length; s += 10_000) await engine.table('features').write(features.slice(s, s + 10_000), 'upsert');
-  for (let s = 0; s < labels.length; s += 10_000) await engine.table('labels').write(labels.slice(s, s + 10_000), 'upsert');
+  for (const batch of featureBatches()) await engine.table('features').write(batch as never[], 'upsert');
+  for (const batch of labelBatches()) await engine.table('labels').write(batch as never[], 'upsert');
   const registry = await FeatureRegistry.open(join(dir, 'asof'), engine, Date.now);
   await registry.defineView('fv', { source: 'features', entity: 'entity', features: [{ name: 'v1', column: 'v1' }, { name: 'v2', column: 'v2' }, { name: 'v3', column: 'v3' }] });
   await engine.close();
@@ -101,7 +129,7 @@ async function setup(dir: string): Promise<void> {
   await c.run('CREATE TABLE l (entity BIGINT, "timestamp" TIMESTAMPTZ, label INTEGER)');
   const ts = (ms: number) => timestampTZValue(BigInt(ms) * 1000n);
   const app = await c.createAppender('f');
-  for (const x of features) {
+  for (const batch of featureBatches()) for (const x of batch) {
     app.appendBigInt(BigInt(x.entity));
     app.appendTimestampTZ(ts(x.ts));
     app.appendDouble(x.v1);
@@ -112,7 +140,7 @@ async function setup(dir: string): Promise<void> {
   }
   app.closeSync();
   const lapp = await c.createAppender('l');
-  for (const x of labels) {
+  for (const batch of labelBatches()) for (const x of batch) {
     lapp.appendBigInt(BigInt(x.entity));
     lapp.appendTimestampTZ(ts(x.timestamp));
     lapp.appendInteger(x.label);
