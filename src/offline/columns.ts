@@ -10,6 +10,7 @@
 import type * as A from 'apache-arrow';
 import { decodeColumn } from '../engine/arrow-codec.js';
 import type { ColumnType } from '../engine/types.js';
+import type { NumberColumn } from './out-columns.js';
 
 /** A key as Maps compare it: numbers for integer and timestamp keys, strings for strings and big int64, booleans. */
 export type EntityKey = number | string | boolean;
@@ -21,15 +22,15 @@ export function keyOfValue(v: unknown): EntityKey | null {
   return v as EntityKey;
 }
 
-const TWO32 = 4294967296;
+export const TWO32 = 4294967296;
 
 /** The one Data of a batch column (IPC batches carry one per column). */
-function dataOf(vec: A.Vector): A.Data {
+export function dataOf(vec: A.Vector): A.Data {
   if (vec.data.length !== 1) throw new Error(`expected one data chunk per column, got ${vec.data.length}`);
   return vec.data[0];
 }
 
-function validityOf(d: A.Data): ((i: number) => boolean) | undefined {
+export function validityOf(d: A.Data): ((i: number) => boolean) | undefined {
   if (d.nullCount === 0 || !d.nullBitmap || d.nullBitmap.length === 0) return undefined;
   const bits = d.nullBitmap;
   const off = d.offset;
@@ -143,128 +144,13 @@ export function readKeys(vec: A.Vector | null, type: ColumnType, n: number): (En
   return out;
 }
 
-/**
- * The entities a training set asks about, as dense ids (0..size-1, in order
- * of first appearance), and the lookup of a batch column's ids. Integer keys
- * in a compact range get a direct table instead of hashing: the lookup runs
- * once per changelog record.
- */
-export class EntityIndex {
-  private map?: Map<EntityKey, number>;
-  private dense?: { min: number; table: Int32Array };
-  /** Number of distinct entities. */
-  size = 0;
-
-  private constructor() {}
-
-  /**
-   * Indexes the entity keys of some entity rows: `ent[i]` gets row i's id
-   * (-1 for a null key). Integer keys spanning at most 8x their count (and
-   * <= 16M) get the direct table; anything else a Map.
-   */
-  static build(keys: readonly (EntityKey | null)[], ent: Int32Array): EntityIndex {
-    const index = new EntityIndex();
-    let min = Infinity;
-    let max = -Infinity;
-    let numeric = true;
-    let count = 0;
-    for (let i = 0; i < keys.length && numeric; i++) {
-      const k = keys[i];
-      if (k === null) continue;
-      if (typeof k !== 'number' || !Number.isInteger(k)) numeric = false;
-      else {
-        count++;
-        if (k < min) min = k;
-        if (k > max) max = k;
-      }
-    }
-    const range = max - min + 1;
-    if (numeric && count > 0 && range <= Math.max(8 * count, 65_536) && range <= 16_777_216) {
-      const table = new Int32Array(range).fill(-1);
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i];
-        if (k === null) {
-          ent[i] = -1;
-          continue;
-        }
-        const x = (k as number) - min;
-        let id = table[x];
-        if (id < 0) table[x] = id = index.size++;
-        ent[i] = id;
-      }
-      index.dense = { min, table };
-      return index;
-    }
-    const map = (index.map = new Map());
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i];
-      if (k === null) {
-        ent[i] = -1;
-        continue;
-      }
-      let id = map.get(k);
-      if (id === undefined) map.set(k, (id = map.size));
-      ent[i] = id;
-    }
-    index.size = map.size;
-    return index;
-  }
-
-  /** Whether lookups go through the direct table. */
-  get direct(): boolean {
-    return this.dense !== undefined;
-  }
-
-  /** The id of a key; -1 when it was not among the keys. */
-  idOf(key: EntityKey): number {
-    if (this.dense) {
-      const x = typeof key === 'number' ? key - this.dense.min : -1;
-      return x >= 0 && x < this.dense.table.length ? this.dense.table[x] : -1;
-    }
-    return this.map!.get(key) ?? -1;
-  }
-
-  /** `out[i]` = the id of row i's entity, or -1 (null, or not asked about). */
-  idsOf(vec: A.Vector | null, type: ColumnType, n: number, out: Int32Array): void {
-    if (!vec) return void out.fill(-1, 0, n);
-    const dense = this.dense;
-    if (dense && (type.kind === 'int64' || type.kind === 'timestamp' || type.kind === 'int32')) {
-      const d = dataOf(vec);
-      const { min, table } = dense;
-      const size = table.length;
-      if (type.kind === 'int32') {
-        const v = d.values as Int32Array;
-        for (let i = 0; i < n; i++) {
-          const x = v[i] - min;
-          out[i] = x >= 0 && x < size ? table[x] : -1;
-        }
-      } else {
-        const v = d.values as BigInt64Array;
-        const halves = new Int32Array(v.buffer, v.byteOffset, n * 2);
-        for (let i = 0; i < n; i++) {
-          const hi = halves[2 * i + 1];
-          // Keys in the table are safe integers; anything with a large high word is not among them.
-          const x = hi >= -2097152 && hi < 2097152 ? hi * TWO32 + (halves[2 * i] >>> 0) - min : -1;
-          out[i] = x >= 0 && x < size ? table[x] : -1;
-        }
-      }
-      const valid = validityOf(d);
-      if (valid) for (let i = 0; i < n; i++) if (!valid(i)) out[i] = -1;
-      return;
-    }
-    const keys = readKeys(vec, type, n);
-    for (let i = 0; i < n; i++) {
-      const k = keys[i];
-      out[i] = k === null ? -1 : this.idOf(k);
-    }
-  }
-}
-
 /** Values of retained records, appended batch by batch and read back by record index. */
 export interface ValueStore {
   /** Appends the values of rows `rows[0..count)` of a batch column (null vector: the column is absent, all null). */
   append(vec: A.Vector | null, rows: Int32Array, count: number, n: number): void;
   get(i: number): unknown;
+  /** Writes value i into a typed output column (numeric stores only). */
+  copyInto?(i: number, out: NumberColumn, row: number): void;
   /** Keeps only the values at `indexes[0..count)`, which become 0..count-1 (the rest is garbage). */
   keep(indexes: Int32Array, count: number): void;
   readonly size: number;
@@ -330,6 +216,15 @@ class NumberStore implements ValueStore {
 
   get size(): number {
     return this.len;
+  }
+
+  copyInto(i: number, out: NumberColumn, row: number): void {
+    const ok = this.ok[i];
+    out.valid[row] = ok;
+    if (!ok) return;
+    const x = this.v[i];
+    out.values[row] = x;
+    if (x !== x) (out.big ??= new Map()).set(row, this.big!.get(i)!);
   }
 
   keep(indexes: Int32Array, count: number): void {

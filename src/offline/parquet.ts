@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import duckdb from '@duckdb/node-bindings';
 import { arrayValue, DuckDBDataChunk, DuckDBInstance, listValue, structValue, timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import type { ColumnType } from '../engine/types.js';
-import type { ColumnBatch, FileColumn } from './files.js';
+import type { FileColumn } from './files.js';
+import { cell, isNumberColumn, type Column, type NumberColumn, type OutBatch } from './out-columns.js';
 import { sqlIdent } from './files.js';
 import type { OutputWriter } from './writers.js';
 
@@ -91,7 +92,7 @@ class ParquetWriter implements OutputWriter {
     this.types = columns.map((_, i) => appender.columnType(i));
   }
 
-  async write(b: ColumnBatch): Promise<void> {
+  async write(b: OutBatch): Promise<void> {
     for (let s = 0; s < b.n; s += CHUNK) {
       const n = Math.min(CHUNK, b.n - s);
       const chunk = DuckDBDataChunk.create(this.types, n);
@@ -131,12 +132,15 @@ function setValidity(vec: duckdb.Vector, valid: Uint8Array, nulls: number): void
   duckdb.copy_data_to_vector_validity(vec, 0, valid.buffer as ArrayBuffer, valid.byteOffset, valid.byteLength);
 }
 
-function fill(chunk: DuckDBDataChunk, k: number, type: ColumnType, values: unknown[], s: number, n: number): void {
+function fill(chunk: DuckDBDataChunk, k: number, type: ColumnType, column: Column, s: number, n: number): void {
   const vec = duckdb.data_chunk_get_vector(chunk.chunk, k);
+  if (isNumberColumn(column) && !column.big && (type.kind === 'float64' || type.kind === 'float32' || type.kind === 'int32')) return fillNumbers(vec, type.kind, column, s, n);
+  // Chunk-relative values: the chunk's rows of the column.
+  const values = isNumberColumn(column) ? Array.from({ length: n }, (_, i) => cell(column, s + i)) : column.slice(s, s + n);
   const valid = new Uint8Array(Math.ceil(n / 64) * 8);
   let nulls = 0;
   const present = (i: number): boolean => {
-    const v = values[s + i];
+    const v = values[i];
     if (v === null || v === undefined) {
       nulls++;
       return false;
@@ -150,7 +154,7 @@ function fill(chunk: DuckDBDataChunk, k: number, type: ColumnType, values: unkno
     case 'float64':
     case 'bool': {
       const buf = type.kind === 'int32' ? new Int32Array(n) : type.kind === 'float32' ? new Float32Array(n) : type.kind === 'float64' ? new Float64Array(n) : new Uint8Array(n);
-      for (let i = 0; i < n; i++) if (present(i)) buf[i] = type.kind === 'bool' ? (values[s + i] ? 1 : 0) : (values[s + i] as number);
+      for (let i = 0; i < n; i++) if (present(i)) buf[i] = type.kind === 'bool' ? (values[i] ? 1 : 0) : (values[i] as number);
       duckdb.copy_data_to_vector(vec, 0, buf.buffer as ArrayBuffer, buf.byteOffset, buf.byteLength);
       return setValidity(vec, valid, nulls);
     }
@@ -162,7 +166,7 @@ function fill(chunk: DuckDBDataChunk, k: number, type: ColumnType, values: unkno
       const halves = new Int32Array(big.buffer);
       for (let i = 0; i < n; i++) {
         if (!present(i)) continue;
-        const v = values[s + i];
+        const v = values[i];
         const x = typeof v === 'bigint' ? v : (v as number) * scale;
         if (typeof x === 'number' && Number.isSafeInteger(x)) {
           const hi = Math.floor(x / TWO32);
@@ -175,14 +179,28 @@ function fill(chunk: DuckDBDataChunk, k: number, type: ColumnType, values: unkno
     }
     case 'string':
     case 'json':
-      for (let i = 0; i < n; i++) if (present(i)) duckdb.vector_assign_string_element(vec, i, type.kind === 'json' ? JSON.stringify(values[s + i]) : (values[s + i] as string));
+      for (let i = 0; i < n; i++) if (present(i)) duckdb.vector_assign_string_element(vec, i, type.kind === 'json' ? JSON.stringify(values[i]) : (values[i] as string));
       return setValidity(vec, valid, nulls);
     default:
       chunk.setColumnValues(
         k,
-        values.slice(s, s + n).map((v) => toDuck(type, v)),
+        values.map((v) => toDuck(type, v)),
       );
   }
+}
+
+/** A typed number column straight into a DuckDB vector: no boxing, no per-value calls. */
+function fillNumbers(vec: duckdb.Vector, kind: 'float64' | 'float32' | 'int32', c: NumberColumn, s: number, n: number): void {
+  const src = c.values.subarray(s, s + n);
+  const buf = kind === 'float64' ? src : kind === 'float32' ? Float32Array.from(src) : Int32Array.from(src);
+  duckdb.copy_data_to_vector(vec, 0, buf.buffer as ArrayBuffer, buf.byteOffset, buf.byteLength);
+  const valid = new Uint8Array(Math.ceil(n / 64) * 8);
+  let nulls = 0;
+  for (let i = 0; i < n; i++) {
+    if (c.valid[s + i]) valid[i >> 3] |= 1 << (i & 7);
+    else nulls++;
+  }
+  setValidity(vec, valid, nulls);
 }
 
 /** A canonical nested value → DuckDB's value objects. */

@@ -32,6 +32,7 @@ import type { Row } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { EntityState, PointInTime, ViewEvaluator } from '../features/evaluator.js';
 import { valueStore, type ValueStore } from './columns.js';
+import { isNumberColumn, setCell, type Column, type NumberColumn } from './out-columns.js';
 import type { KeptBatch, RecordSet, RecordSink } from './scan.js';
 
 export interface RowKeys {
@@ -182,12 +183,13 @@ export class LastValueJoin implements RecordSink {
     for (const s of this.stores) s.keep(live, n);
   }
 
-  /** Writes each entity row's values: `out[k][row]` for requested feature k. */
-  finish(out: unknown[][]): void {
+  /** Writes each entity row's values into `out[k]` for requested feature k. */
+  finish(out: Column[]): void {
     const { start, row } = this.order;
     const { pos, byOffset } = this;
     const ttl = this.ev.ttlMs;
     const stores = this.features.map((i) => this.stores[this.columns.findIndex((c) => c.name === columnOf(this.ev, i))]);
+    const typed = stores.map((s, k) => isNumberColumn(out[k]) && s.copyInto !== undefined);
     for (let g = 0; g + 1 < start.length; g++) {
       let best = -1;
       for (let j = start[g]; j < start[g + 1]; j++) {
@@ -195,7 +197,13 @@ export class LastValueJoin implements RecordSink {
         if (pos[p + 3] >= 0 && (best < 0 || (byOffset ? pos[p + 2] > pos[best + 2] : pos[p + 1] > pos[best + 1] || (pos[p + 1] === pos[best + 1] && pos[p + 2] > pos[best + 2])))) best = p;
         const c = best < 0 ? -1 : pos[best + 3];
         const present = c >= 0 && (c & 1) === 0 && !(ttl !== undefined && pos[best + 1] < pos[p] - ttl);
-        for (let k = 0; k < stores.length; k++) out[k][row[j]] = present ? stores[k].get(c >> 1) : null;
+        const r = row[j];
+        for (let k = 0; k < stores.length; k++) {
+          const col = out[k];
+          if (!present) setCell(col, r, null);
+          else if (typed[k]) stores[k].copyInto!(c >> 1, col as NumberColumn, r);
+          else setCell(col, r, stores[k].get(c >> 1));
+        }
       }
     }
   }
@@ -212,8 +220,8 @@ function groupRecords(recs: RecordSet, entities: number): { start: Int32Array; o
   return { start, order };
 }
 
-/** The evaluator path (see the header): `out[k][row]` for requested feature k, for the rows in `order`. */
-export function evaluatorJoin(ev: ViewEvaluator, mode: PointInTime, features: number[], order: RowOrder, recs: RecordSet, out: unknown[][]): void {
+/** The evaluator path (see the header): fills `out[k]` for requested feature k, for the rows in `order`. */
+export function evaluatorJoin(ev: ViewEvaluator, mode: PointInTime, features: number[], order: RowOrder, recs: RecordSet, out: Column[]): void {
   const { eventTime: et, commitTime: ct, offset: off, change } = recs;
   const R = groupRecords(recs, order.start.length - 1);
   // applyOrder: "known" applies in offset order (grouping kept it); "event" in (event time, offset) order.
@@ -238,7 +246,7 @@ export function evaluatorJoin(ev: ViewEvaluator, mode: PointInTime, features: nu
         state = ev.apply(state, { offset: off[r], change: change[r], commitTime: ct[r], row: toRow(r) }, t);
       }
       const v = ev.evaluate(state, t).values;
-      for (let k = 0; k < features.length; k++) out[k][order.row[j]] = canonical(kinds[k], v[features[k]]);
+      for (let k = 0; k < features.length; k++) setCell(out[k], order.row[j], canonical(kinds[k], v[features[k]]));
     }
   }
 }

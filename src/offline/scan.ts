@@ -13,7 +13,8 @@ import type * as A from 'apache-arrow';
 import { CHANGE_COLUMN, ChangeType } from '../engine/arrow-codec.js';
 import type { Table } from '../engine/table.js';
 import type { ColumnType } from '../engine/types.js';
-import { readTimes, valueStore, type EntityIndex, type ValueStore } from './columns.js';
+import { readTimes, valueStore, type ValueStore } from './columns.js';
+import type { EntityIndex } from './entity-index.js';
 
 /** The kept records of one stored batch; arrays are valid up to `count`. */
 export interface KeptBatch {

@@ -18,11 +18,13 @@ import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { PointInTime, ViewEvaluator } from '../features/evaluator.js';
 import type { FeatureRegistry } from '../features/registry.js';
-import { EntityIndex, keyOfValue, type EntityKey } from './columns.js';
+import { keyOfValue, type EntityKey } from './columns.js';
+import { EntityIndex } from './entity-index.js';
 import { openEntityRows, type EntityRows, type EntitySource } from './entity-rows.js';
 import type { ColumnBatch, FileColumn } from './files.js';
 import { evaluatorJoin, LastValueJoin, lastValueApplies, orderRows, type RowKeys } from './pit.js';
 import { RecordCollector, recordBytes, scanSource } from './scan.js';
+import { newColumn, sliceColumn, type Column } from './out-columns.js';
 import { openWriter, type OutputFormat } from './writers.js';
 
 export interface TrainingSetRequest {
@@ -158,10 +160,10 @@ export class TrainingSets {
       let chunkRows = 0;
       const flush = async (): Promise<void> => {
         if (chunkRows === 0) return;
-        const features = await this.joinChunk(chunk, chunkRows, p.plans, p.featureColumns.length, p.pointInTime, p.forceEvaluator);
+        const features = await this.joinChunk(chunk, chunkRows, p.plans, p.featureColumns.map((c) => c.type.kind), p.pointInTime, p.forceEvaluator);
         let base = 0;
         for (const b of chunk) {
-          const columns = [...b.batch.columns, ...features.map((f) => f.slice(base, base + b.batch.n))];
+          const columns = [...b.batch.columns, ...features.map((f) => sliceColumn(f, base, base + b.batch.n))];
           await writer.write({ n: b.batch.n, columns });
           base += b.batch.n;
           done += b.batch.n;
@@ -186,8 +188,8 @@ export class TrainingSets {
   }
 
   /** Joins one chunk of entity rows with every view: per output feature, its values in row order. */
-  private async joinChunk(chunk: Normalized[], n: number, plans: ViewPlan[], width: number, mode: PointInTime, forceEvaluator?: boolean): Promise<unknown[][]> {
-    const out: unknown[][] = Array.from({ length: width }, () => new Array(n).fill(null));
+  private async joinChunk(chunk: Normalized[], n: number, plans: ViewPlan[], kinds: string[], mode: PointInTime, forceEvaluator?: boolean): Promise<Column[]> {
+    const out = kinds.map((k) => newColumn(k, n));
     const t = new Float64Array(n);
     let base = 0;
     for (const b of chunk) {

@@ -12,7 +12,8 @@ import { arrowType, buildColumn } from '../engine/arrow-codec.js';
 import type { Token } from '../engine/engine.js';
 import { formatTimestamp, toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
-import type { ColumnBatch, FileColumn } from './files.js';
+import type { FileColumn } from './files.js';
+import { cell, toArray, type OutBatch } from './out-columns.js';
 import { openParquetWriter } from './parquet.js';
 
 export const OUTPUT_FORMATS = ['json', 'ndjson', 'csv', 'parquet', 'arrow'] as const;
@@ -29,7 +30,7 @@ export const CONTENT_TYPES: Record<OutputFormat, string> = {
 export const EXTENSIONS: Record<OutputFormat, string> = { json: 'json', ndjson: 'ndjson', csv: 'csv', parquet: 'parquet', arrow: 'arrows' };
 
 export interface OutputWriter {
-  write(batch: ColumnBatch): Promise<void>;
+  write(batch: OutBatch): Promise<void>;
   /** Finishes the file; it is complete once this resolves. */
   close(): Promise<void>;
   /** Stops after a failure; the file is left incomplete (callers write to a temporary name). */
@@ -61,16 +62,16 @@ class TextWriter implements OutputWriter {
     if (format === 'csv') this.out.write(columns.map((c) => csvText(c.name)).join(',') + '\n');
   }
 
-  async write(b: ColumnBatch): Promise<void> {
+  async write(b: OutBatch): Promise<void> {
     const parts: string[] = [];
     const cols = this.columns;
     for (let i = 0; i < b.n; i++) {
       if (this.format === 'csv') {
-        parts.push(cols.map((c, k) => csvValue(c.type, b.columns[k][i])).join(','));
+        parts.push(cols.map((c, k) => csvValue(c.type, cell(b.columns[k], i))).join(','));
         continue;
       }
       const obj: Record<string, unknown> = {};
-      for (let k = 0; k < cols.length; k++) obj[cols[k].name] = jsonValue(cols[k].type, b.columns[k][i]);
+      for (let k = 0; k < cols.length; k++) obj[cols[k].name] = jsonValue(cols[k].type, cell(b.columns[k], i));
       parts.push(JSON.stringify(obj));
     }
     if (!parts.length) return;
@@ -137,7 +138,7 @@ class ArrowWriter implements OutputWriter {
     this.done = pump(this.writer, this.out);
   }
 
-  async write(b: ColumnBatch): Promise<void> {
+  async write(b: OutBatch): Promise<void> {
     if (b.n === 0) return;
     this.wrote = true;
     this.writer.write(this.batch(b));
@@ -145,8 +146,8 @@ class ArrowWriter implements OutputWriter {
     await new Promise((r) => setImmediate(r));
   }
 
-  private batch(b: ColumnBatch): A.RecordBatch {
-    const children = this.columns.map((c, k) => buildColumn(c.type, b.columns[k]));
+  private batch(b: OutBatch): A.RecordBatch {
+    const children = this.columns.map((c, k) => buildColumn(c.type, toArray(b.columns[k], b.n)));
     const data = A.makeData({ type: new A.Struct(this.schema.fields), length: b.n, nullCount: 0, children });
     return new A.RecordBatch(this.schema, data);
   }
