@@ -117,6 +117,8 @@ export class LastValueJoin implements RecordSink {
     private readonly columns: { name: string; type: ColumnType }[],
     /** How many records the scan may offer at most (sizes the value stores). */
     expected: number,
+    /** Drop superseded values once this many are held (default: 4 per entity row, at least 1M). */
+    compactAt?: number,
   ) {
     this.byOffset = ev.isPk && mode === 'known';
     this.visibleAtCommit = mode === 'known';
@@ -126,7 +128,7 @@ export class LastValueJoin implements RecordSink {
       this.pos[4 * j] = order.t[j];
       this.pos[4 * j + 3] = -1;
     }
-    this.compactAt = Math.max(4 * m, 1 << 20);
+    this.compactAt = compactAt ?? Math.max(4 * m, 1 << 20);
     this.stores = columns.map((c) => valueStore(c.type, Math.min(expected, this.compactAt)));
   }
 

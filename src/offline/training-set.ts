@@ -38,6 +38,12 @@ export interface TrainingSetRequest {
   format?: OutputFormat;
 }
 
+/** Knobs for tests: force the evaluator path; compact last-value candidates past this many values. */
+export interface Internal {
+  forceEvaluator?: boolean;
+  compactAt?: number;
+}
+
 export interface OfflineOptions {
   /** Entity rows joined per pass over the sources. */
   chunkRows: number;
@@ -86,7 +92,7 @@ export class TrainingSets {
   ) {}
 
   /** Checks a request and opens its entity rows; 400/404 for anything wrong that can be seen before joining. */
-  async prepare(req: TrainingSetRequest, internal: { forceEvaluator?: boolean } = {}): Promise<PreparedTrainingSet> {
+  async prepare(req: TrainingSetRequest, internal: Internal = {}): Promise<PreparedTrainingSet> {
     const pointInTime = req.pointInTime ?? 'event';
     const format = req.format ?? 'json';
     const resolved = this.registry.resolve({ features: req.features, service: req.service });
@@ -138,7 +144,7 @@ export class TrainingSets {
         format,
         pointInTime,
         token,
-        write: (path, onProgress, signal) => this.write(path, { rows, plans, timeIndex, columns, featureColumns, format, pointInTime, token, forceEvaluator: internal.forceEvaluator }, onProgress, signal),
+        write: (path, onProgress, signal) => this.write(path, { rows, plans, timeIndex, columns, featureColumns, format, pointInTime, token, internal }, onProgress, signal),
         close: () => rows.close(),
       };
     } catch (e) {
@@ -149,7 +155,7 @@ export class TrainingSets {
 
   private async write(
     path: string,
-    p: { rows: EntityRows; plans: ViewPlan[]; timeIndex: number; columns: FileColumn[]; featureColumns: FileColumn[]; format: OutputFormat; pointInTime: PointInTime; token: Token; forceEvaluator?: boolean },
+    p: { rows: EntityRows; plans: ViewPlan[]; timeIndex: number; columns: FileColumn[]; featureColumns: FileColumn[]; format: OutputFormat; pointInTime: PointInTime; token: Token; internal: Internal },
     onProgress?: (p: Progress) => void,
     signal?: AbortSignal,
   ): Promise<void> {
@@ -160,7 +166,7 @@ export class TrainingSets {
       let chunkRows = 0;
       const flush = async (): Promise<void> => {
         if (chunkRows === 0) return;
-        const features = await this.joinChunk(chunk, chunkRows, p.plans, p.featureColumns.map((c) => c.type.kind), p.pointInTime, p.forceEvaluator);
+        const features = await this.joinChunk(chunk, chunkRows, p.plans, p.featureColumns.map((c) => c.type.kind), p.pointInTime, p.internal);
         let base = 0;
         for (const b of chunk) {
           const columns = [...b.batch.columns, ...features.map((f) => sliceColumn(f, base, base + b.batch.n))];
@@ -188,7 +194,7 @@ export class TrainingSets {
   }
 
   /** Joins one chunk of entity rows with every view: per output feature, its values in row order. */
-  private async joinChunk(chunk: Normalized[], n: number, plans: ViewPlan[], kinds: string[], mode: PointInTime, forceEvaluator?: boolean): Promise<Column[]> {
+  private async joinChunk(chunk: Normalized[], n: number, plans: ViewPlan[], kinds: string[], mode: PointInTime, internal: Internal): Promise<Column[]> {
     const out = kinds.map((k) => newColumn(k, n));
     const t = new Float64Array(n);
     let base = 0;
@@ -204,8 +210,8 @@ export class TrainingSets {
       const viewOut = plan.outputs.map((o) => out[o]);
       const columns = sourceColumns(plan);
       const scan = { table: this.engine.table(plan.def.source), toOffset: plan.toOffset, entityColumn: plan.def.entity, entityType: plan.entityColumn.type, eventTimeColumn: plan.ev.schema.def.eventTime, ids };
-      if (lastValueApplies(plan.ev, plan.features) && !forceEvaluator) {
-        const join = new LastValueJoin(plan.ev, mode, plan.features, orderRows(keys), columns, plan.toOffset);
+      if (lastValueApplies(plan.ev, plan.features) && !internal.forceEvaluator) {
+        const join = new LastValueJoin(plan.ev, mode, plan.features, orderRows(keys), columns, plan.toOffset, internal.compactAt);
         await scanSource({ ...scan, partition: { count: 1, index: 0 } }, join);
         join.finish(viewOut);
         continue;

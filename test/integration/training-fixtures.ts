@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Services } from '../../src/services.js';
-import type { TrainingSetRequest } from '../../src/offline/training-set.js';
+import type { Internal, TrainingSetRequest } from '../../src/offline/training-set.js';
 
 /** mulberry32: small, fast, and the same sequence for the same seed. */
 export function rng(seed: number): { next(): number; int(lo: number, hi: number): number; pick<T>(xs: readonly T[]): T; chance(p: number): boolean } {
@@ -39,7 +39,7 @@ export class Clock {
 }
 
 /** Builds a training set as JSON through the service; returns its rows. */
-export async function trainingRows(services: Services, req: TrainingSetRequest, opts: { forceEvaluator?: boolean } = {}): Promise<Record<string, unknown>[]> {
+export async function trainingRows(services: Pick<Services, 'trainingSets'>, req: TrainingSetRequest, opts: Internal = {}): Promise<Record<string, unknown>[]> {
   const p = await services.trainingSets.prepare({ ...req, format: 'json' }, opts);
   const path = join(tmpdir(), `asof-ts-${randomUUID()}.json`);
   try {

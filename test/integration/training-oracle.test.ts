@@ -7,6 +7,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { TrainingSets } from '../../src/offline/training-set.js';
 import { testAsof, type TestAsof } from '../helpers.js';
 import { rng, trainingRows } from './training-fixtures.js';
 
@@ -123,4 +124,16 @@ describe('training sets against DuckDB ASOF JOIN', () => {
       });
     }
   }
+
+  test('small chunks, a tiny memory budget (entity partitions) and constant compaction give the same answers', async () => {
+    const { engine, registry } = asof.services;
+    // 50 entity rows per chunk; a budget of a few records, so every aggregate pass splits into partitions.
+    const small = { trainingSets: new TrainingSets(engine, registry, { chunkRows: 50, memoryBytes: 1 }) };
+    const features = ['amount', 'merchant', 'n'].map((f) => `txn_ttl:${f}`);
+    const want = await oracle(TTL_MS);
+    for (const internal of [{ compactAt: 1 }, { forceEvaluator: true }]) {
+      const got = await trainingRows(small, { entities: { rows: labels }, features, pointInTime: 'event' }, internal);
+      got.forEach((g, i) => assert.deepEqual({ amount: g.amount, merchant: g.merchant, n: g.n }, want[i], `${JSON.stringify(internal)} row ${i}`));
+    }
+  });
 });
