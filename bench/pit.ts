@@ -17,7 +17,8 @@
  * Event times are distinct per entity, so DuckDB's ASOF JOIN (which breaks
  * ties arbitrarily) and asof's rule (ties to the highest offset) must agree.
  *
- * Usage: npm run bench:pit [-- --features 1000000 --labels 100000 --entities 100000 --runs 3]
+ * Usage: npm run bench:pit [-- --features 1000000 --labels 100000 --entities 100000 --runs 3 --data <dir>]
+ * (--data keeps the generated data in <dir> and reuses it next time.)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';

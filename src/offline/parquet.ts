@@ -11,7 +11,6 @@
  * vector<D> FLOAT[D].
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import duckdb from '@duckdb/node-bindings';
@@ -59,11 +58,8 @@ let shared: Promise<DuckDBInstance> | undefined;
  * folder under the system's temporary directory beyond 512 MB.
  */
 function instance(): Promise<DuckDBInstance> {
-  shared ??= (async () => {
-    const spill = join(tmpdir(), `asof-duckdb-${process.pid}`);
-    await mkdir(spill, { recursive: true });
-    return DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB', temp_directory: spill });
-  })();
+  // DuckDB creates the spill folder only if it ever spills.
+  shared ??= DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB', temp_directory: join(tmpdir(), `asof-duckdb-${process.pid}`) });
   return shared;
 }
 
