@@ -27,6 +27,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance, timestampTZValue } from '@duckdb/node-api';
+import { ConfigSchema } from '../src/config.js';
 import { Engine } from '../src/engine/engine.js';
 import { FeatureRegistry } from '../src/features/registry.js';
 import { silentLogger } from '../src/logger.js';
@@ -172,7 +173,9 @@ async function measure(run: () => Promise<void>): Promise<{ ms: number; coldMs: 
 async function runAsof(dir: string, out: string): Promise<void> {
   const engine = await Engine.open({ dataDir: join(dir, 'asof'), logger: silentLogger });
   const registry = await FeatureRegistry.open(join(dir, 'asof'), engine, Date.now);
-  const sets = new TrainingSets(engine, registry, { chunkRows: 500_000, memoryBytes: 512 * 1024 * 1024 });
+  // The server's defaults (ASOF_TRAINING_SET_CHUNK_ROWS, ASOF_OFFLINE_MEMORY_MB).
+  const config = ConfigSchema.parse({});
+  const sets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
   const r = await measure(async () => {
     const p = await sets.prepare({ entities: { table: 'labels' }, features: ['fv:v1', 'fv:v2', 'fv:v3'], pointInTime: 'event', format: 'parquet' });
     await p.write(out);

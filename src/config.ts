@@ -26,7 +26,7 @@ export const ConfigSchema = z.object({
   /** Training sets with at most this many entity rows are answered inline; larger ones become jobs (202). */
   trainingSetInlineRows: z.coerce.number().int().min(0).default(10_000),
   /** Entity rows a training set joins per pass over its sources. */
-  trainingSetChunkRows: z.coerce.number().int().positive().default(500_000),
+  trainingSetChunkRows: z.coerce.number().int().positive().default(1_000_000),
   /** Source records one training-set pass keeps in memory, MiB; beyond it the pass is split by entity. */
   offlineMemoryMb: z.coerce.number().int().positive().default(512),
   /** Largest uploaded file (entity rows, imports), bytes. */

@@ -8,15 +8,16 @@ import type { ColumnType } from '../engine/types.js';
 import { dataOf, readKeys, TWO32, validityOf, type EntityKey } from './columns.js';
 
 /**
- * The entities a training set asks about, as dense ids (0..size-1, in order
- * of first appearance), and the lookup of a batch column's ids. Integer keys
- * in a compact range get a direct table instead of hashing: the lookup runs
- * once per changelog record.
+ * The entities a training set asks about, as ids 0..size-1. Integer keys in a
+ * compact range are their own ids (key - min: no lookup table, only a bit per
+ * id saying whether it was asked about); other keys get ids in order of first
+ * appearance through a Map. Ids of keys not asked about may exist in the
+ * compact range; `idsOf` never returns them.
  */
 export class EntityIndex {
   private map?: Map<EntityKey, number>;
-  private dense?: { min: number; table: Int32Array };
-  /** Number of distinct entities. */
+  private dense?: { min: number; asked: Uint8Array };
+  /** Ids run from 0 to size - 1. */
   size = 0;
 
   private constructor() {}
@@ -44,7 +45,7 @@ export class EntityIndex {
     }
     const range = max - min + 1;
     if (numeric && count > 0 && range <= Math.max(8 * count, 65_536) && range <= 16_777_216) {
-      const table = new Int32Array(range).fill(-1);
+      const asked = new Uint8Array((range + 7) >> 3);
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i];
         if (k === null) {
@@ -52,11 +53,11 @@ export class EntityIndex {
           continue;
         }
         const x = (k as number) - min;
-        let id = table[x];
-        if (id < 0) table[x] = id = index.size++;
-        ent[i] = id;
+        asked[x >> 3] |= 1 << (x & 7);
+        ent[i] = x;
       }
-      index.dense = { min, table };
+      index.dense = { min, asked };
+      index.size = range;
       return index;
     }
     const map = (index.map = new Map());
@@ -74,7 +75,7 @@ export class EntityIndex {
     return index;
   }
 
-  /** Whether lookups go through the direct table. */
+  /** Whether integer keys are their own ids (no lookup). */
   get direct(): boolean {
     return this.dense !== undefined;
   }
@@ -83,7 +84,7 @@ export class EntityIndex {
   idOf(key: EntityKey): number {
     if (this.dense) {
       const x = typeof key === 'number' ? key - this.dense.min : -1;
-      return x >= 0 && x < this.dense.table.length ? this.dense.table[x] : -1;
+      return x >= 0 && x < this.size && (this.dense.asked[x >> 3] & (1 << (x & 7))) !== 0 ? x : -1;
     }
     return this.map!.get(key) ?? -1;
   }
@@ -94,22 +95,22 @@ export class EntityIndex {
     const dense = this.dense;
     if (dense && (type.kind === 'int64' || type.kind === 'timestamp' || type.kind === 'int32')) {
       const d = dataOf(vec);
-      const { min, table } = dense;
-      const size = table.length;
+      const { min, asked } = dense;
+      const size = this.size;
       if (type.kind === 'int32') {
         const v = d.values as Int32Array;
         for (let i = 0; i < n; i++) {
           const x = v[i] - min;
-          out[i] = x >= 0 && x < size ? table[x] : -1;
+          out[i] = x >= 0 && x < size && (asked[x >> 3] & (1 << (x & 7))) !== 0 ? x : -1;
         }
       } else {
         const v = d.values as BigInt64Array;
         const halves = new Int32Array(v.buffer, v.byteOffset, n * 2);
         for (let i = 0; i < n; i++) {
           const hi = halves[2 * i + 1];
-          // Keys in the table are safe integers; anything with a large high word is not among them.
+          // Keys asked about are safe integers; anything with a large high word is not among them.
           const x = hi >= -2097152 && hi < 2097152 ? hi * TWO32 + (halves[2 * i] >>> 0) - min : -1;
-          out[i] = x >= 0 && x < size ? table[x] : -1;
+          out[i] = x >= 0 && x < size && (asked[x >> 3] & (1 << (x & 7))) !== 0 ? x : -1;
         }
       }
       const valid = validityOf(d);
