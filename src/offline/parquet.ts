@@ -11,6 +11,7 @@
  * vector<D> FLOAT[D].
  */
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import duckdb from '@duckdb/node-bindings';
@@ -58,8 +59,12 @@ let shared: Promise<DuckDBInstance> | undefined;
  * folder under the system's temporary directory beyond 512 MB.
  */
 function instance(): Promise<DuckDBInstance> {
-  // DuckDB creates the spill folder only if it ever spills.
-  shared ??= DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB', temp_directory: join(tmpdir(), `asof-duckdb-${process.pid}`) });
+  if (!shared) {
+    const spill = join(tmpdir(), `asof-duckdb-${process.pid}`);
+    // DuckDB makes the folder when the instance starts; it lives as long as the process.
+    process.once('exit', () => rmSync(spill, { recursive: true, force: true }));
+    shared = DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB', temp_directory: spill });
+  }
   return shared;
 }
 
