@@ -17,6 +17,10 @@ import { createOnlineStore } from './online/factory.js';
 import { feastRoutes } from './http/feast.js';
 import { startGrpcServer, type GrpcServer } from './grpc/server.js';
 import { featureRoutes } from './http/features.js';
+import { TrainingSets } from './offline/training-set.js';
+import { TrainingSetJobs } from './offline/jobs.js';
+import { trainingSetRoutes } from './http/training-sets.js';
+import { importRoutes } from './http/import.js';
 
 
 export interface Asof {
@@ -29,7 +33,11 @@ export interface Asof {
   close(): Promise<void>;
 }
 
-export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl'> & Partial<Pick<Config, 'redisPrefix' | 'role'>>, logger: Logger, now: () => number = Date.now): Promise<Services> {
+export async function buildServices(
+  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> & Partial<Pick<Config, 'redisPrefix' | 'role'>>,
+  logger: Logger,
+  now: () => number = Date.now,
+): Promise<Services> {
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
@@ -39,11 +47,14 @@ export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRo
   if (registry.role === 'primary') await materializer.start();
   registry.startMirrorSync(1000);
   const online = new OnlineService(registry, onlineStore, materializer, now);
-  return { engine, ingest, registry, onlineStore, materializer, online, logger, now };
+  const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
+  const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now);
+  return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, logger, now };
 }
 
 /** Stops the services in dependency order: no more materializing, then the store, then the tables. */
 export async function closeServices(s: Services): Promise<void> {
+  await s.trainingSetJobs.close();
   s.registry.close();
   await s.materializer.close();
   await s.onlineStore.close();
@@ -57,7 +68,12 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   }
   const services = await buildServices(config, logger, opts.now);
   let ready = false;
-  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION }, [featureRoutes, feastRoutes]);
+  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION }, [
+    featureRoutes,
+    feastRoutes,
+    trainingSetRoutes({ inlineRows: config.trainingSetInlineRows, maxUploadBytes: config.maxUploadBytes }),
+    importRoutes({ maxUploadBytes: config.maxUploadBytes, maxBatchRows: config.maxBatchRows }),
+  ]);
   let url = '';
   let grpc: GrpcServer | undefined;
   if (opts.listen !== false) {

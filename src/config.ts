@@ -27,6 +27,14 @@ export const ConfigSchema = z.object({
   maxBodyBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
   /** Most rows in one ingest request (413 beyond). */
   maxBatchRows: z.coerce.number().int().positive().default(100_000),
+  /** Training sets with at most this many entity rows are answered inline; larger ones become jobs (202). */
+  trainingSetInlineRows: z.coerce.number().int().min(0).default(10_000),
+  /** Entity rows a training set joins per pass over its sources. */
+  trainingSetChunkRows: z.coerce.number().int().positive().default(1_000_000),
+  /** Source records one training-set pass keeps in memory, MiB; beyond it the pass is split by entity. */
+  offlineMemoryMb: z.coerce.number().int().positive().default(512),
+  /** Largest uploaded file (entity rows, imports), bytes. */
+  maxUploadBytes: z.coerce.number().int().positive().default(4 * 1024 ** 3),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -43,6 +51,10 @@ const ENV: Record<keyof Config, string> = {
   logLevel: 'LOG_LEVEL',
   maxBodyBytes: 'ASOF_MAX_BODY_BYTES',
   maxBatchRows: 'ASOF_MAX_BATCH_ROWS',
+  trainingSetInlineRows: 'ASOF_TRAINING_SET_INLINE_ROWS',
+  trainingSetChunkRows: 'ASOF_TRAINING_SET_CHUNK_ROWS',
+  offlineMemoryMb: 'ASOF_OFFLINE_MEMORY_MB',
+  maxUploadBytes: 'ASOF_MAX_UPLOAD_BYTES',
 };
 
 /** `--grpc-port` ↔ `grpcPort`. */

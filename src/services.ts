@@ -9,6 +9,8 @@ import type { FeatureRegistry } from './features/registry.js';
 import type { Materializer } from './online/materializer.js';
 import type { OnlineService } from './online/service.js';
 import type { OnlineStore } from './online/store.js';
+import type { TrainingSets } from './offline/training-set.js';
+import type { TrainingSetJobs } from './offline/jobs.js';
 
 export interface Services {
   engine: Engine;
@@ -17,6 +19,10 @@ export interface Services {
   onlineStore: OnlineStore;
   materializer: Materializer;
   online: OnlineService;
+  /** Point-in-time training sets (offline/). */
+  trainingSets: TrainingSets;
+  /** Background training-set jobs and their files. */
+  trainingSetJobs: TrainingSetJobs;
   logger: Logger;
   /** Epoch ms; injected so tests control time. */
   now: () => number;

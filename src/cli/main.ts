@@ -1,18 +1,23 @@
 #!/usr/bin/env node
 /**
- * The asof command line: `asof serve [--port N ...]`. Options are the
- * configuration of DESIGN.md, as flags or environment variables.
+ * The asof command line: `asof serve`, `asof ingest`, `asof export`.
+ * Server options are the configuration of DESIGN.md, as flags or environment
+ * variables; the client commands talk to a running server (`--url`) or to a
+ * data folder (`--data-dir`).
  */
-import { loadConfig } from '../config.js';
-import { createLogger } from '../logger.js';
-import { startAsof } from '../app.js';
+import { UsageError } from './args.js';
+import { EXPORT_USAGE, exportTrainingSet } from './export.js';
+import { INGEST_USAGE, ingest } from './ingest.js';
+import { serve } from './serve.js';
 
 const USAGE = `usage: asof <command> [options]
 
 commands:
   serve     serve REST (and gRPC) on the configured ports
+  ingest    import a CSV, NDJSON or Parquet file into a table   (asof ingest --help)
+  export    write a point-in-time training set to a file        (asof export --help)
 
-options (or environment variables):
+options of serve (or environment variables):
   --port N            PORT            REST port (8080)
   --grpc-port N       GRPC_PORT       gRPC port (50051)
   --host H            HOST            bind address (127.0.0.1)
@@ -25,42 +30,35 @@ options (or environment variables):
   --log-level L       LOG_LEVEL       fatal|error|warn|info|debug|trace|silent (info)
 `;
 
-async function serve(argv: string[]): Promise<void> {
-  const config = loadConfig(process.env, argv);
-  const logger = createLogger(config.logLevel);
-  const asof = await startAsof(config, logger);
-  logger.info({ url: asof.url, grpcPort: asof.grpcPort, dataDir: config.dataDir, onlineStore: config.redisUrl ? 'redis' : 'embedded' }, `asof serving on ${asof.url} (docs: ${asof.url}/docs), gRPC on port ${asof.grpcPort}`);
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    asof.close().then(
-      () => process.exit(0),
-      (e) => {
-        logger.error({ err: String(e) }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
-}
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; usage?: string }> = {
+  serve: { run: serve },
+  ingest: { run: ingest, usage: INGEST_USAGE },
+  export: { run: exportTrainingSet, usage: EXPORT_USAGE },
+};
 
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
-  switch (cmd) {
-    case 'serve':
-      return serve(rest);
-    case undefined:
-    case '-h':
-    case '--help':
-    case 'help':
-      process.stdout.write(USAGE);
-      return;
-    default:
-      process.stderr.write(`asof: unknown command "${cmd}"\n\n${USAGE}`);
+  if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const command = COMMANDS[cmd];
+  if (!command) {
+    process.stderr.write(`asof: unknown command "${cmd}"\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (command.usage && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(command.usage);
+    return;
+  }
+  try {
+    await command.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`asof ${cmd}: ${e.message}\n\n${command.usage ?? USAGE}`);
       process.exit(2);
+    }
+    throw e;
   }
 }
 

@@ -1,0 +1,28 @@
+/**
+ * `asof serve`: REST (and gRPC) on the configured ports until SIGINT/SIGTERM.
+ */
+import { loadConfig } from '../config.js';
+import { createLogger } from '../logger.js';
+import { startAsof } from '../app.js';
+
+export async function serve(argv: string[]): Promise<void> {
+  const config = loadConfig(process.env, argv);
+  const logger = createLogger(config.logLevel);
+  const asof = await startAsof(config, logger);
+  logger.info({ url: asof.url, grpcPort: asof.grpcPort, dataDir: config.dataDir, onlineStore: config.redisUrl ? 'redis' : 'embedded' }, `asof serving on ${asof.url} (docs: ${asof.url}/docs), gRPC on port ${asof.grpcPort}`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    asof.close().then(
+      () => process.exit(0),
+      (e) => {
+        logger.error({ err: String(e) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}

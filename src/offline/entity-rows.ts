@@ -1,0 +1,96 @@
+/**
+ * Where a training set's entity rows come from: inline JSON rows, a table of
+ * labels, or an uploaded file (CSV, NDJSON, Parquet). Each is read as batches
+ * in input order, and may be read more than once.
+ */
+import type { Engine, Token } from '../engine/engine.js';
+import { AsofError } from '../errors.js';
+import { readValues } from './columns.js';
+import { readAhead } from './scan.js';
+import { openFile, TypeInference, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
+
+export type EntitySource = { rows: Record<string, unknown>[] } | { table: string } | { file: { path: string; format: FileFormat } };
+
+export interface EntityRows {
+  /** The entity rows' columns, in order, with the types they were read as. */
+  columns: FileColumn[];
+  total: number;
+  /** For a table: the column its rows say when they happened, used when no `timestamp` column exists. */
+  eventTime?: string;
+  /** For a table: the changelog position read. */
+  token: Token;
+  batches(): AsyncIterable<ColumnBatch>;
+  close(): Promise<void>;
+}
+
+const BATCH = 4096;
+
+/**
+ * Opens entity rows. `textColumns`: columns to read as text from CSV (entity
+ * keys: "007" must stay "007"); the caller converts them to the key's type.
+ */
+export async function openEntityRows(source: EntitySource, engine: Engine, textColumns: string[]): Promise<EntityRows> {
+  if ('rows' in source) return inlineRows(source.rows);
+  if ('table' in source) return tableRows(engine, source.table);
+  const f = await openFile(source.file.path, source.file.format, { text: textColumns });
+  return { columns: f.columns, total: f.rows, token: {}, batches: () => f.batches(), close: () => f.close() };
+}
+
+function inlineRows(rows: Record<string, unknown>[]): EntityRows {
+  if (rows.length === 0) throw new AsofError('ASOF_INVALID_ARGUMENT', 'entities.rows is empty: give at least one entity row', [{ field: 'entities.rows', reason: 'empty' }]);
+  const inference = new TypeInference();
+  rows.forEach((r, i) => {
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new AsofError('ASOF_INVALID_ARGUMENT', `entity row ${i} is not an object`, [{ row: i, field: 'entities.rows', reason: 'not an object' }]);
+    inference.add(r);
+  });
+  const columns = inference.columns();
+  return {
+    columns,
+    total: rows.length,
+    token: {},
+    async *batches() {
+      for (let s = 0; s < rows.length; s += BATCH) {
+        const part = rows.slice(s, s + BATCH);
+        yield { n: part.length, columns: columns.map((c) => part.map((r) => r[c.name] ?? null)) };
+      }
+    },
+    async close() {},
+  };
+}
+
+function tableRows(engine: Engine, name: string): EntityRows {
+  if (!engine.has(name)) throw new AsofError('ASOF_TABLE_NOT_FOUND', `entities.table: table "${name}" does not exist`, { table: name });
+  const table = engine.table(name);
+  const schema = table.schema;
+  const toOffset = table.endOffset;
+  const columns = schema.columns.map((c) => ({ name: c.name, type: c.type }));
+  const pk = schema.kind === 'pk';
+  return {
+    columns,
+    total: pk ? table.rowCount : toOffset,
+    eventTime: schema.def.eventTime,
+    token: { [name]: toOffset - 1 },
+    async *batches() {
+      if (pk) {
+        // A pk table's entity rows are its live rows (in no particular order).
+        let part: Record<string, unknown>[] = [];
+        const flush = (): ColumnBatch => ({ n: part.length, columns: columns.map((c) => part.map((r) => r[c.name] ?? null)) });
+        for (const row of [...table.liveRows()]) {
+          part.push(row);
+          if (part.length === BATCH) {
+            yield flush();
+            part = [];
+          }
+        }
+        if (part.length) yield flush();
+        return;
+      }
+      // A log table's entity rows are its records (all +I), in offset order.
+      for await (const b of readAhead(table.scanArrow({ toOffset }))) {
+        const n = b.count;
+        yield { n, columns: schema.columns.map((c) => readValues(b.batch.getChild(c.name), c.type, n)) };
+      }
+    },
+    async close() {},
+  };
+}

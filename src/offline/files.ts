@@ -1,0 +1,221 @@
+/**
+ * Tabular files in: CSV and Parquet through DuckDB (its readers are robust and
+ * need no network), NDJSON line by line. Each is read as a stream of columnar
+ * batches of plain values: timestamps as epoch ms (UTC; a timestamp without a
+ * zone is taken as UTC), integers as numbers (bigint beyond 2^53), nested
+ * values as JSON values. Checking values against a table is the caller's job.
+ */
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { AsofError } from '../errors.js';
+import type { ColumnType } from '../engine/types.js';
+
+export const FILE_FORMATS = ['csv', 'ndjson', 'parquet'] as const;
+export type FileFormat = (typeof FILE_FORMATS)[number];
+
+export interface FileColumn {
+  name: string;
+  type: ColumnType;
+}
+
+/** Columnar values of up to a few thousand rows. */
+export interface ColumnBatch {
+  n: number;
+  columns: unknown[][];
+}
+
+export interface TabularFile {
+  columns: FileColumn[];
+  rows: number;
+  /** Batches in file order; may be iterated more than once. */
+  batches(): AsyncIterable<ColumnBatch>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** CSV: read these columns as text (keys whose leading zeros matter), or every column ('all'). */
+  text?: string[] | 'all';
+}
+
+/** `x.parquet` → parquet, `x.csv` → csv, `x.ndjson` / `x.jsonl` → ndjson. */
+export function formatOfPath(path: string): FileFormat | undefined {
+  const ext = path.toLowerCase().split('.').pop();
+  if (ext === 'parquet' || ext === 'pq') return 'parquet';
+  if (ext === 'csv') return 'csv';
+  if (ext === 'ndjson' || ext === 'jsonl') return 'ndjson';
+  return undefined;
+}
+
+export async function openFile(path: string, format: FileFormat, opts: OpenOptions = {}): Promise<TabularFile> {
+  return format === 'ndjson' ? openNdjson(path) : openWithDuckDb(path, format, opts);
+}
+
+const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
+export const sqlIdent = (s: string): string => `"${s.replaceAll('"', '""')}"`;
+
+/** A DuckDB type name → how we read it (a SQL expression over the column) and the column type it becomes. */
+function readAs(name: string, duckType: string): { expr: string; type: ColumnType; json?: boolean } {
+  const c = sqlIdent(name);
+  const t = duckType.toUpperCase();
+  if (t === 'BOOLEAN') return { expr: c, type: { kind: 'bool' } };
+  if (['TINYINT', 'SMALLINT', 'INTEGER', 'UTINYINT', 'USMALLINT'].includes(t)) return { expr: c, type: { kind: 'int32' } };
+  if (['BIGINT', 'UINTEGER', 'UBIGINT', 'HUGEINT', 'UHUGEINT'].includes(t)) return { expr: t === 'BIGINT' ? c : `${c}::VARCHAR`, type: { kind: 'int64' } };
+  if (t === 'FLOAT') return { expr: c, type: { kind: 'float32' } };
+  if (t === 'DOUBLE' || t.startsWith('DECIMAL')) return { expr: `${c}::DOUBLE`, type: { kind: 'float64' } };
+  if (t === 'VARCHAR') return { expr: c, type: { kind: 'string' } };
+  if (t === 'DATE') return { expr: `epoch_ms(${c}::TIMESTAMP)`, type: { kind: 'timestamp' } };
+  if (t.startsWith('TIMESTAMP')) return { expr: `epoch_ms(${c})`, type: { kind: 'timestamp' } };
+  if (t.endsWith(']') || t.startsWith('STRUCT') || t.startsWith('MAP') || t === 'JSON') return { expr: `to_json(${c})::VARCHAR`, type: { kind: 'json' }, json: true };
+  return { expr: `${c}::VARCHAR`, type: { kind: 'string' } };
+}
+
+async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: OpenOptions): Promise<TabularFile> {
+  const db = await DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB' });
+  let conn: DuckDBConnection | undefined;
+  try {
+    conn = await db.connect();
+    let source: string;
+    if (format === 'parquet') source = `read_parquet(${sqlString(path)})`;
+    else {
+      const args = [sqlString(path), 'header = true'];
+      if (opts.text === 'all') args.push('all_varchar = true');
+      source = `read_csv(${args.join(', ')})`;
+      if (Array.isArray(opts.text) && opts.text.length) {
+        const present = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`)).getRowObjectsJS().map((r) => String(r.column_name));
+        const text = opts.text.filter((c) => present.includes(c));
+        if (text.length) source = `read_csv(${[...args, `types = {${text.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ')}}`].join(', ')})`;
+      }
+    }
+    const described = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`)).getRowObjectsJS();
+    const cols = described.map((r) => ({ name: String(r.column_name), ...readAs(String(r.column_name), String(r.column_type)) }));
+    const rows = Number((await conn.runAndReadAll(`SELECT count(*) AS n FROM ${source}`)).getRowObjectsJS()[0].n);
+    const sql = `SELECT ${cols.map((c) => c.expr).join(', ')} FROM ${source}`;
+    const c = conn;
+    return {
+      columns: cols.map(({ name, type }) => ({ name, type })),
+      rows,
+      async *batches() {
+        const result = await c.stream(sql);
+        for (;;) {
+          const chunk = await result.fetchChunk();
+          if (!chunk || chunk.rowCount === 0) break;
+          const columns = cols.map((col, i) => {
+            const vals = chunk.getColumnValues(i) as unknown[];
+            for (let k = 0; k < vals.length; k++) vals[k] = plain(vals[k], col.type.kind, col.json);
+            return vals;
+          });
+          yield { n: chunk.rowCount, columns };
+        }
+      },
+      async close() {
+        c.closeSync();
+        db.closeSync();
+      },
+    };
+  } catch (e) {
+    conn?.closeSync();
+    db.closeSync();
+    if (e instanceof AsofError) throw e;
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `cannot read the ${format} file: ${(e as Error).message.split('\n')[0]}`, [{ field: 'file', reason: (e as Error).message.split('\n')[0] }]);
+  }
+}
+
+function plain(v: unknown, kind: ColumnType['kind'], json?: boolean): unknown {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  if (kind === 'int64' && typeof v === 'string') {
+    const b = BigInt(v);
+    return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+  }
+  if (json && typeof v === 'string') return JSON.parse(v);
+  return v;
+}
+
+/** NDJSON: a first pass counts rows and infers column types, the second yields batches. */
+async function openNdjson(path: string): Promise<TabularFile> {
+  const inference = new TypeInference();
+  let rows = 0;
+  for await (const obj of ndjsonObjects(path)) {
+    inference.add(obj);
+    rows++;
+  }
+  const columns = inference.columns();
+  return {
+    columns,
+    rows,
+    async *batches() {
+      let batch: unknown[][] = columns.map(() => []);
+      let n = 0;
+      for await (const obj of ndjsonObjects(path)) {
+        for (let c = 0; c < columns.length; c++) batch[c].push(obj[columns[c].name] ?? null);
+        if (++n === 4096) {
+          yield { n, columns: batch };
+          batch = columns.map(() => []);
+          n = 0;
+        }
+      }
+      if (n) yield { n, columns: batch };
+    },
+    async close() {},
+  };
+}
+
+async function* ndjsonObjects(path: string): AsyncGenerator<Record<string, unknown>> {
+  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  let line = 0;
+  let row = 0;
+  for await (const text of lines) {
+    line++;
+    if (!text.trim()) continue;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      throw new AsofError('ASOF_INVALID_ROW', `NDJSON line ${line} is not valid JSON: ${(e as Error).message}`, [{ row, field: '', reason: `line ${line}: invalid JSON` }]);
+    }
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new AsofError('ASOF_INVALID_ROW', `NDJSON line ${line} is not a JSON object`, [{ row, field: '', reason: 'not an object' }]);
+    row++;
+    yield obj as Record<string, unknown>;
+  }
+}
+
+/**
+ * Column types of JSON rows: columns in order of first appearance; all
+ * booleans → bool, all safe integers → int64, any other numbers → float64,
+ * all strings → string, anything mixed or nested → json, only nulls → string.
+ */
+export class TypeInference {
+  private readonly seen = new Map<string, Set<string>>();
+
+  add(row: Record<string, unknown>): void {
+    for (const k in row) {
+      const v = row[k];
+      let kinds = this.seen.get(k);
+      if (!kinds) this.seen.set(k, (kinds = new Set()));
+      if (v === null || v === undefined) continue;
+      if (typeof v === 'number') kinds.add(Number.isSafeInteger(v) ? 'int' : 'float');
+      else if (typeof v === 'bigint') kinds.add('int');
+      else if (typeof v === 'boolean') kinds.add('bool');
+      else if (typeof v === 'string') kinds.add('string');
+      else kinds.add('json');
+    }
+  }
+
+  columns(): FileColumn[] {
+    return [...this.seen].map(([name, kinds]) => ({ name, type: inferred(kinds) }));
+  }
+}
+
+function inferred(kinds: Set<string>): ColumnType {
+  if (kinds.size === 0) return { kind: 'string' };
+  if (kinds.size === 1) {
+    const [k] = kinds;
+    if (k === 'int') return { kind: 'int64' };
+    if (k === 'float') return { kind: 'float64' };
+    if (k === 'bool') return { kind: 'bool' };
+    if (k === 'string') return { kind: 'string' };
+  }
+  if (kinds.size === 2 && kinds.has('int') && kinds.has('float')) return { kind: 'float64' };
+  return { kind: 'json' };
+}

@@ -1,0 +1,206 @@
+/**
+ * Training-set jobs: large training sets run in the background, one at a
+ * time, and their files wait to be downloaded.
+ *
+ * Under `<dataDir>/training-sets/`: `<id>.job.json` (the job's state, replaced
+ * atomically at each change and every few seconds of progress) and
+ * `<id>.data.<ext>` (the file). The file is written as `<id>.data.<ext>.partial`,
+ * fsync'd, and renamed only when complete, so a reader never sees half a file.
+ * When the process dies mid-job, the next start finds the job still "running"
+ * in its state file, marks it failed and removes the partial file.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AsofError } from '../errors.js';
+import type { Token } from '../engine/engine.js';
+import type { PointInTime } from '../features/evaluator.js';
+import type { Logger } from '../logger.js';
+import { readJson, writeJsonAtomic } from '../util/fs.js';
+import type { PreparedTrainingSet } from './training-set.js';
+import { EXTENSIONS, type OutputFormat } from './writers.js';
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface JobInfo {
+  id: string;
+  state: JobState;
+  progress: { rows: number; total: number };
+  format: OutputFormat;
+  pointInTime: PointInTime;
+  token: Token;
+  /** Epoch ms. */
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** Size of the finished file, bytes. */
+  bytes?: number;
+  error?: string;
+}
+
+/** How often a running job's progress is written to its state file, ms. */
+const PERSIST_EVERY_MS = 2000;
+
+export class TrainingSetJobs {
+  private readonly jobs = new Map<string, JobInfo>();
+  private queue: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly stop = new AbortController();
+
+  private constructor(
+    private readonly dir: string,
+    private readonly logger: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  /** Loads the jobs of earlier runs; a job that was queued or running when its process stopped is now failed. */
+  static async open(dataDir: string, logger: Logger, now: () => number): Promise<TrainingSetJobs> {
+    const j = new TrainingSetJobs(join(dataDir, 'training-sets'), logger, now);
+    await mkdir(j.scratchDir, { recursive: true });
+    for (const name of await readdir(j.dir)) {
+      if (name.endsWith('.partial') || name.endsWith('.spill') || name.endsWith('.tmp')) await rm(join(j.dir, name), { recursive: true, force: true });
+      if (!name.endsWith('.job.json')) continue;
+      const info = await readJson<JobInfo | null>(join(j.dir, name), null);
+      if (!info) continue;
+      if (info.state === 'queued' || info.state === 'running') {
+        info.state = 'failed';
+        info.error = 'the server stopped while the job ran; submit it again';
+        info.finishedAt = now();
+        await rm(j.dataPath(info), { force: true });
+        await writeJsonAtomic(j.statePath(info.id), info);
+        logger.warn({ job: info.id }, 'training-set job was interrupted by a restart; marked failed');
+      }
+      j.jobs.set(info.id, info);
+    }
+    // Scratch files belong to requests of the previous run, which are all over now.
+    await rm(j.scratchDir, { recursive: true, force: true });
+    await mkdir(j.scratchDir, { recursive: true });
+    return j;
+  }
+
+  /** Uploads and inline answers in the making; emptied at start-up. */
+  get scratchDir(): string {
+    return join(this.dir, 'scratch');
+  }
+
+  /** A fresh path in the scratch folder. */
+  scratchPath(suffix = ''): string {
+    return join(this.scratchDir, randomUUID() + suffix);
+  }
+
+  private statePath(id: string): string {
+    return join(this.dir, `${id}.job.json`);
+  }
+
+  private dataPath(info: Pick<JobInfo, 'id' | 'format'>): string {
+    return join(this.dir, `${info.id}.data.${EXTENSIONS[info.format]}`);
+  }
+
+  /** Queues a prepared training set; `cleanup` runs when the job ends (it removes an upload). */
+  async submit(prepared: PreparedTrainingSet, cleanup?: () => Promise<void>): Promise<JobInfo> {
+    if (this.closed) throw new AsofError('ASOF_NOT_READY', 'the server is stopping');
+    const info: JobInfo = {
+      id: `ts_${randomUUID().replaceAll('-', '')}`,
+      state: 'queued',
+      progress: { rows: 0, total: prepared.total },
+      format: prepared.format,
+      pointInTime: prepared.pointInTime,
+      token: prepared.token,
+      createdAt: this.now(),
+    };
+    this.jobs.set(info.id, info);
+    await writeJsonAtomic(this.statePath(info.id), info);
+    this.queue = this.queue
+      .then(() => this.run(info, prepared))
+      .catch((e) => this.logger.error({ job: info.id, err: String(e) }, 'training-set job could not record its state'))
+      .finally(async () => {
+        await prepared.close().catch(() => undefined);
+        await cleanup?.().catch(() => undefined);
+      });
+    return { ...info };
+  }
+
+  private async run(info: JobInfo, prepared: PreparedTrainingSet): Promise<void> {
+    if (this.closed) return;
+    const final = this.dataPath(info);
+    const partial = `${final}.partial`;
+    info.state = 'running';
+    info.startedAt = this.now();
+    await writeJsonAtomic(this.statePath(info.id), info);
+    let persisted = Date.now();
+    // Progress is saved in the background, one write at a time (they share a temporary file name).
+    let saving: Promise<void> = Promise.resolve();
+    try {
+      await prepared.write(
+        partial,
+        (p) => {
+          info.progress = { ...p };
+          if (Date.now() - persisted > PERSIST_EVERY_MS) {
+            persisted = Date.now();
+            saving = saving.then(() => writeJsonAtomic(this.statePath(info.id), info)).catch(() => undefined);
+          }
+        },
+        this.stop.signal,
+      );
+      await fsyncFile(partial);
+      await rename(partial, final);
+      info.bytes = (await stat(final)).size;
+      info.state = 'succeeded';
+    } catch (e) {
+      info.state = 'failed';
+      info.error = (e as Error).message;
+      await rm(partial, { force: true });
+      this.logger.warn({ job: info.id, err: String(e) }, 'training-set job failed');
+    }
+    await saving;
+    info.finishedAt = this.now();
+    await writeJsonAtomic(this.statePath(info.id), info);
+  }
+
+  get(id: string): JobInfo {
+    const info = this.jobs.get(id);
+    if (!info) throw new AsofError('ASOF_NOT_FOUND', `no training-set job "${id}"`, { id });
+    return { ...info, progress: { ...info.progress } };
+  }
+
+  /** The finished file of a job; 409 while it runs or when it failed. */
+  data(id: string): { path: string; format: OutputFormat; bytes: number } {
+    const info = this.get(id);
+    if (info.state !== 'succeeded') {
+      throw new AsofError('ASOF_CONFLICT', info.state === 'failed' ? `training-set job "${id}" failed: ${info.error}` : `training-set job "${id}" is ${info.state}; its file is not ready`, { id, state: info.state });
+    }
+    return { path: this.dataPath(info), format: info.format, bytes: info.bytes ?? 0 };
+  }
+
+  /** Removes a finished job and its file; 409 while it is queued or running. */
+  async delete(id: string): Promise<void> {
+    const info = this.get(id);
+    if (info.state === 'queued' || info.state === 'running') throw new AsofError('ASOF_CONFLICT', `training-set job "${id}" is ${info.state}; delete it once it has ended`, { id, state: info.state });
+    this.jobs.delete(id);
+    await rm(this.dataPath(info), { force: true });
+    await rm(this.statePath(id), { force: true });
+  }
+
+  /** Stops taking jobs and stops the running one (between batches); it and any queued ones are recorded as failed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stop.abort(new Error('the server stopped before the job finished; submit it again'));
+    await this.queue;
+    for (const info of this.jobs.values()) {
+      if (info.state !== 'queued' && info.state !== 'running') continue;
+      info.state = 'failed';
+      info.error = 'the server stopped before the job finished; submit it again';
+      info.finishedAt = this.now();
+      await writeJsonAtomic(this.statePath(info.id), info).catch(() => undefined);
+    }
+  }
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

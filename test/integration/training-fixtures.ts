@@ -1,0 +1,52 @@
+/**
+ * Shared pieces of the training-set tests: a seeded PRNG, a clock the tests
+ * move by hand, and a way to build a training set straight through the
+ * service (so a test can also force the evaluator path).
+ */
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { Services } from '../../src/services.js';
+import type { Internal, TrainingSetRequest } from '../../src/offline/training-set.js';
+
+/** mulberry32: small, fast, and the same sequence for the same seed. */
+export function rng(seed: number): { next(): number; int(lo: number, hi: number): number; pick<T>(xs: readonly T[]): T; chance(p: number): boolean } {
+  let a = seed >>> 0;
+  const next = (): number => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    int: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),
+    pick: (xs) => xs[Math.floor(next() * xs.length)],
+    chance: (p) => next() < p,
+  };
+}
+
+/** A clock the test moves by hand (epoch ms). */
+export class Clock {
+  constructor(public t: number) {}
+  now = (): number => this.t;
+  advance(ms: number): number {
+    this.t += ms;
+    return this.t;
+  }
+}
+
+/** Builds a training set as JSON through the service; returns its rows. */
+export async function trainingRows(services: Pick<Services, 'trainingSets'>, req: TrainingSetRequest, opts: Internal = {}): Promise<Record<string, unknown>[]> {
+  const p = await services.trainingSets.prepare({ ...req, format: 'json' }, opts);
+  const path = join(tmpdir(), `asof-ts-${randomUUID()}.json`);
+  try {
+    await p.write(path);
+    return (JSON.parse(await readFile(path, 'utf8')) as { rows: Record<string, unknown>[] }).rows;
+  } finally {
+    await p.close();
+    await rm(path, { force: true });
+  }
+}
