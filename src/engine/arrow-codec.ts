@@ -8,8 +8,10 @@
  * nested types go through Arrow's own builders.
  */
 import * as A from 'apache-arrow';
+import { isAscii } from 'node:buffer';
 import type { ColumnType } from './types.js';
 import type { CompiledColumn, Row } from './schema.js';
+import { rowCodeFor } from './row-code.js';
 
 export const CHANGE_COLUMN = '_asof_change';
 
@@ -44,8 +46,6 @@ export function arrowType(t: ColumnType): A.DataType {
       return new A.FixedSizeList(t.dim, new A.Field('item', new A.Float32(), false));
   }
 }
-
-const encoder = new TextEncoder();
 
 function validity(values: unknown[], n: number): { bitmap?: Uint8Array; nullCount: number } {
   let nullCount = 0;
@@ -95,10 +95,16 @@ export function buildColumn(t: ColumnType, values: unknown[]): A.Data {
     }
     case 'int64':
     case 'timestamp': {
+      // Safe integers are written as two int32 halves: a BigInt per value cost more than the rest of the column.
       const arr = new BigInt64Array(n);
+      const halves = new Int32Array(arr.buffer);
       for (let i = 0; i < n; i++) {
         const v = values[i];
-        if (v !== null && v !== undefined) arr[i] = typeof v === 'bigint' ? v : BigInt(v as number);
+        if (typeof v === 'number') {
+          const hi = Math.floor(v / 4294967296);
+          halves[2 * i] = v - hi * 4294967296;
+          halves[2 * i + 1] = hi;
+        } else if (typeof v === 'bigint') arr[i] = v;
       }
       return A.makeData({ type: type as A.Int64, length: n, nullCount, nullBitmap: bitmap, data: arr });
     }
@@ -110,19 +116,22 @@ export function buildColumn(t: ColumnType, values: unknown[]): A.Data {
     case 'string':
     case 'json': {
       const strs: string[] = new Array(n);
-      let bytes = 0;
+      const offsets = new Int32Array(n + 1);
+      let chars = 0;
       for (let i = 0; i < n; i++) {
         const v = values[i];
-        const s = v === null || v === undefined ? '' : t.kind === 'json' ? JSON.stringify(v) : (v as string);
-        strs[i] = s;
-        bytes += s.length * 3;
+        const str = v === null || v === undefined ? '' : t.kind === 'json' ? JSON.stringify(v) : (v as string);
+        strs[i] = str;
+        chars += str.length;
+        offsets[i + 1] = chars;
       }
-      const data = new Uint8Array(bytes);
-      const offsets = new Int32Array(n + 1);
+      // One join and one encode; when every character is ASCII (bytes === characters) the character offsets are the byte offsets.
+      const joined = Buffer.from(strs.join(''), 'utf8');
+      if (joined.length === chars) return A.makeData({ type: type as A.Utf8, length: n, nullCount, nullBitmap: bitmap, valueOffsets: offsets, data: joined });
+      const data = Buffer.allocUnsafe(joined.length + 8);
       let pos = 0;
       for (let i = 0; i < n; i++) {
-        const s = strs[i];
-        if (s.length) pos += encoder.encodeInto(s, data.subarray(pos)).written;
+        pos += data.write(strs[i], pos, 'utf8');
         offsets[i + 1] = pos;
       }
       return A.makeData({ type: type as A.Utf8, length: n, nullCount, nullBitmap: bitmap, valueOffsets: offsets, data: data.subarray(0, pos) });
@@ -141,21 +150,31 @@ export function buildColumn(t: ColumnType, values: unknown[]): A.Data {
   }
 }
 
+/** Arrow fields of a column list, built once per schema (they carry metadata maps). */
+const fieldCache = new WeakMap<CompiledColumn[], { fields: A.Field[]; schema: A.Schema }>();
+
+function fieldsOf(columns: CompiledColumn[]): { fields: A.Field[]; schema: A.Schema } {
+  let f = fieldCache.get(columns);
+  if (!f) {
+    const fields: A.Field[] = [new A.Field(CHANGE_COLUMN, new A.Int8(), false)];
+    for (const c of columns) fields.push(new A.Field(c.name, arrowType(c.type), c.nullable, new Map([['asof.type', formatTypeKind(c.type)]])));
+    f = { fields, schema: new A.Schema(fields) };
+    fieldCache.set(columns, f);
+  }
+  return f;
+}
+
 /** Encodes rows with their change types as one Arrow IPC stream. */
 export function encodeBatch(columns: CompiledColumn[], changes: Uint8Array | number[], rows: Row[]): Uint8Array {
   const n = rows.length;
-  const fields: A.Field[] = [new A.Field(CHANGE_COLUMN, new A.Int8(), false)];
+  const { fields, schema } = fieldsOf(columns);
   const children: A.Data[] = [A.makeData({ type: new A.Int8(), length: n, nullCount: 0, data: Int8Array.from(changes) })];
-  for (const c of columns) {
-    const values = new Array(n);
-    for (let i = 0; i < n; i++) values[i] = rows[i][c.name];
-    fields.push(new A.Field(c.name, arrowType(c.type), c.nullable, new Map([['asof.type', formatTypeKind(c.type)]])));
-    children.push(buildColumn(c.type, values));
-  }
-  const schema = new A.Schema(fields);
+  const code = rowCodeFor(columns);
+  const gathered = code ? code.gather(rows) : columns.map((c) => rows.map((r) => r[c.name]));
+  for (let j = 0; j < columns.length; j++) children.push(buildColumn(columns[j].type, gathered[j]));
   const struct = A.makeData({ type: new A.Struct(fields), length: n, nullCount: 0, children });
-  const batch = new A.RecordBatch(schema, struct);
-  return A.tableToIPC(new A.Table([batch]), 'stream');
+  // The stream writer directly: going through tableToIPC(new Table(...)) tripled the cost (schema merging).
+  return A.RecordBatchStreamWriter.writeAll([new A.RecordBatch(schema, struct)]).toUint8Array(true);
 }
 
 function formatTypeKind(t: ColumnType): string {
@@ -169,9 +188,10 @@ export interface DecodedBatch {
 }
 
 export function decodeIpc(bytes: Uint8Array): A.RecordBatch {
-  const table = A.tableFromIPC(bytes);
-  if (table.batches.length !== 1) throw new Error(`expected one record batch, found ${table.batches.length}`);
-  return table.batches[0];
+  // The reader directly: tableFromIPC also builds a Table (schema merging) that is thrown away.
+  const batches = A.RecordBatchReader.from(bytes).readAll();
+  if (batches.length !== 1) throw new Error(`expected one record batch, found ${batches.length}`);
+  return batches[0];
 }
 
 /**
@@ -181,16 +201,20 @@ export function decodeIpc(bytes: Uint8Array): A.RecordBatch {
 export function decodeBatch(batch: A.RecordBatch, columns: CompiledColumn[], only?: Set<string>): DecodedBatch {
   const n = batch.numRows;
   const changes = batch.getChild(CHANGE_COLUMN)!.toArray() as Int8Array;
-  const rows: Row[] = new Array(n);
-  for (let i = 0; i < n; i++) rows[i] = {};
+  const code = only ? undefined : rowCodeFor(columns);
+  const values: unknown[][] = [];
   for (const c of columns) {
     if (only && !only.has(c.name)) continue;
     const vec = batch.getChild(c.name);
-    if (!vec) {
-      for (let i = 0; i < n; i++) rows[i][c.name] = null;
-      continue;
-    }
-    const vals = decodeColumn(c.type, vec);
+    values.push(vec ? decodeColumn(c.type, vec) : new Array(n).fill(null));
+  }
+  if (code) return { changes, rows: code.build(values, n) };
+  const rows: Row[] = new Array(n);
+  for (let i = 0; i < n; i++) rows[i] = {};
+  let j = 0;
+  for (const c of columns) {
+    if (only && !only.has(c.name)) continue;
+    const vals = values[j++];
     for (let i = 0; i < n; i++) rows[i][c.name] = vals[i];
   }
   return { changes, rows };
@@ -198,38 +222,72 @@ export function decodeBatch(batch: A.RecordBatch, columns: CompiledColumn[], onl
 
 /** An Arrow column → canonical values (null where invalid). */
 export function decodeColumn(t: ColumnType, vec: A.Vector): unknown[] {
+  const fast = vec.data.length === 1 && vec.data[0].offset === 0 ? decodeFlat(t, vec.data[0]) : undefined;
+  if (fast) return fast;
   const n = vec.length;
   const out: unknown[] = new Array(n);
   const hasNulls = vec.nullCount > 0;
+  for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
+  return out;
+}
+
+/**
+ * Scalar columns read straight from their buffers (replay decodes every
+ * record it applies; Arrow's per-value `get` was most of that time).
+ * Undefined for types this does not handle; the caller then uses `get`.
+ */
+function decodeFlat(t: ColumnType, d: A.Data): unknown[] | undefined {
+  const n = d.length;
+  const bitmap = d.nullCount > 0 ? d.nullBitmap : undefined;
+  const out: unknown[] = new Array(n);
+  const values = d.values as ArrayLike<unknown> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number };
   switch (t.kind) {
     case 'int32':
     case 'float32':
     case 'float64':
-    case 'bool':
-    case 'string':
-      for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : vec.get(i);
-      return out;
-    case 'int64': {
-      for (let i = 0; i < n; i++) {
-        if (hasNulls && !vec.isValid(i)) {
-          out[i] = null;
-          continue;
-        }
-        const b = vec.get(i) as bigint;
-        out[i] = b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
-      }
-      return out;
+      for (let i = 0; i < n; i++) out[i] = values[i];
+      break;
+    case 'bool': {
+      const bits = values as Uint8Array;
+      for (let i = 0; i < n; i++) out[i] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
+      break;
     }
-    case 'timestamp':
-      for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : Number(vec.get(i));
-      return out;
-    case 'json':
-      for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : JSON.parse(vec.get(i) as string);
-      return out;
+    case 'int64':
+    case 'timestamp': {
+      if (!(values instanceof BigInt64Array)) return undefined;
+      const halves = new Int32Array(values.buffer, values.byteOffset, n * 2);
+      for (let i = 0; i < n; i++) {
+        const hi = halves[2 * i + 1];
+        // |hi| < 2^21 means a safe integer: no BigInt needed.
+        out[i] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
+      }
+      break;
+    }
+    case 'string':
+    case 'json': {
+      const offsets = d.valueOffsets as Int32Array;
+      const bytes = values as Uint8Array;
+      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      if (isAscii(buf)) {
+        // One string for the column, then substrings: short ones are copies; long ones are
+        // sliced from it, which would pin the whole column in memory, so those are copied out.
+        const all = buf.toString('latin1');
+        for (let i = 0; i < n; i++) {
+          const a = offsets[i];
+          const b = offsets[i + 1];
+          out[i] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
+        }
+      } else {
+        for (let i = 0; i < n; i++) out[i] = buf.toString('utf8', offsets[i], offsets[i + 1]);
+      }
+      if (t.kind === 'json') for (let i = 0; i < n; i++) if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[i] = JSON.parse(out[i] as string);
+      break;
+    }
     default:
-      for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
-      return out;
+      return undefined;
   }
+  if (bitmap) for (let i = 0; i < n; i++) if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[i] = null;
+  return out;
 }
 
 function fromArrowValue(t: ColumnType, v: unknown): unknown {

@@ -10,6 +10,10 @@
  */
 import { AsofError, type FieldIssue } from '../errors.js';
 import { formatType, parseColumnType, type ColumnType } from './types.js';
+import { formatTimestamp, parseTimestamp } from './time.js';
+import { rowCodeFor, type RowCode } from './row-code.js';
+
+export { formatTimestamp, parseTimestamp };
 
 export type TableKind = 'log' | 'pk';
 
@@ -57,30 +61,6 @@ type Coerce = (v: unknown) => unknown;
 class BadValue {
   constructor(readonly path: string, readonly reason: string) {}
 }
-
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-
-/** RFC 3339 string or epoch milliseconds → epoch ms; undefined when it is neither. */
-export function parseTimestamp(v: unknown): number | undefined {
-  if (typeof v === 'number') return Number.isFinite(v) ? Math.trunc(v) : undefined;
-  if (typeof v === 'string') {
-    if (!RFC3339.test(v)) {
-      // Digits only: epoch ms given as a string (query strings, CSV).
-      if (/^-?\d{1,16}$/.test(v)) return Number(v);
-      return undefined;
-    }
-    const ms = Date.parse(v);
-    return Number.isNaN(ms) ? undefined : ms;
-  }
-  if (v instanceof Date) {
-    const ms = v.getTime();
-    return Number.isNaN(ms) ? undefined : ms;
-  }
-  return undefined;
-}
-
-/** Epoch ms → RFC 3339 UTC with milliseconds. */
-export const formatTimestamp = (ms: number): string => new Date(ms).toISOString();
 
 function coercer(type: ColumnType, path: string): Coerce {
   const bad = (reason: string): never => {
@@ -173,6 +153,8 @@ export class TableSchema {
   readonly byName: Map<string, CompiledColumn>;
   readonly keyColumns: CompiledColumn[];
   readonly eventTimeColumn?: CompiledColumn;
+  /** Compiled row functions; undefined when a column name cannot be compiled (then generic loops are used). */
+  readonly rowCode?: RowCode;
 
   constructor(readonly def: TableDef) {
     this.columns = def.columns.map((c) => {
@@ -182,6 +164,7 @@ export class TableSchema {
     this.byName = new Map(this.columns.map((c) => [c.name, c]));
     this.keyColumns = def.primaryKey.map((k) => this.byName.get(k)!);
     this.eventTimeColumn = def.eventTime ? this.byName.get(def.eventTime) : undefined;
+    this.rowCode = rowCodeFor(this.columns);
   }
 
   get name(): string {
@@ -204,6 +187,7 @@ export class TableSchema {
     const max = opts.maxIssues ?? 20;
     const out: Row[] = new Array(rows.length);
     const cols = opts.keysOnly ? this.keyColumns : this.columns;
+    const fast = opts.keysOnly ? undefined : this.rowCode?.validate;
     for (let r = 0; r < rows.length && issues.length < max; r++) {
       const input = rows[r];
       if (input === null || typeof input !== 'object' || Array.isArray(input)) {
@@ -211,6 +195,19 @@ export class TableSchema {
         continue;
       }
       const src = input as Record<string, unknown>;
+      if (fast) {
+        // The compiled check accepts only valid rows; any doubt falls through to the loop below, which names the problem.
+        let row: Row | undefined;
+        try {
+          row = fast(src);
+        } catch {
+          row = undefined;
+        }
+        if (row) {
+          out[r] = row;
+          continue;
+        }
+      }
       const row: Row = {};
       let seen = 0;
       for (const c of cols) {
@@ -348,6 +345,8 @@ export function defineTable(
     if (seen.has(c.name)) issues.push({ field: `columns[${i}].name`, reason: `duplicate column "${c.name}"` });
     seen.add(c.name);
     if (c.name.startsWith('_asof')) issues.push({ field: `columns[${i}].name`, reason: 'names starting with _asof are reserved' });
+    // A row is a plain object: a column named like an inherited property (`constructor`, `__proto__`) would read that property when the value is missing.
+    else if (c.name in Object.prototype) issues.push({ field: `columns[${i}].name`, reason: `"${c.name}" is reserved (a property of every JavaScript object)` });
     return { name: c.name, type: c.type, nullable: c.nullable };
   });
   if (columns.length === 0) issues.push({ field: 'columns', reason: 'a table needs at least one column' });
