@@ -1,0 +1,191 @@
+/**
+ * The two in-memory indexes of a table's changelog, and their binary form in
+ * snapshots (so start-up loads them instead of re-reading the whole log).
+ *
+ * FrameIndex: one entry per frame, in typed arrays (36 bytes a frame; an object
+ * per frame cost about twice that, and a frame may hold a single record).
+ * KeyIndex: key → the offsets of its records, ascending.
+ */
+import type { FrameMeta } from './log.js';
+
+export class FrameIndex {
+  private firstOffset = new Float64Array(1024);
+  private pos = new Float64Array(1024);
+  private commitTime = new Float64Array(1024);
+  private count = new Uint32Array(1024);
+  private length = new Uint32Array(1024);
+  private schemaVersion = new Uint32Array(1024);
+  size = 0;
+
+  push(m: FrameMeta): void {
+    if (this.size === this.firstOffset.length) this.grow(this.size * 2);
+    const i = this.size++;
+    this.firstOffset[i] = m.firstOffset;
+    this.pos[i] = m.pos;
+    this.commitTime[i] = m.commitTime;
+    this.count[i] = m.count;
+    this.length[i] = m.length;
+    this.schemaVersion[i] = m.schemaVersion;
+  }
+
+  get(i: number): FrameMeta {
+    return { firstOffset: this.firstOffset[i], count: this.count[i], schemaVersion: this.schemaVersion[i], commitTime: this.commitTime[i], pos: this.pos[i], length: this.length[i] };
+  }
+
+  /** Byte position just after the last frame (0 when empty). */
+  get endPos(): number {
+    return this.size ? this.pos[this.size - 1] + this.length[this.size - 1] : 0;
+  }
+
+  /** Index of the frame holding `offset` (offset within [0, end)). */
+  find(offset: number): number {
+    let lo = 0;
+    let hi = this.size - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.firstOffset[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  private grow(cap: number): void {
+    const g = <T extends Float64Array | Uint32Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(cap);
+      b.set(a.subarray(0, this.size));
+      return b;
+    };
+    this.firstOffset = g(this.firstOffset);
+    this.pos = g(this.pos);
+    this.commitTime = g(this.commitTime);
+    this.count = g(this.count);
+    this.length = g(this.length);
+    this.schemaVersion = g(this.schemaVersion);
+  }
+
+  /** u32 frame count, then each column's values for frames [0, size). */
+  serialize(): Buffer {
+    const n = this.size;
+    const out = Buffer.alloc(8 + n * 36);
+    out.writeUInt32LE(n, 0);
+    let at = 8;
+    for (const a of [this.firstOffset, this.pos, this.commitTime, this.count, this.length, this.schemaVersion]) {
+      const bytes = new Uint8Array(a.buffer, a.byteOffset, n * a.BYTES_PER_ELEMENT);
+      out.set(bytes, at);
+      at += bytes.length;
+    }
+    return out;
+  }
+
+  static deserialize(buf: Buffer): FrameIndex {
+    const n = buf.readUInt32LE(0);
+    if (buf.length !== 8 + n * 36) throw new Error(`frame index: ${buf.length} bytes for ${n} frames`);
+    const f = new FrameIndex();
+    f.grow(Math.max(1024, n));
+    let at = buf.byteOffset + 8;
+    // Copy out: the buffer's offset need not be aligned for typed-array views.
+    const take = <T extends Float64Array | Uint32Array>(target: T): void => {
+      const bytes = target.BYTES_PER_ELEMENT * n;
+      new Uint8Array(target.buffer, 0, bytes).set(new Uint8Array(buf.buffer, at, bytes));
+      at += bytes;
+    };
+    take(f.firstOffset);
+    take(f.pos);
+    take(f.commitTime);
+    take(f.count);
+    take(f.length);
+    take(f.schemaVersion);
+    f.size = n;
+    return f;
+  }
+}
+
+export class KeyIndex {
+  /** A lone offset is kept as a number: most keys of a log table appear once. */
+  private readonly map = new Map<string, number | number[]>();
+  /** Offsets held, for snapshot cadence. */
+  entries = 0;
+
+  add(key: string, offset: number): void {
+    const cur = this.map.get(key);
+    if (cur === undefined) this.map.set(key, offset);
+    else if (typeof cur === 'number') this.map.set(key, [cur, offset]);
+    else cur.push(offset);
+    this.entries++;
+  }
+
+  /** The key's offsets, ascending. The live array (not a copy: a hot key may have millions); callers must not change it. */
+  offsetsOf(key: string): readonly number[] {
+    const cur = this.map.get(key);
+    return cur === undefined ? [] : typeof cur === 'number' ? [cur] : cur;
+  }
+
+  /**
+   * u32 key count, u32 key-bytes length, the keys' UTF-8 bytes, u32 end of each
+   * key, u32 offset count of each key, then every offset (f64), key by key.
+   */
+  serialize(): Buffer {
+    const keys = [...this.map.keys()];
+    const k = keys.length;
+    const blob = Buffer.from(keys.join(''), 'utf8');
+    const ends = new Uint32Array(k);
+    const counts = new Uint32Array(k);
+    const offsets = new Float64Array(this.entries);
+    let end = 0;
+    let o = 0;
+    const ascii = blob.length === keys.reduce((n, s) => n + s.length, 0);
+    for (let i = 0; i < k; i++) {
+      end += ascii ? keys[i].length : Buffer.byteLength(keys[i], 'utf8');
+      ends[i] = end;
+      const v = this.map.get(keys[i])!;
+      if (typeof v === 'number') {
+        counts[i] = 1;
+        offsets[o++] = v;
+      } else {
+        counts[i] = v.length;
+        offsets.set(v, o);
+        o += v.length;
+      }
+    }
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(k, 0);
+    head.writeUInt32LE(blob.length, 4);
+    return Buffer.concat([head, blob, u8(ends), u8(counts), u8(offsets.subarray(0, o))]);
+  }
+
+  static deserialize(buf: Buffer): KeyIndex {
+    const idx = new KeyIndex();
+    const k = buf.readUInt32LE(0);
+    const blobLen = buf.readUInt32LE(4);
+    let at = 8;
+    const text = buf.toString('utf8', at, at + blobLen);
+    const ascii = text.length === blobLen;
+    at += blobLen;
+    const ends = copyOut(buf, at, Uint32Array, k);
+    at += k * 4;
+    const counts = copyOut(buf, at, Uint32Array, k);
+    at += k * 4;
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (buf.length !== at + total * 8) throw new Error(`key index: ${buf.length} bytes, expected ${at + total * 8}`);
+    const offsets = copyOut(buf, at, Float64Array, total);
+    let start = 0;
+    let o = 0;
+    for (let i = 0; i < k; i++) {
+      const key = ascii ? text.slice(start, ends[i]) : buf.toString('utf8', 8 + start, 8 + ends[i]);
+      start = ends[i];
+      const c = counts[i];
+      idx.map.set(key, c === 1 ? offsets[o] : Array.from(offsets.subarray(o, o + c)));
+      o += c;
+    }
+    idx.entries = total;
+    return idx;
+  }
+}
+
+const u8 = (a: Uint32Array | Float64Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+function copyOut<T extends Uint32Array | Float64Array>(buf: Buffer, at: number, Ctor: new (n: number) => T, n: number): T {
+  const out = new Ctor(n);
+  new Uint8Array(out.buffer).set(buf.subarray(at, at + n * out.BYTES_PER_ELEMENT));
+  return out;
+}
