@@ -20,8 +20,8 @@ export interface Asof {
   close(): Promise<void>;
 }
 
-export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRows'>, logger: Logger, now: () => number = Date.now): Promise<Services> {
-  const engine = await Engine.open({ dataDir: config.dataDir, logger, now });
+export async function buildServices(config: Pick<Config, 'dataDir' | 'maxBatchRows'> & Partial<Pick<Config, 'snapshotEvery'>>, logger: Logger, now: () => number = Date.now): Promise<Services> {
+  const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
   return { engine, ingest, logger, now };
 }

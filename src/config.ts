@@ -23,6 +23,8 @@ export const ConfigSchema = z.object({
   maxBodyBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
   /** Most rows in one ingest request (413 beyond). */
   maxBatchRows: z.coerce.number().int().positive().default(100_000),
+  /** Snapshot a table once replaying its changelog since the last snapshot would cost about this many records. */
+  snapshotEvery: z.coerce.number().int().positive().default(200_000),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -37,6 +39,7 @@ const ENV: Record<keyof Config, string> = {
   logLevel: 'LOG_LEVEL',
   maxBodyBytes: 'ASOF_MAX_BODY_BYTES',
   maxBatchRows: 'ASOF_MAX_BATCH_ROWS',
+  snapshotEvery: 'ASOF_SNAPSHOT_EVERY',
 };
 
 /** `--grpc-port` ↔ `grpcPort`. */
