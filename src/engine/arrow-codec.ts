@@ -9,6 +9,7 @@
  */
 import * as A from 'apache-arrow';
 import { isAscii } from 'node:buffer';
+import { VectorLoader } from 'apache-arrow/visitor/vectorloader';
 import type { ColumnType } from './types.js';
 import type { CompiledColumn, Row } from './schema.js';
 import { rowCodeFor } from './row-code.js';
@@ -187,26 +188,89 @@ export interface DecodedBatch {
   rows: Row[];
 }
 
-export function decodeIpc(bytes: Uint8Array): A.RecordBatch {
-  // The reader directly: tableFromIPC also builds a Table (schema merging) that is thrown away.
+/**
+ * One Arrow IPC stream (schema + one record batch) → the batch.
+ *
+ * Streams we wrote are read by a short path: the schema message is the same
+ * bytes for every frame of a schema version, so it is parsed once and looked
+ * up by those bytes; the batch message is decoded and its buffers loaded
+ * directly. Arrow's general reader (stream sniffing, iterators) cost ~30 us a
+ * frame warm and several times that cold, which dominated replaying small
+ * frames. Anything unexpected falls back to the general reader.
+ */
+export function decodeIpc(bytes: Uint8Array): StoredBatch {
+  const batch = decodeOwnStream(bytes);
+  if (batch) return batch;
   const batches = A.RecordBatchReader.from(bytes).readAll();
   if (batches.length !== 1) throw new Error(`expected one record batch, found ${batches.length}`);
-  return batches[0];
+  const b = batches[0];
+  return { numRows: b.numRows, column: (name) => b.getChild(name)?.data[0] };
+}
+
+/** A stored batch as decoding needs it: no Arrow RecordBatch is built (its constructor cost more than the rest). */
+export interface StoredBatch {
+  numRows: number;
+  column(name: string): A.Data | undefined;
+}
+
+const schemas = new Map<string, A.Schema>();
+
+/** An IPC message at `pos`: continuation marker, metadata length, flatbuffer metadata (8-byte padded). */
+function messageAt(bytes: Uint8Array, pos: number): { meta: Uint8Array; next: number } | undefined {
+  if (pos + 8 > bytes.length) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset + pos, 8);
+  const len = view.getInt32(4, true);
+  if (view.getInt32(0, true) !== -1 || len <= 0 || pos + 8 + len > bytes.length) return undefined;
+  return { meta: bytes.subarray(pos + 8, pos + 8 + len), next: pos + 8 + len };
+}
+
+function decodeOwnStream(bytes: Uint8Array): StoredBatch | undefined {
+  // Buffers are used in place as typed arrays, which need their natural alignment (8 for int64).
+  if (bytes.byteOffset % 8 !== 0) bytes = bytes.slice();
+  const s = messageAt(bytes, 0);
+  if (!s) return undefined;
+  const key = Buffer.from(s.meta.buffer, s.meta.byteOffset, s.meta.byteLength).toString('latin1');
+  let schema = schemas.get(key);
+  if (!schema) {
+    const m = A.Message.decode(s.meta);
+    if (!m.isSchema() || m.bodyLength !== 0) return undefined;
+    schema = m.header();
+    if (schema.dictionaries.size > 0) return undefined;
+    if (schemas.size >= 256) schemas.delete(schemas.keys().next().value!);
+    schemas.set(key, schema);
+  }
+  const b = messageAt(bytes, s.next);
+  if (!b) return undefined;
+  const msg = A.Message.decode(b.meta);
+  if (!msg.isRecordBatch()) return undefined;
+  const end = b.next + Number(msg.bodyLength);
+  // What follows must be the end of the stream: nothing, or the end-of-stream marker.
+  if (end !== bytes.length && !(end + 8 === bytes.length && new DataView(bytes.buffer, bytes.byteOffset + end, 8).getInt32(4, true) === 0)) return undefined;
+  const header = msg.header();
+  const children: A.Data[] = new VectorLoader(bytes.subarray(b.next, end), header.nodes, header.buffers, new Map(), msg.version).visitMany(schema.fields);
+  const fields = schema.fields;
+  return {
+    numRows: Number(header.length),
+    column(name) {
+      for (let i = 0; i < fields.length; i++) if (fields[i].name === name) return children[i];
+      return undefined;
+    },
+  };
 }
 
 /**
  * Decodes a stored batch into canonical rows shaped by `columns` (the current
  * schema): a column the batch lacks reads as null. `only` limits the columns.
  */
-export function decodeBatch(batch: A.RecordBatch, columns: CompiledColumn[], only?: Set<string>): DecodedBatch {
+export function decodeBatch(batch: StoredBatch, columns: CompiledColumn[], only?: Set<string>): DecodedBatch {
   const n = batch.numRows;
-  const changes = batch.getChild(CHANGE_COLUMN)!.toArray() as Int8Array;
+  const changes = (batch.column(CHANGE_COLUMN)!.values as Int8Array).subarray(0, n);
   const code = only ? undefined : rowCodeFor(columns);
   const values: unknown[][] = [];
   for (const c of columns) {
     if (only && !only.has(c.name)) continue;
-    const vec = batch.getChild(c.name);
-    values.push(vec ? decodeColumn(c.type, vec) : new Array(n).fill(null));
+    const data = batch.column(c.name);
+    values.push(data ? decodeData(c.type, data) : new Array(n).fill(null));
   }
   if (code) return { changes, rows: code.build(values, n) };
   const rows: Row[] = new Array(n);
@@ -222,8 +286,14 @@ export function decodeBatch(batch: A.RecordBatch, columns: CompiledColumn[], onl
 
 /** An Arrow column → canonical values (null where invalid). */
 export function decodeColumn(t: ColumnType, vec: A.Vector): unknown[] {
-  const fast = vec.data.length === 1 && vec.data[0].offset === 0 ? decodeFlat(t, vec.data[0]) : undefined;
-  if (fast) return fast;
+  return vec.data.length === 1 ? decodeData(t, vec.data[0]) : decodeSlow(t, vec);
+}
+
+function decodeData(t: ColumnType, data: A.Data): unknown[] {
+  return (data.offset === 0 ? decodeFlat(t, data) : undefined) ?? decodeSlow(t, new A.Vector([data]));
+}
+
+function decodeSlow(t: ColumnType, vec: A.Vector): unknown[] {
   const n = vec.length;
   const out: unknown[] = new Array(n);
   const hasNulls = vec.nullCount > 0;

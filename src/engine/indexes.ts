@@ -100,24 +100,41 @@ export class FrameIndex {
   }
 }
 
+/**
+ * Offsets loaded from a snapshot stay in one typed array (each key a range of
+ * it); only offsets added since are kept per key. Building a JS array per key
+ * on load was most of the start-up time of a large keyed table, and its garbage.
+ */
 export class KeyIndex {
-  /** A lone offset is kept as a number: most keys of a log table appear once. */
-  private readonly map = new Map<string, number | number[]>();
+  /** key → its index in the loaded ranges, or -1 for keys first seen after the load. */
+  private readonly ids = new Map<string, number>();
+  private baseStart = new Uint32Array(0);
+  private baseCount = new Uint32Array(0);
+  private baseOffsets = new Float64Array(0);
+  /** Offsets added since the load. A lone offset is kept as a number: most keys of a log table appear once. */
+  private readonly added = new Map<string, number | number[]>();
   /** Offsets held, for snapshot cadence. */
   entries = 0;
 
   add(key: string, offset: number): void {
-    const cur = this.map.get(key);
-    if (cur === undefined) this.map.set(key, offset);
-    else if (typeof cur === 'number') this.map.set(key, [cur, offset]);
+    const cur = this.added.get(key);
+    if (cur === undefined) {
+      this.added.set(key, offset);
+      if (!this.ids.has(key)) this.ids.set(key, -1);
+    } else if (typeof cur === 'number') this.added.set(key, [cur, offset]);
     else cur.push(offset);
     this.entries++;
   }
 
-  /** The key's offsets, ascending. The live array (not a copy: a hot key may have millions); callers must not change it. */
+  /** The key's offsets, ascending. Callers must not change the array. */
   offsetsOf(key: string): readonly number[] {
-    const cur = this.map.get(key);
-    return cur === undefined ? [] : typeof cur === 'number' ? [cur] : cur;
+    const id = this.ids.get(key);
+    if (id === undefined) return [];
+    const more = this.added.get(key);
+    const tail = more === undefined ? [] : typeof more === 'number' ? [more] : more;
+    if (id < 0) return tail;
+    const base = this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]);
+    return tail.length ? [...base, ...tail] : Array.from(base);
   }
 
   /**
@@ -125,7 +142,7 @@ export class KeyIndex {
    * key, u32 offset count of each key, then every offset (f64), key by key.
    */
   serialize(): Buffer {
-    const keys = [...this.map.keys()];
+    const keys = [...this.ids.keys()];
     const k = keys.length;
     const blob = Buffer.from(keys.join(''), 'utf8');
     const ends = new Uint32Array(k);
@@ -135,17 +152,22 @@ export class KeyIndex {
     let o = 0;
     const ascii = blob.length === keys.reduce((n, s) => n + s.length, 0);
     for (let i = 0; i < k; i++) {
-      end += ascii ? keys[i].length : Buffer.byteLength(keys[i], 'utf8');
+      const key = keys[i];
+      end += ascii ? key.length : Buffer.byteLength(key, 'utf8');
       ends[i] = end;
-      const v = this.map.get(keys[i])!;
-      if (typeof v === 'number') {
-        counts[i] = 1;
-        offsets[o++] = v;
-      } else {
-        counts[i] = v.length;
-        offsets.set(v, o);
-        o += v.length;
+      const id = this.ids.get(key)!;
+      const start = o;
+      if (id >= 0) {
+        offsets.set(this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]), o);
+        o += this.baseCount[id];
       }
+      const more = this.added.get(key);
+      if (typeof more === 'number') offsets[o++] = more;
+      else if (more) {
+        offsets.set(more, o);
+        o += more.length;
+      }
+      counts[i] = o - start;
     }
     const head = Buffer.alloc(8);
     head.writeUInt32LE(k, 0);
@@ -165,17 +187,20 @@ export class KeyIndex {
     at += k * 4;
     const counts = copyOut(buf, at, Uint32Array, k);
     at += k * 4;
-    const total = counts.reduce((a, b) => a + b, 0);
-    if (buf.length !== at + total * 8) throw new Error(`key index: ${buf.length} bytes, expected ${at + total * 8}`);
-    const offsets = copyOut(buf, at, Float64Array, total);
-    let start = 0;
-    let o = 0;
+    const starts = new Uint32Array(k);
+    let total = 0;
     for (let i = 0; i < k; i++) {
-      const key = ascii ? text.slice(start, ends[i]) : buf.toString('utf8', 8 + start, 8 + ends[i]);
+      starts[i] = total;
+      total += counts[i];
+    }
+    if (buf.length !== at + total * 8) throw new Error(`key index: ${buf.length} bytes, expected ${at + total * 8}`);
+    idx.baseOffsets = copyOut(buf, at, Float64Array, total);
+    idx.baseStart = starts;
+    idx.baseCount = counts;
+    let start = 0;
+    for (let i = 0; i < k; i++) {
+      idx.ids.set(ascii ? text.slice(start, ends[i]) : buf.toString('utf8', 8 + start, 8 + ends[i]), i);
       start = ends[i];
-      const c = counts[i];
-      idx.map.set(key, c === 1 ? offsets[o] : Array.from(offsets.subarray(o, o + c)));
-      o += c;
     }
     idx.entries = total;
     return idx;

@@ -13,7 +13,7 @@
  *   8  f64  offset: every record below it is reflected
  *  16  f64  commit time of the last of them, epoch ms
  *  24  f64  changelog bytes [0, n) holding exactly the frames below offset
- *  32  f64  state section bytes: repeated [u32 n, Arrow IPC stream of n bytes]
+ *  32  f64  state section bytes: repeated [u32 n, u32 0, Arrow IPC stream of n bytes] (8-aligned)
  *  40  f64  frame index section bytes (indexes.ts)
  *  48  f64  key index section bytes (indexes.ts)
  *  56  u32  CRC-32 of bytes 8..56 and all sections
@@ -23,11 +23,10 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
-import { decodeBatch, encodeBatch } from './arrow-codec.js';
+import { decodeBatch, decodeIpc, encodeBatch } from './arrow-codec.js';
 import { FrameIndex, KeyIndex } from './indexes.js';
 import { sliceBuffers } from './log.js';
 import type { Row, TableSchema } from './schema.js';
-import * as A from 'apache-arrow';
 
 const MAGIC = 0x32534e41; // "ANS2"
 const OLD_MAGIC = 0x50534e41; // "ANSP": rows only, before indexes were kept
@@ -61,7 +60,7 @@ export async function writeSnapshot(path: string, schema: TableSchema, point: Sn
     if (i > 0) await yieldToLoop();
     const chunk = rows.slice(i, i + CHUNK_ROWS);
     const ipc = encodeBatch(schema.columns, new Uint8Array(chunk.length), chunk);
-    const len = Buffer.alloc(4);
+    const len = Buffer.alloc(8);
     len.writeUInt32LE(ipc.length, 0);
     state.push(len, ipc);
   }
@@ -124,9 +123,8 @@ export async function readSnapshot(path: string, schema: TableSchema): Promise<S
     let at = HEADER;
     while (at < HEADER + stateBytes) {
       const len = buf.readUInt32LE(at);
-      const batches = A.RecordBatchReader.from(buf.subarray(at + 4, at + 4 + len)).readAll();
-      for (const b of batches) for (const r of decodeBatch(b, schema.columns).rows) rows.push(r);
-      at += 4 + len;
+      for (const r of decodeBatch(decodeIpc(buf.subarray(at + 8, at + 8 + len)), schema.columns).rows) rows.push(r);
+      at += 8 + len;
     }
     const frames = FrameIndex.deserialize(buf.subarray(at, at + framesBytes));
     const keys = KeyIndex.deserialize(buf.subarray(at + framesBytes, at + framesBytes + keysBytes));
