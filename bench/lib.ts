@@ -23,22 +23,27 @@ export async function freePort(): Promise<number> {
 export interface Child {
   proc: ChildProcess;
   url: string;
-  /** Everything the child wrote to stderr (kept for error messages). */
+  /** The last 20 kB the child wrote to stderr (kept for error messages). */
   stderr: () => string;
+  /** The last 1 MB the child wrote to stdout (pino's JSON lines). */
+  stdout: () => string;
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /** Spawns `node <args>`; resolves once GET <url><readyPath> answers 200. */
 export async function spawnServer(args: string[], env: NodeJS.ProcessEnv, port: number, readyPath = '/readyz', timeoutMs = 30_000): Promise<Child & { readyMs: number }> {
   const started = performance.now();
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
+  let out = '';
   proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
+  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-1_000_000)));
   const url = `http://127.0.0.1:${port}`;
   const child: Child = {
     proc,
     url,
     stderr: () => err,
+    stdout: () => out,
     async kill(signal = 'SIGKILL') {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = once(proc, 'exit');
