@@ -264,24 +264,32 @@ function decodeOwnStream(bytes: Uint8Array): StoredBatch | undefined {
  */
 export function decodeBatch(batch: StoredBatch, columns: CompiledColumn[], only?: Set<string>): DecodedBatch {
   const n = batch.numRows;
-  const changes = (batch.column(CHANGE_COLUMN)!.values as Int8Array).subarray(0, n);
+  const cols = only ? columns.filter((c) => only.has(c.name)) : columns;
+  const { changes, values } = decodeValues(batch, cols);
   const code = only ? undefined : rowCodeFor(columns);
-  const values: unknown[][] = [];
-  for (const c of columns) {
-    if (only && !only.has(c.name)) continue;
-    const data = batch.column(c.name);
-    values.push(data ? decodeData(c.type, data) : new Array(n).fill(null));
-  }
   if (code) return { changes, rows: code.build(values, n) };
   const rows: Row[] = new Array(n);
   for (let i = 0; i < n; i++) rows[i] = {};
-  let j = 0;
-  for (const c of columns) {
-    if (only && !only.has(c.name)) continue;
-    const vals = values[j++];
+  cols.forEach((c, j) => {
+    const vals = values[j];
     for (let i = 0; i < n; i++) rows[i][c.name] = vals[i];
-  }
+  });
   return { changes, rows };
+}
+
+/**
+ * Change types and canonical values, one array per column of `columns`, no
+ * rows built (replay builds only the rows it keeps). A column the batch lacks
+ * reads as null.
+ */
+export function decodeValues(batch: StoredBatch, columns: CompiledColumn[]): { changes: Int8Array; values: unknown[][] } {
+  const n = batch.numRows;
+  const changes = (batch.column(CHANGE_COLUMN)!.values as Int8Array).subarray(0, n);
+  const values = columns.map((c) => {
+    const data = batch.column(c.name);
+    return data ? decodeData(c.type, data) : new Array(n).fill(null);
+  });
+  return { changes, values };
 }
 
 /** An Arrow column → canonical values (null where invalid). */

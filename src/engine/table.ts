@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
-import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, encodeBatch, type ChangeName } from './arrow-codec.js';
+import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
 import { ChangelogFile, FILE_START, type ResumePoint } from './log.js';
 import { FrameIndex, KeyIndex } from './indexes.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
@@ -125,27 +125,40 @@ export class Table {
       this.snapshotAt = { offset: snap.offset, frames: snap.frames.size };
       from = { pos: snap.logBytes, offset: snap.offset, commitTime: snap.frames.size ? snap.lastCommitTime : -Infinity };
     }
-    const pk = this.schema.kind === 'pk';
-    const hasKeys = this.schema.keyColumns.length > 0;
-    const keyOnly = new Set(this.schema.def.primaryKey);
     const { log, report } = await ChangelogFile.open(join(this.dir, 'changelog.log'), from, (meta, payload) => {
       this.frames.push(meta);
       this.nextOffset = meta.firstOffset + meta.count;
       this.lastCommitTime = meta.commitTime;
-      if (!hasKeys) return;
-      // Log tables need only the keys (for the key index); pk tables the whole row.
-      const { changes, rows } = decodeBatch(decodeIpc(payload), this.schema.columns, pk ? undefined : keyOnly);
-      for (let i = 0; i < rows.length; i++) {
-        const key = this.schema.keyOf(rows[i]);
-        this.keyIndex.add(key, meta.firstOffset + i);
-        if (pk) this.applyToState(key, changes[i], rows[i]);
-      }
+      this.replayFrame(meta.firstOffset, payload);
     });
     this.log = log;
     if (report.cutBytes > 0) {
       this.logger.warn({ table: this.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: this.nextOffset }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
     }
     this.logger.info({ table: this.name, records: this.nextOffset, frames: this.frames.size, fromSnapshot: from.offset, replayed: report.records, ms: Math.round(performance.now() - started) }, 'table recovered');
+  }
+
+  /**
+   * Replays one frame into the key index and (pk tables) the state. Log tables
+   * decode only their key columns; pk tables build rows only for what they
+   * keep (+I, +U), not for before-images.
+   */
+  private replayFrame(firstOffset: number, payload: Uint8Array): void {
+    const s = this.schema;
+    if (s.keyColumns.length === 0) return;
+    const pk = s.kind === 'pk';
+    const { changes, values } = decodeValues(decodeIpc(payload), pk ? s.columns : s.keyColumns);
+    const keyValues = pk ? s.keyColumns.map((c) => values[s.columns.indexOf(c)]) : values;
+    const code = s.rowCode;
+    for (let i = 0; i < changes.length; i++) {
+      const key = s.keyAt(keyValues, i);
+      this.keyIndex.add(key, firstOffset + i);
+      if (!pk) continue;
+      const change = changes[i];
+      if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) {
+        this.state.set(key, code ? code.buildOne(values, i) : Object.fromEntries(s.columns.map((c, j) => [c.name, values[j][i]])));
+      } else if (change === ChangeType.DELETE) this.state.delete(key);
+    }
   }
 
   private applyToState(key: string, change: number, row: Row): void {
