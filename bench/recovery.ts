@@ -8,8 +8,10 @@
  * Each case is built by a child process that writes through the engine (real
  * fsync, group commit) and then kills itself with SIGKILL. Then asof is started
  * on that folder `--restarts` times (each start is itself SIGKILLed once ready,
- * so every start sees the same unclean state). Reference: the same start on an
- * empty folder, i.e. what Node, the modules and Fastify cost before any table.
+ * so every start sees the same unclean state), then once more without the
+ * snapshot (a full replay: the bound if snapshots were lost). Reference: the
+ * same start on an empty folder, i.e. what Node, the modules and Fastify cost
+ * before any table.
  */
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -185,7 +187,12 @@ async function main(): Promise<void> {
       console.log(`  ready in ${median(ms).toFixed(0)} ms (median; ${ms.map((x) => x.toFixed(0)).join(', ')}), ${(median(ms) / 3000).toFixed(2)} of the 3 s target; RSS after start ${runs[0].rss.toFixed(0)} MiB`);
       console.log(`  table recovery inside that: ${rec.ms} ms (${fmt(Number(rec.frames))} frames; snapshot at offset ${fmt(Number(rec.fromSnapshot))}, replayed ${fmt(Number(rec.replayed))} records after it)`);
       for (const l of runs[0].recovered.filter((x) => x.msg !== 'table recovered')) console.log(`  note: ${String(l.msg)}`);
-      summary.push({ case: c.name, records: built.records, readyMs: median(ms), runs: ms, recoveryMs: rec.ms, frames: rec.frames, fromSnapshot: rec.fromSnapshot, replayed: rec.replayed, rssMiB: runs[0].rss });
+      // The bound if the snapshot were lost too: replay of the whole changelog.
+      for (const t of await readdir(join(dir, 'tables'))) await rm(join(dir, 'tables', t, 'state.snapshot'), { force: true });
+      const full = await startOnce(mainJs, dir);
+      const fullRec = full.recovered.find((l) => l.msg === 'table recovered') ?? {};
+      console.log(`  without its snapshot (full replay of ${fmt(Number(fullRec.replayed))} records): ready in ${full.ms.toFixed(0)} ms, table recovery ${fullRec.ms} ms; RSS ${full.rss.toFixed(0)} MiB`);
+      summary.push({ case: c.name, records: built.records, readyMs: median(ms), runs: ms, recoveryMs: rec.ms, frames: rec.frames, fromSnapshot: rec.fromSnapshot, replayed: rec.replayed, rssMiB: runs[0].rss, fullReplayReadyMs: full.ms, fullReplayRecoveryMs: fullRec.ms });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
