@@ -221,29 +221,31 @@ export class Table {
     }
   }
 
-  private async commitGroup(group: Pending[]): Promise<void> {
-    const pk = this.schema.kind === 'pk';
+  /**
+   * Turns a group of requests into changelog records against the current state:
+   * log tables append +I; pk tables write +I, -U/+U or -D (nothing for deleting
+   * an absent key). `counts[i]` is how many records request i wrote.
+   */
+  private plan(group: Pending[]): { changes: Uint8Array; rows: Row[]; keys?: string[]; counts: number[] } {
+    const s = this.schema;
+    if (s.kind !== 'pk') {
+      const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
+      return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.keyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
+    }
     const overlay = new Map<string, Row | null>();
     const changes: number[] = [];
     const rows: Row[] = [];
-    const keys: (string | undefined)[] = [];
-    const hasKeys = this.schema.keyColumns.length > 0;
-    const spans: { first: number; count: number }[] = [];
-    let offset = this.nextOffset;
-    const push = (change: number, row: Row, key: string | undefined): void => {
+    const keys: string[] = [];
+    const counts: number[] = [];
+    const push = (change: number, row: Row, key: string): void => {
       changes.push(change);
       rows.push(row);
       keys.push(key);
-      offset++;
     };
     for (const p of group) {
-      const first = offset;
+      const before = rows.length;
       for (const row of p.rows) {
-        if (!pk) {
-          push(ChangeType.INSERT, row, hasKeys ? this.schema.keyOf(row) : undefined);
-          continue;
-        }
-        const key = this.schema.keyOf(row);
+        const key = s.keyOf(row);
         const old = overlay.has(key) ? overlay.get(key)! : this.state.get(key);
         if (p.op === 'delete') {
           if (old) {
@@ -259,8 +261,14 @@ export class Table {
           overlay.set(key, row);
         }
       }
-      spans.push({ first, count: offset - first });
+      counts.push(rows.length - before);
     }
+    return { changes: Uint8Array.from(changes), rows, keys, counts };
+  }
+
+  private async commitGroup(group: Pending[]): Promise<void> {
+    const pk = this.schema.kind === 'pk';
+    const { changes, rows, keys, counts } = this.plan(group);
     const commitTime = Math.max(this.opts.now(), this.lastCommitTime);
     const firstOffset = this.nextOffset;
     try {
@@ -277,18 +285,20 @@ export class Table {
       for (const p of [...group, ...this.queue.splice(0)]) p.reject(err);
       return;
     }
-    this.nextOffset = offset;
+    this.nextOffset = firstOffset + rows.length;
     this.lastCommitTime = commitTime;
-    for (let i = 0; i < rows.length; i++) {
-      const key = keys[i];
-      if (key === undefined) continue;
-      this.keyIndex.add(key, firstOffset + i);
-      if (pk) this.applyToState(key, changes[i], rows[i]);
+    if (keys) {
+      for (let i = 0; i < rows.length; i++) {
+        this.keyIndex.add(keys[i], firstOffset + i);
+        if (pk) this.applyToState(keys[i], changes[i], rows[i]);
+      }
     }
-    if (rows.length > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes: Int8Array.from(changes), rows });
+    if (rows.length > 0 && this.listeners.size > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes, rows });
+    let first = firstOffset;
     group.forEach((p, i) => {
-      const s = spans[i];
-      p.resolve({ count: s.count, firstOffset: s.count ? s.first : null, lastOffset: s.count ? s.first + s.count - 1 : null, commitTime });
+      const count = counts[i];
+      p.resolve({ count, firstOffset: count ? first : null, lastOffset: count ? first + count - 1 : null, commitTime });
+      first += count;
     });
     this.maybeSnapshot();
   }
