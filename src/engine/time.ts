@@ -22,11 +22,13 @@ export function parseTimestamp(v: unknown): number | undefined {
 /** Epoch ms → RFC 3339 UTC with milliseconds. */
 export const formatTimestamp = (ms: number): string => new Date(ms).toISOString();
 
-const digit = (s: string, i: number): number => {
-  const d = s.charCodeAt(i) - 48;
-  return d >= 0 && d <= 9 ? d : NaN;
-};
-const two = (s: string, i: number): number => digit(s, i) * 10 + digit(s, i + 1);
+/** The digits at i and i+1 as a number, or -1 when either is not a digit. */
+function two(s: string, i: number): number {
+  const a = s.charCodeAt(i) - 48;
+  const b = s.charCodeAt(i + 1) - 48;
+  // `>>> 0` turns a negative into a large number, so one comparison checks 0..9.
+  return a >>> 0 > 9 || b >>> 0 > 9 ? -1 : a * 10 + b;
+}
 
 /**
  * `YYYY-MM-DD(T|t| )hh:mm:ss(.fraction)?(Z|z|±hh:mm)` → epoch ms, fraction
@@ -36,37 +38,34 @@ const two = (s: string, i: number): number => digit(s, i) * 10 + digit(s, i + 1)
 export function parseRfc3339(s: string): number | undefined {
   const n = s.length;
   if (n < 20 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return undefined;
-  const sep = s[10];
-  if (sep !== 'T' && sep !== 't' && sep !== ' ') return undefined;
-  const year = two(s, 0) * 100 + two(s, 2);
+  const sep = s.charCodeAt(10);
+  if (sep !== 84 && sep !== 116 && sep !== 32) return undefined; // T t space
+  const century = two(s, 0);
+  const yy = two(s, 2);
   const month = two(s, 5);
   const day = two(s, 8);
   const hour = two(s, 11);
   const minute = two(s, 14);
   const second = two(s, 17);
-  // NaN fails every comparison below, so a non-digit anywhere is refused here.
-  if (!(year >= 0 && month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month) && hour <= 23 && minute <= 59 && second <= 59)) return undefined;
+  const year = century * 100 + yy;
+  if (century < 0 || yy < 0 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) return undefined;
   let i = 19;
   let millis = 0;
   if (s.charCodeAt(i) === 46) {
-    i++;
-    const start = i;
-    while (i < n && digit(s, i) >= 0) {
-      if (i - start < 3) millis = millis * 10 + digit(s, i);
-      i++;
-    }
+    const start = ++i;
+    for (let d = s.charCodeAt(i) - 48; d >>> 0 <= 9 && i < n; d = s.charCodeAt(++i) - 48) if (i - start < 3) millis = millis * 10 + d;
     if (i === start) return undefined;
     for (let k = Math.min(i - start, 3); k < 3; k++) millis *= 10;
   }
   let offsetMin = 0;
-  const z = s[i];
-  if (z === 'Z' || z === 'z') {
-    if (i + 1 !== n) return undefined;
-  } else if ((z === '+' || z === '-') && i + 6 === n && s.charCodeAt(i + 3) === 58) {
+  const z = s.charCodeAt(i);
+  if (z === 90 || z === 122) {
+    if (i + 1 !== n) return undefined; // Z z
+  } else if ((z === 43 || z === 45) && i + 6 === n && s.charCodeAt(i + 3) === 58) {
     const oh = two(s, i + 1);
     const om = two(s, i + 4);
-    if (!(oh <= 23 && om <= 59)) return undefined;
-    offsetMin = (z === '-' ? -1 : 1) * (oh * 60 + om);
+    if (oh < 0 || oh > 23 || om < 0 || om > 59) return undefined;
+    offsetMin = (z === 45 ? -1 : 1) * (oh * 60 + om);
   } else {
     return undefined;
   }
