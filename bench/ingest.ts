@@ -12,7 +12,7 @@
 import * as A from 'apache-arrow';
 import Fastify from 'fastify';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { drive, fmt, freePort, machine, spawnServer, type LoadResult } from './lib.js';
@@ -89,6 +89,7 @@ async function bareServer(port: number): Promise<void> {
   app.post('/ingest', async (req) => ({ count: (req.body as { rows: unknown[] }).rows.length }));
   app.get('/readyz', async () => ({ status: 'ready' }));
   await app.listen({ port, host: '127.0.0.1' });
+  process.on('SIGTERM', () => process.exit(0));
 }
 
 function flag(name: string, dflt: number): number {
@@ -101,8 +102,11 @@ async function put(url: string, body: unknown): Promise<void> {
   if (res.status >= 300) throw new Error(`PUT ${url}: ${res.status} ${await res.text()}`);
 }
 
+/** Server CPU ms per row acknowledged. */
+const cpuPerRow = (r: LoadResult): number => r.serverCpuMs / r.rows;
+
 const line = (name: string, r: LoadResult): string =>
-  `${name.padEnd(34)} ${fmt(r.rowsPerSec).padStart(10)} rows/s  (${r.requests} requests in ${r.seconds.toFixed(1)} s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms${r.errors ? `, ${r.errors} errors` : ''})`;
+  `${name.padEnd(34)} ${fmt(r.rowsPerSec).padStart(10)} rows/s  (${r.requests} requests in ${r.seconds.toFixed(1)} s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, server ${(cpuPerRow(r) * 1000).toFixed(1)} CPU-ms per 1,000 rows${r.errors ? `, ${r.errors} errors` : ''})`;
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'bare') return bareServer(Number(process.argv[3]));
@@ -134,12 +138,13 @@ async function main(): Promise<void> {
     await put(`${asof.url}/tables/accounts`, ACCOUNTS);
     const runs: Record<string, LoadResult[]> = { bare: [], json: [], arrow: [], pk: [] };
     for (let round = 1; round <= rounds; round++) {
-      runs.bare.push(await drive({ ...load, url: `${bare.url}/ingest`, bodies: json, contentType: 'application/json' }));
-      runs.json.push(await drive({ ...load, url: `${asof.url}/tables/events/rows`, bodies: json, contentType: 'application/json' }));
-      runs.arrow.push(await drive({ ...load, url: `${asof.url}/tables/events/rows`, bodies: arrow, contentType: 'application/vnd.apache.arrow.stream' }));
-      runs.pk.push(await drive({ ...load, url: `${asof.url}/tables/accounts/rows`, bodies: upserts, contentType: 'application/json' }));
-      const ratio = runs.json[round - 1].rowsPerSec / runs.bare[round - 1].rowsPerSec;
-      console.log(`round ${round}: bare ${fmt(runs.bare[round - 1].rowsPerSec)}, asof JSON ${fmt(runs.json[round - 1].rowsPerSec)} (ratio ${ratio.toFixed(2)}), Arrow ${fmt(runs.arrow[round - 1].rowsPerSec)}, pk upserts ${fmt(runs.pk[round - 1].rowsPerSec)} rows/s`);
+      const a = { serverPid: asof.proc.pid };
+      runs.bare.push(await drive({ ...load, url: `${bare.url}/ingest`, bodies: json, contentType: 'application/json', serverPid: bare.proc.pid }));
+      runs.json.push(await drive({ ...load, ...a, url: `${asof.url}/tables/events/rows`, bodies: json, contentType: 'application/json' }));
+      runs.arrow.push(await drive({ ...load, ...a, url: `${asof.url}/tables/events/rows`, bodies: arrow, contentType: 'application/vnd.apache.arrow.stream' }));
+      runs.pk.push(await drive({ ...load, ...a, url: `${asof.url}/tables/accounts/rows`, bodies: upserts, contentType: 'application/json' }));
+      const [b, j] = [runs.bare[round - 1], runs.json[round - 1]];
+      console.log(`round ${round}: bare ${fmt(b.rowsPerSec)}, asof JSON ${fmt(j.rowsPerSec)} (ratio ${(j.rowsPerSec / b.rowsPerSec).toFixed(2)}; CPU per row ${(cpuPerRow(b) / cpuPerRow(j)).toFixed(2)}), Arrow ${fmt(runs.arrow[round - 1].rowsPerSec)}, pk upserts ${fmt(runs.pk[round - 1].rowsPerSec)} rows/s; load average ${loadavg()[0].toFixed(1)}`);
     }
     const med = (rs: LoadResult[]): LoadResult => [...rs].sort((a, b) => a.rowsPerSec - b.rowsPerSec)[rs.length >> 1];
     const ratios = runs.json.map((r, i) => r.rowsPerSec / runs.bare[i].rowsPerSec).sort((a, b) => a - b);
@@ -152,11 +157,13 @@ async function main(): Promise<void> {
     console.log(line('asof, JSON upserts into a pk table', med(runs.pk)));
     console.log('');
     console.log(`ratio asof JSON / bare Fastify: ${ratio.toFixed(2)} (median of ${rounds} rounds: ${ratios.map((r) => r.toFixed(2)).join(', ')}; target >= 0.5)`);
+    const cpuRatios = runs.json.map((r, i) => cpuPerRow(runs.bare[i]) / cpuPerRow(r)).sort((a, b) => a - b);
+    console.log(`server CPU per row, bare Fastify / asof JSON: ${cpuRatios[cpuRatios.length >> 1].toFixed(2)} (median; ${cpuRatios.map((r) => r.toFixed(2)).join(', ')}): the same ratio with a noisy neighbour factored out (${(cpuPerRow(med(runs.bare)) * 1000).toFixed(1)} vs ${(cpuPerRow(med(runs.json)) * 1000).toFixed(1)} CPU-ms per 1,000 rows)`);
     console.log(`ratio asof Arrow / bare Fastify JSON: ${(med(runs.arrow).rowsPerSec / med(runs.bare).rowsPerSec).toFixed(2)}`);
     console.log(`ratio asof pk upserts / bare Fastify: ${(med(runs.pk).rowsPerSec / med(runs.bare).rowsPerSec).toFixed(2)}`);
     const errors = Object.values(runs).flat().reduce((n, r) => n + r.errors, 0);
     if (errors) console.log(`WARNING: ${errors} requests failed`);
-    console.log(JSON.stringify({ bench: 'ingest', machine: machine(), connections, seconds, rounds, ratio, bare: med(runs.bare).rowsPerSec, json: med(runs.json).rowsPerSec, arrow: med(runs.arrow).rowsPerSec, pkUpsert: med(runs.pk).rowsPerSec }));
+    console.log(JSON.stringify({ bench: 'ingest', machine: machine(), connections, seconds, rounds, ratio, cpuRatio: cpuRatios[cpuRatios.length >> 1], bare: med(runs.bare).rowsPerSec, json: med(runs.json).rowsPerSec, arrow: med(runs.arrow).rowsPerSec, pkUpsert: med(runs.pk).rowsPerSec }));
   } finally {
     await bare.kill();
     await asof.kill('SIGTERM');

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import { cpus, totalmem } from 'node:os';
+import { readFileSync } from 'node:fs';
 
 /** A port nothing listens on right now (the OS picks it). */
 export async function freePort(): Promise<number> {
@@ -76,6 +77,8 @@ async function waitReady(url: string, proc: ChildProcess, started: number, timeo
 }
 
 export interface LoadResult {
+  /** CPU time the server process used during the measured run (user + system, all threads), ms; NaN without a pid. */
+  serverCpuMs: number;
   requests: number;
   rows: number;
   errors: number;
@@ -91,7 +94,7 @@ export interface LoadResult {
  * `seconds`; each 200 answer counts `rowsPerBody` rows. Bodies are prepared
  * beforehand so the driver spends its time on the socket, not on JSON.
  */
-export async function drive(opts: { url: string; bodies: Buffer[]; contentType: string; rowsPerBody: number; connections: number; seconds: number; warmupSeconds?: number }): Promise<LoadResult> {
+export async function drive(opts: { url: string; bodies: Buffer[]; contentType: string; rowsPerBody: number; connections: number; seconds: number; warmupSeconds?: number; serverPid?: number }): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.connections });
   const target = new URL(opts.url);
   const post = (body: Buffer): Promise<number> =>
@@ -107,6 +110,7 @@ export async function drive(opts: { url: string; bodies: Buffer[]; contentType: 
       req.end(body);
     });
   const run = async (seconds: number, record: boolean): Promise<LoadResult> => {
+    const cpu0 = opts.serverPid ? cpuMs(opts.serverPid) : NaN;
     let requests = 0;
     let errors = 0;
     let next = 0;
@@ -127,12 +131,22 @@ export async function drive(opts: { url: string; bodies: Buffer[]; contentType: 
     const secs = (performance.now() - start) / 1000;
     lat.sort((a, b) => a - b);
     const q = (p: number): number => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : NaN);
-    return { requests, rows: requests * opts.rowsPerBody, errors, seconds: secs, rowsPerSec: (requests * opts.rowsPerBody) / secs, p50: q(0.5), p99: q(0.99) };
+    return { serverCpuMs: opts.serverPid ? cpuMs(opts.serverPid) - cpu0 : NaN, requests, rows: requests * opts.rowsPerBody, errors, seconds: secs, rowsPerSec: (requests * opts.rowsPerBody) / secs, p50: q(0.5), p99: q(0.99) };
   };
   if (opts.warmupSeconds) await run(opts.warmupSeconds, false);
   const r = await run(opts.seconds, true);
   agent.destroy();
   return r;
+}
+
+/**
+ * CPU time a process has used so far (user + system, all its threads), ms, from
+ * /proc (Linux; clock ticks assumed 100/s). A shared machine makes wall-clock
+ * rates noisy; CPU per row is what a server costs whatever else runs.
+ */
+export function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** The machine, for the results file. */
