@@ -139,7 +139,10 @@ export class KeyIndex {
 
   /**
    * u32 key count, u32 key-bytes length, the keys' UTF-8 bytes, u32 end of each
-   * key, u32 offset count of each key, then every offset (f64), key by key.
+   * key, u32 offset count of each key, then each key's offsets as varint deltas
+   * (LEB128; the first from 0). Deltas are small (a key's records are near each
+   * other), so this is 1-3 bytes an offset instead of 8: the key index is the
+   * largest part of a log table's snapshot, rewritten at every snapshot.
    */
   serialize(): Buffer {
     const keys = [...this.ids.keys()];
@@ -147,32 +150,38 @@ export class KeyIndex {
     const blob = Buffer.from(keys.join(''), 'utf8');
     const ends = new Uint32Array(k);
     const counts = new Uint32Array(k);
-    const offsets = new Float64Array(this.entries);
+    // A varint of a value below 2^53 takes at most 8 bytes.
+    const out = Buffer.allocUnsafe(this.entries * 8 + 8);
+    let p = 0;
     let end = 0;
-    let o = 0;
     const ascii = blob.length === keys.reduce((n, s) => n + s.length, 0);
     for (let i = 0; i < k; i++) {
       const key = keys[i];
       end += ascii ? key.length : Buffer.byteLength(key, 'utf8');
       ends[i] = end;
       const id = this.ids.get(key)!;
-      const start = o;
-      if (id >= 0) {
-        offsets.set(this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]), o);
-        o += this.baseCount[id];
-      }
       const more = this.added.get(key);
-      if (typeof more === 'number') offsets[o++] = more;
-      else if (more) {
-        offsets.set(more, o);
-        o += more.length;
+      const base = id >= 0 ? this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]) : undefined;
+      const tail = more === undefined ? undefined : typeof more === 'number' ? [more] : more;
+      let prev = 0;
+      for (const list of [base, tail]) {
+        if (!list) continue;
+        for (let j = 0; j < list.length; j++) {
+          let v = list[j] - prev;
+          prev = list[j];
+          while (v >= 128) {
+            out[p++] = (v % 128) | 128;
+            v = Math.floor(v / 128);
+          }
+          out[p++] = v;
+        }
       }
-      counts[i] = o - start;
+      counts[i] = (base?.length ?? 0) + (tail?.length ?? 0);
     }
     const head = Buffer.alloc(8);
     head.writeUInt32LE(k, 0);
     head.writeUInt32LE(blob.length, 4);
-    return Buffer.concat([head, blob, u8(ends), u8(counts), u8(offsets.subarray(0, o))]);
+    return Buffer.concat([head, blob, u8(ends), u8(counts), out.subarray(0, p)]);
   }
 
   static deserialize(buf: Buffer): KeyIndex {
@@ -193,8 +202,26 @@ export class KeyIndex {
       starts[i] = total;
       total += counts[i];
     }
-    if (buf.length !== at + total * 8) throw new Error(`key index: ${buf.length} bytes, expected ${at + total * 8}`);
-    idx.baseOffsets = copyOut(buf, at, Float64Array, total);
+    const offsets = new Float64Array(total);
+    let o = 0;
+    for (let i = 0; i < k; i++) {
+      let prev = 0;
+      for (let c = counts[i]; c > 0; c--) {
+        let v = 0;
+        let mul = 1;
+        let b: number;
+        do {
+          if (at >= buf.length) throw new Error('key index: offsets end early');
+          b = buf[at++];
+          v += (b & 127) * mul;
+          mul *= 128;
+        } while (b & 128);
+        prev += v;
+        offsets[o++] = prev;
+      }
+    }
+    if (at !== buf.length) throw new Error(`key index: ${buf.length - at} bytes after the last offset`);
+    idx.baseOffsets = offsets;
     idx.baseStart = starts;
     idx.baseCount = counts;
     let start = 0;
@@ -207,7 +234,7 @@ export class KeyIndex {
   }
 }
 
-const u8 = (a: Uint32Array | Float64Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const u8 = (a: Uint32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 function copyOut<T extends Uint32Array | Float64Array>(buf: Buffer, at: number, Ctor: new (n: number) => T, n: number): T {
   const out = new Ctor(n);

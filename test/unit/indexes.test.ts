@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FrameIndex, KeyIndex } from '../../src/engine/indexes.js';
+
+test('key index: offsets survive serialisation (large values, unicode keys), and adds after a load append to loaded keys', () => {
+  const idx = new KeyIndex();
+  const want = new Map<string, number[]>();
+  const add = (k: string, o: number) => {
+    idx.add(k, o);
+    want.set(k, [...(want.get(k) ?? []), o]);
+  };
+  let o = 0;
+  for (let i = 0; i < 5000; i++) add(`k${i % 700}`, o++);
+  add('ünï ☃', 2 ** 40);
+  add('ünï ☃', 2 ** 52 + 7);
+  add('1', 127);
+  add('1', 128);
+  add('1', 16384);
+  const loaded = KeyIndex.deserialize(idx.serialize());
+  for (const [k, v] of want) assert.deepEqual([...loaded.offsetsOf(k)], v, k);
+  assert.equal(loaded.entries, idx.entries);
+  loaded.add('k3', 2 ** 53 - 1);
+  loaded.add('new', 9);
+  want.set('k3', [...want.get('k3')!, 2 ** 53 - 1]);
+  want.set('new', [9]);
+  const again = KeyIndex.deserialize(loaded.serialize());
+  for (const [k, v] of want) assert.deepEqual([...again.offsetsOf(k)], v, k);
+  assert.deepEqual(again.offsetsOf('absent'), []);
+  const bytes = idx.serialize();
+  assert.throws(() => KeyIndex.deserialize(bytes.subarray(0, bytes.length - 1)), /end early|bytes/);
+});
+
+test('frame index: entries survive serialisation and find() maps an offset to its frame', () => {
+  const f = new FrameIndex();
+  let pos = 0;
+  for (let i = 0; i < 3000; i++) {
+    f.push({ firstOffset: i * 3, count: 3, schemaVersion: 1 + (i % 2), commitTime: 1700000000000 + i, pos, length: 100 + i });
+    pos += 100 + i;
+  }
+  const g = FrameIndex.deserialize(f.serialize());
+  assert.equal(g.size, 3000);
+  assert.equal(g.endPos, pos);
+  assert.deepEqual(g.get(1234), f.get(1234));
+  assert.equal(g.find(3 * 1234 + 2), 1234);
+  assert.equal(g.find(0), 0);
+});
