@@ -150,8 +150,9 @@ export class KeyIndex {
     const blob = Buffer.from(keys.join(''), 'utf8');
     const ends = new Uint32Array(k);
     const counts = new Uint32Array(k);
-    // A varint of a value below 2^53 takes at most 8 bytes.
-    const out = Buffer.allocUnsafe(this.entries * 8 + 8);
+    // Sized for ~2 bytes an offset and grown if needed (a varint below 2^53 takes at most 8):
+    // sizing for the worst case allocated 8 bytes an offset, which made V8 collect early.
+    let out = Buffer.allocUnsafe(this.entries * 2 + 64);
     let p = 0;
     let end = 0;
     const ascii = blob.length === keys.reduce((n, s) => n + s.length, 0);
@@ -167,6 +168,11 @@ export class KeyIndex {
       for (const list of [base, tail]) {
         if (!list) continue;
         for (let j = 0; j < list.length; j++) {
+          if (p + 8 > out.length) {
+            const bigger = Buffer.allocUnsafe(out.length * 2);
+            out.copy(bigger, 0, 0, p);
+            out = bigger;
+          }
           let v = list[j] - prev;
           prev = list[j];
           while (v >= 128) {
