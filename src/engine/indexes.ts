@@ -100,23 +100,40 @@ export class FrameIndex {
   }
 }
 
+/** A canonical key (schema.keyOf), or, in a numeric index, the key's number. */
+export type IndexKey = string | number;
+
 /**
- * Offsets loaded from a snapshot stay in one typed array (each key a range of
- * it); only offsets added since are kept per key. Building a JS array per key
- * on load was most of the start-up time of a large keyed table, and its garbage.
+ * key → offsets, ascending. Offsets loaded from a snapshot stay in one typed
+ * array (each key a range of it); only offsets added since are kept per key.
+ * Building a JS array per key on load was most of the start-up time of a large
+ * keyed table, and its garbage. A numeric index (a log table with one int32,
+ * int64 or timestamp key column) keys its maps by the number itself: no string
+ * per record and cheaper lookups (keys beyond 2^53 stay strings).
  */
 export class KeyIndex {
   /** key → its index in the loaded ranges, or -1 for keys first seen after the load. */
-  private readonly ids = new Map<string, number>();
+  private readonly ids = new Map<IndexKey, number>();
   private baseStart = new Uint32Array(0);
   private baseCount = new Uint32Array(0);
   private baseOffsets = new Float64Array(0);
   /** Offsets added since the load. A lone offset is kept as a number: most keys of a log table appear once. */
-  private readonly added = new Map<string, number | number[]>();
+  private readonly added = new Map<IndexKey, number | number[]>();
   /** Offsets held, for snapshot cadence. */
   entries = 0;
 
-  add(key: string, offset: number): void {
+  constructor(readonly numeric = false) {}
+
+  /** The map key of a canonical key string. */
+  private mapKey(key: string): IndexKey {
+    if (!this.numeric) return key;
+    const n = Number(key);
+    return Number.isSafeInteger(n) && String(n) === key ? n : key;
+  }
+
+  /** Adds an offset (ascending per key). `key` is canonical, or its number in a numeric index. */
+  add(key: IndexKey, offset: number): void {
+    if (this.numeric && typeof key === 'string') key = this.mapKey(key);
     const cur = this.added.get(key);
     if (cur === undefined) {
       this.added.set(key, offset);
@@ -128,9 +145,10 @@ export class KeyIndex {
 
   /** The key's offsets, ascending. Callers must not change the array. */
   offsetsOf(key: string): readonly number[] {
-    const id = this.ids.get(key);
+    const k = this.mapKey(key);
+    const id = this.ids.get(k);
     if (id === undefined) return [];
-    const more = this.added.get(key);
+    const more = this.added.get(k);
     const tail = more === undefined ? [] : typeof more === 'number' ? [more] : more;
     if (id < 0) return tail;
     const base = this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]);
@@ -138,14 +156,15 @@ export class KeyIndex {
   }
 
   /**
-   * u32 key count, u32 key-bytes length, the keys' UTF-8 bytes, u32 end of each
-   * key, u32 offset count of each key, then each key's offsets as varint deltas
+   * u32 key count, u32 key-bytes length, the keys' UTF-8 bytes (numbers as their
+   * canonical text), u32 end of each key, u32 offset count of each key, then each key's offsets as varint deltas
    * (LEB128; the first from 0). Deltas are small (a key's records are near each
    * other), so this is 1-3 bytes an offset instead of 8: the key index is the
    * largest part of a log table's snapshot, rewritten at every snapshot.
    */
   serialize(): Buffer {
-    const keys = [...this.ids.keys()];
+    const mapKeys = [...this.ids.keys()];
+    const keys = mapKeys.map(String);
     const k = keys.length;
     const blob = Buffer.from(keys.join(''), 'utf8');
     const ends = new Uint32Array(k);
@@ -160,8 +179,8 @@ export class KeyIndex {
       const key = keys[i];
       end += ascii ? key.length : Buffer.byteLength(key, 'utf8');
       ends[i] = end;
-      const id = this.ids.get(key)!;
-      const more = this.added.get(key);
+      const id = this.ids.get(mapKeys[i])!;
+      const more = this.added.get(mapKeys[i]);
       const base = id >= 0 ? this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]) : undefined;
       const tail = more === undefined ? undefined : typeof more === 'number' ? [more] : more;
       let prev = 0;
@@ -190,8 +209,8 @@ export class KeyIndex {
     return Buffer.concat([head, blob, u8(ends), u8(counts), out.subarray(0, p)]);
   }
 
-  static deserialize(buf: Buffer): KeyIndex {
-    const idx = new KeyIndex();
+  static deserialize(buf: Buffer, numeric = false): KeyIndex {
+    const idx = new KeyIndex(numeric);
     const k = buf.readUInt32LE(0);
     const blobLen = buf.readUInt32LE(4);
     let at = 8;
@@ -232,7 +251,7 @@ export class KeyIndex {
     idx.baseCount = counts;
     let start = 0;
     for (let i = 0; i < k; i++) {
-      idx.ids.set(ascii ? text.slice(start, ends[i]) : buf.toString('utf8', 8 + start, 8 + ends[i]), i);
+      idx.ids.set(idx.mapKey(ascii ? text.slice(start, ends[i]) : buf.toString('utf8', 8 + start, 8 + ends[i])), i);
       start = ends[i];
     }
     idx.entries = total;

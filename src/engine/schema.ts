@@ -75,6 +75,12 @@ export class TableSchema {
   readonly eventTimeColumn?: CompiledColumn;
   /** Compiled row functions; undefined when a column name cannot be compiled (then generic loops are used). */
   readonly rowCode?: RowCode;
+  /**
+   * Whether the key index keys by number: a log table with one int32, int64 or
+   * timestamp key column (pk tables key their state by the canonical string,
+   * and share it with the index).
+   */
+  readonly numericKey: boolean;
 
   constructor(readonly def: TableDef) {
     this.columns = def.columns.map((c) => {
@@ -85,6 +91,7 @@ export class TableSchema {
     this.keyColumns = def.primaryKey.map((k) => this.byName.get(k)!);
     this.eventTimeColumn = def.eventTime ? this.byName.get(def.eventTime) : undefined;
     this.rowCode = rowCodeFor(this.columns);
+    this.numericKey = def.kind === 'log' && this.keyColumns.length === 1 && ['int32', 'int64', 'timestamp'].includes(this.keyColumns[0].type.kind);
   }
 
   get name(): string {
@@ -167,6 +174,15 @@ export class TableSchema {
     const kc = this.keyColumns;
     if (kc.length === 1) return keyPart(row[kc[0].name]);
     return JSON.stringify(kc.map((c) => keyPart(row[c.name])));
+  }
+
+  /** The key index's key of a row: its number in a numeric index (see numericKey), else keyOf. */
+  indexKeyOf(row: Row): string | number {
+    if (this.numericKey) {
+      const v = row[this.keyColumns[0].name];
+      return typeof v === 'number' ? v : keyPart(v);
+    }
+    return this.keyOf(row);
   }
 
   /** `keyOf` from decoded columns: `keyValues` holds the key columns' values, in key order. */

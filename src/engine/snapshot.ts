@@ -127,7 +127,7 @@ export async function readSnapshot(path: string, schema: TableSchema): Promise<S
       at += 8 + len;
     }
     const frames = FrameIndex.deserialize(buf.subarray(at, at + framesBytes));
-    const keys = KeyIndex.deserialize(buf.subarray(at + framesBytes, at + framesBytes + keysBytes));
+    const keys = KeyIndex.deserialize(buf.subarray(at + framesBytes, at + framesBytes + keysBytes), schema.numericKey);
     const point = { offset: buf.readDoubleLE(8), lastCommitTime: buf.readDoubleLE(16), logBytes: buf.readDoubleLE(24) };
     const last = frames.size ? frames.get(frames.size - 1) : undefined;
     if (frames.endPos !== point.logBytes || (last ? last.firstOffset + last.count : 0) !== point.offset) return { damaged: 'its frame index does not match its position' };

@@ -14,7 +14,7 @@ import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
 import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
 import { ChangelogFile, FILE_START, type ResumePoint } from './log.js';
-import { FrameIndex, KeyIndex } from './indexes.js';
+import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import type { Row, TableSchema } from './schema.js';
 
@@ -79,7 +79,7 @@ export class Table {
   /** pk tables: key → latest row. Rows are never changed in place (snapshots rely on it). */
   private readonly state = new Map<string, Row>();
   /** key → offsets of the key's records, ascending (tables with key columns). */
-  private keyIndex = new KeyIndex();
+  private keyIndex: KeyIndex;
   private queue: Pending[] = [];
   private flushing = false;
   private failed?: Error;
@@ -93,7 +93,9 @@ export class Table {
     private readonly dir: string,
     private readonly opts: TableOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.keyIndex = new KeyIndex(schema.numericKey);
+  }
 
   /** Opens a table's files: loads the newest snapshot, replays the changelog after it, cuts a torn tail. */
   static async open(schema: TableSchema, dir: string, opts: TableOptions, logger: Logger): Promise<Table> {
@@ -150,7 +152,13 @@ export class Table {
     const { changes, values } = decodeValues(decodeIpc(payload), pk ? s.columns : s.keyColumns);
     const keyValues = pk ? s.keyColumns.map((c) => values[s.columns.indexOf(c)]) : values;
     const code = s.rowCode;
+    const numeric = s.numericKey;
     for (let i = 0; i < changes.length; i++) {
+      if (numeric) {
+        const v = keyValues[0][i];
+        this.keyIndex.add(typeof v === 'number' ? v : String(v), firstOffset + i);
+        continue;
+      }
       const key = s.keyAt(keyValues, i);
       this.keyIndex.add(key, firstOffset + i);
       if (!pk) continue;
@@ -226,11 +234,11 @@ export class Table {
    * log tables append +I; pk tables write +I, -U/+U or -D (nothing for deleting
    * an absent key). `counts[i]` is how many records request i wrote.
    */
-  private plan(group: Pending[]): { changes: Uint8Array; rows: Row[]; keys?: string[]; counts: number[] } {
+  private plan(group: Pending[]): { changes: Uint8Array; rows: Row[]; keys?: IndexKey[]; counts: number[] } {
     const s = this.schema;
     if (s.kind !== 'pk') {
       const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
-      return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.keyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
+      return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.indexKeyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
     }
     const overlay = new Map<string, Row | null>();
     const changes: number[] = [];
@@ -290,7 +298,7 @@ export class Table {
     if (keys) {
       for (let i = 0; i < rows.length; i++) {
         this.keyIndex.add(keys[i], firstOffset + i);
-        if (pk) this.applyToState(keys[i], changes[i], rows[i]);
+        if (pk) this.applyToState(keys[i] as string, changes[i], rows[i]);
       }
     }
     if (rows.length > 0 && this.listeners.size > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes, rows });
@@ -304,15 +312,16 @@ export class Table {
   }
 
   /**
-   * Snapshots when the replay it would save is at least what it costs: a
-   * snapshot writes every live row and every indexed offset (an offset is
-   * about an eighth of a row's work), so its cost per record stays bounded
-   * however large the state grows, and start-up replays at most about that much.
+   * Snapshots once the replay it would save outweighs what it costs. A
+   * snapshot writes every live row and every indexed offset; waiting until
+   * the replay debt reaches the live rows, or a quarter of the indexed offsets,
+   * keeps its cost per record bounded (about one row and four offsets) however
+   * large the table grows, and start-up replays at most about that much.
    */
   private maybeSnapshot(): void {
     if (this.snapshotting || this.failed) return;
     const debt = this.nextOffset - this.snapshotAt.offset + FRAME_COST * (this.frames.size - this.snapshotAt.frames);
-    if (debt < Math.max(this.opts.snapshotEvery, this.state.size, this.keyIndex.entries / 8)) return;
+    if (debt < Math.max(this.opts.snapshotEvery, this.state.size, this.keyIndex.entries / 4)) return;
     void this.snapshot().catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot failed; will retry later'));
   }
 

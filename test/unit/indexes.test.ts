@@ -44,3 +44,21 @@ test('frame index: entries survive serialisation and find() maps an offset to it
   assert.equal(g.find(3 * 1234 + 2), 1234);
   assert.equal(g.find(0), 0);
 });
+
+test('a numeric key index answers canonical key strings, keeps keys beyond 2^53 as strings, and survives serialisation', () => {
+  const idx = new KeyIndex(true);
+  idx.add(5, 0);
+  idx.add(-3, 1);
+  idx.add('9007199254740993', 2);
+  idx.add('5', 3); // a canonical string is the same key as its number
+  idx.add(0, 4);
+  const check = (i: KeyIndex) => {
+    assert.deepEqual([...i.offsetsOf('5')], [0, 3]);
+    assert.deepEqual([...i.offsetsOf('-3')], [1]);
+    assert.deepEqual([...i.offsetsOf('9007199254740993')], [2]);
+    assert.deepEqual([...i.offsetsOf('0')], [4]);
+    assert.deepEqual([...i.offsetsOf('05')], [], 'not a canonical key');
+  };
+  check(idx);
+  check(KeyIndex.deserialize(idx.serialize(), true));
+});
