@@ -3,7 +3,7 @@
  * GET /readyz answering 200, after a table reached 1M changelog records and
  * its writer was killed with SIGKILL (no clean close, so no final snapshot).
  *
- *   npm run bench:recovery [-- --records 1000000 --restarts 3]
+ *   npm run bench:recovery [-- --records 1000000 --restarts 3 --worst-case]
  *
  * Each case is built by a child process that writes through the engine (real
  * fsync, group commit) and then kills itself with SIGKILL. Then asof is started
@@ -13,7 +13,7 @@
  * same start on an empty folder, i.e. what Node, the modules and Fastify cost
  * before any table.
  */
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -27,6 +27,8 @@ import { fmt, freePort, machine, spawnServer } from './lib.js';
 interface Case {
   name: string;
   describe: string;
+  /** Only with --worst-case (slow to build). */
+  worstCase?: boolean;
   /** Writes `records` changelog records into `engine`. */
   build(engine: Engine, records: number): Promise<void>;
 }
@@ -110,6 +112,19 @@ const CASES: Case[] = [
       });
     },
   },
+  {
+    name: 'log-one-record-frames',
+    describe: `log table keyed by user, one record per commit (a frame per record: the worst case for replay); built with fdatasync skipped to save time (a SIGKILL keeps the page cache, so the files are the same)`,
+    worstCase: true,
+    async build(engine, records) {
+      await engine.defineTable('events', EVENTS);
+      const t = engine.table('events');
+      const probe = await open(join(tmpdir(), `asof-probe-${process.pid}`), 'w');
+      (Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }).datasync = async () => undefined;
+      await probe.close();
+      for (let i = 0; i < records; i++) await t.write(t.schema.validate([{ user: i % KEYS, ts: 1767225600000 + i, kind: 'click', amount: i / 4 }]).rows, 'upsert');
+    },
+  },
 ];
 
 /** The builder child: writes, then dies the hard way. */
@@ -168,7 +183,7 @@ async function main(): Promise<void> {
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   console.log(`reference, empty data folder: ready in ${median(base).toFixed(0)} ms (median; ${base.map((x) => x.toFixed(0)).join(', ')})`);
   const summary: Record<string, unknown>[] = [];
-  for (const c of CASES) {
+  for (const c of CASES.filter((x) => !x.worstCase || process.argv.includes('--worst-case'))) {
     const dir = await mkdtemp(join(tmpdir(), `asof-bench-recovery-${c.name}-`));
     try {
       const builder = spawn(process.execPath, [self, 'build', c.name, dir, String(records)], { stdio: ['ignore', 'pipe', 'inherit'] });
