@@ -34,11 +34,11 @@ export interface Asof {
 }
 
 export async function buildServices(
-  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> & Partial<Pick<Config, 'redisPrefix' | 'role'>>,
+  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> & Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery'>>,
   logger: Logger,
   now: () => number = Date.now,
 ): Promise<Services> {
-  const engine = await Engine.open({ dataDir: config.dataDir, logger, now });
+  const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { role: config.role, mirror, logger });

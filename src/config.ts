@@ -35,6 +35,8 @@ export const ConfigSchema = z.object({
   offlineMemoryMb: z.coerce.number().int().positive().default(512),
   /** Largest uploaded file (entity rows, imports), bytes. */
   maxUploadBytes: z.coerce.number().int().positive().default(4 * 1024 ** 3),
+  /** Snapshot a table once replaying its changelog since the last snapshot would cost about this many records. */
+  snapshotEvery: z.coerce.number().int().positive().default(200_000),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -55,6 +57,7 @@ const ENV: Record<keyof Config, string> = {
   trainingSetChunkRows: 'ASOF_TRAINING_SET_CHUNK_ROWS',
   offlineMemoryMb: 'ASOF_OFFLINE_MEMORY_MB',
   maxUploadBytes: 'ASOF_MAX_UPLOAD_BYTES',
+  snapshotEvery: 'ASOF_SNAPSHOT_EVERY',
 };
 
 /** `--grpc-port` ↔ `grpcPort`. */

@@ -16,8 +16,11 @@
  *
  * Invariants: offsets are dense from 0 across frames; commit times are
  * non-decreasing; a frame is acknowledged only after fdatasync returns. On open,
- * the first frame that is short or fails its checksum marks a torn tail: the
- * file is cut there (the bytes after it were never acknowledged).
+ * the frames after the snapshot's position are checked, and the first one that
+ * is short, fails its checksum or breaks the offset order marks a torn tail: the
+ * file is cut there (the bytes after it were never acknowledged). Frames before
+ * that position were checked when they were recovered or written; reads check
+ * every frame's checksum again, so later damage there is an error, not a wrong answer.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
@@ -70,6 +73,18 @@ export function encodeHeader(f: NewFrame): Buffer {
   return h;
 }
 
+/** Where reading starts: a snapshot's position, or the start of the file. */
+export interface ResumePoint {
+  /** Byte position of the first frame to read. */
+  pos: number;
+  /** Offset that frame must start at. */
+  offset: number;
+  /** Commit time of the last frame before it (frames after it may not go back). */
+  commitTime: number;
+}
+
+export const FILE_START: ResumePoint = { pos: 0, offset: 0, commitTime: -Infinity };
+
 export class ChangelogFile {
   private constructor(
     private readonly fh: FileHandle,
@@ -78,25 +93,30 @@ export class ChangelogFile {
   ) {}
 
   /**
-   * Opens (creating if needed) and scans the whole file, calling `onFrame` for
-   * each whole frame in order. Cuts a torn tail. `wantPayload(meta)` says whether
-   * the payload is needed (replay after a snapshot) so older ones are not copied.
+   * Opens (creating if needed) and reads the file from `from`, calling
+   * `onFrame` for each whole frame in order; cuts a torn tail. Throws when the
+   * file is shorter than `from.pos`: the snapshot then reflects records the
+   * changelog lost, and serving either would be a lie.
    */
   static async open(
     path: string,
-    onFrame: (meta: FrameMeta, payload: Uint8Array | undefined) => void,
-    wantPayload: (meta: FrameMeta) => boolean,
+    from: ResumePoint,
+    onFrame: (meta: FrameMeta, payload: Uint8Array) => void,
   ): Promise<{ log: ChangelogFile; report: RecoveryReport }> {
     const fh = await open(path, 'a+');
     const { size } = await fh.stat();
+    if (size < from.pos) {
+      await fh.close();
+      throw new Error(`changelog ${path} has ${size} bytes but the snapshot covers ${from.pos} bytes (offsets below ${from.offset}): acknowledged records are missing`);
+    }
     const report: RecoveryReport = { frames: 0, records: 0, cutBytes: 0 };
     const CHUNK = 16 << 20;
     let buf = Buffer.alloc(0);
-    let bufStart = 0; // file position of buf[0]
-    let filePos = 0; // next file position to read
-    let pos = 0; // next frame's file position
-    let expectOffset = 0;
-    let lastCommit = -Infinity;
+    let bufStart = from.pos; // file position of buf[0]
+    let filePos = from.pos; // next file position to read
+    let pos = from.pos; // next frame's file position
+    let expectOffset = from.offset;
+    let lastCommit = from.commitTime;
     const need = async (end: number): Promise<boolean> => {
       // Ensure buf covers [pos, end).
       if (end <= bufStart + buf.length) return true;
@@ -151,7 +171,7 @@ export class ChangelogFile {
       }
       expectOffset += meta.count;
       lastCommit = meta.commitTime;
-      onFrame(meta, wantPayload(meta) ? payload : undefined);
+      onFrame(meta, payload);
       report.frames++;
       report.records += meta.count;
       pos += meta.length;
@@ -193,12 +213,16 @@ export class ChangelogFile {
     return metas;
   }
 
+  /** A frame's payload, its checksum checked again (damage after recovery is an error, never a wrong answer). */
   async readPayload(meta: FrameMeta): Promise<Uint8Array> {
-    const len = meta.length - HEADER_BYTES;
-    const buf = Buffer.allocUnsafe(len);
-    const { bytesRead } = await this.fh.read(buf, 0, len, meta.pos + HEADER_BYTES);
-    if (bytesRead !== len) throw new Error(`short read of frame at ${meta.pos} in ${this.path}`);
-    return buf;
+    const buf = Buffer.allocUnsafe(meta.length);
+    const { bytesRead } = await this.fh.read(buf, 0, meta.length, meta.pos);
+    if (bytesRead !== meta.length) throw new Error(`short read of frame at byte ${meta.pos} in ${this.path}`);
+    const payload = buf.subarray(HEADER_BYTES);
+    if (buf.readUInt32LE(0) !== FRAME_MAGIC || crc32(payload, crc32(buf.subarray(16, HEADER_BYTES))) !== buf.readUInt32LE(12)) {
+      throw new Error(`changelog frame at byte ${meta.pos} of ${this.path} fails its checksum: the file was damaged after it was written`);
+    }
+    return payload;
   }
 
   async close(): Promise<void> {
@@ -206,7 +230,8 @@ export class ChangelogFile {
   }
 }
 
-function sliceBuffers(bufs: Uint8Array[], skip: number): Uint8Array[] {
+/** The buffers after skipping their first `skip` bytes (what a partial writev left). */
+export function sliceBuffers(bufs: Uint8Array[], skip: number): Uint8Array[] {
   if (skip === 0) return bufs;
   const out: Uint8Array[] = [];
   for (const b of bufs) {

@@ -10,6 +10,11 @@
  */
 import { AsofError, type FieldIssue } from '../errors.js';
 import { formatType, parseColumnType, type ColumnType } from './types.js';
+import { formatTimestamp, parseTimestamp } from './time.js';
+import { BadValue, coercer, describe, type Coerce } from './coerce.js';
+import { rowCodeFor, type RowCode } from './row-code.js';
+
+export { formatTimestamp, parseTimestamp };
 
 export type TableKind = 'log' | 'pk';
 
@@ -52,111 +57,6 @@ export function checkName(what: string, name: string): void {
   }
 }
 
-type Coerce = (v: unknown) => unknown;
-/** Thrown inside coercers; caught by the validator and turned into a FieldIssue. */
-class BadValue {
-  constructor(readonly path: string, readonly reason: string) {}
-}
-
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-
-/** RFC 3339 string or epoch milliseconds → epoch ms; undefined when it is neither. */
-export function parseTimestamp(v: unknown): number | undefined {
-  if (typeof v === 'number') return Number.isFinite(v) ? Math.trunc(v) : undefined;
-  if (typeof v === 'string') {
-    if (!RFC3339.test(v)) {
-      // Digits only: epoch ms given as a string (query strings, CSV).
-      if (/^-?\d{1,16}$/.test(v)) return Number(v);
-      return undefined;
-    }
-    const ms = Date.parse(v);
-    return Number.isNaN(ms) ? undefined : ms;
-  }
-  if (v instanceof Date) {
-    const ms = v.getTime();
-    return Number.isNaN(ms) ? undefined : ms;
-  }
-  return undefined;
-}
-
-/** Epoch ms → RFC 3339 UTC with milliseconds. */
-export const formatTimestamp = (ms: number): string => new Date(ms).toISOString();
-
-function coercer(type: ColumnType, path: string): Coerce {
-  const bad = (reason: string): never => {
-    throw new BadValue(path, reason);
-  };
-  switch (type.kind) {
-    case 'bool':
-      return (v) => (typeof v === 'boolean' ? v : bad(`expected bool, got ${describe(v)}`));
-    case 'int32':
-      return (v) =>
-        typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647 ? v : bad(`expected int32, got ${describe(v)}`);
-    case 'int64':
-      return (v) => {
-        if (typeof v === 'number') return Number.isSafeInteger(v) ? v : bad(`expected int64, got ${describe(v)} (integers beyond 2^53 must be sent as strings)`);
-        if (typeof v === 'bigint' || (typeof v === 'string' && /^-?\d{1,19}$/.test(v))) {
-          const b = BigInt(v);
-          if (b < -(2n ** 63n) || b >= 2n ** 63n) bad(`int64 out of range: ${String(v)}`);
-          return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
-        }
-        return bad(`expected int64, got ${describe(v)}`);
-      };
-    case 'float32':
-    case 'float64':
-      return (v) => (typeof v === 'number' && Number.isFinite(v) ? v : bad(`expected ${type.kind}, got ${describe(v)}`));
-    case 'string':
-      return (v) => (typeof v === 'string' ? v : bad(`expected string, got ${describe(v)}`));
-    case 'timestamp':
-      return (v) => parseTimestamp(v) ?? bad(`expected an RFC 3339 timestamp or epoch milliseconds, got ${describe(v)}`);
-    case 'json':
-      return (v) => {
-        if (v === undefined) bad('expected a JSON value');
-        return v;
-      };
-    case 'vector':
-      return (v) => {
-        if (!Array.isArray(v) && !(v instanceof Float32Array)) return bad(`expected vector<${type.dim}> (an array of ${type.dim} numbers), got ${describe(v)}`);
-        if (v.length !== type.dim) return bad(`expected vector<${type.dim}>, got ${v.length} values`);
-        for (let i = 0; i < v.length; i++) {
-          const x = v[i];
-          if (typeof x !== 'number' || !Number.isFinite(x)) bad(`vector element ${i} is not a finite number`);
-        }
-        return Array.isArray(v) ? v : Array.from(v);
-      };
-    case 'list': {
-      const item = coercer(type.item, `${path}[]`);
-      return (v) => {
-        if (!Array.isArray(v)) return bad(`expected a list, got ${describe(v)}`);
-        return v.map((x) => (x === null ? null : item(x)));
-      };
-    }
-    case 'struct': {
-      const fields = type.fields.map((f) => ({ name: f.name, coerce: coercer(f.type, `${path}.${f.name}`) }));
-      const known = new Set(type.fields.map((f) => f.name));
-      return (v) => {
-        if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad(`expected a struct (object), got ${describe(v)}`);
-        const o = v as Record<string, unknown>;
-        for (const k of Object.keys(o)) if (!known.has(k)) bad(`unknown struct field "${k}"`);
-        const out: Record<string, unknown> = {};
-        for (const f of fields) {
-          const x = o[f.name];
-          out[f.name] = x === null || x === undefined ? null : f.coerce(x);
-        }
-        return out;
-      };
-    }
-  }
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
-  if (typeof v === 'object') return 'an object';
-  return `${typeof v} ${String(v)}`;
-}
-
 export interface CompiledColumn {
   name: string;
   type: ColumnType;
@@ -173,6 +73,14 @@ export class TableSchema {
   readonly byName: Map<string, CompiledColumn>;
   readonly keyColumns: CompiledColumn[];
   readonly eventTimeColumn?: CompiledColumn;
+  /** Compiled row functions; undefined when a column name cannot be compiled (then generic loops are used). */
+  readonly rowCode?: RowCode;
+  /**
+   * Whether the key index keys by number: a log table with one int32, int64 or
+   * timestamp key column (pk tables key their state by the canonical string,
+   * and share it with the index).
+   */
+  readonly numericKey: boolean;
 
   constructor(readonly def: TableDef) {
     this.columns = def.columns.map((c) => {
@@ -182,6 +90,8 @@ export class TableSchema {
     this.byName = new Map(this.columns.map((c) => [c.name, c]));
     this.keyColumns = def.primaryKey.map((k) => this.byName.get(k)!);
     this.eventTimeColumn = def.eventTime ? this.byName.get(def.eventTime) : undefined;
+    this.rowCode = rowCodeFor(this.columns);
+    this.numericKey = def.kind === 'log' && this.keyColumns.length === 1 && ['int32', 'int64', 'timestamp'].includes(this.keyColumns[0].type.kind);
   }
 
   get name(): string {
@@ -204,6 +114,7 @@ export class TableSchema {
     const max = opts.maxIssues ?? 20;
     const out: Row[] = new Array(rows.length);
     const cols = opts.keysOnly ? this.keyColumns : this.columns;
+    const fast = opts.keysOnly ? undefined : this.rowCode?.validate;
     for (let r = 0; r < rows.length && issues.length < max; r++) {
       const input = rows[r];
       if (input === null || typeof input !== 'object' || Array.isArray(input)) {
@@ -211,6 +122,19 @@ export class TableSchema {
         continue;
       }
       const src = input as Record<string, unknown>;
+      if (fast) {
+        // The compiled check accepts only valid rows; any doubt falls through to the loop below, which names the problem.
+        let row: Row | undefined;
+        try {
+          row = fast(src);
+        } catch {
+          row = undefined;
+        }
+        if (row) {
+          out[r] = row;
+          continue;
+        }
+      }
       const row: Row = {};
       let seen = 0;
       for (const c of cols) {
@@ -250,6 +174,21 @@ export class TableSchema {
     const kc = this.keyColumns;
     if (kc.length === 1) return keyPart(row[kc[0].name]);
     return JSON.stringify(kc.map((c) => keyPart(row[c.name])));
+  }
+
+  /** The key index's key of a row: its number in a numeric index (see numericKey), else keyOf. */
+  indexKeyOf(row: Row): string | number {
+    if (this.numericKey) {
+      const v = row[this.keyColumns[0].name];
+      return typeof v === 'number' ? v : keyPart(v);
+    }
+    return this.keyOf(row);
+  }
+
+  /** `keyOf` from decoded columns: `keyValues` holds the key columns' values, in key order. */
+  keyAt(keyValues: unknown[][], i: number): string {
+    if (keyValues.length === 1) return keyPart(keyValues[0][i]);
+    return JSON.stringify(keyValues.map((v) => keyPart(v[i])));
   }
 
   /**
@@ -348,6 +287,8 @@ export function defineTable(
     if (seen.has(c.name)) issues.push({ field: `columns[${i}].name`, reason: `duplicate column "${c.name}"` });
     seen.add(c.name);
     if (c.name.startsWith('_asof')) issues.push({ field: `columns[${i}].name`, reason: 'names starting with _asof are reserved' });
+    // A row is a plain object: a column named like an inherited property (`constructor`, `__proto__`) would read that property when the value is missing.
+    else if (c.name in Object.prototype) issues.push({ field: `columns[${i}].name`, reason: `"${c.name}" is reserved (a property of every JavaScript object)` });
     return { name: c.name, type: c.type, nullable: c.nullable };
   });
   if (columns.length === 0) issues.push({ field: 'columns', reason: 'a table needs at least one column' });

@@ -1,57 +1,140 @@
 /**
- * Snapshots of a pk table's latest state. A snapshot is one file holding the
- * offset it reflects (every record below it is applied) and the live rows as one
- * Arrow IPC stream. It is written to a temporary name, fsync'd and renamed, so a
- * crash leaves either the old snapshot or the new one, never half of one.
- * Start-up loads the newest snapshot and replays the changelog after it.
+ * Snapshots: a checkpoint of one table at an offset, so that start-up reads
+ * only the changelog after it (as Kafka's recovery point does). A snapshot
+ * holds the live rows of a pk table, the frame index and the key index as they
+ * were at that offset, and how many changelog bytes they cover. It is written
+ * to a temporary name, fsync'd, renamed and the folder fsync'd, so a crash
+ * leaves the old snapshot or the new one, never half of one. A missing or
+ * damaged snapshot only costs time: the changelog is replayed from 0.
+ *
+ * Layout (little-endian): a 64-byte header, then three sections.
+ *   0  u32  magic "ANS2"
+ *   4  u32  header bytes (64)
+ *   8  f64  offset: every record below it is reflected
+ *  16  f64  commit time of the last of them, epoch ms
+ *  24  f64  changelog bytes [0, n) holding exactly the frames below offset
+ *  32  f64  state section bytes: repeated [u32 n, u32 0, Arrow IPC stream of n bytes] (8-aligned)
+ *  40  f64  frame index section bytes (indexes.ts)
+ *  48  f64  key index section bytes (indexes.ts)
+ *  56  u32  CRC-32 of bytes 8..56 and all sections
+ *  60  u32  reserved (0)
  */
 import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { decodeBatch, decodeIpc, encodeBatch } from './arrow-codec.js';
+import { FrameIndex, KeyIndex } from './indexes.js';
+import { sliceBuffers } from './log.js';
 import type { Row, TableSchema } from './schema.js';
 
-const MAGIC = 0x50534e41; // "ANSP"
+const MAGIC = 0x32534e41; // "ANS2"
+const OLD_MAGIC = 0x50534e41; // "ANSP": rows only, before indexes were kept
+const HEADER = 64;
+/** Rows per Arrow batch in the state section; the event loop gets a turn between batches. */
+const CHUNK_ROWS = 65_536;
 
-export interface Snapshot {
+export interface SnapshotPoint {
   /** Records with offset < this are reflected. */
   offset: number;
   lastCommitTime: number;
-  rows: Row[];
+  /** Changelog bytes covered: recovery resumes reading here. */
+  logBytes: number;
 }
 
-export async function writeSnapshot(path: string, schema: TableSchema, snap: { offset: number; lastCommitTime: number; rows: Row[] }): Promise<void> {
-  const payload = encodeBatch(schema.columns, new Uint8Array(snap.rows.length), snap.rows);
-  const header = Buffer.alloc(32);
+export interface Snapshot extends SnapshotPoint {
+  rows: Row[];
+  frames: FrameIndex;
+  keys: KeyIndex;
+}
+
+/**
+ * Writes a snapshot. `rows` must not change while this runs (rows are never
+ * mutated in place; the caller passes its own array); the indexes are already
+ * serialised. Rows are encoded a chunk at a time so a large state does not stall
+ * the event loop.
+ */
+export async function writeSnapshot(path: string, schema: TableSchema, point: SnapshotPoint, rows: Row[], frames: Buffer, keys: Buffer): Promise<void> {
+  const state: Uint8Array[] = [];
+  for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
+    if (i > 0) await yieldToLoop();
+    const chunk = rows.slice(i, i + CHUNK_ROWS);
+    const ipc = encodeBatch(schema.columns, new Uint8Array(chunk.length), chunk);
+    const len = Buffer.alloc(8);
+    len.writeUInt32LE(ipc.length, 0);
+    state.push(len, ipc);
+  }
+  const stateBytes = state.reduce((n, b) => n + b.length, 0);
+  const header = Buffer.alloc(HEADER);
   header.writeUInt32LE(MAGIC, 0);
-  header.writeUInt32LE(payload.length, 4);
-  header.writeDoubleLE(snap.offset, 8);
-  header.writeDoubleLE(snap.lastCommitTime, 16);
-  header.writeUInt32LE(crc32(payload, crc32(header.subarray(8, 24))), 24);
+  header.writeUInt32LE(HEADER, 4);
+  header.writeDoubleLE(point.offset, 8);
+  header.writeDoubleLE(point.lastCommitTime, 16);
+  header.writeDoubleLE(point.logBytes, 24);
+  header.writeDoubleLE(stateBytes, 32);
+  header.writeDoubleLE(frames.length, 40);
+  header.writeDoubleLE(keys.length, 48);
+  let crc = crc32(header.subarray(8, 56));
+  for (const b of [...state, frames, keys]) crc = crc32(b, crc);
+  header.writeUInt32LE(crc, 56);
+
   const tmp = `${path}.tmp`;
   const fh = await open(tmp, 'w');
   try {
-    await fh.writev([header, payload]);
+    const parts = [header, ...state, frames, keys];
+    const total = parts.reduce((n, b) => n + b.length, 0);
+    let written = 0;
+    while (written < total) written += (await fh.writev(sliceBuffers(parts, written))).bytesWritten;
     await fh.datasync();
   } finally {
     await fh.close();
   }
   await rename(tmp, path);
+  // The rename is durable only once the folder is: otherwise a crash may bring the old snapshot back (harmless, but slower).
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }
 
-/** Reads a snapshot; undefined when there is none or it is damaged (then the log is replayed from 0). */
-export async function readSnapshot(path: string, schema: TableSchema): Promise<Snapshot | undefined> {
+/**
+ * Reads a snapshot: undefined when there is none; `{damaged}` saying why when
+ * it cannot be used (then the changelog is replayed from 0).
+ */
+export async function readSnapshot(path: string, schema: TableSchema): Promise<Snapshot | { damaged: string } | undefined> {
   let buf: Buffer;
   try {
     buf = await readFile(path);
-  } catch {
-    return undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return { damaged: `unreadable: ${(e as Error).message}` };
   }
-  if (buf.length < 32 || buf.readUInt32LE(0) !== MAGIC) return undefined;
-  const len = buf.readUInt32LE(4);
-  const payload = buf.subarray(32, 32 + len);
-  if (payload.length !== len || crc32(payload, crc32(buf.subarray(8, 24))) !== buf.readUInt32LE(24)) return undefined;
-  const { rows } = decodeBatch(decodeIpc(payload), schema.columns);
-  return { offset: buf.readDoubleLE(8), lastCommitTime: buf.readDoubleLE(16), rows };
+  if (buf.length >= 4 && buf.readUInt32LE(0) === OLD_MAGIC) return { damaged: 'written by an older version without indexes' };
+  if (buf.length < HEADER || buf.readUInt32LE(0) !== MAGIC || buf.readUInt32LE(4) !== HEADER) return { damaged: 'bad header' };
+  const stateBytes = buf.readDoubleLE(32);
+  const framesBytes = buf.readDoubleLE(40);
+  const keysBytes = buf.readDoubleLE(48);
+  if (HEADER + stateBytes + framesBytes + keysBytes !== buf.length) return { damaged: `length ${buf.length} does not match its sections` };
+  if (crc32(buf.subarray(HEADER), crc32(buf.subarray(8, 56))) !== buf.readUInt32LE(56)) return { damaged: 'checksum mismatch' };
+  try {
+    const rows: Row[] = [];
+    let at = HEADER;
+    while (at < HEADER + stateBytes) {
+      const len = buf.readUInt32LE(at);
+      for (const r of decodeBatch(decodeIpc(buf.subarray(at + 8, at + 8 + len)), schema.columns).rows) rows.push(r);
+      at += 8 + len;
+    }
+    const frames = FrameIndex.deserialize(buf.subarray(at, at + framesBytes));
+    const keys = KeyIndex.deserialize(buf.subarray(at + framesBytes, at + framesBytes + keysBytes), schema.numericKey);
+    const point = { offset: buf.readDoubleLE(8), lastCommitTime: buf.readDoubleLE(16), logBytes: buf.readDoubleLE(24) };
+    const last = frames.size ? frames.get(frames.size - 1) : undefined;
+    if (frames.endPos !== point.logBytes || (last ? last.firstOffset + last.count : 0) !== point.offset) return { damaged: 'its frame index does not match its position' };
+    return { ...point, rows, frames, keys };
+  } catch (e) {
+    return { damaged: `undecodable: ${(e as Error).message}` };
+  }
 }
 
 export async function removeSnapshot(path: string): Promise<void> {

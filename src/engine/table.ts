@@ -10,11 +10,12 @@
  * answer means its records are durable.
  */
 import { join } from 'node:path';
-import type { RecordBatch } from 'apache-arrow';
+import { makeVector, type Vector } from 'apache-arrow';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
-import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, encodeBatch, type ChangeName } from './arrow-codec.js';
-import { ChangelogFile, type FrameMeta } from './log.js';
+import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
+import { ChangelogFile, FILE_START, type ResumePoint } from './log.js';
+import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import type { Row, TableSchema } from './schema.js';
 
@@ -26,6 +27,12 @@ export interface WriteResult {
   firstOffset: number | null;
   lastOffset: number | null;
   commitTime: number;
+}
+
+/** One stored commit as Arrow columns (no row objects): `getChild` is null for a column the commit predates. */
+export interface ArrowBatch {
+  numRows: number;
+  getChild(name: string): Vector | null;
 }
 
 export interface ChangeRecord {
@@ -55,25 +62,36 @@ interface Pending {
 }
 
 export interface TableOptions {
-  /** Write a snapshot after this many records since the last one (pk tables). */
+  /**
+   * Snapshot once replaying what came after the last snapshot would cost about
+   * this many records (or more when the state itself is larger; see maybeSnapshot).
+   */
   snapshotEvery: number;
   /** Clock, epoch ms. Injected so tests can control commit times. */
   now: () => number;
 }
 
+/**
+ * Replaying a frame costs about as much as replaying this many records (the
+ * Arrow stream's schema and message parsing); counts toward snapshot cadence
+ * so that a log of one-record frames is snapshotted often enough.
+ */
+const FRAME_COST = 64;
+
 export class Table {
   private log!: ChangelogFile;
-  private frames: FrameMeta[] = [];
+  private frames = new FrameIndex();
   private nextOffset = 0;
   private lastCommitTime = 0;
-  /** pk tables: key → latest row. */
+  /** pk tables: key → latest row. Rows are never changed in place (snapshots rely on it). */
   private readonly state = new Map<string, Row>();
   /** key → offsets of the key's records, ascending (tables with key columns). */
-  private readonly keyIndex = new Map<string, number | number[]>();
+  private keyIndex: KeyIndex;
   private queue: Pending[] = [];
   private flushing = false;
   private failed?: Error;
-  private snapshotOffset = 0;
+  /** Where the newest snapshot stands. */
+  private snapshotAt = { offset: 0, frames: 0 };
   private snapshotting?: Promise<void>;
   private readonly listeners = new Set<CommitListener>();
 
@@ -82,7 +100,9 @@ export class Table {
     private readonly dir: string,
     private readonly opts: TableOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.keyIndex = new KeyIndex(schema.numericKey);
+  }
 
   /** Opens a table's files: loads the newest snapshot, replays the changelog after it, cuts a torn tail. */
   static async open(schema: TableSchema, dir: string, opts: TableOptions, logger: Logger): Promise<Table> {
@@ -95,52 +115,65 @@ export class Table {
     return join(this.dir, 'state.snapshot');
   }
 
+  /**
+   * Loads the snapshot (state and indexes at some offset) and replays the
+   * frames after it; with no usable snapshot, replays the whole changelog.
+   */
   private async recover(): Promise<void> {
     const started = performance.now();
-    const snap = this.schema.kind === 'pk' ? await readSnapshot(this.snapshotPath, this.schema) : undefined;
-    let from = 0;
-    if (snap) {
+    let from: ResumePoint = FILE_START;
+    const snap = await readSnapshot(this.snapshotPath, this.schema);
+    if (snap && 'damaged' in snap) {
+      this.logger.warn({ table: this.name, reason: snap.damaged }, `snapshot unusable (${snap.damaged}); replaying the whole changelog`);
+    } else if (snap) {
       for (const row of snap.rows) this.state.set(this.schema.keyOf(row), row);
-      from = snap.offset;
+      this.frames = snap.frames;
+      this.keyIndex = snap.keys;
+      this.nextOffset = snap.offset;
+      this.lastCommitTime = snap.lastCommitTime;
+      this.snapshotAt = { offset: snap.offset, frames: snap.frames.size };
+      from = { pos: snap.logBytes, offset: snap.offset, commitTime: snap.frames.size ? snap.lastCommitTime : -Infinity };
     }
-    const hasKeys = this.schema.keyColumns.length > 0;
-    const keyOnly = new Set(this.schema.def.primaryKey);
-    const { log, report } = await ChangelogFile.open(
-      join(this.dir, 'changelog.log'),
-      (meta, payload) => {
-        this.frames.push(meta);
-        this.nextOffset = meta.firstOffset + meta.count;
-        this.lastCommitTime = meta.commitTime;
-        if (!payload) return;
-        const batch = decodeIpc(payload);
-        const replayState = this.schema.kind === 'pk' && meta.firstOffset + meta.count > from;
-        const { changes, rows } = decodeBatch(batch, this.schema.columns, replayState ? undefined : keyOnly);
-        for (let i = 0; i < rows.length; i++) {
-          const offset = meta.firstOffset + i;
-          const key = this.schema.keyOf(rows[i]);
-          this.indexKey(key, offset);
-          if (replayState && offset >= from) this.applyToState(key, changes[i], rows[i]);
-        }
-      },
-      () => hasKeys,
-    );
+    const { log, report } = await ChangelogFile.open(join(this.dir, 'changelog.log'), from, (meta, payload) => {
+      this.frames.push(meta);
+      this.nextOffset = meta.firstOffset + meta.count;
+      this.lastCommitTime = meta.commitTime;
+      this.replayFrame(meta.firstOffset, payload);
+    });
     this.log = log;
-    if (snap && snap.offset > this.nextOffset) {
-      // The snapshot is ahead of the log: the log lost acknowledged records. Refuse rather than serve a lie.
-      throw new Error(`table "${this.schema.name}": snapshot reflects offset ${snap.offset} but the changelog ends at ${this.nextOffset}`);
-    }
-    this.snapshotOffset = snap?.offset ?? 0;
     if (report.cutBytes > 0) {
-      this.logger.warn({ table: this.schema.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: report.records }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
+      this.logger.warn({ table: this.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: this.nextOffset }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
     }
-    this.logger.info({ table: this.schema.name, records: report.records, frames: report.frames, fromSnapshot: snap?.offset ?? null, ms: Math.round(performance.now() - started) }, 'table recovered');
+    this.logger.info({ table: this.name, records: this.nextOffset, frames: this.frames.size, fromSnapshot: from.offset, replayed: report.records, ms: Math.round(performance.now() - started) }, 'table recovered');
   }
 
-  private indexKey(key: string, offset: number): void {
-    const cur = this.keyIndex.get(key);
-    if (cur === undefined) this.keyIndex.set(key, offset);
-    else if (typeof cur === 'number') this.keyIndex.set(key, [cur, offset]);
-    else cur.push(offset);
+  /**
+   * Replays one frame into the key index and (pk tables) the state. Log tables
+   * decode only their key columns; pk tables build rows only for what they
+   * keep (+I, +U), not for before-images.
+   */
+  private replayFrame(firstOffset: number, payload: Uint8Array): void {
+    const s = this.schema;
+    if (s.keyColumns.length === 0) return;
+    const pk = s.kind === 'pk';
+    const { changes, values } = decodeValues(decodeIpc(payload), pk ? s.columns : s.keyColumns);
+    const keyValues = pk ? s.keyColumns.map((c) => values[s.columns.indexOf(c)]) : values;
+    const code = s.rowCode;
+    const numeric = s.numericKey;
+    for (let i = 0; i < changes.length; i++) {
+      if (numeric) {
+        const v = keyValues[0][i];
+        this.keyIndex.add(typeof v === 'number' ? v : String(v), firstOffset + i);
+        continue;
+      }
+      const key = s.keyAt(keyValues, i);
+      this.keyIndex.add(key, firstOffset + i);
+      if (!pk) continue;
+      const change = changes[i];
+      if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) {
+        this.state.set(key, code ? code.buildOne(values, i) : Object.fromEntries(s.columns.map((c, j) => [c.name, values[j][i]])));
+      } else if (change === ChangeType.DELETE) this.state.delete(key);
+    }
   }
 
   private applyToState(key: string, change: number, row: Row): void {
@@ -203,29 +236,31 @@ export class Table {
     }
   }
 
-  private async commitGroup(group: Pending[]): Promise<void> {
-    const pk = this.schema.kind === 'pk';
+  /**
+   * Turns a group of requests into changelog records against the current state:
+   * log tables append +I; pk tables write +I, -U/+U or -D (nothing for deleting
+   * an absent key). `counts[i]` is how many records request i wrote.
+   */
+  private plan(group: Pending[]): { changes: Uint8Array; rows: Row[]; keys?: IndexKey[]; counts: number[] } {
+    const s = this.schema;
+    if (s.kind !== 'pk') {
+      const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
+      return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.indexKeyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
+    }
     const overlay = new Map<string, Row | null>();
     const changes: number[] = [];
     const rows: Row[] = [];
-    const keys: (string | undefined)[] = [];
-    const hasKeys = this.schema.keyColumns.length > 0;
-    const spans: { first: number; count: number }[] = [];
-    let offset = this.nextOffset;
-    const push = (change: number, row: Row, key: string | undefined): void => {
+    const keys: string[] = [];
+    const counts: number[] = [];
+    const push = (change: number, row: Row, key: string): void => {
       changes.push(change);
       rows.push(row);
       keys.push(key);
-      offset++;
     };
     for (const p of group) {
-      const first = offset;
+      const before = rows.length;
       for (const row of p.rows) {
-        if (!pk) {
-          push(ChangeType.INSERT, row, hasKeys ? this.schema.keyOf(row) : undefined);
-          continue;
-        }
-        const key = this.schema.keyOf(row);
+        const key = s.keyOf(row);
         const old = overlay.has(key) ? overlay.get(key)! : this.state.get(key);
         if (p.op === 'delete') {
           if (old) {
@@ -241,8 +276,14 @@ export class Table {
           overlay.set(key, row);
         }
       }
-      spans.push({ first, count: offset - first });
+      counts.push(rows.length - before);
     }
+    return { changes: Uint8Array.from(changes), rows, keys, counts };
+  }
+
+  private async commitGroup(group: Pending[]): Promise<void> {
+    const pk = this.schema.kind === 'pk';
+    const { changes, rows, keys, counts } = this.plan(group);
     const commitTime = Math.max(this.opts.now(), this.lastCommitTime);
     const firstOffset = this.nextOffset;
     try {
@@ -259,24 +300,36 @@ export class Table {
       for (const p of [...group, ...this.queue.splice(0)]) p.reject(err);
       return;
     }
-    this.nextOffset = offset;
+    this.nextOffset = firstOffset + rows.length;
     this.lastCommitTime = commitTime;
-    for (let i = 0; i < rows.length; i++) {
-      const key = keys[i];
-      if (key === undefined) continue;
-      this.indexKey(key, firstOffset + i);
-      if (pk) this.applyToState(key, changes[i], rows[i]);
+    if (keys) {
+      for (let i = 0; i < rows.length; i++) {
+        this.keyIndex.add(keys[i], firstOffset + i);
+        if (pk) this.applyToState(keys[i] as string, changes[i], rows[i]);
+      }
     }
-    if (rows.length > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes: Int8Array.from(changes), rows });
+    if (rows.length > 0 && this.listeners.size > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes, rows });
+    let first = firstOffset;
     group.forEach((p, i) => {
-      const s = spans[i];
-      p.resolve({ count: s.count, firstOffset: s.count ? s.first : null, lastOffset: s.count ? s.first + s.count - 1 : null, commitTime });
+      const count = counts[i];
+      p.resolve({ count, firstOffset: count ? first : null, lastOffset: count ? first + count - 1 : null, commitTime });
+      first += count;
     });
-    if (pk && this.nextOffset - this.snapshotOffset >= this.opts.snapshotEvery && !this.snapshotting) {
-      this.snapshotting = this.snapshot()
-        .catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot failed; will retry later'))
-        .finally(() => (this.snapshotting = undefined));
-    }
+    this.maybeSnapshot();
+  }
+
+  /**
+   * Snapshots once the replay it would save outweighs what it costs. A
+   * snapshot writes every live row and every indexed offset; waiting until
+   * the replay debt reaches the live rows, or a quarter of the indexed offsets,
+   * keeps its cost per record bounded (about one row and four offsets) however
+   * large the table grows, and start-up replays at most about that much.
+   */
+  private maybeSnapshot(): void {
+    if (this.snapshotting || this.failed) return;
+    const debt = this.nextOffset - this.snapshotAt.offset + FRAME_COST * (this.frames.size - this.snapshotAt.frames);
+    if (debt < Math.max(this.opts.snapshotEvery, this.state.size, this.keyIndex.entries / 4)) return;
+    void this.snapshot().catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot failed; will retry later'));
   }
 
   private async notify(commit: Commit): Promise<void> {
@@ -290,29 +343,31 @@ export class Table {
     }
   }
 
-  /** Writes a snapshot of the current state (pk tables). */
-  async snapshot(): Promise<void> {
-    if (this.schema.kind !== 'pk') return;
-    const offset = this.nextOffset;
-    await writeSnapshot(this.snapshotPath, this.schema, { offset, lastCommitTime: this.lastCommitTime, rows: [...this.state.values()] });
-    this.snapshotOffset = offset;
+  /**
+   * Writes a snapshot of the table as it is now: pk state, frame and key
+   * indexes, and the changelog bytes they cover. One at a time.
+   */
+  snapshot(): Promise<void> {
+    const run = async (): Promise<void> => {
+      // Captured synchronously, so it is one consistent point even while writes go on.
+      const point = { offset: this.nextOffset, lastCommitTime: this.lastCommitTime, logBytes: this.frames.endPos };
+      const frameCount = this.frames.size;
+      const rows = this.schema.kind === 'pk' ? [...this.state.values()] : [];
+      await writeSnapshot(this.snapshotPath, this.schema, point, rows, this.frames.serialize(), this.keyIndex.serialize());
+      this.snapshotAt = { offset: point.offset, frames: frameCount };
+    };
+    const next = (this.snapshotting ?? Promise.resolve()).then(run, run);
+    const tracked: Promise<void> = next.finally(() => {
+      if (this.snapshotting === tracked) this.snapshotting = undefined;
+    });
+    this.snapshotting = tracked;
+    return next;
   }
 
   /** Offsets of one key's records, ascending; empty when the table has no key columns or the key never appeared. */
   offsetsOf(key: string): number[] {
-    const cur = this.keyIndex.get(key);
-    return cur === undefined ? [] : typeof cur === 'number' ? [cur] : cur;
-  }
-
-  private frameIndex(offset: number): number {
-    let lo = 0;
-    let hi = this.frames.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.frames[mid].firstOffset <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    // The live array, not a copy (a hot key may have millions of offsets): callers must not change it.
+    return this.keyIndex.offsetsOf(key) as number[];
   }
 
   /**
@@ -322,10 +377,10 @@ export class Table {
   async *scanBatches(opts: { fromOffset?: number; toOffset?: number; columns?: string[] } = {}): AsyncGenerator<Commit & { count: number }> {
     const from = Math.max(0, opts.fromOffset ?? 0);
     const to = Math.min(this.nextOffset, opts.toOffset ?? this.nextOffset);
-    if (from >= to || this.frames.length === 0) return;
+    if (from >= to || this.frames.size === 0) return;
     const only = opts.columns ? new Set(opts.columns) : undefined;
-    for (let f = this.frameIndex(from); f < this.frames.length; f++) {
-      const meta = this.frames[f];
+    for (let f = this.frames.find(from); f < this.frames.size; f++) {
+      const meta = this.frames.get(f);
       if (meta.firstOffset >= to) break;
       const { changes, rows } = decodeBatch(decodeIpc(await this.log.readPayload(meta)), this.schema.columns, only);
       const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
@@ -341,19 +396,29 @@ export class Table {
    * the columns of the schema version it was written with: a column added later
    * is absent and reads as null. Timestamps are timestamp[ms, UTC].
    */
-  async *scanArrow(opts: { fromOffset?: number; toOffset?: number } = {}): AsyncGenerator<{ firstOffset: number; commitTime: number; count: number; batch: RecordBatch }> {
+  async *scanArrow(opts: { fromOffset?: number; toOffset?: number } = {}): AsyncGenerator<{ firstOffset: number; commitTime: number; count: number; batch: ArrowBatch }> {
     const from = Math.max(0, opts.fromOffset ?? 0);
     const to = Math.min(this.nextOffset, opts.toOffset ?? this.nextOffset);
-    if (from >= to || this.frames.length === 0) return;
-    for (let f = this.frameIndex(from); f < this.frames.length; f++) {
-      const meta = this.frames[f];
+    if (from >= to || this.frames.size === 0) return;
+    for (let f = this.frames.find(from); f < this.frames.size; f++) {
+      const meta = this.frames.get(f);
       if (meta.firstOffset >= to) break;
-      const batch = decodeIpc(await this.log.readPayload(meta));
+      const stored = decodeIpc(await this.log.readPayload(meta));
       const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
       const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
-      yield { firstOffset: meta.firstOffset + lo, commitTime: meta.commitTime, count: hi - lo, batch: lo === 0 && hi === batch.numRows ? batch : batch.slice(lo, hi) };
+      const whole = lo === 0 && hi === stored.numRows;
+      const batch: ArrowBatch = {
+        numRows: hi - lo,
+        getChild(name) {
+          const data = stored.column(name);
+          if (!data) return null;
+          return makeVector(whole ? data : data.slice(lo, hi - lo));
+        },
+      };
+      yield { firstOffset: meta.firstOffset + lo, commitTime: meta.commitTime, count: hi - lo, batch };
     }
   }
+
 
   /**
    * Reads changelog records in offset order. With `key`, only that key's
@@ -369,7 +434,7 @@ export class Table {
       const only = opts.columns ? new Set(opts.columns) : undefined;
       let i = 0;
       while (i < wanted.length) {
-        const meta = this.frames[this.frameIndex(wanted[i])];
+        const meta = this.frames.get(this.frames.find(wanted[i]));
         const { changes, rows } = decodeBatch(decodeIpc(await this.log.readPayload(meta)), this.schema.columns, only);
         for (; i < wanted.length && wanted[i] < meta.firstOffset + meta.count; i++) {
           const j = wanted[i] - meta.firstOffset;
@@ -387,11 +452,13 @@ export class Table {
     }
   }
 
-  /** Waits for queued writes, snapshots pk state, closes the file. */
+  /** Waits for queued writes, snapshots what changed since the last snapshot (so the next start reads nothing), closes the file. */
   async close(): Promise<void> {
     while (this.flushing || this.queue.length) await new Promise((r) => setTimeout(r, 5));
-    await this.snapshotting;
-    if (!this.failed && this.schema.kind === 'pk' && this.nextOffset > this.snapshotOffset) await this.snapshot().catch(() => undefined);
+    await this.snapshotting?.catch(() => undefined);
+    if (!this.failed && (this.nextOffset > this.snapshotAt.offset || this.frames.size > this.snapshotAt.frames)) {
+      await this.snapshot().catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot at close failed; the next start replays more'));
+    }
     await this.log.close();
   }
 }

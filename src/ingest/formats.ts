@@ -4,6 +4,9 @@
  */
 import * as A from 'apache-arrow';
 import { AsofError } from '../errors.js';
+import { decodeColumn } from '../engine/arrow-codec.js';
+import { rowCodeFor } from '../engine/row-code.js';
+import type { ColumnType } from '../engine/types.js';
 
 /** NDJSON text → rows. Blank lines are skipped; a bad line is a 400 naming its row index and line. */
 export function parseNdjson(text: string): unknown[] {
@@ -21,26 +24,60 @@ export function parseNdjson(text: string): unknown[] {
   return rows;
 }
 
-/** An Arrow IPC stream → rows (plain JS values; validation then checks them against the table). */
+/**
+ * An Arrow IPC stream → rows (plain JS values; validation then checks them
+ * against the table). Common scalar columns are read straight from their
+ * buffers and rows are built by compiled code when the field names allow it;
+ * Arrow's per-value `get` made this path slower than JSON.
+ */
 export function parseArrowStream(bytes: Uint8Array): unknown[] {
-  let table: A.Table;
+  let batches: A.RecordBatch[];
   try {
-    table = A.tableFromIPC(bytes);
+    batches = A.RecordBatchReader.from(bytes).readAll();
   } catch (e) {
     throw new AsofError('ASOF_INVALID_ARGUMENT', `body is not a valid Arrow IPC stream: ${(e as Error).message}`, [{ field: 'body', reason: 'invalid Arrow IPC' }]);
   }
-  const fields = table.schema.fields;
-  const cols = fields.map((f) => ({ name: f.name, vec: table.getChild(f.name)!, ts: A.DataType.isTimestamp(f.type) || A.DataType.isDate(f.type) }));
-  const rows: Record<string, unknown>[] = new Array(table.numRows);
-  for (let i = 0; i < table.numRows; i++) {
-    const row: Record<string, unknown> = {};
-    for (const c of cols) {
-      const v = c.vec.isValid(i) ? c.vec.get(i) : null;
-      row[c.name] = v === null ? null : c.ts ? Number(v) : arrowToJs(v);
+  const rows: unknown[] = [];
+  for (const batch of batches) {
+    const fields = batch.schema.fields;
+    const n = batch.numRows;
+    const values = fields.map((f, j) => columnValues(f.type, batch.getChildAt(j)!));
+    const code = rowCodeFor(fields.map((f) => ({ name: f.name })));
+    if (code) {
+      for (const row of code.build(values, n)) rows.push(row);
+      continue;
     }
-    rows[i] = row;
+    for (let i = 0; i < n; i++) {
+      const row: Record<string, unknown> = {};
+      for (let j = 0; j < fields.length; j++) row[fields[j].name] = values[j][i];
+      rows.push(row);
+    }
   }
   return rows;
+}
+
+/** Arrow types whose values read the same as one of our column types (see decodeColumn). */
+function sameAs(type: A.DataType): ColumnType | undefined {
+  // Half floats are stored as raw 16-bit patterns; Arrow's own getter converts them.
+  if (A.DataType.isFloat(type)) return type.precision === A.Precision.HALF ? undefined : { kind: 'float64' };
+  // Typed-array values of up to 32 bits read as exact numbers; unsigned 64-bit goes through the generic path.
+  if (A.DataType.isInt(type)) return type.bitWidth < 64 ? { kind: 'int32' } : type.isSigned ? { kind: 'int64' } : undefined;
+  if (A.DataType.isTimestamp(type)) return type.unit === A.TimeUnit.MILLISECOND ? { kind: 'timestamp' } : undefined;
+  if (A.DataType.isUtf8(type)) return { kind: 'string' };
+  if (A.DataType.isBool(type)) return { kind: 'bool' };
+  return undefined;
+}
+
+function columnValues(type: A.DataType, vec: A.Vector): unknown[] {
+  const as = sameAs(type);
+  if (as) return decodeColumn(as, vec);
+  const ts = A.DataType.isTimestamp(type) || A.DataType.isDate(type);
+  const out: unknown[] = new Array(vec.length);
+  for (let i = 0; i < vec.length; i++) {
+    const v = vec.isValid(i) ? vec.get(i) : null;
+    out[i] = v === null ? null : ts ? Number(v) : arrowToJs(v);
+  }
+  return out;
 }
 
 function arrowToJs(v: unknown): unknown {

@@ -44,12 +44,13 @@ export class IngestService {
    * Validates and writes rows. With an idempotency key, a retry of the same
    * request (same table and body) returns the first answer and writes nothing;
    * the same key with a different request is a 409.
-   * `fingerprint` identifies the body (defaults to a hash of the rows).
+   * `fingerprint` identifies the body (defaults to a hash of the rows); a
+   * function is called only when there is a key, so plain writes hash nothing.
    */
-  async write(table: string, rows: unknown[], op: WriteOp = 'upsert', idempotencyKey?: string, fingerprint?: string): Promise<IngestResult> {
+  async write(table: string, rows: unknown[], op: WriteOp = 'upsert', idempotencyKey?: string, fingerprint?: string | (() => string)): Promise<IngestResult> {
     if (!idempotencyKey) return this.doWrite(table, rows, op);
     this.expire();
-    const fp = fingerprint ?? hashOf(JSON.stringify([op, rows]));
+    const fp = typeof fingerprint === 'function' ? fingerprint() : (fingerprint ?? hashOf(JSON.stringify([op, rows])));
     const seen = this.idempotency.get(idempotencyKey);
     if (seen) {
       if (seen.table !== table || seen.fingerprint !== fp) {

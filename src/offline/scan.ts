@@ -9,6 +9,7 @@
  * batch to read value columns from. `-U` records are dropped: no rule reads
  * them (a pk version is its +I/+U, or -D for absent).
  */
+import type { ArrowBatch } from '../engine/table.js';
 import type * as A from 'apache-arrow';
 import { CHANGE_COLUMN, ChangeType } from '../engine/arrow-codec.js';
 import type { Table } from '../engine/table.js';
@@ -28,7 +29,7 @@ export interface KeptBatch {
   firstOffset: number;
   /** Epoch ms, the same for the whole batch (one commit). */
   commitTime: number;
-  batch: A.RecordBatch;
+  batch: ArrowBatch;
   /** Rows in `batch`. */
   n: number;
 }

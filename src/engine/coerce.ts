@@ -1,0 +1,87 @@
+/**
+ * Per-type value checks: each turns an input value into its canonical form
+ * (see schema.ts) or throws BadValue naming the path and what is wrong.
+ */
+import { parseTimestamp } from './time.js';
+import type { ColumnType } from './types.js';
+
+export type Coerce = (v: unknown) => unknown;
+/** Thrown inside coercers; caught by the validator and turned into a FieldIssue. */
+export class BadValue {
+  constructor(readonly path: string, readonly reason: string) {}
+}
+
+export function coercer(type: ColumnType, path: string): Coerce {
+  const bad = (reason: string): never => {
+    throw new BadValue(path, reason);
+  };
+  switch (type.kind) {
+    case 'bool':
+      return (v) => (typeof v === 'boolean' ? v : bad(`expected bool, got ${describe(v)}`));
+    case 'int32':
+      return (v) =>
+        typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647 ? v : bad(`expected int32, got ${describe(v)}`);
+    case 'int64':
+      return (v) => {
+        if (typeof v === 'number') return Number.isSafeInteger(v) ? v : bad(`expected int64, got ${describe(v)} (integers beyond 2^53 must be sent as strings)`);
+        if (typeof v === 'bigint' || (typeof v === 'string' && /^-?\d{1,19}$/.test(v))) {
+          const b = BigInt(v);
+          if (b < -(2n ** 63n) || b >= 2n ** 63n) bad(`int64 out of range: ${String(v)}`);
+          return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+        }
+        return bad(`expected int64, got ${describe(v)}`);
+      };
+    case 'float32':
+    case 'float64':
+      return (v) => (typeof v === 'number' && Number.isFinite(v) ? v : bad(`expected ${type.kind}, got ${describe(v)}`));
+    case 'string':
+      return (v) => (typeof v === 'string' ? v : bad(`expected string, got ${describe(v)}`));
+    case 'timestamp':
+      return (v) => parseTimestamp(v) ?? bad(`expected an RFC 3339 timestamp or epoch milliseconds, got ${describe(v)}`);
+    case 'json':
+      return (v) => {
+        if (v === undefined) bad('expected a JSON value');
+        return v;
+      };
+    case 'vector':
+      return (v) => {
+        if (!Array.isArray(v) && !(v instanceof Float32Array)) return bad(`expected vector<${type.dim}> (an array of ${type.dim} numbers), got ${describe(v)}`);
+        if (v.length !== type.dim) return bad(`expected vector<${type.dim}>, got ${v.length} values`);
+        for (let i = 0; i < v.length; i++) {
+          const x = v[i];
+          if (typeof x !== 'number' || !Number.isFinite(x)) bad(`vector element ${i} is not a finite number`);
+        }
+        return Array.isArray(v) ? v : Array.from(v);
+      };
+    case 'list': {
+      const item = coercer(type.item, `${path}[]`);
+      return (v) => {
+        if (!Array.isArray(v)) return bad(`expected a list, got ${describe(v)}`);
+        return v.map((x) => (x === null ? null : item(x)));
+      };
+    }
+    case 'struct': {
+      const fields = type.fields.map((f) => ({ name: f.name, coerce: coercer(f.type, `${path}.${f.name}`) }));
+      const known = new Set(type.fields.map((f) => f.name));
+      return (v) => {
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad(`expected a struct (object), got ${describe(v)}`);
+        const o = v as Record<string, unknown>;
+        for (const k of Object.keys(o)) if (!known.has(k)) bad(`unknown struct field "${k}"`);
+        const out: Record<string, unknown> = {};
+        for (const f of fields) {
+          const x = o[f.name];
+          out[f.name] = x === null || x === undefined ? null : f.coerce(x);
+        }
+        return out;
+      };
+    }
+  }
+}
+
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  if (typeof v === 'object') return 'an object';
+  return `${typeof v} ${String(v)}`;
+}

@@ -1,0 +1,268 @@
+/**
+ * The two in-memory indexes of a table's changelog, and their binary form in
+ * snapshots (so start-up loads them instead of re-reading the whole log).
+ *
+ * FrameIndex: one entry per frame, in typed arrays (36 bytes a frame; an object
+ * per frame cost about twice that, and a frame may hold a single record).
+ * KeyIndex: key → the offsets of its records, ascending.
+ */
+import type { FrameMeta } from './log.js';
+
+export class FrameIndex {
+  private firstOffset = new Float64Array(1024);
+  private pos = new Float64Array(1024);
+  private commitTime = new Float64Array(1024);
+  private count = new Uint32Array(1024);
+  private length = new Uint32Array(1024);
+  private schemaVersion = new Uint32Array(1024);
+  size = 0;
+
+  push(m: FrameMeta): void {
+    if (this.size === this.firstOffset.length) this.grow(this.size * 2);
+    const i = this.size++;
+    this.firstOffset[i] = m.firstOffset;
+    this.pos[i] = m.pos;
+    this.commitTime[i] = m.commitTime;
+    this.count[i] = m.count;
+    this.length[i] = m.length;
+    this.schemaVersion[i] = m.schemaVersion;
+  }
+
+  get(i: number): FrameMeta {
+    return { firstOffset: this.firstOffset[i], count: this.count[i], schemaVersion: this.schemaVersion[i], commitTime: this.commitTime[i], pos: this.pos[i], length: this.length[i] };
+  }
+
+  /** Byte position just after the last frame (0 when empty). */
+  get endPos(): number {
+    return this.size ? this.pos[this.size - 1] + this.length[this.size - 1] : 0;
+  }
+
+  /** Index of the frame holding `offset` (offset within [0, end)). */
+  find(offset: number): number {
+    let lo = 0;
+    let hi = this.size - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.firstOffset[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  private grow(cap: number): void {
+    const g = <T extends Float64Array | Uint32Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(cap);
+      b.set(a.subarray(0, this.size));
+      return b;
+    };
+    this.firstOffset = g(this.firstOffset);
+    this.pos = g(this.pos);
+    this.commitTime = g(this.commitTime);
+    this.count = g(this.count);
+    this.length = g(this.length);
+    this.schemaVersion = g(this.schemaVersion);
+  }
+
+  /** u32 frame count, then each column's values for frames [0, size). */
+  serialize(): Buffer {
+    const n = this.size;
+    const out = Buffer.alloc(8 + n * 36);
+    out.writeUInt32LE(n, 0);
+    let at = 8;
+    for (const a of [this.firstOffset, this.pos, this.commitTime, this.count, this.length, this.schemaVersion]) {
+      const bytes = new Uint8Array(a.buffer, a.byteOffset, n * a.BYTES_PER_ELEMENT);
+      out.set(bytes, at);
+      at += bytes.length;
+    }
+    return out;
+  }
+
+  static deserialize(buf: Buffer): FrameIndex {
+    const n = buf.readUInt32LE(0);
+    if (buf.length !== 8 + n * 36) throw new Error(`frame index: ${buf.length} bytes for ${n} frames`);
+    const f = new FrameIndex();
+    f.grow(Math.max(1024, n));
+    let at = buf.byteOffset + 8;
+    // Copy out: the buffer's offset need not be aligned for typed-array views.
+    const take = <T extends Float64Array | Uint32Array>(target: T): void => {
+      const bytes = target.BYTES_PER_ELEMENT * n;
+      new Uint8Array(target.buffer, 0, bytes).set(new Uint8Array(buf.buffer, at, bytes));
+      at += bytes;
+    };
+    take(f.firstOffset);
+    take(f.pos);
+    take(f.commitTime);
+    take(f.count);
+    take(f.length);
+    take(f.schemaVersion);
+    f.size = n;
+    return f;
+  }
+}
+
+/** A canonical key (schema.keyOf), or, in a numeric index, the key's number. */
+export type IndexKey = string | number;
+
+/**
+ * key → offsets, ascending. Offsets loaded from a snapshot stay in one typed
+ * array (each key a range of it); only offsets added since are kept per key.
+ * Building a JS array per key on load was most of the start-up time of a large
+ * keyed table, and its garbage. A numeric index (a log table with one int32,
+ * int64 or timestamp key column) keys its maps by the number itself: no string
+ * per record and cheaper lookups (keys beyond 2^53 stay strings).
+ */
+export class KeyIndex {
+  /** key → its index in the loaded ranges, or -1 for keys first seen after the load. */
+  private readonly ids = new Map<IndexKey, number>();
+  private baseStart = new Uint32Array(0);
+  private baseCount = new Uint32Array(0);
+  private baseOffsets = new Float64Array(0);
+  /** Offsets added since the load. A lone offset is kept as a number: most keys of a log table appear once. */
+  private readonly added = new Map<IndexKey, number | number[]>();
+  /** Offsets held, for snapshot cadence. */
+  entries = 0;
+
+  constructor(readonly numeric = false) {}
+
+  /** The map key of a canonical key string. */
+  private mapKey(key: string): IndexKey {
+    if (!this.numeric) return key;
+    const n = Number(key);
+    return Number.isSafeInteger(n) && String(n) === key ? n : key;
+  }
+
+  /** Adds an offset (ascending per key). `key` is canonical, or its number in a numeric index. */
+  add(key: IndexKey, offset: number): void {
+    if (this.numeric && typeof key === 'string') key = this.mapKey(key);
+    const cur = this.added.get(key);
+    if (cur === undefined) {
+      this.added.set(key, offset);
+      if (!this.ids.has(key)) this.ids.set(key, -1);
+    } else if (typeof cur === 'number') this.added.set(key, [cur, offset]);
+    else cur.push(offset);
+    this.entries++;
+  }
+
+  /** The key's offsets, ascending. Callers must not change the array. */
+  offsetsOf(key: string): readonly number[] {
+    const k = this.mapKey(key);
+    const id = this.ids.get(k);
+    if (id === undefined) return [];
+    const more = this.added.get(k);
+    const tail = more === undefined ? [] : typeof more === 'number' ? [more] : more;
+    if (id < 0) return tail;
+    const base = this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]);
+    return tail.length ? [...base, ...tail] : Array.from(base);
+  }
+
+  /**
+   * u32 key count, u32 key-bytes length, the keys' UTF-8 bytes (numbers as their
+   * canonical text), u32 end of each key, u32 offset count of each key, then each key's offsets as varint deltas
+   * (LEB128; the first from 0). Deltas are small (a key's records are near each
+   * other), so this is 1-3 bytes an offset instead of 8: the key index is the
+   * largest part of a log table's snapshot, rewritten at every snapshot.
+   */
+  serialize(): Buffer {
+    const mapKeys = [...this.ids.keys()];
+    const keys = mapKeys.map(String);
+    const k = keys.length;
+    const blob = Buffer.from(keys.join(''), 'utf8');
+    const ends = new Uint32Array(k);
+    const counts = new Uint32Array(k);
+    // Sized for ~2 bytes an offset and grown if needed (a varint below 2^53 takes at most 8):
+    // sizing for the worst case allocated 8 bytes an offset, which made V8 collect early.
+    let out = Buffer.allocUnsafe(this.entries * 2 + 64);
+    let p = 0;
+    let end = 0;
+    const ascii = blob.length === keys.reduce((n, s) => n + s.length, 0);
+    for (let i = 0; i < k; i++) {
+      const key = keys[i];
+      end += ascii ? key.length : Buffer.byteLength(key, 'utf8');
+      ends[i] = end;
+      const id = this.ids.get(mapKeys[i])!;
+      const more = this.added.get(mapKeys[i]);
+      const base = id >= 0 ? this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]) : undefined;
+      const tail = more === undefined ? undefined : typeof more === 'number' ? [more] : more;
+      let prev = 0;
+      for (const list of [base, tail]) {
+        if (!list) continue;
+        for (let j = 0; j < list.length; j++) {
+          if (p + 8 > out.length) {
+            const bigger = Buffer.allocUnsafe(out.length * 2);
+            out.copy(bigger, 0, 0, p);
+            out = bigger;
+          }
+          let v = list[j] - prev;
+          prev = list[j];
+          while (v >= 128) {
+            out[p++] = (v % 128) | 128;
+            v = Math.floor(v / 128);
+          }
+          out[p++] = v;
+        }
+      }
+      counts[i] = (base?.length ?? 0) + (tail?.length ?? 0);
+    }
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(k, 0);
+    head.writeUInt32LE(blob.length, 4);
+    return Buffer.concat([head, blob, u8(ends), u8(counts), out.subarray(0, p)]);
+  }
+
+  static deserialize(buf: Buffer, numeric = false): KeyIndex {
+    const idx = new KeyIndex(numeric);
+    const k = buf.readUInt32LE(0);
+    const blobLen = buf.readUInt32LE(4);
+    let at = 8;
+    const text = buf.toString('utf8', at, at + blobLen);
+    const ascii = text.length === blobLen;
+    at += blobLen;
+    const ends = copyOut(buf, at, Uint32Array, k);
+    at += k * 4;
+    const counts = copyOut(buf, at, Uint32Array, k);
+    at += k * 4;
+    const starts = new Uint32Array(k);
+    let total = 0;
+    for (let i = 0; i < k; i++) {
+      starts[i] = total;
+      total += counts[i];
+    }
+    const offsets = new Float64Array(total);
+    let o = 0;
+    for (let i = 0; i < k; i++) {
+      let prev = 0;
+      for (let c = counts[i]; c > 0; c--) {
+        let v = 0;
+        let mul = 1;
+        let b: number;
+        do {
+          if (at >= buf.length) throw new Error('key index: offsets end early');
+          b = buf[at++];
+          v += (b & 127) * mul;
+          mul *= 128;
+        } while (b & 128);
+        prev += v;
+        offsets[o++] = prev;
+      }
+    }
+    if (at !== buf.length) throw new Error(`key index: ${buf.length - at} bytes after the last offset`);
+    idx.baseOffsets = offsets;
+    idx.baseStart = starts;
+    idx.baseCount = counts;
+    let start = 0;
+    for (let i = 0; i < k; i++) {
+      idx.ids.set(idx.mapKey(ascii ? text.slice(start, ends[i]) : buf.toString('utf8', 8 + start, 8 + ends[i])), i);
+      start = ends[i];
+    }
+    idx.entries = total;
+    return idx;
+  }
+}
+
+const u8 = (a: Uint32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+function copyOut<T extends Uint32Array | Float64Array>(buf: Buffer, at: number, Ctor: new (n: number) => T, n: number): T {
+  const out = new Ctor(n);
+  new Uint8Array(out.buffer).set(buf.subarray(at, at + n * out.BYTES_PER_ELEMENT));
+  return out;
+}

@@ -1,0 +1,85 @@
+/**
+ * asof as a real child process (`node --import tsx src/cli/main.ts serve`), for
+ * tests that kill it. Every child started here is remembered so `killAll` (in
+ * an `after` hook) leaves no process behind, whatever the test did.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const live = new Set<ChildProcess>();
+
+export async function freePort(): Promise<number> {
+  const srv = createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+export interface ChildServer {
+  url: string;
+  proc: ChildProcess;
+  /** stdout (pino JSON lines) and stderr so far. */
+  output(): string;
+  /** Sends SIGKILL (or `signal`) and waits for the exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Resolves once GET /readyz answers 200; rejects if the process exits first or `timeoutMs` passes. */
+  ready(timeoutMs?: number): Promise<void>;
+}
+
+export async function startChild(dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
+  const port = await freePort();
+  const grpcPort = await freePort();
+  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), GRPC_PORT: String(grpcPort), ASOF_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const exited = () => proc.exitCode !== null || proc.signalCode !== null;
+  return {
+    url,
+    proc,
+    output: () => out,
+    async kill(signal = 'SIGKILL') {
+      if (exited()) return;
+      const done = once(proc, 'exit');
+      proc.kill(signal);
+      await done;
+    },
+    async ready(timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (exited()) throw new Error(`asof exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${out}`);
+        if (Date.now() > deadline) throw new Error(`asof not ready after ${timeoutMs} ms:\n${out}`);
+        const ok = await fetch(`${url}/readyz`).then(
+          (r) => r.status === 200,
+          () => false,
+        );
+        if (ok) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+}
+
+/** Kills every child still running (use in `after`). */
+export async function killAll(): Promise<void> {
+  await Promise.all(
+    [...live].map(async (p) => {
+      const done = once(p, 'exit');
+      p.kill('SIGKILL');
+      await done;
+    }),
+  );
+}

@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FrameIndex, KeyIndex } from '../../src/engine/indexes.js';
+
+test('key index: offsets survive serialisation (large values, unicode keys), and adds after a load append to loaded keys', () => {
+  const idx = new KeyIndex();
+  const want = new Map<string, number[]>();
+  const add = (k: string, o: number) => {
+    idx.add(k, o);
+    want.set(k, [...(want.get(k) ?? []), o]);
+  };
+  let o = 0;
+  for (let i = 0; i < 5000; i++) add(`k${i % 700}`, o++);
+  add('ünï ☃', 2 ** 40);
+  add('ünï ☃', 2 ** 52 + 7);
+  add('1', 127);
+  add('1', 128);
+  add('1', 16384);
+  const loaded = KeyIndex.deserialize(idx.serialize());
+  for (const [k, v] of want) assert.deepEqual([...loaded.offsetsOf(k)], v, k);
+  assert.equal(loaded.entries, idx.entries);
+  loaded.add('k3', 2 ** 53 - 1);
+  loaded.add('new', 9);
+  want.set('k3', [...want.get('k3')!, 2 ** 53 - 1]);
+  want.set('new', [9]);
+  const again = KeyIndex.deserialize(loaded.serialize());
+  for (const [k, v] of want) assert.deepEqual([...again.offsetsOf(k)], v, k);
+  assert.deepEqual(again.offsetsOf('absent'), []);
+  const bytes = idx.serialize();
+  assert.throws(() => KeyIndex.deserialize(bytes.subarray(0, bytes.length - 1)), /end early|bytes/);
+});
+
+test('frame index: entries survive serialisation and find() maps an offset to its frame', () => {
+  const f = new FrameIndex();
+  let pos = 0;
+  for (let i = 0; i < 3000; i++) {
+    f.push({ firstOffset: i * 3, count: 3, schemaVersion: 1 + (i % 2), commitTime: 1700000000000 + i, pos, length: 100 + i });
+    pos += 100 + i;
+  }
+  const g = FrameIndex.deserialize(f.serialize());
+  assert.equal(g.size, 3000);
+  assert.equal(g.endPos, pos);
+  assert.deepEqual(g.get(1234), f.get(1234));
+  assert.equal(g.find(3 * 1234 + 2), 1234);
+  assert.equal(g.find(0), 0);
+});
+
+test('a numeric key index answers canonical key strings, keeps keys beyond 2^53 as strings, and survives serialisation', () => {
+  const idx = new KeyIndex(true);
+  idx.add(5, 0);
+  idx.add(-3, 1);
+  idx.add('9007199254740993', 2);
+  idx.add('5', 3); // a canonical string is the same key as its number
+  idx.add(0, 4);
+  const check = (i: KeyIndex) => {
+    assert.deepEqual([...i.offsetsOf('5')], [0, 3]);
+    assert.deepEqual([...i.offsetsOf('-3')], [1]);
+    assert.deepEqual([...i.offsetsOf('9007199254740993')], [2]);
+    assert.deepEqual([...i.offsetsOf('0')], [4]);
+    assert.deepEqual([...i.offsetsOf('05')], [], 'not a canonical key');
+  };
+  check(idx);
+  check(KeyIndex.deserialize(idx.serialize(), true));
+});
