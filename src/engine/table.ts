@@ -14,7 +14,8 @@ import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
 import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
 import { ChangelogFile, FILE_START, type ResumePoint } from './log.js';
-import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
+import { FrameIndex, KeyIndex } from './indexes.js';
+import { planGroup } from './plan.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import type { Row, TableSchema } from './schema.js';
 
@@ -229,54 +230,9 @@ export class Table {
     }
   }
 
-  /**
-   * Turns a group of requests into changelog records against the current state:
-   * log tables append +I; pk tables write +I, -U/+U or -D (nothing for deleting
-   * an absent key). `counts[i]` is how many records request i wrote.
-   */
-  private plan(group: Pending[]): { changes: Uint8Array; rows: Row[]; keys?: IndexKey[]; counts: number[] } {
-    const s = this.schema;
-    if (s.kind !== 'pk') {
-      const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
-      return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.indexKeyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
-    }
-    const overlay = new Map<string, Row | null>();
-    const changes: number[] = [];
-    const rows: Row[] = [];
-    const keys: string[] = [];
-    const counts: number[] = [];
-    const push = (change: number, row: Row, key: string): void => {
-      changes.push(change);
-      rows.push(row);
-      keys.push(key);
-    };
-    for (const p of group) {
-      const before = rows.length;
-      for (const row of p.rows) {
-        const key = s.keyOf(row);
-        const old = overlay.has(key) ? overlay.get(key)! : this.state.get(key);
-        if (p.op === 'delete') {
-          if (old) {
-            push(ChangeType.DELETE, old, key);
-            overlay.set(key, null);
-          }
-        } else if (old) {
-          push(ChangeType.UPDATE_BEFORE, old, key);
-          push(ChangeType.UPDATE_AFTER, row, key);
-          overlay.set(key, row);
-        } else {
-          push(ChangeType.INSERT, row, key);
-          overlay.set(key, row);
-        }
-      }
-      counts.push(rows.length - before);
-    }
-    return { changes: Uint8Array.from(changes), rows, keys, counts };
-  }
-
   private async commitGroup(group: Pending[]): Promise<void> {
     const pk = this.schema.kind === 'pk';
-    const { changes, rows, keys, counts } = this.plan(group);
+    const { changes, rows, keys, counts } = planGroup(this.schema, this.state, group);
     const commitTime = Math.max(this.opts.now(), this.lastCommitTime);
     const firstOffset = this.nextOffset;
     try {
