@@ -81,7 +81,12 @@ export interface ResumePoint {
   offset: number;
   /** Commit time of the last frame before it (frames after it may not go back). */
   commitTime: number;
+  /** The last frame before `pos`, as the snapshot recorded it: its header must match the file's. */
+  lastFrame?: FrameMeta;
 }
+
+/** The snapshot's last frame is not in the file as recorded: the snapshot belongs to another changelog. */
+export class SnapshotMismatch extends Error {}
 
 export const FILE_START: ResumePoint = { pos: 0, offset: 0, commitTime: -Infinity };
 
@@ -108,6 +113,15 @@ export class ChangelogFile {
     if (size < from.pos) {
       await fh.close();
       throw new Error(`changelog ${path} has ${size} bytes but the snapshot covers ${from.pos} bytes (offsets below ${from.offset}): acknowledged records are missing`);
+    }
+    if (from.lastFrame) {
+      const f = from.lastFrame;
+      const h = Buffer.alloc(HEADER_BYTES);
+      await fh.read(h, 0, HEADER_BYTES, f.pos);
+      if (h.readUInt32LE(0) !== FRAME_MAGIC || HEADER_BYTES + h.readUInt32LE(8) !== f.length || Number(h.readBigInt64LE(16)) !== f.firstOffset || h.readUInt32LE(24) !== f.count || h.readDoubleLE(32) !== f.commitTime) {
+        await fh.close();
+        throw new SnapshotMismatch(`the frame at byte ${f.pos} of ${path} is not the one the snapshot recorded`);
+      }
     }
     const report: RecoveryReport = { frames: 0, records: 0, cutBytes: 0 };
     const CHUNK = 16 << 20;

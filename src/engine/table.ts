@@ -14,8 +14,9 @@ import { makeVector, type Vector } from 'apache-arrow';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
 import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
-import { ChangelogFile, FILE_START, type ResumePoint } from './log.js';
-import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
+import { ChangelogFile, FILE_START, SnapshotMismatch, type ResumePoint } from './log.js';
+import { FrameIndex, KeyIndex } from './indexes.js';
+import { planGroup } from './plan.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import type { Row, TableSchema } from './schema.js';
 
@@ -121,8 +122,8 @@ export class Table {
    */
   private async recover(): Promise<void> {
     const started = performance.now();
-    let from: ResumePoint = FILE_START;
     const snap = await readSnapshot(this.snapshotPath, this.schema);
+    let opened: Awaited<ReturnType<typeof ChangelogFile.open>> | undefined;
     if (snap && 'damaged' in snap) {
       this.logger.warn({ table: this.name, reason: snap.damaged }, `snapshot unusable (${snap.damaged}); replaying the whole changelog`);
     } else if (snap) {
@@ -132,19 +133,37 @@ export class Table {
       this.nextOffset = snap.offset;
       this.lastCommitTime = snap.lastCommitTime;
       this.snapshotAt = { offset: snap.offset, frames: snap.frames.size };
-      from = { pos: snap.logBytes, offset: snap.offset, commitTime: snap.frames.size ? snap.lastCommitTime : -Infinity };
+      const lastFrame = snap.frames.size ? snap.frames.get(snap.frames.size - 1) : undefined;
+      opened = await this.openLog({ pos: snap.logBytes, offset: snap.offset, commitTime: lastFrame ? snap.lastCommitTime : -Infinity, lastFrame }).catch((e) => {
+        if (!(e instanceof SnapshotMismatch)) throw e;
+        // The changelog is the source of truth: a snapshot that does not match it is ignored.
+        this.logger.warn({ table: this.name, reason: e.message }, `snapshot unusable (${e.message}); replaying the whole changelog`);
+        this.state.clear();
+        this.frames = new FrameIndex();
+        this.keyIndex = new KeyIndex(this.schema.numericKey);
+        this.nextOffset = 0;
+        this.lastCommitTime = 0;
+        this.snapshotAt = { offset: 0, frames: 0 };
+        return undefined;
+      });
     }
-    const { log, report } = await ChangelogFile.open(join(this.dir, 'changelog.log'), from, (meta, payload) => {
+    const { log, report } = opened ?? (await this.openLog(FILE_START));
+    const from = opened ? this.snapshotAt.offset : 0;
+    this.log = log;
+    if (report.cutBytes > 0) {
+      this.logger.warn({ table: this.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: this.nextOffset }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
+    }
+    this.logger.info({ table: this.name, records: this.nextOffset, frames: this.frames.size, fromSnapshot: from, replayed: report.records, ms: Math.round(performance.now() - started) }, 'table recovered');
+  }
+
+  /** Opens the changelog at `from`, replaying each frame after it into the indexes and state. */
+  private openLog(from: ResumePoint): ReturnType<typeof ChangelogFile.open> {
+    return ChangelogFile.open(join(this.dir, 'changelog.log'), from, (meta, payload) => {
       this.frames.push(meta);
       this.nextOffset = meta.firstOffset + meta.count;
       this.lastCommitTime = meta.commitTime;
       this.replayFrame(meta.firstOffset, payload);
     });
-    this.log = log;
-    if (report.cutBytes > 0) {
-      this.logger.warn({ table: this.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: this.nextOffset }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
-    }
-    this.logger.info({ table: this.name, records: this.nextOffset, frames: this.frames.size, fromSnapshot: from.offset, replayed: report.records, ms: Math.round(performance.now() - started) }, 'table recovered');
   }
 
   /**
@@ -236,54 +255,9 @@ export class Table {
     }
   }
 
-  /**
-   * Turns a group of requests into changelog records against the current state:
-   * log tables append +I; pk tables write +I, -U/+U or -D (nothing for deleting
-   * an absent key). `counts[i]` is how many records request i wrote.
-   */
-  private plan(group: Pending[]): { changes: Uint8Array; rows: Row[]; keys?: IndexKey[]; counts: number[] } {
-    const s = this.schema;
-    if (s.kind !== 'pk') {
-      const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
-      return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.indexKeyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
-    }
-    const overlay = new Map<string, Row | null>();
-    const changes: number[] = [];
-    const rows: Row[] = [];
-    const keys: string[] = [];
-    const counts: number[] = [];
-    const push = (change: number, row: Row, key: string): void => {
-      changes.push(change);
-      rows.push(row);
-      keys.push(key);
-    };
-    for (const p of group) {
-      const before = rows.length;
-      for (const row of p.rows) {
-        const key = s.keyOf(row);
-        const old = overlay.has(key) ? overlay.get(key)! : this.state.get(key);
-        if (p.op === 'delete') {
-          if (old) {
-            push(ChangeType.DELETE, old, key);
-            overlay.set(key, null);
-          }
-        } else if (old) {
-          push(ChangeType.UPDATE_BEFORE, old, key);
-          push(ChangeType.UPDATE_AFTER, row, key);
-          overlay.set(key, row);
-        } else {
-          push(ChangeType.INSERT, row, key);
-          overlay.set(key, row);
-        }
-      }
-      counts.push(rows.length - before);
-    }
-    return { changes: Uint8Array.from(changes), rows, keys, counts };
-  }
-
   private async commitGroup(group: Pending[]): Promise<void> {
     const pk = this.schema.kind === 'pk';
-    const { changes, rows, keys, counts } = this.plan(group);
+    const { changes, rows, keys, counts } = planGroup(this.schema, this.state, group);
     const commitTime = Math.max(this.opts.now(), this.lastCommitTime);
     const firstOffset = this.nextOffset;
     try {

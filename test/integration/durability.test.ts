@@ -283,6 +283,30 @@ describe('snapshots', () => {
     }
   });
 
+  test('a snapshot that belongs to another changelog is ignored: the changelog wins', async () => {
+    const [mine, other] = [await tempDir(), await tempDir()];
+    try {
+      const a = await openEngine(mine.path);
+      await history(a.engine);
+      await write(a.engine, 'accounts', [{ id: 7, name: 'only here' }]);
+      const want = await image(a.engine);
+      await a.engine.close();
+      const b = await openEngine(other.path);
+      await b.engine.defineTable('accounts', ACCOUNTS);
+      await b.engine.defineTable('events', EVENTS);
+      for (let i = 0; i < 5; i++) await write(b.engine, 'accounts', [{ id: 1000 + i, name: 'elsewhere' }]);
+      await b.engine.close();
+      await copyFile(snapPath(other.path, 'accounts'), snapPath(mine.path, 'accounts'));
+      const again = await openEngine(mine.path);
+      assert.ok(again.lines.some((l) => l.level === 'warn' && l.obj.table === 'accounts' && /snapshot unusable \(the frame at byte/.test(l.msg ?? '')), JSON.stringify(again.lines));
+      assert.deepEqual(await image(again.engine), want);
+      await again.engine.close();
+    } finally {
+      await mine.cleanup();
+      await other.cleanup();
+    }
+  });
+
   test('damage to a frame before the snapshot is an error when read, never a wrong answer', async () => {
     const dir = await tempDir();
     try {

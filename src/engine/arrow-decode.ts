@@ -1,0 +1,228 @@
+/**
+ * Arrow IPC streams → canonical values and rows: the changelog on replay and
+ * reads, snapshots, and Arrow request bodies. Decoding fills columns a batch
+ * lacks (added later) with null.
+ */
+import * as A from 'apache-arrow';
+import { isAscii } from 'node:buffer';
+import { VectorLoader } from 'apache-arrow/visitor/vectorloader';
+import { CHANGE_COLUMN } from './arrow-schema.js';
+import type { ColumnType } from './types.js';
+import type { CompiledColumn, Row } from './schema.js';
+import { rowCodeFor } from './row-code.js';
+
+/** One decoded commit: change types and rows in canonical form. */
+export interface DecodedBatch {
+  changes: Int8Array;
+  rows: Row[];
+}
+
+/**
+ * One Arrow IPC stream (schema + one record batch) → the batch.
+ *
+ * Streams we wrote are read by a short path: the schema message is the same
+ * bytes for every frame of a schema version, so it is parsed once and looked
+ * up by those bytes; the batch message is decoded and its buffers loaded
+ * directly. Arrow's general reader (stream sniffing, iterators) cost ~30 us a
+ * frame warm and several times that cold, which dominated replaying small
+ * frames. Anything unexpected falls back to the general reader.
+ */
+export function decodeIpc(bytes: Uint8Array): StoredBatch {
+  const batch = decodeOwnStream(bytes);
+  if (batch) return batch;
+  const batches = A.RecordBatchReader.from(bytes).readAll();
+  if (batches.length !== 1) throw new Error(`expected one record batch, found ${batches.length}`);
+  const b = batches[0];
+  return { numRows: b.numRows, column: (name) => b.getChild(name)?.data[0] };
+}
+
+/** A stored batch as decoding needs it: no Arrow RecordBatch is built (its constructor cost more than the rest). */
+export interface StoredBatch {
+  numRows: number;
+  column(name: string): A.Data | undefined;
+}
+
+const schemas = new Map<string, A.Schema>();
+
+/** An IPC message at `pos`: continuation marker, metadata length, flatbuffer metadata (8-byte padded). */
+function messageAt(bytes: Uint8Array, pos: number): { meta: Uint8Array; next: number } | undefined {
+  if (pos + 8 > bytes.length) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset + pos, 8);
+  const len = view.getInt32(4, true);
+  if (view.getInt32(0, true) !== -1 || len <= 0 || pos + 8 + len > bytes.length) return undefined;
+  return { meta: bytes.subarray(pos + 8, pos + 8 + len), next: pos + 8 + len };
+}
+
+function decodeOwnStream(bytes: Uint8Array): StoredBatch | undefined {
+  // Buffers are used in place as typed arrays, which need their natural alignment (8 for int64).
+  if (bytes.byteOffset % 8 !== 0) bytes = bytes.slice();
+  const s = messageAt(bytes, 0);
+  if (!s) return undefined;
+  const key = Buffer.from(s.meta.buffer, s.meta.byteOffset, s.meta.byteLength).toString('latin1');
+  let schema = schemas.get(key);
+  if (!schema) {
+    const m = A.Message.decode(s.meta);
+    if (!m.isSchema() || m.bodyLength !== 0) return undefined;
+    schema = m.header();
+    if (schema.dictionaries.size > 0) return undefined;
+    if (schemas.size >= 256) schemas.delete(schemas.keys().next().value!);
+    schemas.set(key, schema);
+  }
+  const b = messageAt(bytes, s.next);
+  if (!b) return undefined;
+  const msg = A.Message.decode(b.meta);
+  if (!msg.isRecordBatch()) return undefined;
+  const end = b.next + Number(msg.bodyLength);
+  // What follows must be the end of the stream: nothing, or the end-of-stream marker.
+  if (end !== bytes.length && !(end + 8 === bytes.length && new DataView(bytes.buffer, bytes.byteOffset + end, 8).getInt32(4, true) === 0)) return undefined;
+  const header = msg.header();
+  const children: A.Data[] = new VectorLoader(bytes.subarray(b.next, end), header.nodes, header.buffers, new Map(), msg.version).visitMany(schema.fields);
+  const fields = schema.fields;
+  return {
+    numRows: Number(header.length),
+    column(name) {
+      for (let i = 0; i < fields.length; i++) if (fields[i].name === name) return children[i];
+      return undefined;
+    },
+  };
+}
+
+/**
+ * Decodes a stored batch into canonical rows shaped by `columns` (the current
+ * schema): a column the batch lacks reads as null. `only` limits the columns.
+ */
+export function decodeBatch(batch: StoredBatch, columns: CompiledColumn[], only?: Set<string>): DecodedBatch {
+  const n = batch.numRows;
+  const cols = only ? columns.filter((c) => only.has(c.name)) : columns;
+  const { changes, values } = decodeValues(batch, cols);
+  const code = only ? undefined : rowCodeFor(columns);
+  if (code) return { changes, rows: code.build(values, n) };
+  const rows: Row[] = new Array(n);
+  for (let i = 0; i < n; i++) rows[i] = {};
+  cols.forEach((c, j) => {
+    const vals = values[j];
+    for (let i = 0; i < n; i++) rows[i][c.name] = vals[i];
+  });
+  return { changes, rows };
+}
+
+/**
+ * Change types and canonical values, one array per column of `columns`, no
+ * rows built (replay builds only the rows it keeps). A column the batch lacks
+ * reads as null.
+ */
+export function decodeValues(batch: StoredBatch, columns: CompiledColumn[]): { changes: Int8Array; values: unknown[][] } {
+  const n = batch.numRows;
+  const changes = (batch.column(CHANGE_COLUMN)!.values as Int8Array).subarray(0, n);
+  const values = columns.map((c) => {
+    const data = batch.column(c.name);
+    return data ? decodeData(c.type, data) : new Array(n).fill(null);
+  });
+  return { changes, values };
+}
+
+/** An Arrow column → canonical values (null where invalid). */
+export function decodeColumn(t: ColumnType, vec: A.Vector): unknown[] {
+  return vec.data.length === 1 ? decodeData(t, vec.data[0]) : decodeSlow(t, vec);
+}
+
+function decodeData(t: ColumnType, data: A.Data): unknown[] {
+  return (data.offset === 0 ? decodeFlat(t, data) : undefined) ?? decodeSlow(t, new A.Vector([data]));
+}
+
+function decodeSlow(t: ColumnType, vec: A.Vector): unknown[] {
+  const n = vec.length;
+  const out: unknown[] = new Array(n);
+  const hasNulls = vec.nullCount > 0;
+  for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
+  return out;
+}
+
+/**
+ * Scalar columns read straight from their buffers (replay decodes every
+ * record it applies; Arrow's per-value `get` was most of that time).
+ * Undefined for types this does not handle; the caller then uses `get`.
+ */
+function decodeFlat(t: ColumnType, d: A.Data): unknown[] | undefined {
+  const n = d.length;
+  const bitmap = d.nullCount > 0 ? d.nullBitmap : undefined;
+  const out: unknown[] = new Array(n);
+  const values = d.values as ArrayLike<unknown> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number };
+  switch (t.kind) {
+    case 'int32':
+    case 'float32':
+    case 'float64':
+      for (let i = 0; i < n; i++) out[i] = values[i];
+      break;
+    case 'bool': {
+      const bits = values as Uint8Array;
+      for (let i = 0; i < n; i++) out[i] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
+      break;
+    }
+    case 'int64':
+    case 'timestamp': {
+      if (!(values instanceof BigInt64Array)) return undefined;
+      const halves = new Int32Array(values.buffer, values.byteOffset, n * 2);
+      for (let i = 0; i < n; i++) {
+        const hi = halves[2 * i + 1];
+        // |hi| < 2^21 means a safe integer: no BigInt needed.
+        out[i] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
+      }
+      break;
+    }
+    case 'string':
+    case 'json': {
+      const offsets = d.valueOffsets as Int32Array;
+      const bytes = values as Uint8Array;
+      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      if (isAscii(buf)) {
+        // One string for the column, then substrings: short ones are copies; long ones are
+        // sliced from it, which would pin the whole column in memory, so those are copied out.
+        const all = buf.toString('latin1');
+        for (let i = 0; i < n; i++) {
+          const a = offsets[i];
+          const b = offsets[i + 1];
+          out[i] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
+        }
+      } else {
+        for (let i = 0; i < n; i++) out[i] = buf.toString('utf8', offsets[i], offsets[i + 1]);
+      }
+      if (t.kind === 'json') for (let i = 0; i < n; i++) if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[i] = JSON.parse(out[i] as string);
+      break;
+    }
+    default:
+      return undefined;
+  }
+  if (bitmap) for (let i = 0; i < n; i++) if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[i] = null;
+  return out;
+}
+
+function fromArrowValue(t: ColumnType, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  switch (t.kind) {
+    case 'int64': {
+      const b = v as bigint;
+      return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+    }
+    case 'timestamp':
+      return Number(v);
+    case 'json':
+      return JSON.parse(v as string);
+    case 'vector':
+      return Array.from((v as A.Vector).toArray() as Float32Array);
+    case 'list': {
+      const vec = v as A.Vector;
+      const out: unknown[] = [];
+      for (let i = 0; i < vec.length; i++) out.push(vec.isValid(i) ? fromArrowValue(t.item, vec.get(i)) : null);
+      return out;
+    }
+    case 'struct': {
+      const s = v as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
+      for (const f of t.fields) out[f.name] = fromArrowValue(f.type, s[f.name]);
+      return out;
+    }
+    default:
+      return v;
+  }
+}

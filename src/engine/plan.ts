@@ -1,0 +1,60 @@
+/**
+ * Group commit's first step: a group of write requests → the changelog records
+ * they make against the current state, in request order. Log tables append +I;
+ * pk tables write +I for a new key, -U (old row) then +U for an existing one,
+ * -D (old row) for a delete, and nothing for deleting an absent key. Later
+ * requests in the group see the earlier ones (an overlay), never the state
+ * itself changed: the state changes only once the records are durable.
+ */
+import { ChangeType } from './arrow-schema.js';
+import type { IndexKey } from './indexes.js';
+import type { Row, TableSchema } from './schema.js';
+import type { WriteOp } from './table.js';
+
+export interface Planned {
+  changes: Uint8Array;
+  rows: Row[];
+  /** Key-index key of each record; undefined when the table has no key columns. pk tables: the canonical key string. */
+  keys?: IndexKey[];
+  /** Records each request wrote, in request order. */
+  counts: number[];
+}
+
+export function planGroup(s: TableSchema, state: ReadonlyMap<string, Row>, group: { rows: Row[]; op: WriteOp }[]): Planned {
+  if (s.kind !== 'pk') {
+    const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
+    return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.indexKeyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
+  }
+  const overlay = new Map<string, Row | null>();
+  const changes: number[] = [];
+  const rows: Row[] = [];
+  const keys: string[] = [];
+  const counts: number[] = [];
+  const push = (change: number, row: Row, key: string): void => {
+    changes.push(change);
+    rows.push(row);
+    keys.push(key);
+  };
+  for (const p of group) {
+    const before = rows.length;
+    for (const row of p.rows) {
+      const key = s.keyOf(row);
+      const old = overlay.has(key) ? overlay.get(key)! : state.get(key);
+      if (p.op === 'delete') {
+        if (old) {
+          push(ChangeType.DELETE, old, key);
+          overlay.set(key, null);
+        }
+      } else if (old) {
+        push(ChangeType.UPDATE_BEFORE, old, key);
+        push(ChangeType.UPDATE_AFTER, row, key);
+        overlay.set(key, row);
+      } else {
+        push(ChangeType.INSERT, row, key);
+        overlay.set(key, row);
+      }
+    }
+    counts.push(rows.length - before);
+  }
+  return { changes: Uint8Array.from(changes), rows, keys, counts };
+}
