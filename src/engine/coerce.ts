@@ -32,6 +32,11 @@ export function coercer(type: ColumnType, path: string): Coerce {
         return bad(`expected int64, got ${describe(v)}`);
       };
     case 'float32':
+      // Rounded to 32 bits here, once: the value served right after the write must equal the one read back from the changelog.
+      return (v) => {
+        const f = typeof v === 'number' ? Math.fround(v) : NaN;
+        return Number.isFinite(f) ? f : bad(`expected float32, got ${describe(v)}${typeof v === 'number' && Number.isFinite(v) ? ' (out of float32 range)' : ''}`);
+      };
     case 'float64':
       return (v) => (typeof v === 'number' && Number.isFinite(v) ? v : bad(`expected ${type.kind}, got ${describe(v)}`));
     case 'string':

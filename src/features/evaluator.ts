@@ -281,7 +281,14 @@ function insertSorted(list: unknown[][], v: unknown[]): void {
 
 /** bigint → decimal string, so states survive JSON. Everything else is already JSON-safe. */
 function jsonSafe(v: unknown): unknown {
-  return typeof v === 'bigint' ? v.toString() : v === undefined ? null : v;
+  if (v === undefined) return null;
+  if (typeof v === 'bigint') return v.toString();
+  if (v === null || typeof v !== 'object') return v;
+  // Lists and structs may hold int64 values beyond 2^53 too.
+  if (Array.isArray(v)) return v.some((x) => typeof x === 'bigint' || (x !== null && typeof x === 'object')) ? v.map(jsonSafe) : v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) out[k] = jsonSafe(x);
+  return out;
 }
 
 /**

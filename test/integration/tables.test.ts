@@ -201,4 +201,6 @@ test('schema evolution: a nullable column added at the end is instant; old recor
   await check(reopened);
   assert.equal((await reopened.req('GET', '/tables/evo')).body.schemaVersion, 2, 'definitions survive restarts');
   await reopened.destroy();
+  // destroy() leaves a folder it was given; this one is ours.
+  await (await import('node:fs/promises')).rm(asof.dataDir, { recursive: true, force: true });
 });
