@@ -19,7 +19,7 @@
  *  56  u32  CRC-32 of bytes 8..56 and all sections
  *  60  u32  reserved (0)
  */
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
@@ -135,8 +135,4 @@ export async function readSnapshot(path: string, schema: TableSchema): Promise<S
   } catch (e) {
     return { damaged: `undecodable: ${(e as Error).message}` };
   }
-}
-
-export async function removeSnapshot(path: string): Promise<void> {
-  await unlink(path).catch(() => undefined);
 }
