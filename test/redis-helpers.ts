@@ -4,8 +4,6 @@
  * a spare port for tests that stop, flush or restart Redis.
  */
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 
 export const SHARED_REDIS_URL = process.env.ASOF_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -52,15 +50,8 @@ export async function deletePrefix(url: string, prefix: string): Promise<void> {
   }
 }
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as { port: number };
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
+import { freePort } from './child-server.js';
+export { freePort };
 
 export const redisServerInstalled = (): boolean => spawnSync('redis-server', ['--version']).status === 0;
 
