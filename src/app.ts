@@ -34,7 +34,7 @@ export interface Asof {
 }
 
 export async function buildServices(
-  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> & Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery'>>,
+  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> & Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb'>>,
   logger: Logger,
   now: () => number = Date.now,
 ): Promise<Services> {
@@ -46,7 +46,7 @@ export async function buildServices(
   // A replica materializes nothing: it serves what the primaries write to the shared store.
   if (registry.role === 'primary') await materializer.start();
   registry.startMirrorSync(1000);
-  const online = new OnlineService(registry, onlineStore, materializer, now);
+  const online = new OnlineService(registry, onlineStore, materializer, now, (config.lookupCacheMb ?? 64) * 1024 * 1024);
   const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
   const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now);
   return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, logger, now };

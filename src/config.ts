@@ -37,6 +37,8 @@ export const ConfigSchema = z.object({
   maxUploadBytes: z.coerce.number().int().positive().default(4 * 1024 ** 3),
   /** Snapshot a table once replaying its changelog since the last snapshot would cost about this many records. */
   snapshotEvery: z.coerce.number().int().positive().default(200_000),
+  /** Memory for recent online evaluations and their rendered answers, MiB (entities not written since their last lookup are answered from it); 0 turns it off. */
+  lookupCacheMb: z.coerce.number().int().min(0).default(64),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -58,6 +60,7 @@ const ENV: Record<keyof Config, string> = {
   offlineMemoryMb: 'ASOF_OFFLINE_MEMORY_MB',
   maxUploadBytes: 'ASOF_MAX_UPLOAD_BYTES',
   snapshotEvery: 'ASOF_SNAPSHOT_EVERY',
+  lookupCacheMb: 'ASOF_LOOKUP_CACHE_MB',
 };
 
 /** `--grpc-port` ↔ `grpcPort`. */

@@ -223,6 +223,34 @@ export class ViewEvaluator {
     return out;
   }
 
+  /**
+   * The last time (epoch ms, inclusive) through which `evaluate(state, t')`
+   * answers exactly what `evaluate(state, t)` does, for every t' from t on:
+   * readers may reuse an evaluation until then. Infinity when only a new
+   * record can change the answer. Views with aggregates answer t: their
+   * windows slide every millisecond.
+   */
+  stableUntil(state: EntityState | undefined, t: number): number {
+    if (!state) return Infinity;
+    if (this.hasAggregates) return t;
+    let until = Infinity;
+    let version = state.b;
+    if (!this.isPk) {
+      // The next version to become visible ends the answer a millisecond before it does.
+      if (version && version[0] > t) {
+        until = version[0] - 1;
+        version = undefined;
+      }
+      for (const v of state.f ?? []) {
+        if (v[0] > t) until = Math.min(until, v[0] - 1);
+        else if (newer(v[0], v[1], version)) version = v;
+      }
+    }
+    // A version inside the ttl at t leaves it after eventTime + ttl.
+    if (this.ttlMs !== undefined && version && version[0] >= t - this.ttlMs) until = Math.min(until, version[0] + this.ttlMs);
+    return until;
+  }
+
   /** Canonical value → its JSON form for this feature (timestamps RFC 3339). */
   toJson(i: number, value: unknown): unknown {
     return value === null || value === undefined ? null : toJsonValue(this.features[i].type, value);

@@ -10,7 +10,7 @@
 import { formatTimestamp, toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
-import type { Evaluation, Plan } from '../online/service.js';
+import type { EntityEval, Evaluation, Plan } from '../online/service.js';
 
 /** Per plan: the text of each feature's key, and how to write each value. */
 export interface Fragments {
@@ -52,51 +52,69 @@ function valueWriter(type: ColumnType): (v: unknown) => string {
   }
 }
 
-// Reused between calls (rendering is synchronous): joined into one flat string, which the socket writes faster than a rope of pieces.
-const parts: string[] = [];
+/** The rendered body parts of recent evaluations (single-view plans), with the fragments they were rendered for. */
+const rendered = new WeakMap<EntityEval, { frags: Fragments; text: string }>();
 
 /** One entity's answer (`EntityFeatures`) as JSON text. `token` is the token's JSON text. */
 export function renderEntity(entity: unknown, e: Evaluation, i: number, frags: Fragments, token: string): string {
+  return '{"entity":' + (JSON.stringify(entity) ?? 'null') + ',' + renderBody(e, i, frags) + ',"token":' + token + '}';
+}
+
+/**
+ * `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i. With one
+ * view in the plan the text follows from the entity's shared evaluation alone,
+ * so it is kept with it and rendered once for as long as the evaluation holds.
+ */
+function renderBody(e: Evaluation, i: number, frags: Fragments): string {
+  if (e.plan.groups.length !== 1) return renderFresh(e, i, frags);
+  const entry = e.entries[i];
+  const hit = rendered.get(entry);
+  if (hit !== undefined && hit.frags === frags) return hit.text;
+  const text = renderFresh(e, i, frags);
+  rendered.set(entry, { frags, text });
+  return text;
+}
+
+function renderFresh(e: Evaluation, i: number, frags: Fragments): string {
   const nf = frags.keys.length;
   const base = i * nf;
-  parts.length = 2 * nf;
+  const keys = frags.keys;
   let allPresent = true;
   let sameTime = true;
   const t0 = e.eventTimes[base] ?? null;
+  let features = '"features":{';
   for (let f = 0; f < nf; f++) {
-    parts[2 * f] = frags.keys[f];
-    parts[2 * f + 1] = frags.value[f](e.values[base + f]);
+    features += keys[f] + frags.value[f](e.values[base + f]);
     if (e.statuses[base + f] !== 'PRESENT') allPresent = false;
     if ((e.eventTimes[base + f] ?? null) !== t0) sameTime = false;
   }
-  const features = parts.join('');
-  let statuses = frags.allPresent;
-  if (!allPresent) {
-    for (let f = 0; f < nf; f++) parts[2 * f + 1] = STATUS_JSON[e.statuses[base + f]];
-    statuses = parts.join('');
+  let statuses: string;
+  if (allPresent) statuses = frags.allPresent;
+  else {
+    statuses = '';
+    for (let f = 0; f < nf; f++) statuses += keys[f] + STATUS_JSON[e.statuses[base + f]];
   }
-  let times: string;
+  let times = '';
   if (sameTime) {
     // Features of one view usually share one event time: format it once.
     const t = t0 === null ? 'null' : `"${isoTime(t0)}"`;
-    times = frags.keys.join(t) + t;
+    for (let f = 0; f < nf; f++) times += keys[f] + t;
   } else {
     let lastMs = NaN;
     let lastText = 'null';
     for (let f = 0; f < nf; f++) {
       const ms = e.eventTimes[base + f] ?? null;
-      if (ms === null) parts[2 * f + 1] = 'null';
+      if (ms === null) times += keys[f] + 'null';
       else {
         if (ms !== lastMs) {
           lastMs = ms;
           lastText = `"${isoTime(ms)}"`;
         }
-        parts[2 * f + 1] = lastText;
+        times += keys[f] + lastText;
       }
     }
-    times = parts.join('');
   }
-  return '{"entity":' + (JSON.stringify(entity) ?? 'null') + ',"features":{' + features + '},"statuses":{' + statuses + '},"eventTimes":{' + times + '},"token":' + token + '}';
+  return features + '},"statuses":{' + statuses + '},"eventTimes":{' + times + '}';
 }
 
 const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));

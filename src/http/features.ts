@@ -207,8 +207,14 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
   const planOf = (sel: FeatureSelection): Promise<Plan> => withRefresh(() => online.plan(sel));
 
   // Query strings seen before skip zod: the validated query and its selection are kept per raw query string.
-  const queries = new Map<string, { query: z.infer<typeof SelectionQuery>; selection: FeatureSelection }>();
-  const selectionOf = (req: FastifyRequest): { query: z.infer<typeof SelectionQuery>; selection: FeatureSelection } => {
+  interface Selected {
+    query: z.infer<typeof SelectionQuery>;
+    selection: FeatureSelection;
+  }
+  const queries = new Map<string, Selected>();
+  // The selection of each memoized query object, so the handler finds it without parsing the URL again.
+  const selections = new WeakMap<object, FeatureSelection>();
+  const selectedOf = (req: FastifyRequest): Selected => {
     const q = req.url.indexOf('?');
     const raw = q < 0 ? '' : req.url.slice(q + 1);
     let hit = queries.get(raw);
@@ -217,6 +223,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       hit = { query, selection: { features: query.features?.split(','), view: query.view, service: query.service } };
       if (queries.size >= 1000) queries.clear();
       queries.set(raw, hit);
+      selections.set(query, hit.selection);
     }
     return hit;
   };
@@ -233,10 +240,10 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       params: z.object({ entity: z.string() }),
       query: SelectionQuery,
       responses: { 200: EntityFeaturesSchema, 400: 'error', 404: 'error', 503: 'error' },
-      parse: (req) => ({ params: req.params as { entity: string }, query: selectionOf(req).query, body: undefined }),
+      parse: (req) => ({ params: req.params as { entity: string }, query: selectedOf(req).query, body: undefined }),
     },
-    (req, reply, { params }) => {
-      const sel = selectionOf(req).selection;
+    (_req, reply, { params, query }) => {
+      const sel = selections.get(query)!;
       const entities = [params.entity];
       void reply.type('application/json; charset=utf-8');
       const one = (e: Evaluation): string => renderEntity(params.entity, e, 0, fragmentsOf(e.plan), JSON.stringify(e.token));

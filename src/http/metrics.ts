@@ -11,12 +11,20 @@ interface Series {
   sumMs: number;
   buckets: number[];
 }
+/** Label text → series; found per request through `byRoute` without building the label text. */
 const requests = new Map<string, Series>();
+const byRoute = new Map<string, Map<string, Series>>();
 
 export function observeRequest(route: string, method: string, status: number, ms: number): void {
-  const key = `route="${route}",method="${method}",status="${status}"`;
-  let s = requests.get(key);
-  if (!s) requests.set(key, (s = { count: 0, sumMs: 0, buckets: new Array(BUCKETS_MS.length).fill(0) }));
+  let routeSeries = byRoute.get(route);
+  if (!routeSeries) byRoute.set(route, (routeSeries = new Map()));
+  const methodStatus = method + status;
+  let s = routeSeries.get(methodStatus);
+  if (!s) {
+    s = { count: 0, sumMs: 0, buckets: new Array(BUCKETS_MS.length).fill(0) };
+    routeSeries.set(methodStatus, s);
+    requests.set(`route="${route}",method="${method}",status="${status}"`, s);
+  }
   s.count++;
   s.sumMs += ms;
   for (let i = 0; i < BUCKETS_MS.length; i++) if (ms <= BUCKETS_MS[i]) s.buckets[i]++;
@@ -31,6 +39,9 @@ export function metricsText(services: Services): string {
     BUCKETS_MS.forEach((b, i) => out.push(`asof_http_request_duration_ms_bucket{${k},le="${b}"} ${s.buckets[i]}`));
     out.push(`asof_http_request_duration_ms_bucket{${k},le="+Inf"} ${s.count}`, `asof_http_request_duration_ms_sum{${k}} ${s.sumMs}`, `asof_http_request_duration_ms_count{${k}} ${s.count}`);
   }
+  const cache = services.online.cache;
+  out.push('# HELP asof_lookup_cache_total Online lookups of one entity in one view, answered from the lookup cache (hit) or evaluated afresh (miss).', '# TYPE asof_lookup_cache_total counter');
+  out.push(`asof_lookup_cache_total{result="hit"} ${cache.hits}`, `asof_lookup_cache_total{result="miss"} ${cache.misses}`);
   out.push('# HELP asof_table_records Changelog records per table.', '# TYPE asof_table_records gauge');
   const tables = services.engine.list();
   for (const t of tables) out.push(`asof_table_records{table="${t.name}"} ${t.latestOffset + 1}`);

@@ -5,7 +5,7 @@
  */
 import type { EntityState } from '../features/evaluator.js';
 import { pack, unpack } from './packed.js';
-import { WatermarkConflict, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
+import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
 
 interface Space {
   rows: Map<string, string>;
@@ -18,17 +18,23 @@ export class EmbeddedOnlineStore implements OnlineStore {
   private readonly spaces = new Map<string, Space>();
 
   async read(ns: string, keys: string[]): Promise<OnlineRead> {
-    return this.readSync(ns, keys);
+    const { encoded, watermark } = this.readEncodedSync(ns, keys);
+    return { states: encoded.map((p) => (p === undefined ? undefined : this.decode(p))), watermark };
   }
 
-  readSync(ns: string, keys: string[]): OnlineRead {
+  async readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
+    return this.readEncodedSync(ns, keys);
+  }
+
+  readEncodedSync(ns: string, keys: string[]): EncodedRead {
     const s = this.spaces.get(ns);
-    const states = new Array<EntityState | undefined>(keys.length);
-    for (let i = 0; i < keys.length; i++) {
-      const p = s?.rows.get(keys[i]);
-      states[i] = p === undefined ? undefined : (unpack(p) as EntityState);
-    }
-    return { states, watermark: s ? s.watermark : null };
+    const encoded = new Array<string | undefined>(keys.length);
+    for (let i = 0; i < keys.length; i++) encoded[i] = s?.rows.get(keys[i]);
+    return { encoded, watermark: s ? s.watermark : null };
+  }
+
+  decode(encoded: string): EntityState {
+    return unpack(encoded) as EntityState;
   }
 
   async meta(ns: string): Promise<NamespaceMeta | undefined> {

@@ -14,7 +14,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { EntityState } from '../features/evaluator.js';
 import type { Logger } from '../logger.js';
-import { WatermarkConflict, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
+import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
 
 /** Hash fields of a namespace (FORMAT.md). Entity fields are `e:<key>`, so no key can collide with these. */
 export const F_WATERMARK = '_w';
@@ -118,17 +118,23 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   async read(ns: string, keys: string[]): Promise<OnlineRead> {
+    const { encoded, watermark } = await this.readEncoded(ns, keys);
+    return { states: encoded.map((v) => (v === undefined ? undefined : this.decode(v))), watermark };
+  }
+
+  decode(encoded: string): EntityState {
+    return JSON.parse(encoded) as EntityState;
+  }
+
+  async readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
     const fields = new Array<string>(keys.length + 1);
     fields[0] = F_WATERMARK;
     for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
     // Lookups use the reader (short timeout); bulk reads (the materializer's, per commit) the writer's patience.
     const got = await (keys.length > BULK_READ_KEYS ? this.redis : this.reader).hmget(this.key(ns), ...fields);
-    const states = new Array<EntityState | undefined>(keys.length);
-    for (let i = 0; i < keys.length; i++) {
-      const v = got[i + 1];
-      states[i] = v === null || v === undefined ? undefined : (JSON.parse(v) as EntityState);
-    }
-    return { states, watermark: got[0] === null ? null : Number(got[0]) };
+    const encoded = new Array<string | undefined>(keys.length);
+    for (let i = 0; i < keys.length; i++) encoded[i] = got[i + 1] ?? undefined;
+    return { encoded, watermark: got[0] === null ? null : Number(got[0]) };
   }
 
   async meta(ns: string): Promise<NamespaceMeta | undefined> {

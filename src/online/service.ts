@@ -7,6 +7,13 @@
  * per selection until the registry changes), `evaluate` reads the store once
  * per view and evaluates every entity. The embedded store answers
  * synchronously (`evaluateSync`), which the REST fast path uses.
+ *
+ * Serving reads states encoded, as the store holds them, and keeps recent
+ * evaluations by their encoding (`LookupCache`): an entity not written since
+ * its last lookup skips decoding and evaluating, for as long as the
+ * evaluator says the answer holds (`stableUntil`: ttl expiry, a future
+ * version becoming visible; never across a millisecond for windows). A write
+ * changes the encoding, so nothing needs invalidating.
  */
 import { AsofError } from '../errors.js';
 import type { Token } from '../engine/engine.js';
@@ -14,10 +21,10 @@ import type { CompiledColumn } from '../engine/schema.js';
 import { formatTimestamp, fromText } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
-import type { FeatureStatus, ViewEvaluator } from '../features/evaluator.js';
+import type { EntityState, Evaluated, FeatureStatus, ViewEvaluator } from '../features/evaluator.js';
 import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
 import { namespaceOf, type Materializer } from './materializer.js';
-import type { OnlineRead, OnlineStore } from './store.js';
+import type { OnlineStore } from './store.js';
 
 export interface FeatureSelection {
   features?: string[];
@@ -48,6 +55,17 @@ export interface OnlineAnswer {
   at: number;
 }
 
+/**
+ * One view's evaluation of one entity, shared between requests for as long as
+ * it holds: never change one. Adapters may keep what they derive from it
+ * (rendered text) keyed by its identity.
+ */
+export interface EntityEval extends Evaluated {
+  /** The evaluation answers reads at times (epoch ms) in [from, until]. */
+  readonly from: number;
+  readonly until: number;
+}
+
 /** The features of one view within a plan. */
 interface ViewGroup {
   def: FeatureViewDef;
@@ -57,6 +75,8 @@ interface ViewGroup {
   /** Positions in the plan's feature list, and the matching feature indexes in the view. */
   positions: number[];
   indexes: number[];
+  /** The evaluation of an entity the view has no state for (the same at every time). */
+  absent: EntityEval;
 }
 
 /** A resolved selection, reusable across requests while the registry does not change. */
@@ -83,20 +103,89 @@ export interface Evaluation {
   eventTimes: (number | null)[];
   /** The changelog positions the values reflect (the same for every entity of a request). */
   token: Token;
+  /** Entity e's evaluation by the plan's view group g is at e * groups + g. */
+  entries: EntityEval[];
 }
 
 const PLAN_CACHE_MAX = 1000;
 
+/**
+ * Recent evaluations by (namespace, encoded state), within a memory budget:
+ * two generations, the younger filled until it holds half the budget, then
+ * the older dropped; a hit in the older moves up. Near LRU at the cost of two
+ * map lookups on a miss.
+ */
+export class LookupCache {
+  private young = new Map<string, Map<string, EntityEval>>();
+  private old = new Map<string, Map<string, EntityEval>>();
+  private youngBytes = 0;
+  /** Lookups answered from the cache, and evaluated afresh; for /metrics. */
+  hits = 0;
+  misses = 0;
+
+  /** `budgetBytes` 0 disables the cache. */
+  constructor(private readonly budgetBytes: number) {}
+
+  get(ns: string, encoded: string, at: number): EntityEval | undefined {
+    let hit = this.young.get(ns)?.get(encoded);
+    if (hit === undefined) {
+      hit = this.old.get(ns)?.get(encoded);
+      if (hit === undefined) {
+        this.misses++;
+        return undefined;
+      }
+      this.old.get(ns)!.delete(encoded);
+      this.add(ns, encoded, hit);
+    }
+    if (at >= hit.from && at <= hit.until) {
+      this.hits++;
+      return hit;
+    }
+    this.misses++;
+    return undefined;
+  }
+
+  set(ns: string, encoded: string, ev: EntityEval): void {
+    if (this.budgetBytes > 0) this.add(ns, encoded, ev);
+  }
+
+  clear(): void {
+    this.young = new Map();
+    this.old = new Map();
+    this.youngBytes = 0;
+  }
+
+  private add(ns: string, encoded: string, ev: EntityEval): void {
+    let m = this.young.get(ns);
+    if (!m) this.young.set(ns, (m = new Map()));
+    m.set(encoded, ev);
+    // An estimate: the encoding, the decoded values and (the usual adapter use) their rendered text.
+    this.youngBytes += 2 * encoded.length + 200 + 160 * ev.values.length;
+    if (this.youngBytes > this.budgetBytes / 2) {
+      this.old = this.young;
+      this.young = new Map();
+      this.youngBytes = 0;
+    }
+  }
+}
+
 export class OnlineService {
   private readonly plans = new Map<string, Plan>();
   private readonly bySelection = new WeakMap<FeatureSelection, Plan>();
+  /** Recent evaluations by encoded state (see the file comment). */
+  readonly cache: LookupCache;
+  private cacheRevision = -1;
 
   constructor(
     private readonly registry: FeatureRegistry,
     private readonly store: OnlineStore,
     private readonly materializer: Materializer,
     private readonly now: () => number,
-  ) {}
+    /** Memory for recent evaluations (LookupCache); 0 turns it off. */
+    cacheBytes = 64 * 1024 * 1024,
+  ) {
+    this.cache = new LookupCache(cacheBytes);
+  }
 
   /** Resolves a selection into features with their types (404/400 on unknown names). */
   resolve(sel: FeatureSelection): ServedFeature[] {
@@ -126,6 +215,11 @@ export class OnlineService {
 
   private buildPlan(sel: FeatureSelection): Plan {
     const revision = this.registry.revision;
+    // Redefinitions use new namespaces, so cached evaluations could not be hit anyway; drop them rather than let them age out.
+    if (revision !== this.cacheRevision) {
+      this.cache.clear();
+      this.cacheRevision = revision;
+    }
     const resolved = this.registry.resolve(sel);
     const groups = new Map<string, ViewGroup>();
     const features = resolved.map((r, pos): ServedFeature => {
@@ -133,7 +227,8 @@ export class OnlineService {
       if (!g) {
         const def = this.registry.view(r.view);
         const ev = this.registry.evaluator(def);
-        groups.set(r.view, (g = { def, ev, ns: namespaceOf(def), entityColumn: ev.schema.byName.get(def.entity)!, positions: [], indexes: [] }));
+        const absent = entityEval(ev.evaluate(undefined, 0), -Infinity, Infinity);
+        groups.set(r.view, (g = { def, ev, ns: namespaceOf(def), entityColumn: ev.schema.byName.get(def.entity)!, positions: [], indexes: [], absent }));
       }
       g.positions.push(pos);
       g.indexes.push(r.index);
@@ -158,15 +253,16 @@ export class OnlineService {
    * undefined when it cannot (then call `evaluate`).
    */
   evaluateSync(entities: unknown[], plan: Plan): Evaluation | undefined {
-    if (!this.store.readSync || plan.revision !== this.registry.revision) return undefined;
+    if (!this.store.readEncodedSync || plan.revision !== this.registry.revision) return undefined;
     const at = this.now();
     const out = newEvaluation(plan, at, entities.length);
-    for (const g of plan.groups) {
+    for (let gi = 0; gi < plan.groups.length; gi++) {
+      const g = plan.groups[gi];
       const runner = this.checkRunner(g);
       if (!runner) return undefined;
-      const read = this.store.readSync(g.ns, this.keysOf(g, entities));
-      this.checkRead(g, read, runner);
-      fill(out, g, read, entities.length);
+      const read = this.store.readEncodedSync(g.ns, this.keysOf(g, entities));
+      this.checkRead(g, read.watermark, runner);
+      this.fill(out, gi, read.encoded, read.watermark);
     }
     return out;
   }
@@ -187,7 +283,7 @@ export class OnlineService {
         // Bad entity keys are the caller's 400, not a store failure: convert them before the read.
         const keys = this.keysOf(g, entities);
         try {
-          return await this.store.read(g.ns, keys);
+          return await this.store.readEncoded(g.ns, keys);
         } catch (e) {
           throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `the online store (${this.store.kind}) is unavailable: ${(e as Error).message}`, { store: this.store.kind, view: g.def.name });
         }
@@ -200,10 +296,34 @@ export class OnlineService {
         // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
         return this.evaluate(entities, plan, true);
       }
-      this.checkRead(g, reads[i], runner);
-      fill(out, g, reads[i], entities.length);
+      this.checkRead(g, reads[i].watermark, runner);
+      this.fill(out, i, reads[i].encoded, reads[i].watermark);
     }
     return out;
+  }
+
+  /** Evaluates plan group `gi` for every entity from its encoded states, reusing cached evaluations. */
+  private fill(out: Evaluation, gi: number, encoded: (string | undefined)[], watermark: number | null): void {
+    const plan = out.plan;
+    const g = plan.groups[gi];
+    const ng = plan.groups.length;
+    const at = out.at;
+    // Several views over one table read it at possibly different positions; the token names the oldest.
+    const source = g.def.source;
+    const w = watermark ?? -1;
+    out.token[source] = out.token[source] === undefined ? w : Math.min(out.token[source], w);
+    for (let e = 0; e < encoded.length; e++) {
+      const enc = encoded[e];
+      let r: EntityEval | undefined = enc === undefined ? g.absent : this.cache.get(g.ns, enc, at);
+      if (r === undefined) {
+        const state: EntityState = this.store.decode(enc!);
+        const until = g.ev.stableUntil(state, at);
+        r = entityEval(g.ev.evaluate(state, at), at, until);
+        // An answer that changes the next millisecond (windows) is not worth keeping.
+        if (until > at) this.cache.set(g.ns, enc!, r);
+      }
+      out.entries[e * ng + gi] = r;
+    }
   }
 
   /** 503 while the view's runner is failing or rebuilding. Returns the runner, or null for views this process does not materialize. */
@@ -216,13 +336,13 @@ export class OnlineService {
   }
 
   /** A read whose watermark is behind what this process wrote means the store lost data: 503, and the runner rebuilds. */
-  private checkRead(g: ViewGroup, read: OnlineRead, runner: ReturnType<Materializer['runner']> | null): void {
+  private checkRead(g: ViewGroup, watermark: number | null, runner: ReturnType<Materializer['runner']> | null): void {
     if (runner) {
-      if (read.watermark === null || read.watermark < runner.applied) {
+      if (watermark === null || watermark < runner.applied) {
         runner.check();
         throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `the online store (${this.store.kind}) lost the state of feature view "${g.def.name}"; it is being rebuilt from the changelog`, { store: this.store.kind, view: g.def.name });
       }
-    } else if (read.watermark === null) {
+    } else if (watermark === null) {
       throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `the online store (${this.store.kind}) holds no state for feature view "${g.def.name}" (not materialized yet, or being rebuilt by the primary)`, { store: this.store.kind, view: g.def.name });
     }
   }
@@ -236,27 +356,63 @@ export class OnlineService {
 
 const countGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 : 0) + (sel.view ? 1 : 0) + (sel.service ? 1 : 0);
 
-function newEvaluation(plan: Plan, at: number, entities: number): Evaluation {
-  const n = entities * plan.features.length;
-  return { plan, at, values: new Array(n), statuses: new Array(n), eventTimes: new Array(n), token: {} };
+/** Built by one literal so that every EntityEval shares one hidden class. */
+function entityEval(r: Evaluated, from: number, until: number): EntityEval {
+  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until };
 }
 
-function fill(out: Evaluation, g: ViewGroup, read: OnlineRead, entities: number): void {
-  const nf = out.plan.features.length;
-  const source = g.def.source;
-  // Several views over one table read it at possibly different positions; the token names the oldest.
-  const w = read.watermark ?? -1;
-  out.token[source] = out.token[source] === undefined ? w : Math.min(out.token[source], w);
-  for (let e = 0; e < entities; e++) {
-    const r = g.ev.evaluate(read.states[e], out.at);
-    const base = e * nf;
-    for (let k = 0; k < g.positions.length; k++) {
-      const idx = g.indexes[k];
-      const at = base + g.positions[k];
-      out.values[at] = r.values[idx];
-      out.statuses[at] = r.statuses[idx];
-      out.eventTimes[at] = r.eventTimes[idx];
+function newEvaluation(plan: Plan, at: number, entities: number): Evaluation {
+  return new PlanEvaluation(plan, at, entities);
+}
+
+/**
+ * An Evaluation whose flat arrays are gathered from the entries when first
+ * asked for: a renderer that finds an entry's text already made never needs them.
+ */
+class PlanEvaluation implements Evaluation {
+  readonly token: Token = {};
+  readonly entries: EntityEval[];
+  private flat?: { values: unknown[]; statuses: FeatureStatus[]; eventTimes: (number | null)[] };
+
+  constructor(
+    readonly plan: Plan,
+    readonly at: number,
+    private readonly entities: number,
+  ) {
+    this.entries = new Array(entities * plan.groups.length);
+  }
+
+  get values(): unknown[] {
+    return (this.flat ??= this.gather()).values;
+  }
+
+  get statuses(): FeatureStatus[] {
+    return (this.flat ??= this.gather()).statuses;
+  }
+
+  get eventTimes(): (number | null)[] {
+    return (this.flat ??= this.gather()).eventTimes;
+  }
+
+  private gather(): NonNullable<PlanEvaluation['flat']> {
+    const { groups, features } = this.plan;
+    const nf = features.length;
+    const n = this.entities * nf;
+    const out = { values: new Array<unknown>(n), statuses: new Array<FeatureStatus>(n), eventTimes: new Array<number | null>(n) };
+    for (let e = 0; e < this.entities; e++) {
+      for (let gi = 0; gi < groups.length; gi++) {
+        const r = this.entries[e * groups.length + gi];
+        const g = groups[gi];
+        for (let k = 0; k < g.positions.length; k++) {
+          const idx = g.indexes[k];
+          const pos = e * nf + g.positions[k];
+          out.values[pos] = r.values[idx];
+          out.statuses[pos] = r.statuses[idx];
+          out.eventTimes[pos] = r.eventTimes[idx];
+        }
+      }
     }
+    return out;
   }
 }
 
@@ -277,8 +433,15 @@ export function toObjects(entities: unknown[], e: Evaluation): EntityFeatures[] 
   });
 }
 
+/** Integer text that is already the canonical key (no sign, zeros or digits beyond what a double holds exactly). */
+const CANONICAL_INT = /^(?:0|-?[1-9]\d{0,14})$/;
+
 /** An entity as given (JSON value, or text from a URL) → the canonical key string of the view's entity column. */
 function entityKey(col: CompiledColumn, entity: unknown, i: number): string {
+  if (typeof entity === 'string') {
+    const kind = col.type.kind;
+    if (kind === 'string' || (kind === 'int64' && CANONICAL_INT.test(entity)) || (kind === 'int32' && entity.length <= 10 && CANONICAL_INT.test(entity) && Math.abs(Number(entity)) <= 2147483647)) return entity;
+  }
   const v = typeof entity === 'string' || typeof entity === 'number' ? fromText(col.type, entity) : entity;
   try {
     const c = col.coerce(v);

@@ -27,11 +27,26 @@ export interface OnlineRead {
   watermark: number | null;
 }
 
+/**
+ * States as the store holds them, not decoded: `decode` turns one into its
+ * `EntityState`. Serving reads this way, so equal encodings (an entity not
+ * written since the last lookup) can reuse an earlier evaluation.
+ */
+export interface EncodedRead {
+  encoded: (string | undefined)[];
+  watermark: number | null;
+}
+
 export interface OnlineStore {
   readonly kind: string;
+  /** Decoded states, fresh objects the caller may change (the materializer applies records to them). */
   read(namespace: string, keys: string[]): Promise<OnlineRead>;
+  /** The same read, encoded. */
+  readEncoded(namespace: string, keys: string[]): Promise<EncodedRead>;
   /** In-process stores answer synchronously (the serving fast path); others leave this out. */
-  readSync?(namespace: string, keys: string[]): OnlineRead;
+  readEncodedSync?(namespace: string, keys: string[]): EncodedRead;
+  /** One encoded state → a fresh `EntityState`. */
+  decode(encoded: string): EntityState;
   /** The namespace's watermark and lineage; undefined when it does not exist. */
   meta(namespace: string): Promise<NamespaceMeta | undefined>;
   /** (Re)creates a namespace empty: no states, watermark -1, the given lineage. */

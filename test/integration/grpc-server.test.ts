@@ -108,9 +108,9 @@ describe('the gRPC server: status mapping, reflection, shutdown', () => {
   test('an online store that fails answers UNAVAILABLE (retriable), on asof.v1 and Feast alike', async () => {
     // Without the synchronous fast path every read goes to the (failing) asynchronous one.
     const store = asof.services.onlineStore;
-    const { read, readSync } = store;
-    store.readSync = undefined;
-    store.read = async () => {
+    const { readEncoded, readEncodedSync } = store;
+    store.readEncodedSync = undefined;
+    store.readEncoded = async () => {
       throw new Error('connection refused');
     };
     try {
@@ -120,8 +120,8 @@ describe('the gRPC server: status mapping, reflection, shutdown', () => {
       const f = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['v:x'] }, entities: { id: { val: [{ string_val: 'a' }] } } });
       assert.equal(f.err?.code, grpc.status.UNAVAILABLE);
     } finally {
-      store.read = read;
-      store.readSync = readSync;
+      store.readEncoded = readEncoded;
+      store.readEncodedSync = readEncodedSync;
     }
   });
 

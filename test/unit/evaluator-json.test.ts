@@ -77,6 +77,7 @@ test('rendered JSON text equals JSON.stringify of the objects, for every type, s
       statuses: Array.from({ length: n }, () => (r() < 0.6 ? 'PRESENT' : pick(STATUSES))),
       eventTimes: Array.from({ length: n }, () => (shared !== undefined ? shared : pick([null, 0, 1767225600000, 1767225600999]))),
       token: { src: Math.floor(r() * 1000) - 1 },
+      entries: [],
     };
     const objects = toObjects(entities, e);
     const frags = fragmentsOf(plan);

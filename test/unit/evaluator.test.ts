@@ -279,3 +279,63 @@ test('int64 values beyond 2^53 survive the state and come back as strings; withi
   st = ev.apply(packed, { offset: 1, change: 0, commitTime: T0, row: { id: 'e', ts: T0, big: 12 } }, T0);
   assert.deepEqual(ev.evaluate(st, T0).values.map((v, i) => ev.toJson(i, v)), [12, 12]);
 });
+
+// ------------------------------------------------------------------ stableUntil
+
+describe('stableUntil: how long an evaluation may be reused', () => {
+  /** Times worth probing after t: the next ms, every event time, ttl boundary and window edge near it, and far out. */
+  const candidates = (t: number, events: Ev[]): number[] => {
+    const out = [t, t + 1, t + 2 * 86_400_000];
+    for (const e of events) for (const d of [0, 45 * MIN]) out.push(e.et + d - 1, e.et + d, e.et + d + 1);
+    return out.filter((x) => x >= t).sort((a, b) => a - b);
+  };
+  const same = (a: ReturnType<ViewEvaluator['evaluate']>, b: ReturnType<ViewEvaluator['evaluate']>): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+  for (const ttl of [undefined, '45m'] as const) {
+    test(`log view of column features${ttl ? ', ttl 45m' : ''}: the answer holds through stableUntil and changes the ms after`, () => {
+      const ev = new ViewEvaluator(view(LOG_FEATURES.slice(0, 2), ttl), LOG);
+      for (const seed of [11, 12, 13]) {
+        const events = generateLog(seed, 60);
+        const records = events.map(toRecord);
+        let state: EntityState | undefined;
+        for (let i = 0; i < records.length; i++) {
+          // The materializer applies at commit time; reads come at or after it, while future versions wait in the state.
+          state = ev.apply(state, records[i], records[i].commitTime);
+          const t = records[i].commitTime + (i % 3) * 20_000;
+          const until = ev.stableUntil(state, t);
+          assert.ok(until >= t, 'an answer holds at least at the time it was made');
+          const at = ev.evaluate(state, t);
+          for (const t2 of candidates(t, events)) {
+            if (t2 > until) break;
+            assert.ok(same(ev.evaluate(state, t2), at), `seed ${seed}, record ${i}: the answer at ${t} changed at ${t2} <= stableUntil ${until}`);
+          }
+          if (Number.isFinite(until)) assert.ok(!same(ev.evaluate(state, until + 1), at), `seed ${seed}, record ${i}: stableUntil ${until} is not the last ms of the answer`);
+        }
+      }
+    });
+  }
+
+  test('pk view with ttl: until the version leaves the ttl; without ttl, forever; an absent entity, forever', () => {
+    const cols = [{ name: 'balance', column: 'balance' }];
+    const withTtl = new ViewEvaluator(view(cols, '1h'), PK);
+    const noTtl = new ViewEvaluator(view(cols), PK);
+    const rec: SourceRecord = { offset: 4, change: ChangeType.INSERT, commitTime: T0, row: { id: 'k', updated: T0 - 10 * MIN, balance: 3 } };
+    const s = withTtl.apply(undefined, rec, T0)!;
+    assert.equal(withTtl.stableUntil(s, T0), T0 + 50 * MIN);
+    assert.equal(withTtl.evaluate(s, T0 + 50 * MIN).statuses[0], 'PRESENT');
+    assert.equal(withTtl.evaluate(s, T0 + 50 * MIN + 1).statuses[0], 'OUTSIDE_MAX_AGE');
+    // Once outside the ttl it stays outside: nothing but a new record changes it.
+    assert.equal(withTtl.stableUntil(s, T0 + 50 * MIN + 1), Infinity);
+    assert.equal(noTtl.stableUntil(noTtl.apply(undefined, rec, T0), T0), Infinity);
+    assert.equal(withTtl.stableUntil(undefined, T0), Infinity);
+  });
+
+  test('views with aggregates hold only at the time they were made', () => {
+    const ev = new ViewEvaluator(view(LOG_FEATURES), LOG);
+    const records = generateLog(21, 20).map(toRecord);
+    let state: EntityState | undefined;
+    for (const r of records) state = ev.apply(state, r, r.commitTime);
+    const t = records[records.length - 1].commitTime;
+    assert.equal(ev.stableUntil(state, t), t);
+  });
+});
