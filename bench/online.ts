@@ -46,16 +46,21 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 // ---------------------------------------------------------------- bare server
 
-/** The reference: a bare Fastify app whose routes return fixed bytes. */
+/**
+ * The reference: a bare Fastify app whose routes return fixed bytes, as
+ * ready-made buffers (the cheapest way to send them: no encoding per request).
+ */
 async function bare(port: number, bodiesFile: string): Promise<void> {
   const { default: Fastify } = await import('fastify');
   const bodies = JSON.parse(await readFile(bodiesFile, 'utf8')) as { one: string; batch: string };
+  const one = Buffer.from(bodies.one);
+  const batch = Buffer.from(bodies.batch);
   const app = Fastify();
   app.get('/features/:entity', (_req, reply) => {
-    void reply.type('application/json; charset=utf-8').send(bodies.one);
+    void reply.type('application/json; charset=utf-8').send(one);
   });
   app.post('/features', (_req, reply) => {
-    void reply.type('application/json; charset=utf-8').send(bodies.batch);
+    void reply.type('application/json; charset=utf-8').send(batch);
   });
   app.get('/readyz', async () => ({ status: 'ready' }));
   await app.listen({ port, host: '127.0.0.1' });

@@ -1,8 +1,13 @@
 /**
- * The JSON text of online lookups, written from precomputed fragments: the
- * lookup routes are the hot path (benchmarked against a bare route returning
- * the same bytes), and building objects for JSON.stringify, or gluing a
- * hundred small strings together, costs more than reading the store.
+ * The JSON of online lookups, written from precomputed fragments: the lookup
+ * routes are the hot path (benchmarked against a bare route returning the same
+ * bytes), and building objects for JSON.stringify, or gluing a hundred small
+ * strings together, costs more than reading the store.
+ *
+ * Answers are UTF-8 bytes, not strings: each entity's part is encoded once and
+ * kept with its shared evaluation, and an answer is those parts copied into
+ * one buffer. A string answer would be measured and transcoded again on every
+ * send, which for a 100-entity batch costs more than the lookups.
  *
  * Output is exactly what JSON.stringify would write for the same answer
  * (`toObjects` in online/service.ts); a unit test holds the two together.
@@ -10,7 +15,7 @@
 import { formatTimestamp, toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
-import type { EntityEval, Evaluation, Plan } from '../online/service.js';
+import type { Evaluation, Plan } from '../online/service.js';
 
 /** Per plan: the text of each feature's key, and how to write each value. */
 export interface Fragments {
@@ -52,27 +57,99 @@ function valueWriter(type: ColumnType): (v: unknown) => string {
   }
 }
 
-/** The rendered body parts of recent evaluations (single-view plans), with the fragments they were rendered for. */
-const rendered = new WeakMap<EntityEval, { frags: Fragments; text: string }>();
+/** The answer of `GET /features/{entity}`: one `EntityFeatures`. */
+export function renderOne(entity: unknown, e: Evaluation): Buffer {
+  const out = new Chunks();
+  writeEntity(out, entity, e, 0, fragmentsOf(e.plan), JSON.stringify(e.token));
+  return out.toBuffer();
+}
 
-/** One entity's answer (`EntityFeatures`) as JSON text. `token` is the token's JSON text. */
-export function renderEntity(entity: unknown, e: Evaluation, i: number, frags: Fragments, token: string): string {
-  return '{"entity":' + (JSON.stringify(entity) ?? 'null') + ',' + renderBody(e, i, frags) + ',"token":' + token + '}';
+/** The answer of `POST /features`: `{"results": [EntityFeatures, ...]}`. */
+export function renderMany(entities: unknown[], e: Evaluation): Buffer {
+  const out = new Chunks();
+  const frags = fragmentsOf(e.plan);
+  const token = JSON.stringify(e.token);
+  out.text('{"results":[');
+  for (let i = 0; i < entities.length; i++) {
+    if (i) out.text(',');
+    writeEntity(out, entities[i], e, i, frags, token);
+  }
+  out.text(']}');
+  return out.toBuffer();
+}
+
+function writeEntity(out: Chunks, entity: unknown, e: Evaluation, i: number, frags: Fragments, token: string): void {
+  out.text('{"entity":' + (JSON.stringify(entity) ?? 'null') + ',');
+  out.bytes(renderBody(e, i, frags));
+  out.text(',"token":' + token + '}');
 }
 
 /**
- * `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i. With one
- * view in the plan the text follows from the entity's shared evaluation alone,
- * so it is kept with it and rendered once for as long as the evaluation holds.
+ * Pieces of an answer, text and bytes, joined into one buffer at the end.
+ * Text between two byte pieces is gathered into one string first, and short
+ * ASCII text is copied by hand: a call into Node's encoder costs more than
+ * the few dozen bytes between two entities.
  */
-function renderBody(e: Evaluation, i: number, frags: Fragments): string {
-  if (e.plan.groups.length !== 1) return renderFresh(e, i, frags);
+class Chunks {
+  private readonly parts: (string | Buffer)[] = [];
+  private pending = '';
+  private length = 0;
+
+  text(s: string): void {
+    this.pending += s;
+  }
+
+  bytes(b: Buffer): void {
+    this.flush();
+    this.parts.push(b);
+    this.length += b.length;
+  }
+
+  toBuffer(): Buffer {
+    this.flush();
+    const out = Buffer.allocUnsafe(this.length);
+    let at = 0;
+    for (const p of this.parts) {
+      if (typeof p !== 'string') {
+        out.set(p, at);
+        at += p.length;
+      } else if (p.length <= 64 && isAscii(p)) {
+        for (let k = 0; k < p.length; k++) out[at++] = p.charCodeAt(k);
+      } else at += out.write(p, at);
+    }
+    return out;
+  }
+
+  private flush(): void {
+    if (!this.pending) return;
+    const s = this.pending;
+    this.parts.push(s);
+    this.length += s.length <= 64 && isAscii(s) ? s.length : Buffer.byteLength(s);
+    this.pending = '';
+  }
+}
+
+function isAscii(s: string): boolean {
+  for (let k = 0; k < s.length; k++) if (s.charCodeAt(k) > 0x7f) return false;
+  return true;
+}
+
+/**
+ * `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i, encoded.
+ * With one view in the plan it follows from the entity's shared evaluation
+ * alone, so it is kept with it and rendered once for as long as that holds.
+ */
+function renderBody(e: Evaluation, i: number, frags: Fragments): Buffer {
+  if (e.plan.groups.length !== 1) return Buffer.from(renderFresh(e, i, frags));
   const entry = e.entries[i];
-  const hit = rendered.get(entry);
-  if (hit !== undefined && hit.frags === frags) return hit.text;
+  const hit = entry.json as { frags: Fragments; bytes: Buffer } | undefined;
+  if (hit !== undefined && hit.frags === frags) return hit.bytes;
   const text = renderFresh(e, i, frags);
-  rendered.set(entry, { frags, text });
-  return text;
+  // Its own memory, not a slice of Node's shared pool: a kept slice would keep the whole pool slab alive.
+  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+  bytes.write(text);
+  entry.json = { frags, bytes };
+  return bytes;
 }
 
 function renderFresh(e: Evaluation, i: number, frags: Fragments): string {

@@ -15,7 +15,7 @@ import { AGG_FNS, type FeatureDef, type FeatureServiceDef, type FeatureViewDef }
 import { namespaceOf } from '../online/materializer.js';
 import type { Evaluation, FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
-import { fragmentsOf, renderEntity } from './features-json.js';
+import { renderMany, renderOne } from './features-json.js';
 import { parsePart, route } from './route.js';
 import { TokenSchema } from './tables.js';
 
@@ -246,7 +246,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       const sel = selections.get(query)!;
       const entities = [params.entity];
       void reply.type('application/json; charset=utf-8');
-      const one = (e: Evaluation): string => renderEntity(params.entity, e, 0, fragmentsOf(e.plan), JSON.stringify(e.token));
+      const one = (e: Evaluation): Buffer => renderOne(params.entity, e);
       let plan: Plan;
       try {
         plan = online.plan(sel);
@@ -274,12 +274,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     async (_req, reply, { body }) => {
       const plan = await planOf({ features: body.features, view: body.view, service: body.service });
       const e = online.evaluateSync(body.entities, plan) ?? (await online.evaluate(body.entities, plan));
-      const frags = fragmentsOf(e.plan);
-      const token = JSON.stringify(e.token);
-      const parts = new Array<string>(body.entities.length);
-      for (let i = 0; i < parts.length; i++) parts[i] = renderEntity(body.entities[i], e, i, frags, token);
       reply.type('application/json; charset=utf-8');
-      return `{"results":[${parts.join(',')}]}`;
+      return renderMany(body.entities, e);
     },
   );
 

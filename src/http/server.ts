@@ -2,7 +2,7 @@
  * The REST adapter: Fastify with the OpenAPI document generated from the
  * routes' zod schemas, one error shape, auth, health and metrics.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { timingSafeEqual } from 'node:crypto';
@@ -36,8 +36,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     bodyLimit: opts.maxBodyBytes,
     // Keep-alive connections from load balancers outlive Node's default of 5 s.
     keepAliveTimeout: 65_000,
-    // One line per request (onResponse below) instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: !perRequestLogs }),
     childLoggerFactory: (logger, bindings, childOpts) => (perRequestLogs ? logger.child(bindings, childOpts) : logger),
   });
 
@@ -85,9 +84,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   }
   // Callback style: no promise per request on the hot paths.
   app.addHook('onResponse', (req, reply, done) => {
-    const ms = reply.elapsedTime;
-    observeRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, ms);
-    if (perRequestLogs) req.log.info({ method: req.method, url: req.url, statusCode: reply.statusCode, ms }, 'request');
+    observeRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime);
     done();
   });
 

@@ -57,13 +57,17 @@ export interface OnlineAnswer {
 
 /**
  * One view's evaluation of one entity, shared between requests for as long as
- * it holds: never change one. Adapters may keep what they derive from it
- * (rendered text) keyed by its identity.
+ * it holds: never change its values.
  */
 export interface EntityEval extends Evaluated {
   /** The evaluation answers reads at times (epoch ms) in [from, until]. */
   readonly from: number;
   readonly until: number;
+  /**
+   * The REST renderer's encoded JSON of it, kept here rather than in a side
+   * table: one lookup less per entity on the hot path. Lives and dies with it.
+   */
+  json?: unknown;
 }
 
 /** The features of one view within a plan. */
@@ -358,7 +362,7 @@ const countGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 
 
 /** Built by one literal so that every EntityEval shares one hidden class. */
 function entityEval(r: Evaluated, from: number, until: number): EntityEval {
-  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until };
+  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until, json: undefined };
 }
 
 function newEvaluation(plan: Plan, at: number, entities: number): Evaluation {
