@@ -10,7 +10,7 @@
  */
 import { AsofError, type FieldIssue } from '../errors.js';
 import type { Token } from '../engine/engine.js';
-import { fromText, toJsonValue } from '../engine/schema.js';
+import { fromText, type CompiledColumn } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
 import type { Services } from '../services.js';
@@ -29,7 +29,7 @@ export interface FeastColumn {
   name: string;
   /** The type of the column's values (a feature's, or the entity key column's). */
   type: ColumnType;
-  /** One per entity row, in JSON form (timestamps RFC 3339); null unless PRESENT. */
+  /** One per entity row, canonical (see engine/schema.ts: timestamps epoch ms, int64 beyond 2^53 as decimal strings or bigints); null unless PRESENT. */
   values: unknown[];
   statuses: FeatureStatus[];
   /** Epoch ms of each value's event time; null where there is none (entity columns, NOT_FOUND). */
@@ -42,7 +42,7 @@ export interface FeastAnswer {
   token: Token;
 }
 
-type Deps = Pick<Services, 'online' | 'registry' | 'engine'>;
+type Deps = Pick<Services, 'online'>;
 
 const invalid = (message: string, issues: FieldIssue[]): AsofError => new AsofError('ASOF_INVALID_ARGUMENT', message, issues);
 
@@ -51,24 +51,24 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
   if (hasFeatures === Boolean(q.featureService)) {
     throw invalid('give exactly one of features and feature_service', [{ field: 'features', reason: 'give exactly one of features, feature_service' }]);
   }
-  const features = deps.online.resolve(hasFeatures ? { features: q.features } : { service: q.featureService });
+  const plan = deps.online.plan(hasFeatures ? { features: q.features } : { service: q.featureService });
+  const features = plan.features;
 
-  // Which entity column keys each feature's view, and that column's type.
-  const entityOf = new Map<string, { column: string; type: ColumnType; coerce: (v: unknown) => unknown }>();
-  for (const f of features) {
-    if (entityOf.has(f.view)) continue;
-    const def = deps.registry.view(f.view);
-    const col = deps.engine.table(def.source).schema.byName.get(def.entity)!;
-    entityOf.set(f.view, { column: def.entity, type: col.type, coerce: col.coerce });
-  }
+  // Which entity column keys each feature's view.
+  const entityOf = new Map<string, CompiledColumn>();
+  features.forEach((f, i) => {
+    if (entityOf.has(f.view)) return;
+    const ev = plan.evaluators[i];
+    entityOf.set(f.view, ev.schema.byName.get(ev.view.entity)!);
+  });
 
   const given = new Map(q.entities);
   if (given.size !== q.entities.length) throw invalid('an entity key column is given twice', [{ field: 'entities', reason: 'duplicate key column' }]);
-  const needed = [...new Set([...entityOf.values()].map((e) => e.column))];
+  const needed = [...new Set([...entityOf.values()].map((e) => e.name))];
   for (const [view, e] of entityOf) {
-    if (!given.has(e.column)) {
-      throw invalid(`feature view "${view}" is keyed by "${e.column}", which entities does not give (given: ${[...given.keys()].join(', ') || 'none'})`, [
-        { field: `entities.${e.column}`, reason: `required by feature view "${view}"` },
+    if (!given.has(e.name)) {
+      throw invalid(`feature view "${view}" is keyed by "${e.name}", which entities does not give (given: ${[...given.keys()].join(', ') || 'none'})`, [
+        { field: `entities.${e.name}`, reason: `required by feature view "${view}"` },
       ]);
     }
   }
@@ -99,32 +99,30 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     seen.set(names[i], f.ref);
   });
 
-  // One read per entity key column: the views keyed by it share the entity values.
+  // One evaluation per entity key column (the usual single column: the request's own plan), its values turned column-wise.
   const token: Token = {};
   const byRef = new Map<string, FeastColumn>();
   for (const column of needed) {
-    const refs = [...new Set(features.filter((f) => entityOf.get(f.view)!.column === column).map((f) => f.ref))];
-    const answer = await deps.online.get(given.get(column)!, { features: refs });
-    for (const f of answer.features) {
+    const sub = needed.length === 1 ? plan : deps.online.plan({ features: [...new Set(features.filter((f) => entityOf.get(f.view)!.name === column).map((f) => f.ref))] });
+    const entities = given.get(column)!;
+    const e = deps.online.evaluateSync(entities, sub) ?? (await deps.online.evaluate(entities, sub));
+    const nf = e.plan.features.length;
+    e.plan.features.forEach((f, p) => {
       const col: FeastColumn = { name: '', type: f.type, values: new Array(rows), statuses: new Array(rows), eventTimes: new Array(rows) };
-      answer.results.forEach((r, i) => {
-        col.values[i] = r.features[f.ref];
-        col.statuses[i] = r.statuses[f.ref];
-        const et = r.eventTimes[f.ref];
-        col.eventTimes[i] = et === null ? null : Date.parse(et);
-      });
+      for (let i = 0, k = p; i < rows; i++, k += nf) {
+        col.values[i] = e.values[k];
+        col.statuses[i] = e.statuses[k];
+        col.eventTimes[i] = e.eventTimes[k] ?? null;
+      }
       byRef.set(f.ref, col);
-    }
-    for (const r of answer.results) for (const [t, o] of Object.entries(r.token)) token[t] = Math.max(token[t] ?? -1, o);
+    });
+    for (const [t, o] of Object.entries(e.token)) token[t] = Math.max(token[t] ?? -1, o);
   }
 
   // Entity key columns answer the keys themselves, typed by the (first) view keyed by them.
   const columns: FeastColumn[] = needed.map((column) => {
-    const e = [...entityOf.values()].find((x) => x.column === column)!;
-    const values = given.get(column)!.map((v) => {
-      const canonical = e.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(e.type, v) : v);
-      return toJsonValue(e.type, canonical);
-    });
+    const e = [...entityOf.values()].find((x) => x.name === column)!;
+    const values = given.get(column)!.map((v) => e.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(e.type, v) : v));
     return { name: column, type: e.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };
   });
   features.forEach((f, i) => columns.push({ ...byRef.get(f.ref)!, name: names[i] }));
