@@ -8,7 +8,7 @@
  */
 import type { FeastAnswer } from '../feast/online.js';
 import { toFeastValue, type FeastValue } from '../feast/values.js';
-import { STATUS_NUMBER, writeTimestamp } from './online-wire.js';
+import { STATUS_NUMBER } from './online-wire.js';
 import { FIXED32, FIXED64, LEN, ProtoWriter, tagOf, VARINT } from './wire.js';
 
 /** feast.types.Value's fields: number, and how the value (or each list item) is written. */
@@ -153,7 +153,7 @@ export function encodeFeastAnswer(answer: FeastAnswer): Buffer {
     for (const t of c.eventTimes) {
       w.uint32(tagOf(3, LEN));
       const s = w.begin();
-      writeTimestamp(w, t ?? 0);
+      w.timestamp(t ?? 0);
       w.end(s);
     }
     w.end(vec);

@@ -139,6 +139,15 @@ export class ProtoWriter {
     this.pos += this.buf.write(s, this.pos, len, 'utf8');
   }
 
+  /** A google.protobuf.Timestamp's fields from epoch ms (seconds rounded down, the rest as nanos), both written even when zero. */
+  timestamp(ms: number): void {
+    const s = Math.floor(ms / 1000);
+    this.uint32(tagOf(1, VARINT));
+    this.int64(s);
+    this.uint32(tagOf(2, VARINT));
+    this.uint32((ms - s * 1000) * 1_000_000);
+  }
+
   /** Bytes as they are, without a length. */
   raw(bytes: Uint8Array): void {
     this.ensure(bytes.length);
@@ -271,6 +280,19 @@ export class ProtoReader {
 
   private need(n: number): void {
     if (this.pos + n > this.end) throw new Error('truncated fixed-size field');
+  }
+
+  /** A google.protobuf.Timestamp's fields → epoch ms (sub-millisecond nanos dropped). */
+  timestamp(): number {
+    let seconds = 0;
+    let nanos = 0;
+    while (this.pos < this.end) {
+      const tag = this.uint32();
+      if (tag === tagOf(1, VARINT)) seconds = Number(this.int64());
+      else if (tag === tagOf(2, VARINT)) nanos = this.uint32() | 0;
+      else this.skip(tag & 7);
+    }
+    return seconds * 1000 + Math.floor(nanos / 1_000_000);
   }
 
   skip(wire: number): void {

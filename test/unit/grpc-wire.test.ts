@@ -1,6 +1,6 @@
 /**
  * The hand-written protobuf of the online answers (src/grpc/wire.ts,
- * online-wire.ts, feast-wire.ts) against protobufjs and proto-loader, which
+ * value-wire.ts, online-wire.ts, feast-wire.ts) against protobufjs and proto-loader, which
  * the gRPC server used before: the same answer encoded both ways must decode
  * to the same message, for every column type, awkward values, status and
  * event time; requests encoded by proto-loader must read back as the same
