@@ -13,6 +13,7 @@ import type { Token } from '../engine/engine.js';
 import { fromText, type CompiledColumn } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
+import type { FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 
 export interface FeastQuery {
@@ -46,29 +47,75 @@ type Deps = Pick<Services, 'online'>;
 
 const invalid = (message: string, issues: FieldIssue[]): AsofError => new AsofError('ASOF_INVALID_ARGUMENT', message, issues);
 
+/** One entity key column of a request: the features it keys, and the plan that evaluates them. */
+interface KeyColumn {
+  column: CompiledColumn;
+  /** The first requested view keyed by it (named in errors). */
+  view: string;
+  /** Positions in the request's plan of the features it keys, in order. */
+  positions: number[];
+  /** Their selection when the request has more than one key column (else the request's own plan evaluates them). */
+  selection?: FeatureSelection;
+}
+
+/** What a request's answer looks like, from its plan and naming alone. */
+interface Layout {
+  keys: KeyColumn[];
+  /** The name each feature is answered under. */
+  names: string[];
+}
+
+/** Per plan: the layout with bare names, and with `view__feature` names. */
+const layouts = new WeakMap<Plan, [Layout | undefined, Layout | undefined]>();
+
+function layoutOf(plan: Plan, fullFeatureNames: boolean): Layout {
+  let both = layouts.get(plan);
+  if (!both) layouts.set(plan, (both = [undefined, undefined]));
+  const i = fullFeatureNames ? 1 : 0;
+  return (both[i] ??= buildLayout(plan, fullFeatureNames));
+}
+
+function buildLayout(plan: Plan, fullFeatureNames: boolean): Layout {
+  const features = plan.features;
+  const names = features.map((f) => (fullFeatureNames ? `${f.view}__${f.feature}` : f.feature));
+  const seen = new Map<string, string>();
+  features.forEach((f, i) => {
+    const other = seen.get(names[i]);
+    if (other !== undefined) {
+      throw invalid(
+        `feature names collide: "${other}" and "${f.ref}" are both answered as "${names[i]}"${fullFeatureNames ? '' : '; set full_feature_names to name them view__feature'}`,
+        [{ field: 'features', reason: `duplicate name "${names[i]}"` }],
+      );
+    }
+    seen.set(names[i], f.ref);
+  });
+  const keys = new Map<string, KeyColumn>();
+  features.forEach((f, i) => {
+    const ev = plan.evaluators[i];
+    const column = ev.schema.byName.get(ev.view.entity)!;
+    let k = keys.get(column.name);
+    if (!k) keys.set(column.name, (k = { column, view: f.view, positions: [] }));
+    k.positions.push(i);
+  });
+  if (keys.size > 1) for (const k of keys.values()) k.selection = Object.freeze({ features: k.positions.map((p) => features[p].ref) });
+  return { keys: [...keys.values()], names };
+}
+
 export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise<FeastAnswer> {
   const hasFeatures = (q.features?.length ?? 0) > 0;
   if (hasFeatures === Boolean(q.featureService)) {
     throw invalid('give exactly one of features and feature_service', [{ field: 'features', reason: 'give exactly one of features, feature_service' }]);
   }
   const plan = deps.online.plan(hasFeatures ? { features: q.features } : { service: q.featureService });
-  const features = plan.features;
-
-  // Which entity column keys each feature's view.
-  const entityOf = new Map<string, CompiledColumn>();
-  features.forEach((f, i) => {
-    if (entityOf.has(f.view)) return;
-    const ev = plan.evaluators[i];
-    entityOf.set(f.view, ev.schema.byName.get(ev.view.entity)!);
-  });
+  const { keys, names } = layoutOf(plan, q.fullFeatureNames);
 
   const given = new Map(q.entities);
   if (given.size !== q.entities.length) throw invalid('an entity key column is given twice', [{ field: 'entities', reason: 'duplicate key column' }]);
-  const needed = [...new Set([...entityOf.values()].map((e) => e.name))];
-  for (const [view, e] of entityOf) {
-    if (!given.has(e.name)) {
-      throw invalid(`feature view "${view}" is keyed by "${e.name}", which entities does not give (given: ${[...given.keys()].join(', ') || 'none'})`, [
-        { field: `entities.${e.name}`, reason: `required by feature view "${view}"` },
+  const needed = keys.map((k) => k.column.name);
+  for (const k of keys) {
+    if (!given.has(k.column.name)) {
+      throw invalid(`feature view "${k.view}" is keyed by "${k.column.name}", which entities does not give (given: ${[...given.keys()].join(', ') || 'none'})`, [
+        { field: `entities.${k.column.name}`, reason: `required by feature view "${k.view}"` },
       ]);
     }
   }
@@ -86,45 +133,27 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     }
   }
 
-  const names = features.map((f) => (q.fullFeatureNames ? `${f.view}__${f.feature}` : f.feature));
-  const seen = new Map<string, string>();
-  features.forEach((f, i) => {
-    const other = seen.get(names[i]);
-    if (other !== undefined) {
-      throw invalid(
-        `feature names collide: "${other}" and "${f.ref}" are both answered as "${names[i]}"${q.fullFeatureNames ? '' : '; set full_feature_names to name them view__feature'}`,
-        [{ field: 'features', reason: `duplicate name "${names[i]}"` }],
-      );
-    }
-    seen.set(names[i], f.ref);
-  });
-
-  // One evaluation per entity key column (the usual single column: the request's own plan), its values turned column-wise.
+  // Entity key columns first: the keys themselves, typed by their column. Then the features, evaluated once per key column and turned column-wise.
+  const columns = new Array<FeastColumn>(keys.length + names.length);
   const token: Token = {};
-  const byRef = new Map<string, FeastColumn>();
-  for (const column of needed) {
-    const sub = needed.length === 1 ? plan : deps.online.plan({ features: [...new Set(features.filter((f) => entityOf.get(f.view)!.name === column).map((f) => f.ref))] });
-    const entities = given.get(column)!;
+  for (let c = 0; c < keys.length; c++) {
+    const { column, positions, selection } = keys[c];
+    const entities = given.get(column.name)!;
+    const sub = selection ? deps.online.plan(selection) : plan;
     const e = deps.online.evaluateSync(entities, sub) ?? (await deps.online.evaluate(entities, sub));
+    const values = entities.map((v) => column.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(column.type, v) : v));
+    columns[c] = { name: column.name, type: column.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };
     const nf = e.plan.features.length;
-    e.plan.features.forEach((f, p) => {
-      const col: FeastColumn = { name: '', type: f.type, values: new Array(rows), statuses: new Array(rows), eventTimes: new Array(rows) };
-      for (let i = 0, k = p; i < rows; i++, k += nf) {
+    positions.forEach((p, j) => {
+      const col: FeastColumn = { name: names[p], type: e.plan.features[j].type, values: new Array(rows), statuses: new Array(rows), eventTimes: new Array(rows) };
+      for (let i = 0, k = j; i < rows; i++, k += nf) {
         col.values[i] = e.values[k];
         col.statuses[i] = e.statuses[k];
         col.eventTimes[i] = e.eventTimes[k] ?? null;
       }
-      byRef.set(f.ref, col);
+      columns[keys.length + p] = col;
     });
-    for (const [t, o] of Object.entries(e.token)) token[t] = Math.max(token[t] ?? -1, o);
+    for (const t in e.token) token[t] = Math.max(token[t] ?? -1, e.token[t]);
   }
-
-  // Entity key columns answer the keys themselves, typed by the (first) view keyed by them.
-  const columns: FeastColumn[] = needed.map((column) => {
-    const e = [...entityOf.values()].find((x) => x.name === column)!;
-    const values = given.get(column)!.map((v) => e.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(e.type, v) : v));
-    return { name: column, type: e.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };
-  });
-  features.forEach((f, i) => columns.push({ ...byRef.get(f.ref)!, name: names[i] }));
   return { columns, token };
 }
