@@ -10,9 +10,10 @@
  */
 import { AsofError, type FieldIssue } from '../errors.js';
 import type { Token } from '../engine/engine.js';
-import { fromText, toJsonValue } from '../engine/schema.js';
+import { fromText, type CompiledColumn } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
+import type { FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 
 export interface FeastQuery {
@@ -29,7 +30,7 @@ export interface FeastColumn {
   name: string;
   /** The type of the column's values (a feature's, or the entity key column's). */
   type: ColumnType;
-  /** One per entity row, in JSON form (timestamps RFC 3339); null unless PRESENT. */
+  /** One per entity row, canonical (see engine/schema.ts: timestamps epoch ms, int64 beyond 2^53 as decimal strings or bigints); null unless PRESENT. */
   values: unknown[];
   statuses: FeatureStatus[];
   /** Epoch ms of each value's event time; null where there is none (entity columns, NOT_FOUND). */
@@ -42,33 +43,79 @@ export interface FeastAnswer {
   token: Token;
 }
 
-type Deps = Pick<Services, 'online' | 'registry' | 'engine'>;
+type Deps = Pick<Services, 'online'>;
 
 const invalid = (message: string, issues: FieldIssue[]): AsofError => new AsofError('ASOF_INVALID_ARGUMENT', message, issues);
+
+/** One entity key column of a request: the features it keys, and the plan that evaluates them. */
+interface KeyColumn {
+  column: CompiledColumn;
+  /** The first requested view keyed by it (named in errors). */
+  view: string;
+  /** Positions in the request's plan of the features it keys, in order. */
+  positions: number[];
+  /** Their selection when the request has more than one key column (else the request's own plan evaluates them). */
+  selection?: FeatureSelection;
+}
+
+/** What a request's answer looks like, from its plan and naming alone. */
+interface Layout {
+  keys: KeyColumn[];
+  /** The name each feature is answered under. */
+  names: string[];
+}
+
+/** Per plan: the layout with bare names, and with `view__feature` names. */
+const layouts = new WeakMap<Plan, [Layout | undefined, Layout | undefined]>();
+
+function layoutOf(plan: Plan, fullFeatureNames: boolean): Layout {
+  let both = layouts.get(plan);
+  if (!both) layouts.set(plan, (both = [undefined, undefined]));
+  const i = fullFeatureNames ? 1 : 0;
+  return (both[i] ??= buildLayout(plan, fullFeatureNames));
+}
+
+function buildLayout(plan: Plan, fullFeatureNames: boolean): Layout {
+  const features = plan.features;
+  const names = features.map((f) => (fullFeatureNames ? `${f.view}__${f.feature}` : f.feature));
+  const seen = new Map<string, string>();
+  features.forEach((f, i) => {
+    const other = seen.get(names[i]);
+    if (other !== undefined) {
+      throw invalid(
+        `feature names collide: "${other}" and "${f.ref}" are both answered as "${names[i]}"${fullFeatureNames ? '' : '; set full_feature_names to name them view__feature'}`,
+        [{ field: 'features', reason: `duplicate name "${names[i]}"` }],
+      );
+    }
+    seen.set(names[i], f.ref);
+  });
+  const keys = new Map<string, KeyColumn>();
+  features.forEach((f, i) => {
+    const ev = plan.evaluators[i];
+    const column = ev.schema.byName.get(ev.view.entity)!;
+    let k = keys.get(column.name);
+    if (!k) keys.set(column.name, (k = { column, view: f.view, positions: [] }));
+    k.positions.push(i);
+  });
+  if (keys.size > 1) for (const k of keys.values()) k.selection = Object.freeze({ features: k.positions.map((p) => features[p].ref) });
+  return { keys: [...keys.values()], names };
+}
 
 export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise<FeastAnswer> {
   const hasFeatures = (q.features?.length ?? 0) > 0;
   if (hasFeatures === Boolean(q.featureService)) {
     throw invalid('give exactly one of features and feature_service', [{ field: 'features', reason: 'give exactly one of features, feature_service' }]);
   }
-  const features = deps.online.resolve(hasFeatures ? { features: q.features } : { service: q.featureService });
-
-  // Which entity column keys each feature's view, and that column's type.
-  const entityOf = new Map<string, { column: string; type: ColumnType; coerce: (v: unknown) => unknown }>();
-  for (const f of features) {
-    if (entityOf.has(f.view)) continue;
-    const def = deps.registry.view(f.view);
-    const col = deps.engine.table(def.source).schema.byName.get(def.entity)!;
-    entityOf.set(f.view, { column: def.entity, type: col.type, coerce: col.coerce });
-  }
+  const plan = deps.online.plan(hasFeatures ? { features: q.features } : { service: q.featureService });
+  const { keys, names } = layoutOf(plan, q.fullFeatureNames);
 
   const given = new Map(q.entities);
   if (given.size !== q.entities.length) throw invalid('an entity key column is given twice', [{ field: 'entities', reason: 'duplicate key column' }]);
-  const needed = [...new Set([...entityOf.values()].map((e) => e.column))];
-  for (const [view, e] of entityOf) {
-    if (!given.has(e.column)) {
-      throw invalid(`feature view "${view}" is keyed by "${e.column}", which entities does not give (given: ${[...given.keys()].join(', ') || 'none'})`, [
-        { field: `entities.${e.column}`, reason: `required by feature view "${view}"` },
+  const needed = keys.map((k) => k.column.name);
+  for (const k of keys) {
+    if (!given.has(k.column.name)) {
+      throw invalid(`feature view "${k.view}" is keyed by "${k.column.name}", which entities does not give (given: ${[...given.keys()].join(', ') || 'none'})`, [
+        { field: `entities.${k.column.name}`, reason: `required by feature view "${k.view}"` },
       ]);
     }
   }
@@ -86,47 +133,27 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     }
   }
 
-  const names = features.map((f) => (q.fullFeatureNames ? `${f.view}__${f.feature}` : f.feature));
-  const seen = new Map<string, string>();
-  features.forEach((f, i) => {
-    const other = seen.get(names[i]);
-    if (other !== undefined) {
-      throw invalid(
-        `feature names collide: "${other}" and "${f.ref}" are both answered as "${names[i]}"${q.fullFeatureNames ? '' : '; set full_feature_names to name them view__feature'}`,
-        [{ field: 'features', reason: `duplicate name "${names[i]}"` }],
-      );
-    }
-    seen.set(names[i], f.ref);
-  });
-
-  // One read per entity key column: the views keyed by it share the entity values.
+  // Entity key columns first: the keys themselves, typed by their column. Then the features, evaluated once per key column and turned column-wise.
+  const columns = new Array<FeastColumn>(keys.length + names.length);
   const token: Token = {};
-  const byRef = new Map<string, FeastColumn>();
-  for (const column of needed) {
-    const refs = [...new Set(features.filter((f) => entityOf.get(f.view)!.column === column).map((f) => f.ref))];
-    const answer = await deps.online.get(given.get(column)!, { features: refs });
-    for (const f of answer.features) {
-      const col: FeastColumn = { name: '', type: f.type, values: new Array(rows), statuses: new Array(rows), eventTimes: new Array(rows) };
-      answer.results.forEach((r, i) => {
-        col.values[i] = r.features[f.ref];
-        col.statuses[i] = r.statuses[f.ref];
-        const et = r.eventTimes[f.ref];
-        col.eventTimes[i] = et === null ? null : Date.parse(et);
-      });
-      byRef.set(f.ref, col);
-    }
-    for (const r of answer.results) for (const [t, o] of Object.entries(r.token)) token[t] = Math.max(token[t] ?? -1, o);
-  }
-
-  // Entity key columns answer the keys themselves, typed by the (first) view keyed by them.
-  const columns: FeastColumn[] = needed.map((column) => {
-    const e = [...entityOf.values()].find((x) => x.column === column)!;
-    const values = given.get(column)!.map((v) => {
-      const canonical = e.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(e.type, v) : v);
-      return toJsonValue(e.type, canonical);
+  for (let c = 0; c < keys.length; c++) {
+    const { column, positions, selection } = keys[c];
+    const entities = given.get(column.name)!;
+    const sub = selection ? deps.online.plan(selection) : plan;
+    const e = deps.online.evaluateSync(entities, sub) ?? (await deps.online.evaluate(entities, sub));
+    const values = entities.map((v) => column.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(column.type, v) : v));
+    columns[c] = { name: column.name, type: column.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };
+    const nf = e.plan.features.length;
+    positions.forEach((p, j) => {
+      const col: FeastColumn = { name: names[p], type: e.plan.features[j].type, values: new Array(rows), statuses: new Array(rows), eventTimes: new Array(rows) };
+      for (let i = 0, k = j; i < rows; i++, k += nf) {
+        col.values[i] = e.values[k];
+        col.statuses[i] = e.statuses[k];
+        col.eventTimes[i] = e.eventTimes[k] ?? null;
+      }
+      columns[keys.length + p] = col;
     });
-    return { name: column, type: e.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };
-  });
-  features.forEach((f, i) => columns.push({ ...byRef.get(f.ref)!, name: names[i] }));
+    for (const t in e.token) token[t] = Math.max(token[t] ?? -1, e.token[t]);
+  }
   return { columns, token };
 }

@@ -17,8 +17,10 @@
  * whole as JSON text in string_val.
  *
  * Objects here are in the shape @grpc/proto-loader serializes (snake_case
- * field names, int64 as decimal strings or numbers).
+ * field names, int64 as decimal strings or numbers), which is also what
+ * src/grpc/feast-wire.ts writes to the wire.
  */
+import { toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 
 /** A `feast.types.Value` as a plain object: exactly one field set (or none, meaning null). */
@@ -36,12 +38,15 @@ const LIST_FIELD: Partial<Record<ColumnType['kind'], string>> = {
   timestamp: 'unix_timestamp_list_val',
 };
 
-/** RFC 3339 text or epoch ms → whole seconds since the epoch (rounded down, as Feast's int64 seconds). */
-const seconds = (v: unknown): number => Math.floor((typeof v === 'number' ? v : Date.parse(String(v))) / 1000);
+/** Epoch ms → whole seconds since the epoch (rounded down, as Feast's int64 seconds). */
+const seconds = (ms: unknown): number => Math.floor((ms as number) / 1000);
+
+/** An int64 as proto-loader takes it: a number, or a decimal string beyond 2^53. */
+const int64 = (v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
 
 /**
- * An asof value in its JSON form (what the online service answers: timestamps
- * as RFC 3339, int64 beyond 2^53 as strings) → a Feast value typed by `type`.
+ * A canonical asof value (see engine/schema.ts: timestamps epoch ms, int64
+ * beyond 2^53 as decimal strings or bigints) → a Feast value typed by `type`.
  */
 export function toFeastValue(type: ColumnType, v: unknown): FeastValue {
   if (v === null || v === undefined) return FEAST_NULL;
@@ -51,7 +56,7 @@ export function toFeastValue(type: ColumnType, v: unknown): FeastValue {
     case 'int32':
       return { int32_val: v };
     case 'int64':
-      return { int64_val: v };
+      return { int64_val: int64(v) };
     case 'float32':
       return { float_val: v };
     case 'float64':
@@ -67,7 +72,7 @@ export function toFeastValue(type: ColumnType, v: unknown): FeastValue {
     case 'struct':
       return { map_val: structMap(type, v as Record<string, unknown>) };
     case 'list':
-      return listValue(type.item, v as unknown[]);
+      return listValue(type, v as unknown[]);
   }
 }
 
@@ -77,13 +82,15 @@ function structMap(type: Extract<ColumnType, { kind: 'struct' }>, o: Record<stri
   return { val };
 }
 
-function listValue(item: ColumnType, items: unknown[]): FeastValue {
+function listValue(type: Extract<ColumnType, { kind: 'list' }>, items: unknown[]): FeastValue {
+  const item = type.item;
   const field = LIST_FIELD[item.kind];
   const hasNull = items.some((x) => x === null || x === undefined);
-  if (field && !hasNull) return { [field]: { val: item.kind === 'timestamp' ? items.map(seconds) : items } };
+  if (field && !hasNull) return { [field]: { val: item.kind === 'timestamp' ? items.map(seconds) : item.kind === 'int64' ? items.map(int64) : items } };
   if (field && (item.kind === 'float32' || item.kind === 'float64')) return { [field]: { val: items.map((x) => (x === null || x === undefined ? NaN : x)) } };
   if (item.kind === 'struct' && !hasNull) return { map_list_val: { val: items.map((x) => structMap(item, x as Record<string, unknown>)) } };
-  return { string_val: JSON.stringify(items) };
+  // As JSON text: the items in their JSON form (timestamps RFC 3339, int64 beyond 2^53 as strings).
+  return { string_val: JSON.stringify(toJsonValue(type, items)) };
 }
 
 /**

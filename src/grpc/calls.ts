@@ -54,14 +54,23 @@ export function checkCall(ctx: CallContext, md: grpc.Metadata): AsofError | unde
   return undefined;
 }
 
-export function unary<Req, Res>(ctx: CallContext, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+/** A unary handler; `fn` may answer at once (no promise, no wait for a microtask) or with a promise. */
+export function unary<Req, Res>(ctx: CallContext, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const denied = checkCall(ctx, call.metadata);
     if (denied) return callback(toGrpcStatus(denied, ctx.logger));
-    fn(call.request, call).then(
-      (res) => callback(null, res),
-      (e) => callback(toGrpcStatus(e, ctx.logger)),
-    );
+    let res: Res | Promise<Res>;
+    try {
+      res = fn(call.request, call);
+    } catch (e) {
+      return callback(toGrpcStatus(e, ctx.logger));
+    }
+    if (res instanceof Promise) {
+      res.then(
+        (r) => callback(null, r),
+        (e) => callback(toGrpcStatus(e, ctx.logger)),
+      );
+    } else callback(null, res);
   };
 }
 

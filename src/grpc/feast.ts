@@ -8,9 +8,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { getFeastOnlineFeatures } from '../feast/online.js';
-import { fromFeastValue, protoTimestamp, toFeastValue, type FeastValue } from '../feast/values.js';
+import { fromFeastValue, type FeastValue } from '../feast/values.js';
 import type { Services } from '../services.js';
 import { unary, type CallContext } from './calls.js';
+import { encodeFeastAnswer } from './feast-wire.js';
 
 interface FeastRequest {
   kind?: 'feature_service' | 'features';
@@ -20,9 +21,12 @@ interface FeastRequest {
   full_feature_names?: boolean;
 }
 
-const EPOCH = protoTimestamp(0);
+/** The service's definition, GetOnlineFeatures answering already-encoded bytes (see feast-wire.ts). */
+export function feastServiceDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return { ...def, GetOnlineFeatures: { ...def.GetOnlineFeatures, responseSerialize: (b: Buffer) => b } };
+}
 
-export function feastService(ctx: CallContext, services: Pick<Services, 'online' | 'registry' | 'engine'>, version: string): grpc.UntypedServiceImplementation {
+export function feastService(ctx: CallContext, services: Pick<Services, 'online'>, version: string): grpc.UntypedServiceImplementation {
   return {
     GetFeastServingInfo: unary(ctx, async () => ({ version })),
     GetOnlineFeatures: unary(ctx, async (req: FeastRequest, call) => {
@@ -35,14 +39,7 @@ export function feastService(ctx: CallContext, services: Pick<Services, 'online'
       const md = new grpc.Metadata();
       md.set('asof-token', JSON.stringify(answer.token));
       call.sendMetadata(md);
-      return {
-        metadata: { feature_names: { val: answer.columns.map((c) => c.name) } },
-        results: answer.columns.map((c) => ({
-          values: c.values.map((v) => toFeastValue(c.type, v)),
-          statuses: c.statuses,
-          event_timestamps: c.eventTimes.map((t) => (t === null ? EPOCH : protoTimestamp(t))),
-        })),
-      };
+      return encodeFeastAnswer(answer);
     }),
   };
 }

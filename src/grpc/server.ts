@@ -9,7 +9,7 @@ import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { CallContext } from './calls.js';
 import { changelogService, type FollowRegistry } from './changelog.js';
-import { feastService } from './feast.js';
+import { feastService, feastServiceDefinition } from './feast.js';
 import { ingestService } from './ingest.js';
 import { onlineService, onlineServiceDefinition } from './online.js';
 import { loadProtos } from './protos.js';
@@ -45,7 +45,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   server.addService(onlineServiceDefinition(pkg['asof.v1.OnlineService'] as ServiceDef), onlineService(ctx, services));
   server.addService(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));
   server.addService(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
-  server.addService(pkg['feast.serving.ServingService'] as ServiceDef, feastService(ctx, services, opts.version));
+  server.addService(feastServiceDefinition(pkg['feast.serving.ServingService'] as ServiceDef), feastService(ctx, services, opts.version));
   // Reflection is schema discovery, public like /openapi.json over REST.
   addReflection(server, pkg);
 

@@ -12,7 +12,7 @@ import { protoTimestamp } from '../feast/values.js';
 /** An `asof.v1.Value` as a plain object (proto-loader's shape). */
 export type PbValue = Record<string, unknown>;
 
-/** google.protobuf.NullValue as its number, which both proto-loader and the direct encoder take. */
+/** google.protobuf.NullValue as its number. */
 export const PB_NULL: PbValue = Object.freeze({ null_value: 0 });
 
 /** A value in its JSON form (timestamps RFC 3339, big int64 as strings) → a Value typed by `type`. */

@@ -1,6 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { grpcAsof, call, asofError, defineFixture, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
+import { grpcAsof, call, asofError, defineFixture, ROW_EDGES, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
 
 /** A decoded feast.types.Value → {field: value}, lists as arrays, maps as objects of the same. */
 function plain(v: any): any {
@@ -11,6 +11,37 @@ function plain(v: any): any {
   if (k === 'map_list_val') return { [k]: (x.val ?? []).map((m: any) => Object.fromEntries(Object.entries(m.val ?? {}).map(([n, i]) => [n, plain(i)]))) };
   if (k.endsWith('_list_val')) return { [k]: x.val ?? [] };
   return { [k]: x };
+}
+
+/** A decoded feast.types.Value → the JSON Feast's REST form gives it (int64 beyond 2^53 as strings, NaN as null, maps as objects). */
+function asJson(v: any): unknown {
+  const int64 = (x: string) => (Number.isSafeInteger(Number(x)) ? Number(x) : x);
+  const num = (x: number) => (Number.isNaN(x) ? null : x);
+  const map = (m: any) => Object.fromEntries(Object.entries(m.val ?? {}).map(([n, i]) => [n, asJson(i)]));
+  const x = v[v.val];
+  switch (v.val) {
+    case undefined:
+    case 'null_val':
+      return null;
+    case 'int64_val':
+    case 'unix_timestamp_val':
+      return int64(x);
+    case 'double_val':
+    case 'float_val':
+      return num(x);
+    case 'int64_list_val':
+    case 'unix_timestamp_list_val':
+      return (x.val ?? []).map(int64);
+    case 'double_list_val':
+    case 'float_list_val':
+      return (x.val ?? []).map(num);
+    case 'map_val':
+      return map(x);
+    case 'map_list_val':
+      return (x.val ?? []).map(map);
+    default:
+      return v.val.endsWith('_list_val') ? (x.val ?? []) : x;
+  }
 }
 
 const ids = (vals: unknown[]) => ({ val: vals.map((v) => (typeof v === 'string' ? { string_val: v } : { int64_val: v })) });
@@ -134,5 +165,30 @@ describe('feast.serving.ServingService over gRPC', () => {
     const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['daily:total'] }, entities: { day: { val: [{ unix_timestamp_val: 1714521600 }] } } });
     assert.equal(err, undefined, err?.details);
     assert.deepEqual(res.results.map((c: any) => plain(c.values[0])), [{ unix_timestamp_val: '1714521600' }, { double_val: 9.5 }]);
+  });
+
+  // Last: it writes a row, which moves the token the tests above expect.
+  test('every value, status and event time equals the REST answer to the same request', async () => {
+    const w = await asof.req('POST', '/tables/typed/rows', { rows: [ROW_EDGES] });
+    assert.equal(w.status, 200, JSON.stringify(w.body));
+    for (const [features, entities] of [
+      [TYPED_FEATURES.map((f) => `typed:${f}`), { id: ['a', 'n', 'zz', 'edges'] }],
+      [['recent:n', 'typed:ts', 'recent:amount', 'typed:li64'], { id: ['edges', 'a', 'zz'], user: [2, 1, 3] }],
+    ] as const) {
+      const rest = await asof.req('POST', '/get-online-features', { features, entities, full_feature_names: true });
+      assert.equal(rest.status, 200, JSON.stringify(rest.body));
+      const pb = Object.fromEntries(Object.entries(entities).map(([k, vals]) => [k, ids(vals as unknown[])]));
+      const { res, err, headers } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: features }, entities: pb, full_feature_names: true });
+      assert.equal(err, undefined, err?.details);
+      assert.deepEqual(res.metadata.feature_names.val, rest.body.metadata.feature_names);
+      res.results.forEach((c: any, i: number) => {
+        const expected = rest.body.results[i];
+        const name = rest.body.metadata.feature_names[i];
+        assert.deepEqual(c.values.map(asJson), expected.values, name);
+        assert.deepEqual(c.statuses, expected.statuses, name);
+        assert.deepEqual(c.event_timestamps.map(tsMs), expected.event_timestamps.map(Date.parse), name);
+      });
+      assert.equal(String(headers?.get('asof-token')[0]), rest.headers['asof-token']);
+    }
   });
 });

@@ -160,6 +160,35 @@ export const ROW_A = {
   v: [0.5, 1, -1.5],
 };
 
+/**
+ * Values at the edges of what the wire formats carry: int64 at its limits and
+ * beyond 2^53 (alone, in lists, in structs), float32 that is not a float64,
+ * times before the epoch and with milliseconds, strings long and non-ASCII,
+ * null items. Vector values are exact in float32 (asof.v1 sends float32).
+ */
+export const ROW_EDGES = {
+  id: 'edges',
+  b: false,
+  i32: -2147483648,
+  i64: '-9223372036854775808',
+  f32: 0.1,
+  f64: -1.7976931348623157e308,
+  s: 'ü✓𝄞 '.repeat(60),
+  ts: '1969-12-31T23:59:59.999Z',
+  j: [1, { x: null }, 'é'],
+  lb: [],
+  li32: [2147483647, null],
+  li64: ['9223372036854775807', -1, '9007199254740993'],
+  lf32: [0.1, -3.5],
+  lf64: [5e-324],
+  ls: ['', 'x'.repeat(300)],
+  lts: ['1900-01-01T00:00:00.001Z', 0],
+  lst: [{ a: null }, null],
+  lj: [null, [1]],
+  st: { name: null, n: '9007199254740993' },
+  v: [0.25, -2, 1024],
+};
+
 export const TYPED_FEATURES = TYPED_TABLE.columns.slice(1).map((c) => c.name);
 
 export async function defineFixture(asof: GrpcAsof): Promise<void> {

@@ -1,6 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { grpcAsof, call, stream, asofError, defineFixture, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
+import { grpcAsof, call, stream, asofError, defineFixture, ROW_EDGES, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
 
 /** A decoded asof.v1.Value → {field: value}, recursively, timestamps as epoch ms. */
 function plain(v: any): any {
@@ -17,6 +17,30 @@ function plain(v: any): any {
       return { [k]: x.values };
     default:
       return { [k]: x };
+  }
+}
+
+/** A decoded asof.v1.Value → the JSON REST answers for it (timestamps RFC 3339, int64 beyond 2^53 as strings, json_value parsed). */
+function asJson(v: any): unknown {
+  const x = v[v.kind];
+  switch (v.kind) {
+    case undefined:
+    case 'null_value':
+      return null;
+    case 'int64_value':
+      return Number.isSafeInteger(Number(x)) ? Number(x) : x;
+    case 'timestamp_value':
+      return new Date(Number(x.seconds) * 1000 + x.nanos / 1e6).toISOString();
+    case 'json_value':
+      return JSON.parse(x);
+    case 'list_value':
+      return (x.values ?? []).map(asJson);
+    case 'struct_value':
+      return Object.fromEntries(Object.entries(x.fields ?? {}).map(([n, f]) => [n, asJson(f)]));
+    case 'vector_value':
+      return x.values;
+    default:
+      return x;
   }
 }
 
@@ -82,6 +106,72 @@ describe('asof.v1.OnlineService over gRPC', () => {
     assert.equal(u2.features[0].status, 'OUTSIDE_MAX_AGE');
     assert.equal(u2.features[0].value.kind, 'null_value');
     assert.deepEqual([u2.features[1].status, plain(u2.features[1].value)], ['PRESENT', { int64_value: '0' }], 'a count over an empty window is 0');
+  });
+
+  test('every value, status and event time equals the REST answer for the same entities', async () => {
+    const w = await asof.req('POST', '/tables/typed/rows', { rows: [ROW_EDGES] });
+    assert.equal(w.status, 200, JSON.stringify(w.body));
+    // The last case is a large answer: the writer's buffer grows on the way.
+    const many = Array.from({ length: 1500 }, (_, i) => ['a', 'n', 'zz', 'edges'][i % 4]);
+    for (const [view, entities] of [
+      ['typed', ['a', 'n', 'zz', 'edges']],
+      ['recent', [1, 2, 3]],
+      ['typed', many],
+    ] as const) {
+      const rest = await asof.req('POST', '/features', { entities, view });
+      assert.equal(rest.status, 200, JSON.stringify(rest.body));
+      const pb = entities.map((e) => (typeof e === 'string' ? { string_value: e } : { int64_value: String(e) }));
+      const { res, err } = await call(asof.online, 'GetOnlineFeatures', { entities: pb, view });
+      assert.equal(err, undefined, err?.details);
+      assert.equal(res.results.length, entities.length);
+      res.results.forEach((r: any, i: number) => {
+        const expected = rest.body.results[i];
+        assert.deepEqual(r.entity, { ...pb[i], kind: Object.keys(pb[i])[0] }, 'the entity as sent');
+        res.features.forEach((f: any, k: number) => {
+          const got = r.features[k];
+          const at = `${f.ref} of ${entities[i]}`;
+          assert.deepEqual(asJson(got.value), expected.features[f.ref], at);
+          assert.equal(got.status, expected.statuses[f.ref], at);
+          // To the millisecond: the Timestamp's nanos carry the milliseconds REST writes.
+          assert.equal(got.event_time ? new Date(Number(got.event_time.seconds) * 1000 + got.event_time.nanos / 1e6).toISOString() : null, expected.eventTimes[f.ref], at);
+        });
+        assert.deepEqual(Object.fromEntries(Object.entries(r.token).map(([t, o]) => [t, Number(o)])), expected.token);
+      });
+    }
+    // The edge row itself, as the wire carries it: int64 at its limits, float32 as stored, a time before the epoch.
+    const { res } = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'edges' }], features: { refs: ['typed:i64', 'typed:li64', 'typed:st', 'typed:f32', 'typed:ts'] } });
+    assert.deepEqual(
+      res.results[0].features.map((f: any) => plain(f.value)),
+      [
+        { int64_value: '-9223372036854775808' },
+        { list_value: [{ int64_value: '9223372036854775807' }, { int64_value: '-1' }, { int64_value: '9007199254740993' }] },
+        { struct_value: { name: { null_value: 'NULL_VALUE' }, n: { int64_value: '9007199254740993' } } },
+        { float_value: Math.fround(0.1) },
+        { timestamp_value: -1 },
+      ],
+    );
+  });
+
+  test('a store that answers only asynchronously (Redis) gives the same answer', async () => {
+    const request = { entities: [{ string_value: 'a' }, { string_value: 'zz' }], view: 'typed' };
+    const sync = await call(asof.online, 'GetOnlineFeatures', request);
+    const store = asof.services.onlineStore;
+    const { read, readSync } = store;
+    let reads = 0;
+    store.readSync = undefined;
+    store.read = async (ns, keys) => {
+      reads++;
+      return readSync!.call(store, ns, keys);
+    };
+    try {
+      const async = await call(asof.online, 'GetOnlineFeatures', request);
+      assert.equal(async.err, undefined, async.err?.details);
+      assert.equal(reads, 1);
+      assert.deepEqual(async.res, sync.res);
+    } finally {
+      store.readSync = readSync;
+      store.read = read;
+    }
   });
 
   test('a feature service answers its features in its order; entities in request order', async () => {

@@ -77,10 +77,10 @@ describe('the gRPC server: status mapping, reflection, shutdown', () => {
 
   test('every catalogue error reaches a client with its gRPC status, message and asof error body', async () => {
     const online = asof.services.online;
-    const get = online.get;
+    const plan = online.plan;
     try {
       for (const code of Object.keys(ERROR_CATALOGUE) as ErrorCode[]) {
-        online.get = async () => {
+        online.plan = () => {
           throw new AsofError(code, `boom ${code} — ünïcode`, [{ field: 'f', reason: 'r' }]);
         };
         const { err } = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'a' }], view: 'v' });
@@ -90,13 +90,13 @@ describe('the gRPC server: status mapping, reflection, shutdown', () => {
         assert.equal(err!.metadata.get('asof-error-code')[0], code);
         assert.deepEqual(asofError(err!), { code, message: `boom ${code} — ünïcode`, details: [{ field: 'f', reason: 'r' }] });
       }
-      online.get = async () => {
+      online.plan = () => {
         throw new TypeError('something unexpected');
       };
       const { err } = await call(asof.online, 'GetOnlineFeatures', { entities: [], view: 'v' });
       assert.deepEqual([err?.code, err?.details, asofError(err!).code], [grpc.status.INTERNAL, 'internal error', 'ASOF_INTERNAL'], 'unexpected errors do not leak their text');
     } finally {
-      online.get = get;
+      online.plan = plan;
     }
     // Spot checks against the numbers of the gRPC spec.
     assert.deepEqual(

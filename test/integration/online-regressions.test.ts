@@ -20,7 +20,7 @@ test('float32 values and int64 beyond 2^53 inside lists and structs are served t
   await a.services.registry.defineView('v', { source: 't', entity: 'id', features: [{ name: 'f', column: 'f' }, { name: 'ids', column: 'ids' }, { name: 's', column: 's' }] });
   const w = await a.req('POST', '/tables/t/rows', { rows: [{ id: 'a', f: 0.1, ids: ['9007199254740993', 1], s: { big: '-9007199254740995' } }] });
   assert.equal(w.status, 200, JSON.stringify(w.body));
-  const live = (await a.services.online.get(['a'], { view: 'v' })).results[0].features;
+  const live = (await a.req('GET', '/features/a?view=v')).body.features;
   // 0.1 is not a float32; the served value is the float32 nearest to it, as stored.
   assert.equal(live['v:f'], Math.fround(0.1));
   assert.deepEqual(live['v:ids'], ['9007199254740993', 1]);
@@ -28,7 +28,7 @@ test('float32 values and int64 beyond 2^53 inside lists and structs are served t
   await a.close();
   const b = await testAsof({}, { dataDir });
   try {
-    const replayed = (await b.services.online.get(['a'], { view: 'v' })).results[0].features;
+    const replayed = (await b.req('GET', '/features/a?view=v')).body.features;
     assert.deepEqual(replayed, live);
     assert.equal((await b.req('GET', '/tables/t/rows/a')).body.row.f, Math.fround(0.1));
     const tooBig = await b.req('POST', '/tables/t/rows', { rows: [{ id: 'b', f: 1e39 }] });

@@ -4,12 +4,13 @@
  *
  * Random event streams under an injected clock: log and pk sources, event
  * times out of order, late and ahead of the clock, updates and deletes. At
- * random moments the test records what `online.get` returns; at the end it
+ * random moments the test records what the online service evaluates; at the end it
  * asks for the training set of all those (entity, moment) pairs.
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { testAsof } from '../helpers.js';
+import { toObjects } from '../../src/online/service.js';
 import { Clock, rng, trainingRows } from './training-fixtures.js';
 
 const MIN = 60_000;
@@ -99,8 +100,8 @@ for (const seed of [1, 2, 3]) {
             const view = r.pick(Object.keys(VIEWS) as ViewName[]);
             const entities = ENTITIES[view].filter(() => r.chance(0.6));
             if (!entities.length) continue;
-            const answer = await online.get(entities, { view });
-            answer.results.forEach((res) => served.push({ view, entity: res.entity, at: answer.at, values: res.features }));
+            const answer = await online.evaluate(entities, online.plan({ view }));
+            toObjects(entities, answer).forEach((res) => served.push({ view, entity: res.entity, at: answer.at, values: res.features }));
           }
         }
         assert.ok(served.length > 100, `only ${served.length} reads`);
