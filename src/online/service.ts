@@ -48,13 +48,6 @@ export interface EntityFeatures {
   token: Token;
 }
 
-export interface OnlineAnswer {
-  features: ServedFeature[];
-  results: EntityFeatures[];
-  /** Epoch ms the values were evaluated at. */
-  at: number;
-}
-
 /**
  * One view's evaluation of one entity, shared between requests for as long as
  * it holds: never change its values.
@@ -191,11 +184,6 @@ export class OnlineService {
     this.cache = new LookupCache(cacheBytes);
   }
 
-  /** Resolves a selection into features with their types (404/400 on unknown names). */
-  resolve(sel: FeatureSelection): ServedFeature[] {
-    return this.plan(sel).features;
-  }
-
   /**
    * The plan of a selection, from the cache while the registry is unchanged.
    * Callers that keep their selection objects (the REST route memoizes them
@@ -244,12 +232,6 @@ export class OnlineService {
   /** Plans again when the registry has changed since `plan` was made (replicas refresh definitions). */
   private current(plan: Plan): Plan {
     return plan.revision === this.registry.revision ? plan : this.plan(plan.selection);
-  }
-
-  /** Latest values, objects per entity (gRPC, Feast). Entities are single-column keys; see `evaluate`. */
-  async get(entities: unknown[], sel: FeatureSelection): Promise<OnlineAnswer> {
-    const e = await this.evaluate(entities, this.plan(sel));
-    return { features: e.plan.features, results: toObjects(entities, e), at: e.at };
   }
 
   /**

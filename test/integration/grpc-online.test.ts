@@ -156,12 +156,12 @@ describe('asof.v1.OnlineService over gRPC', () => {
     const request = { entities: [{ string_value: 'a' }, { string_value: 'zz' }], view: 'typed' };
     const sync = await call(asof.online, 'GetOnlineFeatures', request);
     const store = asof.services.onlineStore;
-    const { read, readSync } = store;
+    const { readEncoded, readEncodedSync } = store;
     let reads = 0;
-    store.readSync = undefined;
-    store.read = async (ns, keys) => {
+    store.readEncodedSync = undefined;
+    store.readEncoded = async (ns, keys) => {
       reads++;
-      return readSync!.call(store, ns, keys);
+      return readEncodedSync!.call(store, ns, keys);
     };
     try {
       const async = await call(asof.online, 'GetOnlineFeatures', request);
@@ -169,8 +169,8 @@ describe('asof.v1.OnlineService over gRPC', () => {
       assert.equal(reads, 1);
       assert.deepEqual(async.res, sync.res);
     } finally {
-      store.readSync = readSync;
-      store.read = read;
+      store.readEncodedSync = readEncodedSync;
+      store.readEncoded = readEncoded;
     }
   });
 

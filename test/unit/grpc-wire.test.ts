@@ -135,6 +135,7 @@ function randomEvaluation(r: () => number): { e: Evaluation; entities: object[] 
     statuses,
     eventTimes: Array.from({ length: n }, () => pick([null, 0, -1, 1767225600000, 1767225600999])),
     token: r() < 0.5 ? { t: -1 } : { t: 12, other: 12_345_678_901 },
+    entries: [],
   };
   return { e, entities };
 }
