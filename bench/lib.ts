@@ -155,3 +155,140 @@ export function machine(): string {
 }
 
 export const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+/** A request prepared as the bytes that go on the wire. */
+export function rawRequest(method: string, path: string, body?: string): Buffer {
+  const head = `${method} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n` + (body === undefined ? '\r\n' : `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+  return Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body ?? '', 'utf8')]);
+}
+
+export interface RawLoad {
+  /** Answers with a 2xx status. */
+  ok: number;
+  /** Answers with another status, and connection errors. */
+  failed: number;
+  seconds: number;
+  /** Latency of each answer, ms, from when its request was written. */
+  latencies: number[];
+}
+
+/**
+ * A lean HTTP/1.1 load driver on raw keep-alive sockets, for servers that
+ * answer in microseconds: requests are prepared bytes, handed out round-robin
+ * across all connections (every connection takes the next one, so the traffic
+ * walks the whole list), and answers are parsed only as far as their
+ * status and Content-Length. It costs the driver a fraction of what a general
+ * client does, so on a small machine the server, not the driver, sets the rate.
+ *
+ * Closed loop without `rate`: each connection sends its next request when the
+ * previous answer is complete. With `rate` (requests/s over all connections):
+ * requests are released at that rate and go out on the next free connection.
+ * Latency counts from when a request is written, as autocannon counts it.
+ */
+export async function rawLoad(opts: { port: number; requests: Buffer[]; connections: number; seconds: number; rate?: number; recordLatency?: boolean }): Promise<RawLoad> {
+  const { Socket } = await import('node:net');
+  let next = 0;
+  const take = (): Buffer => opts.requests[next++ % opts.requests.length];
+  const latencies: number[] = [];
+  let ok = 0;
+  let failed = 0;
+  const start = performance.now();
+  const end = start + opts.seconds * 1000;
+  let stopping = false;
+  /** Requests released (rate mode) and waiting for a free connection. */
+  let backlog = 0;
+  const idle: Conn[] = [];
+
+  interface Conn {
+    socket: InstanceType<typeof Socket>;
+    sentAt: number;
+    /** Bytes of an answer's head read so far. */
+    buf: Buffer | null;
+    /** Body bytes still to come; -1 while reading the head. */
+    need: number;
+    status: number;
+    send(): void;
+  }
+
+  const conns = await Promise.all(
+    Array.from({ length: opts.connections }, async (): Promise<Conn> => {
+      const socket = new Socket();
+      socket.setNoDelay(true);
+      await new Promise<void>((resolve, reject) => socket.connect(opts.port, '127.0.0.1', resolve).once('error', reject));
+      const c: Conn = {
+        socket,
+        sentAt: 0,
+        buf: null,
+        need: -1,
+        status: 0,
+        send() {
+          c.sentAt = performance.now();
+          socket.write(take());
+        },
+      };
+      socket.on('data', (chunk: Buffer) => {
+        let at = 0;
+        for (;;) {
+          if (c.need < 0) {
+            if (at >= chunk.length) return;
+            // Reading the head: keep bytes until its end; bodies are counted, never kept.
+            const buf: Buffer = c.buf ? Buffer.concat([c.buf, chunk.subarray(at)]) : chunk.subarray(at);
+            const headEnd = buf.indexOf('\r\n\r\n');
+            if (headEnd < 0) {
+              c.buf = buf;
+              return;
+            }
+            const head = buf.toString('latin1', 0, headEnd);
+            c.status = Number(head.slice(9, 12));
+            const m = /\r\ncontent-length: *(\d+)/i.exec(head);
+            if (!m) throw new Error(`answer without content-length: ${head.slice(0, 200)}`);
+            c.need = Number(m[1]);
+            c.buf = null;
+            chunk = buf;
+            at = headEnd + 4;
+          }
+          const take = Math.min(c.need, chunk.length - at);
+          c.need -= take;
+          at += take;
+          if (c.need > 0) return;
+          c.need = -1;
+          const now = performance.now();
+          if (c.status >= 200 && c.status < 300) ok++;
+          else failed++;
+          if (opts.recordLatency) latencies.push(now - c.sentAt);
+          if (stopping || now >= end) stopping = true;
+          else if (opts.rate === undefined || backlog > 0) {
+            if (opts.rate !== undefined) backlog--;
+            c.send();
+          } else idle.push(c);
+        }
+      });
+      socket.on('error', () => failed++);
+      return c;
+    }),
+  );
+
+  if (opts.rate === undefined) {
+    for (const c of conns) c.send();
+  } else {
+    idle.push(...conns);
+    const interval = 1000 / opts.rate;
+    let due = start;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      for (; due <= now && due < end; due += interval) {
+        const c = idle.pop();
+        if (c) c.send();
+        else backlog++;
+      }
+    }, 1);
+    await new Promise((r) => setTimeout(r, opts.seconds * 1000));
+    clearInterval(timer);
+  }
+  while (performance.now() < end) await new Promise((r) => setTimeout(r, 20));
+  stopping = true;
+  // Let answers in flight arrive, then close.
+  await new Promise((r) => setTimeout(r, 50));
+  for (const c of conns) c.socket.destroy();
+  return { ok, failed, seconds: (performance.now() - start) / 1000, latencies };
+}

@@ -80,7 +80,9 @@ export function renderMany(entities: unknown[], e: Evaluation): Buffer {
 
 function writeEntity(out: Chunks, entity: unknown, e: Evaluation, i: number, frags: Fragments, token: string): void {
   out.text('{"entity":' + (JSON.stringify(entity) ?? 'null') + ',');
-  out.bytes(renderBody(e, i, frags));
+  const body = renderBody(e, i, frags);
+  if (typeof body === 'string') out.text(body);
+  else out.bytes(body);
   out.text(',"token":' + token + '}');
 }
 
@@ -135,13 +137,14 @@ function isAscii(s: string): boolean {
 }
 
 /**
- * `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i, encoded.
- * With one view in the plan it follows from the entity's shared evaluation
- * alone, so it is kept with it and rendered once for as long as that holds.
+ * `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i. With one
+ * view in the plan it follows from the entity's shared evaluation alone, so
+ * when the lookup cache keeps that evaluation the part is encoded once and
+ * kept with it; otherwise it is text, written into the answer once.
  */
-function renderBody(e: Evaluation, i: number, frags: Fragments): Buffer {
-  if (e.plan.groups.length !== 1) return Buffer.from(renderFresh(e, i, frags));
+function renderBody(e: Evaluation, i: number, frags: Fragments): Buffer | string {
   const entry = e.entries[i];
+  if (e.plan.groups.length !== 1 || !entry.kept) return renderFresh(e, i, frags);
   const hit = entry.json as { frags: Fragments; bytes: Buffer } | undefined;
   if (hit !== undefined && hit.frags === frags) return hit.bytes;
   const text = renderFresh(e, i, frags);

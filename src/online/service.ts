@@ -56,6 +56,8 @@ export interface EntityEval extends Evaluated {
   /** The evaluation answers reads at times (epoch ms) in [from, until]. */
   readonly from: number;
   readonly until: number;
+  /** Whether the lookup cache keeps it: adapters keep what they derive from it (below) only then. */
+  kept: boolean;
   /**
    * The REST renderer's encoded JSON of it, kept here rather than in a side
    * table: one lookup less per entity on the hot path. Lives and dies with it.
@@ -111,17 +113,29 @@ const PLAN_CACHE_MAX = 1000;
  * two generations, the younger filled until it holds half the budget, then
  * the older dropped; a hit in the older moves up. Near LRU at the cost of two
  * map lookups on a miss.
+ *
+ * An evaluation is admitted on the second miss of its state only (a
+ * "doorkeeper" remembers states seen once, in two generations of its own):
+ * traffic that touches every entity once in turn, more entities than the
+ * budget holds, would otherwise fill the cache with evaluations that are
+ * evicted before anyone asks again, and pay for keeping them.
  */
 export class LookupCache {
   private young = new Map<string, Map<string, EntityEval>>();
   private old = new Map<string, Map<string, EntityEval>>();
   private youngBytes = 0;
+  private seen = new Set<string>();
+  private seenBefore = new Set<string>();
+  /** States the doorkeeper remembers per generation: about as many as the cache holds. */
+  private readonly seenMax: number;
   /** Lookups answered from the cache, and evaluated afresh; for /metrics. */
   hits = 0;
   misses = 0;
 
   /** `budgetBytes` 0 disables the cache. */
-  constructor(private readonly budgetBytes: number) {}
+  constructor(private readonly budgetBytes: number) {
+    this.seenMax = Math.max(1000, Math.floor(budgetBytes / 4096));
+  }
 
   get(ns: string, encoded: string, at: number): EntityEval | undefined {
     let hit = this.young.get(ns)?.get(encoded);
@@ -142,14 +156,27 @@ export class LookupCache {
     return undefined;
   }
 
-  set(ns: string, encoded: string, ev: EntityEval): void {
-    if (this.budgetBytes > 0) this.add(ns, encoded, ev);
+  /** Offers a fresh evaluation of a state that missed; true when the cache keeps it. */
+  offer(ns: string, encoded: string, ev: EntityEval): boolean {
+    if (this.budgetBytes <= 0) return false;
+    if (!this.seen.has(encoded) && !this.seenBefore.has(encoded)) {
+      this.seen.add(encoded);
+      if (this.seen.size >= this.seenMax) {
+        this.seenBefore = this.seen;
+        this.seen = new Set();
+      }
+      return false;
+    }
+    this.add(ns, encoded, ev);
+    return true;
   }
 
   clear(): void {
     this.young = new Map();
     this.old = new Map();
     this.youngBytes = 0;
+    this.seen = new Set();
+    this.seenBefore = new Set();
   }
 
   private add(ns: string, encoded: string, ev: EntityEval): void {
@@ -220,6 +247,7 @@ export class OnlineService {
         const def = this.registry.view(r.view);
         const ev = this.registry.evaluator(def);
         const absent = entityEval(ev.evaluate(undefined, 0), -Infinity, Infinity);
+        absent.kept = true;
         groups.set(r.view, (g = { def, ev, ns: namespaceOf(def), entityColumn: ev.schema.byName.get(def.entity)!, positions: [], indexes: [], absent }));
       }
       g.positions.push(pos);
@@ -306,7 +334,7 @@ export class OnlineService {
         const until = g.ev.stableUntil(state, at);
         r = entityEval(g.ev.evaluate(state, at), at, until);
         // An answer that changes the next millisecond (windows) is not worth keeping.
-        if (until > at) this.cache.set(g.ns, enc!, r);
+        if (until > at) r.kept = this.cache.offer(g.ns, enc!, r);
       }
       out.entries[e * ng + gi] = r;
     }
@@ -344,7 +372,7 @@ const countGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 
 
 /** Built by one literal so that every EntityEval shares one hidden class. */
 function entityEval(r: Evaluated, from: number, until: number): EntityEval {
-  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until, json: undefined };
+  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until, kept: false, json: undefined };
 }
 
 function newEvaluation(plan: Plan, at: number, entities: number): Evaluation {

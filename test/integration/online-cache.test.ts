@@ -93,11 +93,13 @@ test('answers with the cache equal answers without it, through writes and clock 
   assert.ok(s.online.cache.hits - hitsBefore > 1000, `cache hits: ${s.online.cache.hits - hitsBefore}`);
 });
 
-test('LookupCache: reuses an evaluation only within its time range, and keeps to its budget', () => {
-  const entry = (from: number, until: number): EntityEval => ({ values: [1], statuses: ['PRESENT'], eventTimes: [5], from, until });
+test('LookupCache: admits a state on its second miss, reuses it only within its time range, keeps to its budget', () => {
+  const entry = (from: number, until: number): EntityEval => ({ values: [1], statuses: ['PRESENT'], eventTimes: [5], from, until, kept: false });
   const c = new LookupCache(1_000_000);
   const e = entry(100, 200);
-  c.set('v@1', 'state-a', e);
+  assert.equal(c.offer('v@1', 'state-a', e), false, 'the first miss is only remembered');
+  assert.equal(c.get('v@1', 'state-a', 150), undefined);
+  assert.equal(c.offer('v@1', 'state-a', e), true, 'the second is kept');
   assert.equal(c.get('v@1', 'state-a', 100), e);
   assert.equal(c.get('v@1', 'state-a', 200), e);
   assert.equal(c.get('v@1', 'state-a', 99), undefined, 'before it was made (a clock moved back)');
@@ -108,7 +110,7 @@ test('LookupCache: reuses an evaluation only within its time range, and keeps to
   // Each entry is estimated at 2 x 100 + 200 + 160 = 560 bytes: a 56,000-byte budget keeps 50 to 100 of them.
   const small = new LookupCache(56_000);
   const key = (i: number) => String(i).padStart(100, '0');
-  for (let i = 0; i < 1000; i++) small.set('v@1', key(i), entry(0, Infinity));
+  for (let i = 0; i < 1000; i++) for (let twice = 0; twice < 2; twice++) small.offer('v@1', key(i), entry(0, Infinity));
   // The most recent survive; the oldest are gone. (Newest first: a hit in the older generation moves up and can push others out.)
   assert.ok(small.get('v@1', key(999), 1));
   let kept = 0;
@@ -116,7 +118,14 @@ test('LookupCache: reuses an evaluation only within its time range, and keeps to
   assert.ok(kept >= 40 && kept <= 100, `kept ${kept}`);
   assert.equal(small.get('v@1', key(0), 1), undefined);
 
+  // States visited once each in turn, more of them than the doorkeeper remembers, are never admitted.
+  const cycling = new LookupCache(1024 * 4096);
+  let admitted = 0;
+  for (let round = 0; round < 3; round++) for (let i = 0; i < 5000; i++) if (cycling.offer('v@1', key(i), entry(0, Infinity))) admitted++;
+  assert.equal(admitted, 0);
+
   const off = new LookupCache(0);
-  off.set('v@1', 'x', entry(0, Infinity));
+  assert.equal(off.offer('v@1', 'x', entry(0, Infinity)), false);
+  assert.equal(off.offer('v@1', 'x', entry(0, Infinity)), false);
   assert.equal(off.get('v@1', 'x', 1), undefined);
 });
