@@ -246,7 +246,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       const sel = selections.get(query)!;
       const entities = [params.entity];
       void reply.type('application/json; charset=utf-8');
-      const one = (e: Evaluation): Buffer => renderOne(params.entity, e);
+      const one = (e: Evaluation): Buffer => renderOne(params.entity, e).bytes;
       let plan: Plan;
       try {
         plan = online.plan(sel);
@@ -275,7 +275,10 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       const plan = await planOf({ features: body.features, view: body.view, service: body.service });
       const e = online.evaluateSync(body.entities, plan) ?? (await online.evaluate(body.entities, plan));
       reply.type('application/json; charset=utf-8');
-      return renderMany(body.entities, e);
+      const answer = renderMany(body.entities, e);
+      // The bytes may live in a reused buffer: hand it back once the answer is sent (or the client went away).
+      if (answer.release) reply.raw.once('close', answer.release);
+      return answer.bytes;
     },
   );
 

@@ -5,6 +5,8 @@
  * OnlineService over the same store and registry whose cache is off.
  */
 import { after, before, test } from 'node:test';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
 import { OnlineService, toObjects, LookupCache, type EntityEval } from '../../src/online/service.js';
 import { testAsof, type TestAsof } from '../helpers.js';
@@ -128,4 +130,55 @@ test('LookupCache: admits a state on its second miss, reuses it only within its 
   assert.equal(off.offer('v@1', 'x', entry(0, Infinity)), false);
   assert.equal(off.offer('v@1', 'x', entry(0, Infinity)), false);
   assert.equal(off.get('v@1', 'x', 1), undefined);
+});
+
+test('large answers written into reused buffers stay intact when many are in flight at once', async () => {
+  const bio = (id: number): string => `person ${id} ` + 'ü✓'.repeat(id % 40) + '.'.repeat(2800);
+  const served = await testAsof({}, { listen: true });
+  try {
+    await ok(served.req('PUT', '/tables/people', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 'bio', type: 'string', nullable: true }] }), 201);
+    await ok(served.req('POST', '/tables/people/rows', { rows: Array.from({ length: 2000 }, (_, id) => ({ id, bio: bio(id) })) }));
+    await ok(served.req('PUT', '/feature-views/people', { source: 'people', entity: 'id', features: [{ name: 'bio', column: 'bio' }] }), 201);
+    // Twelve batches of 2,000 entities in different orders: each answer is about 6 MB, more than the kernel's socket buffers take.
+    const orders = Array.from({ length: 12 }, (_, k) => Array.from({ length: 2000 }, (_, i) => (i * (2 * k + 1) + k) % 2000));
+    const port = Number(new URL(served.url).port);
+    // Clients that do not read until every answer is written: the kernel cannot take whole answers, so each
+    // stays partly queued in the server while the next ones are rendered. Reusing a buffer too early would show.
+    const sockets = await Promise.all(
+      orders.map(
+        (entities) =>
+          new Promise<Socket>((resolve, reject) => {
+            const body = JSON.stringify({ entities, view: 'people' });
+            const sock = connect(port, '127.0.0.1', () => {
+              sock.pause();
+              sock.write(`POST /features HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+              resolve(sock);
+            });
+            sock.on('error', reject);
+          }),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const answers = await Promise.all(
+      sockets.map(async (sock) => {
+        const chunks: Buffer[] = [];
+        sock.on('data', (c: Buffer) => chunks.push(c));
+        sock.resume();
+        await once(sock, 'end');
+        const raw = Buffer.concat(chunks);
+        const headEnd = raw.indexOf('\r\n\r\n');
+        assert.match(raw.toString('latin1', 0, headEnd), /^HTTP\/1\.1 200/);
+        return JSON.parse(raw.subarray(headEnd + 4).toString('utf8')) as { results: { entity: number; features: Record<string, string> }[] };
+      }),
+    );
+    answers.forEach((a, k) => {
+      assert.equal(a.results.length, 2000);
+      a.results.forEach((r, i) => {
+        assert.equal(r.entity, orders[k][i]);
+        assert.equal(r.features['people:bio'], bio(orders[k][i]));
+      });
+    });
+  } finally {
+    await served.destroy();
+  }
 });

@@ -80,8 +80,8 @@ test('rendered JSON text equals JSON.stringify of the objects, for every type, s
       entries: [],
     };
     const objects = toObjects(entities, e);
-    assert.equal(renderMany(entities, e).toString('utf8'), JSON.stringify({ results: objects }), `round ${round}`);
-    assert.equal(renderOne(entities[0], e).toString('utf8'), JSON.stringify(objects[0]), `round ${round}, one entity`);
+    assert.equal(renderMany(entities, e).bytes.toString('utf8'), JSON.stringify({ results: objects }), `round ${round}`);
+    assert.equal(renderOne(entities[0], e).bytes.toString('utf8'), JSON.stringify(objects[0]), `round ${round}, one entity`);
   }
 });
 
