@@ -100,6 +100,8 @@ function writeEntity(out: Chunks, entity: unknown, e: Evaluation, i: number, fra
  */
 class Chunks {
   private readonly parts: (string | Buffer)[] = [];
+  /** Per text part: whether it is short ASCII, copied by hand. */
+  private readonly plain: boolean[] = [];
   private pending = '';
   private length = 0;
 
@@ -110,6 +112,7 @@ class Chunks {
   bytes(b: Buffer): void {
     this.flush();
     this.parts.push(b);
+    this.plain.push(false);
     this.length += b.length;
   }
 
@@ -118,11 +121,12 @@ class Chunks {
     const answer = allocate(this.length);
     const out = answer.bytes;
     let at = 0;
-    for (const p of this.parts) {
+    for (let i = 0; i < this.parts.length; i++) {
+      const p = this.parts[i];
       if (typeof p !== 'string') {
         out.set(p, at);
         at += p.length;
-      } else if (p.length <= 64 && isAscii(p)) {
+      } else if (this.plain[i]) {
         for (let k = 0; k < p.length; k++) out[at++] = p.charCodeAt(k);
       } else at += out.write(p, at);
     }
@@ -132,8 +136,10 @@ class Chunks {
   private flush(): void {
     if (!this.pending) return;
     const s = this.pending;
+    const plain = s.length <= 64 && isAscii(s);
     this.parts.push(s);
-    this.length += s.length <= 64 && isAscii(s) ? s.length : Buffer.byteLength(s);
+    this.plain.push(plain);
+    this.length += plain ? s.length : Buffer.byteLength(s);
     this.pending = '';
   }
 }
