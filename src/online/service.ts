@@ -58,6 +58,8 @@ export interface EntityEval extends Evaluated {
   readonly until: number;
   /** Whether the lookup cache keeps it: adapters keep what they derive from it (below) only then. */
   kept: boolean;
+  /** Set by each cache hit; the cache's eviction clears it (second chance). */
+  used: boolean;
   /**
    * The REST renderer's encoded JSON of it, kept here rather than in a side
    * table: one lookup less per entity on the hot path. Lives and dies with it.
@@ -108,11 +110,22 @@ export interface Evaluation {
 
 const PLAN_CACHE_MAX = 1000;
 
+/** One admitted evaluation, in the cache's eviction order. */
+interface CacheSlot {
+  map: Map<string, EntityEval>;
+  key: string;
+  ev: EntityEval;
+  bytes: number;
+}
+
 /**
- * Recent evaluations by (namespace, encoded state), within a memory budget:
- * two generations, the younger filled until it holds half the budget, then
- * the older dropped; a hit in the older moves up. Near LRU at the cost of two
- * map lookups on a miss.
+ * Recent evaluations by (namespace, encoded state), within a memory budget,
+ * evicted by CLOCK (second chance): a hit only marks its evaluation used;
+ * when the cache is over budget, the oldest admitted evaluations go unless
+ * marked, and marked ones lose the mark and go to the back of the line.
+ * A hit costs one map lookup and no moves, and a working set up to the whole
+ * budget stays put. (Two generations, the scheme before, held a working set
+ * of half the budget at best, and moved every other hit between maps.)
  *
  * An evaluation is admitted on the second miss of its state only (a
  * "doorkeeper" remembers states seen once, in two generations of its own):
@@ -121,9 +134,11 @@ const PLAN_CACHE_MAX = 1000;
  * evicted before anyone asks again, and pay for keeping them.
  */
 export class LookupCache {
-  private young = new Map<string, Map<string, EntityEval>>();
-  private old = new Map<string, Map<string, EntityEval>>();
-  private youngBytes = 0;
+  private spaces = new Map<string, Map<string, EntityEval>>();
+  /** Admitted evaluations, oldest first from `head`; slots whose evaluation was replaced are dropped when reached. */
+  private queue: (CacheSlot | undefined)[] = [];
+  private head = 0;
+  private bytes = 0;
   private seen = new Set<string>();
   private seenBefore = new Set<string>();
   /** States the doorkeeper remembers per generation: about as many as the cache holds. */
@@ -138,17 +153,9 @@ export class LookupCache {
   }
 
   get(ns: string, encoded: string, at: number): EntityEval | undefined {
-    let hit = this.young.get(ns)?.get(encoded);
-    if (hit === undefined) {
-      hit = this.old.get(ns)?.get(encoded);
-      if (hit === undefined) {
-        this.misses++;
-        return undefined;
-      }
-      this.old.get(ns)!.delete(encoded);
-      this.add(ns, encoded, hit);
-    }
-    if (at >= hit.from && at <= hit.until) {
+    const hit = this.spaces.get(ns)?.get(encoded);
+    if (hit !== undefined && at >= hit.from && at <= hit.until) {
+      hit.used = true;
       this.hits++;
       return hit;
     }
@@ -167,28 +174,52 @@ export class LookupCache {
       }
       return false;
     }
-    this.add(ns, encoded, ev);
+    let map = this.spaces.get(ns);
+    if (!map) this.spaces.set(ns, (map = new Map()));
+    map.set(encoded, ev);
+    // An estimate: the encoding, the decoded values and (the usual adapter use) their rendered text.
+    const bytes = 2 * encoded.length + 200 + 160 * ev.values.length;
+    this.queue.push({ map, key: encoded, ev, bytes });
+    this.bytes += bytes;
+    if (this.bytes > this.budgetBytes) this.evict();
     return true;
   }
 
   clear(): void {
-    this.young = new Map();
-    this.old = new Map();
-    this.youngBytes = 0;
+    this.spaces = new Map();
+    this.queue = [];
+    this.head = 0;
+    this.bytes = 0;
     this.seen = new Set();
     this.seenBefore = new Set();
   }
 
-  private add(ns: string, encoded: string, ev: EntityEval): void {
-    let m = this.young.get(ns);
-    if (!m) this.young.set(ns, (m = new Map()));
-    m.set(encoded, ev);
-    // An estimate: the encoding, the decoded values and (the usual adapter use) their rendered text.
-    this.youngBytes += 2 * encoded.length + 200 + 160 * ev.values.length;
-    if (this.youngBytes > this.budgetBytes / 2) {
-      this.old = this.young;
-      this.young = new Map();
-      this.youngBytes = 0;
+  /** Evaluations held (for tests). */
+  get size(): number {
+    let n = 0;
+    for (const m of this.spaces.values()) n += m.size;
+    return n;
+  }
+
+  /** Brings the cache to 7/8 of its budget, so that eviction runs once per many admissions. */
+  private evict(): void {
+    const target = (this.budgetBytes * 7) / 8;
+    const q = this.queue;
+    while (this.bytes > target && this.head < q.length) {
+      const slot = q[this.head]!;
+      q[this.head++] = undefined;
+      if (slot.map.get(slot.key) !== slot.ev) this.bytes -= slot.bytes;
+      else if (slot.ev.used) {
+        slot.ev.used = false;
+        q.push(slot);
+      } else {
+        slot.map.delete(slot.key);
+        this.bytes -= slot.bytes;
+      }
+    }
+    if (this.head > 1024 && this.head * 2 > q.length) {
+      this.queue = q.slice(this.head);
+      this.head = 0;
     }
   }
 }
@@ -372,7 +403,7 @@ const countGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 
 
 /** Built by one literal so that every EntityEval shares one hidden class. */
 function entityEval(r: Evaluated, from: number, until: number): EntityEval {
-  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until, kept: false, json: undefined };
+  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until, kept: false, used: false, json: undefined };
 }
 
 function newEvaluation(plan: Plan, at: number, entities: number): Evaluation {

@@ -96,7 +96,7 @@ test('answers with the cache equal answers without it, through writes and clock 
 });
 
 test('LookupCache: admits a state on its second miss, reuses it only within its time range, keeps to its budget', () => {
-  const entry = (from: number, until: number): EntityEval => ({ values: [1], statuses: ['PRESENT'], eventTimes: [5], from, until, kept: false });
+  const entry = (from: number, until: number): EntityEval => ({ values: [1], statuses: ['PRESENT'], eventTimes: [5], from, until, kept: false, used: false });
   const c = new LookupCache(1_000_000);
   const e = entry(100, 200);
   assert.equal(c.offer('v@1', 'state-a', e), false, 'the first miss is only remembered');
@@ -113,12 +113,31 @@ test('LookupCache: admits a state on its second miss, reuses it only within its 
   const small = new LookupCache(56_000);
   const key = (i: number) => String(i).padStart(100, '0');
   for (let i = 0; i < 1000; i++) for (let twice = 0; twice < 2; twice++) small.offer('v@1', key(i), entry(0, Infinity));
-  // The most recent survive; the oldest are gone. (Newest first: a hit in the older generation moves up and can push others out.)
+  // The most recent survive; the oldest are gone.
   assert.ok(small.get('v@1', key(999), 1));
   let kept = 0;
   for (let i = 999; i >= 0; i--) if (small.get('v@1', key(i), 1)) kept++;
   assert.ok(kept >= 40 && kept <= 100, `kept ${kept}`);
   assert.equal(small.get('v@1', key(0), 1), undefined);
+
+  // A working set of 80% of the budget stays whole once admitted (two generations held at most half).
+  const ws = new LookupCache(56_000);
+  for (let round = 0; round < 4; round++) for (let i = 0; i < 80; i++) if (!ws.get('v@1', key(i), 1)) ws.offer('v@1', key(i), entry(0, Infinity));
+  const hitsBefore = ws.hits;
+  for (let i = 0; i < 80; i++) ws.get('v@1', key(i), 1);
+  assert.equal(ws.hits - hitsBefore, 80);
+
+  // Second chance: a state hit between admissions survives however many others pass through; the unused go.
+  const clock = new LookupCache(56_000);
+  const hot = entry(0, Infinity);
+  clock.offer('v@1', 'hot', hot);
+  clock.offer('v@1', 'hot', hot);
+  for (let i = 0; i < 1000; i++) {
+    for (let twice = 0; twice < 2; twice++) clock.offer('v@1', key(i), entry(0, Infinity));
+    assert.equal(clock.get('v@1', 'hot', 1), hot, `evicted after ${i} others`);
+  }
+  assert.ok(clock.size <= 100, `holds ${clock.size}`);
+  assert.equal(clock.get('v@1', key(0), 1), undefined);
 
   // States visited once each in turn, more of them than the doorkeeper remembers, are never admitted.
   const cycling = new LookupCache(1024 * 4096);
