@@ -17,6 +17,8 @@ import type { Evaluation, FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 import { renderMany, renderOne } from './features-json.js';
 import { parsePart, route } from './route.js';
+import { countFastLane, observeRequest } from './metrics.js';
+import { addFastLane } from './server.js';
 import { TokenSchema } from './tables.js';
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -227,6 +229,45 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     }
     return hit;
   };
+
+  /**
+   * `GET /features/{entity}` in the fast lane (server.ts): a request whose
+   * selection was validated before and whose store answers synchronously
+   * (embedded) is answered here, as the route below would answer it. Anything
+   * else (a new query string, a bad entity, an unknown feature, a store that
+   * must be waited for, an error) goes to the route.
+   */
+  addFastLane(app, (req, res) => {
+    const url = req.url!;
+    if (req.method !== 'GET' || !url.startsWith('/features/')) return false;
+    const t0 = performance.now();
+    const q = url.indexOf('?', 10);
+    let entity = url.slice(10, q < 0 ? url.length : q);
+    // Fastify's router: a parameter is one non-empty path segment of at most maxParamLength (100) characters, percent-decoded.
+    if (entity.length === 0 || entity.length > 100 || entity.includes('/')) return false;
+    if (entity.includes('%')) {
+      try {
+        entity = decodeURIComponent(entity);
+      } catch {
+        return false;
+      }
+    }
+    const selected = queries.get(q < 0 ? '' : url.slice(q + 1));
+    if (!selected) return false;
+    let bytes: Buffer;
+    try {
+      const e = online.evaluateSync([entity], online.plan(selected.selection));
+      if (!e) return false;
+      bytes = renderOne(entity, e).bytes;
+    } catch {
+      return false;
+    }
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': bytes.length });
+    res.end(bytes);
+    observeRequest('/features/:entity', 'GET', 200, performance.now() - t0);
+    countFastLane();
+    return true;
+  });
 
   route(
     app,

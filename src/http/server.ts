@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { AsofError, isAsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -28,16 +29,56 @@ export type RoutePlugin = (app: FastifyInstance, services: Services) => void;
 
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
 
+/**
+ * A fast lane answers some requests of a hot route before Fastify routes
+ * them, or returns false to leave the request to Fastify untouched (it then
+ * answers as it always would, errors included). Fastify's routing, request
+ * and reply objects and hooks cost about 17 µs a request on the benchmark
+ * machine, as much as a whole cached lookup. Lanes run only when nothing
+ * needs Fastify's per-request machinery: no per-request logs, and the
+ * request authenticated by the same check as the auth hook.
+ */
+export type FastLane = (req: IncomingMessage, res: ServerResponse) => boolean;
+const fastLanes = new WeakMap<FastifyInstance, FastLane[]>();
+
+/** Adds a fast lane to a server built by buildHttpServer (a no-op for other instances). */
+export function addFastLane(app: FastifyInstance, lane: FastLane): void {
+  fastLanes.get(app)?.push(lane);
+}
+
 export async function buildHttpServer(services: Services, opts: HttpOptions, plugins: RoutePlugin[] = []): Promise<FastifyInstance> {
   // A child logger per request costs more than a lookup; below info nothing would use it, so requests share the root logger then.
   const perRequestLogs = (opts.logger as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') ?? true;
+  const keys = opts.apiKeys.map((k) => Buffer.from(k));
+  const lanes: FastLane[] = [];
+  let closing = false;
   const app = Fastify({
+    serverFactory: (handler, options) => {
+      const o = options as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number };
+      const server = createServer((req, res) => {
+        if (!perRequestLogs && !closing && (keys.length === 0 || authFailure(keys, req.headers) === undefined)) {
+          for (let i = 0; i < lanes.length; i++) if (lanes[i](req, res)) return;
+        }
+        handler(req, res);
+      });
+      // What Fastify sets on the server it makes itself.
+      server.keepAliveTimeout = o.keepAliveTimeout ?? 72_000;
+      server.requestTimeout = o.requestTimeout ?? 0;
+      server.setTimeout(o.connectionTimeout ?? 0);
+      return server;
+    },
     loggerInstance: opts.logger as unknown as FastifyBaseLogger,
     bodyLimit: opts.maxBodyBytes,
     // Keep-alive connections from load balancers outlive Node's default of 5 s.
     keepAliveTimeout: 65_000,
     logController: new LogController({ disableRequestLogging: !perRequestLogs }),
     childLoggerFactory: (logger, bindings, childOpts) => (perRequestLogs ? logger.child(bindings, childOpts) : logger),
+  });
+
+  fastLanes.set(app, lanes);
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
 
   await app.register(swagger, {
@@ -70,16 +111,12 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     void reply.code(404).send(new AsofError('ASOF_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
-  if (opts.apiKeys.length) {
-    const keys = opts.apiKeys.map((k) => Buffer.from(k));
+  if (keys.length) {
     app.addHook('onRequest', async (req) => {
       const path = req.url.split('?')[0];
       if (PUBLIC_PATHS.has(path) || path.startsWith('/docs')) return;
-      const auth = req.headers.authorization;
-      const given = auth?.startsWith('Bearer ') ? auth.slice(7) : (req.headers['x-api-key'] as string | undefined);
-      if (!given) throw new AsofError('ASOF_UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>"');
-      const g = Buffer.from(given);
-      if (!keys.some((k) => k.length === g.length && timingSafeEqual(k, g))) throw new AsofError('ASOF_UNAUTHENTICATED', 'the API key is not valid');
+      const failure = authFailure(keys, req.headers);
+      if (failure) throw new AsofError('ASOF_UNAUTHENTICATED', failure);
     });
   }
   // Callback style: no promise per request on the hot paths.
@@ -111,6 +148,16 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   for (const p of plugins) p(app, services);
   await app.ready();
   return app;
+}
+
+/** Why a request's API key is not accepted, or undefined when it is. */
+function authFailure(keys: Buffer[], headers: IncomingMessage['headers']): string | undefined {
+  const auth = headers.authorization;
+  const given = auth?.startsWith('Bearer ') ? auth.slice(7) : (headers['x-api-key'] as string | undefined);
+  if (!given) return 'an API key is required: send "Authorization: Bearer <key>"';
+  const g = Buffer.from(given);
+  if (!keys.some((k) => k.length === g.length && timingSafeEqual(k, g))) return 'the API key is not valid';
+  return undefined;
 }
 
 const sortedComponents = (): Record<string, unknown> => Object.fromEntries(Object.entries(componentSchemas).sort(([a], [b]) => a.localeCompare(b)));
