@@ -232,12 +232,12 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
 
   /**
    * `GET /features/{entity}` in the fast lane (server.ts): a request whose
-   * selection was validated before and whose store answers synchronously
-   * (embedded) is answered here, as the route below would answer it. Anything
-   * else (a new query string, a bad entity, an unknown feature, a store that
-   * must be waited for, an error) goes to the route.
+   * selection was validated before is answered here, as the route below
+   * would answer it. Anything else (a new query string, a bad entity, an
+   * unknown feature, an error, also one from a store read that had to be
+   * waited for) goes to the route, which answers it afresh.
    */
-  addFastLane(app, (req, res) => {
+  addFastLane(app, (req, res, toFastify) => {
     const url = req.url!;
     if (req.method !== 'GET' || !url.startsWith('/features/')) return false;
     const t0 = performance.now();
@@ -254,18 +254,32 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     }
     const selected = queries.get(q < 0 ? '' : url.slice(q + 1));
     if (!selected) return false;
-    let bytes: Buffer;
+    const send = (bytes: Buffer): void => {
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': bytes.length });
+      res.end(bytes);
+      observeRequest('/features/:entity', 'GET', 200, performance.now() - t0);
+      countFastLane();
+    };
+    const entities = [entity];
+    let plan: Plan;
     try {
-      const e = online.evaluateSync([entity], online.plan(selected.selection));
-      if (!e) return false;
-      bytes = renderOne(entity, e).bytes;
+      plan = online.plan(selected.selection);
+      const e = online.evaluateSync(entities, plan);
+      if (e) {
+        send(renderOne(entity, e).bytes);
+        return true;
+      }
     } catch {
       return false;
     }
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': bytes.length });
-    res.end(bytes);
-    observeRequest('/features/:entity', 'GET', 200, performance.now() - t0);
-    countFastLane();
+    online
+      .evaluate(entities, plan)
+      .then(
+        (e) => renderOne(entity, e).bytes,
+        () => undefined,
+      )
+      .then((bytes) => (bytes ? send(bytes) : toFastify()))
+      .catch((err: unknown) => app.log.error({ err }, 'fast lane: answering GET /features failed'));
     return true;
   });
 

@@ -34,11 +34,13 @@ const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json'
  * them, or returns false to leave the request to Fastify untouched (it then
  * answers as it always would, errors included). Fastify's routing, request
  * and reply objects and hooks cost about 17 µs a request on the benchmark
- * machine, as much as a whole cached lookup. Lanes run only when nothing
+ * machine, as much as a whole cached lookup. A lane that has taken a request
+ * and must wait (a Redis read) may still hand it on by calling `toFastify`,
+ * as long as it has written nothing. Lanes run only when nothing
  * needs Fastify's per-request machinery: no per-request logs, and the
  * request authenticated by the same check as the auth hook.
  */
-export type FastLane = (req: IncomingMessage, res: ServerResponse) => boolean;
+export type FastLane = (req: IncomingMessage, res: ServerResponse, toFastify: () => void) => boolean;
 const fastLanes = new WeakMap<FastifyInstance, FastLane[]>();
 
 /** Adds a fast lane to a server built by buildHttpServer (a no-op for other instances). */
@@ -57,7 +59,8 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       const o = options as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number };
       const server = createServer((req, res) => {
         if (!perRequestLogs && !closing && (keys.length === 0 || authFailure(keys, req.headers) === undefined)) {
-          for (let i = 0; i < lanes.length; i++) if (lanes[i](req, res)) return;
+          const toFastify = (): void => handler(req, res);
+          for (let i = 0; i < lanes.length; i++) if (lanes[i](req, res, toFastify)) return;
         }
         handler(req, res);
       });

@@ -8,12 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { testAsof, type TestAsof } from '../helpers.js';
+import { PrivateRedis, redisServerInstalled, uniquePrefix } from '../redis-helpers.js';
 
 const NOW = Date.parse('2026-03-01T12:00:00Z');
 
-async function setUp(apiKey?: string): Promise<TestAsof> {
+async function setUp(apiKey?: string, redisUrl?: string): Promise<TestAsof> {
   // Config takes API keys as the comma-separated text of ASOF_API_KEYS.
-  const s = await testAsof(apiKey ? { apiKeys: apiKey as never } : {}, { listen: true, now: () => NOW });
+  const s = await testAsof({ ...(apiKey ? { apiKeys: apiKey as never } : {}), ...(redisUrl ? { redisUrl, redisPrefix: uniquePrefix('lane') } : {}) }, { listen: true, now: () => NOW });
   const auth: Record<string, string> = apiKey ? { authorization: `Bearer ${apiKey}` } : {};
   const ok = async (method: string, url: string, body: unknown): Promise<void> => {
     const r = await s.req(method, url, body, auth);
@@ -110,5 +111,40 @@ test('GET /features/{entity}: with API keys the lane answers only authenticated 
     assert.equal(await laneCount(s, good), lanes1);
   } finally {
     await s.destroy();
+  }
+});
+
+test('GET /features/{entity} with Redis: the lane waits for the read; a failed read goes to the route (503), and lookups come back with Redis', async (t) => {
+  if (!redisServerInstalled()) {
+    if (process.env.CI === 'true') throw new Error('redis-server is not installed, and CI=true requires it');
+    return t.skip('redis-server is not installed');
+  }
+  const redis = await PrivateRedis.start();
+  const s = await setUp(undefined, redis.url);
+  try {
+    const lanes0 = await laneCount(s, {});
+    for (const path of ['/features/ann?view=person', '/features/nobody?view=person', '/features/19000?view=card', '/features/5?features=card:limit,person:age']) {
+      assert.equal(await sameAsRoute(s, path), 200, path);
+    }
+    assert.ok((await laneCount(s, {})) - lanes0 >= 4);
+
+    await redis.stop();
+    const lanes1 = await laneCount(s, {});
+    const res = await fetch(s.url + '/features/ann?view=person');
+    const body = await res.json();
+    assert.equal(res.status, 503, JSON.stringify(body));
+    assert.equal(body.error.code, 'ASOF_BACKEND_UNAVAILABLE');
+    assert.equal(await laneCount(s, {}), lanes1, 'the failure was answered by the route');
+
+    await redis.restart();
+    // Redis came back empty: asof rebuilds the views from the changelog by itself.
+    const deadline = Date.now() + 15_000;
+    let status = 0;
+    while (Date.now() < deadline && (status = (await fetch(s.url + '/features/ann?view=person')).status) !== 200) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(status, 200);
+    assert.equal(await sameAsRoute(s, '/features/ann?view=person'), 200);
+  } finally {
+    await s.destroy();
+    await redis.stop().catch(() => undefined);
   }
 });
