@@ -24,6 +24,8 @@ export interface Fragments {
   value: ((v: unknown) => string)[];
   /** The inside of `statuses` when every feature is PRESENT, the usual case. */
   allPresent: string;
+  /** The same, as bytes. */
+  allPresentBytes: Buffer;
   /** The last token written for a one-view plan, and the view source's position it names. */
   token?: { at: number | undefined; text: string };
 }
@@ -35,7 +37,8 @@ export function fragmentsOf(plan: Plan): Fragments {
   let f = fragmentCache.get(plan);
   if (!f) {
     const keys = plan.features.map((x, i) => (i ? ',' : '') + JSON.stringify(x.ref) + ':');
-    f = { keys, value: plan.features.map((x) => valueWriter(x.type)), allPresent: keys.join(STATUS_JSON.PRESENT) + STATUS_JSON.PRESENT };
+    const allPresent = keys.join(STATUS_JSON.PRESENT) + STATUS_JSON.PRESENT;
+    f = { keys, value: plan.features.map((x) => valueWriter(x.type)), allPresent, allPresentBytes: Buffer.from(allPresent) };
     fragmentCache.set(plan, f);
   }
   return f;
@@ -68,17 +71,22 @@ export interface Answer {
 /** The answer of `GET /features/{entity}`: one `EntityFeatures`. */
 export function renderOne(entity: unknown, e: Evaluation): Answer {
   const frags = fragmentsOf(e.plan);
-  const body = renderBody(e, 0, frags);
   const head = '{"entity":' + (JSON.stringify(entity) ?? 'null') + ',';
   const tail = ',"token":' + tokenText(e, frags) + '}';
-  if (typeof body === 'string') return { bytes: Buffer.from(head + body + tail) };
-  // The usual case, a kept part: one buffer, the part copied in between two short texts.
-  if (!isAscii(head) || !isAscii(tail)) return { bytes: Buffer.concat([Buffer.from(head), body, Buffer.from(tail)]) };
-  const out = small(head.length + body.length + tail.length);
-  copyAscii(out, head, 0);
-  out.set(body, head.length);
-  copyAscii(out, tail, head.length + body.length);
-  return { bytes: out };
+  const kept = keptBytes(e, 0, frags);
+  if (kept !== undefined && isAscii(head) && isAscii(tail)) {
+    // The usual case: the entity's part made before, copied in between two short texts.
+    const out = small(head.length + kept.length + tail.length);
+    copyAscii(out, head, 0);
+    out.set(kept, head.length);
+    copyAscii(out, tail, head.length + kept.length);
+    return { bytes: out };
+  }
+  const out = new Writer();
+  out.text(head);
+  renderBody(e, 0, frags, out);
+  out.text(tail);
+  return out.finish();
 }
 
 /** The token's JSON; with one view in the plan, kept per plan while the view's position stays. */
@@ -91,103 +99,98 @@ function tokenText(e: Evaluation, frags: Fragments): string {
 
 /** The answer of `POST /features`: `{"results": [EntityFeatures, ...]}`. */
 export function renderMany(entities: unknown[], e: Evaluation): Answer {
-  const out = new Chunks();
+  const out = new Writer();
   const frags = fragmentsOf(e.plan);
-  const token = tokenText(e, frags);
+  const tail = ',"token":' + tokenText(e, frags) + '}';
   out.text('{"results":[');
   for (let i = 0; i < entities.length; i++) {
-    if (i) out.text(',');
-    writeEntity(out, entities[i], e, i, frags, token);
+    out.text((i ? ',{"entity":' : '{"entity":') + (JSON.stringify(entities[i]) ?? 'null') + ',');
+    renderBody(e, i, frags, out);
+    out.text(tail);
   }
   out.text(']}');
-  return out.toBuffer();
-}
-
-function writeEntity(out: Chunks, entity: unknown, e: Evaluation, i: number, frags: Fragments, token: string): void {
-  out.text('{"entity":' + (JSON.stringify(entity) ?? 'null') + ',');
-  const body = renderBody(e, i, frags);
-  if (typeof body === 'string') out.text(body);
-  else out.bytes(body);
-  out.text(',"token":' + token + '}');
+  return out.finish();
 }
 
 /**
- * Pieces of an answer, text and bytes, joined into one buffer at the end.
- * Text between two byte pieces is gathered into one string first, and short
- * ASCII text is copied by hand: a call into Node's encoder costs more than
- * the few dozen bytes between two entities.
+ * An answer written straight into bytes, piece by piece, in a reused buffer
+ * (grown when needed). Short ASCII text is copied by hand: a call into
+ * Node's encoder costs more than the few dozen bytes between two entities.
+ * Gathering the text first and encoding it once at the end built a rope of
+ * the whole answer that was measured and flattened again, and its pieces
+ * were garbage.
  */
-class Chunks {
-  private readonly parts: (string | Buffer)[] = [];
-  /** Per text part: whether it is short ASCII, copied by hand. */
-  private readonly plain: boolean[] = [];
-  private pending = '';
-  private length = 0;
+class Writer {
+  private buf: Buffer = spares.pop() ?? Buffer.allocUnsafeSlow(256 * 1024);
+  private at = 0;
 
   text(s: string): void {
-    this.pending += s;
+    if (s.length <= 64 && isAscii(s)) {
+      this.room(s.length);
+      copyAscii(this.buf, s, this.at);
+      this.at += s.length;
+    } else {
+      this.room(3 * s.length);
+      this.at += this.buf.write(s, this.at);
+    }
   }
 
   bytes(b: Buffer): void {
-    this.flush();
-    this.parts.push(b);
-    this.plain.push(false);
-    this.length += b.length;
+    this.room(b.length);
+    this.buf.set(b, this.at);
+    this.at += b.length;
   }
 
-  toBuffer(): Answer {
-    this.flush();
-    const answer = allocate(this.length);
-    const out = answer.bytes;
-    let at = 0;
-    for (let i = 0; i < this.parts.length; i++) {
-      const p = this.parts[i];
-      if (typeof p !== 'string') {
-        out.set(p, at);
-        at += p.length;
-      } else if (this.plain[i]) {
-        copyAscii(out, p, at);
-        at += p.length;
-      } else at += out.write(p, at);
+  /** A copy of the bytes written in memory of its own (not a slab's); the buffer goes back. */
+  copyOut(): Buffer {
+    const bytes = Buffer.allocUnsafeSlow(this.at);
+    this.buf.copy(bytes, 0, 0, this.at);
+    giveBack(this.buf);
+    return bytes;
+  }
+
+  /** The bytes written: small answers are copied out and the buffer goes back at once; large ones give it back on `release`. */
+  finish(): Answer {
+    const whole = this.buf;
+    const n = this.at;
+    if (n < REUSE_FROM) {
+      const bytes = small(n);
+      whole.copy(bytes, 0, 0, n);
+      giveBack(whole);
+      return { bytes };
     }
-    return answer;
+    let released = false;
+    return {
+      bytes: whole.subarray(0, n),
+      release: () => {
+        if (released) return;
+        released = true;
+        giveBack(whole);
+      },
+    };
   }
 
-  private flush(): void {
-    if (!this.pending) return;
-    const s = this.pending;
-    const plain = s.length <= 64 && isAscii(s);
-    this.parts.push(s);
-    this.plain.push(plain);
-    this.length += plain ? s.length : Buffer.byteLength(s);
-    this.pending = '';
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.length, this.at + n));
+    this.buf.copy(bigger, 0, 0, this.at);
+    giveBack(this.buf);
+    this.buf = bigger;
   }
 }
 
 /**
- * Large answers (batches) are written into reused buffers: a fresh 200 kB
- * buffer per answer cost ten times the copying into it, in page faults and
- * in the collections its external memory set off.
+ * Answers are written into reused buffers: a fresh 200 kB buffer per batch
+ * answer cost ten times the copying into it, in page faults and in the
+ * collections its external memory set off.
  */
 const REUSE_FROM = 64 * 1024;
 const spares: Buffer[] = [];
 const MAX_SPARES = 16;
 const MAX_SPARE_BYTES = 8 * 1024 * 1024;
 
-function allocate(n: number): Answer {
-  if (n < REUSE_FROM) return { bytes: small(n) };
-  let big = spares.pop();
-  if (!big || big.length < n) big = Buffer.allocUnsafeSlow(Math.max(n, 2 * (big?.length ?? 0), 256 * 1024));
-  const whole = big;
-  let released = false;
-  return {
-    bytes: whole.subarray(0, n),
-    release: () => {
-      if (released) return;
-      released = true;
-      if (spares.length < MAX_SPARES && whole.length <= MAX_SPARE_BYTES) spares.push(whole);
-    },
-  };
+function giveBack(b: Buffer): void {
+  if (spares.length < MAX_SPARES && b.length <= MAX_SPARE_BYTES) spares.push(b);
 }
 
 /**
@@ -228,59 +231,84 @@ function isAscii(s: string): boolean {
  * when the lookup cache keeps that evaluation the part is encoded once and
  * kept with it; otherwise it is text, written into the answer once.
  */
-function renderBody(e: Evaluation, i: number, frags: Fragments): Buffer | string {
-  const entry = e.entries[i];
-  if (e.plan.groups.length !== 1 || !entry.kept) return renderFresh(e, i, frags);
-  const hit = entry.json as { frags: Fragments; bytes: Buffer } | undefined;
-  if (hit !== undefined && hit.frags === frags) return hit.bytes;
-  const text = renderFresh(e, i, frags);
-  // Its own memory, not a slice of Node's shared pool: a kept slice would keep the whole pool slab alive.
-  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
-  bytes.write(text);
-  entry.json = { frags, bytes };
-  return bytes;
+/** Entity i's part as made before and kept with its shared evaluation, if it was. */
+function keptBytes(e: Evaluation, i: number, frags: Fragments): Buffer | undefined {
+  const hit = e.plan.groups.length === 1 ? (e.entries[i].json as { frags: Fragments; bytes: Buffer } | undefined) : undefined;
+  return hit !== undefined && hit.frags === frags ? hit.bytes : undefined;
 }
 
-function renderFresh(e: Evaluation, i: number, frags: Fragments): string {
+function renderBody(e: Evaluation, i: number, frags: Fragments, out: Writer): void {
+  const entry = e.entries[i];
+  if (e.plan.groups.length !== 1 || !entry.kept) return writeFresh(out, e, i, frags);
+  const kept = keptBytes(e, i, frags);
+  if (kept !== undefined) return out.bytes(kept);
+  const scratch = new Writer();
+  writeFresh(scratch, e, i, frags);
+  // Its own memory, not a slice of a shared slab: a kept slice would keep the whole slab alive.
+  const bytes = scratch.copyOut();
+  entry.json = { frags, bytes };
+  out.bytes(bytes);
+}
+
+/**
+ * Writes `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i.
+ * With one view in the plan, values come from the entity's evaluation
+ * itself, so the request's flat arrays are never gathered.
+ */
+function writeFresh(out: Writer, e: Evaluation, i: number, frags: Fragments): void {
   const nf = frags.keys.length;
-  const base = i * nf;
   const keys = frags.keys;
+  let values: readonly unknown[];
+  let statuses: readonly FeatureStatus[];
+  let times: readonly (number | null)[];
+  let map: readonly number[] | undefined;
+  let base = 0;
+  if (e.plan.groups.length === 1) {
+    const r = e.entries[i];
+    ({ values, statuses, eventTimes: times } = r);
+    map = e.plan.groups[0].indexes;
+  } else {
+    ({ values, statuses, eventTimes: times } = e);
+    base = i * nf;
+  }
   let allPresent = true;
   let sameTime = true;
-  const t0 = e.eventTimes[base] ?? null;
+  const t0 = times[map ? map[0] : base] ?? null;
   let features = '"features":{';
   for (let f = 0; f < nf; f++) {
-    features += keys[f] + frags.value[f](e.values[base + f]);
-    if (e.statuses[base + f] !== 'PRESENT') allPresent = false;
-    if ((e.eventTimes[base + f] ?? null) !== t0) sameTime = false;
+    const k = map ? map[f] : base + f;
+    features += keys[f] + frags.value[f](values[k]);
+    if (statuses[k] !== 'PRESENT') allPresent = false;
+    if ((times[k] ?? null) !== t0) sameTime = false;
   }
-  let statuses: string;
-  if (allPresent) statuses = frags.allPresent;
+  out.text(features + '},"statuses":{');
+  if (allPresent) out.bytes(frags.allPresentBytes);
   else {
-    statuses = '';
-    for (let f = 0; f < nf; f++) statuses += keys[f] + STATUS_JSON[e.statuses[base + f]];
+    let text = '';
+    for (let f = 0; f < nf; f++) text += keys[f] + STATUS_JSON[statuses[map ? map[f] : base + f]];
+    out.text(text);
   }
-  let times = '';
+  let text = '},"eventTimes":{';
   if (sameTime) {
     // Features of one view usually share one event time: format it once.
     const t = t0 === null ? 'null' : `"${isoTime(t0)}"`;
-    for (let f = 0; f < nf; f++) times += keys[f] + t;
+    for (let f = 0; f < nf; f++) text += keys[f] + t;
   } else {
     let lastMs = NaN;
     let lastText = 'null';
     for (let f = 0; f < nf; f++) {
-      const ms = e.eventTimes[base + f] ?? null;
-      if (ms === null) times += keys[f] + 'null';
+      const ms = times[map ? map[f] : base + f] ?? null;
+      if (ms === null) text += keys[f] + 'null';
       else {
         if (ms !== lastMs) {
           lastMs = ms;
           lastText = `"${isoTime(ms)}"`;
         }
-        times += keys[f] + lastText;
+        text += keys[f] + lastText;
       }
     }
   }
-  return features + '},"statuses":{' + statuses + '},"eventTimes":{' + times + '}';
+  out.text(text + '}');
 }
 
 const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));
