@@ -103,12 +103,18 @@ export class FrameIndex {
 /** A canonical key (schema.keyOf), or, in a numeric index, the key's number. */
 export type IndexKey = string | number;
 
+/** A canonical key string → its key in a numeric index: the number when it is a safe integer written canonically, else the string. */
+export function numericIndexKey(key: string): IndexKey {
+  const n = Number(key);
+  return Number.isSafeInteger(n) && String(n) === key ? n : key;
+}
+
 /**
  * key → offsets, ascending. Offsets loaded from a snapshot stay in one typed
  * array (each key a range of it); only offsets added since are kept per key.
  * Building a JS array per key on load was most of the start-up time of a large
  * keyed table, and its garbage. A numeric index (a log table with one int32,
- * int64 or timestamp key column) keys its maps by the number itself: no string
+ * int64 or timestamp key column, see TableSchema.numericKey) keys its maps by the number itself: no string
  * per record and cheaper lookups (keys beyond 2^53 stay strings).
  */
 export class KeyIndex {
@@ -126,9 +132,7 @@ export class KeyIndex {
 
   /** The map key of a canonical key string. */
   private mapKey(key: string): IndexKey {
-    if (!this.numeric) return key;
-    const n = Number(key);
-    return Number.isSafeInteger(n) && String(n) === key ? n : key;
+    return this.numeric ? numericIndexKey(key) : key;
   }
 
   /** Adds an offset (ascending per key). `key` is canonical, or its number in a numeric index. */
