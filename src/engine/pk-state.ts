@@ -19,7 +19,10 @@
  *
  * Keys: `IndexKey`s, as the key index uses them (a number for a table with
  * one int32/int64/timestamp key column when the value is a safe integer, else
- * the canonical key string; see TableSchema.stateKeyOf).
+ * the canonical key string; see TableSchema.indexKeyOf). With `intKey` (that
+ * key column's index), number keys find their slot through IntSlots, a hash
+ * table of slot numbers that reads the keys from the key column itself: 8 bytes
+ * a key at most, where a Map entry costs about 28.
  */
 import type { IndexKey } from './indexes.js';
 import type { Row } from './schema.js';
@@ -208,10 +211,90 @@ export class FrozenState {
   }
 }
 
+/**
+ * Safe-integer key → slot: open addressing, linear probing, at most half full.
+ * The table holds slot + 1 (0 is empty); a key is compared with the key
+ * column's value at the slot, so the slot's key must be written before any
+ * other key is looked up or added (set writes the row right after slotFor).
+ */
+class IntSlots {
+  private table = new Int32Array(1024);
+  private mask = 1023;
+  size = 0;
+  constructor(private readonly keys: NumberColumn) {}
+
+  private home(k: number): number {
+    const h = Math.imul((k | 0) ^ Math.floor(k / 4294967296), 0x9e3779b1);
+    return (h ^ (h >>> 15)) & this.mask;
+  }
+
+  get(k: number): number | undefined {
+    const vals = this.keys.vals;
+    for (let i = this.home(k); ; i = (i + 1) & this.mask) {
+      const e = this.table[i];
+      if (e === 0) return undefined;
+      if (vals[e - 1] === k) return e - 1;
+    }
+  }
+
+  /** Adds a key known to be absent, whose slot does not yet hold it. */
+  add(k: number, slot: number): void {
+    if ((this.size + 1) * 2 > this.table.length) this.rehash(this.table.length * 2);
+    let i = this.home(k);
+    while (this.table[i] !== 0) i = (i + 1) & this.mask;
+    this.table[i] = slot + 1;
+    this.size++;
+  }
+
+  /** Removes a key whose slot still holds it; returns its slot. */
+  delete(k: number): number | undefined {
+    const vals = this.keys.vals;
+    let i = this.home(k);
+    for (; ; i = (i + 1) & this.mask) {
+      const e = this.table[i];
+      if (e === 0) return undefined;
+      if (vals[e - 1] === k) break;
+    }
+    const slot = this.table[i] - 1;
+    // Backward shift: move up each later entry of the run that may sit at the hole, so no probe stops early.
+    for (let j = (i + 1) & this.mask; this.table[j] !== 0; j = (j + 1) & this.mask) {
+      const h = this.home(vals[this.table[j] - 1]);
+      if (((j - h) & this.mask) >= ((j - i) & this.mask)) {
+        this.table[i] = this.table[j];
+        i = j;
+      }
+    }
+    this.table[i] = 0;
+    this.size--;
+    return slot;
+  }
+
+  /** Every slot held, in table order. */
+  *slots(): IterableIterator<number> {
+    for (let i = 0; i < this.table.length; i++) if (this.table[i] !== 0) yield this.table[i] - 1;
+  }
+
+  private rehash(cap: number): void {
+    const old = this.table;
+    this.table = new Int32Array(cap);
+    this.mask = cap - 1;
+    const vals = this.keys.vals;
+    for (let j = 0; j < old.length; j++) {
+      const e = old[j];
+      if (e === 0) continue;
+      let i = this.home(vals[e - 1]);
+      while (this.table[i] !== 0) i = (i + 1) & this.mask;
+      this.table[i] = e;
+    }
+  }
+}
+
 const FIRST_CAPACITY = 1024;
 
 export class PkState {
-  private readonly slots = new Map<IndexKey, number>();
+  /** Keys that are not in `ints`. */
+  private slots = new Map<IndexKey, number>();
+  private ints?: IntSlots;
   /** Slots freed by deletes, reused before new ones. */
   private free: number[] = [];
   /** Slots [0, used) have been handed out at least once. */
@@ -221,27 +304,40 @@ export class PkState {
   private code: SlotCode;
   private types: ColumnType[];
 
-  constructor(columns: readonly { name: string; type: ColumnType }[]) {
+  /** `intKey`: the index of the one key column whose safe-integer values are keys as numbers (TableSchema.numericKey). */
+  constructor(columns: readonly { name: string; type: ColumnType }[], private readonly intKey?: number) {
     this.types = columns.map((c) => c.type);
     this.cols = columns.map((c) => newColumn(c.type, this.capacity));
     this.code = compileSlotCode(columns.map((c) => c.name));
+    this.ints = this.intSlots();
+  }
+
+  private intSlots(): IntSlots | undefined {
+    if (this.intKey === undefined) return undefined;
+    const c = this.cols[this.intKey];
+    if (!(c instanceof NumberColumn)) throw new Error(`pk state: key column ${this.intKey} is not a number column`);
+    return new IntSlots(c);
   }
 
   get size(): number {
-    return this.slots.size;
+    return this.slots.size + (this.ints?.size ?? 0);
   }
 
   has(key: IndexKey): boolean {
-    return this.slots.has(key);
+    return this.find(key) !== undefined;
+  }
+
+  private find(key: IndexKey): number | undefined {
+    return this.ints && typeof key === 'number' ? this.ints.get(key) : this.slots.get(key);
   }
 
   /** A fresh row (the caller may keep or change it), or undefined. */
   get(key: IndexKey): Row | undefined {
-    const slot = this.slots.get(key);
+    const slot = this.find(key);
     return slot === undefined ? undefined : this.code.read(this.cols, slot);
   }
 
-  /** Stores a canonical row as the key's latest (the row object itself is not kept). */
+  /** Stores a canonical row as the key's latest (the row object itself is not kept). `key` must be the row's own (schema.indexKeyOf(row)). */
   set(key: IndexKey, row: Row): void {
     this.code.write(this.cols, this.slotFor(key), row);
   }
@@ -253,24 +349,30 @@ export class PkState {
   }
 
   delete(key: IndexKey): boolean {
-    const slot = this.slots.get(key);
+    let slot: number | undefined;
+    if (this.ints && typeof key === 'number') slot = this.ints.delete(key);
+    else {
+      slot = this.slots.get(key);
+      this.slots.delete(key);
+    }
     if (slot === undefined) return false;
-    this.slots.delete(key);
     for (const c of this.cols) c.free(slot);
     this.free.push(slot);
     return true;
   }
 
   clear(): void {
-    this.slots.clear();
+    this.slots = new Map();
     this.free = [];
     this.used = 0;
     this.capacity = FIRST_CAPACITY;
     this.cols = this.types.map((t) => newColumn(t, this.capacity));
+    this.ints = this.intSlots();
   }
 
-  keys(): IterableIterator<IndexKey> {
-    return this.slots.keys();
+  *keys(): IterableIterator<IndexKey> {
+    if (this.ints) for (const slot of this.ints.slots()) yield this.cols[this.intKey!].get(slot) as number;
+    yield* this.slots.keys();
   }
 
   /**
@@ -291,12 +393,16 @@ export class PkState {
    * point): copies the columns' arrays (about 8 bytes a value), not rows.
    */
   freeze(): FrozenState {
-    const slots = Int32Array.from(this.slots.values());
+    const slots = new Int32Array(this.size);
+    let n = 0;
+    if (this.ints) for (const slot of this.ints.slots()) slots[n++] = slot;
+    for (const slot of this.slots.values()) slots[n++] = slot;
     return new FrozenState(this.code, this.cols.map((c) => c.copy(this.used)), slots);
   }
 
+  /** The key's slot, a new one for a new key (then its key column must be written before the next call). */
   private slotFor(key: IndexKey): number {
-    let slot = this.slots.get(key);
+    let slot = this.find(key);
     if (slot !== undefined) return slot;
     slot = this.free.pop();
     if (slot === undefined) {
@@ -306,7 +412,8 @@ export class PkState {
       }
       slot = this.used++;
     }
-    this.slots.set(key, slot);
+    if (this.ints && typeof key === 'number') this.ints.add(key, slot);
+    else this.slots.set(key, slot);
     return slot;
   }
 }

@@ -107,7 +107,13 @@ export class Table {
   ) {
     this.currentSchema = schema;
     this.keyIndex = new KeyIndex(schema.numericKey);
-    this.state = new PkState(schema.kind === 'pk' ? schema.columns : []);
+    this.state = this.newState();
+  }
+
+  private newState(): PkState {
+    const s = this.schema;
+    if (s.kind !== 'pk') return new PkState([]);
+    return new PkState(s.columns, s.numericKey ? s.columns.indexOf(s.keyColumns[0]) : undefined);
   }
 
   get schema(): TableSchema {

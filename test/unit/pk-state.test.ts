@@ -35,6 +35,9 @@ const COLUMNS = [
   { name: 'v', type: 'vector<3>' },
 ];
 
+/** As a table makes it: integer keys through the key column when the schema keys by number. */
+const stateFor = (s: TableSchema) => new PkState(s.columns, s.numericKey ? s.columns.indexOf(s.keyColumns[0]) : undefined);
+
 function schemaFor(keyCols: { name: string; type: string }[]): TableSchema {
   const def: TableDef = {
     name: 't',
@@ -99,7 +102,7 @@ for (const [what, keyCols, randomKey] of KEY_SHAPES) {
     for (const seed of [1, 2, 3]) {
       const r = rng(seed * 7919 + what.length);
       const s = schemaFor(keyCols);
-      const state = new PkState(s.columns);
+      const state = stateFor(s);
       const want = new Map<string, Row>();
       const compareAll = (): void => {
         assert.equal(state.size, want.size);
@@ -151,8 +154,8 @@ test('pk state: rows set from decoded columns equal those set from rows; clear e
   const r = rng(99);
   const rows = Array.from({ length: 3000 }, (_, i) => randomRow(s, { id: i % 2 ? i : String(2n ** 60n + BigInt(i)) }, r));
   const values = s.columns.map((c) => rows.map((row) => row[c.name]));
-  const a = new PkState(s.columns);
-  const b = new PkState(s.columns);
+  const a = stateFor(s);
+  const b = stateFor(s);
   rows.forEach((row, i) => {
     a.set(s.indexKeyOf(row), row);
     b.setAt(s.indexKeyOf(row), values, i);
@@ -176,7 +179,7 @@ test('pk state: rows set from decoded columns equal those set from rows; clear e
 test('pk state: columns appended by a schema change read null for rows stored before it, and hold values after', () => {
   const s = schemaFor([{ name: 'id', type: 'int64' }]);
   const r = rng(5);
-  const state = new PkState(s.columns);
+  const state = stateFor(s);
   const before = Array.from({ length: 2000 }, (_, i) => randomRow(s, { id: i }, r));
   for (const row of before) state.set(row.id as number, row);
   const def = s.def;
@@ -198,7 +201,7 @@ test('pk state: columns appended by a schema change read null for rows stored be
 test('pk state: freed slots are reused (size stays bounded under churn) and never leak old values', () => {
   const s = schemaFor([{ name: 'id', type: 'int64' }]);
   const r = rng(11);
-  const state = new PkState(s.columns);
+  const state = stateFor(s);
   const want = new Map<number, Row>();
   for (let round = 0; round < 50; round++) {
     for (let i = 0; i < 100; i++) {
@@ -220,4 +223,35 @@ test('pk state: freed slots are reused (size stays bounded under churn) and neve
   for (const [id, row] of want) assert.deepStrictEqual(state.get(id), row);
   assert.equal(state.size, want.size);
   assert.ok(state.freeze().chunks(1e9).next().value![0].length === want.size);
+});
+
+test('pk state with integer keys: many keys, heavy churn, keys that share hash bits; every key found or absent as in a map', () => {
+  const def: TableDef = {
+    name: 't',
+    kind: 'pk',
+    columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 'x', type: 'float64', nullable: true }],
+    primaryKey: ['id'],
+    schemaVersions: [{ version: 1, columnCount: 2, createdAt: 0 }],
+    createdAt: 0,
+  };
+  const s = new TableSchema(def);
+  assert.equal(s.numericKey, true);
+  const state = new PkState(s.columns, 0);
+  const want = new Map<number, number>();
+  const r = rng(23);
+  const pool: number[] = [];
+  for (let i = 0; i < 20000; i++) pool.push(i, -i - 1, i * 4294967296, (i % 64) * 2 ** 40 + 7, Number.MAX_SAFE_INTEGER - i);
+  for (let step = 0; step < 200000; step++) {
+    const id = pool[Math.floor(r() * (step < 100000 ? pool.length : 5000))];
+    if (r() < 0.6) {
+      const x = r();
+      state.set(id, { id, x });
+      want.set(id, x);
+    } else assert.equal(state.delete(id), want.delete(id));
+    if (step % 50000 === 49999) {
+      assert.equal(state.size, want.size);
+      for (const id of pool) assert.deepStrictEqual(state.get(id), want.has(id) ? { id, x: want.get(id) } : undefined, `key ${id}`);
+    }
+  }
+  assert.deepEqual(new Set(state.keys()), new Set(want.keys()));
 });
