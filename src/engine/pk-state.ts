@@ -27,6 +27,7 @@
 import type { IndexKey } from './indexes.js';
 import type { Row } from './schema.js';
 import type { ColumnType } from './types.js';
+import { IntSlots } from './int-slots.js';
 
 interface Column {
   put(slot: number, v: unknown): void;
@@ -207,84 +208,6 @@ export class FrozenState {
         for (let i = 0; i < n; i++) out[i] = c.get(this.slots[at + i]);
         return out;
       });
-    }
-  }
-}
-
-/**
- * Safe-integer key → slot: open addressing, linear probing, at most half full.
- * The table holds slot + 1 (0 is empty); a key is compared with the key
- * column's value at the slot, so the slot's key must be written before any
- * other key is looked up or added (set writes the row right after slotFor).
- */
-class IntSlots {
-  private table = new Int32Array(1024);
-  private mask = 1023;
-  size = 0;
-  constructor(private readonly keys: NumberColumn) {}
-
-  private home(k: number): number {
-    const h = Math.imul((k | 0) ^ Math.floor(k / 4294967296), 0x9e3779b1);
-    return (h ^ (h >>> 15)) & this.mask;
-  }
-
-  get(k: number): number | undefined {
-    const vals = this.keys.vals;
-    for (let i = this.home(k); ; i = (i + 1) & this.mask) {
-      const e = this.table[i];
-      if (e === 0) return undefined;
-      if (vals[e - 1] === k) return e - 1;
-    }
-  }
-
-  /** Adds a key known to be absent, whose slot does not yet hold it. */
-  add(k: number, slot: number): void {
-    if ((this.size + 1) * 2 > this.table.length) this.rehash(this.table.length * 2);
-    let i = this.home(k);
-    while (this.table[i] !== 0) i = (i + 1) & this.mask;
-    this.table[i] = slot + 1;
-    this.size++;
-  }
-
-  /** Removes a key whose slot still holds it; returns its slot. */
-  delete(k: number): number | undefined {
-    const vals = this.keys.vals;
-    let i = this.home(k);
-    for (; ; i = (i + 1) & this.mask) {
-      const e = this.table[i];
-      if (e === 0) return undefined;
-      if (vals[e - 1] === k) break;
-    }
-    const slot = this.table[i] - 1;
-    // Backward shift: move up each later entry of the run that may sit at the hole, so no probe stops early.
-    for (let j = (i + 1) & this.mask; this.table[j] !== 0; j = (j + 1) & this.mask) {
-      const h = this.home(vals[this.table[j] - 1]);
-      if (((j - h) & this.mask) >= ((j - i) & this.mask)) {
-        this.table[i] = this.table[j];
-        i = j;
-      }
-    }
-    this.table[i] = 0;
-    this.size--;
-    return slot;
-  }
-
-  /** Every slot held, in table order. */
-  *slots(): IterableIterator<number> {
-    for (let i = 0; i < this.table.length; i++) if (this.table[i] !== 0) yield this.table[i] - 1;
-  }
-
-  private rehash(cap: number): void {
-    const old = this.table;
-    this.table = new Int32Array(cap);
-    this.mask = cap - 1;
-    const vals = this.keys.vals;
-    for (let j = 0; j < old.length; j++) {
-      const e = old[j];
-      if (e === 0) continue;
-      let i = this.home(vals[e - 1]);
-      while (this.table[i] !== 0) i = (i + 1) & this.mask;
-      this.table[i] = e;
     }
   }
 }
