@@ -8,5 +8,5 @@
  * the one place the rest of the code imports them from.
  */
 export { arrowType, CHANGE_COLUMN, CHANGE_NAMES, ChangeType, type ChangeName, type ChangeTypeCode } from './arrow-schema.js';
-export { buildColumn, encodeBatch } from './arrow-encode.js';
+export { buildColumn, encodeBatch, encodeValues } from './arrow-encode.js';
 export { decodeBatch, decodeColumn, decodeIpc, decodeValues, type DecodedBatch, type StoredBatch } from './arrow-decode.js';

@@ -193,11 +193,14 @@ function framed(meta: Uint8Array): Uint8Array {
  * directly: the writer's queue and iterator machinery cost more than the data.
  */
 export function encodeBatch(columns: CompiledColumn[], changes: Uint8Array | number[], rows: Row[]): Uint8Array {
-  const n = rows.length;
+  const code = rowCodeFor(columns);
+  return encodeValues(columns, changes, code ? code.gather(rows) : columns.map((c) => rows.map((r) => r[c.name])), rows.length);
+}
+
+/** `encodeBatch` from canonical values, one array of `n` per column (column order), no rows. */
+export function encodeValues(columns: CompiledColumn[], changes: Uint8Array | number[], gathered: unknown[][], n: number): Uint8Array {
   const { schemaMessage } = fieldsOf(columns);
   const children: A.Data[] = [A.makeData({ type: new A.Int8(), length: n, nullCount: 0, data: Int8Array.from(changes) })];
-  const code = rowCodeFor(columns);
-  const gathered = code ? code.gather(rows) : columns.map((c) => rows.map((r) => r[c.name]));
   for (let j = 0; j < columns.length; j++) children.push(buildColumn(columns[j].type, gathered[j]));
   const body = VectorAssembler.assemble(...children.map((d) => new A.Vector([d])));
   const message = framed(A.Message.encode(A.Message.from(new RecordBatchHeader(n, body.nodes, body.bufferRegions), body.byteLength)));

@@ -103,16 +103,24 @@ export class FrameIndex {
 /** A canonical key (schema.keyOf), or, in a numeric index, the key's number. */
 export type IndexKey = string | number;
 
+/** A canonical key string → its key in a numeric index: the number when it is a safe integer written canonically, else the string. */
+export function numericIndexKey(key: string): IndexKey {
+  const n = Number(key);
+  return Number.isSafeInteger(n) && String(n) === key ? n : key;
+}
+
 /**
  * key → offsets, ascending. Offsets loaded from a snapshot stay in one typed
  * array (each key a range of it); only offsets added since are kept per key.
  * Building a JS array per key on load was most of the start-up time of a large
- * keyed table, and its garbage. A numeric index (a log table with one int32,
- * int64 or timestamp key column) keys its maps by the number itself: no string
- * per record and cheaper lookups (keys beyond 2^53 stay strings).
+ * keyed table, and its garbage. A numeric index (a table with one int32,
+ * int64 or timestamp key column, see TableSchema.numericKey) keys its maps by
+ * the number itself: no string per key and cheaper lookups (keys beyond 2^53
+ * stay strings). A key first seen after the load is in `added` only: one map
+ * entry, not two, for each of the million keys of a pk table.
  */
 export class KeyIndex {
-  /** key → its index in the loaded ranges, or -1 for keys first seen after the load. */
+  /** Loaded keys → their index in the loaded ranges. */
   private readonly ids = new Map<IndexKey, number>();
   private baseStart = new Uint32Array(0);
   private baseCount = new Uint32Array(0);
@@ -126,19 +134,15 @@ export class KeyIndex {
 
   /** The map key of a canonical key string. */
   private mapKey(key: string): IndexKey {
-    if (!this.numeric) return key;
-    const n = Number(key);
-    return Number.isSafeInteger(n) && String(n) === key ? n : key;
+    return this.numeric ? numericIndexKey(key) : key;
   }
 
   /** Adds an offset (ascending per key). `key` is canonical, or its number in a numeric index. */
   add(key: IndexKey, offset: number): void {
     if (this.numeric && typeof key === 'string') key = this.mapKey(key);
     const cur = this.added.get(key);
-    if (cur === undefined) {
-      this.added.set(key, offset);
-      if (!this.ids.has(key)) this.ids.set(key, -1);
-    } else if (typeof cur === 'number') this.added.set(key, [cur, offset]);
+    if (cur === undefined) this.added.set(key, offset);
+    else if (typeof cur === 'number') this.added.set(key, [cur, offset]);
     else cur.push(offset);
     this.entries++;
   }
@@ -147,10 +151,9 @@ export class KeyIndex {
   offsetsOf(key: string): readonly number[] {
     const k = this.mapKey(key);
     const id = this.ids.get(k);
-    if (id === undefined) return [];
     const more = this.added.get(k);
     const tail = more === undefined ? [] : typeof more === 'number' ? [more] : more;
-    if (id < 0) return tail;
+    if (id === undefined) return tail;
     const base = this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]);
     return tail.length ? [...base, ...tail] : Array.from(base);
   }
@@ -163,7 +166,9 @@ export class KeyIndex {
    * largest part of a log table's snapshot, rewritten at every snapshot.
    */
   serialize(): Buffer {
+    // Loaded keys, then keys first seen since (the order keys first appeared).
     const mapKeys = [...this.ids.keys()];
+    for (const key of this.added.keys()) if (!this.ids.has(key)) mapKeys.push(key);
     const keys = mapKeys.map(String);
     const k = keys.length;
     const blob = Buffer.from(keys.join(''), 'utf8');
@@ -179,9 +184,9 @@ export class KeyIndex {
       const key = keys[i];
       end += ascii ? key.length : Buffer.byteLength(key, 'utf8');
       ends[i] = end;
-      const id = this.ids.get(mapKeys[i])!;
+      const id = this.ids.get(mapKeys[i]);
       const more = this.added.get(mapKeys[i]);
-      const base = id >= 0 ? this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]) : undefined;
+      const base = id !== undefined ? this.baseOffsets.subarray(this.baseStart[id], this.baseStart[id] + this.baseCount[id]) : undefined;
       const tail = more === undefined ? undefined : typeof more === 'number' ? [more] : more;
       let prev = 0;
       for (const list of [base, tail]) {

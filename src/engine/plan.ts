@@ -14,23 +14,28 @@ import type { WriteOp } from './table.js';
 export interface Planned {
   changes: Uint8Array;
   rows: Row[];
-  /** Key-index key of each record; undefined when the table has no key columns. pk tables: the canonical key string. */
+  /** Key-index key of each record (schema.indexKeyOf; pk tables key their state by it too); undefined when the table has no key columns. */
   keys?: IndexKey[];
   /** Records each request wrote, in request order. */
   counts: number[];
 }
 
-export function planGroup(s: TableSchema, state: ReadonlyMap<string, Row>, group: { rows: Row[]; op: WriteOp }[]): Planned {
+/** What planning reads of a pk table's state: the latest row of a key (schema.indexKeyOf), or undefined. */
+export interface LatestRows {
+  get(key: IndexKey): Row | undefined;
+}
+
+export function planGroup(s: TableSchema, state: LatestRows, group: { rows: Row[]; op: WriteOp }[]): Planned {
   if (s.kind !== 'pk') {
     const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
     return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.indexKeyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
   }
-  const overlay = new Map<string, Row | null>();
+  const overlay = new Map<IndexKey, Row | null>();
   const changes: number[] = [];
   const rows: Row[] = [];
-  const keys: string[] = [];
+  const keys: IndexKey[] = [];
   const counts: number[] = [];
-  const push = (change: number, row: Row, key: string): void => {
+  const push = (change: number, row: Row, key: IndexKey): void => {
     changes.push(change);
     rows.push(row);
     keys.push(key);
@@ -38,7 +43,7 @@ export function planGroup(s: TableSchema, state: ReadonlyMap<string, Row>, group
   for (const p of group) {
     const before = rows.length;
     for (const row of p.rows) {
-      const key = s.keyOf(row);
+      const key = s.indexKeyOf(row);
       const old = overlay.has(key) ? overlay.get(key)! : state.get(key);
       if (p.op === 'delete') {
         if (old) {

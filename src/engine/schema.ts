@@ -13,6 +13,7 @@ import { formatType, parseColumnType, type ColumnType } from './types.js';
 import { formatTimestamp, parseTimestamp } from './time.js';
 import { BadValue, coercer, describe, type Coerce } from './coerce.js';
 import { rowCodeFor, type RowCode } from './row-code.js';
+import { numericIndexKey } from './indexes.js';
 
 export { formatTimestamp, parseTimestamp };
 
@@ -76,9 +77,8 @@ export class TableSchema {
   /** Compiled row functions; undefined when a column name cannot be compiled (then generic loops are used). */
   readonly rowCode?: RowCode;
   /**
-   * Whether the key index keys by number: a log table with one int32, int64 or
-   * timestamp key column (pk tables key their state by the canonical string,
-   * and share it with the index).
+   * Whether the key index (and a pk table's state) keys by number: a table with
+   * one int32, int64 or timestamp key column. Values beyond 2^53 stay strings.
    */
   readonly numericKey: boolean;
 
@@ -91,7 +91,7 @@ export class TableSchema {
     this.keyColumns = def.primaryKey.map((k) => this.byName.get(k)!);
     this.eventTimeColumn = def.eventTime ? this.byName.get(def.eventTime) : undefined;
     this.rowCode = rowCodeFor(this.columns);
-    this.numericKey = def.kind === 'log' && this.keyColumns.length === 1 && ['int32', 'int64', 'timestamp'].includes(this.keyColumns[0].type.kind);
+    this.numericKey = this.keyColumns.length === 1 && ['int32', 'int64', 'timestamp'].includes(this.keyColumns[0].type.kind);
   }
 
   get name(): string {
@@ -183,6 +183,11 @@ export class TableSchema {
       return typeof v === 'number' ? v : keyPart(v);
     }
     return this.keyOf(row);
+  }
+
+  /** A canonical key string (keyOf, parseKey) → the key index's and pk state's key of it (see indexKeyOf). */
+  indexKeyOfText(key: string): string | number {
+    return this.numericKey ? numericIndexKey(key) : key;
   }
 
   /** `keyOf` from decoded columns: `keyValues` holds the key columns' values, in key order. */

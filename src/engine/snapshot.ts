@@ -23,10 +23,11 @@ import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
-import { decodeBatch, decodeIpc, encodeBatch } from './arrow-codec.js';
+import { decodeIpc, decodeValues, encodeValues } from './arrow-codec.js';
 import { FrameIndex, KeyIndex } from './indexes.js';
 import { sliceBuffers } from './log.js';
-import type { Row, TableSchema } from './schema.js';
+import type { TableSchema } from './schema.js';
+import type { FrozenState } from './pk-state.js';
 
 const MAGIC = 0x32534e41; // "ANS2"
 const OLD_MAGIC = 0x50534e41; // "ANSP": rows only, before indexes were kept
@@ -43,23 +44,24 @@ export interface SnapshotPoint {
 }
 
 export interface Snapshot extends SnapshotPoint {
-  rows: Row[];
   frames: FrameIndex;
   keys: KeyIndex;
 }
 
 /**
- * Writes a snapshot. `rows` must not change while this runs (rows are never
- * mutated in place; the caller passes its own array); the indexes are already
- * serialised. Rows are encoded a chunk at a time so a large state does not stall
- * the event loop.
+ * Writes a snapshot. `rows` is a pk table's state frozen at `point` (undefined
+ * for a log table); the indexes are already serialised. Rows are encoded a
+ * chunk at a time, from columns (no row objects), so a large state does not
+ * stall the event loop.
  */
-export async function writeSnapshot(path: string, schema: TableSchema, point: SnapshotPoint, rows: Row[], frames: Buffer, keys: Buffer): Promise<void> {
+export async function writeSnapshot(path: string, schema: TableSchema, point: SnapshotPoint, rows: FrozenState | undefined, frames: Buffer, keys: Buffer): Promise<void> {
   const state: Uint8Array[] = [];
-  for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
-    if (i > 0) await yieldToLoop();
-    const chunk = rows.slice(i, i + CHUNK_ROWS);
-    const ipc = encodeBatch(schema.columns, new Uint8Array(chunk.length), chunk);
+  let first = true;
+  for (const chunk of rows?.chunks(CHUNK_ROWS) ?? []) {
+    if (!first) await yieldToLoop();
+    first = false;
+    const n = chunk[0].length;
+    const ipc = encodeValues(schema.columns, new Uint8Array(n), chunk, n);
     const len = Buffer.alloc(8);
     len.writeUInt32LE(ipc.length, 0);
     state.push(len, ipc);
@@ -101,9 +103,12 @@ export async function writeSnapshot(path: string, schema: TableSchema, point: Sn
 
 /**
  * Reads a snapshot: undefined when there is none; `{damaged}` saying why when
- * it cannot be used (then the changelog is replayed from 0).
+ * it cannot be used (then the changelog is replayed from 0). A pk table's rows
+ * go to `load` a chunk at a time, as value arrays (one per column of `schema`,
+ * in column order), never all as row objects at once; after `{damaged}`, what
+ * `load` got must be thrown away.
  */
-export async function readSnapshot(path: string, schema: TableSchema): Promise<Snapshot | { damaged: string } | undefined> {
+export async function readSnapshot(path: string, schema: TableSchema, load: (values: unknown[][], n: number) => void): Promise<Snapshot | { damaged: string } | undefined> {
   let buf: Buffer;
   try {
     buf = await readFile(path);
@@ -119,19 +124,19 @@ export async function readSnapshot(path: string, schema: TableSchema): Promise<S
   if (HEADER + stateBytes + framesBytes + keysBytes !== buf.length) return { damaged: `length ${buf.length} does not match its sections` };
   if (crc32(buf.subarray(HEADER), crc32(buf.subarray(8, 56))) !== buf.readUInt32LE(56)) return { damaged: 'checksum mismatch' };
   try {
-    const rows: Row[] = [];
-    let at = HEADER;
-    while (at < HEADER + stateBytes) {
-      const len = buf.readUInt32LE(at);
-      for (const r of decodeBatch(decodeIpc(buf.subarray(at + 8, at + 8 + len)), schema.columns).rows) rows.push(r);
-      at += 8 + len;
-    }
+    const at = HEADER + stateBytes;
     const frames = FrameIndex.deserialize(buf.subarray(at, at + framesBytes));
     const keys = KeyIndex.deserialize(buf.subarray(at + framesBytes, at + framesBytes + keysBytes), schema.numericKey);
     const point = { offset: buf.readDoubleLE(8), lastCommitTime: buf.readDoubleLE(16), logBytes: buf.readDoubleLE(24) };
     const last = frames.size ? frames.get(frames.size - 1) : undefined;
     if (frames.endPos !== point.logBytes || (last ? last.firstOffset + last.count : 0) !== point.offset) return { damaged: 'its frame index does not match its position' };
-    return { ...point, rows, frames, keys };
+    for (let p = HEADER; p < at; ) {
+      const len = buf.readUInt32LE(p);
+      const batch = decodeIpc(buf.subarray(p + 8, p + 8 + len));
+      load(decodeValues(batch, schema.columns).values, batch.numRows);
+      p += 8 + len;
+    }
+    return { ...point, frames, keys };
   } catch (e) {
     return { damaged: `undecodable: ${(e as Error).message}` };
   }

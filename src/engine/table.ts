@@ -15,7 +15,8 @@ import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
 import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
 import { ChangelogFile, FILE_START, SnapshotMismatch, type ResumePoint } from './log.js';
-import { FrameIndex, KeyIndex } from './indexes.js';
+import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
+import { PkState } from './pk-state.js';
 import { planGroup } from './plan.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import type { Row, TableSchema } from './schema.js';
@@ -84,8 +85,8 @@ export class Table {
   private frames = new FrameIndex();
   private nextOffset = 0;
   private lastCommitTime = 0;
-  /** pk tables: key → latest row. Rows are never changed in place (snapshots rely on it). */
-  private readonly state = new Map<string, Row>();
+  /** pk tables: key (schema.indexKeyOf) → latest row, stored by column (pk-state.ts). */
+  private state: PkState;
   /** key → offsets of the key's records, ascending (tables with key columns). */
   private keyIndex: KeyIndex;
   private queue: Pending[] = [];
@@ -96,13 +97,32 @@ export class Table {
   private snapshotting?: Promise<void>;
   private readonly listeners = new Set<CommitListener>();
 
+  private currentSchema: TableSchema;
+
   private constructor(
-    public schema: TableSchema,
+    schema: TableSchema,
     private readonly dir: string,
     private readonly opts: TableOptions,
     private readonly logger: Logger,
   ) {
+    this.currentSchema = schema;
     this.keyIndex = new KeyIndex(schema.numericKey);
+    this.state = this.newState();
+  }
+
+  private newState(): PkState {
+    const s = this.schema;
+    if (s.kind !== 'pk') return new PkState([]);
+    return new PkState(s.columns, s.numericKey ? s.columns.indexOf(s.keyColumns[0]) : undefined);
+  }
+
+  get schema(): TableSchema {
+    return this.currentSchema;
+  }
+  /** A schema change (nullable columns appended): the state's rows read the new columns as null. */
+  set schema(s: TableSchema) {
+    this.currentSchema = s;
+    if (s.kind === 'pk') this.state.setColumns(s.columns);
   }
 
   /** Opens a table's files: loads the newest snapshot, replays the changelog after it, cuts a torn tail. */
@@ -122,12 +142,17 @@ export class Table {
    */
   private async recover(): Promise<void> {
     const started = performance.now();
-    const snap = await readSnapshot(this.snapshotPath, this.schema);
+    const s = this.schema;
+    const keyCols = s.keyColumns.map((c) => s.columns.indexOf(c));
+    const snap = await readSnapshot(this.snapshotPath, s, (values, n) => {
+      const keyValues = keyCols.map((j) => values[j]);
+      for (let i = 0; i < n; i++) this.state.setAt(this.keyAt(keyValues, i), values, i);
+    });
     let opened: Awaited<ReturnType<typeof ChangelogFile.open>> | undefined;
     if (snap && 'damaged' in snap) {
+      this.state.clear();
       this.logger.warn({ table: this.name, reason: snap.damaged }, `snapshot unusable (${snap.damaged}); replaying the whole changelog`);
     } else if (snap) {
-      for (const row of snap.rows) this.state.set(this.schema.keyOf(row), row);
       this.frames = snap.frames;
       this.keyIndex = snap.keys;
       this.nextOffset = snap.offset;
@@ -177,25 +202,26 @@ export class Table {
     const pk = s.kind === 'pk';
     const { changes, values } = decodeValues(decodeIpc(payload), pk ? s.columns : s.keyColumns);
     const keyValues = pk ? s.keyColumns.map((c) => values[s.columns.indexOf(c)]) : values;
-    const code = s.rowCode;
-    const numeric = s.numericKey;
     for (let i = 0; i < changes.length; i++) {
-      if (numeric) {
-        const v = keyValues[0][i];
-        this.keyIndex.add(typeof v === 'number' ? v : String(v), firstOffset + i);
-        continue;
-      }
-      const key = s.keyAt(keyValues, i);
+      const key = this.keyAt(keyValues, i);
       this.keyIndex.add(key, firstOffset + i);
       if (!pk) continue;
       const change = changes[i];
-      if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) {
-        this.state.set(key, code ? code.buildOne(values, i) : Object.fromEntries(s.columns.map((c, j) => [c.name, values[j][i]])));
-      } else if (change === ChangeType.DELETE) this.state.delete(key);
+      if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) this.state.setAt(key, values, i);
+      else if (change === ChangeType.DELETE) this.state.delete(key);
     }
   }
 
-  private applyToState(key: string, change: number, row: Row): void {
+  /** The key (schema.indexKeyOf) of row `i` of decoded key columns. */
+  private keyAt(keyValues: unknown[][], i: number): IndexKey {
+    if (this.schema.numericKey) {
+      const v = keyValues[0][i];
+      return typeof v === 'number' ? v : String(v);
+    }
+    return this.schema.keyAt(keyValues, i);
+  }
+
+  private applyToState(key: IndexKey, change: number, row: Row): void {
     if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) this.state.set(key, row);
     else if (change === ChangeType.DELETE) this.state.delete(key);
   }
@@ -217,14 +243,18 @@ export class Table {
     return this.log.bytes;
   }
 
-  /** The latest row of a pk table by canonical key. */
+  /** The latest row of a pk table by canonical key (a fresh object). */
   get(key: string): Row | undefined {
-    return this.state.get(key);
+    return this.state.get(this.schema.indexKeyOfText(key));
   }
 
-  /** Every live row of a pk table (unordered). */
+  /**
+   * Every live row of a pk table as it is at this call (unordered): later
+   * writes do not show, however slowly the rows are read. Rows are built as
+   * they are read, from a copy of the state's columns.
+   */
   liveRows(): IterableIterator<Row> {
-    return this.state.values();
+    return this.state.freeze().rows();
   }
 
   subscribe(listener: CommitListener): () => void {
@@ -279,7 +309,7 @@ export class Table {
     if (keys) {
       for (let i = 0; i < rows.length; i++) {
         this.keyIndex.add(keys[i], firstOffset + i);
-        if (pk) this.applyToState(keys[i] as string, changes[i], rows[i]);
+        if (pk) this.applyToState(keys[i], changes[i], rows[i]);
       }
     }
     if (rows.length > 0 && this.listeners.size > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes, rows });
@@ -326,7 +356,7 @@ export class Table {
       // Captured synchronously, so it is one consistent point even while writes go on.
       const point = { offset: this.nextOffset, lastCommitTime: this.lastCommitTime, logBytes: this.frames.endPos };
       const frameCount = this.frames.size;
-      const rows = this.schema.kind === 'pk' ? [...this.state.values()] : [];
+      const rows = this.schema.kind === 'pk' ? this.state.freeze() : undefined;
       await writeSnapshot(this.snapshotPath, this.schema, point, rows, this.frames.serialize(), this.keyIndex.serialize());
       this.snapshotAt = { offset: point.offset, frames: frameCount };
     };

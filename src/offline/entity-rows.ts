@@ -72,10 +72,10 @@ function tableRows(engine: Engine, name: string): EntityRows {
     token: { [name]: toOffset - 1 },
     async *batches() {
       if (pk) {
-        // A pk table's entity rows are its live rows (in no particular order).
+        // A pk table's entity rows are its live rows (in no particular order), as they were when the read began.
         let part: Record<string, unknown>[] = [];
         const flush = (): ColumnBatch => ({ n: part.length, columns: columns.map((c) => part.map((r) => r[c.name] ?? null)) });
-        for (const row of [...table.liveRows()]) {
+        for (const row of table.liveRows()) {
           part.push(row);
           if (part.length === BATCH) {
             yield flush();

@@ -7,7 +7,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { AsofError } from '../errors.js';
 import type { ColumnType } from '../engine/types.js';
 
@@ -71,6 +71,8 @@ function readAs(name: string, duckType: string): { expr: string; type: ColumnTyp
 }
 
 async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: OpenOptions): Promise<TabularFile> {
+  // Loaded on first use: DuckDB's native library adds about 30 MB to the RSS of every process that imports it, and serving never needs it.
+  const { DuckDBInstance } = await import('@duckdb/node-api');
   const db = await DuckDBInstance.create(':memory:', { threads: '2', memory_limit: '512MB' });
   let conn: DuckDBConnection | undefined;
   try {

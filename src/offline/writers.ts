@@ -14,7 +14,6 @@ import { formatTimestamp, toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FileColumn } from './files.js';
 import { cell, toArray, type OutBatch } from './out-columns.js';
-import { openParquetWriter } from './parquet.js';
 
 export const OUTPUT_FORMATS = ['json', 'ndjson', 'csv', 'parquet', 'arrow'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -40,7 +39,8 @@ export interface OutputWriter {
 export async function openWriter(format: OutputFormat, path: string, columns: FileColumn[], meta: { token: Token }): Promise<OutputWriter> {
   switch (format) {
     case 'parquet':
-      return openParquetWriter(path, columns);
+      // parquet.ts loads DuckDB (about 30 MB of RSS): only when Parquet is written.
+      return (await import('./parquet.js')).openParquetWriter(path, columns);
     case 'arrow':
       return new ArrowWriter(path, columns);
     default:

@@ -1,0 +1,342 @@
+/**
+ * The latest row of each key of a pk table, stored by column instead of one
+ * object per row.
+ *
+ * Node 20 has no pointer compression: a row object of twelve numbers cost
+ * about 370 bytes (the object, a boxed HeapNumber per non-small number, the
+ * map entry and the key string). Here a key maps to a slot (a small integer)
+ * and each column keeps its values of every slot: numbers (int32, int64 that
+ * fit in 2^53, float32 as already rounded, float64, timestamp) in a
+ * Float64Array, bools in a Uint8Array, anything else (strings, json, lists,
+ * structs, vectors) in a plain array. About 8 bytes a value plus the key's map
+ * entry. Rows are built fresh on each read, so callers may keep them.
+ *
+ * Null is NaN in a Float64Array (no canonical number is NaN: coercion refuses
+ * non-finite numbers) and 2 in a bool column; a value a typed column cannot
+ * hold (an int64 beyond 2^53 as a bigint, and to be safe any value of another
+ * kind) goes to that column's small `odd` map, marked NaN or 3. So every value
+ * reads back exactly as written (Object.is), -0 included.
+ *
+ * Keys: `IndexKey`s, as the key index uses them (a number for a table with
+ * one int32/int64/timestamp key column when the value is a safe integer, else
+ * the canonical key string; see TableSchema.indexKeyOf). With `intKey` (that
+ * key column's index), number keys find their slot through IntSlots, a hash
+ * table of slot numbers that reads the keys from the key column itself: 8 bytes
+ * a key at most, where a Map entry costs about 28.
+ */
+import type { IndexKey } from './indexes.js';
+import type { Row } from './schema.js';
+import type { ColumnType } from './types.js';
+import { IntSlots } from './int-slots.js';
+
+interface Column {
+  put(slot: number, v: unknown): void;
+  get(slot: number): unknown;
+  /** Drops what the slot holds (a freed slot must not keep a string or object alive). */
+  free(slot: number): void;
+  /** Room for slots [0, cap); new slots read as null. */
+  grow(cap: number): void;
+  /** An independent copy of slots [0, used). */
+  copy(used: number): Column;
+}
+
+class NumberColumn implements Column {
+  odd = new Map<number, unknown>();
+  constructor(public vals: Float64Array) {}
+
+  put(slot: number, v: unknown): void {
+    if (typeof v === 'number' && v === v) {
+      this.vals[slot] = v;
+      if (this.odd.size !== 0) this.odd.delete(slot);
+    } else {
+      this.vals[slot] = NaN;
+      if (v !== null) this.odd.set(slot, v);
+      else if (this.odd.size !== 0) this.odd.delete(slot);
+    }
+  }
+  get(slot: number): unknown {
+    const v = this.vals[slot];
+    if (v === v) return v;
+    return this.odd.size !== 0 && this.odd.has(slot) ? this.odd.get(slot) : null;
+  }
+  free(slot: number): void {
+    this.vals[slot] = NaN;
+    if (this.odd.size !== 0) this.odd.delete(slot);
+  }
+  grow(cap: number): void {
+    const next = new Float64Array(cap).fill(NaN);
+    next.set(this.vals.subarray(0, Math.min(cap, this.vals.length)));
+    this.vals = next;
+  }
+  copy(used: number): Column {
+    const c = new NumberColumn(this.vals.slice(0, used));
+    c.odd = new Map(this.odd);
+    return c;
+  }
+}
+
+const FALSE = 0;
+const TRUE = 1;
+const NULL = 2;
+const ODD = 3;
+
+class BoolColumn implements Column {
+  odd = new Map<number, unknown>();
+  constructor(public vals: Uint8Array) {}
+
+  put(slot: number, v: unknown): void {
+    if (this.odd.size !== 0) this.odd.delete(slot);
+    if (v === true) this.vals[slot] = TRUE;
+    else if (v === false) this.vals[slot] = FALSE;
+    else if (v === null) this.vals[slot] = NULL;
+    else {
+      this.vals[slot] = ODD;
+      this.odd.set(slot, v);
+    }
+  }
+  get(slot: number): unknown {
+    const v = this.vals[slot];
+    return v === TRUE ? true : v === FALSE ? false : v === NULL ? null : this.odd.get(slot);
+  }
+  free(slot: number): void {
+    this.vals[slot] = NULL;
+    if (this.odd.size !== 0) this.odd.delete(slot);
+  }
+  grow(cap: number): void {
+    const next = new Uint8Array(cap).fill(NULL);
+    next.set(this.vals.subarray(0, Math.min(cap, this.vals.length)));
+    this.vals = next;
+  }
+  copy(used: number): Column {
+    const c = new BoolColumn(this.vals.slice(0, used));
+    c.odd = new Map(this.odd);
+    return c;
+  }
+}
+
+/** Strings, json, lists, structs, vectors: the values themselves (never changed in place: canonical rows are not mutated). */
+class ValueColumn implements Column {
+  constructor(public vals: unknown[]) {}
+
+  put(slot: number, v: unknown): void {
+    this.vals[slot] = v;
+  }
+  get(slot: number): unknown {
+    return this.vals[slot];
+  }
+  free(slot: number): void {
+    this.vals[slot] = null;
+  }
+  grow(cap: number): void {
+    // A plain array grows by itself; only a schema change adds a column that must read null for existing slots.
+    for (let i = this.vals.length; i < cap; i++) this.vals.push(null);
+  }
+  copy(used: number): Column {
+    return new ValueColumn(this.vals.slice(0, used));
+  }
+}
+
+function newColumn(t: ColumnType, cap: number): Column {
+  switch (t.kind) {
+    case 'int32':
+    case 'int64':
+    case 'float32':
+    case 'float64':
+    case 'timestamp':
+      return new NumberColumn(new Float64Array(cap).fill(NaN));
+    case 'bool':
+      return new BoolColumn(new Uint8Array(cap).fill(NULL));
+    default:
+      return new ValueColumn(new Array<unknown>(cap).fill(null));
+  }
+}
+
+/** Row code over column stores, compiled once per column list (see row-code.ts for why). */
+interface SlotCode {
+  /** A fresh row from slot `slot` of `cols`. */
+  read(cols: Column[], slot: number): Row;
+  /** Writes a canonical row into slot `slot`. */
+  write(cols: Column[], slot: number, row: Row): void;
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function compileSlotCode(names: string[]): SlotCode {
+  if (names.length === 0 || names.length > 10_000 || !names.every((n) => IDENT.test(n) && !(n in Object.prototype))) {
+    return {
+      read(cols, slot) {
+        const row: Row = {};
+        for (let j = 0; j < names.length; j++) row[names[j]] = cols[j].get(slot);
+        return row;
+      },
+      write(cols, slot, row) {
+        for (let j = 0; j < names.length; j++) cols[j].put(slot, row[names[j]] ?? null);
+      },
+    };
+  }
+  const idx = names.map((_, j) => j);
+  const lit = (j: number): string => JSON.stringify(names[j]);
+  const read = new Function('cols', 'slot', `"use strict"; return {${idx.map((j) => `${lit(j)}: cols[${j}].get(slot)`).join(', ')}};`) as SlotCode['read'];
+  // A missing property (a row built before a column was added) is stored as null, as the changelog reads it back.
+  const write = new Function('cols', 'slot', 'row', `"use strict"; ${idx.map((j) => `cols[${j}].put(slot, row[${lit(j)}] ?? null);`).join('\n')}`) as SlotCode['write'];
+  return { read, write };
+}
+
+/** A consistent, independent copy of a state: later changes to the state do not show in it. */
+export class FrozenState {
+  constructor(
+    private readonly code: SlotCode,
+    private readonly cols: Column[],
+    private readonly slots: Int32Array,
+  ) {}
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  /** Every row, built one at a time (unordered). */
+  *rows(): IterableIterator<Row> {
+    for (let i = 0; i < this.slots.length; i++) yield this.code.read(this.cols, this.slots[i]);
+  }
+
+  /** The rows as value arrays, one per column (column order), at most `max` rows a chunk; no row objects. */
+  *chunks(max: number): IterableIterator<unknown[][]> {
+    for (let at = 0; at < this.slots.length; at += max) {
+      const n = Math.min(max, this.slots.length - at);
+      yield this.cols.map((c) => {
+        const out = new Array<unknown>(n);
+        for (let i = 0; i < n; i++) out[i] = c.get(this.slots[at + i]);
+        return out;
+      });
+    }
+  }
+}
+
+const FIRST_CAPACITY = 1024;
+
+export class PkState {
+  /** Keys that are not in `ints`. */
+  private slots = new Map<IndexKey, number>();
+  private ints?: IntSlots;
+  /** Slots freed by deletes, reused before new ones. */
+  private free: number[] = [];
+  /** Slots [0, used) have been handed out at least once. */
+  private used = 0;
+  private capacity = FIRST_CAPACITY;
+  private cols: Column[];
+  private code: SlotCode;
+  private types: ColumnType[];
+
+  /** `intKey`: the index of the one key column whose safe-integer values are keys as numbers (TableSchema.numericKey). */
+  constructor(columns: readonly { name: string; type: ColumnType }[], private readonly intKey?: number) {
+    this.types = columns.map((c) => c.type);
+    this.cols = columns.map((c) => newColumn(c.type, this.capacity));
+    this.code = compileSlotCode(columns.map((c) => c.name));
+    this.ints = this.intSlots();
+  }
+
+  private intSlots(): IntSlots | undefined {
+    if (this.intKey === undefined) return undefined;
+    const c = this.cols[this.intKey];
+    if (!(c instanceof NumberColumn)) throw new Error(`pk state: key column ${this.intKey} is not a number column`);
+    return new IntSlots(c);
+  }
+
+  get size(): number {
+    return this.slots.size + (this.ints?.size ?? 0);
+  }
+
+  has(key: IndexKey): boolean {
+    return this.find(key) !== undefined;
+  }
+
+  private find(key: IndexKey): number | undefined {
+    return this.ints && typeof key === 'number' ? this.ints.get(key) : this.slots.get(key);
+  }
+
+  /** A fresh row (the caller may keep or change it), or undefined. */
+  get(key: IndexKey): Row | undefined {
+    const slot = this.find(key);
+    return slot === undefined ? undefined : this.code.read(this.cols, slot);
+  }
+
+  /** Stores a canonical row as the key's latest (the row object itself is not kept). `key` must be the row's own (schema.indexKeyOf(row)). */
+  set(key: IndexKey, row: Row): void {
+    this.code.write(this.cols, this.slotFor(key), row);
+  }
+
+  /** `set` from decoded columns (replay, snapshot load): row `i` of `values`, one array per column in column order. */
+  setAt(key: IndexKey, values: unknown[][], i: number): void {
+    const slot = this.slotFor(key);
+    for (let j = 0; j < this.cols.length; j++) this.cols[j].put(slot, values[j][i] ?? null);
+  }
+
+  delete(key: IndexKey): boolean {
+    let slot: number | undefined;
+    if (this.ints && typeof key === 'number') slot = this.ints.delete(key);
+    else {
+      slot = this.slots.get(key);
+      this.slots.delete(key);
+    }
+    if (slot === undefined) return false;
+    for (const c of this.cols) c.free(slot);
+    this.free.push(slot);
+    return true;
+  }
+
+  clear(): void {
+    this.slots = new Map();
+    this.free = [];
+    this.used = 0;
+    this.capacity = FIRST_CAPACITY;
+    this.cols = this.types.map((t) => newColumn(t, this.capacity));
+    this.ints = this.intSlots();
+  }
+
+  *keys(): IterableIterator<IndexKey> {
+    if (this.ints) for (const slot of this.ints.slots()) yield this.cols[this.intKey!].get(slot) as number;
+    yield* this.slots.keys();
+  }
+
+  /**
+   * A schema change: `columns` is the old column list with nullable columns
+   * appended (the only change allowed); every existing row reads them as null.
+   */
+  setColumns(columns: readonly { name: string; type: ColumnType }[]): void {
+    if (columns.length < this.cols.length) throw new Error(`pk state: a schema change cannot drop columns (${this.cols.length} → ${columns.length})`);
+    for (let j = this.cols.length; j < columns.length; j++) {
+      this.cols.push(newColumn(columns[j].type, this.capacity));
+      this.types.push(columns[j].type);
+    }
+    this.code = compileSlotCode(columns.map((c) => c.name));
+  }
+
+  /**
+   * A copy of the state as it is now (synchronous, so it is one consistent
+   * point): copies the columns' arrays (about 8 bytes a value), not rows.
+   */
+  freeze(): FrozenState {
+    const slots = new Int32Array(this.size);
+    let n = 0;
+    if (this.ints) for (const slot of this.ints.slots()) slots[n++] = slot;
+    for (const slot of this.slots.values()) slots[n++] = slot;
+    return new FrozenState(this.code, this.cols.map((c) => c.copy(this.used)), slots);
+  }
+
+  /** The key's slot, a new one for a new key (then its key column must be written before the next call). */
+  private slotFor(key: IndexKey): number {
+    let slot = this.find(key);
+    if (slot !== undefined) return slot;
+    slot = this.free.pop();
+    if (slot === undefined) {
+      if (this.used === this.capacity) {
+        this.capacity *= 2;
+        for (const c of this.cols) c.grow(this.capacity);
+      }
+      slot = this.used++;
+    }
+    if (this.ints && typeof key === 'number') this.ints.add(key, slot);
+    else this.slots.set(key, slot);
+    return slot;
+  }
+}
