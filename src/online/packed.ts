@@ -12,7 +12,11 @@
  *   4 float64, 8 bytes little-endian,
  *   5 string: varint byte length, UTF-8 bytes,
  *   6 array: varint count, items,
- *   7 object: varint count, (string without tag, value) pairs.
+ *   7 object: varint count, (string without tag, value) pairs,
+ *   8 + d (d = 1..6) decimal: zigzag varint of v * 10^d, for a number with d
+ *     decimals that divides back to exactly itself (12.34 takes 3 bytes, not
+ *     8: prices, amounts and rates are mostly such numbers; the idea of
+ *     DuckDB's ALP compression for doubles).
  * The format only lives in process memory; nothing persists it.
  */
 
@@ -24,6 +28,9 @@ const T_F64 = 4;
 const T_STR = 5;
 const T_ARR = 6;
 const T_OBJ = 7;
+/** T_DEC + d: a decimal of d places (1 to 6). */
+const T_DEC = 8;
+const POW10 = [1, 10, 100, 1e3, 1e4, 1e5, 1e6];
 
 const f64 = new Float64Array(1);
 const f64bytes = new Uint8Array(f64.buffer);
@@ -68,6 +75,26 @@ function str(s: string): void {
   pos += buf.write(s, pos, 'utf8');
 }
 
+/**
+ * Writes v as a decimal when it has at most six decimals: v * 10^d is an
+ * integer that, divided by 10^d, gives v back exactly (the reader does that
+ * very division). False when it has not.
+ */
+function decimal(v: number): boolean {
+  // Integers that get here (-0, and beyond 2^52) keep all eight bytes.
+  if (!Number.isFinite(v) || Number.isInteger(v)) return false;
+  for (let d = 1; d <= 6; d++) {
+    const p = POW10[d];
+    const scaled = v * p;
+    if (Number.isInteger(scaled) && Math.abs(scaled) < 2 ** 52 && scaled / p === v) {
+      buf[pos++] = T_DEC + d;
+      varint(scaled >= 0 ? scaled * 2 : -scaled * 2 - 1);
+      return true;
+    }
+  }
+  return false;
+}
+
 function value(v: unknown): void {
   ensure(10);
   if (v === null || v === undefined) buf[pos++] = T_NULL;
@@ -78,7 +105,7 @@ function value(v: unknown): void {
     if (Number.isInteger(v) && Math.abs(v) < 2 ** 52 && !Object.is(v, -0)) {
       buf[pos++] = T_INT;
       varint(v >= 0 ? v * 2 : -v * 2 - 1);
-    } else {
+    } else if (!decimal(v)) {
       buf[pos++] = T_F64;
       f64[0] = v;
       for (let i = 0; i < 8; i++) buf[pos++] = f64bytes[i];
@@ -169,8 +196,13 @@ class Reader {
         }
         return out;
       }
-      default:
+      default: {
+        if (tag > T_DEC && tag <= T_DEC + 6) {
+          const z = this.varint();
+          return (z % 2 === 0 ? z / 2 : -(z + 1) / 2) / POW10[tag - T_DEC];
+        }
         throw new Error(`corrupt packed value: tag ${tag} at byte ${this.i - 1}`);
+      }
     }
   }
 }
