@@ -9,7 +9,8 @@
  *   - both lookups over a hot set of entities (the lookup cache answers) and
  *     over every entity in turn (cold: the cache cannot);
  *   - resident memory of an asof process holding 1M entities x 10 features
- *     online with the embedded store (target <= 400 MB RSS).
+ *     online with the embedded store (target <= 400 MB RSS), for a pk and a
+ *     log source, with two-place decimals and with full-precision doubles.
  *
  *   npm run bench:online [-- --seconds 10 --connections 32 --skip-memory --skip-redis --memory-only]
  *
@@ -322,7 +323,7 @@ async function benchStore(store: 'embedded' | 'redis'): Promise<StoreFigures> {
  * store, for a pk source (the engine also holds each row) and for a log
  * source (the engine holds nothing per entity beyond its key index).
  */
-async function benchMemory(kind: 'pk' | 'log'): Promise<{ kind: string; base: number; ingested: number; online: number; lookupOk: boolean }> {
+async function benchMemory(kind: 'pk' | 'log', values: 'decimal' | 'double'): Promise<{ kind: string; base: number; ingested: number; online: number; lookupOk: boolean }> {
   const N = 1_000_000;
   const dir = await mkdtemp(join(tmpdir(), 'asof-bench-mem-'));
   const asof = await startAsof(join(dir, 'data'));
@@ -337,7 +338,8 @@ async function benchMemory(kind: 'pk' | 'log'): Promise<{ kind: string; base: nu
       const rows = [];
       for (let id = b; id < b + 10_000; id++) {
         const r: Record<string, unknown> = { user: id, ts: t0 + (id % 3600) * 1000 };
-        for (let i = 0; i < 10; i++) r[`f${i}`] = Math.round(((id * (i + 11)) % 1_000_000) * 1.3) / 100;
+        // "decimal": amounts with two places, as prices and balances are; "double": full-precision doubles, as model scores are.
+        for (let i = 0; i < 10; i++) r[`f${i}`] = values === 'decimal' ? Math.round(((id * (i + 11)) % 1_000_000) * 1.3) / 100 : Math.sin(id * 10 + i) * 1000;
         rows.push(r);
       }
       await call(asof.url, 'POST', '/tables/m/rows', { rows });
@@ -350,7 +352,7 @@ async function benchMemory(kind: 'pk' | 'log'): Promise<{ kind: string; base: nu
       await new Promise((r) => setTimeout(r, 5000));
       samples.push(Math.round(await rssMb(asof.proc.pid!)));
     }
-    console.log(`  [${kind}] RSS every 5 s after ingest: ${samples.join(', ')} MB`);
+    console.log(`  [${kind}, ${values}] RSS every 5 s after ingest: ${samples.join(', ')} MB`);
     const online = samples[samples.length - 1];
     return { kind, base, ingested: N, online, lookupOk };
   } finally {
@@ -425,12 +427,16 @@ async function main(): Promise<void> {
 
   if (!flag('skip-memory')) {
     console.log('\nmemory: 1M entities x 10 features online, embedded store (target <= 400 MB RSS)');
-    console.log('| source table | RSS at start | RSS serving 1M entities | lookup ok |');
-    console.log('| --- | --- | --- | --- |');
-    for (const kind of ['log', 'pk'] as const) {
-      const m = await benchMemory(kind);
-      console.log(`| ${m.kind} | ${fmt(m.base)} MB | ${fmt(m.online)} MB | ${m.lookupOk} |`);
+    const rows: string[] = [];
+    for (const values of ['decimal', 'double'] as const) {
+      for (const kind of ['log', 'pk'] as const) {
+        const m = await benchMemory(kind, values);
+        rows.push(`| ${m.kind} | ${values} | ${fmt(m.base)} MB | ${fmt(m.online)} MB | ${m.lookupOk} |`);
+      }
     }
+    console.log('| source table | feature values | RSS at start | RSS serving 1M entities | lookup ok |');
+    console.log('| --- | --- | --- | --- | --- |');
+    for (const r of rows) console.log(r);
   }
 }
 
