@@ -13,6 +13,10 @@ import { Engine } from '../../src/engine/engine.js';
 import type { Logger } from '../../src/logger.js';
 import type { Row } from '../../src/engine/schema.js';
 import { tempDir } from '../helpers.js';
+import { rng } from './training-fixtures.js';
+
+/** The shared seeded generator (mulberry32), as a plain function: a failure can be replayed. */
+const seeded = (seed: number): (() => number) => rng(seed).next;
 
 interface Line {
   msg?: string;
@@ -24,17 +28,6 @@ function captureLogger(): { logger: Logger; lines: Line[] } {
   const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, obj: obj as Record<string, unknown>, msg });
   const logger: Logger = { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug'), child: () => logger };
   return { logger, lines };
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const VALUE_COLUMNS = [
@@ -98,7 +91,7 @@ async function openEngine(dataDir: string, snapshotEvery: number) {
 
 /** Random history: concurrent upsert and delete requests; `want` gets the canonical rows written, by key text. */
 async function history(engine: Engine, seed: number, rounds: number, want: Record<string, Map<string, Row>>): Promise<void> {
-  const r = rng(seed);
+  const r = seeded(seed);
   for (let round = 0; round < rounds; round++) {
     const writes: Promise<unknown>[] = [];
     for (const name of Object.keys(TABLES) as (keyof typeof TABLES)[]) {

@@ -6,18 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack, unpack } from '../../src/online/packed.js';
+import { rng } from '../integration/training-fixtures.js';
 
-/** A seeded generator, so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The shared seeded generator (mulberry32), as a plain function: a failure can be replayed. */
+const seeded = (seed: number): (() => number) => rng(seed).next;
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
@@ -75,7 +67,7 @@ function same(a: unknown, b: unknown, path: string): void {
 }
 
 test('pack and unpack: random values come back exactly', () => {
-  const r = rng(20261205);
+  const r = seeded(20261205);
   for (let i = 0; i < 20_000; i++) {
     const v = randomValue(r, 0);
     same(v, unpack(pack(v)), `value ${i}`);

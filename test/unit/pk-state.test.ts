@@ -8,18 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PkState } from '../../src/engine/pk-state.js';
 import { TableSchema, type Row, type TableDef } from '../../src/engine/schema.js';
+import { rng } from '../integration/training-fixtures.js';
 
-/** A small seeded PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The shared seeded generator (mulberry32), as a plain function: a failure can be replayed. */
+const seeded = (seed: number): (() => number) => rng(seed).next;
 
 const COLUMNS = [
   { name: 'b', type: 'bool' },
@@ -100,7 +92,7 @@ const KEY_SHAPES: [string, { name: string; type: string }[], (r: () => number) =
 for (const [what, keyCols, randomKey] of KEY_SHAPES) {
   test(`pk state equals a map of the rows written under random sets, deletes and reads: ${what}`, () => {
     for (const seed of [1, 2, 3]) {
-      const r = rng(seed * 7919 + what.length);
+      const r = seeded(seed * 7919 + what.length);
       const s = schemaFor(keyCols);
       const state = stateFor(s);
       const want = new Map<string, Row>();
@@ -151,7 +143,7 @@ for (const [what, keyCols, randomKey] of KEY_SHAPES) {
 
 test('pk state: rows set from decoded columns equal those set from rows; clear empties; keys are IndexKeys', () => {
   const s = schemaFor([{ name: 'id', type: 'int64' }]);
-  const r = rng(99);
+  const r = seeded(99);
   const rows = Array.from({ length: 3000 }, (_, i) => randomRow(s, { id: i % 2 ? i : String(2n ** 60n + BigInt(i)) }, r));
   const values = s.columns.map((c) => rows.map((row) => row[c.name]));
   const a = stateFor(s);
@@ -178,7 +170,7 @@ test('pk state: rows set from decoded columns equal those set from rows; clear e
 
 test('pk state: columns appended by a schema change read null for rows stored before it, and hold values after', () => {
   const s = schemaFor([{ name: 'id', type: 'int64' }]);
-  const r = rng(5);
+  const r = seeded(5);
   const state = stateFor(s);
   const before = Array.from({ length: 2000 }, (_, i) => randomRow(s, { id: i }, r));
   for (const row of before) state.set(row.id as number, row);
@@ -200,7 +192,7 @@ test('pk state: columns appended by a schema change read null for rows stored be
 
 test('pk state: freed slots are reused (size stays bounded under churn) and never leak old values', () => {
   const s = schemaFor([{ name: 'id', type: 'int64' }]);
-  const r = rng(11);
+  const r = seeded(11);
   const state = stateFor(s);
   const want = new Map<number, Row>();
   for (let round = 0; round < 50; round++) {
@@ -238,7 +230,7 @@ test('pk state with integer keys: many keys, heavy churn, keys that share hash b
   assert.equal(s.numericKey, true);
   const state = new PkState(s.columns, 0);
   const want = new Map<number, number>();
-  const r = rng(23);
+  const r = seeded(23);
   const pool: number[] = [];
   for (let i = 0; i < 20000; i++) pool.push(i, -i - 1, i * 4294967296, (i % 64) * 2 ** 40 + 7, Number.MAX_SAFE_INTEGER - i);
   for (let step = 0; step < 200000; step++) {
