@@ -12,7 +12,7 @@
  *     online with the embedded store (target <= 400 MB RSS), for a pk and a
  *     log source, with two-place decimals and with full-precision doubles.
  *
- *   npm run bench:online [-- --seconds 10 --connections 32 --skip-memory --skip-redis --memory-only]
+ *   npm run bench:online [-- --seconds 10 --connections 32 --skip-memory --skip-redis --memory-only --memory-case pk:double]
  *
  * Every server is the real thing in its own child process (`asof serve`, or
  * the bare route: this file with `bare`); this process only drives load, so
@@ -352,7 +352,9 @@ async function benchMemory(kind: 'pk' | 'log', values: 'decimal' | 'double'): Pr
       await new Promise((r) => setTimeout(r, 5000));
       samples.push(Math.round(await rssMb(asof.proc.pid!)));
     }
-    console.log(`  [${kind}, ${values}] RSS every 5 s after ingest: ${samples.join(', ')} MB`);
+    const metrics = await (await fetch(asof.url + '/metrics')).text();
+    const mem = (k: string): string => fmt(Number(new RegExp(`asof_process_memory_bytes\\{kind="${k}"\\} (\\d+)`).exec(metrics)?.[1]) / 2 ** 20);
+    console.log(`  [${kind}, ${values}] RSS every 5 s after ingest: ${samples.join(', ')} MB; then V8 heap used ${mem('heap_used')} of ${mem('heap_total')} MB, typed arrays and buffers ${mem('array_buffers')} MB`);
     const online = samples[samples.length - 1];
     return { kind, base, ingested: N, online, lookupOk };
   } finally {
@@ -428,8 +430,11 @@ async function main(): Promise<void> {
   if (!flag('skip-memory')) {
     console.log('\nmemory: 1M entities x 10 features online, embedded store (target <= 400 MB RSS)');
     const rows: string[] = [];
+    // --memory-case pk:double runs one case only.
+    const only = process.argv.includes('--memory-case') ? process.argv[process.argv.indexOf('--memory-case') + 1] : undefined;
     for (const values of ['decimal', 'double'] as const) {
       for (const kind of ['log', 'pk'] as const) {
+        if (only && only !== `${kind}:${values}`) continue;
         const m = await benchMemory(kind, values);
         rows.push(`| ${m.kind} | ${values} | ${fmt(m.base)} MB | ${fmt(m.online)} MB | ${m.lookupOk} |`);
       }

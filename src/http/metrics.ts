@@ -50,6 +50,9 @@ export function metricsText(services: Services): string {
   const cache = services.online.cache;
   out.push('# HELP asof_lookup_cache_total Online lookups of one entity in one view, answered from the lookup cache (hit) or evaluated afresh (miss).', '# TYPE asof_lookup_cache_total counter');
   out.push(`asof_lookup_cache_total{result="hit"} ${cache.hits}`, `asof_lookup_cache_total{result="miss"} ${cache.misses}`);
+  const mem = process.memoryUsage();
+  out.push('# HELP asof_process_memory_bytes Memory of this process: resident set, V8 heap used and reserved, memory outside the heap (typed arrays, buffers).', '# TYPE asof_process_memory_bytes gauge');
+  out.push(`asof_process_memory_bytes{kind="rss"} ${mem.rss}`, `asof_process_memory_bytes{kind="heap_used"} ${mem.heapUsed}`, `asof_process_memory_bytes{kind="heap_total"} ${mem.heapTotal}`, `asof_process_memory_bytes{kind="external"} ${mem.external}`, `asof_process_memory_bytes{kind="array_buffers"} ${mem.arrayBuffers}`);
   out.push('# HELP asof_table_records Changelog records per table.', '# TYPE asof_table_records gauge');
   const tables = services.engine.list();
   for (const t of tables) out.push(`asof_table_records{table="${t.name}"} ${t.latestOffset + 1}`);

@@ -16,7 +16,9 @@
  *   8 + d (d = 1..6) decimal: zigzag varint of v * 10^d, for a number with d
  *     decimals that divides back to exactly itself (12.34 takes 3 bytes, not
  *     8: prices, amounts and rates are mostly such numbers; the idea of
- *     DuckDB's ALP compression for doubles).
+ *     DuckDB's ALP compression for doubles),
+ *   15 array of doubles: varint count, 8 bytes each (an array of two or more
+ *     numbers none of which packs shorter: one tag for all, not one each).
  * The format only lives in process memory; nothing persists it.
  */
 
@@ -31,6 +33,7 @@ const T_OBJ = 7;
 /** T_DEC + d: a decimal of d places (1 to 6). */
 const T_DEC = 8;
 const POW10 = [1, 10, 100, 1e3, 1e4, 1e5, 1e6];
+const T_F64_ARR = 15;
 
 const f64 = new Float64Array(1);
 const f64bytes = new Uint8Array(f64.buffer);
@@ -76,23 +79,39 @@ function str(s: string): void {
 }
 
 /**
- * Writes v as a decimal when it has at most six decimals: v * 10^d is an
- * integer that, divided by 10^d, gives v back exactly (the reader does that
- * very division). False when it has not.
+ * The places (1 to 6) v is written with as a decimal, or 0 when it is not:
+ * v * 10^d must be an integer that, divided by 10^d, gives v back exactly
+ * (the reader does that very division), and small enough that the decimal
+ * is the shorter form. Integers (-0, and beyond 2^52, which get here) keep
+ * all eight bytes.
  */
-function decimal(v: number): boolean {
-  // Integers that get here (-0, and beyond 2^52) keep all eight bytes.
-  if (!Number.isFinite(v) || Number.isInteger(v)) return false;
+function decimalPlaces(v: number): number {
+  if (!Number.isFinite(v) || Number.isInteger(v)) return 0;
   for (let d = 1; d <= 6; d++) {
-    const p = POW10[d];
-    const scaled = v * p;
-    if (Number.isInteger(scaled) && Math.abs(scaled) < 2 ** 52 && scaled / p === v) {
-      buf[pos++] = T_DEC + d;
-      varint(scaled >= 0 ? scaled * 2 : -scaled * 2 - 1);
-      return true;
-    }
+    const scaled = v * POW10[d];
+    // Below 2^48 the zigzag varint takes at most 7 bytes: with the tag, shorter than a plain double.
+    if (Number.isInteger(scaled) && Math.abs(scaled) < 2 ** 48 && scaled / POW10[d] === v) return d;
   }
-  return false;
+  return 0;
+}
+
+function decimal(v: number): boolean {
+  const d = decimalPlaces(v);
+  if (d === 0) return false;
+  const scaled = v * POW10[d];
+  buf[pos++] = T_DEC + d;
+  varint(scaled >= 0 ? scaled * 2 : -scaled * 2 - 1);
+  return true;
+}
+
+/** Whether every item is a number that packs as a plain double (not an integer, not a short decimal). */
+function allPlainDoubles(v: unknown[]): boolean {
+  for (const x of v) {
+    if (typeof x !== 'number') return false;
+    if (Number.isInteger(x) && Math.abs(x) < 2 ** 52 && !Object.is(x, -0)) return false;
+    if (decimalPlaces(x) !== 0) return false;
+  }
+  return true;
 }
 
 function value(v: unknown): void {
@@ -114,6 +133,16 @@ function value(v: unknown): void {
     buf[pos++] = T_STR;
     str(v);
   } else if (Array.isArray(v)) {
+    if (v.length >= 2 && allPlainDoubles(v)) {
+      buf[pos++] = T_F64_ARR;
+      varint(v.length);
+      ensure(8 * v.length);
+      for (const x of v) {
+        f64[0] = x as number;
+        for (let i = 0; i < 8; i++) buf[pos++] = f64bytes[i];
+      }
+      return;
+    }
     buf[pos++] = T_ARR;
     varint(v.length);
     for (const x of v) value(x);
@@ -193,6 +222,15 @@ class Reader {
         for (let k = 0; k < n; k++) {
           const key = this.str();
           out[key] = this.value();
+        }
+        return out;
+      }
+      case T_F64_ARR: {
+        const n = this.varint();
+        const out = new Array<number>(n);
+        for (let k = 0; k < n; k++) {
+          for (let b = 0; b < 8; b++) f64bytes[b] = this.s.charCodeAt(this.i++);
+          out[k] = f64[0];
         }
         return out;
       }

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { testAsof } from '../helpers.js';
@@ -23,6 +24,10 @@ test('operations routes: healthz, readyz, docs, openapi.json, metrics', async ()
     const metrics = await a.req('GET', '/metrics');
     assert.match(String(metrics.body), /asof_table_records\{table="m"\} 0/);
     assert.match(String(metrics.body), /asof_http_requests_total\{route="\/tables\/:table",method="PUT",status="201"\} 1/);
+    // The process's own memory, as the OS sees it (an independent reading: /proc).
+    const rss = Number(/^asof_process_memory_bytes\{kind="rss"\} (\d+)$/m.exec(String(metrics.body))?.[1]);
+    const procRss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+    assert.ok(Math.abs(rss - procRss) < 0.2 * procRss, `rss ${rss} against /proc ${procRss}`);
     const missing = await a.req('GET', '/nope');
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'ASOF_NOT_FOUND');

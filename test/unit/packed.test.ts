@@ -86,3 +86,30 @@ test('short decimals pack smaller than full doubles, and exactly', () => {
   // Doubles that are not short decimals (or not exactly so) keep all eight bytes.
   for (const v of [0.1 + 0.2, Math.PI, 1e-7, Math.fround(0.1), -0]) assert.equal(pack(v).length, 9, String(v));
 });
+
+test('an array of plain doubles packs as one tag, a count and eight bytes each; mixed arrays keep a tag per item', () => {
+  const r = seeded(7);
+  for (let i = 0; i < 2000; i++) {
+    const n = 2 + Math.floor(r() * 20);
+    // Each item a double that packs in full on its own (9 bytes): no integer, no short decimal.
+    const plain = (): number => {
+      for (;;) {
+        const x = (r() - 0.5) * 10 ** Math.floor(r() * 10);
+        if (pack(x).length === 9) return x;
+      }
+    };
+    const doubles = Array.from({ length: n }, plain);
+    assert.equal(pack(doubles).length, 2 + 8 * n);
+    same(doubles, unpack(pack(doubles)), `doubles ${i}`);
+    // One item that packs shorter (an integer, a decimal, a null, -0 aside) makes it an ordinary array.
+    const mixed: unknown[] = [...doubles];
+    mixed[Math.floor(r() * n)] = [1, 12.5, null, 'x'][i % 4];
+    assert.equal(pack(mixed).charCodeAt(0), pack([1, 'x']).charCodeAt(0), `mixed ${i}: the ordinary array tag`);
+    assert.notEqual(pack(mixed).charCodeAt(0), pack(doubles).charCodeAt(0));
+    same(mixed, unpack(pack(mixed)), `mixed ${i}`);
+  }
+  for (const edge of [[NaN, Infinity], [-0, 0.1 + 0.2], [2 ** 53 + 2, -Infinity]]) {
+    assert.equal(pack(edge).length, 2 + 8 * edge.length, String(edge));
+    same(edge, unpack(pack(edge)), String(edge));
+  }
+});
