@@ -6,7 +6,7 @@
  *
  * Answers are UTF-8 bytes, not strings: each entity's part is encoded once and
  * kept with its shared evaluation, and an answer is those parts copied into
- * one buffer. A string answer would be measured and transcoded again on every
+ * one buffer (parts not kept are written straight into it). A string answer would be measured and transcoded again on every
  * send, which for a 100-entity batch costs more than the lookups.
  *
  * Output is exactly what JSON.stringify would write for the same answer
@@ -225,18 +225,18 @@ function isAscii(s: string): boolean {
   return true;
 }
 
-/**
- * `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i. With one
- * view in the plan it follows from the entity's shared evaluation alone, so
- * when the lookup cache keeps that evaluation the part is encoded once and
- * kept with it; otherwise it is text, written into the answer once.
- */
 /** Entity i's part as made before and kept with its shared evaluation, if it was. */
 function keptBytes(e: Evaluation, i: number, frags: Fragments): Buffer | undefined {
   const hit = e.plan.groups.length === 1 ? (e.entries[i].json as { frags: Fragments; bytes: Buffer } | undefined) : undefined;
   return hit !== undefined && hit.frags === frags ? hit.bytes : undefined;
 }
 
+/**
+ * Writes `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i.
+ * With one view in the plan it follows from the entity's shared evaluation
+ * alone, so when the lookup cache keeps that evaluation the part is encoded
+ * once, kept with it and copied from then on; otherwise it is written afresh.
+ */
 function renderBody(e: Evaluation, i: number, frags: Fragments, out: Writer): void {
   const entry = e.entries[i];
   if (e.plan.groups.length !== 1 || !entry.kept) return writeFresh(out, e, i, frags);
