@@ -347,8 +347,9 @@ async function benchMemory(kind: 'pk' | 'log', values: 'decimal' | 'double'): Pr
     const got = await call(asof.url, 'GET', `/features/${N - 1}?view=m10`);
     const lookupOk = Object.values(got.statuses).every((s) => s === 'PRESENT');
     // RSS right after ingest still holds ingest garbage the collector has not given back; sample it as the server idles.
+    // V8's memory reducer returns it on a timer, 30 to 60 s into the idle time in our runs: sample for 90 s.
     const samples: number[] = [];
-    for (let i = 0; i < 12; i++) {
+    for (let i = 0; i < 18; i++) {
       await new Promise((r) => setTimeout(r, 5000));
       samples.push(Math.round(await rssMb(asof.proc.pid!)));
     }
