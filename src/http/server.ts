@@ -33,8 +33,9 @@ const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json'
  * A fast lane answers some requests of a hot route before Fastify routes
  * them, or returns false to leave the request to Fastify untouched (it then
  * answers as it always would, errors included). Fastify's routing, request
- * and reply objects and hooks cost about 17 µs a request on the benchmark
- * machine, as much as a whole cached lookup. A lane that has taken a request
+ * and reply objects and hooks cost several µs a request on the benchmark
+ * machine (up to 17 µs under load), more than a whole cached lookup. A lane
+ * that has taken a request
  * and must wait (a Redis read) may still hand it on by calling `toFastify`,
  * as long as it has written nothing. Lanes run only when nothing
  * needs Fastify's per-request machinery: no per-request logs, and the
