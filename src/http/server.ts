@@ -35,11 +35,10 @@ const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json'
  * answers as it always would, errors included). Fastify's routing, request
  * and reply objects and hooks cost several µs a request on the benchmark
  * machine (up to 17 µs under load), more than a whole cached lookup. A lane
- * that has taken a request
- * and must wait (a Redis read) may still hand it on by calling `toFastify`,
- * as long as it has written nothing. Lanes run only when nothing
- * needs Fastify's per-request machinery: no per-request logs, and the
- * request authenticated by the same check as the auth hook.
+ * that has taken a request and must wait (a Redis read) may still hand it on
+ * by calling `toFastify`, as long as it has written nothing. Lanes run only
+ * when nothing needs Fastify's per-request machinery: no per-request logs,
+ * and the request authenticated by the same check as the auth hook.
  */
 export type FastLane = (req: IncomingMessage, res: ServerResponse, toFastify: () => void) => boolean;
 const fastLanes = new WeakMap<FastifyInstance, FastLane[]>();
