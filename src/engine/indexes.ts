@@ -103,10 +103,28 @@ export class FrameIndex {
 /** A canonical key (schema.keyOf), or, in a numeric index, the key's number. */
 export type IndexKey = string | number;
 
-/** A canonical key string → its key in a numeric index: the number when it is a safe integer written canonically, else the string. */
+/**
+ * A canonical key string → its key in a numeric index (and in the embedded
+ * online store): the number when the text is a canonical safe integer
+ * (`-?[1-9][0-9]*` or `0`), else the string itself. Checked by hand: a
+ * `String(Number(key)) === key` check would make a string on every lookup.
+ */
 export function numericIndexKey(key: string): IndexKey {
-  const n = Number(key);
-  return Number.isSafeInteger(n) && String(n) === key ? n : key;
+  const n = key.length;
+  if (n === 0 || n > 17) return key;
+  let i = key.charCodeAt(0) === 45 ? 1 : 0; // '-'
+  if (i === n || n - i > 16) return key;
+  const first = key.charCodeAt(i);
+  // A leading zero is canonical only as "0" itself ("-0" is not: it reads back as "0").
+  if (first === 48) return n === 1 ? 0 : key;
+  let v = 0;
+  for (; i < n; i++) {
+    const d = key.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return key;
+    v = v * 10 + d;
+  }
+  if (v > Number.MAX_SAFE_INTEGER) return key;
+  return key.charCodeAt(0) === 45 ? -v : v;
 }
 
 /**

@@ -6,31 +6,9 @@
  * key string per entity (about 24 bytes each, 1M entities are 23 MB).
  */
 import type { EntityState } from '../features/evaluator.js';
+import { numericIndexKey } from '../engine/indexes.js';
 import { pack, unpack } from './packed.js';
 import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
-
-/**
- * The map key of an entity key: the number for a canonical integer (`-?[1-9][0-9]*`
- * or `0`, a safe integer), else the string itself. Checked by hand: a
- * `String(Number(key)) === key` check would make a string on every lookup.
- */
-export function entityMapKey(key: string): string | number {
-  const n = key.length;
-  if (n === 0 || n > 17) return key;
-  let i = key.charCodeAt(0) === 45 ? 1 : 0; // '-'
-  if (i === n || n - i > 16) return key;
-  const first = key.charCodeAt(i);
-  // A leading zero is canonical only as "0" itself ("-0" is not: it reads back as "0").
-  if (first === 48) return n === 1 ? 0 : key;
-  let v = 0;
-  for (; i < n; i++) {
-    const d = key.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return key;
-    v = v * 10 + d;
-  }
-  if (v > Number.MAX_SAFE_INTEGER) return key;
-  return key.charCodeAt(0) === 45 ? -v : v;
-}
 
 interface Space {
   rows: Map<string | number, string>;
@@ -54,7 +32,7 @@ export class EmbeddedOnlineStore implements OnlineStore {
   readEncodedSync(ns: string, keys: string[]): EncodedRead {
     const s = this.spaces.get(ns);
     const encoded = new Array<string | undefined>(keys.length);
-    for (let i = 0; i < keys.length; i++) encoded[i] = s?.rows.get(entityMapKey(keys[i]));
+    for (let i = 0; i < keys.length; i++) encoded[i] = s?.rows.get(numericIndexKey(keys[i]));
     return { encoded, watermark: s ? s.watermark : null };
   }
 
@@ -75,8 +53,8 @@ export class EmbeddedOnlineStore implements OnlineStore {
     const s = this.spaces.get(ns);
     if (!s || s.watermark !== from) throw new WatermarkConflict(ns, from, s ? s.watermark : null);
     for (const [k, v] of entries) {
-      if (v === undefined) s.rows.delete(entityMapKey(k));
-      else s.rows.set(entityMapKey(k), pack(v));
+      if (v === undefined) s.rows.delete(numericIndexKey(k));
+      else s.rows.set(numericIndexKey(k), pack(v));
     }
     s.watermark = to;
   }

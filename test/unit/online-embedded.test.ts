@@ -4,15 +4,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EmbeddedOnlineStore, entityMapKey } from '../../src/online/embedded.js';
+import { EmbeddedOnlineStore } from '../../src/online/embedded.js';
+import { numericIndexKey } from '../../src/engine/indexes.js';
 
-test('entityMapKey: a number exactly for canonical safe-integer text, else the text itself', () => {
+test('numericIndexKey: a number exactly for canonical safe-integer text, else the text itself', () => {
   const reference = (k: string): string | number => {
     const n = Number(k);
     return /^-?\d+$/.test(k) && Number.isSafeInteger(n) && String(n) === k ? n : k;
   };
   const fixed = ['0', '-0', '00', '01', '-01', '1', '-1', '', '-', '+1', ' 1', '1 ', '1e3', '0x10', '1.0', '9007199254740991', '-9007199254740991', '9007199254740992', '9007199254740993', '99999999999999999', '12345678901234567890', 'abc', '١٢'];
-  for (const k of fixed) assert.equal(entityMapKey(k), reference(k), JSON.stringify(k));
+  for (const k of fixed) assert.equal(numericIndexKey(k), reference(k), JSON.stringify(k));
   let seed = 7;
   const r = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
   const chars = '0123456789-+. e';
@@ -20,7 +21,7 @@ test('entityMapKey: a number exactly for canonical safe-integer text, else the t
     let k = '';
     const len = Math.floor(r() * 18);
     for (let j = 0; j < len; j++) k += r() < 0.85 ? chars[Math.floor(r() * 10)] : chars[Math.floor(r() * chars.length)];
-    assert.equal(entityMapKey(k), reference(k), JSON.stringify(k));
+    assert.equal(numericIndexKey(k), reference(k), JSON.stringify(k));
   }
 });
 
