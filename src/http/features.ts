@@ -13,7 +13,7 @@ import { formatTimestamp } from '../engine/schema.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import { AGG_FNS, type FeatureDef, type FeatureServiceDef, type FeatureViewDef } from '../features/definitions.js';
 import { namespaceOf } from '../online/materializer.js';
-import type { Evaluation, FeatureSelection, Plan } from '../online/service.js';
+import type { FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 import { renderMany, renderOne } from './features-json.js';
 import { parsePart, route } from './route.js';
@@ -230,6 +230,12 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     return hit;
   };
 
+  /** The answer bytes of `GET /features/{entity}`; without a promise when the store answers synchronously (embedded). */
+  const answerOne = (entity: string, plan: Plan): Buffer | Promise<Buffer> => {
+    const e = online.evaluateSync([entity], plan);
+    return e ? renderOne(entity, e).bytes : online.evaluate([entity], plan).then((x) => renderOne(entity, x).bytes);
+  };
+
   /**
    * `GET /features/{entity}` in the fast lane (server.ts): a request whose
    * selection was validated before is answered here, as the route below
@@ -237,9 +243,9 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
    * unknown feature, an error, also one from a store read that had to be
    * waited for) goes to the route, which answers it afresh.
    */
-  addFastLane(app, (req, res, toFastify) => {
+  addFastLane(app, '/features/', (req, res, toFastify) => {
     const url = req.url!;
-    if (req.method !== 'GET' || !url.startsWith('/features/')) return false;
+    if (req.method !== 'GET') return false;
     const t0 = performance.now();
     const q = url.indexOf('?', 10);
     let entity = url.slice(10, q < 0 ? url.length : q);
@@ -260,26 +266,14 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       observeRequest('/features/:entity', 'GET', 200, performance.now() - t0);
       countFastLane();
     };
-    const entities = [entity];
-    let plan: Plan;
+    let answer: Buffer | Promise<Buffer>;
     try {
-      plan = online.plan(selected.selection);
-      const e = online.evaluateSync(entities, plan);
-      if (e) {
-        send(renderOne(entity, e).bytes);
-        return true;
-      }
+      answer = answerOne(entity, online.plan(selected.selection));
     } catch {
       return false;
     }
-    online
-      .evaluate(entities, plan)
-      .then(
-        (e) => renderOne(entity, e).bytes,
-        () => undefined,
-      )
-      .then((bytes) => (bytes ? send(bytes) : toFastify()))
-      .catch((err: unknown) => app.log.error({ err }, 'fast lane: answering GET /features failed'));
+    if (Buffer.isBuffer(answer)) send(answer);
+    else answer.then(send, toFastify).catch((err: unknown) => app.log.error({ err }, 'fast lane: answering GET /features failed'));
     return true;
   });
 
@@ -299,19 +293,15 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     },
     (_req, reply, { params, query }) => {
       const sel = selections.get(query)!;
-      const entities = [params.entity];
       void reply.type('application/json; charset=utf-8');
-      const one = (e: Evaluation): Buffer => renderOne(params.entity, e).bytes;
       let plan: Plan;
       try {
         plan = online.plan(sel);
       } catch (e) {
         if (registry.role !== 'replica') throw e;
-        return planOf(sel).then((p) => online.evaluate(entities, p).then(one));
+        return planOf(sel).then((p) => answerOne(params.entity, p));
       }
-      // The embedded store answers without waiting: no promise on the hot path.
-      const e = online.evaluateSync(entities, plan);
-      return e ? one(e) : online.evaluate(entities, plan).then(one);
+      return answerOne(params.entity, plan);
     },
   );
 

@@ -41,26 +41,33 @@ const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json'
  * and the request authenticated by the same check as the auth hook.
  */
 export type FastLane = (req: IncomingMessage, res: ServerResponse, toFastify: () => void) => boolean;
-const fastLanes = new WeakMap<FastifyInstance, FastLane[]>();
+const fastLanes = new WeakMap<FastifyInstance, { prefix: string; lane: FastLane }[]>();
 
-/** Adds a fast lane to a server built by buildHttpServer (a no-op for other instances). */
-export function addFastLane(app: FastifyInstance, lane: FastLane): void {
-  fastLanes.get(app)?.push(lane);
+/**
+ * Adds a fast lane for request paths starting with `prefix` to a server built
+ * by buildHttpServer (a no-op for other instances). Other requests never
+ * reach it, nor pay for its API-key check.
+ */
+export function addFastLane(app: FastifyInstance, prefix: string, lane: FastLane): void {
+  fastLanes.get(app)?.push({ prefix, lane });
 }
 
 export async function buildHttpServer(services: Services, opts: HttpOptions, plugins: RoutePlugin[] = []): Promise<FastifyInstance> {
   // A child logger per request costs more than a lookup; below info nothing would use it, so requests share the root logger then.
   const perRequestLogs = (opts.logger as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') ?? true;
   const keys = opts.apiKeys.map((k) => Buffer.from(k));
-  const lanes: FastLane[] = [];
+  const lanes: { prefix: string; lane: FastLane }[] = [];
   let closing = false;
   const app = Fastify({
     serverFactory: (handler, options) => {
       const o = options as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number };
       const server = createServer((req, res) => {
-        if (!perRequestLogs && !closing && (keys.length === 0 || authFailure(keys, req.headers) === undefined)) {
-          const toFastify = (): void => handler(req, res);
-          for (let i = 0; i < lanes.length; i++) if (lanes[i](req, res, toFastify)) return;
+        if (!perRequestLogs && !closing) {
+          const url = req.url ?? '';
+          for (const { prefix, lane } of lanes) {
+            if (!url.startsWith(prefix) || (keys.length !== 0 && authFailure(keys, req.headers) !== undefined)) continue;
+            if (lane(req, res, () => handler(req, res))) return;
+          }
         }
         handler(req, res);
       });
