@@ -42,7 +42,8 @@ export async function buildServices(
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { role: config.role, mirror, logger });
-  const materializer = new Materializer(engine, registry, onlineStore, logger, now);
+  // With the in-process store, views over pk tables read the table's own state (materializer.ts): no second copy of each row.
+  const materializer = new Materializer(engine, registry, onlineStore, logger, now, { direct: onlineStore.kind === 'embedded' });
   // A replica materializes nothing: it serves what the primaries write to the shared store.
   if (registry.role === 'primary') await materializer.start();
   registry.startMirrorSync(1000);

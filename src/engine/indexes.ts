@@ -37,6 +37,11 @@ export class FrameIndex {
     return this.size ? this.pos[this.size - 1] + this.length[this.size - 1] : 0;
   }
 
+  /** Commit time (epoch ms) of the record at `offset` (within [0, end)). */
+  commitTimeOf(offset: number): number {
+    return this.commitTime[this.find(offset)];
+  }
+
   /** Index of the frame holding `offset` (offset within [0, end)). */
   find(offset: number): number {
     let lo = 0;
@@ -163,6 +168,15 @@ export class KeyIndex {
     else if (typeof cur === 'number') this.added.set(key, [cur, offset]);
     else cur.push(offset);
     this.entries++;
+  }
+
+  /** The key's newest offset, -1 when it has none. `key` is canonical, or its number in a numeric index. */
+  lastOffset(key: IndexKey): number {
+    if (this.numeric && typeof key === 'string') key = this.mapKey(key);
+    const more = this.added.get(key);
+    if (more !== undefined) return typeof more === 'number' ? more : more[more.length - 1];
+    const id = this.ids.get(key);
+    return id === undefined || this.baseCount[id] === 0 ? -1 : this.baseOffsets[this.baseStart[id] + this.baseCount[id] - 1];
   }
 
   /** The key's offsets, ascending. Callers must not change the array. */

@@ -226,11 +226,14 @@ export class PkState {
   private cols: Column[];
   private code: SlotCode;
   private types: ColumnType[];
+  /** Each slot's version: the changelog offset of the record that wrote its row (NaN until known). */
+  private versions: Float64Array;
 
   /** `intKey`: the index of the one key column whose safe-integer values are keys as numbers (TableSchema.numericKey). */
   constructor(columns: readonly { name: string; type: ColumnType }[], private readonly intKey?: number) {
     this.types = columns.map((c) => c.type);
     this.cols = columns.map((c) => newColumn(c.type, this.capacity));
+    this.versions = new Float64Array(this.capacity).fill(NaN);
     this.code = compileSlotCode(columns.map((c) => c.name));
     this.ints = this.intSlots();
   }
@@ -260,15 +263,38 @@ export class PkState {
     return slot === undefined ? undefined : this.code.read(this.cols, slot);
   }
 
-  /** Stores a canonical row as the key's latest (the row object itself is not kept). `key` must be the row's own (schema.indexKeyOf(row)). */
-  set(key: IndexKey, row: Row): void {
-    this.code.write(this.cols, this.slotFor(key), row);
+  /**
+   * The changelog offset of the record that wrote the key's row, -1 when the
+   * key has no row: it changes exactly when the row does (NaN when the row
+   * was loaded without one and `fillVersions` has not run).
+   */
+  version(key: IndexKey): number {
+    const slot = this.find(key);
+    return slot === undefined ? -1 : this.versions[slot];
+  }
+
+  /**
+   * Stores a canonical row as the key's latest (the row object itself is not
+   * kept), written by the record at offset `version`. `key` must be the row's
+   * own (schema.indexKeyOf(row)).
+   */
+  set(key: IndexKey, row: Row, version: number): void {
+    const slot = this.slotFor(key);
+    this.code.write(this.cols, slot, row);
+    this.versions[slot] = version;
   }
 
   /** `set` from decoded columns (replay, snapshot load): row `i` of `values`, one array per column in column order. */
-  setAt(key: IndexKey, values: unknown[][], i: number): void {
+  setAt(key: IndexKey, values: unknown[][], i: number, version: number): void {
     const slot = this.slotFor(key);
     for (let j = 0; j < this.cols.length; j++) this.cols[j].put(slot, values[j][i] ?? null);
+    this.versions[slot] = version;
+  }
+
+  /** Sets every key's version from `versionOf` (after a snapshot load, whose rows carry none). */
+  fillVersions(versionOf: (key: IndexKey) => number): void {
+    if (this.ints) for (const slot of this.ints.slots()) this.versions[slot] = versionOf(this.cols[this.intKey!].get(slot) as number);
+    for (const [key, slot] of this.slots) this.versions[slot] = versionOf(key);
   }
 
   delete(key: IndexKey): boolean {
@@ -280,6 +306,7 @@ export class PkState {
     }
     if (slot === undefined) return false;
     for (const c of this.cols) c.free(slot);
+    this.versions[slot] = NaN;
     this.free.push(slot);
     return true;
   }
@@ -290,6 +317,7 @@ export class PkState {
     this.used = 0;
     this.capacity = FIRST_CAPACITY;
     this.cols = this.types.map((t) => newColumn(t, this.capacity));
+    this.versions = new Float64Array(this.capacity).fill(NaN);
     this.ints = this.intSlots();
   }
 
@@ -332,6 +360,9 @@ export class PkState {
       if (this.used === this.capacity) {
         this.capacity *= 2;
         for (const c of this.cols) c.grow(this.capacity);
+        const versions = new Float64Array(this.capacity).fill(NaN);
+        versions.set(this.versions);
+        this.versions = versions;
       }
       slot = this.used++;
     }

@@ -146,7 +146,8 @@ export class Table {
     const keyCols = s.keyColumns.map((c) => s.columns.indexOf(c));
     const snap = await readSnapshot(this.snapshotPath, s, (values, n) => {
       const keyValues = keyCols.map((j) => values[j]);
-      for (let i = 0; i < n; i++) this.state.setAt(this.keyAt(keyValues, i), values, i);
+      // A snapshot's rows carry no versions; they are set from its key index below.
+      for (let i = 0; i < n; i++) this.state.setAt(this.keyAt(keyValues, i), values, i, NaN);
     });
     let opened: Awaited<ReturnType<typeof ChangelogFile.open>> | undefined;
     if (snap && 'damaged' in snap) {
@@ -155,6 +156,7 @@ export class Table {
     } else if (snap) {
       this.frames = snap.frames;
       this.keyIndex = snap.keys;
+      if (s.kind === 'pk') this.state.fillVersions((key) => snap.keys.lastOffset(key));
       this.nextOffset = snap.offset;
       this.lastCommitTime = snap.lastCommitTime;
       this.snapshotAt = { offset: snap.offset, frames: snap.frames.size };
@@ -207,7 +209,7 @@ export class Table {
       this.keyIndex.add(key, firstOffset + i);
       if (!pk) continue;
       const change = changes[i];
-      if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) this.state.setAt(key, values, i);
+      if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) this.state.setAt(key, values, i, firstOffset + i);
       else if (change === ChangeType.DELETE) this.state.delete(key);
     }
   }
@@ -221,8 +223,8 @@ export class Table {
     return this.schema.keyAt(keyValues, i);
   }
 
-  private applyToState(key: IndexKey, change: number, row: Row): void {
-    if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) this.state.set(key, row);
+  private applyToState(key: IndexKey, change: number, row: Row, offset: number): void {
+    if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) this.state.set(key, row, offset);
     else if (change === ChangeType.DELETE) this.state.delete(key);
   }
 
@@ -246,6 +248,24 @@ export class Table {
   /** The latest row of a pk table by canonical key (a fresh object). */
   get(key: string): Row | undefined {
     return this.state.get(this.schema.indexKeyOfText(key));
+  }
+
+  /**
+   * pk tables: the changelog offset of the record that wrote the key's latest
+   * row, -1 when the key has none. It changes exactly when the row does, so
+   * readers can key what they derive from a row by it.
+   */
+  versionOf(key: string): number {
+    return this.state.version(this.schema.indexKeyOfText(key));
+  }
+
+  /** pk tables: the record that wrote the key's latest row (a fresh row object), or undefined when the key has none. */
+  latestRecord(key: string): { offset: number; commitTime: number; row: Row } | undefined {
+    const k = this.schema.indexKeyOfText(key);
+    const row = this.state.get(k);
+    if (row === undefined) return undefined;
+    const offset = this.state.version(k);
+    return { offset, commitTime: this.frames.commitTimeOf(offset), row };
   }
 
   /**
@@ -309,7 +329,7 @@ export class Table {
     if (keys) {
       for (let i = 0; i < rows.length; i++) {
         this.keyIndex.add(keys[i], firstOffset + i);
-        if (pk) this.applyToState(keys[i], changes[i], rows[i]);
+        if (pk) this.applyToState(keys[i], changes[i], rows[i], firstOffset + i);
       }
     }
     if (rows.length > 0 && this.listeners.size > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes, rows });

@@ -14,11 +14,19 @@
  * the changelog's end nor behind what the runner itself wrote (the store lost
  * data: FLUSHALL, a restart without persistence). Otherwise it rebuilds the
  * namespace from offset 0; until it is caught up, reads answer 503.
+ *
+ * A view over a pk table, when the store is in-process (`direct`), is not
+ * copied into the store at all: its state of an entity is a function of the
+ * table's latest row of that key, which the engine already holds (pk-state.ts),
+ * so serving reads the row and evaluates it (OnlineService). The copy cost
+ * more memory than the rows themselves; skipping it also makes such views
+ * ready at once when defined or redefined. A shared store (Redis) still gets
+ * the copy: replicas read it.
  */
 import { createHash } from 'node:crypto';
 import { AsofError, isAsofError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
-import type { TableDef } from '../engine/schema.js';
+import type { Row, TableDef } from '../engine/schema.js';
 import type { Commit } from '../engine/table.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { EntityState, ViewEvaluator } from '../features/evaluator.js';
@@ -34,14 +42,52 @@ export function lineageOf(def: FeatureViewDef, source: TableDef): string {
   return `${source.name}@${source.createdAt}/${namespaceOf(def)}/${h}`;
 }
 
+/** A pk table read directly: the latest row of a key and the version (offset) that wrote it. */
+export interface DirectSource {
+  readonly endOffset: number;
+  /** The offset of the record that wrote the key's latest row, -1 when the key has none. */
+  versionOf(key: string): number;
+  latestRecord(key: string): { offset: number; commitTime: number; row: Row } | undefined;
+}
+
+/** What serving needs to know of a view's runner. */
+export interface RunnerState {
+  /** The newest source offset the store's values reflect. */
+  readonly applied: number;
+  failure?: Error;
+  /** Set for a view read straight from its pk source (nothing in the store). */
+  readonly direct?: DirectSource;
+  check(): void;
+  settled(): Promise<void>;
+}
+
+/** The runner of a direct view: always caught up, since it reads the table itself. */
+class DirectRunner implements RunnerState {
+  failure?: Error;
+  constructor(readonly direct: DirectSource) {}
+  get applied(): number {
+    return this.direct.endOffset - 1;
+  }
+  check(): void {}
+  settled(): Promise<void> {
+    return Promise.resolve();
+  }
+  async stop(): Promise<void> {}
+}
+
 export interface MaterializerOptions {
+  /**
+   * Serve views over pk tables from the table's state instead of copying them
+   * into the store (see the header). Only for an in-process store; default false.
+   */
+  direct?: boolean;
   /** How often a runner that fell behind (store down) retries, ms. */
   retryMs?: number;
   /** How often each runner checks that the store still holds what it wrote, ms (0: never). */
   checkMs?: number;
 }
 
-class ViewRunner {
+class ViewRunner implements RunnerState {
   applied = -1;
   private chain: Promise<void> = Promise.resolve();
   private unsubscribe?: () => void;
@@ -202,10 +248,11 @@ class ViewRunner {
 }
 
 export class Materializer {
-  private readonly runners = new Map<string, ViewRunner>();
+  private readonly runners = new Map<string, ViewRunner | DirectRunner>();
   private timer?: NodeJS.Timeout;
   private readonly retryMs: number;
   private readonly checkMs: number;
+  private readonly direct: boolean;
 
   constructor(
     private readonly engine: Engine,
@@ -217,6 +264,7 @@ export class Materializer {
   ) {
     this.retryMs = opts.retryMs ?? 500;
     this.checkMs = opts.checkMs ?? 1000;
+    this.direct = opts.direct ?? false;
     registry.onActivate({ activate: (def) => this.activate(def, false), retire: (def) => this.retire(def) });
   }
 
@@ -238,6 +286,14 @@ export class Materializer {
   private async activate(def: FeatureViewDef, tolerant: boolean): Promise<void> {
     const ns = namespaceOf(def);
     if (this.runners.has(ns)) return;
+    const table = this.engine.table(def.source);
+    if (this.direct && table.schema.kind === 'pk') {
+      this.runners.set(ns, new DirectRunner(table));
+      // A namespace an earlier start (without direct reads) left behind only costs space.
+      await this.store.clear(ns).catch(() => undefined);
+      this.logger.info({ view: ns, applied: table.endOffset - 1 }, 'feature view served from its pk table');
+      return;
+    }
     const runner = new ViewRunner(def, ns, this.registry.evaluator(def), this.engine, this.store, this.logger, this.now, this.retryMs);
     this.runners.set(ns, runner);
     const started = performance.now();
@@ -262,7 +318,7 @@ export class Materializer {
   }
 
   /** The runner of a view definition (or of a namespace); undefined for views this process does not materialize (replicas). */
-  runner(def: FeatureViewDef | string): { applied: number; failure?: Error; check(): void; settled(): Promise<void> } | undefined {
+  runner(def: FeatureViewDef | string): RunnerState | undefined {
     return this.runners.get(typeof def === 'string' ? def : namespaceOf(def));
   }
 

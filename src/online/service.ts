@@ -23,7 +23,8 @@ import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { EntityState, Evaluated, FeatureStatus, ViewEvaluator } from '../features/evaluator.js';
 import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
-import { namespaceOf, type Materializer } from './materializer.js';
+import { ChangeType } from '../engine/arrow-codec.js';
+import { namespaceOf, type DirectSource, type Materializer, type RunnerState } from './materializer.js';
 import type { OnlineStore } from './store.js';
 
 export interface FeatureSelection {
@@ -110,10 +111,16 @@ export interface Evaluation {
 
 const PLAN_CACHE_MAX = 1000;
 
+/**
+ * What an evaluation is cached by within its namespace: the encoded state
+ * (stored views), or the version of the source row (direct views).
+ */
+type CacheKey = string | number;
+
 /** One admitted evaluation, in the cache's eviction order. */
 interface CacheSlot {
-  map: Map<string, EntityEval>;
-  key: string;
+  map: Map<CacheKey, EntityEval>;
+  key: CacheKey;
   ev: EntityEval;
   bytes: number;
 }
@@ -134,13 +141,13 @@ interface CacheSlot {
  * evicted before anyone asks again, and pay for keeping them.
  */
 export class LookupCache {
-  private spaces = new Map<string, Map<string, EntityEval>>();
+  private spaces = new Map<string, Map<CacheKey, EntityEval>>();
   /** Admitted evaluations, oldest first from `head`; slots whose evaluation was replaced are dropped when reached. */
   private queue: (CacheSlot | undefined)[] = [];
   private head = 0;
   private bytes = 0;
-  private seen = new Set<string>();
-  private seenBefore = new Set<string>();
+  private seen = new Set<CacheKey>();
+  private seenBefore = new Set<CacheKey>();
   /** States the doorkeeper remembers per generation: about as many as the cache holds. */
   private readonly seenMax: number;
   /** Lookups answered from the cache, and evaluated afresh; for /metrics. */
@@ -152,8 +159,8 @@ export class LookupCache {
     this.seenMax = Math.max(1000, Math.floor(budgetBytes / 4096));
   }
 
-  get(ns: string, encoded: string, at: number): EntityEval | undefined {
-    const hit = this.spaces.get(ns)?.get(encoded);
+  get(ns: string, key: CacheKey, at: number): EntityEval | undefined {
+    const hit = this.spaces.get(ns)?.get(key);
     if (hit !== undefined && at >= hit.from && at <= hit.until) {
       hit.used = true;
       this.hits++;
@@ -164,10 +171,12 @@ export class LookupCache {
   }
 
   /** Offers a fresh evaluation of a state that missed; true when the cache keeps it. */
-  offer(ns: string, encoded: string, ev: EntityEval): boolean {
+  offer(ns: string, key: CacheKey, ev: EntityEval): boolean {
     if (this.budgetBytes <= 0) return false;
-    if (!this.seen.has(encoded) && !this.seenBefore.has(encoded)) {
-      this.seen.add(encoded);
+    // Versions of different views over one table are the same numbers: the doorkeeper tells them apart by namespace.
+    const seenKey = typeof key === 'number' ? `${ns}\0${key}` : key;
+    if (!this.seen.has(seenKey) && !this.seenBefore.has(seenKey)) {
+      this.seen.add(seenKey);
       if (this.seen.size >= this.seenMax) {
         this.seenBefore = this.seen;
         this.seen = new Set();
@@ -176,10 +185,10 @@ export class LookupCache {
     }
     let map = this.spaces.get(ns);
     if (!map) this.spaces.set(ns, (map = new Map()));
-    map.set(encoded, ev);
-    // An estimate: the encoding, the decoded values and (the usual adapter use) their rendered text.
-    const bytes = 2 * encoded.length + 200 + 160 * ev.values.length;
-    this.queue.push({ map, key: encoded, ev, bytes });
+    map.set(key, ev);
+    // An estimate: the key (an encoding, or a number), the decoded values and (the usual adapter use) their rendered text.
+    const bytes = (typeof key === 'string' ? 2 * key.length : 16) + 200 + 160 * ev.values.length;
+    this.queue.push({ map, key, ev, bytes });
     this.bytes += bytes;
     if (this.bytes > this.budgetBytes) this.evict();
     return true;
@@ -298,13 +307,18 @@ export class OnlineService {
    * undefined when it cannot (then call `evaluate`).
    */
   evaluateSync(entities: unknown[], plan: Plan): Evaluation | undefined {
-    if (!this.store.readEncodedSync || plan.revision !== this.registry.revision) return undefined;
+    if (plan.revision !== this.registry.revision) return undefined;
     const at = this.now();
     const out = newEvaluation(plan, at, entities.length);
     for (let gi = 0; gi < plan.groups.length; gi++) {
       const g = plan.groups[gi];
       const runner = this.checkRunner(g);
       if (!runner) return undefined;
+      if (runner.direct) {
+        this.fillDirect(out, gi, this.keysOf(g, entities), runner.direct);
+        continue;
+      }
+      if (!this.store.readEncodedSync) return undefined;
       const read = this.store.readEncodedSync(g.ns, this.keysOf(g, entities));
       this.checkRead(g, read.watermark, runner);
       this.fill(out, gi, read.encoded, read.watermark);
@@ -324,9 +338,10 @@ export class OnlineService {
     const out = newEvaluation(plan, at, entities.length);
     const reads = await Promise.all(
       plan.groups.map(async (g) => {
-        this.checkRunner(g);
+        const runner = this.checkRunner(g);
         // Bad entity keys are the caller's 400, not a store failure: convert them before the read.
         const keys = this.keysOf(g, entities);
+        if (runner?.direct) return { direct: runner.direct, keys };
         try {
           return await this.store.readEncoded(g.ns, keys);
         } catch (e) {
@@ -337,12 +352,18 @@ export class OnlineService {
     for (let i = 0; i < plan.groups.length; i++) {
       const g = plan.groups[i];
       const runner = this.materializer.runner(g.ns);
-      if (!runner && reads[i].watermark === null && !retried && (await this.registry.refresh().catch(() => false))) {
+      const read = reads[i];
+      if ('direct' in read) {
+        // Read straight from the pk table, as it is now.
+        this.fillDirect(out, i, read.keys, read.direct);
+        continue;
+      }
+      if (!runner && read.watermark === null && !retried && (await this.registry.refresh().catch(() => false))) {
         // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
         return this.evaluate(entities, plan, true);
       }
-      this.checkRead(g, reads[i].watermark, runner);
-      this.fill(out, i, reads[i].encoded, reads[i].watermark);
+      this.checkRead(g, read.watermark, runner ?? null);
+      this.fill(out, i, read.encoded, read.watermark);
     }
     return out;
   }
@@ -371,8 +392,36 @@ export class OnlineService {
     }
   }
 
+  /**
+   * Evaluates plan group `gi` for every entity from its pk source's latest
+   * rows (a direct view, see materializer.ts). A row's version (the offset
+   * that wrote it) keys the cached evaluations, as the encoding does for
+   * stored states. The state is built by the evaluator's own `apply`, from
+   * the record that wrote the row: what the materializer would have stored.
+   */
+  private fillDirect(out: Evaluation, gi: number, keys: string[], src: DirectSource): void {
+    const g = out.plan.groups[gi];
+    const ng = out.plan.groups.length;
+    const at = out.at;
+    const source = g.def.source;
+    const w = src.endOffset - 1;
+    out.token[source] = out.token[source] === undefined ? w : Math.min(out.token[source], w);
+    for (let e = 0; e < keys.length; e++) {
+      const version = src.versionOf(keys[e]);
+      let r: EntityEval | undefined = version < 0 ? g.absent : this.cache.get(g.ns, version, at);
+      if (r === undefined) {
+        const rec = src.latestRecord(keys[e])!;
+        const state = g.ev.apply(undefined, { offset: rec.offset, change: ChangeType.INSERT, commitTime: rec.commitTime, row: rec.row }, at)!;
+        const until = g.ev.stableUntil(state, at);
+        r = entityEval(g.ev.evaluate(state, at), at, until);
+        if (until > at) r.kept = this.cache.offer(g.ns, version, r);
+      }
+      out.entries[e * ng + gi] = r;
+    }
+  }
+
   /** 503 while the view's runner is failing or rebuilding. Returns the runner, or null for views this process does not materialize. */
-  private checkRunner(g: ViewGroup): ReturnType<Materializer['runner']> | null {
+  private checkRunner(g: ViewGroup): RunnerState | null {
     const runner = this.materializer.runner(g.ns);
     if (runner?.failure) {
       throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `feature view "${g.def.name}" is not available from the online store (${this.store.kind}): ${runner.failure.message}`, { store: this.store.kind, view: g.def.name });
@@ -381,7 +430,7 @@ export class OnlineService {
   }
 
   /** A read whose watermark is behind what this process wrote means the store lost data: 503, and the runner rebuilds. */
-  private checkRead(g: ViewGroup, watermark: number | null, runner: ReturnType<Materializer['runner']> | null): void {
+  private checkRead(g: ViewGroup, watermark: number | null, runner: RunnerState | null): void {
     if (runner) {
       if (watermark === null || watermark < runner.applied) {
         runner.check();

@@ -152,22 +152,30 @@ describe('asof.v1.OnlineService over gRPC', () => {
     );
   });
 
-  test('a store that answers only asynchronously (Redis) gives the same answer', async () => {
-    const request = { entities: [{ string_value: 'a' }, { string_value: 'zz' }], view: 'typed' };
-    const sync = await call(asof.online, 'GetOnlineFeatures', request);
+  test('a store that answers only asynchronously (Redis) gives the same answer; pk views never read it', async () => {
+    // "typed" is over a pk table: with the embedded store it is read from the table's state, not the store.
+    // "recent" is over a log table: its states live in the store.
+    const requests = [
+      { entities: [{ string_value: 'a' }, { string_value: 'zz' }], view: 'typed' },
+      { entities: [{ int64_value: '1' }, { int64_value: '2' }, { int64_value: '3' }], view: 'recent' },
+    ];
+    const sync = await Promise.all(requests.map((r) => call(asof.online, 'GetOnlineFeatures', r)));
     const store = asof.services.onlineStore;
     const { readEncoded, readEncodedSync } = store;
-    let reads = 0;
+    const reads: string[] = [];
     store.readEncodedSync = undefined;
     store.readEncoded = async (ns, keys) => {
-      reads++;
+      reads.push(ns);
       return readEncodedSync!.call(store, ns, keys);
     };
     try {
-      const async = await call(asof.online, 'GetOnlineFeatures', request);
-      assert.equal(async.err, undefined, async.err?.details);
-      assert.equal(reads, 1);
-      assert.deepEqual(async.res, sync.res);
+      for (const [i, request] of requests.entries()) {
+        const async = await call(asof.online, 'GetOnlineFeatures', request);
+        assert.equal(async.err, undefined, async.err?.details);
+        assert.deepEqual(async.res, sync[i].res);
+      }
+      assert.deepEqual(reads.map((ns) => ns.split('@')[0]), ['recent']);
+      assert.equal(sync[1].res.results[0].features[0].status, 'PRESENT');
     } finally {
       store.readEncodedSync = readEncodedSync;
       store.readEncoded = readEncoded;

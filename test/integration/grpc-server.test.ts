@@ -72,6 +72,10 @@ describe('the gRPC server: status mapping, reflection, shutdown', () => {
     asof = await grpcAsof();
     await asof.req('PUT', '/tables/t', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'x', type: 'float64' }] });
     await asof.services.registry.defineView('v', { source: 't', entity: 'id', features: [{ name: 'x', column: 'x' }] });
+    // A view whose states live in the online store (a pk view is read from its table: see materializer.ts).
+    const tl = await asof.req('PUT', '/tables/tl', { kind: 'log', eventTime: 'at', columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'at', type: 'timestamp', nullable: false }, { name: 'x', type: 'float64' }] });
+    assert.ok(tl.status < 300, JSON.stringify(tl.body));
+    await asof.services.registry.defineView('vl', { source: 'tl', entity: 'id', features: [{ name: 'x', column: 'x' }] });
   });
   after(() => asof.destroy());
 
@@ -114,10 +118,10 @@ describe('the gRPC server: status mapping, reflection, shutdown', () => {
       throw new Error('connection refused');
     };
     try {
-      const a = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'a' }], view: 'v' });
+      const a = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'a' }], view: 'vl' });
       assert.equal(a.err?.code, grpc.status.UNAVAILABLE);
       assert.equal(asofError(a.err!).code, 'ASOF_BACKEND_UNAVAILABLE');
-      const f = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['v:x'] }, entities: { id: { val: [{ string_val: 'a' }] } } });
+      const f = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['vl:x'] }, entities: { id: { val: [{ string_val: 'a' }] } } });
       assert.equal(f.err?.code, grpc.status.UNAVAILABLE);
     } finally {
       store.readEncoded = readEncoded;

@@ -26,6 +26,15 @@ test('key index: offsets survive serialisation (large values, unicode keys), and
   const again = KeyIndex.deserialize(loaded.serialize());
   for (const [k, v] of want) assert.deepEqual([...again.offsetsOf(k)], v, k);
   assert.deepEqual(again.offsetsOf('absent'), []);
+  // lastOffset: the newest of offsetsOf, for loaded keys, keys added since, and both.
+  for (const i of [idx, loaded, again]) {
+    for (const k of want.keys()) {
+      const all = i.offsetsOf(k);
+      assert.equal(i.lastOffset(k), all.length ? all[all.length - 1] : -1, k);
+    }
+  }
+  assert.equal(loaded.lastOffset('k3'), 2 ** 53 - 1);
+  assert.equal(again.lastOffset('absent'), -1);
   const bytes = idx.serialize();
   assert.throws(() => KeyIndex.deserialize(bytes.subarray(0, bytes.length - 1)), /end early|bytes/);
 });
@@ -43,6 +52,8 @@ test('frame index: entries survive serialisation and find() maps an offset to it
   assert.deepEqual(g.get(1234), f.get(1234));
   assert.equal(g.find(3 * 1234 + 2), 1234);
   assert.equal(g.find(0), 0);
+  assert.equal(g.commitTimeOf(3 * 1234 + 2), 1700000000000 + 1234);
+  assert.equal(g.commitTimeOf(3 * 2999), 1700000000000 + 2999);
 });
 
 test('a numeric key index answers canonical key strings, keeps keys beyond 2^53 as strings, and survives serialisation', () => {
@@ -58,6 +69,7 @@ test('a numeric key index answers canonical key strings, keeps keys beyond 2^53 
     assert.deepEqual([...i.offsetsOf('9007199254740993')], [2]);
     assert.deepEqual([...i.offsetsOf('0')], [4]);
     assert.deepEqual([...i.offsetsOf('05')], [], 'not a canonical key');
+    assert.deepEqual([i.lastOffset(5), i.lastOffset('5'), i.lastOffset(-3), i.lastOffset('9007199254740993'), i.lastOffset('05'), i.lastOffset(6)], [3, 3, 1, 2, -1, -1]);
   };
   check(idx);
   check(KeyIndex.deserialize(idx.serialize(), true));

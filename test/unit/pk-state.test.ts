@@ -96,9 +96,14 @@ for (const [what, keyCols, randomKey] of KEY_SHAPES) {
       const s = schemaFor(keyCols);
       const state = stateFor(s);
       const want = new Map<string, Row>();
+      /** The version each live key's row was written with (the step number stands in for an offset). */
+      const wantVersion = new Map<string, number>();
       const compareAll = (): void => {
         assert.equal(state.size, want.size);
-        for (const [k, row] of want) assert.deepStrictEqual(state.get(s.indexKeyOfText(k)), row, `key ${k}`);
+        for (const [k, row] of want) {
+          assert.deepStrictEqual(state.get(s.indexKeyOfText(k)), row, `key ${k}`);
+          assert.equal(state.version(s.indexKeyOfText(k)), wantVersion.get(k), `version of ${k}`);
+        }
       };
       let frozen: { state: ReturnType<PkState['freeze']>; want: Map<string, Row> } | undefined;
       for (let step = 0; step < 4000; step++) {
@@ -108,13 +113,16 @@ for (const [what, keyCols, randomKey] of KEY_SHAPES) {
         const x = r();
         if (x < 0.55) {
           const row = randomRow(s, keyRow, r);
-          state.set(key, row);
+          state.set(key, row, step);
           want.set(text, row);
+          wantVersion.set(text, step);
         } else if (x < 0.8) {
           assert.equal(state.delete(key), want.delete(text), `delete ${text}`);
+          wantVersion.delete(text);
         } else {
           assert.deepStrictEqual(state.get(key), want.get(text), `get ${text}`);
           assert.equal(state.has(key), want.has(text));
+          assert.equal(state.version(key), wantVersion.get(text) ?? -1, `version of ${text}`);
         }
         if (step === 1500) frozen = { state: state.freeze(), want: new Map(want) };
         if (step % 1000 === 999) compareAll();
@@ -149,13 +157,21 @@ test('pk state: rows set from decoded columns equal those set from rows; clear e
   const a = stateFor(s);
   const b = stateFor(s);
   rows.forEach((row, i) => {
-    a.set(s.indexKeyOf(row), row);
-    b.setAt(s.indexKeyOf(row), values, i);
+    a.set(s.indexKeyOf(row), row, 10 + i);
+    b.setAt(s.indexKeyOf(row), values, i, NaN);
   });
   for (const row of rows) {
     assert.deepStrictEqual(a.get(s.indexKeyOf(row)), row);
     assert.deepStrictEqual(b.get(s.indexKeyOf(row)), row);
   }
+  // Rows loaded without versions (a snapshot) get them from fillVersions, by key.
+  assert.ok(Number.isNaN(b.version(s.indexKeyOf(rows[7]))));
+  const offsetOf = new Map<string | number, number>(rows.map((row, i) => [s.indexKeyOf(row), 10 + i]));
+  b.fillVersions((key) => offsetOf.get(key)!);
+  rows.forEach((row, i) => {
+    assert.equal(a.version(s.indexKeyOf(row)), 10 + i);
+    assert.equal(b.version(s.indexKeyOf(row)), 10 + i);
+  });
   // Safe integers are keyed by number, int64 keys beyond 2^53 by their text.
   assert.equal([...a.keys()].filter((k) => typeof k === 'number').length, 1500);
   assert.deepStrictEqual(a.get(String(2n ** 60n)), rows[0]);
@@ -164,8 +180,10 @@ test('pk state: rows set from decoded columns equal those set from rows; clear e
   a.clear();
   assert.equal(a.size, 0);
   assert.equal(a.get(s.indexKeyOf(rows[1])), undefined);
-  a.set(s.indexKeyOf(rows[1]), rows[1]);
+  assert.equal(a.version(s.indexKeyOf(rows[1])), -1);
+  a.set(s.indexKeyOf(rows[1]), rows[1], 3);
   assert.deepStrictEqual(a.get(s.indexKeyOf(rows[1])), rows[1]);
+  assert.equal(a.version(s.indexKeyOf(rows[1])), 3);
 });
 
 test('pk state: columns appended by a schema change read null for rows stored before it, and hold values after', () => {
@@ -173,7 +191,7 @@ test('pk state: columns appended by a schema change read null for rows stored be
   const r = seeded(5);
   const state = stateFor(s);
   const before = Array.from({ length: 2000 }, (_, i) => randomRow(s, { id: i }, r));
-  for (const row of before) state.set(row.id as number, row);
+  for (const row of before) state.set(row.id as number, row, 0);
   const def = s.def;
   const added = [
     { name: 'nb', type: 'bool', nullable: true },
@@ -185,7 +203,7 @@ test('pk state: columns appended by a schema change read null for rows stored be
   for (const row of before) assert.deepStrictEqual(state.get(row.id as number), { ...row, nb: null, nf: null, ns: null });
   // Growth after the change (past the first capacity) keeps every column in step.
   const after = Array.from({ length: 3000 }, (_, i) => s2.validate([{ id: 5000 + i, nb: i % 3 === 0 ? null : i % 2 === 0, nf: i * 0.5, ns: `x${i}` }]).rows[0]);
-  for (const row of after) state.set(row.id as number, row);
+  for (const row of after) state.set(row.id as number, row, 1);
   for (const row of after) assert.deepStrictEqual(state.get(row.id as number), row);
   for (const row of before) assert.deepStrictEqual(state.get(row.id as number), { ...row, nb: null, nf: null, ns: null });
 });
@@ -199,7 +217,7 @@ test('pk state: freed slots are reused (size stays bounded under churn) and neve
     for (let i = 0; i < 100; i++) {
       const id = round * 100 + i;
       const row = randomRow(s, { id }, r);
-      state.set(id, row);
+      state.set(id, row, id);
       want.set(id, row);
     }
     // Delete all but the last round's rows; new rows land in freed slots.
@@ -209,10 +227,14 @@ test('pk state: freed slots are reused (size stays bounded under churn) and neve
     }
     // A row with every value null must not show a deleted row's values.
     const nulls = s.validate([{ id: -1 - round }]).rows[0];
-    state.set(-1 - round, nulls);
+    state.set(-1 - round, nulls, -1 - round);
     want.set(-1 - round, nulls);
   }
-  for (const [id, row] of want) assert.deepStrictEqual(state.get(id), row);
+  for (const [id, row] of want) {
+    assert.deepStrictEqual(state.get(id), row);
+    assert.equal(state.version(id), id);
+  }
+  for (let id = 0; id < 4900; id++) assert.equal(state.version(id), -1);
   assert.equal(state.size, want.size);
   assert.ok(state.freeze().chunks(1e9).next().value![0].length === want.size);
 });
@@ -237,7 +259,7 @@ test('pk state with integer keys: many keys, heavy churn, keys that share hash b
     const id = pool[Math.floor(r() * (step < 100000 ? pool.length : 5000))];
     if (r() < 0.6) {
       const x = r();
-      state.set(id, { id, x });
+      state.set(id, { id, x }, id);
       want.set(id, x);
     } else assert.equal(state.delete(id), want.delete(id));
     if (step % 50000 === 49999) {
