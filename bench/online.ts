@@ -12,7 +12,7 @@
  *     online with the embedded store (target <= 400 MB RSS), for a pk and a
  *     log source, with two-place decimals and with full-precision doubles.
  *
- *   npm run bench:online [-- --seconds 10 --connections 32 --skip-memory --skip-redis --memory-only --memory-case pk:double]
+ *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --memory-only --memory-case pk:double]
  *
  * Every server is the real thing in its own child process (`asof serve`, or
  * the bare route: this file with `bare`); this process only drives load, so
@@ -41,9 +41,9 @@ const arg = (name: string, dflt: number): number => {
 };
 const flag = (name: string): boolean => process.argv.includes(`--${name}`);
 
-const SECONDS = arg('seconds', 10);
+const SECONDS = arg('seconds', 6);
 const CONNECTIONS = arg('connections', 32);
-const ROUNDS = arg('rounds', 3);
+const ROUNDS = arg('rounds', 5);
 const ENTITIES = 100_000;
 /**
  * Distinct entities the "hot" lookups cycle through (of ENTITIES): a working
@@ -238,32 +238,53 @@ async function drive(server: Server, requests: Buffer[], opts: { seconds: number
   return { rps: res.ok / res.seconds, p50: pct(50), p99: pct(99), errors: res.failed, cpuUs: (cpu * 1000) / Math.max(1, res.ok + res.failed), busy: cpu / wall };
 }
 
-/** Runs a and b in alternation ROUNDS times; the round with the median rate of each. */
-async function alternate(a: () => Promise<Load>, b: () => Promise<Load>): Promise<[Load, Load]> {
+/** Two servers measured in alternation: the median round of each, and the ratios of each adjacent pair of rounds. */
+interface Paired {
+  a: Load;
+  b: Load;
+  /** Median over the pairs of a's req/s / b's. */
+  ratio: number;
+  /** Median over the pairs of b's CPU per request / a's. */
+  cpuRatio: number;
+  /** Each pair's req/s ratio, in the order run. */
+  ratios: number[];
+}
+
+/**
+ * Runs a and b in alternation ROUNDS times. The ratio is the median of the
+ * pairs' ratios: each pair ran within seconds, so load from other tenants
+ * of a shared machine, which drifts over minutes, weighs on both sides of a
+ * pair alike; a ratio of two separately chosen medians can pair a quiet
+ * minute of one side with a busy minute of the other.
+ */
+async function alternate(a: () => Promise<Load>, b: () => Promise<Load>): Promise<Paired> {
   const as: Load[] = [];
   const bs: Load[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     as.push(await a());
     bs.push(await b());
   }
-  const med = (xs: Load[]) => xs.sort((x, y) => x.rps - y.rps)[Math.floor(xs.length / 2)];
-  return [med(as), med(bs)];
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((x, y) => x - y);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const ratios = as.map((x, i) => x.rps / bs[i].rps);
+  const cpuRatio = median(as.map((x, i) => bs[i].cpuUs / x.cpuUs));
+  const med = (xs: Load[]) => [...xs].sort((x, y) => x.rps - y.rps)[Math.floor(xs.length / 2)];
+  return { a: med(as), b: med(bs), ratio: median(ratios), cpuRatio, ratios };
 }
 
 const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 interface StoreFigures {
   store: string;
-  getBare: Load;
-  getAsof: Load;
+  /** asof (a) against the bare route (b). */
+  get: Paired;
   halfBare: Load;
   halfAsof: Load;
-  coldBare: Load;
-  coldAsof: Load;
-  batchBare: Load;
-  batchAsof: Load;
-  coldBatchBare: Load;
-  coldBatchAsof: Load;
+  cold: Paired;
+  batch: Paired;
+  coldBatch: Paired;
   oneBytes: number;
 }
 
@@ -293,22 +314,22 @@ async function benchStore(store: 'embedded' | 'redis'): Promise<StoreFigures> {
     await drive(bareServer, gets, { ...full, seconds: 2 });
     await drive(asof, gets, { ...full, seconds: 2 });
     await drive(asof, batches, { ...full, seconds: 2 });
-    // Alternating rounds: a machine whose load drifts affects both sides alike; the medians are reported.
+    // Alternating rounds: a machine whose load drifts affects both sides of a pair alike (see alternate).
     process.stdout.write(`[${store}] GET full load, ${ROUNDS} alternating rounds of ${SECONDS} s ...\n`);
-    const [getBare, getAsof] = await alternate(() => drive(bareServer!, gets, full), () => drive(asof, gets, full));
-    const rate = getAsof.rps / 2;
+    const get = await alternate(() => drive(asof, gets, full), () => drive(bareServer!, gets, full));
+    const rate = get.a.rps / 2;
     process.stdout.write(`[${store}] GET at half load (${fmt(rate)} req/s) ...\n`);
     const half = { seconds: SECONDS, connections: 8, rate };
     const hotPaths = Array.from({ length: HOT }, (_, i) => `/features/${entityId(i)}?features=${FEATURES}`);
     const halfBare = await paced(bareServer, hotPaths, half);
     const halfAsof = await paced(asof, hotPaths, half);
     process.stdout.write(`[${store}] GET full load, every entity in turn (cold) ...\n`);
-    const [coldBare, coldAsof] = await alternate(() => drive(bareServer!, coldGets, full), () => drive(asof, coldGets, full));
+    const cold = await alternate(() => drive(asof, coldGets, full), () => drive(bareServer!, coldGets, full));
     process.stdout.write(`[${store}] POST /features, ${BATCH} entities ...\n`);
-    const [batchBare, batchAsof] = await alternate(() => drive(bareServer!, batches, full), () => drive(asof, batches, full));
+    const batched = await alternate(() => drive(asof, batches, full), () => drive(bareServer!, batches, full));
     process.stdout.write(`[${store}] POST /features, every entity in turn (cold) ...\n`);
-    const [coldBatchBare, coldBatchAsof] = await alternate(() => drive(bareServer!, coldBatches, full), () => drive(asof, coldBatches, full));
-    return { store, getBare, getAsof, halfBare, halfAsof, coldBare, coldAsof, batchBare, batchAsof, coldBatchBare, coldBatchAsof, oneBytes: Buffer.byteLength(one) };
+    const coldBatch = await alternate(() => drive(asof, coldBatches, full), () => drive(bareServer!, coldBatches, full));
+    return { store, get, halfBare, halfAsof, cold, batch: batched, coldBatch, oneBytes: Buffer.byteLength(one) };
   } finally {
     await bareServer?.stop();
     await asof.stop();
@@ -381,13 +402,13 @@ async function redisAnswers(): Promise<boolean> {
 }
 
 function report(figures: StoreFigures[]): void {
-  const ratio = (a: Load, b: Load): string => `${fmt(a.rps / b.rps, 2)} (CPU ${fmt(b.cpuUs / a.cpuUs, 2)})`;
-  console.log('\nGET /features/{entity}, 20 features (%s bytes). Ratios: asof / bare in req/s, and (CPU) bare / asof in server CPU per request', figures[0].oneBytes);
+  const ratio = (p: Paired): string => `${fmt(p.ratio, 2)} (CPU ${fmt(p.cpuRatio, 2)}; pairs ${p.ratios.map((r) => fmt(r, 2)).join(', ')})`;
+  console.log('\nGET /features/{entity}, 20 features (%s bytes). Ratios: asof / bare in req/s, and (CPU) bare / asof in server CPU per request, each the median over %d alternating pairs of runs; req/s and CPU columns: the median run of each side', figures[0].oneBytes, ROUNDS);
   console.log('| store | lookups | asof req/s | bare req/s | ratio (target >= 0.8) | server CPU µs/req asof / bare | server busy asof / bare |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const f of figures) {
-    for (const [label, a, b] of [[`hot (${fmt(HOT)} entities)`, f.getAsof, f.getBare], [`cold (all ${fmt(ENTITIES)})`, f.coldAsof, f.coldBare]] as const) {
-      console.log(`| ${f.store} | ${label} | ${fmt(a.rps)} | ${fmt(b.rps)} | ${ratio(a, b)} | ${fmt(a.cpuUs, 1)} / ${fmt(b.cpuUs, 1)} | ${fmt(a.busy * 100)}% / ${fmt(b.busy * 100)}% |`);
+    for (const [label, p] of [[`hot (${fmt(HOT)} entities)`, f.get], [`cold (all ${fmt(ENTITIES)})`, f.cold]] as const) {
+      console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps)} | ${fmt(p.b.rps)} | ${ratio(p)} | ${fmt(p.a.cpuUs, 1)} / ${fmt(p.b.cpuUs, 1)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% |`);
     }
   }
   console.log('\nGET at half of asof\'s full-load rate (hot), the same offered rate for both (target p99 <= 2 ms)');
@@ -400,11 +421,11 @@ function report(figures: StoreFigures[]): void {
   console.log('| store | lookups | asof entity lookups/s | bare route, same bytes | ratio | server CPU µs per entity asof / bare | server busy asof / bare |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const f of figures) {
-    for (const [label, a, b] of [[`hot (${fmt(HOT)} entities)`, f.batchAsof, f.batchBare], [`cold (all ${fmt(ENTITIES)})`, f.coldBatchAsof, f.coldBatchBare]] as const) {
-      console.log(`| ${f.store} | ${label} | ${fmt(a.rps * BATCH)} | ${fmt(b.rps * BATCH)} | ${ratio(a, b)} | ${fmt(a.cpuUs / BATCH, 2)} / ${fmt(b.cpuUs / BATCH, 2)} | ${fmt(a.busy * 100)}% / ${fmt(b.busy * 100)}% |`);
+    for (const [label, p] of [[`hot (${fmt(HOT)} entities)`, f.batch], [`cold (all ${fmt(ENTITIES)})`, f.coldBatch]] as const) {
+      console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps * BATCH)} | ${fmt(p.b.rps * BATCH)} | ${ratio(p)} | ${fmt(p.a.cpuUs / BATCH, 2)} / ${fmt(p.b.cpuUs / BATCH, 2)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% |`);
     }
   }
-  const errors = figures.flatMap((f) => [f.getAsof, f.getBare, f.halfAsof, f.halfBare, f.coldAsof, f.coldBare, f.batchAsof, f.batchBare, f.coldBatchAsof, f.coldBatchBare]).reduce((n, l) => n + l.errors, 0);
+  const errors = figures.flatMap((f) => [f.get.a, f.get.b, f.halfAsof, f.halfBare, f.cold.a, f.cold.b, f.batch.a, f.batch.b, f.coldBatch.a, f.coldBatch.b]).reduce((n, l) => n + l.errors, 0);
   if (errors) console.log(`\nWARNING: ${errors} requests failed or answered non-2xx`);
 }
 
