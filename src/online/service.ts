@@ -414,7 +414,8 @@ export class OnlineService {
         const state = g.ev.apply(undefined, { offset: rec.offset, change: ChangeType.INSERT, commitTime: rec.commitTime, row: rec.row }, at)!;
         const until = g.ev.stableUntil(state, at);
         r = entityEval(g.ev.evaluate(state, at), at, until);
-        if (until > at) r.kept = this.cache.offer(g.ns, version, r);
+        // A row without a known version (NaN: not possible after a load, which sets them all) could not be told from others: never cached.
+        if (until > at && version === version) r.kept = this.cache.offer(g.ns, version, r);
       }
       out.entries[e * ng + gi] = r;
     }
