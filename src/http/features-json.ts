@@ -57,6 +57,8 @@ function valueWriter(type: ColumnType): (v: unknown) => string {
       return (v) => (v === true ? 'true' : v === false ? 'false' : 'null');
     case 'timestamp':
       return (v) => (typeof v === 'number' ? `"${isoTime(v)}"` : 'null');
+    case 'string':
+      return (v) => (typeof v === 'string' ? JSON.stringify(v) : general(v));
     default:
       return general;
   }

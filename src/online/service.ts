@@ -173,10 +173,9 @@ export class LookupCache {
   /** Offers a fresh evaluation of a state that missed; true when the cache keeps it. */
   offer(ns: string, key: CacheKey, ev: EntityEval): boolean {
     if (this.budgetBytes <= 0) return false;
-    // Versions of different views over one table are the same numbers: the doorkeeper tells them apart by namespace.
-    const seenKey = typeof key === 'number' ? `${ns}\0${key}` : key;
-    if (!this.seen.has(seenKey) && !this.seenBefore.has(seenKey)) {
-      this.seen.add(seenKey);
+    // Versions of different views over one table are the same numbers; sharing a doorkeeper entry only admits one of them a miss early.
+    if (!this.seen.has(key) && !this.seenBefore.has(key)) {
+      this.seen.add(key);
       if (this.seen.size >= this.seenMax) {
         this.seenBefore = this.seen;
         this.seen = new Set();
