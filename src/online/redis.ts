@@ -92,10 +92,18 @@ export async function connectRedis(url: string, logger: Logger, commandTimeoutMs
   return redis;
 }
 
+/** What lookups read with: an ioredis connection, or the lean client of redis-reader.ts. */
+export interface LookupReader {
+  hmget(key: string, fields: string[]): Promise<(string | null)[]>;
+  close(): void;
+}
+
+const isIoredis = (r: Redis | LookupReader): r is Redis => typeof (r as Redis).disconnect === 'function';
+
 export class RedisOnlineStore implements OnlineStore {
   readonly kind = 'redis';
   private readonly redis: WithScript;
-  private readonly reader: Redis;
+  private readonly reader: LookupReader;
 
   /**
    * `prefix` starts every key (default `asof:`), so several deployments or
@@ -105,10 +113,12 @@ export class RedisOnlineStore implements OnlineStore {
   constructor(
     redis: Redis,
     private readonly prefix: string,
-    reader?: Redis,
+    reader?: Redis | LookupReader,
   ) {
     this.redis = redis as WithScript;
-    this.reader = reader ?? redis;
+    const r = reader ?? redis;
+    // ioredis (or a look-alike such as ioredis-mock), or a LookupReader.
+    this.reader = isIoredis(r) ? { hmget: (key, fields) => r.hmget(key, ...fields), close: () => (r === redis ? undefined : r.disconnect()) } : r;
     if (!this.redis.asofWrite) redis.defineCommand('asofWrite', { numberOfKeys: 1, lua: WRITE_SCRIPT });
   }
 
@@ -131,7 +141,7 @@ export class RedisOnlineStore implements OnlineStore {
     fields[0] = F_WATERMARK;
     for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
     // Lookups use the reader (short timeout); bulk reads (the materializer's, per commit) the writer's patience.
-    const got = await (keys.length > BULK_READ_KEYS ? this.redis : this.reader).hmget(this.key(ns), ...fields);
+    const got = keys.length > BULK_READ_KEYS ? await this.redis.hmget(this.key(ns), ...fields) : await this.reader.hmget(this.key(ns), fields);
     const encoded = new Array<string | undefined>(keys.length);
     for (let i = 0; i < keys.length; i++) encoded[i] = got[i + 1] ?? undefined;
     return { encoded, watermark: got[0] === null ? null : Number(got[0]) };
@@ -164,6 +174,6 @@ export class RedisOnlineStore implements OnlineStore {
 
   async close(): Promise<void> {
     this.redis.disconnect();
-    if (this.reader !== this.redis) this.reader.disconnect();
+    this.reader.close();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * One suite for the OnlineStore interface, run against every implementation:
  * the embedded store, Redis through ioredis-mock, and the real Redis at
- * 127.0.0.1:6379 (skipped locally when it does not answer; CI=true fails
+ * 127.0.0.1:6379, with lookups over ioredis and over the lean client asof
+ * serve uses (skipped locally when it does not answer; CI=true fails
  * instead). The definition mirror (Redis only) has its own suite below.
  */
 import { describe, test, before, after } from 'node:test';
@@ -13,6 +14,8 @@ import type { FeatureViewDef } from '../../src/features/definitions.js';
 import { EmbeddedOnlineStore } from '../../src/online/embedded.js';
 import { RedisOnlineStore } from '../../src/online/redis.js';
 import { RedisDefinitionMirror } from '../../src/online/redis-mirror.js';
+import { RedisLookupReader } from '../../src/online/redis-reader.js';
+import { silentLogger } from '../../src/logger.js';
 import { WatermarkConflict, type OnlineStore } from '../../src/online/store.js';
 import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
@@ -45,6 +48,26 @@ const IMPLS: Impl[] = [
         cleanup: async () => {
           await deletePrefix(SHARED_REDIS_URL, prefix);
           redis.disconnect();
+        },
+      };
+    },
+  },
+  {
+    // Lookups over the lean client (redis-reader.ts), as asof serve uses it for redis:// URLs.
+    name: 'redis (127.0.0.1:6379, lean lookup client)',
+    skip: () => !realRedis,
+    make: async () => {
+      const redis = new Redis(SHARED_REDIS_URL, { maxRetriesPerRequest: 1 });
+      const prefix = uniquePrefix('contract-lean');
+      const reader = new RedisLookupReader(SHARED_REDIS_URL, 500, silentLogger);
+      await reader.whenReady(2000);
+      return {
+        store: new RedisOnlineStore(redis, prefix, reader),
+        redis,
+        cleanup: async () => {
+          await deletePrefix(SHARED_REDIS_URL, prefix);
+          redis.disconnect();
+          reader.close();
         },
       };
     },

@@ -1,0 +1,326 @@
+/**
+ * A lean Redis client for the one command online lookups send, HMGET, on a
+ * connection of its own. ioredis (which does everything else) costs about
+ * as much CPU per lookup as the rest of the lookup together: a command
+ * object, promise chains, a timer per command, a pipeline object per batch.
+ * Here a lookup is a few bytes appended to a batch that goes out in one
+ * write per event-loop turn (on `setImmediate`, after the turn's I/O), and
+ * replies are parsed straight off the socket's chunks.
+ *
+ * Semantics follow the reader connection it replaces: nothing is queued
+ * while disconnected (a lookup then fails at once, and serving answers 503),
+ * a reply slower than `timeoutMs` fails every lookup in flight and drops the
+ * connection (a frozen server), and it reconnects by itself, quickly at
+ * first, then every second. Only plain `redis://` URLs (host, port, user,
+ * password, database); anything else uses ioredis (see factory.ts).
+ */
+import { Socket } from 'node:net';
+import type { Logger } from '../logger.js';
+
+interface Waiter {
+  resolve(v: (string | null)[]): void;
+  reject(e: Error): void;
+  /** performance.now() when its bytes were handed to the socket (batch flush), or -1 before. */
+  sentAt: number;
+  /** Setup commands (AUTH, SELECT) answer a simple string, not an array. */
+  setup?: boolean;
+}
+
+export class RedisError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RedisError';
+  }
+}
+
+/** Whether `url` is a plain redis:// URL this client can connect to. */
+export function leanReaderSupports(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'redis:' && u.search === '' && u.hash === '';
+  } catch {
+    return false;
+  }
+}
+
+export class RedisLookupReader {
+  private socket?: Socket;
+  private ready = false;
+  private closed = false;
+  private attempts = 0;
+  private reconnectTimer?: NodeJS.Timeout;
+  private readonly watchdog: NodeJS.Timeout;
+  /** Waiters in the order their commands were written: replies come back in that order. */
+  private waiting: Waiter[] = [];
+  private head = 0;
+  /** Commands not yet written, and their waiters. */
+  private batch: Buffer[] = [];
+  private batchWaiters: Waiter[] = [];
+  private flushScheduled = false;
+  private readonly parser = new ReplyParser();
+  private readonly host: string;
+  private readonly port: number;
+  private readonly setup: Buffer[] = [];
+  private down = false;
+
+  constructor(
+    url: string,
+    private readonly timeoutMs: number,
+    private readonly logger: Logger,
+  ) {
+    const u = new URL(url);
+    this.host = u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
+    this.port = u.port ? Number(u.port) : 6379;
+    const password = decodeURIComponent(u.password);
+    const user = decodeURIComponent(u.username);
+    if (password) this.setup.push(command(user ? ['AUTH', user, password] : ['AUTH', password]));
+    const db = u.pathname.replace(/^\//, '');
+    if (db !== '' && db !== '0') this.setup.push(command(['SELECT', db]));
+    this.watchdog = setInterval(() => this.checkTimeouts(), Math.max(10, Math.min(250, timeoutMs / 4)));
+    this.watchdog.unref();
+    this.connect();
+  }
+
+  /** Resolves once connected (or rejects after `ms`); lookups do not wait for it. */
+  async whenReady(ms: number): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (!this.ready) {
+      if (this.closed || performance.now() > deadline) throw new RedisError('redis lookup connection not ready');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  hmget(key: string, fields: string[]): Promise<(string | null)[]> {
+    if (!this.ready) return Promise.reject(new RedisError(this.closed ? 'connection closed' : 'redis lookup connection is not ready (reconnecting)'));
+    return new Promise((resolve, reject) => {
+      this.batch.push(command(['HMGET', key, ...fields]));
+      this.batchWaiters.push({ resolve, reject, sentAt: -1 });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.watchdog);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.fail(new RedisError('connection closed'));
+    this.socket?.destroy();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.batch.length === 0) return;
+    const bytes = this.batch.length === 1 ? this.batch[0] : Buffer.concat(this.batch);
+    const waiters = this.batchWaiters;
+    this.batch = [];
+    this.batchWaiters = [];
+    if (!this.ready || !this.socket) {
+      const e = new RedisError('redis lookup connection lost');
+      for (const w of waiters) w.reject(e);
+      return;
+    }
+    const now = performance.now();
+    for (const w of waiters) {
+      w.sentAt = now;
+      this.waiting.push(w);
+    }
+    this.socket.write(bytes);
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const socket = new Socket();
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    this.parser.reset();
+    const connectTimer = setTimeout(() => socket.destroy(new RedisError('connect timeout')), 2000);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (e) => {
+      if (!this.down) this.logger.warn({ err: e.message }, 'redis lookup connection failed; reconnecting');
+      this.down = true;
+    });
+    socket.on('close', () => {
+      clearTimeout(connectTimer);
+      if (this.socket !== socket) return;
+      this.ready = false;
+      this.socket = undefined;
+      this.fail(new RedisError('redis lookup connection lost'));
+      if (this.closed) return;
+      const delay = Math.min(++this.attempts * 100, 1000);
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+      this.reconnectTimer.unref();
+    });
+    socket.connect(this.port, this.host, () => {
+      clearTimeout(connectTimer);
+      if (this.setup.length === 0) return this.onReady();
+      // AUTH and SELECT first; lookups wait for their answers.
+      let left = this.setup.length;
+      for (const c of this.setup) {
+        this.waiting.push({
+          setup: true,
+          sentAt: performance.now(),
+          resolve: () => {
+            if (--left === 0) this.onReady();
+          },
+          reject: (e) => {
+            if (!this.down) this.logger.warn({ err: e.message }, 'redis lookup connection: AUTH or SELECT refused; retrying');
+            this.down = true;
+            socket.destroy();
+          },
+        });
+        socket.write(c);
+      }
+    });
+    socket.unref();
+  }
+
+  private onReady(): void {
+    this.ready = true;
+    this.attempts = 0;
+    if (this.down) this.logger.info({}, 'redis lookup connection back');
+    this.down = false;
+  }
+
+  private onData(chunk: Buffer): void {
+    this.parser.feed(chunk);
+    for (;;) {
+      let reply: Reply | undefined;
+      try {
+        reply = this.parser.next();
+      } catch (e) {
+        // Not Redis speaking, or the stream is out of step: drop the connection; waiters fail, and it reconnects.
+        this.socket?.destroy(e as Error);
+        return;
+      }
+      if (reply === undefined) return;
+      const w = this.waiting[this.head];
+      if (w === undefined) {
+        // A reply nobody asked for: the stream is out of step; start over.
+        this.socket?.destroy(new RedisError('unexpected reply'));
+        return;
+      }
+      this.waiting[this.head++] = undefined as unknown as Waiter;
+      if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+        this.waiting = this.waiting.slice(this.head);
+        this.head = 0;
+      }
+      if (reply instanceof RedisError) w.reject(reply);
+      else if (w.setup) w.resolve([]);
+      else if (Array.isArray(reply)) w.resolve(reply as (string | null)[]);
+      else w.reject(new RedisError(`unexpected reply to HMGET: ${String(reply)}`));
+    }
+  }
+
+  /** A reply overdue means a frozen or unreachable server: fail everything in flight and reconnect. */
+  private checkTimeouts(): void {
+    const oldest = this.waiting[this.head];
+    if (oldest === undefined || performance.now() - oldest.sentAt <= this.timeoutMs) return;
+    const e = new RedisError(`Command timed out (no reply from redis in ${this.timeoutMs} ms)`);
+    this.fail(e);
+    this.socket?.destroy();
+  }
+
+  private fail(e: Error): void {
+    const waiting = this.waiting;
+    const head = this.head;
+    this.waiting = [];
+    this.head = 0;
+    for (let i = head; i < waiting.length; i++) waiting[i]?.reject(e);
+  }
+}
+
+/** A command as RESP: an array of bulk strings. */
+export function command(args: string[]): Buffer {
+  let size = 16;
+  for (const a of args) size += Buffer.byteLength(a) + 16;
+  const out = Buffer.allocUnsafe(size);
+  let at = out.write(`*${args.length}\r\n`, 0, 'latin1');
+  for (const a of args) {
+    const n = Buffer.byteLength(a);
+    at += out.write(`$${n}\r\n`, at, 'latin1');
+    at += out.write(a, at, 'utf8');
+    out[at++] = 13;
+    out[at++] = 10;
+  }
+  return out.subarray(0, at);
+}
+
+export type Reply = string | number | null | Reply[] | RedisError;
+
+/**
+ * RESP2 replies off a stream of chunks: simple strings, errors, integers,
+ * bulk strings (UTF-8) and arrays of those (bulk strings and nulls are all
+ * HMGET answers). `next` returns undefined until a whole reply is buffered,
+ * and throws on bytes that are not RESP.
+ */
+export class ReplyParser {
+  private buf: Buffer = Buffer.alloc(0);
+  private at = 0;
+
+  reset(): void {
+    this.buf = Buffer.alloc(0);
+    this.at = 0;
+  }
+
+  feed(chunk: Buffer): void {
+    this.buf = this.at < this.buf.length ? Buffer.concat([this.buf.subarray(this.at), chunk]) : chunk;
+    this.at = 0;
+  }
+
+  next(): Reply | undefined {
+    const start = this.at;
+    const r = this.parse();
+    if (r === undefined) this.at = start;
+    return r;
+  }
+
+  private line(): string | undefined {
+    const end = this.buf.indexOf(13, this.at);
+    if (end < 0 || end + 1 >= this.buf.length) return undefined;
+    const s = this.buf.toString('latin1', this.at, end);
+    this.at = end + 2;
+    return s;
+  }
+
+  private parse(): Reply | undefined {
+    if (this.at >= this.buf.length) return undefined;
+    const type = this.buf[this.at++];
+    const line = this.line();
+    if (line === undefined) return undefined;
+    switch (type) {
+      case 43: // +
+        return line;
+      case 45: // -
+        return new RedisError(line);
+      case 58: // :
+        return Number(line);
+      case 36: {
+        // $
+        const n = Number(line);
+        if (n < 0) return null;
+        if (this.at + n + 2 > this.buf.length) return undefined;
+        const s = this.buf.toString('utf8', this.at, this.at + n);
+        this.at += n + 2;
+        return s;
+      }
+      case 42: {
+        // *
+        const n = Number(line);
+        if (n < 0) return null;
+        const out = new Array<Reply>(n);
+        for (let i = 0; i < n; i++) {
+          const item = this.parse();
+          if (item === undefined) return undefined;
+          out[i] = item;
+        }
+        return out;
+      }
+      default:
+        throw new RedisError(`not a RESP reply (type byte ${type})`);
+    }
+  }
+}

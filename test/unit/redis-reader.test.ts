@@ -1,0 +1,78 @@
+/**
+ * The lean lookup client's wire code (online/redis-reader.ts): commands as
+ * RESP bytes, and replies parsed off a stream cut at every possible place.
+ * Expected bytes and replies are written by this test's own encoder, from
+ * the RESP2 spec; the client's behaviour against a real Redis (timeouts,
+ * reconnects, outages) is in the contract and Redis integration tests.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { command, leanReaderSupports, RedisError, ReplyParser, type Reply } from '../../src/online/redis-reader.js';
+import { rng } from '../integration/training-fixtures.js';
+
+/** RESP2 encoding of a reply, per the spec. */
+function encode(r: Reply): string {
+  if (r === null) return '$-1\r\n';
+  if (r instanceof RedisError) return `-${r.message}\r\n`;
+  if (typeof r === 'number') return `:${r}\r\n`;
+  if (Array.isArray(r)) return `*${r.length}\r\n` + r.map(encode).join('');
+  return `$${Buffer.byteLength(r)}\r\n${r}\r\n`;
+}
+
+test('commands are RESP arrays of bulk strings, lengths in bytes', () => {
+  assert.equal(command(['HMGET', 'k', 'é', '']).toString('utf8'), '*4\r\n$5\r\nHMGET\r\n$1\r\nk\r\n$2\r\né\r\n$0\r\n\r\n');
+  const long = 'x'.repeat(70_000) + '☃';
+  assert.equal(command(['HMGET', long]).toString('utf8'), `*2\r\n$5\r\nHMGET\r\n$70003\r\n${long}\r\n`);
+});
+
+test('replies parse the same however the stream is cut', () => {
+  const r = rng(31);
+  const text = (): string => {
+    const alphabet = ['a', 'Z', '0', ' ', '\r', '\n', '"', 'é', '☃', '𝄞', '$', '*', '-'];
+    return Array.from({ length: r.int(0, 40) }, () => r.pick(alphabet)).join('');
+  };
+  const replies: Reply[] = [];
+  for (let i = 0; i < 300; i++) {
+    const kind = r.int(0, 5);
+    if (kind === 0) replies.push(null);
+    else if (kind === 1) replies.push(text());
+    else if (kind === 2) replies.push(new RedisError(`ERR ${i} wrong`));
+    else if (kind === 3) replies.push(r.int(-1000, 1000));
+    else replies.push(Array.from({ length: r.int(0, 6) }, () => (r.chance(0.3) ? null : text())));
+  }
+  const bytes = Buffer.from(replies.map(encode).join(''), 'utf8');
+  for (let trial = 0; trial < 40; trial++) {
+    const p = new ReplyParser();
+    const got: Reply[] = [];
+    let at = 0;
+    while (at < bytes.length) {
+      // Cuts anywhere, including inside a UTF-8 sequence and between \r and \n.
+      const n = trial === 0 ? 1 : r.int(1, 64);
+      p.feed(bytes.subarray(at, at + n));
+      at += n;
+      for (let x = p.next(); x !== undefined; x = p.next()) got.push(x);
+    }
+    assert.equal(p.next(), undefined);
+    assert.equal(got.length, replies.length, `trial ${trial}`);
+    got.forEach((g, i) => {
+      if (replies[i] instanceof RedisError) {
+        assert.ok(g instanceof RedisError);
+        assert.equal(g.message, (replies[i] as RedisError).message);
+      } else assert.deepEqual(g, replies[i], `reply ${i}`);
+    });
+  }
+});
+
+test('bytes that are not RESP are refused, not guessed at', () => {
+  const p = new ReplyParser();
+  p.feed(Buffer.from('HTTP/1.1 400 Bad Request\r\n'));
+  assert.throws(() => p.next(), /not a RESP reply/);
+});
+
+test('only plain redis:// URLs use the lean client', () => {
+  assert.equal(leanReaderSupports('redis://127.0.0.1:6379'), true);
+  assert.equal(leanReaderSupports('redis://user:pw@host:6380/2'), true);
+  assert.equal(leanReaderSupports('rediss://host:6379'), false);
+  assert.equal(leanReaderSupports('redis://host?family=6'), false);
+  assert.equal(leanReaderSupports('not a url'), false);
+});
