@@ -4,6 +4,8 @@
  * kept packed (packed.ts): one one-byte string per (namespace, entity). An
  * entity key that is an integer in canonical text is kept as its number: no
  * key string per entity (about 24 bytes each, 1M entities are 23 MB).
+ * Views over pk tables keep nothing here: they are read from the table's own
+ * latest rows (materializer.ts, "direct").
  */
 import type { EntityState } from '../features/evaluator.js';
 import { numericIndexKey } from '../engine/indexes.js';
