@@ -373,10 +373,7 @@ export class OnlineService {
     const g = plan.groups[gi];
     const ng = plan.groups.length;
     const at = out.at;
-    // Several views over one table read it at possibly different positions; the token names the oldest.
-    const source = g.def.source;
-    const w = watermark ?? -1;
-    out.token[source] = out.token[source] === undefined ? w : Math.min(out.token[source], w);
+    noteToken(out, g.def.source, watermark ?? -1);
     for (let e = 0; e < encoded.length; e++) {
       const enc = encoded[e];
       let r: EntityEval | undefined = enc === undefined ? g.absent : this.cache.get(g.ns, enc, at);
@@ -402,9 +399,7 @@ export class OnlineService {
     const g = out.plan.groups[gi];
     const ng = out.plan.groups.length;
     const at = out.at;
-    const source = g.def.source;
-    const w = src.endOffset - 1;
-    out.token[source] = out.token[source] === undefined ? w : Math.min(out.token[source], w);
+    noteToken(out, g.def.source, src.endOffset - 1);
     for (let e = 0; e < keys.length; e++) {
       const version = src.versionOf(keys[e]);
       let r: EntityEval | undefined = version < 0 ? g.absent : this.cache.get(g.ns, version, at);
@@ -446,6 +441,12 @@ export class OnlineService {
     for (let i = 0; i < entities.length; i++) keys[i] = entityKey(g.entityColumn, entities[i], i);
     return keys;
   }
+}
+
+/** Several views over one table read it at possibly different positions; the token names the oldest. */
+function noteToken(out: Evaluation, source: string, position: number): void {
+  const seen = out.token[source];
+  out.token[source] = seen === undefined ? position : Math.min(seen, position);
 }
 
 const countGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 : 0) + (sel.view ? 1 : 0) + (sel.service ? 1 : 0);
