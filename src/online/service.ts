@@ -9,11 +9,12 @@
  * synchronously (`evaluateSync`), which the REST fast path uses.
  *
  * Serving reads states encoded, as the store holds them, and keeps recent
- * evaluations by their encoding (`LookupCache`): an entity not written since
+ * evaluations by their encoding, or for a view read straight from its pk
+ * table by the row's version (`LookupCache`): an entity not written since
  * its last lookup skips decoding and evaluating, for as long as the
  * evaluator says the answer holds (`stableUntil`: ttl expiry, a future
  * version becoming visible; never across a millisecond for windows). A write
- * changes the encoding, so nothing needs invalidating.
+ * changes the encoding (or the version), so nothing needs invalidating.
  */
 import { AsofError } from '../errors.js';
 import type { Token } from '../engine/engine.js';
@@ -126,7 +127,7 @@ interface CacheSlot {
 }
 
 /**
- * Recent evaluations by (namespace, encoded state), within a memory budget,
+ * Recent evaluations by (namespace, CacheKey), within a memory budget,
  * evicted by CLOCK (second chance): a hit only marks its evaluation used;
  * when the cache is over budget, the oldest admitted evaluations go unless
  * marked, and marked ones lose the mark and go to the back of the line.
@@ -235,7 +236,7 @@ export class LookupCache {
 export class OnlineService {
   private readonly plans = new Map<string, Plan>();
   private readonly bySelection = new WeakMap<FeatureSelection, Plan>();
-  /** Recent evaluations by encoded state (see the file comment). */
+  /** Recent evaluations by encoded state or row version (see the file comment). */
   readonly cache: LookupCache;
   private cacheRevision = -1;
 
