@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { isLoopback, type Config } from './config.js';
+import { ApiKeys } from './access.js';
 import { Engine } from './engine/engine.js';
 import { IngestService } from './ingest/ingest.js';
 import type { Logger } from './logger.js';
@@ -28,6 +29,8 @@ export interface Asof {
   http: FastifyInstance;
   /** The bound REST address, e.g. http://127.0.0.1:8080. */
   url: string;
+  /** The API keys REST and gRPC check; `keys.reload()` re-reads ASOF_API_KEYS_FILE (SIGHUP). */
+  keys: ApiKeys;
   /** The bound gRPC port (GRPC_PORT, or the one picked for 0); undefined when not listening. */
   grpcPort?: number;
   close(): Promise<void>;
@@ -64,12 +67,13 @@ export async function closeServices(s: Services): Promise<void> {
 
 /** Starts asof: recovers the tables, then serves. `listen: false` builds without binding (tests use inject). */
 export async function startAsof(config: Config, logger: Logger, opts: { now?: () => number; listen?: boolean } = {}): Promise<Asof> {
-  if (config.apiKeys.length === 0 && !isLoopback(config.host)) {
-    throw new Error(`refusing to serve without auth on ${config.host}: set ASOF_API_KEYS, or bind HOST to 127.0.0.1`);
+  const keys = new ApiKeys({ keys: config.apiKeys, file: config.apiKeysFile });
+  if (!keys.enabled && !isLoopback(config.host)) {
+    throw new Error(`refusing to serve without auth on ${config.host}: set ASOF_API_KEYS (or ASOF_API_KEYS_FILE), or bind HOST to 127.0.0.1`);
   }
   const services = await buildServices(config, logger, opts.now);
   let ready = false;
-  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, apiKeys: config.apiKeys, ready: () => ready, version: VERSION }, [
+  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, keys, metricsOpen: config.metricsOpen, ready: () => ready, version: VERSION }, [
     featureRoutes,
     feastRoutes,
     trainingSetRoutes({ inlineRows: config.trainingSetInlineRows, maxUploadBytes: config.maxUploadBytes }),
@@ -80,7 +84,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   if (opts.listen !== false) {
     url = await http.listen({ port: config.port, host: config.host });
     try {
-      grpc = await startGrpcServer(services, { host: config.host, port: config.grpcPort, apiKeys: config.apiKeys, maxMessageBytes: config.maxBodyBytes, logger, version: VERSION });
+      grpc = await startGrpcServer(services, { host: config.host, port: config.grpcPort, keys, maxMessageBytes: config.maxBodyBytes, logger, version: VERSION });
     } catch (e) {
       await http.close();
       await closeServices(services);
@@ -93,6 +97,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
     services,
     http,
     url,
+    keys,
     grpcPort: grpc?.port,
     async close() {
       if (closed) return;

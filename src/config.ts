@@ -3,6 +3,7 @@
  * Factories take the pieces they need, never the whole object.
  */
 import { z } from 'zod';
+import { parseKeyList, type KeyEntry } from './access.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -17,11 +18,26 @@ export const ConfigSchema = z.object({
   /** primary: owns tables and materializes views; replica: serves what primaries wrote to the shared Redis, read-only. */
   role: z.enum(['primary', 'replica']).default('primary'),
   lanceUri: z.string().min(1).optional(),
-  /** Comma-separated API keys; unset means no auth, allowed only on loopback. */
+  /** `key:scope+scope,...` (access.ts); a key without scopes has all. Unset (and no key file) means no auth, allowed only on loopback. */
   apiKeys: z
     .string()
     .optional()
-    .transform((s) => (s ? s.split(',').map((k) => k.trim()).filter(Boolean) : [])),
+    .transform((s, ctx): KeyEntry[] => {
+      try {
+        return s ? parseKeyList(s) : [];
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+        return z.NEVER;
+      }
+    }),
+  /** A file of `key scope...` lines, re-read on SIGHUP. */
+  apiKeysFile: z.string().min(1).optional(),
+  /** Serve /metrics without a key even when keys are set. */
+  metricsOpen: z
+    .enum(['true', 'false', '1', '0'])
+    .or(z.boolean())
+    .default(false)
+    .transform((v) => v === true || v === 'true' || v === '1'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Largest request body, bytes (413 beyond). */
   maxBodyBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
@@ -52,6 +68,8 @@ const ENV: Record<keyof Config, string> = {
   role: 'ASOF_ROLE',
   lanceUri: 'ASOF_LANCE_URI',
   apiKeys: 'ASOF_API_KEYS',
+  apiKeysFile: 'ASOF_API_KEYS_FILE',
+  metricsOpen: 'ASOF_METRICS_OPEN',
   logLevel: 'LOG_LEVEL',
   maxBodyBytes: 'ASOF_MAX_BODY_BYTES',
   maxBatchRows: 'ASOF_MAX_BATCH_ROWS',

@@ -23,6 +23,14 @@ export async function serve(argv: string[]): Promise<void> {
       },
     );
   };
+  // SIGHUP re-reads ASOF_API_KEYS_FILE; a file that cannot be read or parsed keeps the keys in force.
+  process.on('SIGHUP', () => {
+    try {
+      logger.info({ keys: asof.keys.reload() }, 'API keys reloaded');
+    } catch (e) {
+      logger.error({ err: (e as Error).message }, 'API keys not reloaded; the previous keys stay in force');
+    }
+  });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 }

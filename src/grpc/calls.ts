@@ -1,5 +1,6 @@
 /**
- * What every gRPC handler shares: API-key auth, and errors mapped through the
+ * What every gRPC handler shares: API-key auth (each method declares the
+ * access it needs, src/access.ts), and errors mapped through the
  * one catalogue (src/errors.ts). A failed call carries:
  *   - the catalogue's gRPC status code for the error's `code`;
  *   - the message as the status details;
@@ -7,15 +8,15 @@
  *     `asof-error` (the REST error body `{"error": {code, message, details}}`
  *     as JSON; characters outside printable ASCII \u-escaped).
  */
-import { timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { UNRESTRICTED, bearerKey, type Access, type ApiKeys, type Caller } from '../access.js';
 import { AsofError, isAsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 export interface CallContext {
   logger: Logger;
-  /** Configured API keys; empty means no auth. */
-  apiKeys: Buffer[];
+  /** The configured API keys (auth is off when `keys.enabled` is false). */
+  keys: ApiKeys;
   /** True once the server is shutting down: new calls answer UNAVAILABLE. */
   closing(): boolean;
 }
@@ -42,22 +43,34 @@ export function toGrpcStatus(err: unknown, logger: Logger): Partial<grpc.StatusO
   return { code: e.grpcStatus, details: e.message, metadata };
 }
 
-/** Checks the call's API key (`authorization: Bearer <key>`, or `x-api-key`); returns the error to answer, if any. */
-export function checkCall(ctx: CallContext, md: grpc.Metadata): AsofError | undefined {
+/** Set on every handler made here: server.ts refuses a method whose handler does not declare its access. */
+export const DECLARED_ACCESS = Symbol('asof.access');
+const declare = <H extends object>(h: H, access: Access): H => Object.assign(h, { [DECLARED_ACCESS]: access });
+
+const callers = new WeakMap<object, Caller>();
+/** The caller authorized for a call (UNRESTRICTED when auth is off), for rules that depend on the request. */
+export const callerOfCall = (call: object): Caller => callers.get(call) ?? UNRESTRICTED;
+
+/**
+ * Checks the call's API key (metadata `authorization: Bearer <key>`, or
+ * `x-api-key`) for `access`; returns the error to answer, if any.
+ */
+export function checkCall(ctx: CallContext, call: { metadata: grpc.Metadata }, access: Access): AsofError | undefined {
   if (ctx.closing()) return new AsofError('ASOF_NOT_READY', 'the server is shutting down');
-  if (ctx.apiKeys.length === 0) return undefined;
-  const auth = md.get('authorization')[0];
-  const given = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : (md.get('x-api-key')[0] as string | undefined);
-  if (!given) return new AsofError('ASOF_UNAUTHENTICATED', 'an API key is required: send metadata "authorization: Bearer <key>"');
-  const g = Buffer.from(String(given));
-  if (!ctx.apiKeys.some((k) => k.length === g.length && timingSafeEqual(k, g))) return new AsofError('ASOF_UNAUTHENTICATED', 'the API key is not valid');
+  if (!ctx.keys.enabled) return undefined;
+  const md = call.metadata;
+  try {
+    callers.set(call, ctx.keys.authorize(bearerKey(md.get('authorization')[0], md.get('x-api-key')[0]), access));
+  } catch (e) {
+    return e as AsofError;
+  }
   return undefined;
 }
 
 /** A unary handler; `fn` may answer at once (no promise, no wait for a microtask) or with a promise. */
-export function unary<Req, Res>(ctx: CallContext, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    const denied = checkCall(ctx, call.metadata);
+export function unary<Req, Res>(ctx: CallContext, access: Access, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return declare<grpc.handleUnaryCall<Req, Res>>((call, callback) => {
+    const denied = checkCall(ctx, call, access);
     if (denied) return callback(toGrpcStatus(denied, ctx.logger));
     let res: Res | Promise<Res>;
     try {
@@ -71,12 +84,12 @@ export function unary<Req, Res>(ctx: CallContext, fn: (req: Req, call: grpc.Serv
         (e) => callback(toGrpcStatus(e, ctx.logger)),
       );
     } else callback(null, res);
-  };
+  }, access);
 }
 
-export function clientStream<Req, Res>(ctx: CallContext, fn: (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>): grpc.handleClientStreamingCall<Req, Res> {
-  return (call, callback) => {
-    const denied = checkCall(ctx, call.metadata);
+export function clientStream<Req, Res>(ctx: CallContext, access: Access, fn: (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>): grpc.handleClientStreamingCall<Req, Res> {
+  return declare<grpc.handleClientStreamingCall<Req, Res>>((call, callback) => {
+    const denied = checkCall(ctx, call, access);
     if (denied) return callback(toGrpcStatus(denied, ctx.logger));
     // A cancelled call never ends its stream; destroying it ends the handler's read loop.
     call.on('cancelled', () => call.destroy());
@@ -86,16 +99,16 @@ export function clientStream<Req, Res>(ctx: CallContext, fn: (call: grpc.ServerR
         if (!call.cancelled) callback(toGrpcStatus(e, ctx.logger));
       },
     );
-  };
+  }, access);
 }
 
-export function serverStream<Req, Res>(ctx: CallContext, fn: (call: grpc.ServerWritableStream<Req, Res>) => Promise<void>): grpc.handleServerStreamingCall<Req, Res> {
-  return (call) => {
+export function serverStream<Req, Res>(ctx: CallContext, access: Access, fn: (call: grpc.ServerWritableStream<Req, Res>) => Promise<void>): grpc.handleServerStreamingCall<Req, Res> {
+  return declare<grpc.handleServerStreamingCall<Req, Res>>((call) => {
     const fail = (e: unknown): void => {
       if (!call.cancelled && !call.writableEnded) call.emit('error', toGrpcStatus(e, ctx.logger));
     };
-    const denied = checkCall(ctx, call.metadata);
+    const denied = checkCall(ctx, call, access);
     if (denied) return fail(denied);
     fn(call).catch(fail);
-  };
+  }, access);
 }

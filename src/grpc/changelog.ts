@@ -30,7 +30,7 @@ export type FollowRegistry = Set<(err: AsofError) => void>;
 
 export function changelogService(ctx: CallContext, services: Pick<Services, 'engine'>, follows: FollowRegistry): grpc.UntypedServiceImplementation {
   return {
-    Follow: serverStream(ctx, async (call: grpc.ServerWritableStream<FollowRequest, unknown>) => {
+    Follow: serverStream(ctx, 'read', async (call: grpc.ServerWritableStream<FollowRequest, unknown>) => {
       const req = call.request;
       const t = services.engine.table(req.table ?? '');
       const from = Number(req.from_offset ?? 0);

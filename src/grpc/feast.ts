@@ -28,8 +28,8 @@ export function feastServiceDefinition(def: grpc.ServiceDefinition): grpc.Servic
 
 export function feastService(ctx: CallContext, services: Pick<Services, 'online'>, version: string): grpc.UntypedServiceImplementation {
   return {
-    GetFeastServingInfo: unary(ctx, async () => ({ version })),
-    GetOnlineFeatures: unary(ctx, async (req: FeastRequest, call) => {
+    GetFeastServingInfo: unary(ctx, 'read', async () => ({ version })),
+    GetOnlineFeatures: unary(ctx, 'read', async (req: FeastRequest, call) => {
       const answer = await getFeastOnlineFeatures(services, {
         features: req.kind === 'features' ? (req.features?.val ?? []) : undefined,
         featureService: req.kind === 'feature_service' ? req.feature_service : undefined,

@@ -33,7 +33,7 @@ interface Written {
 
 export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest'>): grpc.UntypedServiceImplementation {
   return {
-    WriteRows: clientStream(ctx, async (call: grpc.ServerReadableStream<WriteRowsRequest, unknown>) => {
+    WriteRows: clientStream(ctx, 'write', async (call: grpc.ServerReadableStream<WriteRowsRequest, unknown>) => {
       const written: Written = { count: 0, firstOffset: null, lastOffset: null, token: {}, messages: 0 };
       let table: string | undefined;
       for await (const msg of call as AsyncIterable<WriteRowsRequest>) {

@@ -20,7 +20,7 @@ export function onlineServiceDefinition(def: grpc.ServiceDefinition): grpc.Servi
 export function onlineService(ctx: CallContext, services: Pick<Services, 'online'>): grpc.UntypedServiceImplementation {
   const { online } = services;
   return {
-    GetOnlineFeatures: unary(ctx, (req: OnlineRequest) => {
+    GetOnlineFeatures: unary(ctx, 'read', (req: OnlineRequest) => {
       const keys = entityKeys(req.entities);
       const plan = online.plan(req.selection);
       const e = online.evaluateSync(keys, plan);

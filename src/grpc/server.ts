@@ -7,7 +7,8 @@ import * as grpc from '@grpc/grpc-js';
 import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
-import type { CallContext } from './calls.js';
+import type { ApiKeys } from '../access.js';
+import { DECLARED_ACCESS, type CallContext } from './calls.js';
 import { changelogService, type FollowRegistry } from './changelog.js';
 import { feastService, feastServiceDefinition } from './feast.js';
 import { ingestService } from './ingest.js';
@@ -19,8 +20,8 @@ export interface GrpcOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  /** Required keys; empty means no auth. */
-  apiKeys: string[];
+  /** The configured API keys; every method declares the access it needs (calls.ts). */
+  keys: ApiKeys;
   /** Largest message a client may send, bytes. */
   maxMessageBytes: number;
   logger: Logger;
@@ -39,13 +40,20 @@ type ServiceDef = grpc.ServiceDefinition;
 export async function startGrpcServer(services: Services, opts: GrpcOptions): Promise<GrpcServer> {
   const pkg = loadProtos();
   let closing = false;
-  const ctx: CallContext = { logger: opts.logger, apiKeys: opts.apiKeys.map((k) => Buffer.from(k)), closing: () => closing };
+  const ctx: CallContext = { logger: opts.logger, keys: opts.keys, closing: () => closing };
   const follows: FollowRegistry = new Set();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes });
-  server.addService(onlineServiceDefinition(pkg['asof.v1.OnlineService'] as ServiceDef), onlineService(ctx, services));
-  server.addService(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));
-  server.addService(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
-  server.addService(feastServiceDefinition(pkg['feast.serving.ServingService'] as ServiceDef), feastService(ctx, services, opts.version));
+  const add = (def: ServiceDef, impl: grpc.UntypedServiceImplementation): void => {
+    // A method whose handler was not made by unary/clientStream/serverStream would skip auth: refuse to start.
+    for (const name of Object.keys(def)) {
+      if ((impl[name] as { [DECLARED_ACCESS]?: unknown } | undefined)?.[DECLARED_ACCESS] === undefined) throw new Error(`gRPC method ${name} declares no access (make its handler with unary/clientStream/serverStream in grpc/calls.ts)`);
+    }
+    server.addService(def, impl);
+  };
+  add(onlineServiceDefinition(pkg['asof.v1.OnlineService'] as ServiceDef), onlineService(ctx, services));
+  add(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));
+  add(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
+  add(feastServiceDefinition(pkg['feast.serving.ServingService'] as ServiceDef), feastService(ctx, services, opts.version));
   // Reflection is schema discovery, public like /openapi.json over REST.
   addReflection(server, pkg);
 

@@ -140,6 +140,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     {
       method: 'PUT',
       url: '/feature-views/:view',
+      operationId: 'putFeatureView',
+      scope: 'admin',
       summary: 'Create or redefine a feature view',
       description:
         'Creating answers 201 once the view is backfilled from the existing changelog; redefining answers 200 once the new definition is materialized (the old one serves until then); an identical definition answers 200 and changes nothing. Unknown tables or columns are 400 naming the bad reference.',
@@ -155,14 +157,14 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     },
   );
 
-  route(app, { method: 'GET', url: '/feature-views', summary: 'List feature views', tags: ['features'], responses: { 200: z.object({ views: z.array(ViewInfo) }) } }, async () => {
+  route(app, { method: 'GET', url: '/feature-views', operationId: 'listFeatureViews', scope: 'read', summary: 'List feature views', tags: ['features'], responses: { 200: z.object({ views: z.array(ViewInfo) }) } }, async () => {
     await registry.refresh().catch(() => false);
     return { views: await Promise.all(registry.listViews().map(viewJson)) };
   });
 
   route(
     app,
-    { method: 'GET', url: '/feature-views/:view', summary: 'Describe a feature view', tags: ['features'], params: z.object({ view: Name }), responses: { 200: ViewInfo, 404: 'error' } },
+    { method: 'GET', url: '/feature-views/:view', operationId: 'getFeatureView', scope: 'read', summary: 'Describe a feature view', tags: ['features'], params: z.object({ view: Name }), responses: { 200: ViewInfo, 404: 'error' } },
     async (_req, _reply, { params }) => viewJson(await withRefresh(() => registry.view(params.view))),
   );
 
@@ -171,6 +173,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     {
       method: 'PUT',
       url: '/feature-services/:service',
+      operationId: 'putFeatureService',
+      scope: 'admin',
       summary: 'Create or redefine a feature service',
       description: 'A named list of `view:feature` references. 201 created, 200 changed or unchanged; unknown references are 400.',
       tags: ['features'],
@@ -185,14 +189,14 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     },
   );
 
-  route(app, { method: 'GET', url: '/feature-services', summary: 'List feature services', tags: ['features'], responses: { 200: z.object({ services: z.array(ServiceInfo) }) } }, async () => {
+  route(app, { method: 'GET', url: '/feature-services', operationId: 'listFeatureServices', scope: 'read', summary: 'List feature services', tags: ['features'], responses: { 200: z.object({ services: z.array(ServiceInfo) }) } }, async () => {
     await registry.refresh().catch(() => false);
     return { services: registry.listServices().map(serviceJson) };
   });
 
   route(
     app,
-    { method: 'GET', url: '/feature-services/:service', summary: 'Describe a feature service', tags: ['features'], params: z.object({ service: Name }), responses: { 200: ServiceInfo, 404: 'error' } },
+    { method: 'GET', url: '/feature-services/:service', operationId: 'getFeatureService', scope: 'read', summary: 'Describe a feature service', tags: ['features'], params: z.object({ service: Name }), responses: { 200: ServiceInfo, 404: 'error' } },
     async (_req, _reply, { params }) => serviceJson(await withRefresh(() => registry.service(params.service))),
   );
 
@@ -243,7 +247,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
    * unknown feature, an error, also one from a store read that had to be
    * waited for) goes to the route, which answers it afresh.
    */
-  addFastLane(app, '/features/', (req, res, toFastify) => {
+  addFastLane(app, '/features/', 'read', (req, res, toFastify) => {
     const url = req.url!;
     if (req.method !== 'GET') return false;
     const t0 = performance.now();
@@ -282,6 +286,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     {
       method: 'GET',
       url: '/features/:entity',
+      operationId: 'getOnlineFeatures',
+      scope: 'read',
       summary: 'Latest feature values of one entity',
       description:
         'Evaluated at now from the online store. Statuses: PRESENT, NOT_FOUND (no row for the entity), NULL_VALUE (the value is null), OUTSIDE_MAX_AGE (older than the view\'s ttl). A row acknowledged by ingest is visible to the next read; `token` names the changelog positions the values reflect. 503 while the online store is unreachable or a view is being rebuilt.',
@@ -310,6 +316,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     {
       method: 'POST',
       url: '/features',
+      operationId: 'getOnlineFeaturesBatch',
+      scope: 'read',
       summary: 'Latest feature values of many entities',
       description: 'The same answer as `GET /features/{entity}` for each entity, in request order, read with one store round trip per view.',
       tags: ['online'],

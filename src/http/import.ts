@@ -41,6 +41,8 @@ export const importRoutes =
         {
           method: 'POST',
           url: '/tables/:table/import',
+          operationId: 'importRows',
+          scope: 'write',
           summary: 'Import a CSV, NDJSON or Parquet file into a table',
           description:
             'The body is the file (Content-Type text/csv, application/x-ndjson or application/vnd.apache.parquet; or application/octet-stream with ?fileFormat=). Columns are matched to the table\'s by name. Every row is validated before any is written: one bad row answers 400 naming up to 20 bad rows, and nothing is written. CSV cells are converted to the column types (empty is null; a timestamp without a zone is UTC).',

@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import type { Access } from '../access.js';
 import { AsofError, ERROR_CATALOGUE } from '../errors.js';
 
 export const ErrorBody = z
@@ -22,6 +23,14 @@ type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
   method: Method;
   url: string;
+  /**
+   * What a caller's API key must grant (src/access.ts): read, write, decide,
+   * admin or audit; 'authenticated' (any valid key) or 'public'. Checked
+   * before the body is read.
+   */
+  scope: Access;
+  /** The stable OpenAPI operationId (method names of generated clients): never change it once published. */
+  operationId: string;
   summary: string;
   description?: string;
   tags: string[];
@@ -95,7 +104,7 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
     else if (s instanceof z.ZodType) response[status] = { description: s.description ?? 'OK', ...toJsonSchema(s) };
     else response[status] = { description: s.description, content: { [s.contentType]: { schema: { type: 'string' } } } };
   }
-  const schema: Record<string, unknown> = { summary: spec.summary, tags: spec.tags, response };
+  const schema: Record<string, unknown> = { operationId: spec.operationId, summary: spec.summary, tags: spec.tags, response };
   if (spec.description) schema.description = spec.description;
   if (spec.params) schema.params = toJsonSchema(spec.params);
   if (spec.query) schema.querystring = toJsonSchema(spec.query);
@@ -109,6 +118,7 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
     method: spec.method,
     url: spec.url,
     schema,
+    config: { access: spec.scope },
     // zod validates inside the handler so errors take our shape; Fastify's own validation is off.
     validatorCompiler: () => () => true,
     // Not async: a handler that answers without waiting skips a promise per request; Fastify catches what it throws.

@@ -5,9 +5,9 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
+import { UNRESTRICTED, bearerKey, type Access, type ApiKeys, type Caller } from '../access.js';
 import { AsofError, isAsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
@@ -18,7 +18,10 @@ import { metricsText, observeRequest } from './metrics.js';
 export interface HttpOptions {
   logger: Logger;
   maxBodyBytes: number;
-  apiKeys: string[];
+  /** The configured API keys (access.ts); every route declares the access it needs. */
+  keys: ApiKeys;
+  /** Serve /metrics without a key even when keys are set. */
+  metricsOpen?: boolean;
   /** Called by /readyz. */
   ready: () => boolean;
   version: string;
@@ -27,7 +30,19 @@ export interface HttpOptions {
 /** Route plugins registered by later modules (features, training sets...) hook in here. */
 export type RoutePlugin = (app: FastifyInstance, services: Services) => void;
 
-const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** What the route needs (access.ts); route() sets it from the spec, and buildHttpServer refuses a route without it. */
+    access?: Access;
+  }
+}
+
+const callers = new WeakMap<object, Caller>();
+const declared = new WeakMap<FastifyInstance, { method: string; url: string; access: Access }[]>();
+/** Every route of a server built by buildHttpServer with the access it declared (Swagger UI's /docs routes excepted: public). */
+export const declaredRoutes = (app: FastifyInstance): readonly { method: string; url: string; access: Access }[] => declared.get(app) ?? [];
+/** The caller authorized for this request (UNRESTRICTED when auth is off), for rules that depend on the request (e.g. a lookup that records a decision needs `decide`). */
+export const callerOf = (req: { raw: object }): Caller => callers.get(req.raw) ?? UNRESTRICTED;
 
 /**
  * A fast lane answers some requests of a hot route before Fastify routes
@@ -38,25 +53,43 @@ const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json'
  * that has taken a request and must wait (a Redis read) may still hand it on
  * by calling `toFastify`, as long as it has written nothing. Lanes run only
  * when nothing needs Fastify's per-request machinery: no per-request logs,
- * and the request authenticated by the same check as the auth hook.
+ * and the request authorized for the lane's `access` by the same check as the
+ * auth hook (a request that fails it goes to Fastify, which refuses it).
  */
 export type FastLane = (req: IncomingMessage, res: ServerResponse, toFastify: () => void) => boolean;
-const fastLanes = new WeakMap<FastifyInstance, { prefix: string; lane: FastLane }[]>();
+interface Lane {
+  prefix: string;
+  access: Access;
+  lane: FastLane;
+}
+const fastLanes = new WeakMap<FastifyInstance, Lane[]>();
 
 /**
  * Adds a fast lane for request paths starting with `prefix` to a server built
- * by buildHttpServer (a no-op for other instances). Other requests never
- * reach it, nor pay for its API-key check.
+ * by buildHttpServer (a no-op for other instances), needing the same `access`
+ * as the route it stands for. Other requests never reach it, nor pay for its
+ * API-key check.
  */
-export function addFastLane(app: FastifyInstance, prefix: string, lane: FastLane): void {
-  fastLanes.get(app)?.push({ prefix, lane });
+export function addFastLane(app: FastifyInstance, prefix: string, access: Access, lane: FastLane): void {
+  fastLanes.get(app)?.push({ prefix, access, lane });
+}
+
+/** True when the request's key grants `access` (the lane then may answer; otherwise Fastify answers 401/403). */
+function laneAllows(keys: ApiKeys, access: Access, req: IncomingMessage): boolean {
+  if (!keys.enabled) return true;
+  try {
+    callers.set(req, keys.authorize(bearerKey(req.headers.authorization, req.headers['x-api-key']), access));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function buildHttpServer(services: Services, opts: HttpOptions, plugins: RoutePlugin[] = []): Promise<FastifyInstance> {
   // A child logger per request costs more than a lookup; below info nothing would use it, so requests share the root logger then.
   const perRequestLogs = (opts.logger as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') ?? true;
-  const keys = opts.apiKeys.map((k) => Buffer.from(k));
-  const lanes: { prefix: string; lane: FastLane }[] = [];
+  const keys = opts.keys;
+  const lanes: Lane[] = [];
   let closing = false;
   const app = Fastify({
     serverFactory: (handler, options) => {
@@ -64,8 +97,8 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       const server = createServer((req, res) => {
         if (!perRequestLogs && !closing) {
           const url = req.url ?? '';
-          for (const { prefix, lane } of lanes) {
-            if (!url.startsWith(prefix) || (keys.length !== 0 && authFailure(keys, req.headers) !== undefined)) continue;
+          for (const { prefix, access, lane } of lanes) {
+            if (!url.startsWith(prefix) || !laneAllows(keys, access, req)) continue;
             if (lane(req, res, () => handler(req, res))) return;
           }
         }
@@ -99,7 +132,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
         version: opts.version,
         description: 'Real-time feature and context store. Errors: `{"error": {"code": "ASOF_...", "message": "...", "details": ...}}`.',
       },
-      components: opts.apiKeys.length ? { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } } : undefined,
+      components: keys.enabled ? { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } } : undefined,
     },
     transformObject: (obj) => {
       const doc = ('openapiObject' in obj ? obj.openapiObject : obj.swaggerObject) as { components?: { schemas?: Record<string, unknown> } };
@@ -121,12 +154,23 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     void reply.code(404).send(new AsofError('ASOF_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
-  if (keys.length) {
-    app.addHook('onRequest', async (req) => {
-      const path = req.url.split('?')[0];
-      if (PUBLIC_PATHS.has(path) || path.startsWith('/docs')) return;
-      const failure = authFailure(keys, req.headers);
-      if (failure) throw new AsofError('ASOF_UNAUTHENTICATED', failure);
+  // Every route from here on states its access: a route without one fails the server's start (and so every test).
+  const routes: { method: string; url: string; access: Access }[] = [];
+  declared.set(app, routes);
+  app.addHook('onRoute', (r) => {
+    if (r.config?.access !== undefined) for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url, access: r.config.access });
+    if (r.config?.access === undefined) throw new Error(`route ${String(r.method)} ${r.url} declares no access: give it a scope (read, write, decide, admin, audit), 'authenticated' or 'public' (see src/access.ts)`);
+  });
+  if (keys.enabled) {
+    // Callback style: no promise per request. Swagger UI's own routes (/docs) are public, like /openapi.json; an unmatched path needs a valid key, so 404s reveal nothing to strangers.
+    app.addHook('onRequest', (req, _reply, done) => {
+      const access = req.routeOptions.config?.access ?? (req.routeOptions.url?.startsWith('/docs') ? 'public' : 'authenticated');
+      try {
+        callers.set(req.raw, keys.authorize(bearerKey(req.headers.authorization, req.headers['x-api-key']), access));
+      } catch (e) {
+        return done(e as Error);
+      }
+      done();
     });
   }
   // Callback style: no promise per request on the hot paths.
@@ -135,10 +179,10 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     done();
   });
 
-  route(app, { method: 'GET', url: '/healthz', summary: 'Liveness: the process serves', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ok') }) } }, async () => ({ status: 'ok' as const }));
+  route(app, { method: 'GET', url: '/healthz', operationId: 'getHealth', scope: 'public', summary: 'Liveness: the process serves', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ok') }) } }, async () => ({ status: 'ok' as const }));
   route(
     app,
-    { method: 'GET', url: '/readyz', summary: 'Readiness: recovery is done and backends answer', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ready') }), 503: 'error' } },
+    { method: 'GET', url: '/readyz', operationId: 'getReadiness', scope: 'public', summary: 'Readiness: recovery is done and backends answer', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ready') }), 503: 'error' } },
     async () => {
       if (!opts.ready()) throw new AsofError('ASOF_NOT_READY', 'not ready');
       return { status: 'ready' as const };
@@ -146,28 +190,18 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   );
   route(
     app,
-    { method: 'GET', url: '/metrics', summary: 'Prometheus metrics', tags: ['operations'], responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } } },
+    { method: 'GET', url: '/metrics', operationId: 'getMetrics', scope: opts.metricsOpen ? 'public' : 'authenticated', summary: 'Prometheus metrics', tags: ['operations'], responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } } },
     async (_req, reply) => {
       void reply.type('text/plain; version=0.0.4');
       return metricsText(services);
     },
   );
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true }, config: { access: 'public' } }, async () => app.swagger());
 
   tableRoutes(app, services);
   for (const p of plugins) p(app, services);
   await app.ready();
   return app;
-}
-
-/** Why a request's API key is not accepted, or undefined when it is. */
-function authFailure(keys: Buffer[], headers: IncomingMessage['headers']): string | undefined {
-  const auth = headers.authorization;
-  const given = auth?.startsWith('Bearer ') ? auth.slice(7) : (headers['x-api-key'] as string | undefined);
-  if (!given) return 'an API key is required: send "Authorization: Bearer <key>"';
-  const g = Buffer.from(given);
-  if (!keys.some((k) => k.length === g.length && timingSafeEqual(k, g))) return 'the API key is not valid';
-  return undefined;
 }
 
 const sortedComponents = (): Record<string, unknown> => Object.fromEntries(Object.entries(componentSchemas).sort(([a], [b]) => a.localeCompare(b)));

@@ -113,6 +113,8 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
     {
       method: 'PUT',
       url: '/tables/:table',
+      operationId: 'putTable',
+      scope: 'admin',
       summary: 'Create a table, or evolve its schema',
       description: 'Creating answers 201. Re-sending the same definition, or one that only appends nullable columns, answers 200. Any other change is refused with 409 and the reason.',
       tags: ['tables'],
@@ -129,13 +131,13 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
 
   route(
     app,
-    { method: 'GET', url: '/tables', summary: 'List tables', tags: ['tables'], responses: { 200: z.object({ tables: z.array(TableInfoSchema) }) } },
+    { method: 'GET', url: '/tables', operationId: 'listTables', scope: 'read', summary: 'List tables', tags: ['tables'], responses: { 200: z.object({ tables: z.array(TableInfoSchema) }) } },
     async () => ({ tables: engine.list().map(tableInfoJson) }),
   );
 
   route(
     app,
-    { method: 'GET', url: '/tables/:table', summary: 'Describe a table', tags: ['tables'], params: TableParams, responses: { 200: TableInfoSchema, 404: 'error' } },
+    { method: 'GET', url: '/tables/:table', operationId: 'getTable', scope: 'read', summary: 'Describe a table', tags: ['tables'], params: TableParams, responses: { 200: TableInfoSchema, 404: 'error' } },
     async (_req, _reply, { params }) => tableInfoJson(engine.describe(params.table)),
   );
 
@@ -144,6 +146,8 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
     {
       method: 'POST',
       url: '/tables/:table/rows',
+      operationId: 'writeRows',
+      scope: 'write',
       summary: 'Write rows (upsert, delete or append)',
       description:
         'JSON `{rows, op}`, NDJSON (one row per line; `?op=` sets the op) or an Arrow IPC stream. Every row is validated before any is written: one bad row answers 400 naming the row, the column and why, and nothing is written. Answers once the records are fsync\'d. An `Idempotency-Key` header makes a retry return the first answer without writing again.',
@@ -183,6 +187,8 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
     {
       method: 'GET',
       url: '/tables/:table/rows/:key',
+      operationId: 'getRow',
+      scope: 'read',
       summary: 'The latest row of a pk table',
       tags: ['tables'],
       params: z.object({ table: Name, key: z.string() }),
@@ -203,6 +209,8 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
     {
       method: 'GET',
       url: '/tables/:table/changelog',
+      operationId: 'getChangelog',
+      scope: 'read',
       summary: 'Read the changelog, or follow it live',
       description: 'Records in offset order from `from`. `key` limits them to one key (a single-column key, or a JSON object for a composite key). With `Accept: text/event-stream` the answer is a live stream: one `record` event per record, the existing ones first, then new ones as they are committed.',
       tags: ['tables'],

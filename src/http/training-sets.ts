@@ -105,6 +105,8 @@ export const trainingSetRoutes =
         {
           method: 'POST',
           url: '/training-sets',
+          operationId: 'createTrainingSet',
+          scope: 'read',
           summary: 'Build a point-in-time training set',
           description: [
             'For each entity row: each feature\'s value at the row\'s time (latest with event time <= t, ties to the highest offset, within the view\'s ttl; windowed aggregates over (t - window, t]); with pointInTime "known", only what was also committed by t. Label columns pass through; output columns are the entity row\'s, then each feature by its name (or view__feature).',
@@ -172,7 +174,7 @@ export const trainingSetRoutes =
 
     route(
       app,
-      { method: 'GET', url: '/training-sets/:id', summary: 'A training-set job: state and progress', tags: ['training sets'], params: JobParams, responses: { 200: JobStatus, 404: 'error' } },
+      { method: 'GET', url: '/training-sets/:id', operationId: 'getTrainingSetJob', scope: 'read', summary: 'A training-set job: state and progress', tags: ['training sets'], params: JobParams, responses: { 200: JobStatus, 404: 'error' } },
       async (_req, _reply, { params }) => jobJson(jobs.get(params.id)),
     );
 
@@ -181,6 +183,8 @@ export const trainingSetRoutes =
       {
         method: 'GET',
         url: '/training-sets/:id/data',
+        operationId: 'getTrainingSetData',
+        scope: 'read',
         summary: 'Download a finished training set',
         description: 'The file, in the format the job was asked for (json is `{rows, token}`). 409 while the job runs or when it failed.',
         tags: ['training sets'],
@@ -196,7 +200,7 @@ export const trainingSetRoutes =
 
     route(
       app,
-      { method: 'DELETE', url: '/training-sets/:id', summary: 'Delete a finished job and its file', tags: ['training sets'], params: JobParams, responses: { 200: z.object({ id: z.string(), deleted: z.literal(true) }), 404: 'error', 409: 'error' } },
+      { method: 'DELETE', url: '/training-sets/:id', operationId: 'deleteTrainingSetJob', scope: 'admin', summary: 'Delete a finished job and its file', tags: ['training sets'], params: JobParams, responses: { 200: z.object({ id: z.string(), deleted: z.literal(true) }), 404: 'error', 409: 'error' } },
       async (_req, _reply, { params }) => {
         await jobs.delete(params.id);
         return { id: params.id, deleted: true as const };

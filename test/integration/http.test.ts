@@ -72,7 +72,7 @@ test('configuration: env and flags, flags win; bad values and unknown flags are 
   const c = loadConfig({ PORT: '9000', ASOF_API_KEYS: 'a, b', LOG_LEVEL: 'warn' }, ['--port', '9001', '--data-dir=/tmp/x']);
   assert.equal(c.port, 9001);
   assert.equal(c.dataDir, '/tmp/x');
-  assert.deepEqual(c.apiKeys, ['a', 'b']);
+  assert.deepEqual(c.apiKeys, [{ key: 'a', scopes: ['read', 'write', 'decide', 'admin', 'audit'] }, { key: 'b', scopes: ['read', 'write', 'decide', 'admin', 'audit'] }]);
   assert.equal(c.grpcPort, 50051);
   assert.equal(c.host, '127.0.0.1');
   assert.throws(() => loadConfig({ PORT: 'eighty' }), /PORT/);

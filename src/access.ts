@@ -1,0 +1,141 @@
+/**
+ * Scoped API keys: who may do what. Every adapter (REST routes, gRPC methods,
+ * Feast over both) declares the access each operation needs and asks this one
+ * module; nothing else compares keys.
+ *
+ * Keys are kept only as SHA-256 digests: every check hashes the key it was
+ * given and compares it with every configured digest by timingSafeEqual,
+ * without stopping at a match, so neither the answer time nor a log line can
+ * reveal a key or its length.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { AsofError } from './errors.js';
+
+/**
+ * read: rows, changelog, features (also Feast), vector search, training sets, definitions;
+ * write: rows, imports; decide: recording decisions; admin: defining tables,
+ * views and services, deleting jobs; audit: `/audit/*`.
+ */
+export const SCOPES = ['read', 'write', 'decide', 'admin', 'audit'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/**
+ * What an operation needs: a scope; `authenticated` (any valid key, e.g.
+ * /metrics); or `public` (health, readiness, the API description).
+ */
+export type Access = Scope | 'authenticated' | 'public';
+
+export interface KeyEntry {
+  key: string;
+  /** The key's scopes; all of them when the key was listed without any. */
+  scopes: Scope[];
+}
+
+/** Who is calling: the scopes its key grants (all of them when auth is off). */
+export interface Caller {
+  readonly scopes: ReadonlySet<Scope>;
+}
+
+const ALL: Caller = { scopes: new Set(SCOPES) };
+/** The caller when no keys are configured (loopback only, app.ts): everything is allowed. */
+export const UNRESTRICTED: Caller = ALL;
+
+/**
+ * Parses `key:scope+scope,...` (ASOF_API_KEYS). A key without `:scopes` has
+ * every scope. Throws on an unknown scope, naming it (never the key).
+ */
+export function parseKeyList(text: string): KeyEntry[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((item, i) => {
+      const colon = item.lastIndexOf(':');
+      // A key may itself contain ':' only when scopes follow; `abc:` (empty scopes) means all.
+      return colon < 0 ? { key: item, scopes: [...SCOPES] } : { key: item.slice(0, colon), scopes: parseScopes(item.slice(colon + 1), `key #${i + 1}`, '+') };
+    });
+}
+
+/** Parses a key file: one `key scope scope...` (or `key scope+scope`) per line; `#` starts a comment; blank lines are skipped. */
+export function parseKeyFile(text: string): KeyEntry[] {
+  const out: KeyEntry[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (!line) return;
+    const [key, ...rest] = line.split(/\s+/);
+    out.push({ key, scopes: parseScopes(rest.join('+'), `line ${i + 1}`, '+') });
+  });
+  return out;
+}
+
+function parseScopes(text: string, where: string, sep: string): Scope[] {
+  const names = text.split(sep).map((s) => s.trim().toLowerCase()).filter(Boolean);
+  if (names.length === 0) return [...SCOPES];
+  for (const n of names) if (!(SCOPES as readonly string[]).includes(n)) throw new Error(`API keys, ${where}: unknown scope "${n}" (scopes: ${SCOPES.join(', ')})`);
+  return [...new Set(names)] as Scope[];
+}
+
+const digest = (key: string): Buffer => createHash('sha256').update(key).digest();
+
+export interface KeySource {
+  /** ASOF_API_KEYS, parsed. */
+  keys?: KeyEntry[];
+  /** ASOF_API_KEYS_FILE: re-read by reload() (SIGHUP). */
+  file?: string;
+}
+
+/** The configured keys. With neither list nor file, auth is off (`enabled` false) and every caller is unrestricted. */
+export class ApiKeys {
+  private entries: { digest: Buffer; caller: Caller }[] = [];
+  /** True when keys were configured; fixed at start, so a key file emptied later locks everyone out rather than opening up. */
+  readonly enabled: boolean;
+
+  constructor(private readonly source: KeySource = {}) {
+    this.enabled = (source.keys?.length ?? 0) > 0 || source.file !== undefined;
+    this.reload();
+  }
+
+  /** Re-reads the key file (if any). Throws, keeping the old keys, when the file cannot be read or parsed. */
+  reload(): number {
+    const list = [...(this.source.keys ?? []), ...(this.source.file ? parseKeyFile(readFileSync(this.source.file, 'utf8')) : [])];
+    this.entries = list.map((e) => ({ digest: digest(e.key), caller: { scopes: new Set(e.scopes) } }));
+    return this.entries.length;
+  }
+
+  /** The caller a key belongs to, or undefined. Constant time in the key and over all entries. */
+  identify(given: string): Caller | undefined {
+    const d = digest(given);
+    let found: Caller | undefined;
+    for (const e of this.entries) if (timingSafeEqual(e.digest, d) && !found) found = e.caller;
+    return found;
+  }
+
+  /**
+   * The caller of a request presenting `given` (from bearerKey) for an
+   * operation needing `need`; throws 401 without a valid key, 403 naming the
+   * missing scope.
+   */
+  authorize(given: string | undefined, need: Access): Caller {
+    if (!this.enabled || need === 'public') return ALL;
+    if (!given) throw new AsofError('ASOF_UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>" (or "x-api-key: <key>")');
+    const caller = this.identify(given);
+    if (!caller) throw new AsofError('ASOF_UNAUTHENTICATED', 'the API key is not valid');
+    if (need !== 'authenticated') requireScope(caller, need);
+    return caller;
+  }
+}
+
+/** Throws 403 ASOF_PERMISSION_DENIED unless the caller holds `scope` (for rules that depend on the request, e.g. a lookup that records a decision). */
+export function requireScope(caller: Caller, scope: Scope): void {
+  if (!caller.scopes.has(scope)) throw new AsofError('ASOF_PERMISSION_DENIED', `this API key lacks the "${scope}" scope`, { scope, scopes: [...caller.scopes] });
+}
+
+/**
+ * The key a request presents: `Authorization: Bearer <key>` (the scheme in
+ * any case, RFC 7235) or else `x-api-key: <key>`.
+ */
+export function bearerKey(authorization: unknown, xApiKey: unknown): string | undefined {
+  if (typeof authorization === 'string' && authorization.length > 7 && authorization.slice(0, 7).toLowerCase() === 'bearer ') return authorization.slice(7).trim() || undefined;
+  return typeof xApiKey === 'string' && xApiKey !== '' ? xApiKey : undefined;
+}
