@@ -26,7 +26,9 @@ options of serve (or environment variables):
   --redis-prefix P    ASOF_REDIS_PREFIX  prefix of every Redis key (asof:)
   --role R            ASOF_ROLE       primary | replica (primary); a replica serves reads from REDIS_URL
   --lance-uri U       ASOF_LANCE_URI  cold tier location (default under the data dir)
-  --api-keys K1,K2    ASOF_API_KEYS   required API keys (unset: no auth, loopback only)
+  --api-keys K:S+S,.. ASOF_API_KEYS   API keys with scopes read|write|decide|admin|audit (none: all); unset: no auth, loopback only
+  --api-keys-file F   ASOF_API_KEYS_FILE  one "key scope..." per line, re-read on SIGHUP
+  --metrics-open B    ASOF_METRICS_OPEN   true: /metrics without a key
   --log-level L       LOG_LEVEL       fatal|error|warn|info|debug|trace|silent (info)
 `;
 
