@@ -41,10 +41,10 @@ export async function buildServices(
   logger: Logger,
   now: () => number = Date.now,
 ): Promise<Services> {
-  const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery });
+  const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
-  const registry = await FeatureRegistry.open(config.dataDir, engine, now, { role: config.role, mirror, logger });
+  const registry = await FeatureRegistry.open(config.dataDir, engine, now, { mirror, logger });
   // With the in-process store, views over pk tables read the table's own state (materializer.ts): no second copy of each row.
   const materializer = new Materializer(engine, registry, onlineStore, logger, now, { direct: onlineStore.kind === 'embedded' });
   // A replica materializes nothing: it serves what the primaries write to the shared store.

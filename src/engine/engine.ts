@@ -21,7 +21,14 @@ export interface EngineOptions {
   now?: () => number;
   /** pk tables snapshot their state after this many new records. */
   snapshotEvery?: number;
+  /** A replica refuses every change (default primary). */
+  role?: Role;
 }
+
+/** `primary`: owns its tables and definitions; `replica`: serves what primaries share over Redis, read-only. */
+export type Role = 'primary' | 'replica';
+
+const REPLICA_REFUSAL = 'this asof is a read replica (ASOF_ROLE=replica): define tables and write rows on the primary';
 
 /** `{table: offset}`: the changelog positions a write produced or a read reflects. */
 export type Token = Record<string, number>;
@@ -46,9 +53,11 @@ export class Engine {
   private readonly tables = new Map<string, Table>();
   private readonly mutex = new Mutex();
   private readonly now: () => number;
+  readonly role: Role;
 
   private constructor(private readonly opts: EngineOptions) {
     this.now = opts.now ?? Date.now;
+    this.role = opts.role ?? 'primary';
   }
 
   static async open(opts: EngineOptions): Promise<Engine> {
@@ -76,6 +85,7 @@ export class Engine {
    */
   defineTable(name: string, body: { kind: TableKind; columns: ColumnDef[]; primaryKey?: string[]; eventTime?: string }): Promise<{ info: TableInfo; created: boolean; changed: boolean }> {
     return this.mutex.run(async () => {
+      this.refuseOnReplica();
       const existing = this.tables.get(name);
       const { def, changed } = defineTable(name, body, existing?.schema.def, this.now());
       if (changed) {
@@ -87,6 +97,19 @@ export class Engine {
       }
       return { info: this.describe(name), created: !existing, changed };
     });
+  }
+
+  /**
+   * The table to write rows to. A replica refuses before looking the table
+   * up (it holds none): every adapter answers the same 409, not a 404.
+   */
+  writable(name: string): Table {
+    this.refuseOnReplica();
+    return this.table(name);
+  }
+
+  private refuseOnReplica(): void {
+    if (this.role === 'replica') throw new AsofError('ASOF_CONFLICT', REPLICA_REFUSAL, { role: 'replica' });
   }
 
   has(name: string): boolean {

@@ -106,7 +106,7 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
   if (hasFeatures === Boolean(q.featureService)) {
     throw invalid('give exactly one of features and feature_service', [{ field: 'features', reason: 'give exactly one of features, feature_service' }]);
   }
-  const plan = deps.online.plan(hasFeatures ? { features: q.features } : { service: q.featureService });
+  const plan = await deps.online.planFresh(hasFeatures ? { features: q.features } : { service: q.featureService });
   const { keys, names } = layoutOf(plan, q.fullFeatureNames);
 
   const given = new Map(q.entities);

@@ -10,7 +10,7 @@
  */
 import { join } from 'node:path';
 import { AsofError } from '../errors.js';
-import type { Engine } from '../engine/engine.js';
+import type { Engine, Role } from '../engine/engine.js';
 import { TableSchema, type TableDef } from '../engine/schema.js';
 import type { Logger } from '../logger.js';
 import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
@@ -60,10 +60,10 @@ export interface DefinitionMirror {
   load(): Promise<MirroredDefinitions & { revision: number }>;
 }
 
-/** `primary`: owns its definitions (and tables); `replica`: serves what primaries mirrored, read-only. */
-export type Role = 'primary' | 'replica';
+export type { Role };
 
 export interface RegistryOptions {
+  /** Default: the engine's role. */
   role?: Role;
   mirror?: DefinitionMirror;
   logger?: Logger;
@@ -94,7 +94,7 @@ export class FeatureRegistry {
     private readonly now: () => number,
     private readonly opts: RegistryOptions,
   ) {
-    this.role = opts.role ?? 'primary';
+    this.role = opts.role ?? engine.role;
   }
 
   static async open(dataDir: string, engine: Engine, now: () => number, opts: RegistryOptions = {}): Promise<FeatureRegistry> {
@@ -247,6 +247,30 @@ export class FeatureRegistry {
       return true;
     })().finally(() => (this.refreshing = undefined));
     return this.refreshing;
+  }
+
+  /**
+   * Runs `fn`; on a replica, when it fails for a name not known (404), reloads
+   * the definitions once and runs it again: the name may just have been
+   * defined on the primary. Every adapter's lookups go through here.
+   */
+  async withRefresh<T>(fn: () => T): Promise<T> {
+    try {
+      return fn();
+    } catch (e) {
+      if (this.role === 'replica' && (e as AsofError).httpStatus === 404 && (await this.refresh().catch(() => false))) return fn();
+      throw e;
+    }
+  }
+
+  /** `view`, also finding a view a primary defined since the last refresh (replicas). */
+  findView(name: string): Promise<FeatureViewDef> {
+    return this.withRefresh(() => this.view(name));
+  }
+
+  /** `service`, also finding a service a primary defined since the last refresh (replicas). */
+  findService(name: string): Promise<FeatureServiceDef> {
+    return this.withRefresh(() => this.service(name));
   }
 
   view(name: string): FeatureViewDef {

@@ -8,6 +8,7 @@
  * with the embedded store the whole call runs without waiting on a promise.
  */
 import type * as grpc from '@grpc/grpc-js';
+import type { Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 import { unary, type CallContext } from './calls.js';
 import { decodeOnlineRequest, encodeOnlineAnswer, entityKeys, type OnlineRequest } from './online-wire.js';
@@ -22,9 +23,12 @@ export function onlineService(ctx: CallContext, services: Pick<Services, 'online
   return {
     GetOnlineFeatures: unary(ctx, 'read', (req: OnlineRequest) => {
       const keys = entityKeys(req.entities);
-      const plan = online.plan(req.selection);
-      const e = online.evaluateSync(keys, plan);
-      return e ? encodeOnlineAnswer(e, req.entities) : online.evaluate(keys, plan).then((x) => encodeOnlineAnswer(x, req.entities));
+      const answer = (plan: Plan): Buffer | Promise<Buffer> => {
+        const e = online.evaluateSync(keys, plan);
+        return e ? encodeOnlineAnswer(e, req.entities) : online.evaluate(keys, plan).then((x) => encodeOnlineAnswer(x, req.entities));
+      };
+      const plan = online.planFresh(req.selection);
+      return plan instanceof Promise ? plan.then(answer) : answer(plan);
     }),
   };
 }

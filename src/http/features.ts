@@ -8,11 +8,9 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { AsofError } from '../errors.js';
 import { formatTimestamp } from '../engine/schema.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import { AGG_FNS, type FeatureDef, type FeatureServiceDef, type FeatureViewDef } from '../features/definitions.js';
-import { namespaceOf } from '../online/materializer.js';
 import type { FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 import { renderMany, renderOne } from './features-json.js';
@@ -114,13 +112,10 @@ function featureInfo(f: FeatureDef, type: ColumnType) {
 }
 
 export function featureRoutes(app: FastifyInstance, services: Services): void {
-  const { registry, online, materializer, onlineStore } = services;
+  const { registry, online, materializer } = services;
 
   const viewJson = async (def: FeatureViewDef): Promise<z.infer<typeof ViewInfo>> => {
     const ev = registry.evaluator(def);
-    const runner = materializer.runner(def);
-    let watermark: number | null = runner ? runner.applied : null;
-    if (!runner) watermark = (await onlineStore.meta(namespaceOf(def)).catch(() => undefined))?.watermark ?? null;
     return {
       name: def.name,
       source: def.source,
@@ -130,7 +125,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       version: def.version,
       createdAt: formatTimestamp(def.createdAt),
       updatedAt: formatTimestamp(def.updatedAt),
-      online: { store: onlineStore.kind, status: runner ? (runner.failure ? 'unavailable' : 'serving') : 'replica', watermark },
+      online: await materializer.onlineStatus(def),
     };
   };
   const serviceJson = (s: FeatureServiceDef) => ({ name: s.name, features: s.features, createdAt: formatTimestamp(s.createdAt) });
@@ -165,7 +160,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
   route(
     app,
     { method: 'GET', url: '/feature-views/:view', operationId: 'getFeatureView', scope: 'read', summary: 'Describe a feature view', tags: ['features'], params: z.object({ view: Name }), responses: { 200: ViewInfo, 404: 'error' } },
-    async (_req, _reply, { params }) => viewJson(await withRefresh(() => registry.view(params.view))),
+    async (_req, _reply, { params }) => viewJson(await registry.findView(params.view)),
   );
 
   route(
@@ -197,20 +192,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
   route(
     app,
     { method: 'GET', url: '/feature-services/:service', operationId: 'getFeatureService', scope: 'read', summary: 'Describe a feature service', tags: ['features'], params: z.object({ service: Name }), responses: { 200: ServiceInfo, 404: 'error' } },
-    async (_req, _reply, { params }) => serviceJson(await withRefresh(() => registry.service(params.service))),
+    async (_req, _reply, { params }) => serviceJson(await registry.findService(params.service)),
   );
-
-  /** On a replica, a name not known yet may have just been defined on the primary: look again once. */
-  async function withRefresh<T>(fn: () => T): Promise<T> {
-    try {
-      return fn();
-    } catch (e) {
-      if ((e as AsofError).httpStatus === 404 && (await registry.refresh().catch(() => false))) return fn();
-      throw e;
-    }
-  }
-
-  const planOf = (sel: FeatureSelection): Promise<Plan> => withRefresh(() => online.plan(sel));
 
   // Query strings seen before skip zod: the validated query and its selection are kept per raw query string.
   interface Selected {
@@ -300,13 +283,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     (_req, reply, { params, query }) => {
       const sel = selections.get(query)!;
       void reply.type('application/json; charset=utf-8');
-      let plan: Plan;
-      try {
-        plan = online.plan(sel);
-      } catch (e) {
-        if (registry.role !== 'replica') throw e;
-        return planOf(sel).then((p) => answerOne(params.entity, p));
-      }
+      const plan = online.planFresh(sel);
+      if (plan instanceof Promise) return plan.then((p) => answerOne(params.entity, p));
       return answerOne(params.entity, plan);
     },
   );
@@ -325,7 +303,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       responses: { 200: z.object({ results: z.array(EntityFeaturesSchema) }), 400: 'error', 404: 'error', 503: 'error' },
     },
     async (_req, reply, { body }) => {
-      const plan = await planOf({ features: body.features, view: body.view, service: body.service });
+      const plan = await online.planFresh({ features: body.features, view: body.view, service: body.service });
       const e = online.evaluateSync(body.entities, plan) ?? (await online.evaluate(body.entities, plan));
       reply.type('application/json; charset=utf-8');
       const answer = renderMany(body.entities, e);
@@ -335,12 +313,4 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     },
   );
 
-  if (registry.role === 'replica') {
-    // A replica holds no tables of its own: writes go to the primary.
-    app.addHook('onRequest', async (req) => {
-      if ((req.method === 'PUT' || req.method === 'POST') && req.url.startsWith('/tables/')) {
-        throw new AsofError('ASOF_CONFLICT', 'this asof is a read replica (ASOF_ROLE=replica): define tables and write rows on the primary', { role: 'replica' });
-      }
-    });
-  }
 }

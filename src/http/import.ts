@@ -53,7 +53,7 @@ export const importRoutes =
           responses: { 200: ImportResultSchema, 400: 'error', 404: 'error', 413: 'error', 415: 'error' },
         },
         async (req, _reply, { params, query }) => {
-          services.engine.table(params.table); // 404 before reading the body
+          services.engine.writable(params.table); // 404 (or a replica's 409) before reading the body
           const format = fileFormatOf(req, query.fileFormat);
           const path = services.trainingSetJobs.scratchPath(`.${format}`);
           try {

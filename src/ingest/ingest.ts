@@ -66,7 +66,7 @@ export class IngestService {
   }
 
   private async doWrite(tableName: string, rows: unknown[], op: WriteOp): Promise<IngestResult> {
-    const table = this.engine.table(tableName);
+    const table = this.engine.writable(tableName);
     if (op !== 'upsert' && op !== 'delete') throw new AsofError('ASOF_INVALID_ARGUMENT', `op must be "upsert" or "delete", got ${JSON.stringify(op)}`, [{ field: 'op', reason: 'unknown op' }]);
     if (rows.length > this.opts.maxRows) {
       throw new AsofError('ASOF_PAYLOAD_TOO_LARGE', `a request may carry at most ${this.opts.maxRows} rows, got ${rows.length}`, { maxRows: this.opts.maxRows, rows: rows.length });

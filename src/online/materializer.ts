@@ -50,6 +50,12 @@ export interface DirectSource {
   latestRecord(key: string): { offset: number; commitTime: number; row: Row } | undefined;
 }
 
+export interface ViewOnlineStatus {
+  store: OnlineStore['kind'];
+  status: 'serving' | 'unavailable' | 'replica';
+  watermark: number | null;
+}
+
 /** What serving needs to know of a view's runner. */
 export interface RunnerState {
   /** The newest source offset the store's values reflect. */
@@ -320,6 +326,20 @@ export class Materializer {
   /** The runner of a view definition (or of a namespace); undefined for views this process does not materialize (replicas). */
   runner(def: FeatureViewDef | string): RunnerState | undefined {
     return this.runners.get(typeof def === 'string' ? def : namespaceOf(def));
+  }
+
+  /**
+   * How a view is served online: `serving` or `unavailable` (materialized
+   * here, its runner failed), `replica` (materialized by the primary that
+   * holds the source); the watermark is the newest source offset the online
+   * values reflect (a replica reads the primary's from the store), null when
+   * unknown. REST, and any other adapter describing views, answer this.
+   */
+  async onlineStatus(def: FeatureViewDef): Promise<ViewOnlineStatus> {
+    const runner = this.runner(def);
+    if (runner) return { store: this.store.kind, status: runner.failure ? 'unavailable' : 'serving', watermark: runner.applied };
+    const meta = await this.store.meta(namespaceOf(def)).catch(() => undefined);
+    return { store: this.store.kind, status: 'replica', watermark: meta?.watermark ?? null };
   }
 
   async close(): Promise<void> {

@@ -272,6 +272,20 @@ export class OnlineService {
     return plan;
   }
 
+  /**
+   * `plan`, for every adapter: on a replica a name not known yet is looked
+   * for again after reloading the definitions (a primary may just have
+   * defined it). Synchronous whenever `plan` succeeds.
+   */
+  planFresh(sel: FeatureSelection): Plan | Promise<Plan> {
+    try {
+      return this.plan(sel);
+    } catch (e) {
+      if (this.registry.role !== 'replica') throw e;
+      return this.registry.withRefresh(() => this.plan(sel));
+    }
+  }
+
   private buildPlan(sel: FeatureSelection): Plan {
     const revision = this.registry.revision;
     // Redefinitions use new namespaces, so cached evaluations could not be hit anyway; drop them rather than let them age out.

@@ -1,48 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { grpcAsof, call, asofError, defineFixture, ROW_EDGES, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
-
-/** A decoded feast.types.Value → {field: value}, lists as arrays, maps as objects of the same. */
-function plain(v: any): any {
-  const k = v.val;
-  if (k === undefined) return {};
-  const x = v[k];
-  if (k === 'map_val') return { [k]: Object.fromEntries(Object.entries(x.val ?? {}).map(([n, i]) => [n, plain(i)])) };
-  if (k === 'map_list_val') return { [k]: (x.val ?? []).map((m: any) => Object.fromEntries(Object.entries(m.val ?? {}).map(([n, i]) => [n, plain(i)]))) };
-  if (k.endsWith('_list_val')) return { [k]: x.val ?? [] };
-  return { [k]: x };
-}
-
-/** A decoded feast.types.Value → the JSON Feast's REST form gives it (int64 beyond 2^53 as strings, NaN as null, maps as objects). */
-function asJson(v: any): unknown {
-  const int64 = (x: string) => (Number.isSafeInteger(Number(x)) ? Number(x) : x);
-  const num = (x: number) => (Number.isNaN(x) ? null : x);
-  const map = (m: any) => Object.fromEntries(Object.entries(m.val ?? {}).map(([n, i]) => [n, asJson(i)]));
-  const x = v[v.val];
-  switch (v.val) {
-    case undefined:
-    case 'null_val':
-      return null;
-    case 'int64_val':
-    case 'unix_timestamp_val':
-      return int64(x);
-    case 'double_val':
-    case 'float_val':
-      return num(x);
-    case 'int64_list_val':
-    case 'unix_timestamp_list_val':
-      return (x.val ?? []).map(int64);
-    case 'double_list_val':
-    case 'float_list_val':
-      return (x.val ?? []).map(num);
-    case 'map_val':
-      return map(x);
-    case 'map_list_val':
-      return (x.val ?? []).map(map);
-    default:
-      return v.val.endsWith('_list_val') ? (x.val ?? []) : x;
-  }
-}
+import { feastJson, feastPlain } from './wire-values.js';
 
 const ids = (vals: unknown[]) => ({ val: vals.map((v) => (typeof v === 'string' ? { string_val: v } : { int64_val: v })) });
 const tsMs = (t: any) => Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0) / 1e6;
@@ -66,7 +25,7 @@ describe('feast.serving.ServingService over gRPC', () => {
     assert.equal(err, undefined, err?.details);
     assert.deepEqual(res.metadata.feature_names.val, ['id', ...TYPED_FEATURES]);
     const col = (name: string) => res.results[res.metadata.feature_names.val.indexOf(name)];
-    const a = Object.fromEntries(TYPED_FEATURES.map((f) => [f, plain(col(f).values[0])]));
+    const a = Object.fromEntries(TYPED_FEATURES.map((f) => [f, feastPlain(col(f).values[0])]));
     assert.deepEqual(a, {
       b: { bool_val: true },
       i32: { int32_val: -7 },
@@ -90,8 +49,8 @@ describe('feast.serving.ServingService over gRPC', () => {
     });
     for (const f of TYPED_FEATURES) {
       assert.deepEqual(col(f).statuses, ['PRESENT', 'NULL_VALUE', 'NOT_FOUND'], f);
-      assert.deepEqual(plain(col(f).values[1]), { null_val: 'NULL' }, `${f}: a null value is null_val`);
-      assert.deepEqual(plain(col(f).values[2]), { null_val: 'NULL' }, `${f}: a missing entity is null_val`);
+      assert.deepEqual(feastPlain(col(f).values[1]), { null_val: 'NULL' }, `${f}: a null value is null_val`);
+      assert.deepEqual(feastPlain(col(f).values[2]), { null_val: 'NULL' }, `${f}: a missing entity is null_val`);
       assert.equal(tsMs(col(f).event_timestamps[2]), 0, 'NOT_FOUND has the epoch as event timestamp');
     }
     // The pk table has no event-time column: a row happened when it was committed.
@@ -107,22 +66,22 @@ describe('feast.serving.ServingService over gRPC', () => {
     });
     assert.equal(err, undefined, err?.details);
     assert.deepEqual(res.metadata.feature_names.val, ['id', 'user', 's', 'amount', 'b']);
-    assert.deepEqual(res.results[0].values.map(plain), [{ string_val: 'a' }, { string_val: 'n' }]);
-    assert.deepEqual(res.results[1].values.map(plain), [{ int64_val: '1' }, { int64_val: '2' }]);
+    assert.deepEqual(res.results[0].values.map(feastPlain), [{ string_val: 'a' }, { string_val: 'n' }]);
+    assert.deepEqual(res.results[1].values.map(feastPlain), [{ int64_val: '1' }, { int64_val: '2' }]);
     for (const c of res.results.slice(0, 2)) {
       assert.deepEqual(c.statuses, ['PRESENT', 'PRESENT']);
       assert.deepEqual(c.event_timestamps.map(tsMs), [0, 0]);
     }
-    assert.deepEqual(res.results[2].values.map(plain), [{ string_val: 'x' }, { null_val: 'NULL' }]);
+    assert.deepEqual(res.results[2].values.map(feastPlain), [{ string_val: 'x' }, { null_val: 'NULL' }]);
     assert.deepEqual(res.results[3].statuses, ['PRESENT', 'OUTSIDE_MAX_AGE']);
-    assert.deepEqual(res.results[3].values.map(plain), [{ double_val: 3 }, { null_val: 'NULL' }]);
-    assert.deepEqual(res.results[4].values.map(plain), [{ bool_val: true }, { null_val: 'NULL' }]);
+    assert.deepEqual(res.results[3].values.map(feastPlain), [{ double_val: 3 }, { null_val: 'NULL' }]);
+    assert.deepEqual(res.results[4].values.map(feastPlain), [{ bool_val: true }, { null_val: 'NULL' }]);
   });
 
   test('full_feature_names answers view__feature; collisions without it are refused', async () => {
     const on = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['typed:s', 'typed2:s'] }, entities: { id: ids(['a']) }, full_feature_names: true });
     assert.deepEqual(on.res.metadata.feature_names.val, ['id', 'typed__s', 'typed2__s']);
-    assert.deepEqual(on.res.results.slice(1).map((c: any) => plain(c.values[0])), [{ string_val: 'x' }, { string_val: 'x' }]);
+    assert.deepEqual(on.res.results.slice(1).map((c: any) => feastPlain(c.values[0])), [{ string_val: 'x' }, { string_val: 'x' }]);
     const off = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['typed:s', 'typed2:s'] }, entities: { id: ids(['a']) } });
     assert.equal(off.err?.code, 3);
     assert.match(off.err!.details, /collide.*full_feature_names/);
@@ -132,7 +91,7 @@ describe('feast.serving.ServingService over gRPC', () => {
     const { res, err, headers } = await call(asof.feast, 'GetOnlineFeatures', { feature_service: 'scoring', entities: { id: ids(['a']), user: ids([1]) } });
     assert.equal(err, undefined, err?.details);
     assert.deepEqual(res.metadata.feature_names.val, ['user', 'id', 'n', 's', 'amount']);
-    assert.deepEqual(res.results.map((c: any) => plain(c.values[0])), [{ int64_val: '1' }, { string_val: 'a' }, { int64_val: '1' }, { string_val: 'x' }, { double_val: 3 }]);
+    assert.deepEqual(res.results.map((c: any) => feastPlain(c.values[0])), [{ int64_val: '1' }, { string_val: 'a' }, { int64_val: '1' }, { string_val: 'x' }, { double_val: 3 }]);
     assert.deepEqual(JSON.parse(String(headers?.get('asof-token')[0])), { events: 1, typed: 1 }, 'the token covers both source tables');
   });
 
@@ -164,7 +123,7 @@ describe('feast.serving.ServingService over gRPC', () => {
     await asof.services.registry.defineView('daily', { source: 'by_day', entity: 'day', features: [{ name: 'total', column: 'total' }] });
     const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['daily:total'] }, entities: { day: { val: [{ unix_timestamp_val: 1714521600 }] } } });
     assert.equal(err, undefined, err?.details);
-    assert.deepEqual(res.results.map((c: any) => plain(c.values[0])), [{ unix_timestamp_val: '1714521600' }, { double_val: 9.5 }]);
+    assert.deepEqual(res.results.map((c: any) => feastPlain(c.values[0])), [{ unix_timestamp_val: '1714521600' }, { double_val: 9.5 }]);
   });
 
   // Last: it writes a row, which moves the token the tests above expect.
@@ -184,7 +143,7 @@ describe('feast.serving.ServingService over gRPC', () => {
       res.results.forEach((c: any, i: number) => {
         const expected = rest.body.results[i];
         const name = rest.body.metadata.feature_names[i];
-        assert.deepEqual(c.values.map(asJson), expected.values, name);
+        assert.deepEqual(c.values.map(feastJson), expected.values, name);
         assert.deepEqual(c.statuses, expected.statuses, name);
         assert.deepEqual(c.event_timestamps.map(tsMs), expected.event_timestamps.map(Date.parse), name);
       });

@@ -1,48 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { grpcAsof, call, stream, asofError, defineFixture, ROW_EDGES, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
-
-/** A decoded asof.v1.Value → {field: value}, recursively, timestamps as epoch ms. */
-function plain(v: any): any {
-  const k = v.kind;
-  const x = v[k];
-  switch (k) {
-    case 'timestamp_value':
-      return { [k]: Number(x.seconds) * 1000 + (x.nanos ?? 0) / 1e6 };
-    case 'list_value':
-      return { [k]: (x.values ?? []).map(plain) };
-    case 'struct_value':
-      return { [k]: Object.fromEntries(Object.entries(x.fields ?? {}).map(([n, f]) => [n, plain(f)])) };
-    case 'vector_value':
-      return { [k]: x.values };
-    default:
-      return { [k]: x };
-  }
-}
-
-/** A decoded asof.v1.Value → the JSON REST answers for it (timestamps RFC 3339, int64 beyond 2^53 as strings, json_value parsed). */
-function asJson(v: any): unknown {
-  const x = v[v.kind];
-  switch (v.kind) {
-    case undefined:
-    case 'null_value':
-      return null;
-    case 'int64_value':
-      return Number.isSafeInteger(Number(x)) ? Number(x) : x;
-    case 'timestamp_value':
-      return new Date(Number(x.seconds) * 1000 + x.nanos / 1e6).toISOString();
-    case 'json_value':
-      return JSON.parse(x);
-    case 'list_value':
-      return (x.values ?? []).map(asJson);
-    case 'struct_value':
-      return Object.fromEntries(Object.entries(x.fields ?? {}).map(([n, f]) => [n, asJson(f)]));
-    case 'vector_value':
-      return x.values;
-    default:
-      return x;
-  }
-}
+import { asofJson, asofPlain } from './wire-values.js';
 
 describe('asof.v1.OnlineService over gRPC', () => {
   let asof: GrpcAsof;
@@ -65,7 +24,7 @@ describe('asof.v1.OnlineService over gRPC', () => {
         ['typed:st', 'struct<name:string,n:int64>'], ['typed:v', 'vector<3>'],
       ],
     );
-    const got = Object.fromEntries(res.results[0].features.map((f: any, i: number) => [TYPED_FEATURES[i], plain(f.value)]));
+    const got = Object.fromEntries(res.results[0].features.map((f: any, i: number) => [TYPED_FEATURES[i], asofPlain(f.value)]));
     assert.deepEqual(got, {
       b: { bool_value: true },
       i32: { int32_value: -7 },
@@ -102,10 +61,10 @@ describe('asof.v1.OnlineService over gRPC', () => {
     const r = await call(asof.online, 'GetOnlineFeatures', { entities: [{ int64_value: '1' }, { string_value: '2' }], view: 'recent' });
     assert.equal(r.err, undefined, r.err?.details);
     const [u1, u2] = r.res.results;
-    assert.deepEqual(u1.features.map((f: any) => [f.status, plain(f.value)]), [['PRESENT', { double_value: 3 }], ['PRESENT', { int64_value: '1' }]]);
+    assert.deepEqual(u1.features.map((f: any) => [f.status, asofPlain(f.value)]), [['PRESENT', { double_value: 3 }], ['PRESENT', { int64_value: '1' }]]);
     assert.equal(u2.features[0].status, 'OUTSIDE_MAX_AGE');
     assert.equal(u2.features[0].value.kind, 'null_value');
-    assert.deepEqual([u2.features[1].status, plain(u2.features[1].value)], ['PRESENT', { int64_value: '0' }], 'a count over an empty window is 0');
+    assert.deepEqual([u2.features[1].status, asofPlain(u2.features[1].value)], ['PRESENT', { int64_value: '0' }], 'a count over an empty window is 0');
   });
 
   test('every value, status and event time equals the REST answer for the same entities', async () => {
@@ -130,7 +89,7 @@ describe('asof.v1.OnlineService over gRPC', () => {
         res.features.forEach((f: any, k: number) => {
           const got = r.features[k];
           const at = `${f.ref} of ${entities[i]}`;
-          assert.deepEqual(asJson(got.value), expected.features[f.ref], at);
+          assert.deepEqual(asofJson(got.value), expected.features[f.ref], at);
           assert.equal(got.status, expected.statuses[f.ref], at);
           // To the millisecond: the Timestamp's nanos carry the milliseconds REST writes.
           assert.equal(got.event_time ? new Date(Number(got.event_time.seconds) * 1000 + got.event_time.nanos / 1e6).toISOString() : null, expected.eventTimes[f.ref], at);
@@ -141,7 +100,7 @@ describe('asof.v1.OnlineService over gRPC', () => {
     // The edge row itself, as the wire carries it: int64 at its limits, float32 as stored, a time before the epoch.
     const { res } = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'edges' }], features: { refs: ['typed:i64', 'typed:li64', 'typed:st', 'typed:f32', 'typed:ts'] } });
     assert.deepEqual(
-      res.results[0].features.map((f: any) => plain(f.value)),
+      res.results[0].features.map((f: any) => asofPlain(f.value)),
       [
         { int64_value: '-9223372036854775808' },
         { list_value: [{ int64_value: '9223372036854775807' }, { int64_value: '-1' }, { int64_value: '9007199254740993' }] },
@@ -216,7 +175,7 @@ describe('asof.v1.OnlineService over gRPC', () => {
     const w = await stream(asof.ingest, 'WriteRows', [{ table: 'typed', rows: [{ columns: { id: { string_value: 'new' }, s: { string_value: 'fresh' } } }] }]);
     assert.equal(w.err, undefined, w.err?.details);
     const { res } = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'new' }], features: { refs: ['typed:s'] } });
-    assert.deepEqual(plain(res.results[0].features[0].value), { string_value: 'fresh' });
+    assert.deepEqual(asofPlain(res.results[0].features[0].value), { string_value: 'fresh' });
     assert.equal(res.results[0].token.typed, w.res.token.typed, 'the read reflects the write\'s token');
   });
 });

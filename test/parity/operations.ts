@@ -1,0 +1,79 @@
+/**
+ * The adapter parity table: each operation in every adapter's form (REST,
+ * gRPC asof.v1, Feast REST and gRPC, where the adapter has the operation) and
+ * the one answer or catalogue error every form must give. A rule that lives
+ * in an adapter instead of a service shows up here as a form that differs.
+ *
+ * To add an operation: append an entry. Build its forms with `lookupForms`,
+ * `writeForms` or `restForm` (world.ts), or write a `Form` by hand for a new
+ * adapter call (turn its answer into the shape the other forms give, and its
+ * error into an `Outcome` with the catalogue code). Forms of an adapter that
+ * cannot express the operation are simply absent; an operation with a single
+ * form still pins the answer until the other adapters gain it.
+ */
+import type { ErrorCode } from '../../src/errors.js';
+import type { GrpcAsof } from '../integration/grpc-helpers.js';
+import { lookupForms, restForm, writeForms, type Form, type Target, type World } from './world.js';
+
+export interface Operation {
+  name: string;
+  /** The server the forms are sent to (default the primary). */
+  target?: Target;
+  /** Form name → the call; each gets the target server and the world. */
+  forms: Record<string, (asof: GrpcAsof, world: World) => Promise<import('./world.js').Outcome>>;
+  expect: { error: ErrorCode } | { answer: unknown };
+  /** Set while the operation cannot run yet: says what it waits for (the test is reported as todo). */
+  pending?: string;
+}
+
+/** Each form looks up a view that did not exist when the replica last loaded the definitions. */
+function withNewView(make: (view: string) => Record<string, Form>): Operation['forms'] {
+  return Object.fromEntries(Object.keys(make('x')).map((name) => [name, async (asof: GrpcAsof, world: World) => make(await world.newView())[name](asof)]));
+}
+
+const only = (forms: Record<string, Form>, prefix: string) => Object.fromEntries(Object.entries(forms).filter(([n]) => n.startsWith(prefix)));
+
+/** users a, b and an absent key zz, features u:score and u:name. */
+const AB_ZZ = [
+  [[1.5, 'PRESENT'], ['ann', 'PRESENT']],
+  [[null, 'NULL_VALUE'], ['bob', 'PRESENT']],
+  [[null, 'NOT_FOUND'], [null, 'NOT_FOUND']],
+];
+const lookupAbZz = (view: string) => lookupForms({ key: 'id', entities: ['a', 'b', 'zz'], features: [`${view}:score`, `${view}:name`] });
+
+export const OPERATIONS: Operation[] = [
+  // Lookups that succeed.
+  { name: 'lookup: a row, a null value and a missing entity', forms: lookupAbZz('u'), expect: { answer: AB_ZZ } },
+  { name: 'lookup by feature service', forms: lookupForms({ key: 'id', entities: ['b', 'zz'], service: 'svc' }), expect: { answer: [[['bob', 'PRESENT']], [[null, 'NOT_FOUND']]] } },
+  { name: 'lookup by view', forms: lookupForms({ key: 'id', entities: ['a'], view: 'u' }), expect: { answer: [AB_ZZ[0]] } },
+
+  // Lookups that fail.
+  { name: 'unknown feature view', forms: lookupForms({ key: 'id', entities: ['a'], features: ['nope:score'] }), expect: { error: 'ASOF_FEATURE_VIEW_NOT_FOUND' } },
+  { name: 'unknown feature of a known view', forms: lookupForms({ key: 'id', entities: ['a'], features: ['u:nope'] }), expect: { error: 'ASOF_NOT_FOUND' } },
+  { name: 'unknown feature service', forms: lookupForms({ key: 'id', entities: ['a'], service: 'nope' }), expect: { error: 'ASOF_FEATURE_SERVICE_NOT_FOUND' } },
+  { name: 'malformed feature reference', forms: lookupForms({ key: 'id', entities: ['a'], features: ['u:score', 'score'] }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  {
+    name: 'Feast: an entity column no requested view is keyed by',
+    forms: only(lookupForms({ key: 'user_id', entities: ['a'], features: ['u:score'] }), 'Feast'),
+    expect: { error: 'ASOF_INVALID_ARGUMENT' },
+  },
+  { name: 'missing key: the row of an absent key', forms: restForm('GET', '/tables/users/rows/zz'), expect: { error: 'ASOF_ROW_NOT_FOUND' } },
+
+  // Writes.
+  { name: 'write: deleting an absent key writes nothing', forms: writeForms('users', [{ id: 'gone' }], 'delete'), expect: { answer: { count: 0 } } },
+  { name: 'write: unknown table', forms: writeForms('nope', [{ id: 'a' }]), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
+  { name: 'bad rows: a string where a float64 goes', forms: writeForms('users', [{ id: 'c', score: 'high' }]), expect: { error: 'ASOF_INVALID_ROW' } },
+  { name: 'bad rows: the primary key is missing', forms: writeForms('users', [{ id: 'c' }, { score: 2 }]), expect: { error: 'ASOF_INVALID_ROW' } },
+  { name: 'bad rows: a column the table does not have', forms: writeForms('users', [{ id: 'c', colour: 'red' }]), expect: { error: 'ASOF_INVALID_ROW' } },
+
+  // A read replica: the primary's answers, and no writes whatever the adapter.
+  { name: 'replica: a lookup answers what the primary wrote', target: 'replica', forms: lookupAbZz('u'), expect: { answer: AB_ZZ } },
+  { name: 'replica: a view defined on the primary since the replica loaded definitions', target: 'replica', forms: withNewView(lookupAbZz), expect: { answer: AB_ZZ } },
+  { name: 'replica: writing rows', target: 'replica', forms: writeForms('users', [{ id: 'c', score: 1 }]), expect: { error: 'ASOF_CONFLICT' } },
+  { name: 'replica: writing rows to a table it was never told of', target: 'replica', forms: writeForms('nope', [{ id: 'c' }]), expect: { error: 'ASOF_CONFLICT' } },
+  { name: 'replica: defining a table', target: 'replica', forms: restForm('PUT', '/tables/other', { kind: 'log', eventTime: 'at', columns: [{ name: 'at', type: 'timestamp', nullable: false }] }), expect: { error: 'ASOF_CONFLICT' } },
+  { name: 'replica: defining a feature view', target: 'replica', forms: restForm('PUT', '/feature-views/v2', { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }] }), expect: { error: 'ASOF_CONFLICT' } },
+
+  // Overload (ASOF_OVERLOADED, 429 / RESOURCE_EXHAUSTED): ops14 adds the limits; replace `pending` with forms that exceed them.
+  { name: 'overload: beyond the in-flight limit', forms: {}, expect: { error: 'ASOF_OVERLOADED' }, pending: 'no overload limit exists yet (issue 14)' },
+];

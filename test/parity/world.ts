@@ -1,0 +1,175 @@
+/**
+ * The servers the parity suite talks to, and each adapter's form of the two
+ * kinds of operation it knows (a lookup, a write), with what each answers
+ * turned into one comparable shape.
+ *
+ * A primary (REST through inject, gRPC asof.v1 and Feast bound to a port)
+ * and, when Redis answers, a read replica sharing the primary's Redis prefix.
+ * Fixture: pk table `users` (id string, score float64, name string) with rows
+ * a = {1.5, "ann"} and b = {null, "bob"}; view `u` (score, name) over it;
+ * service `svc` = [u:name].
+ */
+import { ERROR_CATALOGUE, GrpcStatus, type ErrorCode } from '../../src/errors.js';
+import { asofError, call, grpcAsof, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
+import { asofJson, feastJson } from '../integration/wire-values.js';
+import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
+
+export type Target = 'primary' | 'replica';
+
+export interface World {
+  primary: GrpcAsof;
+  /** Undefined when Redis does not answer (locally only; CI requires Redis). */
+  replica?: GrpcAsof;
+  /** Defines a view like `u` under a new name on the primary: a view the replica has not loaded yet. */
+  newView(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export const USERS = {
+  kind: 'pk',
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', type: 'string', nullable: false },
+    { name: 'score', type: 'float64' },
+    { name: 'name', type: 'string' },
+  ],
+};
+const VIEW_U = { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }, { name: 'name', column: 'name' }] };
+
+export async function openWorld(): Promise<World> {
+  const redis = await sharedRedisOrSkip();
+  const prefix = uniquePrefix('parity');
+  const shared = redis ? { redisUrl: SHARED_REDIS_URL, redisPrefix: prefix } : {};
+  const primary = await grpcAsof(shared);
+  const must = (r: { status: number; body: unknown }) => {
+    if (r.status >= 300) throw new Error(JSON.stringify(r.body));
+  };
+  must(await primary.req('PUT', '/tables/users', USERS));
+  must(await primary.req('POST', '/tables/users/rows', { rows: [{ id: 'a', score: 1.5, name: 'ann' }, { id: 'b', name: 'bob' }] }));
+  must(await primary.req('PUT', '/feature-views/u', VIEW_U));
+  must(await primary.req('PUT', '/feature-services/svc', { features: ['u:name'] }));
+  const replica = redis ? await grpcAsof({ ...shared, role: 'replica' }) : undefined;
+  let views = 0;
+  return {
+    primary,
+    replica,
+    async newView() {
+      const name = `late${++views}`;
+      must(await primary.req('PUT', `/feature-views/${name}`, VIEW_U));
+      return name;
+    },
+    async close() {
+      await replica?.destroy();
+      await primary.destroy();
+      if (redis) await deletePrefix(SHARED_REDIS_URL, prefix);
+    },
+  };
+}
+
+/**
+ * What one adapter answered: a catalogue error (with the transport status it
+ * came with, checked against the catalogue), or a success in a shape common to
+ * every adapter of the operation.
+ */
+export type Outcome = { error: string; transportOk: boolean; message: string } | { answer: unknown };
+
+const restError = (status: number, body: any): Outcome => {
+  const code = body?.error?.code as string;
+  return { error: code, transportOk: ERROR_CATALOGUE[code as ErrorCode]?.http === status, message: body?.error?.message };
+};
+
+const grpcError = (err: import('@grpc/grpc-js').ServiceError): Outcome => {
+  const e = asofError(err);
+  return { error: e.code, transportOk: GrpcStatus[ERROR_CATALOGUE[e.code as ErrorCode]?.grpc] === err.code, message: e.message };
+};
+
+/** A feature's answer in the common shape: [value as JSON, status]. */
+type Cell = [unknown, string];
+
+/** A lookup request: entities of one key column, and what to look up. */
+export interface Lookup {
+  key: string;
+  entities: string[];
+  features?: string[];
+  view?: string;
+  service?: string;
+}
+
+export type Form = (asof: GrpcAsof) => Promise<Outcome>;
+
+/** A lookup in each adapter's form; answers become Cell[entity][feature]. */
+export function lookupForms(q: Lookup): Record<string, Form> {
+  const restSel = q.features ? { features: q.features } : q.view ? { view: q.view } : { service: q.service };
+  const forms: Record<string, Form> = {
+    async 'REST GET /features/{entity}'(asof) {
+      const answers: Cell[][] = [];
+      for (const e of q.entities) {
+        const qs = new URLSearchParams(q.features ? { features: q.features.join(',') } : q.view ? { view: q.view } : { service: q.service! });
+        const r = await asof.req('GET', `/features/${encodeURIComponent(e)}?${qs}`);
+        if (r.status !== 200) return restError(r.status, r.body);
+        answers.push(Object.keys(r.body.features).map((ref) => [r.body.features[ref], r.body.statuses[ref]]));
+      }
+      return { answer: answers };
+    },
+    async 'REST POST /features'(asof) {
+      const r = await asof.req('POST', '/features', { entities: q.entities, ...restSel });
+      if (r.status !== 200) return restError(r.status, r.body);
+      return { answer: r.body.results.map((x: any) => Object.keys(x.features).map((ref) => [x.features[ref], x.statuses[ref]])) };
+    },
+    async 'gRPC asof.v1 GetOnlineFeatures'(asof) {
+      const sel = q.features ? { features: { refs: q.features } } : q.view ? { view: q.view } : { service: q.service };
+      const { res, err } = await call(asof.online, 'GetOnlineFeatures', { entities: q.entities.map((e) => ({ string_value: e })), ...sel });
+      if (err) return grpcError(err);
+      return { answer: res.results.map((x: any) => x.features.map((f: any) => [asofJson(f.value ?? {}), f.status])) };
+    },
+  };
+  // Feast selects by feature list or feature service only.
+  if (q.view) return forms;
+  const transpose = (columns: { values: unknown[]; statuses: string[] }[], json: (v: any) => unknown): Cell[][] =>
+    q.entities.map((_, i) => columns.slice(1).map((c) => [json(c.values[i]), c.statuses[i]]));
+  forms['Feast REST POST /get-online-features'] = async (asof) => {
+    const r = await asof.req('POST', '/get-online-features', { ...(q.features ? { features: q.features } : { feature_service: q.service }), entities: { [q.key]: q.entities } });
+    if (r.status !== 200) return restError(r.status, r.body);
+    return { answer: transpose(r.body.results, (v) => v) };
+  };
+  forms['Feast gRPC GetOnlineFeatures'] = async (asof) => {
+    const sel = q.features ? { features: { val: q.features } } : { feature_service: q.service };
+    const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { ...sel, entities: { [q.key]: { val: q.entities.map((e) => ({ string_val: e })) } } });
+    if (err) return grpcError(err);
+    return { answer: transpose(res.results, feastJson) };
+  };
+  return forms;
+}
+
+/** asof.v1 Value of a JSON row value (the fixture's columns are strings and float64). */
+function pbValue(v: unknown): object {
+  if (v === null) return { null_value: 'NULL_VALUE' };
+  if (typeof v === 'number') return { double_value: v };
+  if (typeof v === 'boolean') return { bool_value: v };
+  return { string_value: String(v) };
+}
+
+/** A write in each adapter's form; a success answers {count}. */
+export function writeForms(table: string, rows: Record<string, unknown>[], op: 'upsert' | 'delete' = 'upsert'): Record<string, Form> {
+  return {
+    async 'REST POST /tables/{table}/rows'(asof) {
+      const r = await asof.req('POST', `/tables/${table}/rows`, { rows, op });
+      return r.status === 200 ? { answer: { count: r.body.count } } : restError(r.status, r.body);
+    },
+    async 'gRPC asof.v1 WriteRows'(asof) {
+      const message = { table, op: op === 'delete' ? 'DELETE' : 'UPSERT', rows: rows.map((r) => ({ columns: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, pbValue(v)])) })) };
+      const { res, err } = await stream(asof.ingest, 'WriteRows', [message]);
+      return err ? grpcError(err) : { answer: { count: Number(res.count ?? 0) } };
+    },
+  };
+}
+
+/** A REST-only request (an operation no other adapter has yet): answers its body. */
+export function restForm(method: string, url: string, body?: unknown): Record<string, Form> {
+  return {
+    async [`REST ${method} ${url}`](asof) {
+      const r = await asof.req(method, url, body);
+      return r.status < 300 ? { answer: r.body } : restError(r.status, r.body);
+    },
+  };
+}
