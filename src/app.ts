@@ -22,6 +22,8 @@ import { TrainingSets } from './offline/training-set.js';
 import { TrainingSetJobs } from './offline/jobs.js';
 import { trainingSetRoutes } from './http/training-sets.js';
 import { importRoutes } from './http/import.js';
+import { VectorService, vectorLocations } from './vectors/service.js';
+import { vectorRoutes } from './http/vectors.js';
 
 
 export interface Asof {
@@ -37,7 +39,8 @@ export interface Asof {
 }
 
 export async function buildServices(
-  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> & Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb'>>,
+  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
+    Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb' | 'lanceUri' | 'vectorFlushMs' | 'vectorIndexMinRows'>>,
   logger: Logger,
   now: () => number = Date.now,
 ): Promise<Services> {
@@ -53,12 +56,19 @@ export async function buildServices(
   const online = new OnlineService(registry, onlineStore, materializer, now, (config.lookupCacheMb ?? 64) * 1024 * 1024);
   const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
   const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now);
-  return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, logger, now };
+  const vectors = await VectorService.open(
+    engine,
+    online,
+    { ...vectorLocations(config.dataDir, config.lanceUri), flushMs: config.vectorFlushMs ?? 1000, indexMinRows: config.vectorIndexMinRows ?? 20_000, keepVersionsMs: 7 * 24 * 3600_000, now },
+    logger,
+  );
+  return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, vectors, logger, now };
 }
 
 /** Stops the services in dependency order: no more materializing, then the store, then the tables. */
 export async function closeServices(s: Services): Promise<void> {
   await s.trainingSetJobs.close();
+  await s.vectors.close();
   s.registry.close();
   await s.materializer.close();
   await s.onlineStore.close();
@@ -76,6 +86,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, keys, metricsOpen: config.metricsOpen, ready: () => ready, version: VERSION }, [
     featureRoutes,
     feastRoutes,
+    vectorRoutes,
     trainingSetRoutes({ inlineRows: config.trainingSetInlineRows, maxUploadBytes: config.maxUploadBytes }),
     importRoutes({ maxUploadBytes: config.maxUploadBytes, maxBatchRows: config.maxBatchRows }),
   ]);

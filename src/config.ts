@@ -18,6 +18,10 @@ export const ConfigSchema = z.object({
   /** primary: owns tables and materializes views; replica: serves what primaries wrote to the shared Redis, read-only. */
   role: z.enum(['primary', 'replica']).default('primary'),
   lanceUri: z.string().min(1).optional(),
+  /** How often vector search moves new rows from memory into Lance, ms (they are searchable at once either way). */
+  vectorFlushMs: z.coerce.number().int().positive().default(1000),
+  /** Rows a vector column needs before its ANN index is trained (below it, exact search is as fast). */
+  vectorIndexMinRows: z.coerce.number().int().positive().default(20_000),
   /** `key:scope+scope,...` (access.ts); a key without scopes has all. Unset (and no key file) means no auth, allowed only on loopback. */
   apiKeys: z
     .string()
@@ -67,6 +71,8 @@ const ENV: Record<keyof Config, string> = {
   redisPrefix: 'ASOF_REDIS_PREFIX',
   role: 'ASOF_ROLE',
   lanceUri: 'ASOF_LANCE_URI',
+  vectorFlushMs: 'ASOF_VECTOR_FLUSH_MS',
+  vectorIndexMinRows: 'ASOF_VECTOR_INDEX_MIN_ROWS',
   apiKeys: 'ASOF_API_KEYS',
   apiKeysFile: 'ASOF_API_KEYS_FILE',
   metricsOpen: 'ASOF_METRICS_OPEN',

@@ -11,6 +11,7 @@ import type { OnlineService } from './online/service.js';
 import type { OnlineStore } from './online/store.js';
 import type { TrainingSets } from './offline/training-set.js';
 import type { TrainingSetJobs } from './offline/jobs.js';
+import type { VectorService } from './vectors/service.js';
 
 export interface Services {
   engine: Engine;
@@ -23,6 +24,8 @@ export interface Services {
   trainingSets: TrainingSets;
   /** Background training-set jobs and their files. */
   trainingSetJobs: TrainingSetJobs;
+  /** Vector search over vector<D> columns (vectors/). */
+  vectors: VectorService;
   logger: Logger;
   /** Epoch ms; injected so tests control time. */
   now: () => number;

@@ -52,6 +52,7 @@ export interface TableInfo {
 export class Engine {
   private readonly tables = new Map<string, Table>();
   private readonly mutex = new Mutex();
+  private readonly defineListeners = new Set<(table: string) => void>();
   private readonly now: () => number;
   readonly role: Role;
 
@@ -94,6 +95,7 @@ export class Engine {
         await writeJsonAtomic(this.catalogPath, { tables: defs });
         if (existing) existing.schema = new TableSchema(def);
         else this.tables.set(name, await this.openTable(def));
+        for (const l of this.defineListeners) l(name);
       }
       return { info: this.describe(name), created: !existing, changed };
     });
@@ -110,6 +112,12 @@ export class Engine {
 
   private refuseOnReplica(): void {
     if (this.role === 'replica') throw new AsofError('ASOF_CONFLICT', REPLICA_REFUSAL, { role: 'replica' });
+  }
+
+  /** Calls `listener` after a table is created or its schema changes (derived state such as vector search follows new columns). */
+  onDefine(listener: (table: string) => void): () => void {
+    this.defineListeners.add(listener);
+    return () => this.defineListeners.delete(listener);
   }
 
   has(name: string): boolean {

@@ -24,6 +24,8 @@ export interface ColumnDef {
   /** The type's text form, as the user wrote it (normalised). */
   type: string;
   nullable: boolean;
+  /** vector<D> columns: the distance searches rank by and the index is built for (cosine when absent). */
+  metric?: 'cosine' | 'l2' | 'dot';
 }
 
 export interface SchemaVersion {
@@ -49,6 +51,7 @@ export interface TableDef {
 
 export type Row = Record<string, unknown>;
 
+const METRICS = ['cosine', 'l2', 'dot'];
 export const KEY_TYPES = new Set(['bool', 'int32', 'int64', 'string', 'timestamp']);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
@@ -294,7 +297,7 @@ export function defineTable(
     if (c.name.startsWith('_asof')) issues.push({ field: `columns[${i}].name`, reason: 'names starting with _asof are reserved' });
     // A row is a plain object: a column named like an inherited property (`constructor`, `__proto__`) would read that property when the value is missing.
     else if (c.name in Object.prototype) issues.push({ field: `columns[${i}].name`, reason: `"${c.name}" is reserved (a property of every JavaScript object)` });
-    return { name: c.name, type: c.type, nullable: c.nullable };
+    return { name: c.name, type: c.type, nullable: c.nullable, ...(c.metric === undefined ? {} : { metric: c.metric }) };
   });
   if (columns.length === 0) issues.push({ field: 'columns', reason: 'a table needs at least one column' });
   const types = new Map<string, ColumnType>();
@@ -325,8 +328,17 @@ export function defineTable(
   }
   if (issues.length) throw new AsofError('ASOF_INVALID_DEFINITION', `invalid definition of table "${name}": ${issues[0].field}: ${issues[0].reason}`, issues);
 
-  // Normalise type text so comparisons are exact.
-  for (const c of columns) c.type = formatType(types.get(c.name)!);
+  for (const [i, c] of columns.entries()) {
+    if (c.metric !== undefined && types.get(c.name)?.kind !== 'vector') issues.push({ field: `columns[${i}].metric`, reason: `a metric applies to vector<D> columns only; "${c.name}" has type ${c.type}` });
+    else if (c.metric !== undefined && !METRICS.includes(c.metric)) issues.push({ field: `columns[${i}].metric`, reason: `metric must be one of ${METRICS.join(', ')}` });
+  }
+  if (issues.length) throw new AsofError('ASOF_INVALID_DEFINITION', `invalid definition of table "${name}": ${issues[0].field}: ${issues[0].reason}`, issues);
+
+  // Normalise type text so comparisons are exact; vector columns state their metric.
+  for (const c of columns) {
+    c.type = formatType(types.get(c.name)!);
+    if (types.get(c.name)!.kind === 'vector') c.metric ??= 'cosine';
+  }
 
   if (!existing) {
     return {
@@ -349,6 +361,8 @@ export function defineTable(
     if (now.name !== old.name) conflict(`column ${i} is "${old.name}", not "${now.name}" (columns cannot be renamed or reordered)`);
     if (now.type !== old.type) conflict(`column "${old.name}" cannot change type from ${old.type} to ${now.type}`);
     if (now.nullable !== old.nullable) conflict(`column "${old.name}" cannot change nullability`);
+    // Definitions stored before metrics existed mean cosine.
+    if ((now.metric ?? null) !== (old.metric ?? (now.metric === undefined ? null : 'cosine'))) conflict(`column "${old.name}" cannot change metric from ${old.metric ?? 'cosine'} to ${now.metric}`);
   });
   const added = columns.slice(existing.columns.length);
   for (const c of added) if (!c.nullable) conflict(`added column "${c.name}" must be nullable (old records have no value for it)`);

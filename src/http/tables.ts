@@ -21,6 +21,7 @@ const ColumnSchema = z.object({
   name: z.string(),
   type: z.string().describe('bool, int32, int64, float32, float64, string, timestamp, json, list<T>, struct<name:T,...>, vector<D>'),
   nullable: z.boolean().default(true),
+  metric: z.enum(['cosine', 'l2', 'dot']).optional().describe('vector<D> columns only: the distance vector searches rank by and the index is built for (default cosine). Cannot change once set.'),
 });
 
 export const TableDefinitionBody = z
@@ -36,7 +37,7 @@ const TableInfoSchema = z
   .object({
     name: z.string(),
     kind: z.enum(['log', 'pk']),
-    columns: z.array(z.object({ name: z.string(), type: z.string(), nullable: z.boolean() })),
+    columns: z.array(z.object({ name: z.string(), type: z.string(), nullable: z.boolean(), metric: z.enum(['cosine', 'l2', 'dot']).optional().describe('vector<D> columns: the search metric.') })),
     primaryKey: z.array(z.string()),
     eventTime: z.string().nullable(),
     schemaVersion: z.number().int(),

@@ -1,0 +1,140 @@
+/**
+ * One search over one vector column: the records in memory scored exactly,
+ * merged with Lance's candidates, one latest version per key (pk tables).
+ *
+ * Lance is asked for more than k candidates (some may be stale versions of
+ * keys rewritten in memory) and again with four times as many while too few
+ * survive; an ANN answer shorter than asked, with fewer than k survivors,
+ * is asked again by exact scan (a selective filter can starve an HNSW
+ * search), so k results come back whenever k rows match. Every candidate's
+ * distance is recomputed exactly (distance.ts): index and memory rows sort on
+ * one scale, in the right order.
+ */
+import type * as lancedb from '@lancedb/lancedb';
+import type { Row } from '../engine/schema.js';
+import type { VectorColumn, VersionMark } from './column.js';
+import { DISTANCE, type Metric } from './distance.js';
+import type { CompiledFilter } from './filter.js';
+import { scoreHot, Segment, type Scored } from './hot.js';
+import { LanceVectors, type IndexParams } from './lance-store.js';
+
+export interface ColumnQuery {
+  vector: Float32Array;
+  k: number;
+  metric: Metric;
+  filter?: CompiledFilter;
+  /** Epoch ms: search the table as the store knew it then. */
+  asOf?: number;
+}
+
+export interface Hit {
+  key: string;
+  offset: number;
+  distance: number;
+  /** The row's JSON form. */
+  row: Row;
+}
+
+export interface SearchPlan {
+  /** ann: Lance's vector index (with rows not yet in it searched exactly); exact: every row scored. */
+  index: 'ann' | 'exact';
+  /** Why the search was exact, when it was. */
+  reason?: string;
+  /** asOf searches: `lance` (a Lance version at or before the time, plus the changelog up to it) or `changelog` (no kept version is old enough: an exact scan of the changelog). */
+  asOfSource?: 'lance' | 'changelog';
+  lanceVersion?: number;
+}
+
+export interface ColumnAnswer {
+  hits: Hit[];
+  /** The newest changelog offset the answer reflects. */
+  offset: number;
+  plan: SearchPlan;
+}
+
+export async function searchColumn(col: VectorColumn, q: ColumnQuery, params: IndexParams): Promise<ColumnAnswer> {
+  await col.ready;
+  const t = col.table;
+  if (q.asOf !== undefined && q.asOf < t.lastCommit) return searchAsOf(col, q, params, q.asOf);
+  // Read synchronously, before any await: see hot.ts.
+  const offset = col.applied;
+  const segments = col.segments();
+  const plan = planOf(col, q.metric);
+  const hits = await merge(col, segments, col.lance.table, q, params, plan);
+  return { hits, offset, plan };
+}
+
+function planOf(col: VectorColumn, metric: Metric): SearchPlan {
+  if (col.indexMetric === undefined) return { index: 'exact', reason: 'no vector index yet (it is trained once the column has enough rows)' };
+  if (metric !== col.indexMetric) return { index: 'exact', reason: `metric ${metric} differs from the index's ${col.indexMetric}` };
+  return { index: 'ann' };
+}
+
+async function searchAsOf(col: VectorColumn, q: ColumnQuery, params: IndexParams, at: number): Promise<ColumnAnswer> {
+  let mark: VersionMark | undefined;
+  for (const m of col.marks) if (m.commitTime <= at) mark = m;
+  let base: lancedb.Table | undefined;
+  if (mark) base = await col.tableAt(mark.version).catch(() => undefined);
+  if (!base) mark = undefined;
+  const overlay = new Segment();
+  const from = mark ? mark.offset + 1 : 0;
+  scan: for await (const b of col.table.scanBatches({ fromOffset: from })) {
+    if (b.commitTime > at) break scan;
+    for (let i = 0; i < b.count; i++) col.applier.apply(overlay, b.firstOffset + i, b.changes[i], b.commitTime, b.rows[i]);
+  }
+  const offset = overlay.lastOffset >= 0 ? overlay.lastOffset : (mark?.offset ?? -1);
+  if (!base) {
+    const hits = await merge(col, [overlay], undefined, q, params, { index: 'exact' });
+    return { hits, offset, plan: { index: 'exact', reason: 'asOf is older than the Lance versions kept: the changelog was scanned', asOfSource: 'changelog' } };
+  }
+  const plan: SearchPlan = { ...planOf(col, q.metric), asOfSource: 'lance', lanceVersion: mark!.version };
+  const hits = await merge(col, [overlay], base, q, params, plan);
+  return { hits, offset, plan };
+}
+
+async function merge(col: VectorColumn, segments: Segment[], lance: lancedb.Table | undefined, q: ColumnQuery, params: IndexParams, plan: SearchPlan): Promise<Hit[]> {
+  const dist = DISTANCE[q.metric];
+  const pk = col.pk;
+  const { scored, newest } = scoreHot(segments, pk, col.column, q.vector, dist, q.filter?.test);
+  const all: Scored[] = scored;
+  if (lance) {
+    let exact = plan.index === 'exact';
+    let limit = 2 * q.k + 10;
+    for (;;) {
+      const cands = await LanceVectors.search(lance, { vector: q.vector, limit, metric: q.metric, where: q.filter?.sql, exact, params });
+      const useful = pk ? cands.filter((c) => (newest.get(c.key) ?? -1) < c.offset) : cands;
+      if (useful.length < q.k && cands.length === limit) {
+        limit *= 4;
+        continue;
+      }
+      if (useful.length < q.k && !exact) {
+        // The index found fewer than asked: a selective filter can starve it; the flat scan cannot miss.
+        exact = true;
+        continue;
+      }
+      for (const c of useful) all.push({ key: c.key, offset: c.offset, distance: dist(q.vector, c.vector), rowJson: c.rowJson, vector: c.vector });
+      break;
+    }
+  }
+  let out = all;
+  if (pk) {
+    const best = new Map<string, Scored>();
+    for (const s of all) {
+      const b = best.get(s.key);
+      if (!b || b.offset < s.offset) best.set(s.key, s);
+    }
+    out = [...best.values()];
+  }
+  out.sort((a, b) => a.distance - b.distance || a.offset - b.offset);
+  return out.slice(0, q.k).map((s) => ({ key: s.key, offset: s.offset, distance: s.distance, row: rowJson(col, s) }));
+}
+
+/** A hit's row in JSON form: every current column (null for one added after it was written), the vector as stored (float32). */
+function rowJson(col: VectorColumn, s: Scored): Row {
+  const schema = col.table.schema;
+  const base = s.row ? schema.rowToJson(s.row) : (JSON.parse(s.rowJson!) as Row);
+  const out: Row = {};
+  for (const c of schema.columns) out[c.name] = base[c.name] ?? null;
+  out[col.column] = Array.from(s.vector);
+  return out;
+}

@@ -1,0 +1,163 @@
+/**
+ * Vector search over every `vector<D>` column: the service REST and gRPC
+ * call. It keeps one VectorColumn per vector column (opened at start, and when
+ * a table is created or gains a vector column) and answers searches with the
+ * hits, the token they reflect and, when asked, each hit's online features
+ * exactly as the online service answers them for `GET /features/{key}`.
+ */
+import { join } from 'node:path';
+import * as lancedb from '@lancedb/lancedb';
+import { AsofError } from '../errors.js';
+import type { Engine, Token } from '../engine/engine.js';
+import { parseTimestamp } from '../engine/schema.js';
+import type { Logger } from '../logger.js';
+import { toObjects, type EntityFeatures, type OnlineService } from '../online/service.js';
+import { VectorColumn, type ColumnOptions } from './column.js';
+import { DEFAULT_METRIC, type Metric } from './distance.js';
+import { compileFilter, type Filter } from './filter.js';
+import type { IndexParams } from './lance-store.js';
+import { searchColumn, type SearchPlan } from './search.js';
+
+export interface VectorSearchRequest {
+  table: string;
+  column?: string;
+  vector: number[];
+  k: number;
+  filter?: Filter;
+  metric?: Metric;
+  /** RFC 3339 text or epoch ms. */
+  asOf?: string | number;
+  /** `view:feature` references to add to each hit. */
+  features?: string[];
+}
+
+export interface VectorHit {
+  key: string;
+  /** The changelog offset that wrote this version of the row. */
+  offset: number;
+  distance: number;
+  row: Record<string, unknown>;
+  features?: EntityFeatures;
+}
+
+export interface VectorSearchAnswer {
+  results: VectorHit[];
+  token: Token;
+  /** How the answer was found (index or exact; for asOf, from which source). */
+  search: SearchPlan & { metric: Metric; column: string };
+}
+
+export interface VectorServiceOptions extends Omit<ColumnOptions, 'index'> {
+  /** The Lance connection URI for vector datasets (a folder, or an object store URI). */
+  uri: string;
+  storageOptions?: Record<string, string>;
+  /** Folder for each column's position file. */
+  stateDir: string;
+  index?: Partial<IndexParams>;
+}
+
+export const DEFAULT_INDEX: IndexParams = { kind: 'hnsw_sq', ef: 8, refine: 10, nprobes: 1 };
+
+export class VectorService {
+  private readonly columns = new Map<string, VectorColumn>();
+  private readonly index: IndexParams;
+  private unlisten?: () => void;
+
+  private constructor(
+    private readonly engine: Engine,
+    private readonly online: Pick<OnlineService, 'plan' | 'evaluate'>,
+    private readonly db: lancedb.Connection,
+    private readonly opts: VectorServiceOptions,
+    private readonly logger: Logger,
+  ) {
+    this.index = { ...DEFAULT_INDEX, ...opts.index };
+  }
+
+  static async open(engine: Engine, online: Pick<OnlineService, 'plan' | 'evaluate'>, opts: VectorServiceOptions, logger: Logger): Promise<VectorService> {
+    const db = await lancedb.connect(opts.uri, opts.storageOptions ? { storageOptions: opts.storageOptions } : undefined);
+    const s = new VectorService(engine, online, db, opts, logger);
+    for (const t of engine.list()) s.sync(t.name);
+    s.unlisten = engine.onDefine((name) => s.sync(name));
+    await Promise.all([...s.columns.values()].map((c) => c.ready.catch(() => undefined)));
+    return s;
+  }
+
+  /** Opens a VectorColumn for each vector column of `table` not open yet. */
+  private sync(table: string): void {
+    const t = this.engine.table(table);
+    for (const c of t.schema.columns) {
+      if (c.type.kind !== 'vector' || this.columns.has(`${table}.${c.name}`)) continue;
+      const metric = (t.schema.def.columns.find((d) => d.name === c.name)?.metric ?? DEFAULT_METRIC) as Metric;
+      this.columns.set(`${table}.${c.name}`, new VectorColumn(t, c.name, metric, this.db, this.opts.stateDir, { ...this.opts, index: this.index }, this.logger));
+    }
+  }
+
+  /** The state of one column (tests and metrics). */
+  column(table: string, column: string): VectorColumn | undefined {
+    return this.columns.get(`${table}.${column}`);
+  }
+
+  get all(): VectorColumn[] {
+    return [...this.columns.values()];
+  }
+
+  /** Checks a request against the table; 404 unknown table, 400 anything else wrong, naming the field. */
+  private resolve(req: VectorSearchRequest): VectorColumn {
+    const t = this.engine.table(req.table);
+    const vectors = t.schema.columns.filter((c) => c.type.kind === 'vector');
+    const bad = (field: string, reason: string): never => {
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid ${field}: ${reason}`, [{ field, reason }]);
+    };
+    let name = req.column;
+    if (name === undefined) {
+      if (vectors.length === 0) bad('table', `table "${req.table}" has no vector column`);
+      if (vectors.length > 1) bad('column', `table "${req.table}" has several vector columns (${vectors.map((c) => c.name).join(', ')}); name one`);
+      name = vectors[0].name;
+    }
+    const c = t.schema.byName.get(name);
+    if (!c) bad('column', `unknown column "${name}" (table "${req.table}" has ${t.schema.columns.map((x) => x.name).join(', ')})`);
+    if (c!.type.kind !== 'vector') bad('column', `column "${name}" has type ${c!.type.kind}, not vector<D>`);
+    const dim = (c!.type as { dim: number }).dim;
+    if (req.vector.length !== dim) bad('vector', `column "${name}" holds vector<${dim}>; the query has ${req.vector.length} values`);
+    for (let i = 0; i < req.vector.length; i++) if (!Number.isFinite(req.vector[i])) bad(`vector[${i}]`, 'not a finite number');
+    this.sync(req.table);
+    return this.columns.get(`${req.table}.${name}`)!;
+  }
+
+  async search(req: VectorSearchRequest): Promise<VectorSearchAnswer> {
+    const col = this.resolve(req);
+    const metric = req.metric ?? col.metric;
+    const vector = Float32Array.from(req.vector);
+    if (metric === 'cosine' && vector.every((x) => x === 0)) {
+      throw new AsofError('ASOF_INVALID_ARGUMENT', 'invalid vector: a zero vector has no cosine distance', [{ field: 'vector', reason: 'all zeros with metric cosine' }]);
+    }
+    const filter = req.filter === undefined ? undefined : compileFilter(col.table.schema, req.filter);
+    let asOf: number | undefined;
+    if (req.asOf !== undefined) {
+      asOf = parseTimestamp(req.asOf);
+      if (asOf === undefined) throw new AsofError('ASOF_INVALID_ARGUMENT', 'invalid asOf: expected an RFC 3339 timestamp or epoch milliseconds', [{ field: 'asOf', reason: 'not a timestamp' }]);
+    }
+    // Resolved before searching, so a bad reference is a 400 that did no work.
+    const plan = req.features?.length ? this.online.plan({ features: req.features }) : undefined;
+    const answer = await searchColumn(col, { vector, k: req.k, metric, filter, asOf }, this.index);
+    const results: VectorHit[] = answer.hits.map((h) => ({ key: h.key, offset: h.offset, distance: h.distance, row: h.row }));
+    if (plan && results.length > 0) {
+      const keys = results.map((r) => r.key);
+      const objects = toObjects(keys, await this.online.evaluate(keys, plan));
+      results.forEach((r, i) => (r.features = objects[i]));
+    }
+    return { results, token: { [req.table]: answer.offset }, search: { ...answer.plan, metric, column: col.column } };
+  }
+
+  async close(): Promise<void> {
+    this.unlisten?.();
+    await Promise.all([...this.columns.values()].map((c) => c.close()));
+    this.db.close();
+  }
+}
+
+/** Where vector state lives by default: `<lance uri>/_asof_vectors` for datasets, `<data dir>/vectors` for positions. */
+export function vectorLocations(dataDir: string, lanceUri: string | undefined): { uri: string; stateDir: string } {
+  const base = lanceUri ?? join(dataDir, 'lance');
+  return { uri: `${base.replace(/\/+$/, '')}/_asof_vectors`, stateDir: join(dataDir, 'vectors') };
+}

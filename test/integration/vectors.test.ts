@@ -1,0 +1,228 @@
+/**
+ * POST /vectors/search over real Lance datasets in temp folders: freshness
+ * (an acknowledged write is found by the next search, before and after it
+ * reaches Lance), one latest version per key, deletes gone also after a
+ * restart, asOf, metrics, errors. Expected answers come from a brute-force
+ * oracle over the rows the test wrote, never from the code under test.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { testAsof, tempDir, type TestAsof } from '../helpers.js';
+
+const D = 8;
+/** Deterministic vectors: a few clusters with noise (seeded). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function vec(r: () => number): number[] {
+  return Array.from({ length: D }, () => Math.fround(r() * 2 - 1));
+}
+/** The oracle: squared L2 / cosine over float32 values, in doubles. */
+function dist(metric: string, a: number[], b: number[]): number {
+  let ab = 0, aa = 0, bb = 0, l2 = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+    l2 += (a[i] - b[i]) ** 2;
+  }
+  return metric === 'l2' ? l2 : metric === 'dot' ? -ab : 1 - ab / Math.sqrt(aa * bb);
+}
+function topK(rows: Map<string, { id: string; v: number[] }>, q: number[], k: number, metric = 'cosine'): string[] {
+  return [...rows.values()]
+    .map((r) => ({ id: r.id, d: dist(metric, q, r.v) }))
+    .sort((a, b) => a.d - b.d)
+    .slice(0, k)
+    .map((r) => r.id);
+}
+
+async function pkTable(a: TestAsof, name = 'docs', metric?: string): Promise<void> {
+  const r = await a.req('PUT', `/tables/${name}`, {
+    kind: 'pk',
+    primaryKey: ['id'],
+    columns: [
+      { name: 'id', type: 'string', nullable: false },
+      { name: 'cat', type: 'string' },
+      { name: 'n', type: 'int64' },
+      { name: 'emb', type: `vector<${D}>`, ...(metric ? { metric } : {}) },
+    ],
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+}
+
+const search = (a: TestAsof, body: Record<string, unknown>) => a.req('POST', '/vectors/search', { table: 'docs', k: 5, ...body });
+
+test('an upserted row is found by the next search, an updated vector only in its new version, a deleted key never, also after a restart', async () => {
+  const dir = await tempDir();
+  // A long flush interval: the first searches find rows only in memory; flushNow moves them into Lance.
+  let a = await testAsof({ vectorFlushMs: 3_600_000 }, { dataDir: dir.path });
+  try {
+    await pkTable(a);
+    const r = rng(1);
+    const rows = new Map<string, { id: string; v: number[] }>();
+    const batch = Array.from({ length: 200 }, (_, i) => ({ id: `k${i}`, cat: i % 2 ? 'odd' : 'even', n: i, emb: vec(r) }));
+    for (const b of batch) rows.set(b.id, { id: b.id, v: b.emb });
+    assert.equal((await a.req('POST', '/tables/docs/rows', { rows: batch })).status, 200);
+
+    // Found by the next search (memory only).
+    const target = batch[17];
+    let s = await search(a, { vector: target.emb, k: 1 });
+    assert.equal(s.status, 200, JSON.stringify(s.body));
+    assert.equal(s.body.results[0].key, 'k17');
+    assert.ok(Math.abs(s.body.results[0].distance) < 1e-6);
+    assert.deepEqual(s.body.results[0].row.emb, target.emb);
+    assert.equal(s.body.token.docs, 199);
+
+    await a.services.vectors.column('docs', 'emb')!.flushNow();
+    const q = vec(r);
+    s = await search(a, { vector: q, k: 10 });
+    assert.deepEqual(s.body.results.map((x: any) => x.key), topK(rows, q, 10));
+
+    // Update k17's vector (now only in memory while the old one is in Lance): the old vector finds nothing of k17.
+    const moved = vec(r);
+    assert.equal((await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'k17', cat: 'odd', n: 17, emb: moved }] })).status, 200);
+    rows.set('k17', { id: 'k17', v: moved });
+    s = await search(a, { vector: target.emb, k: 200 });
+    const k17 = s.body.results.filter((x: any) => x.key === 'k17');
+    assert.equal(k17.length, 1, 'one version per key');
+    assert.deepEqual(k17[0].row.emb, moved);
+    assert.ok(Math.abs(k17[0].distance - dist('cosine', target.emb, moved)) < 1e-5);
+    s = await search(a, { vector: moved, k: 1 });
+    assert.equal(s.body.results[0].key, 'k17');
+
+    // Delete k5 (in Lance): never again, in memory, after the flush, after a restart.
+    assert.equal((await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'k5' }], op: 'delete' })).status, 200);
+    rows.delete('k5');
+    const k5 = batch[5].emb;
+    s = await search(a, { vector: k5, k: 200 });
+    assert.ok(!s.body.results.some((x: any) => x.key === 'k5'));
+    assert.equal(s.body.results.length, 199);
+    await a.services.vectors.column('docs', 'emb')!.flushNow();
+    s = await search(a, { vector: k5, k: 200 });
+    assert.ok(!s.body.results.some((x: any) => x.key === 'k5'));
+    // Deleted again after the flush, but before a restart nothing flushes it: it sits in memory only.
+    assert.equal((await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'k6' }], op: 'delete' })).status, 200);
+    rows.delete('k6');
+    await a.close();
+    a = await testAsof({ vectorFlushMs: 3_600_000 }, { dataDir: dir.path });
+    for (const v of [k5, batch[6].emb]) {
+      s = await search(a, { vector: v, k: 200 });
+      assert.equal(s.status, 200);
+      assert.ok(!s.body.results.some((x: any) => x.key === 'k5' || x.key === 'k6'));
+      assert.equal(s.body.results.length, 198);
+    }
+    s = await search(a, { vector: q, k: 10 });
+    assert.deepEqual(s.body.results.map((x: any) => x.key), topK(rows, q, 10));
+  } finally {
+    await a.close();
+    await dir.cleanup();
+  }
+});
+
+test('other metrics are exact; errors name the field', async () => {
+  const a = await testAsof({ vectorFlushMs: 3_600_000 });
+  try {
+    await pkTable(a, 'docs', 'l2');
+    const r = rng(2);
+    const rows = new Map<string, { id: string; v: number[] }>();
+    const batch = Array.from({ length: 100 }, (_, i) => ({ id: `k${i}`, cat: 'x', n: i, emb: vec(r) }));
+    for (const b of batch) rows.set(b.id, { id: b.id, v: b.emb });
+    await a.req('POST', '/tables/docs/rows', { rows: batch.slice(0, 50) });
+    await a.services.vectors.column('docs', 'emb')!.flushNow();
+    await a.req('POST', '/tables/docs/rows', { rows: batch.slice(50) });
+    const q = vec(r);
+    for (const metric of ['l2', 'cosine', 'dot']) {
+      const s = await search(a, { vector: q, k: 20, metric });
+      assert.equal(s.status, 200, JSON.stringify(s.body));
+      assert.deepEqual(s.body.results.map((x: any) => x.key), topK(rows, q, 20, metric), metric);
+      for (const x of s.body.results) assert.ok(Math.abs(x.distance - dist(metric, q, rows.get(x.key)!.v)) < 1e-4);
+    }
+    const info = await a.req('GET', '/tables/docs');
+    assert.equal(info.body.columns[3].metric, 'l2');
+
+    const bad = async (body: Record<string, unknown>, status: number, field?: string) => {
+      const s = await a.req('POST', '/vectors/search', { table: 'docs', vector: q, k: 3, ...body });
+      assert.equal(s.status, status, JSON.stringify(s.body));
+      if (field) assert.ok(JSON.stringify(s.body.error.details).includes(field), JSON.stringify(s.body));
+    };
+    await bad({ table: 'nope' }, 404);
+    await bad({ column: 'cat' }, 400, 'column');
+    await bad({ column: 'zzz' }, 400, 'column');
+    await bad({ vector: [1, 2] }, 400, 'vector');
+    await bad({ k: 0 }, 400, 'k');
+    await bad({ metric: 'manhattan' }, 400, 'metric');
+    await bad({ filter: { nope: 1 } }, 400, 'filter.nope');
+    await bad({ filter: { n: { gt: 'x' } } }, 400, 'filter.n.gt');
+    await bad({ filter: { emb: 1 } }, 400, 'filter.emb');
+    await bad({ features: ['nov:f'] }, 404);
+    await bad({ asOf: 'yesterday' }, 400, 'asOf');
+    const put = await a.req('PUT', '/tables/bad', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false, metric: 'l2' }] });
+    assert.equal(put.status, 400);
+    const change = await a.req('PUT', '/tables/docs', {
+      kind: 'pk',
+      primaryKey: ['id'],
+      columns: [
+        { name: 'id', type: 'string', nullable: false },
+        { name: 'cat', type: 'string' },
+        { name: 'n', type: 'int64' },
+        { name: 'emb', type: `vector<${D}>`, metric: 'dot' },
+      ],
+    });
+    assert.equal(change.status, 409);
+  } finally {
+    await a.destroy();
+  }
+});
+
+test('asOf finds a vector that was later replaced, from a Lance version and from the changelog alone', async () => {
+  let clock = Date.parse('2026-01-01T00:00:00Z');
+  const a = await testAsof({ vectorFlushMs: 3_600_000 }, { now: () => clock });
+  try {
+    await pkTable(a);
+    const col = () => a.services.vectors.column('docs', 'emb')!;
+    const r = rng(3);
+    const old = vec(r);
+    await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'a', cat: 'x', n: 1, emb: old }, { id: 'b', cat: 'x', n: 2, emb: vec(r) }] });
+    const before = clock;
+    clock += 1000;
+    // Searched before any Lance version exists: the changelog is scanned.
+    const moved = vec(r);
+    await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'a', cat: 'x', n: 1, emb: moved }] });
+    clock += 1000;
+    let s = await search(a, { vector: old, k: 1, asOf: before });
+    assert.equal(s.status, 200, JSON.stringify(s.body));
+    assert.equal(s.body.results[0].key, 'a');
+    assert.deepEqual(s.body.results[0].row.emb, old);
+    assert.equal(s.body.search.asOfSource, 'changelog');
+    assert.equal(s.body.token.docs, 1);
+
+    // Flush twice: version 1 holds the old vector, version 2 the new one.
+    await col().flushNow();
+    clock += 1000;
+    await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'c', cat: 'y', n: 3, emb: vec(r) }] });
+    const afterC = clock;
+    clock += 1000;
+    await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'a' }], op: 'delete' });
+    await col().flushNow();
+    clock += 1000;
+    s = await search(a, { vector: moved, k: 3, asOf: afterC });
+    assert.equal(s.body.search.asOfSource, 'lance');
+    assert.equal(s.body.results[0].key, 'a');
+    assert.deepEqual(s.body.results[0].row.emb, moved);
+    assert.deepEqual(s.body.results.map((x: any) => x.key).sort(), ['a', 'b', 'c']);
+    // The same time as RFC 3339 text; and now: a is gone.
+    s = await search(a, { vector: moved, k: 3, asOf: new Date(afterC).toISOString() });
+    assert.equal(s.body.results[0].key, 'a');
+    s = await search(a, { vector: moved, k: 3 });
+    assert.deepEqual(s.body.results.map((x: any) => x.key).sort(), ['b', 'c']);
+  } finally {
+    await a.destroy();
+  }
+});
