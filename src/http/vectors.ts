@@ -67,6 +67,8 @@ export function vectorRoutes(app: FastifyInstance, services: Services): void {
     {
       method: 'POST',
       url: '/vectors/search',
+      operationId: 'searchVectors',
+      scope: 'read',
       summary: 'Nearest rows to a vector',
       description:
         'Every write acknowledged before the search began is visible: rows not yet in the Lance index are scored exactly and merged with its candidates; a pk table answers each key in its latest version only (an updated vector in its new version, a deleted key never). 404 unknown table; 400 unknown or non-vector column, wrong dimension, bad filter.',
