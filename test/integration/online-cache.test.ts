@@ -8,7 +8,8 @@ import { after, before, test } from 'node:test';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
-import { OnlineService, toObjects, LookupCache, type EntityEval } from '../../src/online/service.js';
+import { OnlineService, LookupCache, type EntityEval } from '../../src/online/service.js';
+import { toObjects } from '../online-oracle.js';
 import { testAsof, type TestAsof } from '../helpers.js';
 
 const MIN = 60_000;

@@ -10,7 +10,8 @@ import { defineTable, formatTimestamp, TableSchema } from '../../src/engine/sche
 import type { FeatureStatus } from '../../src/features/evaluator.js';
 import { ViewEvaluator } from '../../src/features/evaluator.js';
 import { isoTime, renderMany, renderOne } from '../../src/http/features-json.js';
-import { toObjects, type Evaluation, type Plan } from '../../src/online/service.js';
+import type { Evaluation, Plan } from '../../src/online/service.js';
+import { toObjects } from '../online-oracle.js';
 
 const COLUMNS = [
   ['id', 'string'],

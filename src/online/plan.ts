@@ -1,0 +1,141 @@
+/**
+ * Lookup plans: a selection (`features`, `view` or `service`) resolved
+ * against the registry into view groups, kept per selection until the
+ * registry changes, and the conversion of entity keys to each view's entity
+ * column.
+ */
+import { AsofError } from '../errors.js';
+import type { CompiledColumn } from '../engine/schema.js';
+import { fromText } from '../engine/schema.js';
+import type { ColumnType } from '../engine/types.js';
+import type { FeatureViewDef } from '../features/definitions.js';
+import type { ViewEvaluator } from '../features/evaluator.js';
+import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
+import { entityEval, type EntityEval } from './evaluation.js';
+import { namespaceOf } from './materializer.js';
+
+export interface FeatureSelection {
+  features?: string[];
+  view?: string;
+  service?: string;
+}
+
+/** One feature of a request, with the type of its values (for typed wire formats such as Feast's). */
+export interface ServedFeature extends ResolvedFeature {
+  type: ColumnType;
+}
+
+/** The features of one view within a plan. */
+export interface ViewGroup {
+  def: FeatureViewDef;
+  ev: ViewEvaluator;
+  /** The view version's online namespace (`view@version`). */
+  ns: string;
+  entityColumn: CompiledColumn;
+  /** Positions in the plan's feature list, and the matching feature indexes in the view. */
+  positions: number[];
+  indexes: number[];
+  /** The evaluation of an entity the view has no state for (the same at every time). */
+  absent: EntityEval;
+}
+
+/** A resolved selection, reusable across requests while the registry does not change. */
+export interface Plan {
+  readonly selection: FeatureSelection;
+  readonly features: ServedFeature[];
+  readonly groups: ViewGroup[];
+  /** The evaluator of each feature, in plan order. */
+  readonly evaluators: ViewEvaluator[];
+  readonly revision: number;
+}
+
+const PLAN_CACHE_MAX = 1000;
+
+/** Plans by selection, built afresh when the registry's revision moves. */
+export class Planner {
+  private readonly plans = new Map<string, Plan>();
+  private readonly bySelection = new WeakMap<FeatureSelection, Plan>();
+  private revision = -1;
+
+  constructor(
+    private readonly registry: FeatureRegistry,
+    /** Called once per new registry revision, before the first plan of it is built. */
+    private readonly onRevision: () => void,
+  ) {}
+
+  /**
+   * The plan of a selection, from the cache while the registry is unchanged.
+   * Callers that keep their selection objects (the REST route memoizes them
+   * per query string) hit the identity cache and skip building the key.
+   */
+  plan(sel: FeatureSelection): Plan {
+    const same = this.bySelection.get(sel);
+    if (same && same.revision === this.registry.revision) return same;
+    const key = sel.view !== undefined ? `v\0${sel.view}` : sel.service !== undefined ? `s\0${sel.service}` : `f\0${(sel.features ?? []).join('\0')}`;
+    const hit = this.plans.get(key);
+    if (hit && hit.revision === this.registry.revision && countGiven(sel) === 1) {
+      this.bySelection.set(sel, hit);
+      return hit;
+    }
+    const plan = this.build(sel);
+    if (this.plans.size >= PLAN_CACHE_MAX) this.plans.clear();
+    this.plans.set(key, plan);
+    this.bySelection.set(sel, plan);
+    return plan;
+  }
+
+  private build(sel: FeatureSelection): Plan {
+    const revision = this.registry.revision;
+    if (revision !== this.revision) {
+      this.onRevision();
+      this.revision = revision;
+    }
+    const resolved = this.registry.resolve(sel);
+    const groups = new Map<string, ViewGroup>();
+    const features = resolved.map((r, pos): ServedFeature => {
+      let g = groups.get(r.view);
+      if (!g) {
+        const def = this.registry.view(r.view);
+        const ev = this.registry.evaluator(def);
+        const absent = entityEval(ev.evaluate(undefined, 0), -Infinity, Infinity);
+        absent.kept = true;
+        groups.set(r.view, (g = { def, ev, ns: namespaceOf(def), entityColumn: ev.schema.byName.get(def.entity)!, positions: [], indexes: [], absent }));
+      }
+      g.positions.push(pos);
+      g.indexes.push(r.index);
+      return { ...r, type: g.ev.features[r.index].type };
+    });
+    return { selection: sel, features, groups: [...groups.values()], evaluators: features.map((f) => groups.get(f.view)!.ev), revision };
+  }
+}
+
+const countGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 : 0) + (sel.view ? 1 : 0) + (sel.service ? 1 : 0);
+
+/** Integer text that is already the canonical key (no sign, zeros or digits beyond what a double holds exactly). */
+const CANONICAL_INT = /^(?:0|-?[1-9]\d{0,14})$/;
+
+/**
+ * Entities as given (JSON values, or text from a URL) → the canonical key
+ * strings of the group's entity column; a key that does not convert is a 400
+ * naming its position.
+ */
+export function keysOf(g: ViewGroup, entities: unknown[]): string[] {
+  const keys = new Array<string>(entities.length);
+  for (let i = 0; i < entities.length; i++) keys[i] = entityKey(g.entityColumn, entities[i], i);
+  return keys;
+}
+
+function entityKey(col: CompiledColumn, entity: unknown, i: number): string {
+  if (typeof entity === 'string') {
+    const kind = col.type.kind;
+    if (kind === 'string' || (kind === 'int64' && CANONICAL_INT.test(entity)) || (kind === 'int32' && entity.length <= 10 && CANONICAL_INT.test(entity) && Math.abs(Number(entity)) <= 2147483647)) return entity;
+  }
+  const v = typeof entity === 'string' || typeof entity === 'number' ? fromText(col.type, entity) : entity;
+  try {
+    const c = col.coerce(v);
+    return typeof c === 'bigint' ? c.toString() : String(c);
+  } catch (e) {
+    const reason = (e as { reason?: string }).reason ?? String(e);
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${i} (${JSON.stringify(entity)}) is not a valid ${col.name}: ${reason}`, [{ row: i, field: 'entity', reason }]);
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Where a view's per-entity states come from, behind one interface: the
+ * online store, for views materialized into it (`storeStates`), or the pk
+ * source table itself, for views served straight from the table's latest
+ * rows (`tableStates`; see materializer.ts). Serving has one fill loop over
+ * a `StateRead`, whichever it is.
+ */
+import { ChangeType } from '../engine/arrow-codec.js';
+import type { EntityState, ViewEvaluator } from '../features/evaluator.js';
+import type { CacheKey } from './lookup-cache.js';
+import type { DirectSource } from './materializer.js';
+import type { EncodedRead, OnlineStore } from './store.js';
+
+/** One read of some entities' states, in the order of the keys asked for. */
+export interface StateRead {
+  /** The newest source offset the states reflect; null when the store has no namespace for the view. */
+  readonly position: number | null;
+  /**
+   * What entity e's evaluation is cached by: its encoded state, or the
+   * version (offset) of the row it comes from; undefined when the entity has
+   * no state; NaN when it has one that must not be cached.
+   */
+  cacheKey(e: number): CacheKey | undefined;
+  /** Entity e's state, made afresh (on a cache miss; only for entities with a cache key). */
+  state(e: number, ev: ViewEvaluator, at: number): EntityState;
+}
+
+/** States as the online store holds them: cached by their encoding, decoded on a miss. */
+class StoreRead implements StateRead {
+  readonly position: number | null;
+  private readonly encoded: (string | undefined)[];
+
+  constructor(
+    private readonly store: OnlineStore,
+    read: EncodedRead,
+  ) {
+    this.position = read.watermark;
+    this.encoded = read.encoded;
+  }
+
+  cacheKey(e: number): CacheKey | undefined {
+    return this.encoded[e];
+  }
+
+  state(e: number): EntityState {
+    return this.store.decode(this.encoded[e]!);
+  }
+}
+
+export const storeStates = (store: OnlineStore, read: EncodedRead): StateRead => new StoreRead(store, read);
+
+/**
+ * States of a view over a pk table, from the table's latest rows as they are
+ * now. A row's version keys the cached evaluations; the state is built by the
+ * evaluator's own `apply` from the record that wrote the row: what the
+ * materializer would have stored.
+ */
+class TableRead implements StateRead {
+  readonly position: number;
+
+  constructor(
+    private readonly table: DirectSource,
+    private readonly keys: string[],
+  ) {
+    this.position = table.endOffset - 1;
+  }
+
+  cacheKey(e: number): CacheKey | undefined {
+    // A row without a known version (NaN: not possible after a load, which sets them all) could not be told from others: never cached.
+    const version = this.table.versionOf(this.keys[e]);
+    return version < 0 ? undefined : version;
+  }
+
+  state(e: number, ev: ViewEvaluator, at: number): EntityState {
+    const rec = this.table.latestRecord(this.keys[e])!;
+    return ev.apply(undefined, { offset: rec.offset, change: ChangeType.INSERT, commitTime: rec.commitTime, row: rec.row }, at)!;
+  }
+}
+
+export const tableStates = (table: DirectSource, keys: string[]): StateRead => new TableRead(table, keys);
