@@ -134,7 +134,8 @@ async function dropBenchKeys(): Promise<void> {
 async function startAsof(dataDir: string, redis?: string): Promise<Server> {
   const port = await freePort();
   // ASOF_BENCH_NODE_OPTIONS: extra node flags for the asof process (e.g. --cpu-prof), to see where its time goes.
-  const args = [...(process.env.ASOF_BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), CLI, 'serve', '--port', String(port), '--data-dir', dataDir, '--grpc-port', '0', '--log-level', 'warn'];
+  // The documented default configuration: no log level given (info), logs written to stdout as `npm start` does (here into /dev/null).
+  const args = [...(process.env.ASOF_BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), CLI, 'serve', '--port', String(port), '--data-dir', dataDir, '--grpc-port', '0'];
   if (redis) args.push('--redis-url', redis, '--redis-prefix', REDIS_PREFIX);
   return startServer(args, port);
 }

@@ -59,6 +59,7 @@ export function feastRoutes(app: FastifyInstance, services: Services): void {
         url: '/get-online-features',
         operationId: 'feastGetOnlineFeatures',
         scope: 'read',
+        hot: true,
         summary: 'Online features, in the Feast feature-server format',
         description:
           'Feast\'s `/get-online-features`: `{features | feature_service, entities: {key_column: [values]}, full_feature_names}` → `{metadata: {feature_names}, results: [{values, statuses, event_timestamps}]}`, column-oriented: entity key columns first, then each feature in request order. Features are named `feature`, or `view__feature` with `full_feature_names`. The body is read as JSON whatever its Content-Type. The `asof-token` response header carries the read\'s token.',

@@ -15,8 +15,6 @@ import type { FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 import { renderMany, renderOne } from './features-json.js';
 import { parsePart, route } from './route.js';
-import { countFastLane, observeRequest } from './metrics.js';
-import { addFastLane } from './server.js';
 import { TokenSchema } from './tables.js';
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -223,47 +221,6 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     return e ? renderOne(entity, e).bytes : online.evaluate([entity], plan).then((x) => renderOne(entity, x).bytes);
   };
 
-  /**
-   * `GET /features/{entity}` in the fast lane (server.ts): a request whose
-   * selection was validated before is answered here, as the route below
-   * would answer it. Anything else (a new query string, a bad entity, an
-   * unknown feature, an error, also one from a store read that had to be
-   * waited for) goes to the route, which answers it afresh.
-   */
-  addFastLane(app, '/features/', 'read', (req, res, toFastify) => {
-    const url = req.url!;
-    if (req.method !== 'GET') return false;
-    const t0 = performance.now();
-    const q = url.indexOf('?', 10);
-    let entity = url.slice(10, q < 0 ? url.length : q);
-    // Fastify's router: a parameter is one non-empty path segment of at most maxParamLength (100) characters, percent-decoded.
-    if (entity.length === 0 || entity.length > 100 || entity.includes('/')) return false;
-    if (entity.includes('%')) {
-      try {
-        entity = decodeURIComponent(entity);
-      } catch {
-        return false;
-      }
-    }
-    const selected = queries.get(q < 0 ? '' : url.slice(q + 1));
-    if (!selected) return false;
-    const send = (bytes: Buffer): void => {
-      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': bytes.length });
-      res.end(bytes);
-      observeRequest('/features/:entity', 'GET', 200, performance.now() - t0);
-      countFastLane();
-    };
-    let answer: Buffer | Promise<Buffer>;
-    try {
-      answer = answerOne(entity, online.plan(selected.selection));
-    } catch {
-      return false;
-    }
-    if (Buffer.isBuffer(answer)) send(answer);
-    else answer.then(send, toFastify).catch((err: unknown) => app.log.error({ err }, 'fast lane: answering GET /features failed'));
-    return true;
-  });
-
   route(
     app,
     {
@@ -271,6 +228,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       url: '/features/:entity',
       operationId: 'getOnlineFeatures',
       scope: 'read',
+      hot: true,
       summary: 'Latest feature values of one entity',
       description:
         'Evaluated at now from the online store. Statuses: PRESENT, NOT_FOUND (no row for the entity), NULL_VALUE (the value is null), OUTSIDE_MAX_AGE (older than the view\'s ttl). A row acknowledged by ingest is visible to the next read; `token` names the changelog positions the values reflect. 503 while the online store is unreachable or a view is being rebuilt.',
@@ -296,6 +254,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       url: '/features',
       operationId: 'getOnlineFeaturesBatch',
       scope: 'read',
+      hot: true,
       summary: 'Latest feature values of many entities',
       description: 'The same answer as `GET /features/{entity}` for each entity, in request order, read with one store round trip per view.',
       tags: ['online'],

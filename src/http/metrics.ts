@@ -14,13 +14,6 @@ interface Series {
 /** Label text → series; found per request through `byRoute` without building the label text. */
 const requests = new Map<string, Series>();
 const byRoute = new Map<string, Map<string, Series>>();
-/** Requests a fast lane answered past Fastify (server.ts); also counted in the request series. */
-let fastLaneAnswers = 0;
-
-export function countFastLane(): void {
-  fastLaneAnswers++;
-}
-
 export function observeRequest(route: string, method: string, status: number, ms: number): void {
   let routeSeries = byRoute.get(route);
   if (!routeSeries) byRoute.set(route, (routeSeries = new Map()));
@@ -45,8 +38,6 @@ export function metricsText(services: Services): string {
     BUCKETS_MS.forEach((b, i) => out.push(`asof_http_request_duration_ms_bucket{${k},le="${b}"} ${s.buckets[i]}`));
     out.push(`asof_http_request_duration_ms_bucket{${k},le="+Inf"} ${s.count}`, `asof_http_request_duration_ms_sum{${k}} ${s.sumMs}`, `asof_http_request_duration_ms_count{${k}} ${s.count}`);
   }
-  out.push('# HELP asof_http_fast_lane_total Requests answered by a fast lane, before Fastify routing (also counted above).', '# TYPE asof_http_fast_lane_total counter');
-  out.push(`asof_http_fast_lane_total ${fastLaneAnswers}`);
   const cache = services.online.cache;
   out.push('# HELP asof_lookup_cache_total Online lookups of one entity in one view, answered from the lookup cache (hit) or evaluated afresh (miss).', '# TYPE asof_lookup_cache_total counter');
   out.push(`asof_lookup_cache_total{result="hit"} ${cache.hits}`, `asof_lookup_cache_total{result="miss"} ${cache.misses}`);

@@ -32,6 +32,8 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
   /** The stable OpenAPI operationId (method names of generated clients): never change it once published. */
   operationId: string;
   summary: string;
+  /** A hot lookup route: its requests are logged one by one only at LOG_LEVEL debug or trace (server.ts). */
+  hot?: boolean;
   description?: string;
   tags: string[];
   params?: P;
@@ -118,7 +120,7 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
     method: spec.method,
     url: spec.url,
     schema,
-    config: { access: spec.scope },
+    config: { access: spec.scope, hot: spec.hot },
     // zod validates inside the handler so errors take our shape; Fastify's own validation is off.
     validatorCompiler: () => () => true,
     // Not async: a handler that answers without waiting skips a promise per request; Fastify catches what it throws.

@@ -2,10 +2,9 @@
  * The REST adapter: Fastify with the OpenAPI document generated from the
  * routes' zod schemas, one error shape, auth, health and metrics.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { UNRESTRICTED, bearerKey, type Access, type ApiKeys, type Caller } from '../access.js';
 import { AsofError, isAsofError } from '../errors.js';
@@ -34,6 +33,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** What the route needs (access.ts); route() sets it from the spec, and buildHttpServer refuses a route without it. */
     access?: Access;
+    /** A hot lookup route (below). */
+    hot?: boolean;
   }
 }
 
@@ -45,83 +46,39 @@ export const declaredRoutes = (app: FastifyInstance): readonly { method: string;
 export const callerOf = (req: { raw: object }): Caller => callers.get(req.raw) ?? UNRESTRICTED;
 
 /**
- * A fast lane answers some requests of a hot route before Fastify routes
- * them, or returns false to leave the request to Fastify untouched (it then
- * answers as it always would, errors included). Fastify's routing, request
- * and reply objects and hooks cost several µs a request on the benchmark
- * machine (up to 17 µs under load), more than a whole cached lookup. A lane
- * that has taken a request and must wait (a Redis read) may still hand it on
- * by calling `toFastify`, as long as it has written nothing. Lanes run only
- * when nothing needs Fastify's per-request machinery: no per-request logs,
- * and the request authorized for the lane's `access` by the same check as the
- * auth hook (a request that fails it goes to Fastify, which refuses it).
+ * The hot lookup routes (`GET /features/{entity}`, `POST /features`, Feast's
+ * lookup) declare `config: { hot: true }`: at the default `LOG_LEVEL=info`
+ * their requests are not logged one by one (Fastify's per-request child
+ * logger and two log lines cost about as much as a cached lookup); errors
+ * still are. At `debug` or `trace` they are logged like every other route.
+ * Everything else (routing, every hook, serializers) is the same for them.
  */
-export type FastLane = (req: IncomingMessage, res: ServerResponse, toFastify: () => void) => boolean;
-interface Lane {
-  prefix: string;
-  access: Access;
-  lane: FastLane;
-}
-const fastLanes = new WeakMap<FastifyInstance, Lane[]>();
 
-/**
- * Adds a fast lane for request paths starting with `prefix` to a server built
- * by buildHttpServer (a no-op for other instances), needing the same `access`
- * as the route it stands for. Other requests never reach it, nor pay for its
- * API-key check.
- */
-export function addFastLane(app: FastifyInstance, prefix: string, access: Access, lane: FastLane): void {
-  fastLanes.get(app)?.push({ prefix, access, lane });
-}
-
-/** True when the request's key grants `access` (the lane then may answer; otherwise Fastify answers 401/403). */
-function laneAllows(keys: ApiKeys, access: Access, req: IncomingMessage): boolean {
-  if (!keys.enabled) return true;
-  try {
-    callers.set(req, keys.authorize(bearerKey(req.headers.authorization, req.headers['x-api-key']), access));
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** Pino's levels, quietest last. */
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 export async function buildHttpServer(services: Services, opts: HttpOptions, plugins: RoutePlugin[] = []): Promise<FastifyInstance> {
-  // A child logger per request costs more than a lookup; below info nothing would use it, so requests share the root logger then.
-  const perRequestLogs = (opts.logger as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') ?? true;
+  const rootLevel = (opts.logger as { level?: string }).level ?? 'info';
+  // The level of hot routes: warn, unless the configured level is quieter, or asks for debug output.
+  const hotLevel = LEVELS.indexOf(rootLevel) < LEVELS.indexOf('info') ? rootLevel : LEVELS[Math.max(LEVELS.indexOf(rootLevel), LEVELS.indexOf('warn'))];
+  // Requests whose level leaves out info would write nothing with a child of their own: they share one logger per level.
+  const quiet = new Map<string, FastifyBaseLogger>();
   const keys = opts.keys;
-  const lanes: Lane[] = [];
-  let closing = false;
   const app = Fastify({
-    serverFactory: (handler, options) => {
-      const o = options as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number };
-      const server = createServer((req, res) => {
-        if (!perRequestLogs && !closing) {
-          const url = req.url ?? '';
-          for (const { prefix, access, lane } of lanes) {
-            if (!url.startsWith(prefix) || !laneAllows(keys, access, req)) continue;
-            if (lane(req, res, () => handler(req, res))) return;
-          }
-        }
-        handler(req, res);
-      });
-      // What Fastify sets on the server it makes itself.
-      server.keepAliveTimeout = o.keepAliveTimeout ?? 72_000;
-      server.requestTimeout = o.requestTimeout ?? 0;
-      server.setTimeout(o.connectionTimeout ?? 0);
-      return server;
-    },
     loggerInstance: opts.logger as unknown as FastifyBaseLogger,
     bodyLimit: opts.maxBodyBytes,
     // Keep-alive connections from load balancers outlive Node's default of 5 s.
     keepAliveTimeout: 65_000,
-    logController: new LogController({ disableRequestLogging: !perRequestLogs }),
-    childLoggerFactory: (logger, bindings, childOpts) => (perRequestLogs ? logger.child(bindings, childOpts) : logger),
+    childLoggerFactory: (logger, bindings, childOpts) => {
+      const level = childOpts.level ?? rootLevel;
+      if (LEVELS.indexOf(level) <= LEVELS.indexOf('info')) return logger.child(bindings, childOpts);
+      let shared = quiet.get(level);
+      if (!shared) quiet.set(level, (shared = logger.child({}, { level })));
+      return shared;
+    },
   });
-
-  fastLanes.set(app, lanes);
-  app.addHook('preClose', (done) => {
-    closing = true;
-    done();
+  app.addHook('onRoute', (r) => {
+    if (r.config?.hot && !r.logLevel) (r as { logLevel?: string }).logLevel = hotLevel;
   });
 
   await app.register(swagger, {
