@@ -10,7 +10,7 @@
  * send, which for a 100-entity batch costs more than the lookups.
  *
  * Output is exactly what JSON.stringify would write for the same answer
- * (`toObjects` in test/online-oracle.ts); a unit test holds the two together.
+ * (`toObjects` in online/evaluation.ts); a unit test holds the two together.
  */
 import { formatTimestamp, toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';

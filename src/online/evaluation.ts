@@ -4,6 +4,7 @@
  * when a consumer asks for them.
  */
 import type { Token } from '../engine/engine.js';
+import { formatTimestamp } from '../engine/schema.js';
 import type { Evaluated, FeatureStatus } from '../features/evaluator.js';
 import type { Plan } from './plan.js';
 
@@ -116,4 +117,26 @@ export class PlanEvaluation implements Evaluation {
     }
     return out;
   }
+}
+
+/**
+ * An evaluation as objects per entity (values in their JSON form), for
+ * services that embed lookups in answers of their own (vector search hits).
+ * The lookup routes write their JSON with http/features-json.ts, which tests
+ * hold to exactly what JSON.stringify gives for these objects.
+ */
+export function toObjects(entities: unknown[], e: Evaluation): EntityFeatures[] {
+  const nf = e.plan.features.length;
+  return entities.map((entity, i) => {
+    const out: EntityFeatures = { entity, features: {}, statuses: {}, eventTimes: {}, token: { ...e.token } };
+    for (let f = 0; f < nf; f++) {
+      const feat = e.plan.features[f];
+      const at = i * nf + f;
+      out.features[feat.ref] = e.plan.evaluators[f].toJson(feat.index, e.values[at]);
+      out.statuses[feat.ref] = e.statuses[at];
+      const et = e.eventTimes[at];
+      out.eventTimes[feat.ref] = et === null || et === undefined ? null : formatTimestamp(et);
+    }
+    return out;
+  });
 }

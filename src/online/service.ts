@@ -29,6 +29,7 @@ import type { OnlineStore } from './store.js';
 
 export type { FeatureSelection, Plan, ServedFeature } from './plan.js';
 export type { EntityEval, EntityFeatures, Evaluation } from './evaluation.js';
+export { toObjects } from './evaluation.js';
 export { LookupCache } from './lookup-cache.js';
 
 export class OnlineService {

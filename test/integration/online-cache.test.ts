@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
 import { OnlineService, LookupCache, type EntityEval } from '../../src/online/service.js';
-import { toObjects } from '../online-oracle.js';
+import { toObjects } from '../../src/online/service.js';
 import { testAsof, type TestAsof } from '../helpers.js';
 
 const MIN = 60_000;

@@ -10,7 +10,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { testAsof } from '../helpers.js';
-import { toObjects } from '../online-oracle.js';
+import { toObjects } from '../../src/online/service.js';
 import { Clock, rng, trainingRows } from './training-fixtures.js';
 
 const MIN = 60_000;

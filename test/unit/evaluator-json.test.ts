@@ -11,7 +11,7 @@ import type { FeatureStatus } from '../../src/features/evaluator.js';
 import { ViewEvaluator } from '../../src/features/evaluator.js';
 import { isoTime, renderMany, renderOne } from '../../src/http/features-json.js';
 import type { Evaluation, Plan } from '../../src/online/service.js';
-import { toObjects } from '../online-oracle.js';
+import { toObjects } from '../../src/online/service.js';
 
 const COLUMNS = [
   ['id', 'string'],
