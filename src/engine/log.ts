@@ -1,18 +1,25 @@
 /**
  * The changelog file of one table: a sequence of frames, each one commit.
  *
- * Frame layout (little-endian), 40-byte header then payload:
+ * Frame layout (little-endian), 40-byte header then body:
  *   0  u32  magic "ASOF" (0x464f5341)
- *   4  u8   format version (1)
+ *   4  u8   format version (2; frames written as 1 still read)
  *   5  u8   flags (0)
  *   6  u16  reserved
- *   8  u32  payload length in bytes
- *  12  u32  CRC-32 of bytes 16..end of payload
+ *   8  u32  body length in bytes
+ *  12  u32  CRC-32 of bytes 16..end of body
  *  16  i64  offset of the frame's first record
  *  24  u32  record count
  *  28  u32  schema version the payload was written with
  *  32  f64  commit time, epoch ms (UTC)
- *  40  ...  payload: one Arrow IPC stream (schema + one record batch)
+ *  40  ...  body. Version 1: the payload, one Arrow IPC stream (schema + one
+ *           record batch). Version 2: a 32-byte chain hash, then the payload.
+ *
+ * The chain hash (`chainHash`) is SHA-256 over a domain tag, the previous
+ * version-2 frame's hash (32 zero bytes for the table's first), the table name
+ * and this frame's header fields and payload: rewriting any frame changes every
+ * hash after it. Reading never checks the chain (a valid CRC is a readable
+ * frame); the audit's verify walks it and reports a broken link.
  *
  * Invariants: offsets are dense from 0 across frames; commit times are
  * non-decreasing; a frame is acknowledged only after fdatasync returns. On open,
@@ -22,12 +29,18 @@
  * that position were checked when they were recovered or written; reads check
  * every frame's checksum again, so later damage there is an error, not a wrong answer.
  */
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 
 export const FRAME_MAGIC = 0x464f5341;
 export const HEADER_BYTES = 40;
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
+/** Bytes of the chain hash at the start of a version-2 frame's body. */
+export const CHAIN_HASH_BYTES = 32;
+/** The previous hash of a table's first chained frame. */
+export const CHAIN_GENESIS: Buffer = Buffer.alloc(CHAIN_HASH_BYTES);
+const CHAIN_DOMAIN = Buffer.from('asof.changelog.frame.v2\0');
 /** Largest frame payload accepted when reading; guards against a corrupt length. */
 export const MAX_FRAME_BYTES = 1 << 30;
 
@@ -58,19 +71,61 @@ export interface RecoveryReport {
   cutReason?: string;
 }
 
-export function encodeHeader(f: NewFrame): Buffer {
-  const h = Buffer.alloc(HEADER_BYTES);
+/** The header fields a chain hash covers (FrameMeta has them; so does a tiered frame). */
+export interface ChainedFields {
+  firstOffset: number;
+  count: number;
+  schemaVersion: number;
+  commitTime: number;
+}
+
+/**
+ * SHA-256 of one frame's link: domain tag, previous hash (32 bytes), table
+ * name (u16 length + UTF-8), first offset (i64), record count (u32), schema
+ * version (u32), commit time (f64 epoch ms), payload (the Arrow bytes).
+ */
+export function chainHash(prev: Uint8Array, table: string, f: ChainedFields, payload: Uint8Array): Buffer {
+  const name = Buffer.from(table, 'utf8');
+  const fields = Buffer.alloc(2 + name.length + 24);
+  fields.writeUInt16LE(name.length, 0);
+  name.copy(fields, 2);
+  let at = 2 + name.length;
+  fields.writeBigInt64LE(BigInt(f.firstOffset), at);
+  fields.writeUInt32LE(f.count, (at += 8));
+  fields.writeUInt32LE(f.schemaVersion, (at += 4));
+  fields.writeDoubleLE(f.commitTime, (at += 4));
+  return createHash('sha256').update(CHAIN_DOMAIN).update(prev).update(fields).update(payload).digest();
+}
+
+/** Header and chain hash of a version-2 frame (the bytes before its payload). */
+export function encodeHeader(f: NewFrame, hash: Uint8Array): Buffer {
+  const h = Buffer.alloc(HEADER_BYTES + CHAIN_HASH_BYTES);
   h.writeUInt32LE(FRAME_MAGIC, 0);
   h.writeUInt8(FORMAT_VERSION, 4);
-  h.writeUInt32LE(f.payload.length, 8);
+  h.writeUInt32LE(CHAIN_HASH_BYTES + f.payload.length, 8);
   h.writeBigInt64LE(BigInt(f.firstOffset), 16);
   h.writeUInt32LE(f.count, 24);
   h.writeUInt32LE(f.schemaVersion, 28);
   h.writeDoubleLE(f.commitTime, 32);
-  let crc = crc32(h.subarray(16, HEADER_BYTES));
+  h.set(hash, HEADER_BYTES);
+  let crc = crc32(h.subarray(16));
   crc = crc32(f.payload, crc);
   h.writeUInt32LE(crc, 12);
   return h;
+}
+
+/** A frame's body split by its format version: the stored chain hash (version 2) and the payload. */
+export function splitBody(version: number, body: Uint8Array): { hash: Uint8Array | null; payload: Uint8Array } {
+  return version >= 2 ? { hash: body.subarray(0, CHAIN_HASH_BYTES), payload: body.subarray(CHAIN_HASH_BYTES) } : { hash: null, payload: body };
+}
+
+/** One frame as stored, for the audit's chain walk: nothing checked but what `crcOk` says. */
+export interface RawFrame extends FrameMeta {
+  version: number;
+  crcOk: boolean;
+  /** The stored chain hash; null for a version-1 frame. */
+  hash: Uint8Array | null;
+  payload: Uint8Array;
 }
 
 /** Where reading starts: a snapshot's position, or the start of the file. */
@@ -95,6 +150,9 @@ export class ChangelogFile {
     private readonly fh: FileHandle,
     readonly path: string,
     private size: number,
+    private readonly table: string,
+    /** Hash of the newest version-2 frame (CHAIN_GENESIS before any): the next frame's previous hash. */
+    private head: Buffer,
   ) {}
 
   /**
@@ -107,6 +165,8 @@ export class ChangelogFile {
     path: string,
     from: ResumePoint,
     onFrame: (meta: FrameMeta, payload: Uint8Array) => void,
+    /** The table's name: part of every chain hash. */
+    table = '',
   ): Promise<{ log: ChangelogFile; report: RecoveryReport }> {
     const fh = await open(path, 'a+');
     const { size } = await fh.stat();
@@ -114,10 +174,13 @@ export class ChangelogFile {
       await fh.close();
       throw new Error(`changelog ${path} has ${size} bytes but the snapshot covers ${from.pos} bytes (offsets below ${from.offset}): acknowledged records are missing`);
     }
+    let head = CHAIN_GENESIS;
     if (from.lastFrame) {
       const f = from.lastFrame;
-      const h = Buffer.alloc(HEADER_BYTES);
-      await fh.read(h, 0, HEADER_BYTES, f.pos);
+      const h = Buffer.alloc(HEADER_BYTES + CHAIN_HASH_BYTES);
+      await fh.read(h, 0, h.length, f.pos);
+      // The chain continues from the snapshot's last frame (a version-1 frame has no hash: the chain then starts afresh).
+      if (h.readUInt8(4) >= 2) head = Buffer.from(h.subarray(HEADER_BYTES));
       if (h.readUInt32LE(0) !== FRAME_MAGIC || HEADER_BYTES + h.readUInt32LE(8) !== f.length || Number(h.readBigInt64LE(16)) !== f.firstOffset || h.readUInt32LE(24) !== f.count || h.readDoubleLE(32) !== f.commitTime) {
         await fh.close();
         throw new SnapshotMismatch(`the frame at byte ${f.pos} of ${path} is not the one the snapshot recorded`);
@@ -164,9 +227,9 @@ export class ChangelogFile {
         break;
       }
       const hdr = buf.subarray(pos - bufStart, pos - bufStart + HEADER_BYTES);
-      const payload = buf.subarray(pos - bufStart + HEADER_BYTES, pos - bufStart + HEADER_BYTES + len);
+      const body = buf.subarray(pos - bufStart + HEADER_BYTES, pos - bufStart + HEADER_BYTES + len);
       let crc = crc32(hdr.subarray(16, HEADER_BYTES));
-      crc = crc32(payload, crc);
+      crc = crc32(body, crc);
       if (crc !== hdr.readUInt32LE(12)) {
         cut('checksum mismatch');
         break;
@@ -185,6 +248,8 @@ export class ChangelogFile {
       }
       expectOffset += meta.count;
       lastCommit = meta.commitTime;
+      const { hash, payload } = splitBody(hdr.readUInt8(4), body);
+      if (hash) head = Buffer.from(hash);
       onFrame(meta, payload);
       report.frames++;
       report.records += meta.count;
@@ -197,11 +262,16 @@ export class ChangelogFile {
     await fh.close();
     // Reopen for positional writes (append mode ignores positions on Linux).
     const rw = await open(path, 'r+');
-    return { log: new ChangelogFile(rw, path, pos), report };
+    return { log: new ChangelogFile(rw, path, pos, table, head), report };
   }
 
   get bytes(): number {
     return this.size;
+  }
+
+  /** The newest frame's chain hash (CHAIN_GENESIS while no version-2 frame exists). */
+  get chainHead(): Buffer {
+    return this.head;
   }
 
   /** Writes frames at the end and waits for fdatasync. Returns their metadata. */
@@ -209,9 +279,11 @@ export class ChangelogFile {
     const bufs: Uint8Array[] = [];
     const metas: FrameMeta[] = [];
     let pos = this.size;
+    let head = this.head;
     for (const f of frames) {
-      bufs.push(encodeHeader(f), f.payload);
-      const length = HEADER_BYTES + f.payload.length;
+      head = chainHash(head, this.table, f, f.payload);
+      bufs.push(encodeHeader(f, head), f.payload);
+      const length = HEADER_BYTES + CHAIN_HASH_BYTES + f.payload.length;
       metas.push({ firstOffset: f.firstOffset, count: f.count, schemaVersion: f.schemaVersion, commitTime: f.commitTime, pos, length });
       pos += length;
     }
@@ -224,19 +296,26 @@ export class ChangelogFile {
     }
     await this.fh.datasync();
     this.size = pos;
+    this.head = head;
     return metas;
   }
 
   /** A frame's payload, its checksum checked again (damage after recovery is an error, never a wrong answer). */
   async readPayload(meta: FrameMeta): Promise<Uint8Array> {
+    const raw = await this.readFrame(meta);
+    if (!raw.crcOk) throw new Error(`changelog frame at byte ${meta.pos} of ${this.path} fails its checksum: the file was damaged after it was written`);
+    return raw.payload;
+  }
+
+  /** A frame as stored (header fields, stored chain hash, payload), its checksum checked but not enforced. */
+  async readFrame(meta: FrameMeta): Promise<RawFrame> {
     const buf = Buffer.allocUnsafe(meta.length);
     const { bytesRead } = await this.fh.read(buf, 0, meta.length, meta.pos);
     if (bytesRead !== meta.length) throw new Error(`short read of frame at byte ${meta.pos} in ${this.path}`);
-    const payload = buf.subarray(HEADER_BYTES);
-    if (buf.readUInt32LE(0) !== FRAME_MAGIC || crc32(payload, crc32(buf.subarray(16, HEADER_BYTES))) !== buf.readUInt32LE(12)) {
-      throw new Error(`changelog frame at byte ${meta.pos} of ${this.path} fails its checksum: the file was damaged after it was written`);
-    }
-    return payload;
+    const body = buf.subarray(HEADER_BYTES);
+    const crcOk = buf.readUInt32LE(0) === FRAME_MAGIC && crc32(body, crc32(buf.subarray(16, HEADER_BYTES))) === buf.readUInt32LE(12);
+    const version = buf.readUInt8(4);
+    return { ...meta, version, crcOk, ...splitBody(version, body) };
   }
 
   async close(): Promise<void> {

@@ -14,7 +14,7 @@ import { makeVector, type Vector } from 'apache-arrow';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
 import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
-import { ChangelogFile, FILE_START, SnapshotMismatch, type ResumePoint } from './log.js';
+import { CHAIN_GENESIS, ChangelogFile, FILE_START, SnapshotMismatch, type RawFrame, type ResumePoint } from './log.js';
 import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
 import { PkState } from './pk-state.js';
 import { planGroup } from './plan.js';
@@ -85,6 +85,8 @@ export class Table {
   private frames = new FrameIndex();
   private nextOffset = 0;
   private lastCommitTime = 0;
+  /** Chain hash of the frame holding offset nextOffset - 1 (log.ts), moved with nextOffset so readers see the pair together. */
+  private headHash: Buffer = CHAIN_GENESIS;
   /** pk tables: key (schema.indexKeyOf) → latest row, stored by column (pk-state.ts). */
   private state: PkState;
   /** key → offsets of the key's records, ascending (tables with key columns). */
@@ -177,6 +179,7 @@ export class Table {
     const { log, report } = opened ?? (await this.openLog(FILE_START));
     const from = opened ? this.snapshotAt.offset : 0;
     this.log = log;
+    this.headHash = log.chainHead;
     if (report.cutBytes > 0) {
       this.logger.warn({ table: this.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: this.nextOffset }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
     }
@@ -185,12 +188,17 @@ export class Table {
 
   /** Opens the changelog at `from`, replaying each frame after it into the indexes and state. */
   private openLog(from: ResumePoint): ReturnType<typeof ChangelogFile.open> {
-    return ChangelogFile.open(join(this.dir, 'changelog.log'), from, (meta, payload) => {
-      this.frames.push(meta);
-      this.nextOffset = meta.firstOffset + meta.count;
-      this.lastCommitTime = meta.commitTime;
-      this.replayFrame(meta.firstOffset, payload);
-    });
+    return ChangelogFile.open(
+      join(this.dir, 'changelog.log'),
+      from,
+      (meta, payload) => {
+        this.frames.push(meta);
+        this.nextOffset = meta.firstOffset + meta.count;
+        this.lastCommitTime = meta.commitTime;
+        this.replayFrame(meta.firstOffset, payload);
+      },
+      this.name,
+    );
   }
 
   /**
@@ -326,6 +334,7 @@ export class Table {
     }
     this.nextOffset = firstOffset + rows.length;
     this.lastCommitTime = commitTime;
+    this.headHash = this.log.chainHead;
     if (keys) {
       for (let i = 0; i < rows.length; i++) {
         this.keyIndex.add(keys[i], firstOffset + i);
@@ -473,6 +482,26 @@ export class Table {
         yield { offset: b.firstOffset + i, changeType: CHANGE_NAMES[b.changes[i]], commitTime: b.commitTime, row: b.rows[i] };
         if (--left <= 0) return;
       }
+    }
+  }
+
+  /** The newest committed offset (-1 when empty) and the chain hash (hex) of the frame holding it: what a decision cites. */
+  get chainHead(): { offset: number; hash: string } {
+    return { offset: this.nextOffset - 1, hash: this.headHash.toString('hex') };
+  }
+
+  /**
+   * Hot frames as stored, in offset order, from the one holding `fromOffset`
+   * to the one holding `toOffset - 1`: the audit's chain walk. Checksums and
+   * chain hashes are reported, not enforced. Tiered frames are not here yet:
+   * the cold tier's frame records extend this walk (see audit/verify.ts).
+   */
+  async *storedFrames(fromOffset = 0, toOffset = this.nextOffset): AsyncGenerator<RawFrame> {
+    if (this.frames.size === 0 || fromOffset >= toOffset) return;
+    for (let f = this.frames.find(Math.max(0, fromOffset)); f < this.frames.size; f++) {
+      const meta = this.frames.get(f);
+      if (meta.firstOffset >= toOffset) break;
+      yield await this.log.readFrame(meta);
     }
   }
 
