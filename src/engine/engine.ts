@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
-import { defineTable, TableSchema, type ColumnDef, type TableDef, type TableKind } from './schema.js';
+import { defineTable, isReservedName, RESERVED_PREFIX, TableSchema, type ColumnDef, type TableDef, type TableKind } from './schema.js';
 import { Table } from './table.js';
 
 export interface EngineOptions {
@@ -84,7 +84,14 @@ export class Engine {
    * Creates a table or evolves its schema. Evolution is instant: old records
    * are not rewritten, they read the new columns as null.
    */
-  defineTable(name: string, body: { kind: TableKind; columns: ColumnDef[]; primaryKey?: string[]; eventTime?: string }): Promise<{ info: TableInfo; created: boolean; changed: boolean }> {
+  defineTable(
+    name: string,
+    body: { kind: TableKind; columns: ColumnDef[]; primaryKey?: string[]; eventTime?: string },
+    opts: { internal?: boolean } = {},
+  ): Promise<{ info: TableInfo; created: boolean; changed: boolean }> {
+    if (isReservedName(name) && !opts.internal) {
+      return Promise.reject(new AsofError('ASOF_INVALID_ARGUMENT', `table names starting with "${RESERVED_PREFIX}" are reserved for asof's internal tables`, [{ field: 'table', reason: `reserved prefix "${RESERVED_PREFIX}"` }]));
+    }
     return this.mutex.run(async () => {
       this.refuseOnReplica();
       const existing = this.tables.get(name);

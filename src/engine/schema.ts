@@ -55,6 +55,10 @@ const METRICS = ['cosine', 'l2', 'dot'];
 export const KEY_TYPES = new Set(['bool', 'int32', 'int64', 'string', 'timestamp']);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
+/** Internal tables (the audit's decisions) start with this: users can neither create nor write them. */
+export const RESERVED_PREFIX = '_asof';
+export const isReservedName = (name: string): boolean => name.startsWith(RESERVED_PREFIX);
+
 export function checkName(what: string, name: string): void {
   if (!NAME_RE.test(name)) {
     throw new AsofError('ASOF_INVALID_ARGUMENT', `${what} name "${name}" must match ${NAME_RE.source}`, [{ field: 'name', reason: 'bad name' }]);

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import type { WriteOp } from '../engine/table.js';
+import { isReservedName } from '../engine/schema.js';
 
 export interface IngestResult {
   count: number;
@@ -67,6 +68,7 @@ export class IngestService {
 
   private async doWrite(tableName: string, rows: unknown[], op: WriteOp): Promise<IngestResult> {
     const table = this.engine.writable(tableName);
+    if (isReservedName(tableName)) throw new AsofError('ASOF_PERMISSION_DENIED', `table "${tableName}" is internal to asof: it is written only by asof itself (decisions: POST /decisions)`, { table: tableName });
     if (op !== 'upsert' && op !== 'delete') throw new AsofError('ASOF_INVALID_ARGUMENT', `op must be "upsert" or "delete", got ${JSON.stringify(op)}`, [{ field: 'op', reason: 'unknown op' }]);
     if (rows.length > this.opts.maxRows) {
       throw new AsofError('ASOF_PAYLOAD_TOO_LARGE', `a request may carry at most ${this.opts.maxRows} rows, got ${rows.length}`, { maxRows: this.opts.maxRows, rows: rows.length });
