@@ -24,6 +24,8 @@ import { trainingSetRoutes } from './http/training-sets.js';
 import { importRoutes } from './http/import.js';
 import { VectorService, vectorLocations } from './vectors/service.js';
 import { vectorRoutes } from './http/vectors.js';
+import { AuditService } from './audit/service.js';
+import { auditRoutes } from './http/audit.js';
 
 
 export interface Asof {
@@ -40,7 +42,7 @@ export interface Asof {
 
 export async function buildServices(
   config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
-    Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb' | 'lanceUri' | 'vectorFlushMs' | 'vectorIndexMinRows'>>,
+    Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb' | 'lanceUri' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey'>>,
   logger: Logger,
   now: () => number = Date.now,
 ): Promise<Services> {
@@ -62,7 +64,8 @@ export async function buildServices(
     { ...vectorLocations(config.dataDir, config.lanceUri), flushMs: config.vectorFlushMs ?? 1000, indexMinRows: config.vectorIndexMinRows ?? 20_000, keepVersionsMs: 7 * 24 * 3600_000, now },
     logger,
   );
-  return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, vectors, logger, now };
+  const audit = await AuditService.open(engine, registry, now, config.auditSigningKey);
+  return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, vectors, audit, logger, now };
 }
 
 /** Stops the services in dependency order: no more materializing, then the store, then the tables. */
@@ -89,6 +92,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
     vectorRoutes,
     trainingSetRoutes({ inlineRows: config.trainingSetInlineRows, maxUploadBytes: config.maxUploadBytes }),
     importRoutes({ maxUploadBytes: config.maxUploadBytes, maxBatchRows: config.maxBatchRows }),
+    auditRoutes,
   ]);
   let url = '';
   let grpc: GrpcServer | undefined;

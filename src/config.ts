@@ -59,6 +59,8 @@ export const ConfigSchema = z.object({
   snapshotEvery: z.coerce.number().int().positive().default(200_000),
   /** Memory for recent online evaluations and their rendered answers, MiB (entities not written since their last lookup are answered from it); 0 turns it off. */
   lookupCacheMb: z.coerce.number().int().min(0).default(64),
+  /** Ed25519 private key (PKCS#8 PEM, or the 32-byte seed in base64 or hex): signs chain heads and decisions; unset: unsigned. */
+  auditSigningKey: z.string().min(1).optional(),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -85,6 +87,7 @@ const ENV: Record<keyof Config, string> = {
   maxUploadBytes: 'ASOF_MAX_UPLOAD_BYTES',
   snapshotEvery: 'ASOF_SNAPSHOT_EVERY',
   lookupCacheMb: 'ASOF_LOOKUP_CACHE_MB',
+  auditSigningKey: 'ASOF_AUDIT_SIGNING_KEY',
 };
 
 /** `--grpc-port` ↔ `grpcPort`. */

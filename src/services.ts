@@ -2,6 +2,7 @@
  * The services every adapter (REST, gRPC, CLI) calls. Built once by the
  * composition root (app.ts); nothing in here knows about HTTP or gRPC.
  */
+import type { AuditService } from './audit/service.js';
 import type { Engine } from './engine/engine.js';
 import type { IngestService } from './ingest/ingest.js';
 import type { Logger } from './logger.js';
@@ -26,6 +27,8 @@ export interface Services {
   trainingSetJobs: TrainingSetJobs;
   /** Vector search over vector<D> columns (vectors/). */
   vectors: VectorService;
+  /** Decisions, reconstruction, trails and hash-chain verification (audit/). */
+  audit: AuditService;
   logger: Logger;
   /** Epoch ms; injected so tests control time. */
   now: () => number;

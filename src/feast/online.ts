@@ -15,6 +15,7 @@ import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
 import type { FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
+import { UNRESTRICTED, type Caller } from '../access.js';
 
 export interface FeastQuery {
   /** `view:feature` references (exactly one of features and featureService). */
@@ -24,6 +25,16 @@ export interface FeastQuery {
   entities: [column: string, values: unknown[]][];
   /** Name features `view__feature` instead of `feature`. */
   fullFeatureNames: boolean;
+  /** The `asof-decision-id` header or metadata: one decision id per entity row (empty: not recorded), recorded before answering. */
+  decisionIds?: (string | undefined)[];
+  /** Who asks (recording decisions needs the `decide` scope). */
+  caller?: Caller;
+}
+
+/** `asof-decision-id: a,b,,d`: comma-separated, one per entity row; an empty entry records nothing. */
+export function decisionIdsOf(header: unknown): (string | undefined)[] | undefined {
+  if (typeof header !== 'string' || header === '') return undefined;
+  return header.split(',').map((s) => s.trim() || undefined);
 }
 
 export interface FeastColumn {
@@ -43,7 +54,7 @@ export interface FeastAnswer {
   token: Token;
 }
 
-type Deps = Pick<Services, 'online'>;
+type Deps = Pick<Services, 'online' | 'audit'>;
 
 const invalid = (message: string, issues: FieldIssue[]): AsofError => new AsofError('ASOF_INVALID_ARGUMENT', message, issues);
 
@@ -127,6 +138,7 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     }
   }
   const rows = given.get(needed[0])!.length;
+  if (q.decisionIds && keys.length > 1) throw invalid('a recorded lookup (asof-decision-id) needs features keyed by one entity column', [{ field: 'asof-decision-id', reason: `the features are keyed by ${needed.join(', ')}` }]);
   for (const [name, values] of given) {
     if (values.length !== rows) {
       throw invalid(`every entities list must have the same length: "${needed[0]}" has ${rows}, "${name}" has ${values.length}`, [{ field: `entities.${name}`, reason: `expected ${rows} values` }]);
@@ -141,6 +153,7 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     const entities = given.get(column.name)!;
     const sub = selection ? deps.online.plan(selection) : plan;
     const e = deps.online.evaluateSync(entities, sub) ?? (await deps.online.evaluate(entities, sub));
+    if (q.decisionIds) await deps.audit.recordLookups(q.caller ?? UNRESTRICTED, q.decisionIds, entities, e);
     const values = entities.map((v) => column.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(column.type, v) : v));
     columns[c] = { name: column.name, type: column.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };
     const nf = e.plan.features.length;

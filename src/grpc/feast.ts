@@ -7,10 +7,10 @@
  * initial metadata `asof-token` (JSON).
  */
 import * as grpc from '@grpc/grpc-js';
-import { getFeastOnlineFeatures } from '../feast/online.js';
+import { decisionIdsOf, getFeastOnlineFeatures } from '../feast/online.js';
 import { fromFeastValue, type FeastValue } from '../feast/values.js';
 import type { Services } from '../services.js';
-import { unary, type CallContext } from './calls.js';
+import { callerOfCall, unary, type CallContext } from './calls.js';
 import { encodeFeastAnswer } from './feast-wire.js';
 
 interface FeastRequest {
@@ -26,7 +26,7 @@ export function feastServiceDefinition(def: grpc.ServiceDefinition): grpc.Servic
   return { ...def, GetOnlineFeatures: { ...def.GetOnlineFeatures, responseSerialize: (b: Buffer) => b } };
 }
 
-export function feastService(ctx: CallContext, services: Pick<Services, 'online'>, version: string): grpc.UntypedServiceImplementation {
+export function feastService(ctx: CallContext, services: Pick<Services, 'online' | 'audit'>, version: string): grpc.UntypedServiceImplementation {
   return {
     GetFeastServingInfo: unary(ctx, 'read', async () => ({ version })),
     GetOnlineFeatures: unary(ctx, 'read', async (req: FeastRequest, call) => {
@@ -35,6 +35,8 @@ export function feastService(ctx: CallContext, services: Pick<Services, 'online'
         featureService: req.kind === 'feature_service' ? req.feature_service : undefined,
         entities: Object.entries(req.entities ?? {}).map(([column, rv]) => [column, (rv.val ?? []).map(fromFeastValue)]),
         fullFeatureNames: req.full_feature_names === true,
+        decisionIds: decisionIdsOf(call.metadata.get('asof-decision-id')[0]),
+        caller: callerOfCall(call),
       });
       const md = new grpc.Metadata();
       md.set('asof-token', JSON.stringify(answer.token));

@@ -27,6 +27,8 @@ export interface OnlineRequest {
   entities: Buffer[];
   /** The same object for the same selection bytes, so the online service's plan cache hits by identity. */
   selection: FeatureSelection;
+  /** decision_ids (field 5), when given: one per entity, "" for not recorded. */
+  decisionIds?: string[];
 }
 
 const NO_SELECTION: FeatureSelection = Object.freeze({});
@@ -37,6 +39,7 @@ const MAX_SELECTIONS = 1000;
 export function decodeOnlineRequest(buf: Buffer): OnlineRequest {
   const r = new ProtoReader(buf);
   const entities: Buffer[] = [];
+  let decisionIds: string[] | undefined;
   let kind = 0;
   let start = 0;
   let end = 0;
@@ -52,9 +55,12 @@ export function decodeOnlineRequest(buf: Buffer): OnlineRequest {
         start = s;
         end = e;
       }
-    } else r.skip(tag & 7);
+    } else if (tag === tagOf(5, LEN)) (decisionIds ??= []).push(r.string());
+    else r.skip(tag & 7);
   }
-  return { entities, selection: kind === 0 ? NO_SELECTION : selectionOf(buf, kind, start, end) };
+  const out: OnlineRequest = { entities, selection: kind === 0 ? NO_SELECTION : selectionOf(buf, kind, start, end) };
+  if (decisionIds) out.decisionIds = decisionIds;
+  return out;
 }
 
 function selectionOf(buf: Buffer, kind: number, start: number, end: number): FeatureSelection {

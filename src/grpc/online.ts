@@ -10,7 +10,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Plan } from '../online/service.js';
 import type { Services } from '../services.js';
-import { unary, type CallContext } from './calls.js';
+import { callerOfCall, unary, type CallContext } from './calls.js';
 import { decodeOnlineRequest, encodeOnlineAnswer, entityKeys, type OnlineRequest } from './online-wire.js';
 
 /** The method's definition, reading and answering raw bytes (see online-wire.ts). */
@@ -18,12 +18,20 @@ export function onlineServiceDefinition(def: grpc.ServiceDefinition): grpc.Servi
   return { ...def, GetOnlineFeatures: { ...def.GetOnlineFeatures, requestDeserialize: decodeOnlineRequest, responseSerialize: (b: Buffer) => b } };
 }
 
-export function onlineService(ctx: CallContext, services: Pick<Services, 'online'>): grpc.UntypedServiceImplementation {
-  const { online } = services;
+export function onlineService(ctx: CallContext, services: Pick<Services, 'online' | 'audit'>): grpc.UntypedServiceImplementation {
+  const { online, audit } = services;
   return {
-    GetOnlineFeatures: unary(ctx, 'read', (req: OnlineRequest) => {
+    GetOnlineFeatures: unary(ctx, 'read', (req: OnlineRequest, call) => {
       const keys = entityKeys(req.entities);
+      const ids = req.decisionIds;
+      // A recorded lookup is durable before it is answered (audit/service.ts).
+      const recorded = async (plan: Plan): Promise<Buffer> => {
+        const e = online.evaluateSync(keys, plan) ?? (await online.evaluate(keys, plan));
+        await audit.recordLookups(callerOfCall(call), ids!.map((d) => d || undefined), keys, e);
+        return encodeOnlineAnswer(e, req.entities);
+      };
       const answer = (plan: Plan): Buffer | Promise<Buffer> => {
+        if (ids) return recorded(plan);
         const e = online.evaluateSync(keys, plan);
         return e ? encodeOnlineAnswer(e, req.entities) : online.evaluate(keys, plan).then((x) => encodeOnlineAnswer(x, req.entities));
       };

@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { ApiKeys } from '../access.js';
 import { DECLARED_ACCESS, type CallContext } from './calls.js';
+import { auditService } from './audit.js';
 import { changelogService, type FollowRegistry } from './changelog.js';
 import { feastService, feastServiceDefinition } from './feast.js';
 import { ingestService } from './ingest.js';
@@ -53,6 +54,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   add(onlineServiceDefinition(pkg['asof.v1.OnlineService'] as ServiceDef), onlineService(ctx, services));
   add(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));
   add(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
+  add(pkg['asof.v1.AuditService'] as ServiceDef, auditService(ctx, services));
   add(feastServiceDefinition(pkg['feast.serving.ServingService'] as ServiceDef), feastService(ctx, services, opts.version));
   // Reflection is schema discovery, public like /openapi.json over REST.
   addReflection(server, pkg);

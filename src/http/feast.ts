@@ -7,10 +7,11 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { getFeastOnlineFeatures } from '../feast/online.js';
+import { decisionIdsOf, getFeastOnlineFeatures } from '../feast/online.js';
 import { feastValueJson, protoJsonTimestamp, toFeastValue } from '../feast/values.js';
 import type { Services } from '../services.js';
 import { parsePart, route } from './route.js';
+import { callerOf } from './server.js';
 
 const FeastRequest = z
   .object({
@@ -75,6 +76,8 @@ export function feastRoutes(app: FastifyInstance, services: Services): void {
           featureService: body.feature_service,
           entities: Object.entries(body.entities),
           fullFeatureNames: body.full_feature_names,
+          decisionIds: decisionIdsOf(req.headers['asof-decision-id']),
+          caller: callerOf(req),
         });
         void reply.header('asof-token', JSON.stringify(answer.token));
         return {

@@ -15,6 +15,8 @@ import type { FeatureSelection, Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 import { renderMany, renderOne } from './features-json.js';
 import { parsePart, route } from './route.js';
+import { callerOf } from './server.js';
+import type { Caller } from '../access.js';
 import { TokenSchema } from './tables.js';
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -93,6 +95,7 @@ const SelectionQuery = z
     features: z.string().optional().describe('Comma-separated `view:feature` references.'),
     view: Name.optional().describe('Every feature of this view.'),
     service: Name.optional().describe("The features of this feature service."),
+    decision: z.string().optional().describe('Records this lookup as the decision with this id (see POST /decisions), durably, before answering.'),
   })
   .describe('Exactly one of features, view or service.');
 
@@ -102,6 +105,7 @@ const BatchBody = z
     features: z.array(z.string()).min(1).optional(),
     view: Name.optional(),
     service: Name.optional(),
+    decisions: z.array(z.string().nullable()).optional().describe('One decision id (or null) per entity: records those lookups as decisions, durably, before answering.'),
   })
   .meta({ id: 'FeatureLookup', description: 'Entities, and exactly one of features, view or service.' });
 
@@ -110,7 +114,7 @@ function featureInfo(f: FeatureDef, type: ColumnType) {
 }
 
 export function featureRoutes(app: FastifyInstance, services: Services): void {
-  const { registry, online, materializer } = services;
+  const { registry, online, materializer, audit } = services;
 
   const viewJson = async (def: FeatureViewDef): Promise<z.infer<typeof ViewInfo>> => {
     const ev = registry.evaluator(def);
@@ -208,9 +212,11 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     if (!hit) {
       const query = parsePart(SelectionQuery, req.query, 'query');
       hit = { query, selection: { features: query.features?.split(','), view: query.view, service: query.service } };
+      selections.set(query, hit.selection);
+      // Decision ids differ per request: memoizing them would only push out the selections that repeat.
+      if (query.decision !== undefined) return hit;
       if (queries.size >= 1000) queries.clear();
       queries.set(raw, hit);
-      selections.set(query, hit.selection);
     }
     return hit;
   };
@@ -219,6 +225,14 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
   const answerOne = (entity: string, plan: Plan): Buffer | Promise<Buffer> => {
     const e = online.evaluateSync([entity], plan);
     return e ? renderOne(entity, e).bytes : online.evaluate([entity], plan).then((x) => renderOne(entity, x).bytes);
+  };
+
+  /** `GET /features/{entity}?decision=`: the lookup is recorded as a decision (durable) before the answer is written. */
+  const answerRecorded = async (caller: Caller, entity: string, sel: FeatureSelection, id: string): Promise<Buffer> => {
+    const plan = await online.planFresh(sel);
+    const e = online.evaluateSync([entity], plan) ?? (await online.evaluate([entity], plan));
+    await audit.recordLookups(caller, [id], [entity], e, () => 'query.decision');
+    return renderOne(entity, e).bytes;
   };
 
   route(
@@ -238,9 +252,10 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       responses: { 200: EntityFeaturesSchema, 400: 'error', 404: 'error', 503: 'error' },
       parse: (req) => ({ params: req.params as { entity: string }, query: selectedOf(req).query, body: undefined }),
     },
-    (_req, reply, { params, query }) => {
+    (req, reply, { params, query }) => {
       const sel = selections.get(query)!;
       void reply.type('application/json; charset=utf-8');
+      if (query.decision !== undefined) return answerRecorded(callerOf(req), params.entity, sel, query.decision);
       const plan = online.planFresh(sel);
       if (plan instanceof Promise) return plan.then((p) => answerOne(params.entity, p));
       return answerOne(params.entity, plan);
@@ -261,9 +276,10 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       body: BatchBody,
       responses: { 200: z.object({ results: z.array(EntityFeaturesSchema) }), 400: 'error', 404: 'error', 503: 'error' },
     },
-    async (_req, reply, { body }) => {
+    async (req, reply, { body }) => {
       const plan = await online.planFresh({ features: body.features, view: body.view, service: body.service });
       const e = online.evaluateSync(body.entities, plan) ?? (await online.evaluate(body.entities, plan));
+      if (body.decisions) await audit.recordLookups(callerOf(req), body.decisions.map((d) => d ?? undefined), body.entities, e);
       reply.type('application/json; charset=utf-8');
       const answer = renderMany(body.entities, e);
       // The bytes may live in a reused buffer: hand it back once the answer is sent (or the client went away).

@@ -18,6 +18,7 @@ export interface GrpcAsof extends Asof {
   ingest: Client;
   changelog: Client;
   feast: Client;
+  audit: Client;
   /** JSON request to the REST server (inject), as test/helpers.ts does. */
   req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
   destroy(): Promise<void>;
@@ -32,6 +33,7 @@ export function clientsFor(address: string) {
     ingest: new pkg.asof.v1.IngestService(address, creds) as Client,
     changelog: new pkg.asof.v1.ChangelogService(address, creds) as Client,
     feast: new pkg.feast.serving.ServingService(address, creds) as Client,
+    audit: new pkg.asof.v1.AuditService(address, creds) as Client,
   };
 }
 

@@ -13,7 +13,7 @@
  */
 import type { ErrorCode } from '../../src/errors.js';
 import type { GrpcAsof } from '../integration/grpc-helpers.js';
-import { lookupForms, restForm, writeForms, type Form, type Target, type World } from './world.js';
+import { decisionAuditForms, entityStateForms, lookupForms, nextDecisionId, recordedLookupForms, restForm, writeForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -73,6 +73,22 @@ export const OPERATIONS: Operation[] = [
   { name: 'replica: writing rows to a table it was never told of', target: 'replica', forms: writeForms('nope', [{ id: 'c' }]), expect: { error: 'ASOF_CONFLICT' } },
   { name: 'replica: defining a table', target: 'replica', forms: restForm('PUT', '/tables/other', { kind: 'log', eventTime: 'at', columns: [{ name: 'at', type: 'timestamp', nullable: false }] }), expect: { error: 'ASOF_CONFLICT' } },
   { name: 'replica: defining a feature view', target: 'replica', forms: restForm('PUT', '/feature-views/v2', { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }] }), expect: { error: 'ASOF_CONFLICT' } },
+
+  // Decision audit: every lookup adapter records the same decision; REST and gRPC AuditService replay it the same.
+  { name: 'decision recorded by the lookup itself', forms: recordedLookupForms(['u:score', 'u:name']), expect: { answer: [true, 'lookup', AB_ZZ[0]] } },
+  {
+    name: 'decision audit: replay of a recorded lookup',
+    forms: decisionAuditForms(async (asof) => {
+      const id = nextDecisionId('audit');
+      await asof.req('GET', `/features/a?view=u&decision=${id}`);
+      return id;
+    }, ['u:score', 'u:name']),
+    expect: { answer: [true, AB_ZZ[0], ['+I']] },
+  },
+  { name: 'decision audit: unknown decision', forms: decisionAuditForms(async () => 'no-such-decision', []), expect: { error: 'ASOF_NOT_FOUND' } },
+  { name: 'audit: entity state with its trail', forms: entityStateForms('b', 'u', ['u:score', 'u:name']), expect: { answer: [AB_ZZ[1], ['+I']] } },
+  { name: 'audit: entity state of an unknown view', forms: entityStateForms('b', 'nope', []), expect: { error: 'ASOF_FEATURE_VIEW_NOT_FOUND' } },
+  { name: 'decision: recording a lookup on a replica', target: 'replica', forms: recordedLookupForms(['u:score']), expect: { error: 'ASOF_CONFLICT' } },
 
   // Overload (ASOF_OVERLOADED, 429 / RESOURCE_EXHAUSTED): ops14 adds the limits; replace `pending` with forms that exceed them.
   { name: 'overload: beyond the in-flight limit', forms: {}, expect: { error: 'ASOF_OVERLOADED' }, pending: 'no overload limit exists yet (issue 14)' },

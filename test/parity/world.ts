@@ -10,7 +10,7 @@
  * service `svc` = [u:name].
  */
 import { ERROR_CATALOGUE, GrpcStatus, type ErrorCode } from '../../src/errors.js';
-import { asofError, call, grpcAsof, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
+import { asofError, call, grpc, grpcAsof, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
 import { asofJson, feastJson } from '../integration/wire-values.js';
 import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
@@ -160,6 +160,89 @@ export function writeForms(table: string, rows: Record<string, unknown>[], op: '
       const message = { table, op: op === 'delete' ? 'DELETE' : 'UPSERT', rows: rows.map((r) => ({ columns: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, pbValue(v)])) })) };
       const { res, err } = await stream(asof.ingest, 'WriteRows', [message]);
       return err ? grpcError(err) : { answer: { count: Number(res.count ?? 0) } };
+    },
+  };
+}
+
+let decisions = 0;
+/** A fresh decision id per form call, so every adapter records its own decision. */
+export const nextDecisionId = (form: string): string => `parity-${++decisions}-${form.replace(/[^A-Za-z0-9]+/g, '-')}`;
+
+/**
+ * A lookup of entity `a` recorded as a decision, in each lookup adapter's
+ * form; the answer is that decision's replay as REST gives it: [match,
+ * recordedBy, reconstructed cells], so every adapter must record the same.
+ */
+export function recordedLookupForms(features: string[]): Record<string, Form> {
+  const replay = async (asof: GrpcAsof, id: string): Promise<Outcome> => {
+    const r = await asof.req('GET', `/audit/decisions/${id}`);
+    if (r.status !== 200) return restError(r.status, r.body);
+    return { answer: [r.body.match, r.body.decision.recordedBy, features.map((f) => [r.body.reconstructed.features[f], r.body.reconstructed.statuses[f]])] };
+  };
+  const md = (id: string) => {
+    const m = new grpc.Metadata();
+    m.set('asof-decision-id', id);
+    return m;
+  };
+  return {
+    async 'REST GET /features/{entity}?decision='(asof) {
+      const id = nextDecisionId('rest-get');
+      const r = await asof.req('GET', `/features/a?features=${features.join(',')}&decision=${id}`);
+      return r.status === 200 ? replay(asof, id) : restError(r.status, r.body);
+    },
+    async 'REST POST /features decisions'(asof) {
+      const id = nextDecisionId('rest-post');
+      const r = await asof.req('POST', '/features', { entities: ['a'], features, decisions: [id] });
+      return r.status === 200 ? replay(asof, id) : restError(r.status, r.body);
+    },
+    async 'gRPC asof.v1 GetOnlineFeatures decision_ids'(asof) {
+      const id = nextDecisionId('grpc');
+      const { err } = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: 'a' }], features: { refs: features }, decision_ids: [id] });
+      return err ? grpcError(err) : replay(asof, id);
+    },
+    async 'Feast REST asof-decision-id header'(asof) {
+      const id = nextDecisionId('feast-rest');
+      const r = await asof.req('POST', '/get-online-features', { features, entities: { id: ['a'] } }, { 'asof-decision-id': id });
+      return r.status === 200 ? replay(asof, id) : restError(r.status, r.body);
+    },
+    async 'Feast gRPC asof-decision-id metadata'(asof) {
+      const id = nextDecisionId('feast-grpc');
+      const { err } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: features }, entities: { id: { val: [{ string_val: 'a' }] } } }, md(id));
+      return err ? grpcError(err) : replay(asof, id);
+    },
+  };
+}
+
+/** A decision's audit over REST and gRPC AuditService, as [match, reconstructed cells, trail change types]; `id` may be made per call. */
+export function decisionAuditForms(id: (asof: GrpcAsof) => Promise<string>, features: string[]): Record<string, Form> {
+  return {
+    async 'REST GET /audit/decisions/{id}'(asof) {
+      const r = await asof.req('GET', `/audit/decisions/${await id(asof)}`);
+      if (r.status !== 200) return restError(r.status, r.body);
+      return { answer: [r.body.match, features.map((f) => [r.body.reconstructed.features[f], r.body.reconstructed.statuses[f]]), r.body.trail.map((t: any) => t.changeType)] };
+    },
+    async 'gRPC asof.v1 AuditService.GetDecision'(asof) {
+      const { res, err } = await call(asof.audit, 'GetDecision', { id: await id(asof) });
+      if (err) return grpcError(err);
+      const by = new Map(res.reconstructed.map((f: any) => [f.ref, f]));
+      return { answer: [res.match ?? null, features.map((f) => [JSON.parse((by.get(f) as any).value_json), (by.get(f) as any).status]), res.trail.map((t: any) => t.change_type)] };
+    },
+  };
+}
+
+/** An entity's state over REST and gRPC AuditService, as [cells, trail change types]. */
+export function entityStateForms(entity: string, view: string, features: string[]): Record<string, Form> {
+  return {
+    async 'REST GET /audit/entities/{entity}'(asof) {
+      const r = await asof.req('GET', `/audit/entities/${entity}?view=${view}`);
+      if (r.status !== 200) return restError(r.status, r.body);
+      return { answer: [features.map((f) => [r.body.features[f], r.body.statuses[f]]), r.body.trail.map((t: any) => t.changeType)] };
+    },
+    async 'gRPC asof.v1 AuditService.GetEntityState'(asof) {
+      const { res, err } = await call(asof.audit, 'GetEntityState', { entity, view });
+      if (err) return grpcError(err);
+      const by = new Map(res.features.map((f: any) => [f.ref, f]));
+      return { answer: [features.map((f) => [JSON.parse((by.get(f) as any).value_json), (by.get(f) as any).status]), res.trail.map((t: any) => t.change_type)] };
     },
   };
 }

@@ -1,0 +1,189 @@
+/**
+ * State reconstruction: an entity's feature values at a past moment, computed
+ * from its changelog records by the one evaluator (features/evaluator.ts), and
+ * the trail of records that led to them.
+ *
+ * Which records count:
+ *   - with a token: the records at offsets <= token[table], in offset order
+ *     (exactly what the serving read reflected), evaluated at `at`, the serving
+ *     time: windows slide to it and ttl is judged at it;
+ *   - without: `pointInTime` "known" (committed by `at`, offset order) or
+ *     "event" (event time <= `at`), as training sets read (applyOrder).
+ * The trail lists those records across every source table (commit order; event
+ * order for "event"), each with the features whose value or status changed
+ * when it was applied, evaluated at the record's own time (its commit time, or
+ * its event time for "event").
+ */
+import { AsofError } from '../errors.js';
+import { CHANGE_NAMES } from '../engine/arrow-codec.js';
+import type { Engine, Token } from '../engine/engine.js';
+import { formatTimestamp, fromText, toJsonValue, type Row } from '../engine/schema.js';
+import type { Table } from '../engine/table.js';
+import type { FeatureViewDef } from '../features/definitions.js';
+import { applyOrder, ViewEvaluator, type EntityState, type Evaluated, type PointInTime, type SourceRecord } from '../features/evaluator.js';
+import type { ResolvedFeature } from '../features/registry.js';
+import type { ServedValues } from './decisions.js';
+
+export interface ReplayInput {
+  /** Entity key as text. */
+  entity: string;
+  features: ResolvedFeature[];
+  /** Definitions of the views the features name. */
+  views: Map<string, FeatureViewDef>;
+  /** Epoch ms. */
+  at: number;
+  pointInTime: PointInTime;
+  token?: Token | null;
+}
+
+export interface TrailRecord {
+  table: string;
+  offset: number;
+  changeType: string;
+  commitTime: string;
+  eventTime: string;
+  row: Record<string, unknown>;
+  /** `view:feature` references whose value or status this record changed. */
+  changed: string[];
+}
+
+export interface Replay extends ServedValues {
+  /** The newest offset of each source table the values reflect (-1: none). */
+  token: Token;
+  trail: TrailRecord[];
+}
+
+interface ViewGroup {
+  ev: ViewEvaluator;
+  /** The requested features of the view: their refs and indexes in the view. */
+  refs: string[];
+  indexes: number[];
+}
+
+interface Step {
+  table: string;
+  rec: SourceRecord;
+  /** When the record counts in the replay's order: commit time, or event time for "event". */
+  time: number;
+}
+
+/** Reconstructs one entity's values at `at` and the trail that led to them. */
+export async function replay(engine: Engine, input: ReplayInput): Promise<Replay> {
+  const groups = new Map<string, ViewGroup>();
+  for (const f of input.features) {
+    let g = groups.get(f.view);
+    if (!g) {
+      const def = input.views.get(f.view);
+      if (!def) throw new AsofError('ASOF_FEATURE_VIEW_NOT_FOUND', `feature view "${f.view}" does not exist (in "${f.ref}")`, { view: f.view });
+      g = { ev: new ViewEvaluator(def, engine.table(def.source).schema), refs: [], indexes: [] };
+      groups.set(f.view, g);
+    }
+    g.refs.push(f.ref);
+    g.indexes.push(f.index);
+  }
+  const out: Replay = { features: {}, statuses: {}, eventTimes: {}, token: {}, trail: [] };
+  const steps: Step[] = [];
+  const bySource = new Map<string, ViewGroup[]>();
+  for (const g of groups.values()) bySource.set(g.ev.view.source, [...(bySource.get(g.ev.view.source) ?? []), g]);
+  for (const [source, gs] of bySource) {
+    const table = engine.table(source);
+    const ev = gs[0].ev;
+    const key = canonicalKey(ev, input.entity);
+    const upTo = input.token ? (input.token[source] ?? -1) : Infinity;
+    const all = await entityRecords(table, ev, key, upTo);
+    // With a token the read saw exactly these records, in offset order; without, the point-in-time rule picks them.
+    const visible = input.token ? all : applyOrder(ev, all, input.at, input.pointInTime);
+    out.token[source] = visible.reduce((m, r) => Math.max(m, r.offset), -1);
+    for (const g of gs) {
+      let state: EntityState | undefined;
+      for (const r of visible) state = g.ev.apply(state, r, input.at);
+      put(out, g, g.ev.evaluate(state, input.at));
+    }
+    const byEvent = !input.token && input.pointInTime === 'event';
+    for (const rec of visible) steps.push({ table: source, rec, time: byEvent ? ev.eventTimeOf(rec) : rec.commitTime });
+  }
+  steps.sort((a, b) => a.time - b.time || (a.table < b.table ? -1 : a.table > b.table ? 1 : a.rec.offset - b.rec.offset));
+  out.trail = trail(engine, steps, groups);
+  return out;
+}
+
+function put(out: ServedValues, g: ViewGroup, e: Evaluated): void {
+  g.refs.forEach((ref, i) => {
+    const j = g.indexes[i];
+    out.features[ref] = g.ev.toJson(j, e.values[j]);
+    out.statuses[ref] = e.statuses[j];
+    const et = e.eventTimes[j];
+    out.eventTimes[ref] = et === null || et === undefined ? null : formatTimestamp(et);
+  });
+}
+
+/** The trail: each step's record, and the features it changed (each view evaluated at the step's time). */
+function trail(engine: Engine, steps: Step[], groups: Map<string, ViewGroup>): TrailRecord[] {
+  const states = new Map<ViewGroup, { state?: EntityState; last?: string[] }>();
+  for (const g of groups.values()) states.set(g, {});
+  const out: TrailRecord[] = [];
+  for (const { table, rec, time } of steps) {
+    const changed: string[] = [];
+    let ev: ViewEvaluator | undefined;
+    for (const g of groups.values()) {
+      if (g.ev.view.source !== table) continue;
+      ev = g.ev;
+      const s = states.get(g)!;
+      s.state = g.ev.apply(s.state, rec, time);
+      const e = g.ev.evaluate(s.state, time);
+      const now = g.indexes.map((j) => JSON.stringify([e.values[j], e.statuses[j]]));
+      now.forEach((v, i) => {
+        if (!s.last || s.last[i] !== v) changed.push(g.refs[i]);
+      });
+      s.last = now;
+    }
+    out.push({
+      table,
+      offset: rec.offset,
+      changeType: CHANGE_NAMES[rec.change],
+      commitTime: formatTimestamp(rec.commitTime),
+      eventTime: formatTimestamp(ev!.eventTimeOf(rec)),
+      row: rowJson(engine.table(table), rec.row),
+      changed,
+    });
+  }
+  return out;
+}
+
+function rowJson(table: Table, row: Row): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const c of table.schema.columns) out[c.name] = toJsonValue(c.type, row[c.name]);
+  return out;
+}
+
+/** The entity as the canonical text of the view's entity column (what the key index and `entityOf` use). */
+function canonicalKey(ev: ViewEvaluator, entity: string): string {
+  const col = ev.schema.byName.get(ev.view.entity)!;
+  try {
+    const v = col.coerce(fromText(col.type, entity));
+    return typeof v === 'bigint' ? v.toString() : String(v);
+  } catch (e) {
+    const reason = (e as { reason?: string }).reason ?? String(e);
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${JSON.stringify(entity)} is not a valid ${col.name}: ${reason}`, [{ field: 'entity', reason }]);
+  }
+}
+
+/**
+ * The entity's records at offsets <= upTo, in offset order: through the key
+ * index when the entity column is the table's key, else by reading the table.
+ */
+async function entityRecords(table: Table, ev: ViewEvaluator, key: string, upTo: number): Promise<SourceRecord[]> {
+  const s = table.schema;
+  const toOffset = upTo === Infinity ? undefined : upTo + 1;
+  const out: SourceRecord[] = [];
+  if (s.keyColumns.length === 1 && s.keyColumns[0].name === ev.view.entity) {
+    for await (const r of table.scan({ key, toOffset })) out.push({ offset: r.offset, change: CHANGE_NAMES.indexOf(r.changeType), commitTime: r.commitTime, row: r.row });
+    return out;
+  }
+  for await (const b of table.scanBatches({ toOffset })) {
+    for (let i = 0; i < b.count; i++) {
+      if (ev.entityOf(b.rows[i]) === key) out.push({ offset: b.firstOffset + i, change: b.changes[i], commitTime: b.commitTime, row: b.rows[i] });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,315 @@
+/**
+ * The audit service: records decisions (from a lookup, or posted), explains
+ * them by reconstruction, shows an entity's state at any time, and verifies
+ * hash chains. REST, gRPC and the Feast routes all call it; nothing here knows
+ * about HTTP or gRPC.
+ */
+import { requireScope, type Caller } from '../access.js';
+import { AsofError } from '../errors.js';
+import type { Engine, Token } from '../engine/engine.js';
+import { isReservedName, parseTimestamp } from '../engine/schema.js';
+import type { FeatureViewDef } from '../features/definitions.js';
+import type { PointInTime } from '../features/evaluator.js';
+import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
+import { toObjects, type Evaluation } from '../online/service.js';
+import { checkRange, headMessage, HeadSigner, storedHeadAt, verifyChain, type VerifyResult } from './chain.js';
+import { canonicalJson, conflict, DecisionLog, type ChainHead, type Decision, type FeatureSelection, type ServedValues } from './decisions.js';
+import { replay, type Replay, type TrailRecord } from './replay.js';
+
+/** A decision as posted (POST /decisions, gRPC); times as RFC 3339 or epoch ms. */
+export interface DecisionInput extends FeatureSelection {
+  id: string;
+  entity: string | number;
+  outcome: string;
+  model?: string;
+  decidedAt?: string | number;
+  token?: Token;
+  served?: { features: Record<string, unknown>; statuses?: ServedValues['statuses']; eventTimes?: ServedValues['eventTimes'] };
+  attributes?: Record<string, unknown>;
+}
+
+export interface Difference {
+  feature: string;
+  served: { value: unknown; status?: string; eventTime?: string | null };
+  reconstructed: { value: unknown; status: string; eventTime: string | null };
+}
+
+export interface TrailPage {
+  trail: TrailRecord[];
+  /** Index of the first trail record shown, how many there are, and where the next page starts (null: none). */
+  trailPage: { from: number; total: number; next: number | null };
+}
+
+export interface HistoryCheck {
+  /** Every table's chain hash at the recorded head is still the recorded one (and, with verify, its chain walks clean). */
+  ok: boolean;
+  tables: Record<string, { offset: number; recorded: string; current: string | null; ok: boolean; verify?: VerifyResult }>;
+}
+
+export interface DecisionAudit extends TrailPage {
+  decision: PublicDecision;
+  served: ServedValues | null;
+  reconstructed: ServedValues & { token: Token; at: string; pointInTime: PointInTime };
+  /** null when nothing was served to compare with. */
+  match: boolean | null;
+  differences: Difference[];
+  history: HistoryCheck;
+  /** Whether the decision's signature checks with this server's key; null when unsigned or no key is set. */
+  signatureValid: boolean | null;
+}
+
+export type PublicDecision = Omit<Decision, 'views' | 'request'>;
+
+const ID = /^[\x21-\x7e]{1,200}$/;
+
+export class AuditService {
+  private constructor(
+    private readonly engine: Engine,
+    private readonly registry: FeatureRegistry,
+    private readonly decisions: DecisionLog,
+    private readonly now: () => number,
+    readonly signer?: HeadSigner,
+  ) {}
+
+  static async open(engine: Engine, registry: FeatureRegistry, now: () => number, signingKey?: string): Promise<AuditService> {
+    return new AuditService(engine, registry, await DecisionLog.open(engine), now, signingKey ? HeadSigner.fromText(signingKey) : undefined);
+  }
+
+  /**
+   * Records lookups as decisions, durably, before the caller answers: `ids[i]`
+   * (undefined: not recorded) names entity i's decision. Needs the `decide`
+   * scope. Checked first, so a request with a bad, repeated or conflicting id
+   * writes nothing.
+   */
+  async recordLookups(caller: Caller, ids: (string | undefined)[], entities: unknown[], e: Evaluation, field: (i: number) => string = (i) => `decisions[${i}]`): Promise<void> {
+    if (ids.every((id) => id === undefined)) return;
+    requireScope(caller, 'decide');
+    if (ids.length !== entities.length) throw new AsofError('ASOF_INVALID_ARGUMENT', `${ids.length} decision ids for ${entities.length} entities: give one (or null) per entity`, [{ field: 'decisions', reason: 'length differs from entities' }]);
+    const seen = new Set<string>();
+    const wanted: number[] = [];
+    ids.forEach((id, i) => {
+      if (id === undefined) return;
+      checkId(id, field(i));
+      if (seen.has(id)) throw new AsofError('ASOF_INVALID_ARGUMENT', `decision id "${id}" is given twice in one request`, [{ row: i, field: field(i), reason: 'repeated decision id' }]);
+      seen.add(id);
+      wanted.push(i);
+    });
+    if (wanted.length === 0) return;
+    const served = toObjects(wanted.map((i) => entities[i]), e);
+    const selection = plainSelection(e.plan.selection);
+    const views: Record<string, FeatureViewDef> = {};
+    for (const g of e.plan.groups) views[g.def.name] = g.def;
+    const heads = this.heads(Object.keys(e.token));
+    const made = wanted.map((i, k): Decision => {
+      const s = served[k];
+      return {
+        id: ids[i]!,
+        entity: entityText(entities[i]),
+        selection,
+        features: e.plan.features.map((f) => f.ref),
+        outcome: null,
+        model: null,
+        decidedAt: e.at,
+        servedAt: e.at,
+        token: s.token,
+        served: { features: s.features, statuses: s.statuses, eventTimes: s.eventTimes },
+        heads,
+        attributes: null,
+        recordedBy: 'lookup',
+        views,
+        signature: null,
+        request: null,
+      };
+    });
+    const sameLookup = (d: Decision, x: Decision | undefined): boolean => !x || (x.recordedBy === 'lookup' && x.entity === d.entity && canonicalJson(x.selection) === canonicalJson(d.selection));
+    for (const d of made) if (!sameLookup(d, this.decisions.get(d.id))) throw conflict(d.id, 'it was recorded for another entity or selection, or already decided');
+    await Promise.all(
+      made.map((d) =>
+        this.decisions.update(d.id, (x) => {
+          if (!sameLookup(d, x)) throw conflict(d.id, 'it was recorded for another entity or selection, or already decided');
+          return x ? null : this.signed(d);
+        }),
+      ),
+    );
+  }
+
+  /** POST /decisions: records a decision, or completes one its lookup recorded. Identical re-sends change nothing. */
+  async recordDecision(input: DecisionInput): Promise<{ decision: PublicDecision; created: boolean }> {
+    checkId(input.id, 'id');
+    const selection = plainSelection(input);
+    const resolved = this.registry.resolve(selection);
+    const views: Record<string, FeatureViewDef> = {};
+    for (const f of resolved) views[f.view] ??= this.registry.view(f.view);
+    let decidedAt = this.now();
+    if (input.decidedAt !== undefined) {
+      const t = parseTimestamp(input.decidedAt);
+      if (t === undefined) throw new AsofError('ASOF_INVALID_ARGUMENT', 'decidedAt must be an RFC 3339 timestamp or epoch milliseconds', [{ field: 'decidedAt', reason: 'not a timestamp' }]);
+      decidedAt = t;
+    }
+    if (input.token) for (const [t, off] of Object.entries(input.token)) if (!this.engine.has(t)) throw new AsofError('ASOF_INVALID_ARGUMENT', `token names table "${t}", which does not exist`, [{ field: `token.${t}`, reason: `unknown table (offset ${off})` }]);
+    const request = canonicalJson({ ...input, entity: entityText(input.entity), decidedAt: input.decidedAt === undefined ? undefined : decidedAt });
+    const sources = input.token ? Object.keys(input.token) : [...new Set(Object.values(views).map((v) => v.source))];
+    const served: ServedValues | null = input.served ? { features: input.served.features, statuses: input.served.statuses ?? {}, eventTimes: input.served.eventTimes ?? {} } : null;
+    const fresh: Decision = {
+      id: input.id,
+      entity: entityText(input.entity),
+      selection,
+      features: resolved.map((f) => f.ref),
+      outcome: input.outcome,
+      model: input.model ?? null,
+      decidedAt,
+      servedAt: null,
+      token: input.token ?? null,
+      served,
+      heads: this.heads(sources.filter((t) => this.engine.has(t))),
+      attributes: input.attributes ?? null,
+      recordedBy: 'api',
+      views,
+      signature: null,
+      request,
+    };
+    let created = false;
+    const { decision } = await this.decisions.update(input.id, (x) => {
+      if (!x) return (created = true), this.signed(fresh);
+      if (x.request !== null) {
+        if (x.request === request) return null;
+        throw conflict(input.id, 'another body was recorded under this id');
+      }
+      // Recorded by its lookup: the post completes it, and must agree with what the lookup recorded.
+      if (x.entity !== fresh.entity || canonicalJson(x.selection) !== canonicalJson(selection)) throw conflict(input.id, 'its lookup was for another entity or selection');
+      if (input.token && canonicalJson(input.token) !== canonicalJson(x.token)) throw conflict(input.id, 'the token differs from the one its lookup read');
+      if (input.served && canonicalJson(input.served.features) !== canonicalJson(x.served?.features)) throw conflict(input.id, 'the served values differ from what its lookup served');
+      return { ...x, outcome: input.outcome, model: input.model ?? null, attributes: input.attributes ?? null, decidedAt: input.decidedAt === undefined ? x.decidedAt : decidedAt, recordedBy: 'lookup+api', request };
+    });
+    return { decision: publicDecision(decision), created };
+  }
+
+  decision(id: string): Decision {
+    const d = this.decisions.get(id);
+    if (!d) throw new AsofError('ASOF_NOT_FOUND', `no decision "${id}"`, { id });
+    return d;
+  }
+
+  /** GET /audit/decisions/{id}: replays the decision and compares. */
+  async explain(id: string, page: { trailFrom?: number; trailLimit?: number; verify?: boolean } = {}): Promise<DecisionAudit> {
+    const d = this.decision(id);
+    const views = new Map(Object.entries(d.views));
+    const at = d.servedAt ?? d.decidedAt;
+    const r = await replay(this.engine, { entity: d.entity, features: resolveRefs(d.features, views), views, at, pointInTime: 'known', token: d.token });
+    const differences = d.served ? diff(d.served, r) : [];
+    return {
+      decision: publicDecision(d),
+      served: d.served,
+      reconstructed: { features: r.features, statuses: r.statuses, eventTimes: r.eventTimes, token: r.token, at: new Date(at).toISOString(), pointInTime: 'known' },
+      match: d.served ? differences.length === 0 : null,
+      differences,
+      history: await this.history(d.heads ?? {}, page.verify ?? false),
+      signatureValid: d.signature && this.signer ? this.signer.check(decisionMessage(d), d.signature) : null,
+      ...paginate(r.trail, page),
+    };
+  }
+
+  /** GET /audit/entities/{entity}: the entity's values at `at` (epoch ms) with the trail that led to them. */
+  async entityState(entity: string, selection: FeatureSelection, at: number, pointInTime: PointInTime, page: { trailFrom?: number; trailLimit?: number } = {}): Promise<ServedValues & TrailPage & { entity: string; at: string; pointInTime: PointInTime; token: Token }> {
+    const resolved = this.registry.resolve(selection);
+    const views = new Map<string, FeatureViewDef>();
+    for (const f of resolved) if (!views.has(f.view)) views.set(f.view, this.registry.view(f.view));
+    const r: Replay = await replay(this.engine, { entity, features: resolved, views, at, pointInTime });
+    return { entity, at: new Date(at).toISOString(), pointInTime, features: r.features, statuses: r.statuses, eventTimes: r.eventTimes, token: r.token, ...paginate(r.trail, page) };
+  }
+
+  /** GET /audit/decisions: newest first. Times epoch ms, inclusive. */
+  list(filter: { entity?: string; from?: number; to?: number; outcome?: string }, limit = 100): PublicDecision[] {
+    checkRange(filter.from, filter.to);
+    return this.decisions.list(filter, limit).map(publicDecision);
+  }
+
+  /** GET /audit/verify: walks the table's chain over offsets [from, to]. */
+  async verify(table: string, from?: number, to?: number): Promise<VerifyResult & { table: string; signature?: { algorithm: 'Ed25519'; publicKey: string; message: string; value: string } }> {
+    checkRange(from, to);
+    const r = await verifyChain(this.engine.table(table), from, to);
+    if (!this.signer) return { table, ...r };
+    const message = headMessage(table, r.head);
+    return { table, ...r, signature: { algorithm: 'Ed25519', publicKey: this.signer.publicKey, message, value: this.signer.sign(message) } };
+  }
+
+  private heads(tables: string[]): Record<string, ChainHead> {
+    const out: Record<string, ChainHead> = {};
+    for (const t of tables) if (this.engine.has(t) && !isReservedName(t)) out[t] = this.engine.table(t).chainHead;
+    return out;
+  }
+
+  private signed(d: Decision): Decision {
+    return this.signer ? { ...d, signature: this.signer.sign(decisionMessage(d)) } : d;
+  }
+
+  private async history(heads: Record<string, ChainHead>, deep: boolean): Promise<HistoryCheck> {
+    const out: HistoryCheck = { ok: true, tables: {} };
+    for (const [t, head] of Object.entries(heads)) {
+      const table = this.engine.has(t) ? this.engine.table(t) : undefined;
+      const current = table ? ((await storedHeadAt(table, head.offset)) ?? null) : null;
+      const entry: HistoryCheck['tables'][string] = { offset: head.offset, recorded: head.hash, current, ok: current === head.hash };
+      if (deep && table) {
+        entry.verify = await verifyChain(table, 0, head.offset);
+        entry.ok &&= entry.verify.ok;
+      }
+      out.tables[t] = entry;
+      out.ok &&= entry.ok;
+    }
+    return out;
+  }
+}
+
+/** What a decision's signature covers: its id, entity, time, token, heads and served values, as canonical JSON. */
+export const decisionMessage = (d: Decision): string => `asof.decision.v1\n${canonicalJson({ id: d.id, entity: d.entity, decidedAt: d.decidedAt, servedAt: d.servedAt, token: d.token, heads: d.heads, served: d.served })}`;
+
+function publicDecision(d: Decision): PublicDecision {
+  const { views: _v, request: _r, ...rest } = d;
+  return rest;
+}
+
+function checkId(id: string, field: string): void {
+  if (!ID.test(id)) throw new AsofError('ASOF_INVALID_ARGUMENT', `decision id ${JSON.stringify(id)} must be 1 to 200 printable ASCII characters without spaces`, [{ field, reason: 'bad decision id' }]);
+}
+
+const entityText = (e: unknown): string => (typeof e === 'string' ? e : typeof e === 'number' || typeof e === 'bigint' || typeof e === 'boolean' ? String(e) : JSON.stringify(e));
+
+function plainSelection(s: FeatureSelection): FeatureSelection {
+  if (s.features?.length) return { features: [...s.features] };
+  if (s.view) return { view: s.view };
+  return s.service ? { service: s.service } : {};
+}
+
+function resolveRefs(refs: string[], views: Map<string, FeatureViewDef>): ResolvedFeature[] {
+  return refs.map((ref) => {
+    const at = ref.lastIndexOf(':');
+    const view = ref.slice(0, at);
+    const feature = ref.slice(at + 1);
+    const index = views.get(view)?.features.findIndex((f) => f.name === feature) ?? -1;
+    if (index < 0) throw new AsofError('ASOF_INTERNAL', `decision names "${ref}", which its recorded view definition lacks`);
+    return { ref, view, feature, index };
+  });
+}
+
+/** Per feature: the served value (and status and event time, when recorded) against the reconstruction. */
+function diff(served: ServedValues, r: ServedValues): Difference[] {
+  const out: Difference[] = [];
+  for (const ref of Object.keys(r.features)) {
+    const s = { value: served.features[ref] ?? null, status: served.statuses[ref], eventTime: served.eventTimes[ref] };
+    const same =
+      canonicalJson(s.value) === canonicalJson(r.features[ref]) &&
+      (s.status === undefined || s.status === r.statuses[ref]) &&
+      (s.eventTime === undefined || s.eventTime === r.eventTimes[ref]);
+    if (!same) out.push({ feature: ref, served: s, reconstructed: { value: r.features[ref], status: r.statuses[ref], eventTime: r.eventTimes[ref] } });
+  }
+  return out;
+}
+
+const TRAIL_PAGE = 1000;
+
+function paginate(trail: TrailRecord[], page: { trailFrom?: number; trailLimit?: number }): TrailPage {
+  const from = Math.max(0, page.trailFrom ?? 0);
+  const limit = Math.max(1, Math.min(page.trailLimit ?? TRAIL_PAGE, 10_000));
+  const end = Math.min(trail.length, from + limit);
+  return { trail: trail.slice(from, end), trailPage: { from, total: trail.length, next: end < trail.length ? end : null } };
+}
