@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 
-export const PROTO_FILES = ['asof/v1/online.proto', 'asof/v1/ingest.proto', 'asof/v1/changelog.proto', 'asof/v1/audit.proto', 'feast/serving/ServingService.proto'];
+export const PROTO_FILES = ['asof/v1/online.proto', 'asof/v1/ingest.proto', 'asof/v1/changelog.proto', 'asof/v1/audit.proto', 'asof/v1/vectors.proto', 'feast/serving/ServingService.proto'];
 
 export const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true };
 

@@ -15,6 +15,7 @@ import { feastService, feastServiceDefinition } from './feast.js';
 import { ingestService } from './ingest.js';
 import { onlineService, onlineServiceDefinition } from './online.js';
 import { loadProtos } from './protos.js';
+import { vectorService } from './vectors.js';
 import { addReflection } from './reflection.js';
 
 export interface GrpcOptions {
@@ -55,6 +56,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   add(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));
   add(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
   add(pkg['asof.v1.AuditService'] as ServiceDef, auditService(ctx, services));
+  add(pkg['asof.v1.VectorService'] as ServiceDef, vectorService(ctx, services));
   add(feastServiceDefinition(pkg['feast.serving.ServingService'] as ServiceDef), feastService(ctx, services, opts.version));
   // Reflection is schema discovery, public like /openapi.json over REST.
   addReflection(server, pkg);

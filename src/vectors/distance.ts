@@ -24,7 +24,8 @@ function l2(a: Float32Array, b: Float32Array): number {
 function dot(a: Float32Array, b: Float32Array): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return -s;
+  // 0 - s, not -s: no -0 for orthogonal vectors.
+  return 0 - s;
 }
 
 function cosine(a: Float32Array, b: Float32Array): number {

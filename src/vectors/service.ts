@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as lancedb from '@lancedb/lancedb';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
-import { parseTimestamp } from '../engine/schema.js';
+import { parseTimestamp, type TableSchema } from '../engine/schema.js';
 import type { Logger } from '../logger.js';
 import { toObjects, type EntityFeatures, type OnlineService } from '../online/service.js';
 import { VectorColumn, type ColumnOptions } from './column.js';
@@ -90,6 +90,11 @@ export class VectorService {
       const metric = (t.schema.def.columns.find((d) => d.name === c.name)?.metric ?? DEFAULT_METRIC) as Metric;
       this.columns.set(`${table}.${c.name}`, new VectorColumn(t, c.name, metric, this.db, this.opts.stateDir, { ...this.opts, index: this.index }, this.logger));
     }
+  }
+
+  /** The schema a search of `table` answers rows in (adapters type values by it). */
+  schemaOf(table: string): TableSchema {
+    return this.engine.table(table).schema;
   }
 
   /** The state of one column (tests and metrics). */

@@ -19,6 +19,7 @@ export interface GrpcAsof extends Asof {
   changelog: Client;
   feast: Client;
   audit: Client;
+  vectors: Client;
   /** JSON request to the REST server (inject), as test/helpers.ts does. */
   req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
   destroy(): Promise<void>;
@@ -34,6 +35,7 @@ export function clientsFor(address: string) {
     changelog: new pkg.asof.v1.ChangelogService(address, creds) as Client,
     feast: new pkg.feast.serving.ServingService(address, creds) as Client,
     audit: new pkg.asof.v1.AuditService(address, creds) as Client,
+    vectors: new pkg.asof.v1.VectorService(address, creds) as Client,
   };
 }
 

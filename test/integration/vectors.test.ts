@@ -120,6 +120,16 @@ test('an upserted row is found by the next search, an updated vector only in its
     }
     s = await search(a, { vector: q, k: 10 });
     assert.deepEqual(s.body.results.map((x: any) => x.key), topK(rows, q, 10));
+
+    // features: each hit's online features exactly as GET /features/{key} answers them.
+    assert.equal((await a.req('PUT', '/feature-views/dv', { source: 'docs', entity: 'id', features: [{ name: 'cat', column: 'cat' }, { name: 'n', column: 'n' }] })).status, 201);
+    s = await search(a, { vector: q, k: 3, features: ['dv:cat', 'dv:n'] });
+    assert.equal(s.body.results.length, 3);
+    for (const hit of s.body.results) {
+      const g = await a.req('GET', `/features/${hit.key}?features=dv:cat,dv:n`);
+      assert.deepEqual(hit.features, g.body);
+      assert.equal(hit.features.features['dv:n'], Number(hit.key.slice(1)));
+    }
   } finally {
     await a.close();
     await dir.cleanup();

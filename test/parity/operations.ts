@@ -13,7 +13,7 @@
  */
 import type { ErrorCode } from '../../src/errors.js';
 import type { GrpcAsof } from '../integration/grpc-helpers.js';
-import { decisionAuditForms, entityStateForms, lookupForms, nextDecisionId, recordedLookupForms, restForm, writeForms, type Form, type Target, type World } from './world.js';
+import { decisionAuditForms, entityStateForms, lookupForms, nextDecisionId, recordedLookupForms, restForm, vectorForms, writeForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -42,6 +42,14 @@ const AB_ZZ = [
 const lookupAbZz = (view: string) => lookupForms({ key: 'id', entities: ['a', 'b', 'zz'], features: [`${view}:score`, `${view}:name`] });
 
 export const OPERATIONS: Operation[] = [
+  // Vector search (items a [1,0,0] x, b [0,1,0] y, c [0,0,2] x; metric l2, distances squared).
+  { name: 'vector search with a filter and features', forms: vectorForms({ table: 'items', vector: [1, 0.5, 0], k: 2, filter: { cat: 'x' }, features: ['u:name'] }), expect: { answer: [['a', 0.25, 'x', ['ann', 'PRESENT']], ['c', 5.25, 'x', [null, 'NOT_FOUND']]] } },
+  { name: 'vector search with another metric', forms: vectorForms({ table: 'items', vector: [0, 1, 0], k: 3, metric: 'dot' }), expect: { answer: [['b', -1, 'y'], ['a', 0, 'x'], ['c', 0, 'x']] } },
+  { name: 'vector search: unknown table', forms: vectorForms({ table: 'nope', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
+  { name: 'vector search: wrong dimension', forms: vectorForms({ table: 'items', vector: [1, 0], k: 1 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'vector search: a filter on an unknown column', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, filter: { nope: 1 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'vector search: not a vector column', forms: vectorForms({ table: 'items', column: 'cat', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+
   // Lookups that succeed.
   { name: 'lookup: a row, a null value and a missing entity', forms: lookupAbZz('u'), expect: { answer: AB_ZZ } },
   { name: 'lookup by feature service', forms: lookupForms({ key: 'id', entities: ['b', 'zz'], service: 'svc' }), expect: { answer: [[['bob', 'PRESENT']], [[null, 'NOT_FOUND']]] } },

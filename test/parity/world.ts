@@ -34,6 +34,16 @@ export const USERS = {
     { name: 'name', type: 'string' },
   ],
 };
+/** Vector search: keys a, b, c (a and b are also users, so hits carry u's features). */
+export const ITEMS = {
+  kind: 'pk',
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', type: 'string', nullable: false },
+    { name: 'cat', type: 'string' },
+    { name: 'emb', type: 'vector<3>', metric: 'l2' },
+  ],
+};
 const VIEW_U = { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }, { name: 'name', column: 'name' }] };
 
 export async function openWorld(): Promise<World> {
@@ -48,6 +58,8 @@ export async function openWorld(): Promise<World> {
   must(await primary.req('POST', '/tables/users/rows', { rows: [{ id: 'a', score: 1.5, name: 'ann' }, { id: 'b', name: 'bob' }] }));
   must(await primary.req('PUT', '/feature-views/u', VIEW_U));
   must(await primary.req('PUT', '/feature-services/svc', { features: ['u:name'] }));
+  must(await primary.req('PUT', '/tables/items', ITEMS));
+  must(await primary.req('POST', '/tables/items/rows', { rows: [{ id: 'a', cat: 'x', emb: [1, 0, 0] }, { id: 'b', cat: 'y', emb: [0, 1, 0] }, { id: 'c', cat: 'x', emb: [0, 0, 2] }] }));
   const replica = redis ? await grpcAsof({ ...shared, role: 'replica' }) : undefined;
   let views = 0;
   return {
@@ -253,6 +265,51 @@ export function restForm(method: string, url: string, body?: unknown): Record<st
     async [`REST ${method} ${url}`](asof) {
       const r = await asof.req(method, url, body);
       return r.status < 300 ? { answer: r.body } : restError(r.status, r.body);
+    },
+  };
+}
+
+/** A vector search request (REST body shape). */
+export interface VectorQuery {
+  table: string;
+  column?: string;
+  vector: number[];
+  k: number;
+  filter?: Record<string, unknown>;
+  metric?: 'cosine' | 'l2' | 'dot';
+  features?: string[];
+}
+
+/** JSON → google.protobuf.Value (protobufjs's bundled struct.proto has camelCase field names). */
+const jsonToStructValue = (v: unknown): object => {
+  if (v === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(jsonToStructValue) } };
+  return { structValue: { fields: Object.fromEntries(Object.entries(v as object).map(([k, x]) => [k, jsonToStructValue(x)])) } };
+};
+
+/** A vector search in each adapter's form; answers become [key, distance, cat, [feature value, status]...] per hit. */
+export function vectorForms(q: VectorQuery): Record<string, Form> {
+  return {
+    async 'REST POST /vectors/search'(asof) {
+      const r = await asof.req('POST', '/vectors/search', q);
+      if (r.status !== 200) return restError(r.status, r.body);
+      return { answer: r.body.results.map((h: any) => [h.key, h.distance, h.row.cat, ...(q.features ?? []).map((f) => [h.features.features[f], h.features.statuses[f]])]) };
+    },
+    async 'gRPC asof.v1 VectorService/Search'(asof) {
+      const req = { table: q.table, column: q.column ?? '', vector: q.vector, k: q.k, filter: q.filter && { fields: Object.fromEntries(Object.entries(q.filter).map(([k, v]) => [k, jsonToStructValue(v)])) }, metric: q.metric?.toUpperCase(), features: q.features ?? [] };
+      const { res, err } = await call(asof.vectors, 'Search', req);
+      if (err) return grpcError(err);
+      return {
+        answer: res.results.map((h: any) => [
+          h.key,
+          h.distance,
+          asofJson(h.row.columns.cat),
+          ...(q.features ?? []).map((_f, i) => [asofJson(h.features.features[i].value), h.features.features[i].status]),
+        ]),
+      };
     },
   };
 }
