@@ -78,7 +78,7 @@ export class VectorColumn {
     readonly table: Table,
     readonly column: string,
     readonly metric: Metric,
-    private readonly db: lancedb.Connection,
+    private readonly connect: () => Promise<lancedb.Connection>,
     private readonly stateDir: string,
     private readonly opts: ColumnOptions,
     private readonly logger: Logger,
@@ -113,7 +113,10 @@ export class VectorColumn {
     return this.active.size + this.sealed.reduce((n, s) => n + s.size, 0);
   }
 
+  private db!: lancedb.Connection;
+
   private async start(): Promise<void> {
+    this.db = await this.connect();
     const saved = await readJson<Position | null>(this.positionPath, null);
     const names = await this.db.tableNames();
     const fresh = !saved || saved.lineage !== this.lineage || !names.includes(this.name);

@@ -11,13 +11,26 @@
  * pk tables keep one row per key (merge-insert on _asof_key, delete); log
  * tables one per record.
  */
-import * as lancedb from '@lancedb/lancedb';
+import type * as lancedb from '@lancedb/lancedb';
 import { Bool, Field, FixedSizeList, Float32, Float64, Int32, Int64, Schema, Utf8, type DataType } from 'apache-arrow';
 import type { CompiledColumn } from '../engine/schema.js';
 import type { Metric } from './distance.js';
 import { FILTERABLE } from './filter.js';
 
 export const VECTOR = '_asof_vector';
+
+type LanceModule = typeof import('@lancedb/lancedb');
+let loaded: LanceModule | undefined;
+
+/**
+ * LanceDB, loaded on first use: its native library is large (160 MB), and a
+ * server without vector columns should not pay its load time at start.
+ */
+export async function lanceModule(): Promise<LanceModule> {
+  return (loaded ??= await import('@lancedb/lancedb'));
+}
+/** The module, once a dataset is open (every LanceVectors was opened through lanceModule). */
+const L = (): LanceModule => loaded!;
 
 /** A version of a row as stored (canonical values; the vector as float32). */
 export interface StoredRow {
@@ -91,6 +104,7 @@ export class LanceVectors {
 
   /** Opens the dataset, or creates it empty; `fresh` drops what was there (a rebuild). */
   static async open(db: lancedb.Connection, name: string, dim: number, columns: CompiledColumn[], fresh: boolean): Promise<LanceVectors> {
+    await lanceModule();
     const schema = lanceSchema(dim, columns);
     const exists = (await db.tableNames()).includes(name);
     if (exists && !fresh) {
@@ -119,7 +133,7 @@ export class LanceVectors {
       for (const n of int64) if (typeof o[n] === 'number') o[n] = BigInt(o[n] as number);
       return o;
     });
-    return lancedb.makeArrowTable(data, { schema: this.schema });
+    return L().makeArrowTable(data, { schema: this.schema });
   }
 
   /** pk tables: the latest version of each key (insert or replace), one commit. */
@@ -193,14 +207,14 @@ export class LanceVectors {
     const numPartitions = Math.max(1, Math.round(rows / 100_000));
     const config =
       kind === 'hnsw_sq'
-        ? lancedb.Index.hnswSq({ distanceType: metric, numPartitions })
-        : lancedb.Index.ivfPq({ distanceType: metric, numPartitions: Math.max(1, Math.round(Math.sqrt(rows))) });
+        ? L().Index.hnswSq({ distanceType: metric, numPartitions })
+        : L().Index.ivfPq({ distanceType: metric, numPartitions: Math.max(1, Math.round(Math.sqrt(rows))) });
     await this.table.createIndex(VECTOR, { config, replace: true });
   }
 
   async ensureKeyIndex(): Promise<void> {
     const has = (await this.table.listIndices()).some((i) => i.columns.includes('_asof_key'));
-    if (!has) await this.table.createIndex('_asof_key', { config: lancedb.Index.btree() });
+    if (!has) await this.table.createIndex('_asof_key', { config: L().Index.btree() });
   }
 
   /** Compacts small fragments and adds new rows to the indexes; removes versions older than `cleanupOlderThan`. */

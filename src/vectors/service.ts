@@ -6,7 +6,7 @@
  * exactly as the online service answers them for `GET /features/{key}`.
  */
 import { join } from 'node:path';
-import * as lancedb from '@lancedb/lancedb';
+import type * as lancedb from '@lancedb/lancedb';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { parseTimestamp, type TableSchema } from '../engine/schema.js';
@@ -16,7 +16,7 @@ import type { OnlineService } from '../online/service.js';
 import { VectorColumn, type ColumnOptions } from './column.js';
 import { DEFAULT_METRIC, type Metric } from './distance.js';
 import { compileFilter, type Filter } from './filter.js';
-import type { IndexParams } from './lance-store.js';
+import { lanceModule, type IndexParams } from './lance-store.js';
 import { searchColumn, type SearchPlan } from './search.js';
 
 export interface VectorSearchRequest {
@@ -63,11 +63,11 @@ export class VectorService {
   private readonly columns = new Map<string, VectorColumn>();
   private readonly index: IndexParams;
   private unlisten?: () => void;
+  private db?: Promise<lancedb.Connection>;
 
   private constructor(
     private readonly engine: Engine,
     private readonly online: Pick<OnlineService, 'plan' | 'evaluate'>,
-    private readonly db: lancedb.Connection,
     private readonly opts: VectorServiceOptions,
     private readonly logger: Logger,
   ) {
@@ -75,13 +75,16 @@ export class VectorService {
   }
 
   static async open(engine: Engine, online: Pick<OnlineService, 'plan' | 'evaluate'>, opts: VectorServiceOptions, logger: Logger): Promise<VectorService> {
-    const db = await lancedb.connect(opts.uri, opts.storageOptions ? { storageOptions: opts.storageOptions } : undefined);
-    const s = new VectorService(engine, online, db, opts, logger);
+    const s = new VectorService(engine, online, opts, logger);
     for (const t of engine.list()) s.sync(t.name);
     s.unlisten = engine.onDefine((name) => s.sync(name));
     await Promise.all([...s.columns.values()].map((c) => c.ready.catch(() => undefined)));
     return s;
   }
+
+  /** The Lance connection, made when the first vector column opens. */
+  private connection = (): Promise<lancedb.Connection> =>
+    (this.db ??= lanceModule().then((m) => m.connect(this.opts.uri, this.opts.storageOptions ? { storageOptions: this.opts.storageOptions } : undefined)));
 
   /** Opens a VectorColumn for each vector column of `table` not open yet. */
   private sync(table: string): void {
@@ -89,7 +92,7 @@ export class VectorService {
     for (const c of t.schema.columns) {
       if (c.type.kind !== 'vector' || this.columns.has(`${table}.${c.name}`)) continue;
       const metric = (t.schema.def.columns.find((d) => d.name === c.name)?.metric ?? DEFAULT_METRIC) as Metric;
-      this.columns.set(`${table}.${c.name}`, new VectorColumn(t, c.name, metric, this.db, this.opts.stateDir, { ...this.opts, index: this.index }, this.logger));
+      this.columns.set(`${table}.${c.name}`, new VectorColumn(t, c.name, metric, this.connection, this.opts.stateDir, { ...this.opts, index: this.index }, this.logger));
     }
   }
 
@@ -158,7 +161,7 @@ export class VectorService {
   async close(): Promise<void> {
     this.unlisten?.();
     await Promise.all([...this.columns.values()].map((c) => c.close()));
-    this.db.close();
+    await this.db?.then((d) => d.close(), () => undefined);
   }
 }
 
