@@ -34,7 +34,13 @@ export interface ReplayInput {
   at: number;
   pointInTime: PointInTime;
   token?: Token | null;
+  /** The page of the trail to build: index of its first record and how many (default 0 and TRAIL_PAGE). */
+  trailFrom?: number;
+  trailLimit?: number;
 }
+
+/** Trail records per page unless asked otherwise. */
+export const TRAIL_PAGE = 100;
 
 export interface TrailRecord {
   table: string;
@@ -50,7 +56,10 @@ export interface TrailRecord {
 export interface Replay extends ServedValues {
   /** The newest offset of each source table the values reflect (-1: none). */
   token: Token;
+  /** The requested page of the trail. */
   trail: TrailRecord[];
+  /** Index of the first trail record shown, how many there are in all, and where the next page starts (null: none). */
+  trailPage: { from: number; total: number; next: number | null };
 }
 
 interface ViewGroup {
@@ -81,7 +90,7 @@ export async function replay(engine: Engine, input: ReplayInput): Promise<Replay
     g.refs.push(f.ref);
     g.indexes.push(f.index);
   }
-  const out: Replay = { features: {}, statuses: {}, eventTimes: {}, token: {}, trail: [] };
+  const out: Replay = { features: {}, statuses: {}, eventTimes: {}, token: {}, trail: [], trailPage: { from: 0, total: 0, next: null } };
   const steps: Step[] = [];
   const bySource = new Map<string, ViewGroup[]>();
   for (const g of groups.values()) bySource.set(g.ev.view.source, [...(bySource.get(g.ev.view.source) ?? []), g]);
@@ -103,7 +112,10 @@ export async function replay(engine: Engine, input: ReplayInput): Promise<Replay
     for (const rec of visible) steps.push({ table: source, rec, time: byEvent ? ev.eventTimeOf(rec) : rec.commitTime });
   }
   steps.sort((a, b) => a.time - b.time || (a.table < b.table ? -1 : a.table > b.table ? 1 : a.rec.offset - b.rec.offset));
-  out.trail = trail(engine, steps, groups);
+  const from = Math.max(0, input.trailFrom ?? 0);
+  const end = Math.min(steps.length, from + Math.min(10_000, Math.max(1, input.trailLimit ?? TRAIL_PAGE)));
+  out.trail = trail(engine, steps, groups, from, end);
+  out.trailPage = { from, total: steps.length, next: end < steps.length ? end : null };
   return out;
 }
 
@@ -117,12 +129,25 @@ function put(out: ServedValues, g: ViewGroup, e: Evaluated): void {
   });
 }
 
-/** The trail: each step's record, and the features it changed (each view evaluated at the step's time). */
-function trail(engine: Engine, steps: Step[], groups: Map<string, ViewGroup>): TrailRecord[] {
-  const states = new Map<ViewGroup, { state?: EntityState; last?: string[] }>();
-  for (const g of groups.values()) states.set(g, {});
+/**
+ * The trail records of steps [from, end): each with the features it changed,
+ * each view evaluated at the step's time before and after it. Every step is
+ * applied (the state needs all of them), but only the page is evaluated: a
+ * window's evaluation costs its events, so evaluating every step of a long
+ * history would be quadratic.
+ */
+function trail(engine: Engine, steps: Step[], groups: Map<string, ViewGroup>, from: number, end: number): TrailRecord[] {
+  const states = new Map<ViewGroup, { state?: EntityState; time: number; last?: string[] }>();
+  for (const g of groups.values()) states.set(g, { time: 0 });
+  const seen = (g: ViewGroup, state: EntityState | undefined, time: number): string[] | undefined => {
+    if (!state) return undefined;
+    const e = g.ev.evaluate(state, time);
+    return g.indexes.map((j) => JSON.stringify([e.values[j], e.statuses[j]]));
+  };
   const out: TrailRecord[] = [];
-  for (const { table, rec, time } of steps) {
+  for (let i = 0; i < end; i++) {
+    const { table, rec, time } = steps[i];
+    if (i === from) for (const [g, s] of states) s.last = seen(g, s.state, s.time);
     const changed: string[] = [];
     let ev: ViewEvaluator | undefined;
     for (const g of groups.values()) {
@@ -130,13 +155,15 @@ function trail(engine: Engine, steps: Step[], groups: Map<string, ViewGroup>): T
       ev = g.ev;
       const s = states.get(g)!;
       s.state = g.ev.apply(s.state, rec, time);
-      const e = g.ev.evaluate(s.state, time);
-      const now = g.indexes.map((j) => JSON.stringify([e.values[j], e.statuses[j]]));
-      now.forEach((v, i) => {
-        if (!s.last || s.last[i] !== v) changed.push(g.refs[i]);
+      s.time = time;
+      if (i < from) continue;
+      const now = seen(g, s.state, time) ?? [];
+      now.forEach((v, k) => {
+        if (!s.last || s.last[k] !== v) changed.push(g.refs[k]);
       });
       s.last = now;
     }
+    if (i < from) continue;
     out.push({
       table,
       offset: rec.offset,

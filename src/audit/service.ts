@@ -195,7 +195,7 @@ export class AuditService {
     const d = this.decision(id);
     const views = new Map(Object.entries(d.views));
     const at = d.servedAt ?? d.decidedAt;
-    const r = await replay(this.engine, { entity: d.entity, features: resolveRefs(d.features, views), views, at, pointInTime: 'known', token: d.token });
+    const r = await replay(this.engine, { entity: d.entity, features: resolveRefs(d.features, views), views, at, pointInTime: 'known', token: d.token, trailFrom: page.trailFrom, trailLimit: page.trailLimit });
     const differences = d.served ? diff(d.served, r) : [];
     return {
       decision: publicDecision(d),
@@ -205,7 +205,8 @@ export class AuditService {
       differences,
       history: await this.history(d.heads ?? {}, page.verify ?? false),
       signatureValid: d.signature && this.signer ? this.signer.check(decisionMessage(d), d.signature) : null,
-      ...paginate(r.trail, page),
+      trail: r.trail,
+      trailPage: r.trailPage,
     };
   }
 
@@ -214,8 +215,8 @@ export class AuditService {
     const resolved = this.registry.resolve(selection);
     const views = new Map<string, FeatureViewDef>();
     for (const f of resolved) if (!views.has(f.view)) views.set(f.view, this.registry.view(f.view));
-    const r: Replay = await replay(this.engine, { entity, features: resolved, views, at, pointInTime });
-    return { entity, at: new Date(at).toISOString(), pointInTime, features: r.features, statuses: r.statuses, eventTimes: r.eventTimes, token: r.token, ...paginate(r.trail, page) };
+    const r: Replay = await replay(this.engine, { entity, features: resolved, views, at, pointInTime, trailFrom: page.trailFrom, trailLimit: page.trailLimit });
+    return { entity, at: new Date(at).toISOString(), pointInTime, features: r.features, statuses: r.statuses, eventTimes: r.eventTimes, token: r.token, trail: r.trail, trailPage: r.trailPage };
   }
 
   /** GET /audit/decisions: newest first. Times epoch ms, inclusive. */
@@ -305,11 +306,3 @@ function diff(served: ServedValues, r: ServedValues): Difference[] {
   return out;
 }
 
-const TRAIL_PAGE = 1000;
-
-function paginate(trail: TrailRecord[], page: { trailFrom?: number; trailLimit?: number }): TrailPage {
-  const from = Math.max(0, page.trailFrom ?? 0);
-  const limit = Math.max(1, Math.min(page.trailLimit ?? TRAIL_PAGE, 10_000));
-  const end = Math.min(trail.length, from + limit);
-  return { trail: trail.slice(from, end), trailPage: { from, total: trail.length, next: end < trail.length ? end : null } };
-}

@@ -77,7 +77,7 @@ const TrailRecord = z
 const TrailPage = z.object({ from: z.number().int(), total: z.number().int(), next: z.number().int().nullable() });
 const PageQuery = {
   trailFrom: z.coerce.number().int().min(0).optional().describe('Index of the first trail record to return.'),
-  trailLimit: z.coerce.number().int().min(1).max(10_000).optional().describe('Trail records per page (default 1000).'),
+  trailLimit: z.coerce.number().int().min(1).max(10_000).optional().describe('Trail records per page (default 100, at most 10,000).'),
 };
 
 const VerifyResult = z

@@ -88,6 +88,8 @@ test('the Fluss example: a decision between the second and third update replays 
     // Paginated trail.
     const page = await ok(asof.req('GET', '/audit/decisions/loan-1?trailFrom=1&trailLimit=1'));
     assert.deepEqual([page.trail.map((r: any) => r.changeType), page.trailPage], [['-U'], { from: 1, total: 3, next: 2 }]);
+    const last = await ok(asof.req('GET', '/audit/decisions/loan-1?trailFrom=2'));
+    assert.deepEqual([last.trail.map((r: any) => [r.changeType, r.changed]), last.trailPage], [[['+U', ['risk:risk_score', 'risk:velocity_10m', 'risk:total_spend_24h']]], { from: 2, total: 3, next: null }], 'a later page knows what the records before it set');
 
     // Completing the recorded lookup with its outcome; identical re-send is a no-op; another body is 409.
     const done = await ok(asof.req('POST', '/decisions', { id: 'loan-1', entity: 123, view: 'risk', outcome: 'approve', model: 'm1' }));
