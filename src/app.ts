@@ -3,7 +3,8 @@
  * configuration and starts the REST (and gRPC) servers over them.
  */
 import type { FastifyInstance } from 'fastify';
-import { isLoopback, type Config } from './config.js';
+import { admissionLimits, isLoopback, type Config } from './config.js';
+import { Admission } from './admission.js';
 import { ApiKeys } from './access.js';
 import { Engine } from './engine/engine.js';
 import { IngestService } from './ingest/ingest.js';
@@ -35,6 +36,8 @@ export interface Asof {
   url: string;
   /** The API keys REST and gRPC check; `keys.reload()` re-reads ASOF_API_KEYS_FILE (SIGHUP). */
   keys: ApiKeys;
+  /** The bounds on work in flight REST and gRPC share (admission.ts). */
+  admission: Admission;
   /** The bound gRPC port (GRPC_PORT, or the one picked for 0); undefined when not listening. */
   grpcPort?: number;
   close(): Promise<void>;
@@ -42,7 +45,7 @@ export interface Asof {
 
 export async function buildServices(
   config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
-    Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb' | 'lanceUri' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey'>>,
+    Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb' | 'lanceUri' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours'>>,
   logger: Logger,
   now: () => number = Date.now,
 ): Promise<Services> {
@@ -57,7 +60,10 @@ export async function buildServices(
   registry.startMirrorSync(1000);
   const online = new OnlineService(registry, onlineStore, materializer, now, (config.lookupCacheMb ?? 64) * 1024 * 1024);
   const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
-  const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now);
+  const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now, {
+    maxPending: config.maxTrainingSetJobs ?? 8,
+    retentionMs: (config.trainingSetRetentionHours ?? 24) * 3600_000,
+  });
   const vectors = await VectorService.open(
     engine,
     online,
@@ -86,7 +92,8 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   }
   const services = await buildServices(config, logger, opts.now);
   let ready = false;
-  const http = await buildHttpServer(services, { logger, maxBodyBytes: config.maxBodyBytes, keys, metricsOpen: config.metricsOpen, ready: () => ready, version: VERSION }, [
+  const admission = new Admission(admissionLimits(config));
+  const http = await buildHttpServer(services, { logger, admission, maxBodyBytes: config.maxBodyBytes, keys, metricsOpen: config.metricsOpen, ready: () => ready, version: VERSION }, [
     featureRoutes,
     feastRoutes,
     vectorRoutes,
@@ -99,7 +106,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   if (opts.listen !== false) {
     url = await http.listen({ port: config.port, host: config.host });
     try {
-      grpc = await startGrpcServer(services, { host: config.host, port: config.grpcPort, keys, maxMessageBytes: config.maxBodyBytes, logger, version: VERSION });
+      grpc = await startGrpcServer(services, { host: config.host, port: config.grpcPort, keys, admission, maxMessageBytes: config.maxBodyBytes, logger, version: VERSION });
     } catch (e) {
       await http.close();
       await closeServices(services);
@@ -113,12 +120,24 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
     http,
     url,
     keys,
+    admission,
     grpcPort: grpc?.port,
+    /**
+     * Graceful stop: refuse new requests (503) and queued ones, let the ones
+     * in flight finish for up to ASOF_SHUTDOWN_GRACE_MS, then close what is
+     * left; then the services (tables flush and fsync, the online store and
+     * its Redis connections close).
+     */
     async close() {
       if (closed) return;
       closed = true;
       ready = false;
-      await Promise.all([http.close(), grpc?.close()]);
+      admission.drain();
+      const grace = config.shutdownGraceMs;
+      const force = setTimeout(() => http.server.closeAllConnections(), grace);
+      force.unref();
+      await Promise.all([http.close(), grpc?.close(grace)]);
+      clearTimeout(force);
       await closeServices(services);
     },
   };

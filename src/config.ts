@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { parseKeyList, type KeyEntry } from './access.js';
+import type { GateLimits, WorkKind } from './admission.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -61,6 +62,25 @@ export const ConfigSchema = z.object({
   lookupCacheMb: z.coerce.number().int().min(0).default(64),
   /** Ed25519 private key (PKCS#8 PEM, or the 32-byte seed in base64 or hex): signs chain heads and decisions; unset: unsigned. */
   auditSigningKey: z.string().min(1).optional(),
+  /** Bounded work (admission.ts): requests of each kind worked on at once, and waiting beyond them (429 past both). */
+  maxInFlightWrites: z.coerce.number().int().positive().default(16),
+  maxQueuedWrites: z.coerce.number().int().min(0).default(256),
+  /** Sum of the declared body sizes of the writes worked on at once, bytes (one larger body is admitted alone). */
+  maxInFlightWriteBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
+  maxInFlightLookups: z.coerce.number().int().positive().default(1024),
+  maxQueuedLookups: z.coerce.number().int().min(0).default(4096),
+  maxInFlightTrainingSets: z.coerce.number().int().positive().default(2),
+  maxQueuedTrainingSets: z.coerce.number().int().min(0).default(16),
+  maxInFlightSearches: z.coerce.number().int().positive().default(32),
+  maxQueuedSearches: z.coerce.number().int().min(0).default(256),
+  /** Longest a request waits for a slot, ms (then 429). */
+  maxQueueWaitMs: z.coerce.number().int().positive().default(10_000),
+  /** Training-set jobs queued or running at once (429 beyond). */
+  maxTrainingSetJobs: z.coerce.number().int().positive().default(8),
+  /** How long finished training-set jobs and their files are kept, hours. */
+  trainingSetRetentionHours: z.coerce.number().positive().default(24),
+  /** On SIGTERM: how long in-flight requests may take to finish, ms, before connections are closed. */
+  shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -88,7 +108,31 @@ const ENV: Record<keyof Config, string> = {
   snapshotEvery: 'ASOF_SNAPSHOT_EVERY',
   lookupCacheMb: 'ASOF_LOOKUP_CACHE_MB',
   auditSigningKey: 'ASOF_AUDIT_SIGNING_KEY',
+  maxInFlightWrites: 'ASOF_MAX_IN_FLIGHT_WRITES',
+  maxQueuedWrites: 'ASOF_MAX_QUEUED_WRITES',
+  maxInFlightWriteBytes: 'ASOF_MAX_IN_FLIGHT_WRITE_BYTES',
+  maxInFlightLookups: 'ASOF_MAX_IN_FLIGHT_LOOKUPS',
+  maxQueuedLookups: 'ASOF_MAX_QUEUED_LOOKUPS',
+  maxInFlightTrainingSets: 'ASOF_MAX_IN_FLIGHT_TRAINING_SETS',
+  maxQueuedTrainingSets: 'ASOF_MAX_QUEUED_TRAINING_SETS',
+  maxInFlightSearches: 'ASOF_MAX_IN_FLIGHT_SEARCHES',
+  maxQueuedSearches: 'ASOF_MAX_QUEUED_SEARCHES',
+  maxQueueWaitMs: 'ASOF_MAX_QUEUE_WAIT_MS',
+  maxTrainingSetJobs: 'ASOF_MAX_TRAINING_SET_JOBS',
+  trainingSetRetentionHours: 'ASOF_TRAINING_SET_RETENTION_HOURS',
+  shutdownGraceMs: 'ASOF_SHUTDOWN_GRACE_MS',
 };
+
+/** The gates of admission.ts from the configuration. */
+export function admissionLimits(c: Config): Record<WorkKind, GateLimits> {
+  const wait = c.maxQueueWaitMs;
+  return {
+    writes: { inFlight: c.maxInFlightWrites, queue: c.maxQueuedWrites, maxWaitMs: wait, bytes: c.maxInFlightWriteBytes },
+    lookups: { inFlight: c.maxInFlightLookups, queue: c.maxQueuedLookups, maxWaitMs: wait },
+    trainingSets: { inFlight: c.maxInFlightTrainingSets, queue: c.maxQueuedTrainingSets, maxWaitMs: wait },
+    searches: { inFlight: c.maxInFlightSearches, queue: c.maxQueuedSearches, maxWaitMs: wait },
+  };
+}
 
 /** `--grpc-port` ↔ `grpcPort`. */
 const flagName = (key: string): string => '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());

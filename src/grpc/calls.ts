@@ -10,13 +10,17 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { UNRESTRICTED, bearerKey, type Access, type ApiKeys, type Caller } from '../access.js';
+import { retryAfterOf, type Admission, type Release, type WorkKind } from '../admission.js';
 import { AsofError, isAsofError } from '../errors.js';
+import { observeGrpc, onlineStoreErrors } from '../metrics.js';
 import type { Logger } from '../logger.js';
 
 export interface CallContext {
   logger: Logger;
   /** The configured API keys (auth is off when `keys.enabled` is false). */
   keys: ApiKeys;
+  /** Bounds on work in flight (admission.ts), the same gates REST uses. */
+  admission: Admission;
   /** True once the server is shutting down: new calls answer UNAVAILABLE. */
   closing(): boolean;
 }
@@ -40,6 +44,9 @@ export function toGrpcStatus(err: unknown, logger: Logger): Partial<grpc.StatusO
   let body = asciiJson(e.toJSON());
   if (body.length > MAX_ERROR_JSON) body = asciiJson({ error: { code: e.code, message: e.message.slice(0, 2000), details: { truncated: true } } });
   metadata.set('asof-error', body);
+  if (e.code === 'ASOF_BACKEND_UNAVAILABLE') onlineStoreErrors.count++;
+  const retryAfter = retryAfterOf(e);
+  if (retryAfter !== undefined) metadata.set('retry-after', String(retryAfter));
   return { code: e.grpcStatus, details: e.message, metadata };
 }
 
@@ -67,14 +74,36 @@ export function checkCall(ctx: CallContext, call: { metadata: grpc.Metadata }, a
   return undefined;
 }
 
-/** A unary handler; `fn` may answer at once (no promise, no wait for a microtask) or with a promise. */
-export function unary<Req, Res>(ctx: CallContext, access: Access, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+/**
+ * Runs `fn` inside a slot of `work`'s gate (admission.ts), or at once without
+ * one; the slot is released when `fn` settles. Synchronous when a slot is free.
+ */
+function admitted<T>(ctx: CallContext, work: WorkKind | undefined, fn: () => T | Promise<T>): T | Promise<T> {
+  if (work === undefined) return fn();
+  const slot = ctx.admission.gates[work].enter();
+  const run = (release: Release): T | Promise<T> => {
+    let r: T | Promise<T>;
+    try {
+      r = fn();
+    } catch (e) {
+      release();
+      throw e;
+    }
+    if (r instanceof Promise) return r.finally(release);
+    release();
+    return r;
+  };
+  return typeof slot === 'function' ? run(slot) : slot.then(run);
+}
+
+/** A unary handler; `fn` may answer at once (no promise, no wait for a microtask) or with a promise. `work`: its kind of bounded work. */
+export function unary<Req, Res>(ctx: CallContext, access: Access, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>, work?: WorkKind): grpc.handleUnaryCall<Req, Res> {
   return declare<grpc.handleUnaryCall<Req, Res>>((call, callback) => {
     const denied = checkCall(ctx, call, access);
     if (denied) return callback(toGrpcStatus(denied, ctx.logger));
     let res: Res | Promise<Res>;
     try {
-      res = fn(call.request, call);
+      res = admitted(ctx, work, () => fn(call.request, call));
     } catch (e) {
       return callback(toGrpcStatus(e, ctx.logger));
     }
@@ -87,13 +116,19 @@ export function unary<Req, Res>(ctx: CallContext, access: Access, fn: (req: Req,
   }, access);
 }
 
-export function clientStream<Req, Res>(ctx: CallContext, access: Access, fn: (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>): grpc.handleClientStreamingCall<Req, Res> {
+export function clientStream<Req, Res>(ctx: CallContext, access: Access, fn: (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>, work?: WorkKind): grpc.handleClientStreamingCall<Req, Res> {
   return declare<grpc.handleClientStreamingCall<Req, Res>>((call, callback) => {
     const denied = checkCall(ctx, call, access);
     if (denied) return callback(toGrpcStatus(denied, ctx.logger));
     // A cancelled call never ends its stream; destroying it ends the handler's read loop.
     call.on('cancelled', () => call.destroy());
-    fn(call).then(
+    let res: Promise<Res>;
+    try {
+      res = Promise.resolve(admitted(ctx, work, () => fn(call)));
+    } catch (e) {
+      return callback(toGrpcStatus(e, ctx.logger));
+    }
+    res.then(
       (res) => callback(null, res),
       (e) => {
         if (!call.cancelled) callback(toGrpcStatus(e, ctx.logger));
@@ -111,4 +146,30 @@ export function serverStream<Req, Res>(ctx: CallContext, access: Access, fn: (ca
     if (denied) return fail(denied);
     fn(call).catch(fail);
   }, access);
+}
+
+/**
+ * The handler of `method` (full name, `asof.v1.OnlineService/GetOnlineFeatures`)
+ * timed into asof_grpc_call_duration_ms: from the call's arrival to its status.
+ */
+export function timed(method: string, def: grpc.MethodDefinition<unknown, unknown>, handler: grpc.UntypedHandleCall): grpc.UntypedHandleCall {
+  if (!def.responseStream) {
+    // Unary and client-streaming: the status is the callback's.
+    const h = handler as (call: unknown, cb: grpc.sendUnaryData<unknown>) => void;
+    return Object.assign((call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+      const t0 = performance.now();
+      h(call, (err, value, trailer, flags) => {
+        observeGrpc(method, err ? (err.code ?? 2) : 0, performance.now() - t0);
+        cb(err, value, trailer, flags);
+      });
+    }, handler) as grpc.UntypedHandleCall;
+  }
+  const h = handler as (call: grpc.ServerWritableStream<unknown, unknown>) => void;
+  return Object.assign((call: grpc.ServerWritableStream<unknown, unknown>) => {
+    const t0 = performance.now();
+    let code = 0;
+    call.once('error', (e: { code?: number }) => (code = e.code ?? 2));
+    call.once('close', () => observeGrpc(method, call.cancelled ? 1 : code, performance.now() - t0));
+    h(call);
+  }, handler) as grpc.UntypedHandleCall;
 }

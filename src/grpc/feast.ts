@@ -42,6 +42,6 @@ export function feastService(ctx: CallContext, services: Pick<Services, 'online'
       md.set('asof-token', JSON.stringify(answer.token));
       call.sendMetadata(md);
       return encodeFeastAnswer(answer);
-    }),
+    }, 'lookups'),
   };
 }

@@ -57,7 +57,7 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
         }
       }
       return { count: written.count, first_offset: written.firstOffset ?? undefined, last_offset: written.lastOffset ?? undefined, token: written.token, messages: written.messages };
-    }),
+    }, 'writes'),
   };
 }
 

@@ -37,6 +37,6 @@ export function onlineService(ctx: CallContext, services: Pick<Services, 'online
       };
       const plan = online.planFresh(req.selection);
       return plan instanceof Promise ? plan.then(answer) : answer(plan);
-    }),
+    }, 'lookups'),
   };
 }

@@ -8,7 +8,8 @@ import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { ApiKeys } from '../access.js';
-import { DECLARED_ACCESS, type CallContext } from './calls.js';
+import type { Admission } from '../admission.js';
+import { DECLARED_ACCESS, timed, type CallContext } from './calls.js';
 import { auditService } from './audit.js';
 import { changelogService, type FollowRegistry } from './changelog.js';
 import { feastService, feastServiceDefinition } from './feast.js';
@@ -24,6 +25,8 @@ export interface GrpcOptions {
   port: number;
   /** The configured API keys; every method declares the access it needs (calls.ts). */
   keys: ApiKeys;
+  /** Bounds on work in flight, shared with the REST server. */
+  admission: Admission;
   /** Largest message a client may send, bytes. */
   maxMessageBytes: number;
   logger: Logger;
@@ -42,15 +45,17 @@ type ServiceDef = grpc.ServiceDefinition;
 export async function startGrpcServer(services: Services, opts: GrpcOptions): Promise<GrpcServer> {
   const pkg = loadProtos();
   let closing = false;
-  const ctx: CallContext = { logger: opts.logger, keys: opts.keys, closing: () => closing };
+  const ctx: CallContext = { logger: opts.logger, keys: opts.keys, admission: opts.admission, closing: () => closing };
   const follows: FollowRegistry = new Set();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes });
   const add = (def: ServiceDef, impl: grpc.UntypedServiceImplementation): void => {
     // A method whose handler was not made by unary/clientStream/serverStream would skip auth: refuse to start.
-    for (const name of Object.keys(def)) {
+    const wrapped: grpc.UntypedServiceImplementation = {};
+    for (const [name, m] of Object.entries(def)) {
       if ((impl[name] as { [DECLARED_ACCESS]?: unknown } | undefined)?.[DECLARED_ACCESS] === undefined) throw new Error(`gRPC method ${name} declares no access (make its handler with unary/clientStream/serverStream in grpc/calls.ts)`);
+      wrapped[name] = timed(m.path.slice(1), m, impl[name]);
     }
-    server.addService(def, impl);
+    server.addService(def, wrapped);
   };
   add(onlineServiceDefinition(pkg['asof.v1.OnlineService'] as ServiceDef), onlineService(ctx, services));
   add(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));

@@ -59,6 +59,7 @@ export function feastRoutes(app: FastifyInstance, services: Services): void {
         method: 'POST',
         url: '/get-online-features',
         operationId: 'feastGetOnlineFeatures',
+        work: 'lookups',
         scope: 'read',
         hot: true,
         summary: 'Online features, in the Feast feature-server format',

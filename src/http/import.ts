@@ -42,6 +42,7 @@ export const importRoutes =
           method: 'POST',
           url: '/tables/:table/import',
           operationId: 'importRows',
+          work: 'writes',
           scope: 'write',
           summary: 'Import a CSV, NDJSON or Parquet file into a table',
           description:

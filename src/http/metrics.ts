@@ -2,15 +2,9 @@
  * Prometheus text exposition for the few figures an operator watches:
  * requests by route and status with a latency histogram, and per-table sizes.
  */
+import type { Admission } from '../admission.js';
+import { BUCKETS_MS, grpcCalls, newSeries, observe, onlineStoreErrors, rowsIngested, type Series } from '../metrics.js';
 import type { Services } from '../services.js';
-
-const BUCKETS_MS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000];
-
-interface Series {
-  count: number;
-  sumMs: number;
-  buckets: number[];
-}
 /** Label text → series; found per request through `byRoute` without building the label text. */
 const requests = new Map<string, Series>();
 const byRoute = new Map<string, Map<string, Series>>();
@@ -20,23 +14,66 @@ export function observeRequest(route: string, method: string, status: number, ms
   const methodStatus = method + status;
   let s = routeSeries.get(methodStatus);
   if (!s) {
-    s = { count: 0, sumMs: 0, buckets: new Array(BUCKETS_MS.length).fill(0) };
+    s = newSeries();
     routeSeries.set(methodStatus, s);
     requests.set(`route="${route}",method="${method}",status="${status}"`, s);
   }
-  s.count++;
-  s.sumMs += ms;
-  for (let i = 0; i < BUCKETS_MS.length; i++) if (ms <= BUCKETS_MS[i]) s.buckets[i]++;
+  observe(s, ms);
 }
 
-export function metricsText(services: Services): string {
+function histogram(out: string[], name: string, help: string, series: Map<string, Series>): void {
+  out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+  for (const [k, s] of series) {
+    BUCKETS_MS.forEach((b, i) => out.push(`${name}_bucket{${k},le="${b}"} ${s.buckets[i]}`));
+    out.push(`${name}_bucket{${k},le="+Inf"} ${s.count}`, `${name}_sum{${k}} ${s.sumMs}`, `${name}_count{${k}} ${s.count}`);
+  }
+}
+
+/**
+ * Seconds from the newest event time of each view's source (its last
+ * changelog record: what a lookup serves, read-your-writes) to now. Read at
+ * scrape time, so lookups pay nothing for it.
+ */
+async function freshness(services: Services): Promise<string[]> {
+  const out: string[] = [];
+  const now = services.now();
+  for (const view of services.registry.listViews()) {
+    if (!services.engine.has(view.source)) continue;
+    const table = services.engine.table(view.source);
+    const info = services.engine.describe(view.source);
+    if (info.latestOffset < 0) continue;
+    const column = info.eventTime;
+    for await (const b of table.scanBatches({ fromOffset: info.latestOffset, columns: column ? [column] : [] })) {
+      const i = info.latestOffset - b.firstOffset;
+      const v = column ? b.rows[i]?.[column] : undefined;
+      const t = typeof v === 'number' ? v : v instanceof Date ? v.getTime() : typeof v === 'string' ? Date.parse(v) : b.commitTime;
+      if (Number.isFinite(t)) out.push(`asof_view_freshness_seconds{view="${view.name}"} ${((now - t) / 1000).toFixed(3)}`);
+      break;
+    }
+  }
+  return out;
+}
+
+export async function metricsText(services: Services, admission?: Admission): Promise<string> {
   const out: string[] = [];
   out.push('# HELP asof_http_requests_total HTTP requests by route, method and status.', '# TYPE asof_http_requests_total counter');
   for (const [k, s] of requests) out.push(`asof_http_requests_total{${k}} ${s.count}`);
-  out.push('# HELP asof_http_request_duration_ms HTTP request latency in milliseconds.', '# TYPE asof_http_request_duration_ms histogram');
-  for (const [k, s] of requests) {
-    BUCKETS_MS.forEach((b, i) => out.push(`asof_http_request_duration_ms_bucket{${k},le="${b}"} ${s.buckets[i]}`));
-    out.push(`asof_http_request_duration_ms_bucket{${k},le="+Inf"} ${s.count}`, `asof_http_request_duration_ms_sum{${k}} ${s.sumMs}`, `asof_http_request_duration_ms_count{${k}} ${s.count}`);
+  histogram(out, 'asof_http_request_duration_ms', 'HTTP request latency in milliseconds, by route, method and status.', requests);
+  histogram(out, 'asof_grpc_call_duration_ms', 'gRPC call latency in milliseconds, by full method name and status code (0 OK).', grpcCalls);
+  out.push('# HELP asof_rows_ingested_total Rows acknowledged by ingest (REST, gRPC, imports), by table.', '# TYPE asof_rows_ingested_total counter');
+  for (const [t, n] of rowsIngested) out.push(`asof_rows_ingested_total{table="${t}"} ${n}`);
+  out.push('# HELP asof_online_store_errors_total Requests answered ASOF_BACKEND_UNAVAILABLE because the online store failed.', '# TYPE asof_online_store_errors_total counter');
+  out.push(`asof_online_store_errors_total ${onlineStoreErrors.count}`);
+  const healthy = services.onlineStore.healthy?.() ?? true;
+  out.push('# HELP asof_online_store_up 1 while the online store answers (always 1 for the embedded store).', '# TYPE asof_online_store_up gauge', `asof_online_store_up{store="${services.onlineStore.kind}"} ${healthy ? 1 : 0}`);
+  if (admission) {
+    const gates = Object.values(admission.gates);
+    out.push('# HELP asof_overloaded_total Requests refused with 429 ASOF_OVERLOADED, by kind of work.', '# TYPE asof_overloaded_total counter');
+    for (const g of gates) out.push(`asof_overloaded_total{kind="${g.kind}"} ${g.refused}`);
+    out.push('# HELP asof_work_in_flight Requests being worked on, by kind.', '# TYPE asof_work_in_flight gauge');
+    for (const g of gates) out.push(`asof_work_in_flight{kind="${g.kind}"} ${g.active}`);
+    out.push('# HELP asof_work_queued Requests waiting for a slot, by kind.', '# TYPE asof_work_queued gauge');
+    for (const g of gates) out.push(`asof_work_queued{kind="${g.kind}"} ${g.queued}`);
   }
   const cache = services.online.cache;
   out.push('# HELP asof_lookup_cache_total Online lookups of one entity in one view, answered from the lookup cache (hit) or evaluated afresh (miss).', '# TYPE asof_lookup_cache_total counter');
@@ -49,5 +86,9 @@ export function metricsText(services: Services): string {
   for (const t of tables) out.push(`asof_table_records{table="${t.name}"} ${t.latestOffset + 1}`);
   out.push('# HELP asof_table_rows Live rows (pk tables) or records (log tables).', '# TYPE asof_table_rows gauge');
   for (const t of tables) out.push(`asof_table_rows{table="${t.name}"} ${t.rowCount}`);
+  out.push('# HELP asof_changelog_offset Newest changelog offset per table (-1: empty).', '# TYPE asof_changelog_offset gauge');
+  for (const t of tables) out.push(`asof_changelog_offset{table="${t.name}"} ${t.latestOffset}`);
+  out.push('# HELP asof_view_freshness_seconds Now minus the newest event time a lookup of the view can serve (its source\'s last changelog record).', '# TYPE asof_view_freshness_seconds gauge');
+  out.push(...(await freshness(services)));
   return out.join('\n') + '\n';
 }

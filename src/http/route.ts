@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Access } from '../access.js';
+import type { WorkKind } from '../admission.js';
 import { AsofError, ERROR_CATALOGUE } from '../errors.js';
 
 export const ErrorBody = z
@@ -29,6 +30,8 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
    * before the body is read.
    */
   scope: Access;
+  /** The kind of work, when it is bounded (admission.ts): beyond the kind's limits the route answers 429 before its body is read. */
+  work?: WorkKind;
   /** The stable OpenAPI operationId (method names of generated clients): never change it once published. */
   operationId: string;
   summary: string;
@@ -120,7 +123,8 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
     method: spec.method,
     url: spec.url,
     schema,
-    config: { access: spec.scope, hot: spec.hot },
+    // A body parsed into memory (a JSON `body`, also its other media types) counts against the writes' byte budget; streamed uploads do not.
+    config: { access: spec.scope, hot: spec.hot, work: spec.work, bodyInMemory: spec.body !== undefined },
     // zod validates inside the handler so errors take our shape; Fastify's own validation is off.
     validatorCompiler: () => () => true,
     // Not async: a handler that answers without waiting skips a promise per request; Fastify catches what it throws.

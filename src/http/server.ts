@@ -5,9 +5,12 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { UNRESTRICTED, bearerKey, type Access, type ApiKeys, type Caller } from '../access.js';
+import { retryAfterOf, type Admission, type WorkKind } from '../admission.js';
 import { AsofError, isAsofError } from '../errors.js';
+import { onlineStoreErrors } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import { componentSchemas, route } from './route.js';
@@ -21,6 +24,8 @@ export interface HttpOptions {
   keys: ApiKeys;
   /** Serve /metrics without a key even when keys are set. */
   metricsOpen?: boolean;
+  /** Bounds on work in flight, shared with the gRPC server. */
+  admission: Admission;
   /** Called by /readyz. */
   ready: () => boolean;
   version: string;
@@ -35,9 +40,14 @@ declare module 'fastify' {
     access?: Access;
     /** A hot lookup route (below). */
     hot?: boolean;
+    /** The route's kind of bounded work (admission.ts), if any. */
+    work?: WorkKind;
+    /** The body is parsed into memory before the handler runs (its declared size counts against the byte budget). */
+    bodyInMemory?: boolean;
   }
 }
 
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const callers = new WeakMap<object, Caller>();
 const declared = new WeakMap<FastifyInstance, { method: string; url: string; access: Access }[]>();
 /** Every route of a server built by buildHttpServer with the access it declared (Swagger UI's /docs routes excepted: public). */
@@ -69,6 +79,13 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     bodyLimit: opts.maxBodyBytes,
     // Keep-alive connections from load balancers outlive Node's default of 5 s.
     keepAliveTimeout: 65_000,
+    // While closing, requests on open connections get asof's 503 (the onRequest hook below), not Fastify's own body.
+    return503OnClosing: false,
+    // A caller's own x-request-id (a sane one) names the request in logs and in the answer's header; otherwise one is made.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
     childLoggerFactory: (logger, bindings, childOpts) => {
       const level = childOpts.level ?? rootLevel;
       if (LEVELS.indexOf(level) <= LEVELS.indexOf('info')) return logger.child(bindings, childOpts);
@@ -76,6 +93,11 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       if (!shared) quiet.set(level, (shared = logger.child({}, { level })));
       return shared;
     },
+  });
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
   app.addHook('onRoute', (r) => {
     if (r.config?.hot && !r.logLevel) (r as { logLevel?: string }).logLevel = hotLevel;
@@ -105,6 +127,9 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   app.setErrorHandler((err: FastifyError | AsofError, req, reply) => {
     const e = toAsofError(err);
     if (e.httpStatus >= 500) req.log.error({ err, reqId: req.id }, e.message);
+    const retryAfter = retryAfterOf(e);
+    if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
+    if (e.code === 'ASOF_BACKEND_UNAVAILABLE') onlineStoreErrors.count++;
     void reply.code(e.httpStatus).type('application/json').send(e.toJSON());
   });
   app.setNotFoundHandler((req, reply) => {
@@ -118,6 +143,13 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     if (r.config?.access !== undefined) for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url, access: r.config.access });
     if (r.config?.access === undefined) throw new Error(`route ${String(r.method)} ${r.url} declares no access: give it a scope (read, write, decide, admin, audit), 'authenticated' or 'public' (see src/access.ts)`);
   });
+  // First of all: the request id on every answer (errors included), and asof's 503 while closing.
+  app.addHook('onRequest', (req, reply, done) => {
+    void reply.header('x-request-id', req.id);
+    if (!closing) return done();
+    void reply.header('connection', 'close');
+    done(new AsofError('ASOF_NOT_READY', 'the server is shutting down; retry on another instance or after the restart'));
+  });
   if (keys.enabled) {
     // Callback style: no promise per request. Swagger UI's own routes (/docs) are public, like /openapi.json; an unmatched path needs a valid key, so 404s reveal nothing to strangers.
     app.addHook('onRequest', (req, _reply, done) => {
@@ -130,6 +162,34 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       done();
     });
   }
+  // Bounded work (admission.ts), after auth and before the body is read: a request that waits here waits unread in the socket.
+  const gates = opts.admission.gates;
+  app.addHook('onRequest', (req, reply, done) => {
+    const work = req.routeOptions.config?.work;
+    if (work === undefined) return done();
+    let slot: ReturnType<(typeof gates)[WorkKind]['enter']>;
+    try {
+      // A body without a declared length (chunked) is counted at the largest allowed.
+      slot = gates[work].enter(req.routeOptions.config.bodyInMemory ? Number(req.headers['content-length'] ?? opts.maxBodyBytes) || 0 : 0);
+    } catch (e) {
+      return done(e as Error);
+    }
+    const hold = (release: () => void): void => {
+      if (reply.raw.writableFinished || req.raw.destroyed) return release();
+      reply.raw.once('close', release);
+    };
+    if (typeof slot === 'function') {
+      hold(slot);
+      return done();
+    }
+    slot.then(
+      (release) => {
+        hold(release);
+        done();
+      },
+      (e: Error) => done(e),
+    );
+  });
   // Callback style: no promise per request on the hot paths.
   app.addHook('onResponse', (req, reply, done) => {
     observeRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime);
@@ -142,6 +202,8 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     { method: 'GET', url: '/readyz', operationId: 'getReadiness', scope: 'public', summary: 'Readiness: recovery is done and backends answer', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ready') }), 503: 'error' } },
     async () => {
       if (!opts.ready()) throw new AsofError('ASOF_NOT_READY', 'not ready');
+      // A load balancer should stop sending lookups here while Redis is away: they would all answer 503.
+      if (services.onlineStore.healthy?.() === false) throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `the online store (${services.onlineStore.kind}) is unreachable`, { store: services.onlineStore.kind });
       return { status: 'ready' as const };
     },
   );
@@ -150,7 +212,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     { method: 'GET', url: '/metrics', operationId: 'getMetrics', scope: opts.metricsOpen ? 'public' : 'authenticated', summary: 'Prometheus metrics', tags: ['operations'], responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } } },
     async (_req, reply) => {
       void reply.type('text/plain; version=0.0.4');
-      return metricsText(services);
+      return metricsText(services, opts.admission);
     },
   );
   app.get('/openapi.json', { schema: { hide: true }, config: { access: 'public' } }, async () => app.swagger());

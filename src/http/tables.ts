@@ -148,6 +148,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       method: 'POST',
       url: '/tables/:table/rows',
       operationId: 'writeRows',
+      work: 'writes',
       scope: 'write',
       summary: 'Write rows (upsert, delete or append)',
       description:

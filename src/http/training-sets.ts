@@ -106,6 +106,7 @@ export const trainingSetRoutes =
           method: 'POST',
           url: '/training-sets',
           operationId: 'createTrainingSet',
+          work: 'trainingSets',
           scope: 'read',
           summary: 'Build a point-in-time training set',
           description: [

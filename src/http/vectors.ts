@@ -68,6 +68,7 @@ export function vectorRoutes(app: FastifyInstance, services: Services): void {
       method: 'POST',
       url: '/vectors/search',
       operationId: 'searchVectors',
+      work: 'searches',
       scope: 'read',
       summary: 'Nearest rows to a vector',
       description:

@@ -7,6 +7,7 @@ import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import type { WriteOp } from '../engine/table.js';
 import { isReservedName } from '../engine/schema.js';
+import { countRowsIngested } from '../metrics.js';
 
 export interface IngestResult {
   count: number;
@@ -79,6 +80,7 @@ export class IngestService {
       throw new AsofError('ASOF_INVALID_ROW', `row ${first.row}: ${first.field ? `column "${first.field}": ` : ''}${first.reason}; nothing was written`, issues);
     }
     const r = await table.write(valid, op);
+    countRowsIngested(tableName, r.count);
     return { count: r.count, firstOffset: r.firstOffset, lastOffset: r.lastOffset, token: { [tableName]: r.lastOffset ?? table.endOffset - 1 } };
   }
 

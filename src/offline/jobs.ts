@@ -8,6 +8,10 @@
  * fsync'd, and renamed only when complete, so a reader never sees half a file.
  * When the process dies mid-job, the next start finds the job still "running"
  * in its state file, marks it failed and removes the partial file.
+ *
+ * Bounded: at most `maxPending` jobs queued or running (beyond, 429
+ * ASOF_OVERLOADED), and a finished job (its state and its file) is removed
+ * `retentionMs` after it finished, checked at start and every minute.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -41,21 +45,34 @@ export interface JobInfo {
 /** How often a running job's progress is written to its state file, ms. */
 const PERSIST_EVERY_MS = 2000;
 
+export interface JobLimits {
+  /** Jobs queued or running at once; beyond, submit answers 429. */
+  maxPending: number;
+  /** How long a finished job and its file are kept, ms. */
+  retentionMs: number;
+}
+
+const DEFAULT_LIMITS: JobLimits = { maxPending: 8, retentionMs: 24 * 3600_000 };
+const SWEEP_EVERY_MS = 60_000;
+
 export class TrainingSetJobs {
   private readonly jobs = new Map<string, JobInfo>();
   private queue: Promise<void> = Promise.resolve();
+  private pending = 0;
   private closed = false;
   private readonly stop = new AbortController();
+  private sweeper?: NodeJS.Timeout;
 
   private constructor(
     private readonly dir: string,
     private readonly logger: Logger,
     private readonly now: () => number,
+    private readonly limits: JobLimits,
   ) {}
 
   /** Loads the jobs of earlier runs; a job that was queued or running when its process stopped is now failed. */
-  static async open(dataDir: string, logger: Logger, now: () => number): Promise<TrainingSetJobs> {
-    const j = new TrainingSetJobs(join(dataDir, 'training-sets'), logger, now);
+  static async open(dataDir: string, logger: Logger, now: () => number, limits: Partial<JobLimits> = {}): Promise<TrainingSetJobs> {
+    const j = new TrainingSetJobs(join(dataDir, 'training-sets'), logger, now, { ...DEFAULT_LIMITS, ...limits });
     await mkdir(j.scratchDir, { recursive: true });
     for (const name of await readdir(j.dir)) {
       if (name.endsWith('.partial') || name.endsWith('.spill') || name.endsWith('.tmp')) await rm(join(j.dir, name), { recursive: true, force: true });
@@ -75,7 +92,23 @@ export class TrainingSetJobs {
     // Scratch files belong to requests of the previous run, which are all over now.
     await rm(j.scratchDir, { recursive: true, force: true });
     await mkdir(j.scratchDir, { recursive: true });
+    await j.sweep();
+    j.sweeper = setInterval(() => void j.sweep(), SWEEP_EVERY_MS);
+    j.sweeper.unref();
     return j;
+  }
+
+  /** Removes finished jobs older than the retention; returns how many. */
+  async sweep(): Promise<number> {
+    const cutoff = this.now() - this.limits.retentionMs;
+    let removed = 0;
+    for (const info of [...this.jobs.values()]) {
+      if ((info.state === 'succeeded' || info.state === 'failed') && (info.finishedAt ?? info.createdAt) <= cutoff) {
+        await this.delete(info.id).catch((e) => this.logger.warn({ job: info.id, err: String(e) }, 'could not remove an expired training-set job'));
+        removed++;
+      }
+    }
+    return removed;
   }
 
   /** Uploads and inline answers in the making; emptied at start-up. */
@@ -99,6 +132,9 @@ export class TrainingSetJobs {
   /** Queues a prepared training set; `cleanup` runs when the job ends (it removes an upload). */
   async submit(prepared: PreparedTrainingSet, cleanup?: () => Promise<void>): Promise<JobInfo> {
     if (this.closed) throw new AsofError('ASOF_NOT_READY', 'the server is stopping');
+    if (this.pending >= this.limits.maxPending) {
+      throw new AsofError('ASOF_OVERLOADED', `${this.pending} training-set jobs are queued or running (at most ${this.limits.maxPending}); retry once one has finished`, { kind: 'trainingSetJobs', retryAfterSeconds: 5 });
+    }
     const info: JobInfo = {
       id: `ts_${randomUUID().replaceAll('-', '')}`,
       state: 'queued',
@@ -108,12 +144,19 @@ export class TrainingSetJobs {
       token: prepared.token,
       createdAt: this.now(),
     };
+    this.pending++;
+    try {
+      await writeJsonAtomic(this.statePath(info.id), info);
+    } catch (e) {
+      this.pending--;
+      throw e;
+    }
     this.jobs.set(info.id, info);
-    await writeJsonAtomic(this.statePath(info.id), info);
     this.queue = this.queue
       .then(() => this.run(info, prepared))
       .catch((e) => this.logger.error({ job: info.id, err: String(e) }, 'training-set job could not record its state'))
       .finally(async () => {
+        this.pending--;
         await prepared.close().catch(() => undefined);
         await cleanup?.().catch(() => undefined);
       });
@@ -184,6 +227,7 @@ export class TrainingSetJobs {
   /** Stops taking jobs and stops the running one (between batches); it and any queued ones are recorded as failed. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.sweeper);
     this.stop.abort(new Error('the server stopped before the job finished; submit it again'));
     await this.queue;
     for (const info of this.jobs.values()) {

@@ -122,6 +122,11 @@ export class RedisOnlineStore implements OnlineStore {
     if (!this.redis.asofWrite) redis.defineCommand('asofWrite', { numberOfKeys: 1, lua: WRITE_SCRIPT });
   }
 
+  /** ioredis's own connection state: 'ready' once connected (and selected, authenticated), anything else while it reconnects. */
+  healthy(): boolean {
+    return (this.redis as Redis).status === 'ready';
+  }
+
   /** The hash of a namespace. */
   key(ns: string): string {
     return `${this.prefix}ns:${ns}`;

@@ -60,6 +60,8 @@ export interface OnlineStore {
   write(namespace: string, entries: [key: string, state: EntityState | undefined][], from: number, to: number): Promise<void>;
   /** Removes a namespace, its states and its meta. */
   clear(namespace: string): Promise<void>;
+  /** False while a remote store is unreachable (readiness, /readyz); in-process stores leave this out. */
+  healthy?(): boolean;
   close(): Promise<void>;
 }
 

@@ -27,15 +27,15 @@ export interface GrpcAsof extends Asof {
 
 const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(PROTO_FILES, { ...LOADER_OPTIONS, includeDirs: [protoDir()] })) as any;
 
-export function clientsFor(address: string) {
+export function clientsFor(address: string, options: grpc.ClientOptions = {}) {
   const creds = grpc.credentials.createInsecure();
   return {
-    online: new pkg.asof.v1.OnlineService(address, creds) as Client,
-    ingest: new pkg.asof.v1.IngestService(address, creds) as Client,
-    changelog: new pkg.asof.v1.ChangelogService(address, creds) as Client,
-    feast: new pkg.feast.serving.ServingService(address, creds) as Client,
-    audit: new pkg.asof.v1.AuditService(address, creds) as Client,
-    vectors: new pkg.asof.v1.VectorService(address, creds) as Client,
+    online: new pkg.asof.v1.OnlineService(address, creds, options) as Client,
+    ingest: new pkg.asof.v1.IngestService(address, creds, options) as Client,
+    changelog: new pkg.asof.v1.ChangelogService(address, creds, options) as Client,
+    feast: new pkg.feast.serving.ServingService(address, creds, options) as Client,
+    audit: new pkg.asof.v1.AuditService(address, creds, options) as Client,
+    vectors: new pkg.asof.v1.VectorService(address, creds, options) as Client,
   };
 }
 

@@ -98,6 +98,16 @@ export const OPERATIONS: Operation[] = [
   { name: 'audit: entity state of an unknown view', forms: entityStateForms('b', 'nope', []), expect: { error: 'ASOF_FEATURE_VIEW_NOT_FOUND' } },
   { name: 'decision: recording a lookup on a replica', target: 'replica', forms: recordedLookupForms(['u:score']), expect: { error: 'ASOF_CONFLICT' } },
 
-  // Overload (ASOF_OVERLOADED, 429 / RESOURCE_EXHAUSTED): ops14 adds the limits; replace `pending` with forms that exceed them.
-  { name: 'overload: beyond the in-flight limit', forms: {}, expect: { error: 'ASOF_OVERLOADED' }, pending: 'no overload limit exists yet (issue 14)' },
+  // Scoped API keys (the guarded server: pr read, pw write): the same answer or refusal over every adapter.
+  { name: 'auth: a lookup with a read key', target: { key: 'pr' }, forms: lookupAbZz('u'), expect: { answer: AB_ZZ } },
+  { name: 'auth: a lookup without a key', target: {}, forms: lookupAbZz('u'), expect: { error: 'ASOF_UNAUTHENTICATED' } },
+  { name: 'auth: a lookup with a wrong key', target: { key: 'nope' }, forms: lookupAbZz('u'), expect: { error: 'ASOF_UNAUTHENTICATED' } },
+  { name: 'auth: a lookup with a write-only key', target: { key: 'pw' }, forms: lookupAbZz('u'), expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  { name: 'auth: a write with a read-only key', target: { key: 'pr' }, forms: writeForms('users', [{ id: 'c', score: 1 }]), expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  { name: 'auth: a write without a key', target: {}, forms: writeForms('users', [{ id: 'c', score: 1 }]), expect: { error: 'ASOF_UNAUTHENTICATED' } },
+  { name: 'auth: a write with a write key', target: { key: 'pw' }, forms: writeForms('users', [{ id: 'gone' }], 'delete'), expect: { answer: { count: 0 } } },
+
+  // Overload (ASOF_OVERLOADED, 429 / RESOURCE_EXHAUSTED): the guarded server's one slot per kind is taken and it queues none.
+  { name: 'overload: a lookup beyond the in-flight limit', target: { key: 'pr', busy: true }, forms: lookupAbZz('u'), expect: { error: 'ASOF_OVERLOADED' } },
+  { name: 'overload: a write beyond the in-flight limit', target: { key: 'pw', busy: true }, forms: writeForms('users', [{ id: 'c', score: 1 }]), expect: { error: 'ASOF_OVERLOADED' } },
 ];

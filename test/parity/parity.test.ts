@@ -21,8 +21,9 @@ describe('adapter parity', () => {
       continue;
     }
     test(op.name, async (t) => {
-      const asof = op.target === 'replica' ? world.replica : world.primary;
+      const { asof, release } = world.target(op.target);
       if (!asof) return t.skip('no Redis: a replica needs one (CI=true requires it)');
+      t.after(() => release?.());
       assert.ok(Object.keys(op.forms).length > 0, 'an operation needs at least one form');
       for (const [form, run] of Object.entries(op.forms)) {
         const got = await run(asof, world);

@@ -10,16 +10,26 @@
  * service `svc` = [u:name].
  */
 import { ERROR_CATALOGUE, GrpcStatus, type ErrorCode } from '../../src/errors.js';
-import { asofError, call, grpc, grpcAsof, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
+import { asofError, call, clientsFor, grpc, grpcAsof, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
 import { asofJson, feastJson } from '../integration/wire-values.js';
 import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
-export type Target = 'primary' | 'replica';
+/**
+ * primary, replica, or the guarded server (scoped API keys, one write and one
+ * lookup at a time, no queue) as a client presenting `key` (none when
+ * undefined), with its slots all taken when `busy`.
+ */
+export type Target = 'primary' | 'replica' | { key?: string; busy?: boolean };
+
+/** The guarded server's keys: one per scope the suite needs; `pa` sets the fixture up. */
+export const GUARDED_KEYS = 'pr:read,pw:write,pa:admin+write';
 
 export interface World {
   primary: GrpcAsof;
   /** Undefined when Redis does not answer (locally only; CI requires Redis). */
   replica?: GrpcAsof;
+  /** The server an operation targets; `release` frees what a busy target holds. */
+  target(t: Target | undefined): { asof?: GrpcAsof; release?: () => void };
   /** Defines a view like `u` under a new name on the primary: a view the replica has not loaded yet. */
   newView(): Promise<string>;
   close(): Promise<void>;
@@ -61,16 +71,50 @@ export async function openWorld(): Promise<World> {
   must(await primary.req('PUT', '/tables/items', ITEMS));
   must(await primary.req('POST', '/tables/items/rows', { rows: [{ id: 'a', cat: 'x', emb: [1, 0, 0] }, { id: 'b', cat: 'y', emb: [0, 1, 0] }, { id: 'c', cat: 'x', emb: [0, 0, 2] }] }));
   const replica = redis ? await grpcAsof({ ...shared, role: 'replica' }) : undefined;
+  const guarded = await grpcAsof({ apiKeys: GUARDED_KEYS, maxInFlightWrites: 1, maxQueuedWrites: 0, maxInFlightLookups: 1, maxQueuedLookups: 0 } as never);
+  const admin = { authorization: 'Bearer pa' };
+  must(await guarded.req('PUT', '/tables/users', USERS, admin));
+  must(await guarded.req('POST', '/tables/users/rows', { rows: [{ id: 'a', score: 1.5, name: 'ann' }, { id: 'b', name: 'bob' }] }, admin));
+  must(await guarded.req('PUT', '/feature-views/u', VIEW_U, admin));
+  must(await guarded.req('PUT', '/feature-services/svc', { features: ['u:name'] }, admin));
+  const callers = new Map<string, GrpcAsof>();
+  const as = (key: string | undefined): GrpcAsof => {
+    const name = key ?? '';
+    if (!callers.has(name)) {
+      // Every gRPC call of these clients carries the key, as a configured client would.
+      const interceptor: grpc.Interceptor = (options, next) =>
+        new grpc.InterceptingCall(next(options), {
+          start(metadata, listener, nxt) {
+            if (key) metadata.set('authorization', `Bearer ${key}`);
+            nxt(metadata, listener);
+          },
+        });
+      const clients = clientsFor(guarded.address, { interceptors: [interceptor] });
+      const req: GrpcAsof['req'] = (method, url, body, headers = {}) => guarded.req(method, url, body, { ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers });
+      callers.set(name, Object.assign(Object.create(guarded) as GrpcAsof, clients, { req }));
+    }
+    return callers.get(name)!;
+  };
   let views = 0;
   return {
     primary,
     replica,
+    target(t) {
+      if (t === undefined || t === 'primary') return { asof: primary };
+      if (t === 'replica') return { asof: replica };
+      if (!t.busy) return { asof: as(t.key) };
+      // Take every slot of the kinds the suite sends (the guarded server admits one of each, queues none).
+      const held = (['writes', 'lookups'] as const).map((k) => guarded.admission.gates[k].enter() as () => void);
+      return { asof: as(t.key), release: () => held.forEach((r) => r()) };
+    },
     async newView() {
       const name = `late${++views}`;
       must(await primary.req('PUT', `/feature-views/${name}`, VIEW_U));
       return name;
     },
     async close() {
+      for (const c of callers.values()) for (const k of ['online', 'ingest', 'changelog', 'feast', 'audit', 'vectors'] as const) c[k].close();
+      await guarded.destroy();
       await replica?.destroy();
       await primary.destroy();
       if (redis) await deletePrefix(SHARED_REDIS_URL, prefix);

@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Gate, retryAfterOf } from '../../src/admission.js';
+import { AsofError } from '../../src/errors.js';
+
+const overloaded = (fn: () => unknown): AsofError => {
+  try {
+    fn();
+  } catch (e) {
+    return e as AsofError;
+  }
+  throw new Error('expected ASOF_OVERLOADED');
+};
+
+test('a gate admits up to its limit at once, queues in order up to its queue, refuses beyond with Retry-After', async () => {
+  const g = new Gate('writes', { inFlight: 2, queue: 2, maxWaitMs: 10_000 });
+  const a = g.enter();
+  const b = g.enter();
+  assert.equal(typeof a, 'function', 'a free slot answers without a promise');
+  assert.equal(typeof b, 'function');
+  const order: string[] = [];
+  const c = (g.enter() as Promise<() => void>).then((r) => (order.push('c'), r));
+  const d = (g.enter() as Promise<() => void>).then((r) => (order.push('d'), r));
+  const e = overloaded(() => g.enter());
+  assert.equal(e.code, 'ASOF_OVERLOADED');
+  assert.equal(e.httpStatus, 429);
+  assert.equal(retryAfterOf(e), 1);
+  assert.equal(g.refused, 1);
+  assert.equal(g.queued, 2);
+  (a as () => void)();
+  (a as () => void)(); // releasing twice frees one slot only
+  const rc = await c;
+  assert.deepEqual(order, ['c']);
+  assert.equal(g.active, 2);
+  (b as () => void)();
+  const rd = await d;
+  assert.deepEqual(order, ['c', 'd']);
+  rc();
+  rd();
+  assert.equal(g.active, 0);
+});
+
+test('the byte budget: bodies admitted together stay under it; one larger body is admitted alone', async () => {
+  const g = new Gate('writes', { inFlight: 10, queue: 10, maxWaitMs: 10_000, bytes: 100 });
+  const a = g.enter(60) as () => void;
+  const waiting = g.enter(60);
+  assert.ok(waiting instanceof Promise, '60 + 60 > 100 waits');
+  a();
+  const b = await waiting;
+  assert.equal(g.activeBytes, 60);
+  b();
+  const huge = g.enter(500);
+  assert.equal(typeof huge, 'function', 'alone, a body over the budget is admitted');
+  assert.ok(g.enter(1) instanceof Promise, 'nothing joins it');
+});
+
+test('a request that waits longer than maxWaitMs is refused; drain refuses the queue with 503', async () => {
+  const g = new Gate('lookups', { inFlight: 1, queue: 5, maxWaitMs: 30 });
+  g.enter();
+  // The gate's timers are unref'd (they never hold a stopping server up): keep the loop alive meanwhile.
+  const alive = setTimeout(() => undefined, 1000);
+  await assert.rejects(g.enter() as Promise<unknown>, (e: AsofError) => e.code === 'ASOF_OVERLOADED');
+  clearTimeout(alive);
+  const q = g.enter() as Promise<unknown>;
+  g.drain();
+  await assert.rejects(q, (e: AsofError) => e.code === 'ASOF_NOT_READY');
+  assert.equal(g.queued, 0);
+});
