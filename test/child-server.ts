@@ -28,7 +28,7 @@ export interface ChildServer {
   output(): string;
   /** Sends SIGKILL (or `signal`) and waits for the exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
-  /** Resolves once GET /readyz answers 200; rejects if the process exits first or `timeoutMs` passes. */
+  /** Resolves once GET /readyz answers 200; rejects if the process exits first or `timeoutMs` passes (generous: starting through tsx takes 25 s on the shared, loaded test machine). */
   ready(timeoutMs?: number): Promise<void>;
 }
 
@@ -57,7 +57,7 @@ export async function startChild(dataDir: string, env: Record<string, string> = 
       proc.kill(signal);
       await done;
     },
-    async ready(timeoutMs = 20_000) {
+    async ready(timeoutMs = 90_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         if (exited()) throw new Error(`asof exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${out}`);

@@ -4,7 +4,8 @@
  */
 import type { Readable } from 'node:stream';
 
-export const DEFAULT_URL = 'http://127.0.0.1:8080';
+/** The server `asof serve` starts with the same environment: PORT (as the server reads it), else 8080. */
+export const DEFAULT_URL = `http://127.0.0.1:${/^\d+$/.test(process.env.PORT ?? '') ? process.env.PORT : 8080}`;
 
 export class ApiError extends Error {
   constructor(
