@@ -110,6 +110,6 @@ export function vectorService(ctx: CallContext, services: Pick<Services, 'vector
           column: answer.search.column,
         },
       };
-    }),
+    }, 'searches'),
   };
 }
