@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The asof command line: `asof serve`, `asof ingest`, `asof export`.
+ * The asof command line: `asof serve`, `asof ingest`, `asof export`, `asof repair`.
  * Server options are the configuration of DESIGN.md, as flags or environment
  * variables; the client commands talk to a running server (`--url`) or to a
  * data folder (`--data-dir`).
@@ -8,6 +8,7 @@
 import { UsageError } from './args.js';
 import { EXPORT_USAGE, exportTrainingSet } from './export.js';
 import { INGEST_USAGE, ingest } from './ingest.js';
+import { REPAIR_USAGE, repair } from './repair.js';
 import { serve } from './serve.js';
 
 const USAGE = `usage: asof <command> [options]
@@ -16,6 +17,7 @@ commands:
   serve     serve REST (and gRPC) on the configured ports
   ingest    import a CSV, NDJSON or Parquet file into a table   (asof ingest --help)
   export    write a point-in-time training set to a file        (asof export --help)
+  repair    cut a damaged changelog, reporting what is lost      (asof repair --help)
 
 options of serve (or environment variables):
   --port N            PORT            REST port (8080)
@@ -36,6 +38,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; usage?:
   serve: { run: serve },
   ingest: { run: ingest, usage: INGEST_USAGE },
   export: { run: exportTrainingSet, usage: EXPORT_USAGE },
+  repair: { run: repair, usage: REPAIR_USAGE },
 };
 
 async function main(): Promise<void> {

@@ -7,11 +7,12 @@
  *   tables/<name>/state.snapshot  pk tables: latest state at some offset
  */
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
 import { defineTable, isReservedName, RESERVED_PREFIX, TableSchema, type ColumnDef, type TableDef, type TableKind } from './schema.js';
+import { ChangelogDamaged } from './log.js';
 import { Table } from './table.js';
 
 export interface EngineOptions {
@@ -51,6 +52,8 @@ export interface TableInfo {
 
 export class Engine {
   private readonly tables = new Map<string, Table>();
+  /** Tables that did not open (a damaged changelog, say): each answers ASOF_TABLE_UNAVAILABLE; the others serve. */
+  private readonly unavailable = new Map<string, { def: TableDef; error: AsofError }>();
   private readonly mutex = new Mutex();
   private readonly defineListeners = new Set<(table: string) => void>();
   private readonly now: () => number;
@@ -65,13 +68,32 @@ export class Engine {
     const e = new Engine(opts);
     await mkdir(join(opts.dataDir, 'tables'), { recursive: true });
     const { tables } = await readJson<{ tables: TableDef[] }>(e.catalogPath, { tables: [] });
-    // Tables recover independently; open them side by side.
-    await Promise.all(tables.map(async (def) => e.tables.set(def.name, await e.openTable(def))));
+    // Tables recover independently; open them side by side. One that fails stays closed and the rest serve.
+    await Promise.all(
+      tables.map(async (def) => {
+        try {
+          e.tables.set(def.name, await e.openTable(def));
+        } catch (err) {
+          e.unavailable.set(def.name, { def, error: e.unavailableError(def.name, err as Error) });
+          opts.logger.error({ table: def.name, err: (err as Error).message, damage: err instanceof ChangelogDamaged ? err.damage : undefined }, `table "${def.name}" did not open and answers ASOF_TABLE_UNAVAILABLE: ${(err as Error).message}`);
+        }
+      }),
+    );
     return e;
   }
 
   private get catalogPath(): string {
     return join(this.opts.dataDir, 'catalog.json');
+  }
+
+  /** The API's error for a table that did not open: paths relative to the data folder (no server paths in answers). */
+  private unavailableError(name: string, err: Error): AsofError {
+    const hint = `; with the server stopped, \`asof repair --data-dir <data dir> --table ${name}\` cuts the changelog there (reporting what is lost)`;
+    if (err instanceof ChangelogDamaged) {
+      const d = { ...err.damage, path: relative(this.opts.dataDir, err.damage.path) };
+      return new AsofError('ASOF_TABLE_UNAVAILABLE', `table "${name}" did not open: ${new ChangelogDamaged(d).message}${hint}`, { table: name, ...d });
+    }
+    return new AsofError('ASOF_TABLE_UNAVAILABLE', `table "${name}" did not open: ${err.message.split(this.opts.dataDir).join('<data dir>')}`, { table: name });
   }
 
   private async openTable(def: TableDef): Promise<Table> {
@@ -94,10 +116,13 @@ export class Engine {
     }
     return this.mutex.run(async () => {
       this.refuseOnReplica();
+      const broken = this.unavailable.get(name);
+      if (broken) throw broken.error;
       const existing = this.tables.get(name);
       const { def, changed } = defineTable(name, body, existing?.schema.def, this.now());
       if (changed) {
-        const defs = [...this.tables.values()].map((t) => (t.name === name ? def : t.schema.def));
+        // Tables that did not open stay in the catalog as they are.
+        const defs = [...[...this.tables.values()].map((t) => (t.name === name ? def : t.schema.def)), ...[...this.unavailable.values()].map((u) => u.def)];
         if (!existing) defs.push(def);
         await writeJsonAtomic(this.catalogPath, { tables: defs });
         if (existing) existing.schema = new TableSchema(def);
@@ -127,13 +152,14 @@ export class Engine {
     return () => this.defineListeners.delete(listener);
   }
 
+  /** Whether the table exists and is open (false for one that did not open: `table` says why). */
   has(name: string): boolean {
     return this.tables.has(name);
   }
 
   table(name: string): Table {
     const t = this.tables.get(name);
-    if (!t) throw new AsofError('ASOF_TABLE_NOT_FOUND', `table "${name}" does not exist`, { table: name });
+    if (!t) throw this.unavailable.get(name)?.error ?? new AsofError('ASOF_TABLE_NOT_FOUND', `table "${name}" does not exist`, { table: name });
     return t;
   }
 

@@ -22,12 +22,22 @@
  * frame); the audit's verify walks it and reports a broken link.
  *
  * Invariants: offsets are dense from 0 across frames; commit times are
- * non-decreasing; a frame is acknowledged only after fdatasync returns. On open,
- * the frames after the snapshot's position are checked, and the first one that
- * is short, fails its checksum or breaks the offset order marks a torn tail: the
- * file is cut there (the bytes after it were never acknowledged). Frames before
- * that position were checked when they were recovered or written; reads check
- * every frame's checksum again, so later damage there is an error, not a wrong answer.
+ * non-decreasing; a frame is acknowledged only after fdatasync returns, and
+ * group commit appends one frame at a time, so only the last frame of a file
+ * can be unacknowledged.
+ *
+ * On open every frame's checksum and order are checked (frames before the
+ * snapshot's position too; only those after it are replayed). The first bad
+ * frame is either a torn tail, when no whole frame follows it (it was never
+ * acknowledged): the file is cut there; or damage, when whole frames follow it
+ * (or a snapshot says it was acknowledged): the file is left as it is and
+ * ChangelogDamaged names the byte and the offsets affected; `repair` cuts it
+ * when asked. Reads check each frame's checksum again, so damage after open is
+ * an error, never a wrong answer.
+ *
+ * A failed append (write or fdatasync) cuts the file back to its last durable
+ * frame before it throws, so a refused frame can never reappear at the next
+ * start; while that cut has not succeeded, nothing more is appended.
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -140,12 +150,82 @@ export interface ResumePoint {
   lastFrame?: FrameMeta;
 }
 
+/** Damage before the end of a changelog: a bad frame that whole frames follow (or that a snapshot says was acknowledged). */
+export interface Damage {
+  path: string;
+  /** Byte position of the first bad frame: the file is whole before it. */
+  pos: number;
+  reason: string;
+  /** File size, bytes. */
+  size: number;
+  /** Offset the bad frame should start at: records from here on cannot be served. */
+  fromOffset: number;
+  /** The first whole frame after the damage, if any. */
+  next?: { pos: number; firstOffset: number };
+  /** Offset after the last whole frame found after the damage (so [fromOffset, endOffset) is affected). */
+  endOffset: number;
+}
+
+export class ChangelogDamaged extends Error {
+  constructor(readonly damage: Damage) {
+    const d = damage;
+    const after = d.next ? `; whole frames follow from byte ${d.next.pos} (offset ${d.next.firstOffset}), so this is not a torn tail` : '';
+    super(`changelog ${d.path} is damaged at byte ${d.pos} (${d.reason}): offsets ${d.fromOffset}..${d.endOffset - 1} (${d.endOffset - d.fromOffset} records, ${d.size - d.pos} bytes to the end of the file) are affected${after}`);
+  }
+}
+
+/** What `ChangelogFile.repair` kept and cut. */
+export interface RepairReport {
+  path: string;
+  /** File size before the repair, bytes. */
+  size: number;
+  kept: { bytes: number; frames: number; records: number };
+  /** Undefined when every frame is whole. Offsets [fromOffset, endOffset) are lost (none for a torn tail: never acknowledged). */
+  cut?: { pos: number; bytes: number; reason: string; tornTail: boolean; fromOffset: number; endOffset: number; records: number };
+  /** Set when nothing was changed (only reported). */
+  dryRun?: boolean;
+}
+
 /** The snapshot's last frame is not in the file as recorded: the snapshot belongs to another changelog. */
 export class SnapshotMismatch extends Error {}
 
 export const FILE_START: ResumePoint = { pos: 0, offset: 0, commitTime: -Infinity };
 
+/**
+ * The file operations appending goes through. Only tests replace them (to make
+ * an fdatasync fail); `ChangelogFile.fileOps` is the one place that is done.
+ */
+export interface FileOps {
+  writev(path: string, fh: FileHandle, bufs: Uint8Array[], pos: number): Promise<{ bytesWritten: number }>;
+  datasync(path: string, fh: FileHandle): Promise<void>;
+  truncate(path: string, fh: FileHandle, len: number): Promise<void>;
+}
+
+export const REAL_FILE_OPS: FileOps = {
+  writev: (_path, fh, bufs, pos) => fh.writev(bufs, pos),
+  datasync: (_path, fh) => fh.datasync(),
+  truncate: (_path, fh, len) => fh.truncate(len),
+};
+
+/** An append that did not become durable: nothing of it is acknowledged. `restored`: the file is back at its last durable frame. */
+export class AppendFailed extends Error {
+  constructor(
+    override readonly cause: Error,
+    readonly restored: boolean,
+  ) {
+    super(cause.message);
+  }
+}
+
 export class ChangelogFile {
+  /** Test seam: the operations every ChangelogFile appends with (see FileOps). */
+  static fileOps: FileOps = REAL_FILE_OPS;
+  private get ops(): FileOps {
+    return ChangelogFile.fileOps;
+  }
+  /** Set by a failed append until `restore` cuts the file back to `size`. */
+  private unrestored?: Error;
+
   private constructor(
     private readonly fh: FileHandle,
     readonly path: string,
@@ -156,8 +236,12 @@ export class ChangelogFile {
   ) {}
 
   /**
-   * Opens (creating if needed) and reads the file from `from`, calling
-   * `onFrame` for each whole frame in order; cuts a torn tail. Throws when the
+   * Opens (creating if needed) and checks every frame's checksum from the
+   * start of the file, calling `onFrame` for each whole frame at or after
+   * `from.pos`, in order. A bad frame with no whole frame after it is a torn
+   * tail (never acknowledged) and is cut; a bad frame with whole frames after
+   * it, or one the snapshot says was acknowledged, is damage: ChangelogDamaged,
+   * and the file is left as it is (`repair` cuts it when asked). Throws when the
    * file is shorter than `from.pos`: the snapshot then reflects records the
    * changelog lost, and serving either would be a lie.
    */
@@ -169,100 +253,80 @@ export class ChangelogFile {
     table = '',
   ): Promise<{ log: ChangelogFile; report: RecoveryReport }> {
     const fh = await open(path, 'a+');
-    const { size } = await fh.stat();
-    if (size < from.pos) {
-      await fh.close();
-      throw new Error(`changelog ${path} has ${size} bytes but the snapshot covers ${from.pos} bytes (offsets below ${from.offset}): acknowledged records are missing`);
-    }
+    let walked: Walk;
+    const replayed = { frames: 0, records: 0 };
+    // Every frame is walked, so the chain continues from the last whole one (a version-1 frame has no hash: none before it counts).
     let head = CHAIN_GENESIS;
-    if (from.lastFrame) {
-      const f = from.lastFrame;
-      const h = Buffer.alloc(HEADER_BYTES + CHAIN_HASH_BYTES);
-      await fh.read(h, 0, h.length, f.pos);
-      // The chain continues from the snapshot's last frame (a version-1 frame has no hash: the chain then starts afresh).
-      if (h.readUInt8(4) >= 2) head = Buffer.from(h.subarray(HEADER_BYTES));
-      if (h.readUInt32LE(0) !== FRAME_MAGIC || HEADER_BYTES + h.readUInt32LE(8) !== f.length || Number(h.readBigInt64LE(16)) !== f.firstOffset || h.readUInt32LE(24) !== f.count || h.readDoubleLE(32) !== f.commitTime) {
-        await fh.close();
-        throw new SnapshotMismatch(`the frame at byte ${f.pos} of ${path} is not the one the snapshot recorded`);
+    try {
+      const { size } = await fh.stat();
+      if (size < from.pos) {
+        throw new Error(`changelog ${path} has ${size} bytes but the snapshot covers ${from.pos} bytes (offsets below ${from.offset}): acknowledged records are missing`);
       }
+      if (from.lastFrame) {
+        const f = from.lastFrame;
+        const h = Buffer.alloc(HEADER_BYTES);
+        await fh.read(h, 0, HEADER_BYTES, f.pos);
+        if (h.readUInt32LE(0) !== FRAME_MAGIC || HEADER_BYTES + h.readUInt32LE(8) !== f.length || Number(h.readBigInt64LE(16)) !== f.firstOffset || h.readUInt32LE(24) !== f.count || h.readDoubleLE(32) !== f.commitTime) {
+          throw new SnapshotMismatch(`the frame at byte ${f.pos} of ${path} is not the one the snapshot recorded`);
+        }
+      }
+      walked = await walkFrames(fh, size, (meta, payload, hash) => {
+        if (hash) head = Buffer.from(hash);
+        if (meta.pos < from.pos && meta.pos + meta.length > from.pos) throw new SnapshotMismatch(`no frame of ${path} starts at byte ${from.pos}, where the snapshot ends`);
+        if (meta.pos === from.pos && meta.firstOffset !== from.offset) throw new SnapshotMismatch(`the frame at byte ${from.pos} of ${path} starts at offset ${meta.firstOffset}, the snapshot ends at ${from.offset}`);
+        if (meta.pos < from.pos) return;
+        onFrame(meta, payload);
+        replayed.frames++;
+        replayed.records += meta.count;
+      });
+      if (walked.bad) {
+        const damage = await findDamage(fh, path, size, walked.bad, walked.nextOffset);
+        if (damage || walked.bad.pos < from.pos) {
+          throw new ChangelogDamaged(damage ?? { path, pos: walked.bad.pos, reason: walked.bad.reason, size, fromOffset: walked.nextOffset, endOffset: from.offset });
+        }
+        await fh.truncate(walked.bad.pos);
+        await fh.datasync();
+      }
+    } finally {
+      await fh.close();
     }
-    const report: RecoveryReport = { frames: 0, records: 0, cutBytes: 0 };
-    const CHUNK = 16 << 20;
-    let buf = Buffer.alloc(0);
-    let bufStart = from.pos; // file position of buf[0]
-    let filePos = from.pos; // next file position to read
-    let pos = from.pos; // next frame's file position
-    let expectOffset = from.offset;
-    let lastCommit = from.commitTime;
-    const need = async (end: number): Promise<boolean> => {
-      // Ensure buf covers [pos, end).
-      if (end <= bufStart + buf.length) return true;
-      if (end > size) return false;
-      const keep = buf.subarray(pos - bufStart);
-      const want = Math.max(CHUNK, end - pos);
-      const chunk = Buffer.allocUnsafe(Math.min(want, size - filePos));
-      const { bytesRead } = await fh.read(chunk, 0, chunk.length, filePos);
-      filePos += bytesRead;
-      buf = keep.length ? Buffer.concat([keep, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
-      bufStart = pos;
-      return end <= bufStart + buf.length;
-    };
-    while (pos < size) {
-      const cut = (reason: string): void => {
-        report.cutBytes = size - pos;
-        report.cutReason = reason;
-      };
-      if (!(await need(pos + HEADER_BYTES))) {
-        cut('short header');
-        break;
-      }
-      const h = buf.subarray(pos - bufStart, pos - bufStart + HEADER_BYTES);
-      if (h.readUInt32LE(0) !== FRAME_MAGIC) {
-        cut('bad magic');
-        break;
-      }
-      const len = h.readUInt32LE(8);
-      if (len > MAX_FRAME_BYTES || !(await need(pos + HEADER_BYTES + len))) {
-        cut('short payload');
-        break;
-      }
-      const hdr = buf.subarray(pos - bufStart, pos - bufStart + HEADER_BYTES);
-      const body = buf.subarray(pos - bufStart + HEADER_BYTES, pos - bufStart + HEADER_BYTES + len);
-      let crc = crc32(hdr.subarray(16, HEADER_BYTES));
-      crc = crc32(body, crc);
-      if (crc !== hdr.readUInt32LE(12)) {
-        cut('checksum mismatch');
-        break;
-      }
-      const meta: FrameMeta = {
-        firstOffset: Number(hdr.readBigInt64LE(16)),
-        count: hdr.readUInt32LE(24),
-        schemaVersion: hdr.readUInt32LE(28),
-        commitTime: hdr.readDoubleLE(32),
-        pos,
-        length: HEADER_BYTES + len,
-      };
-      if (meta.firstOffset !== expectOffset || meta.commitTime < lastCommit) {
-        cut(`frame at byte ${pos} breaks the offset or commit-time order`);
-        break;
-      }
-      expectOffset += meta.count;
-      lastCommit = meta.commitTime;
-      const { hash, payload } = splitBody(hdr.readUInt8(4), body);
-      if (hash) head = Buffer.from(hash);
-      onFrame(meta, payload);
-      report.frames++;
-      report.records += meta.count;
-      pos += meta.length;
-    }
-    if (report.cutBytes > 0) {
-      await fh.truncate(pos);
-      await fh.datasync();
-    }
-    await fh.close();
+    const report: RecoveryReport = { frames: replayed.frames, records: replayed.records, cutBytes: walked.bad ? walked.size - walked.bad.pos : 0, cutReason: walked.bad?.reason };
     // Reopen for positional writes (append mode ignores positions on Linux).
     const rw = await open(path, 'r+');
-    return { log: new ChangelogFile(rw, path, pos, table, head), report };
+    return { log: new ChangelogFile(rw, path, walked.end, table, head), report };
+  }
+
+  /**
+   * `asof repair`: checks the whole file and, unless `dryRun`, cuts it at the
+   * first bad frame (damage or torn tail), fdatasync'd. Says exactly what was
+   * (or would be) cut; `cut` is undefined when every frame is whole.
+   */
+  static async repair(path: string, opts: { dryRun?: boolean } = {}): Promise<RepairReport> {
+    const fh = await open(path, 'r+');
+    try {
+      const { size } = await fh.stat();
+      const walked = await walkFrames(fh, size, () => undefined);
+      const kept = { bytes: walked.end, frames: walked.frames, records: walked.nextOffset };
+      if (!walked.bad) return { path, size, kept };
+      const damage = await findDamage(fh, path, size, walked.bad, walked.nextOffset);
+      const endOffset = damage?.endOffset ?? walked.nextOffset;
+      const cut: RepairReport['cut'] = {
+        pos: walked.bad.pos,
+        bytes: size - walked.bad.pos,
+        reason: walked.bad.reason,
+        tornTail: !damage,
+        fromOffset: walked.nextOffset,
+        endOffset,
+        records: endOffset - walked.nextOffset,
+      };
+      if (!opts.dryRun) {
+        await fh.truncate(walked.bad.pos);
+        await fh.datasync();
+      }
+      return { path, size, kept, cut, dryRun: opts.dryRun || undefined };
+    } finally {
+      await fh.close();
+    }
   }
 
   get bytes(): number {
@@ -274,8 +338,16 @@ export class ChangelogFile {
     return this.head;
   }
 
-  /** Writes frames at the end and waits for fdatasync. Returns their metadata. */
+  /**
+   * Writes frames at the end and waits for fdatasync. Returns their metadata.
+   * If the write or the fdatasync fails, the file is cut back to its last
+   * durable frame (truncate, fdatasync) before this throws AppendFailed: its
+   * `restored` says whether that worked. Until it has, `restore` must succeed
+   * before anything more is appended (a frame after bytes of unknown state
+   * could be acknowledged and then lost, or replayed though it was refused).
+   */
   async append(frames: NewFrame[]): Promise<FrameMeta[]> {
+    if (this.unrestored) throw new AppendFailed(this.unrestored, false);
     const bufs: Uint8Array[] = [];
     const metas: FrameMeta[] = [];
     let pos = this.size;
@@ -289,15 +361,41 @@ export class ChangelogFile {
     }
     let written = 0;
     const total = pos - this.size;
-    // writev may write partially; loop until everything is down.
-    while (written < total) {
-      const { bytesWritten } = await this.fh.writev(sliceBuffers(bufs, written), this.size + written);
-      written += bytesWritten;
+    try {
+      // writev may write partially; loop until everything is down.
+      while (written < total) {
+        const { bytesWritten } = await this.ops.writev(this.path, this.fh, sliceBuffers(bufs, written), this.size + written);
+        written += bytesWritten;
+      }
+      await this.ops.datasync(this.path, this.fh);
+    } catch (e) {
+      this.unrestored = e as Error;
+      const restored = await this.restore().then(
+        () => true,
+        () => false,
+      );
+      throw new AppendFailed(e as Error, restored);
     }
-    await this.fh.datasync();
     this.size = pos;
     this.head = head;
     return metas;
+  }
+
+  /**
+   * After a failed append: cuts the file back to its last durable frame and
+   * fdatasyncs that, so neither the refused frame nor a part of it can come
+   * back at the next start. Resolves at once when nothing is pending.
+   */
+  async restore(): Promise<void> {
+    if (!this.unrestored) return;
+    await this.ops.truncate(this.path, this.fh, this.size);
+    await this.ops.datasync(this.path, this.fh);
+    this.unrestored = undefined;
+  }
+
+  /** Whether a failed append left bytes after the last durable frame that `restore` has not cut yet. */
+  get needsRestore(): boolean {
+    return this.unrestored !== undefined;
   }
 
   /** A frame's payload, its checksum checked again (damage after recovery is an error, never a wrong answer). */
@@ -336,4 +434,125 @@ export function sliceBuffers(bufs: Uint8Array[], skip: number): Uint8Array[] {
     skip = 0;
   }
   return out;
+}
+
+/** What walking a file's frames found. */
+interface Walk {
+  size: number;
+  /** Whole frames read. */
+  frames: number;
+  /** Byte position after the last whole frame. */
+  end: number;
+  /** Offset after the last whole frame. */
+  nextOffset: number;
+  /** The first frame that is short, fails its checksum or breaks the offset or commit-time order. */
+  bad?: { pos: number; reason: string };
+}
+
+/**
+ * Reads every frame from the start of the file, checking its checksum and the
+ * offset and commit-time order, and gives each whole one to `onFrame`; stops at
+ * the first bad one. Reads in 16 MiB chunks.
+ */
+async function walkFrames(fh: FileHandle, size: number, onFrame: (meta: FrameMeta, payload: Uint8Array, hash: Uint8Array | null) => void): Promise<Walk> {
+  const CHUNK = 16 << 20;
+  let buf = Buffer.alloc(0);
+  let bufStart = 0; // file position of buf[0]
+  let filePos = 0; // next file position to read
+  let pos = 0; // next frame's file position
+  let expectOffset = 0;
+  let lastCommit = -Infinity;
+  let frames = 0;
+  const need = async (end: number): Promise<boolean> => {
+    // Ensure buf covers [pos, end).
+    if (end <= bufStart + buf.length) return true;
+    if (end > size) return false;
+    const keep = buf.subarray(pos - bufStart);
+    const want = Math.max(CHUNK, end - pos);
+    const chunk = Buffer.allocUnsafe(Math.min(want, size - filePos));
+    const { bytesRead } = await fh.read(chunk, 0, chunk.length, filePos);
+    filePos += bytesRead;
+    buf = keep.length ? Buffer.concat([keep, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+    bufStart = pos;
+    return end <= bufStart + buf.length;
+  };
+  const done = (reason?: string): Walk => ({ size, frames, end: pos, nextOffset: expectOffset, bad: reason ? { pos, reason } : undefined });
+  while (pos < size) {
+    if (!(await need(pos + HEADER_BYTES))) return done('short header');
+    const h = buf.subarray(pos - bufStart, pos - bufStart + HEADER_BYTES);
+    if (h.readUInt32LE(0) !== FRAME_MAGIC) return done('bad magic');
+    if (!knownHeader(h)) return done('unknown format version or flags');
+    const len = h.readUInt32LE(8);
+    if (len > MAX_FRAME_BYTES || !(await need(pos + HEADER_BYTES + len))) return done('short payload');
+    const hdr = buf.subarray(pos - bufStart, pos - bufStart + HEADER_BYTES);
+    const body = buf.subarray(pos - bufStart + HEADER_BYTES, pos - bufStart + HEADER_BYTES + len);
+    if (crc32(body, crc32(hdr.subarray(16, HEADER_BYTES))) !== hdr.readUInt32LE(12)) return done('checksum mismatch');
+    const meta = metaOf(hdr, pos);
+    if (meta.firstOffset !== expectOffset || meta.commitTime < lastCommit) return done('breaks the offset or commit-time order');
+    const { hash, payload } = splitBody(hdr.readUInt8(4), body);
+    onFrame(meta, payload, hash);
+    expectOffset += meta.count;
+    lastCommit = meta.commitTime;
+    frames++;
+    pos += meta.length;
+  }
+  return done();
+}
+
+/** Bytes 4..8 (version, flags, reserved) hold what some version writes; the checksum does not cover them, so they are checked here. */
+function knownHeader(h: Buffer): boolean {
+  const version = h.readUInt8(4);
+  return version >= 1 && version <= FORMAT_VERSION && h.readUInt8(5) === 0 && h.readUInt16LE(6) === 0 && (version === 1 || h.readUInt32LE(8) >= CHAIN_HASH_BYTES);
+}
+
+function metaOf(h: Buffer, pos: number): FrameMeta {
+  return { firstOffset: Number(h.readBigInt64LE(16)), count: h.readUInt32LE(24), schemaVersion: h.readUInt32LE(28), commitTime: h.readDoubleLE(32), pos, length: HEADER_BYTES + h.readUInt32LE(8) };
+}
+
+/** A whole frame (magic, length within the file, checksum) at `pos`, or undefined. */
+async function wholeFrameAt(fh: FileHandle, pos: number, size: number): Promise<FrameMeta | undefined> {
+  if (pos + HEADER_BYTES > size) return undefined;
+  const h = Buffer.alloc(HEADER_BYTES);
+  await fh.read(h, 0, HEADER_BYTES, pos);
+  const len = h.readUInt32LE(8);
+  if (h.readUInt32LE(0) !== FRAME_MAGIC || !knownHeader(h) || len > MAX_FRAME_BYTES || pos + HEADER_BYTES + len > size) return undefined;
+  const payload = Buffer.allocUnsafe(len);
+  await fh.read(payload, 0, len, pos + HEADER_BYTES);
+  return crc32(payload, crc32(h.subarray(16))) === h.readUInt32LE(12) ? metaOf(h, pos) : undefined;
+}
+
+/** The first whole frame starting after byte `from` that holds offsets at or after `minOffset`, found by the magic number. */
+async function nextWholeFrame(fh: FileHandle, from: number, size: number, minOffset: number): Promise<FrameMeta | undefined> {
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32LE(FRAME_MAGIC);
+  const CHUNK = 1 << 20;
+  const buf = Buffer.allocUnsafe(CHUNK);
+  for (let at = from; at < size; at += CHUNK - 3) {
+    const { bytesRead } = await fh.read(buf, 0, CHUNK, at);
+    const view = buf.subarray(0, bytesRead);
+    for (let i = view.indexOf(magic); i >= 0; i = view.indexOf(magic, i + 1)) {
+      const f = await wholeFrameAt(fh, at + i, size);
+      if (f && f.firstOffset >= minOffset) return f;
+    }
+    if (bytesRead < CHUNK) break;
+  }
+  return undefined;
+}
+
+/**
+ * Whether a bad frame at `bad.pos` is damage (whole frames follow it) or a torn
+ * tail (nothing whole after it); for damage, which offsets it affects: the
+ * records from `fromOffset` on cannot be served past it, up to the end of the
+ * last whole frame found after it.
+ */
+async function findDamage(fh: FileHandle, path: string, size: number, bad: { pos: number; reason: string }, fromOffset: number): Promise<Damage | undefined> {
+  const next = await nextWholeFrame(fh, bad.pos + 1, size, fromOffset);
+  if (!next) return undefined;
+  let endOffset = next.firstOffset + next.count;
+  for (let f: FrameMeta | undefined = next; f; ) {
+    endOffset = Math.max(endOffset, f.firstOffset + f.count);
+    const at: number = f.pos + f.length;
+    f = (await wholeFrameAt(fh, at, size)) ?? (await nextWholeFrame(fh, at, size, endOffset));
+  }
+  return { path, pos: bad.pos, reason: bad.reason, size, fromOffset, next: { pos: next.pos, firstOffset: next.firstOffset }, endOffset };
 }

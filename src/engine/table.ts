@@ -14,7 +14,7 @@ import { makeVector, type Vector } from 'apache-arrow';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
 import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
-import { CHAIN_GENESIS, ChangelogFile, FILE_START, SnapshotMismatch, type RawFrame, type ResumePoint } from './log.js';
+import { AppendFailed, CHAIN_GENESIS, ChangelogFile, FILE_START, SnapshotMismatch, type RawFrame, type ResumePoint } from './log.js';
 import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
 import { PkState } from './pk-state.js';
 import { planGroup } from './plan.js';
@@ -93,7 +93,6 @@ export class Table {
   private keyIndex: KeyIndex;
   private queue: Pending[] = [];
   private flushing = false;
-  private failed?: Error;
   /** Where the newest snapshot stands. */
   private snapshotAt = { offset: 0, frames: 0 };
   private snapshotting?: Promise<void>;
@@ -292,7 +291,6 @@ export class Table {
 
   /** Queues validated, canonical rows; resolves once they are durable and applied. */
   write(rows: Row[], op: WriteOp): Promise<WriteResult> {
-    if (this.failed) return Promise.reject(new AsofError('ASOF_INTERNAL', `table "${this.name}" stopped accepting writes after a storage failure: ${this.failed.message}`));
     if (op === 'delete' && this.schema.kind !== 'pk') return Promise.reject(new AsofError('ASOF_INVALID_ARGUMENT', `op "delete" needs a pk table; "${this.name}" is a log table`, [{ field: 'op', reason: 'log tables are append-only' }]));
     return new Promise((resolve, reject) => {
       this.queue.push({ rows, op, resolve, reject });
@@ -306,6 +304,16 @@ export class Table {
       while (this.queue.length > 0) {
         const group = this.queue;
         this.queue = [];
+        if (this.log.needsRestore) {
+          try {
+            await this.log.restore();
+            this.logger.warn({ table: this.name }, 'changelog cut back to its last durable frame; the table takes writes again');
+          } catch (e) {
+            const err = new AsofError('ASOF_STORAGE_FAILED', `table "${this.name}" takes no writes until its changelog is cut back to its last durable frame, which failed again: ${(e as Error).message}; nothing was written`);
+            for (const p of group) p.reject(err);
+            continue;
+          }
+        }
         await this.commitGroup(group);
       }
     } finally {
@@ -325,11 +333,18 @@ export class Table {
         this.frames.push(meta);
       }
     } catch (e) {
-      // A failed write or fsync leaves the file's durable state unknown: stop writing rather than risk acknowledging lost data.
-      this.failed = e as Error;
-      this.logger.error({ table: this.name, err: String(e) }, 'changelog write failed; table is read-only until restart');
-      const err = new AsofError('ASOF_INTERNAL', `changelog write failed for table "${this.name}": ${(e as Error).message}`);
-      for (const p of [...group, ...this.queue.splice(0)]) p.reject(err);
+      if (!(e instanceof AppendFailed)) {
+        // Nothing reached the file (the batch could not be encoded): only this group fails.
+        for (const p of group) p.reject(e);
+        return;
+      }
+      // Nothing of the group is acknowledged. Once the file is back at its last durable frame (log.ts), later groups go on.
+      this.logger.error({ table: this.name, err: String(e.cause), restored: e.restored }, e.restored ? 'changelog write failed; cut back to the last durable frame' : 'changelog write failed and the file could not be cut back; no writes until it is');
+      const err = new AsofError(
+        'ASOF_STORAGE_FAILED',
+        `changelog write failed for table "${this.name}": ${e.cause.message}; nothing was written${e.restored ? '' : ' (the table takes no writes until its changelog is cut back to its last durable frame)'}`,
+      );
+      for (const p of group) p.reject(err);
       return;
     }
     this.nextOffset = firstOffset + rows.length;
@@ -359,7 +374,7 @@ export class Table {
    * large the table grows, and start-up replays at most about that much.
    */
   private maybeSnapshot(): void {
-    if (this.snapshotting || this.failed) return;
+    if (this.snapshotting || this.log.needsRestore) return;
     const debt = this.nextOffset - this.snapshotAt.offset + FRAME_COST * (this.frames.size - this.snapshotAt.frames);
     if (debt < Math.max(this.opts.snapshotEvery, this.state.size, this.keyIndex.entries / 4)) return;
     void this.snapshot().catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot failed; will retry later'));
@@ -509,7 +524,7 @@ export class Table {
   async close(): Promise<void> {
     while (this.flushing || this.queue.length) await new Promise((r) => setTimeout(r, 5));
     await this.snapshotting?.catch(() => undefined);
-    if (!this.failed && (this.nextOffset > this.snapshotAt.offset || this.frames.size > this.snapshotAt.frames)) {
+    if (!this.log.needsRestore && (this.nextOffset > this.snapshotAt.offset || this.frames.size > this.snapshotAt.frames)) {
       await this.snapshot().catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot at close failed; the next start replays more'));
     }
     await this.log.close();

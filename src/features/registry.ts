@@ -302,6 +302,8 @@ export class FeatureRegistry {
   sourceSchema(table: string): TableSchema {
     if (this.role === 'primary' && this.engine.has(table)) return this.engine.table(table).schema;
     const remote = this.remoteTables.get(table);
+    // A local table that did not open (engine.ts) throws its own ASOF_TABLE_UNAVAILABLE here.
+    if (!remote && this.role === 'primary') this.engine.table(table);
     if (!remote) throw new AsofError('ASOF_TABLE_NOT_FOUND', `table "${table}" does not exist`, { table });
     return remote;
   }

@@ -51,7 +51,7 @@ export const importRoutes =
           params: z.object({ table: z.string() }),
           query: z.object({ op: z.enum(['upsert', 'delete']).default('upsert'), fileFormat: z.enum(['csv', 'ndjson', 'parquet']).optional() }),
           consumes: Object.values(FILE_CONTENT_TYPES),
-          responses: { 200: ImportResultSchema, 400: 'error', 404: 'error', 413: 'error', 415: 'error' },
+          responses: { 200: ImportResultSchema, 400: 'error', 404: 'error', 413: 'error', 415: 'error', 503: 'error' },
         },
         async (req, _reply, { params, query }) => {
           services.engine.writable(params.table); // 404 (or a replica's 409) before reading the body

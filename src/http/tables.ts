@@ -121,7 +121,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       tags: ['tables'],
       params: TableParams,
       body: TableDefinitionBody,
-      responses: { 200: TableInfoSchema, 201: TableInfoSchema, 400: 'error', 409: 'error' },
+      responses: { 200: TableInfoSchema, 201: TableInfoSchema, 400: 'error', 409: 'error', 503: 'error' },
     },
     async (_req, reply, { params, body }) => {
       const { info, created } = await engine.defineTable(params.table, body);
@@ -138,7 +138,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
 
   route(
     app,
-    { method: 'GET', url: '/tables/:table', operationId: 'getTable', scope: 'read', summary: 'Describe a table', tags: ['tables'], params: TableParams, responses: { 200: TableInfoSchema, 404: 'error' } },
+    { method: 'GET', url: '/tables/:table', operationId: 'getTable', scope: 'read', summary: 'Describe a table', tags: ['tables'], params: TableParams, responses: { 200: TableInfoSchema, 404: 'error', 503: 'error' } },
     async (_req, _reply, { params }) => tableInfoJson(engine.describe(params.table)),
   );
 
@@ -159,7 +159,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       body: WriteBody,
       checkBody: checkWriteBody,
       consumes: [NDJSON, ARROW],
-      responses: { 200: WriteResultSchema, 400: 'error', 404: 'error', 409: 'error', 413: 'error', 415: 'error' },
+      responses: { 200: WriteResultSchema, 400: 'error', 404: 'error', 409: 'error', 413: 'error', 415: 'error', 503: 'error' },
     },
     async (req, _reply, { params, query, body }) => {
       const ct = (req.headers['content-type'] ?? 'application/json').split(';')[0].trim();
@@ -194,7 +194,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       summary: 'The latest row of a pk table',
       tags: ['tables'],
       params: z.object({ table: Name, key: z.string() }),
-      responses: { 200: z.object({ row: z.record(z.string(), z.unknown()), token: TokenSchema }), 400: 'error', 404: 'error' },
+      responses: { 200: z.object({ row: z.record(z.string(), z.unknown()), token: TokenSchema }), 400: 'error', 404: 'error', 503: 'error' },
     },
     async (_req, _reply, { params }) => {
       const t = engine.table(params.table);
@@ -226,6 +226,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
         200: z.object({ records: z.array(ChangeRecordSchema), nextOffset: z.number().int() }),
         400: 'error',
         404: 'error',
+        503: 'error',
       },
     },
     async (req, reply, { params, query }) => {

@@ -1,0 +1,213 @@
+/**
+ * A failed fdatasync (or write) must not leave the refused frame in the
+ * changelog: the client is told to retry, so a frame that stayed would be
+ * written twice, once by the retry and once more when a restart replays it.
+ * The fault is injected through ChangelogFile.fileOps (the operations every
+ * append goes through; log.ts) and, where this machine lets the test mount a
+ * tmpfs, for real: a full filesystem.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { open, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ChangelogFile, type FileOps } from '../../src/engine/log.js';
+import { tempDir, testAsof, type TestAsof } from '../helpers.js';
+
+const EVENTS = {
+  kind: 'log',
+  eventTime: 'ts',
+  primaryKey: ['user'],
+  columns: [
+    { name: 'user', type: 'int64', nullable: false },
+    { name: 'ts', type: 'timestamp', nullable: false },
+    { name: 'what', type: 'string' },
+  ],
+};
+
+const logPath = (dataDir: string) => join(dataDir, 'tables', 'events', 'changelog.log');
+const eio = () => Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+
+/** Fails the next `n` changelog fdatasyncs of `events` with EIO (other files and tables are untouched). */
+function failDatasyncs(n: number): { restore: () => void; failed: () => number } {
+  const real = ChangelogFile.fileOps;
+  let failed = 0;
+  const ops: FileOps = {
+    ...real,
+    async datasync(path, fh) {
+      if (path.includes(join('tables', 'events')) && failed < n) {
+        failed++;
+        throw eio();
+      }
+      return real.datasync(path, fh);
+    },
+  };
+  ChangelogFile.fileOps = ops;
+  return { restore: () => (ChangelogFile.fileOps = real), failed: () => failed };
+}
+
+/** Every record of `events` as the changelog route returns it, offsets and rows. */
+async function changelog(asof: TestAsof) {
+  const r = await asof.req('GET', '/tables/events/changelog?limit=1000');
+  assert.equal(r.status, 200);
+  return (r.body.records as { offset: number; row: { what: string } }[]).map((x) => [x.offset, x.row.what]);
+}
+
+/** Restarts as after a kill: the snapshot of the clean close is removed, so the whole changelog is replayed. */
+async function restartFromChangelog(asof: TestAsof): Promise<TestAsof> {
+  await asof.close();
+  await rm(join(asof.dataDir, 'tables', 'events', 'state.snapshot'), { force: true });
+  return testAsof({}, { dataDir: asof.dataDir });
+}
+
+const rows = (what: string, n: number) => Array.from({ length: n }, (_, i) => ({ user: i, ts: 1000 + i, what: `${what}${i}` }));
+
+test('a failing fdatasync followed by a retry writes the records once, before and after a restart', async () => {
+  const dir = await tempDir();
+  let asof = await testAsof({}, { dataDir: dir.path });
+  const real = ChangelogFile.fileOps;
+  try {
+    assert.equal((await asof.req('PUT', '/tables/events', EVENTS)).status, 201);
+    assert.equal((await asof.req('POST', '/tables/events/rows', { rows: rows('a', 2) })).status, 200);
+    const durableBytes = (await stat(logPath(dir.path))).size;
+
+    const f = failDatasyncs(1);
+    const failed = await asof.req('POST', '/tables/events/rows', { rows: rows('b', 3) });
+    f.restore();
+    assert.equal(f.failed(), 1);
+    assert.equal(failed.status, 503, JSON.stringify(failed.body));
+    assert.equal(failed.body.error.code, 'ASOF_STORAGE_FAILED');
+    assert.match(failed.body.error.message, /EIO.*nothing was written/);
+    assert.equal((await stat(logPath(dir.path))).size, durableBytes, 'the refused frame is cut from the file');
+    assert.deepEqual(await changelog(asof), [[0, 'a0'], [1, 'a1']], 'nothing of the refused request is visible');
+
+    const retry = await asof.req('POST', '/tables/events/rows', { rows: rows('b', 3) });
+    assert.equal(retry.status, 200, 'the table takes writes again once the file is back at its last durable frame');
+    assert.deepEqual([retry.body.firstOffset, retry.body.lastOffset], [2, 4]);
+    const want = [[0, 'a0'], [1, 'a1'], [2, 'b0'], [3, 'b1'], [4, 'b2']];
+    assert.deepEqual(await changelog(asof), want);
+
+    asof = await restartFromChangelog(asof);
+    assert.deepEqual(await changelog(asof), want, 'a restart replays each record once');
+  } finally {
+    ChangelogFile.fileOps = real;
+    await asof.close();
+    await dir.cleanup();
+  }
+});
+
+test('a write that fails half-way is cut back too; the group and nothing else is refused', async () => {
+  const dir = await tempDir();
+  let asof = await testAsof({}, { dataDir: dir.path });
+  const real = ChangelogFile.fileOps;
+  try {
+    await asof.req('PUT', '/tables/events', EVENTS);
+    await asof.req('POST', '/tables/events/rows', { rows: rows('a', 1) });
+    const durableBytes = (await stat(logPath(dir.path))).size;
+    // Half the bytes reach the file, then the disk is full: what a real ENOSPC does.
+    let once = true;
+    ChangelogFile.fileOps = {
+      ...real,
+      async writev(path, fh, bufs, pos) {
+        if (!once) return real.writev(path, fh, bufs, pos);
+        once = false;
+        const all = Buffer.concat(bufs);
+        await real.writev(path, fh, [all.subarray(0, all.length >> 1)], pos);
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      },
+    };
+    const failed = await asof.req('POST', '/tables/events/rows', { rows: rows('b', 2) });
+    assert.equal(failed.status, 503);
+    assert.match(failed.body.error.message, /ENOSPC/);
+    assert.equal((await stat(logPath(dir.path))).size, durableBytes);
+    assert.equal((await asof.req('POST', '/tables/events/rows', { rows: rows('b', 2) })).status, 200);
+    ChangelogFile.fileOps = real;
+    asof = await restartFromChangelog(asof);
+    assert.deepEqual(await changelog(asof), [[0, 'a0'], [1, 'b0'], [2, 'b1']]);
+  } finally {
+    ChangelogFile.fileOps = real;
+    await asof.close();
+    await dir.cleanup();
+  }
+});
+
+test('while the file cannot be cut back, nothing is acknowledged; the next write that can cut it goes through', async () => {
+  const dir = await tempDir();
+  let asof = await testAsof({}, { dataDir: dir.path });
+  const fault = failDatasyncs(0);
+  try {
+    await asof.req('PUT', '/tables/events', EVENTS);
+    await asof.req('POST', '/tables/events/rows', { rows: rows('a', 1) });
+    const durableBytes = (await stat(logPath(dir.path))).size;
+    // The frame's fdatasync fails, then the truncation's, then the one the next write tries first.
+    const f = failDatasyncs(3);
+    const first = await asof.req('POST', '/tables/events/rows', { rows: rows('b', 2) });
+    assert.equal(first.status, 503);
+    assert.match(first.body.error.message, /takes no writes until its changelog is cut back/);
+    const second = await asof.req('POST', '/tables/events/rows', { rows: rows('c', 1) });
+    assert.equal(second.status, 503);
+    assert.match(second.body.error.message, /failed again/);
+    assert.equal(f.failed(), 3);
+    assert.deepEqual(await changelog(asof), [[0, 'a0']]);
+    f.restore();
+    const third = await asof.req('POST', '/tables/events/rows', { rows: rows('c', 1) });
+    assert.equal(third.status, 200, JSON.stringify(third.body));
+    assert.equal(third.body.firstOffset, 1);
+    assert.equal((await stat(logPath(dir.path))).size > durableBytes, true);
+    asof = await restartFromChangelog(asof);
+    assert.deepEqual(await changelog(asof), [[0, 'a0'], [1, 'c0']]);
+  } finally {
+    fault.restore();
+    await asof.close();
+    await dir.cleanup();
+  }
+});
+
+test('a real full filesystem (a small tmpfs): the write is refused and cut back; after space is freed the retry writes once', async (t) => {
+  const dir = await tempDir();
+  const mnt = join(dir.path, 'mnt');
+  try {
+    execFileSync('mkdir', ['-p', mnt]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mnt], { stdio: 'ignore' });
+  } catch {
+    await dir.cleanup();
+    t.skip('mounting a tmpfs needs root; the injected faults above cover the same path');
+    return;
+  }
+  let asof: TestAsof | undefined;
+  try {
+    asof = await testAsof({}, { dataDir: join(mnt, 'data') });
+    await asof.req('PUT', '/tables/events', EVENTS);
+    await asof.req('POST', '/tables/events/rows', { rows: rows('a', 2) });
+    const durableBytes = (await stat(logPath(asof.dataDir))).size;
+    // Fill the filesystem to its last byte.
+    const filler = join(mnt, 'filler');
+    const fh = await open(filler, 'w');
+    const block = Buffer.alloc(4096, 1);
+    try {
+      for (;;) await fh.write(block);
+    } catch (e) {
+      assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
+    } finally {
+      await fh.close();
+    }
+    const big = rows('b', 200).map((r) => ({ ...r, what: r.what + 'x'.repeat(100) }));
+    const failed = await asof.req('POST', '/tables/events/rows', { rows: big });
+    assert.equal(failed.status, 503, JSON.stringify(failed.body));
+    assert.match(failed.body.error.message, /ENOSPC/);
+    assert.equal((await stat(logPath(asof.dataDir))).size, durableBytes, 'what did fit of the frame is cut');
+    await unlink(filler);
+    const retry = await asof.req('POST', '/tables/events/rows', { rows: big });
+    assert.equal(retry.status, 200);
+    assert.deepEqual([retry.body.firstOffset, retry.body.lastOffset], [2, 201]);
+    asof = await restartFromChangelog(asof);
+    const all = await changelog(asof);
+    assert.equal(all.length, 202);
+    assert.deepEqual(all.map(([o]) => o), Array.from({ length: 202 }, (_, i) => i));
+    assert.equal(new Set(all.map(([, w]) => w)).size, 202, 'no record twice');
+  } finally {
+    await asof?.close().catch(() => undefined);
+    execFileSync('umount', [mnt]);
+    await dir.cleanup();
+  }
+});
