@@ -50,7 +50,7 @@ export async function buildServices(
   now: () => number = Date.now,
 ): Promise<Services> {
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role });
-  const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 100_000, idempotencyTtlMs: 24 * 3600_000 }, now);
+  const ingest = new IngestService(engine, { maxRows: config.maxBatchRows });
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { mirror, logger });
   // With the in-process store, views over pk tables read the table's own state (materializer.ts): no second copy of each row.

@@ -23,6 +23,7 @@ export async function freePort(): Promise<number> {
 
 export interface ChildServer {
   url: string;
+  grpcPort: number;
   proc: ChildProcess;
   /** stdout (pino JSON lines) and stderr so far. */
   output(): string;
@@ -49,6 +50,7 @@ export async function startChild(dataDir: string, env: Record<string, string> = 
   const exited = () => proc.exitCode !== null || proc.signalCode !== null;
   return {
     url,
+    grpcPort,
     proc,
     output: () => out,
     async kill(signal = 'SIGKILL') {

@@ -66,7 +66,7 @@ export async function ingest(argv: string[]): Promise<void> {
     const engine = await Engine.open({ dataDir, logger: silentLogger });
     try {
       if (create && !engine.has(table)) await engine.defineTable(table, await definition());
-      const service = new IngestService(engine, { maxRows: config.maxBatchRows, idempotencyCapacity: 1, idempotencyTtlMs: 0 });
+      const service = new IngestService(engine, { maxRows: config.maxBatchRows });
       const r = await importFile(engine, service, table, file, format, { op, maxBatchRows: config.maxBatchRows, onProgress: (p) => progress.update(p.rows, p.total) });
       progress.done(`imported ${r.rows} rows into ${table} (${r.count} changelog records, offsets ${r.firstOffset ?? '-'}..${r.lastOffset ?? '-'})`);
       process.stdout.write(JSON.stringify(r) + '\n');

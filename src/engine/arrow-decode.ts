@@ -36,6 +36,26 @@ export function decodeIpc(bytes: Uint8Array): StoredBatch {
   return { numRows: b.numRows, column: (name) => b.getChild(name)?.data[0] };
 }
 
+/**
+ * The custom metadata of a stored stream's schema (empty when it has none),
+ * read from the schema message alone; schemas already seen without metadata
+ * are recognised from the cache, so most frames cost one lookup.
+ */
+export function streamMetadata(bytes: Uint8Array): Map<string, string> {
+  const s = messageAt(bytes, 0);
+  if (!s) return new Map();
+  const key = Buffer.from(s.meta.buffer, s.meta.byteOffset, s.meta.byteLength).toString('latin1');
+  if (schemas.has(key)) return new Map();
+  const m = A.Message.decode(s.meta);
+  if (!m.isSchema()) return new Map();
+  const schema = m.header();
+  if (schema.metadata.size === 0 && schema.dictionaries.size === 0) {
+    if (schemas.size >= 256) schemas.delete(schemas.keys().next().value!);
+    schemas.set(key, schema);
+  }
+  return schema.metadata;
+}
+
 /** A stored batch as decoding needs it: no Arrow RecordBatch is built (its constructor cost more than the rest). */
 export interface StoredBatch {
   numRows: number;
@@ -65,8 +85,11 @@ function decodeOwnStream(bytes: Uint8Array): StoredBatch | undefined {
     if (!m.isSchema() || m.bodyLength !== 0) return undefined;
     schema = m.header();
     if (schema.dictionaries.size > 0) return undefined;
-    if (schemas.size >= 256) schemas.delete(schemas.keys().next().value!);
-    schemas.set(key, schema);
+    // A schema with custom metadata (a commit's idempotency keys) is one of a kind: caching it would only evict the shared ones.
+    if (schema.metadata.size === 0) {
+      if (schemas.size >= 256) schemas.delete(schemas.keys().next().value!);
+      schemas.set(key, schema);
+    }
   }
   const b = messageAt(bytes, s.next);
   if (!b) return undefined;

@@ -191,15 +191,19 @@ function framed(meta: Uint8Array): Uint8Array {
  * message, one record batch, the end-of-stream marker. Byte for byte what
  * Arrow's RecordBatchStreamWriter produces (a test checks it), assembled
  * directly: the writer's queue and iterator machinery cost more than the data.
+ * `metadata` goes into the schema's custom metadata (commit-level facts such
+ * as idempotency keys, see idempotency.ts); without it the schema message is
+ * the cached one.
  */
-export function encodeBatch(columns: CompiledColumn[], changes: Uint8Array | number[], rows: Row[]): Uint8Array {
+export function encodeBatch(columns: CompiledColumn[], changes: Uint8Array | number[], rows: Row[], metadata?: Map<string, string>): Uint8Array {
   const code = rowCodeFor(columns);
-  return encodeValues(columns, changes, code ? code.gather(rows) : columns.map((c) => rows.map((r) => r[c.name])), rows.length);
+  return encodeValues(columns, changes, code ? code.gather(rows) : columns.map((c) => rows.map((r) => r[c.name])), rows.length, metadata);
 }
 
 /** `encodeBatch` from canonical values, one array of `n` per column (column order), no rows. */
-export function encodeValues(columns: CompiledColumn[], changes: Uint8Array | number[], gathered: unknown[][], n: number): Uint8Array {
-  const { schemaMessage } = fieldsOf(columns);
+export function encodeValues(columns: CompiledColumn[], changes: Uint8Array | number[], gathered: unknown[][], n: number, metadata?: Map<string, string>): Uint8Array {
+  const cached = fieldsOf(columns);
+  const schemaMessage = metadata?.size ? framed(A.Message.encode(A.Message.from(new A.Schema(cached.fields, metadata)))) : cached.schemaMessage;
   const children: A.Data[] = [A.makeData({ type: new A.Int8(), length: n, nullCount: 0, data: Int8Array.from(changes) })];
   for (let j = 0; j < columns.length; j++) children.push(buildColumn(columns[j].type, gathered[j]));
   const body = VectorAssembler.assemble(...children.map((d) => new A.Vector([d])));

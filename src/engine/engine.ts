@@ -13,6 +13,7 @@ import type { Logger } from '../logger.js';
 import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
 import { defineTable, isReservedName, RESERVED_PREFIX, TableSchema, type ColumnDef, type TableDef, type TableKind } from './schema.js';
 import { ChangelogDamaged } from './log.js';
+import type { KeyedAnswer } from './idempotency.js';
 import { Table } from './table.js';
 
 export interface EngineOptions {
@@ -24,7 +25,11 @@ export interface EngineOptions {
   snapshotEvery?: number;
   /** A replica refuses every change (default primary). */
   role?: Role;
+  /** How long (ms after the commit) and how many per table Idempotency-Keys are remembered; default 24 h and 100,000. */
+  idempotency?: { ttlMs: number; capacity: number };
 }
+
+export const DEFAULT_IDEMPOTENCY = { ttlMs: 24 * 3600_000, capacity: 100_000 };
 
 /** `primary`: owns its tables and definitions; `replica`: serves what primaries share over Redis, read-only. */
 export type Role = 'primary' | 'replica';
@@ -99,7 +104,7 @@ export class Engine {
   private async openTable(def: TableDef): Promise<Table> {
     const dir = join(this.opts.dataDir, 'tables', def.name);
     await mkdir(dir, { recursive: true });
-    return Table.open(new TableSchema(def), dir, { snapshotEvery: this.opts.snapshotEvery ?? 200_000, now: this.now }, this.opts.logger);
+    return Table.open(new TableSchema(def), dir, { snapshotEvery: this.opts.snapshotEvery ?? 200_000, now: this.now, idempotency: this.opts.idempotency ?? DEFAULT_IDEMPOTENCY }, this.opts.logger);
   }
 
   /**
@@ -161,6 +166,19 @@ export class Engine {
     const t = this.tables.get(name);
     if (!t) throw this.unavailable.get(name)?.error ?? new AsofError('ASOF_TABLE_NOT_FOUND', `table "${name}" does not exist`, { table: name });
     return t;
+  }
+
+  /**
+   * The answer a keyed request got on whichever table it was written to, while
+   * its key is remembered. Keys are one namespace across tables (a key reused on
+   * another table is a conflict), so every open table is asked.
+   */
+  keyedAnswer(key: string): { table: string; answer: KeyedAnswer } | undefined {
+    for (const [table, t] of this.tables) {
+      const answer = t.keyedAnswer(key);
+      if (answer) return { table, answer };
+    }
+    return undefined;
   }
 
   list(): TableInfo[] {

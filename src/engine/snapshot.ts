@@ -2,12 +2,13 @@
  * Snapshots: a checkpoint of one table at an offset, so that start-up reads
  * only the changelog after it (as Kafka's recovery point does). A snapshot
  * holds the live rows of a pk table, the frame index and the key index as they
- * were at that offset, and how many changelog bytes they cover. It is written
+ * were at that offset, the idempotency keys its frames hold (idempotency.ts),
+ * and how many changelog bytes they cover. It is written
  * to a temporary name, fsync'd, renamed and the folder fsync'd, so a crash
  * leaves the old snapshot or the new one, never half of one. A missing or
  * damaged snapshot only costs time: the changelog is replayed from 0.
  *
- * Layout (little-endian): a 64-byte header, then three sections.
+ * Layout (little-endian): a 64-byte header, then four sections.
  *   0  u32  magic "ANS2"
  *   4  u32  header bytes (64)
  *   8  f64  offset: every record below it is reflected
@@ -17,7 +18,7 @@
  *  40  f64  frame index section bytes (indexes.ts)
  *  48  f64  key index section bytes (indexes.ts)
  *  56  u32  CRC-32 of bytes 8..56 and all sections
- *  60  u32  reserved (0)
+ *  60  u32  idempotency section bytes (JSON, idempotency.ts); 0 in snapshots written before it
  */
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -46,6 +47,8 @@ export interface SnapshotPoint {
 export interface Snapshot extends SnapshotPoint {
   frames: FrameIndex;
   keys: KeyIndex;
+  /** The idempotency keys section (empty when none). */
+  idempotency: Buffer;
 }
 
 /**
@@ -54,7 +57,7 @@ export interface Snapshot extends SnapshotPoint {
  * chunk at a time, from columns (no row objects), so a large state does not
  * stall the event loop.
  */
-export async function writeSnapshot(path: string, schema: TableSchema, point: SnapshotPoint, rows: FrozenState | undefined, frames: Buffer, keys: Buffer): Promise<void> {
+export async function writeSnapshot(path: string, schema: TableSchema, point: SnapshotPoint, rows: FrozenState | undefined, frames: Buffer, keys: Buffer, idempotency: Buffer = Buffer.alloc(0)): Promise<void> {
   const state: Uint8Array[] = [];
   let first = true;
   for (const chunk of rows?.chunks(CHUNK_ROWS) ?? []) {
@@ -76,14 +79,15 @@ export async function writeSnapshot(path: string, schema: TableSchema, point: Sn
   header.writeDoubleLE(stateBytes, 32);
   header.writeDoubleLE(frames.length, 40);
   header.writeDoubleLE(keys.length, 48);
+  header.writeUInt32LE(idempotency.length, 60);
   let crc = crc32(header.subarray(8, 56));
-  for (const b of [...state, frames, keys]) crc = crc32(b, crc);
+  for (const b of [...state, frames, keys, idempotency]) crc = crc32(b, crc);
   header.writeUInt32LE(crc, 56);
 
   const tmp = `${path}.tmp`;
   const fh = await open(tmp, 'w');
   try {
-    const parts = [header, ...state, frames, keys];
+    const parts = [header, ...state, frames, keys, idempotency];
     const total = parts.reduce((n, b) => n + b.length, 0);
     let written = 0;
     while (written < total) written += (await fh.writev(sliceBuffers(parts, written))).bytesWritten;
@@ -121,7 +125,8 @@ export async function readSnapshot(path: string, schema: TableSchema, load: (val
   const stateBytes = buf.readDoubleLE(32);
   const framesBytes = buf.readDoubleLE(40);
   const keysBytes = buf.readDoubleLE(48);
-  if (HEADER + stateBytes + framesBytes + keysBytes !== buf.length) return { damaged: `length ${buf.length} does not match its sections` };
+  const idempotencyBytes = buf.readUInt32LE(60);
+  if (HEADER + stateBytes + framesBytes + keysBytes + idempotencyBytes !== buf.length) return { damaged: `length ${buf.length} does not match its sections` };
   if (crc32(buf.subarray(HEADER), crc32(buf.subarray(8, 56))) !== buf.readUInt32LE(56)) return { damaged: 'checksum mismatch' };
   try {
     const at = HEADER + stateBytes;
@@ -136,7 +141,9 @@ export async function readSnapshot(path: string, schema: TableSchema, load: (val
       load(decodeValues(batch, schema.columns).values, batch.numRows);
       p += 8 + len;
     }
-    return { ...point, frames, keys };
+    const idempotency = buf.subarray(buf.length - idempotencyBytes);
+    JSON.parse(idempotency.length ? idempotency.toString('utf8') : '[]'); // undecodable: damaged, like the other sections
+    return { ...point, frames, keys, idempotency };
   } catch (e) {
     return { damaged: `undecodable: ${(e as Error).message}` };
   }

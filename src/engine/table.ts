@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import { makeVector, type Vector } from 'apache-arrow';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
-import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, type ChangeName } from './arrow-codec.js';
-import { AppendFailed, CHAIN_GENESIS, ChangelogFile, FILE_START, SnapshotMismatch, type RawFrame, type ResumePoint } from './log.js';
+import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, streamMetadata, type ChangeName } from './arrow-codec.js';
+import { AppendFailed, CHAIN_GENESIS, ChangelogFile, FILE_START, SnapshotMismatch, type FrameMeta, type RawFrame, type ResumePoint } from './log.js';
+import { IdempotencyKeys, keysMetadata, keysOf, type FrameKey, type KeyedAnswer, type KeyedRequest } from './idempotency.js';
 import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
 import { PkState } from './pk-state.js';
 import { planGroup } from './plan.js';
@@ -29,6 +30,8 @@ export interface WriteResult {
   firstOffset: number | null;
   lastOffset: number | null;
   commitTime: number;
+  /** The answer's token offset: its last record, or the end of its commit when it wrote none. */
+  tokenOffset: number;
 }
 
 /** One stored commit as Arrow columns (no row objects): `getChild` is null for a column the commit predates. */
@@ -59,6 +62,7 @@ export type CommitListener = (commit: Commit) => void | Promise<void>;
 interface Pending {
   rows: Row[];
   op: WriteOp;
+  keyed?: KeyedRequest;
   resolve: (r: WriteResult) => void;
   reject: (e: unknown) => void;
 }
@@ -71,6 +75,8 @@ export interface TableOptions {
   snapshotEvery: number;
   /** Clock, epoch ms. Injected so tests can control commit times. */
   now: () => number;
+  /** How long (ms after its commit) and how many per table idempotency keys are remembered (idempotency.ts). */
+  idempotency: { ttlMs: number; capacity: number };
 }
 
 /**
@@ -97,6 +103,8 @@ export class Table {
   private snapshotAt = { offset: 0, frames: 0 };
   private snapshotting?: Promise<void>;
   private readonly listeners = new Set<CommitListener>();
+  /** Keyed requests' answers, from the frames that hold their keys. */
+  private readonly keys: IdempotencyKeys;
 
   private currentSchema: TableSchema;
 
@@ -107,6 +115,7 @@ export class Table {
     private readonly logger: Logger,
   ) {
     this.currentSchema = schema;
+    this.keys = new IdempotencyKeys(opts.idempotency.ttlMs, opts.idempotency.capacity);
     this.keyIndex = new KeyIndex(schema.numericKey);
     this.state = this.newState();
   }
@@ -157,6 +166,7 @@ export class Table {
     } else if (snap) {
       this.frames = snap.frames;
       this.keyIndex = snap.keys;
+      this.keys.load(snap.idempotency);
       if (s.kind === 'pk') this.state.fillVersions((key) => snap.keys.lastOffset(key));
       this.nextOffset = snap.offset;
       this.lastCommitTime = snap.lastCommitTime;
@@ -167,6 +177,7 @@ export class Table {
         // The changelog is the source of truth: a snapshot that does not match it is ignored.
         this.logger.warn({ table: this.name, reason: e.message }, `snapshot unusable (${e.message}); replaying the whole changelog`);
         this.state.clear();
+        this.keys.clear();
         this.frames = new FrameIndex();
         this.keyIndex = new KeyIndex(this.schema.numericKey);
         this.nextOffset = 0;
@@ -194,7 +205,7 @@ export class Table {
         this.frames.push(meta);
         this.nextOffset = meta.firstOffset + meta.count;
         this.lastCommitTime = meta.commitTime;
-        this.replayFrame(meta.firstOffset, payload);
+        this.replayFrame(meta, payload);
       },
       this.name,
     );
@@ -205,9 +216,12 @@ export class Table {
    * decode only their key columns; pk tables build rows only for what they
    * keep (+I, +U), not for before-images.
    */
-  private replayFrame(firstOffset: number, payload: Uint8Array): void {
+  private replayFrame(meta: FrameMeta, payload: Uint8Array): void {
+    const { firstOffset } = meta;
+    const keyed = keysOf(streamMetadata(payload));
+    if (keyed.length) this.keys.addFrame(firstOffset, meta.count, meta.commitTime, keyed);
     const s = this.schema;
-    if (s.keyColumns.length === 0) return;
+    if (s.keyColumns.length === 0 || meta.count === 0) return;
     const pk = s.kind === 'pk';
     const { changes, values } = decodeValues(decodeIpc(payload), pk ? s.columns : s.keyColumns);
     const keyValues = pk ? s.keyColumns.map((c) => values[s.columns.indexOf(c)]) : values;
@@ -289,11 +303,23 @@ export class Table {
     return () => this.listeners.delete(listener);
   }
 
-  /** Queues validated, canonical rows; resolves once they are durable and applied. */
-  write(rows: Row[], op: WriteOp): Promise<WriteResult> {
+  /**
+   * The answer a keyed request got, while its key is remembered (idempotency.ts).
+   * Keys are recorded before a commit's requests are answered.
+   */
+  keyedAnswer(key: string): KeyedAnswer | undefined {
+    return this.keys.get(key, this.opts.now());
+  }
+
+  /**
+   * Queues validated, canonical rows; resolves once they are durable and
+   * applied. With `keyed`, the key and fingerprint are written in the same
+   * frame as the records (idempotency.ts); the caller checks `keyedAnswer` first.
+   */
+  write(rows: Row[], op: WriteOp, keyed?: KeyedRequest): Promise<WriteResult> {
     if (op === 'delete' && this.schema.kind !== 'pk') return Promise.reject(new AsofError('ASOF_INVALID_ARGUMENT', `op "delete" needs a pk table; "${this.name}" is a log table`, [{ field: 'op', reason: 'log tables are append-only' }]));
     return new Promise((resolve, reject) => {
-      this.queue.push({ rows, op, resolve, reject });
+      this.queue.push({ rows, op, keyed, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -326,9 +352,15 @@ export class Table {
     const { changes, rows, keys, counts } = planGroup(this.schema, this.state, group);
     const commitTime = Math.max(this.opts.now(), this.lastCommitTime);
     const firstOffset = this.nextOffset;
+    const keyed: FrameKey[] = [];
+    for (let i = 0, at = 0; i < group.length; at += counts[i++]) {
+      const k = group[i].keyed;
+      if (k) keyed.push([k.key, k.fingerprint, at, counts[i]]);
+    }
     try {
-      if (rows.length > 0) {
-        const payload = encodeBatch(this.schema.columns, changes, rows);
+      // A keyed request that writes no record still needs a frame (of none) to hold its key.
+      if (rows.length > 0 || keyed.length > 0) {
+        const payload = encodeBatch(this.schema.columns, changes, rows, keysMetadata(keyed));
         const [meta] = await this.log.append([{ firstOffset, count: rows.length, schemaVersion: this.schema.version, commitTime, payload }]);
         this.frames.push(meta);
       }
@@ -356,11 +388,12 @@ export class Table {
         if (pk) this.applyToState(keys[i], changes[i], rows[i], firstOffset + i);
       }
     }
+    if (keyed.length) this.keys.addFrame(firstOffset, rows.length, commitTime, keyed);
     if (rows.length > 0 && this.listeners.size > 0) await this.notify({ table: this.name, firstOffset, commitTime, changes, rows });
     let first = firstOffset;
     group.forEach((p, i) => {
       const count = counts[i];
-      p.resolve({ count, firstOffset: count ? first : null, lastOffset: count ? first + count - 1 : null, commitTime });
+      p.resolve({ count, firstOffset: count ? first : null, lastOffset: count ? first + count - 1 : null, commitTime, tokenOffset: count ? first + count - 1 : firstOffset + rows.length - 1 });
       first += count;
     });
     this.maybeSnapshot();
@@ -401,7 +434,7 @@ export class Table {
       const point = { offset: this.nextOffset, lastCommitTime: this.lastCommitTime, logBytes: this.frames.endPos };
       const frameCount = this.frames.size;
       const rows = this.schema.kind === 'pk' ? this.state.freeze() : undefined;
-      await writeSnapshot(this.snapshotPath, this.schema, point, rows, this.frames.serialize(), this.keyIndex.serialize());
+      await writeSnapshot(this.snapshotPath, this.schema, point, rows, this.frames.serialize(), this.keyIndex.serialize(), this.keys.serialize(this.opts.now()));
       this.snapshotAt = { offset: point.offset, frames: frameCount };
     };
     const next = (this.snapshotting ?? Promise.resolve()).then(run, run);
@@ -430,6 +463,7 @@ export class Table {
     for (let f = this.frames.find(from); f < this.frames.size; f++) {
       const meta = this.frames.get(f);
       if (meta.firstOffset >= to) break;
+      if (meta.count === 0) continue; // a frame holding only idempotency keys
       const { changes, rows } = decodeBatch(decodeIpc(await this.log.readPayload(meta)), this.schema.columns, only);
       const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
       const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
@@ -451,6 +485,7 @@ export class Table {
     for (let f = this.frames.find(from); f < this.frames.size; f++) {
       const meta = this.frames.get(f);
       if (meta.firstOffset >= to) break;
+      if (meta.count === 0) continue; // a frame holding only idempotency keys
       const stored = decodeIpc(await this.log.readPayload(meta));
       const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
       const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;

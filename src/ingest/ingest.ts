@@ -8,6 +8,7 @@ import type { Engine, Token } from '../engine/engine.js';
 import type { WriteOp } from '../engine/table.js';
 import { isReservedName } from '../engine/schema.js';
 import { countRowsIngested } from '../metrics.js';
+import type { KeyedRequest } from '../engine/idempotency.js';
 
 export interface IngestResult {
   count: number;
@@ -19,55 +20,63 @@ export interface IngestResult {
 export interface IngestOptions {
   /** Most rows one request may carry (413 beyond). */
   maxRows: number;
-  /** How many Idempotency-Keys are remembered (oldest forgotten first). */
-  idempotencyCapacity: number;
-  /** How long an Idempotency-Key is remembered, ms. */
-  idempotencyTtlMs: number;
 }
 
-interface Remembered {
+/** Longest Idempotency-Key accepted, characters (it is stored with the records it wrote). */
+export const MAX_IDEMPOTENCY_KEY = 256;
+
+interface InFlight {
   table: string;
   fingerprint: string;
-  at: number;
   answer: Promise<IngestResult>;
 }
 
 export class IngestService {
-  /** Insertion-ordered, so the first entries are the oldest. */
-  private readonly idempotency = new Map<string, Remembered>();
+  /** Keyed requests not answered yet; answered ones are remembered by their table, durably (engine/idempotency.ts). */
+  private readonly inFlight = new Map<string, InFlight>();
 
   constructor(
     private readonly engine: Engine,
     private readonly opts: IngestOptions,
-    private readonly now: () => number = Date.now,
   ) {}
 
   /**
    * Validates and writes rows. With an idempotency key, a retry of the same
-   * request (same table and body) returns the first answer and writes nothing;
-   * the same key with a different request is a 409.
+   * request (same table, op and body) returns the first answer and writes
+   * nothing, also after a restart, while the key is remembered (24 h, 100,000
+   * keys per table by default; engine/idempotency.ts); the same key with a
+   * different request is a 409. A request that failed wrote nothing and is
+   * not remembered, so its retry writes.
    * `fingerprint` identifies the body (defaults to a hash of the rows); a
    * function is called only when there is a key, so plain writes hash nothing.
    */
   async write(table: string, rows: unknown[], op: WriteOp = 'upsert', idempotencyKey?: string, fingerprint?: string | (() => string)): Promise<IngestResult> {
     if (!idempotencyKey) return this.doWrite(table, rows, op);
-    this.expire();
-    const fp = typeof fingerprint === 'function' ? fingerprint() : (fingerprint ?? hashOf(JSON.stringify([op, rows])));
-    const seen = this.idempotency.get(idempotencyKey);
-    if (seen) {
-      if (seen.table !== table || seen.fingerprint !== fp) {
-        throw new AsofError('ASOF_CONFLICT', `Idempotency-Key "${idempotencyKey}" was already used for a different request`, { idempotencyKey });
-      }
-      return seen.answer;
+    if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY) {
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `an Idempotency-Key may have at most ${MAX_IDEMPOTENCY_KEY} characters, got ${idempotencyKey.length}`, [{ field: 'Idempotency-Key', reason: `longer than ${MAX_IDEMPOTENCY_KEY} characters` }]);
     }
-    const answer = this.doWrite(table, rows, op);
-    this.idempotency.set(idempotencyKey, { table, fingerprint: fp, at: this.now(), answer });
-    // A rejected request wrote nothing; forget it so a corrected retry can go through.
-    answer.catch(() => this.idempotency.delete(idempotencyKey));
+    const fp = typeof fingerprint === 'function' ? fingerprint() : (fingerprint ?? hashOf(JSON.stringify([op, rows])));
+    const conflict = (): AsofError => new AsofError('ASOF_CONFLICT', `Idempotency-Key "${idempotencyKey}" was already used for a different request`, { idempotencyKey });
+    const pending = this.inFlight.get(idempotencyKey);
+    if (pending) {
+      if (pending.table !== table || pending.fingerprint !== fp) throw conflict();
+      return pending.answer;
+    }
+    const done = this.engine.keyedAnswer(idempotencyKey);
+    if (done) {
+      if (done.table !== table || done.answer.fingerprint !== fp) throw conflict();
+      const a = done.answer;
+      return { count: a.count, firstOffset: a.firstOffset, lastOffset: a.lastOffset, token: { [table]: a.tokenOffset } };
+    }
+    const answer = this.doWrite(table, rows, op, { key: idempotencyKey, fingerprint: fp });
+    this.inFlight.set(idempotencyKey, { table, fingerprint: fp, answer });
+    // Settled: the table remembers an answered key (recorded before the answer); a rejected request wrote nothing.
+    const forget = (): void => void this.inFlight.delete(idempotencyKey);
+    answer.then(forget, forget);
     return answer;
   }
 
-  private async doWrite(tableName: string, rows: unknown[], op: WriteOp): Promise<IngestResult> {
+  private async doWrite(tableName: string, rows: unknown[], op: WriteOp, keyed?: KeyedRequest): Promise<IngestResult> {
     const table = this.engine.writable(tableName);
     if (isReservedName(tableName)) throw new AsofError('ASOF_PERMISSION_DENIED', `table "${tableName}" is internal to asof: it is written only by asof itself (decisions: POST /decisions)`, { table: tableName });
     if (op !== 'upsert' && op !== 'delete') throw new AsofError('ASOF_INVALID_ARGUMENT', `op must be "upsert" or "delete", got ${JSON.stringify(op)}`, [{ field: 'op', reason: 'unknown op' }]);
@@ -79,17 +88,9 @@ export class IngestService {
       const first = issues[0];
       throw new AsofError('ASOF_INVALID_ROW', `row ${first.row}: ${first.field ? `column "${first.field}": ` : ''}${first.reason}; nothing was written`, issues);
     }
-    const r = await table.write(valid, op);
+    const r = await table.write(valid, op, keyed);
     countRowsIngested(tableName, r.count);
-    return { count: r.count, firstOffset: r.firstOffset, lastOffset: r.lastOffset, token: { [tableName]: r.lastOffset ?? table.endOffset - 1 } };
-  }
-
-  private expire(): void {
-    const cutoff = this.now() - this.opts.idempotencyTtlMs;
-    for (const [k, v] of this.idempotency) {
-      if (v.at >= cutoff && this.idempotency.size <= this.opts.idempotencyCapacity) break;
-      this.idempotency.delete(k);
-    }
+    return { count: r.count, firstOffset: r.firstOffset, lastOffset: r.lastOffset, token: { [tableName]: r.tokenOffset } };
   }
 }
 
