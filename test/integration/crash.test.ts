@@ -252,7 +252,8 @@ function checkTorn(server: ChildServer, torn: Record<string, number> | undefined
   return undefined;
 }
 
-test('kill -9 under concurrent writes loses no acknowledged record, several times over', { timeout: 120_000 }, async () => {
+// The work is fixed (ROUNDS rounds); the time is what a shared machine gives it: on 2 cores under other suites a run took over 120 s.
+test('kill -9 under concurrent writes loses no acknowledged record, several times over', { timeout: 360_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'asof-crash-'));
   // Snapshot often, so kills also land during snapshots and restarts start from them.
   const env = { ASOF_SNAPSHOT_EVERY: '400' };
