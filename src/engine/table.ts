@@ -559,6 +559,8 @@ export class Table {
   async close(): Promise<void> {
     while (this.flushing || this.queue.length) await new Promise((r) => setTimeout(r, 5));
     await this.snapshotting?.catch(() => undefined);
+    // A refused frame still in the file would be replayed at the next start: one last try to cut it.
+    await this.log.restore().catch((e) => this.logger.error({ table: this.name, err: String(e) }, 'changelog could not be cut back to its last durable frame at close; the next start may replay a refused frame'));
     if (!this.log.needsRestore && (this.nextOffset > this.snapshotAt.offset || this.frames.size > this.snapshotAt.frames)) {
       await this.snapshot().catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot at close failed; the next start replays more'));
     }

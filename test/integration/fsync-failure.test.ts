@@ -163,6 +163,39 @@ test('while the file cannot be cut back, nothing is acknowledged; the next write
   }
 });
 
+test('a refused frame the file could not be cut from is cut at close at the latest: a restart never replays it', async () => {
+  const dir = await tempDir();
+  let asof = await testAsof({}, { dataDir: dir.path });
+  const real = ChangelogFile.fileOps;
+  try {
+    await asof.req('PUT', '/tables/events', EVENTS);
+    await asof.req('POST', '/tables/events/rows', { rows: rows('a', 1) });
+    // The frame is written whole, its fdatasync fails, and so does the truncation: the refused frame stays in the file.
+    let fail = true;
+    ChangelogFile.fileOps = {
+      ...real,
+      async datasync(path, fh) {
+        if (fail) throw eio();
+        return real.datasync(path, fh);
+      },
+      async truncate(path, fh, len) {
+        if (fail) throw eio();
+        return real.truncate(path, fh, len);
+      },
+    };
+    const refused = await asof.req('POST', '/tables/events/rows', { rows: rows('b', 2) });
+    assert.equal(refused.status, 503);
+    assert.ok((await stat(logPath(dir.path))).size > 0);
+    fail = false;
+    asof = await restartFromChangelog(asof);
+    assert.deepEqual(await changelog(asof), [[0, 'a0']], 'the refused records are not replayed');
+  } finally {
+    ChangelogFile.fileOps = real;
+    await asof.close();
+    await dir.cleanup();
+  }
+});
+
 test('a real full filesystem (a small tmpfs): the write is refused and cut back; after space is freed the retry writes once', async (t) => {
   const dir = await tempDir();
   const mnt = join(dir.path, 'mnt');
