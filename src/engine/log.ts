@@ -107,17 +107,24 @@ export function chainHash(prev: Uint8Array, table: string, f: ChainedFields, pay
   return createHash('sha256').update(CHAIN_DOMAIN).update(prev).update(fields).update(payload).digest();
 }
 
-/** Header and chain hash of a version-2 frame (the bytes before its payload). */
-export function encodeHeader(f: NewFrame, hash: Uint8Array): Buffer {
-  const h = Buffer.alloc(HEADER_BYTES + CHAIN_HASH_BYTES);
+/**
+ * Header and chain hash of a version-2 frame (the bytes before its payload).
+ * Without `hash`, a version-1 header: what a frame of no records (one that
+ * only holds idempotency keys, idempotency.ts) is written as, so it is no link
+ * in the chain: the chain links exactly the frames that hold records, and the
+ * head at any offset is the hash of the frame that wrote it.
+ */
+export function encodeHeader(f: NewFrame, hash?: Uint8Array): Buffer {
+  const hashBytes = hash ? CHAIN_HASH_BYTES : 0;
+  const h = Buffer.alloc(HEADER_BYTES + hashBytes);
   h.writeUInt32LE(FRAME_MAGIC, 0);
-  h.writeUInt8(FORMAT_VERSION, 4);
-  h.writeUInt32LE(CHAIN_HASH_BYTES + f.payload.length, 8);
+  h.writeUInt8(hash ? FORMAT_VERSION : 1, 4);
+  h.writeUInt32LE(hashBytes + f.payload.length, 8);
   h.writeBigInt64LE(BigInt(f.firstOffset), 16);
   h.writeUInt32LE(f.count, 24);
   h.writeUInt32LE(f.schemaVersion, 28);
   h.writeDoubleLE(f.commitTime, 32);
-  h.set(hash, HEADER_BYTES);
+  if (hash) h.set(hash, HEADER_BYTES);
   let crc = crc32(h.subarray(16));
   crc = crc32(f.payload, crc);
   h.writeUInt32LE(crc, 12);
@@ -353,9 +360,11 @@ export class ChangelogFile {
     let pos = this.size;
     let head = this.head;
     for (const f of frames) {
-      head = chainHash(head, this.table, f, f.payload);
-      bufs.push(encodeHeader(f, head), f.payload);
-      const length = HEADER_BYTES + CHAIN_HASH_BYTES + f.payload.length;
+      const chained = f.count > 0;
+      if (chained) head = chainHash(head, this.table, f, f.payload);
+      const header = encodeHeader(f, chained ? head : undefined);
+      bufs.push(header, f.payload);
+      const length = header.length + f.payload.length;
       metas.push({ firstOffset: f.firstOffset, count: f.count, schemaVersion: f.schemaVersion, commitTime: f.commitTime, pos, length });
       pos += length;
     }

@@ -127,3 +127,23 @@ test('a key in a torn frame (never acknowledged) is cut with it: the retry write
     await dir.cleanup();
   }
 });
+
+test('a keyed request that writes no record leaves a frame of none for its key, outside the hash chain: the chain verifies from every offset', async () => {
+  const asof = await testAsof();
+  try {
+    await asof.req('PUT', '/tables/accounts', ACCOUNTS);
+    await asof.req('POST', '/tables/accounts/rows', { rows: [{ id: 1, name: 'a' }, { id: 2, name: 'b' }] });
+    const none = await asof.req('POST', '/tables/accounts/rows', { rows: [{ id: 9 }], op: 'delete' }, { 'idempotency-key': 'nothing' });
+    assert.deepEqual([none.body.count, none.body.token], [0, { accounts: 1 }]);
+    await asof.req('POST', '/tables/accounts/rows', { rows: [{ id: 3, name: 'c' }] });
+    for (const from of [0, 1, 2]) {
+      const v = await asof.req('GET', `/audit/verify?table=accounts&from=${from}`);
+      assert.equal(v.status, 200, JSON.stringify(v.body));
+      assert.equal(v.body.ok, true, `verified from offset ${from}: ${JSON.stringify(v.body)}`);
+      assert.equal(v.body.head.offset, 2);
+    }
+    assert.deepEqual((await asof.req('POST', '/tables/accounts/rows', { rows: [{ id: 9 }], op: 'delete' }, { 'idempotency-key': 'nothing' })).body, none.body);
+  } finally {
+    await asof.destroy();
+  }
+});
