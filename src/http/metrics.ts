@@ -90,5 +90,13 @@ export async function metricsText(services: Services, admission?: Admission): Pr
   for (const t of tables) out.push(`asof_changelog_offset{table="${t.name}"} ${t.latestOffset}`);
   out.push('# HELP asof_view_freshness_seconds Now minus the newest event time a lookup of the view can serve (its source\'s last changelog record).', '# TYPE asof_view_freshness_seconds gauge');
   out.push(...(await freshness(services)));
+  out.push(
+    '# HELP asof_vector_rows Rows of each vector column by where a search finds them: in the ANN index, in Lance but not yet indexed (scanned exactly), in memory not yet written to Lance (scored exactly).',
+    '# TYPE asof_vector_rows gauge',
+  );
+  for (const c of services.vectors.all) {
+    const l = `table="${c.table.name}",column="${c.column}"`;
+    out.push(`asof_vector_rows{${l},state="indexed"} ${c.coverage.indexed}`, `asof_vector_rows{${l},state="unindexed"} ${c.coverage.lance - c.coverage.indexed}`, `asof_vector_rows{${l},state="memory"} ${c.hotRows}`);
+  }
   return out.join('\n') + '\n';
 }

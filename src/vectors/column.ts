@@ -67,6 +67,8 @@ export class VectorColumn {
   private unsubscribe?: () => void;
   private closed = false;
   private flushes = 0;
+  /** Rows in the Lance dataset, and of them in the vector index, as of the last upkeep (metrics). */
+  coverage = { lance: 0, indexed: 0 };
   /** The metric the current index was trained for, undefined without an index. */
   indexMetric?: Metric;
   lance!: LanceVectors;
@@ -256,6 +258,14 @@ export class VectorColumn {
   private async upkeep(): Promise<void> {
     this.flushes++;
     const rows = await this.lance.countRows();
+    try {
+      await this.maintainIndex(rows);
+    } finally {
+      this.coverage = { lance: rows, indexed: Math.min(rows, (await this.lance.indexStats().catch(() => undefined))?.indexed ?? 0) };
+    }
+  }
+
+  private async maintainIndex(rows: number): Promise<void> {
     const p = this.position;
     if (rows >= this.opts.indexMinRows && (p.trainedRows === 0 || rows >= 2 * p.trainedRows || this.indexMetric !== this.metric)) {
       const started = performance.now();

@@ -121,6 +121,10 @@ test('filters: rows in memory and in an indexed Lance dataset match the same row
     assert.ok(cold.indexMetric, 'the cold column has a trained index');
     assert.equal(cold.hotRows, 0);
     assert.equal(a.services.vectors.column('hot', 'emb')!.hotRows, 300);
+    const metrics = (await a.req('GET', '/metrics')).body as string;
+    for (const line of ['table="cold",column="emb",state="indexed"} 300', 'table="cold",column="emb",state="memory"} 0', 'table="hot",column="emb",state="memory"} 300', 'table="hot",column="emb",state="indexed"} 0']) {
+      assert.ok(metrics.includes(`asof_vector_rows{${line}`), line);
+    }
 
     const q = [0.1, -0.2, 0.3, 0.05];
     const run = async (table: string, filter: unknown): Promise<string[]> => {
