@@ -99,7 +99,8 @@ async function merge(col: VectorColumn, segments: Segment[], lance: lancedb.Tabl
   const all: Scored[] = scored;
   if (lance) {
     let exact = plan.index === 'exact';
-    let limit = 2 * q.k + 10;
+    // Room for stale versions of keys rewritten in memory (none once flushed), and a few more candidates so the exact re-ranking below corrects the index's quantized distances.
+    let limit = q.k + Math.min(newest.size, q.k) + Math.ceil(q.k / 2);
     for (;;) {
       const cands = await LanceVectors.search(lance, { vector: q.vector, limit, metric: q.metric, where: q.filter?.sql, exact, params });
       const useful = pk ? cands.filter((c) => (newest.get(c.key) ?? -1) < c.offset) : cands;
