@@ -96,6 +96,9 @@ async function merge(col: VectorColumn, segments: Segment[], lance: lancedb.Tabl
   const dist = DISTANCE[q.metric];
   const pk = col.pk;
   const { scored, newest } = scoreHot(segments, pk, col.column, q.vector, dist, q.filter?.test);
+  // Only the k nearest rows in memory can be among the k nearest overall.
+  scored.sort((a, b) => a.distance - b.distance || a.offset - b.offset);
+  if (scored.length > q.k) scored.length = q.k;
   const all: Scored[] = scored;
   if (lance) {
     let exact = plan.index === 'exact';
