@@ -5,7 +5,7 @@
  */
 import * as A from 'apache-arrow';
 import { isAscii } from 'node:buffer';
-import { VectorLoader } from 'apache-arrow/visitor/vectorloader';
+import { VectorLoader } from './arrow-internals.js';
 import { CHANGE_COLUMN } from './arrow-schema.js';
 import type { ColumnType } from './types.js';
 import type { CompiledColumn, Row } from './schema.js';

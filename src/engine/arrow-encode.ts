@@ -4,8 +4,7 @@
  * go through Arrow's own builders.
  */
 import * as A from 'apache-arrow';
-import { VectorAssembler } from 'apache-arrow/visitor/vectorassembler';
-import { RecordBatch as RecordBatchHeader } from 'apache-arrow/ipc/metadata/message';
+import { RecordBatchHeader, VectorAssembler } from './arrow-internals.js';
 import { arrowType, CHANGE_COLUMN } from './arrow-schema.js';
 import type { ColumnType } from './types.js';
 import type { CompiledColumn, Row } from './schema.js';
