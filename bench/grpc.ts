@@ -28,11 +28,14 @@ import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { ConfigSchema } from '../src/config.js';
+import { ConfigSchema, admissionLimits } from '../src/config.js';
+import { Admission } from '../src/admission.js';
 import { silentLogger } from '../src/logger.js';
 import { startAsof } from '../src/app.js';
 import { loadProtos } from '../src/grpc/protos.js';
 import { decodeOnlineRequest, entityKeys } from '../src/grpc/online-wire.js';
+import { startGrpcServer } from '../src/grpc/server.js';
+import { ApiKeys } from '../src/access.js';
 import type { Services } from '../src/services.js';
 
 const METHOD = '/asof.v1.OnlineService/GetOnlineFeatures';
@@ -51,7 +54,8 @@ const valueOf = (type: string, i: number): unknown =>
 // ---- child: asof -------------------------------------------------------------------------------
 
 async function serveAsof(dataDir: string, answerFile?: string): Promise<void> {
-  const asof = await startAsof(ConfigSchema.parse({ dataDir, port: 0, grpcPort: 0, logLevel: 'silent' }), silentLogger);
+  const config = ConfigSchema.parse({ dataDir, port: 0, grpcPort: 0, logLevel: 'silent' });
+  const asof = await startAsof(config, silentLogger);
   const { engine, ingest, registry } = asof.services;
   const columns = [{ name: 'driver_id', type: 'int64', nullable: false }, ...TYPES.map((type, i) => ({ name: `f${i}`, type, nullable: true }))];
   await engine.defineTable('drivers', { kind: 'pk', primaryKey: ['driver_id'], columns });
@@ -59,7 +63,9 @@ async function serveAsof(dataDir: string, answerFile?: string): Promise<void> {
   TYPES.forEach((t, i) => (row[`f${i}`] = valueOf(t, i)));
   await ingest.write('drivers', [row]);
   await registry.defineView('driver_stats', { source: 'drivers', entity: 'driver_id', features: TYPES.map((_, i) => ({ name: `f${i}`, column: `f${i}` })) });
-  const ports = [asof.grpcPort!];
+  // The same services answered through the codec generated from proto/ (grpc/online-codec.ts), in the same run: the server's hand-written wire stays only while it beats this.
+  const hand = await startGrpcServer(asof.services, { host: '127.0.0.1', port: 0, keys: new ApiKeys({}), maxMessageBytes: 4 << 20, logger: silentLogger, version: 'bench', admission: new Admission(admissionLimits(config)), onlineWire: 'generated' });
+  const ports = [asof.grpcPort!, hand.port];
   if (answerFile) ports.push(...(await stageServers(asof.services, await readFile(answerFile))));
   process.on('SIGTERM', () => void asof.close().then(() => process.exit(0)));
   process.stdout.write(`READY ${ports.join(' ')}\n`);
@@ -244,7 +250,7 @@ async function stop(proc: ChildProcess): Promise<void> {
 async function attribute(dataDir: string, answerFile: string, body: Buffer, children: ChildProcess[]): Promise<void> {
   const child = await startChild(['asof-server', dataDir, answerFile]);
   children.push(child.proc);
-  const [full, transport, decode, lookup] = child.ports;
+  const [full, , transport, decode, lookup] = child.ports;
   const targets = [await open('transport', child, transport), await open('decode', child, decode), await open('lookup', child, lookup), await open('full', child, full)];
   for (const t of targets) await saturate(t, body, WARMUP_MS);
   const us = new Map<string, number[]>(targets.map((t) => [t.name, []]));
@@ -288,22 +294,24 @@ async function main(): Promise<void> {
 
     console.log(`GetOnlineFeatures, 1 entity x ${FEATURES} features; answer ${answer.length} bytes, request ${request.length} bytes`);
     console.log(`${CONCURRENCY} calls in flight over ${SESSIONS} HTTP/2 connections; ${ROUNDS} rounds of asof then bare, ${DURATION_MS / 1000} s per phase; CPU pressure before: ${await cpuPressure()}%`);
-    const targets = [await open('asof', asof), await open('bare', bare)];
+    // asof: the server as it runs (GetOnlineFeatures by the hand-written wire); generated: the same services through the generated codec.
+    const targets = [await open('asof', asof), await open('generated', { ...asof, port: asof.ports[1] }), await open('bare', bare)];
     for (const t of targets) await saturate(t, body, WARMUP_MS);
-    const results: Record<string, { full: Phase; half: Phase }[]> = { asof: [], bare: [] };
+    const results: Record<string, { full: Phase; half: Phase }[]> = { asof: [], generated: [], bare: [] };
     for (let round = 1; round <= ROUNDS; round++) {
       for (const t of targets) {
         const full = await saturate(t, body, DURATION_MS);
         const half = await atRate(t, body, full.rps / 2, DURATION_MS);
         results[t.name].push({ full, half });
-        console.log(`round ${round} ${t.name.padEnd(4)} saturated: ${fmt(full)}`);
-        console.log(`round ${round} ${t.name.padEnd(4)} half load: ${fmt(half)}`);
+        console.log(`round ${round} ${t.name.padEnd(9)} saturated: ${fmt(full)}`);
+        console.log(`round ${round} ${t.name.padEnd(9)} half load: ${fmt(half)}`);
       }
     }
     for (const t of targets) for (const s of t.sessions) s.close();
     const pressure = await cpuPressure();
 
     const ratios = results.asof.map((a, i) => a.full.rps / results.bare[i].full.rps);
+    const genRatios = results.generated.map((a, i) => a.full.rps / results.bare[i].full.rps);
     const m = (name: string, pick: (r: { full: Phase; half: Phase }) => number) => median(results[name].map(pick));
     const row = (name: string) => ({
       rps: m(name, (r) => r.full.rps),
@@ -316,10 +324,12 @@ async function main(): Promise<void> {
     const a = row('asof');
     const b = row('bare');
     console.log(`\nmedians over ${ROUNDS} rounds`);
-    for (const [name, x] of [['asof', a], ['bare', b]] as const) {
+    const h = row('generated');
+    for (const [name, x] of [['asof', a], ['generated', h], ['bare', b]] as const) {
       console.log(`${name}: ${Math.round(x.rps)} calls/s, p50/p99 ${x.p50.toFixed(2)}/${x.p99.toFixed(2)} ms saturated, ${x.h50.toFixed(2)}/${x.h99.toFixed(2)} ms at half load; ${x.us.toFixed(0)} µs server CPU per call`);
     }
-    console.log(`asof / bare calls/s: ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}); CPU pressure after: ${pressure}%`);
+    console.log(`asof (hand-written wire) / bare calls/s: ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}); CPU pressure after: ${pressure}%`);
+    console.log(`generated codec / bare calls/s: ${median(genRatios).toFixed(2)} (per round: ${genRatios.map((r) => r.toFixed(2)).join(', ')}); by server CPU per call: ${(b.us / h.us).toFixed(2)}`);
     // Server CPU per call is what a dedicated core would turn into throughput; it shrugs off other work on the machine.
     const cpuRatio = b.us / a.us;
     console.log(`asof / bare by server CPU per call (calls/s one dedicated core would give): ${cpuRatio.toFixed(2)}`);

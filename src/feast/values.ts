@@ -18,7 +18,7 @@
  *
  * Objects here are in the shape @grpc/proto-loader serializes (snake_case
  * field names, int64 as decimal strings or numbers), which is also what
- * src/grpc/feast-wire.ts writes to the wire.
+ * the generated codec (src/grpc/codecs.ts) writes to the wire.
  */
 import { toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';

@@ -8,10 +8,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { decisionIdsOf, getFeastOnlineFeatures } from '../feast/online.js';
-import { fromFeastValue, type FeastValue } from '../feast/values.js';
+import { fromFeastValue, protoTimestamp, toFeastValue, type FeastValue } from '../feast/values.js';
 import type { Services } from '../services.js';
 import { callerOfCall, unary, type CallContext } from './calls.js';
-import { encodeFeastAnswer } from './feast-wire.js';
 
 interface FeastRequest {
   kind?: 'feature_service' | 'features';
@@ -19,11 +18,6 @@ interface FeastRequest {
   features?: { val?: string[] };
   entities?: Record<string, { val?: FeastValue[] }>;
   full_feature_names?: boolean;
-}
-
-/** The service's definition, GetOnlineFeatures answering already-encoded bytes (see feast-wire.ts). */
-export function feastServiceDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  return { ...def, GetOnlineFeatures: { ...def.GetOnlineFeatures, responseSerialize: (b: Buffer) => b } };
 }
 
 export function feastService(ctx: CallContext, services: Pick<Services, 'online' | 'audit'>, version: string): grpc.UntypedServiceImplementation {
@@ -41,7 +35,15 @@ export function feastService(ctx: CallContext, services: Pick<Services, 'online'
       const md = new grpc.Metadata();
       md.set('asof-token', JSON.stringify(answer.token));
       call.sendMetadata(md);
-      return encodeFeastAnswer(answer);
+      // Encoded by the generated codec (codecs.ts); entity and NOT_FOUND columns carry the epoch as event timestamp.
+      return {
+        metadata: { feature_names: { val: answer.columns.map((c) => c.name) } },
+        results: answer.columns.map((c) => ({
+          values: c.values.map((v) => toFeastValue(c.type, v)),
+          statuses: c.statuses,
+          event_timestamps: c.eventTimes.map((t) => protoTimestamp(t ?? 0)),
+        })),
+      };
     }, 'lookups'),
   };
 }

@@ -1,5 +1,8 @@
 /**
- * `asof.v1.OnlineService/GetOnlineFeatures` on the wire, by hand (see wire.ts):
+ * `asof.v1.OnlineService/GetOnlineFeatures` on the wire, by hand (see wire.ts),
+ * the one message pair not left to the generated codecs: on bench:grpc, in the
+ * same run, the generated codec (online-codec.ts) cost 129 µs of server CPU a
+ * call against 80 for this and 79 for a bare server (0.61 of it; target 0.8).
  * the request read into entity keys and a selection, the answer written
  * straight from the online service's `Evaluation` (canonical values, numeric
  * event times). What is the same for every call of a plan, the encoded

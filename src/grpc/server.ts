@@ -12,9 +12,10 @@ import type { Admission } from '../admission.js';
 import { DECLARED_ACCESS, timed, type CallContext } from './calls.js';
 import { auditService } from './audit.js';
 import { changelogService, type FollowRegistry } from './changelog.js';
-import { feastService, feastServiceDefinition } from './feast.js';
+import { feastService } from './feast.js';
 import { ingestService } from './ingest.js';
-import { onlineService, onlineServiceDefinition } from './online.js';
+import { onlineService, onlineServiceDefinition, type OnlineWire } from './online.js';
+import { withGeneratedCodecs } from './codecs.js';
 import { loadProtos } from './protos.js';
 import { vectorService } from './vectors.js';
 import { addReflection } from './reflection.js';
@@ -31,6 +32,8 @@ export interface GrpcOptions {
   maxMessageBytes: number;
   logger: Logger;
   version: string;
+  /** GetOnlineFeatures' codec (online.ts): the hand-written wire unless bench:grpc asks for the generated one as its reference. */
+  onlineWire?: OnlineWire;
 }
 
 export interface GrpcServer {
@@ -57,12 +60,14 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
     }
     server.addService(def, wrapped);
   };
-  add(onlineServiceDefinition(pkg['asof.v1.OnlineService'] as ServiceDef), onlineService(ctx, services));
-  add(pkg['asof.v1.IngestService'] as ServiceDef, ingestService(ctx, services));
-  add(pkg['asof.v1.ChangelogService'] as ServiceDef, changelogService(ctx, services, follows));
-  add(pkg['asof.v1.AuditService'] as ServiceDef, auditService(ctx, services));
-  add(pkg['asof.v1.VectorService'] as ServiceDef, vectorService(ctx, services));
-  add(feastServiceDefinition(pkg['feast.serving.ServingService'] as ServiceDef), feastService(ctx, services, opts.version));
+  // Every message is encoded and decoded by the code generated from proto/ (codecs.ts).
+  const service = (name: string): ServiceDef => withGeneratedCodecs(pkg[name] as ServiceDef);
+  add(onlineServiceDefinition(service('asof.v1.OnlineService'), opts.onlineWire), onlineService(ctx, services, opts.onlineWire));
+  add(service('asof.v1.IngestService'), ingestService(ctx, services));
+  add(service('asof.v1.ChangelogService'), changelogService(ctx, services, follows));
+  add(service('asof.v1.AuditService'), auditService(ctx, services));
+  add(service('asof.v1.VectorService'), vectorService(ctx, services));
+  add(service('feast.serving.ServingService'), feastService(ctx, services, opts.version));
   // Reflection is schema discovery, public like /openapi.json over REST.
   addReflection(server, pkg);
 
