@@ -43,11 +43,18 @@ export interface Asof {
   close(): Promise<void>;
 }
 
+/**
+ * The services over a data folder (taking its lock: see engine/lock.ts).
+ * `materialize: false` leaves online state unmaterialized (the CLI's
+ * data-folder commands: nothing serves lookups while they hold the folder,
+ * and a server catches its views up from the changelog when it starts).
+ */
 export async function buildServices(
   config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
     Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb' | 'lanceUri' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours'>>,
   logger: Logger,
   now: () => number = Date.now,
+  opts: { materialize?: boolean } = {},
 ): Promise<Services> {
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows });
@@ -56,8 +63,8 @@ export async function buildServices(
   // With the in-process store, views over pk tables read the table's own state (materializer.ts): no second copy of each row.
   const materializer = new Materializer(engine, registry, onlineStore, logger, now, { direct: onlineStore.kind === 'embedded' });
   // A replica materializes nothing: it serves what the primaries write to the shared store.
-  if (registry.role === 'primary') await materializer.start();
-  registry.startMirrorSync(1000);
+  if (registry.role === 'primary' && opts.materialize !== false) await materializer.start();
+  if (opts.materialize !== false) registry.startMirrorSync(1000);
   const online = new OnlineService(registry, onlineStore, materializer, now, (config.lookupCacheMb ?? 64) * 1024 * 1024);
   const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
   const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now, {
@@ -82,6 +89,16 @@ export async function closeServices(s: Services): Promise<void> {
   await s.materializer.close();
   await s.onlineStore.close();
   await s.engine.close();
+}
+
+/** Runs `fn` over the services on a data folder without serving them (the CLI's `--data-dir` mode), then closes them. */
+export async function withServices<T>(config: Parameters<typeof buildServices>[0], logger: Logger, fn: (s: Services) => Promise<T>): Promise<T> {
+  const services = await buildServices(config, logger, Date.now, { materialize: false });
+  try {
+    return await fn(services);
+  } finally {
+    await closeServices(services);
+  }
 }
 
 /** Starts asof: recovers the tables, then serves. `listen: false` builds without binding (tests use inject). */

@@ -1,9 +1,11 @@
 /**
- * asof as a real child process (`node --import tsx src/cli/main.ts serve`), for
- * tests that kill it. Every child started here is remembered so `killAll` (in
- * an `after` hook) leaves no process behind, whatever the test did.
+ * asof as a real child process (`node --import tsx src/cli/main.ts serve`),
+ * for every test that needs a real server process (crash, replicas, the CLI,
+ * training-set jobs, the data-folder lock), and `runCli` for the CLI's other
+ * commands. Every child started here is remembered so `killAll` (in an
+ * `after` hook) leaves no process behind, whatever the test did.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -29,10 +31,13 @@ export interface ChildServer {
   output(): string;
   /** Sends SIGKILL (or `signal`) and waits for the exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Graceful stop: SIGTERM, and waits for the exit. */
+  stop(): Promise<void>;
   /** Resolves once GET /readyz answers 200; rejects if the process exits first or `timeoutMs` passes (generous: starting through tsx takes 25 s on the shared, loaded test machine). */
   ready(timeoutMs?: number): Promise<void>;
 }
 
+/** Starts `asof serve` on `dataDir` with free REST and gRPC ports; `env` adds to (and overrides) the configuration. Call `ready()` to wait for it. */
 export async function startChild(dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
   const port = await freePort();
   const grpcPort = await freePort();
@@ -48,7 +53,7 @@ export async function startChild(dataDir: string, env: Record<string, string> = 
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const url = `http://127.0.0.1:${port}`;
   const exited = () => proc.exitCode !== null || proc.signalCode !== null;
-  return {
+  const child: ChildServer = {
     url,
     grpcPort,
     proc,
@@ -58,6 +63,9 @@ export async function startChild(dataDir: string, env: Record<string, string> = 
       const done = once(proc, 'exit');
       proc.kill(signal);
       await done;
+    },
+    stop() {
+      return child.kill('SIGTERM');
     },
     async ready(timeoutMs = 90_000) {
       const deadline = Date.now() + timeoutMs;
@@ -73,6 +81,36 @@ export async function startChild(dataDir: string, env: Record<string, string> = 
       }
     },
   };
+  return child;
+}
+
+/** Starts a server on `dataDir` and waits until it is ready. */
+export async function readyChild(dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
+  const child = await startChild(dataDir, env);
+  try {
+    await child.ready();
+  } catch (e) {
+    await child.kill();
+    throw e;
+  }
+  return child;
+}
+
+export interface CliResult {
+  /** The exit code (0 on success). */
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `asof <args>` (the CLI, through tsx) to its end; never rejects on a non-zero exit. */
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'silent', ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== 'number') return reject(err);
+      resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
+    });
+  });
 }
 
 /** Kills every child still running (use in `after`). */

@@ -9,13 +9,11 @@ import { rename, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { loadConfig } from '../config.js';
-import { Engine } from '../engine/engine.js';
+import { withServices } from '../app.js';
 import type { PointInTime } from '../features/evaluator.js';
-import { FeatureRegistry } from '../features/registry.js';
 import { silentLogger } from '../logger.js';
 import type { EntitySource } from '../offline/entity-rows.js';
 import { FILE_FORMATS, formatOfPath, type FileFormat } from '../offline/files.js';
-import { TrainingSets } from '../offline/training-set.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../offline/writers.js';
 import { parseArgs, UsageError } from './args.js';
 import { Client, DEFAULT_URL } from './client.js';
@@ -91,20 +89,16 @@ export async function exportTrainingSet(argv: string[]): Promise<void> {
     const dataDir = a.flags.get('data-dir');
     if (dataDir) {
       const config = loadConfig({ ...process.env, ASOF_DATA_DIR: dataDir });
-      const engine = await Engine.open({ dataDir, logger: silentLogger });
-      try {
-        const registry = await FeatureRegistry.open(dataDir, engine, Date.now);
-        const sets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
+      // The server's own services (app.ts); the folder's lock keeps a running server out.
+      await withServices(config, silentLogger, async ({ trainingSets }) => {
         const entities: EntitySource = entitiesFile ? { file: { path: entitiesFile, format: entitiesFormat! } } : { table: entitiesTable! };
-        const p = await sets.prepare({ entities, features, service, pointInTime, fullFeatureNames, format });
+        const p = await trainingSets.prepare({ entities, features, service, pointInTime, fullFeatureNames, format });
         try {
           await p.write(partial, (x) => progress.update(x.rows, x.total));
         } finally {
           await p.close();
         }
-      } finally {
-        await engine.close();
-      }
+      });
     } else {
       const client = new Client(a.flags.get('url') ?? DEFAULT_URL, a.flags.get('api-key') ?? process.env.ASOF_API_KEY);
       let job: JobStatus;

@@ -8,9 +8,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { loadConfig } from '../config.js';
-import { Engine } from '../engine/engine.js';
+import { withServices } from '../app.js';
 import type { TableKind } from '../engine/schema.js';
-import { IngestService } from '../ingest/ingest.js';
 import { silentLogger } from '../logger.js';
 import { formatOfPath, openFile, FILE_FORMATS, type FileFormat } from '../offline/files.js';
 import { importFile, tableDefinitionFor } from '../offline/import.js';
@@ -63,16 +62,13 @@ export async function ingest(argv: string[]): Promise<void> {
   const dataDir = a.flags.get('data-dir');
   if (dataDir) {
     const config = loadConfig({ ...process.env, ASOF_DATA_DIR: dataDir });
-    const engine = await Engine.open({ dataDir, logger: silentLogger });
-    try {
+    // The server's own services (app.ts), so the CLI writes by the same rules; the folder's lock keeps a running server out.
+    await withServices(config, silentLogger, async ({ engine, ingest }) => {
       if (create && !engine.has(table)) await engine.defineTable(table, await definition());
-      const service = new IngestService(engine, { maxRows: config.maxBatchRows });
-      const r = await importFile(engine, service, table, file, format, { op, maxBatchRows: config.maxBatchRows, onProgress: (p) => progress.update(p.rows, p.total) });
+      const r = await importFile(engine, ingest, table, file, format, { op, maxBatchRows: config.maxBatchRows, onProgress: (p) => progress.update(p.rows, p.total) });
       progress.done(`imported ${r.rows} rows into ${table} (${r.count} changelog records, offsets ${r.firstOffset ?? '-'}..${r.lastOffset ?? '-'})`);
       process.stdout.write(JSON.stringify(r) + '\n');
-    } finally {
-      await engine.close();
-    }
+    });
     return;
   }
 

@@ -5,6 +5,7 @@
  *   catalog.json                  table definitions (atomic rewrite on change)
  *   tables/<name>/changelog.log   the table's changelog (see log.ts)
  *   tables/<name>/state.snapshot  pk tables: latest state at some offset
+ *   LOCK                          the PID of the one process that has the folder open (lock.ts)
  */
 import { mkdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -15,6 +16,7 @@ import { defineTable, isReservedName, RESERVED_PREFIX, TableSchema, type ColumnD
 import { ChangelogDamaged } from './log.js';
 import type { KeyedAnswer } from './idempotency.js';
 import { Table } from './table.js';
+import { DataDirLock } from './lock.js';
 
 export interface EngineOptions {
   dataDir: string;
@@ -63,27 +65,38 @@ export class Engine {
   private readonly defineListeners = new Set<(table: string) => void>();
   private readonly now: () => number;
   readonly role: Role;
+  private lock?: DataDirLock;
 
   private constructor(private readonly opts: EngineOptions) {
     this.now = opts.now ?? Date.now;
     this.role = opts.role ?? 'primary';
   }
 
+  /**
+   * Opens the data folder, exclusively: a second process (or a second open in
+   * this one) gets DataDirLockedError naming the holder's PID until `close`.
+   */
   static async open(opts: EngineOptions): Promise<Engine> {
     const e = new Engine(opts);
     await mkdir(join(opts.dataDir, 'tables'), { recursive: true });
-    const { tables } = await readJson<{ tables: TableDef[] }>(e.catalogPath, { tables: [] });
-    // Tables recover independently; open them side by side. One that fails stays closed and the rest serve.
-    await Promise.all(
-      tables.map(async (def) => {
-        try {
-          e.tables.set(def.name, await e.openTable(def));
-        } catch (err) {
-          e.unavailable.set(def.name, { def, error: e.unavailableError(def.name, err as Error) });
-          opts.logger.error({ table: def.name, err: (err as Error).message, damage: err instanceof ChangelogDamaged ? err.damage : undefined }, `table "${def.name}" did not open and answers ASOF_TABLE_UNAVAILABLE: ${(err as Error).message}`);
-        }
-      }),
-    );
+    e.lock = await DataDirLock.acquire(opts.dataDir);
+    try {
+      const { tables } = await readJson<{ tables: TableDef[] }>(e.catalogPath, { tables: [] });
+      // Tables recover independently; open them side by side. One that fails stays closed and the rest serve.
+      await Promise.all(
+        tables.map(async (def) => {
+          try {
+            e.tables.set(def.name, await e.openTable(def));
+          } catch (err) {
+            e.unavailable.set(def.name, { def, error: e.unavailableError(def.name, err as Error) });
+            opts.logger.error({ table: def.name, err: (err as Error).message, damage: err instanceof ChangelogDamaged ? err.damage : undefined }, `table "${def.name}" did not open and answers ASOF_TABLE_UNAVAILABLE: ${(err as Error).message}`);
+          }
+        }),
+      );
+    } catch (err) {
+      await e.close().catch(() => undefined);
+      throw err;
+    }
     return e;
   }
 
@@ -211,6 +224,10 @@ export class Engine {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.tables.values()].map((t) => t.close()));
+    try {
+      await Promise.all([...this.tables.values()].map((t) => t.close()));
+    } finally {
+      await this.lock?.release();
+    }
   }
 }

@@ -1,0 +1,129 @@
+/**
+ * The exclusive lock on a data folder: one process writes a folder's
+ * changelogs at a time. `<dataDir>/LOCK` holds the holder's PID (and, on
+ * Linux, its start time, so a PID reused after a kill -9 is not mistaken for
+ * the holder). The file is created with O_EXCL; a lock whose holder is gone
+ * (killed, crashed) is stale and taken over, so no one has to delete it by
+ * hand. Advisory: it keeps asof processes apart, not other programs.
+ */
+import { open, readFile, rename, unlink, link } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+interface Holder {
+  pid: number;
+  /** Clock ticks since boot when the holder started (/proc/<pid>/stat field 22); absent off Linux. */
+  start?: string;
+  /** When the lock was taken, RFC 3339. */
+  since: string;
+}
+
+/** A second process opening a data folder that another live process holds. */
+export class DataDirLockedError extends Error {
+  constructor(
+    readonly dataDir: string,
+    readonly holderPid: number,
+  ) {
+    super(`the data folder ${dataDir} is in use by another asof process (PID ${holderPid}): stop that process, or use another data folder`);
+    this.name = 'DataDirLockedError';
+  }
+}
+
+/** The start time of a process, or undefined where /proc does not tell (not Linux, process gone). */
+function startOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2 (the command) may hold spaces and parentheses: count fields after its closing parenthesis.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the recorded holder still runs: its PID is alive and, where known, started when the holder did. */
+function holderAlive(h: Holder): boolean {
+  try {
+    process.kill(h.pid, 0);
+  } catch (e) {
+    // EPERM: alive, owned by another user.
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const start = h.start === undefined ? undefined : startOf(h.pid);
+  return start === undefined || start === h.start;
+}
+
+function parseHolder(text: string): Holder | undefined {
+  try {
+    const h = JSON.parse(text) as Holder;
+    return Number.isSafeInteger(h.pid) && h.pid > 0 ? h : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class DataDirLock {
+  private released = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly content: string,
+  ) {}
+
+  /**
+   * Takes the folder's lock, or throws DataDirLockedError naming the live
+   * holder (this process too: a folder is opened once per process). A stale
+   * lock (holder gone, or unreadable: a crash while writing it) is taken over.
+   */
+  static async acquire(dataDir: string): Promise<DataDirLock> {
+    const path = join(dataDir, 'LOCK');
+    const holder: Holder = { pid: process.pid, start: startOf(process.pid), since: new Date().toISOString() };
+    const content = JSON.stringify(holder) + '\n';
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const fh = await open(path, 'wx');
+        try {
+          await fh.writeFile(content);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        return new DataDirLock(path, content);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const text = await readFile(path, 'utf8').catch(() => undefined);
+      if (text === undefined) continue; // released meanwhile: try again
+      const seen = parseHolder(text);
+      if (seen && holderAlive(seen)) throw new DataDirLockedError(dataDir, seen.pid);
+      await breakStale(path, text);
+    }
+    throw new Error(`could not take the lock of the data folder ${dataDir}: other processes keep taking it`);
+  }
+
+  /** Gives the lock up (once); leaves a lock that is no longer this one's alone. */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    const text = await readFile(this.path, 'utf8').catch(() => undefined);
+    if (text === this.content) await unlink(this.path).catch(() => undefined);
+  }
+}
+
+/**
+ * Removes a stale lock. Moved aside first (rename is atomic), then checked:
+ * when two processes break the same stale lock at once, the second may have
+ * moved the first's fresh lock; it puts that back (link fails if a lock is
+ * there again) instead of deleting it.
+ */
+async function breakStale(path: string, staleText: string): Promise<void> {
+  const aside = `${path}.stale-${process.pid}`;
+  try {
+    await rename(path, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  const moved = await readFile(aside, 'utf8').catch(() => staleText);
+  if (moved !== staleText) await link(aside, path).catch(() => undefined);
+  await unlink(aside).catch(() => undefined);
+}
