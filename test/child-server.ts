@@ -96,6 +96,13 @@ export async function readyChild(dataDir: string, env: Record<string, string> = 
   return child;
 }
 
+/** A JSON request to a real server over HTTP; the body parsed (undefined when empty). */
+export async function fetchJson(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(base + path, { method, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
 export interface CliResult {
   /** The exit code (0 on success). */
   code: number;

@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { ConfigSchema, type Config } from '../src/config.js';
-import { silentLogger } from '../src/logger.js';
+import { silentLogger, type Logger } from '../src/logger.js';
 import { startAsof, type Asof } from '../src/app.js';
 
 export async function tempDir(prefix = 'asof-test-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
@@ -10,10 +11,53 @@ export async function tempDir(prefix = 'asof-test-'): Promise<{ path: string; cl
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
 
+export interface InjectResult {
+  status: number;
+  /** The body parsed as JSON, or the text when it is not JSON. */
+  body: any;
+  headers: Record<string, unknown>;
+}
+
+/**
+ * A request through Fastify's inject (no socket): a body that is not a string
+ * or a Buffer goes as JSON. The one inject helper of the tests.
+ */
+export async function injectJson(app: FastifyInstance, method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<InjectResult> {
+  const raw = body === undefined || typeof body === 'string' || Buffer.isBuffer(body);
+  const res = await app.inject({
+    method: method as 'GET',
+    url,
+    payload: body === undefined ? undefined : raw ? (body as string | Buffer) : JSON.stringify(body),
+    headers: raw ? headers : { 'content-type': 'application/json', ...headers },
+  });
+  let parsed: unknown = res.body;
+  try {
+    parsed = JSON.parse(res.body);
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.statusCode, body: parsed, headers: res.headers as Record<string, unknown> };
+}
+
+/** One line a captured logger received. */
+export interface LogLine {
+  level: string;
+  obj: Record<string, unknown>;
+  msg?: string;
+}
+
+/** A Logger that keeps every line, for tests that assert on what was logged. */
+export function captureLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, obj: obj as Record<string, unknown>, msg });
+  const logger: Logger = { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug'), child: () => logger };
+  return { logger, lines };
+}
+
 export interface TestAsof extends Asof {
   dataDir: string;
-  /** JSON request through Fastify's inject; returns status and parsed body. */
-  req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
+  /** JSON request through Fastify's inject (`injectJson`). */
+  req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
   /** Closes and removes the data folder. */
   destroy(): Promise<void>;
 }
@@ -25,21 +69,7 @@ export async function testAsof(overrides: Partial<Config> = {}, opts: { now?: ()
   const asof = await startAsof(config, silentLogger, { listen: opts.listen ?? false, now: opts.now });
   return Object.assign(asof, {
     dataDir: dir.path,
-    async req(method: string, url: string, body?: unknown, headers: Record<string, string> = {}) {
-      const res = await asof.http.inject({
-        method: method as 'GET',
-        url,
-        payload: body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
-        headers: body === undefined || typeof body === 'string' || Buffer.isBuffer(body) ? headers : { 'content-type': 'application/json', ...headers },
-      });
-      let parsed: unknown = res.body;
-      try {
-        parsed = JSON.parse(res.body);
-      } catch {
-        /* not JSON */
-      }
-      return { status: res.statusCode, body: parsed as any, headers: res.headers as Record<string, unknown> };
-    },
+    req: (method: string, url: string, body?: unknown, headers?: Record<string, string>) => injectJson(asof.http, method, url, body, headers),
     async destroy() {
       await asof.close();
       await dir.cleanup();

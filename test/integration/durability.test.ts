@@ -9,23 +9,10 @@ import assert from 'node:assert/strict';
 import { copyFile, open, readFile, stat, truncate, unlink, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
-import type { Logger } from '../../src/logger.js';
 import type { Row } from '../../src/engine/schema.js';
 import { ChangelogFile, HEADER_BYTES } from '../../src/engine/log.js';
 import type { AsofError } from '../../src/errors.js';
-import { tempDir } from '../helpers.js';
-
-interface Line {
-  level: string;
-  obj: Record<string, unknown>;
-  msg?: string;
-}
-function captureLogger(): { logger: Logger; lines: Line[] } {
-  const lines: Line[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, obj: obj as Record<string, unknown>, msg });
-  const logger: Logger = { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug'), child: () => logger };
-  return { logger, lines };
-}
+import { captureLogger, tempDir } from '../helpers.js';
 
 const ACCOUNTS = {
   kind: 'pk' as const,

@@ -7,7 +7,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { ConfigSchema, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/logger.js';
 import { startAsof, type Asof } from '../../src/app.js';
-import { tempDir } from '../helpers.js';
+import { injectJson, tempDir, type InjectResult } from '../helpers.js';
 import { LOADER_OPTIONS, PROTO_FILES, protoDir } from '../../src/grpc/protos.js';
 
 export type Client = grpc.Client & Record<string, any>;
@@ -20,8 +20,8 @@ export interface GrpcAsof extends Asof {
   feast: Client;
   audit: Client;
   vectors: Client;
-  /** JSON request to the REST server (inject), as test/helpers.ts does. */
-  req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
+  /** JSON request to the REST server (`injectJson`). */
+  req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
   destroy(): Promise<void>;
 }
 
@@ -47,21 +47,7 @@ export async function grpcAsof(overrides: Partial<Config> = {}, opts: { now?: ()
   const clients = clientsFor(address);
   return Object.assign(asof, clients, {
     address,
-    async req(method: string, url: string, body?: unknown, headers: Record<string, string> = {}) {
-      const res = await asof.http.inject({
-        method: method as 'GET',
-        url,
-        payload: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-        headers: body === undefined || typeof body === 'string' ? headers : { 'content-type': 'application/json', ...headers },
-      });
-      let parsed: unknown = res.body;
-      try {
-        parsed = JSON.parse(res.body);
-      } catch {
-        /* not JSON */
-      }
-      return { status: res.statusCode, body: parsed as any, headers: res.headers as Record<string, unknown> };
-    },
+    req: (method: string, url: string, body?: unknown, headers?: Record<string, string>) => injectJson(asof.http, method, url, body, headers),
     async destroy() {
       for (const c of Object.values(clients)) c.close();
       await asof.close();

@@ -2,20 +2,21 @@
  * The CLI: `asof ingest` and `asof export`, against a running server (real
  * process, REST) and straight on a data folder.
  */
-import { test, describe } from 'node:test';
+import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
-import { promisify } from 'node:util';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { tempDir, testAsof } from '../helpers.js';
+import { killAll, readyChild, runCli, type ChildServer } from '../child-server.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-const run = promisify(execFile);
-const asofCli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { ...process.env, LOG_LEVEL: 'silent' } });
+/** Runs the CLI; the run must succeed. */
+async function asofCli(...args: string[]) {
+  const r = await runCli(args);
+  assert.equal(r.code, 0, `asof ${args.join(' ')}: ${r.stderr}`);
+  return r;
+}
 
 const TRIPS_CSV = 'driver,ts,fare\n1,2024-01-01T09:00:00Z,10\n1,2024-01-01T11:00:00Z,30\n2,2024-01-01T09:30:00Z,5\n';
 const LABELS_CSV = 'driver,timestamp,label\n1,2024-01-01T10:00:00Z,a\n1,2024-01-01T12:00:00Z,b\n2,2024-01-01T09:00:00Z,c\n3,2024-01-01T12:00:00Z,d\n';
@@ -39,9 +40,11 @@ async function readParquet(path: string): Promise<Record<string, unknown>[]> {
 }
 
 describe('asof ingest / asof export', () => {
+  after(killAll);
+
   test('against a running server, then straight on its data folder', async () => {
     const dir = await tempDir();
-    let server: ChildProcess | undefined;
+    let server: ChildServer | undefined;
     try {
       const setup = await testAsof({}, { dataDir: dir.path });
       await setup.services.engine.defineTable('trips', {
@@ -58,14 +61,8 @@ describe('asof ingest / asof export', () => {
       await writeFile(join(dir.path, 'trips.csv'), TRIPS_CSV);
       await writeFile(join(dir.path, 'labels.csv'), LABELS_CSV);
 
-      server = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0', '--grpc-port', '0', '--data-dir', dir.path], { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] });
-      const url = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: server!.stdout! }).on('line', (l) => {
-          const m = /asof serving on (http:\/\/[^ ]+)/.exec(l);
-          if (m) resolve(m[1]);
-        });
-        server!.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-      });
+      server = await readyChild(dir.path);
+      const url = server.url;
 
       const ing = await asofCli('ingest', 'trips', join(dir.path, 'trips.csv'), '--url', url);
       assert.deepEqual(JSON.parse(ing.stdout), { table: 'trips', rows: 3, count: 3, firstOffset: 0, lastOffset: 2, token: { trips: 2 } });
@@ -76,12 +73,11 @@ describe('asof ingest / asof export', () => {
       assert.match(exp.stderr, /export .*: 4\/4 rows \(100%\)/);
       assert.deepEqual(await readParquet(out), EXPECTED);
 
-      const bad = await asofCli('export', '--entities', join(dir.path, 'labels.csv'), '--features', 'trip_stats:nope', '--out', join(dir.path, 'x.csv'), '--url', url).catch((e) => e);
+      const bad = await runCli(['export', '--entities', join(dir.path, 'labels.csv'), '--features', 'trip_stats:nope', '--out', join(dir.path, 'x.csv'), '--url', url]);
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /ASOF_NOT_FOUND: feature view "trip_stats" has no feature "nope"/);
 
-      server.kill('SIGTERM');
-      await new Promise((r) => server!.once('exit', r));
+      await server.stop();
 
       // No server now: the same export from the data folder, as CSV.
       const csvOut = join(dir.path, 'train.csv');
@@ -104,16 +100,16 @@ describe('asof ingest / asof export', () => {
         await check.close();
       }
     } finally {
-      if (server && server.exitCode === null) server.kill('SIGKILL');
+      await server?.kill();
       await dir.cleanup();
     }
   });
 
   test('usage errors exit 2 and say what is wrong', async () => {
-    const e = await asofCli('export', '--out', 'x.parquet').catch((x) => x);
+    const e = await runCli(['export', '--out', 'x.parquet']);
     assert.equal(e.code, 2);
     assert.match(e.stderr, /give one of --features or --service/);
-    const u = await asofCli('ingest', 't', 'file.xyz').catch((x) => x);
+    const u = await runCli(['ingest', 't', 'file.xyz']);
     assert.equal(u.code, 2);
     assert.match(u.stderr, /cannot tell the format/);
     const help = await asofCli('export', '--help');

@@ -6,59 +6,14 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { tempDir } from '../helpers.js';
-import { deletePrefix, freePort, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Proc {
-  url: string;
-  child: ChildProcess;
-  stderr: () => string;
-  stop(): Promise<void>;
-}
-
-async function serve(env: Record<string, string>): Promise<Proc> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--port', String(port), '--grpc-port', '0', '--log-level', 'warn'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-10_000)));
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
-    await exited;
-  };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`asof exited with ${child.exitCode}: ${err}`);
-    try {
-      if ((await fetch(url + '/readyz')).ok) return { url, child, stderr: () => err, stop };
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`asof did not become ready: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function req(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(base + path, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+import { fetchJson as req, killAll, readyChild, type ChildServer } from '../child-server.js';
+import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
 describe('a read replica over the shared Redis', () => {
   let enabled = false;
-  let primary: Proc | undefined;
-  let replica: Proc | undefined;
+  let primary: ChildServer | undefined;
+  let replica: ChildServer | undefined;
   const dirs: { cleanup: () => Promise<void> }[] = [];
   const prefix = uniquePrefix('replica');
   const now = Date.now();
@@ -69,7 +24,7 @@ describe('a read replica over the shared Redis', () => {
     const [a, b] = [await tempDir(), await tempDir()];
     dirs.push(a, b);
     const env = { REDIS_URL: SHARED_REDIS_URL, ASOF_REDIS_PREFIX: prefix };
-    primary = await serve({ ...env, ASOF_DATA_DIR: a.path });
+    primary = await readyChild(a.path, env);
     const P = primary.url;
     assert.equal((await req(P, 'PUT', '/tables/tx', { kind: 'log', eventTime: 'ts', columns: [{ name: 'card', type: 'string', nullable: false }, { name: 'ts', type: 'timestamp', nullable: false }, { name: 'amount', type: 'float64' }] })).status, 201);
     assert.equal((await req(P, 'PUT', '/tables/users', { kind: 'pk', primaryKey: ['user'], columns: [{ name: 'user', type: 'int64', nullable: false }, { name: 'tier', type: 'string' }] })).status, 201);
@@ -78,11 +33,12 @@ describe('a read replica over the shared Redis', () => {
     assert.equal((await req(P, 'PUT', '/feature-views/card', { source: 'tx', entity: 'card', features: [{ name: 'last', column: 'amount' }, { name: 'n', agg: { fn: 'count', window: '1d' } }] })).status, 201);
     assert.equal((await req(P, 'PUT', '/feature-views/user', { source: 'users', entity: 'user', features: [{ name: 'tier', column: 'tier' }] })).status, 201);
     assert.equal((await req(P, 'PUT', '/feature-services/risk', { features: ['card:n', 'user:tier'] })).status, 201);
-    replica = await serve({ ...env, ASOF_DATA_DIR: b.path, ASOF_ROLE: 'replica' });
+    replica = await readyChild(b.path, { ...env, ASOF_ROLE: 'replica' });
   });
   after(async () => {
     await replica?.stop();
     await primary?.stop();
+    await killAll();
     if (enabled) await deletePrefix(SHARED_REDIS_URL, prefix);
     for (const d of dirs) await d.cleanup();
   });

@@ -10,25 +10,13 @@ import assert from 'node:assert/strict';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
-import type { Logger } from '../../src/logger.js';
 import type { Row } from '../../src/engine/schema.js';
-import { tempDir } from '../helpers.js';
+import { captureLogger, tempDir } from '../helpers.js';
 import { rng } from './training-fixtures.js';
 
 /** The shared seeded generator (mulberry32), as a plain function: a failure can be replayed. */
 const seeded = (seed: number): (() => number) => rng(seed).next;
 
-interface Line {
-  msg?: string;
-  obj: Record<string, unknown>;
-  level: string;
-}
-function captureLogger(): { logger: Logger; lines: Line[] } {
-  const lines: Line[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, obj: obj as Record<string, unknown>, msg });
-  const logger: Logger = { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug'), child: () => logger };
-  return { logger, lines };
-}
 
 const VALUE_COLUMNS = [
   { name: 'b', type: 'bool', nullable: true },

@@ -3,17 +3,13 @@
  * progress and serves its file; a job whose server process is killed is
  * reported failed after the restart, and no half-written file is ever served.
  */
-import { test, describe } from 'node:test';
+import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import { tempDir, testAsof } from '../helpers.js';
+import { killAll, readyChild, type ChildServer } from '../child-server.js';
 import { rng, trainingRows } from './training-fixtures.js';
-
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 async function seed(asof: Awaited<ReturnType<typeof testAsof>>, records: number): Promise<void> {
   const { engine, registry, ingest } = asof.services;
@@ -39,6 +35,8 @@ const entityRows = (n: number) => {
 };
 
 describe('training-set jobs', () => {
+  after(killAll);
+
   test('above the inline limit: 202, progress, then the file; DELETE removes it', async () => {
     const asof = await testAsof({ trainingSetInlineRows: 100 });
     try {
@@ -83,25 +81,15 @@ describe('training-set jobs', () => {
 
   test('a job whose process is killed reports failed after the restart, and never serves a partial file', async () => {
     const dir = await tempDir();
-    let server: ChildProcess | undefined;
+    let server: ChildServer | undefined;
     try {
       const setup = await testAsof({}, { dataDir: dir.path });
       await seed(setup, 100_000);
       await setup.close();
 
       // Every request becomes a job, and a small chunk size makes it pass over the source many times (seconds, not milliseconds).
-      server = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0', '--grpc-port', '0', '--data-dir', dir.path], {
-        env: { ...process.env, ASOF_TRAINING_SET_INLINE_ROWS: '0', ASOF_TRAINING_SET_CHUNK_ROWS: '200', LOG_LEVEL: 'info' },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      const url = await new Promise<string>((resolve, reject) => {
-        const lines = createInterface({ input: server!.stdout! });
-        lines.on('line', (l) => {
-          const m = /asof serving on (http:\/\/[^ ]+)/.exec(l);
-          if (m) resolve(m[1]);
-        });
-        server!.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-      });
+      server = await readyChild(dir.path, { ASOF_TRAINING_SET_INLINE_ROWS: '0', ASOF_TRAINING_SET_CHUNK_ROWS: '200' });
+      const url = server.url;
       const post = await fetch(`${url}/training-sets`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ entities: { rows: entityRows(30_000) }, features: ['ev:score', 'ev:n'], format: 'parquet' }) });
       assert.equal(post.status, 202);
       const { id } = (await post.json()) as { id: string };
@@ -112,8 +100,7 @@ describe('training-set jobs', () => {
       }
       assert.equal(job.state, 'running', 'the job was caught mid-way');
       assert.ok(job.progress.rows < job.progress.total);
-      server.kill('SIGKILL');
-      await new Promise((r) => server!.once('exit', r));
+      await server.kill('SIGKILL');
       const files = await readdir(join(dir.path, 'training-sets'));
       assert.ok(!files.includes(`${id}.data.parquet`), `no finished file after the kill: ${files.join(', ')}`);
 
@@ -132,7 +119,7 @@ describe('training-set jobs', () => {
         await restarted.close();
       }
     } finally {
-      if (server && server.exitCode === null) server.kill('SIGKILL');
+      await server?.kill();
       await dir.cleanup();
     }
   });
