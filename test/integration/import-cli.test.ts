@@ -85,7 +85,7 @@ describe('asof ingest / asof export', () => {
       assert.equal(await readFile(csvOut, 'utf8'), 'driver,ts,fare,trip_stats__fare\n1,2024-01-01T09:00:00.000Z,10,10\n1,2024-01-01T11:00:00.000Z,30,30\n2,2024-01-01T09:30:00.000Z,5,5\n');
 
       // --create infers a table from the file (here the Feast fixture: its types and timestamps).
-      const feast = fileURLToPath(new URL('../../../shared/fixtures/feast-driver-stats/driver_stats.parquet', import.meta.url));
+      const feast = fileURLToPath(new URL('../fixtures/feast-driver-stats/driver_stats.parquet', import.meta.url));
       const created = await asofCli('ingest', 'driver_stats', feast, '--data-dir', dir.path, '--create', '--event-time', 'event_timestamp');
       assert.equal(JSON.parse(created.stdout).rows, 1807);
       const check = await testAsof({}, { dataDir: dir.path });

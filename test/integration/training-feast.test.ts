@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { testAsof, type TestAsof } from '../helpers.js';
 
-const FIXTURE = fileURLToPath(new URL('../../../shared/fixtures/feast-driver-stats/driver_stats.parquet', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('../fixtures/feast-driver-stats/driver_stats.parquet', import.meta.url));
 const FEATURES = ['conv_rate', 'acc_rate', 'avg_daily_trips'];
 // Feast's quickstart entity dataframe (times are UTC).
 const ENTITY_DF = [
