@@ -2,6 +2,7 @@
  * Per-type value checks: each turns an input value into its canonical form
  * (see schema.ts) or throws BadValue naming the path and what is wrong.
  */
+import { findJsonProblem, firstLoneSurrogate, MAX_JSON_VALUE_DEPTH } from './json-safety.js';
 import { parseTimestamp } from './time.js';
 import type { ColumnType } from './types.js';
 
@@ -40,12 +41,19 @@ export function coercer(type: ColumnType, path: string): Coerce {
     case 'float64':
       return (v) => (typeof v === 'number' && Number.isFinite(v) ? v : bad(`expected ${type.kind}, got ${describe(v)}`));
     case 'string':
-      return (v) => (typeof v === 'string' ? v : bad(`expected string, got ${describe(v)}`));
+      // Every path (JSON, NDJSON, Arrow, CSV, Parquet, gRPC) reaches this check: a lone surrogate cannot be stored as UTF-8 unchanged.
+      return (v) =>
+        typeof v !== 'string' ? bad(`expected string, got ${describe(v)}`) : v.isWellFormed() ? v : bad(`the string holds a lone surrogate (${firstLoneSurrogate(v)}), which is not Unicode text`);
     case 'timestamp':
-      return (v) => parseTimestamp(v) ?? bad(`expected an RFC 3339 timestamp or epoch milliseconds, got ${describe(v)}`);
+      return (v) =>
+        parseTimestamp(v) ??
+        bad(typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? `epoch milliseconds must be a whole number, got ${v} (refused rather than rounded)` : `expected an RFC 3339 timestamp or epoch milliseconds, got ${describe(v)}`);
     case 'json':
+      // Walked once here, whatever path the value came by: depth bounded, numbers finite, text well-formed, no `__proto__`.
       return (v) => {
         if (v === undefined) bad('expected a JSON value');
+        const p = findJsonProblem(v, MAX_JSON_VALUE_DEPTH);
+        if (p) bad(p.path.length ? `at ${p.path.length > 12 ? `${p.path.slice(0, 8).join('.')}…(${p.path.length} levels)` : p.path.join('.')}: ${p.reason}` : p.reason);
         return v;
       };
     case 'vector':

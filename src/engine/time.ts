@@ -10,10 +10,14 @@
 /** JavaScript Dates span ±8.64e15 ms; beyond that a value could be stored but never formatted. */
 export const MAX_TIMESTAMP_MS = 8.64e15;
 
-/** RFC 3339 string or epoch milliseconds → epoch ms; undefined when it is neither, or outside the Date range. */
+/**
+ * RFC 3339 string or epoch milliseconds → epoch ms; undefined when it is
+ * neither, or outside the Date range. Epoch ms must be a whole number: 1.5 is
+ * refused, not truncated (finer RFC 3339 fractions are truncated, as documented).
+ */
 export function parseTimestamp(v: unknown): number | undefined {
   let ms: number | undefined;
-  if (typeof v === 'number') ms = Number.isFinite(v) ? Math.trunc(v) : undefined;
+  if (typeof v === 'number') ms = Number.isInteger(v) ? v : undefined;
   else if (typeof v === 'string') ms = parseRfc3339(v) ?? (/^-?\d{1,16}$/.test(v) ? Number(v) : undefined); // digits only: epoch ms as text (query strings, CSV)
   else if (v instanceof Date) ms = v.getTime();
   return ms !== undefined && Math.abs(ms) <= MAX_TIMESTAMP_MS ? ms : undefined;

@@ -9,6 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { AsofError, isAsofError } from '../errors.js';
 import type { Token } from '../engine/engine.js';
 import { hashOf } from '../ingest/ingest.js';
+import { findJsonProblem, jsonProblemError, MAX_JSON_BODY_DEPTH } from '../engine/json-safety.js';
 import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
 import type { Services } from '../services.js';
 import { clientStream, type CallContext } from './calls.js';
@@ -62,13 +63,20 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
 }
 
 /** The rows of one message, from whichever of its three forms is set, and the fingerprint its idempotency key is checked against. */
-function rowsOf(msg: WriteRowsRequest, op: string): { rows: unknown[]; fingerprint?: string } {
+function rowsOf(msg: WriteRowsRequest, op: string): { rows: unknown[]; fingerprint?: string | (() => string) } {
   const forms = [msg.rows?.length ? 'rows' : '', msg.ndjson ? 'ndjson' : '', msg.arrow_ipc?.length ? 'arrow_ipc' : ''].filter(Boolean);
   if (forms.length > 1) throw new AsofError('ASOF_INVALID_ARGUMENT', `a message carries rows in one form; this one has ${forms.join(' and ')}`, [{ field: forms[1], reason: 'more than one row form' }]);
   // Same fingerprints as the REST route, so a key is bound to the same body whichever way it came.
   if (msg.ndjson) return { rows: parseNdjson(msg.ndjson), fingerprint: hashOf(`${op}\n${msg.ndjson}`) };
   if (msg.arrow_ipc?.length) return { rows: parseArrowStream(msg.arrow_ipc), fingerprint: hashOf(Buffer.concat([Buffer.from(op + '\n'), msg.arrow_ipc])) };
-  return { rows: fromPbRows(msg.rows ?? []) };
+  const rows = fromPbRows(msg.rows ?? []);
+  // Hashed only with an idempotency key, before the rows are validated: their depth is checked first so hashing cannot overflow the stack.
+  const fingerprint = (): string => {
+    const p = findJsonProblem(rows, MAX_JSON_BODY_DEPTH);
+    if (p) throw jsonProblemError(p, ['rows']);
+    return hashOf(JSON.stringify([op, rows], (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+  };
+  return { rows, fingerprint };
 }
 
 /** An error of message k, saying what the messages before it wrote (they stay written). */

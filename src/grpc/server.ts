@@ -19,6 +19,7 @@ import { withGeneratedCodecs } from './codecs.js';
 import { loadProtos } from './protos.js';
 import { vectorService } from './vectors.js';
 import { addReflection } from './reflection.js';
+import { badMessageInterceptor, strictProtobufStrings, tolerantDeserializers } from './strict-decoding.js';
 
 export interface GrpcOptions {
   host: string;
@@ -50,7 +51,9 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   let closing = false;
   const ctx: CallContext = { logger: opts.logger, keys: opts.keys, admission: opts.admission, closing: () => closing };
   const follows: FollowRegistry = new Set();
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes });
+  strictProtobufStrings();
+  // A request that does not decode answers INVALID_ARGUMENT (strict-decoding.ts), not grpc-js's INTERNAL.
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes, interceptors: [badMessageInterceptor(opts.logger)] });
   const add = (def: ServiceDef, impl: grpc.UntypedServiceImplementation): void => {
     // A method whose handler was not made by unary/clientStream/serverStream would skip auth: refuse to start.
     const wrapped: grpc.UntypedServiceImplementation = {};
@@ -58,7 +61,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
       if ((impl[name] as { [DECLARED_ACCESS]?: unknown } | undefined)?.[DECLARED_ACCESS] === undefined) throw new Error(`gRPC method ${name} declares no access (make its handler with unary/clientStream/serverStream in grpc/calls.ts)`);
       wrapped[name] = timed(m.path.slice(1), m, impl[name]);
     }
-    server.addService(def, wrapped);
+    server.addService(tolerantDeserializers(def), wrapped);
   };
   // Every message is encoded and decoded by the code generated from proto/ (codecs.ts).
   const service = (name: string): ServiceDef => withGeneratedCodecs(pkg[name] as ServiceDef);

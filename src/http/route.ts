@@ -19,6 +19,10 @@ export const ErrorBody = z
   })
   .meta({ id: 'Error' });
 
+/** The JSON body's text as received (set by the body parser in server.ts), for fingerprints that must not re-serialise the parsed value. */
+export const RAW_JSON = Symbol('asof.rawJson');
+export const rawJsonOf = (req: FastifyRequest): string | undefined => (req as { [RAW_JSON]?: string })[RAW_JSON];
+
 type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
@@ -124,11 +128,13 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
     url: spec.url,
     schema,
     // A body parsed into memory (a JSON `body`, also its other media types) counts against the writes' byte budget; streamed uploads do not.
-    config: { access: spec.scope, hot: spec.hot, work: spec.work, bodyInMemory: spec.body !== undefined },
+    // rowsChecked is read by the JSON body parser (server.ts): a route whose checkBody hands every row to the row validator skips the body walk.
+    config: { access: spec.scope, hot: spec.hot, work: spec.work, bodyInMemory: spec.body !== undefined, rowsChecked: spec.checkBody !== undefined },
     // zod validates inside the handler so errors take our shape; Fastify's own validation is off.
     validatorCompiler: () => () => true,
     // Not async: a handler that answers without waiting skips a promise per request; Fastify catches what it throws.
     handler: (req, reply) => {
+      if (spec.body && !isJson(req)) refuseUnlessConsumed(req, spec.consumes);
       const parsed = spec.parse?.(req) ?? {
         params: spec.params ? parsePart(spec.params, req.params, 'params') : req.params,
         query: spec.query ? parsePart(spec.query, req.query, 'query') : req.query,
@@ -143,6 +149,18 @@ const isJson = (req: FastifyRequest): boolean => {
   const ct = req.headers['content-type'];
   return ct === undefined || ct.startsWith('application/json');
 };
+
+/**
+ * A JSON route reached with another media type that some parser accepted (an
+ * NDJSON or Arrow body sent to a route that takes only JSON) is refused with
+ * 415, never handed to a handler that expects an object.
+ */
+function refuseUnlessConsumed(req: FastifyRequest, consumes: string[] | undefined): void {
+  const ct = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  // Parsed JSON (an object), or a file body streamed to a route of an upload scope (uploads.ts), is the route's to read.
+  if (consumes?.includes(ct) || (req.body !== null && typeof req.body === 'object' && !Buffer.isBuffer(req.body))) return;
+  throw new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', `Content-Type ${ct || '(none)'} is not accepted here: send application/json${consumes?.length ? ` or ${consumes.join(', ')}` : ''}`);
+}
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'Invalid input; details name each bad field (and row).',

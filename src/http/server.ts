@@ -2,7 +2,7 @@
  * The REST adapter: Fastify with the OpenAPI document generated from the
  * routes' zod schemas, one error shape, auth, health and metrics.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { randomUUID } from 'node:crypto';
@@ -11,9 +11,10 @@ import { UNRESTRICTED, bearerKey, type Access, type ApiKeys, type Caller } from 
 import { retryAfterOf, type Admission, type WorkKind } from '../admission.js';
 import { AsofError, isAsofError } from '../errors.js';
 import { onlineStoreErrors } from '../metrics.js';
+import { decodeUtf8, MAX_JSON_BODY_DEPTH, parseJsonText } from '../engine/json-safety.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
-import { componentSchemas, route } from './route.js';
+import { componentSchemas, RAW_JSON, route } from './route.js';
 import { tableRoutes } from './tables.js';
 import { metricsText, observeRequest } from './metrics.js';
 
@@ -44,6 +45,8 @@ declare module 'fastify' {
     work?: WorkKind;
     /** The body is parsed into memory before the handler runs (its declared size counts against the byte budget). */
     bodyInMemory?: boolean;
+    /** The route's checkBody hands every row to the row validator, so the JSON body parser skips its depth walk. */
+    rowsChecked?: boolean;
   }
 }
 
@@ -54,6 +57,9 @@ const declared = new WeakMap<FastifyInstance, { method: string; url: string; acc
 export const declaredRoutes = (app: FastifyInstance): readonly { method: string; url: string; access: Access }[] => declared.get(app) ?? [];
 /** The caller authorized for this request (UNRESTRICTED when auth is off), for rules that depend on the request (e.g. a lookup that records a decision needs `decide`). */
 export const callerOf = (req: { raw: object }): Caller => callers.get(req.raw) ?? UNRESTRICTED;
+
+/** Longest path parameter, characters: table names are at most 128; a key in a path may be longer. */
+export const MAX_PATH_PARAM = 4096;
 
 /**
  * The hot lookup routes (`GET /features/{entity}`, `POST /features`, Feast's
@@ -77,6 +83,13 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   const app = Fastify({
     loggerInstance: opts.logger as unknown as FastifyBaseLogger,
     bodyLimit: opts.maxBodyBytes,
+    // Table names may be 128 characters (Fastify's default allows 100); keys in paths somewhat more.
+    routerOptions: { maxParamLength: MAX_PATH_PARAM },
+    // Errors Fastify answers before any route runs (a bad %-escape, an over-long parameter) take asof's shape too.
+    frameworkErrors: (err, _req, reply) => {
+      const e = toAsofError(err, opts.maxBodyBytes);
+      void (reply as FastifyReply).code(e.httpStatus).type('application/json').send(e.toJSON());
+    },
     // Keep-alive connections from load balancers outlive Node's default of 5 s.
     keepAliveTimeout: 65_000,
     // While closing, requests on open connections get asof's 503 (the onRequest hook below), not Fastify's own body.
@@ -124,8 +137,24 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   // Our serializer: plain JSON.stringify, so answers are exactly what handlers return.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
+  // JSON bodies: valid UTF-8, reserved names and surrogates checked (json-safety.ts). Routes
+  // with a row validator (`checkBody`) skip the depth walk, as it checks every value itself.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    try {
+      const buf = body as Buffer;
+      if (buf.length === 0) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the body is empty; send a JSON object', [{ field: 'body', reason: 'empty' }]);
+      const text = decodeUtf8(buf, 'the body');
+      (req as { [RAW_JSON]?: string })[RAW_JSON] = text;
+      const rowsChecked = req.routeOptions.config?.rowsChecked === true;
+      done(null, parseJsonText(text, rowsChecked ? {} : { maxDepth: MAX_JSON_BODY_DEPTH }));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  });
+
   app.setErrorHandler((err: FastifyError | AsofError, req, reply) => {
-    const e = toAsofError(err);
+    const e = toAsofError(err, opts.maxBodyBytes, req.headers['content-type']);
     if (e.httpStatus >= 500) req.log.error({ err, reqId: req.id }, e.message);
     const retryAfter = retryAfterOf(e);
     if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
@@ -218,23 +247,29 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
 
 const sortedComponents = (): Record<string, unknown> => Object.fromEntries(Object.entries(componentSchemas).sort(([a], [b]) => a.localeCompare(b)));
 
-/** Fastify's own errors (body limits, bad JSON, media types) mapped into the catalogue. */
-export function toAsofError(err: unknown): AsofError {
+/**
+ * Fastify's own errors (body limits, bad JSON, media types, bad URLs, over-long
+ * parameters) mapped into the catalogue. `maxBodyBytes` is named in the 413.
+ */
+export function toAsofError(err: unknown, maxBodyBytes?: number, contentType?: string): AsofError {
   if (isAsofError(err)) return err;
   const e = err as FastifyError;
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new AsofError('ASOF_PAYLOAD_TOO_LARGE', `request body exceeds the limit of ${e.message.match(/\d+/)?.[0] ?? 'the configured'} bytes`);
+      return new AsofError('ASOF_PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${maxBodyBytes ?? 'the configured'} bytes (ASOF_MAX_BODY_BYTES)`, maxBodyBytes === undefined ? undefined : { maxBytes: maxBodyBytes });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', e.message);
+      return new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', `Content-Type ${contentType ?? '(none)'} is not accepted here: send application/json${contentType === undefined ? ' and say so in Content-Type' : ''}`);
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new AsofError('ASOF_INVALID_ARGUMENT', 'the body is empty; send a JSON object', [{ field: 'body', reason: 'empty' }]);
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new AsofError('ASOF_INVALID_ARGUMENT', e.message, [{ field: 'body', reason: e.message }]);
+    case 'FST_ERR_BAD_URL':
+      return new AsofError('ASOF_INVALID_ARGUMENT', 'the URL is not valid: a %-escape in its path does not decode to UTF-8 text', [{ field: 'url', reason: 'bad %-escape' }]);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new AsofError('ASOF_INVALID_ARGUMENT', `a path parameter is longer than ${MAX_PATH_PARAM} characters`, [{ field: 'params', reason: `longer than ${MAX_PATH_PARAM} characters` }]);
   }
   if (err instanceof SyntaxError || e.statusCode === 400) return new AsofError('ASOF_INVALID_ARGUMENT', `malformed request: ${e.message}`, [{ field: 'body', reason: e.message }]);
+  if (e.statusCode === 404) return new AsofError('ASOF_NOT_FOUND', e.message);
   if (e.statusCode === 413) return new AsofError('ASOF_PAYLOAD_TOO_LARGE', e.message);
   if (e.statusCode === 415) return new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', e.message);
+  if (typeof e.statusCode === 'number' && e.statusCode > 400 && e.statusCode < 500) return new AsofError('ASOF_INVALID_ARGUMENT', `malformed request: ${e.message}`);
   return new AsofError('ASOF_INTERNAL', 'internal error');
 }

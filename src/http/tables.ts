@@ -12,7 +12,8 @@ import { CHANGE_NAMES } from '../engine/arrow-codec.js';
 import { formatTimestamp } from '../engine/schema.js';
 import { hashOf, type IngestService } from '../ingest/ingest.js';
 import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
-import { parsePart, route } from './route.js';
+import { parsePart, rawJsonOf, route } from './route.js';
+import { decodeUtf8 } from '../engine/json-safety.js';
 
 const Name = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a name: letters, digits, _; not starting with a digit');
 export const TokenSchema = z.record(z.string(), z.number().int()).meta({ id: 'Token', description: '{table: offset}: the changelog positions a write produced or a read reflects.' });
@@ -106,7 +107,14 @@ function tableInfoJson(info: ReturnType<Engine['describe']>) {
 export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest: IngestService }): void {
   const { engine, ingest } = deps;
 
-  app.addContentTypeParser(NDJSON, { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // NDJSON is decoded here, not by Fastify, so bytes that are not UTF-8 are refused rather than replaced by U+FFFD.
+  app.addContentTypeParser(NDJSON, { parseAs: 'buffer' }, (_req, body, done) => {
+    try {
+      done(null, decodeUtf8(body as Buffer, 'the body'));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  });
   app.addContentTypeParser(ARROW, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   route(
@@ -177,7 +185,9 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
         const b = body as z.infer<typeof WriteBody>;
         rows = b.rows;
         op = query.op ?? b.op;
-        fingerprint = () => hashOf(JSON.stringify([op, rows]));
+        // The text as sent: re-serialising the rows would run before validation, on values of any depth.
+        const raw = rawJsonOf(req) ?? '';
+        fingerprint = () => hashOf(`${op}\n${raw}`);
       }
       const key = req.headers['idempotency-key'];
       return ingest.write(params.table, rows, op, typeof key === 'string' && key ? key : undefined, fingerprint);

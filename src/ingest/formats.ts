@@ -5,6 +5,7 @@
 import * as A from 'apache-arrow';
 import { AsofError } from '../errors.js';
 import { decodeColumn } from '../engine/arrow-codec.js';
+import { parseJsonText } from '../engine/json-safety.js';
 import { rowCodeFor } from '../engine/row-code.js';
 import type { ColumnType } from '../engine/types.js';
 
@@ -16,9 +17,10 @@ export function parseNdjson(text: string): unknown[] {
     const line = lines[i].trim();
     if (!line) continue;
     try {
-      rows.push(JSON.parse(line));
+      rows.push(parseJsonText(line, { what: `NDJSON line ${i + 1}` }));
     } catch (e) {
-      throw new AsofError('ASOF_INVALID_ROW', `NDJSON line ${i + 1} is not valid JSON: ${(e as Error).message}`, [{ row: rows.length, field: '', reason: `line ${i + 1}: invalid JSON` }]);
+      const reason = (e as Error).message;
+      throw new AsofError('ASOF_INVALID_ROW', `row ${rows.length}: ${reason}; nothing was written`, [{ row: rows.length, field: '', reason: `line ${i + 1}: ${reason}` }]);
     }
   }
   return rows;
@@ -75,7 +77,8 @@ function columnValues(type: A.DataType, vec: A.Vector): unknown[] {
   const out: unknown[] = new Array(vec.length);
   for (let i = 0; i < vec.length; i++) {
     const v = vec.isValid(i) ? vec.get(i) : null;
-    out[i] = v === null ? null : ts ? Number(v) : arrowToJs(v);
+    // Finer units (µs, ns) arrive as fractional ms: floored to the ms a timestamp column holds, like finer RFC 3339 fractions.
+    out[i] = v === null ? null : ts ? Math.floor(Number(v)) : arrowToJs(v);
   }
   return out;
 }

@@ -7,9 +7,12 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { AsofError } from '../errors.js';
+import { parseJsonText } from '../engine/json-safety.js';
 import type { ColumnType } from '../engine/types.js';
+import { csvReadError, csvSource, readCsvHeader, withoutPaths } from './csv.js';
 
 export const FILE_FORMATS = ['csv', 'ndjson', 'parquet'] as const;
 export type FileFormat = (typeof FILE_FORMATS)[number];
@@ -78,19 +81,21 @@ async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: Ope
   try {
     conn = await db.connect();
     let source: string;
+    let header: string[] | undefined;
     if (format === 'parquet') source = `read_parquet(${sqlString(path)})`;
     else {
-      const args = [sqlString(path), 'header = true'];
-      if (opts.text === 'all') args.push('all_varchar = true');
-      source = `read_csv(${args.join(', ')})`;
-      if (Array.isArray(opts.text) && opts.text.length) {
-        const present = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`)).getRowObjectsJS().map((r) => String(r.column_name));
-        const text = opts.text.filter((c) => present.includes(c));
-        if (text.length) source = `read_csv(${[...args, `types = {${text.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ')}}`].join(', ')})`;
+      header = await readCsvHeader(path);
+      const strict = csvSource(path, header, 'all');
+      if (opts.text === 'all') source = strict;
+      else {
+        // The whole file is checked against the stated dialect first: DuckDB's type sniffing runs only on a well-formed file.
+        await conn.runAndReadAll(`SELECT count(*) FROM ${strict}`);
+        source = csvSource(path, header, opts.text ?? []);
       }
     }
     const described = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`)).getRowObjectsJS();
     const cols = described.map((r) => ({ name: String(r.column_name), ...readAs(String(r.column_name), String(r.column_type)) }));
+    if (header && cols.map((c) => c.name).join('\0') !== header.join('\0')) throw new AsofError('ASOF_INVALID_ARGUMENT', 'cannot read the csv file as its header names the columns', [{ field: 'file', reason: 'header mismatch' }]);
     const rows = Number((await conn.runAndReadAll(`SELECT count(*) AS n FROM ${source}`)).getRowObjectsJS()[0].n);
     const sql = `SELECT ${cols.map((c) => c.expr).join(', ')} FROM ${source}`;
     const c = conn;
@@ -98,9 +103,19 @@ async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: Ope
       columns: cols.map(({ name, type }) => ({ name, type })),
       rows,
       async *batches() {
-        const result = await c.stream(sql);
+        let result;
+        try {
+          result = await c.stream(sql);
+        } catch (e) {
+          throw readError(e, path, format);
+        }
         for (;;) {
-          const chunk = await result.fetchChunk();
+          let chunk;
+          try {
+            chunk = await result.fetchChunk();
+          } catch (e) {
+            throw readError(e, path, format);
+          }
           if (!chunk || chunk.rowCount === 0) break;
           const columns = cols.map((col, i) => {
             const vals = chunk.getColumnValues(i) as unknown[];
@@ -118,9 +133,17 @@ async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: Ope
   } catch (e) {
     conn?.closeSync();
     db.closeSync();
-    if (e instanceof AsofError) throw e;
-    throw new AsofError('ASOF_INVALID_ARGUMENT', `cannot read the ${format} file: ${(e as Error).message.split('\n')[0]}`, [{ field: 'file', reason: (e as Error).message.split('\n')[0] }]);
+    throw readError(e, path, format);
   }
+}
+
+/** A reader's error → 400; the server's path never appears in it. */
+function readError(e: unknown, path: string, format: 'csv' | 'parquet'): AsofError {
+  if (e instanceof AsofError) return e;
+  if (format === 'csv') return csvReadError(e, path);
+  const first = (e as Error).message.split('\n')[0];
+  const reason = /magic bytes/i.test(first) ? 'it is not a Parquet file' : withoutPaths(first, path).replace(/^Invalid Input Error: /, '');
+  return new AsofError('ASOF_INVALID_ARGUMENT', `cannot read the ${format} file: ${reason}`, [{ field: 'file', reason }]);
 }
 
 function plain(v: unknown, kind: ColumnType['kind'], json?: boolean): unknown {
@@ -130,7 +153,7 @@ function plain(v: unknown, kind: ColumnType['kind'], json?: boolean): unknown {
     const b = BigInt(v);
     return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
   }
-  if (json && typeof v === 'string') return JSON.parse(v);
+  if (json && typeof v === 'string') return parseJsonText(v, { what: 'a nested value' });
   return v;
 }
 
@@ -164,7 +187,7 @@ async function openNdjson(path: string): Promise<TabularFile> {
 }
 
 async function* ndjsonObjects(path: string): AsyncGenerator<Record<string, unknown>> {
-  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  const lines = createInterface({ input: Readable.from(strictUtf8(createReadStream(path))), crlfDelay: Infinity });
   let line = 0;
   let row = 0;
   for await (const text of lines) {
@@ -172,13 +195,30 @@ async function* ndjsonObjects(path: string): AsyncGenerator<Record<string, unkno
     if (!text.trim()) continue;
     let obj: unknown;
     try {
-      obj = JSON.parse(text);
+      obj = parseJsonText(text, { what: `NDJSON line ${line}` });
     } catch (e) {
-      throw new AsofError('ASOF_INVALID_ROW', `NDJSON line ${line} is not valid JSON: ${(e as Error).message}`, [{ row, field: '', reason: `line ${line}: invalid JSON` }]);
+      const reason = (e as Error).message;
+      throw new AsofError('ASOF_INVALID_ROW', `row ${row}: ${reason}`, [{ row, field: '', reason: `line ${line}: ${reason}` }]);
     }
     if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new AsofError('ASOF_INVALID_ROW', `NDJSON line ${line} is not a JSON object`, [{ row, field: '', reason: 'not an object' }]);
     row++;
     yield obj as Record<string, unknown>;
+  }
+}
+
+/** File bytes → text, refusing bytes that are not UTF-8 (a plain 'utf8' stream would turn them into U+FFFD). */
+async function* strictUtf8(chunks: AsyncIterable<Buffer>): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let at = 0;
+  try {
+    for await (const chunk of chunks) {
+      yield decoder.decode(chunk, { stream: true });
+      at += chunk.length;
+    }
+    yield decoder.decode();
+  } catch (e) {
+    if (e instanceof TypeError) throw new AsofError('ASOF_INVALID_ARGUMENT', `the file is not valid UTF-8 (in the bytes from ${at}); nothing was imported`, [{ field: 'file', reason: 'invalid UTF-8' }]);
+    throw e;
   }
 }
 

@@ -42,6 +42,11 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
   try {
     const schema = table.schema;
     const op = opts.op ?? 'upsert';
+    const unknown = file.columns.filter((c) => !schema.byName.has(c.name));
+    if (unknown.length) {
+      const reason = `unknown column (table "${tableName}" has ${schema.columns.map((c) => c.name).join(', ')})`;
+      throw new AsofError('ASOF_INVALID_ROW', `the file names column "${unknown[0].name}": ${reason}; nothing was imported`, unknown.map((c) => ({ field: c.name, reason })));
+    }
     const issues: FieldIssue[] = [];
     let row = 0;
     for await (const b of file.batches()) {

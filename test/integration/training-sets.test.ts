@@ -119,7 +119,7 @@ describe('POST /training-sets', () => {
 
     const ndjson = ROWS.map((r) => JSON.stringify(r)).join('\n') + '\n';
     const r2 = await asof.req('POST', `/training-sets?features=${features}`, ndjson, { 'content-type': 'application/x-ndjson' });
-    assert.deepEqual(r2.body.rows, WANT);
+    assert.deepEqual(r2.body.rows, WANT, JSON.stringify(r2.body));
 
     const path = join(tmpdir(), `labels-${process.pid}.parquet`);
     const db = await DuckDBInstance.create(':memory:');

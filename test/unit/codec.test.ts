@@ -95,7 +95,7 @@ test('RFC 3339 parsing matches Date.parse where both are defined, and refuses da
     assert.equal(parseTimestamp(s), undefined, s);
   }
   assert.equal(parseTimestamp('1700000000000'), 1700000000000);
-  assert.equal(parseTimestamp(1.9), 1);
+  assert.equal(parseTimestamp(1.9), undefined, 'epoch ms must be a whole number: refused, not truncated');
   assert.equal(parseTimestamp(8.64e15 + 1), undefined, 'outside what a Date can format');
 });
 

@@ -1,0 +1,134 @@
+/**
+ * Issue 13 over gRPC: request bytes that are not the method's message are
+ * INVALID_ARGUMENT (finding 15, was INTERNAL), and a WriteRows message whose
+ * values cannot be stored exactly (6,000-deep json, bytes that are not UTF-8,
+ * a lone surrogate) is refused without stopping the table (findings 1, 6, 7).
+ * Messages are encoded by hand here, so the test controls every byte.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { grpc, grpcAsof, type GrpcAsof } from './grpc-helpers.js';
+
+const P = {
+  kind: 'pk',
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', type: 'int64', nullable: false },
+    { name: 's', type: 'string' },
+    { name: 'j', type: 'json' },
+  ],
+};
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+/** A length-delimited field: tag (field << 3 | 2), length, bytes. */
+const field = (no: number, bytes: Buffer | string): Buffer => {
+  const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+  return Buffer.concat([varint((no << 3) | 2), varint(b.length), b]);
+};
+/** asof.v1.Row with `columns` as name → encoded asof.v1.Value. */
+const row = (columns: Record<string, Buffer>): Buffer => Buffer.concat(Object.entries(columns).map(([k, v]) => field(1, Buffer.concat([field(1, k), field(2, v)]))));
+const int64Value = (n: number): Buffer => Buffer.concat([varint((4 << 3) | 0), varint(n)]);
+const stringValue = (b: Buffer | string): Buffer => field(7, b);
+const jsonValue = (text: string): Buffer => field(9, text);
+/** asof.v1.WriteRowsRequest: table = 1, rows = 3, ndjson = 4. */
+const writeRows = (table: string, rows: Buffer[], ndjson?: string): Buffer => Buffer.concat([field(1, table), ...rows.map((r) => field(3, r)), ...(ndjson ? [field(4, ndjson)] : [])]);
+
+interface Outcome {
+  code: number;
+  asofCode?: string;
+  message?: string;
+}
+
+describe('gRPC: undecodable requests and values that cannot be stored exactly', () => {
+  let asof: GrpcAsof;
+  let client: grpc.Client;
+  before(async () => {
+    asof = await grpcAsof();
+    client = new grpc.Client(asof.address, grpc.credentials.createInsecure());
+    assert.equal((await asof.req('PUT', '/tables/p', P)).status, 201);
+  });
+  after(async () => {
+    client.close();
+    await asof.destroy();
+  });
+
+  const raw = (b: Buffer): Buffer => b;
+  const outcome = (err: grpc.ServiceError | null): Outcome => {
+    if (!err) return { code: 0 };
+    const body = err.metadata?.get('asof-error')[0];
+    const e = body ? JSON.parse(String(body)).error : undefined;
+    return { code: err.code, asofCode: e?.code, message: e?.message };
+  };
+  const unary = (path: string, bytes: Buffer): Promise<Outcome> =>
+    new Promise((resolve) => client.makeUnaryRequest(path, raw, raw, bytes, (err) => resolve(outcome(err))));
+  const ingest = (messages: Buffer[]): Promise<Outcome> =>
+    new Promise((resolve) => {
+      const call = client.makeClientStreamRequest('/asof.v1.IngestService/WriteRows', raw, raw, (err) => resolve(outcome(err)));
+      for (const m of messages) call.write(m);
+      call.end();
+    });
+  const latest = async (): Promise<number> => (await asof.req('GET', '/tables/p')).body.latestOffset;
+
+  test('15: request bytes that are not protobuf are INVALID_ARGUMENT in the catalogue, on every service', async () => {
+    const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    for (const path of ['/asof.v1.OnlineService/GetOnlineFeatures', '/feast.serving.ServingService/GetOnlineFeatures', '/asof.v1.ChangelogService/Follow']) {
+      const r =
+        path.endsWith('Follow')
+          ? await new Promise<Outcome>((resolve) => {
+              const call = client.makeServerStreamRequest(path, raw, raw, garbage);
+              call.on('error', (e: grpc.ServiceError) => resolve(outcome(e)));
+              call.on('data', () => undefined);
+              call.on('end', () => resolve({ code: 0 }));
+            })
+          : await unary(path, garbage);
+      assert.equal(r.code, grpc.status.INVALID_ARGUMENT, `${path}: ${JSON.stringify(r)}`);
+      assert.equal(r.asofCode, 'ASOF_INVALID_ARGUMENT', path);
+    }
+    const w = await ingest([garbage]);
+    assert.equal(w.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(w));
+    // A string field whose length runs past the end of the message.
+    const truncated = Buffer.concat([varint((1 << 3) | 2), varint(50), Buffer.from('p')]);
+    assert.equal((await ingest([truncated])).code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(await latest(), -1);
+  });
+
+  test('1 over gRPC: a json_value nested 6,000 deep is INVALID_ARGUMENT naming row and column; the table keeps writing', async () => {
+    const before = await latest();
+    const deep = '['.repeat(6000) + ']'.repeat(6000);
+    const r = await ingest([writeRows('p', [row({ id: int64Value(1) }), row({ id: int64Value(2), j: jsonValue(deep) })])]);
+    assert.equal(r.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(r));
+    assert.equal(r.asofCode, 'ASOF_INVALID_ROW');
+    assert.match(r.message!, /row 1: column "j": .*nested more than 100 levels/);
+    assert.equal(await latest(), before);
+    const ok = await ingest([writeRows('p', [row({ id: int64Value(1), s: stringValue('fine') })])]);
+    assert.equal(ok.code, 0, JSON.stringify(ok));
+    assert.equal((await asof.req('GET', '/tables/p/rows/1')).body.row.s, 'fine');
+  });
+
+  test('6, 7 over gRPC: string bytes that are not UTF-8, and a lone surrogate, are INVALID_ARGUMENT and write nothing', async () => {
+    const before = await latest();
+    const bad = Buffer.from([0x61, 0xff, 0xfe, 0x62]);
+    const r = await ingest([writeRows('p', [row({ id: int64Value(3), s: stringValue(bad) })])]);
+    assert.equal(r.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(r));
+    assert.match(r.message!, /not valid UTF-8/);
+    // UTF-8 has no encoding of a lone surrogate; CESU-style bytes (ED A0 80) are invalid UTF-8 too.
+    assert.equal((await ingest([writeRows('p', [row({ id: int64Value(3), s: stringValue(Buffer.from([0xed, 0xa0, 0x80])) })])])).code, grpc.status.INVALID_ARGUMENT);
+    const nd = await ingest([writeRows('p', [], '{"id":3,"s":"\\ud800"}\n')]);
+    assert.equal(nd.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(nd));
+    assert.equal(nd.asofCode, 'ASOF_INVALID_ROW');
+    const j = await ingest([writeRows('p', [row({ id: int64Value(3), j: jsonValue('{"x":1e999}') })])]);
+    assert.equal(j.asofCode, 'ASOF_INVALID_ROW', JSON.stringify(j));
+    assert.equal(await latest(), before);
+    // Valid multi-byte text is stored exactly.
+    assert.equal((await ingest([writeRows('p', [row({ id: int64Value(3), s: stringValue('é€😀') })])])).code, 0);
+    assert.equal((await asof.req('GET', '/tables/p/rows/3')).body.row.s, 'é€😀');
+  });
+});
