@@ -5,6 +5,7 @@
  * produces from its `GetOnlineFeaturesResponse`: `metadata.feature_names`, then
  * one `{values, statuses, event_timestamps}` per name, entity key columns first.
  */
+import { decodeUtf8, MAX_JSON_BODY_DEPTH, parseJsonText } from '../engine/json-safety.js';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { decisionIdsOf, getFeastOnlineFeatures } from '../feast/online.js';
@@ -46,9 +47,10 @@ export function feastRoutes(app: FastifyInstance, services: Services): void {
   // inside this plugin every body is read as JSON.
   void app.register(async (scope) => {
     scope.removeContentTypeParser(['text/plain']);
-    scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => {
       try {
-        done(null, body === '' ? undefined : JSON.parse(body as string));
+        const text = decodeUtf8(body as Buffer, 'the body');
+        done(null, text === '' ? undefined : parseJsonText(text, { maxDepth: MAX_JSON_BODY_DEPTH }));
       } catch (e) {
         done(e as Error, undefined);
       }
