@@ -2,6 +2,7 @@
  * Body formats rows arrive in, turned into plain row objects before validation:
  * JSON `{rows, op}`, NDJSON (one row per line) and an Arrow IPC stream.
  */
+import { isUtf8 } from 'node:buffer';
 import * as A from 'apache-arrow';
 import { AsofError } from '../errors.js';
 import { decodeColumn } from '../engine/arrow-codec.js';
@@ -39,11 +40,23 @@ export function parseArrowStream(bytes: Uint8Array): unknown[] {
   } catch (e) {
     throw new AsofError('ASOF_INVALID_ARGUMENT', `body is not a valid Arrow IPC stream: ${(e as Error).message}`, [{ field: 'body', reason: 'invalid Arrow IPC' }]);
   }
+  try {
+    return batchRows(batches);
+  } catch (e) {
+    // Nesting deep enough to overflow a recursive read is the body's fault, not the server's.
+    if (e instanceof AsofError) throw e;
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `the Arrow IPC stream's values cannot be read: ${(e as Error).message}`, [{ field: 'body', reason: 'unreadable Arrow values' }]);
+  }
+}
+
+function batchRows(batches: A.RecordBatch[]): unknown[] {
   const rows: unknown[] = [];
   for (const batch of batches) {
     const fields = batch.schema.fields;
+    // Assigned to a plain object, this name would replace the row's prototype rather than add a column.
+    if (fields.some((f) => f.name === '__proto__')) throw new AsofError('ASOF_INVALID_ROW', 'column "__proto__": the name "__proto__" is reserved; nothing was written', [{ field: '__proto__', reason: 'the name "__proto__" is reserved' }]);
     const n = batch.numRows;
-    const values = fields.map((f, j) => columnValues(f.type, batch.getChildAt(j)!));
+    const values = fields.map((f, j) => columnValues(f.name, f.type, batch.getChildAt(j)!));
     const code = rowCodeFor(fields.map((f) => ({ name: f.name })));
     if (code) {
       for (const row of code.build(values, n)) rows.push(row);
@@ -70,7 +83,13 @@ function sameAs(type: A.DataType): ColumnType | undefined {
   return undefined;
 }
 
-function columnValues(type: A.DataType, vec: A.Vector): unknown[] {
+function columnValues(name: string, type: A.DataType, vec: A.Vector): unknown[] {
+  // Arrow's decoder would turn bytes that are not UTF-8 into U+FFFD: each chunk's text bytes are checked at once, natively.
+  if (A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type)) {
+    for (const d of vec.data) {
+      if (d.values && !isUtf8(d.values)) throw new AsofError('ASOF_INVALID_ROW', `column "${name}": the text is not valid UTF-8; nothing was written`, [{ field: name, reason: 'not valid UTF-8' }]);
+    }
+  }
   const as = sameAs(type);
   if (as) return decodeColumn(as, vec);
   const ts = A.DataType.isTimestamp(type) || A.DataType.isDate(type);

@@ -6,6 +6,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import * as A from 'apache-arrow';
 import { testAsof, type TestAsof } from '../helpers.js';
 
 const P = {
@@ -20,6 +21,10 @@ const P = {
 };
 const D = { kind: 'pk', primaryKey: ['driver_id'], columns: [{ name: 'driver_id', type: 'int64', nullable: false }, { name: 'city', type: 'string' }] };
 const JSON_CT = { 'content-type': 'application/json' };
+const ARROW_CT = { 'content-type': 'application/vnd.apache.arrow.stream' };
+/** An Arrow IPC stream of columns `id` (int64) and `name` (utf8, one value per id). */
+const arrowStream = (ids: number[], name: string, texts: string[]): Buffer =>
+  Buffer.from(A.tableToIPC(new A.Table({ id: A.vectorFromArray(ids.map(BigInt), new A.Int64()), [name]: A.vectorFromArray(texts, new A.Utf8()) }), 'stream'));
 
 describe('input safety: issue 13 findings', () => {
   let asof: TestAsof;
@@ -137,6 +142,13 @@ describe('input safety: issue 13 findings', () => {
     assert.match(e.message, /not valid UTF-8 \(byte 22: 0xff\)/);
     await refused(await asof.req('POST', '/tables/p/rows', bad('{"id":5,"s":"', '"}\n'), { 'content-type': 'application/x-ndjson' }), 400, 'ASOF_INVALID_ARGUMENT', 'p', before);
     await refused(await asof.req('POST', '/tables/p/import', bad('{"id":5,"s":"', '"}\n'), { 'content-type': 'application/x-ndjson' }), 400, 'ASOF_INVALID_ARGUMENT', 'p', before);
+    // Arrow: the text bytes of a utf8 column (the marker "Zq" replaced by 0xff 0xfe).
+    const arrow = arrowStream([5], 's', ['aZqb']);
+    const at = arrow.indexOf('Zq');
+    arrow[at] = 0xff;
+    arrow[at + 1] = 0xfe;
+    const ea = await refused(await asof.req('POST', '/tables/p/rows', arrow, ARROW_CT), 400, 'ASOF_INVALID_ROW', 'p', before);
+    assert.match(ea.message, /column "s": the text is not valid UTF-8/);
     const csv = await asof.req('POST', '/tables/p/import', bad('id,s\n5,', '\n'), { 'content-type': 'text/csv' });
     assert.equal(csv.status, 400, JSON.stringify(csv.body));
     assert.equal(await latest(), before);
@@ -210,6 +222,8 @@ describe('input safety: issue 13 findings', () => {
     const inJson = await refused(await asof.req('POST', '/tables/p/rows', '{"rows":[{"id":9,"j":{"a":{"__proto__":1}}}]}', JSON_CT), 400, 'ASOF_INVALID_ROW', 'p', before);
     assert.match(inJson.message, /reserved/);
     await refused(await asof.req('POST', '/tables/p/rows', '{"id":9,"__proto__":1}\n', { 'content-type': 'application/x-ndjson' }), 400, 'ASOF_INVALID_ROW', 'p', before);
+    const arrow = await refused(await asof.req('POST', '/tables/p/rows', arrowStream([9], '__proto__', ['x']), ARROW_CT), 400, 'ASOF_INVALID_ROW', 'p', before);
+    assert.match(arrow.message, /"__proto__" is reserved/);
     const def = await refused(await asof.req('PUT', '/tables/q', '{"kind":"pk","__proto__":{"x":1},"columns":[]}', JSON_CT), 400, 'ASOF_INVALID_ARGUMENT');
     assert.match(def.message, /reserved/);
     assert.equal(({} as any).s, undefined, 'no prototype was touched');
