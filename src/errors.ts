@@ -71,10 +71,21 @@ export class AsofError extends Error {
   get retriable(): boolean {
     return ERROR_CATALOGUE[this.code].retriable;
   }
+  /**
+   * The message as clients see it. A server-side failure's message may quote
+   * a storage error, which names files on the server: their paths are not the
+   * client's business (the log keeps the full message).
+   */
+  get publicMessage(): string {
+    return this.httpStatus >= 500 ? withoutServerPaths(this.message) : this.message;
+  }
   toJSON(): { error: { code: ErrorCode; message: string; details?: unknown } } {
-    return { error: { code: this.code, message: this.message, ...(this.details === undefined ? {} : { details: this.details }) } };
+    return { error: { code: this.code, message: this.publicMessage, ...(this.details === undefined ? {} : { details: this.details }) } };
   }
 }
+
+/** Absolute file paths (two or more segments) in a message replaced by `<path>`. */
+export const withoutServerPaths = (message: string): string => message.replace(/(?<![\w.])\/(?:[^\s'"/:,;()]+\/)+[^\s'":,;()]*/g, '<path>');
 
 export const isAsofError = (e: unknown): e is AsofError => e instanceof AsofError;
 

@@ -42,12 +42,12 @@ export function toGrpcStatus(err: unknown, logger: Logger): Partial<grpc.StatusO
   const metadata = new grpc.Metadata();
   metadata.set('asof-error-code', e.code);
   let body = asciiJson(e.toJSON());
-  if (body.length > MAX_ERROR_JSON) body = asciiJson({ error: { code: e.code, message: e.message.slice(0, 2000), details: { truncated: true } } });
+  if (body.length > MAX_ERROR_JSON) body = asciiJson({ error: { code: e.code, message: e.publicMessage.slice(0, 2000), details: { truncated: true } } });
   metadata.set('asof-error', body);
   if (e.code === 'ASOF_BACKEND_UNAVAILABLE') onlineStoreErrors.count++;
   const retryAfter = retryAfterOf(e);
   if (retryAfter !== undefined) metadata.set('retry-after', String(retryAfter));
-  return { code: e.grpcStatus, details: e.message, metadata };
+  return { code: e.grpcStatus, details: e.publicMessage, metadata };
 }
 
 /** Set on every handler made here: server.ts refuses a method whose handler does not declare its access. */
