@@ -209,7 +209,10 @@ describe('POST /training-sets', () => {
     const badCsv = await asof.req('POST', '/training-sets?features=ride_stats:fare', 'driver,timestamp\n007,not a time\n', { 'content-type': 'text/csv' });
     assert.equal(badCsv.status, 400);
     assert.equal(badCsv.body.error.details[0].row, 0);
-    const scratch = await import('node:fs/promises').then((fs) => fs.readdir(join(asof.dataDir, 'training-sets', 'scratch')));
+    // An inline answer's file is removed when its stream closes, which may be just after the answer arrives (seen at load 40): wait for it, up to a deadline.
+    const { readdir } = await import('node:fs/promises');
+    let scratch = await readdir(join(asof.dataDir, 'training-sets', 'scratch'));
+    for (const deadline = Date.now() + 10_000; scratch.length && Date.now() < deadline; scratch = await readdir(join(asof.dataDir, 'training-sets', 'scratch'))) await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(scratch, [], 'uploads and inline answers leave nothing behind');
   });
 });
