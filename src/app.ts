@@ -6,7 +6,9 @@ import type { FastifyInstance } from 'fastify';
 import { admissionLimits, isLoopback, type Config } from './config.js';
 import { Admission } from './admission.js';
 import { ApiKeys } from './access.js';
+import { join } from 'node:path';
 import { Engine } from './engine/engine.js';
+import { openLanceTier } from './engine/lance-tier.js';
 import { IngestService } from './ingest/ingest.js';
 import type { Logger } from './logger.js';
 import type { Services } from './services.js';
@@ -51,12 +53,12 @@ export interface Asof {
  */
 export async function buildServices(
   config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
-    Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'lookupCacheMb' | 'lanceUri' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours'>>,
+    Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'segmentBytes' | 'lookupCacheMb' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours'>>,
   logger: Logger,
   now: () => number = Date.now,
   opts: { materialize?: boolean } = {},
 ): Promise<Services> {
-  const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role });
+  const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role, segmentBytes: config.segmentBytes, tiering: await tieringOptions(config) });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows });
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { mirror, logger });
@@ -79,6 +81,15 @@ export async function buildServices(
   );
   const audit = await AuditService.open(engine, registry, now, config.auditSigningKey);
   return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, vectors, audit, logger, now };
+}
+
+/** The cold tier (Lance) and its timing; undefined when ASOF_TIER_AFTER is off. A replica tiers nothing: the primary owns the tables. */
+async function tieringOptions(config: Pick<Config, 'dataDir'> & Partial<Pick<Config, 'role' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention'>>) {
+  const tierAfterMs = config.tierAfter === undefined ? 10_000 : config.tierAfter;
+  if (tierAfterMs === null || config.role === 'replica') return undefined;
+  const uri = config.lanceUri ?? join(config.dataDir, 'lance');
+  const cold = await openLanceTier(uri, config.lanceStorageOptions ?? {});
+  return { cold, tierAfterMs, hotRetentionMs: config.hotRetention === undefined ? 3_600_000 : (config.hotRetention ?? Infinity) };
 }
 
 /** Stops the services in dependency order: no more materializing, then the store, then the tables. */

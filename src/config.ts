@@ -5,8 +5,20 @@
 import { z } from 'zod';
 import { parseKeyList, type KeyEntry } from './access.js';
 import type { GateLimits, WorkKind } from './admission.js';
+import { parseDuration } from './features/definitions.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
+/** `10s`, `0s`, `1h`, `250ms` → milliseconds; `off` → null; milliseconds pass through. */
+const duration = z.union([z.number().min(0), z.null(), z.string()]).transform((s, ctx) => {
+  if (typeof s !== 'string') return s;
+  if (s === 'off') return null;
+  const ms = parseDuration(s);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${s}" is not a duration such as 10s, 5m, 1h (or off)` });
+    return z.NEVER;
+  }
+  return ms;
+});
 
 export const ConfigSchema = z.object({
   port: port.default(8080),
@@ -18,7 +30,25 @@ export const ConfigSchema = z.object({
   redisPrefix: z.string().min(1).default('asof:'),
   /** primary: owns tables and materializes views; replica: serves what primaries wrote to the shared Redis, read-only. */
   role: z.enum(['primary', 'replica']).default('primary'),
+  /** The cold tier: a folder (default <data dir>/lance) or an object-store URI (s3://...). */
   lanceUri: z.string().min(1).optional(),
+  /** LanceDB storage options, JSON object of strings (credentials, endpoint, region, ...). */
+  lanceStorageOptions: z.union([z.record(z.string(), z.string()), z.string()]).optional().transform((s, ctx) => {
+    if (s === undefined || s === '') return {};
+    if (typeof s !== 'string') return s;
+    try {
+      const o = JSON.parse(s) as unknown;
+      if (o && typeof o === 'object' && !Array.isArray(o) && Object.values(o).every((v) => typeof v === 'string')) return o as Record<string, string>;
+    } catch {
+      /* reported below */
+    }
+    ctx.addIssue({ code: 'custom', message: 'must be a JSON object of string values, e.g. {"aws_region":"us-east-1"}' });
+    return z.NEVER;
+  }),
+  /** Records are tiered into Lance once committed this long ago: a duration (`10s`, `0s`, `5m`), or `off` to keep every record in the hot log. */
+  tierAfter: duration.default(10_000),
+  /** Tiered records stay in the hot log this long after their commit (then their sealed segments are deleted). */
+  hotRetention: duration.default(3_600_000),
   /** How often vector search moves new rows from memory into Lance, ms (they are searchable at once either way). */
   vectorFlushMs: z.coerce.number().int().positive().default(1000),
   /** Rows a vector column needs before its ANN index is trained (below it, exact search is as fast). */
@@ -58,6 +88,8 @@ export const ConfigSchema = z.object({
   maxUploadBytes: z.coerce.number().int().positive().default(4 * 1024 ** 3),
   /** Snapshot a table once replaying its changelog since the last snapshot would cost about this many records. */
   snapshotEvery: z.coerce.number().int().positive().default(200_000),
+  /** Changelog segment size, bytes: the last segment is sealed and a new one begun once it holds this much. */
+  segmentBytes: z.coerce.number().int().positive().default(64 << 20),
   /** Memory for recent online evaluations and their rendered answers, MiB (entities not written since their last lookup are answered from it); 0 turns it off. */
   lookupCacheMb: z.coerce.number().int().min(0).default(64),
   /** Ed25519 private key (PKCS#8 PEM, or the 32-byte seed in base64 or hex): signs chain heads and decisions; unset: unsigned. */
@@ -95,6 +127,9 @@ const ENV: Record<keyof Config, string> = {
   lanceUri: 'ASOF_LANCE_URI',
   vectorFlushMs: 'ASOF_VECTOR_FLUSH_MS',
   vectorIndexMinRows: 'ASOF_VECTOR_INDEX_MIN_ROWS',
+  lanceStorageOptions: 'ASOF_LANCE_STORAGE_OPTIONS',
+  tierAfter: 'ASOF_TIER_AFTER',
+  hotRetention: 'ASOF_HOT_RETENTION',
   apiKeys: 'ASOF_API_KEYS',
   apiKeysFile: 'ASOF_API_KEYS_FILE',
   metricsOpen: 'ASOF_METRICS_OPEN',
@@ -106,6 +141,7 @@ const ENV: Record<keyof Config, string> = {
   offlineMemoryMb: 'ASOF_OFFLINE_MEMORY_MB',
   maxUploadBytes: 'ASOF_MAX_UPLOAD_BYTES',
   snapshotEvery: 'ASOF_SNAPSHOT_EVERY',
+  segmentBytes: 'ASOF_SEGMENT_BYTES',
   lookupCacheMb: 'ASOF_LOOKUP_CACHE_MB',
   auditSigningKey: 'ASOF_AUDIT_SIGNING_KEY',
   maxInFlightWrites: 'ASOF_MAX_IN_FLIGHT_WRITES',

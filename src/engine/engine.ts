@@ -3,7 +3,7 @@
  *
  * Layout under the data dir:
  *   catalog.json                  table definitions (atomic rewrite on change)
- *   tables/<name>/changelog.log   the table's changelog (see log.ts)
+ *   tables/<name>/changelog-<position>.log   the table's changelog segments (see segments.ts, log.ts)
  *   tables/<name>/state.snapshot  pk tables: latest state at some offset
  *   LOCK                          the PID of the one process that has the folder open (lock.ts)
  */
@@ -17,6 +17,11 @@ import { ChangelogDamaged } from './log.js';
 import type { KeyedAnswer } from './idempotency.js';
 import { Table } from './table.js';
 import { DataDirLock } from './lock.js';
+import type { ColdTier } from './cold-tier.js';
+import { Tiering } from './tiering.js';
+
+/** 64 MiB: a segment is the unit the hot log is deleted in once tiered, so it is small against a day of ingest and large against a frame. */
+export const DEFAULT_SEGMENT_BYTES = 64 << 20;
 
 export interface EngineOptions {
   dataDir: string;
@@ -29,6 +34,10 @@ export interface EngineOptions {
   role?: Role;
   /** How long (ms after the commit) and how many per table Idempotency-Keys are remembered; default 24 h and 100,000. */
   idempotency?: { ttlMs: number; capacity: number };
+  /** Changelog segment size, bytes (segments.ts). */
+  segmentBytes?: number;
+  /** The cold tier and when to move records there; undefined keeps every record in the hot log. */
+  tiering?: { cold: ColdTier; tierAfterMs: number; hotRetentionMs: number };
 }
 
 export const DEFAULT_IDEMPOTENCY = { ttlMs: 24 * 3600_000, capacity: 100_000 };
@@ -66,10 +75,13 @@ export class Engine {
   private readonly now: () => number;
   readonly role: Role;
   private lock?: DataDirLock;
+  /** The background tiering task, when a cold tier is configured. */
+  readonly tiering?: Tiering;
 
   private constructor(private readonly opts: EngineOptions) {
     this.now = opts.now ?? Date.now;
     this.role = opts.role ?? 'primary';
+    if (opts.tiering) this.tiering = new Tiering(() => [...this.tables.values()], { ...opts.tiering, now: this.now, logger: opts.logger });
   }
 
   /**
@@ -97,6 +109,19 @@ export class Engine {
       await e.close().catch(() => undefined);
       throw err;
     }
+    const { tables } = await readJson<{ tables: TableDef[] }>(e.catalogPath, { tables: [] });
+    // Tables recover independently; open them side by side. One that fails stays closed and the rest serve.
+    await Promise.all(
+      tables.map(async (def) => {
+        try {
+          e.tables.set(def.name, await e.openTable(def));
+        } catch (err) {
+          e.unavailable.set(def.name, { def, error: e.unavailableError(def.name, err as Error) });
+          opts.logger.error({ table: def.name, err: (err as Error).message, damage: err instanceof ChangelogDamaged ? err.damage : undefined }, `table "${def.name}" did not open and answers ASOF_TABLE_UNAVAILABLE: ${(err as Error).message}`);
+        }
+      }),
+    );
+    e.tiering?.start();
     return e;
   }
 
@@ -117,7 +142,8 @@ export class Engine {
   private async openTable(def: TableDef): Promise<Table> {
     const dir = join(this.opts.dataDir, 'tables', def.name);
     await mkdir(dir, { recursive: true });
-    return Table.open(new TableSchema(def), dir, { snapshotEvery: this.opts.snapshotEvery ?? 200_000, now: this.now, idempotency: this.opts.idempotency ?? DEFAULT_IDEMPOTENCY }, this.opts.logger);
+    const cold = await this.opts.tiering?.cold.open(def.name, def.primaryKey);
+    return Table.open(new TableSchema(def), dir, { snapshotEvery: this.opts.snapshotEvery ?? 200_000, now: this.now, idempotency: this.opts.idempotency ?? DEFAULT_IDEMPOTENCY, segmentBytes: this.opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES }, this.opts.logger, cold);
   }
 
   /**
@@ -211,7 +237,7 @@ export class Engine {
       schemaVersions: d.schemaVersions,
       rowCount: t.rowCount,
       latestOffset: t.endOffset - 1,
-      tieredOffset: -1,
+      tieredOffset: t.tieredEnd - 1,
       createdAt: d.createdAt,
     };
   }
@@ -223,11 +249,25 @@ export class Engine {
     return out;
   }
 
+  /**
+   * Tiering lag of a table: records not yet in the cold tier, and the age (ms)
+   * of the oldest of them (0 when none). Undefined without a cold tier.
+   */
+  tieringLag(name: string): { records: number; ms: number } | undefined {
+    if (!this.tiering) return undefined;
+    const t = this.table(name);
+    const records = t.endOffset - t.tieredEnd;
+    return { records, ms: records > 0 ? Math.max(0, this.now() - t.commitTimeAt(t.tieredEnd)) : 0 };
+  }
+
   async close(): Promise<void> {
     try {
       await Promise.all([...this.tables.values()].map((t) => t.close()));
     } finally {
       await this.lock?.release();
     }
+    await this.tiering?.stop();
+    await Promise.all([...this.tables.values()].map((t) => t.close()));
+    await this.opts.tiering?.cold.close();
   }
 }

@@ -42,6 +42,18 @@ export class FrameIndex {
     return this.commitTime[this.find(offset)];
   }
 
+  /** First offset of the first frame at or after global byte position `pos`; `end` when there is none. */
+  offsetAtPos(pos: number, end: number): number {
+    let lo = 0;
+    let hi = this.size;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.pos[mid] < pos) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < this.size ? this.firstOffset[lo] : end;
+  }
+
   /** Index of the frame holding `offset` (offset within [0, end)). */
   find(offset: number): number {
     let lo = 0;

@@ -155,6 +155,10 @@ export interface ResumePoint {
   commitTime: number;
   /** The last frame before `pos`, as the snapshot recorded it: its header must match the file's. */
   lastFrame?: FrameMeta;
+  /** Chain hash of the frame before `pos` when it is not in this file (the previous changelog segment's head). */
+  head?: Buffer;
+  /** Offset the file's first frame must start at (a changelog segment after the first); default 0. */
+  fileOffset?: number;
 }
 
 /** Damage before the end of a changelog: a bad frame that whole frames follow (or that a snapshot says was acknowledged). */
@@ -250,7 +254,9 @@ export class ChangelogFile {
    * it, or one the snapshot says was acknowledged, is damage: ChangelogDamaged,
    * and the file is left as it is (`repair` cuts it when asked). Throws when the
    * file is shorter than `from.pos`: the snapshot then reflects records the
-   * changelog lost, and serving either would be a lie.
+   * changelog lost, and serving either would be a lie. A `sealed` file (a
+   * changelog segment that was complete before the next began) is never cut:
+   * damage in it throws.
    */
   static async open(
     path: string,
@@ -258,12 +264,13 @@ export class ChangelogFile {
     onFrame: (meta: FrameMeta, payload: Uint8Array) => void,
     /** The table's name: part of every chain hash. */
     table = '',
+    opts: { sealed?: boolean } = {},
   ): Promise<{ log: ChangelogFile; report: RecoveryReport }> {
     const fh = await open(path, 'a+');
     let walked: Walk;
     const replayed = { frames: 0, records: 0 };
     // Every frame is walked, so the chain continues from the last whole one (a version-1 frame has no hash: none before it counts).
-    let head = CHAIN_GENESIS;
+    let head = from.head ?? CHAIN_GENESIS;
     try {
       const { size } = await fh.stat();
       if (size < from.pos) {
@@ -277,7 +284,7 @@ export class ChangelogFile {
           throw new SnapshotMismatch(`the frame at byte ${f.pos} of ${path} is not the one the snapshot recorded`);
         }
       }
-      walked = await walkFrames(fh, size, (meta, payload, hash) => {
+      walked = await walkFrames(fh, size, from.fileOffset ?? 0, (meta, payload, hash) => {
         if (hash) head = Buffer.from(hash);
         if (meta.pos < from.pos && meta.pos + meta.length > from.pos) throw new SnapshotMismatch(`no frame of ${path} starts at byte ${from.pos}, where the snapshot ends`);
         if (meta.pos === from.pos && meta.firstOffset !== from.offset) throw new SnapshotMismatch(`the frame at byte ${from.pos} of ${path} starts at offset ${meta.firstOffset}, the snapshot ends at ${from.offset}`);
@@ -288,7 +295,8 @@ export class ChangelogFile {
       });
       if (walked.bad) {
         const damage = await findDamage(fh, path, size, walked.bad, walked.nextOffset);
-        if (damage || walked.bad.pos < from.pos) {
+        // A sealed changelog segment is never cut: it was whole before the next one began.
+        if (damage || walked.bad.pos < from.pos || opts.sealed) {
           throw new ChangelogDamaged(damage ?? { path, pos: walked.bad.pos, reason: walked.bad.reason, size, fromOffset: walked.nextOffset, endOffset: from.offset });
         }
         await fh.truncate(walked.bad.pos);
@@ -312,7 +320,7 @@ export class ChangelogFile {
     const fh = await open(path, 'r+');
     try {
       const { size } = await fh.stat();
-      const walked = await walkFrames(fh, size, () => undefined);
+      const walked = await walkFrames(fh, size, await firstOffsetIn(fh), () => undefined);
       const kept = { bytes: walked.end, frames: walked.frames, records: walked.nextOffset };
       if (!walked.bad) return { path, size, kept };
       const damage = await findDamage(fh, path, size, walked.bad, walked.nextOffset);
@@ -425,10 +433,39 @@ export class ChangelogFile {
     return { ...meta, version, crcOk, ...splitBody(version, body) };
   }
 
+  /** A whole frame as stored (header, chain hash, payload), its checksum checked again: what the cold tier keeps. */
+  async readBytes(meta: FrameMeta): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(meta.length);
+    const { bytesRead } = await this.fh.read(buf, 0, meta.length, meta.pos);
+    if (bytesRead !== meta.length) throw new Error(`short read of frame at byte ${meta.pos} in ${this.path}`);
+    parseFrame(buf, meta.pos, this.path);
+    return buf;
+  }
+
   async close(): Promise<void> {
     await this.fh.close();
   }
 }
+
+/** One whole frame's bytes (as stored, e.g. kept by the cold tier) → the frame, its checksum reported (not enforced); `pos` is recorded in it. */
+export function rawFrameOf(bytes: Uint8Array, pos: number): RawFrame {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const body = buf.subarray(HEADER_BYTES);
+  const crcOk = buf.length >= HEADER_BYTES && buf.readUInt32LE(0) === FRAME_MAGIC && buf.readUInt32LE(8) === body.length && crc32(body, crc32(buf.subarray(16, HEADER_BYTES))) === buf.readUInt32LE(12);
+  const version = buf.length >= HEADER_BYTES ? buf.readUInt8(4) : 0;
+  const meta = crcOk
+    ? { firstOffset: Number(buf.readBigInt64LE(16)), count: buf.readUInt32LE(24), schemaVersion: buf.readUInt32LE(28), commitTime: buf.readDoubleLE(32), pos, length: buf.length }
+    : { firstOffset: NaN, count: 0, schemaVersion: 0, commitTime: NaN, pos, length: buf.length };
+  return { ...meta, version, crcOk, ...splitBody(version, body) };
+}
+
+/** As rawFrameOf, but a frame that is not whole or fails its checksum throws. */
+export function parseFrame(bytes: Uint8Array, pos: number, where: string): RawFrame {
+  const f = rawFrameOf(bytes, pos);
+  if (!f.crcOk) throw new Error(`changelog frame at byte ${pos} of ${where} fails its checksum: it was damaged after it was written`);
+  return f;
+}
+
 
 /** The buffers after skipping their first `skip` bytes (what a partial writev left). */
 export function sliceBuffers(bufs: Uint8Array[], skip: number): Uint8Array[] {
@@ -463,13 +500,13 @@ interface Walk {
  * offset and commit-time order, and gives each whole one to `onFrame`; stops at
  * the first bad one. Reads in 16 MiB chunks.
  */
-async function walkFrames(fh: FileHandle, size: number, onFrame: (meta: FrameMeta, payload: Uint8Array, hash: Uint8Array | null) => void): Promise<Walk> {
+async function walkFrames(fh: FileHandle, size: number, firstOffset: number, onFrame: (meta: FrameMeta, payload: Uint8Array, hash: Uint8Array | null) => void): Promise<Walk> {
   const CHUNK = 16 << 20;
   let buf = Buffer.alloc(0);
   let bufStart = 0; // file position of buf[0]
   let filePos = 0; // next file position to read
   let pos = 0; // next frame's file position
-  let expectOffset = 0;
+  let expectOffset = firstOffset;
   let lastCommit = -Infinity;
   let frames = 0;
   const need = async (end: number): Promise<boolean> => {
@@ -564,4 +601,11 @@ async function findDamage(fh: FileHandle, path: string, size: number, bad: { pos
     f = (await wholeFrameAt(fh, at, size)) ?? (await nextWholeFrame(fh, at, size, endOffset));
   }
   return { path, pos: bad.pos, reason: bad.reason, size, fromOffset, next: { pos: next.pos, firstOffset: next.firstOffset }, endOffset };
+}
+
+/** The first frame's offset as its header says (0 for an empty file): where a changelog segment's offsets begin. */
+async function firstOffsetIn(fh: FileHandle): Promise<number> {
+  const h = Buffer.alloc(HEADER_BYTES);
+  const { bytesRead } = await fh.read(h, 0, HEADER_BYTES, 0);
+  return bytesRead === HEADER_BYTES && h.readUInt32LE(0) === FRAME_MAGIC ? Number(h.readBigInt64LE(16)) : 0;
 }

@@ -14,8 +14,11 @@ import { makeVector, type Vector } from 'apache-arrow';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
 import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, streamMetadata, type ChangeName } from './arrow-codec.js';
-import { AppendFailed, CHAIN_GENESIS, ChangelogFile, FILE_START, SnapshotMismatch, type FrameMeta, type RawFrame, type ResumePoint } from './log.js';
+import { AppendFailed, CHAIN_GENESIS, FILE_START, rawFrameOf, SnapshotMismatch, type FrameMeta, type RawFrame, type ResumePoint } from './log.js';
 import { IdempotencyKeys, keysMetadata, keysOf, type FrameKey, type KeyedAnswer, type KeyedRequest } from './idempotency.js';
+import type { ColdFrame, ColdTable } from './cold-tier.js';
+import { payloadOf, replayCold, scanKey, unionFrames, type UnionSource } from './union-read.js';
+import { SegmentedLog } from './segments.js';
 import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
 import { PkState } from './pk-state.js';
 import { planGroup } from './plan.js';
@@ -77,6 +80,8 @@ export interface TableOptions {
   now: () => number;
   /** How long (ms after its commit) and how many per table idempotency keys are remembered (idempotency.ts). */
   idempotency: { ttlMs: number; capacity: number };
+  /** A changelog segment is sealed, and the next one begun, once it holds this many bytes. */
+  segmentBytes: number;
 }
 
 /**
@@ -87,7 +92,7 @@ export interface TableOptions {
 const FRAME_COST = 64;
 
 export class Table {
-  private log!: ChangelogFile;
+  private log!: SegmentedLog;
   private frames = new FrameIndex();
   private nextOffset = 0;
   private lastCommitTime = 0;
@@ -105,6 +110,10 @@ export class Table {
   private readonly listeners = new Set<CommitListener>();
   /** Keyed requests' answers, from the frames that hold their keys. */
   private readonly keys: IdempotencyKeys;
+  /** The cold tier's copy of this table's changelog (records [0, cold.end())), when tiering is on. */
+  private cold?: ColdTable;
+  /** Offsets below this are only in the cold tier: the hot log's first offset. */
+  private coldBelow = 0;
 
   private currentSchema: TableSchema;
 
@@ -136,8 +145,9 @@ export class Table {
   }
 
   /** Opens a table's files: loads the newest snapshot, replays the changelog after it, cuts a torn tail. */
-  static async open(schema: TableSchema, dir: string, opts: TableOptions, logger: Logger): Promise<Table> {
+  static async open(schema: TableSchema, dir: string, opts: TableOptions, logger: Logger, cold?: ColdTable): Promise<Table> {
     const t = new Table(schema, dir, opts, logger);
+    t.cold = cold;
     await t.recover();
     return t;
   }
@@ -159,7 +169,7 @@ export class Table {
       // A snapshot's rows carry no versions; they are set from its key index below.
       for (let i = 0; i < n; i++) this.state.setAt(this.keyAt(keyValues, i), values, i, NaN);
     });
-    let opened: Awaited<ReturnType<typeof ChangelogFile.open>> | undefined;
+    let opened: Awaited<ReturnType<typeof SegmentedLog.open>> | undefined;
     if (snap && 'damaged' in snap) {
       this.state.clear();
       this.logger.warn({ table: this.name, reason: snap.damaged }, `snapshot unusable (${snap.damaged}); replaying the whole changelog`);
@@ -190,6 +200,13 @@ export class Table {
     const from = opened ? this.snapshotAt.offset : 0;
     this.log = log;
     this.headHash = log.chainHead;
+    this.coldBelow = this.frames.offsetAtPos(this.log.segments()[0].base, this.nextOffset);
+    if (!this.cold && this.coldBelow > 0) {
+      throw new Error(`table "${this.name}": the hot changelog starts at offset ${this.coldBelow}, the records below it are in the cold tier, and tiering is off (ASOF_TIER_AFTER=off): set ASOF_LANCE_URI to where they were tiered`);
+    }
+    if (this.cold && this.cold.end() < this.coldBelow) {
+      throw new Error(`table "${this.name}": the hot changelog starts at offset ${this.coldBelow} but the cold tier holds only [0, ${this.cold.end()}): records are missing (is ASOF_LANCE_URI the one this data folder was tiered to?)`);
+    }
     if (report.cutBytes > 0) {
       this.logger.warn({ table: this.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: this.nextOffset }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
     }
@@ -197,15 +214,18 @@ export class Table {
   }
 
   /** Opens the changelog at `from`, replaying each frame after it into the indexes and state. */
-  private openLog(from: ResumePoint): ReturnType<typeof ChangelogFile.open> {
-    return ChangelogFile.open(
-      join(this.dir, 'changelog.log'),
-      from,
-      (meta, payload) => {
-        this.frames.push(meta);
-        this.nextOffset = meta.firstOffset + meta.count;
-        this.lastCommitTime = meta.commitTime;
-        this.replayFrame(meta, payload);
+  private openLog(from: ResumePoint): ReturnType<typeof SegmentedLog.open> {
+    const onFrame = (meta: FrameMeta, payload: Uint8Array): void => {
+      this.frames.push(meta);
+      this.nextOffset = meta.firstOffset + meta.count;
+      this.lastCommitTime = meta.commitTime;
+      this.replayFrame(meta, payload);
+    };
+    return SegmentedLog.open(this.dir, from, this.opts.segmentBytes, onFrame,
+      async (hotFirst) => {
+      const at = await replayCold(this.cold, this.name, hotFirst, onFrame);
+      this.logger.info({ table: this.name, records: at.offset }, 'replayed the cold tier below the hot changelog');
+      return at;
       },
       this.name,
     );
@@ -445,6 +465,92 @@ export class Table {
     return next;
   }
 
+  private get union(): UnionSource {
+    return { frames: this.frames, log: this.log, cold: this.cold, coldBelow: this.coldBelow, end: this.nextOffset };
+  }
+
+  /**
+   * The changelog's frames holding offsets in [fromOffset, toOffset), whole
+   * (header and payload as stored, checksum checked), from the hot log or the
+   * cold tier: what re-verifying a frame's checksum or hash chain needs.
+   */
+  async *frameBytes(fromOffset: number, toOffset: number): AsyncGenerator<{ firstOffset: number; count: number; commitTime: number; bytes: Uint8Array }> {
+    for await (const { meta, bytes } of unionFrames(this.union, fromOffset, toOffset)) yield { firstOffset: meta.firstOffset, count: meta.count, commitTime: meta.commitTime, bytes };
+  }
+
+  /** Records [0, tieredEnd) are in the cold tier; 0 without one. */
+  get tieredEnd(): number {
+    return this.cold?.end() ?? 0;
+  }
+
+  /** The first offset the hot log holds (records below it are read from the cold tier). */
+  get hotStart(): number {
+    return this.coldBelow;
+  }
+
+  /** Commit time (epoch ms) of the record at `offset` (within [0, endOffset)). */
+  commitTimeAt(offset: number): number {
+    return this.frames.commitTimeOf(offset);
+  }
+
+  /**
+   * Tiering, one step: copies the whole frames after the cold tier's end
+   * committed at or before `olderThan` (epoch ms), up to about `maxBytes`,
+   * into the cold tier in one commit. Returns the records copied. Callers
+   * run one step at a time per table (one writer).
+   */
+  async tierStep(olderThan: number, maxBytes: number): Promise<number> {
+    const cold = this.cold;
+    if (!cold || this.log.needsRestore) return 0;
+    const start = cold.end();
+    if (start >= this.nextOffset) return 0;
+    const picked: ColdFrame[] = [];
+    let bytes = 0;
+    for (let f = this.frames.find(start); f < this.frames.size && bytes < maxBytes; f++) {
+      const meta = this.frames.get(f);
+      if (meta.commitTime > olderThan) break;
+      // Frames holding only idempotency keys carry no record: not tiered (see README, cold tier).
+      if (meta.count === 0) continue;
+      bytes += meta.length;
+      picked.push({ meta, bytes: new Uint8Array(0) });
+    }
+    if (picked.length === 0) return 0;
+    if (picked[0].meta.firstOffset !== start) throw new Error(`table "${this.name}": the cold tier ends at ${start}, inside a frame`);
+    const last = picked[picked.length - 1].meta;
+    let i = 0;
+    for await (const f of unionFrames(this.union, start, last.firstOffset + last.count)) picked[i++].bytes = f.bytes;
+    await cold.append(picked, this.schema.columns);
+    return last.firstOffset + last.count - start;
+  }
+
+  /**
+   * Deletes the sealed segments whose records are all tiered, committed at or
+   * before `olderThan` (epoch ms), and covered by the newest snapshot (so
+   * recovery from it never needs the cold tier). When only the snapshot is
+   * missing, takes one. Returns how many segments went.
+   */
+  async dropTieredSegments(olderThan: number): Promise<number> {
+    if (!this.cold || this.log.needsRestore) return 0;
+    const tiered = this.cold.end();
+    let cut: { end: number; endOffset: number } | undefined;
+    let needSnapshot = false;
+    for (const seg of this.log.segments()) {
+      if (!seg.sealed) break;
+      const endOffset = this.frames.offsetAtPos(seg.end, this.nextOffset);
+      if (endOffset > tiered || endOffset === 0 || this.frames.commitTimeOf(endOffset - 1) > olderThan) break;
+      if (endOffset > this.snapshotAt.offset) {
+        needSnapshot = true;
+        break;
+      }
+      cut = { end: seg.end, endOffset };
+    }
+    if (needSnapshot && !this.snapshotting) void this.snapshot().catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot failed; will retry later'));
+    if (!cut) return 0;
+    // New reads go to the cold tier before the files go; reads under way keep their pinned segments.
+    this.coldBelow = cut.endOffset;
+    return this.log.deleteBefore(cut.end);
+  }
+
   /** Offsets of one key's records, ascending; empty when the table has no key columns or the key never appeared. */
   offsetsOf(key: string): number[] {
     // The live array, not a copy (a hot key may have millions of offsets): callers must not change it.
@@ -460,11 +566,8 @@ export class Table {
     const to = Math.min(this.nextOffset, opts.toOffset ?? this.nextOffset);
     if (from >= to || this.frames.size === 0) return;
     const only = opts.columns ? new Set(opts.columns) : undefined;
-    for (let f = this.frames.find(from); f < this.frames.size; f++) {
-      const meta = this.frames.get(f);
-      if (meta.firstOffset >= to) break;
-      if (meta.count === 0) continue; // a frame holding only idempotency keys
-      const { changes, rows } = decodeBatch(decodeIpc(await this.log.readPayload(meta)), this.schema.columns, only);
+    for await (const { meta, bytes } of unionFrames(this.union, from, to)) {
+      const { changes, rows } = decodeBatch(decodeIpc(payloadOf(bytes)), this.schema.columns, only);
       const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
       const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
       yield { table: this.name, firstOffset: meta.firstOffset + lo, commitTime: meta.commitTime, changes: changes.subarray(lo, hi), rows: rows.slice(lo, hi), count: hi - lo };
@@ -482,11 +585,8 @@ export class Table {
     const from = Math.max(0, opts.fromOffset ?? 0);
     const to = Math.min(this.nextOffset, opts.toOffset ?? this.nextOffset);
     if (from >= to || this.frames.size === 0) return;
-    for (let f = this.frames.find(from); f < this.frames.size; f++) {
-      const meta = this.frames.get(f);
-      if (meta.firstOffset >= to) break;
-      if (meta.count === 0) continue; // a frame holding only idempotency keys
-      const stored = decodeIpc(await this.log.readPayload(meta));
+    for await (const { meta, bytes } of unionFrames(this.union, from, to)) {
+      const stored = decodeIpc(payloadOf(bytes));
       const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
       const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
       const whole = lo === 0 && hi === stored.numRows;
@@ -514,17 +614,7 @@ export class Table {
       const from = opts.fromOffset ?? 0;
       const to = Math.min(this.nextOffset, opts.toOffset ?? Infinity);
       const wanted = this.offsetsOf(opts.key).filter((o) => o >= from && o < to);
-      const only = opts.columns ? new Set(opts.columns) : undefined;
-      let i = 0;
-      while (i < wanted.length) {
-        const meta = this.frames.get(this.frames.find(wanted[i]));
-        const { changes, rows } = decodeBatch(decodeIpc(await this.log.readPayload(meta)), this.schema.columns, only);
-        for (; i < wanted.length && wanted[i] < meta.firstOffset + meta.count; i++) {
-          const j = wanted[i] - meta.firstOffset;
-          yield { offset: wanted[i], changeType: CHANGE_NAMES[changes[j]], commitTime: meta.commitTime, row: rows[j] };
-          if (--left <= 0) return;
-        }
-      }
+      yield* scanKey(this.union, this.schema, opts.key, wanted.length > left ? wanted.slice(0, left) : wanted, opts.columns ? new Set(opts.columns) : undefined);
       return;
     }
     for await (const b of this.scanBatches(opts)) {
@@ -541,17 +631,27 @@ export class Table {
   }
 
   /**
-   * Hot frames as stored, in offset order, from the one holding `fromOffset`
-   * to the one holding `toOffset - 1`: the audit's chain walk. Checksums and
-   * chain hashes are reported, not enforced. Tiered frames are not here yet:
-   * the cold tier's frame records extend this walk (see audit/verify.ts).
+   * Frames as stored, in offset order, from the one holding `fromOffset` to
+   * the one holding `toOffset - 1`: the audit's chain walk. Tiered frames come
+   * from the cold tier (their stored bytes, checked when tiered), the rest from
+   * the hot log with checksums and chain hashes reported, not enforced.
    */
   async *storedFrames(fromOffset = 0, toOffset = this.nextOffset): AsyncGenerator<RawFrame> {
     if (this.frames.size === 0 || fromOffset >= toOffset) return;
-    for (let f = this.frames.find(Math.max(0, fromOffset)); f < this.frames.size; f++) {
-      const meta = this.frames.get(f);
-      if (meta.firstOffset >= toOffset) break;
-      yield await this.log.readFrame(meta);
+    const coldBelow = this.coldBelow;
+    if (fromOffset < coldBelow) {
+      for await (const { meta, bytes } of unionFrames(this.union, fromOffset, Math.min(toOffset, coldBelow))) yield rawFrameOf(bytes, meta.pos);
+    }
+    this.log.pin();
+    try {
+      for (let f = this.frames.find(Math.max(0, fromOffset, coldBelow)); f < this.frames.size; f++) {
+        const meta = this.frames.get(f);
+        if (meta.firstOffset >= toOffset) break;
+        if (meta.firstOffset < coldBelow) continue;
+        yield await this.log.readFrame(meta);
+      }
+    } finally {
+      this.log.unpin();
     }
   }
 

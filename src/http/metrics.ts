@@ -98,5 +98,25 @@ export async function metricsText(services: Services, admission?: Admission): Pr
     const l = `table="${c.table.name}",column="${c.column}"`;
     out.push(`asof_vector_rows{${l},state="indexed"} ${c.coverage.indexed}`, `asof_vector_rows{${l},state="unindexed"} ${c.coverage.lance - c.coverage.indexed}`, `asof_vector_rows{${l},state="memory"} ${c.hotRows}`);
   }
+  tieringMetrics(services, tables, out);
   return out.join('\n') + '\n';
+}
+
+/** The cold tier: how far each table is tiered and how far behind that is. Absent when tiering is off. */
+function tieringMetrics(services: Services, tables: ReturnType<Services['engine']['list']>, out: string[]): void {
+  const tiering = services.engine.tiering;
+  if (!tiering) return;
+  out.push('# HELP asof_tiered_offset Highest changelog offset in the cold tier (Lance); -1 while nothing is tiered.', '# TYPE asof_tiered_offset gauge');
+  for (const t of tables) out.push(`asof_tiered_offset{table="${t.name}"} ${t.tieredOffset}`);
+  const lags = tables.map((t) => [t.name, services.engine.tieringLag(t.name)!] as const);
+  out.push('# HELP asof_tiering_lag_records Changelog records not yet in the cold tier.', '# TYPE asof_tiering_lag_records gauge');
+  for (const [name, lag] of lags) out.push(`asof_tiering_lag_records{table="${name}"} ${lag.records}`);
+  out.push('# HELP asof_tiering_lag_seconds Age of the oldest record not yet in the cold tier (0 when none).', '# TYPE asof_tiering_lag_seconds gauge');
+  for (const [name, lag] of lags) out.push(`asof_tiering_lag_seconds{table="${name}"} ${lag.ms / 1000}`);
+  out.push('# HELP asof_tiered_records_total Records this process copied into the cold tier.', '# TYPE asof_tiered_records_total counter');
+  out.push(`asof_tiered_records_total ${tiering.stats.records}`);
+  out.push('# HELP asof_tiering_failures_total Tiering steps that failed (retried on the next round).', '# TYPE asof_tiering_failures_total counter');
+  out.push(`asof_tiering_failures_total ${tiering.stats.failures}`);
+  out.push('# HELP asof_hot_segments_deleted_total Sealed changelog segments deleted once tiered and past ASOF_HOT_RETENTION.', '# TYPE asof_hot_segments_deleted_total counter');
+  out.push(`asof_hot_segments_deleted_total ${tiering.stats.segmentsDeleted}`);
 }

@@ -171,7 +171,7 @@ test('tampering: a value changed inside a frame with its CRC fixed is named by v
     assert.deepEqual([clean.ok, clean.checked, clean.head.offset, clean.firstBroken], [true, 3, 4, undefined]);
     await asof.close();
 
-    const path = join(dir.path, 'tables', 'user_risk', 'changelog.log');
+    const path = join(dir.path, 'tables', 'user_risk', 'changelog-00000000000000000000.log');
     const buf = await readFile(path);
     const fs = frames(buf);
     assert.deepEqual(fs.map((f) => [f.first, f.count]), [[0, 1], [1, 2], [3, 2]]);

@@ -227,7 +227,7 @@ async function verify(url: string, label: string): Promise<void> {
 async function tearTails(dir: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const table of ['accounts', 'events']) {
-    const path = join(dir, 'tables', table, 'changelog.log');
+    const path = join(dir, 'tables', table, 'changelog-00000000000000000000.log');
     const buf = await readFile(path);
     let last = 0;
     let end = 0; // end of the last whole frame (a real torn write, rare, would already lie beyond it)

@@ -60,7 +60,7 @@ function frameStarts(buf: Buffer): number[] {
   return starts;
 }
 
-const logPath = (dir: string, table: string) => join(dir, 'tables', table, 'changelog.log');
+const logPath = (dir: string, table: string) => join(dir, 'tables', table, 'changelog-00000000000000000000.log');
 const snapPath = (dir: string, table: string) => join(dir, 'tables', table, 'state.snapshot');
 
 describe('a torn or corrupt changelog tail is cut at the last whole frame', () => {

@@ -10,6 +10,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { testAsof } from '../helpers.js';
+import type { Config } from '../../src/config.js';
 import { toObjects } from '../../src/online/service.js';
 import { Clock, rng, trainingRows } from './training-fixtures.js';
 
@@ -40,11 +41,17 @@ const VIEWS = {
 type ViewName = keyof typeof VIEWS;
 const ENTITIES: Record<ViewName, unknown[]> = { clicks_last: [1, 2, 3, 4], clicks_agg: [1, 2, 3, 4], wallet: ['w1', 'w2', 'w3'], tier: ['w1', 'w2', 'w3', 'w4'] };
 
-for (const seed of [1, 2, 3]) {
-  describe(`zero drift between online serving and training sets (seed ${seed})`, () => {
+// Default tiering (10s: the clock moves minutes a step, so records tier as they go), and tiering at
+// once with no hot retention and small segments: the training sets then read most records from Lance.
+const CONFIGS: [string, Partial<Config>, number[]][] = [
+  ['', {}, [1, 2, 3]],
+  [', ASOF_TIER_AFTER=0s and ASOF_HOT_RETENTION=0s', { tierAfter: 0, hotRetention: 0, segmentBytes: 4096 }, [1, 2]],
+];
+for (const [label, config, seeds] of CONFIGS) for (const seed of seeds) {
+  describe(`zero drift between online serving and training sets (seed ${seed}${label})`, () => {
     test('every value online served equals the training set\'s "known" value for that entity and moment', async () => {
       const clock = new Clock(Date.UTC(2025, 0, 1, 12));
-      const asof = await testAsof({}, { now: clock.now });
+      const asof = await testAsof(config, { now: clock.now });
       try {
         const { engine, registry, ingest, online } = asof.services;
         await engine.defineTable('clicks', {
@@ -105,6 +112,11 @@ for (const seed of [1, 2, 3]) {
           }
         }
         assert.ok(served.length > 100, `only ${served.length} reads`);
+        if (config.hotRetention === 0) {
+          // The hot log of each table must have lost its first segments: the training sets below read Lance.
+          for (let i = 0; i < 400 && ['clicks', 'wallets'].some((t) => engine.table(t).hotStart === 0); i++) await new Promise((res) => setTimeout(res, 50));
+          for (const t of ['clicks', 'wallets']) assert.ok(engine.table(t).hotStart > 0, `table ${t}: hot log still starts at 0`);
+        }
 
         let compared = 0;
         let nonNull = 0;

@@ -1,0 +1,55 @@
+/**
+ * The cold tier: where a table's changelog records go once they are older than
+ * ASOF_TIER_AFTER, so the hot log (segments.ts) can be deleted. One backend
+ * kind, one small interface; the Lance implementation is lance-tier.ts.
+ *
+ * Invariant: a table's cold tier holds exactly the records [0, end()), whole
+ * frames only, each frame's stored bytes (header and payload, as the hot log
+ * had them) beside its records. `end()` is read back from the store itself,
+ * and `append` is one atomic commit, so a crash anywhere leaves either the
+ * old end or the new one: resuming from `end()` neither loses nor duplicates.
+ */
+import type { FrameMeta } from './log.js';
+import type { CompiledColumn } from './schema.js';
+
+/** One frame as the cold tier takes and gives it back. */
+export interface ColdFrame {
+  meta: FrameMeta;
+  /** Header and payload, exactly as in the changelog. */
+  bytes: Uint8Array;
+}
+
+/** A record batch the cold tier answered with, as Arrow IPC stream bytes (one batch, `_asof_change`, `_asof_offset`, `_asof_commit_time` and the table's columns). */
+export type ColdRecords = Uint8Array;
+
+/** A key column's value to match, typed as the column. */
+export interface KeyMatch {
+  column: string;
+  /** A Lance SQL literal (numbers, true/false, quoted strings) built by the caller from canonical values. */
+  literal: string;
+}
+
+export interface ColdTable {
+  /** Records held: [0, end). */
+  end(): number;
+  /**
+   * Appends frames that continue exactly at end(), in one commit. `columns`
+   * are the table's columns now (older frames read added columns as null).
+   */
+  append(frames: ColdFrame[], columns: CompiledColumn[]): Promise<void>;
+  /** The frames starting in [from, to), ascending by offset (`from` is a frame's first offset). */
+  frames(from: number, to: number): Promise<ColdFrame[]>;
+  /** Records in [from, to) whose key columns equal `key`, ascending by offset, through the key columns' scalar index. */
+  keyRecords(key: KeyMatch[], from: number, to: number): Promise<ColdRecords[]>;
+  /** Lance versions and the records each holds ([0, end)), oldest first: the offset-to-version map. */
+  versions(): { version: number; end: number }[];
+  close(): Promise<void>;
+}
+
+export interface ColdTier {
+  /** Opens (not creating) a table's cold data; `keyColumns` get a scalar index once there is data. */
+  open(table: string, keyColumns: string[]): Promise<ColdTable>;
+  /** Where it stores (for logs and /metrics); never includes credentials. */
+  readonly where: string;
+  close(): Promise<void>;
+}

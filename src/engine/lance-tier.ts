@@ -1,0 +1,190 @@
+/**
+ * The cold tier in Lance, through LanceDB's public API: one dataset per
+ * table, named as the table, under ASOF_LANCE_URI (a folder, or s3://... with
+ * ASOF_LANCE_STORAGE_OPTIONS). One row per changelog record:
+ *
+ *   _asof_offset       int64, dense from 0 (the dataset's row count is the tiered end)
+ *   _asof_change       int8 change type, as in the changelog (0 +I, 1 -U, 2 +U, 3 -D)
+ *   _asof_commit_time  timestamp[ms, UTC]
+ *   _asof_frame        binary, on a frame's first record only: the whole frame as the
+ *                      changelog stored it (header and payload), so the frame's
+ *                      checksum and hash chain can be verified again, and union
+ *                      reads return exactly the bytes the hot log held
+ *   _asof_frame_pos    int64, beside _asof_frame: the frame's position in the changelog
+ *   <columns>          the table's columns, typed as in the changelog (added columns null
+ *                      on older records)
+ *
+ * Scalar (BTree) indexes on `_asof_offset` and the key columns are created
+ * after the first commit; `optimize` folds new rows into them now and then.
+ * Versions are never tagged (LanceDB 0.37 refuses cleanup of tagged versions);
+ * the offset-to-version map is kept here, rebuilt at open from the row count
+ * of each version Lance lists.
+ */
+import type * as lancedb from '@lancedb/lancedb';
+import * as A from 'apache-arrow';
+import { createRequire } from 'node:module';
+import { buildColumn, CHANGE_COLUMN, decodeIpc, arrowType } from './arrow-codec.js';
+import type { ColdFrame, ColdRecords, ColdTable, ColdTier, KeyMatch } from './cold-tier.js';
+import { HEADER_BYTES, parseFrame, splitBody } from './log.js';
+import type { CompiledColumn } from './schema.js';
+
+// LanceDB (CommonJS) checks Arrow objects with instanceof against its own load of apache-arrow,
+// which is not the ES module copy the engine builds with: tables cross between the two as IPC bytes.
+const LA: typeof import('apache-arrow') = createRequire(import.meta.url)('apache-arrow');
+
+const OFFSET = '_asof_offset';
+const COMMIT = '_asof_commit_time';
+const FRAME = '_asof_frame';
+const FRAME_POS = '_asof_frame_pos';
+/** Appends between two optimize runs (compaction and index update). */
+const OPTIMIZE_EVERY = 32;
+
+/** LanceDB's native module is large (160 MB): loaded when a cold tier is opened, not by every import of the engine. */
+let lance: typeof lancedb;
+
+export async function openLanceTier(uri: string, storageOptions: Record<string, string> = {}): Promise<ColdTier> {
+  lance ??= await import('@lancedb/lancedb');
+  const db = await lance.connect(uri, { storageOptions });
+  return {
+    where: uri.replace(/\/\/[^@/]*@/, '//'),
+    open: (table, keyColumns) => LanceTable.open(db, table, keyColumns),
+    close: async () => db.close(),
+  };
+}
+
+function recordFields(columns: CompiledColumn[]): A.Field[] {
+  return [
+    new A.Field(OFFSET, new A.Int64(), false),
+    new A.Field(CHANGE_COLUMN, new A.Int8(), false),
+    new A.Field(COMMIT, new A.TimestampMillisecond('UTC'), false),
+    new A.Field(FRAME, new A.Binary(), true),
+    new A.Field(FRAME_POS, new A.Int64(), true),
+    ...columns.map((c) => new A.Field(c.name, arrowType(c.type), true)),
+  ];
+}
+
+/** An ES-module Arrow table → the same table in LanceDB's copy of apache-arrow. */
+const toLance = (t: A.Table): import('apache-arrow').Table => LA.tableFromIPC(A.tableToIPC(t, 'stream'));
+
+class LanceTable implements ColdTable {
+  private appends = 0;
+  private indexed = false;
+
+  private constructor(
+    private readonly db: lancedb.Connection,
+    private readonly name: string,
+    private readonly keyColumns: string[],
+    private t: lancedb.Table | undefined,
+    private endOffset: number,
+    private readonly versionMap: { version: number; end: number }[],
+  ) {}
+
+  static async open(db: lancedb.Connection, name: string, keyColumns: string[]): Promise<LanceTable> {
+    // Opened, not looked up in tableNames(): listing is not reliable on every object store (s3rver lists
+    // nothing). When opening fails the table counts as not tiered yet; if it does hold data, the first
+    // append's create refuses (mode "create"), and a hot log that starts above 0 refuses to open.
+    const t = await db.openTable(name).catch(() => undefined);
+    if (!t) return new LanceTable(db, name, keyColumns, undefined, 0, []);
+    // Offsets are dense from 0 and rows are never deleted, so the row count is the tiered end.
+    const end = await t.countRows();
+    const versions = (await t.listVersions()).map((v) => ({ version: v.version, end: Number(v.metadata.total_rows ?? NaN) })).filter((v) => Number.isFinite(v.end));
+    const lt = new LanceTable(db, name, keyColumns, t, end, versions);
+    lt.indexed = (await t.listIndices()).some((i) => i.columns.includes(OFFSET));
+    return lt;
+  }
+
+  end(): number {
+    return this.endOffset;
+  }
+
+  versions(): { version: number; end: number }[] {
+    return this.versionMap.slice();
+  }
+
+  async append(frames: ColdFrame[], columns: CompiledColumn[]): Promise<void> {
+    if (frames.length === 0) return;
+    if (frames[0].meta.firstOffset !== this.endOffset) throw new Error(`cold tier of "${this.name}" holds [0, ${this.endOffset}); refusing frames from ${frames[0].meta.firstOffset}`);
+    const schema = new A.Schema(recordFields(columns));
+    const batches: A.RecordBatch[] = [];
+    let expect = this.endOffset;
+    for (const { meta, bytes } of frames) {
+      if (meta.firstOffset !== expect) throw new Error(`cold tier of "${this.name}": frames not contiguous at ${expect}`);
+      expect += meta.count;
+      const stored = decodeIpc(splitBody(bytes[4], bytes.subarray(HEADER_BYTES)).payload);
+      const n = meta.count;
+      const offsets = new BigInt64Array(n);
+      for (let i = 0; i < n; i++) offsets[i] = BigInt(meta.firstOffset + i);
+      const frameCol = new Array<Uint8Array | null>(n).fill(null);
+      frameCol[0] = bytes;
+      const posCol = new Array<bigint | null>(n).fill(null);
+      posCol[0] = BigInt(meta.pos);
+      const nulls = new Array(n).fill(null);
+      const children = [
+        A.makeData({ type: new A.Int64(), length: n, data: offsets }),
+        stored.column(CHANGE_COLUMN)!,
+        buildColumn({ kind: 'timestamp' }, new Array(n).fill(meta.commitTime)),
+        A.vectorFromArray(frameCol, new A.Binary()).data[0],
+        A.vectorFromArray(posCol, new A.Int64()).data[0],
+        ...columns.map((c) => stored.column(c.name) ?? buildColumn(c.type, nulls)),
+      ];
+      batches.push(new A.RecordBatch(schema, A.makeData({ type: new A.Struct(schema.fields), length: n, children })));
+    }
+    const data = toLance(new A.Table(schema, batches));
+    if (!this.t) {
+      this.t = await this.db.createTable(this.name, data, { mode: 'create' });
+    } else {
+      await this.addMissingColumns(schema);
+      await this.t.add(data);
+    }
+    this.endOffset = expect;
+    this.versionMap.push({ version: await this.t.version(), end: expect });
+    await this.maintain();
+  }
+
+  /** Schema evolution: columns the table gained are added to the dataset as all-null columns (no rewrite). */
+  private async addMissingColumns(schema: A.Schema): Promise<void> {
+    const have = new Set((await this.t!.schema()).fields.map((f) => f.name));
+    const missing = schema.fields.filter((f) => !have.has(f.name));
+    if (missing.length === 0) return;
+    const empty = toLance(new A.Table(new A.Schema(missing), [new A.RecordBatch(new A.Schema(missing), A.makeData({ type: new A.Struct(missing), length: 0, children: missing.map((f) => A.makeData({ type: f.type, length: 0 } as never)) }))]));
+    await this.t!.addColumns(empty.schema.fields);
+  }
+
+  /** Scalar indexes after the first commit; compaction and index update every OPTIMIZE_EVERY appends. */
+  private async maintain(): Promise<void> {
+    const t = this.t!;
+    if (!this.indexed) {
+      await t.createIndex(OFFSET, { config: lance.Index.btree() });
+      for (const k of this.keyColumns) await t.createIndex(k, { config: lance.Index.btree() });
+      this.indexed = true;
+    } else if (++this.appends % OPTIMIZE_EVERY === 0) {
+      await t.optimize();
+    }
+  }
+
+  async frames(from: number, to: number): Promise<ColdFrame[]> {
+    if (!this.t || from >= to) return [];
+    const got = await this.t.query().where(`${OFFSET} >= ${from} AND ${OFFSET} < ${to} AND ${FRAME} IS NOT NULL`).select([FRAME, FRAME_POS]).toArrow();
+    const bytes = got.getChild(FRAME)!;
+    const pos = got.getChild(FRAME_POS)!;
+    const out: ColdFrame[] = [];
+    for (let i = 0; i < got.numRows; i++) {
+      const p = Number(pos.get(i));
+      const { version: _v, crcOk: _c, hash: _h, payload: _p, ...meta } = parseFrame(bytes.get(i) as Uint8Array, p, `cold tier of "${this.name}"`);
+      out.push({ meta, bytes: bytes.get(i) as Uint8Array });
+    }
+    return out.sort((a, b) => a.meta.firstOffset - b.meta.firstOffset);
+  }
+
+  async keyRecords(key: KeyMatch[], from: number, to: number): Promise<ColdRecords[]> {
+    if (!this.t || from >= to) return [];
+    const where = [...key.map((k) => `\`${k.column}\` = ${k.literal}`), `${OFFSET} >= ${from}`, `${OFFSET} < ${to}`].join(' AND ');
+    const fields = (await this.t.schema()).fields.map((f) => f.name).filter((n) => n !== FRAME && n !== FRAME_POS);
+    const got = await this.t.query().where(where).select(fields).toArrow();
+    return got.batches.filter((b) => b.numRows > 0).map((b) => LA.tableToIPC(new LA.Table([b]), 'stream'));
+  }
+
+  async close(): Promise<void> {
+    this.t?.close();
+  }
+}

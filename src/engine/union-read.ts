@@ -1,0 +1,210 @@
+/**
+ * Union reads: a table's changelog as one ordered stream of frames, the cold
+ * tier below `coldBelow` (the first offset the hot log still holds) and the
+ * hot log from there. The frame index knows every frame, hot or cold, so the
+ * stream has no gap and no duplicate by construction; each frame comes back
+ * as the bytes the changelog stored, checksum checked, wherever it is read from.
+ */
+import { makeVector } from 'apache-arrow';
+import { CHANGE_COLUMN, CHANGE_NAMES, decodeBatch, decodeIpc } from './arrow-codec.js';
+import type { ColdTable, KeyMatch } from './cold-tier.js';
+import type { FrameIndex } from './indexes.js';
+import { CHAIN_GENESIS, HEADER_BYTES, parseFrame, splitBody, type FrameMeta } from './log.js';
+import type { CompiledColumn, Row, TableSchema } from './schema.js';
+import type { SegmentedLog } from './segments.js';
+import type { ChangeRecord } from './table.js';
+
+export interface UnionSource {
+  frames: FrameIndex;
+  log: SegmentedLog;
+  cold?: ColdTable;
+  /** Offsets below this are only in the cold tier. */
+  coldBelow: number;
+  /** The table's records are [0, end). */
+  end: number;
+}
+
+/** Frame bytes fetched from the cold tier per query: bounds memory, keeps queries few. */
+const COLD_CHUNK_BYTES = 32 << 20;
+
+/**
+ * Frames holding offsets in [from, to), ascending, whole (header and payload).
+ * Hot frames are read from segments pinned for the stream's life, so a
+ * segment deleted by tiering meanwhile is still read to the end.
+ */
+export async function* unionFrames(src: UnionSource, from: number, to: number): AsyncGenerator<{ meta: FrameMeta; bytes: Uint8Array }> {
+  const { frames, log } = src;
+  from = Math.max(0, from);
+  to = Math.min(src.end, to);
+  if (from >= to || frames.size === 0) return;
+  const coldBelow = src.coldBelow;
+  log.pin();
+  try {
+    let f = frames.find(from);
+    while (f < frames.size) {
+      const meta = frames.get(f);
+      if (meta.firstOffset >= to) break;
+      // A frame holding only idempotency keys has no records to read (and the cold tier keeps no row for it).
+      if (meta.count === 0) {
+        f++;
+        continue;
+      }
+      if (meta.firstOffset >= coldBelow) {
+        yield { meta, bytes: await log.readBytes(meta) };
+        f++;
+        continue;
+      }
+      if (!src.cold) throw new Error(`changelog offsets below ${coldBelow} are in the cold tier, and none is open`);
+      // A run of cold frames, up to COLD_CHUNK_BYTES, in one query.
+      let g = f;
+      let bytes = 0;
+      const stop = Math.min(coldBelow, to);
+      while (g < frames.size && bytes < COLD_CHUNK_BYTES) {
+        const m = frames.get(g);
+        if (m.firstOffset >= stop) break;
+        bytes += m.length;
+        g++;
+      }
+      const until = g < frames.size ? frames.get(g).firstOffset : src.end;
+      const got = await src.cold.frames(meta.firstOffset, until);
+      let j = 0;
+      for (let i = f; i < g; i++) {
+        const want = frames.get(i);
+        if (want.count === 0) continue;
+        const have = got[j++];
+        if (!have || have.meta.firstOffset !== want.firstOffset || have.meta.count !== want.count || have.meta.commitTime !== want.commitTime) {
+          throw new Error(`the cold tier's frame at offset ${want.firstOffset} is missing or differs from the changelog's (got ${have ? `${have.meta.firstOffset}+${have.meta.count}` : 'none'})`);
+        }
+        yield { meta: want, bytes: have.bytes };
+      }
+      f = g;
+    }
+  } finally {
+    log.unpin();
+  }
+}
+
+/** A whole frame's payload (after the chain hash of a version-2 frame). */
+export const payloadOf = (bytes: Uint8Array): Uint8Array => splitBody(bytes[4], bytes.subarray(HEADER_BYTES)).payload;
+
+/**
+ * A canonical key → one Lance literal per key column, or undefined when a key
+ * column's type has no exact literal (then the caller reads the key's frames).
+ */
+export function keyMatch(schema: TableSchema, key: string): KeyMatch[] | undefined {
+  const parts: unknown[] = schema.keyColumns.length === 1 ? [key] : JSON.parse(key);
+  const out: KeyMatch[] = [];
+  for (let i = 0; i < schema.keyColumns.length; i++) {
+    const c = schema.keyColumns[i];
+    const v = String(parts[i]);
+    switch (c.type.kind) {
+      case 'int32':
+      case 'int64':
+        if (!/^-?\d+$/.test(v)) return undefined;
+        out.push({ column: c.name, literal: v });
+        break;
+      case 'bool':
+        if (v !== 'true' && v !== 'false') return undefined;
+        out.push({ column: c.name, literal: v });
+        break;
+      case 'string':
+        // Quoted as data: a quote is doubled, nothing else is special inside a SQL string literal.
+        out.push({ column: c.name, literal: `'${v.replaceAll("'", "''")}'` });
+        break;
+      default:
+        return undefined;
+    }
+  }
+  return out;
+}
+
+/**
+ * The records at `wanted` (ascending offsets, all of one key): those below
+ * the hot log from the cold tier through its scalar index on the key columns
+ * (one query), the rest from their frames.
+ */
+export async function* scanKey(src: UnionSource, schema: TableSchema, key: string, wanted: number[], only: Set<string> | undefined): AsyncGenerator<ChangeRecord> {
+  let i = 0;
+  const coldBelow = src.coldBelow;
+  const match = src.cold && wanted.length && wanted[0] < coldBelow ? keyMatch(schema, key) : undefined;
+  if (match) {
+    const expect = wanted.filter((o) => o < coldBelow);
+    const recs = await coldKeyRecords(src.cold!, schema.columns, match, expect[0], expect[expect.length - 1] + 1, only);
+    if (recs.length !== expect.length || recs.some((r, j) => r.offset !== expect[j])) {
+      throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${recs.length} records, ${expect.length} expected)`);
+    }
+    for (const r of recs) yield { offset: r.offset, changeType: CHANGE_NAMES[r.change], commitTime: r.commitTime, row: r.row };
+    i = expect.length;
+  }
+  while (i < wanted.length) {
+    let meta: FrameMeta | undefined;
+    let payload: Uint8Array | undefined;
+    for await (const f of unionFrames(src, wanted[i], wanted[i] + 1)) {
+      meta = f.meta;
+      payload = payloadOf(f.bytes);
+    }
+    if (!meta || !payload) throw new Error(`no frame holds offset ${wanted[i]} of table "${schema.name}"`);
+    const { changes, rows } = decodeBatch(decodeIpc(payload), schema.columns, only);
+    for (; i < wanted.length && wanted[i] < meta.firstOffset + meta.count; i++) {
+      const j = wanted[i] - meta.firstOffset;
+      yield { offset: wanted[i], changeType: CHANGE_NAMES[changes[j]], commitTime: meta.commitTime, row: rows[j] };
+    }
+  }
+}
+
+/** One key's records from the cold tier in [from, to), ascending by offset, rows decoded as the hot log's are. */
+export async function coldKeyRecords(
+  cold: ColdTable,
+  columns: CompiledColumn[],
+  key: KeyMatch[],
+  from: number,
+  to: number,
+  only: Set<string> | undefined,
+): Promise<{ offset: number; change: number; commitTime: number; row: Row }[]> {
+  const out: { offset: number; change: number; commitTime: number; row: Row }[] = [];
+  for (const ipc of await cold.keyRecords(key, from, to)) {
+    const stored = decodeIpc(ipc);
+    const { rows } = decodeBatch(stored, columns, only);
+    const offsets = makeVector(stored.column('_asof_offset')!);
+    const commits = makeVector(stored.column('_asof_commit_time')!);
+    const changes = makeVector(stored.column(CHANGE_COLUMN)!);
+    for (let i = 0; i < stored.numRows; i++) {
+      out.push({ offset: Number(offsets.get(i)), change: Number(changes.get(i)), commitTime: Number(commits.get(i)), row: rows[i] });
+    }
+  }
+  return out.sort((a, b) => a.offset - b.offset);
+}
+
+/**
+ * Recovery without a snapshot when the hot log's first segments were deleted:
+ * the frames below the hot log's first offset (`hotFirst`; all the cold tier
+ * holds when the hot log holds none) go to `onFrame` in order, exactly as
+ * the hot log's would. Returns where the hot log must go on.
+ */
+export async function replayCold(
+  cold: ColdTable | undefined,
+  table: string,
+  hotFirst: number | undefined,
+  onFrame: (meta: FrameMeta, payload: Uint8Array) => void,
+): Promise<{ offset: number; commitTime: number; head: Buffer }> {
+  if (!cold) throw new Error(`changelog of table "${table}" starts at offset ${hotFirst ?? '(none)'}: the records below it are in the cold tier, and none is open`);
+  const to = hotFirst ?? cold.end();
+  if (cold.end() < to) throw new Error(`changelog of table "${table}" starts at offset ${to} but the cold tier holds only [0, ${cold.end()})`);
+  let at = 0;
+  let commitTime = -Infinity;
+  let head = CHAIN_GENESIS;
+  while (at < to) {
+    // Offsets, not bytes, bound a query here: frames are not indexed yet.
+    const got = await cold.frames(at, Math.min(to, at + 100_000));
+    if (got.length === 0) throw new Error(`cold tier of table "${table}" lacks the frame at offset ${at}`);
+    for (const f of got) {
+      if (f.meta.firstOffset !== at) throw new Error(`cold tier of table "${table}": frame at ${f.meta.firstOffset}, expected ${at}`);
+      const { version: _v, crcOk: _c, hash, payload, ...meta } = parseFrame(f.bytes, f.meta.pos, `cold tier of "${table}"`);
+      onFrame(meta, payload);
+      at += meta.count;
+      commitTime = meta.commitTime;
+      if (hash) head = Buffer.from(hash);
+    }
+  }
+  return { offset: to, commitTime, head };
+}
