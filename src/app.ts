@@ -76,7 +76,7 @@ export async function buildServices(
   const vectors = await VectorService.open(
     engine,
     online,
-    { ...vectorLocations(config.dataDir, config.lanceUri), flushMs: config.vectorFlushMs ?? 1000, indexMinRows: config.vectorIndexMinRows ?? 20_000, keepVersionsMs: 7 * 24 * 3600_000, now },
+    { ...vectorLocations(config.dataDir, config.lanceUri), storageOptions: config.lanceStorageOptions, flushMs: config.vectorFlushMs ?? 1000, indexMinRows: config.vectorIndexMinRows ?? 20_000, keepVersionsMs: 7 * 24 * 3600_000, now },
     logger,
   );
   const audit = await AuditService.open(engine, registry, now, config.auditSigningKey);

@@ -103,6 +103,15 @@ class LanceTable implements ColdTable {
 
   async append(frames: ColdFrame[], columns: CompiledColumn[]): Promise<void> {
     if (frames.length === 0) return;
+    if (!this.t) {
+      // Not found at open (or opening failed then): look again before creating, so a dataset that does exist is resumed, never overwritten.
+      const existing = await this.db.openTable(this.name).catch(() => undefined);
+      if (existing) {
+        this.t = existing;
+        this.endOffset = await existing.countRows();
+        this.indexed = (await existing.listIndices()).some((i) => i.columns.includes(OFFSET));
+      }
+    }
     if (frames[0].meta.firstOffset !== this.endOffset) throw new Error(`cold tier of "${this.name}" holds [0, ${this.endOffset}); refusing frames from ${frames[0].meta.firstOffset}`);
     const schema = new A.Schema(recordFields(columns));
     const batches: A.RecordBatch[] = [];
