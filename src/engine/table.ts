@@ -201,6 +201,7 @@ export class Table {
     this.log = log;
     this.headHash = log.chainHead;
     this.coldBelow = this.frames.offsetAtPos(this.log.segments()[0].base, this.nextOffset);
+    if ((!this.cold && this.coldBelow > 0) || (this.cold && this.cold.end() < this.coldBelow)) await log.close();
     if (!this.cold && this.coldBelow > 0) {
       throw new Error(`table "${this.name}": the hot changelog starts at offset ${this.coldBelow}, the records below it are in the cold tier, and tiering is off (ASOF_TIER_AFTER=off): set ASOF_LANCE_URI to where they were tiered`);
     }

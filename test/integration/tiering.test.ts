@@ -102,6 +102,11 @@ test('tiering 0s/0s: hot segments are deleted and every read answers as with tie
     const offFrames = await frames(off);
     assert.ok(offFrames.length > 40);
     assert.deepEqual(await frames(on), offFrames);
+    // The hash chain walks tiered frames (from Lance) and hot ones, across segment rolls, unbroken.
+    const verifyOff = (await off.req('GET', '/audit/verify?table=events')).body;
+    const verifyOn = (await on.req('GET', '/audit/verify?table=events')).body;
+    assert.equal(verifyOff.ok, true, JSON.stringify(verifyOff));
+    assert.deepEqual(verifyOn, verifyOff);
 
     // Lance holds every record with its offset, change type and commit time beside the columns.
     const db = await lancedb.connect(join(on.dataDir, 'lance'));
