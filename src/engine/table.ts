@@ -526,8 +526,9 @@ export class Table {
 
   /**
    * Deletes the sealed segments whose records are all tiered, committed at or
-   * before `olderThan` (epoch ms), and covered by the newest snapshot (so
-   * recovery from it never needs the cold tier). When only the snapshot is
+   * before `olderThan` (epoch ms), and below the newest snapshot's position (so
+   * recovery from it never needs the cold tier, and finds the snapshot's last
+   * frame, whose chain hash the next frame continues). When only the snapshot is
    * missing, takes one. Returns how many segments went.
    */
   async dropTieredSegments(olderThan: number): Promise<number> {
@@ -539,8 +540,9 @@ export class Table {
       if (!seg.sealed) break;
       const endOffset = this.frames.offsetAtPos(seg.end, this.nextOffset);
       if (endOffset > tiered || endOffset === 0 || this.frames.commitTimeOf(endOffset - 1) > olderThan) break;
-      if (endOffset > this.snapshotAt.offset) {
-        needSnapshot = true;
+      // Strictly below the snapshot: its last frame (whose chain hash and header a restart reads) stays in the hot log.
+      if (endOffset >= this.snapshotAt.offset) {
+        needSnapshot = this.nextOffset > this.snapshotAt.offset;
         break;
       }
       cut = { end: seg.end, endOffset };

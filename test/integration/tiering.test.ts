@@ -134,6 +134,11 @@ test('tiering 0s/0s: hot segments are deleted and every read answers as with tie
     await on.close();
     await assert.rejects(testAsof({ tierAfter: null, segmentBytes: 2048 }, { now, dataDir }), /cold tier/);
     on = await testAsof({ tierAfter: 0, hotRetention: 0, segmentBytes: 2048 }, { now, dataDir });
+    // After restarts over deleted segments, new frames continue the hash chain.
+    assert.equal((await on.req('POST', '/tables/events/rows', { rows: [{ user: 'after', ts: 1_700_001_000_000 }] })).status, 200);
+    const verify = (await on.req('GET', '/audit/verify?table=events')).body;
+    assert.equal(verify.ok, true, JSON.stringify(verify));
+    assert.equal(verify.head.offset, 1001);
   } finally {
     await off.destroy();
     await on.destroy();
