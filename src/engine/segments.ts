@@ -240,7 +240,11 @@ export class SegmentedLog {
 
 /** The first frame's offset, read from its header; undefined for an empty segment. */
 async function firstOffsetOf(path: string): Promise<number | undefined> {
-  const fh = await open(path, 'r');
+  const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined; // a new table's first segment: created by ChangelogFile.open
+    throw e;
+  });
+  if (!fh) return undefined;
   try {
     const h = Buffer.alloc(HEADER_BYTES);
     const { bytesRead } = await fh.read(h, 0, HEADER_BYTES, 0);
