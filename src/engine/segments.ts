@@ -165,12 +165,12 @@ export class SegmentedLog {
 
   /** The last segment (the one written) must be cut back to its last durable frame before more writes (log.ts). */
   get needsRestore(): boolean {
-    return this.last.file.needsRestore;
+    return this.segs.length > 0 && this.last.file.needsRestore;
   }
 
   /** Cuts the last segment back to its last durable frame (log.ts). */
   restore(): Promise<void> {
-    return this.last.file.restore();
+    return this.segs.length > 0 ? this.last.file.restore() : Promise.resolve();
   }
 
   /** The newest frame's chain hash (log.ts). */
