@@ -109,18 +109,6 @@ export class Engine {
       await e.close().catch(() => undefined);
       throw err;
     }
-    const { tables } = await readJson<{ tables: TableDef[] }>(e.catalogPath, { tables: [] });
-    // Tables recover independently; open them side by side. One that fails stays closed and the rest serve.
-    await Promise.all(
-      tables.map(async (def) => {
-        try {
-          e.tables.set(def.name, await e.openTable(def));
-        } catch (err) {
-          e.unavailable.set(def.name, { def, error: e.unavailableError(def.name, err as Error) });
-          opts.logger.error({ table: def.name, err: (err as Error).message, damage: err instanceof ChangelogDamaged ? err.damage : undefined }, `table "${def.name}" did not open and answers ASOF_TABLE_UNAVAILABLE: ${(err as Error).message}`);
-        }
-      }),
-    );
     e.tiering?.start();
     return e;
   }

@@ -33,7 +33,7 @@ const ACCOUNTS = { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type:
 
 const FRAMES = 10;
 const PER_FRAME = 5;
-const logPath = (dataDir: string) => join(dataDir, 'tables', 'events', 'changelog.log');
+const logPath = (dataDir: string) => join(dataDir, 'tables', 'events', 'changelog-00000000000000000000.log');
 
 /** [start byte, first offset, record count] of each frame, by walking the headers. */
 function frames(buf: Buffer): [number, number, number][] {
@@ -84,7 +84,7 @@ test('a byte changed in the middle of a changelog: the table does not open and s
     assert.equal(get.status, 503);
     assert.equal(get.body.error.code, 'ASOF_TABLE_UNAVAILABLE');
     const msg: string = get.body.error.message;
-    assert.ok(msg.includes(join('tables', 'events', 'changelog.log')), msg);
+    assert.ok(msg.includes(join('tables', 'events', 'changelog-00000000000000000000.log')), msg);
     assert.ok(!msg.includes(dir.path), 'no server path in an answer');
     assert.match(msg, new RegExp(`damaged at byte ${pos} \\(checksum mismatch\\): offsets ${firstOffset}\\.\\.${FRAMES * PER_FRAME - 1} \\(${FRAMES * PER_FRAME - firstOffset} records`));
     assert.match(msg, /asof repair --data-dir <data dir> --table events/);

@@ -25,7 +25,7 @@ const EVENTS = {
   ],
 };
 
-const logPath = (dataDir: string) => join(dataDir, 'tables', 'events', 'changelog.log');
+const logPath = (dataDir: string) => join(dataDir, 'tables', 'events', 'changelog-00000000000000000000.log');
 const eio = () => Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
 
 /** Fails the next `n` changelog fdatasyncs of `events` with EIO (other files and tables are untouched). */

@@ -105,7 +105,7 @@ test('a key in a torn frame (never acknowledged) is cut with it: the retry write
     assert.deepEqual([old.body.firstOffset, torn.body.firstOffset], [0, 1]);
     await asof.close();
     // As if the last frame had never reached the disk whole: cut its last byte, and let the start-up not use the snapshot.
-    const path = join(dir.path, 'tables', 'events', 'changelog.log');
+    const path = join(dir.path, 'tables', 'events', 'changelog-00000000000000000000.log');
     const buf = await readFile(path);
     await rm(join(dir.path, 'tables', 'events', 'state.snapshot'));
     await rm(path);
