@@ -82,7 +82,8 @@ async function repairSegments(segs: { path: string; base: number }[], opts: { dr
       await ChangelogFile.repair(seg.path, {});
       for (const l of later) await rm(l.path);
     }
-    const cut = { ...found.cut, pos: seg.base + found.cut.pos, bytes: found.cut.bytes + laterBytes, endOffset, records: endOffset - found.cut.fromOffset };
+    // A bad last frame in its segment is a torn tail only when no later segment follows: whole frames after it make it damage.
+    const cut = { ...found.cut, pos: seg.base + found.cut.pos, bytes: found.cut.bytes + laterBytes, tornTail: found.cut.tornTail && later.length === 0, endOffset, records: endOffset - found.cut.fromOffset };
     return { path: seg.path, size, kept: { bytes: seg.base + found.kept.bytes, frames: frames + found.kept.frames, records: found.kept.records }, cut, dryRun: opts.dryRun || undefined };
   }
   const last = segs[segs.length - 1];

@@ -8,11 +8,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ChangelogDamaged, ChangelogFile, FILE_START, HEADER_BYTES } from '../../src/engine/log.js';
+import { repairTable } from '../../src/engine/repair.js';
 import { tempDir, testAsof, type TestAsof } from '../helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -177,6 +178,49 @@ test('every header byte and payload bytes of a middle frame: damage, named at th
       (e: ChangelogDamaged) => e instanceof ChangelogDamaged && e.damage.pos === lastMeta[0] && e.damage.fromOffset === lastMeta[1],
     );
   } finally {
+    await dir.cleanup();
+  }
+});
+
+test('damage in a sealed segment: `asof repair` cuts that segment there, removes the later ones, and counts their records as lost', async () => {
+  const dir = await tempDir();
+  let asof: TestAsof | undefined;
+  try {
+    // One frame per segment: a segment rolls once it holds a byte.
+    asof = await testAsof({ segmentBytes: 1 }, { dataDir: dir.path });
+    await asof.req('PUT', '/tables/events', EVENTS);
+    for (let f = 0; f < FRAMES; f++) {
+      const rows = Array.from({ length: PER_FRAME }, (_, i) => ({ user: i, ts: f * 100 + i, what: `f${f}r${i}` }));
+      assert.equal((await asof.req('POST', '/tables/events/rows', { rows })).status, 200);
+    }
+    const before = await changelog(asof);
+    await asof.close();
+    asof = undefined;
+    const tdir = join(dir.path, 'tables', 'events');
+    const segs = (await readdir(tdir)).filter((n) => /^changelog-\d{20}\.log$/.test(n)).sort();
+    assert.ok(segs.length >= FRAMES, `one segment per frame (${segs.join(', ')})`);
+    const sizes = await Promise.all(segs.map(async (n) => (await stat(join(tdir, n))).size));
+    // Damage the third frame's segment, inside its body (after the header).
+    const victim = 2;
+    const buf = await readFile(join(tdir, segs[victim]));
+    buf[HEADER_BYTES + 3] ^= 0xff;
+    await writeFile(join(tdir, segs[victim]), buf);
+    const base = Number(segs[victim].slice('changelog-'.length, -'.log'.length));
+
+    const report = await repairTable(dir.path, 'events');
+    const fromOffset = victim * PER_FRAME;
+    const laterBytes = sizes.slice(victim).reduce((a, b) => a + b, 0);
+    assert.deepEqual(report.cut, { pos: base, bytes: laterBytes, reason: 'checksum mismatch', tornTail: false, fromOffset, endOffset: FRAMES * PER_FRAME, records: FRAMES * PER_FRAME - fromOffset });
+    assert.equal(report.kept.records, fromOffset);
+    const left = (await readdir(tdir)).filter((n) => /^changelog-\d{20}\.log$/.test(n)).sort();
+    assert.deepEqual(left, segs.slice(0, victim + 1), 'the segments after the damaged one are gone');
+    assert.equal((await stat(join(tdir, segs[victim]))).size, 0, 'the damaged segment is cut where its first frame began');
+
+    asof = await testAsof({ segmentBytes: 1 }, { dataDir: dir.path });
+    assert.deepEqual(await changelog(asof), before.slice(0, fromOffset), 'exactly the records before the damage');
+    assert.equal((await asof.req('POST', '/tables/events/rows', { rows: [{ user: 9, ts: 1, what: 'after' }] })).body.firstOffset, fromOffset, 'writing goes on from the cut');
+  } finally {
+    await asof?.close();
     await dir.cleanup();
   }
 });
