@@ -15,26 +15,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { COUNTRIES, EVENTS, ROWS, eventRows } from './events.js';
 import { drive, fmt, freePort, machine, spawnServer, type LoadResult } from './lib.js';
 
-const ROWS = 1000;
 const BODIES = 16;
 
-const EVENTS = {
-  kind: 'log',
-  eventTime: 'ts',
-  primaryKey: ['user'],
-  columns: [
-    { name: 'user', type: 'int64', nullable: false },
-    { name: 'ts', type: 'timestamp', nullable: false },
-    { name: 'kind', type: 'string' },
-    { name: 'amount', type: 'float64' },
-    { name: 'country', type: 'string' },
-    { name: 'device', type: 'string' },
-    { name: 'score', type: 'float32' },
-    { name: 'flagged', type: 'bool' },
-  ],
-};
 const ACCOUNTS = {
   kind: 'pk',
   primaryKey: ['user'],
@@ -46,23 +31,6 @@ const ACCOUNTS = {
   ],
 };
 
-const KINDS = ['click', 'view', 'purchase', 'refund'];
-const COUNTRIES = ['PT', 'DE', 'FR', 'US', 'BR', 'JP'];
-const DEVICES = ['ios', 'android', 'web'];
-
-function eventRows(b: number): Record<string, unknown>[] {
-  const base = Date.parse('2026-01-01T00:00:00Z') + b * ROWS * 1000;
-  return Array.from({ length: ROWS }, (_, i) => ({
-    user: (b * 7919 + i * 31) % 100_000,
-    ts: new Date(base + i * 1000).toISOString(),
-    kind: KINDS[i % 4],
-    amount: Math.round(((i * 37) % 10_000) * 1.31) / 100,
-    country: COUNTRIES[(b + i) % 6],
-    device: DEVICES[i % 3],
-    score: (i % 100) / 128,
-    flagged: i % 17 === 0,
-  }));
-}
 
 function accountRows(b: number): Record<string, unknown>[] {
   return Array.from({ length: ROWS }, (_, i) => ({ user: (b * ROWS + i) % 50_000, balance: (b * i) % 1000, country: COUNTRIES[i % 6], updated: 1767225600000 + b * 1000 + i }));
