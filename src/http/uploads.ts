@@ -53,7 +53,9 @@ export function fileFormatOf(req: FastifyRequest, given?: string): FileFormat {
   const ct = mediaType(req);
   const byType = BY_CONTENT_TYPE.get(ct);
   if (byType) return byType;
-  if (given && (FILE_FORMATS as readonly string[]).includes(given)) return given as FileFormat;
+  // ?fileFormat= names the format of an application/octet-stream body only: any other type (an Arrow stream, say) has
+  // already been parsed by its own parser, so it is not a file to save (the fuzzer found that reaching a 500).
+  if (ct === 'application/octet-stream' && given && (FILE_FORMATS as readonly string[]).includes(given)) return given as FileFormat;
   throw new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', `a file body needs Content-Type ${Object.values(FILE_CONTENT_TYPES).join(', ')} (or application/octet-stream with ?fileFormat=csv|ndjson|parquet); got ${ct}`);
 }
 

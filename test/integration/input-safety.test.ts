@@ -240,3 +240,16 @@ describe('input safety: issue 13 findings', () => {
     assert.ok(!JSON.stringify(csv.body).includes(asof.dataDir) && !JSON.stringify(csv.body).includes('/tmp/'), JSON.stringify(csv.body));
   });
 });
+
+test('an import whose Content-Type is another parsed type (an Arrow stream) with ?fileFormat= is 415, not a 500 (found by the fuzzer, seed 1053659137)', async () => {
+  const a = await testAsof();
+  try {
+    await a.req('PUT', '/tables/p', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 's', type: 'string' }] });
+    const r = await a.http.inject({ method: 'POST', url: '/tables/p/import?fileFormat=csv', headers: { 'content-type': 'application/vnd.apache.arrow.stream' }, payload: '"9223372036854775808"' });
+    assert.equal(r.statusCode, 415, r.body);
+    assert.equal(JSON.parse(r.body).error.code, 'ASOF_UNSUPPORTED_MEDIA_TYPE');
+    assert.equal((await a.req('GET', '/tables/p')).body.rowCount, 0, 'nothing was written');
+  } finally {
+    await a.destroy();
+  }
+});
