@@ -10,14 +10,15 @@
  * answer means its records are durable.
  */
 import { join } from 'node:path';
-import { makeVector, type Vector } from 'apache-arrow';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
-import { CHANGE_NAMES, ChangeType, decodeBatch, decodeIpc, decodeValues, encodeBatch, streamMetadata, type ChangeName } from './arrow-codec.js';
-import { AppendFailed, CHAIN_GENESIS, FILE_START, rawFrameOf, SnapshotMismatch, type FrameMeta, type RawFrame, type ResumePoint } from './log.js';
+import { ChangeType, decodeIpc, decodeValues, encodeBatch, streamMetadata } from './arrow-codec.js';
+import { AppendFailed, CHAIN_GENESIS, FILE_START, SnapshotMismatch, type FrameMeta, type ResumePoint } from './log.js';
 import { IdempotencyKeys, keysMetadata, keysOf, type FrameKey, type KeyedAnswer, type KeyedRequest } from './idempotency.js';
-import type { ColdFrame, ColdTable } from './cold-tier.js';
-import { payloadOf, replayCold, scanKey, unionFrames, type UnionSource } from './union-read.js';
+import type { ColdTable } from './cold-tier.js';
+import { replayCold, type UnionSource } from './union-read.js';
+import { tierStep, tieredCut } from './table-tier.js';
+import { frameBytes, scan, scanArrow, scanBatches, storedFrames, type Commit, type TableReads } from './table-scan.js';
 import { SegmentedLog } from './segments.js';
 import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
 import { PkState } from './pk-state.js';
@@ -37,28 +38,7 @@ export interface WriteResult {
   tokenOffset: number;
 }
 
-/** One stored commit as Arrow columns (no row objects): `getChild` is null for a column the commit predates. */
-export interface ArrowBatch {
-  numRows: number;
-  getChild(name: string): Vector | null;
-}
-
-export interface ChangeRecord {
-  offset: number;
-  changeType: ChangeName;
-  /** Epoch ms, server clock at commit. */
-  commitTime: number;
-  row: Row;
-}
-
-/** What subscribers get after each durable commit, in offset order. */
-export interface Commit {
-  table: string;
-  firstOffset: number;
-  commitTime: number;
-  changes: Int8Array | Uint8Array;
-  rows: Row[];
-}
+export type { ArrowBatch, ChangeRecord, Commit } from './table-scan.js';
 
 export type CommitListener = (commit: Commit) => void | Promise<void>;
 
@@ -470,13 +450,12 @@ export class Table {
     return { frames: this.frames, log: this.log, cold: this.cold, coldBelow: this.coldBelow, end: this.nextOffset };
   }
 
-  /**
-   * The changelog's frames holding offsets in [fromOffset, toOffset), whole
-   * (header and payload as stored, checksum checked), from the hot log or the
-   * cold tier: what re-verifying a frame's checksum or hash chain needs.
-   */
-  async *frameBytes(fromOffset: number, toOffset: number): AsyncGenerator<{ firstOffset: number; count: number; commitTime: number; bytes: Uint8Array }> {
-    for await (const { meta, bytes } of unionFrames(this.union, fromOffset, toOffset)) yield { firstOffset: meta.firstOffset, count: meta.count, commitTime: meta.commitTime, bytes };
+  /** What reads (table-scan.ts) look up when they begin. */
+  private readonly reads: TableReads = { union: () => this.union, schema: () => this.schema, offsetsOf: (key) => this.offsetsOf(key) };
+
+  /** Frames holding offsets in [fromOffset, toOffset), whole and checksum checked (table-scan.ts). */
+  frameBytes(fromOffset: number, toOffset: number): ReturnType<typeof frameBytes> {
+    return frameBytes(this.reads, fromOffset, toOffset);
   }
 
   /** Records [0, tieredEnd) are in the cold tier; 0 without one. */
@@ -494,59 +473,14 @@ export class Table {
     return this.frames.commitTimeOf(offset);
   }
 
-  /**
-   * Tiering, one step: copies the whole frames after the cold tier's end
-   * committed at or before `olderThan` (epoch ms), up to about `maxBytes`,
-   * into the cold tier in one commit. Returns the records copied. Callers
-   * run one step at a time per table (one writer).
-   */
-  async tierStep(olderThan: number, maxBytes: number): Promise<number> {
-    const cold = this.cold;
-    if (!cold || this.log.needsRestore) return 0;
-    const start = cold.end();
-    if (start >= this.nextOffset) return 0;
-    const picked: ColdFrame[] = [];
-    let bytes = 0;
-    for (let f = this.frames.find(start); f < this.frames.size && bytes < maxBytes; f++) {
-      const meta = this.frames.get(f);
-      if (meta.commitTime > olderThan) break;
-      // Frames holding only idempotency keys carry no record: not tiered (see README, cold tier).
-      if (meta.count === 0) continue;
-      bytes += meta.length;
-      picked.push({ meta, bytes: new Uint8Array(0) });
-    }
-    if (picked.length === 0) return 0;
-    if (picked[0].meta.firstOffset !== start) throw new Error(`table "${this.name}": the cold tier ends at ${start}, inside a frame`);
-    const last = picked[picked.length - 1].meta;
-    let i = 0;
-    for await (const f of unionFrames(this.union, start, last.firstOffset + last.count)) picked[i++].bytes = f.bytes;
-    await cold.append(picked, this.schema.columns);
-    return last.firstOffset + last.count - start;
+  /** Tiering, one step (table-tier.ts): returns the records copied into the cold tier. */
+  tierStep(olderThan: number, maxBytes: number): Promise<number> {
+    return tierStep(this.union, this.name, this.schema.columns, olderThan, maxBytes);
   }
 
-  /**
-   * Deletes the sealed segments whose records are all tiered, committed at or
-   * before `olderThan` (epoch ms), and below the newest snapshot's position (so
-   * recovery from it never needs the cold tier, and finds the snapshot's last
-   * frame, whose chain hash the next frame continues). When only the snapshot is
-   * missing, takes one. Returns how many segments went.
-   */
+  /** Deletes the sealed segments table-tier.ts's `tieredCut` allows (taking a snapshot when only that is missing). Returns how many went. */
   async dropTieredSegments(olderThan: number): Promise<number> {
-    if (!this.cold || this.log.needsRestore) return 0;
-    const tiered = this.cold.end();
-    let cut: { end: number; endOffset: number } | undefined;
-    let needSnapshot = false;
-    for (const seg of this.log.segments()) {
-      if (!seg.sealed) break;
-      const endOffset = this.frames.offsetAtPos(seg.end, this.nextOffset);
-      if (endOffset > tiered || endOffset === 0 || this.frames.commitTimeOf(endOffset - 1) > olderThan) break;
-      // Strictly below the snapshot: its last frame (whose chain hash and header a restart reads) stays in the hot log.
-      if (endOffset >= this.snapshotAt.offset) {
-        needSnapshot = this.nextOffset > this.snapshotAt.offset;
-        break;
-      }
-      cut = { end: seg.end, endOffset };
-    }
+    const { cut, needSnapshot } = tieredCut(this.union, this.snapshotAt.offset, olderThan);
     if (needSnapshot && !this.snapshotting) void this.snapshot().catch((e) => this.logger.warn({ table: this.name, err: String(e) }, 'snapshot failed; will retry later'));
     if (!cut) return 0;
     // New reads go to the cold tier before the files go; reads under way keep their pinned segments.
@@ -560,72 +494,19 @@ export class Table {
     return this.keyIndex.offsetsOf(key) as number[];
   }
 
-  /**
-   * Reads commits in offset order, frame by frame: `[fromOffset, toOffset)`,
-   * only committed records. Each batch's rows follow the current schema.
-   */
-  async *scanBatches(opts: { fromOffset?: number; toOffset?: number; columns?: string[] } = {}): AsyncGenerator<Commit & { count: number }> {
-    const from = Math.max(0, opts.fromOffset ?? 0);
-    const to = Math.min(this.nextOffset, opts.toOffset ?? this.nextOffset);
-    if (from >= to || this.frames.size === 0) return;
-    const only = opts.columns ? new Set(opts.columns) : undefined;
-    for await (const { meta, bytes } of unionFrames(this.union, from, to)) {
-      const { changes, rows } = decodeBatch(decodeIpc(payloadOf(bytes)), this.schema.columns, only);
-      const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
-      const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
-      yield { table: this.name, firstOffset: meta.firstOffset + lo, commitTime: meta.commitTime, changes: changes.subarray(lo, hi), rows: rows.slice(lo, hi), count: hi - lo };
-    }
+  /** Commits in offset order, rows following the current schema (table-scan.ts). */
+  scanBatches(opts: Parameters<typeof scanBatches>[1] = {}): ReturnType<typeof scanBatches> {
+    return scanBatches(this.reads, opts);
   }
 
-  /**
-   * Reads commits in offset order as their stored Arrow record batches, never
-   * turned into row objects: the columnar path of offline scans. `[fromOffset,
-   * toOffset)`, only committed records. A batch holds `_asof_change` (int8) and
-   * the columns of the schema version it was written with: a column added later
-   * is absent and reads as null. Timestamps are timestamp[ms, UTC].
-   */
-  async *scanArrow(opts: { fromOffset?: number; toOffset?: number } = {}): AsyncGenerator<{ firstOffset: number; commitTime: number; count: number; batch: ArrowBatch }> {
-    const from = Math.max(0, opts.fromOffset ?? 0);
-    const to = Math.min(this.nextOffset, opts.toOffset ?? this.nextOffset);
-    if (from >= to || this.frames.size === 0) return;
-    for await (const { meta, bytes } of unionFrames(this.union, from, to)) {
-      const stored = decodeIpc(payloadOf(bytes));
-      const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
-      const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
-      const whole = lo === 0 && hi === stored.numRows;
-      const batch: ArrowBatch = {
-        numRows: hi - lo,
-        getChild(name) {
-          const data = stored.column(name);
-          if (!data) return null;
-          return makeVector(whole ? data : data.slice(lo, hi - lo));
-        },
-      };
-      yield { firstOffset: meta.firstOffset + lo, commitTime: meta.commitTime, count: hi - lo, batch };
-    }
+  /** Commits in offset order as their stored Arrow batches (table-scan.ts). */
+  scanArrow(opts: Parameters<typeof scanArrow>[1] = {}): ReturnType<typeof scanArrow> {
+    return scanArrow(this.reads, opts);
   }
 
-
-  /**
-   * Reads changelog records in offset order. With `key`, only that key's
-   * records, found through the key index (no full read).
-   */
-  async *scan(opts: { fromOffset?: number; toOffset?: number; columns?: string[]; key?: string; limit?: number } = {}): AsyncGenerator<ChangeRecord> {
-    let left = opts.limit ?? Infinity;
-    if (left <= 0) return;
-    if (opts.key !== undefined) {
-      const from = opts.fromOffset ?? 0;
-      const to = Math.min(this.nextOffset, opts.toOffset ?? Infinity);
-      const wanted = this.offsetsOf(opts.key).filter((o) => o >= from && o < to);
-      yield* scanKey(this.union, this.schema, opts.key, wanted.length > left ? wanted.slice(0, left) : wanted, opts.columns ? new Set(opts.columns) : undefined);
-      return;
-    }
-    for await (const b of this.scanBatches(opts)) {
-      for (let i = 0; i < b.count; i++) {
-        yield { offset: b.firstOffset + i, changeType: CHANGE_NAMES[b.changes[i]], commitTime: b.commitTime, row: b.rows[i] };
-        if (--left <= 0) return;
-      }
-    }
+  /** Records in offset order; with `key`, only that key's, through the key index (table-scan.ts). */
+  scan(opts: Parameters<typeof scan>[1] = {}): ReturnType<typeof scan> {
+    return scan(this.reads, opts);
   }
 
   /** The newest committed offset (-1 when empty) and the chain hash (hex) of the frame holding it: what a decision cites. */
@@ -633,29 +514,9 @@ export class Table {
     return { offset: this.nextOffset - 1, hash: this.headHash.toString('hex') };
   }
 
-  /**
-   * Frames as stored, in offset order, from the one holding `fromOffset` to
-   * the one holding `toOffset - 1`: the audit's chain walk. Tiered frames come
-   * from the cold tier (their stored bytes, checked when tiered), the rest from
-   * the hot log with checksums and chain hashes reported, not enforced.
-   */
-  async *storedFrames(fromOffset = 0, toOffset = this.nextOffset): AsyncGenerator<RawFrame> {
-    if (this.frames.size === 0 || fromOffset >= toOffset) return;
-    const coldBelow = this.coldBelow;
-    if (fromOffset < coldBelow) {
-      for await (const { meta, bytes } of unionFrames(this.union, fromOffset, Math.min(toOffset, coldBelow))) yield rawFrameOf(bytes, meta.pos);
-    }
-    this.log.pin();
-    try {
-      for (let f = this.frames.find(Math.max(0, fromOffset, coldBelow)); f < this.frames.size; f++) {
-        const meta = this.frames.get(f);
-        if (meta.firstOffset >= toOffset) break;
-        if (meta.firstOffset < coldBelow) continue;
-        yield await this.log.readFrame(meta);
-      }
-    } finally {
-      this.log.unpin();
-    }
+  /** Frames as stored, checksums and chain hashes reported, not enforced: the audit's chain walk (table-scan.ts). */
+  storedFrames(fromOffset = 0, toOffset?: number): ReturnType<typeof storedFrames> {
+    return storedFrames(this.reads, fromOffset, toOffset);
   }
 
   /** Waits for queued writes, snapshots what changed since the last snapshot (so the next start reads nothing), closes the file. */

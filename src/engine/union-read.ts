@@ -12,7 +12,7 @@ import type { FrameIndex } from './indexes.js';
 import { CHAIN_GENESIS, HEADER_BYTES, parseFrame, splitBody, type FrameMeta } from './log.js';
 import type { CompiledColumn, Row, TableSchema } from './schema.js';
 import type { SegmentedLog } from './segments.js';
-import type { ChangeRecord } from './table.js';
+import type { ChangeRecord } from './table-scan.js';
 
 export interface UnionSource {
   frames: FrameIndex;

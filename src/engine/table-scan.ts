@@ -1,0 +1,155 @@
+/**
+ * Reading a table's changelog: records, commits and stored frames in offset
+ * order, through the union of the cold tier and the hot log (union-read.ts).
+ * Every reader of a table's history comes here (changelog and `?key=` reads,
+ * SSE and gRPC follow, training sets, materializing, Redis rebuilds, the
+ * audit), so tiered records read exactly as hot ones.
+ *
+ * The table hands these functions a `TableReads`: where its frames are at the
+ * moment a read starts (the range, the hot log's first offset), looked up
+ * when the read begins, not when it is created.
+ */
+import { makeVector, type Vector } from 'apache-arrow';
+import { CHANGE_NAMES, decodeBatch, decodeIpc, type ChangeName } from './arrow-codec.js';
+import { rawFrameOf, type RawFrame } from './log.js';
+import { payloadOf, scanKey, unionFrames, type UnionSource } from './union-read.js';
+import type { Row, TableSchema } from './schema.js';
+
+/** One stored commit as Arrow columns (no row objects): `getChild` is null for a column the commit predates. */
+export interface ArrowBatch {
+  numRows: number;
+  getChild(name: string): Vector | null;
+}
+
+export interface ChangeRecord {
+  offset: number;
+  changeType: ChangeName;
+  /** Epoch ms, server clock at commit. */
+  commitTime: number;
+  row: Row;
+}
+
+/** What subscribers get after each durable commit, in offset order. */
+export interface Commit {
+  table: string;
+  firstOffset: number;
+  commitTime: number;
+  changes: Int8Array | Uint8Array;
+  rows: Row[];
+}
+
+/** What a read needs of its table, looked up when the read begins. */
+export interface TableReads {
+  /** The frames as they stand now: hot and cold, the records [0, end). */
+  union(): UnionSource;
+  schema(): TableSchema;
+  /** Offsets of one key's records, ascending (the key index; the live array, not to be changed). */
+  offsetsOf(key: string): readonly number[];
+}
+
+/**
+ * Commits in offset order, frame by frame: `[fromOffset, toOffset)`, only
+ * committed records. Each batch's rows follow the current schema.
+ */
+export async function* scanBatches(t: TableReads, opts: { fromOffset?: number; toOffset?: number; columns?: string[] } = {}): AsyncGenerator<Commit & { count: number }> {
+  const src = t.union();
+  const schema = t.schema();
+  const from = Math.max(0, opts.fromOffset ?? 0);
+  const to = Math.min(src.end, opts.toOffset ?? src.end);
+  if (from >= to || src.frames.size === 0) return;
+  const only = opts.columns ? new Set(opts.columns) : undefined;
+  for await (const { meta, bytes } of unionFrames(src, from, to)) {
+    const { changes, rows } = decodeBatch(decodeIpc(payloadOf(bytes)), schema.columns, only);
+    const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
+    const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
+    yield { table: schema.name, firstOffset: meta.firstOffset + lo, commitTime: meta.commitTime, changes: changes.subarray(lo, hi), rows: rows.slice(lo, hi), count: hi - lo };
+  }
+}
+
+/**
+ * Commits in offset order as their stored Arrow record batches, never turned
+ * into row objects: the columnar path of offline scans. `[fromOffset,
+ * toOffset)`, only committed records. A batch holds `_asof_change` (int8) and
+ * the columns of the schema version it was written with: a column added later
+ * is absent and reads as null. Timestamps are timestamp[ms, UTC].
+ */
+export async function* scanArrow(t: TableReads, opts: { fromOffset?: number; toOffset?: number } = {}): AsyncGenerator<{ firstOffset: number; commitTime: number; count: number; batch: ArrowBatch }> {
+  const src = t.union();
+  const from = Math.max(0, opts.fromOffset ?? 0);
+  const to = Math.min(src.end, opts.toOffset ?? src.end);
+  if (from >= to || src.frames.size === 0) return;
+  for await (const { meta, bytes } of unionFrames(src, from, to)) {
+    const stored = decodeIpc(payloadOf(bytes));
+    const lo = Math.max(from, meta.firstOffset) - meta.firstOffset;
+    const hi = Math.min(to, meta.firstOffset + meta.count) - meta.firstOffset;
+    const whole = lo === 0 && hi === stored.numRows;
+    const batch: ArrowBatch = {
+      numRows: hi - lo,
+      getChild(name) {
+        const data = stored.column(name);
+        if (!data) return null;
+        return makeVector(whole ? data : data.slice(lo, hi - lo));
+      },
+    };
+    yield { firstOffset: meta.firstOffset + lo, commitTime: meta.commitTime, count: hi - lo, batch };
+  }
+}
+
+/**
+ * Changelog records in offset order. With `key`, only that key's records,
+ * found through the key index (no full read).
+ */
+export async function* scan(t: TableReads, opts: { fromOffset?: number; toOffset?: number; columns?: string[]; key?: string; limit?: number } = {}): AsyncGenerator<ChangeRecord> {
+  let left = opts.limit ?? Infinity;
+  if (left <= 0) return;
+  if (opts.key !== undefined) {
+    const src = t.union();
+    const from = opts.fromOffset ?? 0;
+    const to = Math.min(src.end, opts.toOffset ?? Infinity);
+    const wanted = t.offsetsOf(opts.key).filter((o) => o >= from && o < to);
+    yield* scanKey(src, t.schema(), opts.key, wanted.length > left ? wanted.slice(0, left) : wanted, opts.columns ? new Set(opts.columns) : undefined);
+    return;
+  }
+  for await (const b of scanBatches(t, opts)) {
+    for (let i = 0; i < b.count; i++) {
+      yield { offset: b.firstOffset + i, changeType: CHANGE_NAMES[b.changes[i]], commitTime: b.commitTime, row: b.rows[i] };
+      if (--left <= 0) return;
+    }
+  }
+}
+
+/**
+ * The frames holding offsets in [fromOffset, toOffset), whole (header and
+ * payload as stored, checksum checked), from the hot log or the cold tier:
+ * what re-verifying a frame's checksum or hash chain needs.
+ */
+export async function* frameBytes(t: TableReads, fromOffset: number, toOffset: number): AsyncGenerator<{ firstOffset: number; count: number; commitTime: number; bytes: Uint8Array }> {
+  for await (const { meta, bytes } of unionFrames(t.union(), fromOffset, toOffset)) yield { firstOffset: meta.firstOffset, count: meta.count, commitTime: meta.commitTime, bytes };
+}
+
+/**
+ * Frames as stored, in offset order, from the one holding `fromOffset` to the
+ * one holding `toOffset - 1`: the audit's chain walk. Tiered frames come from
+ * the cold tier (their stored bytes, checked when tiered), the rest from the
+ * hot log with checksums and chain hashes reported, not enforced.
+ */
+export async function* storedFrames(t: TableReads, fromOffset: number, toOffset?: number): AsyncGenerator<RawFrame> {
+  const src = t.union();
+  const { frames, log, coldBelow } = src;
+  toOffset ??= src.end;
+  if (frames.size === 0 || fromOffset >= toOffset) return;
+  if (fromOffset < coldBelow) {
+    for await (const { meta, bytes } of unionFrames(src, fromOffset, Math.min(toOffset, coldBelow))) yield rawFrameOf(bytes, meta.pos);
+  }
+  log.pin();
+  try {
+    for (let f = frames.find(Math.max(0, fromOffset, coldBelow)); f < frames.size; f++) {
+      const meta = frames.get(f);
+      if (meta.firstOffset >= toOffset) break;
+      if (meta.firstOffset < coldBelow) continue;
+      yield await log.readFrame(meta);
+    }
+  } finally {
+    log.unpin();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * A table's side of tiering (tiering.ts runs it): copying whole frames from
+ * the hot log into the cold tier, and choosing which sealed segments may go.
+ * Reads of what was tiered go through the union (union-read.ts).
+ */
+import type { ColdFrame } from './cold-tier.js';
+import type { CompiledColumn } from './schema.js';
+import { unionFrames, type UnionSource } from './union-read.js';
+
+/**
+ * Tiering, one step: copies the whole frames after the cold tier's end
+ * committed at or before `olderThan` (epoch ms), up to about `maxBytes`,
+ * into the cold tier in one commit. Returns the records copied. Callers run
+ * one step at a time per table (one writer).
+ */
+export async function tierStep(src: UnionSource, table: string, columns: CompiledColumn[], olderThan: number, maxBytes: number): Promise<number> {
+  const { cold, frames, log } = src;
+  if (!cold || log.needsRestore) return 0;
+  const start = cold.end();
+  if (start >= src.end) return 0;
+  const picked: ColdFrame[] = [];
+  let bytes = 0;
+  for (let f = frames.find(start); f < frames.size && bytes < maxBytes; f++) {
+    const meta = frames.get(f);
+    if (meta.commitTime > olderThan) break;
+    // Frames holding only idempotency keys carry no record: not tiered (see README, cold tier).
+    if (meta.count === 0) continue;
+    bytes += meta.length;
+    picked.push({ meta, bytes: new Uint8Array(0) });
+  }
+  if (picked.length === 0) return 0;
+  if (picked[0].meta.firstOffset !== start) throw new Error(`table "${table}": the cold tier ends at ${start}, inside a frame`);
+  const last = picked[picked.length - 1].meta;
+  let i = 0;
+  for await (const f of unionFrames(src, start, last.firstOffset + last.count)) picked[i++].bytes = f.bytes;
+  await cold.append(picked, columns);
+  return last.firstOffset + last.count - start;
+}
+
+/**
+ * Which sealed segments may be deleted: those whose records are all tiered,
+ * committed at or before `olderThan` (epoch ms), and strictly below the newest
+ * snapshot's offset `snapshotAt` (so recovery from it never needs the cold
+ * tier, and finds the snapshot's last frame, whose chain hash the next frame
+ * continues). `cut`: delete the segments ending at or before byte `end`; the
+ * hot log then starts at `endOffset`. `needSnapshot`: only a newer snapshot
+ * keeps more from going.
+ */
+export function tieredCut(src: UnionSource, snapshotAt: number, olderThan: number): { cut?: { end: number; endOffset: number }; needSnapshot: boolean } {
+  const { cold, frames, log } = src;
+  if (!cold || log.needsRestore) return { needSnapshot: false };
+  const tiered = cold.end();
+  let cut: { end: number; endOffset: number } | undefined;
+  for (const seg of log.segments()) {
+    if (!seg.sealed) break;
+    const endOffset = frames.offsetAtPos(seg.end, src.end);
+    if (endOffset > tiered || endOffset === 0 || frames.commitTimeOf(endOffset - 1) > olderThan) break;
+    if (endOffset >= snapshotAt) return { cut, needSnapshot: src.end > snapshotAt };
+    cut = { end: seg.end, endOffset };
+  }
+  return { cut, needSnapshot: false };
+}
