@@ -4,8 +4,8 @@
  * all call it, so the same records give the same values whichever path asks.
  *
  * The state of one (view, entity) is a small JSON-safe object (`EntityState`),
- * updated record by record with `apply` and read at a point in time with
- * `evaluate`. What differs between the read modes is only which records are
+ * updated with `apply` (one record) or `applyAll` (a batch, the same result)
+ * and read at a point in time with `evaluate`. What differs between the read modes is only which records are
  * applied, and in what order (see `applyOrder` below):
  *   - "known" (online, audit, training with pointInTime "known"): the records
  *     committed by t, in commit (offset) order; a pk view then holds exactly
@@ -17,7 +17,8 @@
 import { ChangeType } from '../engine/arrow-codec.js';
 import { toJsonValue, type Row, type TableSchema } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
-import { featureType, parseDuration, type AggFn, type FeatureViewDef } from './definitions.js';
+import { featureType, parseDuration, type FeatureViewDef } from './definitions.js';
+import { aggregate, mergeSorted, upperBound, type AggSpec, type Entry } from './window.js';
 
 export type FeatureStatus = 'PRESENT' | 'NOT_FOUND' | 'NULL_VALUE' | 'OUTSIDE_MAX_AGE';
 export type PointInTime = 'event' | 'known';
@@ -54,13 +55,6 @@ export interface Evaluated {
   statuses: FeatureStatus[];
   /** Event time (epoch ms) the value stems from; null when none. */
   eventTimes: (number | null)[];
-}
-
-interface AggSpec {
-  fn: AggFn;
-  /** Index into an event entry's inputs (entry[2 + input]), or -1 for count(*). */
-  input: number;
-  windowMs: number;
 }
 
 interface CompiledFeature {
@@ -137,23 +131,45 @@ export class ViewEvaluator {
    * Mutates and returns `state` where it can.
    */
   apply(state: EntityState | undefined, rec: SourceRecord, now: number): EntityState | undefined {
-    const et = this.eventTimeOf(rec);
+    return this.applyAll(state, [rec], now);
+  }
+
+  /**
+   * Applies records (offset order) all at `now`: exactly the state `apply`
+   * gives record by record, in O(k log k + m) for k records and m events
+   * already in the state, not O(k * m). A log view's state is a maximum and
+   * sorted sets (window.ts), none of which depends on the order the records
+   * come in, so the batch's versions and events are sorted once and merged;
+   * a pk view keeps the last row, record by record.
+   */
+  applyAll(state: EntityState | undefined, recs: SourceRecord[], now: number): EntityState | undefined {
     if (this.isPk) {
-      if (rec.change === ChangeType.DELETE) return undefined;
-      if (rec.change === ChangeType.UPDATE_BEFORE) return state;
-      return { b: [et, rec.offset, this.valuesOf(rec.row)] };
+      for (const rec of recs) {
+        if (rec.change === ChangeType.DELETE) state = undefined;
+        else if (rec.change !== ChangeType.UPDATE_BEFORE) state = { b: [this.eventTimeOf(rec), rec.offset, this.valuesOf(rec.row)] };
+      }
+      return state;
     }
+    if (recs.length === 0) return state;
     const s: EntityState = state ?? {};
-    if (this.valueColumns.length) {
-      const v: Version = [et, rec.offset, this.valuesOf(rec.row)];
-      if (et > now) insertSorted((s.f ??= []), v);
-      else if (newer(et, rec.offset, s.b)) s.b = v;
+    const future: Version[] = [];
+    const events: Entry[] = [];
+    const cutoff = now - this.maxWindowMs;
+    for (const rec of recs) {
+      const et = this.eventTimeOf(rec);
+      if (this.valueColumns.length) {
+        const v: Version = [et, rec.offset, this.valuesOf(rec.row)];
+        if (et > now) future.push(v);
+        else if (newer(et, rec.offset, s.b)) s.b = v;
+      }
+      if (this.hasAggregates && et > cutoff) {
+        const entry: Entry = [et, rec.offset];
+        for (const c of this.aggColumns) entry.push(jsonSafe(rec.row[c.name]));
+        events.push(entry);
+      }
     }
-    if (this.hasAggregates && et > now - this.maxWindowMs) {
-      const entry: unknown[] = [et, rec.offset];
-      for (const c of this.aggColumns) entry.push(jsonSafe(rec.row[c.name]));
-      insertSorted((s.w ??= []), entry as unknown as Version);
-    }
+    if (future.length) mergeSorted((s.f ??= []) as Entry[], future as Entry[]);
+    if (events.length) mergeSorted((s.w ??= []), events);
     this.settle(s, now);
     return s;
   }
@@ -161,16 +177,13 @@ export class ViewEvaluator {
   /** Promotes future versions that are now visible and drops window events no window can reach again. */
   settle(s: EntityState, now: number): void {
     if (s.f) {
-      while (s.f.length && s.f[0][0] <= now) {
-        const v = s.f.shift()!;
-        if (newer(v[0], v[1], s.b)) s.b = v;
-      }
-      if (!s.f.length) delete s.f;
+      let k = 0;
+      for (; k < s.f.length && s.f[k][0] <= now; k++) if (newer(s.f[k][0], s.f[k][1], s.b)) s.b = s.f[k];
+      if (k === s.f.length) delete s.f;
+      else if (k) s.f.splice(0, k);
     }
     if (s.w) {
-      const cutoff = now - this.maxWindowMs;
-      let drop = 0;
-      while (drop < s.w.length && (s.w[drop][0] as number) <= cutoff) drop++;
+      const drop = upperBound(s.w, now - this.maxWindowMs);
       if (drop) s.w.splice(0, drop);
     }
   }
@@ -215,10 +228,10 @@ export class ViewEvaluator {
       // Events in (t - window, t]: the list is sorted, so find the slice by binary search.
       hi = upperBound(events, t);
       lo = upperBound(events, t - agg.windowMs);
-      const r = aggregate(agg, events, lo, hi);
-      out.values[i] = r.value;
+      const value = aggregate(agg, events, lo, hi);
+      out.values[i] = value;
       out.eventTimes[i] = hi > lo ? (events[hi - 1][0] as number) : null;
-      out.statuses[i] = !state ? 'NOT_FOUND' : r.value === null ? 'NULL_VALUE' : 'PRESENT';
+      out.statuses[i] = !state ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT';
     }
     return out;
   }
@@ -255,56 +268,6 @@ export class ViewEvaluator {
   toJson(i: number, value: unknown): unknown {
     return value === null || value === undefined ? null : toJsonValue(this.features[i].type, value);
   }
-}
-
-function aggregate(agg: AggSpec, events: unknown[][], lo: number, hi: number): { value: unknown } {
-  if (agg.fn === 'count') {
-    if (agg.input < 0) return { value: hi - lo };
-    let n = 0;
-    for (let i = lo; i < hi; i++) if (events[i][2 + agg.input] !== null) n++;
-    return { value: n };
-  }
-  if (agg.fn === 'last') {
-    // The newest event in the window whose value is set (ties: highest offset, which sorts last).
-    for (let i = hi - 1; i >= lo; i--) {
-      const v = events[i][2 + agg.input];
-      if (v !== null) return { value: v };
-    }
-    return { value: null };
-  }
-  let n = 0;
-  let acc = 0;
-  for (let i = lo; i < hi; i++) {
-    const raw = events[i][2 + agg.input];
-    if (raw === null) continue;
-    const v = Number(raw);
-    if (n === 0) acc = agg.fn === 'min' || agg.fn === 'max' ? v : 0;
-    if (agg.fn === 'sum' || agg.fn === 'avg') acc += v;
-    else if (agg.fn === 'min') acc = Math.min(acc, v);
-    else acc = Math.max(acc, v);
-    n++;
-  }
-  if (n === 0) return { value: agg.fn === 'sum' ? null : null };
-  return { value: agg.fn === 'avg' ? acc / n : acc };
-}
-
-/** Index of the first entry with event time > t (entries ascending by event time). */
-function upperBound(entries: unknown[][], t: number): number {
-  let lo = 0;
-  let hi = entries.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((entries[mid][0] as number) <= t) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** Inserts keeping ascending (event time, offset) order; new records usually go last. */
-function insertSorted(list: unknown[][], v: unknown[]): void {
-  let i = list.length;
-  while (i > 0 && !newer(v[0] as number, v[1] as number, list[i - 1] as unknown as Version)) i--;
-  list.splice(i, 0, v);
 }
 
 /** bigint → decimal string, so states survive JSON. Everything else is already JSON-safe. */
@@ -348,7 +311,5 @@ export function applyOrder(ev: ViewEvaluator, records: SourceRecord[], t: number
  * incrementally; training sets get it with cursors over many label times.
  */
 export function evaluateAt(ev: ViewEvaluator, records: SourceRecord[], t: number, mode: PointInTime): Evaluated {
-  let state: EntityState | undefined;
-  for (const r of applyOrder(ev, records, t, mode)) state = ev.apply(state, r, t);
-  return ev.evaluate(state, t);
+  return ev.evaluate(ev.applyAll(undefined, applyOrder(ev, records, t, mode), t), t);
 }
