@@ -108,11 +108,16 @@ export interface RawFrame extends FrameMeta {
   payload: Uint8Array;
 }
 
+/** Whether `buf` is one whole frame (magic, body length) whose checksum holds: all a read checks before using a frame's bytes. */
+export function frameOk(buf: Buffer): boolean {
+  return buf.length >= HEADER_BYTES && buf.readUInt32LE(0) === FRAME_MAGIC && buf.readUInt32LE(8) === buf.length - HEADER_BYTES && crc32(buf.subarray(HEADER_BYTES), crc32(buf.subarray(16, HEADER_BYTES))) === buf.readUInt32LE(12);
+}
+
 /** One whole frame's bytes (as stored, e.g. kept by the cold tier) → the frame, its checksum reported (not enforced); `pos` is recorded in it. */
 export function rawFrameOf(bytes: Uint8Array, pos: number): RawFrame {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const body = buf.subarray(HEADER_BYTES);
-  const crcOk = buf.length >= HEADER_BYTES && buf.readUInt32LE(0) === FRAME_MAGIC && buf.readUInt32LE(8) === body.length && crc32(body, crc32(buf.subarray(16, HEADER_BYTES))) === buf.readUInt32LE(12);
+  const crcOk = frameOk(buf);
   const version = buf.length >= HEADER_BYTES ? buf.readUInt8(4) : 0;
   const meta = crcOk
     ? { firstOffset: Number(buf.readBigInt64LE(16)), count: buf.readUInt32LE(24), schemaVersion: buf.readUInt32LE(28), commitTime: buf.readDoubleLE(32), pos, length: buf.length }

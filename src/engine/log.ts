@@ -42,7 +42,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 
-import { CHAIN_GENESIS, FRAME_MAGIC, HEADER_BYTES, chainHash, encodeHeader, parseFrame, sliceBuffers, splitBody, type FrameMeta, type NewFrame, type RawFrame, type RecoveryReport } from './frame.js';
+import { CHAIN_GENESIS, FRAME_MAGIC, HEADER_BYTES, chainHash, encodeHeader, frameOk, sliceBuffers, splitBody, type FrameMeta, type NewFrame, type RawFrame, type RecoveryReport } from './frame.js';
 import { ChangelogDamaged, findDamage, firstOffsetIn, walkFrames, type Walk } from './frame-walk.js';
 
 export * from './frame.js';
@@ -315,11 +315,26 @@ export class ChangelogFile {
 
   /** A whole frame as stored (header, chain hash, payload), its checksum checked again: what the cold tier keeps. */
   async readBytes(meta: FrameMeta): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(meta.length);
-    const { bytesRead } = await this.fh.read(buf, 0, meta.length, meta.pos);
-    if (bytesRead !== meta.length) throw new Error(`short read of frame at byte ${meta.pos} in ${this.path}`);
-    parseFrame(buf, meta.pos, this.path);
-    return buf;
+    return (await this.readRun([meta]))[0];
+  }
+
+  /**
+   * Whole frames (ascending positions), each checksum checked, read with one
+   * system call over the span from the first to the end of the last (bytes
+   * between them are read and dropped). Each is a view into that one buffer.
+   */
+  async readRun(metas: FrameMeta[]): Promise<Buffer[]> {
+    const start = metas[0].pos;
+    const last = metas[metas.length - 1];
+    const span = last.pos + last.length - start;
+    const buf = Buffer.allocUnsafe(span);
+    const { bytesRead } = await this.fh.read(buf, 0, span, start);
+    if (bytesRead !== span) throw new Error(`short read of frames at bytes ${start}..${start + span} in ${this.path}`);
+    return metas.map((m) => {
+      const bytes = buf.subarray(m.pos - start, m.pos - start + m.length);
+      if (!frameOk(bytes)) throw new Error(`changelog frame at byte ${m.pos} of ${this.path} fails its checksum: it was damaged after it was written`);
+      return bytes;
+    });
   }
 
   async close(): Promise<void> {

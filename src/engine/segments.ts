@@ -191,6 +191,23 @@ export class SegmentedLog {
     return seg.file.readBytes({ ...meta, pos: meta.pos - seg.base });
   }
 
+  /**
+   * Whole frames (global positions, ascending) as stored, checksums checked:
+   * one read per segment they lie in, spanning the bytes between them too
+   * (the caller bounds the span: union-read.ts).
+   */
+  async readRun(metas: FrameMeta[]): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    for (let i = 0; i < metas.length; ) {
+      const seg = this.holder(metas[i].pos);
+      const end = seg.base + seg.file.bytes;
+      const local: FrameMeta[] = [];
+      for (; i < metas.length && metas[i].pos < end; i++) local.push({ ...metas[i], pos: metas[i].pos - seg.base });
+      for (const b of await seg.file.readRun(local)) out.push(b);
+    }
+    return out;
+  }
+
   /** A frame as stored (global position), checksum reported, not enforced: the audit's chain walk. */
   async readFrame(meta: FrameMeta): Promise<RawFrame> {
     const seg = this.holder(meta.pos);

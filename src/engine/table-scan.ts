@@ -12,7 +12,7 @@
 import { makeVector, type Vector } from 'apache-arrow';
 import { CHANGE_NAMES, decodeBatch, decodeIpc, type ChangeName } from './arrow-codec.js';
 import { rawFrameOf, type RawFrame } from './log.js';
-import { payloadOf, scanKey, unionFrames, type UnionSource } from './union-read.js';
+import { keyBatches, payloadOf, unionFrames, type UnionSource } from './union-read.js';
 import type { Row, TableSchema } from './schema.js';
 
 /** One stored commit as Arrow columns (no row objects): `getChild` is null for a column the commit predates. */
@@ -103,11 +103,7 @@ export async function* scan(t: TableReads, opts: { fromOffset?: number; toOffset
   let left = opts.limit ?? Infinity;
   if (left <= 0) return;
   if (opts.key !== undefined) {
-    const src = t.union();
-    const from = opts.fromOffset ?? 0;
-    const to = Math.min(src.end, opts.toOffset ?? Infinity);
-    const wanted = t.offsetsOf(opts.key).filter((o) => o >= from && o < to);
-    yield* scanKey(src, t.schema(), opts.key, wanted.length > left ? wanted.slice(0, left) : wanted, opts.columns ? new Set(opts.columns) : undefined);
+    for await (const recs of scanKey(t, opts.key, { ...opts, limit: left })) yield* recs;
     return;
   }
   for await (const b of scanBatches(t, opts)) {
@@ -116,6 +112,38 @@ export async function* scan(t: TableReads, opts: { fromOffset?: number; toOffset
       if (--left <= 0) return;
     }
   }
+}
+
+/**
+ * One key's records in offset order, an array at a time (fewer awaits than a
+ * record at a time: the audit reads whole histories), through the key index:
+ * only the frames holding the key's records are read. `[fromOffset,
+ * toOffset)`, at most `limit` records.
+ */
+export async function* scanKey(t: TableReads, key: string, opts: { fromOffset?: number; toOffset?: number; columns?: string[]; limit?: number } = {}): AsyncGenerator<ChangeRecord[]> {
+  const src = t.union();
+  const from = opts.fromOffset ?? 0;
+  const to = Math.min(src.end, opts.toOffset ?? Infinity);
+  const limit = opts.limit ?? Infinity;
+  if (limit <= 0) return;
+  const all = t.offsetsOf(key);
+  // Ascending: the range is found by binary search, not a pass over a hot key's millions of offsets.
+  const lo = lowerBound(all, from);
+  const hi = Math.min(lowerBound(all, to), lo + limit);
+  if (lo >= hi) return;
+  yield* keyBatches(src, t.schema(), key, all.slice(lo, hi), opts.columns ? new Set(opts.columns) : undefined);
+}
+
+/** The first index of ascending `xs` whose value is >= `x` (xs.length when none). */
+function lowerBound(xs: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**

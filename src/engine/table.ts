@@ -18,7 +18,7 @@ import { IdempotencyKeys, keysMetadata, keysOf, type FrameKey, type KeyedAnswer,
 import type { ColdTable } from './cold-tier.js';
 import { replayCold, type UnionSource } from './union-read.js';
 import { tierStep, tieredCut } from './table-tier.js';
-import { frameBytes, scan, scanArrow, scanBatches, storedFrames, type Commit, type TableReads } from './table-scan.js';
+import { frameBytes, scan, scanArrow, scanBatches, scanKey, storedFrames, type Commit, type TableReads } from './table-scan.js';
 import { SegmentedLog } from './segments.js';
 import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
 import { PkState } from './pk-state.js';
@@ -507,6 +507,11 @@ export class Table {
   /** Records in offset order; with `key`, only that key's, through the key index (table-scan.ts). */
   scan(opts: Parameters<typeof scan>[1] = {}): ReturnType<typeof scan> {
     return scan(this.reads, opts);
+  }
+
+  /** One key's records in offset order, an array at a time, through the key index (table-scan.ts). */
+  scanKey(key: string, opts: Parameters<typeof scanKey>[2] = {}): ReturnType<typeof scanKey> {
+    return scanKey(this.reads, key, opts);
   }
 
   /** The newest committed offset (-1 when empty) and the chain hash (hex) of the frame holding it: what a decision cites. */

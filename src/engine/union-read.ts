@@ -26,6 +26,14 @@ export interface UnionSource {
 
 /** Frame bytes fetched from the cold tier per query: bounds memory, keeps queries few. */
 const COLD_CHUNK_BYTES = 32 << 20;
+/**
+ * Hot frames fetched per read (one system call): a frame at a time cost a
+ * thread-pool round trip each, most of reading one entity's 2,000 frames
+ * (bench:audit); bounded, so a reader that stops early read little ahead.
+ */
+const HOT_RUN_BYTES = 1 << 20;
+/** Bytes between two wanted hot frames read through, rather than split into two reads. */
+const HOT_GAP_BYTES = 64 << 10;
 
 /**
  * Frames holding offsets in [from, to), ascending, whole (header and payload).
@@ -33,51 +41,69 @@ const COLD_CHUNK_BYTES = 32 << 20;
  * segment deleted by tiering meanwhile is still read to the end.
  */
 export async function* unionFrames(src: UnionSource, from: number, to: number): AsyncGenerator<{ meta: FrameMeta; bytes: Uint8Array }> {
-  const { frames, log } = src;
+  const { frames } = src;
   from = Math.max(0, from);
   to = Math.min(src.end, to);
   if (from >= to || frames.size === 0) return;
+  yield* framesAt(src, { from: frames.find(from), to: frames.find(to - 1) + 1 });
+}
+
+/**
+ * The frames at the given indexes of the frame index (ascending; a range or a
+ * list), whole, skipping frames of no record. Hot frames close together are
+ * read in one call (HOT_RUN_BYTES, HOT_GAP_BYTES); cold ones in queries of up
+ * to COLD_CHUNK_BYTES.
+ */
+export async function* framesAt(src: UnionSource, which: { from: number; to: number } | number[]): AsyncGenerator<{ meta: FrameMeta; bytes: Uint8Array }> {
+  const { frames, log } = src;
   const coldBelow = src.coldBelow;
+  const n = Array.isArray(which) ? which.length : which.to - which.from;
+  const at = Array.isArray(which) ? (k: number) => which[k] : (k: number) => which.from + k;
   log.pin();
   try {
-    let f = frames.find(from);
-    while (f < frames.size) {
-      const meta = frames.get(f);
-      if (meta.firstOffset >= to) break;
+    let k = 0;
+    while (k < n) {
+      const meta = frames.get(at(k));
       // A frame holding only idempotency keys has no records to read (and the cold tier keeps no row for it).
       if (meta.count === 0) {
-        f++;
+        k++;
         continue;
       }
       if (meta.firstOffset >= coldBelow) {
-        yield { meta, bytes: await log.readBytes(meta) };
-        f++;
+        const run = [meta];
+        let end = meta.pos + meta.length;
+        for (k++; k < n; k++) {
+          const m = frames.get(at(k));
+          if (m.count === 0) continue;
+          if (m.pos - end > HOT_GAP_BYTES || m.pos + m.length - meta.pos > HOT_RUN_BYTES) break;
+          run.push(m);
+          end = m.pos + m.length;
+        }
+        const got = await log.readRun(run);
+        for (let i = 0; i < run.length; i++) yield { meta: run[i], bytes: got[i] };
         continue;
       }
       if (!src.cold) throw new Error(`changelog offsets below ${coldBelow} are in the cold tier, and none is open`);
-      // A run of cold frames, up to COLD_CHUNK_BYTES, in one query.
-      let g = f;
+      // A run of adjacent cold frames, up to COLD_CHUNK_BYTES, in one query.
+      const run: FrameMeta[] = [];
       let bytes = 0;
-      const stop = Math.min(coldBelow, to);
-      while (g < frames.size && bytes < COLD_CHUNK_BYTES) {
-        const m = frames.get(g);
-        if (m.firstOffset >= stop) break;
+      for (let prev = at(k) - 1; k < n && bytes < COLD_CHUNK_BYTES; k++) {
+        const m = frames.get(at(k));
+        if (m.firstOffset >= coldBelow || at(k) !== prev + 1) break;
+        prev = at(k);
+        if (m.count === 0) continue;
         bytes += m.length;
-        g++;
+        run.push(m);
       }
-      const until = g < frames.size ? frames.get(g).firstOffset : src.end;
-      const got = await src.cold.frames(meta.firstOffset, until);
-      let j = 0;
-      for (let i = f; i < g; i++) {
-        const want = frames.get(i);
-        if (want.count === 0) continue;
-        const have = got[j++];
-        if (!have || have.meta.firstOffset !== want.firstOffset || have.meta.count !== want.count || have.meta.commitTime !== want.commitTime) {
+      const lastMeta = run[run.length - 1];
+      const got = new Map((await src.cold.frames(run[0].firstOffset, lastMeta.firstOffset + lastMeta.count)).map((f) => [f.meta.firstOffset, f]));
+      for (const want of run) {
+        const have = got.get(want.firstOffset);
+        if (!have || have.meta.count !== want.count || have.meta.commitTime !== want.commitTime) {
           throw new Error(`the cold tier's frame at offset ${want.firstOffset} is missing or differs from the changelog's (got ${have ? `${have.meta.firstOffset}+${have.meta.count}` : 'none'})`);
         }
         yield { meta: want, bytes: have.bytes };
       }
-      f = g;
     }
   } finally {
     log.unpin();
@@ -119,11 +145,13 @@ export function keyMatch(schema: TableSchema, key: string): KeyMatch[] | undefin
 }
 
 /**
- * The records at `wanted` (ascending offsets, all of one key): those below
- * the hot log from the cold tier through its scalar index on the key columns
- * (one query), the rest from their frames.
+ * The records at `wanted` (ascending offsets, all of one key), in offset
+ * order, an array at a time: those below the hot log from the cold tier
+ * through its scalar index on the key columns (one query), the rest from the
+ * frames holding them, each read once (close ones together) and only the
+ * wanted rows built.
  */
-export async function* scanKey(src: UnionSource, schema: TableSchema, key: string, wanted: number[], only: Set<string> | undefined): AsyncGenerator<ChangeRecord> {
+export async function* keyBatches(src: UnionSource, schema: TableSchema, key: string, wanted: readonly number[], only: Set<string> | undefined): AsyncGenerator<ChangeRecord[]> {
   let i = 0;
   const coldBelow = src.coldBelow;
   const match = src.cold && wanted.length && wanted[0] < coldBelow ? keyMatch(schema, key) : undefined;
@@ -133,23 +161,24 @@ export async function* scanKey(src: UnionSource, schema: TableSchema, key: strin
     if (recs.length !== expect.length || recs.some((r, j) => r.offset !== expect[j])) {
       throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${recs.length} records, ${expect.length} expected)`);
     }
-    for (const r of recs) yield { offset: r.offset, changeType: CHANGE_NAMES[r.change], commitTime: r.commitTime, row: r.row };
+    yield recs.map((r) => ({ offset: r.offset, changeType: CHANGE_NAMES[r.change], commitTime: r.commitTime, row: r.row }));
     i = expect.length;
   }
-  while (i < wanted.length) {
-    let meta: FrameMeta | undefined;
-    let payload: Uint8Array | undefined;
-    for await (const f of unionFrames(src, wanted[i], wanted[i] + 1)) {
-      meta = f.meta;
-      payload = payloadOf(f.bytes);
-    }
-    if (!meta || !payload) throw new Error(`no frame holds offset ${wanted[i]} of table "${schema.name}"`);
-    const { changes, rows } = decodeBatch(decodeIpc(payload), schema.columns, only);
-    for (; i < wanted.length && wanted[i] < meta.firstOffset + meta.count; i++) {
-      const j = wanted[i] - meta.firstOffset;
-      yield { offset: wanted[i], changeType: CHANGE_NAMES[changes[j]], commitTime: meta.commitTime, row: rows[j] };
-    }
+  // The frames holding the rest, each once.
+  const idx: number[] = [];
+  for (let j = i; j < wanted.length; j++) {
+    const f = src.frames.find(wanted[j]);
+    if (idx[idx.length - 1] !== f) idx.push(f);
   }
+  for await (const { meta, bytes } of framesAt(src, idx)) {
+    const at: number[] = [];
+    for (let j = i; j < wanted.length && wanted[j] < meta.firstOffset + meta.count; j++) at.push(wanted[j] - meta.firstOffset);
+    if (at.length === 0 || at[0] < 0) break;
+    const { changes, rows } = decodeBatch(decodeIpc(payloadOf(bytes)), schema.columns, only, at);
+    yield at.map((j, k) => ({ offset: meta.firstOffset + j, changeType: CHANGE_NAMES[changes[j]], commitTime: meta.commitTime, row: rows[k] }));
+    i += at.length;
+  }
+  if (i < wanted.length) throw new Error(`no frame holds offset ${wanted[i]} of table "${schema.name}"`);
 }
 
 /** One key's records from the cold tier in [from, to), ascending by offset, rows decoded as the hot log's are. */
