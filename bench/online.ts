@@ -12,7 +12,9 @@
  *     online with the embedded store (target <= 400 MB RSS), for a pk and a
  *     log source, with two-place decimals and with full-precision doubles.
  *
- *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --memory-only --memory-case pk:double]
+ *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --memory-only --memory-case pk:double --only-post]
+ *
+ * `--only-post` measures the POST batches alone (no GET rounds), for work on the batch path.
  *
  * Every server is the real thing in its own child process (`asof serve`, or
  * the bare route: this file with `bare`); this process only drives load, so
@@ -279,11 +281,11 @@ const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maxim
 
 interface StoreFigures {
   store: string;
-  /** asof (a) against the bare route (b). */
-  get: Paired;
-  halfBare: Load;
-  halfAsof: Load;
-  cold: Paired;
+  /** asof (a) against the bare route (b); the GET figures are absent with --only-post. */
+  get?: Paired;
+  halfBare?: Load;
+  halfAsof?: Load;
+  cold?: Paired;
   batch: Paired;
   coldBatch: Paired;
   oneBytes: number;
@@ -312,20 +314,24 @@ async function benchStore(store: 'embedded' | 'redis'): Promise<StoreFigures> {
 
     const full = { seconds: SECONDS, connections: CONNECTIONS };
     process.stdout.write(`[${store}] warming up ...\n`);
+    const onlyPost = flag('only-post');
     await drive(bareServer, gets, { ...full, seconds: 2 });
-    await drive(asof, gets, { ...full, seconds: 2 });
+    if (!onlyPost) await drive(asof, gets, { ...full, seconds: 2 });
     await drive(asof, batches, { ...full, seconds: 2 });
     // Alternating rounds: a machine whose load drifts affects both sides of a pair alike (see alternate).
-    process.stdout.write(`[${store}] GET full load, ${ROUNDS} alternating rounds of ${SECONDS} s ...\n`);
-    const get = await alternate(() => drive(asof, gets, full), () => drive(bareServer!, gets, full));
-    const rate = get.a.rps / 2;
-    process.stdout.write(`[${store}] GET at half load (${fmt(rate)} req/s) ...\n`);
-    const half = { seconds: SECONDS, connections: 8, rate };
-    const hotPaths = Array.from({ length: HOT }, (_, i) => `/features/${entityId(i)}?features=${FEATURES}`);
-    const halfBare = await paced(bareServer, hotPaths, half);
-    const halfAsof = await paced(asof, hotPaths, half);
-    process.stdout.write(`[${store}] GET full load, every entity in turn (cold) ...\n`);
-    const cold = await alternate(() => drive(asof, coldGets, full), () => drive(bareServer!, coldGets, full));
+    let get: Paired | undefined, cold: Paired | undefined, halfBare: Load | undefined, halfAsof: Load | undefined;
+    if (!onlyPost) {
+      process.stdout.write(`[${store}] GET full load, ${ROUNDS} alternating rounds of ${SECONDS} s ...\n`);
+      get = await alternate(() => drive(asof, gets, full), () => drive(bareServer!, gets, full));
+      const rate = get.a.rps / 2;
+      process.stdout.write(`[${store}] GET at half load (${fmt(rate)} req/s) ...\n`);
+      const half = { seconds: SECONDS, connections: 8, rate };
+      const hotPaths = Array.from({ length: HOT }, (_, i) => `/features/${entityId(i)}?features=${FEATURES}`);
+      halfBare = await paced(bareServer, hotPaths, half);
+      halfAsof = await paced(asof, hotPaths, half);
+      process.stdout.write(`[${store}] GET full load, every entity in turn (cold) ...\n`);
+      cold = await alternate(() => drive(asof, coldGets, full), () => drive(bareServer!, coldGets, full));
+    }
     process.stdout.write(`[${store}] POST /features, ${BATCH} entities ...\n`);
     const batched = await alternate(() => drive(asof, batches, full), () => drive(bareServer!, batches, full));
     process.stdout.write(`[${store}] POST /features, every entity in turn (cold) ...\n`);
@@ -404,19 +410,22 @@ async function redisAnswers(): Promise<boolean> {
 
 function report(figures: StoreFigures[]): void {
   const ratio = (p: Paired): string => `${fmt(p.ratio, 2)} (CPU ${fmt(p.cpuRatio, 2)}; pairs ${p.ratios.map((r) => fmt(r, 2)).join(', ')})`;
-  console.log('\nGET /features/{entity}, 20 features (%s bytes). Ratios: asof / bare in req/s, and (CPU) bare / asof in server CPU per request, each the median over %d alternating pairs of runs; req/s and CPU columns: the median run of each side', figures[0].oneBytes, ROUNDS);
-  console.log('| store | lookups | asof req/s | bare req/s | ratio (target >= 0.8) | server CPU µs/req asof / bare | server busy asof / bare |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- |');
-  for (const f of figures) {
-    for (const [label, p] of [[`hot (${fmt(HOT)} entities)`, f.get], [`cold (all ${fmt(ENTITIES)})`, f.cold]] as const) {
-      console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps)} | ${fmt(p.b.rps)} | ${ratio(p)} | ${fmt(p.a.cpuUs, 1)} / ${fmt(p.b.cpuUs, 1)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% |`);
+  const withGet = figures.filter((f) => f.get && f.cold && f.halfAsof && f.halfBare) as Required<StoreFigures>[];
+  if (withGet.length) {
+    console.log('\nGET /features/{entity}, 20 features (%s bytes). Ratios: asof / bare in req/s, and (CPU) bare / asof in server CPU per request, each the median over %d alternating pairs of runs; req/s and CPU columns: the median run of each side', withGet[0].oneBytes, ROUNDS);
+    console.log('| store | lookups | asof req/s | bare req/s | ratio (target >= 0.8) | server CPU µs/req asof / bare | server busy asof / bare |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const f of withGet) {
+      for (const [label, p] of [[`hot (${fmt(HOT)} entities)`, f.get], [`cold (all ${fmt(ENTITIES)})`, f.cold]] as const) {
+        console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps)} | ${fmt(p.b.rps)} | ${ratio(p)} | ${fmt(p.a.cpuUs, 1)} / ${fmt(p.b.cpuUs, 1)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% |`);
+      }
     }
-  }
-  console.log('\nGET at half of asof\'s full-load rate (hot), the same offered rate for both (target p99 <= 2 ms)');
-  console.log('| store | rate | asof p50 / p99 ms | bare p50 / p99 ms | server CPU µs/req asof / bare (ratio) |');
-  console.log('| --- | --- | --- | --- | --- |');
-  for (const f of figures) {
-    console.log(`| ${f.store} | ${fmt(f.halfAsof.rps)} req/s | ${fmt(f.halfAsof.p50, 2)} / ${fmt(f.halfAsof.p99, 2)} | ${fmt(f.halfBare.p50, 2)} / ${fmt(f.halfBare.p99, 2)} | ${fmt(f.halfAsof.cpuUs, 1)} / ${fmt(f.halfBare.cpuUs, 1)} (${fmt(f.halfBare.cpuUs / f.halfAsof.cpuUs, 2)}) |`);
+    console.log('\nGET at half of asof\'s full-load rate (hot), the same offered rate for both (target p99 <= 2 ms)');
+    console.log('| store | rate | asof p50 / p99 ms | bare p50 / p99 ms | server CPU µs/req asof / bare (ratio) |');
+    console.log('| --- | --- | --- | --- | --- |');
+    for (const f of withGet) {
+      console.log(`| ${f.store} | ${fmt(f.halfAsof.rps)} req/s | ${fmt(f.halfAsof.p50, 2)} / ${fmt(f.halfAsof.p99, 2)} | ${fmt(f.halfBare.p50, 2)} / ${fmt(f.halfBare.p99, 2)} | ${fmt(f.halfAsof.cpuUs, 1)} / ${fmt(f.halfBare.cpuUs, 1)} (${fmt(f.halfBare.cpuUs / f.halfAsof.cpuUs, 2)}) |`);
+    }
   }
   console.log(`\nPOST /features, ${BATCH} entities x 20 features (target >= 200k entity lookups/s)`);
   console.log('| store | lookups | asof entity lookups/s | bare route, same bytes | ratio | server CPU µs per entity asof / bare | server busy asof / bare |');
@@ -426,7 +435,7 @@ function report(figures: StoreFigures[]): void {
       console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps * BATCH)} | ${fmt(p.b.rps * BATCH)} | ${ratio(p)} | ${fmt(p.a.cpuUs / BATCH, 2)} / ${fmt(p.b.cpuUs / BATCH, 2)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% |`);
     }
   }
-  const errors = figures.flatMap((f) => [f.get.a, f.get.b, f.halfAsof, f.halfBare, f.cold.a, f.cold.b, f.batch.a, f.batch.b, f.coldBatch.a, f.coldBatch.b]).reduce((n, l) => n + l.errors, 0);
+  const errors = figures.flatMap((f) => [f.get?.a, f.get?.b, f.halfAsof, f.halfBare, f.cold?.a, f.cold?.b, f.batch.a, f.batch.b, f.coldBatch.a, f.coldBatch.b]).reduce((n, l) => n + (l?.errors ?? 0), 0);
   if (errors) console.log(`\nWARNING: ${errors} requests failed or answered non-2xx`);
 }
 

@@ -1,13 +1,13 @@
 /**
- * The JSON of online lookups, written from precomputed fragments: the lookup
- * routes are the hot path (benchmarked against a bare route returning the same
- * bytes), and building objects for JSON.stringify, or gluing a hundred small
- * strings together, costs more than reading the store.
+ * The JSON of online lookups, written straight into bytes: the lookup routes
+ * are the hot path (benchmarked against a bare route returning the same
+ * bytes), and building objects for JSON.stringify, or gluing strings together
+ * and encoding them, costs more than reading the store. Keys are bytes made
+ * once per plan; numbers, plain strings and times are written digit by digit
+ * (String(double) alone cost more than a whole cached lookup).
  *
- * Answers are UTF-8 bytes, not strings: each entity's part is encoded once and
- * kept with its shared evaluation, and an answer is those parts copied into
- * one buffer (parts not kept are written straight into it). A string answer would be measured and transcoded again on every
- * send, which for a 100-entity batch costs more than the lookups.
+ * An entity's part that the lookup cache keeps is encoded once, kept with its
+ * shared evaluation, and copied from then on.
  *
  * Output is exactly what JSON.stringify would write for the same answer
  * (`toObjects` in online/evaluation.ts); a unit test holds the two together.
@@ -15,50 +15,59 @@
 import { formatTimestamp, toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
-import type { Evaluation, Plan } from '../online/service.js';
+import type { EntityEval, Evaluation, Plan } from '../online/service.js';
 
-/** Per plan: the text of each feature's key, and how to write each value. */
-export interface Fragments {
+type ValueWriter = (out: Out, v: unknown) => void;
+
+/** Per plan: each feature's key as bytes, where its value is, and how to write it. */
+interface Fragments {
   /** `"view:feature":` for the first feature, `,"view:feature":` for the others. */
-  keys: string[];
-  value: ((v: unknown) => string)[];
+  keys: Buffer[];
+  keyText: string[];
+  /** Feature f's value is `entries[e * groups + group[f]]`'s value number `index[f]`. */
+  group: number[];
+  index: number[];
+  value: ValueWriter[];
   /** The inside of `statuses` when every feature is PRESENT, the usual case. */
-  allPresent: string;
-  /** The same, as bytes. */
-  allPresentBytes: Buffer;
-  /** The last token written for a one-view plan, and the view source's position it names. */
-  token?: { at: number | undefined; text: string };
+  allPresent: Buffer;
+  /** The inside of `eventTimes` by the one time every feature has, for recent such times (the rows of one commit share one). */
+  times: Map<number | null, Buffer>;
+  /** `,"token":{...}}` as last written for a one-view plan, and the view source's position it names. */
+  tail?: { at: number | undefined; bytes: Buffer };
 }
 
 const fragmentCache = new WeakMap<Plan, Fragments>();
-const STATUS_JSON: Record<FeatureStatus, string> = { PRESENT: '"PRESENT"', NOT_FOUND: '"NOT_FOUND"', NULL_VALUE: '"NULL_VALUE"', OUTSIDE_MAX_AGE: '"OUTSIDE_MAX_AGE"' };
+const STATUS: Record<FeatureStatus, Buffer> = { PRESENT: Buffer.from('"PRESENT"'), NOT_FOUND: Buffer.from('"NOT_FOUND"'), NULL_VALUE: Buffer.from('"NULL_VALUE"'), OUTSIDE_MAX_AGE: Buffer.from('"OUTSIDE_MAX_AGE"') };
 
-export function fragmentsOf(plan: Plan): Fragments {
+function fragmentsOf(plan: Plan): Fragments {
   let f = fragmentCache.get(plan);
   if (!f) {
     const keys = plan.features.map((x, i) => (i ? ',' : '') + JSON.stringify(x.ref) + ':');
-    const allPresent = keys.join(STATUS_JSON.PRESENT) + STATUS_JSON.PRESENT;
-    f = { keys, value: plan.features.map((x) => valueWriter(x.type)), allPresent, allPresentBytes: Buffer.from(allPresent) };
+    const group = new Array<number>(plan.features.length);
+    const index = new Array<number>(plan.features.length);
+    plan.groups.forEach((g, gi) => g.positions.forEach((pos, k) => ((group[pos] = gi), (index[pos] = g.indexes[k]))));
+    const allPresent = Buffer.from(keys.join('"PRESENT"') + '"PRESENT"');
+    f = { keys: keys.map((k) => Buffer.from(k)), keyText: keys, group, index, value: plan.features.map((x) => valueWriter(x.type)), allPresent, times: new Map() };
     fragmentCache.set(plan, f);
   }
   return f;
 }
 
-/** Canonical value → JSON text, per column type. Numbers take the short path. */
-function valueWriter(type: ColumnType): (v: unknown) => string {
-  const general = (v: unknown): string => (v === null || v === undefined ? 'null' : JSON.stringify(toJsonValue(type, v)));
+/** Canonical value → JSON, per column type. Numbers, booleans, plain strings and times take the short path. */
+function valueWriter(type: ColumnType): ValueWriter {
+  const general: ValueWriter = (out, v) => out.text(v === null || v === undefined ? 'null' : JSON.stringify(toJsonValue(type, v)));
   switch (type.kind) {
     case 'int32':
     case 'float32':
     case 'float64':
     case 'int64':
-      return (v) => (typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : general(v));
+      return (out, v) => (typeof v === 'number' ? out.number(v) : general(out, v));
     case 'bool':
-      return (v) => (v === true ? 'true' : v === false ? 'false' : 'null');
+      return (out, v) => out.ascii(v === true ? 'true' : v === false ? 'false' : 'null');
     case 'timestamp':
-      return (v) => (typeof v === 'number' ? `"${isoTime(v)}"` : 'null');
+      return (out, v) => (typeof v === 'number' ? out.time(v) : out.ascii('null'));
     case 'string':
-      return (v) => (typeof v === 'string' ? JSON.stringify(v) : general(v));
+      return (out, v) => (typeof v === 'string' ? out.string(v) : general(out, v));
     default:
       return general;
   }
@@ -73,68 +82,142 @@ export interface Answer {
 /** The answer of `GET /features/{entity}`: one `EntityFeatures`. */
 export function renderOne(entity: unknown, e: Evaluation): Answer {
   const frags = fragmentsOf(e.plan);
-  const head = '{"entity":' + (JSON.stringify(entity) ?? 'null') + ',';
-  const tail = ',"token":' + tokenText(e, frags) + '}';
+  const tail = tailOf(e, frags);
   const kept = keptBytes(e, 0, frags);
-  if (kept !== undefined && isAscii(head) && isAscii(tail)) {
+  if (kept !== undefined && (typeof entity === 'string' || typeof entity === 'number')) {
     // The usual case: the entity's part made before, copied in between two short texts.
+    const head = Buffer.from('{"entity":' + JSON.stringify(entity) + ',');
     const out = small(head.length + kept.length + tail.length);
-    copyAscii(out, head, 0);
+    out.set(head, 0);
     out.set(kept, head.length);
-    copyAscii(out, tail, head.length + kept.length);
+    out.set(tail, head.length + kept.length);
     return { bytes: out };
   }
-  const out = new Writer();
-  out.text(head);
-  renderBody(e, 0, frags, out);
-  out.text(tail);
+  const out = new Out();
+  writeEntity(out, entity, e, 0, frags, tail);
   return out.finish();
-}
-
-/** The token's JSON; with one view in the plan, kept per plan while the view's position stays. */
-function tokenText(e: Evaluation, frags: Fragments): string {
-  if (e.plan.groups.length !== 1) return JSON.stringify(e.token);
-  const w = e.token[e.plan.groups[0].def.source];
-  if (frags.token === undefined || frags.token.at !== w) frags.token = { at: w, text: JSON.stringify(e.token) };
-  return frags.token.text;
 }
 
 /** The answer of `POST /features`: `{"results": [EntityFeatures, ...]}`. */
 export function renderMany(entities: unknown[], e: Evaluation): Answer {
-  const out = new Writer();
+  const out = new Out();
   const frags = fragmentsOf(e.plan);
-  const tail = ',"token":' + tokenText(e, frags) + '}';
-  out.text('{"results":[');
+  const tail = tailOf(e, frags);
+  out.ascii('{"results":[');
   for (let i = 0; i < entities.length; i++) {
-    out.text((i ? ',{"entity":' : '{"entity":') + (JSON.stringify(entities[i]) ?? 'null') + ',');
-    renderBody(e, i, frags, out);
-    out.text(tail);
+    if (i) out.byte(44);
+    writeEntity(out, entities[i], e, i, frags, tail);
   }
-  out.text(']}');
+  out.ascii(']}');
   return out.finish();
 }
 
-/**
- * An answer written straight into bytes, piece by piece, in a reused buffer
- * (grown when needed). Short ASCII text is copied by hand: a call into
- * Node's encoder costs more than the few dozen bytes between two entities.
- * Gathering the text first and encoding it once at the end built a rope of
- * the whole answer that was measured and flattened again, and its pieces
- * were garbage.
- */
-class Writer {
-  private buf: Buffer = spares.pop() ?? Buffer.allocUnsafeSlow(256 * 1024);
-  private at = 0;
+/** `,"token":{...}}`; with one view in the plan, kept per plan while the view's position stays. */
+function tailOf(e: Evaluation, frags: Fragments): Buffer {
+  if (e.plan.groups.length !== 1) return Buffer.from(',"token":' + JSON.stringify(e.token) + '}');
+  const w = e.token[e.plan.groups[0].def.source];
+  if (frags.tail === undefined || frags.tail.at !== w) frags.tail = { at: w, bytes: Buffer.from(',"token":' + JSON.stringify(e.token) + '}') };
+  return frags.tail.bytes;
+}
 
-  text(s: string): void {
-    if (s.length <= 64 && isAscii(s)) {
-      this.room(s.length);
-      copyAscii(this.buf, s, this.at);
-      this.at += s.length;
-    } else {
-      this.room(3 * s.length);
-      this.at += this.buf.write(s, this.at);
+function writeEntity(out: Out, entity: unknown, e: Evaluation, i: number, frags: Fragments, tail: Buffer): void {
+  out.ascii('{"entity":');
+  if (typeof entity === 'number') out.number(entity);
+  else if (typeof entity === 'string') out.string(entity);
+  else out.text(JSON.stringify(entity) ?? 'null');
+  out.byte(44);
+  const entry = e.entries[i];
+  if (e.plan.groups.length !== 1 || !entry.kept) writeBody(out, e, i, frags);
+  else {
+    const kept = keptBytes(e, i, frags);
+    if (kept !== undefined) out.bytes(kept);
+    else {
+      const start = out.at;
+      writeBody(out, e, i, frags);
+      // Its own memory, not a slice of a shared buffer: a kept slice would keep the whole buffer alive.
+      const bytes = Buffer.allocUnsafeSlow(out.at - start);
+      out.buf.copy(bytes, 0, start, out.at);
+      entry.json = { frags, bytes };
     }
+  }
+  out.bytes(tail);
+}
+
+/** Entity i's part as made before and kept with its shared evaluation, if it was. */
+function keptBytes(e: Evaluation, i: number, frags: Fragments): Buffer | undefined {
+  const hit = e.plan.groups.length === 1 ? (e.entries[i].json as { frags: Fragments; bytes: Buffer } | undefined) : undefined;
+  return hit !== undefined && hit.frags === frags ? hit.bytes : undefined;
+}
+
+/** Writes `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i, from its entries. */
+function writeBody(out: Out, e: Evaluation, i: number, frags: Fragments): void {
+  const { keys, group, index } = frags;
+  const nf = keys.length;
+  const entries = e.entries;
+  const base = i * e.plan.groups.length;
+  let allPresent = true;
+  let sameTime = true;
+  let r: EntityEval = entries[base + group[0]];
+  const t0 = r.eventTimes[index[0]] ?? null;
+  out.ascii('"features":{');
+  for (let f = 0; f < nf; f++) {
+    r = entries[base + group[f]];
+    const k = index[f];
+    out.bytes(keys[f]);
+    frags.value[f](out, r.values[k]);
+    if (r.statuses[k] !== 'PRESENT') allPresent = false;
+    if ((r.eventTimes[k] ?? null) !== t0) sameTime = false;
+  }
+  out.ascii('},"statuses":{');
+  if (allPresent) out.bytes(frags.allPresent);
+  else for (let f = 0; f < nf; f++) out.bytes(keys[f]), out.bytes(STATUS[entries[base + group[f]].statuses[index[f]]]);
+  out.ascii('},"eventTimes":{');
+  if (sameTime) {
+    // Features of one view usually share one time, and the rows of one commit one commit time: such parts are kept.
+    let part = frags.times.get(t0);
+    if (part === undefined) {
+      const text = t0 === null ? 'null' : `"${isoTime(t0)}"`;
+      part = Buffer.from(frags.keyText.join(text) + text);
+      if (frags.times.size >= 1024) frags.times.clear();
+      frags.times.set(t0, part);
+    }
+    out.bytes(part);
+  } else {
+    for (let f = 0; f < nf; f++) {
+      out.bytes(keys[f]);
+      const ms = entries[base + group[f]].eventTimes[index[f]] ?? null;
+      if (ms === null) out.ascii('null');
+      else out.time(ms);
+    }
+  }
+  out.byte(125);
+}
+
+/**
+ * An answer written straight into bytes, in a reused buffer (grown when
+ * needed). Short ASCII is copied by hand: a call into Node's encoder costs
+ * more than the few dozen bytes it would write.
+ */
+class Out {
+  buf: Buffer = spares.pop() ?? Buffer.allocUnsafeSlow(256 * 1024);
+  at = 0;
+
+  byte(b: number): void {
+    this.room(1);
+    this.buf[this.at++] = b;
+  }
+
+  /** Text known to be ASCII. */
+  ascii(s: string): void {
+    this.room(s.length);
+    for (let k = 0; k < s.length; k++) this.buf[this.at++] = s.charCodeAt(k);
+  }
+
+  /** Any text, as UTF-8. */
+  text(s: string): void {
+    if (s.length <= 64 && isAscii(s)) return this.ascii(s);
+    this.room(3 * s.length);
+    this.at += this.buf.write(s, this.at);
   }
 
   bytes(b: Buffer): void {
@@ -143,12 +226,65 @@ class Writer {
     this.at += b.length;
   }
 
-  /** A copy of the bytes written in memory of its own (not a slab's); the buffer goes back. */
-  copyOut(): Buffer {
-    const bytes = Buffer.allocUnsafeSlow(this.at);
-    this.buf.copy(bytes, 0, 0, this.at);
-    giveBack(this.buf);
-    return bytes;
+  /** A string as JSON: printable ASCII without quotes or backslashes byte for byte, anything else through JSON.stringify. */
+  string(s: string): void {
+    for (let k = 0; k < s.length; k++) {
+      const c = s.charCodeAt(k);
+      if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return this.text(JSON.stringify(s));
+    }
+    this.room(s.length + 2);
+    this.buf[this.at++] = 34;
+    this.ascii(s);
+    this.buf[this.at++] = 34;
+  }
+
+  /**
+   * A number as JSON.stringify writes it. Safe integers, and decimals of up
+   * to 6 places whose digits (below 2^51) divide back to exactly the number,
+   * are written digit by digit: the fewest decimals that give the number back
+   * are its shortest round-trip form, which is what JavaScript prints.
+   * Anything else (exponents, 17-digit doubles) goes through String.
+   */
+  number(v: number): void {
+    if (!Number.isFinite(v)) return this.ascii('null');
+    const a = Math.abs(v);
+    if (Number.isInteger(v) && a <= Number.MAX_SAFE_INTEGER) {
+      if (v < 0) this.byte(45);
+      return this.digits(a, 0);
+    }
+    for (let d = 1; d <= 6; d++) {
+      const p = POW10[d];
+      const m = Math.round(a * p);
+      if (m / p === a && m < 2 ** 51) {
+        if (v < 0) this.byte(45);
+        const whole = Math.floor(m / p);
+        this.digits(whole, 0);
+        this.byte(46);
+        return this.digits(m - whole * p, d);
+      }
+    }
+    this.ascii(String(v));
+  }
+
+  /** A non-negative safe integer, padded with zeros to `width` digits. */
+  private digits(n: number, width: number): void {
+    let len = 1;
+    while (len < 16 && n >= POW10[len]) len++;
+    if (len < width) len = width;
+    this.room(len);
+    for (let k = this.at + len - 1; k >= this.at; k--) {
+      const r = n % 10;
+      this.buf[k] = 48 + r;
+      n = (n - r) / 10;
+    }
+    this.at += len;
+  }
+
+  /** Epoch ms as a JSON string, RFC 3339 UTC with milliseconds. */
+  time(ms: number): void {
+    this.byte(34);
+    this.ascii(isoTime(ms));
+    this.byte(34);
   }
 
   /** The bytes written: small answers are copied out and the buffer goes back at once; large ones give it back on `release`. */
@@ -180,6 +316,8 @@ class Writer {
     this.buf = bigger;
   }
 }
+
+const POW10 = Array.from({ length: 17 }, (_, i) => 10 ** i);
 
 /**
  * Answers are written into reused buffers: a fresh 200 kB buffer per batch
@@ -217,100 +355,9 @@ function small(n: number): Buffer {
   return b;
 }
 
-/** Short ASCII text into `out` at `at`, by hand: cheaper than a call into Node's encoder for a few dozen bytes. */
-function copyAscii(out: Buffer, s: string, at: number): void {
-  for (let k = 0; k < s.length; k++) out[at + k] = s.charCodeAt(k);
-}
-
 function isAscii(s: string): boolean {
   for (let k = 0; k < s.length; k++) if (s.charCodeAt(k) > 0x7f) return false;
   return true;
-}
-
-/** Entity i's part as made before and kept with its shared evaluation, if it was. */
-function keptBytes(e: Evaluation, i: number, frags: Fragments): Buffer | undefined {
-  const hit = e.plan.groups.length === 1 ? (e.entries[i].json as { frags: Fragments; bytes: Buffer } | undefined) : undefined;
-  return hit !== undefined && hit.frags === frags ? hit.bytes : undefined;
-}
-
-/**
- * Writes `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i.
- * With one view in the plan it follows from the entity's shared evaluation
- * alone, so when the lookup cache keeps that evaluation the part is encoded
- * once, kept with it and copied from then on; otherwise it is written afresh.
- */
-function renderBody(e: Evaluation, i: number, frags: Fragments, out: Writer): void {
-  const entry = e.entries[i];
-  if (e.plan.groups.length !== 1 || !entry.kept) return writeFresh(out, e, i, frags);
-  const kept = keptBytes(e, i, frags);
-  if (kept !== undefined) return out.bytes(kept);
-  const scratch = new Writer();
-  writeFresh(scratch, e, i, frags);
-  // Its own memory, not a slice of a shared slab: a kept slice would keep the whole slab alive.
-  const bytes = scratch.copyOut();
-  entry.json = { frags, bytes };
-  out.bytes(bytes);
-}
-
-/**
- * Writes `"features":{...},"statuses":{...},"eventTimes":{...}` of entity i.
- * With one view in the plan, values come from the entity's evaluation
- * itself, so the request's flat arrays are never gathered.
- */
-function writeFresh(out: Writer, e: Evaluation, i: number, frags: Fragments): void {
-  const nf = frags.keys.length;
-  const keys = frags.keys;
-  let values: readonly unknown[];
-  let statuses: readonly FeatureStatus[];
-  let times: readonly (number | null)[];
-  let map: readonly number[] | undefined;
-  let base = 0;
-  if (e.plan.groups.length === 1) {
-    const r = e.entries[i];
-    ({ values, statuses, eventTimes: times } = r);
-    map = e.plan.groups[0].indexes;
-  } else {
-    ({ values, statuses, eventTimes: times } = e);
-    base = i * nf;
-  }
-  let allPresent = true;
-  let sameTime = true;
-  const t0 = times[map ? map[0] : base] ?? null;
-  let features = '"features":{';
-  for (let f = 0; f < nf; f++) {
-    const k = map ? map[f] : base + f;
-    features += keys[f] + frags.value[f](values[k]);
-    if (statuses[k] !== 'PRESENT') allPresent = false;
-    if ((times[k] ?? null) !== t0) sameTime = false;
-  }
-  out.text(features + '},"statuses":{');
-  if (allPresent) out.bytes(frags.allPresentBytes);
-  else {
-    let text = '';
-    for (let f = 0; f < nf; f++) text += keys[f] + STATUS_JSON[statuses[map ? map[f] : base + f]];
-    out.text(text);
-  }
-  let text = '},"eventTimes":{';
-  if (sameTime) {
-    // Features of one view usually share one event time: format it once.
-    const t = t0 === null ? 'null' : `"${isoTime(t0)}"`;
-    for (let f = 0; f < nf; f++) text += keys[f] + t;
-  } else {
-    let lastMs = NaN;
-    let lastText = 'null';
-    for (let f = 0; f < nf; f++) {
-      const ms = times[map ? map[f] : base + f] ?? null;
-      if (ms === null) text += keys[f] + 'null';
-      else {
-        if (ms !== lastMs) {
-          lastMs = ms;
-          lastText = `"${isoTime(ms)}"`;
-        }
-        text += keys[f] + lastText;
-      }
-    }
-  }
-  out.text(text + '}');
 }
 
 const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));

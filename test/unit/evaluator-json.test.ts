@@ -10,8 +10,9 @@ import { defineTable, formatTimestamp, TableSchema } from '../../src/engine/sche
 import type { FeatureStatus } from '../../src/features/evaluator.js';
 import { ViewEvaluator } from '../../src/features/evaluator.js';
 import { isoTime, renderMany, renderOne } from '../../src/http/features-json.js';
-import type { Evaluation, Plan } from '../../src/online/service.js';
+import type { EntityEval, Plan } from '../../src/online/service.js';
 import { toObjects } from '../../src/online/service.js';
+import { entityEval, PlanEvaluation } from '../../src/online/evaluation.js';
 
 const COLUMNS = [
   ['id', 'string'],
@@ -53,7 +54,46 @@ function rng(seed: number): () => number {
   return () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
 }
 
-test('rendered JSON text equals JSON.stringify of the objects, for every type, status and event-time pattern', () => {
+/**
+ * An evaluation of `entities` by a plan of the chosen features, split at
+ * random into one to three view groups (as a plan over several views is),
+ * each entity's values drawn by `value`.
+ */
+function evaluation(r: () => number, chosen: { f: ViewEvaluator['features'][number]; index: number }[], entities: unknown[], value: (name: string) => unknown, status: () => FeatureStatus, time: () => number | null): PlanEvaluation {
+  const ng = 1 + Math.floor(r() * Math.min(3, chosen.length));
+  const groups = Array.from({ length: ng }, () => ({ def: ev.view, ev, ns: 'v@1', entityColumn: schema.byName.get('id')!, positions: [] as number[], indexes: [] as number[], absent: undefined as unknown as EntityEval }));
+  chosen.forEach(({ index }, pos) => {
+    const g = groups[pos < ng ? pos : Math.floor(r() * ng)];
+    g.positions.push(pos);
+    g.indexes.push(index);
+  });
+  const plan: Plan = {
+    selection: {},
+    features: chosen.map(({ f, index }) => ({ ref: `v:${f.name}`, view: 'v', feature: f.name, index, type: f.type })),
+    groups,
+    evaluators: chosen.map(() => ev),
+    revision: 0,
+  };
+  const out = new PlanEvaluation(plan, 0, entities.length);
+  out.token.src = Math.floor(r() * 1000) - 1;
+  const nv = ev.features.length;
+  for (let e = 0; e < entities.length; e++) {
+    for (let gi = 0; gi < ng; gi++) {
+      const values = new Array<unknown>(nv).fill(null);
+      const statuses = new Array<FeatureStatus>(nv).fill('NOT_FOUND');
+      const eventTimes = new Array<number | null>(nv).fill(null);
+      for (const i of groups[gi].indexes) {
+        values[i] = value(ev.features[i].name);
+        statuses[i] = status();
+        eventTimes[i] = time();
+      }
+      out.entries[e * ng + gi] = entityEval({ values, statuses, eventTimes }, 0, 0);
+    }
+  }
+  return out;
+}
+
+test('rendered JSON text equals JSON.stringify of the objects, for every type, status, event-time pattern and split into views', () => {
   const r = rng(7);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
   for (let round = 0; round < 300; round++) {
@@ -61,28 +101,46 @@ test('rendered JSON text equals JSON.stringify of the objects, for every type, s
     const chosen = ev.features.map((f, index) => ({ f, index })).filter(() => r() < 0.7);
     if (!chosen.length) continue;
     chosen.sort(() => r() - 0.5);
-    const plan: Plan = {
-      selection: {},
-      features: chosen.map(({ f, index }) => ({ ref: `v:${f.name}`, view: 'v', feature: f.name, index, type: f.type })),
-      groups: [],
-      evaluators: chosen.map(() => ev),
-      revision: 0,
-    };
     const entities = Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(ENTITIES));
-    const n = entities.length * chosen.length;
     const shared = r() < 0.5 ? pick([null, 1767225600000, 1767225600001]) : undefined;
-    const e: Evaluation = {
-      plan,
-      at: 0,
-      values: Array.from({ length: n }, (_, k) => pick(VALUES[chosen[k % chosen.length].f.name])),
-      statuses: Array.from({ length: n }, () => (r() < 0.6 ? 'PRESENT' : pick(STATUSES))),
-      eventTimes: Array.from({ length: n }, () => (shared !== undefined ? shared : pick([null, 0, 1767225600000, 1767225600999]))),
-      token: { src: Math.floor(r() * 1000) - 1 },
-      entries: [],
-    };
+    const e = evaluation(
+      r,
+      chosen,
+      entities,
+      (name) => pick(VALUES[name]),
+      () => (r() < 0.6 ? 'PRESENT' : pick(STATUSES)),
+      () => (shared !== undefined ? shared : pick([null, 0, 1767225600000, 1767225600999])),
+    );
     const objects = toObjects(entities, e);
     assert.equal(renderMany(entities, e).bytes.toString('utf8'), JSON.stringify({ results: objects }), `round ${round}`);
     assert.equal(renderOne(entities[0], e).bytes.toString('utf8'), JSON.stringify(objects[0]), `round ${round}, one entity`);
+  }
+});
+
+test('numbers are written as JSON.stringify writes them (short decimals digit by digit, the rest as JavaScript prints them)', () => {
+  const r = rng(11);
+  const f = ev.features.findIndex((x) => x.name === 'f');
+  const draw = (): number => {
+    const sign = r() < 0.3 ? -1 : 1;
+    const mag = 10 ** Math.floor(r() * 40 - 20);
+    switch (Math.floor(r() * 5)) {
+      case 0: // a short decimal: an integer scaled down by up to 8 places
+        return (sign * Math.round(r() * 10 ** Math.floor(r() * 17))) / 10 ** Math.floor(r() * 9);
+      case 1: // a full-precision double of any magnitude
+        return sign * r() * mag;
+      case 2: // an integer near or beyond 2^53
+        return sign * Math.floor(r() * 2 ** (40 + Math.floor(r() * 30)));
+      case 3: // sums that print long (0.1 + 0.2)
+        return sign * (Math.round(r() * 1000) / 10 + Math.round(r() * 1000) / 100);
+      default:
+        return pick([0, -0, 1e-6, 1e-7, 0.000001234, 4.35, 1.005, 2 ** 51 + 0.5, 2 ** 51 - 0.25, 999999.9999995, 1e20, 1e21, 123456789012.345, 5e-324, Number.MAX_VALUE]);
+    }
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+  for (let round = 0; round < 200; round++) {
+    const entities = Array.from({ length: 100 }, () => draw());
+    const e = evaluation(r, [{ f: ev.features[f], index: f }], entities, () => draw(), () => 'PRESENT', () => null);
+    assert.equal(renderMany(entities, e).bytes.toString('utf8'), JSON.stringify({ results: toObjects(entities, e) }), `round ${round}`);
   }
 });
 
