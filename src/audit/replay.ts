@@ -204,7 +204,8 @@ async function entityRecords(table: Table, ev: ViewEvaluator, key: string, upTo:
   const toOffset = upTo === Infinity ? undefined : upTo + 1;
   const out: SourceRecord[] = [];
   if (s.keyColumns.length === 1 && s.keyColumns[0].name === ev.view.entity) {
-    for await (const recs of table.scanKey(key, { toOffset })) for (const r of recs) out.push({ offset: r.offset, change: CHANGE_NAMES.indexOf(r.changeType), commitTime: r.commitTime, row: r.row });
+    // Key records have SourceRecord's shape (the change type as its code): taken as they come.
+    for await (const recs of table.scanKey(key, { toOffset })) for (const r of recs) out.push(r);
     return out;
   }
   for await (const b of table.scanBatches({ toOffset })) {

@@ -6,6 +6,7 @@
 import * as A from 'apache-arrow';
 import { isAscii } from 'node:buffer';
 import { VectorLoader } from './arrow-internals.js';
+import { endsStream, loadFlat } from './arrow-flat.js';
 import { CHANGE_COLUMN } from './arrow-schema.js';
 import type { ColumnType } from './types.js';
 import type { CompiledColumn, Row } from './schema.js';
@@ -97,28 +98,16 @@ function decodeOwnStream(bytes: Uint8Array): StoredBatch | undefined {
   if (schema.metadata.size === 0 && lastSchema?.schema !== schema) lastSchema = { meta: Buffer.from(metaBytes), schema };
   const b = messageAt(bytes, s.next);
   if (!b) return undefined;
+  const flat = loadFlat(schema, b.meta, bytes, b.next);
+  if (flat) return flat;
   const msg = A.Message.decode(b.meta);
   if (!msg.isRecordBatch()) return undefined;
   const end = b.next + Number(msg.bodyLength);
-  // What follows must be the end of the stream: nothing, or the end-of-stream marker.
-  if (end !== bytes.length && !(end + 8 === bytes.length && new DataView(bytes.buffer, bytes.byteOffset + end, 8).getInt32(4, true) === 0)) return undefined;
+  if (!endsStream(bytes, end)) return undefined;
   const header = msg.header();
-  const body = bytes.subarray(b.next, end);
   const fields = schema.fields;
   const numRows = Number(header.length);
-  const layout = flatLayout(schema);
-  if (layout && fitsFlat(layout, header, body.byteLength)) {
-    // Each column's Data built when asked for, from its buffers in place.
-    const built: (A.Data | undefined)[] = new Array(fields.length);
-    return {
-      numRows,
-      column(name) {
-        for (let i = 0; i < fields.length; i++) if (fields[i].name === name) return (built[i] ??= flatData(fields[i].type, header.nodes[i], header.buffers, layout.first[i], body));
-        return undefined;
-      },
-    };
-  }
-  const children: A.Data[] = new VectorLoader(body, header.nodes, header.buffers, new Map(), msg.version).visitMany(fields);
+  const children: A.Data[] = new VectorLoader(bytes.subarray(b.next, end), header.nodes, header.buffers, new Map(), msg.version).visitMany(fields);
   return {
     numRows,
     column(name) {
@@ -126,83 +115,6 @@ function decodeOwnStream(bytes: Uint8Array): StoredBatch | undefined {
       return undefined;
     },
   };
-}
-
-/*
- * Loading a batch whose columns are all flat (fixed-width numbers, bool,
- * timestamps, UTF-8 and binary) without Arrow's VectorLoader: its visitor
- * dispatch and buffer copies were 56% of decoding a frame, and decoding most
- * of reading an entity's 20,000 records from 2,000 frames (bench:audit,
- * reconstruct: target <= 20 ms). The Data built is what VectorLoader builds
- * for these types (same buffers, null count and empty bitmap when there are
- * no nulls); test/unit/codec.test.ts checks it against Arrow's public reader.
- * Any other column type (lists, structs, vectors) takes VectorLoader.
- */
-
-/** A schema whose fields are all flat: each field's first buffer (validity), and how many buffers a batch has. */
-interface FlatLayout {
-  first: number[];
-  buffers: number;
-}
-const layouts = new WeakMap<A.Schema, FlatLayout | null>();
-
-function flatLayout(schema: A.Schema): FlatLayout | null {
-  let layout = layouts.get(schema);
-  if (layout !== undefined) return layout;
-  layout = { first: [], buffers: 0 };
-  for (const f of schema.fields) {
-    const n = flatBuffers(f.type);
-    if (n === 0) {
-      layout = null;
-      break;
-    }
-    layout.first.push(layout.buffers);
-    layout.buffers += n;
-  }
-  layouts.set(schema, layout);
-  return layout;
-}
-
-/** Buffers of a flat type (validity and data; and offsets for variable width); 0 for any other. */
-function flatBuffers(t: A.DataType): number {
-  switch (t.typeId) {
-    case A.Type.Int:
-    case A.Type.Float:
-    case A.Type.Bool:
-    case A.Type.Timestamp:
-      return 2;
-    case A.Type.Utf8:
-    case A.Type.Binary:
-      return 3;
-    default:
-      return 0;
-  }
-}
-
-/** Whether the batch's nodes and buffers are the layout's, every buffer inside the body. */
-function fitsFlat(layout: FlatLayout, header: { nodes: { length: number }[]; buffers: { offset: number; length: number }[] }, bodyBytes: number): boolean {
-  if (header.nodes.length !== layout.first.length || header.buffers.length !== layout.buffers) return false;
-  for (const r of header.buffers) if (r.offset < 0 || r.length < 0 || r.offset + r.length > bodyBytes) return false;
-  return true;
-}
-
-function flatData(type: A.DataType, node: { length: number; nullCount: number }, buffers: { offset: number; length: number }[], first: number, body: Uint8Array): A.Data {
-  const region = (i: number): Uint8Array => new Uint8Array(body.buffer, body.byteOffset + buffers[i].offset, buffers[i].length);
-  const nullBitmap = node.nullCount > 0 ? region(first) : new Uint8Array(0);
-  const variable = type.typeId === A.Type.Utf8 || type.typeId === A.Type.Binary;
-  const valueOffsets = variable ? typedView(Int32Array, region(first + 1)) : undefined;
-  const values = variable ? region(first + 2) : typedView((type as A.DataType & { ArrayType: TypedArrayCtor }).ArrayType, region(first + 1));
-  return new A.Data(type, 0, node.length, node.nullCount, [valueOffsets, values, nullBitmap] as never);
-}
-
-type TypedArrayCtor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): ArrayLike<unknown>; BYTES_PER_ELEMENT: number };
-
-/** A typed array over the bytes in place, or over a copy when they are not aligned to its element size. */
-function typedView(T: TypedArrayCtor, bytes: Uint8Array): ArrayLike<unknown> {
-  const size = T.BYTES_PER_ELEMENT;
-  const n = Math.floor(bytes.byteLength / size);
-  if (bytes.byteOffset % size !== 0) bytes = bytes.slice();
-  return new T(bytes.buffer, bytes.byteOffset, n);
 }
 
 /**

@@ -319,20 +319,22 @@ export class ChangelogFile {
   }
 
   /**
-   * Whole frames (ascending positions), each checksum checked, read with one
-   * system call over the span from the first to the end of the last (bytes
-   * between them are read and dropped). Each is a view into that one buffer.
+   * Whole frames (ascending positions, `base` added to this file's), each
+   * checksum checked, read with one system call over the span from the first
+   * to the end of the last (bytes between them are read and dropped). Each is
+   * a view into that one buffer.
    */
-  async readRun(metas: FrameMeta[]): Promise<Buffer[]> {
-    const start = metas[0].pos;
+  async readRun(metas: FrameMeta[], base = 0): Promise<Buffer[]> {
+    const start = metas[0].pos - base;
     const last = metas[metas.length - 1];
-    const span = last.pos + last.length - start;
+    const span = last.pos - base + last.length - start;
     const buf = Buffer.allocUnsafe(span);
     const { bytesRead } = await this.fh.read(buf, 0, span, start);
     if (bytesRead !== span) throw new Error(`short read of frames at bytes ${start}..${start + span} in ${this.path}`);
     return metas.map((m) => {
-      const bytes = buf.subarray(m.pos - start, m.pos - start + m.length);
-      if (!frameOk(bytes)) throw new Error(`changelog frame at byte ${m.pos} of ${this.path} fails its checksum: it was damaged after it was written`);
+      const at = m.pos - base - start;
+      const bytes = buf.subarray(at, at + m.length);
+      if (!frameOk(bytes)) throw new Error(`changelog frame at byte ${m.pos - base} of ${this.path} fails its checksum: it was damaged after it was written`);
       return bytes;
     });
   }

@@ -201,9 +201,9 @@ export class SegmentedLog {
     for (let i = 0; i < metas.length; ) {
       const seg = this.holder(metas[i].pos);
       const end = seg.base + seg.file.bytes;
-      const local: FrameMeta[] = [];
-      for (; i < metas.length && metas[i].pos < end; i++) local.push({ ...metas[i], pos: metas[i].pos - seg.base });
-      for (const b of await seg.file.readRun(local)) out.push(b);
+      const j = i;
+      while (i < metas.length && metas[i].pos < end) i++;
+      for (const b of await seg.file.readRun(j === 0 && i === metas.length ? metas : metas.slice(j, i), seg.base)) out.push(b);
     }
     return out;
   }

@@ -29,6 +29,15 @@ export interface ChangeRecord {
   row: Row;
 }
 
+/** A record as key reads give it: the change type as its code (ChangeType: 0 +I, 1 -U, 2 +U, 3 -D). */
+export interface KeyRecord {
+  offset: number;
+  change: number;
+  /** Epoch ms, server clock at commit. */
+  commitTime: number;
+  row: Row;
+}
+
 /** What subscribers get after each durable commit, in offset order. */
 export interface Commit {
   table: string;
@@ -103,7 +112,9 @@ export async function* scan(t: TableReads, opts: { fromOffset?: number; toOffset
   let left = opts.limit ?? Infinity;
   if (left <= 0) return;
   if (opts.key !== undefined) {
-    for await (const recs of scanKey(t, opts.key, { ...opts, limit: left })) yield* recs;
+    for await (const recs of scanKey(t, opts.key, { ...opts, limit: left })) {
+      for (const r of recs) yield { offset: r.offset, changeType: CHANGE_NAMES[r.change], commitTime: r.commitTime, row: r.row };
+    }
     return;
   }
   for await (const b of scanBatches(t, opts)) {
@@ -120,7 +131,7 @@ export async function* scan(t: TableReads, opts: { fromOffset?: number; toOffset
  * only the frames holding the key's records are read. `[fromOffset,
  * toOffset)`, at most `limit` records.
  */
-export async function* scanKey(t: TableReads, key: string, opts: { fromOffset?: number; toOffset?: number; columns?: string[]; limit?: number } = {}): AsyncGenerator<ChangeRecord[]> {
+export async function* scanKey(t: TableReads, key: string, opts: { fromOffset?: number; toOffset?: number; columns?: string[]; limit?: number } = {}): AsyncGenerator<KeyRecord[]> {
   const src = t.union();
   const from = opts.fromOffset ?? 0;
   const to = Math.min(src.end, opts.toOffset ?? Infinity);

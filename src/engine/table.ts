@@ -38,7 +38,7 @@ export interface WriteResult {
   tokenOffset: number;
 }
 
-export type { ArrowBatch, ChangeRecord, Commit } from './table-scan.js';
+export type { ArrowBatch, ChangeRecord, Commit, KeyRecord } from './table-scan.js';
 
 export type CommitListener = (commit: Commit) => void | Promise<void>;
 

@@ -6,13 +6,13 @@
  * as the bytes the changelog stored, checksum checked, wherever it is read from.
  */
 import { makeVector } from 'apache-arrow';
-import { CHANGE_COLUMN, CHANGE_NAMES, decodeBatch, decodeIpc } from './arrow-codec.js';
+import { CHANGE_COLUMN, decodeBatch, decodeIpc } from './arrow-codec.js';
 import type { ColdTable, KeyMatch } from './cold-tier.js';
 import type { FrameIndex } from './indexes.js';
-import { CHAIN_GENESIS, HEADER_BYTES, parseFrame, splitBody, type FrameMeta } from './log.js';
+import { CHAIN_GENESIS, CHAIN_HASH_BYTES, HEADER_BYTES, parseFrame, type FrameMeta } from './log.js';
 import type { CompiledColumn, Row, TableSchema } from './schema.js';
 import type { SegmentedLog } from './segments.js';
-import type { ChangeRecord } from './table-scan.js';
+import type { KeyRecord } from './table-scan.js';
 
 export interface UnionSource {
   frames: FrameIndex;
@@ -111,7 +111,7 @@ export async function* framesAt(src: UnionSource, which: { from: number; to: num
 }
 
 /** A whole frame's payload (after the chain hash of a version-2 frame). */
-export const payloadOf = (bytes: Uint8Array): Uint8Array => splitBody(bytes[4], bytes.subarray(HEADER_BYTES)).payload;
+export const payloadOf = (bytes: Uint8Array): Uint8Array => bytes.subarray(HEADER_BYTES + (bytes[4] >= 2 ? CHAIN_HASH_BYTES : 0));
 
 /**
  * A canonical key → one Lance literal per key column, or undefined when a key
@@ -151,7 +151,7 @@ export function keyMatch(schema: TableSchema, key: string): KeyMatch[] | undefin
  * frames holding them, each read once (close ones together) and only the
  * wanted rows built.
  */
-export async function* keyBatches(src: UnionSource, schema: TableSchema, key: string, wanted: readonly number[], only: Set<string> | undefined): AsyncGenerator<ChangeRecord[]> {
+export async function* keyBatches(src: UnionSource, schema: TableSchema, key: string, wanted: readonly number[], only: Set<string> | undefined): AsyncGenerator<KeyRecord[]> {
   let i = 0;
   const coldBelow = src.coldBelow;
   const match = src.cold && wanted.length && wanted[0] < coldBelow ? keyMatch(schema, key) : undefined;
@@ -161,7 +161,7 @@ export async function* keyBatches(src: UnionSource, schema: TableSchema, key: st
     if (recs.length !== expect.length || recs.some((r, j) => r.offset !== expect[j])) {
       throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${recs.length} records, ${expect.length} expected)`);
     }
-    yield recs.map((r) => ({ offset: r.offset, changeType: CHANGE_NAMES[r.change], commitTime: r.commitTime, row: r.row }));
+    yield recs;
     i = expect.length;
   }
   // The frames holding the rest, each once.
@@ -175,7 +175,7 @@ export async function* keyBatches(src: UnionSource, schema: TableSchema, key: st
     for (let j = i; j < wanted.length && wanted[j] < meta.firstOffset + meta.count; j++) at.push(wanted[j] - meta.firstOffset);
     if (at.length === 0 || at[0] < 0) break;
     const { changes, rows } = decodeBatch(decodeIpc(payloadOf(bytes)), schema.columns, only, at);
-    yield at.map((j, k) => ({ offset: meta.firstOffset + j, changeType: CHANGE_NAMES[changes[j]], commitTime: meta.commitTime, row: rows[k] }));
+    yield at.map((j, k) => ({ offset: meta.firstOffset + j, change: changes[j], commitTime: meta.commitTime, row: rows[k] }));
     i += at.length;
   }
   if (i < wanted.length) throw new Error(`no frame holds offset ${wanted[i]} of table "${schema.name}"`);
@@ -189,8 +189,8 @@ export async function coldKeyRecords(
   from: number,
   to: number,
   only: Set<string> | undefined,
-): Promise<{ offset: number; change: number; commitTime: number; row: Row }[]> {
-  const out: { offset: number; change: number; commitTime: number; row: Row }[] = [];
+): Promise<KeyRecord[]> {
+  const out: KeyRecord[] = [];
   for (const ipc of await cold.keyRecords(key, from, to)) {
     const stored = decodeIpc(ipc);
     const { rows } = decodeBatch(stored, columns, only);
