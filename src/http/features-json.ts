@@ -17,8 +17,6 @@ import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
 import type { EntityEval, Evaluation, Plan } from '../online/service.js';
 
-type ValueWriter = (out: Out, v: unknown) => void;
-
 /** Per plan: each feature's key as bytes, where its value is, and how to write it. */
 interface Fragments {
   /** `"view:feature":` for the first feature, `,"view:feature":` for the others. */
@@ -27,7 +25,8 @@ interface Fragments {
   /** Feature f's value is `entries[e * groups + group[f]]`'s value number `index[f]`. */
   group: number[];
   index: number[];
-  value: ValueWriter[];
+  kind: number[];
+  type: ColumnType[];
   /** The inside of `statuses` when every feature is PRESENT, the usual case. */
   allPresent: Buffer;
   /** The inside of `eventTimes` by the one time every feature has, for recent such times (the rows of one commit share one). */
@@ -47,31 +46,57 @@ function fragmentsOf(plan: Plan): Fragments {
     const index = new Array<number>(plan.features.length);
     plan.groups.forEach((g, gi) => g.positions.forEach((pos, k) => ((group[pos] = gi), (index[pos] = g.indexes[k]))));
     const allPresent = Buffer.from(keys.join('"PRESENT"') + '"PRESENT"');
-    f = { keys: keys.map((k) => Buffer.from(k)), keyText: keys, group, index, value: plan.features.map((x) => valueWriter(x.type)), allPresent, times: new Map() };
+    f = { keys: keys.map((k) => Buffer.from(k)), keyText: keys, group, index, kind: plan.features.map((x) => kindOf(x.type)), type: plan.features.map((x) => x.type), allPresent, times: new Map() };
     fragmentCache.set(plan, f);
   }
   return f;
 }
 
-/** Canonical value → JSON, per column type. Numbers, booleans, plain strings and times take the short path. */
-function valueWriter(type: ColumnType): ValueWriter {
-  const general: ValueWriter = (out, v) => out.text(v === null || v === undefined ? 'null' : JSON.stringify(toJsonValue(type, v)));
+/** How a feature's values are written: kinds with a short path, and the rest (through toJsonValue and JSON.stringify). */
+const NUMBER = 0;
+const BOOL = 1;
+const TIME = 2;
+const STRING = 3;
+const OTHER = 4;
+
+function kindOf(type: ColumnType): number {
   switch (type.kind) {
     case 'int32':
     case 'float32':
     case 'float64':
     case 'int64':
-      return (out, v) => (typeof v === 'number' ? out.number(v) : general(out, v));
+      return NUMBER;
     case 'bool':
-      return (out, v) => out.ascii(v === true ? 'true' : v === false ? 'false' : 'null');
+      return BOOL;
     case 'timestamp':
-      return (out, v) => (typeof v === 'number' ? out.time(v) : out.ascii('null'));
+      return TIME;
     case 'string':
-      return (out, v) => (typeof v === 'string' ? out.string(v) : general(out, v));
+      return STRING;
     default:
-      return general;
+      return OTHER;
   }
 }
+
+/** Canonical value → JSON. A switch, not a function per feature: one call site calling many functions was slower than the writing. */
+function writeValue(out: Out, kind: number, type: ColumnType, v: unknown): void {
+  if (v === null || v === undefined) return out.bytes(NULL);
+  switch (kind) {
+    case NUMBER:
+      if (typeof v === 'number') return out.number(v);
+      break;
+    case BOOL:
+      return out.bytes(v === true ? TRUE : FALSE);
+    case TIME:
+      return out.time(v as number);
+    case STRING:
+      if (typeof v === 'string') return out.string(v);
+      break;
+  }
+  out.text(JSON.stringify(toJsonValue(type, v)));
+}
+const NULL = Buffer.from('null');
+const TRUE = Buffer.from('true');
+const FALSE = Buffer.from('false');
 
 /** Encoded answer bytes; `release`, when set, must be called once they are sent (they live in a reused buffer). */
 export interface Answer {
@@ -164,7 +189,7 @@ function writeBody(out: Out, e: Evaluation, i: number, frags: Fragments): void {
     r = entries[base + group[f]];
     const k = index[f];
     out.bytes(keys[f]);
-    frags.value[f](out, r.values[k]);
+    writeValue(out, frags.kind[f], frags.type[f], r.values[k]);
     if (r.statuses[k] !== 'PRESENT') allPresent = false;
     if ((r.eventTimes[k] ?? null) !== t0) sameTime = false;
   }
@@ -272,10 +297,17 @@ class Out {
     while (len < 16 && n >= POW10[len]) len++;
     if (len < width) len = width;
     this.room(len);
-    for (let k = this.at + len - 1; k >= this.at; k--) {
-      const r = n % 10;
-      this.buf[k] = 48 + r;
-      n = (n - r) / 10;
+    let k = this.at + len - 1;
+    // Above 2^31 in double arithmetic, then in int32 (no floating-point remainder per digit).
+    for (; n > 0x7fffffff; k--) {
+      const q = Math.floor(n / 10);
+      this.buf[k] = 48 + (n - q * 10);
+      n = q;
+    }
+    for (let i = n | 0; k >= this.at; k--) {
+      const q = (i / 10) | 0;
+      this.buf[k] = 48 + (i - q * 10);
+      i = q;
     }
     this.at += len;
   }
