@@ -14,6 +14,9 @@
  * process is the server) and the longest event-loop stall during it (what a
  * concurrent lookup of any view would wait). Linear materializing keeps the
  * ratio to the reference flat as N grows; quadratic would grow it with N.
+ * Then 1-row writes into an entity already holding N events, CPU ms per write
+ * with and without the view: a commit's cost still grows with the entity's
+ * window state (see RESULTS.md), which this part keeps in view.
  *
  *   npm run bench:materialize [-- --sizes 10000,30000,90000 --rounds 3]
  *
@@ -101,6 +104,22 @@ async function once(asof: Asof, features: unknown[] | null, payload: string): Pr
   return { cpuMs: (used.user + used.system) / 1000, stallMs: stall };
 }
 
+/**
+ * Then `writes` 1-row writes into an entity that already holds `held` events (one write, not timed):
+ * server CPU ms per write. What a stream into a hot entity pays per commit.
+ */
+async function stream(asof: Asof, features: unknown[] | null, held: number, writes: number): Promise<number> {
+  const t = `ev${tables++}`;
+  await req(asof, 'PUT', `/tables/${t}`, JSON.stringify({ kind: 'log', eventTime: 'ts', columns: [{ name: 'user', type: 'int64', nullable: false }, { name: 'ts', type: 'timestamp', nullable: false }, { name: 'amount', type: 'float64' }] }));
+  if (features) await req(asof, 'PUT', `/feature-views/v_${t}`, JSON.stringify({ source: t, entity: 'user', features }));
+  await req(asof, 'POST', `/tables/${t}/rows`, body(held, false));
+  (globalThis as { gc?: () => void }).gc?.();
+  const cpu = process.cpuUsage();
+  for (let i = 0; i < writes; i++) await req(asof, 'POST', `/tables/${t}/rows`, JSON.stringify({ rows: [{ user: 42, ts: NOW - writes + i, amount: 1 }] }));
+  const used = process.cpuUsage(cpu);
+  return (used.user + used.system) / 1000 / writes;
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main(): Promise<void> {
@@ -125,6 +144,16 @@ async function main(): Promise<void> {
           console.log(`| ${n.toLocaleString('en-US')} | ${shuffled ? 'shuffled' : 'in order'} | ${name} | ${cpu.toFixed(0)} | ${((cpu * 1000) / n).toFixed(1)} | ${(cpu / ref).toFixed(2)} | ${stall.toFixed(0)} |`);
         }
       }
+    }
+    // Not linear yet: each commit decodes and re-encodes the entity's whole window state (RESULTS.md).
+    console.log('\n1-row writes into an entity already holding N events (a stream into a hot entity): server CPU ms per write, median of rounds');
+    console.log('| events held | view | CPU ms per write | / reference |');
+    console.log('| --- | --- | --- | --- |');
+    for (const n of SIZES) {
+      const runs = new Map<string, number[]>(Object.keys(VIEWS).map((k) => [k, []]));
+      for (let r = 0; r < ROUNDS; r++) for (const [name, f] of Object.entries(VIEWS)) runs.get(name)!.push(await stream(asof, f, n, 100));
+      const ref = median(runs.get('no view (reference)')!);
+      for (const [name, xs] of runs) console.log(`| ${n.toLocaleString('en-US')} | ${name} | ${median(xs).toFixed(2)} | ${(median(xs) / ref).toFixed(2)} |`);
     }
   } finally {
     await asof.close();
