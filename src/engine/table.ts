@@ -9,21 +9,21 @@
  * fsync, readers never see a record that is not on disk, and a request's
  * answer means its records are durable.
  */
-import { join } from 'node:path';
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
-import { ChangeType, decodeIpc, decodeValues, encodeBatch, streamMetadata } from './arrow-codec.js';
-import { AppendFailed, CHAIN_GENESIS, FILE_START, SnapshotMismatch, type FrameMeta, type ResumePoint } from './log.js';
-import { IdempotencyKeys, keysMetadata, keysOf, type FrameKey, type KeyedAnswer, type KeyedRequest } from './idempotency.js';
+import { ChangeType, encodeBatch } from './arrow-codec.js';
+import { AppendFailed } from './log.js';
+import { keysMetadata, type FrameKey, type IdempotencyKeys, type KeyedAnswer, type KeyedRequest } from './idempotency.js';
 import type { ColdTable } from './cold-tier.js';
-import { replayCold, type UnionSource } from './union-read.js';
+import type { UnionSource } from './union-read.js';
+import { recoverTable, snapshotPath, type Recovered } from './table-recover.js';
 import { tierStep, tieredCut } from './table-tier.js';
 import { frameBytes, scan, scanArrow, scanBatches, scanKey, storedFrames, type Commit, type TableReads } from './table-scan.js';
-import { SegmentedLog } from './segments.js';
-import { FrameIndex, KeyIndex, type IndexKey } from './indexes.js';
-import { PkState } from './pk-state.js';
+import type { SegmentedLog } from './segments.js';
+import type { FrameIndex, IndexKey, KeyIndex } from './indexes.js';
+import type { PkState } from './pk-state.js';
 import { planGroup } from './plan.js';
-import { readSnapshot, writeSnapshot } from './snapshot.js';
+import { writeSnapshot } from './snapshot.js';
 import type { Row, TableSchema } from './schema.js';
 
 export type WriteOp = 'upsert' | 'delete';
@@ -72,12 +72,12 @@ export interface TableOptions {
 const FRAME_COST = 64;
 
 export class Table {
-  private log!: SegmentedLog;
-  private frames = new FrameIndex();
-  private nextOffset = 0;
-  private lastCommitTime = 0;
+  private log: SegmentedLog;
+  private frames: FrameIndex;
+  private nextOffset: number;
+  private lastCommitTime: number;
   /** Chain hash of the frame holding offset nextOffset - 1 (log.ts), moved with nextOffset so readers see the pair together. */
-  private headHash: Buffer = CHAIN_GENESIS;
+  private headHash: Buffer;
   /** pk tables: key (schema.indexKeyOf) → latest row, stored by column (pk-state.ts). */
   private state: PkState;
   /** key → offsets of the key's records, ascending (tables with key columns). */
@@ -85,15 +85,13 @@ export class Table {
   private queue: Pending[] = [];
   private flushing = false;
   /** Where the newest snapshot stands. */
-  private snapshotAt = { offset: 0, frames: 0 };
+  private snapshotAt: { offset: number; frames: number };
   private snapshotting?: Promise<void>;
   private readonly listeners = new Set<CommitListener>();
   /** Keyed requests' answers, from the frames that hold their keys. */
   private readonly keys: IdempotencyKeys;
-  /** The cold tier's copy of this table's changelog (records [0, cold.end())), when tiering is on. */
-  private cold?: ColdTable;
   /** Offsets below this are only in the cold tier: the hot log's first offset. */
-  private coldBelow = 0;
+  private coldBelow: number;
 
   private currentSchema: TableSchema;
 
@@ -102,17 +100,12 @@ export class Table {
     private readonly dir: string,
     private readonly opts: TableOptions,
     private readonly logger: Logger,
+    /** The cold tier's copy of this table's changelog (records [0, cold.end())), when tiering is on. */
+    private readonly cold: ColdTable | undefined,
+    r: Recovered,
   ) {
     this.currentSchema = schema;
-    this.keys = new IdempotencyKeys(opts.idempotency.ttlMs, opts.idempotency.capacity);
-    this.keyIndex = new KeyIndex(schema.numericKey);
-    this.state = this.newState();
-  }
-
-  private newState(): PkState {
-    const s = this.schema;
-    if (s.kind !== 'pk') return new PkState([]);
-    return new PkState(s.columns, s.numericKey ? s.columns.indexOf(s.keyColumns[0]) : undefined);
+    ({ log: this.log, frames: this.frames, nextOffset: this.nextOffset, lastCommitTime: this.lastCommitTime, headHash: this.headHash, state: this.state, keyIndex: this.keyIndex, keys: this.keys, snapshotAt: this.snapshotAt, coldBelow: this.coldBelow } = r);
   }
 
   get schema(): TableSchema {
@@ -124,125 +117,9 @@ export class Table {
     if (s.kind === 'pk') this.state.setColumns(s.columns);
   }
 
-  /** Opens a table's files: loads the newest snapshot, replays the changelog after it, cuts a torn tail. */
+  /** Opens a table's files: loads the newest snapshot, replays the changelog after it, cuts a torn tail (table-recover.ts). */
   static async open(schema: TableSchema, dir: string, opts: TableOptions, logger: Logger, cold?: ColdTable): Promise<Table> {
-    const t = new Table(schema, dir, opts, logger);
-    t.cold = cold;
-    await t.recover();
-    return t;
-  }
-
-  private get snapshotPath(): string {
-    return join(this.dir, 'state.snapshot');
-  }
-
-  /**
-   * Loads the snapshot (state and indexes at some offset) and replays the
-   * frames after it; with no usable snapshot, replays the whole changelog.
-   */
-  private async recover(): Promise<void> {
-    const started = performance.now();
-    const s = this.schema;
-    const keyCols = s.keyColumns.map((c) => s.columns.indexOf(c));
-    const snap = await readSnapshot(this.snapshotPath, s, (values, n) => {
-      const keyValues = keyCols.map((j) => values[j]);
-      // A snapshot's rows carry no versions; they are set from its key index below.
-      for (let i = 0; i < n; i++) this.state.setAt(this.keyAt(keyValues, i), values, i, NaN);
-    });
-    let opened: Awaited<ReturnType<typeof SegmentedLog.open>> | undefined;
-    if (snap && 'damaged' in snap) {
-      this.state.clear();
-      this.logger.warn({ table: this.name, reason: snap.damaged }, `snapshot unusable (${snap.damaged}); replaying the whole changelog`);
-    } else if (snap) {
-      this.frames = snap.frames;
-      this.keyIndex = snap.keys;
-      this.keys.load(snap.idempotency);
-      if (s.kind === 'pk') this.state.fillVersions((key) => snap.keys.lastOffset(key));
-      this.nextOffset = snap.offset;
-      this.lastCommitTime = snap.lastCommitTime;
-      this.snapshotAt = { offset: snap.offset, frames: snap.frames.size };
-      const lastFrame = snap.frames.size ? snap.frames.get(snap.frames.size - 1) : undefined;
-      opened = await this.openLog({ pos: snap.logBytes, offset: snap.offset, commitTime: lastFrame ? snap.lastCommitTime : -Infinity, lastFrame }).catch((e) => {
-        if (!(e instanceof SnapshotMismatch)) throw e;
-        // The changelog is the source of truth: a snapshot that does not match it is ignored.
-        this.logger.warn({ table: this.name, reason: e.message }, `snapshot unusable (${e.message}); replaying the whole changelog`);
-        this.state.clear();
-        this.keys.clear();
-        this.frames = new FrameIndex();
-        this.keyIndex = new KeyIndex(this.schema.numericKey);
-        this.nextOffset = 0;
-        this.lastCommitTime = 0;
-        this.snapshotAt = { offset: 0, frames: 0 };
-        return undefined;
-      });
-    }
-    const { log, report } = opened ?? (await this.openLog(FILE_START));
-    const from = opened ? this.snapshotAt.offset : 0;
-    this.log = log;
-    this.headHash = log.chainHead;
-    this.coldBelow = this.frames.offsetAtPos(this.log.segments()[0].base, this.nextOffset);
-    if ((!this.cold && this.coldBelow > 0) || (this.cold && this.cold.end() < this.coldBelow)) await log.close();
-    if (!this.cold && this.coldBelow > 0) {
-      throw new Error(`table "${this.name}": the hot changelog starts at offset ${this.coldBelow}, the records below it are in the cold tier, and tiering is off (ASOF_TIER_AFTER=off): set ASOF_LANCE_URI to where they were tiered`);
-    }
-    if (this.cold && this.cold.end() < this.coldBelow) {
-      throw new Error(`table "${this.name}": the hot changelog starts at offset ${this.coldBelow} but the cold tier holds only [0, ${this.cold.end()}): records are missing (is ASOF_LANCE_URI the one this data folder was tiered to?)`);
-    }
-    if (report.cutBytes > 0) {
-      this.logger.warn({ table: this.name, cutBytes: report.cutBytes, reason: report.cutReason, keptRecords: this.nextOffset }, `changelog tail cut: ${report.cutBytes} bytes after the last whole frame (${report.cutReason})`);
-    }
-    this.logger.info({ table: this.name, records: this.nextOffset, frames: this.frames.size, fromSnapshot: from, replayed: report.records, ms: Math.round(performance.now() - started) }, 'table recovered');
-  }
-
-  /** Opens the changelog at `from`, replaying each frame after it into the indexes and state. */
-  private openLog(from: ResumePoint): ReturnType<typeof SegmentedLog.open> {
-    const onFrame = (meta: FrameMeta, payload: Uint8Array): void => {
-      this.frames.push(meta);
-      this.nextOffset = meta.firstOffset + meta.count;
-      this.lastCommitTime = meta.commitTime;
-      this.replayFrame(meta, payload);
-    };
-    return SegmentedLog.open(this.dir, from, this.opts.segmentBytes, onFrame,
-      async (hotFirst) => {
-      const at = await replayCold(this.cold, this.name, hotFirst, onFrame);
-      this.logger.info({ table: this.name, records: at.offset }, 'replayed the cold tier below the hot changelog');
-      return at;
-      },
-      this.name,
-    );
-  }
-
-  /**
-   * Replays one frame into the key index and (pk tables) the state. Log tables
-   * decode only their key columns; pk tables build rows only for what they
-   * keep (+I, +U), not for before-images.
-   */
-  private replayFrame(meta: FrameMeta, payload: Uint8Array): void {
-    const { firstOffset } = meta;
-    const keyed = keysOf(streamMetadata(payload));
-    if (keyed.length) this.keys.addFrame(firstOffset, meta.count, meta.commitTime, keyed);
-    const s = this.schema;
-    if (s.keyColumns.length === 0 || meta.count === 0) return;
-    const pk = s.kind === 'pk';
-    const { changes, values } = decodeValues(decodeIpc(payload), pk ? s.columns : s.keyColumns);
-    const keyValues = pk ? s.keyColumns.map((c) => values[s.columns.indexOf(c)]) : values;
-    for (let i = 0; i < changes.length; i++) {
-      const key = this.keyAt(keyValues, i);
-      this.keyIndex.add(key, firstOffset + i);
-      if (!pk) continue;
-      const change = changes[i];
-      if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) this.state.setAt(key, values, i, firstOffset + i);
-      else if (change === ChangeType.DELETE) this.state.delete(key);
-    }
-  }
-
-  /** The key (schema.indexKeyOf) of row `i` of decoded key columns. */
-  private keyAt(keyValues: unknown[][], i: number): IndexKey {
-    if (this.schema.numericKey) {
-      const v = keyValues[0][i];
-      return typeof v === 'number' ? v : String(v);
-    }
-    return this.schema.keyAt(keyValues, i);
+    return new Table(schema, dir, opts, logger, cold, await recoverTable(schema, dir, opts, logger, cold));
   }
 
   private applyToState(key: IndexKey, change: number, row: Row, offset: number): void {
@@ -435,7 +312,7 @@ export class Table {
       const point = { offset: this.nextOffset, lastCommitTime: this.lastCommitTime, logBytes: this.frames.endPos };
       const frameCount = this.frames.size;
       const rows = this.schema.kind === 'pk' ? this.state.freeze() : undefined;
-      await writeSnapshot(this.snapshotPath, this.schema, point, rows, this.frames.serialize(), this.keyIndex.serialize(), this.keys.serialize(this.opts.now()));
+      await writeSnapshot(snapshotPath(this.dir), this.schema, point, rows, this.frames.serialize(), this.keyIndex.serialize(), this.keys.serialize(this.opts.now()));
       this.snapshotAt = { offset: point.offset, frames: frameCount };
     };
     const next = (this.snapshotting ?? Promise.resolve()).then(run, run);
