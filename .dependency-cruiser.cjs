@@ -21,6 +21,13 @@ module.exports = {
       from: { path: '^src/engine/' },
       to: { path: '^src/(features|online|offline|ingest)/' },
     },
+    {
+      name: 'product-imports-harness',
+      comment: 'support/ (the child-server helper), bench/ and test/ drive the product from outside; the product never depends on them (support/ is compiled into dist/ only so the benches can run).',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^(support|bench|test)/' },
+    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

@@ -1,10 +1,16 @@
 /**
  * Ingest benchmark (DESIGN.md "Performance"): rows/s that asof acknowledges,
- * fsync'd, for JSON batches of 1,000 rows, against a bare Fastify route that
- * parses and drops the same body, in one run, same load driver, same bodies.
- * Also: Arrow IPC stream bodies into the same table, and pk upserts.
+ * fsync'd, for JSON batches of 1,000 rows with RFC 3339 timestamps, against a
+ * bare Fastify route that parses and drops the same body, in one run, same
+ * load driver, same bodies, with two row shapes: 8 columns and 5 columns
+ * (bench/events.ts). Printed for each: the rows/s ratio and server CPU ms per
+ * 1,000 rows of both sides (target: ratio >= 0.5). Also: Arrow IPC stream
+ * bodies into the 8-column table, and pk upserts.
  *
- *   npm run bench:ingest [-- --seconds 8 --rounds 3 --connections 8]
+ *   npm run bench:ingest [-- --seconds 8 --rounds 3 --connections 8 --only-json --tiering]
+ *
+ * asof runs at its default configuration except tiering, which is off unless
+ * --tiering (bench:tiering measures what tiering costs ingest).
  *
  * Each server runs alone in its own child process (one after the other); this
  * process only sends prepared bodies. Not a test: it prints, it asserts nothing.
@@ -15,8 +21,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { COUNTRIES, EVENTS, ROWS, eventRows } from './events.js';
-import { drive, fmt, freePort, machine, spawnServer, type LoadResult } from './lib.js';
+import { COUNTRIES, EVENTS, EVENTS_5, ROWS, eventRows, eventRows5 } from './events.js';
+import { freePort, readyChild, spawnChild, waitReady } from '../support/child-server.js';
+import { drive, fmt, machine, type LoadResult } from './lib.js';
 
 const BODIES = 16;
 
@@ -76,65 +83,108 @@ const cpuPerRow = (r: LoadResult): number => r.serverCpuMs / r.rows;
 const line = (name: string, r: LoadResult): string =>
   `${name.padEnd(34)} ${fmt(r.rowsPerSec).padStart(10)} rows/s  (${r.requests} requests in ${r.seconds.toFixed(1)} s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, server ${(cpuPerRow(r) * 1000).toFixed(1)} CPU-ms per 1,000 rows${r.errors ? `, ${r.errors} errors` : ''})`;
 
+/** One pairing of asof against the bare route with the same JSON bodies. */
+interface JsonCase {
+  name: string;
+  table: string;
+  bodies: Buffer[];
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
 async function main(): Promise<void> {
   if (process.argv[2] === 'bare') return bareServer(Number(process.argv[3]));
   const seconds = flag('seconds', 8);
   const connections = flag('connections', 8);
   const warmupSeconds = flag('warmup', 1);
   const rounds = flag('rounds', 3);
+  // --only-json: just the two JSON pairings (8 and 5 columns), for profiling and quick checks.
+  const onlyJson = process.argv.includes('--only-json');
+  // Tiering into Lance is off unless --tiering: it copies each record again
+  // 10 s after its commit, on the same event loop, so with it the figure would
+  // depend on how long the bench runs. What it costs ingest is bench:tiering's figure.
+  const tiering = process.argv.includes('--tiering');
   const self = fileURLToPath(import.meta.url);
-  const mainJs = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-  const json = Array.from({ length: BODIES }, (_, b) => Buffer.from(JSON.stringify({ rows: eventRows(b) })));
+  const bodiesOf = (rows: (b: number) => Record<string, unknown>[]): Buffer[] => Array.from({ length: BODIES }, (_, b) => Buffer.from(JSON.stringify({ rows: rows(b) })));
+  const cases: JsonCase[] = [
+    { name: '8 columns', table: 'events', bodies: bodiesOf(eventRows) },
+    { name: '5 columns', table: 'events5', bodies: bodiesOf(eventRows5) },
+  ];
   const arrow = Array.from({ length: BODIES }, (_, b) => arrowBody(eventRows(b)));
-  const upserts = Array.from({ length: BODIES }, (_, b) => Buffer.from(JSON.stringify({ rows: accountRows(b) })));
-  console.log(`ingest benchmark: ${ROWS}-row batches (${(json[0].length / 1024).toFixed(0)} KiB JSON, ${(arrow[0].length / 1024).toFixed(0)} KiB Arrow), ${connections} connections, ${rounds} rounds of ${seconds} s per case after ${warmupSeconds} s warm-up`);
-  console.log(`machine: ${machine()}`);
+  const upserts = bodiesOf(accountRows);
+  const kib = (b: Buffer): string => `${(b.length / 1024).toFixed(0)} KiB`;
+  console.log(`ingest benchmark: ${ROWS}-row batches (JSON: 8 columns ${kib(cases[0].bodies[0])}, 5 columns ${kib(cases[1].bodies[0])}; Arrow ${kib(arrow[0])}), RFC 3339 timestamps, ${connections} connections, ${rounds} rounds of ${seconds} s per case after ${warmupSeconds} s warm-up`);
+  console.log(`machine: ${machine()}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; asof at its defaults${tiering ? '' : ' but tiering off (ASOF_TIER_AFTER=off; --tiering for the default 10s)'}`);
   const load = { rowsPerBody: ROWS, connections, seconds, warmupSeconds };
 
   // Both servers stay up; the load alternates between them round by round, so a
   // noisy neighbour on a shared machine hits both sides alike. Reported: the median round.
   const barePort = await freePort();
-  const bare = await spawnServer([self, 'bare', String(barePort)], {}, barePort);
+  const bare = spawnChild([self, 'bare', String(barePort)], { port: barePort });
+  await waitReady(bare);
   const dataDir = await mkdtemp(join(tmpdir(), 'asof-bench-ingest-'));
-  const port = await freePort();
-  const asof = await spawnServer([mainJs, 'serve'], { PORT: String(port), ASOF_DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, port).catch(async (e) => {
+  const asof = await readyChild(dataDir, tiering ? {} : { ASOF_TIER_AFTER: 'off' }).catch(async (e) => {
     await bare.kill();
     throw e;
   });
   try {
     await put(`${asof.url}/tables/events`, EVENTS);
+    await put(`${asof.url}/tables/events5`, EVENTS_5);
     await put(`${asof.url}/tables/accounts`, ACCOUNTS);
-    const runs: Record<string, LoadResult[]> = { bare: [], json: [], arrow: [], pk: [] };
+    const runs = cases.map(() => ({ bare: [] as LoadResult[], asof: [] as LoadResult[] }));
+    const arrowRuns: LoadResult[] = [];
+    const pkRuns: LoadResult[] = [];
     for (let round = 1; round <= rounds; round++) {
       const a = { serverPid: asof.proc.pid };
-      runs.bare.push(await drive({ ...load, url: `${bare.url}/ingest`, bodies: json, contentType: 'application/json', serverPid: bare.proc.pid }));
-      runs.json.push(await drive({ ...load, ...a, url: `${asof.url}/tables/events/rows`, bodies: json, contentType: 'application/json' }));
-      runs.arrow.push(await drive({ ...load, ...a, url: `${asof.url}/tables/events/rows`, bodies: arrow, contentType: 'application/vnd.apache.arrow.stream' }));
-      runs.pk.push(await drive({ ...load, ...a, url: `${asof.url}/tables/accounts/rows`, bodies: upserts, contentType: 'application/json' }));
-      const [b, j] = [runs.bare[round - 1], runs.json[round - 1]];
-      console.log(`round ${round}: bare ${fmt(b.rowsPerSec)}, asof JSON ${fmt(j.rowsPerSec)} (ratio ${(j.rowsPerSec / b.rowsPerSec).toFixed(2)}; CPU per row ${(cpuPerRow(b) / cpuPerRow(j)).toFixed(2)}), Arrow ${fmt(runs.arrow[round - 1].rowsPerSec)}, pk upserts ${fmt(runs.pk[round - 1].rowsPerSec)} rows/s; load average ${loadavg()[0].toFixed(1)}`);
+      const parts: string[] = [];
+      for (const [i, c] of cases.entries()) {
+        const b = await drive({ ...load, url: `${bare.url}/ingest`, bodies: c.bodies, contentType: 'application/json', serverPid: bare.proc.pid });
+        const j = await drive({ ...load, ...a, url: `${asof.url}/tables/${c.table}/rows`, bodies: c.bodies, contentType: 'application/json' });
+        runs[i].bare.push(b);
+        runs[i].asof.push(j);
+        parts.push(`${c.name}: bare ${fmt(b.rowsPerSec)}, asof ${fmt(j.rowsPerSec)} rows/s (ratio ${(j.rowsPerSec / b.rowsPerSec).toFixed(2)}, CPU per row ${(cpuPerRow(b) / cpuPerRow(j)).toFixed(2)})`);
+      }
+      if (!onlyJson) {
+        arrowRuns.push(await drive({ ...load, ...a, url: `${asof.url}/tables/events/rows`, bodies: arrow, contentType: 'application/vnd.apache.arrow.stream' }));
+        pkRuns.push(await drive({ ...load, ...a, url: `${asof.url}/tables/accounts/rows`, bodies: upserts, contentType: 'application/json' }));
+        parts.push(`Arrow ${fmt(arrowRuns[round - 1].rowsPerSec)}, pk upserts ${fmt(pkRuns[round - 1].rowsPerSec)} rows/s`);
+      }
+      console.log(`round ${round}: ${parts.join('; ')}; load average ${loadavg()[0].toFixed(1)}`);
     }
     const med = (rs: LoadResult[]): LoadResult => [...rs].sort((a, b) => a.rowsPerSec - b.rowsPerSec)[rs.length >> 1];
-    const ratios = runs.json.map((r, i) => r.rowsPerSec / runs.bare[i].rowsPerSec).sort((a, b) => a - b);
-    const ratio = ratios[ratios.length >> 1];
+    const summary: Record<string, unknown> = { bench: 'ingest', machine: machine(), connections, seconds, rounds, tiering, loadavg: loadavg()[0] };
     console.log('');
     console.log('median round:');
-    console.log(line('bare Fastify, parse and drop', med(runs.bare)));
-    console.log(line('asof, JSON into a log table', med(runs.json)));
-    console.log(line('asof, Arrow IPC into a log table', med(runs.arrow)));
-    console.log(line('asof, JSON upserts into a pk table', med(runs.pk)));
-    console.log('');
-    console.log(`ratio asof JSON / bare Fastify: ${ratio.toFixed(2)} (median of ${rounds} rounds: ${ratios.map((r) => r.toFixed(2)).join(', ')}; target >= 0.5)`);
-    const cpuRatios = runs.json.map((r, i) => cpuPerRow(runs.bare[i]) / cpuPerRow(r)).sort((a, b) => a - b);
-    console.log(`server CPU per row, bare Fastify / asof JSON: ${cpuRatios[cpuRatios.length >> 1].toFixed(2)} (median; ${cpuRatios.map((r) => r.toFixed(2)).join(', ')}): the same ratio with a noisy neighbour factored out (${(cpuPerRow(med(runs.bare)) * 1000).toFixed(1)} vs ${(cpuPerRow(med(runs.json)) * 1000).toFixed(1)} CPU-ms per 1,000 rows)`);
-    console.log(`ratio asof Arrow / bare Fastify JSON: ${(med(runs.arrow).rowsPerSec / med(runs.bare).rowsPerSec).toFixed(2)}`);
-    console.log(`ratio asof pk upserts / bare Fastify: ${(med(runs.pk).rowsPerSec / med(runs.bare).rowsPerSec).toFixed(2)}`);
-    const errors = Object.values(runs).flat().reduce((n, r) => n + r.errors, 0);
+    for (const [i, c] of cases.entries()) {
+      console.log(line(`bare Fastify, parse and drop, ${c.name}`, med(runs[i].bare)));
+      console.log(line(`asof, JSON into a log table, ${c.name}`, med(runs[i].asof)));
+    }
+    if (!onlyJson) {
+      console.log(line('asof, Arrow IPC into a log table', med(arrowRuns)));
+      console.log(line('asof, JSON upserts into a pk table', med(pkRuns)));
+    }
+    for (const [i, c] of cases.entries()) {
+      const { bare: bs, asof: js } = runs[i];
+      const ratios = js.map((r, k) => r.rowsPerSec / bs[k].rowsPerSec);
+      const cpuRatios = js.map((r, k) => cpuPerRow(bs[k]) / cpuPerRow(r));
+      const cpuMsPer1000 = (rs: LoadResult[]): number => median(rs.map(cpuPerRow)) * 1000;
+      console.log('');
+      console.log(`${c.name}: ratio asof JSON / bare Fastify: ${median(ratios).toFixed(2)} rows/s (median of ${rounds} rounds: ${ratios.map((r) => r.toFixed(2)).join(', ')}; target >= 0.5)`);
+      console.log(`${c.name}: server CPU per row, bare / asof: ${median(cpuRatios).toFixed(2)} (${cpuRatios.map((r) => r.toFixed(2)).join(', ')}): the same ratio with a noisy neighbour factored out; ${cpuMsPer1000(bs).toFixed(1)} (bare) vs ${cpuMsPer1000(js).toFixed(1)} (asof) CPU-ms per 1,000 rows`);
+      summary[c.table] = { ratio: median(ratios), cpuRatio: median(cpuRatios), bareCpuMsPer1000: cpuMsPer1000(bs), asofCpuMsPer1000: cpuMsPer1000(js), bare: med(bs).rowsPerSec, asof: med(js).rowsPerSec };
+    }
+    if (!onlyJson) {
+      console.log('');
+      console.log(`ratio asof Arrow / bare Fastify JSON (8 columns): ${(med(arrowRuns).rowsPerSec / med(runs[0].bare).rowsPerSec).toFixed(2)}`);
+      console.log(`ratio asof pk upserts / bare Fastify (8-column JSON): ${(med(pkRuns).rowsPerSec / med(runs[0].bare).rowsPerSec).toFixed(2)}`);
+      Object.assign(summary, { arrow: med(arrowRuns).rowsPerSec, pkUpsert: med(pkRuns).rowsPerSec });
+    }
+    const errors = [...runs.flatMap((r) => [...r.bare, ...r.asof]), ...arrowRuns, ...pkRuns].reduce((n, r) => n + r.errors, 0);
     if (errors) console.log(`WARNING: ${errors} requests failed`);
-    console.log(JSON.stringify({ bench: 'ingest', machine: machine(), connections, seconds, rounds, ratio, cpuRatio: cpuRatios[cpuRatios.length >> 1], bare: med(runs.bare).rowsPerSec, json: med(runs.json).rowsPerSec, arrow: med(runs.arrow).rowsPerSec, pkUpsert: med(runs.pk).rowsPerSec }));
+    console.log(JSON.stringify(summary));
   } finally {
     await bare.kill();
-    await asof.kill('SIGTERM');
+    await asof.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
 }

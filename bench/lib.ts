@@ -1,80 +1,15 @@
 /**
- * Shared pieces of the benchmarks: free ports, child servers, and a small
- * keep-alive HTTP load driver. Servers run in child processes so that the load
- * driver (this process) never shares an event loop with the server it measures.
+ * Shared pieces of the benchmarks: load drivers (a keep-alive HTTP driver for
+ * bodies, a raw-socket one for tiny requests) and the server's CPU time.
+ * Servers run in child processes (support/child-server.ts, the helper the
+ * tests use too) so that the load driver (this process) never shares an event
+ * loop with the server it measures.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import { readFileSync } from 'node:fs';
 
-/** A port nothing listens on right now (the OS picks it). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as { port: number };
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
-export interface Child {
-  proc: ChildProcess;
-  url: string;
-  /** The last 20 kB the child wrote to stderr (kept for error messages). */
-  stderr: () => string;
-  /** The last 1 MB the child wrote to stdout (pino's JSON lines). */
-  stdout: () => string;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
-
-/** Spawns `node <args>`; resolves once GET <url><readyPath> answers 200. */
-export async function spawnServer(args: string[], env: NodeJS.ProcessEnv, port: number, readyPath = '/readyz', timeoutMs = 30_000): Promise<Child & { readyMs: number }> {
-  const started = performance.now();
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  let out = '';
-  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
-  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-1_000_000)));
-  const url = `http://127.0.0.1:${port}`;
-  const child: Child = {
-    proc,
-    url,
-    stderr: () => err,
-    stdout: () => out,
-    async kill(signal = 'SIGKILL') {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = once(proc, 'exit');
-      proc.kill(signal);
-      await exited;
-    },
-  };
-  const readyMs = await waitReady(url + readyPath, proc, started, timeoutMs).catch(async (e) => {
-    await child.kill();
-    throw new Error(`${(e as Error).message}\n${err}`);
-  });
-  return { ...child, readyMs };
-}
-
-/** Polls until 200; returns ms since `started`. Polls every 2 ms so the figure is not rounded up much. */
-async function waitReady(url: string, proc: ChildProcess, started: number, timeoutMs: number): Promise<number> {
-  for (;;) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`server exited (${proc.exitCode ?? proc.signalCode}) before it was ready`);
-    if (performance.now() - started > timeoutMs) throw new Error(`server not ready after ${timeoutMs} ms`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const req = http.get(url, { agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      });
-      req.on('error', () => resolve(false));
-    });
-    if (ok) return performance.now() - started;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+export { freePort } from '../support/child-server.js';
 
 export interface LoadResult {
   /** CPU time the server process used during the measured run (user + system, all threads), ms; NaN without a pid. */

@@ -22,7 +22,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/logger.js';
-import { fmt, freePort, machine, spawnServer } from './lib.js';
+import { readyChild } from '../support/child-server.js';
+import { fmt, machine } from './lib.js';
 
 interface Case {
   name: string;
@@ -154,9 +155,8 @@ async function filesOf(dir: string): Promise<string> {
 
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 
-async function startOnce(mainJs: string, dir: string): Promise<{ ms: number; recovered: Record<string, unknown>[]; rss: number }> {
-  const port = await freePort();
-  const s = await spawnServer([mainJs, 'serve'], { PORT: String(port), ASOF_DATA_DIR: dir, LOG_LEVEL: 'info' }, port, '/readyz', 60_000);
+async function startOnce(dir: string): Promise<{ ms: number; recovered: Record<string, unknown>[]; rss: number }> {
+  const s = await readyChild(dir, { LOG_LEVEL: 'info' }, { timeoutMs: 60_000, pollMs: 2 });
   const rss = rssMiB(s.proc.pid!);
   await s.kill('SIGKILL');
   const recovered = s
@@ -172,13 +172,12 @@ async function main(): Promise<void> {
   const records = flag('records', 1_000_000);
   const restarts = flag('restarts', 3);
   const self = fileURLToPath(import.meta.url);
-  const mainJs = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
   console.log(`recovery benchmark: ${fmt(records)} changelog records, writer killed with SIGKILL, ${restarts} starts each`);
   console.log(`machine: ${machine()}`);
 
   const empty = await mkdtemp(join(tmpdir(), 'asof-bench-recovery-'));
   const base: number[] = [];
-  for (let i = 0; i < restarts; i++) base.push((await startOnce(mainJs, empty)).ms);
+  for (let i = 0; i < restarts; i++) base.push((await startOnce(empty)).ms);
   await rm(empty, { recursive: true, force: true });
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   console.log(`reference, empty data folder: ready in ${median(base).toFixed(0)} ms (median; ${base.map((x) => x.toFixed(0)).join(', ')})`);
@@ -196,7 +195,7 @@ async function main(): Promise<void> {
       console.log(`${c.name}: ${c.describe}`);
       console.log(`  built ${fmt(built.records)} records in ${built.seconds.toFixed(1)} s, then SIGKILL; on disk: ${await filesOf(dir)}`);
       const runs = [];
-      for (let i = 0; i < restarts; i++) runs.push(await startOnce(mainJs, dir));
+      for (let i = 0; i < restarts; i++) runs.push(await startOnce(dir));
       const ms = runs.map((r) => r.ms);
       const rec = runs[runs.length - 1].recovered.find((l) => l.msg === 'table recovered') ?? {};
       console.log(`  ready in ${median(ms).toFixed(0)} ms (median; ${ms.map((x) => x.toFixed(0)).join(', ')}), ${(median(ms) / 3000).toFixed(2)} of the 3 s target; RSS after start ${runs[0].rss.toFixed(0)} MiB`);
@@ -204,7 +203,7 @@ async function main(): Promise<void> {
       for (const l of runs[0].recovered.filter((x) => x.msg !== 'table recovered')) console.log(`  note: ${String(l.msg)}`);
       // The bound if the snapshot were lost too: replay of the whole changelog.
       for (const t of await readdir(join(dir, 'tables'))) await rm(join(dir, 'tables', t, 'state.snapshot'), { force: true });
-      const full = await startOnce(mainJs, dir);
+      const full = await startOnce(dir);
       const fullRec = full.recovered.find((l) => l.msg === 'table recovered') ?? {};
       console.log(`  without its snapshot (full replay of ${fmt(Number(fullRec.replayed))} records): ready in ${full.ms.toFixed(0)} ms, table recovery ${fullRec.ms} ms; RSS ${full.rss.toFixed(0)} MiB`);
       summary.push({ case: c.name, records: built.records, readyMs: median(ms), runs: ms, recoveryMs: rec.ms, frames: rec.frames, fromSnapshot: rec.fromSnapshot, replayed: rec.replayed, rssMiB: runs[0].rss, fullReplayReadyMs: full.ms, fullReplayRecoveryMs: fullRec.ms });

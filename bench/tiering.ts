@@ -23,7 +23,8 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EVENTS, ROWS, eventRows } from './events.js';
-import { drive, fmt, freePort, machine, spawnServer, type Child, type LoadResult } from './lib.js';
+import { readyChild, type ChildServer } from '../support/child-server.js';
+import { drive, fmt, machine, type LoadResult } from './lib.js';
 
 const BODIES = 16;
 
@@ -43,13 +44,12 @@ async function metrics(url: string): Promise<Record<string, number>> {
 }
 
 interface Served {
-  child: Child & { readyMs: number };
+  child: ChildServer & { readyMs: number };
   dataDir: string;
 }
 
-async function serve(mainJs: string, dataDir: string, env: Record<string, string>): Promise<Served> {
-  const port = await freePort();
-  const child = await spawnServer([mainJs, 'serve'], { PORT: String(port), GRPC_PORT: String(await freePort()), ASOF_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...env }, port, '/readyz', 120_000);
+async function serve(dataDir: string, env: Record<string, string>): Promise<Served> {
+  const child = await readyChild(dataDir, env, { timeoutMs: 120_000, pollMs: 2 });
   return { child, dataDir };
 }
 
@@ -58,7 +58,6 @@ const TIERING = { ASOF_TIER_AFTER: '0s', ASOF_HOT_RETENTION: '0s', ASOF_SEGMENT_
 async function main(): Promise<void> {
   const seconds = flag('seconds', 20);
   const connections = flag('connections', 8);
-  const mainJs = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
   const bodies = Array.from({ length: BODIES }, (_, b) => Buffer.from(JSON.stringify({ rows: eventRows(b) })));
   console.log(`tiering benchmark: bench:ingest's load (${ROWS}-row JSON batches, ${connections} connections) for ${seconds} s, tiering at 0s with 0s hot retention`);
   console.log(`machine: ${machine()}; load average ${loadavg()[0].toFixed(1)}`);
@@ -71,7 +70,7 @@ async function main(): Promise<void> {
   };
   try {
     // Reference: tiering off.
-    const off = await serve(mainJs, await tmp('off'), { ASOF_TIER_AFTER: 'off' });
+    const off = await serve(await tmp('off'), { ASOF_TIER_AFTER: 'off' });
     let offRun: LoadResult;
     try {
       await fetch(`${off.child.url}/tables/events`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(EVENTS) });
@@ -81,7 +80,7 @@ async function main(): Promise<void> {
     }
 
     // Tiering on: ingest while polling the lag.
-    const on = await serve(mainJs, await tmp('on'), TIERING);
+    const on = await serve(await tmp('on'), TIERING);
     let onRun: LoadResult;
     const lags: { records: number; seconds: number }[] = [];
     let drainMs = 0;
@@ -118,7 +117,7 @@ async function main(): Promise<void> {
     }
 
     // Tiering's capacity, with no ingest competing: the tiering-off folder's records, all at once as a backlog.
-    const backlog = await serve(mainJs, off.dataDir, { ...TIERING, ASOF_HOT_RETENTION: 'off' });
+    const backlog = await serve(off.dataDir, { ...TIERING, ASOF_HOT_RETENTION: 'off' });
     const b0 = performance.now();
     let backlogRecords = 0;
     try {
@@ -139,14 +138,14 @@ async function main(): Promise<void> {
     const lanceRate = await directLance(await tmp('lance'), backlogRecords, 32);
 
     // Start-up with tiered data: from the snapshot, and without one (frames below the hot log replayed from Lance).
-    const fromSnap = await serve(mainJs, on.dataDir, TIERING);
+    const fromSnap = await serve(on.dataDir, TIERING);
     await fromSnap.child.kill('SIGKILL');
     await rename(join(on.dataDir, 'tables', 'events', 'state.snapshot'), join(on.dataDir, 'old.snapshot'));
-    const noSnap = await serve(mainJs, on.dataDir, TIERING);
+    const noSnap = await serve(on.dataDir, TIERING);
     await noSnap.child.kill('SIGTERM');
-    const offStart = await serve(mainJs, off.dataDir, { ASOF_TIER_AFTER: 'off' });
+    const offStart = await serve(off.dataDir, { ASOF_TIER_AFTER: 'off' });
     await offStart.child.kill('SIGKILL');
-    const empty = await serve(mainJs, await tmp('empty'), TIERING);
+    const empty = await serve(await tmp('empty'), TIERING);
     await empty.child.kill('SIGKILL');
 
     const maxLag = lags.reduce((m, l) => ({ records: Math.max(m.records, l.records), seconds: Math.max(m.seconds, l.seconds) }), { records: 0, seconds: 0 });

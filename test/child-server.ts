@@ -1,100 +1,13 @@
 /**
- * asof as a real child process (`node --import tsx src/cli/main.ts serve`),
- * for every test that needs a real server process (crash, replicas, the CLI,
- * training-set jobs, the data-folder lock), and `runCli` for the CLI's other
- * commands. Every child started here is remembered so `killAll` (in an
- * `after` hook) leaves no process behind, whatever the test did.
+ * What the tests use to run asof as a real process: the server child helpers
+ * (support/child-server.ts, shared with the benches), `runCli` for the CLI's
+ * other commands, and `fetchJson`.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { ASOF_CLI, readyChild, ROOT, type ChildServer } from '../support/child-server.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-const live = new Set<ChildProcess>();
-
-export async function freePort(): Promise<number> {
-  const srv = createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as { port: number };
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
-export interface ChildServer {
-  url: string;
-  grpcPort: number;
-  proc: ChildProcess;
-  /** stdout (pino JSON lines) and stderr so far. */
-  output(): string;
-  /** Sends SIGKILL (or `signal`) and waits for the exit. */
-  kill(signal?: NodeJS.Signals): Promise<void>;
-  /** Graceful stop: SIGTERM, and waits for the exit. */
-  stop(): Promise<void>;
-  /** Resolves once GET /readyz answers 200; rejects if the process exits first or `timeoutMs` passes (generous: starting through tsx takes 25 s on the shared, loaded test machine). */
-  ready(timeoutMs?: number): Promise<void>;
-}
-
-/** Starts `asof serve` on `dataDir` with free REST and gRPC ports; `env` adds to (and overrides) the configuration. Call `ready()` to wait for it. */
-export async function startChild(dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
-  const port = await freePort();
-  const grpcPort = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: String(port), GRPC_PORT: String(grpcPort), ASOF_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  live.add(proc);
-  proc.once('exit', () => live.delete(proc));
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  const exited = () => proc.exitCode !== null || proc.signalCode !== null;
-  const child: ChildServer = {
-    url,
-    grpcPort,
-    proc,
-    output: () => out,
-    async kill(signal = 'SIGKILL') {
-      if (exited()) return;
-      const done = once(proc, 'exit');
-      proc.kill(signal);
-      await done;
-    },
-    stop() {
-      return child.kill('SIGTERM');
-    },
-    async ready(timeoutMs = 90_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        if (exited()) throw new Error(`asof exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${out}`);
-        if (Date.now() > deadline) throw new Error(`asof not ready after ${timeoutMs} ms:\n${out}`);
-        const ok = await fetch(`${url}/readyz`).then(
-          (r) => r.status === 200,
-          () => false,
-        );
-        if (ok) return;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    },
-  };
-  return child;
-}
-
-/** Starts a server on `dataDir` and waits until it is ready. */
-export async function readyChild(dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
-  const child = await startChild(dataDir, env);
-  try {
-    await child.ready();
-  } catch (e) {
-    await child.kill();
-    throw e;
-  }
-  return child;
-}
+export { freePort, killAll, readyChild, startChild, type ChildServer } from '../support/child-server.js';
 
 /** A JSON request to a real server over HTTP; the body parsed (undefined when empty). */
 export async function fetchJson(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
@@ -113,20 +26,70 @@ export interface CliResult {
 /** Runs `asof <args>` (the CLI, through tsx) to its end; never rejects on a non-zero exit. */
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'silent', ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [...ASOF_CLI, ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'silent', ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err && typeof err.code !== 'number') return reject(err);
       resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
     });
   });
 }
 
-/** Kills every child still running (use in `after`). */
-export async function killAll(): Promise<void> {
-  await Promise.all(
-    [...live].map(async (p) => {
-      const done = once(p, 'exit');
-      p.kill('SIGKILL');
-      await done;
-    }),
-  );
+type Json = Record<string, any>;
+
+/** Every record of a table's changelog (GET /tables/{table}/changelog, paged until empty). */
+export async function readChangelog(url: string, table: string): Promise<Json[]> {
+  const out: Json[] = [];
+  for (let from = 0; ; ) {
+    const res = await fetch(`${url}/tables/${table}/changelog?from=${from}&limit=10000`);
+    if (res.status !== 200) throw new Error(`GET changelog of ${table}: ${res.status} ${await res.text()}`);
+    const { records, nextOffset } = (await res.json()) as { records: Json[]; nextOffset: number };
+    if (records.length === 0) return out;
+    out.push(...records);
+    from = nextOffset;
+  }
+}
+
+/** Asserts what every changelog read after a crash must show: offsets dense from 0, commit times never going back. */
+export function assertDense(table: string, records: Json[]): void {
+  records.forEach((r, i) => assert.equal(r.offset, i, `${table}: offsets are dense from 0 (record ${i} has offset ${r.offset})`));
+  for (let i = 1; i < records.length; i++) assert.ok(Date.parse(records[i].commitTime) >= Date.parse(records[i - 1].commitTime), `${table}: commit time goes back at offset ${i}`);
+}
+
+/**
+ * Kill -9 under load, `rounds` times over one data folder. Each round starts
+ * asof with `env` and waits until it is ready, calls `started` (check what
+ * survived the last kill, set up), starts `writers` (each returns once a
+ * request fails: the kill), waits a random time in `pauseMs` (default
+ * 300-1,200 ms), calls `beforeKill`,
+ * SIGKILLs the server, waits for the writers, and calls `killed`.
+ * `beforeStart` runs before each start. Rounds count from 0.
+ */
+export async function killUnderLoad(
+  dir: string,
+  env: Record<string, string>,
+  rounds: number,
+  hooks: {
+    pauseMs?: [number, number];
+    beforeStart?: (round: number) => Promise<void>;
+    started: (child: ChildServer, round: number) => Promise<void>;
+    writers: (url: string, round: number) => Promise<unknown>[];
+    beforeKill?: (child: ChildServer, round: number) => Promise<void>;
+    killed?: (round: number) => Promise<void>;
+  },
+): Promise<void> {
+  for (let round = 0; round < rounds; round++) {
+    await hooks.beforeStart?.(round);
+    const child = await readyChild(dir, env);
+    try {
+      await hooks.started(child, round);
+      const writers = hooks.writers(child.url, round);
+      const [min, max] = hooks.pauseMs ?? [300, 1200];
+      await new Promise((r) => setTimeout(r, min + Math.random() * (max - min)));
+      await hooks.beforeKill?.(child, round);
+      await child.kill('SIGKILL');
+      await Promise.all(writers);
+    } finally {
+      await child.kill('SIGKILL');
+    }
+    await hooks.killed?.(round);
+  }
 }

@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { killAll, startChild, type ChildServer } from '../child-server.js';
+import { assertDense, killAll, killUnderLoad, readChangelog, readyChild, startChild, type ChildServer } from '../child-server.js';
 import { HEADER_BYTES } from '../../src/engine/log.js';
 
 const ACCOUNTS = {
@@ -115,29 +115,13 @@ async function pkWriter(url: string, w: number): Promise<void> {
   }
 }
 
-async function readChangelog(url: string, table: string): Promise<Json[]> {
-  const out: Json[] = [];
-  for (;;) {
-    const res = await fetch(`${url}/tables/${table}/changelog?from=${out.length}&limit=10000`);
-    assert.equal(res.status, 200);
-    const { records } = (await res.json()) as { records: Json[] };
-    out.push(...records);
-    if (records.length < 10000) return out;
-  }
-}
-
 const sameAccount = (got: Json, want: Json): boolean =>
   got.id === want.id && got.balance === want.balance && got.version === want.version && got.note === (want.note ?? null) && Date.parse(got.updated) === want.updated;
-
-function checkDenseAndOrdered(table: string, recs: Json[]): void {
-  recs.forEach((r, i) => assert.equal(r.offset, i, `${table}: offsets are dense from 0 (record ${i} has offset ${r.offset})`));
-  for (let i = 1; i < recs.length; i++) assert.ok(Date.parse(recs[i].commitTime) >= Date.parse(recs[i - 1].commitTime), `${table}: commit time goes back at offset ${i}`);
-}
 
 async function verify(url: string, label: string): Promise<void> {
   // --- the log table
   const events = await readChangelog(url, 'events');
-  checkDenseAndOrdered('events', events);
+  assertDense('events', events);
   const at = new Map<string, number>();
   for (const r of events) {
     const k = `${r.row.writer}:${r.row.seq}`;
@@ -165,7 +149,7 @@ async function verify(url: string, label: string): Promise<void> {
 
   // --- the pk table: the changelog must be a consistent history, and the state its fold
   const accounts = await readChangelog(url, 'accounts');
-  checkDenseAndOrdered('accounts', accounts);
+  assertDense('accounts', accounts);
   const fold = new Map<string, Json>();
   const versionAt = new Map<number, number>();
   accounts.forEach((r, i) => {
@@ -261,44 +245,41 @@ test('kill -9 under concurrent writes loses no acknowledged record, several time
   let server: ChildServer | undefined;
   let tornBytes: Record<string, number> | undefined;
   try {
-    for (let round = 1; round <= ROUNDS; round++) {
-      if (round === 3) {
+    await killUnderLoad(dir, env, ROUNDS, {
+      beforeStart: async (round) => {
+        if (round !== 2) return;
         // Once, kill it while it is still starting (reading its files).
         const early = await startChild(dir, env);
         await new Promise((r) => setTimeout(r, 150 + rand(500)));
         await early.kill();
-      }
-      server = await startChild(dir, env);
-      await server.ready();
-      tornBytes = checkTorn(server, tornBytes);
-      if (round === 1) {
-        for (const [name, def] of [['accounts', ACCOUNTS], ['events', EVENTS]] as const) {
-          const r: Response = await fetch(`${server.url}/tables/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(def) });
-          assert.equal(r.status, 201);
+      },
+      started: async (child, round) => {
+        tornBytes = checkTorn(child, tornBytes);
+        if (round === 0) {
+          for (const [name, def] of [['accounts', ACCOUNTS], ['events', EVENTS]] as const) {
+            const r: Response = await fetch(`${child.url}/tables/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(def) });
+            assert.equal(r.status, 201);
+          }
         }
-      }
-      await verify(server.url, `before round ${round}`);
-      if (process.env.ASOF_TEST_VERBOSE) {
-        const cuts = server.output().split('\n').filter((l) => l.includes('tail cut')).length;
-        console.log(`round ${round}: ${sent.filter((x) => x.ack).length} of ${sent.length} requests acknowledged so far; ${cuts} torn tails cut at this start`);
-      }
-      const url = server.url;
-      const writers = [...seqs.map((s, w) => logWriter(url, w, s)), ...Array.from({ length: PK_WRITERS }, (_, w) => pkWriter(url, w))];
-      await new Promise((r) => setTimeout(r, 300 + rand(900)));
-      await server.kill('SIGKILL');
-      await Promise.all(writers);
-      assert.deepEqual(unexpected, [], 'no request failed while the server was up');
-      // Not before round 3, whose first start is killed early (it might cut the tail itself).
-      if (round % 2 === 1) tornBytes = await tearTails(dir);
-    }
-    server = await startChild(dir, env);
-    await server.ready();
+        await verify(child.url, `before round ${round + 1}`);
+        if (process.env.ASOF_TEST_VERBOSE) {
+          const cuts = child.output().split('\n').filter((l) => l.includes('tail cut')).length;
+          console.log(`round ${round + 1}: ${sent.filter((x) => x.ack).length} of ${sent.length} requests acknowledged so far; ${cuts} torn tails cut at this start`);
+        }
+      },
+      writers: (url) => [...seqs.map((s, w) => logWriter(url, w, s)), ...Array.from({ length: PK_WRITERS }, (_, w) => pkWriter(url, w))],
+      killed: async (round) => {
+        assert.deepEqual(unexpected, [], 'no request failed while the server was up');
+        // Not before the round whose first start is killed early (it might cut the tail itself).
+        if (round % 2 === 0) tornBytes = await tearTails(dir);
+      },
+    });
+    server = await readyChild(dir, env);
     tornBytes = checkTorn(server, tornBytes);
     await verify(server.url, 'after the last kill');
     // And a clean stop (snapshot at close) followed by a start reads the same.
-    await server.kill('SIGTERM');
-    server = await startChild(dir, env);
-    await server.ready();
+    await server.stop();
+    server = await readyChild(dir, env);
     await verify(server.url, 'after a clean stop');
     const acked = sent.filter((s) => s.ack);
     assert.ok(acked.filter((s) => s.table === 'events').length > 20 && acked.filter((s) => s.table === 'accounts').length > 20, `enough writes were acknowledged to mean something (${acked.length})`);

@@ -62,6 +62,36 @@ async function restartFromChangelog(asof: TestAsof): Promise<TestAsof> {
 
 const rows = (what: string, n: number) => Array.from({ length: n }, (_, i) => ({ user: i, ts: 1000 + i, what: `${what}${i}` }));
 
+/**
+ * What every fault here must give: with the fault on, a write of `sent` is
+ * refused (503 ASOF_STORAGE_FAILED naming `reason`; nothing was written), the
+ * changelog file is back at its last durable frame and nothing of the request
+ * is visible; with the fault lifted, the retry writes the records once, at the
+ * next offsets, also as a restart replays them. Returns the restarted server.
+ */
+async function refusedThenRetried(asof: TestAsof, fault: { on(): void | Promise<void>; off(): void | Promise<void>; reason: RegExp }, sent: { what: string }[]): Promise<TestAsof> {
+  const before = await changelog(asof);
+  const durableBytes = (await stat(logPath(asof.dataDir))).size;
+  await fault.on();
+  const failed = await asof.req('POST', '/tables/events/rows', { rows: sent });
+  await fault.off();
+  assert.equal(failed.status, 503, JSON.stringify(failed.body));
+  assert.equal(failed.body.error.code, 'ASOF_STORAGE_FAILED');
+  assert.match(failed.body.error.message, fault.reason);
+  assert.match(failed.body.error.message, /nothing was written/);
+  assert.equal((await stat(logPath(asof.dataDir))).size, durableBytes, 'the refused frame is cut from the file');
+  assert.deepEqual(await changelog(asof), before, 'nothing of the refused request is visible');
+
+  const retry = await asof.req('POST', '/tables/events/rows', { rows: sent });
+  assert.equal(retry.status, 200, 'the table takes writes again once the file is back at its last durable frame');
+  assert.deepEqual([retry.body.firstOffset, retry.body.lastOffset], [before.length, before.length + sent.length - 1]);
+  const want = [...before, ...sent.map((r, i) => [before.length + i, r.what])];
+  assert.deepEqual(await changelog(asof), want);
+  asof = await restartFromChangelog(asof);
+  assert.deepEqual(await changelog(asof), want, 'a restart replays each record once');
+  return asof;
+}
+
 test('a failing fdatasync followed by a retry writes the records once, before and after a restart', async () => {
   const dir = await tempDir();
   let asof = await testAsof({}, { dataDir: dir.path });
@@ -69,26 +99,9 @@ test('a failing fdatasync followed by a retry writes the records once, before an
   try {
     assert.equal((await asof.req('PUT', '/tables/events', EVENTS)).status, 201);
     assert.equal((await asof.req('POST', '/tables/events/rows', { rows: rows('a', 2) })).status, 200);
-    const durableBytes = (await stat(logPath(dir.path))).size;
-
-    const f = failDatasyncs(1);
-    const failed = await asof.req('POST', '/tables/events/rows', { rows: rows('b', 3) });
-    f.restore();
-    assert.equal(f.failed(), 1);
-    assert.equal(failed.status, 503, JSON.stringify(failed.body));
-    assert.equal(failed.body.error.code, 'ASOF_STORAGE_FAILED');
-    assert.match(failed.body.error.message, /EIO.*nothing was written/);
-    assert.equal((await stat(logPath(dir.path))).size, durableBytes, 'the refused frame is cut from the file');
-    assert.deepEqual(await changelog(asof), [[0, 'a0'], [1, 'a1']], 'nothing of the refused request is visible');
-
-    const retry = await asof.req('POST', '/tables/events/rows', { rows: rows('b', 3) });
-    assert.equal(retry.status, 200, 'the table takes writes again once the file is back at its last durable frame');
-    assert.deepEqual([retry.body.firstOffset, retry.body.lastOffset], [2, 4]);
-    const want = [[0, 'a0'], [1, 'a1'], [2, 'b0'], [3, 'b1'], [4, 'b2']];
-    assert.deepEqual(await changelog(asof), want);
-
-    asof = await restartFromChangelog(asof);
-    assert.deepEqual(await changelog(asof), want, 'a restart replays each record once');
+    let f: ReturnType<typeof failDatasyncs> | undefined;
+    asof = await refusedThenRetried(asof, { on: () => void (f = failDatasyncs(1)), off: () => f!.restore(), reason: /EIO/ }, rows('b', 3));
+    assert.equal(f!.failed(), 1);
   } finally {
     ChangelogFile.fileOps = real;
     await asof.close();
@@ -103,27 +116,16 @@ test('a write that fails half-way is cut back too; the group and nothing else is
   try {
     await asof.req('PUT', '/tables/events', EVENTS);
     await asof.req('POST', '/tables/events/rows', { rows: rows('a', 1) });
-    const durableBytes = (await stat(logPath(dir.path))).size;
     // Half the bytes reach the file, then the disk is full: what a real ENOSPC does.
-    let once = true;
-    ChangelogFile.fileOps = {
+    const halfThenFull: FileOps = {
       ...real,
       async writev(path, fh, bufs, pos) {
-        if (!once) return real.writev(path, fh, bufs, pos);
-        once = false;
         const all = Buffer.concat(bufs);
         await real.writev(path, fh, [all.subarray(0, all.length >> 1)], pos);
         throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
       },
     };
-    const failed = await asof.req('POST', '/tables/events/rows', { rows: rows('b', 2) });
-    assert.equal(failed.status, 503);
-    assert.match(failed.body.error.message, /ENOSPC/);
-    assert.equal((await stat(logPath(dir.path))).size, durableBytes);
-    assert.equal((await asof.req('POST', '/tables/events/rows', { rows: rows('b', 2) })).status, 200);
-    ChangelogFile.fileOps = real;
-    asof = await restartFromChangelog(asof);
-    assert.deepEqual(await changelog(asof), [[0, 'a0'], [1, 'b0'], [2, 'b1']]);
+    asof = await refusedThenRetried(asof, { on: () => void (ChangelogFile.fileOps = halfThenFull), off: () => void (ChangelogFile.fileOps = real), reason: /ENOSPC/ }, rows('b', 2));
   } finally {
     ChangelogFile.fileOps = real;
     await asof.close();
@@ -196,6 +198,19 @@ test('a refused frame the file could not be cut from is cut at close at the late
   }
 });
 
+/** Fills the filesystem `path` is on to its last byte (ENOSPC). */
+async function fillUp(path: string): Promise<void> {
+  const fh = await open(path, 'w');
+  const block = Buffer.alloc(4096, 1);
+  try {
+    for (;;) await fh.write(block);
+  } catch (e) {
+    assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
+  } finally {
+    await fh.close();
+  }
+}
+
 test('a real full filesystem (a small tmpfs): the write is refused and cut back; after space is freed the retry writes once', async (t) => {
   const dir = await tempDir();
   const mnt = join(dir.path, 'mnt');
@@ -212,32 +227,9 @@ test('a real full filesystem (a small tmpfs): the write is refused and cut back;
     asof = await testAsof({}, { dataDir: join(mnt, 'data') });
     await asof.req('PUT', '/tables/events', EVENTS);
     await asof.req('POST', '/tables/events/rows', { rows: rows('a', 2) });
-    const durableBytes = (await stat(logPath(asof.dataDir))).size;
-    // Fill the filesystem to its last byte.
     const filler = join(mnt, 'filler');
-    const fh = await open(filler, 'w');
-    const block = Buffer.alloc(4096, 1);
-    try {
-      for (;;) await fh.write(block);
-    } catch (e) {
-      assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
-    } finally {
-      await fh.close();
-    }
     const big = rows('b', 200).map((r) => ({ ...r, what: r.what + 'x'.repeat(100) }));
-    const failed = await asof.req('POST', '/tables/events/rows', { rows: big });
-    assert.equal(failed.status, 503, JSON.stringify(failed.body));
-    assert.match(failed.body.error.message, /ENOSPC/);
-    assert.equal((await stat(logPath(asof.dataDir))).size, durableBytes, 'what did fit of the frame is cut');
-    await unlink(filler);
-    const retry = await asof.req('POST', '/tables/events/rows', { rows: big });
-    assert.equal(retry.status, 200);
-    assert.deepEqual([retry.body.firstOffset, retry.body.lastOffset], [2, 201]);
-    asof = await restartFromChangelog(asof);
-    const all = await changelog(asof);
-    assert.equal(all.length, 202);
-    assert.deepEqual(all.map(([o]) => o), Array.from({ length: 202 }, (_, i) => i));
-    assert.equal(new Set(all.map(([, w]) => w)).size, 202, 'no record twice');
+    asof = await refusedThenRetried(asof, { on: () => fillUp(filler), off: () => unlink(filler), reason: /ENOSPC/ }, big);
   } finally {
     await asof?.close().catch(() => undefined);
     execFileSync('umount', [mnt]);

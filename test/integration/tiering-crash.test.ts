@@ -3,7 +3,7 @@
  * continuously (ASOF_TIER_AFTER=0s, ASOF_HOT_RETENTION=0s, small segments, so
  * segments are deleted as fast as they are tiered) while writers append, and
  * is SIGKILLed at random moments. After each restart the union read must hold
- * every offset exactly once, densely from 0 (count and checksum of offsets),
+ * every offset exactly once, densely from 0, with commit times in order,
  * every acknowledged write at the offset its answer named, and the Lance
  * dataset itself no duplicated or missing offset.
  */
@@ -13,7 +13,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as lancedb from '@lancedb/lancedb';
-import { killAll, startChild, type ChildServer } from '../child-server.js';
+import { assertDense, killAll, killUnderLoad, readChangelog, readyChild, type ChildServer } from '../child-server.js';
 
 const EVENTS = {
   kind: 'log',
@@ -37,19 +37,6 @@ async function post(url: string, body: unknown): Promise<{ status: number; body:
   return { status: r.status, body: await r.json() };
 }
 
-/** Every record through the union read (GET /changelog, paged). */
-async function readAll(url: string): Promise<{ offset: number; row: { writer: number; seq: number } }[]> {
-  const out: { offset: number; row: { writer: number; seq: number } }[] = [];
-  for (let from = 0; ; ) {
-    const r = await fetch(`${url}/tables/events/changelog?from=${from}&limit=10000`);
-    assert.equal(r.status, 200);
-    const { records, nextOffset } = (await r.json()) as { records: typeof out; nextOffset: number };
-    out.push(...records);
-    if (records.length === 0) return out;
-    from = nextOffset;
-  }
-}
-
 test('kill -9 during tiering, repeated, loses and duplicates nothing', { timeout: 240_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'asof-tier-crash-'));
   const acked = new Map<string, number>(); // "writer/seq" → offset its answer named
@@ -57,48 +44,41 @@ test('kill -9 during tiering, repeated, loses and duplicates nothing', { timeout
   let child: ChildServer | undefined;
   let tieredBefore = -1;
   try {
-    for (let round = 0; round < ROUNDS; round++) {
-      child = await startChild(dir, ENV);
-      await child.ready(60_000);
-      if (round === 0) assert.equal((await fetch(`${child.url}/tables/events`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(EVENTS) })).status, 201);
-
-      // After the restart: every offset once, densely from 0; every acknowledged write where its answer said.
-      const records = await readAll(child.url);
-      const offsets = records.map((r) => r.offset);
-      const n = offsets.length;
-      assert.equal(offsets.reduce((a, b) => a + b, 0), n > 0 ? (n * (n - 1)) / 2 : 0, 'checksum of offsets (sum 0..n-1)');
-      assert.ok(offsets.every((o, i) => o === i), 'offsets dense and ascending from 0');
-      for (const [k, o] of acked) {
-        const r = records[o];
-        assert.ok(r && `${r.row.writer}/${r.row.seq}` === k, `acknowledged ${k} at offset ${o}, found ${r ? `${r.row.writer}/${r.row.seq}` : 'nothing'}`);
-      }
-      const seen = new Set(records.map((r) => `${r.row.writer}/${r.row.seq}`));
-      assert.equal(seen.size, n, 'no write recorded twice');
-
-      // Writers append while tiering runs; the kill comes at a random moment.
-      let stop = false;
-      const writers = Array.from({ length: WRITERS }, async (_, w) => {
-        while (!stop) {
-          const seqs = Array.from({ length: 20 }, () => next++);
-          const res = await post(`${child!.url}/tables/events/rows`, { rows: seqs.map((seq) => ({ writer: w, seq, ts: 1_700_000_000_000 + seq, pad: 'x'.repeat(seq % 50) })) }).catch(() => undefined);
-          if (!res) return;
-          assert.equal(res.status, 200);
-          seqs.forEach((seq, i) => acked.set(`${w}/${seq}`, res.body.firstOffset + i));
+    await killUnderLoad(dir, ENV, ROUNDS, {
+      pauseMs: [600, 2000],
+      started: async (child, round) => {
+        if (round === 0) assert.equal((await fetch(`${child.url}/tables/events`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(EVENTS) })).status, 201);
+        // After the restart, through the union read: every offset once, densely from 0; every acknowledged write where its answer said.
+        const records = await readChangelog(child.url, 'events');
+        assertDense('events', records);
+        for (const [k, o] of acked) {
+          const r = records[o];
+          assert.ok(r && `${r.row.writer}/${r.row.seq}` === k, `acknowledged ${k} at offset ${o}, found ${r ? `${r.row.writer}/${r.row.seq}` : 'nothing'}`);
         }
-      });
-      await new Promise((r) => setTimeout(r, 600 + Math.random() * 1400));
-      const d = (await (await fetch(`${child.url}/tables/events`)).json()) as { tieredOffset: number };
-      tieredBefore = Math.max(tieredBefore, d.tieredOffset);
-      await child.kill('SIGKILL');
-      stop = true;
-      await Promise.all(writers);
-    }
+        const seen = new Set(records.map((r) => `${r.row.writer}/${r.row.seq}`));
+        assert.equal(seen.size, records.length, 'no write recorded twice');
+      },
+      // Writers append while tiering runs, until the kill.
+      writers: (url) =>
+        Array.from({ length: WRITERS }, async (_, w) => {
+          for (;;) {
+            const seqs = Array.from({ length: 20 }, () => next++);
+            const res = await post(`${url}/tables/events/rows`, { rows: seqs.map((seq) => ({ writer: w, seq, ts: 1_700_000_000_000 + seq, pad: 'x'.repeat(seq % 50) })) }).catch(() => undefined);
+            if (!res) return;
+            assert.equal(res.status, 200);
+            seqs.forEach((seq, i) => acked.set(`${w}/${seq}`, res.body.firstOffset + i));
+          }
+        }),
+      beforeKill: async (child) => {
+        const d = (await (await fetch(`${child.url}/tables/events`)).json()) as { tieredOffset: number };
+        tieredBefore = Math.max(tieredBefore, d.tieredOffset);
+      },
+    });
     assert.ok(tieredBefore > 0, 'tiering ran during the rounds');
 
     // Last look: the Lance dataset itself holds offsets 0..n-1 once each, after a final restart and catch-up.
-    child = await startChild(dir, ENV);
-    await child.ready(60_000);
-    const total = (await readAll(child.url)).length;
+    child = await readyChild(dir, ENV);
+    const total = (await readChangelog(child.url, 'events')).length;
     for (let i = 0; i < 400; i++) {
       const d = (await (await fetch(`${child.url}/tables/events`)).json()) as { tieredOffset: number };
       if (d.tieredOffset === total - 1) break;

@@ -67,6 +67,17 @@ test('the engine importing feature or online code fails', async () => {
   assert.match(r.out, /engine-imports-derived: src\/engine\/table\.ts → src\/online\/store\.ts/);
 });
 
+test('product code importing the test and bench harness (support/, bench/, test/) fails', async () => {
+  const r = await checkTree({
+    'src/app.ts': "import { freePort } from '../support/child-server.js';\nimport { drive } from '../bench/lib.js';\nexport const a = [freePort, drive];\n",
+    'support/child-server.ts': 'export const freePort = 1;\n',
+    'bench/lib.ts': 'export const drive = 1;\n',
+  });
+  assert.equal(r.status, 1, r.out);
+  assert.match(r.out, /product-imports-harness: src\/app\.ts → support\/child-server\.ts/);
+  assert.match(r.out, /product-imports-harness: src\/app\.ts → bench\/lib\.ts/);
+});
+
 test('adapters importing the core, and the core importing the engine, pass', async () => {
   const r = await checkTree({
     'src/http/route.ts': "import { o } from '../online/service.js';\nexport const y = o;\n",

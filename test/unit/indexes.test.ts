@@ -74,3 +74,32 @@ test('a numeric key index answers canonical key strings, keeps keys beyond 2^53 
   check(idx);
   check(KeyIndex.deserialize(idx.serialize(), true));
 });
+
+test('key index: random adds across loads answer offsetsOf, lastOffset and serialize as a plain map of arrays does', () => {
+  // Oracle: key -> its offsets, in the order added. Keys repeat (a hot key gets many offsets) and the index is reloaded between rounds.
+  let seed = 7;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  for (const numeric of [false, true]) {
+    const want = new Map<string, number[]>();
+    let idx = new KeyIndex(numeric);
+    let offset = 0;
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < 3000; i++) {
+        const k = rand(10) < 3 ? 'hot' : String(rand(500));
+        offset += 1 + rand(3) * rand(2 ** 23); // gaps: a rare key's delta sometimes passes 2^31
+        idx.add(numeric && k !== 'hot' ? Number(k) : k, offset);
+        want.set(k, [...(want.get(k) ?? []), offset]);
+      }
+      for (const i of [idx, KeyIndex.deserialize(idx.serialize(), numeric)]) {
+        assert.equal(i.entries, [...want.values()].reduce((n, v) => n + v.length, 0));
+        for (const [k, v] of want) {
+          assert.deepEqual(i.offsetsOf(k), v, k);
+          assert.equal(i.lastOffset(k), v[v.length - 1], k);
+        }
+        assert.deepEqual(i.offsetsOf('never'), []);
+        assert.equal(i.lastOffset('never'), -1);
+      }
+      idx = KeyIndex.deserialize(idx.serialize(), numeric);
+    }
+  }
+});

@@ -1,0 +1,150 @@
+/**
+ * The one way the tests and the benches start a server in a child process:
+ * `spawnChild` for any `node <args>` server that answers a readiness path
+ * (the benches' bare reference servers), `startChild` / `readyChild` for
+ * `asof serve` itself. Every child started here is remembered, so `killAll`
+ * (a test's `after` hook) leaves no process behind, whatever happened.
+ *
+ * How asof is run depends on how this module was loaded: from its TypeScript
+ * source (the tests, through tsx) it runs `node --import tsx src/cli/main.ts`;
+ * compiled (the benches, from dist/) it runs the compiled `dist/src/cli/main.js`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import http from 'node:http';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+/** The repository's root (the working directory of every child). */
+export const ROOT = fileURLToPath(new URL(FROM_SOURCE ? '..' : '../..', import.meta.url));
+/** `node` arguments that run asof's CLI (append its command and arguments). */
+export const ASOF_CLI: readonly string[] = FROM_SOURCE ? ['--import', 'tsx', fileURLToPath(new URL('../src/cli/main.ts', import.meta.url))] : [fileURLToPath(new URL('../src/cli/main.js', import.meta.url))];
+
+/** Output kept per stream: the last 8 MiB (pino's JSON lines at `info` during a start-up fit many times). */
+const KEEP = 8 << 20;
+const live = new Set<ChildProcess>();
+
+/** A port nothing listens on right now (the OS picks it). */
+export async function freePort(): Promise<number> {
+  const srv = createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+export interface ChildServer {
+  url: string;
+  port: number;
+  /** The gRPC port given to asof (0 for other servers). */
+  grpcPort: number;
+  proc: ChildProcess;
+  /** stdout and stderr so far, interleaved as they arrived. */
+  output(): string;
+  /** stdout alone (pino's JSON lines). */
+  stdout(): string;
+  /** Sends SIGKILL (or `signal`) and waits for the exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Graceful stop: SIGTERM, and waits for the exit. */
+  stop(): Promise<void>;
+  /**
+   * Resolves once GET <url><path> (default /readyz) answers 200, with the ms
+   * since the spawn; rejects, naming the output, if the process exits first or
+   * `timeoutMs` passes (default 90 s: starting through tsx takes 25 s on the
+   * shared, loaded test machine). `pollMs` (default 20): benches that report
+   * start-up time poll every 2 ms.
+   */
+  ready(opts?: { timeoutMs?: number; path?: string; pollMs?: number }): Promise<number>;
+}
+
+/** Spawns `node <args>` serving HTTP on `port` (it must listen there); call `ready()` to wait for it. `env` adds to this process's environment. */
+export function spawnChild(args: string[], opts: { port: number; grpcPort?: number; env?: Record<string, string> }): ChildServer {
+  const started = performance.now();
+  const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  let all = '';
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    all = keep(all, d);
+    out = keep(out, d);
+  });
+  proc.stderr!.on('data', (d: Buffer) => (all = keep(all, d)));
+  const url = `http://127.0.0.1:${opts.port}`;
+  const exited = (): boolean => proc.exitCode !== null || proc.signalCode !== null;
+  const child: ChildServer = {
+    url,
+    port: opts.port,
+    grpcPort: opts.grpcPort ?? 0,
+    proc,
+    output: () => all,
+    stdout: () => out,
+    async kill(signal = 'SIGKILL') {
+      if (exited()) return;
+      const done = once(proc, 'exit');
+      proc.kill(signal);
+      await done;
+    },
+    stop() {
+      return child.kill('SIGTERM');
+    },
+    async ready({ timeoutMs = 90_000, path = '/readyz', pollMs = 20 } = {}) {
+      for (;;) {
+        if (exited()) throw new Error(`${args.join(' ')} exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${all}`);
+        if (performance.now() - started > timeoutMs) throw new Error(`${args.join(' ')} not ready after ${timeoutMs} ms:\n${all}`);
+        if ((await status(url + path)) === 200) return performance.now() - started;
+        await new Promise((r) => setTimeout(r, pollMs));
+      }
+    },
+  };
+  return child;
+}
+
+const keep = (s: string, d: Buffer): string => (s.length > KEEP ? s.slice(-KEEP / 2) : s) + d.toString();
+
+/** The status of GET `url` on a fresh connection; 0 when nothing answers. */
+function status(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+  });
+}
+
+/** Starts `asof serve` on `dataDir` with free REST and gRPC ports, LOG_LEVEL=warn; `env` adds to (and overrides) the configuration. Call `ready()` to wait for it. */
+export async function startChild(dataDir: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<ChildServer> {
+  const port = await freePort();
+  const grpcPort = await freePort();
+  return spawnChild([...nodeArgs, ...ASOF_CLI, 'serve'], { port, grpcPort, env: { PORT: String(port), GRPC_PORT: String(grpcPort), ASOF_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...env } });
+}
+
+/** `startChild`, then waits until it is ready (killing it if it never is); `readyMs` is the ms from spawn to ready. */
+export async function readyChild(dataDir: string, env: Record<string, string> = {}, opts: { timeoutMs?: number; pollMs?: number; nodeArgs?: string[] } = {}): Promise<ChildServer & { readyMs: number }> {
+  const child = await startChild(dataDir, env, opts.nodeArgs);
+  return Object.assign(child, { readyMs: await waitReady(child, opts) });
+}
+
+/** `child.ready(opts)`; kills the child when it fails. */
+export async function waitReady(child: ChildServer, opts: { timeoutMs?: number; pollMs?: number; path?: string } = {}): Promise<number> {
+  try {
+    return await child.ready(opts);
+  } catch (e) {
+    await child.kill();
+    throw e;
+  }
+}
+
+/** Kills every child still running (use in `after`). */
+export async function killAll(): Promise<void> {
+  await Promise.all(
+    [...live].map(async (p) => {
+      const done = once(p, 'exit');
+      p.kill('SIGKILL');
+      await done;
+    }),
+  );
+}
