@@ -197,26 +197,23 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     async (_req, _reply, { params }) => serviceJson(await registry.findService(params.service)),
   );
 
-  // Query strings seen before skip zod: the validated query and its selection are kept per raw query string.
+  // Query strings seen before skip zod: the server's query parser hands requests that send the same query
+  // text one shared (frozen) object (server.ts, rememberedQueries), and its validated form and selection are kept by it.
   interface Selected {
     query: z.infer<typeof SelectionQuery>;
     selection: FeatureSelection;
   }
-  const queries = new Map<string, Selected>();
-  // The selection of each memoized query object, so the handler finds it without parsing the URL again.
+  const selected = new WeakMap<object, Selected>();
+  // The selection of each validated query, so the handler finds it without another lookup by the raw query.
   const selections = new WeakMap<object, FeatureSelection>();
   const selectedOf = (req: FastifyRequest): Selected => {
-    const q = req.url.indexOf('?');
-    const raw = q < 0 ? '' : req.url.slice(q + 1);
-    let hit = queries.get(raw);
+    const raw = req.query as object;
+    let hit = selected.get(raw);
     if (!hit) {
-      const query = parsePart(SelectionQuery, req.query, 'query');
+      const query = parsePart(SelectionQuery, raw, 'query');
       hit = { query, selection: { features: query.features?.split(','), view: query.view, service: query.service } };
       selections.set(query, hit.selection);
-      // Decision ids differ per request: memoizing them would only push out the selections that repeat.
-      if (query.decision !== undefined) return hit;
-      if (queries.size >= 1000) queries.clear();
-      queries.set(raw, hit);
+      selected.set(raw, hit);
     }
     return hit;
   };

@@ -5,20 +5,29 @@
 import type { Admission } from '../admission.js';
 import { BUCKETS_MS, grpcCalls, newSeries, observe, onlineStoreErrors, rowsIngested, type Series } from '../metrics.js';
 import type { Services } from '../services.js';
-/** Label text → series; found per request through `byRoute` without building the label text. */
+/** Label text → series, for the exposition. */
 const requests = new Map<string, Series>();
-const byRoute = new Map<string, Map<string, Series>>();
-export function observeRequest(route: string, method: string, status: number, ms: number): void {
-  let routeSeries = byRoute.get(route);
-  if (!routeSeries) byRoute.set(route, (routeSeries = new Map()));
-  const methodStatus = method + status;
-  let s = routeSeries.get(methodStatus);
-  if (!s) {
-    s = newSeries();
-    routeSeries.set(methodStatus, s);
-    requests.set(`route="${route}",method="${method}",status="${status}"`, s);
-  }
-  observe(s, ms);
+/** Per route and method: the series of each status code (an array indexed by status), found per request without building label text. */
+const byRoute = new Map<string, (Series | undefined)[]>();
+
+/**
+ * The observer of one route and method: `(status, ms)` records a request.
+ * Routes resolve theirs once (server.ts), so a request costs an array read
+ * and the histogram's additions, no label text or map lookup.
+ */
+export function requestObserver(route: string, method: string): (status: number, ms: number) => void {
+  const key = `${method} ${route}`;
+  let byStatus = byRoute.get(key);
+  if (!byStatus) byRoute.set(key, (byStatus = []));
+  const series = byStatus;
+  return (status, ms) => {
+    let s = series[status];
+    if (s === undefined) {
+      s = series[status] = newSeries();
+      requests.set(`route="${route}",method="${method}",status="${status}"`, s);
+    }
+    observe(s, ms);
+  };
 }
 
 function histogram(out: string[], name: string, help: string, series: Map<string, Series>): void {

@@ -2,13 +2,14 @@
  * The REST adapter: Fastify with the OpenAPI document generated from the
  * routes' zod schemas, one error shape, auth, health and metrics.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { randomUUID } from 'node:crypto';
+import { parse as parseQuery } from 'fast-querystring';
 import { z } from 'zod';
 import { UNRESTRICTED, bearerKey, type Access, type ApiKeys, type Caller } from '../access.js';
-import { retryAfterOf, type Admission, type WorkKind } from '../admission.js';
+import { retryAfterOf, type Admission, type Gate, type WorkKind } from '../admission.js';
 import { AsofError, isAsofError } from '../errors.js';
 import { onlineStoreErrors } from '../metrics.js';
 import { decodeUtf8, MAX_JSON_BODY_DEPTH, parseJsonText } from '../engine/json-safety.js';
@@ -16,7 +17,7 @@ import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import { componentSchemas, RAW_JSON, route } from './route.js';
 import { tableRoutes } from './tables.js';
-import { metricsText, observeRequest } from './metrics.js';
+import { metricsText, requestObserver } from './metrics.js';
 
 export interface HttpOptions {
   logger: Logger;
@@ -84,7 +85,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     loggerInstance: opts.logger as unknown as FastifyBaseLogger,
     bodyLimit: opts.maxBodyBytes,
     // Table names may be 128 characters (Fastify's default allows 100); keys in paths somewhat more.
-    routerOptions: { maxParamLength: MAX_PATH_PARAM },
+    routerOptions: { maxParamLength: MAX_PATH_PARAM, querystringParser: rememberedQueries() },
     // Errors Fastify answers before any route runs (a bad %-escape, an over-long parameter) take asof's shape too.
     frameworkErrors: (err, _req, reply) => {
       const e = toAsofError(err, opts.maxBodyBytes);
@@ -97,7 +98,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     // A caller's own x-request-id (a sane one) names the request in logs and in the answer's header; otherwise one is made.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : nextRequestId();
     },
     childLoggerFactory: (logger, bindings, childOpts) => {
       const level = childOpts.level ?? rootLevel;
@@ -112,8 +113,17 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     closing = true;
     done();
   });
+  // Every route gets its own onRequest and onResponse hooks, made for it when it is added (routeHooks below):
+  // what they need of the route (its access, kind of work, metrics series) is resolved once, not per request.
+  const gates = opts.admission.gates;
+  const hooksFor = routeHooks({ keys, gates, maxBodyBytes: opts.maxBodyBytes, closing: () => closing });
   app.addHook('onRoute', (r) => {
     if (r.config?.hot && !r.logLevel) (r as { logLevel?: string }).logLevel = hotLevel;
+    // Swagger UI's own routes (/docs) are public, like /openapi.json; a route that declares nothing needs a valid key.
+    const access = r.config?.access ?? (r.url.startsWith('/docs') ? 'public' : 'authenticated');
+    const hooks = hooksFor({ access, work: r.config?.work, bodyInMemory: r.config?.bodyInMemory === true, url: r.url, method: r.method });
+    r.onRequest = [...withoutOwn(r.onRequest), hooks.onRequest];
+    r.onResponse = [...withoutOwn(r.onResponse), hooks.onResponse];
   });
 
   await app.register(swagger, {
@@ -172,51 +182,11 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     if (r.config?.access !== undefined) for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url, access: r.config.access });
     if (r.config?.access === undefined) throw new Error(`route ${String(r.method)} ${r.url} declares no access: give it a scope (read, write, decide, admin, audit), 'authenticated' or 'public' (see src/access.ts)`);
   });
-  // One onRequest hook for every route (one hook costs less than three): the request id on every answer
-  // (errors included); asof's 503 while closing; the API key for the route's access; then bounded work
-  // (admission.ts), before the body is read: a request that waits here waits unread in the socket.
-  const gates = opts.admission.gates;
-  app.addHook('onRequest', (req, reply, done) => {
-    void reply.header('x-request-id', req.id);
-    if (closing) {
-      void reply.header('connection', 'close');
-      return done(new AsofError('ASOF_NOT_READY', 'the server is shutting down; retry on another instance or after the restart'));
-    }
-    const config = req.routeOptions.config;
-    let slot: ReturnType<(typeof gates)[WorkKind]['enter']> | undefined;
-    try {
-      if (keys.enabled) {
-        // Swagger UI's own routes (/docs) are public, like /openapi.json; an unmatched path needs a valid key, so 404s reveal nothing to strangers.
-        const access = config?.access ?? (req.routeOptions.url?.startsWith('/docs') ? 'public' : 'authenticated');
-        callers.set(req.raw, keys.authorize(bearerKey(req.headers.authorization, req.headers['x-api-key']), access));
-      }
-      // A body without a declared length (chunked) is counted at the largest allowed.
-      if (config?.work !== undefined) slot = gates[config.work].enter(config.bodyInMemory ? Number(req.headers['content-length'] ?? opts.maxBodyBytes) || 0 : 0);
-    } catch (e) {
-      return done(e as Error);
-    }
-    if (slot === undefined) return done();
-    const hold = (release: () => void): void => {
-      if (reply.raw.writableFinished || req.raw.destroyed) return release();
-      reply.raw.once('close', release);
-    };
-    if (typeof slot === 'function') {
-      hold(slot);
-      return done();
-    }
-    slot.then(
-      (release) => {
-        hold(release);
-        done();
-      },
-      (e: Error) => done(e),
-    );
-  });
-  // Callback style: no promise per request on the hot paths.
-  app.addHook('onResponse', (req, reply, done) => {
-    observeRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime);
-    done();
-  });
+  // Requests that match no route (404s) get the same request id, shutdown answer and key check
+  // ('authenticated': an unmatched path reveals nothing to strangers) from these; routes have their own (onRoute above).
+  const unmatched = hooksFor({ access: 'authenticated', bodyInMemory: false, url: 'unmatched', method: [] });
+  app.addHook('onRequest', (req, reply, done) => (req.is404 ? unmatched.onRequest(req, reply, done) : done()));
+  app.addHook('onResponse', (req, reply, done) => (req.is404 ? unmatched.onResponse(req, reply, done) : done()));
 
   route(app, { method: 'GET', url: '/healthz', operationId: 'getHealth', scope: 'public', summary: 'Liveness: the process serves', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ok') }) } }, async () => ({ status: 'ok' as const }));
   route(
@@ -244,6 +214,127 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   await app.ready();
   return app;
 }
+
+/** What a route's hooks need to know of it, resolved when it is added. */
+interface RoutePolicy {
+  access: Access;
+  work?: WorkKind;
+  bodyInMemory: boolean;
+  /** The route's URL pattern, the metrics label (`unmatched` for 404s). */
+  url: string;
+  method: string | string[];
+}
+
+type Hook = (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void;
+const OWN = Symbol('asof.routeHook');
+const own = (h: Hook): Hook => Object.assign(h, { [OWN]: true });
+/** A route's hooks without the ones routeHooks made (a route's options may be added again, e.g. as its HEAD twin). */
+const withoutOwn = (hooks: unknown): Hook[] => [hooks ?? []].flat().filter((h) => !(h as { [OWN]?: boolean })[OWN]) as Hook[];
+
+/**
+ * The onRequest and onResponse hooks of one route. onRequest: the request id
+ * on every answer (errors included); asof's 503 while closing; the API key for
+ * the route's access; then bounded work (admission.ts), before the body is
+ * read: a request that waits here waits unread in the socket. onResponse: the
+ * request's metrics. Callback style: no promise per request.
+ */
+function routeHooks(ctx: { keys: ApiKeys; gates: Record<WorkKind, Gate>; maxBodyBytes: number; closing: () => boolean }) {
+  const { keys, gates, maxBodyBytes } = ctx;
+  return (policy: RoutePolicy): { onRequest: Hook; onResponse: Hook } => {
+    const { access, bodyInMemory } = policy;
+    const gate = policy.work === undefined ? undefined : gates[policy.work];
+    const onRequest: Hook = (req, reply, done) => {
+      void reply.header('x-request-id', req.id);
+      if (ctx.closing()) {
+        void reply.header('connection', 'close');
+        return done(new AsofError('ASOF_NOT_READY', 'the server is shutting down; retry on another instance or after the restart'));
+      }
+      let slot: ReturnType<Gate['enter']> | undefined;
+      try {
+        if (keys.enabled) callers.set(req.raw, keys.authorize(bearerKey(req.headers.authorization, req.headers['x-api-key']), access));
+        // A body without a declared length (chunked) is counted at the largest allowed.
+        if (gate !== undefined) slot = gate.enter(bodyInMemory ? Number(req.headers['content-length'] ?? maxBodyBytes) || 0 : 0);
+      } catch (e) {
+        return done(e as Error);
+      }
+      if (slot === undefined) return done();
+      if (typeof slot === 'function') {
+        hold(req, reply, slot);
+        return done();
+      }
+      slot.then(
+        (release) => {
+          hold(req, reply, release);
+          done();
+        },
+        (e: Error) => done(e),
+      );
+    };
+    const methods = [policy.method].flat();
+    const observers = new Map(methods.map((m) => [m, requestObserver(policy.url, m)]));
+    const only = methods.length === 1 ? observers.get(methods[0]) : undefined;
+    const onResponse: Hook = (req, reply, done) => {
+      let observe = only;
+      if (observe === undefined && (observe = observers.get(req.method)) === undefined) observers.set(req.method, (observe = requestObserver(policy.url, req.method)));
+      observe(reply.statusCode, reply.elapsedTime);
+      done();
+    };
+    return { onRequest: own(onRequest), onResponse: own(onResponse) };
+  };
+}
+
+/**
+ * A work slot is held until the answer is written or the connection goes away:
+ * 'close' comes in both cases, once. (Releases are idempotent, so the listener
+ * is never removed; `on` rather than `once` saves a wrapper per request.)
+ */
+function hold(req: FastifyRequest, reply: FastifyReply, release: () => void): void {
+  if (reply.raw.writableFinished || req.raw.destroyed) return release();
+  reply.raw.on('close', release);
+}
+
+/**
+ * Request ids made here: UUID-shaped, a random prefix drawn at start and a
+ * counter, so unique per process start and cheap (a UUID drawn per request
+ * cost more than the rest of the request id handling; bench/RESULTS.md).
+ */
+const ID_PREFIX = randomUUID().slice(0, 24);
+let idCount = 0;
+const nextRequestId = (): string => ID_PREFIX + (++idCount).toString(16).padStart(12, '0');
+
+/**
+ * Fastify's query-string parser (fast-querystring, as Fastify uses it) with
+ * the answers of recent query strings remembered: lookups repeat the same
+ * `?features=...` list, whose parse cost more than the rest of asof's work on
+ * a `GET /features/{entity}` (bench/RESULTS.md). The parsed objects are
+ * shared by the requests that send the same text, so they are frozen; at most
+ * `max` are kept, strings longer than `maxLength` never. The last few texts
+ * are compared before the map is asked: comparing a few hundred characters
+ * costs less than hashing them.
+ */
+export function rememberedQueries(max = 1000, maxLength = 4096): (text: string) => Record<string, unknown> {
+  let seen = new Map<string, Record<string, unknown>>();
+  const recentText: string[] = [];
+  const recentParsed: Record<string, unknown>[] = [];
+  let next = 0;
+  return (text) => {
+    for (let i = 0; i < recentText.length; i++) if (recentText[i].length === text.length && recentText[i] === text) return recentParsed[i];
+    let parsed = seen.get(text);
+    if (parsed === undefined) {
+      parsed = parseQuery(text);
+      for (const v of Object.values(parsed)) if (Array.isArray(v)) Object.freeze(v);
+      Object.freeze(parsed);
+      if (text.length > maxLength) return parsed;
+      if (seen.size >= max) seen = new Map();
+      seen.set(text, parsed);
+    }
+    recentText[next] = text;
+    recentParsed[next] = parsed;
+    next = (next + 1) % RECENT_QUERIES;
+    return parsed;
+  };
+}
+const RECENT_QUERIES = 4;
 
 const sortedComponents = (): Record<string, unknown> => Object.fromEntries(Object.entries(componentSchemas).sort(([a], [b]) => a.localeCompare(b)));
 
