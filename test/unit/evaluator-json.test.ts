@@ -117,6 +117,22 @@ test('rendered JSON text equals JSON.stringify of the objects, for every type, s
   }
 });
 
+test('a kept entity part (the lookup cache holds the evaluation) renders the same JSON on every later lookup, for every kind of entity key', () => {
+  const r = rng(11);
+  for (let round = 0; round < 100; round++) {
+    const chosen = ev.features.map((f, index) => ({ f, index })).filter(() => r() < 0.7);
+    if (!chosen.length) continue;
+    for (const entity of ENTITIES) {
+      const e = evaluation(r, chosen, [entity], (name) => VALUES[name][Math.floor(r() * VALUES[name].length)], () => 'PRESENT', () => 1767225600000);
+      if (e.plan.groups.length !== 1) continue;
+      e.entries[0].kept = true;
+      const expected = JSON.stringify(toObjects([entity], e)[0]);
+      // The first render encodes and keeps the entity's part; the later ones copy it.
+      for (let n = 0; n < 3; n++) assert.equal(renderOne(entity, e).bytes.toString('utf8'), expected, `round ${round}, ${JSON.stringify(entity)}, render ${n}`);
+    }
+  }
+});
+
 test('numbers are written as JSON.stringify writes them (short decimals digit by digit, the rest as JavaScript prints them)', () => {
   const r = rng(11);
   const f = ev.features.findIndex((x) => x.name === 'f');
