@@ -1,0 +1,214 @@
+/**
+ * JSON written straight into bytes, for the lookup routes (features-json.ts):
+ * short ASCII copied by hand, numbers digit by digit, plain strings byte for
+ * byte, into reused buffers. A call into Node's encoder, String(double) or a
+ * fresh buffer per answer each cost more than the bytes they make.
+ */
+import { formatTimestamp } from '../engine/schema.js';
+
+/** Encoded answer bytes; `release`, when set, must be called once they are sent (they live in a reused buffer). */
+export interface Answer {
+  bytes: Buffer;
+  release?: () => void;
+}
+
+/**
+ * An answer written straight into bytes, in a reused buffer (grown when
+ * needed). Short ASCII is copied by hand: a call into Node's encoder costs
+ * more than the few dozen bytes it would write.
+ */
+export class JsonBytes {
+  buf: Buffer = spares.pop() ?? Buffer.allocUnsafeSlow(256 * 1024);
+  at = 0;
+
+  byte(b: number): void {
+    this.room(1);
+    this.buf[this.at++] = b;
+  }
+
+  /** Text known to be ASCII. */
+  ascii(s: string): void {
+    this.room(s.length);
+    for (let k = 0; k < s.length; k++) this.buf[this.at++] = s.charCodeAt(k);
+  }
+
+  /** Any text, as UTF-8. */
+  text(s: string): void {
+    if (s.length <= 64 && isAscii(s)) return this.ascii(s);
+    this.room(3 * s.length);
+    this.at += this.buf.write(s, this.at);
+  }
+
+  bytes(b: Buffer): void {
+    this.room(b.length);
+    this.buf.set(b, this.at);
+    this.at += b.length;
+  }
+
+  /** A string as JSON: printable ASCII without quotes or backslashes byte for byte, anything else through JSON.stringify. */
+  string(s: string): void {
+    for (let k = 0; k < s.length; k++) {
+      const c = s.charCodeAt(k);
+      if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return this.text(JSON.stringify(s));
+    }
+    this.room(s.length + 2);
+    this.buf[this.at++] = 34;
+    this.ascii(s);
+    this.buf[this.at++] = 34;
+  }
+
+  /**
+   * A number as JSON.stringify writes it. Safe integers, and decimals of up
+   * to 6 places whose digits (below 2^51) divide back to exactly the number,
+   * are written digit by digit: the fewest decimals that give the number back
+   * are its shortest round-trip form, which is what JavaScript prints.
+   * Anything else (exponents, 17-digit doubles) goes through String.
+   */
+  number(v: number): void {
+    if (!Number.isFinite(v)) return this.ascii('null');
+    const a = Math.abs(v);
+    if (Number.isInteger(v) && a <= Number.MAX_SAFE_INTEGER) {
+      if (v < 0) this.byte(45);
+      return this.digits(a, 0);
+    }
+    for (let d = 1; d <= 6; d++) {
+      const p = POW10[d];
+      const m = Math.round(a * p);
+      if (m / p === a && m < 2 ** 51) {
+        if (v < 0) this.byte(45);
+        const whole = Math.floor(m / p);
+        this.digits(whole, 0);
+        this.byte(46);
+        return this.digits(m - whole * p, d);
+      }
+    }
+    this.ascii(String(v));
+  }
+
+  /** A non-negative safe integer, padded with zeros to `width` digits. */
+  private digits(n: number, width: number): void {
+    let len = 1;
+    while (len < 16 && n >= POW10[len]) len++;
+    if (len < width) len = width;
+    this.room(len);
+    let k = this.at + len - 1;
+    // Above 2^31 in double arithmetic, then in int32 (no floating-point remainder per digit).
+    for (; n > 0x7fffffff; k--) {
+      const q = Math.floor(n / 10);
+      this.buf[k] = 48 + (n - q * 10);
+      n = q;
+    }
+    for (let i = n | 0; k >= this.at; k--) {
+      const q = (i / 10) | 0;
+      this.buf[k] = 48 + (i - q * 10);
+      i = q;
+    }
+    this.at += len;
+  }
+
+  /** Epoch ms as a JSON string, RFC 3339 UTC with milliseconds. */
+  time(ms: number): void {
+    this.byte(34);
+    this.ascii(isoTime(ms));
+    this.byte(34);
+  }
+
+  /** The bytes written: small answers are copied out and the buffer goes back at once; large ones give it back on `release`. */
+  finish(): Answer {
+    const whole = this.buf;
+    const n = this.at;
+    if (n < REUSE_FROM) {
+      const bytes = small(n);
+      whole.copy(bytes, 0, 0, n);
+      giveBack(whole);
+      return { bytes };
+    }
+    let released = false;
+    return {
+      bytes: whole.subarray(0, n),
+      release: () => {
+        if (released) return;
+        released = true;
+        giveBack(whole);
+      },
+    };
+  }
+
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.length, this.at + n));
+    this.buf.copy(bigger, 0, 0, this.at);
+    giveBack(this.buf);
+    this.buf = bigger;
+  }
+}
+
+const POW10 = Array.from({ length: 17 }, (_, i) => 10 ** i);
+
+/**
+ * Answers are written into reused buffers: a fresh 200 kB buffer per batch
+ * answer cost ten times the copying into it, in page faults and in the
+ * collections its external memory set off.
+ */
+const REUSE_FROM = 64 * 1024;
+const spares: Buffer[] = [];
+const MAX_SPARES = 16;
+const MAX_SPARE_BYTES = 8 * 1024 * 1024;
+
+function giveBack(b: Buffer): void {
+  if (spares.length < MAX_SPARES && b.length <= MAX_SPARE_BYTES) spares.push(b);
+}
+
+/**
+ * Answers below 16 kB are cut from a 256 kB slab, like Node's own pool for
+ * allocUnsafe but 32 times larger: a new 8 kB pool every three or four 2 kB
+ * answers was a tenth of a lookup's time in allocation and collection. An
+ * answer lives until its socket write is done; a slab is freed with the last
+ * answer cut from it.
+ */
+const SLAB = 256 * 1024;
+let slab = Buffer.allocUnsafeSlow(SLAB);
+let slabAt = 0;
+
+export function small(n: number): Buffer {
+  if (n > 16 * 1024) return Buffer.allocUnsafe(n);
+  if (slabAt + n > SLAB) {
+    slab = Buffer.allocUnsafeSlow(SLAB);
+    slabAt = 0;
+  }
+  const b = slab.subarray(slabAt, slabAt + n);
+  slabAt = (slabAt + n + 7) & ~7;
+  return b;
+}
+
+export function isAscii(s: string): boolean {
+  for (let k = 0; k < s.length; k++) if (s.charCodeAt(k) > 0x7f) return false;
+  return true;
+}
+
+const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));
+const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+let dayCache = new Map<number, string>();
+
+/**
+ * Epoch ms → RFC 3339 UTC with milliseconds, exactly as `formatTimestamp`
+ * writes it, with the date part cached per day: Date#toISOString costs more
+ * than the rest of a lookup's rendering.
+ */
+export function isoTime(ms: number): string {
+  if (!Number.isInteger(ms) || ms < 0 || ms >= 253402300800000) return formatTimestamp(ms);
+  const day = Math.floor(ms / 86_400_000);
+  let date = dayCache.get(day);
+  if (date === undefined) {
+    date = formatTimestamp(day * 86_400_000).slice(0, 11);
+    if (dayCache.size >= 10_000) dayCache = new Map();
+    dayCache.set(day, date);
+  }
+  let rest = ms - day * 86_400_000;
+  const h = Math.floor(rest / 3_600_000);
+  rest -= h * 3_600_000;
+  const m = Math.floor(rest / 60_000);
+  rest -= m * 60_000;
+  const sec = Math.floor(rest / 1000);
+  return `${date}${PAD2[h]}:${PAD2[m]}:${PAD2[sec]}.${PAD3[rest - sec * 1000]}Z`;
+}
