@@ -192,18 +192,19 @@ export class SegmentedLog {
   }
 
   /**
-   * Whole frames (global positions, ascending) as stored, checksums checked:
+   * Whole frames (global positions, ascending) as stored, checksums checked
+   * (unless `check` is false: the audit's walk reports them):
    * one read per segment they lie in, spanning the bytes between them too
    * (the caller bounds the span: union-read.ts).
    */
-  async readRun(metas: FrameMeta[]): Promise<Buffer[]> {
+  async readRun(metas: FrameMeta[], check = true): Promise<Buffer[]> {
     const out: Buffer[] = [];
     for (let i = 0; i < metas.length; ) {
       const seg = this.holder(metas[i].pos);
       const end = seg.base + seg.file.bytes;
       const j = i;
       while (i < metas.length && metas[i].pos < end) i++;
-      for (const b of await seg.file.readRun(j === 0 && i === metas.length ? metas : metas.slice(j, i), seg.base)) out.push(b);
+      for (const b of await seg.file.readRun(j === 0 && i === metas.length ? metas : metas.slice(j, i), seg.base, check)) out.push(b);
     }
     return out;
   }
