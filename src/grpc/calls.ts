@@ -14,6 +14,7 @@ import { retryAfterOf, type Admission, type Release, type WorkKind } from '../ad
 import { AsofError, isAsofError } from '../errors.js';
 import { observeGrpc, onlineStoreErrors } from '../metrics.js';
 import type { Logger } from '../logger.js';
+import { callRequestId } from './request-id.js';
 
 export interface CallContext {
   logger: Logger;
@@ -31,12 +32,12 @@ const asciiJson = (v: unknown): string => JSON.stringify(v).replace(/[^\x20-\x7e
 /** Keeps error metadata well below grpc's default 8 KiB header limit. */
 const MAX_ERROR_JSON = 6000;
 
-/** Any thrown value → a gRPC status carrying the catalogue mapping; unexpected errors are logged and answered INTERNAL. */
-export function toGrpcStatus(err: unknown, logger: Logger): Partial<grpc.StatusObject> {
+/** Any thrown value → a gRPC status carrying the catalogue mapping; unexpected errors are logged (with the call's request id) and answered INTERNAL. */
+export function toGrpcStatus(err: unknown, logger: Logger, call?: { metadata?: grpc.Metadata }): Partial<grpc.StatusObject> {
   let e: AsofError;
   if (isAsofError(err)) e = err;
   else {
-    logger.error({ err: String((err as Error)?.stack ?? err) }, 'gRPC call failed');
+    logger.error({ err: String((err as Error)?.stack ?? err), reqId: call && callRequestId(call) }, 'gRPC call failed');
     e = new AsofError('ASOF_INTERNAL', 'internal error');
   }
   const metadata = new grpc.Metadata();
@@ -100,17 +101,17 @@ function admitted<T>(ctx: CallContext, work: WorkKind | undefined, fn: () => T |
 export function unary<Req, Res>(ctx: CallContext, access: Access, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>, work?: WorkKind): grpc.handleUnaryCall<Req, Res> {
   return declare<grpc.handleUnaryCall<Req, Res>>((call, callback) => {
     const denied = checkCall(ctx, call, access);
-    if (denied) return callback(toGrpcStatus(denied, ctx.logger));
+    if (denied) return callback(toGrpcStatus(denied, ctx.logger, call));
     let res: Res | Promise<Res>;
     try {
       res = admitted(ctx, work, () => fn(call.request, call));
     } catch (e) {
-      return callback(toGrpcStatus(e, ctx.logger));
+      return callback(toGrpcStatus(e, ctx.logger, call));
     }
     if (res instanceof Promise) {
       res.then(
         (r) => callback(null, r),
-        (e) => callback(toGrpcStatus(e, ctx.logger)),
+        (e) => callback(toGrpcStatus(e, ctx.logger, call)),
       );
     } else callback(null, res);
   }, access);
@@ -119,19 +120,19 @@ export function unary<Req, Res>(ctx: CallContext, access: Access, fn: (req: Req,
 export function clientStream<Req, Res>(ctx: CallContext, access: Access, fn: (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>, work?: WorkKind): grpc.handleClientStreamingCall<Req, Res> {
   return declare<grpc.handleClientStreamingCall<Req, Res>>((call, callback) => {
     const denied = checkCall(ctx, call, access);
-    if (denied) return callback(toGrpcStatus(denied, ctx.logger));
+    if (denied) return callback(toGrpcStatus(denied, ctx.logger, call));
     // A cancelled call never ends its stream; destroying it ends the handler's read loop.
     call.on('cancelled', () => call.destroy());
     let res: Promise<Res>;
     try {
       res = Promise.resolve(admitted(ctx, work, () => fn(call)));
     } catch (e) {
-      return callback(toGrpcStatus(e, ctx.logger));
+      return callback(toGrpcStatus(e, ctx.logger, call));
     }
     res.then(
       (res) => callback(null, res),
       (e) => {
-        if (!call.cancelled) callback(toGrpcStatus(e, ctx.logger));
+        if (!call.cancelled) callback(toGrpcStatus(e, ctx.logger, call));
       },
     );
   }, access);
@@ -140,7 +141,7 @@ export function clientStream<Req, Res>(ctx: CallContext, access: Access, fn: (ca
 export function serverStream<Req, Res>(ctx: CallContext, access: Access, fn: (call: grpc.ServerWritableStream<Req, Res>) => Promise<void>): grpc.handleServerStreamingCall<Req, Res> {
   return declare<grpc.handleServerStreamingCall<Req, Res>>((call) => {
     const fail = (e: unknown): void => {
-      if (!call.cancelled && !call.writableEnded) call.emit('error', toGrpcStatus(e, ctx.logger));
+      if (!call.cancelled && !call.writableEnded) call.emit('error', toGrpcStatus(e, ctx.logger, call));
     };
     const denied = checkCall(ctx, call, access);
     if (denied) return fail(denied);

@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { ApiKeys } from '../access.js';
 import type { Admission } from '../admission.js';
+import { requestIdInterceptor } from './request-id.js';
 import { DECLARED_ACCESS, timed, type CallContext } from './calls.js';
 import { auditService } from './audit.js';
 import { changelogService, type FollowRegistry } from './changelog.js';
@@ -53,7 +54,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   const follows: FollowRegistry = new Set();
   strictProtobufStrings();
   // A request that does not decode answers INVALID_ARGUMENT (strict-decoding.ts), not grpc-js's INTERNAL.
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes, interceptors: [badMessageInterceptor(opts.logger)] });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes, interceptors: [requestIdInterceptor(), badMessageInterceptor(opts.logger)] });
   const add = (def: ServiceDef, impl: grpc.UntypedServiceImplementation): void => {
     // A method whose handler was not made by unary/clientStream/serverStream would skip auth: refuse to start.
     const wrapped: grpc.UntypedServiceImplementation = {};

@@ -5,11 +5,11 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { randomUUID } from 'node:crypto';
 import { parse as parseQuery } from 'fast-querystring';
 import { z } from 'zod';
 import { UNRESTRICTED, bearerKey, type Access, type ApiKeys, type Caller } from '../access.js';
 import { retryAfterOf, type Admission, type Gate, type WorkKind } from '../admission.js';
+import { requestIdOf } from '../request-id.js';
 import { AsofError, isAsofError } from '../errors.js';
 import { onlineStoreErrors } from '../metrics.js';
 import { decodeUtf8, MAX_JSON_BODY_DEPTH, parseJsonText } from '../engine/json-safety.js';
@@ -51,7 +51,6 @@ declare module 'fastify' {
   }
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const callers = new WeakMap<object, Caller>();
 const declared = new WeakMap<FastifyInstance, { method: string; url: string; access: Access }[]>();
 /** Every route of a server built by buildHttpServer with the access it declared (Swagger UI's /docs routes excepted: public). */
@@ -96,10 +95,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     // While closing, requests on open connections get asof's 503 (the onRequest hook below), not Fastify's own body.
     return503OnClosing: false,
     // A caller's own x-request-id (a sane one) names the request in logs and in the answer's header; otherwise one is made.
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : nextRequestId();
-    },
+    genReqId: (req) => requestIdOf(req.headers['x-request-id']),
     childLoggerFactory: (logger, bindings, childOpts) => {
       const level = childOpts.level ?? rootLevel;
       if (LEVELS.indexOf(level) <= LEVELS.indexOf('info')) return logger.child(bindings, childOpts);
@@ -292,15 +288,6 @@ function hold(req: FastifyRequest, reply: FastifyReply, release: () => void): vo
   if (reply.raw.writableFinished || req.raw.destroyed) return release();
   reply.raw.on('close', release);
 }
-
-/**
- * Request ids made here: UUID-shaped, a random prefix drawn at start and a
- * counter, so unique per process start and cheap (a UUID drawn per request
- * cost more than the rest of the request id handling; bench/RESULTS.md).
- */
-const ID_PREFIX = randomUUID().slice(0, 24);
-let idCount = 0;
-const nextRequestId = (): string => ID_PREFIX + (++idCount).toString(16).padStart(12, '0');
 
 /**
  * Fastify's query-string parser (fast-querystring, as Fastify uses it) with
