@@ -33,10 +33,10 @@ interface CacheSlot {
  * of half the budget at best, and moved every other hit between maps.)
  *
  * An evaluation is admitted on the second miss of its state only (a
- * "doorkeeper" remembers states seen once, in two generations of its own):
- * traffic that touches every entity once in turn, more entities than the
- * budget holds, would otherwise fill the cache with evaluations that are
- * evicted before anyone asks again, and pay for keeping them.
+ * `Doorkeeper` remembers states seen once): traffic that touches every
+ * entity once in turn, more entities than the budget holds, would otherwise
+ * fill the cache with evaluations that are evicted before anyone asks again,
+ * and pay for keeping them.
  */
 export class LookupCache {
   private spaces = new Map<string, Map<CacheKey, EntityEval>>();
@@ -44,17 +44,15 @@ export class LookupCache {
   private queue: (CacheSlot | undefined)[] = [];
   private head = 0;
   private bytes = 0;
-  private seen = new Set<CacheKey>();
-  private seenBefore = new Set<CacheKey>();
-  /** States the doorkeeper remembers per generation: about as many as the cache holds. */
-  private readonly seenMax: number;
+  /** Remembers about as many states per generation as the cache holds. */
+  private readonly doorkeeper: Doorkeeper;
   /** Lookups answered from the cache, and evaluated afresh; for /metrics. */
   hits = 0;
   misses = 0;
 
   /** `budgetBytes` 0 disables the cache. */
   constructor(private readonly budgetBytes: number) {
-    this.seenMax = Math.max(1000, Math.floor(budgetBytes / 4096));
+    this.doorkeeper = new Doorkeeper(Math.max(1000, Math.floor(budgetBytes / 4096)));
   }
 
   get(ns: string, key: CacheKey, at: number): EntityEval | undefined {
@@ -72,14 +70,7 @@ export class LookupCache {
   offer(ns: string, key: CacheKey, ev: EntityEval): boolean {
     if (this.budgetBytes <= 0) return false;
     // Versions of different views over one table are the same numbers; sharing a doorkeeper entry only admits one of them a miss early.
-    if (!this.seen.has(key) && !this.seenBefore.has(key)) {
-      this.seen.add(key);
-      if (this.seen.size >= this.seenMax) {
-        this.seenBefore = this.seen;
-        this.seen = new Set();
-      }
-      return false;
-    }
+    if (this.doorkeeper.firstSight(key)) return false;
     let map = this.spaces.get(ns);
     if (!map) this.spaces.set(ns, (map = new Map()));
     map.set(key, ev);
@@ -96,8 +87,7 @@ export class LookupCache {
     this.queue = [];
     this.head = 0;
     this.bytes = 0;
-    this.seen = new Set();
-    this.seenBefore = new Set();
+    this.doorkeeper.clear();
   }
 
   /** Evaluations held (for tests). */
@@ -128,4 +118,88 @@ export class LookupCache {
       this.head = 0;
     }
   }
+}
+
+/**
+ * States seen once, remembered by a 32-bit hash in two generations of a fixed
+ * open-addressing table: memory is fixed (two tables of 4-byte slots, 2 to 4
+ * slots per state a generation remembers) whatever the keys' size, where a Set of the encoded states
+ * themselves held them all (megabytes each for large window states), and a
+ * generation ends by clearing a table, not by allocating one. Two keys with
+ * one hash only let the second in on its first miss: an early admission,
+ * never a wrong answer (the cache itself is keyed by the key).
+ */
+export class Doorkeeper {
+  private current: Int32Array;
+  private previous: Int32Array;
+  private count = 0;
+  private readonly mask: number;
+
+  constructor(private readonly perGeneration: number) {
+    const slots = 2 ** Math.ceil(Math.log2(perGeneration * 2));
+    this.mask = slots - 1;
+    this.current = new Int32Array(slots);
+    this.previous = new Int32Array(slots);
+  }
+
+  /** True (and the key remembered) when neither generation holds the key's hash. */
+  firstSight(key: CacheKey): boolean {
+    const h = hashOf(key);
+    if (this.has(this.current, h) || this.has(this.previous, h)) return false;
+    let i = h & this.mask;
+    while (this.current[i] !== 0) i = (i + 1) & this.mask;
+    this.current[i] = h;
+    if (++this.count >= this.perGeneration) {
+      const t = this.previous;
+      this.previous = this.current;
+      this.current = t.fill(0);
+      this.count = 0;
+    }
+    return true;
+  }
+
+  clear(): void {
+    this.current.fill(0);
+    this.previous.fill(0);
+    this.count = 0;
+  }
+
+  /** Bytes held, whatever the keys (for tests). */
+  get bytes(): number {
+    return this.current.byteLength + this.previous.byteLength;
+  }
+
+  private has(table: Int32Array, h: number): boolean {
+    // At most half full: a probe ends at an empty slot soon.
+    for (let i = h & this.mask; table[i] !== 0; i = (i + 1) & this.mask) if (table[i] === h) return true;
+    return false;
+  }
+}
+
+/**
+ * A nonzero 32-bit hash. A long string is hashed by its length and 64 of its
+ * characters spread over it (the first and last 16 among them), so the cost
+ * of a miss stays bounded; a state that differs from another only elsewhere
+ * is just admitted early.
+ */
+function hashOf(key: CacheKey): number {
+  let h: number;
+  if (typeof key === 'number') {
+    h = Math.imul((key / 4294967296) | 0, 0x9e3779b1) ^ (key | 0);
+  } else {
+    const n = key.length;
+    h = n ^ 0x811c9dc5;
+    if (n <= 64) for (let i = 0; i < n; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    else {
+      for (let i = 0; i < 16; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+      const step = (n - 32) / 32;
+      for (let k = 0; k < 32; k++) h = Math.imul(h ^ key.charCodeAt(16 + Math.floor(k * step)), 0x01000193);
+      for (let i = n - 16; i < n; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    }
+  }
+  // murmur3's finalizer: every input bit reaches the low bits the table indexes by.
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h === 0 ? 1 : h;
 }

@@ -1,0 +1,57 @@
+/**
+ * The lookup cache's doorkeeper: admission on the second miss, and memory
+ * bounded whatever the size of the keys (encoded states can be megabytes).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { Doorkeeper, LookupCache } from '../../src/online/lookup-cache.js';
+import { entityEval } from '../../src/online/evaluation.js';
+
+const entry = () => entityEval({ values: [1], statuses: ['PRESENT'], eventTimes: [null] }, 0, Infinity);
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+function heapAfterGc(): number {
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+test('a state is admitted on its second miss, string and number keys alike, and forgotten after two generations', () => {
+  const cache = new LookupCache(4096 * 1000);
+  for (const key of ['s1', 7, 2 ** 40 + 3, 'x'.repeat(5000)]) {
+    assert.equal(cache.offer('v@1', key, entry()), false, `first miss of ${String(key).slice(0, 10)}`);
+    assert.equal(cache.offer('v@1', key, entry()), true, `second miss of ${String(key).slice(0, 10)}`);
+  }
+  const door = new Doorkeeper(1000);
+  assert.equal(door.firstSight('k'), true);
+  for (let i = 0; i < 1500; i++) door.firstSight(`other ${i}`);
+  assert.equal(door.firstSight('k'), false, 'still remembered in the previous generation');
+  for (let i = 0; i < 2000; i++) door.firstSight(`more ${i}`);
+  assert.equal(door.firstSight('k'), true, 'forgotten after two generations');
+  // Numbers that differ only above 32 bits (versions) are told apart.
+  assert.equal(door.firstSight(2 ** 33), true);
+  assert.equal(door.firstSight(2 ** 34), true);
+  // Long keys that differ in their sampled characters are told apart too.
+  const long = (c: string) => 'a'.repeat(100_000) + c + 'a'.repeat(100_000);
+  assert.equal(door.firstSight(long('a')), true);
+  assert.equal(door.firstSight('b'.repeat(200_001)), true);
+  door.clear();
+  assert.equal(door.firstSight('k'), true, 'cleared');
+});
+
+test('the doorkeeper keeps no key: 64 states of 1 MB each leave the heap as it was', () => {
+  const cache = new LookupCache(64 * 1024 * 1024);
+  const before = heapAfterGc();
+  for (let i = 0; i < 64; i++) {
+    // A flat, distinct 1 MB string each (an encoded window state), offered once: remembered, not admitted.
+    const key = Buffer.alloc(1 << 20, 97 + (i % 26)).toString('latin1') + i;
+    assert.equal(cache.offer('v@1', key, entry()), false);
+  }
+  const grown = heapAfterGc() - before;
+  assert.ok(grown < 8 << 20, `the heap grew by ${(grown / 2 ** 20).toFixed(1)} MB`);
+  assert.equal(cache.size, 0);
+});
