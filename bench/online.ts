@@ -12,7 +12,7 @@
  *     online with the embedded store (target <= 400 MB RSS), for a pk and a
  *     log source, with two-place decimals and with full-precision doubles.
  *
- *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --memory-only --memory-case pk:double --only-post]
+ *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --memory-only --memory-case pk:double --only-post --bare-remembered-queries]
  *
  * `--only-post` measures the POST batches alone (no GET rounds), for work on the batch path.
  *
@@ -63,12 +63,13 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
  * The reference: a bare Fastify app whose routes return fixed bytes, as
  * ready-made buffers (the cheapest way to send them: no encoding per request).
  */
-async function bare(port: number, bodiesFile: string): Promise<void> {
+async function bare(port: number, bodiesFile: string, rememberedQueries: boolean): Promise<void> {
   const { default: Fastify } = await import('fastify');
   const bodies = JSON.parse(await readFile(bodiesFile, 'utf8')) as { one: string; batch: string };
   const one = Buffer.from(bodies.one);
   const batch = Buffer.from(bodies.batch);
-  const app = Fastify();
+  // --bare-remembered-queries: the bare route parses query strings as asof does (server.ts), so the ratio leaves that saving out.
+  const app = rememberedQueries ? Fastify({ routerOptions: { querystringParser: (await import('../src/http/server.js')).rememberedQueries() } }) : Fastify();
   app.get('/features/:entity', (_req, reply) => {
     void reply.type('application/json; charset=utf-8').send(one);
   });
@@ -310,7 +311,7 @@ async function benchStore(store: 'embedded' | 'redis'): Promise<StoreFigures> {
     const bodiesFile = join(dir, 'bodies.json');
     await writeFile(bodiesFile, JSON.stringify({ one, batch }));
     const barePort = await freePort();
-    bareServer = await startServer([SELF, 'bare', String(barePort), bodiesFile], barePort);
+    bareServer = await startServer([SELF, 'bare', String(barePort), bodiesFile, ...(flag('bare-remembered-queries') ? ['--remembered-queries'] : [])], barePort);
 
     const full = { seconds: SECONDS, connections: CONNECTIONS };
     process.stdout.write(`[${store}] warming up ...\n`);
@@ -412,6 +413,7 @@ function report(figures: StoreFigures[]): void {
   const ratio = (p: Paired): string => `${fmt(p.ratio, 2)} (CPU ${fmt(p.cpuRatio, 2)}; pairs ${p.ratios.map((r) => fmt(r, 2)).join(', ')})`;
   const withGet = figures.filter((f) => f.get && f.cold && f.halfAsof && f.halfBare) as Required<StoreFigures>[];
   if (withGet.length) {
+    if (flag('bare-remembered-queries')) console.log("\n--bare-remembered-queries: the bare route remembers parsed query strings as asof's server does");
     console.log('\nGET /features/{entity}, 20 features (%s bytes). Ratios: asof / bare in req/s, and (CPU) bare / asof in server CPU per request, each the median over %d alternating pairs of runs; req/s and CPU columns: the median run of each side', withGet[0].oneBytes, ROUNDS);
     console.log('| store | lookups | asof req/s | bare req/s | ratio (target >= 0.8) | server CPU µs/req asof / bare | server busy asof / bare |');
     console.log('| --- | --- | --- | --- | --- | --- | --- |');
@@ -440,7 +442,7 @@ function report(figures: StoreFigures[]): void {
 }
 
 async function main(): Promise<void> {
-  if (process.argv[2] === 'bare') return bare(Number(process.argv[3]), process.argv[4]);
+  if (process.argv[2] === 'bare') return bare(Number(process.argv[3]), process.argv[4], flag('remembered-queries'));
   const cpu = cpus();
   console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? '?'}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, node ${process.version}`);
   console.log(`load: raw keep-alive sockets from this process, ${CONNECTIONS} connections for full load, 8 at half load, ${SECONDS} s per run\n`);
