@@ -25,13 +25,12 @@
  * Not a test: it prints, it asserts nothing.
  */
 import autocannon from 'autocannon';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, rawLoad, rawRequest } from './lib.js';
+import { spawnChild, waitReady, type ChildServer } from '../support/child-server.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(HERE, '../src/cli/main.js');
@@ -83,37 +82,13 @@ async function bare(port: number, bodiesFile: string, rememberedQueries: boolean
 // ---------------------------------------------------------------- processes
 
 
-interface Server {
-  url: string;
-  proc: ChildProcess;
-  stop(): Promise<void>;
-}
+type Server = ChildServer;
 
-async function startServer(args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<Server> {
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-5000)));
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async (): Promise<void> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = once(proc, 'exit');
-    proc.kill('SIGTERM');
-    await exited;
-  };
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}: ${err}`);
-    try {
-      if ((await fetch(url + '/readyz')).ok) return { url, proc, stop };
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`server did not become ready: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Starts `node <args>` listening on `port` through the shared child-server helper and waits for /readyz. */
+async function startServer(args: string[], port: number): Promise<Server> {
+  const child = spawnChild(args, { port });
+  await waitReady(child, { timeoutMs: 120_000 });
+  return child;
 }
 
 /** Every Redis key the benchmark's asof processes write starts with this; removed at the end. */
