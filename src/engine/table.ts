@@ -150,21 +150,27 @@ export class Table {
   }
 
   /**
-   * pk tables: the changelog offset of the record that wrote the key's latest
-   * row, -1 when the key has none. It changes exactly when the row does, so
-   * readers can key what they derive from a row by it.
+   * pk tables: the slot of the key's latest row in the table's state, -1 when
+   * the key has none. Valid until the next commit: read it (`versionAt`,
+   * `recordAt`) in the same synchronous step.
    */
-  versionOf(key: string): number {
-    return this.state.version(this.schema.indexKeyOfText(key));
+  latestSlot(key: string): number {
+    return this.state.slotOf(this.schema.indexKeyOfText(key));
   }
 
-  /** pk tables: the record that wrote the key's latest row (a fresh row object), or undefined when the key has none. */
-  latestRecord(key: string): { offset: number; commitTime: number; row: Row } | undefined {
-    const k = this.schema.indexKeyOfText(key);
-    const row = this.state.get(k);
-    if (row === undefined) return undefined;
-    const offset = this.state.version(k);
-    return { offset, commitTime: this.frames.commitTimeOf(offset), row };
+  /**
+   * pk tables: the changelog offset of the record that wrote the row at a slot
+   * from `latestSlot`. It changes exactly when the row does, so readers can
+   * key what they derive from a row by it.
+   */
+  versionAt(slot: number): number {
+    return this.state.versionAt(slot);
+  }
+
+  /** pk tables: the record that wrote the row at a slot from `latestSlot` (a fresh row object). */
+  recordAt(slot: number): { offset: number; commitTime: number; row: Row } {
+    const offset = this.state.versionAt(slot);
+    return { offset, commitTime: this.frames.commitTimeOf(offset), row: this.state.rowAt(slot) };
   }
 
   /**

@@ -122,57 +122,53 @@ export class LookupCache {
 
 /**
  * States seen once, remembered by a 32-bit hash in two generations of a fixed
- * open-addressing table: memory is fixed (two tables of 4-byte slots, 2 to 4
- * slots per state a generation remembers) whatever the keys' size, where a Set of the encoded states
- * themselves held them all (megabytes each for large window states), and a
- * generation ends by clearing a table, not by allocating one. Two keys with
- * one hash only let the second in on its first miss: an early admission,
- * never a wrong answer (the cache itself is keyed by the key).
+ * open-addressing table: memory is fixed (4-byte slots, 2 to 4 per state a
+ * generation remembers) whatever the keys' size, where a Set of the encoded
+ * states themselves held them all (megabytes each for large window states),
+ * and a generation ends by clearing its slots, not by allocating a Set. Two
+ * keys with one hash only let the second in on its first miss: an early
+ * admission, never a wrong answer (the cache itself is keyed by the key).
  */
 export class Doorkeeper {
-  private current: Int32Array;
-  private previous: Int32Array;
+  /** Both generations in one table, interleaved (slot i of generation g at 2i + g): a miss probes one cache line for both. */
+  private readonly table: Int32Array;
+  private current = 0;
   private count = 0;
   private readonly mask: number;
 
   constructor(private readonly perGeneration: number) {
     const slots = 2 ** Math.ceil(Math.log2(perGeneration * 2));
     this.mask = slots - 1;
-    this.current = new Int32Array(slots);
-    this.previous = new Int32Array(slots);
+    this.table = new Int32Array(2 * slots);
   }
 
   /** True (and the key remembered) when neither generation holds the key's hash. */
   firstSight(key: CacheKey): boolean {
     const h = hashOf(key);
-    if (this.has(this.current, h) || this.has(this.previous, h)) return false;
+    const t = this.table;
+    const cur = this.current;
     let i = h & this.mask;
-    while (this.current[i] !== 0) i = (i + 1) & this.mask;
-    this.current[i] = h;
+    // At most half of each generation's slots are used: a probe ends at an empty slot soon.
+    for (let j = i; t[2 * j + 1 - cur] !== 0; j = (j + 1) & this.mask) if (t[2 * j + 1 - cur] === h) return false;
+    for (; t[2 * i + cur] !== 0; i = (i + 1) & this.mask) if (t[2 * i + cur] === h) return false;
+    t[2 * i + cur] = h;
     if (++this.count >= this.perGeneration) {
-      const t = this.previous;
-      this.previous = this.current;
-      this.current = t.fill(0);
+      // The older generation is forgotten and becomes the current one.
+      this.current = 1 - cur;
+      for (let k = this.current; k < t.length; k += 2) t[k] = 0;
       this.count = 0;
     }
     return true;
   }
 
   clear(): void {
-    this.current.fill(0);
-    this.previous.fill(0);
+    this.table.fill(0);
     this.count = 0;
   }
 
   /** Bytes held, whatever the keys (for tests). */
   get bytes(): number {
-    return this.current.byteLength + this.previous.byteLength;
-  }
-
-  private has(table: Int32Array, h: number): boolean {
-    // At most half full: a probe ends at an empty slot soon.
-    for (let i = h & this.mask; table[i] !== 0; i = (i + 1) & this.mask) if (table[i] === h) return true;
-    return false;
+    return this.table.byteLength;
   }
 }
 

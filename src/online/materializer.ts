@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto';
 import { AsofError, isAsofError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
 import type { Row, TableDef } from '../engine/schema.js';
-import type { Commit } from '../engine/table.js';
+import type { Commit, Table } from '../engine/table.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { EntityState, ViewEvaluator } from '../features/evaluator.js';
 import type { FeatureRegistry } from '../features/registry.js';
@@ -42,13 +42,11 @@ export function lineageOf(def: FeatureViewDef, source: TableDef): string {
   return `${source.name}@${source.createdAt}/${namespaceOf(def)}/${h}`;
 }
 
-/** A pk table read directly: the latest row of a key and the version (offset) that wrote it. */
-export interface DirectSource {
-  readonly endOffset: number;
-  /** The offset of the record that wrote the key's latest row, -1 when the key has none. */
-  versionOf(key: string): number;
-  latestRecord(key: string): { offset: number; commitTime: number; row: Row } | undefined;
-}
+/**
+ * A pk table read directly: the latest row of a key and the version (offset)
+ * that wrote it, found once per key (`latestSlot`, valid until the next commit).
+ */
+export type DirectSource = Pick<Table, 'endOffset' | 'latestSlot' | 'versionAt' | 'recordAt'>;
 
 export interface ViewOnlineStatus {
   store: OnlineStore['kind'];

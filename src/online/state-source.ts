@@ -57,22 +57,25 @@ export const storeStates = (store: OnlineStore, read: EncodedRead): StateRead =>
  */
 class TableRead implements StateRead {
   readonly position: number;
+  /** Each entity's slot in the table's state, found by `cacheKey` and read by `state` in the same fill step. */
+  private readonly slots: Int32Array;
 
   constructor(
     private readonly table: DirectSource,
     private readonly keys: string[],
   ) {
     this.position = table.endOffset - 1;
+    this.slots = new Int32Array(keys.length);
   }
 
   cacheKey(e: number): CacheKey | undefined {
+    const slot = (this.slots[e] = this.table.latestSlot(this.keys[e]));
     // A row without a known version (NaN: not possible after a load, which sets them all) could not be told from others: never cached.
-    const version = this.table.versionOf(this.keys[e]);
-    return version < 0 ? undefined : version;
+    return slot < 0 ? undefined : this.table.versionAt(slot);
   }
 
   state(e: number, ev: ViewEvaluator, at: number): EntityState {
-    const rec = this.table.latestRecord(this.keys[e])!;
+    const rec = this.table.recordAt(this.slots[e]);
     return ev.apply(undefined, { offset: rec.offset, change: ChangeType.INSERT, commitTime: rec.commitTime, row: rec.row }, at)!;
   }
 }
