@@ -48,7 +48,7 @@ export interface Commit {
 }
 
 /** Bytes of hot frames the audit's chain walk reads per call. */
-const WALK_RUN_BYTES = 1 << 20;
+const WALK_RUN_BYTES = 1 << 18;
 
 /** What a read needs of its table, looked up when the read begins. */
 export interface TableReads {
@@ -185,22 +185,39 @@ export async function* storedFrames(t: TableReads, fromOffset: number, toOffset?
   }
   log.pin();
   try {
-    // Read in runs of adjacent frames (one call each, up to WALK_RUN_BYTES): checksums reported, not enforced.
-    for (let f = frames.find(Math.max(0, fromOffset, coldBelow)); f < frames.size; ) {
+    // Read in runs of adjacent frames (one call each, up to WALK_RUN_BYTES), the next run's read started before the
+    // current run's frames are handed out, so the reading overlaps the caller's hashing. Checksums reported, not enforced.
+    let f = frames.find(Math.max(0, fromOffset, coldBelow));
+    const nextRun = (): { run: FrameMeta[]; got: Promise<Buffer[]> } | undefined => {
       const run: FrameMeta[] = [];
       for (let bytes = 0; f < frames.size && bytes < WALK_RUN_BYTES; f++) {
         const meta = frames.get(f);
-        if (meta.firstOffset >= toOffset) break;
+        if (meta.firstOffset >= toOffset!) break;
         if (meta.firstOffset < coldBelow) continue;
         run.push(meta);
         bytes += meta.length;
       }
-      if (run.length === 0) break;
-      const got = await log.readRun(run, false);
+      if (run.length === 0) return undefined;
+      const got = log.readRun(run, false);
+      got.catch(() => undefined); // awaited below; a walk abandoned early must not leave an unhandled rejection
+      return { run, got };
+    };
+    for (let cur = nextRun(); cur !== undefined; ) {
+      const got = await cur.got;
+      const { run } = cur;
+      cur = nextRun();
       for (let i = 0; i < run.length; i++) {
         const buf = got[i];
         const version = buf[4];
-        yield { ...run[i], version, crcOk: frameOk(buf), ...splitBody(version, buf.subarray(HEADER_BYTES)) };
+        // The checksum is worked out only when asked: a chained frame whose SHA-256 link holds needs no CRC-32 (chain.ts).
+        yield {
+          ...run[i],
+          version,
+          get crcOk() {
+            return frameOk(buf);
+          },
+          ...splitBody(version, buf.subarray(HEADER_BYTES)),
+        };
       }
     }
   } finally {

@@ -261,3 +261,31 @@ test('scopes: a lookup that records a decision needs "decide"; the audit routes 
     await asof.destroy();
   }
 });
+
+test('verify: a frame damaged on disk while the table is open is named with reason "checksum"; a link that holds needs no CRC-32', async () => {
+  const clock = { t: 0 };
+  const dir = await tempDir();
+  const asof = await testAsof({}, { now: () => clock.t, dataDir: dir.path });
+  try {
+    await flussExample(asof, clock);
+    const path = join(dir.path, 'tables', 'user_risk', 'changelog-00000000000000000000.log');
+    const clean = await readFile(path);
+    const fs = frames(clean);
+    // One payload byte of the second frame flipped, its CRC-32 left as it was (a disk error, not an attacker).
+    const damaged = Buffer.from(clean);
+    damaged[fs[1].end - 1] ^= 0xff;
+    await writeFile(path, damaged);
+    const broken = await ok(asof.req('GET', '/audit/verify?table=user_risk'));
+    assert.deepEqual([broken.ok, broken.firstBroken.offset, broken.firstBroken.reason, broken.checked], [false, 1, 'checksum', 3]);
+    // Only the stored CRC-32 changed: the SHA-256 link covers every byte the checksum does, and it holds.
+    const crcOnly = Buffer.from(clean);
+    crcOnly[fs[1].pos + 12] ^= 1;
+    await writeFile(path, crcOnly);
+    const linked = await ok(asof.req('GET', '/audit/verify?table=user_risk'));
+    assert.deepEqual([linked.ok, linked.checked, linked.firstBroken], [true, 3, undefined]);
+    await writeFile(path, clean);
+  } finally {
+    await asof.close();
+    await dir.cleanup();
+  }
+});
