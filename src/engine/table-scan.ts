@@ -48,7 +48,7 @@ export interface Commit {
 }
 
 /** Bytes of hot frames the audit's chain walk reads per call. */
-const WALK_RUN_BYTES = 1 << 18;
+const WALK_RUN_BYTES = 1 << 20;
 
 /** What a read needs of its table, looked up when the read begins. */
 export interface TableReads {
