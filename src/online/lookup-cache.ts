@@ -165,11 +165,6 @@ export class Doorkeeper {
     this.table.fill(0);
     this.count = 0;
   }
-
-  /** Bytes held, whatever the keys (for tests). */
-  get bytes(): number {
-    return this.table.byteLength;
-  }
 }
 
 /**

@@ -62,7 +62,6 @@ export interface RunnerState {
   /** Set for a view read straight from its pk source (nothing in the store). */
   readonly direct?: DirectSource;
   check(): void;
-  settled(): Promise<void>;
 }
 
 /** The runner of a direct view: always caught up, since it reads the table itself. */
@@ -73,9 +72,6 @@ class DirectRunner implements RunnerState {
     return this.direct.endOffset - 1;
   }
   check(): void {}
-  settled(): Promise<void> {
-    return Promise.resolve();
-  }
   async stop(): Promise<void> {}
 }
 
@@ -236,11 +232,6 @@ class ViewRunner implements RunnerState {
     const to = c.firstOffset + n - 1;
     await this.store.write(this.ns, entries, this.applied, to);
     this.applied = to;
-  }
-
-  /** Resolves once everything queued so far is applied (or has failed). */
-  settled(): Promise<void> {
-    return this.chain;
   }
 
   async stop(): Promise<void> {

@@ -14,9 +14,8 @@
  * or afresh. In-process state answers synchronously (`evaluateSync`), so a
  * lookup on the embedded store never waits on a promise.
  *
- * The public API is `plan` (`planFresh` on replicas), `evaluate`, `evaluateSync`
- * and `lookup`; the
- * renderers (REST JSON, gRPC, Feast) take an `Evaluation`.
+ * The public API is `plan` (`planFresh` on replicas), `evaluate` and
+ * `evaluateSync`; the renderers (REST JSON, gRPC, Feast) take an `Evaluation`.
  */
 import { AsofError } from '../errors.js';
 import type { FeatureRegistry } from '../features/registry.js';
@@ -67,12 +66,6 @@ export class OnlineService {
       if (this.registry.role !== 'replica') throw e;
       return this.registry.withRefresh(() => this.plan(sel));
     }
-  }
-
-  /** Plan and evaluate in one call, for callers that do not keep plans. */
-  async lookup(entities: unknown[], sel: FeatureSelection): Promise<Evaluation> {
-    const plan = await this.planFresh(sel);
-    return this.evaluateSync(entities, plan) ?? this.evaluate(entities, plan);
   }
 
   /**
