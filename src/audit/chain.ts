@@ -43,14 +43,15 @@ export async function verifyChain(table: Table, from = 0, to = table.endOffset -
     // hash and the payload, which is all the CRC-32 covers. Its CRC-32 is checked only to say why a link breaks, and
     // on unchained (format 1) frames, which have no link.
     const expected = f.hash ? chainHash(prev, table.name, f, f.payload) : undefined;
+    // Hashes kept across frames are copied: a walk reuses its read buffers (table-scan.ts).
     if (expected !== undefined && expected.equals(f.hash!)) {
-      prev = f.hash!;
+      prev = Buffer.from(f.hash!);
       continue;
     }
     if (!f.crcOk) {
       out.ok = false;
       out.firstBroken ??= { offset: f.firstOffset, expected: 'a frame whose CRC-32 matches its bytes', actual: 'CRC-32 mismatch', reason: 'checksum' };
-      if (f.hash) prev = f.hash;
+      if (f.hash) prev = Buffer.from(f.hash);
       continue;
     }
     if (expected === undefined || f.hash === null) {
@@ -59,7 +60,7 @@ export async function verifyChain(table: Table, from = 0, to = table.endOffset -
     }
     out.ok = false;
     out.firstBroken ??= { offset: f.firstOffset, expected: expected.toString('hex'), actual: Buffer.from(f.hash).toString('hex'), reason: 'hash' };
-    prev = f.hash;
+    prev = Buffer.from(f.hash);
   }
   return out;
 }
@@ -67,7 +68,7 @@ export async function verifyChain(table: Table, from = 0, to = table.endOffset -
 /** The previous hash for a walk starting at the frame that begins at `firstOffset`: the stored hash of the frame before it. */
 async function anchor(table: Table, firstOffset: number): Promise<Uint8Array> {
   if (firstOffset === 0) return CHAIN_GENESIS;
-  for await (const f of table.storedFrames(firstOffset - 1, firstOffset)) return f.hash ?? CHAIN_GENESIS;
+  for await (const f of table.storedFrames(firstOffset - 1, firstOffset)) return f.hash ? Buffer.from(f.hash) : CHAIN_GENESIS;
   return CHAIN_GENESIS;
 }
 

@@ -322,13 +322,14 @@ export class ChangelogFile {
    * Whole frames (ascending positions, `base` added to this file's), each
    * checksum checked (unless `check` is false), read with one system call over the span from the first
    * to the end of the last (bytes between them are read and dropped). Each is
-   * a view into that one buffer.
+   * a view into that one buffer: `into` when it is large enough (a caller
+   * that reuses its buffers), else a new one.
    */
-  async readRun(metas: FrameMeta[], base = 0, check = true): Promise<Buffer[]> {
+  async readRun(metas: FrameMeta[], base = 0, check = true, into?: Buffer): Promise<Buffer[]> {
     const start = metas[0].pos - base;
     const last = metas[metas.length - 1];
     const span = last.pos - base + last.length - start;
-    const buf = Buffer.allocUnsafe(span);
+    const buf = into !== undefined && into.length >= span ? into.subarray(0, span) : Buffer.allocUnsafe(span);
     const { bytesRead } = await this.fh.read(buf, 0, span, start);
     if (bytesRead !== span) throw new Error(`short read of frames at bytes ${start}..${start + span} in ${this.path}`);
     return metas.map((m) => {

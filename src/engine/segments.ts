@@ -195,16 +195,19 @@ export class SegmentedLog {
    * Whole frames (global positions, ascending) as stored, checksums checked
    * (unless `check` is false: the audit's walk reports them):
    * one read per segment they lie in, spanning the bytes between them too
-   * (the caller bounds the span: union-read.ts).
+   * (the caller bounds the span: union-read.ts). With `into`, a run within
+   * one segment is read into it when it fits (the frames are views into it).
    */
-  async readRun(metas: FrameMeta[], check = true): Promise<Buffer[]> {
+  async readRun(metas: FrameMeta[], check = true, into?: Buffer): Promise<Buffer[]> {
     const out: Buffer[] = [];
     for (let i = 0; i < metas.length; ) {
       const seg = this.holder(metas[i].pos);
       const end = seg.base + seg.file.bytes;
       const j = i;
       while (i < metas.length && metas[i].pos < end) i++;
-      for (const b of await seg.file.readRun(j === 0 && i === metas.length ? metas : metas.slice(j, i), seg.base, check)) out.push(b);
+      // `into` (a buffer the caller reuses) holds a run within one segment; a run across segments reads into new ones.
+      const whole = j === 0 && i === metas.length;
+      for (const b of await seg.file.readRun(whole ? metas : metas.slice(j, i), seg.base, check, whole ? into : undefined)) out.push(b);
     }
     return out;
   }
