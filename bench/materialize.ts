@@ -29,6 +29,7 @@ import { startAsof, type Asof } from '../src/app.js';
 import { ConfigSchema } from '../src/config.js';
 import { silentLogger } from '../src/logger.js';
 import { machine } from './lib.js';
+import { rng } from '../support/rng.js';
 
 function flag(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -51,17 +52,6 @@ const VIEWS: Record<string, unknown[] | null> = {
   ],
 };
 
-/** A small deterministic PRNG (mulberry32), so runs shuffle alike. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function body(n: number, shuffled: boolean): string {
   const rows = Array.from({ length: n }, (_, i) => ({ user: 42, ts: NOW - 1000 * (n - i), amount: Math.round(i * 1.37) / 100 }));

@@ -32,6 +32,7 @@ import { Engine } from '../src/engine/engine.js';
 import { FeatureRegistry } from '../src/features/registry.js';
 import { silentLogger } from '../src/logger.js';
 import { TrainingSets } from '../src/offline/training-set.js';
+import { rng } from '../support/rng.js';
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
@@ -47,17 +48,6 @@ const SPAN_S = (() => {
   return span;
 })();
 
-/** A small deterministic PRNG (mulberry32), so runs are comparable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface FeatureRow {
   entity: number;

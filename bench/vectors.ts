@@ -29,6 +29,7 @@ import { DISTANCE } from '../src/vectors/distance.js';
 import { DEFAULT_INDEX } from '../src/vectors/service.js';
 import { VECTOR } from '../src/vectors/lance-store.js';
 import { machine } from './lib.js';
+import { rng } from '../support/rng.js';
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
@@ -39,16 +40,6 @@ const KIND = (args.get('index') ?? DEFAULT_INDEX.kind) as 'hnsw_sq' | 'ivf_pq';
 const K = 10;
 const CLUSTERS = 200;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const r = rng(42);
 const gauss = (): number => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
 const centers = Array.from({ length: CLUSTERS }, () => Float32Array.from({ length: DIM }, gauss));

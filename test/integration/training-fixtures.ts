@@ -9,17 +9,11 @@ import { tmpdir } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Services } from '../../src/services.js';
 import type { Internal, TrainingSetRequest } from '../../src/offline/training-set.js';
+import { rng as mulberry32 } from '../../support/rng.js';
 
-/** mulberry32: small, fast, and the same sequence for the same seed. */
+/** Seeded draws over support/rng.ts: the same sequence for the same seed. */
 export function rng(seed: number): { next(): number; int(lo: number, hi: number): number; pick<T>(xs: readonly T[]): T; chance(p: number): boolean } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     next,
     int: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),

@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { testAsof, type TestAsof } from '../helpers.js';
+import { rng } from '../../support/rng.js';
 
 const D = 4;
 const HOSTILE = ["it's", "' OR 1=1 --", "'; DROP TABLE x; --", '\\', "\\'", '`n` > 0', '"quoted"', 'line\nbreak', '', 'é€😀', '\u{10000}', '\uffff', 'a%_b', 'NULL'];
@@ -16,16 +17,6 @@ const INTS = [-3, 0, 1, 2, 7, 1_000_000, '9007199254740993', '-9007199254740993'
 const FLOATS = [-2.5, 0, 0.1, 1e-7, 3.75, 1e21, 123456.789];
 const TIMES = ['2025-01-01T00:00:00.000Z', '2025-06-01T12:00:00.000Z', '2026-01-01T00:00:00.000Z'];
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pick = <T>(r: () => number, xs: T[]): T => xs[Math.floor(r() * xs.length)];
 const maybe = <T>(r: () => number, v: T): T | null => (r() < 0.15 ? null : v);
 

@@ -10,19 +10,10 @@ import assert from 'node:assert/strict';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { testAsof, tempDir, type TestAsof } from '../helpers.js';
+import { rng } from '../../support/rng.js';
 
 const D = 8;
 /** Deterministic vectors: a few clusters with noise (seeded). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function vec(r: () => number): number[] {
   return Array.from({ length: D }, () => Math.fround(r() * 2 - 1));
 }
