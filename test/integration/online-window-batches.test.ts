@@ -15,6 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EntityState } from '../../src/features/evaluator.js';
 import type { OnlineStore } from '../../src/online/store.js';
+import { rng } from '../../support/rng.js';
 import { testAsof, type TestAsof } from '../helpers.js';
 
 const S = 1000;
@@ -64,10 +65,9 @@ test('a commit of k out-of-order events into an entity holding n: O(n + k) acces
     // n events in order at even seconds, then k at odd seconds in between, shuffled (deterministically).
     await ok(asof.req('POST', '/tables/ev/rows', { rows: Array.from({ length: n }, (_, i) => ({ user: 'u', ts: T0 - (2 * (n - i)) * S, amount: 1 })) }));
     const late = Array.from({ length: k }, (_, i) => ({ user: 'u', ts: T0 - (2 * (k - i) + 1) * S, amount: 2 }));
-    let seed = 5;
+    const shuffle = rng(5);
     for (let i = k - 1; i > 0; i--) {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      const j = seed % (i + 1);
+      const j = Math.floor(shuffle() * (i + 1));
       [late[i], late[j]] = [late[j], late[i]];
     }
     const store = asof.services.onlineStore as OnlineStore;
@@ -149,8 +149,7 @@ for (const seed of [1, 2, 3]) {
   test(`seed ${seed}: large out-of-order commits — online answers as the clock moves, and training sets, equal a brute-force count over the events`, async () => {
     const clock = { t: T0 };
     const asof: TestAsof = await testAsof({}, { now: () => clock.t });
-    let s = seed;
-    const rand = () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
+    const rand = rng(seed);
     const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)];
     try {
       await ok(asof.req('PUT', '/tables/ev', EV), 201);
