@@ -9,7 +9,7 @@
 import { ChangeType } from './arrow-schema.js';
 import type { IndexKey } from './indexes.js';
 import type { Row, TableSchema } from './schema.js';
-import type { WriteOp } from './table.js';
+import type { WriteOp } from './table-commit.js';
 
 export interface Planned {
   changes: Uint8Array;
