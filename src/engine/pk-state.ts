@@ -213,6 +213,7 @@ export class FrozenState {
 }
 
 const FIRST_CAPACITY = 1024;
+type ValuesReader = (cols: Column[], slot: number) => unknown[];
 
 export class PkState {
   /** Keys that are not in `ints`. */
@@ -272,10 +273,13 @@ export class PkState {
     return this.versions[slot];
   }
 
-  /** A fresh row from a slot from `slotOf`. */
-  rowAt(slot: number): Row {
-    return this.code.read(this.cols, slot);
+  /** Values of some columns (by position, in that order) of the row at a slot from `slotOf`: no row object; code made once per `columns` array. */
+  valuesAt(slot: number, columns: readonly number[]): unknown[] {
+    let read = this.readers.get(columns);
+    if (!read) this.readers.set(columns, (read = new Function('cols', 'slot', `"use strict"; return [${columns.map((j) => `cols[${j}].get(slot)`).join(', ')}];`) as ValuesReader));
+    return read(this.cols, slot);
   }
+  private readonly readers = new WeakMap<readonly number[], ValuesReader>();
 
   /** A fresh row (the caller may keep or change it), or undefined. */
   get(key: IndexKey): Row | undefined {

@@ -113,10 +113,10 @@ export class Table {
     return this.state.versionAt(slot);
   }
 
-  /** pk tables: the record that wrote the row at a slot from `latestSlot` (a fresh row object). */
-  recordAt(slot: number): { offset: number; commitTime: number; row: Row } {
+  /** pk tables: the record that wrote the row at a slot from `latestSlot`, with the row's values of `columns` (schema positions, in that order). */
+  recordAt(slot: number, columns: readonly number[]): { offset: number; commitTime: number; values: unknown[] } {
     const offset = this.state.versionAt(slot);
-    return { offset, commitTime: this.frames.commitTimeOf(offset), row: this.state.rowAt(slot) };
+    return { offset, commitTime: this.frames.commitTimeOf(offset), values: this.state.valuesAt(slot, columns) };
   }
 
   /**

@@ -77,6 +77,8 @@ export class ViewEvaluator {
   readonly ttlMs?: number;
   readonly isPk: boolean;
   private readonly eventTimeColumn?: string;
+  /** What `rowState` takes, by schema position: the column features' columns (Version order), then a pk table's event-time column if it has one. */
+  readonly rowColumns: number[];
 
   constructor(
     readonly view: FeatureViewDef,
@@ -103,6 +105,9 @@ export class ViewEvaluator {
       return { name: f.name, type, agg: { fn: f.agg.fn, input, windowMs } };
     });
     this.maxWindowMs = maxWindow;
+    this.readNames = this.valueColumns.map((c) => c.name);
+    if (this.isPk && this.eventTimeColumn) this.readNames.push(this.eventTimeColumn);
+    this.rowColumns = this.readNames.map((n) => schema.columns.findIndex((c) => c.name === n));
   }
 
   get hasAggregates(): boolean {
@@ -146,7 +151,7 @@ export class ViewEvaluator {
     if (this.isPk) {
       for (const rec of recs) {
         if (rec.change === ChangeType.DELETE) state = undefined;
-        else if (rec.change !== ChangeType.UPDATE_BEFORE) state = { b: [this.eventTimeOf(rec), rec.offset, this.valuesOf(rec.row)] };
+        else if (rec.change !== ChangeType.UPDATE_BEFORE) state = this.rowState(rec.offset, rec.commitTime, this.valuesOf(rec.row));
       }
       return state;
     }
@@ -158,7 +163,7 @@ export class ViewEvaluator {
     for (const rec of recs) {
       const et = this.eventTimeOf(rec);
       if (this.valueColumns.length) {
-        const v: Version = [et, rec.offset, this.valuesOf(rec.row)];
+        const v: Version = [et, rec.offset, safeAll(this.valuesOf(rec.row))];
         if (et > now) future.push(v);
         else if (newer(et, rec.offset, s.b)) s.b = v;
       }
@@ -189,15 +194,27 @@ export class ViewEvaluator {
   }
 
   /**
-   * The row's values of the column features' columns, in Version order. Read
-   * by code made once per view (`row.a`, `row.b`, ...): reading them by a name
-   * from a list was a megamorphic keyed load per value, a tenth of a cold lookup.
+   * A pk view's state from the row written by the record at `offset`:
+   * `values` are the row's values of `rowColumns` (taken and made JSON-safe in
+   * place). The one way a pk state is made, from a record (`apply`) or from
+   * the table's latest row (online/state-source.ts), which reads no row object.
+   */
+  rowState(offset: number, commitTime: number, values: unknown[]): EntityState {
+    const et = this.readNames.length > this.valueColumns.length ? values.pop() : undefined;
+    return { b: [typeof et === 'number' ? et : commitTime, offset, safeAll(values)] };
+  }
+
+  /**
+   * The row's values named by `readNames`, as they are. Read by code made once
+   * per view (`row.a`, `row.b`, ...): reading them by a name from a list was a
+   * megamorphic keyed load per value, a tenth of a cold lookup.
    */
   private valuesOf(row: Row): unknown[] {
-    this.readValues ??= new Function('row', 'safe', `"use strict"; return [${this.valueColumns.map((c) => `safe(row[${JSON.stringify(c.name)}])`).join(', ')}];`) as (row: Row, safe: (v: unknown) => unknown) => unknown[];
-    return this.readValues(row, jsonSafe);
+    this.readValues ??= new Function('row', `"use strict"; return [${this.readNames.map((n) => `row[${JSON.stringify(n)}]`).join(', ')}];`) as (row: Row) => unknown[];
+    return this.readValues(row);
   }
-  private readValues?: (row: Row, safe: (v: unknown) => unknown) => unknown[];
+  private readValues?: (row: Row) => unknown[];
+  private readonly readNames: string[];
 
   /** The view's feature values at time t (epoch ms) from a state built by `apply`. */
   evaluate(state: EntityState | undefined, t: number): Evaluated {
@@ -278,6 +295,15 @@ export class ViewEvaluator {
   toJson(i: number, value: unknown): unknown {
     return value === null || value === undefined ? null : toJsonValue(this.features[i].type, value);
   }
+}
+
+/** `jsonSafe` over values in place; primitives other than bigint (nearly every value) are left without a call. */
+function safeAll(values: unknown[]): unknown[] {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === undefined || typeof v === 'bigint' || (v !== null && typeof v === 'object')) values[i] = jsonSafe(v);
+  }
+  return values;
 }
 
 /** bigint → decimal string, so states survive JSON. Everything else is already JSON-safe. */

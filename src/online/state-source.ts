@@ -5,7 +5,6 @@
  * rows (`tableStates`; see materializer.ts). Serving has one fill loop over
  * a `StateRead`, whichever it is.
  */
-import { ChangeType } from '../engine/arrow-codec.js';
 import type { EntityState, ViewEvaluator } from '../features/evaluator.js';
 import type { CacheKey } from './lookup-cache.js';
 import type { DirectSource } from './materializer.js';
@@ -52,8 +51,8 @@ export const storeStates = (store: OnlineStore, read: EncodedRead): StateRead =>
 /**
  * States of a view over a pk table, from the table's latest rows as they are
  * now. A row's version keys the cached evaluations; the state is built by the
- * evaluator's own `apply` from the record that wrote the row: what the
- * materializer would have stored.
+ * evaluator's `rowState` from the row's values, as `apply` builds it from the
+ * record that wrote the row: what the materializer would have stored.
  */
 class TableRead implements StateRead {
   readonly position: number;
@@ -74,9 +73,9 @@ class TableRead implements StateRead {
     return slot < 0 ? undefined : this.table.versionAt(slot);
   }
 
-  state(e: number, ev: ViewEvaluator, at: number): EntityState {
-    const rec = this.table.recordAt(this.slots[e]);
-    return ev.apply(undefined, { offset: rec.offset, change: ChangeType.INSERT, commitTime: rec.commitTime, row: rec.row }, at)!;
+  state(e: number, ev: ViewEvaluator): EntityState {
+    const rec = this.table.recordAt(this.slots[e], ev.rowColumns);
+    return ev.rowState(rec.offset, rec.commitTime, rec.values);
   }
 }
 

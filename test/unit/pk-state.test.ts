@@ -103,6 +103,9 @@ for (const [what, keyCols, randomKey] of KEY_SHAPES) {
         for (const [k, row] of want) {
           assert.deepStrictEqual(state.get(s.indexKeyOfText(k)), row, `key ${k}`);
           assert.equal(state.version(s.indexKeyOfText(k)), wantVersion.get(k), `version of ${k}`);
+          // Some columns by position, in another order, read without a row: the row's values.
+          const positions = s.columns.map((_, j) => j).reverse();
+          assert.deepStrictEqual(state.valuesAt(state.slotOf(s.indexKeyOfText(k)), positions), positions.map((j) => row[s.columns[j].name]), `values of ${k}`);
         }
       };
       let frozen: { state: ReturnType<PkState['freeze']>; want: Map<string, Row> } | undefined;
