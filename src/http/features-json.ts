@@ -12,11 +12,11 @@
  * Output is exactly what JSON.stringify would write for the same answer
  * (`toObjects` in online/evaluation.ts); a unit test holds the two together.
  */
-import { toJsonValue } from '../engine/schema.js';
+import { formatTimestamp, toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureStatus } from '../features/evaluator.js';
 import type { EntityEval, Evaluation, Plan } from '../online/service.js';
-import { isAscii, isoTime, JsonBytes, small, type Answer } from './json-bytes.js';
+import { isAscii, JsonBytes, small, type Answer } from './json-bytes.js';
 
 export type { Answer };
 
@@ -205,7 +205,7 @@ function writeBody(out: JsonBytes, e: Evaluation, i: number, frags: Fragments): 
     // Features of one view usually share one time, and the rows of one commit one commit time: such parts are kept.
     let part = frags.times.get(t0);
     if (part === undefined) {
-      const text = t0 === null ? 'null' : `"${isoTime(t0)}"`;
+      const text = t0 === null ? 'null' : JSON.stringify(formatTimestamp(t0));
       part = Buffer.from(frags.keyText.join(text) + text);
       if (frags.times.size >= 1024) frags.times.clear();
       frags.times.set(t0, part);

@@ -106,11 +106,32 @@ export class JsonBytes {
     this.at += len;
   }
 
-  /** Epoch ms as a JSON string, RFC 3339 UTC with milliseconds. */
+  /**
+   * Epoch ms as a JSON string, RFC 3339 UTC with milliseconds, exactly as
+   * `formatTimestamp` writes it: the date part cached per day, the rest digit
+   * by digit (Date#toISOString, or a string made per time, cost more than the
+   * rest of a lookup's rendering).
+   */
   time(ms: number): void {
     this.byte(34);
-    this.ascii(isoTime(ms));
-    this.byte(34);
+    if (!Number.isInteger(ms) || ms < 0 || ms >= 253402300800000) return this.ascii(formatTimestamp(ms) + '"');
+    const day = Math.floor(ms / 86_400_000);
+    let date = dayCache.get(day);
+    if (date === undefined) {
+      date = formatTimestamp(day * 86_400_000).slice(0, 11);
+      if (dayCache.size >= 10_000) dayCache = new Map();
+      dayCache.set(day, date);
+    }
+    const rest = ms - day * 86_400_000;
+    this.ascii(date);
+    this.digits(Math.floor(rest / 3_600_000), 2);
+    this.byte(58);
+    this.digits(Math.floor(rest / 60_000) % 60, 2);
+    this.byte(58);
+    this.digits(Math.floor(rest / 1000) % 60, 2);
+    this.byte(46);
+    this.digits(rest % 1000, 3);
+    this.ascii('Z"');
   }
 
   /** The bytes written: small answers are copied out and the buffer goes back at once; large ones give it back on `release`. */
@@ -186,29 +207,4 @@ export function isAscii(s: string): boolean {
   return true;
 }
 
-const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));
-const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
 let dayCache = new Map<number, string>();
-
-/**
- * Epoch ms → RFC 3339 UTC with milliseconds, exactly as `formatTimestamp`
- * writes it, with the date part cached per day: Date#toISOString costs more
- * than the rest of a lookup's rendering.
- */
-export function isoTime(ms: number): string {
-  if (!Number.isInteger(ms) || ms < 0 || ms >= 253402300800000) return formatTimestamp(ms);
-  const day = Math.floor(ms / 86_400_000);
-  let date = dayCache.get(day);
-  if (date === undefined) {
-    date = formatTimestamp(day * 86_400_000).slice(0, 11);
-    if (dayCache.size >= 10_000) dayCache = new Map();
-    dayCache.set(day, date);
-  }
-  let rest = ms - day * 86_400_000;
-  const h = Math.floor(rest / 3_600_000);
-  rest -= h * 3_600_000;
-  const m = Math.floor(rest / 60_000);
-  rest -= m * 60_000;
-  const sec = Math.floor(rest / 1000);
-  return `${date}${PAD2[h]}:${PAD2[m]}:${PAD2[sec]}.${PAD3[rest - sec * 1000]}Z`;
-}
