@@ -30,9 +30,9 @@ interface Fragments {
   index: number[];
   kind: number[];
   type: ColumnType[];
-  /** The inside of `statuses` when every feature is PRESENT, the usual case. */
+  /** `},"statuses":{...},"eventTimes":{` when every feature is PRESENT, the usual case. */
   allPresent: Buffer;
-  /** The inside of `eventTimes` by the one time every feature has, for recent such times (the rows of one commit share one). */
+  /** The inside of `eventTimes` and its `}`, by the one time every feature has, for recent such times (the rows of one commit share one). */
   times: Map<number | null, Buffer>;
   /** `,"token":{...}}` as last written for a one-view plan, and the view source's position it names. */
   tail?: { at: number | undefined; bytes: Buffer };
@@ -48,7 +48,7 @@ function fragmentsOf(plan: Plan): Fragments {
     const group = new Array<number>(plan.features.length);
     const index = new Array<number>(plan.features.length);
     plan.groups.forEach((g, gi) => g.positions.forEach((pos, k) => ((group[pos] = gi), (index[pos] = g.indexes[k]))));
-    const allPresent = Buffer.from(keys.join('"PRESENT"') + '"PRESENT"');
+    const allPresent = Buffer.from(`},"statuses":{${keys.join('"PRESENT"')}"PRESENT"},"eventTimes":{`);
     f = { keys: keys.map((k) => Buffer.from(k)), keyText: keys, group, index, kind: plan.features.map((x) => kindOf(x.type)), type: plan.features.map((x) => x.type), allPresent, times: new Map() };
     fragmentCache.set(plan, f);
   }
@@ -97,9 +97,7 @@ function writeValue(out: JsonBytes, kind: number, type: ColumnType, v: unknown):
   }
   out.text(JSON.stringify(toJsonValue(type, v)));
 }
-const NULL = Buffer.from('null');
-const TRUE = Buffer.from('true');
-const FALSE = Buffer.from('false');
+const [NULL, TRUE, FALSE] = ['null', 'true', 'false'].map((t) => Buffer.from(t));
 
 
 /** The answer of `GET /features/{entity}`: one `EntityFeatures`. */
@@ -197,16 +195,18 @@ function writeBody(out: JsonBytes, e: Evaluation, i: number, frags: Fragments): 
     if (r.statuses[k] !== 'PRESENT') allPresent = false;
     if ((r.eventTimes[k] ?? null) !== t0) sameTime = false;
   }
-  out.ascii('},"statuses":{');
   if (allPresent) out.bytes(frags.allPresent);
-  else for (let f = 0; f < nf; f++) out.bytes(keys[f]), out.bytes(STATUS[entries[base + group[f]].statuses[index[f]]]);
-  out.ascii('},"eventTimes":{');
+  else {
+    out.ascii('},"statuses":{');
+    for (let f = 0; f < nf; f++) out.bytes(keys[f]), out.bytes(STATUS[entries[base + group[f]].statuses[index[f]]]);
+    out.ascii('},"eventTimes":{');
+  }
   if (sameTime) {
     // Features of one view usually share one time, and the rows of one commit one commit time: such parts are kept.
     let part = frags.times.get(t0);
     if (part === undefined) {
       const text = t0 === null ? 'null' : JSON.stringify(formatTimestamp(t0));
-      part = Buffer.from(frags.keyText.join(text) + text);
+      part = Buffer.from(frags.keyText.join(text) + text + '}');
       if (frags.times.size >= 1024) frags.times.clear();
       frags.times.set(t0, part);
     }
@@ -218,6 +218,6 @@ function writeBody(out: JsonBytes, e: Evaluation, i: number, frags: Fragments): 
       if (ms === null) out.ascii('null');
       else out.time(ms);
     }
+    out.byte(125);
   }
-  out.byte(125);
 }

@@ -45,16 +45,19 @@ export class JsonBytes {
     this.at += b.length;
   }
 
-  /** A string as JSON: printable ASCII without quotes or backslashes byte for byte, anything else through JSON.stringify. */
+  /** A string as JSON: printable ASCII without quotes or backslashes byte for byte in one pass (`at` moves only at the end), anything else through JSON.stringify. */
   string(s: string): void {
+    this.room(s.length + 2);
+    const buf = this.buf;
+    let at = this.at;
+    buf[at++] = 34;
     for (let k = 0; k < s.length; k++) {
       const c = s.charCodeAt(k);
       if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return this.text(JSON.stringify(s));
+      buf[at++] = c;
     }
-    this.room(s.length + 2);
-    this.buf[this.at++] = 34;
-    this.ascii(s);
-    this.buf[this.at++] = 34;
+    buf[at++] = 34;
+    this.at = at;
   }
 
   /**

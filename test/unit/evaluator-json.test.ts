@@ -39,7 +39,7 @@ const VALUES: Record<string, unknown[]> = {
   g: [0.25, -3, null],
   i: [0, -2147483648, 2147483647, null],
   n: [0, -9007199254740991, '9223372036854775807', '-42000000000000000000'.slice(0, 19), null],
-  s: ['', 'plain', 'quote " backslash \\ newline \n tab \t', 'héllo ✓ 𝄞', '\u0000\u001f\u2028', null],
+  s: ['', 'plain', 'a\\b', 'quote " backslash \\ newline \n tab \t', 'héllo ✓ 𝄞', '\u0000\u001f\u2028', null],
   b: [true, false, null],
   t: [0, 1767225600123, 951782400000, 253402300799999, null],
   j: [{ a: [1, 'x', null] }, 'text', 3, [], null],
