@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,13 @@ import { startAsof, type Asof } from '../src/app.js';
 export async function tempDir(prefix = 'asof-test-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** The body of an answer that must have `status` (the assertion names the body otherwise). */
+export async function ok(res: Promise<{ status: number; body: any }>, status = 200): Promise<any> {
+  const r = await res;
+  assert.equal(r.status, status, JSON.stringify(r.body));
+  return r.body;
 }
 
 export interface InjectResult {

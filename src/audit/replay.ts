@@ -76,7 +76,24 @@ interface Step {
   time: number;
 }
 
-/** Reconstructs one entity's values at `at` and the trail that led to them. */
+/** One source table's part of the replay: every step's time, in the order applied, and the first steps themselves. */
+interface SourceSteps {
+  table: string;
+  /** Ascending (commit times ascend with offsets; "event" order is by event time). */
+  times: number[];
+  /** The steps at indexes below the trail page's end: no later one can be on the page or before it. */
+  kept: Step[];
+}
+
+/**
+ * Reconstructs one entity's values at `at` and the trail that led to them.
+ *
+ * The records stream through: each batch is applied as it is read and then
+ * let go, except the first ones of each source the trail page can reach.
+ * Holding an entity's whole history (20,000 records in bench:audit) until the
+ * end kept every record alive through the read, and collecting them cost
+ * about as much as reading them.
+ */
 export async function replay(engine: Engine, input: ReplayInput): Promise<Replay> {
   const groups = new Map<string, ViewGroup>();
   for (const f of input.features) {
@@ -91,31 +108,58 @@ export async function replay(engine: Engine, input: ReplayInput): Promise<Replay
     g.indexes.push(f.index);
   }
   const out: Replay = { features: {}, statuses: {}, eventTimes: {}, token: {}, trail: [], trailPage: { from: 0, total: 0, next: null } };
-  const steps: Step[] = [];
+  const from = Math.max(0, input.trailFrom ?? 0);
+  const pageEnd = from + Math.min(10_000, Math.max(1, input.trailLimit ?? TRAIL_PAGE));
+  const byEvent = !input.token && input.pointInTime === 'event';
   const bySource = new Map<string, ViewGroup[]>();
   for (const g of groups.values()) bySource.set(g.ev.view.source, [...(bySource.get(g.ev.view.source) ?? []), g]);
+  const sources: SourceSteps[] = [];
   for (const [source, gs] of bySource) {
-    const table = engine.table(source);
     const ev = gs[0].ev;
-    const key = canonicalKey(ev, input.entity);
-    const upTo = input.token ? (input.token[source] ?? -1) : Infinity;
-    const all = await entityRecords(table, ev, key, upTo);
-    // With a token the read saw exactly these records, in offset order; without, the point-in-time rule picks them.
-    const visible = input.token ? all : applyOrder(ev, all, input.at, input.pointInTime);
-    out.token[source] = visible.reduce((m, r) => Math.max(m, r.offset), -1);
-    for (const g of gs) {
-      let state: EntityState | undefined;
-      for (const r of visible) state = g.ev.apply(state, r, input.at);
-      put(out, g, g.ev.evaluate(state, input.at));
+    const states: (EntityState | undefined)[] = gs.map(() => undefined);
+    const s: SourceSteps = { table: source, times: [], kept: [] };
+    let last = -1;
+    for await (const recs of visibleRecords(engine.table(source), ev, canonicalKey(ev, input.entity), input)) {
+      // applyAll over a batch is exactly apply record by record (evaluator.ts).
+      for (let k = 0; k < gs.length; k++) states[k] = gs[k].ev.applyAll(states[k], recs, input.at);
+      for (const rec of recs) {
+        const time = byEvent ? ev.eventTimeOf(rec) : rec.commitTime;
+        if (s.times.length < pageEnd) s.kept.push({ table: source, rec, time });
+        s.times.push(time);
+        if (rec.offset > last) last = rec.offset;
+      }
     }
-    const byEvent = !input.token && input.pointInTime === 'event';
-    for (const rec of visible) steps.push({ table: source, rec, time: byEvent ? ev.eventTimeOf(rec) : rec.commitTime });
+    out.token[source] = last;
+    gs.forEach((g, k) => put(out, g, g.ev.evaluate(states[k], input.at)));
+    sources.push(s);
   }
-  steps.sort((a, b) => a.time - b.time || (a.table < b.table ? -1 : a.table > b.table ? 1 : a.rec.offset - b.rec.offset));
-  const from = Math.max(0, input.trailFrom ?? 0);
-  const end = Math.min(steps.length, from + Math.min(10_000, Math.max(1, input.trailLimit ?? TRAIL_PAGE)));
-  out.trail = trail(engine, steps, groups, from, end);
-  out.trailPage = { from, total: steps.length, next: end < steps.length ? end : null };
+  const total = sources.reduce((n, s) => n + s.times.length, 0);
+  const end = Math.min(total, pageEnd);
+  out.trail = trail(engine, firstSteps(sources, end), groups, from, end);
+  out.trailPage = { from, total, next: end < total ? end : null };
+  return out;
+}
+
+/**
+ * The first `n` steps of all sources in the trail's order: by time, then
+ * table name, then offset. Each source's steps are already in that order
+ * (commit times never decrease along a table's offsets; "event" steps come
+ * sorted by event time and offset), so this merges them.
+ */
+function firstSteps(sources: SourceSteps[], n: number): Step[] {
+  if (sources.length === 1) return sources[0].kept.slice(0, n);
+  const at = sources.map(() => 0);
+  const out: Step[] = [];
+  while (out.length < n) {
+    let best = -1;
+    for (let k = 0; k < sources.length; k++) {
+      if (at[k] >= sources[k].times.length) continue;
+      const t = sources[k].times[at[k]];
+      const b = best < 0 ? undefined : sources[best].times[at[best]];
+      if (b === undefined || t < b || (t === b && sources[k].table < sources[best].table)) best = k;
+    }
+    out.push(sources[best].kept[at[best]++]);
+  }
   return out;
 }
 
@@ -196,22 +240,47 @@ function canonicalKey(ev: ViewEvaluator, entity: string): string {
 }
 
 /**
- * The entity's records at offsets <= upTo, in offset order: through the key
- * index when the entity column is the table's key, else by reading the table.
+ * The entity's records in one source table that the replay applies, in the
+ * order it applies them, a batch at a time: with a token, those at offsets up
+ * to the token's; else the point-in-time rule (applyOrder) picks them.
  */
-async function entityRecords(table: Table, ev: ViewEvaluator, key: string, upTo: number): Promise<SourceRecord[]> {
+async function* visibleRecords(table: Table, ev: ViewEvaluator, key: string, input: ReplayInput): AsyncGenerator<SourceRecord[]> {
+  const upTo = input.token ? (input.token[table.name] ?? -1) : Infinity;
+  const batches = entityRecords(table, ev, key, upTo);
+  if (input.token) return yield* batches;
+  if (input.pointInTime === 'known') {
+    // Committed by `at`: commit times never decrease along the offsets, so the first record after it ends the replay.
+    for await (const recs of batches) {
+      const known = applyOrder(ev, recs, input.at, 'known');
+      if (known.length) yield known;
+      if (known.length < recs.length) return;
+    }
+    return;
+  }
+  // "event" reorders the whole history by event time.
+  const all: SourceRecord[] = [];
+  for await (const recs of batches) for (const r of recs) all.push(r);
+  yield applyOrder(ev, all, input.at, 'event');
+}
+
+/**
+ * The entity's records at offsets <= upTo, in offset order, a batch at a
+ * time: through the key index when the entity column is the table's key,
+ * else by reading the table.
+ */
+async function* entityRecords(table: Table, ev: ViewEvaluator, key: string, upTo: number): AsyncGenerator<SourceRecord[]> {
   const s = table.schema;
   const toOffset = upTo === Infinity ? undefined : upTo + 1;
-  const out: SourceRecord[] = [];
   if (s.keyColumns.length === 1 && s.keyColumns[0].name === ev.view.entity) {
     // Key records have SourceRecord's shape (the change type as its code): taken as they come.
-    for await (const recs of table.scanKey(key, { toOffset })) for (const r of recs) out.push(r);
-    return out;
+    yield* table.scanKey(key, { toOffset });
+    return;
   }
   for await (const b of table.scanBatches({ toOffset })) {
+    const out: SourceRecord[] = [];
     for (let i = 0; i < b.count; i++) {
       if (ev.entityOf(b.rows[i]) === key) out.push({ offset: b.firstOffset + i, change: b.changes[i], commitTime: b.commitTime, row: b.rows[i] });
     }
+    if (out.length) yield out;
   }
-  return out;
 }

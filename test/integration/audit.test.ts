@@ -11,7 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { chainHash } from '../../src/engine/log.js';
-import { tempDir, testAsof, type TestAsof } from '../helpers.js';
+import { ok, tempDir, testAsof, type TestAsof } from '../helpers.js';
 
 const RISK = {
   kind: 'pk',
@@ -30,12 +30,6 @@ const STATES = [
   { user_id: 123, risk_score: 0.83, velocity_10m: 9, total_spend_24h: 240 },
 ];
 const iso = (ms: number): string => new Date(ms).toISOString();
-
-async function ok(p: Promise<{ status: number; body: any }>, status = 200): Promise<any> {
-  const r = await p;
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  return r.body;
-}
 
 /** The Fluss example up to the decision: two updates, a recorded lookup at t=2500, then the third update at t=3000. */
 async function flussExample(asof: TestAsof, clock: { t: number }): Promise<void> {

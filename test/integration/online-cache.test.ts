@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
 import { OnlineService, LookupCache, type EntityEval } from '../../src/online/service.js';
 import { toObjects } from '../../src/online/service.js';
-import { testAsof, type TestAsof } from '../helpers.js';
+import { ok, testAsof, type TestAsof } from '../helpers.js';
 
 const MIN = 60_000;
 const T0 = Date.parse('2026-05-01T12:00:00Z');
@@ -21,12 +21,6 @@ function rng(seed: number): () => number {
     s = (s * 1664525 + 1013904223) >>> 0;
     return s / 2 ** 32;
   };
-}
-
-async function ok(p: Promise<{ status: number; body: any }>, status = 200): Promise<any> {
-  const r = await p;
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  return r.body;
 }
 
 let asof: TestAsof;

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import type { EntityState } from '../../src/features/evaluator.js';
 import type { OnlineStore } from '../../src/online/store.js';
 import { rng } from '../../support/rng.js';
-import { testAsof, type TestAsof } from '../helpers.js';
+import { ok, testAsof, type TestAsof } from '../helpers.js';
 
 const S = 1000;
 const MIN = 60 * S;
@@ -33,12 +33,6 @@ const EV = {
     { name: 'merchant', type: 'string' },
   ],
 };
-
-async function ok(res: Promise<{ status: number; body: any }>, status = 200): Promise<any> {
-  const r = await res;
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  return r.body;
-}
 
 /** Counts reads and writes of a list's elements (not of its length or methods). */
 function counting<T extends unknown[]>(list: T, counter: { n: number }): T {

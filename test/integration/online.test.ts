@@ -5,7 +5,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { testAsof, type TestAsof } from '../helpers.js';
+import { ok, testAsof, type TestAsof } from '../helpers.js';
 
 const MIN = 60_000;
 const T0 = Date.parse('2026-03-01T12:00:00.000Z');
@@ -38,12 +38,6 @@ async function clocked(start = T0): Promise<{ asof: TestAsof; clock: { t: number
   const clock = { t: start };
   const asof = await testAsof({}, { now: () => clock.t });
   return { asof, clock };
-}
-
-async function ok(res: Promise<{ status: number; body: any }>, status = 200): Promise<any> {
-  const r = await res;
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  return r.body;
 }
 
 describe('statuses, ttl and event times', () => {
