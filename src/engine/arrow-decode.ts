@@ -6,7 +6,7 @@
 import * as A from 'apache-arrow';
 import { isAscii } from 'node:buffer';
 import { VectorLoader } from './arrow-internals.js';
-import { endsStream, loadFlat } from './arrow-flat.js';
+import { endsStream, loadFlat, type FlatColumn } from './arrow-flat.js';
 import { CHANGE_COLUMN } from './arrow-schema.js';
 import type { ColumnType } from './types.js';
 import type { CompiledColumn, Row } from './schema.js';
@@ -61,6 +61,8 @@ export function streamMetadata(bytes: Uint8Array): Map<string, string> {
 export interface StoredBatch {
   numRows: number;
   column(name: string): A.Data | undefined;
+  /** A flat column's buffers without a Data built (batches loaded by arrow-flat.ts): what decoding reads. */
+  flat?(name: string): FlatColumn | undefined;
 }
 
 const schemas = new Map<string, A.Schema>();
@@ -120,39 +122,39 @@ function decodeOwnStream(bytes: Uint8Array): StoredBatch | undefined {
 /**
  * Decodes a stored batch into canonical rows shaped by `columns` (the current
  * schema): a column the batch lacks reads as null. `only` limits the columns;
- * `at` (ascending row indexes) limits the rows built: `rows[k]` is row `at[k]`
- * (`changes` stays whole).
+ * `at` (row indexes) limits the rows decoded and built: `rows[k]` is row
+ * `at[k]` (`changes` stays whole).
  */
 export function decodeBatch(batch: StoredBatch, columns: CompiledColumn[], only?: Set<string>, at?: number[]): DecodedBatch {
   const cols = only ? columns.filter((c) => only.has(c.name)) : columns;
-  const { changes, values } = decodeValues(batch, cols);
+  const { changes, values } = decodeValues(batch, cols, at);
   const n = at ? at.length : batch.numRows;
   const code = only ? undefined : rowCodeFor(columns);
-  if (code && !at) return { changes, rows: code.build(values, n) };
+  if (code) return { changes, rows: code.build(values, n) };
   const rows: Row[] = new Array(n);
-  if (code) {
-    for (let k = 0; k < n; k++) rows[k] = code.buildOne(values, at![k]);
-    return { changes, rows };
-  }
   for (let i = 0; i < n; i++) rows[i] = {};
   cols.forEach((c, j) => {
     const vals = values[j];
-    for (let i = 0; i < n; i++) rows[i][c.name] = vals[at ? at[i] : i];
+    for (let i = 0; i < n; i++) rows[i][c.name] = vals[i];
   });
   return { changes, rows };
 }
 
 /**
- * Change types and canonical values, one array per column of `columns`, no
- * rows built (replay builds only the rows it keeps). A column the batch lacks
- * reads as null.
+ * Change types (every row) and canonical values, one array per column of
+ * `columns`, of the rows `at` (all when absent: `values[j][k]` is row
+ * `at[k]`); no rows built (replay builds only the rows it keeps). A column
+ * the batch lacks reads as null.
  */
-export function decodeValues(batch: StoredBatch, columns: CompiledColumn[]): { changes: Int8Array; values: unknown[][] } {
+export function decodeValues(batch: StoredBatch, columns: CompiledColumn[], at?: number[]): { changes: Int8Array; values: unknown[][] } {
   const n = batch.numRows;
-  const changes = (batch.column(CHANGE_COLUMN)!.values as Int8Array).subarray(0, n);
+  const changes = ((batch.flat?.(CHANGE_COLUMN) ?? batch.column(CHANGE_COLUMN))!.values as Int8Array).subarray(0, n);
   const values = columns.map((c) => {
+    const flat = batch.flat?.(c.name);
+    const got = flat && decodeFlat(c.type, flat, at);
+    if (got) return got;
     const data = batch.column(c.name);
-    return data ? decodeData(c.type, data) : new Array(n).fill(null);
+    return data ? decodeData(c.type, data, at) : new Array(at ? at.length : n).fill(null);
   });
   return { changes, values };
 }
@@ -162,25 +164,29 @@ export function decodeColumn(t: ColumnType, vec: A.Vector): unknown[] {
   return vec.data.length === 1 ? decodeData(t, vec.data[0]) : decodeSlow(t, vec);
 }
 
-function decodeData(t: ColumnType, data: A.Data): unknown[] {
-  return (data.offset === 0 ? decodeFlat(t, data) : undefined) ?? decodeSlow(t, new A.Vector([data]));
+function decodeData(t: ColumnType, data: A.Data, at?: number[]): unknown[] {
+  return (data.offset === 0 ? decodeFlat(t, data, at) : undefined) ?? decodeSlow(t, new A.Vector([data]), at);
 }
 
-function decodeSlow(t: ColumnType, vec: A.Vector): unknown[] {
-  const n = vec.length;
+function decodeSlow(t: ColumnType, vec: A.Vector, at?: number[]): unknown[] {
+  const n = at ? at.length : vec.length;
   const out: unknown[] = new Array(n);
   const hasNulls = vec.nullCount > 0;
-  for (let i = 0; i < n; i++) out[i] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
+  for (let k = 0; k < n; k++) {
+    const i = at ? at[k] : k;
+    out[k] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
+  }
   return out;
 }
 
 /**
  * Scalar columns read straight from their buffers (replay decodes every
- * record it applies; Arrow's per-value `get` was most of that time).
- * Undefined for types this does not handle; the caller then uses `get`.
+ * record it applies; Arrow's per-value `get` was most of that time), the rows
+ * `at` or all. Undefined for types this does not handle; the caller then
+ * uses `get`.
  */
-function decodeFlat(t: ColumnType, d: A.Data): unknown[] | undefined {
-  const n = d.length;
+function decodeFlat(t: ColumnType, d: FlatColumn, at?: number[]): unknown[] | undefined {
+  const n = at ? at.length : d.length;
   const bitmap = d.nullCount > 0 ? d.nullBitmap : undefined;
   const out: unknown[] = new Array(n);
   const values = d.values as ArrayLike<unknown> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number };
@@ -188,21 +194,25 @@ function decodeFlat(t: ColumnType, d: A.Data): unknown[] | undefined {
     case 'int32':
     case 'float32':
     case 'float64':
-      for (let i = 0; i < n; i++) out[i] = values[i];
+      for (let k = 0; k < n; k++) out[k] = values[at ? at[k] : k];
       break;
     case 'bool': {
       const bits = values as Uint8Array;
-      for (let i = 0; i < n; i++) out[i] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
+      for (let k = 0; k < n; k++) {
+        const i = at ? at[k] : k;
+        out[k] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
+      }
       break;
     }
     case 'int64':
     case 'timestamp': {
       if (!(values instanceof BigInt64Array)) return undefined;
-      const halves = new Int32Array(values.buffer, values.byteOffset, n * 2);
-      for (let i = 0; i < n; i++) {
+      const halves = new Int32Array(values.buffer, values.byteOffset, values.length * 2);
+      for (let k = 0; k < n; k++) {
+        const i = at ? at[k] : k;
         const hi = halves[2 * i + 1];
         // |hi| < 2^21 means a safe integer: no BigInt needed.
-        out[i] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
+        out[k] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
       }
       break;
     }
@@ -215,21 +225,35 @@ function decodeFlat(t: ColumnType, d: A.Data): unknown[] | undefined {
         // One string for the column, then substrings: short ones are copies; long ones are
         // sliced from it, which would pin the whole column in memory, so those are copied out.
         const all = buf.toString('latin1');
-        for (let i = 0; i < n; i++) {
+        for (let k = 0; k < n; k++) {
+          const i = at ? at[k] : k;
           const a = offsets[i];
           const b = offsets[i + 1];
-          out[i] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
+          out[k] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
         }
       } else {
-        for (let i = 0; i < n; i++) out[i] = buf.toString('utf8', offsets[i], offsets[i + 1]);
+        for (let k = 0; k < n; k++) {
+          const i = at ? at[k] : k;
+          out[k] = buf.toString('utf8', offsets[i], offsets[i + 1]);
+        }
       }
-      if (t.kind === 'json') for (let i = 0; i < n; i++) if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[i] = JSON.parse(out[i] as string);
+      if (t.kind === 'json') {
+        for (let k = 0; k < n; k++) {
+          const i = at ? at[k] : k;
+          if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[k] = JSON.parse(out[k] as string);
+        }
+      }
       break;
     }
     default:
       return undefined;
   }
-  if (bitmap) for (let i = 0; i < n; i++) if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[i] = null;
+  if (bitmap) {
+    for (let k = 0; k < n; k++) {
+      const i = at ? at[k] : k;
+      if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[k] = null;
+    }
+  }
   return out;
 }
 

@@ -19,8 +19,6 @@ import type { Row } from './schema.js';
 export interface RowCode {
   /** One canonical row per index, from one value array per column (in column order). */
   build(columns: unknown[][], n: number): Row[];
-  /** The row at index `i` of such value arrays. */
-  buildOne(columns: unknown[][], i: number): Row;
   /** The inverse: one value array per column, in column order. */
   gather(rows: Row[]): unknown[][];
   /**
@@ -57,8 +55,6 @@ export function compileRowCode(columns: Col[]): RowCode | undefined {
     return rows;`,
   ) as RowCode['build'];
 
-  const buildOne = new Function('cols', 'i', `"use strict"; return ${literal((j) => `cols[${j}][i]`)};`) as RowCode['buildOne'];
-
   const gather = new Function(
     'rows',
     `"use strict";
@@ -92,7 +88,7 @@ export function compileRowCode(columns: Col[]): RowCode | undefined {
     };`,
   )(columns.map((c) => c.coerce)) as RowCode['validate'];
 
-  return { build, buildOne, gather, validate };
+  return { build, gather, validate };
 }
 
 const cache = new WeakMap<object, RowCode | null>();

@@ -145,13 +145,15 @@ export class ViewEvaluator {
    * already in the state, not O(k * m). A log view's state is a maximum and
    * sorted sets (window.ts), none of which depends on the order the records
    * come in, so the batch's versions and events are sorted once and merged;
-   * a pk view keeps the last row, record by record.
+   * a pk view keeps the row of its last record that is no -U.
    */
   applyAll(state: EntityState | undefined, recs: SourceRecord[], now: number): EntityState | undefined {
     if (this.isPk) {
-      for (const rec of recs) {
-        if (rec.change === ChangeType.DELETE) state = undefined;
-        else if (rec.change !== ChangeType.UPDATE_BEFORE) state = this.rowState(rec.offset, rec.commitTime, this.valuesOf(rec.row));
+      // The last record that is no -U decides (a -D: absent), so it is found from the end and one state built, not one per record.
+      for (let i = recs.length - 1; i >= 0; i--) {
+        const rec = recs[i];
+        if (rec.change === ChangeType.DELETE) return undefined;
+        if (rec.change !== ChangeType.UPDATE_BEFORE) return this.rowState(rec.offset, rec.commitTime, this.valuesOf(rec.row));
       }
       return state;
     }
@@ -162,10 +164,10 @@ export class ViewEvaluator {
     const cutoff = now - this.maxWindowMs;
     for (const rec of recs) {
       const et = this.eventTimeOf(rec);
+      // A version is built only where it is kept.
       if (this.valueColumns.length) {
-        const v: Version = [et, rec.offset, safeAll(this.valuesOf(rec.row))];
-        if (et > now) future.push(v);
-        else if (newer(et, rec.offset, s.b)) s.b = v;
+        if (et > now) future.push([et, rec.offset, safeAll(this.valuesOf(rec.row))]);
+        else if (newer(et, rec.offset, s.b)) s.b = [et, rec.offset, safeAll(this.valuesOf(rec.row))];
       }
       if (this.hasAggregates && et > cutoff) {
         const entry: Entry = [et, rec.offset];
