@@ -26,10 +26,9 @@ import { Planner, keysOf, type FeatureSelection, type Plan, type ViewGroup } fro
 import { storeStates, tableStates, type StateRead } from './state-source.js';
 import type { OnlineStore } from './store.js';
 
-export type { FeatureSelection, Plan, ServedFeature } from './plan.js';
-export type { EntityEval, EntityFeatures, Evaluation } from './evaluation.js';
+export type { FeatureSelection, Plan } from './plan.js';
+export type { EntityEval, Evaluation } from './evaluation.js';
 export { toObjects } from './evaluation.js';
-export { LookupCache } from './lookup-cache.js';
 
 export class OnlineService {
   /** Recent evaluations by encoded state or row version (lookup-cache.ts). */

@@ -15,9 +15,9 @@ export interface StateRead {
   /** The newest source offset the states reflect; null when the store has no namespace for the view. */
   readonly position: number | null;
   /**
-   * What entity e's evaluation is cached by: its encoded state, or the
-   * version (offset) of the row it comes from; undefined when the entity has
-   * no state; NaN when it has one that must not be cached.
+   * What entity e's evaluation is cached by: its encoded state, or the version (offset) of the
+   * row it comes from; undefined when the entity has no state; NaN when it has one that must not
+   * be cached. Asked for e = 0, 1, ... in turn, with `state`, in one synchronous step.
    */
   cacheKey(e: number): CacheKey | undefined;
   /** Entity e's state, made afresh (on a cache miss; only for entities with a cache key). */
@@ -56,7 +56,7 @@ export const storeStates = (store: OnlineStore, read: EncodedRead): StateRead =>
  */
 class TableRead implements StateRead {
   readonly position: number;
-  /** Each entity's slot in the table's state, found by `cacheKey` and read by `state` in the same fill step. */
+  /** Each entity's slot in the table's state, all found by the fill's first `cacheKey` (independent probes in one tight loop overlap their cache misses) and read by `state` in the same fill step. */
   private readonly slots: Int32Array;
 
   constructor(
@@ -68,7 +68,8 @@ class TableRead implements StateRead {
   }
 
   cacheKey(e: number): CacheKey | undefined {
-    const slot = (this.slots[e] = this.table.latestSlot(this.keys[e]));
+    if (e === 0) for (let k = 0; k < this.keys.length; k++) this.slots[k] = this.table.latestSlot(this.keys[k]);
+    const slot = this.slots[e];
     // A row without a known version (NaN: not possible after a load, which sets them all) could not be told from others: never cached.
     return slot < 0 ? undefined : this.table.versionAt(slot);
   }

@@ -8,7 +8,8 @@ import { after, before, test } from 'node:test';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
-import { OnlineService, LookupCache, type EntityEval } from '../../src/online/service.js';
+import { OnlineService, type EntityEval } from '../../src/online/service.js';
+import { LookupCache } from '../../src/online/lookup-cache.js';
 import { toObjects } from '../../src/online/service.js';
 import { ok, testAsof, type TestAsof } from '../helpers.js';
 
