@@ -19,6 +19,9 @@ export interface ColdFrame {
   bytes: Uint8Array;
 }
 
+/** A column as the cold tier stores it (what crosses to its worker thread). */
+export type ColdColumn = Pick<CompiledColumn, 'name' | 'type'>;
+
 /** A record batch the cold tier answered with, as Arrow IPC stream bytes (one batch, `_asof_change`, `_asof_offset`, `_asof_commit_time` and the table's columns). */
 export type ColdRecords = Uint8Array;
 
@@ -36,7 +39,7 @@ export interface ColdTable {
    * Appends frames that continue exactly at end(), in one commit. `columns`
    * are the table's columns now (older frames read added columns as null).
    */
-  append(frames: ColdFrame[], columns: CompiledColumn[]): Promise<void>;
+  append(frames: ColdFrame[], columns: ColdColumn[]): Promise<void>;
   /** The frames starting in [from, to), ascending by offset (`from` is a frame's first offset). */
   frames(from: number, to: number): Promise<ColdFrame[]>;
   /** Records in [from, to) whose key columns equal `key`, ascending by offset, through the key columns' scalar index. */

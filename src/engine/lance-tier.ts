@@ -24,9 +24,8 @@ import type * as lancedb from '@lancedb/lancedb';
 import * as A from 'apache-arrow';
 import { createRequire } from 'node:module';
 import { buildColumn, CHANGE_COLUMN, decodeIpc, arrowType } from './arrow-codec.js';
-import type { ColdFrame, ColdRecords, ColdTable, ColdTier, KeyMatch } from './cold-tier.js';
+import type { ColdColumn, ColdFrame, ColdRecords, ColdTable, ColdTier, KeyMatch } from './cold-tier.js';
 import { HEADER_BYTES, parseFrame, splitBody } from './log.js';
-import type { CompiledColumn } from './schema.js';
 
 // LanceDB (CommonJS) checks Arrow objects with instanceof against its own load of apache-arrow,
 // which is not the ES module copy the engine builds with: tables cross between the two as IPC bytes.
@@ -52,7 +51,7 @@ export async function openLanceTier(uri: string, storageOptions: Record<string, 
   };
 }
 
-function recordFields(columns: CompiledColumn[]): A.Field[] {
+function recordFields(columns: ColdColumn[]): A.Field[] {
   return [
     new A.Field(OFFSET, new A.Int64(), false),
     new A.Field(CHANGE_COLUMN, new A.Int8(), false),
@@ -101,7 +100,7 @@ class LanceTable implements ColdTable {
     return this.versionMap.slice();
   }
 
-  async append(frames: ColdFrame[], columns: CompiledColumn[]): Promise<void> {
+  async append(frames: ColdFrame[], columns: ColdColumn[]): Promise<void> {
     if (frames.length === 0) return;
     if (!this.t) {
       // Not found at open (or opening failed then): look again before creating, so a dataset that does exist is resumed, never overwritten.

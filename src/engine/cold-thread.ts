@@ -1,0 +1,204 @@
+/**
+ * The cold tier as the engine sees it: the ColdTier interface, served by a
+ * worker thread (cold-worker.ts) that holds the Lance connection. Tiering
+ * copies every record again once it is ASOF_TIER_AFTER old; on the main
+ * thread the Arrow work of that copy took 1.2 CPU-ms per 1,000 records from
+ * the event loop ingest needs (1M records of bench:ingest's 8 columns, session
+ * 11); here the main thread only reads the frames from the hot log and hands
+ * them over (0.3 CPU-ms, start-up included).
+ *
+ * A worker that dies (an uncaught error, out of memory) fails the requests it
+ * had, with an error naming why, and is logged; the next request starts a new
+ * one, no sooner than RESTART_MS after the death, and each table re-reads
+ * where its cold data ends before it is used again. So a failed tiering step
+ * is retried by the next round (tiering.ts), never lost silently.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Logger } from '../logger.js';
+import type { ColdColumn, ColdFrame, ColdRecords, ColdTable, ColdTier, KeyMatch } from './cold-tier.js';
+import type { ColdReply, ColdRequest, ColdState, ColdWorkerData } from './cold-worker.js';
+
+/** The least time between a worker's death and the next one's start, ms: a Lance commit the dead one had under way lands first, and is then seen by the table's re-read end. */
+const RESTART_MS = 1000;
+
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const WORKER_URL = new URL(FROM_SOURCE ? './cold-worker.ts' : './cold-worker.js', import.meta.url);
+
+/** Compiled, the worker is its .js file. From TypeScript source (tests, through tsx) it registers tsx itself first: Node 20 applies no --import hook in a worker. */
+const newWorker = (workerData: ColdWorkerData): Worker =>
+  FROM_SOURCE ? new Worker(`import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`, { eval: true, workerData }) : new Worker(WORKER_URL, { workerData });
+
+type Ask = ColdRequest extends infer R ? (R extends unknown ? Omit<R, 'id'> : never) : never;
+
+/** Opens the Lance cold tier at `uri` in a worker thread; rejects when the worker cannot connect to it. */
+export async function openColdThread(uri: string, storageOptions: Record<string, string>, logger: Logger): Promise<ColdThreadTier> {
+  const tier = new ColdThreadTier({ uri, storageOptions }, logger);
+  try {
+    await tier.ask({ op: 'connect' });
+  } catch (e) {
+    await tier.close().catch(() => undefined);
+    throw e;
+  }
+  return tier;
+}
+
+export class ColdThreadTier implements ColdTier {
+  readonly where: string;
+  private worker?: Worker;
+  /** Counts worker starts: a table opened under an older one opens again before its next request. */
+  private generation = 0;
+  private diedAt = -Infinity;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private closed = false;
+
+  constructor(
+    private readonly data: ColdWorkerData,
+    private readonly logger: Logger,
+  ) {
+    this.where = data.uri.replace(/\/\/[^@/]*@/, '//');
+  }
+
+  /** The thread id of the worker now serving (undefined before the first request or after a death). */
+  get threadId(): number | undefined {
+    return this.worker?.threadId;
+  }
+
+  /** Workers started so far (1 after the first request; more after deaths). */
+  get starts(): number {
+    return this.generation;
+  }
+
+  /** Requests sent to the worker and not answered yet. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Stops the worker now, as a crash would: requests under way fail. For tests of what a death does. */
+  async kill(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
+  async open(table: string, keyColumns: string[]): Promise<ColdTable> {
+    const t = new ThreadTable(this, table, keyColumns);
+    await t.sync();
+    return t;
+  }
+
+  /** Closes every table's Lance handle and the connection, then stops the worker. */
+  async close(): Promise<void> {
+    const w = this.worker;
+    try {
+      if (w && !this.closed) await this.ask({ op: 'close' });
+    } finally {
+      this.closed = true;
+      await w?.terminate();
+    }
+  }
+
+  /** The current worker's generation, starting one (after RESTART_MS from the last death) if none runs. */
+  async ready(): Promise<number> {
+    if (this.closed) throw new Error('the cold tier is closed');
+    if (!this.worker) {
+      const wait = this.diedAt + RESTART_MS - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.worker ??= this.start();
+    }
+    return this.generation;
+  }
+
+  private start(): Worker {
+    const w = newWorker(this.data);
+    this.generation++;
+    w.unref();
+    let why = '';
+    w.on('message', (m: ColdReply) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) w.unref();
+      if (m.error !== undefined) p.reject(new Error(m.error));
+      else p.resolve(m.value);
+    });
+    w.on('error', (e) => (why = `: ${e.message}`));
+    w.on('exit', (code) => {
+      if (this.worker === w) this.worker = undefined;
+      this.diedAt = performance.now();
+      const err = new Error(`the cold tier's worker thread stopped (exit code ${code})${why}`);
+      if (!this.closed) this.logger.error({ where: this.where, code, err: why.slice(2) || undefined, failed: this.pending.size }, `${err.message}; a new one starts with the next request`);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    });
+    return w;
+  }
+
+  /** Sends one request to the worker (started if none runs) and waits for its answer. */
+  async ask<T>(req: Ask, transfer: ArrayBuffer[] = []): Promise<T> {
+    await this.ready();
+    const w = this.worker!;
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      w.ref();
+      w.postMessage({ ...req, id } as ColdRequest, transfer);
+    });
+  }
+}
+
+/** One table's cold data, through the worker; `end` and `versions` as the worker last answered. */
+class ThreadTable implements ColdTable {
+  private state: ColdState = { end: 0, versions: [], threadId: 0 };
+  private generation = 0;
+
+  constructor(
+    private readonly tier: ColdThreadTier,
+    private readonly name: string,
+    private readonly keyColumns: string[],
+  ) {}
+
+  /** Opens the table in the current worker and reads where its data ends. */
+  async sync(): Promise<void> {
+    const g = await this.tier.ready();
+    this.state = await this.tier.ask<ColdState>({ op: 'open', table: this.name, keyColumns: this.keyColumns });
+    this.generation = g;
+  }
+
+  /** Before a request: a worker started since this table was opened has not opened it. */
+  private async current(): Promise<void> {
+    if (this.generation !== (await this.tier.ready())) await this.sync();
+  }
+
+  end(): number {
+    return this.state.end;
+  }
+
+  versions(): { version: number; end: number }[] {
+    return this.state.versions.slice();
+  }
+
+  /** The thread that answered the last open or append (the worker's, never the main thread's 0). */
+  get threadId(): number {
+    return this.state.threadId;
+  }
+
+  async append(frames: ColdFrame[], columns: ColdColumn[]): Promise<void> {
+    await this.current();
+    const plain = columns.map((c) => ({ name: c.name, type: c.type }));
+    // Frame bytes are copied into the message (structured clone): the hot log's read buffers stay the main thread's.
+    this.state = await this.tier.ask<ColdState>({ op: 'append', table: this.name, frames: frames.map((f) => ({ meta: f.meta, bytes: f.bytes })), columns: plain });
+  }
+
+  async frames(from: number, to: number): Promise<ColdFrame[]> {
+    await this.current();
+    return this.tier.ask<ColdFrame[]>({ op: 'frames', table: this.name, from, to });
+  }
+
+  async keyRecords(key: KeyMatch[], from: number, to: number): Promise<ColdRecords[]> {
+    await this.current();
+    return this.tier.ask<ColdRecords[]>({ op: 'keyRecords', table: this.name, key, from, to });
+  }
+
+  async close(): Promise<void> {
+    // The worker closes every table with the tier.
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Tiering runs in the cold tier's worker thread (cold-thread.ts): LanceDB is
+ * never loaded on the main thread, the worker answering is not the main
+ * thread, and a worker that dies in the middle of a tiering step is reported
+ * (logged, counted as a failed step) and the step is retried by a new worker,
+ * with every record tiered exactly once.
+ *
+ * This file imports nothing that loads LanceDB: each test file runs in its
+ * own process, so the main thread's module cache shows what it loaded.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
+import { Engine } from '../../src/engine/engine.js';
+import { openColdThread, type ColdThreadTier } from '../../src/engine/cold-thread.js';
+import { captureLogger, tempDir } from '../helpers.js';
+
+const EVENTS = {
+  kind: 'log' as const,
+  eventTime: 'ts',
+  primaryKey: ['user'],
+  columns: [
+    { name: 'user', type: 'string', nullable: false },
+    { name: 'ts', type: 'timestamp', nullable: false },
+    { name: 'n', type: 'int64', nullable: false },
+  ],
+};
+
+const rowsOf = (b: number, per: number) => Array.from({ length: per }, (_, i) => ({ user: `u${i % 7}`, ts: 1_700_000_000_000 + b * 1000 + i, n: b * per + i }));
+
+async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void> {
+  for (const end = Date.now() + ms; !ok(); ) {
+    if (Date.now() > end) assert.fail(`${what}: not reached in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function open(dir: string, cold: ColdThreadTier, logger = captureLogger().logger, clock?: () => number, tierAfterMs = 0): Promise<Engine> {
+  const engine = await Engine.open({ dataDir: dir, logger, now: clock, segmentBytes: 4096, tiering: { cold, tierAfterMs, hotRetentionMs: 0 } });
+  await engine.defineTable('events', EVENTS);
+  return engine;
+}
+
+async function allN(engine: Engine): Promise<number[]> {
+  const out: number[] = [];
+  for await (const r of engine.table('events').scan()) out.push(r.row.n as number);
+  return out;
+}
+
+test('tiering runs in a worker thread: LanceDB is never loaded on the main thread, and reads below the hot log come from the worker', async () => {
+  const dir = await tempDir();
+  const { logger } = captureLogger();
+  const cold = await openColdThread(join(dir.path, 'lance'), {}, logger);
+  const engine = await open(dir.path, cold, logger);
+  try {
+    for (let b = 0; b < 20; b++) await engine.writable('events').write(rowsOf(b, 50), 'upsert');
+    const t = engine.table('events');
+    // Everything tiered and the hot segments deleted: the first records are only in Lance.
+    await until('all records tiered and hot segments deleted', () => t.tieredEnd === 1000 && t.hotStart > 0);
+    assert.deepEqual(await allN(engine), [...Array(1000).keys()]);
+    assert.ok(cold.threadId !== undefined && cold.threadId !== threadId, `the worker's thread id (${cold.threadId}) is not the main thread's (${threadId})`);
+    const lanceOnMain = Object.keys(createRequire(import.meta.url).cache).filter((p) => p.includes('@lancedb'));
+    assert.deepEqual(lanceOnMain, [], 'the main thread loaded no LanceDB module');
+    assert.equal(cold.starts, 1);
+  } finally {
+    await engine.close();
+    await dir.cleanup();
+  }
+});
+
+test('a worker that dies during a tiering step is reported and the step retried by a new worker; every record tiered once', async () => {
+  const dir = await tempDir();
+  const cap = captureLogger();
+  const cold = await openColdThread(join(dir.path, 'lance'), {}, cap.logger);
+  // Records tier a minute after their commit: none does while the writes go in; then the clock jumps
+  // and one step takes them all, the first commit of the dataset (a long one: it builds the indexes too).
+  let now = 1_800_000_000_000;
+  const engine = await open(dir.path, cold, cap.logger, () => now, 60_000);
+  try {
+    const t = engine.table('events');
+    for (let b = 0; b < 40; b++) await engine.writable('events').write(rowsOf(b, 100), 'upsert');
+    assert.equal(t.tieredEnd, 0);
+    now += 120_000;
+    for (const end = Date.now() + 30_000; cold.inFlight === 0; await new Promise((r) => setImmediate(r))) {
+      if (Date.now() > end) assert.fail('no tiering step began');
+    }
+    const first = cold.threadId;
+    await cold.kill();
+    await until('all records tiered', () => t.tieredEnd === 4000 && t.hotStart > 0);
+
+    assert.ok(engine.tiering!.stats.failures >= 1, 'the failed step was counted');
+    const stopped = cap.lines.find((l) => l.level === 'error' && /worker thread stopped/.test(l.msg ?? ''));
+    assert.ok(stopped, `the worker's death was logged: ${JSON.stringify(cap.lines)}`);
+    const retried = cap.lines.find((l) => l.level === 'warn' && /tiering step failed/.test(l.msg ?? '') && /worker thread stopped/.test(String(l.obj.err)));
+    assert.ok(retried, 'the tiering step that failed says why');
+    assert.equal(cold.starts, 2, 'a new worker took over');
+    assert.notEqual(cold.threadId, first);
+    // Exactly once, in order: no record lost or tiered twice by the retry.
+    assert.deepEqual(await allN(engine), [...Array(4000).keys()]);
+  } finally {
+    await engine.close();
+    await dir.cleanup();
+  }
+});
