@@ -4,13 +4,20 @@
  * bare Fastify route that parses and drops the same body, in one run, same
  * load driver, same bodies, with two row shapes: 8 columns and 5 columns
  * (bench/events.ts). Printed for each: the rows/s ratio and server CPU ms per
- * 1,000 rows of both sides (target: ratio >= 0.5). Also: Arrow IPC stream
- * bodies into the 8-column table, and pk upserts.
+ * 1,000 rows of both sides (target: ratio >= 0.5), and asof's main-thread
+ * (event loop) share of its CPU. Also: Arrow IPC stream bodies into the
+ * 8-column table, and pk upserts.
  *
- *   npm run bench:ingest [-- --seconds 8 --rounds 3 --connections 8 --only-json --tiering]
+ *   npm run bench:ingest [-- --seconds 8 --rounds 3 --connections 8 --only-json --no-tiering --cpu-prof DIR]
  *
- * asof runs at its default configuration except tiering, which is off unless
- * --tiering (bench:tiering measures what tiering costs ingest).
+ * --cpu-prof DIR: the asof server writes V8 CPU profiles into DIR (node
+ * --cpu-prof; one per thread, written when it stops).
+ *
+ * asof runs at its default configuration, as `npm start` runs it: tiering on
+ * (ASOF_TIER_AFTER=10s), so records written in one round are copied into
+ * Lance, in the cold tier's worker thread, during the later ones, and their
+ * CPU counts in asof's. --no-tiering (ASOF_TIER_AFTER=off) measures the
+ * ingest path alone; bench:tiering measures tiering itself.
  *
  * Each server runs alone in its own child process (one after the other); this
  * process only sends prepared bodies. Not a test: it prints, it asserts nothing.
@@ -79,9 +86,11 @@ async function put(url: string, body: unknown): Promise<void> {
 
 /** Server CPU ms per row acknowledged. */
 const cpuPerRow = (r: LoadResult): number => r.serverCpuMs / r.rows;
+/** The main thread's (event loop's) part of it. */
+const mainCpuPerRow = (r: LoadResult): number => r.serverMainCpuMs / r.rows;
 
 const line = (name: string, r: LoadResult): string =>
-  `${name.padEnd(34)} ${fmt(r.rowsPerSec).padStart(10)} rows/s  (${r.requests} requests in ${r.seconds.toFixed(1)} s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, server ${(cpuPerRow(r) * 1000).toFixed(1)} CPU-ms per 1,000 rows${r.errors ? `, ${r.errors} errors` : ''})`;
+  `${name.padEnd(34)} ${fmt(r.rowsPerSec).padStart(10)} rows/s  (${r.requests} requests in ${r.seconds.toFixed(1)} s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, server ${(cpuPerRow(r) * 1000).toFixed(1)} CPU-ms per 1,000 rows, ${(mainCpuPerRow(r) * 1000).toFixed(1)} on its main thread${r.errors ? `, ${r.errors} errors` : ''})`;
 
 /** One pairing of asof against the bare route with the same JSON bodies. */
 interface JsonCase {
@@ -100,10 +109,8 @@ async function main(): Promise<void> {
   const rounds = flag('rounds', 3);
   // --only-json: just the two JSON pairings (8 and 5 columns), for profiling and quick checks.
   const onlyJson = process.argv.includes('--only-json');
-  // Tiering into Lance is off unless --tiering: it copies each record again
-  // 10 s after its commit, on the same event loop, so with it the figure would
-  // depend on how long the bench runs. What it costs ingest is bench:tiering's figure.
-  const tiering = process.argv.includes('--tiering');
+  // Tiering is on, as by default: each record is copied again into Lance 10 s after its commit, in a worker thread.
+  const tiering = !process.argv.includes('--no-tiering');
   const self = fileURLToPath(import.meta.url);
   const bodiesOf = (rows: (b: number) => Record<string, unknown>[]): Buffer[] => Array.from({ length: BODIES }, (_, b) => Buffer.from(JSON.stringify({ rows: rows(b) })));
   const cases: JsonCase[] = [
@@ -114,7 +121,7 @@ async function main(): Promise<void> {
   const upserts = bodiesOf(accountRows);
   const kib = (b: Buffer): string => `${(b.length / 1024).toFixed(0)} KiB`;
   console.log(`ingest benchmark: ${ROWS}-row batches (JSON: 8 columns ${kib(cases[0].bodies[0])}, 5 columns ${kib(cases[1].bodies[0])}; Arrow ${kib(arrow[0])}), RFC 3339 timestamps, ${connections} connections, ${rounds} rounds of ${seconds} s per case after ${warmupSeconds} s warm-up`);
-  console.log(`machine: ${machine()}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; asof at its defaults${tiering ? '' : ' but tiering off (ASOF_TIER_AFTER=off; --tiering for the default 10s)'}`);
+  console.log(`machine: ${machine()}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; ${tiering ? 'asof at its defaults: tiering on (ASOF_TIER_AFTER=10s, into Lance in a worker thread; its CPU counts in asof\'s; --no-tiering for the ingest path alone)' : 'asof at its defaults but tiering off (ASOF_TIER_AFTER=off, --no-tiering)'}`);
   const load = { rowsPerBody: ROWS, connections, seconds, warmupSeconds };
 
   // Both servers stay up; the load alternates between them round by round, so a
@@ -123,7 +130,9 @@ async function main(): Promise<void> {
   const bare = spawnChild([self, 'bare', String(barePort)], { port: barePort });
   await waitReady(bare);
   const dataDir = await mkdtemp(join(tmpdir(), 'asof-bench-ingest-'));
-  const asof = await readyChild(dataDir, tiering ? {} : { ASOF_TIER_AFTER: 'off' }).catch(async (e) => {
+  const profDir = process.argv.includes('--cpu-prof') ? process.argv[process.argv.indexOf('--cpu-prof') + 1] : undefined;
+  const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+  const asof = await readyChild(dataDir, tiering ? {} : { ASOF_TIER_AFTER: 'off' }, { nodeArgs }).catch(async (e) => {
     await bare.kill();
     throw e;
   });
@@ -170,8 +179,9 @@ async function main(): Promise<void> {
       const cpuMsPer1000 = (rs: LoadResult[]): number => median(rs.map(cpuPerRow)) * 1000;
       console.log('');
       console.log(`${c.name}: ratio asof JSON / bare Fastify: ${median(ratios).toFixed(2)} rows/s (median of ${rounds} rounds: ${ratios.map((r) => r.toFixed(2)).join(', ')}; target >= 0.5)`);
-      console.log(`${c.name}: server CPU per row, bare / asof: ${median(cpuRatios).toFixed(2)} (${cpuRatios.map((r) => r.toFixed(2)).join(', ')}): the same ratio with a noisy neighbour factored out; ${cpuMsPer1000(bs).toFixed(1)} (bare) vs ${cpuMsPer1000(js).toFixed(1)} (asof) CPU-ms per 1,000 rows`);
-      summary[c.table] = { ratio: median(ratios), cpuRatio: median(cpuRatios), bareCpuMsPer1000: cpuMsPer1000(bs), asofCpuMsPer1000: cpuMsPer1000(js), bare: med(bs).rowsPerSec, asof: med(js).rowsPerSec };
+      const mainMsPer1000 = median(js.map(mainCpuPerRow)) * 1000;
+      console.log(`${c.name}: server CPU per row, bare / asof: ${median(cpuRatios).toFixed(2)} (${cpuRatios.map((r) => r.toFixed(2)).join(', ')}): the same ratio with a noisy neighbour factored out; ${cpuMsPer1000(bs).toFixed(1)} (bare) vs ${cpuMsPer1000(js).toFixed(1)} (asof) CPU-ms per 1,000 rows, ${mainMsPer1000.toFixed(1)} of asof's on its main thread`);
+      summary[c.table] = { ratio: median(ratios), cpuRatio: median(cpuRatios), bareCpuMsPer1000: cpuMsPer1000(bs), asofCpuMsPer1000: cpuMsPer1000(js), asofMainCpuMsPer1000: mainMsPer1000, bare: med(bs).rowsPerSec, asof: med(js).rowsPerSec };
     }
     if (!onlyJson) {
       console.log('');

@@ -14,6 +14,8 @@ export { freePort } from '../support/child-server.js';
 export interface LoadResult {
   /** CPU time the server process used during the measured run (user + system, all threads), ms; NaN without a pid. */
   serverCpuMs: number;
+  /** The part of it its main thread (the event loop) used, ms. */
+  serverMainCpuMs: number;
   requests: number;
   rows: number;
   errors: number;
@@ -46,6 +48,7 @@ export async function drive(opts: { url: string; bodies: Buffer[]; contentType: 
     });
   const run = async (seconds: number, record: boolean): Promise<LoadResult> => {
     const cpu0 = opts.serverPid ? cpuMs(opts.serverPid) : NaN;
+    const main0 = opts.serverPid ? cpuMs(opts.serverPid, true) : NaN;
     let requests = 0;
     let errors = 0;
     let next = 0;
@@ -66,7 +69,8 @@ export async function drive(opts: { url: string; bodies: Buffer[]; contentType: 
     const secs = (performance.now() - start) / 1000;
     lat.sort((a, b) => a - b);
     const q = (p: number): number => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : NaN);
-    return { serverCpuMs: opts.serverPid ? cpuMs(opts.serverPid) - cpu0 : NaN, requests, rows: requests * opts.rowsPerBody, errors, seconds: secs, rowsPerSec: (requests * opts.rowsPerBody) / secs, p50: q(0.5), p99: q(0.99) };
+    const serverMainCpuMs = opts.serverPid ? cpuMs(opts.serverPid, true) - main0 : NaN;
+    return { serverCpuMs: opts.serverPid ? cpuMs(opts.serverPid) - cpu0 : NaN, serverMainCpuMs, requests, rows: requests * opts.rowsPerBody, errors, seconds: secs, rowsPerSec: (requests * opts.rowsPerBody) / secs, p50: q(0.5), p99: q(0.99) };
   };
   if (opts.warmupSeconds) await run(opts.warmupSeconds, false);
   const r = await run(opts.seconds, true);
@@ -75,12 +79,13 @@ export async function drive(opts: { url: string; bodies: Buffer[]; contentType: 
 }
 
 /**
- * CPU time a process has used so far (user + system, all its threads), ms, from
- * /proc (Linux; clock ticks assumed 100/s). A shared machine makes wall-clock
- * rates noisy; CPU per row is what a server costs whatever else runs.
+ * CPU time a process has used so far (user + system, all its threads; with
+ * `mainThread`, its main thread's alone), ms, from /proc (Linux; clock ticks
+ * assumed 100/s). A shared machine makes wall-clock rates noisy; CPU per row
+ * is what a server costs whatever else runs.
  */
-export function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+export function cpuMs(pid: number, mainThread = false): number {
+  const fields = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
