@@ -18,6 +18,7 @@ import type { Services } from '../services.js';
 import { componentSchemas, RAW_JSON, route } from './route.js';
 import { tableRoutes } from './tables.js';
 import { metricsText, requestObserver } from './metrics.js';
+import { requestLoggers } from './request-logger.js';
 
 export interface HttpOptions {
   logger: Logger;
@@ -64,10 +65,12 @@ export const MAX_PATH_PARAM = 4096;
 /**
  * The hot lookup routes (`GET /features/{entity}`, `POST /features`, Feast's
  * lookup) declare `config: { hot: true }`: at the default `LOG_LEVEL=info`
- * their requests are not logged one by one (Fastify's per-request child
- * logger and two log lines cost about as much as a cached lookup); errors
- * still are. At `debug` or `trace` they are logged like every other route.
- * Everything else (routing, every hook, serializers) is the same for them.
+ * they log at warn, so their requests are not logged one by one (two lines
+ * per request cost about as much as a cached lookup); errors still are, with
+ * the request id, and the request's logger is only made when a line is
+ * written (request-logger.ts). At `debug` or `trace` they are logged like
+ * every other route. Everything else (routing, every hook, serializers) is
+ * the same for them.
  */
 
 /** Pino's levels, quietest last. */
@@ -77,11 +80,9 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   const rootLevel = (opts.logger as { level?: string }).level ?? 'info';
   // The level of hot routes: warn, unless the configured level is quieter, or asks for debug output.
   const hotLevel = LEVELS.indexOf(rootLevel) < LEVELS.indexOf('info') ? rootLevel : LEVELS[Math.max(LEVELS.indexOf(rootLevel), LEVELS.indexOf('warn'))];
-  // Requests whose level leaves out info would write nothing with a child of their own: they share one logger per level.
-  const quiet = new Map<string, FastifyBaseLogger>();
   const keys = opts.keys;
   const app = Fastify({
-    loggerInstance: opts.logger as unknown as FastifyBaseLogger,
+    loggerInstance: requestLoggers(opts.logger as unknown as FastifyBaseLogger),
     bodyLimit: opts.maxBodyBytes,
     // Table names may be 128 characters (Fastify's default allows 100); keys in paths somewhat more.
     routerOptions: { maxParamLength: MAX_PATH_PARAM, querystringParser: rememberedQueries() },
@@ -96,13 +97,6 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     return503OnClosing: false,
     // A caller's own x-request-id (a sane one) names the request in logs and in the answer's header; otherwise one is made.
     genReqId: (req) => requestIdOf(req.headers['x-request-id']),
-    childLoggerFactory: (logger, bindings, childOpts) => {
-      const level = childOpts.level ?? rootLevel;
-      if (LEVELS.indexOf(level) <= LEVELS.indexOf('info')) return logger.child(bindings, childOpts);
-      let shared = quiet.get(level);
-      if (!shared) quiet.set(level, (shared = logger.child({}, { level })));
-      return shared;
-    },
   });
   let closing = false;
   app.addHook('preClose', (done) => {
@@ -161,7 +155,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
 
   app.setErrorHandler((err: FastifyError | AsofError, req, reply) => {
     const e = toAsofError(err, opts.maxBodyBytes, req.headers['content-type']);
-    if (e.httpStatus >= 500) req.log.error({ err, reqId: req.id }, e.message);
+    if (e.httpStatus >= 500) req.log.error({ err }, e.message);
     const retryAfter = retryAfterOf(e);
     if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
     if (e.code === 'ASOF_BACKEND_UNAVAILABLE') onlineStoreErrors.count++;
