@@ -3,10 +3,13 @@
  * Feast over both) declares the access each operation needs and asks this one
  * module; nothing else compares keys.
  *
- * Keys are kept only as SHA-256 digests: every check hashes the key it was
- * given and compares it with every configured digest by timingSafeEqual,
+ * Keys are kept only as SHA-256 digests: every check compares the digest of
+ * the key it was given with every configured digest by timingSafeEqual,
  * without stopping at a match, so neither the answer time nor a log line can
- * reveal a key or its length.
+ * reveal a key or its length. The digests of recently presented keys are
+ * remembered (a bounded map), so a client that sends its key on every
+ * request is not hashed every time; what a digest matches is decided afresh
+ * on every check, so a reload (SIGHUP) takes effect at once.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -78,6 +81,10 @@ function parseScopes(text: string, where: string, sep: string): Scope[] {
 
 const digest = (key: string): Buffer => createHash('sha256').update(key).digest();
 
+/** Digests remembered at most (then the map starts again), and only of keys up to this many characters. */
+const DIGESTS_KEPT = 1024;
+const MAX_KEPT_KEY = 256;
+
 export interface KeySource {
   /** ASOF_API_KEYS, parsed. */
   keys?: KeyEntry[];
@@ -88,6 +95,8 @@ export interface KeySource {
 /** The configured keys. With neither list nor file, auth is off (`enabled` false) and every caller is unrestricted. */
 export class ApiKeys {
   private entries: { digest: Buffer; caller: Caller }[] = [];
+  /** Presented key → its SHA-256 digest (never a caller: that is looked up against the current entries every time). */
+  private digests = new Map<string, Buffer>();
   /** True when keys were configured; fixed at start, so a key file emptied later locks everyone out rather than opening up. */
   readonly enabled: boolean;
 
@@ -103,9 +112,21 @@ export class ApiKeys {
     return this.entries.length;
   }
 
-  /** The caller a key belongs to, or undefined. Constant time in the key and over all entries. */
+  /** Digests remembered now (at most 1,024): for tests. */
+  get remembered(): number {
+    return this.digests.size;
+  }
+
+  /** The caller a key belongs to, or undefined. Constant time in the key and over all entries (once its digest is known). */
   identify(given: string): Caller | undefined {
-    const d = digest(given);
+    let d = this.digests.get(given);
+    if (d === undefined) {
+      d = digest(given);
+      if (given.length <= MAX_KEPT_KEY) {
+        if (this.digests.size >= DIGESTS_KEPT) this.digests = new Map();
+        this.digests.set(given, d);
+      }
+    }
     let found: Caller | undefined;
     for (const e of this.entries) if (timingSafeEqual(e.digest, d) && !found) found = e.caller;
     return found;
