@@ -161,8 +161,16 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     if (e.code === 'ASOF_BACKEND_UNAVAILABLE') onlineStoreErrors.count++;
     void reply.code(e.httpStatus).type('application/json').send(e.toJSON());
   });
-  app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(new AsofError('ASOF_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+  // Requests that match no route (404s) get the same request id, shutdown answer and key check
+  // ('authenticated': an unmatched path reveals nothing to strangers) as routes (onRoute above), from hooks
+  // of the not-found handler's own context: hooks added to the server would run on every route too.
+  const unmatched = hooksFor({ access: 'authenticated', bodyInMemory: false, url: 'unmatched', method: [] });
+  await app.register(async (notFound) => {
+    notFound.addHook('onRequest', unmatched.onRequest);
+    notFound.addHook('onResponse', unmatched.onResponse);
+    notFound.setNotFoundHandler((req, reply) => {
+      void reply.code(404).send(new AsofError('ASOF_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+    });
   });
 
   // Every route from here on states its access: a route without one fails the server's start (and so every test).
@@ -172,11 +180,6 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     if (r.config?.access !== undefined) for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url, access: r.config.access });
     if (r.config?.access === undefined) throw new Error(`route ${String(r.method)} ${r.url} declares no access: give it a scope (read, write, decide, admin, audit), 'authenticated' or 'public' (see src/access.ts)`);
   });
-  // Requests that match no route (404s) get the same request id, shutdown answer and key check
-  // ('authenticated': an unmatched path reveals nothing to strangers) from these; routes have their own (onRoute above).
-  const unmatched = hooksFor({ access: 'authenticated', bodyInMemory: false, url: 'unmatched', method: [] });
-  app.addHook('onRequest', (req, reply, done) => (req.is404 ? unmatched.onRequest(req, reply, done) : done()));
-  app.addHook('onResponse', (req, reply, done) => (req.is404 ? unmatched.onResponse(req, reply, done) : done()));
 
   route(app, { method: 'GET', url: '/healthz', operationId: 'getHealth', scope: 'public', summary: 'Liveness: the process serves', tags: ['operations'], responses: { 200: z.object({ status: z.literal('ok') }) } }, async () => ({ status: 'ok' as const }));
   route(

@@ -33,6 +33,24 @@ test('request ids: every answer carries x-request-id (a sane one the caller sent
   }
 });
 
+test('a path no route matches gets the hooks every route has: request id, key check, metrics', async () => {
+  const a = await testAsof({ apiKeys: 'k1' } as never);
+  try {
+    const stranger = await a.req('GET', '/no/such/route', undefined, { 'x-request-id': 'probe-1' });
+    assert.equal(stranger.status, 401, 'an unmatched path reveals nothing without a key');
+    assert.equal(stranger.headers['x-request-id'], 'probe-1');
+    const known = await a.req('GET', '/no/such/route', undefined, { authorization: 'Bearer k1' });
+    assert.equal(known.status, 404);
+    assert.equal(known.body.error.code, 'ASOF_NOT_FOUND');
+    assert.match(String(known.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    const text = (await a.req('GET', '/metrics', undefined, { authorization: 'Bearer k1' })).body as string;
+    assert.equal(sample(text, 'asof_http_requests_total{route="unmatched",method="GET",status="404"}'), 1);
+    assert.equal(sample(text, 'asof_http_requests_total{route="unmatched",method="GET",status="401"}'), 1);
+  } finally {
+    await a.destroy();
+  }
+});
+
 test('metrics: per-route and per-gRPC-method latency, rows ingested, offsets, freshness per view, 429s, online store', async () => {
   const asof = await grpcAsof({ maxInFlightWrites: 1, maxQueuedWrites: 0 } as never, { now: () => NOW });
   try {
