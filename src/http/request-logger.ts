@@ -26,17 +26,17 @@ export function requestLoggers<T extends object>(root: T): T {
   return logger as unknown as T;
 }
 
-const TRACE = 10;
-const DEBUG = 20;
-const INFO = 30;
-const WARN = 40;
-const ERROR = 50;
-const FATAL = 60;
+type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+/** Pino's numbers for its levels. */
+const LEVEL_VALUES: Record<Level, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+/** The level methods, put on the prototype in the class body. */
+interface RequestLogger extends Record<Level, (...a: unknown[]) => void> {}
 
 /** One request's logger: pino's methods, writing through a pino child made on the first line at an enabled level. */
 class RequestLogger {
   private live: Pino | undefined;
-  /** The lowest level value written (pino's numbers: info 30, warn 40). */
+  /** The lowest level value written. */
   private at: number;
 
   constructor(
@@ -50,9 +50,6 @@ class RequestLogger {
   private log(): Pino {
     return (this.live ??= this.parent.child(this.bindings, this.levelName === undefined ? undefined : { level: this.levelName }) as Pino);
   }
-  private write(): Record<'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal', (...a: unknown[]) => void> {
-    return this.log() as never;
-  }
 
   get level(): string {
     return this.live?.level ?? this.levelName ?? this.parent.level;
@@ -62,24 +59,15 @@ class RequestLogger {
     this.at = this.log().levelVal;
   }
 
-  trace(...a: unknown[]): void {
-    if (this.at <= TRACE) this.write().trace(...a);
+  /** A method per level (trace ... fatal): nothing below the request's level, not even the pino child. */
+  static {
+    for (const [name, value] of Object.entries(LEVEL_VALUES) as [Level, number][]) {
+      RequestLogger.prototype[name] = function (this: RequestLogger, ...a: unknown[]) {
+        if (this.at <= value) (this.log() as unknown as RequestLogger)[name](...a);
+      };
+    }
   }
-  debug(...a: unknown[]): void {
-    if (this.at <= DEBUG) this.write().debug(...a);
-  }
-  info(...a: unknown[]): void {
-    if (this.at <= INFO) this.write().info(...a);
-  }
-  warn(...a: unknown[]): void {
-    if (this.at <= WARN) this.write().warn(...a);
-  }
-  error(...a: unknown[]): void {
-    if (this.at <= ERROR) this.write().error(...a);
-  }
-  fatal(...a: unknown[]): void {
-    if (this.at <= FATAL) this.write().fatal(...a);
-  }
+
   silent(): void {}
   child(bindings: Record<string, unknown>, opts?: object): FastifyBaseLogger {
     return this.log().child(bindings, opts as never);
