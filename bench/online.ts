@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, rawLoad, rawRequest } from './lib.js';
 import { spawnChild, waitReady, type ChildServer } from '../support/child-server.js';
+import { call, FEATURES, loadUsers } from './online-data.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(HERE, '../src/cli/main.js');
@@ -123,47 +124,6 @@ async function rssMb(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
 }
 
-async function call(url: string, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(url + path, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 500)}`);
-  return JSON.parse(text);
-}
-
-// ---------------------------------------------------------------- data
-
-/** 20 columns of mixed types, as feature views usually carry. */
-const COLUMNS = [
-  ...Array.from({ length: 10 }, (_, i) => ({ name: `f${i}`, type: 'float64' })),
-  ...Array.from({ length: 4 }, (_, i) => ({ name: `n${i}`, type: 'int64' })),
-  ...Array.from({ length: 3 }, (_, i) => ({ name: `s${i}`, type: 'string' })),
-  ...Array.from({ length: 2 }, (_, i) => ({ name: `b${i}`, type: 'bool' })),
-  { name: 't0', type: 'timestamp' },
-];
-const WORDS = ['Lisbon', 'Porto', 'Berlin', 'Paris', 'São Paulo', 'Tokyo', 'premium', 'basic'];
-
-function userRow(id: number): Record<string, unknown> {
-  const row: Record<string, unknown> = { user: id };
-  for (let i = 0; i < 10; i++) row[`f${i}`] = Math.round(((id * (i + 7)) % 100_000) * 1.37) / 100;
-  for (let i = 0; i < 4; i++) row[`n${i}`] = (id * (i + 3)) % 1_000_003;
-  for (let i = 0; i < 3; i++) row[`s${i}`] = WORDS[(id + i) % WORDS.length];
-  row.b0 = id % 2 === 0;
-  row.b1 = id % 3 === 0;
-  row.t0 = Date.parse('2026-01-01T00:00:00Z') + id * 1000;
-  return row;
-}
-
-async function loadUsers(url: string, count: number, batch = 5000): Promise<void> {
-  await call(url, 'PUT', '/tables/users', { kind: 'pk', primaryKey: ['user'], columns: [{ name: 'user', type: 'int64', nullable: false }, ...COLUMNS.map((c) => ({ ...c, nullable: true }))] });
-  for (let b = 0; b < count; b += batch) {
-    const rows = [];
-    for (let id = b; id < Math.min(count, b + batch); id++) rows.push(userRow(id));
-    await call(url, 'POST', '/tables/users/rows', { rows });
-  }
-  await call(url, 'PUT', '/feature-views/user_features', { source: 'users', entity: 'user', features: COLUMNS.map((c) => ({ name: c.name, column: c.name })) });
-}
-
-const FEATURES = COLUMNS.map((c) => `user_features:${c.name}`).join(',');
 const entityId = (i: number): number => (i * 7919) % ENTITIES;
 
 // ---------------------------------------------------------------- load
