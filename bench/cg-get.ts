@@ -130,7 +130,7 @@ async function main(): Promise<void> {
   const figures: Record<string, number> = {};
   try {
     if (only !== 'bare') {
-      if (CPU_PROF) NODE_ARGS.splice(0, NODE_ARGS.length, '--cpu-prof', '--cpu-prof-dir', join(CPU_PROF, 'asof'));
+      if (CPU_PROF) NODE_ARGS.push('--cpu-prof', '--cpu-prof-dir', join(CPU_PROF, 'asof'));
       const asof = await start(asofArgs(data), CPU_PROF ? undefined : join(outDir, 'asof.%p'));
       try {
         figures.asof = await measure('asof', asof, outDir, requests);
