@@ -18,13 +18,15 @@
  * With --attribute, also splits asof's CPU per call into transport, request
  * decoding, the online service's lookup, and answer conversion + encoding.
  *
- *   npm run bench:grpc [-- --attribute]   (DURATION_S=5 CONCURRENCY=64 ROUNDS=3 by default)
+ * With --codecs, only times each half of the codec in process (see codecs).
+ *
+ *   npm run bench:grpc [-- --attribute | --codecs]   (DURATION_S=5 CONCURRENCY=64 ROUNDS=3 by default)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type ClientHttp2Session } from 'node:http2';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -33,10 +35,11 @@ import { Admission } from '../src/admission.js';
 import { silentLogger } from '../src/logger.js';
 import { startAsof } from '../src/app.js';
 import { loadProtos } from '../src/grpc/protos.js';
-import { decodeOnlineRequest, entityKeys } from '../src/grpc/online-wire.js';
+import { decodeOnlineRequest, entityKeys } from '../src/grpc/online-codec.js';
 import { startGrpcServer } from '../src/grpc/server.js';
 import { ApiKeys } from '../src/access.js';
 import type { Services } from '../src/services.js';
+import { spawnChild } from '../support/child-server.js';
 
 const METHOD = '/asof.v1.OnlineService/GetOnlineFeatures';
 const FEATURES = 20;
@@ -53,7 +56,8 @@ const valueOf = (type: string, i: number): unknown =>
 
 // ---- child: asof -------------------------------------------------------------------------------
 
-async function serveAsof(dataDir: string, answerFile?: string): Promise<void> {
+/** asof in this process with the benchmark's table and view (one entity, 20 features). */
+async function asofWithData(dataDir: string): Promise<{ asof: Awaited<ReturnType<typeof startAsof>>; config: ReturnType<typeof ConfigSchema.parse> }> {
   const config = ConfigSchema.parse({ dataDir, port: 0, grpcPort: 0, logLevel: 'silent' });
   const asof = await startAsof(config, silentLogger);
   const { engine, ingest, registry } = asof.services;
@@ -63,6 +67,11 @@ async function serveAsof(dataDir: string, answerFile?: string): Promise<void> {
   TYPES.forEach((t, i) => (row[`f${i}`] = valueOf(t, i)));
   await ingest.write('drivers', [row]);
   await registry.defineView('driver_stats', { source: 'drivers', entity: 'driver_id', features: TYPES.map((_, i) => ({ name: `f${i}`, column: `f${i}` })) });
+  return { asof, config };
+}
+
+async function serveAsof(dataDir: string, answerFile?: string): Promise<void> {
+  const { asof, config } = await asofWithData(dataDir);
   // The same services answered through the codec generated from proto/ (grpc/online-codec.ts), in the same run: the server's hand-written wire stays only while it beats this.
   const hand = await startGrpcServer(asof.services, { host: '127.0.0.1', port: 0, keys: new ApiKeys({}), maxMessageBytes: 4 << 20, logger: silentLogger, version: 'bench', admission: new Admission(admissionLimits(config)), onlineWire: 'generated' });
   const ports = [asof.grpcPort!, hand.port];
@@ -104,6 +113,40 @@ async function stageServers(services: Services, answer: Buffer): Promise<number[
   return ports;
 }
 
+/**
+ * --codecs: GetOnlineFeatures' codec alone, in this process, in alternating
+ * rounds: CPU µs per call to read the request into keys and a selection
+ * (generated), and to encode the answer from the service's evaluation (the
+ * same every call), hand-written against generated.
+ */
+async function codecs(dataDir: string, request: Buffer): Promise<void> {
+  const { asof } = await asofWithData(dataDir);
+  const { online } = asof.services;
+  const hand = await import('../src/grpc/online-wire.js');
+  const generated = await import('../src/grpc/online-codec.js');
+  const req = generated.decodeOnlineRequest(request);
+  const e = online.evaluateSync(generated.entityKeys(req.entities), online.plan(req.selection))!;
+  const cases: [string, () => unknown][] = [
+    ['request (generated)', () => generated.entityKeys(generated.decodeOnlineRequest(request).entities)],
+    ['answer, hand-written', () => hand.encodeOnlineAnswer(e, req.entities)],
+    ['answer, generated', () => generated.encodeOnlineAnswer(e, req.entities)],
+  ];
+  const us = new Map<string, number[]>(cases.map(([name]) => [name, []]));
+  for (let round = 0; round < ROUNDS + 1; round++) {
+    for (const [name, fn] of cases) {
+      let n = 0;
+      const t0 = process.cpuUsage();
+      const until = performance.now() + 1000;
+      while (performance.now() < until) for (let i = 0; i < 100; i++, n++) fn();
+      const cpu = process.cpuUsage(t0);
+      if (round > 0) us.get(name)!.push((cpu.user + cpu.system) / n);
+    }
+  }
+  console.log(`codec halves in process, CPU µs per call, medians over ${ROUNDS} rounds of 1 s (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}):`);
+  for (const [name, xs] of us) console.log(`  ${name}: ${median(xs).toFixed(2)} (rounds ${xs.map((x) => x.toFixed(2)).join(', ')})`);
+  await asof.close();
+}
+
 // ---- child: the bare reference -----------------------------------------------------------------
 
 async function serveBare(bytesFile: string): Promise<void> {
@@ -119,20 +162,23 @@ async function serveBare(bytesFile: string): Promise<void> {
 
 // ---- driver ------------------------------------------------------------------------------------
 
-function startChild(args: string[]): Promise<{ proc: ChildProcess; port: number; ports: number[] }> {
-  const proc = spawn(process.execPath, [...(process.env.CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? []), fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /READY ([\d ]+)\n/.exec(out);
-      if (m) {
-        const ports = m[1].trim().split(' ').map(Number);
-        resolve({ proc, port: ports[0], ports });
-      }
-    });
-    proc.on('exit', (code) => reject(new Error(`server exited (${code}) before it was ready`)));
-  });
+/** A child of this file in `role` (through support/child-server.ts), ready once it prints `READY <port> ...` (its servers pick their own ports). */
+async function startChild(args: string[]): Promise<Child> {
+  const child = spawnChild([...(process.env.CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? []), fileURLToPath(import.meta.url), ...args], {});
+  try {
+    const ports = (await child.readyLine(/READY ([\d ]+)\n/))[1].trim().split(' ').map(Number);
+    return { proc: child.proc, port: ports[0], ports, stop: () => child.stop() };
+  } catch (e) {
+    await child.kill();
+    throw e;
+  }
+}
+
+interface Child {
+  proc: ChildProcess;
+  port: number;
+  ports: number[];
+  stop(): Promise<void>;
 }
 
 /** gRPC length-prefixed message: 1 byte "not compressed", 4 bytes big-endian length, the bytes. */
@@ -240,23 +286,17 @@ const fmt = (p: Phase) =>
   `${Math.round(p.rps).toString().padStart(6)} calls/s  p50 ${p.p50.toFixed(2).padStart(6)} ms  p99 ${p.p99.toFixed(2).padStart(7)} ms  server ${p.serverUs.toFixed(0).padStart(4)} µs CPU/call  (driver CPU ${(p.driverCpu * 100).toFixed(0)}%)`;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function stop(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null) return;
-  proc.kill('SIGTERM');
-  await once(proc, 'exit');
-}
-
 /** Server CPU per call of each stage of the real call (see stageServers), medians over ROUNDS. */
-async function attribute(dataDir: string, answerFile: string, body: Buffer, children: ChildProcess[]): Promise<void> {
+async function attribute(dataDir: string, answerFile: string, body: Buffer, children: Child[]): Promise<void> {
   const child = await startChild(['asof-server', dataDir, answerFile]);
-  children.push(child.proc);
+  children.push(child);
   const [full, , transport, decode, lookup] = child.ports;
   const targets = [await open('transport', child, transport), await open('decode', child, decode), await open('lookup', child, lookup), await open('full', child, full)];
   for (const t of targets) await saturate(t, body, WARMUP_MS);
   const us = new Map<string, number[]>(targets.map((t) => [t.name, []]));
   for (let round = 0; round < ROUNDS; round++) for (const t of targets) us.get(t.name)!.push((await saturate(t, body, DURATION_MS)).serverUs);
   for (const t of targets) for (const s of t.sessions) s.close();
-  await stop(child.proc);
+  await child.stop();
   const m = targets.map((t) => median(us.get(t.name)!));
   console.log(`\nwhere asof's server CPU per call goes (medians, µs): transport ${m[0].toFixed(0)}, + request decode ${(m[1] - m[0]).toFixed(0)}, + plan and evaluation ${(m[2] - m[1]).toFixed(0)}, + answer conversion and encoding ${(m[3] - m[2]).toFixed(0)} = ${m[3].toFixed(0)}`);
 }
@@ -264,23 +304,24 @@ async function attribute(dataDir: string, answerFile: string, body: Buffer, chil
 /** CPU pressure of the machine (Linux PSI "some avg10"), to say whether other work competed with the run. */
 async function cpuPressure(): Promise<string> {
   try {
-    return /avg10=([\d.]+)/.exec(await readFile('/proc/pressure/cpu', 'utf8'))?.[1] ?? '?';
+    return `${/avg10=([\d.]+)/.exec(await readFile('/proc/pressure/cpu', 'utf8'))?.[1] ?? '?'}% (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`;
   } catch {
-    return '?';
+    return `? (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`;
   }
 }
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'asof-bench-grpc-'));
-  const children: ChildProcess[] = [];
+  const children: Child[] = [];
   try {
     const pkg = loadProtos();
     const method = (pkg['asof.v1.OnlineService'] as grpc.ServiceDefinition).GetOnlineFeatures;
     const request = method.requestSerialize({ entities: [{ int64_value: '1001' }], features: { refs: TYPES.map((_, i) => `driver_stats:f${i}`) } });
     const body = frame(request);
+    if (process.argv.includes('--codecs')) return await codecs(join(dir, 'codecs'), request);
 
     const asof = await startChild(['asof-server', join(dir, 'data')]);
-    children.push(asof.proc);
+    children.push(asof);
     // The answer the bare server replays: asof's own bytes for this request.
     const probe = connect(`http://127.0.0.1:${asof.port}`);
     const answer = await unaryCall(probe, body);
@@ -290,11 +331,11 @@ async function main(): Promise<void> {
     if (present !== FEATURES) throw new Error(`expected ${FEATURES} PRESENT features, got ${present}`);
     await writeFile(join(dir, 'answer.bin'), answer);
     const bare = await startChild(['bare-server', join(dir, 'answer.bin')]);
-    children.push(bare.proc);
+    children.push(bare);
 
     console.log(`GetOnlineFeatures, 1 entity x ${FEATURES} features; answer ${answer.length} bytes, request ${request.length} bytes`);
-    console.log(`${CONCURRENCY} calls in flight over ${SESSIONS} HTTP/2 connections; ${ROUNDS} rounds of asof then bare, ${DURATION_MS / 1000} s per phase; CPU pressure before: ${await cpuPressure()}%`);
-    // asof: the server as it runs (GetOnlineFeatures by the hand-written wire); generated: the same services through the generated codec.
+    console.log(`${CONCURRENCY} calls in flight over ${SESSIONS} HTTP/2 connections; ${ROUNDS} rounds of asof then bare, ${DURATION_MS / 1000} s per phase; CPU pressure before: ${await cpuPressure()}`);
+    // asof: the server as it runs (the answer by the hand-written encoder); generated: the same services answering through the generated encoder.
     const targets = [await open('asof', asof), await open('generated', { ...asof, port: asof.ports[1] }), await open('bare', bare)];
     for (const t of targets) await saturate(t, body, WARMUP_MS);
     const results: Record<string, { full: Phase; half: Phase }[]> = { asof: [], generated: [], bare: [] };
@@ -328,7 +369,7 @@ async function main(): Promise<void> {
     for (const [name, x] of [['asof', a], ['generated', h], ['bare', b]] as const) {
       console.log(`${name}: ${Math.round(x.rps)} calls/s, p50/p99 ${x.p50.toFixed(2)}/${x.p99.toFixed(2)} ms saturated, ${x.h50.toFixed(2)}/${x.h99.toFixed(2)} ms at half load; ${x.us.toFixed(0)} µs server CPU per call`);
     }
-    console.log(`asof (hand-written wire) / bare calls/s: ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}); CPU pressure after: ${pressure}%`);
+    console.log(`asof (hand-written answer) / bare calls/s: ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}); CPU pressure after: ${pressure}`);
     console.log(`generated codec / bare calls/s: ${median(genRatios).toFixed(2)} (per round: ${genRatios.map((r) => r.toFixed(2)).join(', ')}); by server CPU per call: ${(b.us / h.us).toFixed(2)}`);
     // Server CPU per call is what a dedicated core would turn into throughput; it shrugs off other work on the machine.
     const cpuRatio = b.us / a.us;
@@ -341,7 +382,7 @@ async function main(): Promise<void> {
       `\n| ${new Date().toISOString().slice(0, 10)} | ${Math.round(a.rps)} | ${Math.round(b.rps)} | **${median(ratios).toFixed(2)}** | ${a.us.toFixed(0)} | ${b.us.toFixed(0)} | **${cpuRatio.toFixed(2)}** | ${f2(a.p50)} / ${f2(a.p99)} | ${f2(b.p50)} / ${f2(b.p99)} | ${f2(a.h50)} / ${f2(a.h99)} | ${f2(b.h50)} / ${f2(b.h99)} | ${pressure} |`,
     );
   } finally {
-    for (const c of children) await stop(c).catch(() => undefined);
+    for (const c of children) await c.stop().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }

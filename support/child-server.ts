@@ -1,8 +1,9 @@
 /**
  * The one way the tests and the benches start a server in a child process:
  * `spawnChild` for any `node <args>` server that answers a readiness path
- * (the benches' bare reference servers), `startChild` / `readyChild` for
- * `asof serve` itself. Every child started here is remembered, so `killAll`
+ * (the benches' bare reference servers) or prints a line when it is ready
+ * (`readyLine`: bench:grpc's children, which pick their own ports),
+ * `startChild` / `readyChild` for `asof serve` itself. Every child started here is remembered, so `killAll`
  * (a test's `after` hook) leaves no process behind, whatever happened.
  *
  * How asof is run depends on how this module was loaded: from its TypeScript
@@ -57,26 +58,41 @@ export interface ChildServer {
    * start-up time poll every 2 ms.
    */
   ready(opts?: { timeoutMs?: number; path?: string; pollMs?: number }): Promise<number>;
+  /**
+   * Resolves with the first match of `pattern` in stdout, once it is there;
+   * rejects, naming the output, if the process exits first or `timeoutMs`
+   * passes (default 90 s).
+   */
+  readyLine(pattern: RegExp, opts?: { timeoutMs?: number }): Promise<RegExpExecArray>;
 }
 
-/** Spawns `node <args>` serving HTTP on `port` (it must listen there); call `ready()` to wait for it. `env` adds to this process's environment. */
-export function spawnChild(args: string[], opts: { port: number; grpcPort?: number; env?: Record<string, string> }): ChildServer {
+/**
+ * Spawns `node <args>` serving HTTP on `port` (it must listen there; 0 for a
+ * server that says where it listens, see `readyLine`); call `ready()` or
+ * `readyLine()` to wait for it. `env` adds to this process's environment.
+ */
+export function spawnChild(args: string[], opts: { port?: number; grpcPort?: number; env?: Record<string, string> }): ChildServer {
   const started = performance.now();
   const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
   proc.once('exit', () => live.delete(proc));
   let all = '';
   let out = '';
+  /** Called on each chunk of stdout (readyLine's waiters). */
+  const watchers = new Set<() => void>();
   proc.stdout!.on('data', (d: Buffer) => {
     all = keep(all, d);
     out = keep(out, d);
+    for (const w of watchers) w();
   });
   proc.stderr!.on('data', (d: Buffer) => (all = keep(all, d)));
-  const url = `http://127.0.0.1:${opts.port}`;
+  const port = opts.port ?? 0;
+  const url = `http://127.0.0.1:${port}`;
   const exited = (): boolean => proc.exitCode !== null || proc.signalCode !== null;
+  const failure = (why: string): Error => new Error(`${args.join(' ')} ${why}:\n${all}`);
   const child: ChildServer = {
     url,
-    port: opts.port,
+    port,
     grpcPort: opts.grpcPort ?? 0,
     proc,
     output: () => all,
@@ -92,11 +108,30 @@ export function spawnChild(args: string[], opts: { port: number; grpcPort?: numb
     },
     async ready({ timeoutMs = 90_000, path = '/readyz', pollMs = 20 } = {}) {
       for (;;) {
-        if (exited()) throw new Error(`${args.join(' ')} exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${all}`);
-        if (performance.now() - started > timeoutMs) throw new Error(`${args.join(' ')} not ready after ${timeoutMs} ms:\n${all}`);
+        if (exited()) throw failure(`exited (${proc.exitCode ?? proc.signalCode}) before it was ready`);
+        if (performance.now() - started > timeoutMs) throw failure(`not ready after ${timeoutMs} ms`);
         if ((await status(url + path)) === 200) return performance.now() - started;
         await new Promise((r) => setTimeout(r, pollMs));
       }
+    },
+    readyLine(pattern, { timeoutMs = 90_000 } = {}) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const m = pattern.exec(out);
+          if (m) done(() => resolve(m));
+          else if (exited()) done(() => reject(failure(`exited (${proc.exitCode ?? proc.signalCode}) before it was ready`)));
+        };
+        const timer = setTimeout(() => done(() => reject(failure(`not ready after ${timeoutMs} ms`))), timeoutMs);
+        const done = (settle: () => void): void => {
+          clearTimeout(timer);
+          watchers.delete(check);
+          proc.off('exit', check);
+          settle();
+        };
+        watchers.add(check);
+        proc.on('exit', check);
+        check();
+      });
     },
   };
   return child;

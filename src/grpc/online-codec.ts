@@ -63,7 +63,8 @@ export function entityKeys(entities: asof.v1.Value[]): unknown[] {
 }
 
 const STATUS = asof.v1.FeatureStatus;
-const STATUS_NUMBER: Record<FeatureStatus, number> = { PRESENT: STATUS.PRESENT, NULL_VALUE: STATUS.NULL_VALUE, NOT_FOUND: STATUS.NOT_FOUND, OUTSIDE_MAX_AGE: STATUS.OUTSIDE_MAX_AGE };
+/** FeatureStatus enum numbers (online.proto), as both answer encoders write them. */
+export const STATUS_NUMBER: Record<FeatureStatus, number> = { PRESENT: STATUS.PRESENT, NULL_VALUE: STATUS.NULL_VALUE, NOT_FOUND: STATUS.NOT_FOUND, OUTSIDE_MAX_AGE: STATUS.OUTSIDE_MAX_AGE };
 
 const featureLists = new WeakMap<Plan, Record<string, unknown>[]>();
 

@@ -34,7 +34,7 @@ export interface GrpcOptions {
   maxMessageBytes: number;
   logger: Logger;
   version: string;
-  /** GetOnlineFeatures' codec (online.ts): the hand-written wire unless bench:grpc asks for the generated one as its reference. */
+  /** GetOnlineFeatures' answer encoder (online.ts): the hand-written one unless bench:grpc asks for the generated one as its reference. */
   onlineWire?: OnlineWire;
 }
 
@@ -66,7 +66,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   };
   // Every message is encoded and decoded by the code generated from proto/ (codecs.ts).
   const service = (name: string): ServiceDef => withGeneratedCodecs(pkg[name] as ServiceDef);
-  add(onlineServiceDefinition(service('asof.v1.OnlineService'), opts.onlineWire), onlineService(ctx, services, opts.onlineWire));
+  add(onlineServiceDefinition(service('asof.v1.OnlineService')), onlineService(ctx, services, opts.onlineWire));
   add(service('asof.v1.IngestService'), ingestService(ctx, services));
   add(service('asof.v1.ChangelogService'), changelogService(ctx, services, follows));
   add(service('asof.v1.AuditService'), auditService(ctx, services));

@@ -1,8 +1,9 @@
 /**
- * Protocol buffers wire format by hand, for the online answers: those are
- * the hot path of the gRPC server, and writing their bytes straight from
- * evaluated values costs a fraction of building message objects for a
- * generic encoder. Only what the answers use is here.
+ * Protocol buffers wire format written by hand, for the online answers:
+ * those are the hot path of the gRPC server, and writing their bytes
+ * straight from evaluated values costs a fraction of building message
+ * objects for the generated encoder (online-wire.ts has the figures). Only
+ * what the answers use is here; every message is read by the generated codecs.
  *
  * Encoding (protobuf spec): a field is a varint tag `(number << 3) | wire
  * type` then its value; wire types 0 varint, 1 fixed 64 bits (double), 2
@@ -155,13 +156,6 @@ export class ProtoWriter {
     this.pos += bytes.length;
   }
 
-  /** Copies bytes already written, [start, end), to the end. */
-  repeat(start: number, end: number): void {
-    this.ensure(end - start);
-    this.buf.copyWithin(this.pos, start, end);
-    this.pos += end - start;
-  }
-
   /** Starts a length-delimited field's body (after its tag); pass the result to `end`. */
   begin(): number {
     this.ensure(1);
@@ -189,130 +183,5 @@ export class ProtoWriter {
     const out = Buffer.allocUnsafe(this.pos);
     this.buf.copy(out, 0, 0, this.pos);
     return out;
-  }
-}
-
-/**
- * Reads a message from a buffer: varints, lengths and skipping of fields
- * the reader does not know. Throws on truncated or malformed input.
- */
-export class ProtoReader {
-  pos: number;
-
-  constructor(
-    readonly buf: Buffer,
-    start = 0,
-    readonly end = buf.length,
-  ) {
-    this.pos = start;
-  }
-
-  /** A reader of the length-delimited field at the current position (a nested message), moving past it. */
-  message(): ProtoReader {
-    const [s, e] = this.span();
-    return new ProtoReader(this.buf, s, e);
-  }
-
-  /** A varint's low 32 bits, unsigned (enough for tags, lengths, bools, enums and int32). */
-  uint32(): number {
-    const b = this.buf;
-    let v = 0;
-    for (let shift = 0; shift < 70; shift += 7) {
-      if (this.pos >= this.end) throw new Error('truncated varint');
-      const x = b[this.pos++];
-      if (shift < 32) v |= (x & 127) << shift;
-      if (x < 128) return v >>> 0;
-    }
-    throw new Error('malformed varint');
-  }
-
-  /** A varint as a signed 64-bit integer: a number when safe, else a decimal string. */
-  int64(): number | string {
-    const start = this.pos;
-    let big = 0n;
-    let shift = 0n;
-    let fast = 0;
-    let scale = 1;
-    for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) throw new Error('truncated varint');
-      const x = this.buf[this.pos++];
-      if (i < 7) fast += (x & 127) * scale;
-      scale *= 128;
-      if (x < 128) {
-        // Up to 7 bytes hold 49 bits: exact as a number.
-        if (i < 7) return fast;
-        for (let k = start; k < this.pos; k++, shift += 7n) big |= BigInt(this.buf[k] & 127) << shift;
-        const n = BigInt.asIntN(64, big);
-        const asNumber = Number(n);
-        return Number.isSafeInteger(asNumber) ? asNumber : n.toString();
-      }
-    }
-    throw new Error('malformed varint');
-  }
-
-  /** The [start, end) of a length-delimited field's body, moving past it. */
-  span(): [number, number] {
-    const len = this.uint32();
-    const start = this.pos;
-    if (start + len > this.end) throw new Error('truncated length-delimited field');
-    this.pos += len;
-    return [start, this.pos];
-  }
-
-  string(): string {
-    const [s, e] = this.span();
-    return this.buf.toString('utf8', s, e);
-  }
-
-  float(): number {
-    this.need(4);
-    const v = this.buf.readFloatLE(this.pos);
-    this.pos += 4;
-    return v;
-  }
-
-  double(): number {
-    this.need(8);
-    const v = this.buf.readDoubleLE(this.pos);
-    this.pos += 8;
-    return v;
-  }
-
-  private need(n: number): void {
-    if (this.pos + n > this.end) throw new Error('truncated fixed-size field');
-  }
-
-  /** A google.protobuf.Timestamp's fields → epoch ms (sub-millisecond nanos dropped). */
-  timestamp(): number {
-    let seconds = 0;
-    let nanos = 0;
-    while (this.pos < this.end) {
-      const tag = this.uint32();
-      if (tag === tagOf(1, VARINT)) seconds = Number(this.int64());
-      else if (tag === tagOf(2, VARINT)) nanos = this.uint32() | 0;
-      else this.skip(tag & 7);
-    }
-    return seconds * 1000 + Math.floor(nanos / 1_000_000);
-  }
-
-  skip(wire: number): void {
-    switch (wire) {
-      case VARINT:
-        this.uint32();
-        return;
-      case FIXED64:
-        this.need(8);
-        this.pos += 8;
-        return;
-      case LEN:
-        this.span();
-        return;
-      case FIXED32:
-        this.need(4);
-        this.pos += 4;
-        return;
-      default:
-        throw new Error(`unsupported wire type ${wire}`);
-    }
   }
 }
