@@ -10,7 +10,7 @@
 import type { EntityState } from '../features/evaluator.js';
 import { numericIndexKey } from '../engine/indexes.js';
 import { pack, unpack } from './packed.js';
-import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
+import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineStore } from './store.js';
 
 interface Space {
   rows: Map<string | number, string>;
@@ -21,11 +21,6 @@ interface Space {
 export class EmbeddedOnlineStore implements OnlineStore {
   readonly kind = 'embedded';
   private readonly spaces = new Map<string, Space>();
-
-  async read(ns: string, keys: string[]): Promise<OnlineRead> {
-    const { encoded, watermark } = this.readEncodedSync(ns, keys);
-    return { states: encoded.map((p) => (p === undefined ? undefined : this.decode(p))), watermark };
-  }
 
   async readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
     return this.readEncodedSync(ns, keys);

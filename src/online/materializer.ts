@@ -222,12 +222,13 @@ class ViewRunner implements RunnerState {
       list.push(i);
     }
     const keys = [...byKey.keys()];
-    const { states } = keys.length ? await this.store.read(this.ns, keys) : { states: [] };
+    const { encoded } = keys.length ? await this.store.readEncoded(this.ns, keys) : { encoded: [] };
     const entries: [string, EntityState | undefined][] = new Array(keys.length);
     for (let k = 0; k < keys.length; k++) {
       // All of an entity's records of the commit at once: one sort and merge into its window, not one insertion per record.
       const recs = byKey.get(keys[k])!.map((i) => ({ offset: c.firstOffset + i, change: c.changes[i], commitTime: c.commitTime, row: c.rows[i] }));
-      entries[k] = [keys[k], this.ev.applyAll(states[k], recs, now)];
+      const state = encoded[k];
+      entries[k] = [keys[k], this.ev.applyAll(state === undefined ? undefined : this.store.decode(state), recs, now)];
     }
     const to = c.firstOffset + n - 1;
     await this.store.write(this.ns, entries, this.applied, to);

@@ -14,7 +14,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { EntityState } from '../features/evaluator.js';
 import type { Logger } from '../logger.js';
-import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineRead, type OnlineStore } from './store.js';
+import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineStore } from './store.js';
 
 /** Hash fields of a namespace (FORMAT.md). Entity fields are `e:<key>`, so no key can collide with these. */
 export const F_WATERMARK = '_w';
@@ -130,11 +130,6 @@ export class RedisOnlineStore implements OnlineStore {
   /** The hash of a namespace. */
   key(ns: string): string {
     return `${this.prefix}ns:${ns}`;
-  }
-
-  async read(ns: string, keys: string[]): Promise<OnlineRead> {
-    const { encoded, watermark } = await this.readEncoded(ns, keys);
-    return { states: encoded.map((v) => (v === undefined ? undefined : this.decode(v))), watermark };
   }
 
   decode(encoded: string): EntityState {

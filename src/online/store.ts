@@ -20,32 +20,24 @@ export interface NamespaceMeta {
   lineage: string;
 }
 
-export interface OnlineRead {
-  /** States for the keys, in order; undefined where the entity has none. */
-  states: (EntityState | undefined)[];
-  /** The namespace's watermark, read atomically with the states; null when the namespace does not exist. */
-  watermark: number | null;
-}
-
 /**
  * States as the store holds them, not decoded: `decode` turns one into its
  * `EntityState`. Serving reads this way, so equal encodings (an entity not
  * written since the last lookup) can reuse an earlier evaluation.
  */
 export interface EncodedRead {
+  /** States for the keys, in order; undefined where the entity has none. */
   encoded: (string | undefined)[];
+  /** The namespace's watermark, read atomically with the states; null when the namespace does not exist. */
   watermark: number | null;
 }
 
 export interface OnlineStore {
   readonly kind: string;
-  /** Decoded states, fresh objects the caller may change (the materializer applies records to them). */
-  read(namespace: string, keys: string[]): Promise<OnlineRead>;
-  /** The same read, encoded. */
   readEncoded(namespace: string, keys: string[]): Promise<EncodedRead>;
   /** In-process stores answer synchronously (the serving fast path); others leave this out. */
   readEncodedSync?(namespace: string, keys: string[]): EncodedRead;
-  /** One encoded state → a fresh `EntityState`. */
+  /** One encoded state → a fresh `EntityState`, which the caller may change (the materializer applies records to it). */
   decode(encoded: string): EntityState;
   /** The namespace's watermark and lineage; undefined when it does not exist. */
   meta(namespace: string): Promise<NamespaceMeta | undefined>;

@@ -27,6 +27,12 @@ interface Impl {
 
 let realRedis = false;
 
+/** Decoded states and the watermark, as the materializer reads them. */
+async function read(store: OnlineStore, ns: string, keys: string[]): Promise<{ states: (EntityState | undefined)[]; watermark: number | null }> {
+  const { encoded, watermark } = await store.readEncoded(ns, keys);
+  return { states: encoded.map((x) => (x === undefined ? undefined : store.decode(x))), watermark };
+}
+
 const IMPLS: Impl[] = [
   { name: 'embedded', make: async () => ({ store: new EmbeddedOnlineStore(), cleanup: async () => undefined }) },
   {
@@ -109,7 +115,7 @@ for (const impl of IMPLS) {
     const it = (name: string, fn: () => Promise<void>) => test(name, async (t) => (impl.skip?.() ? t.skip('Redis does not answer at 127.0.0.1:6379') : fn()));
 
     it('a namespace that does not exist reads as no states and a null watermark, and has no meta', async () => {
-      const r = await store.read('absent@1', ['a', 'b']);
+      const r = await read(store, 'absent@1', ['a', 'b']);
       assert.deepEqual(r, { states: [undefined, undefined], watermark: null });
       assert.equal(await store.meta('absent@1'), undefined);
     });
@@ -117,14 +123,14 @@ for (const impl of IMPLS) {
     it('reset creates an empty namespace at watermark -1 with its lineage', async () => {
       await store.reset('ns1@1', 'lineage-1');
       assert.deepEqual(await store.meta('ns1@1'), { watermark: -1, lineage: 'lineage-1' });
-      assert.deepEqual(await store.read('ns1@1', ['x']), { states: [undefined], watermark: -1 });
+      assert.deepEqual(await read(store, 'ns1@1', ['x']), { states: [undefined], watermark: -1 });
     });
 
     it('written states read back equal, in key order, with the watermark of the write', async () => {
       await store.reset('rt@1', 'l');
       const keys = Object.keys(STATES);
       await store.write('rt@1', keys.map((k) => [k, STATES[k]]), -1, 10);
-      const r = await store.read('rt@1', ['nope', ...keys.slice().reverse()]);
+      const r = await read(store, 'rt@1', ['nope', ...keys.slice().reverse()]);
       assert.equal(r.watermark, 10);
       assert.deepEqual(r.states, [undefined, ...keys.slice().reverse().map((k) => STATES[k])]);
       // Encoded reads decode to the same states, synchronously where the store can.
@@ -140,14 +146,14 @@ for (const impl of IMPLS) {
       await store.reset('del@1', 'l');
       await store.write('del@1', [['a', STATES.pk], ['b', STATES.log]], -1, 0);
       await store.write('del@1', [['a', undefined]], 0, 1);
-      assert.deepEqual(await store.read('del@1', ['a', 'b']), { states: [undefined, STATES.log], watermark: 1 });
+      assert.deepEqual(await read(store, 'del@1', ['a', 'b']), { states: [undefined, STATES.log], watermark: 1 });
     });
 
     it('a write expecting another watermark is refused and changes nothing', async () => {
       await store.reset('cas@1', 'l');
       await store.write('cas@1', [['a', STATES.pk]], -1, 5);
       await assert.rejects(store.write('cas@1', [['a', STATES.log], ['b', STATES.log]], 3, 6), (e: unknown) => e instanceof WatermarkConflict && e.found === 5 && e.expected === 3);
-      assert.deepEqual(await store.read('cas@1', ['a', 'b']), { states: [STATES.pk, undefined], watermark: 5 });
+      assert.deepEqual(await read(store, 'cas@1', ['a', 'b']), { states: [STATES.pk, undefined], watermark: 5 });
     });
 
     it('a write to a namespace that does not exist is refused (the store lost it; the writer must rebuild)', async () => {
@@ -161,9 +167,9 @@ for (const impl of IMPLS) {
       await store.write('r1@1', [['a', STATES.pk]], -1, 3);
       await store.write('r2@1', [['a', STATES.log]], -1, 4);
       await store.reset('r1@1', 'l2');
-      assert.deepEqual(await store.read('r1@1', ['a']), { states: [undefined], watermark: -1 });
+      assert.deepEqual(await read(store, 'r1@1', ['a']), { states: [undefined], watermark: -1 });
       assert.deepEqual(await store.meta('r1@1'), { watermark: -1, lineage: 'l2' });
-      assert.deepEqual(await store.read('r2@1', ['a']), { states: [STATES.log], watermark: 4 });
+      assert.deepEqual(await read(store, 'r2@1', ['a']), { states: [STATES.log], watermark: 4 });
     });
 
     it('clear removes the namespace', async () => {
@@ -171,14 +177,14 @@ for (const impl of IMPLS) {
       await store.write('gone@1', [['a', STATES.pk]], -1, 0);
       await store.clear('gone@1');
       assert.equal(await store.meta('gone@1'), undefined);
-      assert.deepEqual(await store.read('gone@1', ['a']), { states: [undefined], watermark: null });
+      assert.deepEqual(await read(store, 'gone@1', ['a']), { states: [undefined], watermark: null });
     });
 
     it('entity keys with separators, unicode, and the names of meta fields do not collide', async () => {
       await store.reset('keys@1', 'l');
       const keys = ['', ':', 'e:x', '_w', '_l', 'ключ', '{"a":1}', 'a b', '-1'];
       await store.write('keys@1', keys.map((k, i) => [k, { b: [i, i, [k]] }]), -1, 0);
-      const r = await store.read('keys@1', keys);
+      const r = await read(store, 'keys@1', keys);
       assert.deepEqual(r.states, keys.map((k, i) => ({ b: [i, i, [k]] })));
       assert.deepEqual(await store.meta('keys@1'), { watermark: 0, lineage: 'l' }, 'entities named like meta fields leave the meta alone');
     });
@@ -188,11 +194,11 @@ for (const impl of IMPLS) {
       const entries: [string, EntityState][] = Array.from({ length: 10_000 }, (_, i) => [`k${i}`, { b: [i, i, [i * 0.5, `v${i}`]] }]);
       await store.write('big@1', entries, -1, 9_999);
       const pick = [0, 1, 4_999, 9_999];
-      const r = await store.read('big@1', pick.map((i) => `k${i}`));
+      const r = await read(store, 'big@1', pick.map((i) => `k${i}`));
       assert.equal(r.watermark, 9_999);
       assert.deepEqual(r.states, pick.map((i) => ({ b: [i, i, [i * 0.5, `v${i}`]] })));
       await store.write('big@1', entries.slice(0, 5_000).map(([k]) => [k, undefined]), 9_999, 10_000);
-      assert.deepEqual((await store.read('big@1', ['k0', 'k4999', 'k5000'])).states, [undefined, undefined, { b: [5000, 5000, [2500, 'v5000']] }]);
+      assert.deepEqual((await read(store, 'big@1', ['k0', 'k4999', 'k5000'])).states, [undefined, undefined, { b: [5000, 5000, [2500, 'v5000']] }]);
     });
   });
 }
