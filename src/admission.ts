@@ -9,8 +9,12 @@
  * Writes also carry a byte budget: the declared sizes of the bodies admitted
  * at once stay under it (one body larger than the budget is admitted alone),
  * so many large concurrent bodies wait, unread, in the kernel's socket buffers
- * instead of in this process's memory. Nothing here runs once a request was
- * admitted, so an acknowledged write is never affected.
+ * instead of in this process's memory. A call already admitted that reads
+ * more bodies (gRPC WriteRows, a message at a time) charges each to the
+ * budget (`charge`); charges wait only for bytes, never for a slot (see there),
+ * so an admitted call cannot deadlock on the queue behind it. Nothing here
+ * refuses a request once it was admitted, so an acknowledged write is never
+ * affected.
  */
 import { AsofError } from './errors.js';
 
@@ -35,7 +39,8 @@ interface Waiter {
   bytes: number;
   resolve: (r: Release) => void;
   reject: (e: AsofError) => void;
-  timer: NodeJS.Timeout;
+  /** Unset for charges, which never time out (see `charge`). */
+  timer?: NodeJS.Timeout;
 }
 
 export class Gate {
@@ -44,6 +49,8 @@ export class Gate {
   /** Requests refused (429) since start. */
   refused = 0;
   private readonly waiting: Waiter[] = [];
+  /** Charges of admitted calls waiting for bytes; served before `waiting`. */
+  private readonly charges: Waiter[] = [];
 
   constructor(
     readonly kind: WorkKind,
@@ -66,49 +73,77 @@ export class Gate {
     if (this.waiting.length === 0 && this.fits(bytes)) return this.take(bytes);
     if (this.waiting.length >= this.limits.queue) throw this.overloaded();
     return new Promise<Release>((resolve, reject) => {
-      const w: Waiter = {
-        bytes,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const i = this.waiting.indexOf(w);
-          if (i >= 0) this.waiting.splice(i, 1);
-          reject(this.overloaded());
-        }, this.limits.maxWaitMs),
-      };
-      w.timer.unref();
+      const w: Waiter = { bytes, resolve, reject };
+      w.timer = setTimeout(() => {
+        const i = this.waiting.indexOf(w);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(this.overloaded());
+      }, this.limits.maxWaitMs).unref();
       this.waiting.push(w);
     });
   }
 
+  /**
+   * `bytes` more for a call that holds a slot already (a stream's next
+   * message), released by the returned function: at once while they fit,
+   * else a promise of it. A charge never queues behind calls waiting for a
+   * slot (one of them may wait for this call's own slot) and never times out:
+   * it waits only for bytes, which admitted calls give back as they finish
+   * their current body, and it is served before any waiting call is
+   * admitted. With no bytes in use any size passes, as one body larger than
+   * the budget is admitted alone.
+   */
+  charge(bytes: number): Release | Promise<Release> {
+    if (this.charges.length === 0 && this.bytesFit(bytes)) return this.takeBytes(bytes);
+    return new Promise<Release>((resolve, reject) => this.charges.push({ bytes, resolve, reject }));
+  }
+
   /** Refuses everything queued (shutdown): they get 503 ASOF_NOT_READY. */
   drain(): void {
-    for (const w of this.waiting.splice(0)) {
+    for (const w of [...this.charges.splice(0), ...this.waiting.splice(0)]) {
       clearTimeout(w.timer);
       w.reject(new AsofError('ASOF_NOT_READY', 'the server is shutting down'));
     }
   }
 
   private fits(bytes: number): boolean {
-    if (this.active >= this.limits.inFlight) return false;
+    if (this.active >= this.limits.inFlight || this.charges.length > 0) return false;
     const budget = this.limits.bytes ?? Infinity;
     return this.active === 0 || this.activeBytes + bytes <= budget;
   }
 
+  private bytesFit(bytes: number): boolean {
+    return this.activeBytes === 0 || this.activeBytes + bytes <= (this.limits.bytes ?? Infinity);
+  }
+
   private take(bytes: number): Release {
     this.active++;
-    this.activeBytes += bytes;
+    const releaseBytes = this.takeBytes(bytes);
     let done = false;
     return () => {
       if (done) return;
       done = true;
       this.active--;
+      releaseBytes();
+    };
+  }
+
+  private takeBytes(bytes: number): Release {
+    this.activeBytes += bytes;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
       this.activeBytes -= bytes;
       this.admitWaiting();
     };
   }
 
   private admitWaiting(): void {
+    while (this.charges.length && this.bytesFit(this.charges[0].bytes)) {
+      const c = this.charges.shift()!;
+      c.resolve(this.takeBytes(c.bytes));
+    }
     while (this.waiting.length && this.fits(this.waiting[0].bytes)) {
       const w = this.waiting.shift()!;
       clearTimeout(w.timer);

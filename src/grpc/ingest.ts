@@ -4,6 +4,13 @@
  * request (all its rows or none); messages are written in stream order, each
  * once the previous one is durable. The first failing message ends the call;
  * its error says which message failed and what the earlier ones wrote.
+ *
+ * The call takes one slot of the write gate for the whole stream, and each
+ * message's bytes are charged to the write byte budget while it is written
+ * (admission.ts `charge`), as a REST body's are: many large messages at once
+ * wait instead of all being parsed together. grpc-js reads a little ahead
+ * of the handler (up to 16 messages, each at most the message size limit);
+ * those are in memory but not yet charged.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { AsofError, isAsofError } from '../errors.js';
@@ -12,6 +19,7 @@ import { hashOf } from '../ingest/ingest.js';
 import { findJsonProblem, jsonProblemError, MAX_JSON_BODY_DEPTH } from '../engine/json-safety.js';
 import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
 import type { Services } from '../services.js';
+import type { Release } from '../admission.js';
 import { clientStream, type CallContext } from './calls.js';
 import { fromPbRows, type PbValue } from './values.js';
 
@@ -32,13 +40,31 @@ interface Written {
   messages: number;
 }
 
+/** Each WriteRows message's size on the wire, bytes, by the decoded message. */
+const messageBytes = new WeakMap<object, number>();
+
+/** The service's definition, WriteRows' decoder noting each message's size (charged to the write byte budget). */
+export function ingestServiceDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const m = def.WriteRows;
+  const requestDeserialize = (bytes: Buffer): unknown => {
+    const msg = m.requestDeserialize(bytes) as object;
+    messageBytes.set(msg, bytes.length);
+    return msg;
+  };
+  return { ...def, WriteRows: { ...m, requestDeserialize } };
+}
+
 export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest'>): grpc.UntypedServiceImplementation {
+  const gate = ctx.admission.gates.writes;
   return {
     WriteRows: clientStream(ctx, 'write', async (call: grpc.ServerReadableStream<WriteRowsRequest, unknown>) => {
       const written: Written = { count: 0, firstOffset: null, lastOffset: null, token: {}, messages: 0 };
       let table: string | undefined;
       for await (const msg of call as AsyncIterable<WriteRowsRequest>) {
+        let release: Release | undefined;
         try {
+          const charged = gate.charge(messageBytes.get(msg) ?? 0);
+          release = typeof charged === 'function' ? charged : await charged;
           const name = msg.table || table;
           if (!name) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the first message must name the table', [{ field: 'table', reason: 'required on the first message' }]);
           if (table !== undefined && name !== table) {
@@ -55,6 +81,8 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
           written.messages++;
         } catch (e) {
           throw inMessage(e, written);
+        } finally {
+          release?.();
         }
       }
       return { count: written.count, first_offset: written.firstOffset ?? undefined, last_offset: written.lastOffset ?? undefined, token: written.token, messages: written.messages };

@@ -14,7 +14,7 @@ import { DECLARED_ACCESS, timed, type CallContext } from './calls.js';
 import { auditService } from './audit.js';
 import { changelogService, type FollowRegistry } from './changelog.js';
 import { feastService } from './feast.js';
-import { ingestService } from './ingest.js';
+import { ingestService, ingestServiceDefinition } from './ingest.js';
 import { onlineService, onlineServiceDefinition, type OnlineWire } from './online.js';
 import { withGeneratedCodecs } from './codecs.js';
 import { loadProtos } from './protos.js';
@@ -67,7 +67,7 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   // Every message is encoded and decoded by the code generated from proto/ (codecs.ts).
   const service = (name: string): ServiceDef => withGeneratedCodecs(pkg[name] as ServiceDef);
   add(onlineServiceDefinition(service('asof.v1.OnlineService')), onlineService(ctx, services, opts.onlineWire));
-  add(service('asof.v1.IngestService'), ingestService(ctx, services));
+  add(ingestServiceDefinition(service('asof.v1.IngestService')), ingestService(ctx, services));
   add(service('asof.v1.ChangelogService'), changelogService(ctx, services, follows));
   add(service('asof.v1.AuditService'), auditService(ctx, services));
   add(service('asof.v1.VectorService'), vectorService(ctx, services));

@@ -1,6 +1,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as A from 'apache-arrow';
+import type * as grpc from '@grpc/grpc-js';
+import { loadProtos } from '../../src/grpc/protos.js';
 import { grpcAsof, stream, asofError, type GrpcAsof } from './grpc-helpers.js';
 
 const ACCOUNTS = {
@@ -142,5 +144,33 @@ describe('asof.v1.IngestService/WriteRows (client streaming)', () => {
     const other = await stream(asof.ingest, 'WriteRows', [{ ...msg, rows: [row('idem', 2)] }]);
     assert.equal(other.err?.code, 6, 'ALREADY_EXISTS');
     assert.equal(asofError(other.err!).code, 'ASOF_CONFLICT');
+  });
+
+  test("a message's bytes count in the write byte budget while it is written, and are given back", async () => {
+    const gate = asof.admission.gates.writes;
+    let hold!: () => void;
+    const held = new Promise<void>((r) => (hold = r));
+    let committing!: () => void;
+    const inCommit = new Promise<void>((r) => (committing = r));
+    // A commit waits for its subscribers before it is answered: this one holds the message's write open.
+    const unsubscribe = asof.services.engine.table('accounts').subscribe(async () => {
+      committing();
+      await held;
+    });
+    try {
+      const msg = { table: 'accounts', rows: [row('budget', 1, { meta: { json_value: JSON.stringify({ pad: 'x'.repeat(5000) }) } })] };
+      const size = (loadProtos()['asof.v1.IngestService'] as grpc.ServiceDefinition).WriteRows.requestSerialize(msg).length;
+      const before = gate.activeBytes;
+      const call = stream(asof.ingest, 'WriteRows', [msg]);
+      await inCommit;
+      assert.equal(gate.activeBytes - before, size, 'the message is charged while it is written');
+      hold();
+      const { err } = await call;
+      assert.equal(err, undefined, err?.details);
+      assert.equal(gate.activeBytes, before, 'and given back once written');
+    } finally {
+      unsubscribe();
+      hold();
+    }
   });
 });

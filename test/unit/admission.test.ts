@@ -66,3 +66,54 @@ test('a request that waits longer than maxWaitMs is refused; drain refuses the q
   await assert.rejects(q, (e: AsofError) => e.code === 'ASOF_NOT_READY');
   assert.equal(g.queued, 0);
 });
+
+test('a charge of an admitted call never queues behind calls waiting for a slot (no deadlock)', () => {
+  const g = new Gate('writes', { inFlight: 1, queue: 5, maxWaitMs: 10_000, bytes: 100 });
+  const stream = g.enter() as () => void;
+  const next = g.enter(10);
+  assert.ok(next instanceof Promise, 'the next call waits for the one slot, which the stream holds');
+  // The stream's next message: if it queued behind that call, neither would ever go on.
+  const message = g.charge(50);
+  assert.equal(typeof message, 'function', 'charged at once');
+  assert.equal(g.activeBytes, 50);
+  (message as () => void)();
+  assert.equal(g.activeBytes, 0);
+  stream();
+  return next.then((r) => r());
+});
+
+test('a charge waits only for bytes, goes before calls waiting for a slot, and passes alone whatever its size', async () => {
+  const g = new Gate('writes', { inFlight: 3, queue: 5, maxWaitMs: 10_000, bytes: 100 });
+  const body = g.enter(80) as () => void;
+  const stream = g.enter() as () => void;
+  const order: string[] = [];
+  const charged = (g.charge(50) as Promise<() => void>).then((r) => (order.push('charge'), r));
+  assert.equal(g.active, 2, 'a waiting charge takes no slot');
+  // Room for this one (a slot, and 80 + 10 <= 100), but the charge waits first.
+  const small = g.enter(10);
+  assert.ok(small instanceof Promise, 'a new call does not pass a waiting charge');
+  const admitted = small.then((r) => (order.push('small'), r));
+  body();
+  const [c, s] = await Promise.all([charged, admitted]);
+  assert.deepEqual(order, ['charge', 'small']);
+  assert.equal(g.activeBytes, 60);
+  c();
+  s();
+  const huge = g.charge(500);
+  assert.equal(typeof huge, 'function', 'with no bytes in use, a message over the budget is charged');
+  const after = g.charge(1);
+  assert.ok(after instanceof Promise, 'nothing joins it');
+  (huge as () => void)();
+  (await after)();
+  stream();
+  assert.deepEqual([g.active, g.activeBytes], [0, 0]);
+});
+
+test('drain refuses waiting charges with 503, as it does waiting calls', async () => {
+  const g = new Gate('writes', { inFlight: 2, queue: 5, maxWaitMs: 10_000, bytes: 10 });
+  g.enter(10);
+  g.enter();
+  const waiting = g.charge(5) as Promise<unknown>;
+  g.drain();
+  await assert.rejects(waiting, (e: AsofError) => e.code === 'ASOF_NOT_READY');
+});
