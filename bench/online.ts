@@ -12,7 +12,12 @@
  *     online with the embedded store (target <= 400 MB RSS), for a pk and a
  *     log source, with two-place decimals and with full-precision doubles.
  *
- *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --memory-only --memory-case pk:double --only-post --bare-remembered-queries]
+ *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --skip-embedded --memory-only --memory-case pk:double --only-post --bare-remembered-queries --redis-ioredis-lookups]
+ *
+ * `--redis-ioredis-lookups` also runs the Redis case with lookups through
+ * ioredis instead of the lean client (redis-reader.ts), in the same run: the
+ * URL gets a harmless option (`?family=0`), and factory.ts hands URLs with
+ * options to ioredis.
  *
  * `--only-post` measures the POST batches alone (no GET rounds), for work on the batch path.
  *
@@ -26,7 +31,7 @@
  */
 import autocannon from 'autocannon';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, rawLoad, rawRequest } from './lib.js';
@@ -227,9 +232,16 @@ interface StoreFigures {
   oneBytes: number;
 }
 
-async function benchStore(store: 'embedded' | 'redis'): Promise<StoreFigures> {
+/** REDIS_URL with an option ioredis accepts and ignores here (family 0: IPv4 or IPv6, as without it): factory.ts sends lookups over ioredis. */
+function ioredisLookupsUrl(): string {
+  const u = new URL(REDIS_URL);
+  u.searchParams.set('family', '0');
+  return u.toString();
+}
+
+async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'): Promise<StoreFigures> {
   const dir = await mkdtemp(join(tmpdir(), 'asof-bench-online-'));
-  const asof = await startAsof(join(dir, 'data'), store === 'redis' ? REDIS_URL : undefined);
+  const asof = await startAsof(join(dir, 'data'), store === 'embedded' ? undefined : store === 'redis' ? REDIS_URL : ioredisLookupsUrl());
   let bareServer: Server | undefined;
   try {
     process.stdout.write(`[${store}] loading ${fmt(ENTITIES)} entities x 20 features ...\n`);
@@ -272,6 +284,7 @@ async function benchStore(store: 'embedded' | 'redis'): Promise<StoreFigures> {
     const batched = await alternate(() => drive(asof, batches, full), () => drive(bareServer!, batches, full));
     process.stdout.write(`[${store}] POST /features, every entity in turn (cold) ...\n`);
     const coldBatch = await alternate(() => drive(asof, coldBatches, full), () => drive(bareServer!, coldBatches, full));
+    process.stdout.write(`[${store}] done; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
     return { store, get, halfBare, halfAsof, cold, batch: batched, coldBatch, oneBytes: Buffer.byteLength(one) };
   } finally {
     await bareServer?.stop();
@@ -383,11 +396,12 @@ async function main(): Promise<void> {
   console.log(`load: raw keep-alive sockets from this process, ${CONNECTIONS} connections for full load, 8 at half load, ${SECONDS} s per run\n`);
   const figures: StoreFigures[] = [];
   if (!flag('memory-only')) {
-    figures.push(await benchStore('embedded'));
+    if (!flag('skip-embedded')) figures.push(await benchStore('embedded'));
     if (flag('skip-redis')) console.log('redis: skipped (--skip-redis)');
     else if (await redisAnswers()) {
       try {
         figures.push(await benchStore('redis'));
+        if (flag('redis-ioredis-lookups')) figures.push(await benchStore('redis, ioredis lookups'));
       } finally {
         await dropBenchKeys();
       }
