@@ -12,13 +12,13 @@
  *     online with the embedded store (target <= 400 MB RSS), for a pk and a
  *     log source, with two-place decimals and with full-precision doubles.
  *
- *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --skip-embedded --memory-only --memory-case pk:double --only-post --bare-remembered-queries --redis-ioredis-lookups --redis-client-cpu]
+ *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --skip-embedded --memory-only --memory-case pk:double --only-post --bare-remembered-queries --redis-ioredis-lookups]
  *
- * `--redis-client-cpu` only measures the two Redis lookup clients in process
- * (see redisClientCpu). `--redis-ioredis-lookups` also runs the Redis case with lookups through
+ * `--redis-ioredis-lookups` also runs the Redis case with lookups through
  * ioredis instead of the lean client (redis-reader.ts), in the same run: the
  * URL gets a harmless option (`?family=0`), and factory.ts hands URLs with
- * options to ioredis.
+ * options to ioredis. `npm run bench:redis-clients` compares the two clients
+ * alone, in one process.
  *
  * `--only-post` measures the POST batches alone (no GET rounds), for work on the batch path.
  *
@@ -342,60 +342,6 @@ async function benchMemory(kind: 'pk' | 'log', values: 'decimal' | 'double'): Pr
   }
 }
 
-// ---------------------------------------------------------------- Redis lookup clients
-
-/**
- * --redis-client-cpu: what one lookup's HMGET (21 fields of a hash of 1,000
- * entities, as a GET of 20 features reads them) costs this process in CPU,
- * through the lean client (redis-reader.ts) and through ioredis configured as
- * asof configures its lookup connection, 32 in flight, in alternating rounds
- * of 2 s. The client's CPU is what a server pays per lookup on top of the
- * rest; it is far steadier on a loaded machine than req/s.
- */
-async function redisClientCpu(): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const { RedisLookupReader } = await import('../src/online/redis-reader.js');
-  const { connectRedis } = await import('../src/online/redis.js');
-  const { silentLogger } = await import('../src/logger.js');
-  const key = `${REDIS_PREFIX}client-cpu`;
-  const setup = new Redis(REDIS_URL);
-  const fields = Array.from({ length: 1000 }, (_, i) => [`e:${i}`, JSON.stringify(userRow(i))]).flat();
-  await setup.hset(key, '_w', '1', ...fields);
-  const lean = new RedisLookupReader(REDIS_URL, 500, silentLogger);
-  await lean.whenReady(2000);
-  const io = await connectRedis(REDIS_URL, silentLogger, 500);
-  const clients: [string, (f: string[]) => Promise<unknown>][] = [
-    ['lean client', (f) => lean.hmget(key, f)],
-    ['ioredis', (f) => io.hmget(key, ...f)],
-  ];
-  const us = new Map<string, number[]>(clients.map(([n]) => [n, []]));
-  for (let round = 0; round <= ROUNDS; round++) {
-    for (const [name, hmget] of clients) {
-      let n = 0;
-      const cpu0 = process.cpuUsage();
-      const until = performance.now() + 2000;
-      await Promise.all(
-        Array.from({ length: 32 }, async (_, w) => {
-          for (let i = w; performance.now() < until; i += 32, n++) {
-            const f = ['_w'];
-            for (let k = 0; k < 20; k++) f.push(`e:${(i * 7 + k) % 1000}`);
-            await hmget(f);
-          }
-        }),
-      );
-      const cpu = process.cpuUsage(cpu0);
-      if (round > 0) us.get(name)!.push((cpu.user + cpu.system) / n);
-    }
-  }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  console.log(`HMGET of 21 fields, 32 in flight, client CPU µs per lookup, median of ${ROUNDS} alternating rounds of 2 s (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}):`);
-  for (const [name, xs] of us) console.log(`  ${name}: ${fmt(median(xs), 2)} (rounds ${xs.map((x) => fmt(x, 2)).join(', ')})`);
-  await setup.del(key);
-  setup.disconnect();
-  lean.close();
-  io.disconnect();
-}
-
 // ---------------------------------------------------------------- main
 
 async function redisAnswers(): Promise<boolean> {
@@ -446,7 +392,6 @@ function report(figures: StoreFigures[]): void {
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'bare') return bare(Number(process.argv[3]), process.argv[4], flag('remembered-queries'));
-  if (flag('redis-client-cpu')) return redisClientCpu();
   const cpu = cpus();
   console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? '?'}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, node ${process.version}`);
   console.log(`load: raw keep-alive sockets from this process, ${CONNECTIONS} connections for full load, 8 at half load, ${SECONDS} s per run\n`);

@@ -3,10 +3,11 @@
  * connection of its own. ioredis (which does everything else) spends a
  * command object, promise chains, a timer per command and a pipeline object
  * per batch on each lookup. Kept by a same-run measurement (2026-12-06,
- * session 11, load average 20-24 on 2 cores): `bench:online --
- * --redis-client-cpu` (21-field HMGETs, 32 in flight) 18.9 µs of client CPU
- * per lookup here against 36.5 through ioredis; `--redis-ioredis-lookups`,
- * GET hot, 38.8 µs of server CPU per request against 54.9 (bare route 15.3).
+ * session 11, load average 20-25 on 2 cores): `bench:redis-clients`
+ * (21-field HMGETs, 32 in flight) 18.9 and 42.3 µs of client CPU per lookup
+ * here against 36.5 and 70.7 through ioredis (two runs, two state sizes);
+ * `bench:online -- --redis-ioredis-lookups`, GET hot, 38.8 µs of server CPU
+ * per request against 54.9 (bare route 15.3).
  * On the quiet machine this client gave GET 0.85 of the bare route (CPU
  * 0.89) at a bare cost of 31-46 µs: ioredis's extra would take it below 0.8.
  * Here a lookup is a few bytes appended to a batch that goes out in one
