@@ -152,33 +152,40 @@ export function keyMatch(schema: TableSchema, key: string): KeyMatch[] | undefin
  * wanted rows built.
  */
 export async function* keyBatches(src: UnionSource, schema: TableSchema, key: string, wanted: readonly number[], only: Set<string> | undefined): AsyncGenerator<KeyRecord[]> {
-  let i = 0;
-  const coldBelow = src.coldBelow;
-  const match = src.cold && wanted.length && wanted[0] < coldBelow ? keyMatch(schema, key) : undefined;
-  if (match) {
-    const expect = wanted.filter((o) => o < coldBelow);
-    const recs = await coldKeyRecords(src.cold!, schema.columns, match, expect[0], expect[expect.length - 1] + 1, only);
-    if (recs.length !== expect.length || recs.some((r, j) => r.offset !== expect[j])) {
-      throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${recs.length} records, ${expect.length} expected)`);
+  // Pinned from the start: tiering may delete the segments of the hot frames this read counts on (coldBelow was
+  // looked up before the cold query) while that query runs, and a segment deleted while no read pins it is closed.
+  src.log.pin();
+  try {
+    let i = 0;
+    const coldBelow = src.coldBelow;
+    const match = src.cold && wanted.length && wanted[0] < coldBelow ? keyMatch(schema, key) : undefined;
+    if (match) {
+      const expect = wanted.filter((o) => o < coldBelow);
+      const recs = await coldKeyRecords(src.cold!, schema.columns, match, expect[0], expect[expect.length - 1] + 1, only);
+      if (recs.length !== expect.length || recs.some((r, j) => r.offset !== expect[j])) {
+        throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${recs.length} records, ${expect.length} expected)`);
+      }
+      yield recs;
+      i = expect.length;
     }
-    yield recs;
-    i = expect.length;
+    // The frames holding the rest, each once.
+    const idx: number[] = [];
+    for (let j = i; j < wanted.length; j++) {
+      const f = src.frames.find(wanted[j]);
+      if (idx[idx.length - 1] !== f) idx.push(f);
+    }
+    for await (const { meta, bytes } of framesAt(src, idx)) {
+      const at: number[] = [];
+      for (let j = i; j < wanted.length && wanted[j] < meta.firstOffset + meta.count; j++) at.push(wanted[j] - meta.firstOffset);
+      if (at.length === 0 || at[0] < 0) break;
+      const { changes, rows } = decodeBatch(decodeIpc(payloadOf(bytes)), schema.columns, only, at);
+      yield at.map((j, k) => ({ offset: meta.firstOffset + j, change: changes[j], commitTime: meta.commitTime, row: rows[k] }));
+      i += at.length;
+    }
+    if (i < wanted.length) throw new Error(`no frame holds offset ${wanted[i]} of table "${schema.name}"`);
+  } finally {
+    src.log.unpin();
   }
-  // The frames holding the rest, each once.
-  const idx: number[] = [];
-  for (let j = i; j < wanted.length; j++) {
-    const f = src.frames.find(wanted[j]);
-    if (idx[idx.length - 1] !== f) idx.push(f);
-  }
-  for await (const { meta, bytes } of framesAt(src, idx)) {
-    const at: number[] = [];
-    for (let j = i; j < wanted.length && wanted[j] < meta.firstOffset + meta.count; j++) at.push(wanted[j] - meta.firstOffset);
-    if (at.length === 0 || at[0] < 0) break;
-    const { changes, rows } = decodeBatch(decodeIpc(payloadOf(bytes)), schema.columns, only, at);
-    yield at.map((j, k) => ({ offset: meta.firstOffset + j, change: changes[j], commitTime: meta.commitTime, row: rows[k] }));
-    i += at.length;
-  }
-  if (i < wanted.length) throw new Error(`no frame holds offset ${wanted[i]} of table "${schema.name}"`);
 }
 
 /** One key's records from the cold tier in [from, to), ascending by offset, rows decoded as the hot log's are. */
