@@ -55,7 +55,6 @@ export const storeStates = (store: OnlineStore, read: EncodedRead): StateRead =>
  * record that wrote the row: what the materializer would have stored.
  */
 class TableRead implements StateRead {
-  readonly position: number;
   /** Each entity's slot in the table's state, all found by the fill's first `cacheKey` (independent probes in one tight loop overlap their cache misses) and read by `state` in the same fill step. */
   private readonly slots: Int32Array;
 
@@ -63,8 +62,16 @@ class TableRead implements StateRead {
     private readonly table: DirectSource,
     private readonly keys: string[],
   ) {
-    this.position = table.endOffset - 1;
     this.slots = new Int32Array(keys.length);
+  }
+
+  /**
+   * The table's head when asked, not when the read was set up: the service awaits other groups'
+   * reads in between, and a commit then would give rows newer than a position taken earlier. It is
+   * asked in the same synchronous step that reads the rows (checkRead, then fill), so the two agree.
+   */
+  get position(): number {
+    return this.table.endOffset - 1;
   }
 
   cacheKey(e: number): CacheKey | undefined {
