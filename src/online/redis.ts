@@ -55,7 +55,7 @@ type WithScript = Redis & { asofWrite(key: string, ...args: (string | number)[])
  * `commandTimeoutMs`: lookups wait little (a hung Redis answers 503 within it);
  * the materializer's writes, which may carry a large commit, wait longer.
  */
-export function redisOptions(commandTimeoutMs: number): RedisOptions {
+function redisOptions(commandTimeoutMs: number): RedisOptions {
   return {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -93,7 +93,7 @@ export async function connectRedis(url: string, logger: Logger, commandTimeoutMs
 }
 
 /** What lookups read with: an ioredis connection, or the lean client of redis-reader.ts. */
-export interface LookupReader {
+interface LookupReader {
   hmget(key: string, fields: string[]): Promise<(string | null)[]>;
   close(): void;
 }
