@@ -45,16 +45,40 @@ export class JsonBytes {
     this.at += b.length;
   }
 
-  /** A string as JSON: printable ASCII without quotes or backslashes byte for byte in one pass (`at` moves only at the end), anything else through JSON.stringify. */
+  /**
+   * A string as JSON, as JSON.stringify writes it: characters that need no
+   * escape are written as UTF-8 in one pass (`at` moves only at the end);
+   * a string with one that does (a control character, a quote, a backslash,
+   * a lone surrogate) goes through JSON.stringify.
+   */
   string(s: string): void {
-    this.room(s.length + 2);
+    this.room(3 * s.length + 2);
     const buf = this.buf;
     let at = this.at;
     buf[at++] = 34;
     for (let k = 0; k < s.length; k++) {
       const c = s.charCodeAt(k);
-      if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return this.text(JSON.stringify(s));
-      buf[at++] = c;
+      if (c < 0x80) {
+        if (c < 0x20 || c === 34 || c === 92) return this.text(JSON.stringify(s));
+        buf[at++] = c;
+      } else if (c < 0x800) {
+        buf[at++] = 0xc0 | (c >> 6);
+        buf[at++] = 0x80 | (c & 0x3f);
+      } else if (c < 0xd800 || c > 0xdfff) {
+        buf[at++] = 0xe0 | (c >> 12);
+        buf[at++] = 0x80 | ((c >> 6) & 0x3f);
+        buf[at++] = 0x80 | (c & 0x3f);
+      } else {
+        // A surrogate pair is one character of four bytes (its 3 + 3 bytes of room suffice); a lone surrogate is escaped.
+        const d = c < 0xdc00 && k + 1 < s.length ? s.charCodeAt(k + 1) : 0;
+        if (d < 0xdc00 || d > 0xdfff) return this.text(JSON.stringify(s));
+        const p = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        buf[at++] = 0xf0 | (p >> 18);
+        buf[at++] = 0x80 | ((p >> 12) & 0x3f);
+        buf[at++] = 0x80 | ((p >> 6) & 0x3f);
+        buf[at++] = 0x80 | (p & 0x3f);
+        k++;
+      }
     }
     buf[at++] = 34;
     this.at = at;
@@ -64,7 +88,10 @@ export class JsonBytes {
    * A number as JSON.stringify writes it. Safe integers, and decimals of up
    * to 6 places whose digits (below 2^51) divide back to exactly the number,
    * are written digit by digit: the fewest decimals that give the number back
-   * are its shortest round-trip form, which is what JavaScript prints.
+   * are its shortest round-trip form, which is what JavaScript prints. Those
+   * are the 6-place digits without their trailing zeros: below 2^51 the
+   * product's error is under half a unit, so the 6-place digits of a number
+   * that has a d-place form are that form's digits and 6 - d zeros.
    * Anything else (exponents, 17-digit doubles) goes through String.
    */
   number(v: number): void {
@@ -74,18 +101,20 @@ export class JsonBytes {
       if (v < 0) this.byte(45);
       return this.digits(a, 0);
     }
-    for (let d = 1; d <= 6; d++) {
-      const p = POW10[d];
-      const m = Math.round(a * p);
-      if (m / p === a && m < 2 ** 51) {
-        if (v < 0) this.byte(45);
-        const whole = Math.floor(m / p);
-        this.digits(whole, 0);
-        this.byte(46);
-        return this.digits(m - whole * p, d);
-      }
+    const m = Math.round(a * 1e6);
+    if (m / 1e6 !== a || m >= 2 ** 51) return this.ascii(String(v));
+    const whole = Math.floor(a);
+    // 1..999999 (a is no integer), an int32 from here on.
+    let frac = (m - whole * 1e6) | 0;
+    let d = 6;
+    for (let q = (frac / 10) | 0; q * 10 === frac; q = (frac / 10) | 0) {
+      frac = q;
+      d--;
     }
-    this.ascii(String(v));
+    if (v < 0) this.byte(45);
+    this.digits(whole, 0);
+    this.byte(46);
+    this.digits(frac, d);
   }
 
   /** A non-negative safe integer, padded with zeros to `width` digits. */
@@ -116,8 +145,10 @@ export class JsonBytes {
    * rest of a lookup's rendering).
    */
   time(ms: number): void {
-    this.byte(34);
-    if (!Number.isInteger(ms) || ms < 0 || ms >= 253402300800000) return this.ascii(formatTimestamp(ms) + '"');
+    if (!Number.isInteger(ms) || ms < 0 || ms >= 253402300800000) {
+      this.byte(34);
+      return this.ascii(formatTimestamp(ms) + '"');
+    }
     const day = Math.floor(ms / 86_400_000);
     let date = dayCache.get(day);
     if (date === undefined) {
@@ -125,16 +156,34 @@ export class JsonBytes {
       if (dayCache.size >= 10_000) dayCache = new Map();
       dayCache.set(day, date);
     }
-    const rest = ms - day * 86_400_000;
-    this.ascii(date);
-    this.digits(Math.floor(rest / 3_600_000), 2);
-    this.byte(58);
-    this.digits(Math.floor(rest / 60_000) % 60, 2);
-    this.byte(58);
-    this.digits(Math.floor(rest / 1000) % 60, 2);
-    this.byte(46);
-    this.digits(rest % 1000, 3);
-    this.ascii('Z"');
+    // `"YYYY-MM-DDTHH:MM:SS.mmmZ"`: 26 bytes, the time of day in int32 arithmetic.
+    this.room(26);
+    const b = this.buf;
+    const a = this.at;
+    b[a] = 34;
+    for (let k = 0; k < 11; k++) b[a + 1 + k] = date.charCodeAt(k);
+    let rest = (ms - day * 86_400_000) | 0;
+    const h = (rest / 3_600_000) | 0;
+    rest -= h * 3_600_000;
+    const m = (rest / 60_000) | 0;
+    rest -= m * 60_000;
+    const sec = (rest / 1000) | 0;
+    rest -= sec * 1000;
+    b[a + 12] = 48 + ((h / 10) | 0);
+    b[a + 13] = 48 + (h % 10);
+    b[a + 14] = 58;
+    b[a + 15] = 48 + ((m / 10) | 0);
+    b[a + 16] = 48 + (m % 10);
+    b[a + 17] = 58;
+    b[a + 18] = 48 + ((sec / 10) | 0);
+    b[a + 19] = 48 + (sec % 10);
+    b[a + 20] = 46;
+    b[a + 21] = 48 + ((rest / 100) | 0);
+    b[a + 22] = 48 + (((rest / 10) | 0) % 10);
+    b[a + 23] = 48 + (rest % 10);
+    b[a + 24] = 90;
+    b[a + 25] = 34;
+    this.at = a + 26;
   }
 
   /** The bytes written: small answers are copied out and the buffer goes back at once; large ones give it back on `release`. */
@@ -158,7 +207,8 @@ export class JsonBytes {
     };
   }
 
-  private room(n: number): void {
+  /** Makes room for n more bytes (`buf` may be replaced: read it after). */
+  room(n: number): void {
     if (this.at + n <= this.buf.length) return;
     const bigger = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.length, this.at + n));
     this.buf.copy(bigger, 0, 0, this.at);

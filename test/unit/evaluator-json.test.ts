@@ -171,3 +171,40 @@ test('times are written as JSON.stringify writes what Date#toISOString writes', 
     assert.equal(out.finish().bytes.toString('utf8'), JSON.stringify(formatTimestamp(ms)), String(ms));
   }
 });
+
+test('strings are written as JSON.stringify writes them, for every kind of UTF-16 code unit (escapes, 1 to 4 UTF-8 bytes, surrogate pairs, lone surrogates)', () => {
+  const r = rng(5);
+  const units = [0x00, 0x1f, 0x20, 0x22, 0x5c, 0x41, 0x7e, 0x7f, 0x80, 0xe9, 0x7ff, 0x800, 0x2028, 0x2713, 0xd7ff, 0xe000, 0xfffd, 0xffff, 0xd800, 0xdbff, 0xdc00, 0xdfff];
+  const pairs = ['\ud834\udd1e', '\ud83d\ude00', '\udbff\udfff', '\ud800\udc00'];
+  for (let round = 0; round < 20_000; round++) {
+    let s = '';
+    const n = Math.floor(r() * 8);
+    for (let k = 0; k < n; k++) s += r() < 0.2 ? pairs[Math.floor(r() * pairs.length)] : String.fromCharCode(units[Math.floor(r() * units.length)]);
+    const out = new JsonBytes();
+    out.string(s);
+    assert.deepEqual(out.finish().bytes, Buffer.from(JSON.stringify(s)), JSON.stringify(s));
+  }
+});
+
+test('a plan of many features with long names (its feature keys written by more than one compiled function) renders as JSON.stringify does', () => {
+  const names = Array.from({ length: 400 }, (_, i) => `feature ${i} "quoted" \\ ünïcødé ✓ 𝄞 ${'x'.repeat(i % 50)}`);
+  const wide = new TableSchema(defineTable('w', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'x', type: 'float64', nullable: true }] }, undefined, 0).def);
+  const wev = new ViewEvaluator({ name: 'w', source: 'w', entity: 'id', features: names.map((name) => ({ name, column: 'x' })), version: 1, createdAt: 0, updatedAt: 0 }, wide);
+  const positions = names.map((_, i) => i);
+  const plan: Plan = {
+    selection: {},
+    features: names.map((name, index) => ({ ref: `w:${name}`, view: 'w', feature: name, index, type: wev.features[index].type })),
+    groups: [{ def: wev.view, ev: wev, ns: 'w@1', entityColumn: wide.byName.get('id')!, positions, indexes: positions, absent: undefined as unknown as EntityEval }],
+    evaluators: names.map(() => wev),
+    revision: 0,
+  };
+  const entities = ['a', 'b', 'c'];
+  const e = new PlanEvaluation(plan, 0, entities.length);
+  e.token.w = 5;
+  entities.forEach((_, k) => {
+    e.entries[k] = entityEval({ values: names.map((_, i) => (i + k) % 7 === 0 ? null : i / 8 + k), statuses: names.map((_, i) => ((i + k) % 7 === 0 ? 'NULL_VALUE' : 'PRESENT')), eventTimes: names.map(() => 1767225600000 + k) }, 0, 0);
+  });
+  assert.ok(Buffer.byteLength(names.map((n) => JSON.stringify(`w:${n}`)).join()) > 3 * 4096, 'the keys span several compiled functions');
+  assert.equal(renderMany(entities, e).bytes.toString('utf8'), JSON.stringify({ results: toObjects(entities, e) }));
+  assert.equal(renderOne('b', e).bytes.toString('utf8'), JSON.stringify(toObjects(['b'], e)[0]));
+});
