@@ -15,6 +15,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { EntityState } from '../features/evaluator.js';
 import type { Logger } from '../logger.js';
 import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineStore } from './store.js';
+import { parseState } from './state-json.js';
 
 /** Hash fields of a namespace (FORMAT.md). Entity fields are `e:<key>`, so no key can collide with these. */
 export const F_WATERMARK = '_w';
@@ -133,7 +134,7 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   decode(encoded: string): EntityState {
-    return JSON.parse(encoded) as EntityState;
+    return parseState(encoded);
   }
 
   async readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
