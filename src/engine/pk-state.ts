@@ -5,17 +5,9 @@
  * Node 20 has no pointer compression: a row object of twelve numbers cost
  * about 370 bytes (the object, a boxed HeapNumber per non-small number, the
  * map entry and the key string). Here a key maps to a slot (a small integer)
- * and each column keeps its values of every slot: numbers (int32, int64 that
- * fit in 2^53, float32 as already rounded, float64, timestamp) in a
- * Float64Array, bools in a Uint8Array, anything else (strings, json, lists,
- * structs, vectors) in a plain array. About 8 bytes a value plus the key's map
- * entry. Rows are built fresh on each read, so callers may keep them.
- *
- * Null is NaN in a Float64Array (no canonical number is NaN: coercion refuses
- * non-finite numbers) and 2 in a bool column; a value a typed column cannot
- * hold (an int64 beyond 2^53 as a bigint, and to be safe any value of another
- * kind) goes to that column's small `odd` map, marked NaN or 3. So every value
- * reads back exactly as written (Object.is), -0 included.
+ * and the slot's values sit in row stores by kind (pk-rows.ts): about 8
+ * bytes a value plus the key's map entry. Rows are built fresh on each read,
+ * so callers may keep them; every value reads back exactly as written.
  *
  * Keys: `IndexKey`s, as the key index uses them (a number for a table with
  * one int32/int64/timestamp key column when the value is a safe integer, else
@@ -25,131 +17,10 @@
  * a key at most, where a Map entry costs about 28.
  */
 import type { IndexKey } from './indexes.js';
+import { column, kindOf, newStore, NumberColumn, type Column, type Store } from './pk-rows.js';
 import type { Row } from './schema.js';
 import type { ColumnType } from './types.js';
 import { IntSlots } from './int-slots.js';
-
-interface Column {
-  put(slot: number, v: unknown): void;
-  get(slot: number): unknown;
-  /** Drops what the slot holds (a freed slot must not keep a string or object alive). */
-  free(slot: number): void;
-  /** Room for slots [0, cap); new slots read as null. */
-  grow(cap: number): void;
-  /** An independent copy of slots [0, used). */
-  copy(used: number): Column;
-}
-
-class NumberColumn implements Column {
-  odd = new Map<number, unknown>();
-  constructor(public vals: Float64Array) {}
-
-  put(slot: number, v: unknown): void {
-    if (typeof v === 'number' && v === v) {
-      this.vals[slot] = v;
-      if (this.odd.size !== 0) this.odd.delete(slot);
-    } else {
-      this.vals[slot] = NaN;
-      if (v !== null) this.odd.set(slot, v);
-      else if (this.odd.size !== 0) this.odd.delete(slot);
-    }
-  }
-  get(slot: number): unknown {
-    const v = this.vals[slot];
-    if (v === v) return v;
-    return this.odd.size !== 0 && this.odd.has(slot) ? this.odd.get(slot) : null;
-  }
-  free(slot: number): void {
-    this.vals[slot] = NaN;
-    if (this.odd.size !== 0) this.odd.delete(slot);
-  }
-  grow(cap: number): void {
-    const next = new Float64Array(cap).fill(NaN);
-    next.set(this.vals.subarray(0, Math.min(cap, this.vals.length)));
-    this.vals = next;
-  }
-  copy(used: number): Column {
-    const c = new NumberColumn(this.vals.slice(0, used));
-    c.odd = new Map(this.odd);
-    return c;
-  }
-}
-
-const FALSE = 0;
-const TRUE = 1;
-const NULL = 2;
-const ODD = 3;
-
-class BoolColumn implements Column {
-  odd = new Map<number, unknown>();
-  constructor(public vals: Uint8Array) {}
-
-  put(slot: number, v: unknown): void {
-    if (this.odd.size !== 0) this.odd.delete(slot);
-    if (v === true) this.vals[slot] = TRUE;
-    else if (v === false) this.vals[slot] = FALSE;
-    else if (v === null) this.vals[slot] = NULL;
-    else {
-      this.vals[slot] = ODD;
-      this.odd.set(slot, v);
-    }
-  }
-  get(slot: number): unknown {
-    const v = this.vals[slot];
-    return v === TRUE ? true : v === FALSE ? false : v === NULL ? null : this.odd.get(slot);
-  }
-  free(slot: number): void {
-    this.vals[slot] = NULL;
-    if (this.odd.size !== 0) this.odd.delete(slot);
-  }
-  grow(cap: number): void {
-    const next = new Uint8Array(cap).fill(NULL);
-    next.set(this.vals.subarray(0, Math.min(cap, this.vals.length)));
-    this.vals = next;
-  }
-  copy(used: number): Column {
-    const c = new BoolColumn(this.vals.slice(0, used));
-    c.odd = new Map(this.odd);
-    return c;
-  }
-}
-
-/** Strings, json, lists, structs, vectors: the values themselves (never changed in place: canonical rows are not mutated). */
-class ValueColumn implements Column {
-  constructor(public vals: unknown[]) {}
-
-  put(slot: number, v: unknown): void {
-    this.vals[slot] = v;
-  }
-  get(slot: number): unknown {
-    return this.vals[slot];
-  }
-  free(slot: number): void {
-    this.vals[slot] = null;
-  }
-  grow(cap: number): void {
-    // A plain array grows by itself; only a schema change adds a column that must read null for existing slots.
-    for (let i = this.vals.length; i < cap; i++) this.vals.push(null);
-  }
-  copy(used: number): Column {
-    return new ValueColumn(this.vals.slice(0, used));
-  }
-}
-
-function newColumn(t: ColumnType, cap: number): Column {
-  switch (t.kind) {
-    case 'int32':
-    case 'int64':
-    case 'float32':
-    case 'float64':
-    case 'timestamp':
-      return new NumberColumn(new Float64Array(cap).fill(NaN));
-    case 'bool':
-      return new BoolColumn(new Uint8Array(cap).fill(NULL));
-    default:
-      return new ValueColumn(new Array<unknown>(cap).fill(null));
-  }
-}
 
 /** Row code over column stores, compiled once per column list (see row-code.ts for why). */
 interface SlotCode {
@@ -227,14 +98,13 @@ export class PkState {
   private cols: Column[];
   private code: SlotCode;
   private types: ColumnType[];
-  /** Each slot's version: the changelog offset of the record that wrote its row (NaN until known). */
-  private versions: Float64Array;
+  /** The rows; each slot's version (the changelog offset of the record that wrote its row, NaN until known) is position 0 of its number row. */
+  private store: Store;
 
   /** `intKey`: the index of the one key column whose safe-integer values are keys as numbers (TableSchema.numericKey). */
   constructor(columns: readonly { name: string; type: ColumnType }[], private readonly intKey?: number) {
     this.types = columns.map((c) => c.type);
-    this.cols = columns.map((c) => newColumn(c.type, this.capacity));
-    this.versions = new Float64Array(this.capacity).fill(NaN);
+    ({ store: this.store, cols: this.cols } = newStore(this.types, this.capacity));
     this.code = compileSlotCode(columns.map((c) => c.name));
     this.ints = this.intSlots();
   }
@@ -243,7 +113,7 @@ export class PkState {
     if (this.intKey === undefined) return undefined;
     const c = this.cols[this.intKey];
     if (!(c instanceof NumberColumn)) throw new Error(`pk state: key column ${this.intKey} is not a number column`);
-    return new IntSlots(c);
+    return new IntSlots(c.rows, c.at);
   }
 
   get size(): number {
@@ -270,7 +140,7 @@ export class PkState {
 
   /** The version (see `version`) of the row at a slot from `slotOf`. */
   versionAt(slot: number): number {
-    return this.versions[slot];
+    return this.store.number.vals[slot * this.store.number.width];
   }
 
   /** Values of some columns (by position, in that order) of the row at a slot from `slotOf`: no row object; code made once per `columns` array. */
@@ -294,7 +164,7 @@ export class PkState {
    */
   version(key: IndexKey): number {
     const slot = this.find(key);
-    return slot === undefined ? -1 : this.versions[slot];
+    return slot === undefined ? -1 : this.versionAt(slot);
   }
 
   /**
@@ -305,20 +175,20 @@ export class PkState {
   set(key: IndexKey, row: Row, version: number): void {
     const slot = this.slotFor(key);
     this.code.write(this.cols, slot, row);
-    this.versions[slot] = version;
+    this.setVersion(slot, version);
   }
 
   /** `set` from decoded columns (replay, snapshot load): row `i` of `values`, one array per column in column order. */
   setAt(key: IndexKey, values: unknown[][], i: number, version: number): void {
     const slot = this.slotFor(key);
     for (let j = 0; j < this.cols.length; j++) this.cols[j].put(slot, values[j][i] ?? null);
-    this.versions[slot] = version;
+    this.setVersion(slot, version);
   }
 
   /** Sets every key's version from `versionOf` (after a snapshot load, whose rows carry none). */
   fillVersions(versionOf: (key: IndexKey) => number): void {
-    if (this.ints) for (const slot of this.ints.slots()) this.versions[slot] = versionOf(this.cols[this.intKey!].get(slot) as number);
-    for (const [key, slot] of this.slots) this.versions[slot] = versionOf(key);
+    if (this.ints) for (const slot of this.ints.slots()) this.setVersion(slot, versionOf(this.cols[this.intKey!].get(slot) as number));
+    for (const [key, slot] of this.slots) this.setVersion(slot, versionOf(key));
   }
 
   delete(key: IndexKey): boolean {
@@ -330,7 +200,7 @@ export class PkState {
     }
     if (slot === undefined) return false;
     for (const c of this.cols) c.free(slot);
-    this.versions[slot] = NaN;
+    this.setVersion(slot, NaN);
     this.free.push(slot);
     return true;
   }
@@ -340,8 +210,7 @@ export class PkState {
     this.free = [];
     this.used = 0;
     this.capacity = FIRST_CAPACITY;
-    this.cols = this.types.map((t) => newColumn(t, this.capacity));
-    this.versions = new Float64Array(this.capacity).fill(NaN);
+    ({ store: this.store, cols: this.cols } = newStore(this.types, this.capacity));
     this.ints = this.intSlots();
   }
 
@@ -356,8 +225,12 @@ export class PkState {
    */
   setColumns(columns: readonly { name: string; type: ColumnType }[]): void {
     if (columns.length < this.cols.length) throw new Error(`pk state: a schema change cannot drop columns (${this.cols.length} → ${columns.length})`);
+    // Each new column takes the next position of its kind's rows, which are laid out again one wider.
     for (let j = this.cols.length; j < columns.length; j++) {
-      this.cols.push(newColumn(columns[j].type, this.capacity));
+      const kind = kindOf(columns[j].type);
+      const rows = this.store[kind];
+      rows.resize(this.capacity, rows.width + 1);
+      this.cols.push(column(this.store, kind, rows.width - 1));
       this.types.push(columns[j].type);
     }
     this.code = compileSlotCode(columns.map((c) => c.name));
@@ -372,7 +245,12 @@ export class PkState {
     let n = 0;
     if (this.ints) for (const slot of this.ints.slots()) slots[n++] = slot;
     for (const slot of this.slots.values()) slots[n++] = slot;
-    return new FrozenState(this.code, this.cols.map((c) => c.copy(this.used)), slots);
+    const copy: Store = { number: this.store.number.copy(this.used), bool: this.store.bool.copy(this.used), value: this.store.value.copy(this.used) };
+    return new FrozenState(this.code, this.cols.map((c, j) => c.copy(copy[kindOf(this.types[j])])), slots);
+  }
+
+  private setVersion(slot: number, version: number): void {
+    this.store.number.vals[slot * this.store.number.width] = version;
   }
 
   /** The key's slot, a new one for a new key (then its key column must be written before the next call). */
@@ -383,10 +261,9 @@ export class PkState {
     if (slot === undefined) {
       if (this.used === this.capacity) {
         this.capacity *= 2;
-        for (const c of this.cols) c.grow(this.capacity);
-        const versions = new Float64Array(this.capacity).fill(NaN);
-        versions.set(this.versions);
-        this.versions = versions;
+        this.store.number.resize(this.capacity);
+        this.store.bool.resize(this.capacity);
+        this.store.value.resize(this.capacity);
       }
       slot = this.used++;
     }
