@@ -218,11 +218,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     return hit;
   };
 
-  /** The answer bytes of `GET /features/{entity}`; without a promise when the store answers synchronously (embedded). */
-  const answerOne = (entity: string, plan: Plan): Buffer | Promise<Buffer> => {
-    const e = online.evaluateSync([entity], plan);
-    return e ? renderOne(entity, e).bytes : online.evaluate([entity], plan).then((x) => renderOne(entity, x).bytes);
-  };
+  /** The answer bytes of `GET /features/{entity}` (in-process lookups are gathered per event-loop turn: evaluateSoon). */
+  const answerOne = (entity: string, plan: Plan): Promise<Buffer> => online.evaluateSoon([entity], plan).then((e) => renderOne(entity, e).bytes);
 
   /** `GET /features/{entity}?decision=`: the lookup is recorded as a decision (durable) before the answer is written. */
   const answerRecorded = async (caller: Caller, entity: string, sel: FeatureSelection, id: string): Promise<Buffer> => {

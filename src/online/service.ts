@@ -11,11 +11,13 @@
  *
  * A request is answered in two steps: `plan`, then `evaluate`, which reads
  * each view's states once and fills every entity in one loop, from the cache
- * or afresh. In-process state answers synchronously (`evaluateSync`), so a
- * lookup on the embedded store never waits on a promise.
+ * or afresh. In-process state can answer synchronously (`evaluateSync`), or
+ * at the end of the event-loop turn with the turn's other lookups
+ * (`evaluateSoon`, which `GET /features/{entity}` uses: cheaper per request).
  *
- * The public API is `plan` (`planFresh` on replicas), `evaluate` and
- * `evaluateSync`; the renderers (REST JSON, gRPC, Feast) take an `Evaluation`.
+ * The public API is `plan` (`planFresh` on replicas), `evaluate`,
+ * `evaluateSoon` and `evaluateSync`; the renderers (REST JSON, gRPC, Feast)
+ * take an `Evaluation`.
  */
 import { AsofError } from '../errors.js';
 import type { FeatureRegistry } from '../features/registry.js';
@@ -34,6 +36,8 @@ export class OnlineService {
   /** Recent evaluations by encoded state or row version (lookup-cache.ts). */
   readonly cache: LookupCache;
   private readonly planner: Planner;
+  /** Lookups waiting for the end of the turn (evaluateSoon). */
+  private soon: { entities: unknown[]; plan: Plan; resolve(e: Evaluation | Promise<Evaluation>): void; reject(e: unknown): void }[] = [];
 
   constructor(
     private readonly registry: FeatureRegistry,
@@ -88,6 +92,35 @@ export class OnlineService {
     }
     return out;
   }
+
+  /**
+   * `evaluate`, with lookups of in-process state gathered per event-loop turn: each waits until
+   * the turn's I/O is read (setImmediate), then the turn's lookups are evaluated one after another
+   * and their answers go out together. Answering each GET as its request was read cost 70 µs of
+   * server CPU against 39 µs this way, and 46 µs for the bare route (bench/RESULTS.md, session 12):
+   * the same code and sockets are worked in runs, not interleaved request by request.
+   */
+  evaluateSoon(entities: unknown[], plan: Plan): Promise<Evaluation> {
+    for (const g of plan.groups) {
+      const runner = this.materializer.runner(g.ns);
+      if (runner === undefined || (runner.direct === undefined && this.store.readEncodedSync === undefined)) return this.evaluate(entities, plan);
+    }
+    return new Promise((resolve, reject) => {
+      if (this.soon.push({ entities, plan, resolve, reject }) === 1) setImmediate(this.flushSoon);
+    });
+  }
+
+  private readonly flushSoon = (): void => {
+    const batch = this.soon;
+    this.soon = [];
+    for (const q of batch) {
+      try {
+        q.resolve(this.evaluateSync(q.entities, q.plan) ?? this.evaluate(q.entities, q.plan));
+      } catch (e) {
+        q.reject(e);
+      }
+    }
+  };
 
   /**
    * Latest values of each entity at t = now. Entities are single-column keys
