@@ -63,7 +63,7 @@ export async function buildServices(
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { mirror, logger });
   // With the in-process store, views over pk tables read the table's own state (materializer.ts): no second copy of each row.
-  const materializer = new Materializer(engine, registry, onlineStore, logger, now, { direct: onlineStore.kind === 'embedded' });
+  const materializer = new Materializer(engine, registry, onlineStore, logger, now);
   // A replica materializes nothing: it serves what the primaries write to the shared store.
   if (registry.role === 'primary' && opts.materialize !== false) await materializer.start();
   if (opts.materialize !== false) registry.startMirrorSync(1000);

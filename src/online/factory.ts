@@ -18,12 +18,6 @@ export interface OnlineBackend {
   mirror?: DefinitionMirror;
 }
 
-/** Waits briefly for the lean lookup connection, as connectRedis does for its own; lookups answer 503 until it is up. */
-async function leanReader<R extends { whenReady(ms: number): Promise<void> }>(reader: R, logger: Logger): Promise<R> {
-  await reader.whenReady(2000).catch(() => logger.warn({}, 'redis not reachable at start-up for lookups; serving 503 for online reads until it is'));
-  return reader;
-}
-
 export async function createOnlineStore(opts: { redisUrl?: string; redisPrefix?: string; logger: Logger }): Promise<OnlineBackend> {
   if (!opts.redisUrl) return { store: new EmbeddedOnlineStore() };
   // Loaded only for Redis: ioredis adds about 8 MB to the RSS of a process that never uses it.
@@ -31,9 +25,11 @@ export async function createOnlineStore(opts: { redisUrl?: string; redisPrefix?:
   const prefix = opts.redisPrefix ?? 'asof:';
   const lookupLogger = opts.logger.child({ connection: 'lookups' });
   // Lookups go over a connection of their own: the lean client for plain redis:// URLs (a third of a lookup's CPU with ioredis), else ioredis.
+  const lean = leanReaderSupports(opts.redisUrl) ? new RedisLookupReader(opts.redisUrl, READ_TIMEOUT_MS, lookupLogger) : undefined;
+  // Waits briefly for the lookup connection, as connectRedis does for its own; lookups answer 503 until it is up.
   const [writer, reader] = await Promise.all([
     connectRedis(opts.redisUrl, opts.logger, WRITE_TIMEOUT_MS),
-    leanReaderSupports(opts.redisUrl) ? leanReader(new RedisLookupReader(opts.redisUrl, READ_TIMEOUT_MS, lookupLogger), lookupLogger) : connectRedis(opts.redisUrl, lookupLogger, READ_TIMEOUT_MS),
+    lean ? lean.whenReady(2000).catch(() => lookupLogger.warn({}, 'redis not reachable at start-up for lookups; serving 503 for online reads until it is')).then(() => lean) : connectRedis(opts.redisUrl, lookupLogger, READ_TIMEOUT_MS),
   ]);
   return { store: new RedisOnlineStore(writer, prefix, reader), mirror: new RedisDefinitionMirror(writer, prefix) };
 }

@@ -15,7 +15,7 @@
  * data: FLUSHALL, a restart without persistence). Otherwise it rebuilds the
  * namespace from offset 0; until it is caught up, reads answer 503.
  *
- * A view over a pk table, when the store is in-process (`direct`), is not
+ * A view over a pk table, when the store is the embedded one ("direct"), is not
  * copied into the store at all: its state of an entity is a function of the
  * table's latest row of that key, which the engine already holds (pk-state.ts),
  * so serving reads the row and evaluates it (OnlineService). The copy cost
@@ -75,17 +75,10 @@ class DirectRunner implements RunnerState {
   async stop(): Promise<void> {}
 }
 
-export interface MaterializerOptions {
-  /**
-   * Serve views over pk tables from the table's state instead of copying them
-   * into the store (see the header). Only for an in-process store; default false.
-   */
-  direct?: boolean;
-  /** How often a runner that fell behind (store down) retries, ms. */
-  retryMs?: number;
-  /** How often each runner checks that the store still holds what it wrote, ms (0: never). */
-  checkMs?: number;
-}
+/** How often a runner that fell behind (store down) retries, ms. */
+const RETRY_MS = 500;
+/** How often each runner checks that the store still holds what it wrote, ms. */
+const CHECK_MS = 1000;
 
 class ViewRunner implements RunnerState {
   applied = -1;
@@ -105,7 +98,6 @@ class ViewRunner implements RunnerState {
     private readonly store: OnlineStore,
     private readonly logger: Logger,
     private readonly now: () => number,
-    private readonly retryMs: number,
   ) {
     this.lineage = lineageOf(def, engine.table(def.source).schema.def);
   }
@@ -140,7 +132,7 @@ class ViewRunner implements RunnerState {
     this.retry = setTimeout(() => {
       this.retry = undefined;
       void this.enqueue(() => this.recover()).catch(() => undefined);
-    }, this.retryMs);
+    }, RETRY_MS);
     this.retry.unref();
   }
 
@@ -246,9 +238,6 @@ class ViewRunner implements RunnerState {
 export class Materializer {
   private readonly runners = new Map<string, ViewRunner | DirectRunner>();
   private timer?: NodeJS.Timeout;
-  private readonly retryMs: number;
-  private readonly checkMs: number;
-  private readonly direct: boolean;
 
   constructor(
     private readonly engine: Engine,
@@ -256,11 +245,7 @@ export class Materializer {
     private readonly store: OnlineStore,
     private readonly logger: Logger,
     private readonly now: () => number,
-    opts: MaterializerOptions = {},
   ) {
-    this.retryMs = opts.retryMs ?? 500;
-    this.checkMs = opts.checkMs ?? 1000;
-    this.direct = opts.direct ?? false;
     registry.onActivate({ activate: (def) => this.activate(def, false), retire: (def) => this.retire(def) });
   }
 
@@ -271,26 +256,24 @@ export class Materializer {
    */
   async start(): Promise<void> {
     for (const def of this.registry.listViews()) if (this.registry.isLocal(def)) await this.activate(def, true);
-    if (this.checkMs > 0) {
-      this.timer = setInterval(() => {
-        for (const r of this.runners.values()) r.check();
-      }, this.checkMs);
-      this.timer.unref();
-    }
+    this.timer = setInterval(() => {
+      for (const r of this.runners.values()) r.check();
+    }, CHECK_MS);
+    this.timer.unref();
   }
 
   private async activate(def: FeatureViewDef, tolerant: boolean): Promise<void> {
     const ns = namespaceOf(def);
     if (this.runners.has(ns)) return;
     const table = this.engine.table(def.source);
-    if (this.direct && table.schema.kind === 'pk') {
+    if (this.store.kind === 'embedded' && table.schema.kind === 'pk') {
       this.runners.set(ns, new DirectRunner(table));
       // A namespace an earlier start (without direct reads) left behind only costs space.
       await this.store.clear(ns).catch(() => undefined);
       this.logger.info({ view: ns, applied: table.endOffset - 1 }, 'feature view served from its pk table');
       return;
     }
-    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), this.engine, this.store, this.logger, this.now, this.retryMs);
+    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), this.engine, this.store, this.logger, this.now);
     this.runners.set(ns, runner);
     const started = performance.now();
     try {

@@ -74,8 +74,8 @@ function redisOptions(commandTimeoutMs: number): RedisOptions {
  * Connects, tolerating a Redis that is down at start-up: the client keeps
  * reconnecting in the background and calls fail (503) until it is back.
  */
-export async function connectRedis(url: string, logger: Logger, commandTimeoutMs: number, make: (url: string, opts: RedisOptions) => Redis = (u, o) => new Redis(u, o)): Promise<Redis> {
-  const redis = make(url, redisOptions(commandTimeoutMs));
+export async function connectRedis(url: string, logger: Logger, commandTimeoutMs: number): Promise<Redis> {
+  const redis = new Redis(url, redisOptions(commandTimeoutMs));
   let down = false;
   redis.on('error', (e: Error) => {
     if (!down) logger.warn({ err: e.message }, 'redis unreachable; retrying in the background');

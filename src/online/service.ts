@@ -78,19 +78,13 @@ export class OnlineService {
    */
   evaluateSync(entities: unknown[], plan: Plan): Evaluation | undefined {
     if (plan.revision !== this.registry.revision) return undefined;
-    const out = new PlanEvaluation(plan, this.now(), entities.length);
-    for (let gi = 0; gi < plan.groups.length; gi++) {
-      const g = plan.groups[gi];
-      const runner = this.checkRunner(g);
-      if (!runner) return undefined;
-      let read: StateRead;
-      if (runner.direct) read = tableStates(runner.direct, keysOf(g, entities));
-      else if (this.store.readEncodedSync) read = storeStates(this.store, this.store.readEncodedSync(g.ns, keysOf(g, entities)));
-      else return undefined;
-      this.checkRead(g, read.position, runner);
-      this.fill(out, gi, read);
+    const reads = new Array<StateRead>(plan.groups.length);
+    for (let gi = 0; gi < reads.length; gi++) {
+      const read = this.readSync(plan.groups[gi], entities);
+      if (read === undefined) return undefined;
+      reads[gi] = read;
     }
-    return out;
+    return this.fill(plan, this.now(), entities.length, reads);
   }
 
   /**
@@ -130,27 +124,25 @@ export class OnlineService {
    */
   async evaluate(entities: unknown[], plan: Plan, retried = false): Promise<Evaluation> {
     if (plan.revision !== this.registry.revision) plan = this.plan(plan.selection);
-    const out = new PlanEvaluation(plan, this.now(), entities.length);
-    const reads = await Promise.all(plan.groups.map((g) => this.read(g, entities)));
-    for (let gi = 0; gi < plan.groups.length; gi++) {
-      const g = plan.groups[gi];
-      const runner = this.materializer.runner(g.ns) ?? null;
-      const read = reads[gi];
-      if (!runner && read.position === null && !retried && (await this.registry.refresh().catch(() => false))) {
-        // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
-        return this.evaluate(entities, plan, true);
-      }
-      this.checkRead(g, read.position, runner);
-      this.fill(out, gi, read);
-    }
-    return out;
+    const at = this.now();
+    const reads = await Promise.all(plan.groups.map((g) => this.readSync(g, entities) ?? this.read(g, entities)));
+    // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
+    const missing = plan.groups.some((g, gi) => reads[gi].position === null && !this.materializer.runner(g.ns));
+    if (missing && !retried && (await this.registry.refresh().catch(() => false))) return this.evaluate(entities, plan, true);
+    return this.fill(plan, at, entities.length, reads);
+  }
+
+  /** A view's states when they are in-process (read from its table, or an in-process store); else undefined. */
+  private readSync(g: ViewGroup, entities: unknown[]): StateRead | undefined {
+    const runner = this.checkRunner(g);
+    if (runner?.direct) return tableStates(runner.direct, keysOf(g, entities));
+    if (runner && this.store.readEncodedSync) return storeStates(this.store, this.store.readEncodedSync(g.ns, keysOf(g, entities)));
+    return undefined;
   }
 
   private async read(g: ViewGroup, entities: unknown[]): Promise<StateRead> {
-    const runner = this.checkRunner(g);
     // Bad entity keys are the caller's 400, not a store failure: convert them before the read.
     const keys = keysOf(g, entities);
-    if (runner?.direct) return tableStates(runner.direct, keys);
     try {
       return storeStates(this.store, await this.store.readEncoded(g.ns, keys));
     } catch (e) {
@@ -158,25 +150,32 @@ export class OnlineService {
     }
   }
 
-  /** Evaluates plan group `gi` for every entity of a read, reusing cached evaluations. */
-  private fill(out: PlanEvaluation, gi: number, read: StateRead): void {
-    const plan = out.plan;
-    const g = plan.groups[gi];
+  /**
+   * Evaluates every entity of each view's read, reusing cached evaluations. A view's position is
+   * checked and its rows read in one synchronous step (a table-served read's position moves with commits).
+   */
+  private fill(plan: Plan, at: number, entities: number, reads: StateRead[]): Evaluation {
+    const out = new PlanEvaluation(plan, at, entities);
     const ng = plan.groups.length;
-    const at = out.at;
-    noteToken(out, g.def.source, read.position ?? -1);
-    for (let e = 0, i = gi; i < out.entries.length; e++, i += ng) {
-      const key = read.cacheKey(e);
-      let r: EntityEval | undefined = g.absent;
-      if (key !== undefined && (r = this.cache.get(g.ns, key, at)) === undefined) {
-        const state = read.state(e, g.ev, at);
-        const until = g.ev.stableUntil(state, at);
-        r = entityEval(g.ev.evaluate(state, at), at, until);
-        // An answer that changes the next millisecond (windows) is not worth keeping; NaN keys never are.
-        if (until > at && key === key) r.kept = this.cache.offer(g.ns, key, r);
+    for (let gi = 0; gi < ng; gi++) {
+      const g = plan.groups[gi];
+      const read = reads[gi];
+      this.checkRead(g, read.position, this.materializer.runner(g.ns) ?? null);
+      noteToken(out, g.def.source, read.position ?? -1);
+      for (let e = 0, i = gi; i < out.entries.length; e++, i += ng) {
+        const key = read.cacheKey(e);
+        let r: EntityEval | undefined = g.absent;
+        if (key !== undefined && (r = this.cache.get(g.ns, key, at)) === undefined) {
+          const state = read.state(e, g.ev, at);
+          const until = g.ev.stableUntil(state, at);
+          r = entityEval(g.ev.evaluate(state, at), at, until);
+          // An answer that changes the next millisecond (windows) is not worth keeping; NaN keys never are.
+          if (until > at && key === key) r.kept = this.cache.offer(g.ns, key, r);
+        }
+        out.entries[i] = r;
       }
-      out.entries[i] = r;
     }
+    return out;
   }
 
   /** 503 while the view's runner is failing or rebuilding. Returns the runner, or null for views this process does not materialize. */
