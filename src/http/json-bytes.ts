@@ -19,6 +19,8 @@ export interface Answer {
  */
 export class JsonBytes {
   buf: Buffer = spares.pop() ?? Buffer.allocUnsafeSlow(256 * 1024);
+  /** `buf` as a DataView, for code that writes four bytes in one store (features-json.ts). */
+  view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
   at = 0;
 
   byte(b: number): void {
@@ -104,17 +106,48 @@ export class JsonBytes {
     const m = Math.round(a * 1e6);
     if (m / 1e6 !== a || m >= 2 ** 51) return this.ascii(String(v));
     const whole = Math.floor(a);
-    // 1..999999 (a is no integer), an int32 from here on.
+    // 1..999999 (a is no integer), an int32 from here on; its trailing zeros (at most 5) cut in three steps.
     let frac = (m - whole * 1e6) | 0;
     let d = 6;
-    for (let q = (frac / 10) | 0; q * 10 === frac; q = (frac / 10) | 0) {
-      frac = q;
-      d--;
+    if (frac % 1000 === 0) {
+      frac = (frac / 1000) | 0;
+      d = 3;
     }
-    if (v < 0) this.byte(45);
-    this.digits(whole, 0);
-    this.byte(46);
-    this.digits(frac, d);
+    if (frac % 100 === 0) {
+      frac = (frac / 100) | 0;
+      d -= 2;
+    }
+    if (frac % 10 === 0) {
+      frac = (frac / 10) | 0;
+      d -= 1;
+    }
+    // Below 2^51 / 10^6 the whole part may pass 2^31: then it is written on its own.
+    if (whole > 0x7fffffff) {
+      if (v < 0) this.byte(45);
+      this.digits(whole, 0);
+      this.byte(46);
+      return this.digits(frac, d);
+    }
+    let len = 1;
+    while (len < 10 && whole >= POW10[len]) len++;
+    const sign = v < 0 ? 1 : 0;
+    const n = sign + len + 1 + d;
+    this.room(n);
+    const b = this.buf;
+    let k = this.at + n - 1;
+    for (let i = 0; i < d; i++, k--) {
+      const q = (frac / 10) | 0;
+      b[k] = 48 + (frac - q * 10);
+      frac = q;
+    }
+    b[k--] = 46;
+    for (let i = whole | 0; k >= this.at + sign; k--) {
+      const q = (i / 10) | 0;
+      b[k] = 48 + (i - q * 10);
+      i = q;
+    }
+    if (sign) b[this.at] = 45;
+    this.at += n;
   }
 
   /** A non-negative safe integer, padded with zeros to `width` digits. */
@@ -214,6 +247,7 @@ export class JsonBytes {
     this.buf.copy(bigger, 0, 0, this.at);
     giveBack(this.buf);
     this.buf = bigger;
+    this.view = new DataView(bigger.buffer, bigger.byteOffset, bigger.length);
   }
 }
 
