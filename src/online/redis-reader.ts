@@ -293,21 +293,35 @@ export class ReplyParser {
     return s;
   }
 
+  /** The decimal integer up to the CRLF (undefined until it is buffered); a byte that is no digit is refused. */
+  private length(): number | undefined {
+    const negative = this.buf[this.at] === 45;
+    let n = 0;
+    for (let i = negative ? this.at + 1 : this.at; i < this.buf.length; i++) {
+      const c = this.buf[i];
+      if (c === 13) return i + 1 < this.buf.length ? ((this.at = i + 2), negative ? -n : n) : undefined;
+      if (c < 48 || c > 57) throw new RedisError(`not a RESP reply (length byte ${c})`);
+      n = n * 10 + (c - 48);
+    }
+    return undefined;
+  }
+
   private parse(): Reply | undefined {
     if (this.at >= this.buf.length) return undefined;
     const type = this.buf[this.at++];
-    const line = this.line();
+    // A bulk string's or an array's length read off its bytes (one per entity of a lookup; the line, then Number of it, cost two calls).
+    const line = type === 36 || type === 42 ? this.length() : this.line();
     if (line === undefined) return undefined;
     switch (type) {
       case 43: // +
         return line;
       case 45: // -
-        return new RedisError(line);
+        return new RedisError(line as string);
       case 58: // :
         return Number(line);
       case 36: {
         // $
-        const n = Number(line);
+        const n = line as number;
         if (n < 0) return null;
         if (this.at + n + 2 > this.buf.length) return undefined;
         const s = this.buf.toString('utf8', this.at, this.at + n);
@@ -316,7 +330,7 @@ export class ReplyParser {
       }
       case 42: {
         // *
-        const n = Number(line);
+        const n = line as number;
         if (n < 0) return null;
         const out = new Array<Reply>(n);
         for (let i = 0; i < n; i++) {
