@@ -7,28 +7,36 @@ import type { ColdFrame } from './cold-tier.js';
 import type { CompiledColumn } from './schema.js';
 import { unionFrames, type UnionSource } from './union-read.js';
 
+/** How much one tiering step takes: frames committed at or before `olderThan` (epoch ms), up to about `maxBytes`; fewer than `minBytes` only once the first of them was committed at or before `due` (epoch ms). */
+export interface StepLimits {
+  olderThan: number;
+  maxBytes: number;
+  minBytes: number;
+  due: number;
+}
+
 /**
- * Tiering, one step: copies the whole frames after the cold tier's end
- * committed at or before `olderThan` (epoch ms), up to about `maxBytes`,
- * into the cold tier in one commit. Returns the records copied. Callers run
+ * Tiering, one step: copies the whole frames after the cold tier's end that
+ * `limits` allow into the cold tier in one commit. Returns the records
+ * copied (0 when too little is ready and nothing is due yet). Callers run
  * one step at a time per table (one writer).
  */
-export async function tierStep(src: UnionSource, table: string, columns: CompiledColumn[], olderThan: number, maxBytes: number): Promise<number> {
+export async function tierStep(src: UnionSource, table: string, columns: CompiledColumn[], limits: StepLimits): Promise<number> {
   const { cold, frames, log } = src;
   if (!cold || log.needsRestore) return 0;
   const start = cold.end();
   if (start >= src.end) return 0;
   const picked: ColdFrame[] = [];
   let bytes = 0;
-  for (let f = frames.find(start); f < frames.size && bytes < maxBytes; f++) {
+  for (let f = frames.find(start); f < frames.size && bytes < limits.maxBytes; f++) {
     const meta = frames.get(f);
-    if (meta.commitTime > olderThan) break;
+    if (meta.commitTime > limits.olderThan) break;
     // Frames holding only idempotency keys carry no record: not tiered (see README, cold tier).
     if (meta.count === 0) continue;
     bytes += meta.length;
     picked.push({ meta, bytes: new Uint8Array(0) });
   }
-  if (picked.length === 0) return 0;
+  if (picked.length === 0 || (bytes < limits.minBytes && picked[0].meta.commitTime > limits.due)) return 0;
   if (picked[0].meta.firstOffset !== start) throw new Error(`table "${table}": the cold tier ends at ${start}, inside a frame`);
   const last = picked[picked.length - 1].meta;
   let i = 0;

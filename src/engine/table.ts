@@ -12,7 +12,7 @@ import type { ColdTable } from './cold-tier.js';
 import type { UnionSource } from './union-read.js';
 import { recoverTable, type Recovered } from './table-recover.js';
 import { TableWriter, type CommitListener, type CommitOptions, type WriteOp, type WriteResult } from './table-commit.js';
-import { tierStep, tieredCut } from './table-tier.js';
+import { tierStep, tieredCut, type StepLimits } from './table-tier.js';
 import { frameBytes, scan, scanArrow, scanBatches, scanKey, storedFrames, type TableReads } from './table-scan.js';
 import type { SegmentedLog } from './segments.js';
 import type { FrameIndex, KeyIndex } from './indexes.js';
@@ -184,8 +184,8 @@ export class Table {
   }
 
   /** Tiering, one step (table-tier.ts): returns the records copied into the cold tier. */
-  tierStep(olderThan: number, maxBytes: number): Promise<number> {
-    return tierStep(this.union, this.name, this.schema.columns, olderThan, maxBytes);
+  tierStep(limits: StepLimits): Promise<number> {
+    return tierStep(this.union, this.name, this.schema.columns, limits);
   }
 
   /** Deletes the sealed segments table-tier.ts's `tieredCut` allows (taking a snapshot when only that is missing). Returns how many went. */

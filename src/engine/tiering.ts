@@ -3,6 +3,10 @@
  * ASOF_TIER_AFTER into the cold tier, then deletes sealed hot segments whose
  * records are all tiered and older than ASOF_HOT_RETENTION.
  *
+ * Records are copied in steps of several MiB where the load allows (a step
+ * waits up to STEP_WAIT_MS past ASOF_TIER_AFTER to fill), because each Lance
+ * commit has a fixed cost.
+ *
  * One writer per table: a single loop visits the tables one after another,
  * so no two steps of one table ever overlap. Where the cold tier ends is read
  * from the cold tier itself, so a crash at any point resumes without loss or
@@ -23,12 +27,28 @@ export interface TieringOptions {
 
 /** Most frame bytes one tiering step commits to the cold tier. */
 const STEP_BYTES = 32 << 20;
+/**
+ * Fewest frame bytes a step commits while none of them is overdue (below).
+ * A Lance commit costs about 10 CPU-ms whatever its size (a new fragment, a
+ * manifest, index upkeep): appending bench:ingest's 5-column records one
+ * 1,000-record frame per commit cost 11-15 CPU-ms per 1,000 records, 64
+ * frames (~2.5 MiB) per commit 1.2-1.6 (process CPU, Lance's threads
+ * included, session 12). Under a steady load, steps that take whatever
+ * became old enough since the last one commit a frame or two each.
+ */
+const MIN_STEP_BYTES = 4 << 20;
+/** How long (ms) past ASOF_TIER_AFTER a record may wait for a step to fill up to MIN_STEP_BYTES; at most a fifth of ASOF_TIER_AFTER (so 0s tiers at once). */
+const STEP_WAIT_MS = 2000;
 /** Between rounds when a round found nothing to do, ms. */
 const IDLE_MS = 200;
 
 export interface TieringStats {
   /** Records copied to the cold tier by this process. */
   records: number;
+  /** Cold-tier commits (steps that copied anything). */
+  steps: number;
+  /** Rounds finished (each visits every table once). */
+  rounds: number;
   /** Time spent in cold-tier commits, ms. */
   ms: number;
   /** Segments deleted. */
@@ -40,7 +60,7 @@ export class Tiering {
   private stopped = false;
   private running?: Promise<void>;
   private wake?: () => void;
-  readonly stats: TieringStats = { records: 0, ms: 0, segmentsDeleted: 0, failures: 0 };
+  readonly stats: TieringStats = { records: 0, steps: 0, rounds: 0, ms: 0, segmentsDeleted: 0, failures: 0 };
 
   constructor(
     private readonly tables: () => Table[],
@@ -63,6 +83,7 @@ export class Tiering {
           this.opts.logger.warn({ table: t.name, err: String(e) }, 'tiering step failed; retrying on the next round');
         }
       }
+      this.stats.rounds++;
       if (!busy && !this.stopped) await new Promise<void>((r) => {
         this.wake = r;
         setTimeout(r, Math.min(IDLE_MS, Math.max(10, this.opts.tierAfterMs / 4))).unref?.();
@@ -74,9 +95,11 @@ export class Tiering {
   private async tierTable(t: Table): Promise<boolean> {
     const now = this.opts.now();
     const started = performance.now();
-    const n = await t.tierStep(now - this.opts.tierAfterMs, STEP_BYTES);
+    const olderThan = now - this.opts.tierAfterMs;
+    const n = await t.tierStep({ olderThan, maxBytes: STEP_BYTES, minBytes: MIN_STEP_BYTES, due: olderThan - Math.min(STEP_WAIT_MS, this.opts.tierAfterMs / 5) });
     if (n > 0) {
       this.stats.records += n;
+      this.stats.steps++;
       this.stats.ms += performance.now() - started;
     }
     const deleted = await t.dropTieredSegments(now - this.opts.hotRetentionMs);

@@ -124,6 +124,8 @@ function tieringMetrics(services: Services, tables: ReturnType<Services['engine'
   for (const [name, lag] of lags) out.push(`asof_tiering_lag_seconds{table="${name}"} ${lag.ms / 1000}`);
   out.push('# HELP asof_tiered_records_total Records this process copied into the cold tier.', '# TYPE asof_tiered_records_total counter');
   out.push(`asof_tiered_records_total ${tiering.stats.records}`);
+  out.push('# HELP asof_tiering_steps_total Commits into the cold tier (each copies whole frames, several MiB where the load allows).', '# TYPE asof_tiering_steps_total counter');
+  out.push(`asof_tiering_steps_total ${tiering.stats.steps}`);
   out.push('# HELP asof_tiering_failures_total Tiering steps that failed (retried on the next round).', '# TYPE asof_tiering_failures_total counter');
   out.push(`asof_tiering_failures_total ${tiering.stats.failures}`);
   out.push('# HELP asof_hot_segments_deleted_total Sealed changelog segments deleted once tiered and past ASOF_HOT_RETENTION.', '# TYPE asof_hot_segments_deleted_total counter');

@@ -104,3 +104,37 @@ test('a worker that dies during a tiering step is reported and the step retried 
     await dir.cleanup();
   }
 });
+
+test('a tiering step waits to fill: records past ASOF_TIER_AFTER wait (up to a fifth of it) for 4 MiB of frames, then go in one commit; 4 MiB go at once', async () => {
+  const dir = await tempDir();
+  const { logger } = captureLogger();
+  const cold = await openColdThread(join(dir.path, 'lance'), {}, logger);
+  let now = 1_800_000_000_000;
+  const engine = await open(dir.path, cold, logger, () => now, 10_000);
+  const stats = engine.tiering!.stats;
+  const rounds = async (n: number): Promise<void> => {
+    const from = stats.rounds;
+    await until(`${n} more tiering rounds`, () => stats.rounds >= from + n);
+  };
+  try {
+    const t = engine.table('events');
+    for (let b = 0; b < 10; b++) await engine.writable('events').write(rowsOf(b, 100), 'upsert');
+    // Old enough to tier, a few KiB in all, and not yet 2 s (a fifth of 10 s) past it: the step waits.
+    now += 10_500;
+    await rounds(3);
+    assert.equal(t.tieredEnd, 0, 'a small step waits while nothing in it is overdue');
+    now += 1_600;
+    await until('the overdue records tiered', () => t.tieredEnd === 1000);
+    assert.equal(stats.steps, 1, 'in one commit');
+
+    // Over 4 MiB of frames old enough: tiered without waiting.
+    for (let b = 0; b < 30; b++) await engine.writable('events').write(rowsOf(b, 10_000).map((r) => ({ ...r, n: 1000 + r.n })), 'upsert');
+    now += 10_001;
+    await until('over 4 MiB tiered at once', () => t.tieredEnd === 301_000);
+    assert.equal(stats.steps, 2, 'in one commit');
+    assert.deepEqual(await allN(engine), [...Array(301_000).keys()]);
+  } finally {
+    await engine.close();
+    await dir.cleanup();
+  }
+});
