@@ -13,28 +13,29 @@ export type ChangeTypeCode = (typeof ChangeType)[keyof typeof ChangeType];
 export const CHANGE_NAMES = ['+I', '-U', '+U', '-D'] as const;
 export type ChangeName = (typeof CHANGE_NAMES)[number];
 
-export function arrowType(t: ColumnType): A.DataType {
+/** The Arrow type a column type is stored as; `M` is the apache-arrow load to build it in (LanceDB's, for the cold tier: lance-batch.ts). */
+export function arrowType(t: ColumnType, M: typeof import('apache-arrow') = A): A.DataType {
   switch (t.kind) {
     case 'bool':
-      return new A.Bool();
+      return new M.Bool();
     case 'int32':
-      return new A.Int32();
+      return new M.Int32();
     case 'int64':
-      return new A.Int64();
+      return new M.Int64();
     case 'float32':
-      return new A.Float32();
+      return new M.Float32();
     case 'float64':
-      return new A.Float64();
+      return new M.Float64();
     case 'string':
     case 'json':
-      return new A.Utf8();
+      return new M.Utf8();
     case 'timestamp':
-      return new A.TimestampMillisecond('UTC');
+      return new M.TimestampMillisecond('UTC');
     case 'list':
-      return new A.List(new A.Field('item', arrowType(t.item), true));
+      return new M.List(new M.Field('item', arrowType(t.item, M), true));
     case 'struct':
-      return new A.Struct(t.fields.map((f) => new A.Field(f.name, arrowType(f.type), true)));
+      return new M.Struct(t.fields.map((f) => new M.Field(f.name, arrowType(f.type, M), true)));
     case 'vector':
-      return new A.FixedSizeList(t.dim, new A.Field('item', new A.Float32(), false));
+      return new M.FixedSizeList(t.dim, new M.Field('item', new M.Float32(), false));
   }
 }

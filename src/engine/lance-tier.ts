@@ -21,20 +21,10 @@
  * of each version Lance lists.
  */
 import type * as lancedb from '@lancedb/lancedb';
-import * as A from 'apache-arrow';
-import { createRequire } from 'node:module';
-import { buildColumn, CHANGE_COLUMN, decodeIpc, arrowType } from './arrow-codec.js';
 import type { ColdColumn, ColdFrame, ColdRecords, ColdTable, ColdTier, KeyMatch } from './cold-tier.js';
-import { HEADER_BYTES, parseFrame, splitBody } from './log.js';
+import { FRAME, FRAME_POS, frameBatch, LA, lanceFields, OFFSET } from './lance-batch.js';
+import { parseFrame } from './log.js';
 
-// LanceDB (CommonJS) checks Arrow objects with instanceof against its own load of apache-arrow,
-// which is not the ES module copy the engine builds with: tables cross between the two as IPC bytes.
-const LA: typeof import('apache-arrow') = createRequire(import.meta.url)('apache-arrow');
-
-const OFFSET = '_asof_offset';
-const COMMIT = '_asof_commit_time';
-const FRAME = '_asof_frame';
-const FRAME_POS = '_asof_frame_pos';
 /** Appends between two optimize runs (compaction and index update). */
 const OPTIMIZE_EVERY = 32;
 
@@ -50,20 +40,6 @@ export async function openLanceTier(uri: string, storageOptions: Record<string, 
     close: async () => db.close(),
   };
 }
-
-function recordFields(columns: ColdColumn[]): A.Field[] {
-  return [
-    new A.Field(OFFSET, new A.Int64(), false),
-    new A.Field(CHANGE_COLUMN, new A.Int8(), false),
-    new A.Field(COMMIT, new A.TimestampMillisecond('UTC'), false),
-    new A.Field(FRAME, new A.Binary(), true),
-    new A.Field(FRAME_POS, new A.Int64(), true),
-    ...columns.map((c) => new A.Field(c.name, arrowType(c.type), true)),
-  ];
-}
-
-/** An ES-module Arrow table → the same table in LanceDB's copy of apache-arrow. */
-const toLance = (t: A.Table): import('apache-arrow').Table => LA.tableFromIPC(A.tableToIPC(t, 'stream'));
 
 class LanceTable implements ColdTable {
   private appends = 0;
@@ -112,32 +88,15 @@ class LanceTable implements ColdTable {
       }
     }
     if (frames[0].meta.firstOffset !== this.endOffset) throw new Error(`cold tier of "${this.name}" holds [0, ${this.endOffset}); refusing frames from ${frames[0].meta.firstOffset}`);
-    const schema = new A.Schema(recordFields(columns));
-    const batches: A.RecordBatch[] = [];
+    const schema = new LA.Schema(lanceFields(columns));
+    const batches: import('apache-arrow').RecordBatch[] = [];
     let expect = this.endOffset;
-    for (const { meta, bytes } of frames) {
-      if (meta.firstOffset !== expect) throw new Error(`cold tier of "${this.name}": frames not contiguous at ${expect}`);
-      expect += meta.count;
-      const stored = decodeIpc(splitBody(bytes[4], bytes.subarray(HEADER_BYTES)).payload);
-      const n = meta.count;
-      const offsets = new BigInt64Array(n);
-      for (let i = 0; i < n; i++) offsets[i] = BigInt(meta.firstOffset + i);
-      const frameCol = new Array<Uint8Array | null>(n).fill(null);
-      frameCol[0] = bytes;
-      const posCol = new Array<bigint | null>(n).fill(null);
-      posCol[0] = BigInt(meta.pos);
-      const nulls = new Array(n).fill(null);
-      const children = [
-        A.makeData({ type: new A.Int64(), length: n, data: offsets }),
-        stored.column(CHANGE_COLUMN)!,
-        buildColumn({ kind: 'timestamp' }, new Array(n).fill(meta.commitTime)),
-        A.vectorFromArray(frameCol, new A.Binary()).data[0],
-        A.vectorFromArray(posCol, new A.Int64()).data[0],
-        ...columns.map((c) => stored.column(c.name) ?? buildColumn(c.type, nulls)),
-      ];
-      batches.push(new A.RecordBatch(schema, A.makeData({ type: new A.Struct(schema.fields), length: n, children })));
+    for (const frame of frames) {
+      if (frame.meta.firstOffset !== expect) throw new Error(`cold tier of "${this.name}": frames not contiguous at ${expect}`);
+      expect += frame.meta.count;
+      batches.push(frameBatch(schema, columns, frame));
     }
-    const data = toLance(new A.Table(schema, batches));
+    const data = new LA.Table(schema, batches);
     if (!this.t) {
       this.t = await this.db.createTable(this.name, data, { mode: 'create' });
     } else {
@@ -150,12 +109,11 @@ class LanceTable implements ColdTable {
   }
 
   /** Schema evolution: columns the table gained are added to the dataset as all-null columns (no rewrite). */
-  private async addMissingColumns(schema: A.Schema): Promise<void> {
+  private async addMissingColumns(schema: import('apache-arrow').Schema): Promise<void> {
     const have = new Set((await this.t!.schema()).fields.map((f) => f.name));
     const missing = schema.fields.filter((f) => !have.has(f.name));
     if (missing.length === 0) return;
-    const empty = toLance(new A.Table(new A.Schema(missing), [new A.RecordBatch(new A.Schema(missing), A.makeData({ type: new A.Struct(missing), length: 0, children: missing.map((f) => A.makeData({ type: f.type, length: 0 } as never)) }))]));
-    await this.t!.addColumns(empty.schema.fields);
+    await this.t!.addColumns(missing);
   }
 
   /** Scalar indexes after the first commit; compaction and index update every OPTIMIZE_EVERY appends. */

@@ -29,6 +29,8 @@ const ACCOUNTS = {
     { name: 'id', type: 'int64', nullable: false },
     { name: 'name', type: 'string', nullable: true },
     { name: 'meta', type: 'struct<a:int32,b:string>', nullable: true },
+    { name: 'attrs', type: 'json', nullable: true },
+    { name: 'emb', type: 'vector<2>', nullable: true },
   ],
 };
 
@@ -39,7 +41,7 @@ async function load(a: TestAsof): Promise<void> {
   for (let b = 0; b < 40; b++) {
     const rows = Array.from({ length: 25 }, (_, i) => ({ user: `u${(b * 25 + i) % 9}'x`, ts: 1_700_000_000_000 + b * 1000 + i, amount: b + i / 10, tags: i % 3 ? ['a', `t${i}`] : null }));
     assert.equal((await a.req('POST', '/tables/events/rows', { rows })).status, 200);
-    const acc = Array.from({ length: 5 }, (_, i) => ({ id: (b * 5 + i) % 17, name: `n${b}-${i}`, meta: { a: b, b: `m${i}` } }));
+    const acc = Array.from({ length: 5 }, (_, i) => ({ id: (b * 5 + i) % 17, name: `n${b}-${i}`, meta: { a: b, b: `m${i}` }, attrs: i % 2 ? { k: [b, 'x'] } : null, emb: i % 3 ? [b / 4, -i] : null }));
     assert.equal((await a.req('POST', '/tables/accounts/rows', { rows: acc })).status, 200);
     if (b % 7 === 3) assert.equal((await a.req('POST', '/tables/accounts/rows', { op: 'delete', rows: [{ id: b % 17 }] })).status, 200);
   }
@@ -69,6 +71,19 @@ async function waitTiered(a: TestAsof, table: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.fail(`table ${table} was not tiered in time`);
+}
+
+/** A tiered table's dataset, every row as plain JSON values (int64 as numbers), ascending by offset. */
+async function lanceRows(dataDir: string, table: string): Promise<Record<string, unknown>[]> {
+  const db = await lancedb.connect(join(dataDir, 'lance'));
+  try {
+    const rows = await (await db.openTable(table)).query().toArray();
+    const plain = rows.map((r) => JSON.parse(JSON.stringify(r.toJSON(), (_k, v) => (typeof v === 'bigint' ? Number(v) : v instanceof Uint8Array ? { bytes: Buffer.from(v).toString('base64') } : v))));
+    for (const r of plain) if (r._asof_frame) r._asof_frame = Buffer.from(r._asof_frame.bytes, 'base64');
+    return plain.sort((a, b) => a._asof_offset - b._asof_offset);
+  } finally {
+    db.close();
+  }
 }
 
 const segments = async (dir: string, table: string) => (await readdir(join(dir, 'tables', table))).filter((n) => n.startsWith('changelog-')).sort();
@@ -119,6 +134,23 @@ test('tiering 0s/0s: hot segments are deleted and every read answers as with tie
     const idx = (await ds.listIndices()).map((i) => i.columns.join(','));
     assert.ok(idx.includes('user') && idx.includes('_asof_offset'), `scalar indexes: ${idx.join('; ')}`);
     db.close();
+    // Every record, every column, as any Lance reader sees them: the changelog's records exactly (lists, structs,
+    // the column added later null on older records), and each frame's bytes on its first record only.
+    for (const t of ['events', 'accounts']) {
+      const { records } = (await on.req('GET', `/tables/${t}/changelog?limit=10000`)).body as { records: { offset: number; changeType: string; commitTime: string; row: Record<string, unknown> }[] };
+      const expected = records.map((r) => ({ _asof_offset: r.offset, _asof_change: ['+I', '-U', '+U', '-D'].indexOf(r.changeType), _asof_commit_time: Date.parse(r.commitTime), ...r.row, ...(t === 'events' ? { ts: Date.parse(r.row.ts as string) } : { attrs: r.row.attrs === null ? null : JSON.stringify(r.row.attrs) }) }));
+      const lance = await lanceRows(on.dataDir, t);
+      const framed = lance.filter((r) => r._asof_frame !== null);
+      assert.deepEqual(
+        lance.map(({ _asof_frame: _f, _asof_frame_pos: _p, ...r }) => r),
+        expected,
+        `${t}: Lance's records`,
+      );
+      const stored = [];
+      for await (const f of on.services.engine.table(t).frameBytes(0, Infinity)) stored.push({ at: f.firstOffset, bytes: Buffer.from(f.bytes).toString('base64') });
+      assert.deepEqual(framed.map((r) => ({ at: r._asof_offset, bytes: Buffer.from(r._asof_frame as Uint8Array).toString('base64') })), stored, `${t}: frames`);
+      assert.ok(framed.every((r) => typeof r._asof_frame_pos === 'number'));
+    }
 
     // Restart: from the snapshot, then without it (recovery replays the cold tier below the hot log).
     const dataDir = on.dataDir;
