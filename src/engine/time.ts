@@ -35,6 +35,15 @@ function two(s: string, i: number): number {
 }
 
 /**
+ * The date (YYYYMMDD as a number) parseRfc3339 last checked and its day
+ * number: the timestamps of one batch mostly share their date, and checking
+ * and converting it was a third of the parse (bench:ingest's timestamps: 75-93
+ * -> 56-65 ns each in isolation, session 12).
+ */
+let lastDate = -1;
+let lastDays = 0;
+
+/**
  * `YYYY-MM-DD(T|t| )hh:mm:ss(.fraction)?(Z|z|±hh:mm)` → epoch ms, fraction
  * truncated to milliseconds; undefined for anything else, including dates that
  * do not exist (Feb 30, hour 24, second 60: leap seconds are not representable).
@@ -51,8 +60,16 @@ export function parseRfc3339(s: string): number | undefined {
   const hour = two(s, 11);
   const minute = two(s, 14);
   const second = two(s, 17);
-  const year = century * 100 + yy;
-  if (century < 0 || yy < 0 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) return undefined;
+  if (century < 0 || yy < 0 || month < 0 || day < 0 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) return undefined;
+  const date = ((century * 100 + yy) * 100 + month) * 100 + day;
+  let days = lastDays;
+  if (date !== lastDate) {
+    const year = century * 100 + yy;
+    if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+    days = daysFromCivil(year, month, day);
+    lastDate = date;
+    lastDays = days;
+  }
   let i = 19;
   let millis = 0;
   if (s.charCodeAt(i) === 46) {
@@ -73,8 +90,9 @@ export function parseRfc3339(s: string): number | undefined {
   } else {
     return undefined;
   }
-  return ((daysFromCivil(year, month, day) * 24 + hour) * 60 + minute - offsetMin) * 60_000 + second * 1000 + millis;
+  return ((days * 24 + hour) * 60 + minute - offsetMin) * 60_000 + second * 1000 + millis;
 }
+
 
 function daysInMonth(y: number, m: number): number {
   if (m === 2) return y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0) ? 29 : 28;

@@ -100,6 +100,25 @@ test('RFC 3339 parsing matches Date.parse where both are defined, and refuses da
   assert.equal(parseTimestamp(8.64e15 + 1), undefined, 'outside what a Date can format');
 });
 
+test('RFC 3339 parsing remembers the last date: runs of one date, date changes and bad times after a good date answer as Date.parse', () => {
+  const next = rng(12);
+  let at = Date.parse('1969-12-30T00:00:00Z');
+  for (let i = 0; i < 20_000; i++) {
+    // Mostly seconds apart (runs of one date), now and then days or years on or back.
+    at += next() < 0.9 ? Math.floor(next() * 5000) : Math.floor((next() - 0.4) * 40 * 86_400_000 * (next() < 0.1 ? 400 : 1));
+    const iso = new Date(at).toISOString();
+    if (iso.startsWith('-') || iso.startsWith('+')) continue;
+    const offset = next() < 0.2 ? '+05:30' : 'Z';
+    const s = offset === 'Z' ? iso : iso.replace('Z', offset);
+    assert.equal(parseRfc3339(s), Date.parse(s), s);
+    // The same date with a time that does not exist, and a day the month lacks, right after it: refused.
+    assert.equal(parseRfc3339(`${s.slice(0, 11)}24${s.slice(13)}`), undefined);
+    assert.equal(parseRfc3339(`${s.slice(0, 8)}32${s.slice(10)}`), undefined);
+  }
+  assert.equal(parseRfc3339('2024-02-29T00:00:00Z'), Date.parse('2024-02-29T00:00:00Z'));
+  assert.equal(parseRfc3339('2023-02-29T00:00:00Z'), undefined, 'the year changed: February 29 is checked again');
+});
+
 test('Arrow bodies: typed columns are read from their buffers with the same values as before', () => {
   const table = new A.Table({
     i8: A.vectorFromArray([1, null, -3], new A.Int8()),
