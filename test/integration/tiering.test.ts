@@ -133,6 +133,9 @@ test('tiering 0s/0s: hot segments are deleted and every read answers as with tie
     assert.equal(some[0]._asof_change, 0);
     const idx = (await ds.listIndices()).map((i) => i.columns.join(','));
     assert.ok(idx.includes('user') && idx.includes('_asof_offset'), `scalar indexes: ${idx.join('; ')}`);
+    // The frame column (a copy of every frame) is stored uncompressed (lance-batch.ts).
+    const frameField = (await ds.schema()).fields.find((f) => f.name === '_asof_frame');
+    assert.equal(frameField?.metadata.get('lance-encoding:compression'), 'none');
     db.close();
     // Every record, every column, as any Lance reader sees them: the changelog's records exactly (lists, structs,
     // the column added later null on older records), and each frame's bytes on its first record only.
