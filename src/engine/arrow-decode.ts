@@ -71,34 +71,43 @@ let lastSchema: { meta: Buffer; schema: A.Schema } | undefined;
 
 /** An IPC message at `pos`: continuation marker, metadata length, flatbuffer metadata (8-byte padded). */
 function messageAt(bytes: Uint8Array, pos: number): { meta: Uint8Array; next: number } | undefined {
-  if (pos + 8 > bytes.length) return undefined;
-  const view = new DataView(bytes.buffer, bytes.byteOffset + pos, 8);
-  const len = view.getInt32(4, true);
-  if (view.getInt32(0, true) !== -1 || len <= 0 || pos + 8 + len > bytes.length) return undefined;
-  return { meta: bytes.subarray(pos + 8, pos + 8 + len), next: pos + 8 + len };
+  const len = metaLength(bytes, pos);
+  return len < 0 ? undefined : { meta: bytes.subarray(pos + 8, pos + 8 + len), next: pos + 8 + len };
+}
+
+/** The metadata length of the IPC message at `pos`, -1 when there is none (read without a DataView: this runs once or twice a frame). */
+function metaLength(bytes: Uint8Array, pos: number): number {
+  if (pos + 8 > bytes.length) return -1;
+  const marker = bytes[pos] & bytes[pos + 1] & bytes[pos + 2] & bytes[pos + 3];
+  const len = bytes[pos + 4] | (bytes[pos + 5] << 8) | (bytes[pos + 6] << 16) | (bytes[pos + 7] << 24);
+  return marker !== 255 || len <= 0 || pos + 8 + len > bytes.length ? -1 : len;
 }
 
 function decodeOwnStream(bytes: Uint8Array): StoredBatch | undefined {
   // Buffers are used in place as typed arrays, which need their natural alignment (8 for int64).
   if (bytes.byteOffset % 8 !== 0) bytes = bytes.slice();
-  const s = messageAt(bytes, 0);
-  if (!s) return undefined;
-  const metaBytes = Buffer.from(s.meta.buffer, s.meta.byteOffset, s.meta.byteLength);
-  // Consecutive frames mostly share a schema: compared to the last one's bytes before building a key.
-  let schema = lastSchema?.meta.equals(metaBytes) ? lastSchema.schema : schemas.get(metaBytes.toString('latin1'));
+  const len = metaLength(bytes, 0);
+  if (len < 0) return undefined;
+  // Consecutive frames mostly share a schema: compared to the last one's bytes in place before building a key.
+  let schema = lastSchema && lastSchema.meta.length === len && lastSchema.meta.compare(bytes, 8, 8 + len) === 0 ? lastSchema.schema : undefined;
   if (!schema) {
-    const m = A.Message.decode(s.meta);
-    if (!m.isSchema() || m.bodyLength !== 0) return undefined;
-    schema = m.header();
-    if (schema.dictionaries.size > 0) return undefined;
-    // A schema with custom metadata (a commit's idempotency keys) is one of a kind: caching it would only evict the shared ones.
-    if (schema.metadata.size === 0) {
-      if (schemas.size >= 256) schemas.delete(schemas.keys().next().value!);
-      schemas.set(metaBytes.toString('latin1'), schema);
+    const meta = bytes.subarray(8, 8 + len);
+    const key = Buffer.from(meta.buffer, meta.byteOffset, meta.byteLength).toString('latin1');
+    schema = schemas.get(key);
+    if (!schema) {
+      const m = A.Message.decode(meta);
+      if (!m.isSchema() || m.bodyLength !== 0) return undefined;
+      schema = m.header();
+      if (schema.dictionaries.size > 0) return undefined;
+      // A schema with custom metadata (a commit's idempotency keys) is one of a kind: caching it would only evict the shared ones.
+      if (schema.metadata.size === 0) {
+        if (schemas.size >= 256) schemas.delete(schemas.keys().next().value!);
+        schemas.set(key, schema);
+      }
     }
+    if (schema.metadata.size === 0) lastSchema = { meta: Buffer.from(meta), schema };
   }
-  if (schema.metadata.size === 0 && lastSchema?.schema !== schema) lastSchema = { meta: Buffer.from(metaBytes), schema };
-  const b = messageAt(bytes, s.next);
+  const b = messageAt(bytes, 8 + len);
   if (!b) return undefined;
   const flat = loadFlat(schema, b.meta, bytes, b.next);
   if (flat) return flat;
@@ -147,34 +156,50 @@ export function decodeBatch(batch: StoredBatch, columns: CompiledColumn[], only?
  * the batch lacks reads as null.
  */
 export function decodeValues(batch: StoredBatch, columns: CompiledColumn[], at?: number[]): { changes: Int8Array; values: unknown[][] } {
+  const values: unknown[][] = [];
+  for (let j = 0; j < columns.length; j++) values.push(new Array(at ? at.length : batch.numRows));
+  return { changes: decodeValuesInto(batch, columns, at, values, 0), values };
+}
+
+/**
+ * As decodeValues, but into `values` (one array per column of `columns`):
+ * row `at[k]` (or k) goes to `values[j][base + k]`. Returns the change types
+ * of every row of the batch.
+ */
+function decodeValuesInto(batch: StoredBatch, columns: CompiledColumn[], at: number[] | undefined, values: unknown[][], base: number): Int8Array {
   const n = batch.numRows;
   const changes = ((batch.flat?.(CHANGE_COLUMN) ?? batch.column(CHANGE_COLUMN))!.values as Int8Array).subarray(0, n);
-  const values = columns.map((c) => {
+  for (let j = 0; j < columns.length; j++) {
+    const c = columns[j];
+    const out = values[j];
     const flat = batch.flat?.(c.name);
-    const got = flat && decodeFlat(c.type, flat, at);
-    if (got) return got;
+    if (flat && decodeFlat(c.type, flat, at, out, base)) continue;
     const data = batch.column(c.name);
-    return data ? decodeData(c.type, data, at) : new Array(at ? at.length : n).fill(null);
-  });
-  return { changes, values };
+    if (data) decodeData(c.type, data, at, out, base);
+    else for (let k = 0, m = at ? at.length : n; k < m; k++) out[base + k] = null;
+  }
+  return changes;
 }
 
 /** An Arrow column → canonical values (null where invalid). */
 export function decodeColumn(t: ColumnType, vec: A.Vector): unknown[] {
-  return vec.data.length === 1 ? decodeData(t, vec.data[0]) : decodeSlow(t, vec);
+  if (vec.data.length !== 1) return decodeSlow(t, vec, undefined, new Array(vec.length), 0);
+  const out = new Array(vec.length);
+  decodeData(t, vec.data[0], undefined, out, 0);
+  return out;
 }
 
-function decodeData(t: ColumnType, data: A.Data, at?: number[]): unknown[] {
-  return (data.offset === 0 ? decodeFlat(t, data, at) : undefined) ?? decodeSlow(t, new A.Vector([data]), at);
+function decodeData(t: ColumnType, data: A.Data, at: number[] | undefined, out: unknown[], base: number): void {
+  if (data.offset === 0 && decodeFlat(t, data, at, out, base)) return;
+  decodeSlow(t, new A.Vector([data]), at, out, base);
 }
 
-function decodeSlow(t: ColumnType, vec: A.Vector, at?: number[]): unknown[] {
+function decodeSlow(t: ColumnType, vec: A.Vector, at: number[] | undefined, out: unknown[], base: number): unknown[] {
   const n = at ? at.length : vec.length;
-  const out: unknown[] = new Array(n);
   const hasNulls = vec.nullCount > 0;
   for (let k = 0; k < n; k++) {
     const i = at ? at[k] : k;
-    out[k] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
+    out[base + k] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
   }
   return out;
 }
@@ -182,37 +207,36 @@ function decodeSlow(t: ColumnType, vec: A.Vector, at?: number[]): unknown[] {
 /**
  * Scalar columns read straight from their buffers (replay decodes every
  * record it applies; Arrow's per-value `get` was most of that time), the rows
- * `at` or all. Undefined for types this does not handle; the caller then
- * uses `get`.
+ * `at` or all, into `out` from `base`. False for types this does not handle
+ * (nothing written); the caller then uses `get`.
  */
-function decodeFlat(t: ColumnType, d: FlatColumn, at?: number[]): unknown[] | undefined {
+function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out: unknown[], base: number): boolean {
   const n = at ? at.length : d.length;
   const bitmap = d.nullCount > 0 ? d.nullBitmap : undefined;
-  const out: unknown[] = new Array(n);
   const values = d.values as ArrayLike<unknown> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number };
   switch (t.kind) {
     case 'int32':
     case 'float32':
     case 'float64':
-      for (let k = 0; k < n; k++) out[k] = values[at ? at[k] : k];
+      for (let k = 0; k < n; k++) out[base + k] = values[at ? at[k] : k];
       break;
     case 'bool': {
       const bits = values as Uint8Array;
       for (let k = 0; k < n; k++) {
         const i = at ? at[k] : k;
-        out[k] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
+        out[base + k] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
       }
       break;
     }
     case 'int64':
     case 'timestamp': {
-      if (!(values instanceof BigInt64Array)) return undefined;
+      if (!(values instanceof BigInt64Array)) return false;
       const halves = new Int32Array(values.buffer, values.byteOffset, values.length * 2);
       for (let k = 0; k < n; k++) {
         const i = at ? at[k] : k;
         const hi = halves[2 * i + 1];
         // |hi| < 2^21 means a safe integer: no BigInt needed.
-        out[k] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
+        out[base + k] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
       }
       break;
     }
@@ -220,41 +244,51 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at?: number[]): unknown[] | un
     case 'json': {
       const offsets = d.valueOffsets as Int32Array;
       const bytes = values as Uint8Array;
-      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      if (isAscii(buf)) {
+      if (asciiBytes(bytes)) {
         // One string for the column, then substrings: short ones are copies; long ones are
         // sliced from it, which would pin the whole column in memory, so those are copied out.
+        const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         const all = buf.toString('latin1');
         for (let k = 0; k < n; k++) {
           const i = at ? at[k] : k;
           const a = offsets[i];
           const b = offsets[i + 1];
-          out[k] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
+          out[base + k] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
         }
       } else {
+        const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         for (let k = 0; k < n; k++) {
           const i = at ? at[k] : k;
-          out[k] = buf.toString('utf8', offsets[i], offsets[i + 1]);
+          out[base + k] = buf.toString('utf8', offsets[i], offsets[i + 1]);
         }
       }
       if (t.kind === 'json') {
         for (let k = 0; k < n; k++) {
           const i = at ? at[k] : k;
-          if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[k] = JSON.parse(out[k] as string);
+          if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[base + k] = JSON.parse(out[base + k] as string);
         }
       }
       break;
     }
     default:
-      return undefined;
+      return false;
   }
   if (bitmap) {
     for (let k = 0; k < n; k++) {
       const i = at ? at[k] : k;
-      if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[k] = null;
+      if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[base + k] = null;
     }
   }
-  return out;
+  return true;
+}
+
+/** Whether every byte is ASCII: a loop for the short columns of one commit (no view made for the native check), isAscii for long ones. */
+function asciiBytes(bytes: Uint8Array): boolean {
+  const n = bytes.length;
+  if (n > 256) return isAscii(bytes);
+  let or = 0;
+  for (let i = 0; i < n; i++) or |= bytes[i];
+  return or < 128;
 }
 
 function fromArrowValue(t: ColumnType, v: unknown): unknown {

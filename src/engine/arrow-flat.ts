@@ -43,26 +43,42 @@ export function loadFlat(schema: A.Schema, meta: Uint8Array, bytes: Uint8Array, 
   const end = bodyAt + h.bodyLength;
   if (end > bytes.length || !endsStream(bytes, end)) return undefined;
   for (let i = 0; i < h.buffers.length; i += 2) if (h.buffers[i] + h.buffers[i + 1] > h.bodyLength) return undefined;
-  const fields = schema.fields;
-  const index = (name: string): number => {
-    for (let i = 0; i < fields.length; i++) if (fields[i].name === name) return i;
-    return -1;
-  };
-  const built: (A.Data | undefined)[] = new Array(fields.length);
-  return {
-    numRows: h.length,
-    column(name) {
-      const i = index(name);
-      if (i < 0) return undefined;
-      if (built[i]) return built[i];
-      const f = flatColumn(fields[i].type, h, i, layout.first[i], bytes, bodyAt);
-      return (built[i] = new A.Data(fields[i].type, 0, f.length, f.nullCount, [f.valueOffsets, f.values, f.nullBitmap] as never));
-    },
-    flat(name) {
-      const i = index(name);
-      return i < 0 ? undefined : flatColumn(fields[i].type, h, i, layout.first[i], bytes, bodyAt);
-    },
-  };
+  return new FlatBatch(schema, layout, h, bytes, bodyAt);
+}
+
+/**
+ * A loaded flat batch. A class, not an object of closures: a key read loads
+ * one per frame (2,000 for one entity's history in bench:audit), and the
+ * closures and the per-call name search were a good part of that.
+ */
+class FlatBatch implements StoredBatch {
+  readonly numRows: number;
+  private built?: (A.Data | undefined)[];
+
+  constructor(
+    private readonly schema: A.Schema,
+    private readonly layout: FlatLayout,
+    private readonly h: BatchHeader,
+    private readonly bytes: Uint8Array,
+    private readonly bodyAt: number,
+  ) {
+    this.numRows = h.length;
+  }
+
+  column(name: string): A.Data | undefined {
+    const i = this.layout.index.get(name);
+    if (i === undefined) return undefined;
+    const built = (this.built ??= new Array(this.layout.first.length));
+    if (built[i]) return built[i];
+    const type = this.schema.fields[i].type;
+    const f = flatColumn(type, this.h, i, this.layout.first[i], this.bytes, this.bodyAt);
+    return (built[i] = new A.Data(type, 0, f.length, f.nullCount, [f.valueOffsets, f.values, f.nullBitmap] as never));
+  }
+
+  flat(name: string): FlatColumn | undefined {
+    const i = this.layout.index.get(name);
+    return i === undefined ? undefined : flatColumn(this.schema.fields[i].type, this.h, i, this.layout.first[i], this.bytes, this.bodyAt);
+  }
 }
 
 /**
@@ -80,18 +96,20 @@ export interface FlatColumn {
   valueOffsets?: Int32Array;
 }
 
-/** A schema whose fields are all flat: each field's first buffer (validity), and how many buffers a batch has. */
+/** A schema whose fields are all flat: each field's first buffer (validity), how many buffers a batch has, and each field's index by name (the first of a repeated name). */
 interface FlatLayout {
   first: number[];
   buffers: number;
+  index: Map<string, number>;
 }
 const layouts = new WeakMap<A.Schema, FlatLayout | null>();
 
 function flatLayout(schema: A.Schema): FlatLayout | null {
   let layout = layouts.get(schema);
   if (layout !== undefined) return layout;
-  layout = { first: [], buffers: 0 };
+  layout = { first: [], buffers: 0, index: new Map() };
   for (const f of schema.fields) {
+    if (!layout.index.has(f.name)) layout.index.set(f.name, layout.first.length);
     const n = flatBuffers(f.type);
     if (n === 0) {
       layout = null;
@@ -169,11 +187,13 @@ function readBatchHeader(meta: Uint8Array): BatchHeader | undefined {
 }
 
 function flatColumn(type: A.DataType, h: BatchHeader, field: number, first: number, bytes: Uint8Array, bodyAt: number): FlatColumn {
-  const region = (i: number): Uint8Array => new Uint8Array(bytes.buffer, bytes.byteOffset + bodyAt + h.buffers[2 * i], h.buffers[2 * i + 1]);
   const length = h.nodes[2 * field];
   const nullCount = h.nodes[2 * field + 1];
-  const nullBitmap = nullCount > 0 ? region(first) : EMPTY;
-  if (type.typeId === A.Type.Utf8 || type.typeId === A.Type.Binary) return { length, nullCount, nullBitmap, values: region(first + 2), valueOffsets: typedView(Int32Array, bytes, bodyAt, h, first + 1) as Int32Array };
+  const nullBitmap = nullCount > 0 ? new Uint8Array(bytes.buffer, bytes.byteOffset + bodyAt + h.buffers[2 * first], h.buffers[2 * first + 1]) : EMPTY;
+  if (type.typeId === A.Type.Utf8 || type.typeId === A.Type.Binary) {
+    const values = new Uint8Array(bytes.buffer, bytes.byteOffset + bodyAt + h.buffers[2 * first + 4], h.buffers[2 * first + 5]);
+    return { length, nullCount, nullBitmap, values, valueOffsets: typedView(Int32Array, bytes, bodyAt, h, first + 1) as Int32Array };
+  }
   return { length, nullCount, nullBitmap, values: typedView((type as A.DataType & { ArrayType: TypedArrayCtor }).ArrayType, bytes, bodyAt, h, first + 1), valueOffsets: undefined };
 }
 
