@@ -20,6 +20,8 @@ import type { ColdReply, ColdRequest, ColdState, ColdWorkerData } from './cold-w
 
 /** The least time between a worker's death and the next one's start, ms: a Lance commit the dead one had under way lands first, and is then seen by the table's re-read end. */
 const RESTART_MS = 1000;
+/** How long close waits for the worker to exit by itself before terminating it. */
+const CLOSE_WAIT_MS = 5000;
 
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const WORKER_URL = new URL(FROM_SOURCE ? './cold-worker.ts' : './cold-worker.js', import.meta.url);
@@ -51,6 +53,8 @@ export class ColdThreadTier implements ColdTier {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private closed = false;
+  /** The exit code of the last worker that stopped (undefined: none has). 0 is an exit by itself; terminate gives 1. */
+  lastExitCode?: number;
 
   constructor(
     private readonly data: ColdWorkerData,
@@ -85,14 +89,30 @@ export class ColdThreadTier implements ColdTier {
     return t;
   }
 
-  /** Closes every table's Lance handle and the connection, then stops the worker. */
+  /**
+   * Closes every table's Lance handle and the connection, then lets the worker
+   * exit by itself (it closes its port after answering). Terminating it instead
+   * could stop the thread while LanceDB's native side still had calls queued
+   * into it, which aborted the process once ("Check exception status failed");
+   * terminate is kept for a worker that has not exited after CLOSE_WAIT_MS.
+   */
   async close(): Promise<void> {
     const w = this.worker;
+    let asked = false;
     try {
-      if (w && !this.closed) await this.ask({ op: 'close' });
+      if (w && !this.closed) {
+        const exited = new Promise<void>((r) => w.once('exit', () => r()));
+        await this.ask({ op: 'close' });
+        asked = true;
+        this.closed = true; // before the exit, so it is not logged as a death
+        let timer: NodeJS.Timeout | undefined;
+        const late = await Promise.race([exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), CLOSE_WAIT_MS)))]);
+        clearTimeout(timer);
+        if (!late) return;
+      }
     } finally {
       this.closed = true;
-      await w?.terminate();
+      if (!asked || this.worker === w) await w?.terminate();
     }
   }
 
@@ -123,6 +143,7 @@ export class ColdThreadTier implements ColdTier {
     w.on('error', (e) => (why = `: ${e.message}`));
     w.on('exit', (code) => {
       if (this.worker === w) this.worker = undefined;
+      this.lastExitCode = code;
       this.diedAt = performance.now();
       const err = new Error(`the cold tier's worker thread stopped (exit code ${code})${why}`);
       if (!this.closed) this.logger.error({ where: this.where, code, err: why.slice(2) || undefined, failed: this.pending.size }, `${err.message}; a new one starts with the next request`);

@@ -86,7 +86,11 @@ async function handle(req: ColdRequest): Promise<{ value: unknown; transfer?: Ar
 
 port.on('message', (req: ColdRequest) => {
   handle(req).then(
-    ({ value, transfer }) => port.postMessage({ id: req.id, value } satisfies ColdReply, transfer ?? []),
+    ({ value, transfer }) => {
+      port.postMessage({ id: req.id, value } satisfies ColdReply, transfer ?? []);
+      // Closed: nothing else keeps the thread alive, so it exits on its own once LanceDB's work is done.
+      if (req.op === 'close') port.close();
+    },
     (e: unknown) => port.postMessage({ id: req.id, error: e instanceof Error ? e.message : String(e) } satisfies ColdReply),
   );
 });

@@ -138,3 +138,21 @@ test('a tiering step waits to fill: records past ASOF_TIER_AFTER wait (up to a f
     await dir.cleanup();
   }
 });
+
+test('closing the cold tier lets its worker exit by itself after Lance is closed, not terminated under LanceDB', async () => {
+  const dir = await tempDir();
+  const { logger, lines } = captureLogger();
+  const cold = await openColdThread(join(dir.path, 'lance'), {}, logger);
+  const engine = await open(dir.path, cold, logger);
+  try {
+    for (let b = 0; b < 5; b++) await engine.writable('events').write(rowsOf(b, 50), 'upsert');
+    await until('records tiered', () => engine.table('events').tieredEnd === 250);
+  } finally {
+    await engine.close();
+    await dir.cleanup();
+  }
+  // A worker stopped by terminate() exits with code 1; one that ran out of work, 0.
+  assert.equal(cold.lastExitCode, 0, 'the worker exited by itself');
+  assert.equal(cold.threadId, undefined, 'no worker left running');
+  assert.deepEqual(lines.filter((l) => l.level === 'error').map((l) => l.msg), [], 'the exit is not logged as a death');
+});
