@@ -156,50 +156,41 @@ export function decodeBatch(batch: StoredBatch, columns: CompiledColumn[], only?
  * the batch lacks reads as null.
  */
 export function decodeValues(batch: StoredBatch, columns: CompiledColumn[], at?: number[]): { changes: Int8Array; values: unknown[][] } {
-  const values: unknown[][] = [];
-  for (let j = 0; j < columns.length; j++) values.push(new Array(at ? at.length : batch.numRows));
-  return { changes: decodeValuesInto(batch, columns, at, values, 0), values };
-}
-
-/**
- * As decodeValues, but into `values` (one array per column of `columns`):
- * row `at[k]` (or k) goes to `values[j][base + k]`. Returns the change types
- * of every row of the batch.
- */
-function decodeValuesInto(batch: StoredBatch, columns: CompiledColumn[], at: number[] | undefined, values: unknown[][], base: number): Int8Array {
   const n = batch.numRows;
   const changes = ((batch.flat?.(CHANGE_COLUMN) ?? batch.column(CHANGE_COLUMN))!.values as Int8Array).subarray(0, n);
+  const values: unknown[][] = [];
   for (let j = 0; j < columns.length; j++) {
     const c = columns[j];
-    const out = values[j];
+    const out = new Array<unknown>(at ? at.length : n);
+    values.push(out);
     const flat = batch.flat?.(c.name);
-    if (flat && decodeFlat(c.type, flat, at, out, base)) continue;
+    if (flat && decodeFlat(c.type, flat, at, out)) continue;
     const data = batch.column(c.name);
-    if (data) decodeData(c.type, data, at, out, base);
-    else for (let k = 0, m = at ? at.length : n; k < m; k++) out[base + k] = null;
+    if (data) decodeData(c.type, data, at, out);
+    else out.fill(null);
   }
-  return changes;
+  return { changes, values };
 }
 
 /** An Arrow column → canonical values (null where invalid). */
 export function decodeColumn(t: ColumnType, vec: A.Vector): unknown[] {
-  if (vec.data.length !== 1) return decodeSlow(t, vec, undefined, new Array(vec.length), 0);
+  if (vec.data.length !== 1) return decodeSlow(t, vec, undefined, new Array(vec.length));
   const out = new Array(vec.length);
-  decodeData(t, vec.data[0], undefined, out, 0);
+  decodeData(t, vec.data[0], undefined, out);
   return out;
 }
 
-function decodeData(t: ColumnType, data: A.Data, at: number[] | undefined, out: unknown[], base: number): void {
-  if (data.offset === 0 && decodeFlat(t, data, at, out, base)) return;
-  decodeSlow(t, new A.Vector([data]), at, out, base);
+function decodeData(t: ColumnType, data: A.Data, at: number[] | undefined, out: unknown[]): void {
+  if (data.offset === 0 && decodeFlat(t, data, at, out)) return;
+  decodeSlow(t, new A.Vector([data]), at, out);
 }
 
-function decodeSlow(t: ColumnType, vec: A.Vector, at: number[] | undefined, out: unknown[], base: number): unknown[] {
+function decodeSlow(t: ColumnType, vec: A.Vector, at: number[] | undefined, out: unknown[]): unknown[] {
   const n = at ? at.length : vec.length;
   const hasNulls = vec.nullCount > 0;
   for (let k = 0; k < n; k++) {
     const i = at ? at[k] : k;
-    out[base + k] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
+    out[k] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
   }
   return out;
 }
@@ -207,10 +198,10 @@ function decodeSlow(t: ColumnType, vec: A.Vector, at: number[] | undefined, out:
 /**
  * Scalar columns read straight from their buffers (replay decodes every
  * record it applies; Arrow's per-value `get` was most of that time), the rows
- * `at` or all, into `out` from `base`. False for types this does not handle
+ * `at` or all, into `out`. False for types this does not handle
  * (nothing written); the caller then uses `get`.
  */
-function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out: unknown[], base: number): boolean {
+function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out: unknown[]): boolean {
   const n = at ? at.length : d.length;
   const bitmap = d.nullCount > 0 ? d.nullBitmap : undefined;
   const values = d.values as ArrayLike<unknown> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number };
@@ -218,13 +209,13 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out:
     case 'int32':
     case 'float32':
     case 'float64':
-      for (let k = 0; k < n; k++) out[base + k] = values[at ? at[k] : k];
+      for (let k = 0; k < n; k++) out[k] = values[at ? at[k] : k];
       break;
     case 'bool': {
       const bits = values as Uint8Array;
       for (let k = 0; k < n; k++) {
         const i = at ? at[k] : k;
-        out[base + k] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
+        out[k] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
       }
       break;
     }
@@ -236,7 +227,7 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out:
         const i = at ? at[k] : k;
         const hi = halves[2 * i + 1];
         // |hi| < 2^21 means a safe integer: no BigInt needed.
-        out[base + k] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
+        out[k] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
       }
       break;
     }
@@ -253,19 +244,19 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out:
           const i = at ? at[k] : k;
           const a = offsets[i];
           const b = offsets[i + 1];
-          out[base + k] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
+          out[k] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
         }
       } else {
         const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         for (let k = 0; k < n; k++) {
           const i = at ? at[k] : k;
-          out[base + k] = buf.toString('utf8', offsets[i], offsets[i + 1]);
+          out[k] = buf.toString('utf8', offsets[i], offsets[i + 1]);
         }
       }
       if (t.kind === 'json') {
         for (let k = 0; k < n; k++) {
           const i = at ? at[k] : k;
-          if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[base + k] = JSON.parse(out[base + k] as string);
+          if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[k] = JSON.parse(out[k] as string);
         }
       }
       break;
@@ -276,7 +267,7 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out:
   if (bitmap) {
     for (let k = 0; k < n; k++) {
       const i = at ? at[k] : k;
-      if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[base + k] = null;
+      if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[k] = null;
     }
   }
   return true;
