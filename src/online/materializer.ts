@@ -75,16 +75,15 @@ class DirectRunner implements RunnerState {
   async stop(): Promise<void> {}
 }
 
-/** How often a runner that fell behind (store down) retries, ms. */
-const RETRY_MS = 500;
-/** How often each runner checks that the store still holds what it wrote, ms. */
-const CHECK_MS = 1000;
+/** How often each runner checks that the store still holds what it wrote, or retries when it fell behind (store down), ms. */
+const CHECK_MS = 500;
 
 class ViewRunner implements RunnerState {
   applied = -1;
   private chain: Promise<void> = Promise.resolve();
   private unsubscribe?: () => void;
-  private retry?: NodeJS.Timeout;
+  /** A `recover` is queued and has not started: another would only repeat it. */
+  private recovering = false;
   stopped = false;
   /** Set while the namespace is not serving the truth: the store failed, or lost its state and is being rebuilt. */
   failure?: Error;
@@ -94,23 +93,23 @@ class ViewRunner implements RunnerState {
     readonly def: FeatureViewDef,
     readonly ns: string,
     private readonly ev: ViewEvaluator,
-    private readonly engine: Engine,
+    private readonly table: Table,
     private readonly store: OnlineStore,
     private readonly logger: Logger,
     private readonly now: () => number,
   ) {
-    this.lineage = lineageOf(def, engine.table(def.source).schema.def);
+    this.lineage = lineageOf(def, table.schema.def);
   }
 
   /** Subscribes to the source and catches up. With `tolerant`, a store failure leaves the runner retrying instead of throwing. */
   async start(tolerant: boolean): Promise<void> {
-    this.unsubscribe = this.engine.table(this.def.source).subscribe((c) => this.onCommit(c));
+    this.unsubscribe = this.table.subscribe((c) => this.onCommit(c));
     const first = this.enqueue(() => this.recover());
     if (tolerant) await first.catch(() => undefined);
     else await first;
   }
 
-  /** Runs steps one at a time. A failed step marks the runner failing and schedules `recover`; only `recover` clears the mark. */
+  /** Runs steps one at a time. A failed step marks the runner failing until a `recover` (`check`, on the materializer's timer) succeeds. */
   private enqueue(step: () => Promise<void>): Promise<void> {
     const run = this.chain.then(async () => {
       if (this.stopped) return;
@@ -119,21 +118,11 @@ class ViewRunner implements RunnerState {
       } catch (e) {
         if (!this.failure) this.logger.warn({ view: this.ns, err: String(e) }, 'materializing failed; retrying from the watermark');
         this.failure = e as Error;
-        this.scheduleRetry();
         throw e;
       }
     });
     this.chain = run.catch(() => undefined);
     return run;
-  }
-
-  private scheduleRetry(): void {
-    if (this.retry || this.stopped) return;
-    this.retry = setTimeout(() => {
-      this.retry = undefined;
-      void this.enqueue(() => this.recover()).catch(() => undefined);
-    }, RETRY_MS);
-    this.retry.unref();
   }
 
   /**
@@ -150,33 +139,24 @@ class ViewRunner implements RunnerState {
     return this.enqueue(() => (c.firstOffset === this.applied + 1 ? this.applyCommit(c) : this.catchUp()));
   }
 
-  /** Checks the store still holds what this runner wrote (rebuilding if not) and catches up. */
+  /** Checks the store still holds what this runner wrote (rebuilding if not) and catches up; retries a failing runner. */
   check(): void {
-    if (this.failure || this.stopped) return;
+    if (this.recovering || this.stopped) return;
+    this.recovering = true;
     void this.enqueue(() => this.recover()).catch(() => undefined);
   }
 
   /**
-   * Brings the namespace up to the changelog's end (rebuilding it if its
-   * state cannot be trusted), then clears the failure mark in the same
-   * synchronous step as the last check: a commit arriving after it takes the
-   * normal path, one before it was caught up here.
+   * Re-reads the namespace's meta, decides whether its state can be trusted
+   * (see the header), resets it when not, brings it up to the changelog's
+   * end, then clears the failure mark in the same synchronous step as the
+   * last check: a commit arriving after it takes the normal path, one before
+   * it was caught up here.
    */
   private async recover(): Promise<void> {
-    await this.sync();
-    const table = this.engine.table(this.def.source);
-    while (this.applied < table.endOffset - 1) await this.catchUp();
-    if (this.failure) this.logger.info({ view: this.ns, applied: this.applied }, 'online store serving again; view caught up');
-    this.failure = undefined;
-  }
-
-  /**
-   * Re-reads the namespace's meta, decides whether its state can be trusted
-   * (see the header), resets it when not, then catches up with the changelog.
-   */
-  private async sync(): Promise<void> {
+    this.recovering = false;
     const meta = await this.store.meta(this.ns);
-    const end = this.engine.table(this.def.source).endOffset - 1;
+    const end = this.table.endOffset - 1;
     let why: string | undefined;
     if (!meta) why = this.applied >= 0 ? 'the namespace is gone from the online store' : undefined;
     else if (meta.lineage !== this.lineage) why = `it was built from something else (${meta.lineage})`;
@@ -192,13 +172,15 @@ class ViewRunner implements RunnerState {
     } else {
       this.applied = meta.watermark;
     }
-    await this.catchUp();
+    do await this.catchUp();
+    while (this.applied < this.table.endOffset - 1);
+    if (this.failure) this.logger.info({ view: this.ns, applied: this.applied }, 'online store serving again; view caught up');
+    this.failure = undefined;
   }
 
   /** Applies everything between the watermark and the table's end. */
   private async catchUp(): Promise<void> {
-    const table = this.engine.table(this.def.source);
-    for await (const batch of table.scanBatches({ fromOffset: this.applied + 1 })) await this.applyCommit(batch);
+    for await (const batch of this.table.scanBatches({ fromOffset: this.applied + 1 })) await this.applyCommit(batch);
   }
 
   private async applyCommit(c: Commit): Promise<void> {
@@ -230,7 +212,6 @@ class ViewRunner implements RunnerState {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
-    if (this.retry) clearTimeout(this.retry);
     await this.chain;
   }
 }
@@ -273,7 +254,7 @@ export class Materializer {
       this.logger.info({ view: ns, applied: table.endOffset - 1 }, 'feature view served from its pk table');
       return;
     }
-    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), this.engine, this.store, this.logger, this.now);
+    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), table, this.store, this.logger, this.now);
     this.runners.set(ns, runner);
     const started = performance.now();
     try {

@@ -95,10 +95,8 @@ export class OnlineService {
    * the same code and sockets are worked in runs, not interleaved request by request.
    */
   evaluateSoon(entities: unknown[], plan: Plan): Promise<Evaluation> {
-    for (const g of plan.groups) {
-      const runner = this.materializer.runner(g.ns);
-      if (runner === undefined || (runner.direct === undefined && this.store.readEncodedSync === undefined)) return this.evaluate(entities, plan);
-    }
+    // Lookups that await a store are not held (readSync says which are in-process).
+    if (!this.store.readEncodedSync && plan.groups.some((g) => !this.materializer.runner(g.ns)?.direct)) return this.evaluate(entities, plan);
     return new Promise((resolve, reject) => {
       if (this.soon.push({ entities, plan, resolve, reject }) === 1) setImmediate(this.flushSoon);
     });
