@@ -23,7 +23,7 @@ import { AsofError } from '../errors.js';
 import type { FeatureRegistry } from '../features/registry.js';
 import { PlanEvaluation, entityEval, noteToken, type EntityEval, type Evaluation } from './evaluation.js';
 import { LookupCache } from './lookup-cache.js';
-import type { Materializer, RunnerState } from './materializer.js';
+import type { Materializer } from './materializer.js';
 import { Planner, keysOf, type FeatureSelection, type Plan, type ViewGroup } from './plan.js';
 import { storeStates, tableStates, type StateRead } from './state-source.js';
 import type { OnlineStore } from './store.js';
@@ -80,9 +80,9 @@ export class OnlineService {
     if (plan.revision !== this.registry.revision) return undefined;
     const reads = new Array<StateRead>(plan.groups.length);
     for (let gi = 0; gi < reads.length; gi++) {
-      const read = this.readSync(plan.groups[gi], entities);
+      const read = this.read(plan.groups[gi], entities, true);
       if (read === undefined) return undefined;
-      reads[gi] = read;
+      reads[gi] = read as StateRead;
     }
     return this.fill(plan, this.now(), entities.length, reads);
   }
@@ -95,7 +95,7 @@ export class OnlineService {
    * the same code and sockets are worked in runs, not interleaved request by request.
    */
   evaluateSoon(entities: unknown[], plan: Plan): Promise<Evaluation> {
-    // Lookups that await a store are not held (readSync says which are in-process).
+    // Lookups that await a store are not held (`read` says which are in-process).
     if (!this.store.readEncodedSync && plan.groups.some((g) => !this.materializer.runner(g.ns)?.direct)) return this.evaluate(entities, plan);
     return new Promise((resolve, reject) => {
       if (this.soon.push({ entities, plan, resolve, reject }) === 1) setImmediate(this.flushSoon);
@@ -123,29 +123,33 @@ export class OnlineService {
   async evaluate(entities: unknown[], plan: Plan, retried = false): Promise<Evaluation> {
     if (plan.revision !== this.registry.revision) plan = this.plan(plan.selection);
     const at = this.now();
-    const reads = await Promise.all(plan.groups.map((g) => this.readSync(g, entities) ?? this.read(g, entities)));
+    const reads = await Promise.all(plan.groups.map((g) => this.read(g, entities, false)!));
     // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
     const missing = plan.groups.some((g, gi) => reads[gi].position === null && !this.materializer.runner(g.ns));
     if (missing && !retried && (await this.registry.refresh().catch(() => false))) return this.evaluate(entities, plan, true);
     return this.fill(plan, at, entities.length, reads);
   }
 
-  /** A view's states when they are in-process (read from its table, or an in-process store); else undefined. */
-  private readSync(g: ViewGroup, entities: unknown[]): StateRead | undefined {
-    const runner = this.checkRunner(g);
+  /**
+   * A view's states: at once when they are in-process (read from its table, or an in-process
+   * store), else a read of the store; with `syncOnly`, undefined instead of that read.
+   * 503 while the view's runner is failing or rebuilding.
+   */
+  private read(g: ViewGroup, entities: unknown[], syncOnly: boolean): StateRead | Promise<StateRead> | undefined {
+    const runner = this.materializer.runner(g.ns);
+    if (runner?.failure) throw this.unavailable(g, `feature view "${g.def.name}" is not available from the online store (${this.store.kind}): ${runner.failure.message}`);
+    // Bad entity keys are the caller's 400, not a store failure: converted before any read.
     if (runner?.direct) return tableStates(runner.direct, keysOf(g, entities));
     if (runner && this.store.readEncodedSync) return storeStates(this.store, this.store.readEncodedSync(g.ns, keysOf(g, entities)));
-    return undefined;
+    if (syncOnly) return undefined;
+    return this.store.readEncoded(g.ns, keysOf(g, entities)).then(
+      (r) => storeStates(this.store, r),
+      (e: Error) => Promise.reject(this.unavailable(g, `the online store (${this.store.kind}) is unavailable: ${e.message}`)),
+    );
   }
 
-  private async read(g: ViewGroup, entities: unknown[]): Promise<StateRead> {
-    // Bad entity keys are the caller's 400, not a store failure: convert them before the read.
-    const keys = keysOf(g, entities);
-    try {
-      return storeStates(this.store, await this.store.readEncoded(g.ns, keys));
-    } catch (e) {
-      throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `the online store (${this.store.kind}) is unavailable: ${(e as Error).message}`, { store: this.store.kind, view: g.def.name });
-    }
+  private unavailable(g: ViewGroup, message: string): AsofError {
+    return new AsofError('ASOF_BACKEND_UNAVAILABLE', message, { store: this.store.kind, view: g.def.name });
   }
 
   /**
@@ -158,7 +162,7 @@ export class OnlineService {
     for (let gi = 0; gi < ng; gi++) {
       const g = plan.groups[gi];
       const read = reads[gi];
-      this.checkRead(g, read.position, this.materializer.runner(g.ns) ?? null);
+      this.checkRead(g, read.position);
       noteToken(out, g.def.source, read.position ?? -1);
       for (let e = 0, i = gi; i < out.entries.length; e++, i += ng) {
         const key = read.cacheKey(e);
@@ -176,24 +180,13 @@ export class OnlineService {
     return out;
   }
 
-  /** 503 while the view's runner is failing or rebuilding. Returns the runner, or null for views this process does not materialize. */
-  private checkRunner(g: ViewGroup): RunnerState | null {
-    const runner = this.materializer.runner(g.ns);
-    if (runner?.failure) {
-      throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `feature view "${g.def.name}" is not available from the online store (${this.store.kind}): ${runner.failure.message}`, { store: this.store.kind, view: g.def.name });
-    }
-    return runner ?? null;
-  }
-
   /** A read whose position is behind what this process wrote means the store lost data: 503, and the runner rebuilds. */
-  private checkRead(g: ViewGroup, position: number | null, runner: RunnerState | null): void {
-    if (runner) {
-      if (position === null || position < runner.applied) {
-        runner.check();
-        throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `the online store (${this.store.kind}) lost the state of feature view "${g.def.name}"; it is being rebuilt from the changelog`, { store: this.store.kind, view: g.def.name });
-      }
-    } else if (position === null) {
-      throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `the online store (${this.store.kind}) holds no state for feature view "${g.def.name}" (not materialized yet, or being rebuilt by the primary)`, { store: this.store.kind, view: g.def.name });
+  private checkRead(g: ViewGroup, position: number | null): void {
+    const runner = this.materializer.runner(g.ns);
+    if (runner && (position === null || position < runner.applied)) {
+      runner.check();
+      throw this.unavailable(g, `the online store (${this.store.kind}) lost the state of feature view "${g.def.name}"; it is being rebuilt from the changelog`);
     }
+    if (position === null) throw this.unavailable(g, `the online store (${this.store.kind}) holds no state for feature view "${g.def.name}" (not materialized yet, or being rebuilt by the primary)`);
   }
 }
