@@ -249,8 +249,6 @@ export class Materializer {
     const table = this.engine.table(def.source);
     if (this.store.kind === 'embedded' && table.schema.kind === 'pk') {
       this.runners.set(ns, new DirectRunner(table));
-      // A namespace an earlier start (without direct reads) left behind only costs space.
-      await this.store.clear(ns).catch(() => undefined);
       this.logger.info({ view: ns, applied: table.endOffset - 1 }, 'feature view served from its pk table');
       return;
     }
