@@ -60,8 +60,8 @@ export class RedisLookupReader {
   /** Waiters in the order their commands were written: replies come back in that order. */
   private waiting: Waiter[] = [];
   private head = 0;
-  /** Commands not yet written, and their waiters. */
-  private batch: Buffer[] = [];
+  /** Commands not yet written (RESP text), and their waiters. */
+  private batch: string[] = [];
   private batchWaiters: Waiter[] = [];
   private flushScheduled = false;
   private readonly parser = new ReplyParser();
@@ -100,7 +100,7 @@ export class RedisLookupReader {
   hmget(key: string, fields: string[]): Promise<(string | null)[]> {
     if (!this.ready) return Promise.reject(new RedisError(this.closed ? 'connection closed' : 'redis lookup connection is not ready (reconnecting)'));
     return new Promise((resolve, reject) => {
-      this.batch.push(command(['HMGET', key, ...fields]));
+      this.batch.push(commandText(['HMGET', key, ...fields]));
       this.batchWaiters.push({ resolve, reject, sentAt: -1 });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
@@ -120,7 +120,7 @@ export class RedisLookupReader {
   private flush(): void {
     this.flushScheduled = false;
     if (this.batch.length === 0) return;
-    const bytes = this.batch.length === 1 ? this.batch[0] : Buffer.concat(this.batch);
+    const text = this.batch.length === 1 ? this.batch[0] : this.batch.join('');
     const waiters = this.batchWaiters;
     this.batch = [];
     this.batchWaiters = [];
@@ -134,7 +134,7 @@ export class RedisLookupReader {
       w.sentAt = now;
       this.waiting.push(w);
     }
-    this.socket.write(bytes);
+    this.socket.write(text, 'utf8');
   }
 
   private connect(): void {
@@ -240,20 +240,39 @@ export class RedisLookupReader {
   }
 }
 
-/** A command as RESP: an array of bulk strings. */
+/**
+ * A command as RESP: an array of bulk strings, built as one string and
+ * encoded by one call. Writing each argument and length into a Buffer (the
+ * code before) cost three native calls per argument, ~2% of the server's
+ * main thread under cold POST /features over Redis (101 arguments a batch).
+ */
 export function command(args: string[]): Buffer {
-  let size = 16;
-  for (const a of args) size += Buffer.byteLength(a) + 16;
-  const out = Buffer.allocUnsafe(size);
-  let at = out.write(`*${args.length}\r\n`, 0, 'latin1');
-  for (const a of args) {
-    const n = Buffer.byteLength(a);
-    at += out.write(`$${n}\r\n`, at, 'latin1');
-    at += out.write(a, at, 'utf8');
-    out[at++] = 13;
-    out[at++] = 10;
+  return Buffer.from(commandText(args), 'utf8');
+}
+
+/** `command`'s text, before its UTF-8 encoding: a turn's lookups are joined and encoded once (flush). */
+function commandText(args: string[]): string {
+  let text = `*${args.length}\r\n`;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    text += `$${utf8Length(a)}\r\n${a}\r\n`;
   }
-  return out.subarray(0, at);
+  return text;
+}
+
+/** Bytes of `s` in UTF-8 as Buffer writes it (a lone surrogate becomes U+FFFD, 3 bytes); Buffer.byteLength is a native call per argument. */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 2;
+      i++;
+    } else n += 2;
+  }
+  return n;
 }
 
 export type Reply = string | number | null | Reply[] | RedisError;

@@ -25,6 +25,17 @@ test('commands are RESP arrays of bulk strings, lengths in bytes', () => {
   assert.equal(command(['HMGET', long]).toString('utf8'), `*2\r\n$5\r\nHMGET\r\n$70003\r\n${long}\r\n`);
 });
 
+test('commands of generated arguments carry their UTF-8 byte lengths (Buffer.byteLength the oracle)', () => {
+  const r = rng(7);
+  // ASCII, 2- and 3-byte characters, surrogate pairs (4 bytes) and lone surrogates (written as U+FFFD, 3 bytes).
+  const alphabet = ['a', '0', ':', ' ', '\r', '\n', 'é', 'ß', '☃', '€', '𝄞', '😀', '\ud800', '\udfff', '\u007f', '\u0080', '\u07ff', '\u0800'];
+  for (let trial = 0; trial < 500; trial++) {
+    const args = Array.from({ length: r.int(1, 8) }, () => Array.from({ length: r.int(0, 12) }, () => r.pick(alphabet)).join(''));
+    const expected = Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.map((a) => Buffer.concat([Buffer.from(`$${Buffer.byteLength(a)}\r\n`), Buffer.from(a, 'utf8'), Buffer.from('\r\n')]))]);
+    assert.deepEqual(command(args), expected, JSON.stringify(args));
+  }
+});
+
 test('replies parse the same however the stream is cut', () => {
   const r = rng(31);
   const text = (): string => {
