@@ -55,3 +55,32 @@ test('the doorkeeper keeps no key: 64 states of 1 MB each leave the heap as it w
   assert.ok(grown < 8 << 20, `the heap grew by ${(grown / 2 ** 20).toFixed(1)} MB`);
   assert.equal(cache.size, 0);
 });
+
+test('cold traffic: the cache is consulted by one lookup in 8 while nearly nothing hits, and by every lookup again once a working set comes back', () => {
+  const cache = new LookupCache(64 * 1024 * 1024);
+  const look = (key: string): boolean => {
+    if (cache.get('v@1', key, 0) !== undefined) return true;
+    cache.offer('v@1', key, entry());
+    return false;
+  };
+  look('hot');
+  look('hot');
+  assert.equal(look('hot'), true, 'admitted on its second miss');
+  // Every key once, and the admitted one every 100th lookup: 1% hits, below the 1 in 64 that keeps the cache consulted.
+  let hotHits = 0;
+  for (let i = 0; i < 400_000; i++) {
+    if (i % 100 === 0) {
+      const hit = look('hot');
+      if (i >= 300_000) hotHits += Number(hit);
+    } else look(`cold ${i}`);
+  }
+  // 1,000 lookups of 'hot' in the last 100,000: answered by about 1 in 8 (every one, without sampling).
+  assert.ok(hotHits > 60 && hotHits < 200, `hot hits ${hotHits} of 1000`);
+  // A working set of 1,000 states again: within two windows it is admitted and hits nearly always.
+  let recent = 0;
+  for (let i = 0; i < 1_200_000; i++) {
+    const hit = look(`set ${i % 1000}`);
+    if (i >= 1_190_000) recent += Number(hit);
+  }
+  assert.ok(recent >= 9_900, `hits ${recent} of the last 10,000`);
+});
