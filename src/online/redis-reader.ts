@@ -260,19 +260,10 @@ function commandText(args: string[]): string {
   return text;
 }
 
-/** Bytes of `s` in UTF-8 as Buffer writes it (a lone surrogate becomes U+FFFD, 3 bytes); Buffer.byteLength is a native call per argument. */
+/** Bytes of `s` in UTF-8: its length when ASCII (entity keys, usually), found without a native call. */
 function utf8Length(s: string): number {
-  let n = s.length;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) n += 1;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      n += 2;
-      i++;
-    } else n += 2;
-  }
-  return n;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s);
+  return s.length;
 }
 
 export type Reply = string | number | null | Reply[] | RedisError;
