@@ -110,6 +110,8 @@ export interface RawLoad {
   seconds: number;
   /** Latency of each answer, ms, from when its request was written. */
   latencies: number[];
+  /** Requests written (answered or not): a next run given `from` + `sent` goes on where this one stopped. */
+  sent: number;
 }
 
 /**
@@ -125,10 +127,11 @@ export interface RawLoad {
  * requests are released at that rate and go out on the next free connection.
  * Latency counts from when a request is written, as autocannon counts it.
  */
-export async function rawLoad(opts: { port: number; requests: Buffer[]; connections: number; seconds: number; rate?: number; recordLatency?: boolean }): Promise<RawLoad> {
+export async function rawLoad(opts: { port: number; requests: Buffer[]; connections: number; seconds: number; rate?: number; recordLatency?: boolean; from?: number }): Promise<RawLoad> {
   const { Socket } = await import('node:net');
+  const from = opts.from ?? 0;
   let next = 0;
-  const take = (): Buffer => opts.requests[next++ % opts.requests.length];
+  const take = (): Buffer => opts.requests[(from + next++) % opts.requests.length];
   const latencies: number[] = [];
   let ok = 0;
   let failed = 0;
@@ -230,5 +233,5 @@ export async function rawLoad(opts: { port: number; requests: Buffer[]; connecti
   // Let answers in flight arrive, then close.
   await new Promise((r) => setTimeout(r, 50));
   for (const c of conns) c.socket.destroy();
-  return { ok, failed, seconds: (performance.now() - start) / 1000, latencies };
+  return { ok, failed, seconds: (performance.now() - start) / 1000, latencies, sent: next };
 }
