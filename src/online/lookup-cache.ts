@@ -15,9 +15,6 @@ import type { EntityEval } from './evaluation.js';
  */
 export type CacheKey = string | number;
 
-/** Lookups that consult the cache between two looks at its hit rate. */
-const WINDOW = 65536;
-
 /** One admitted evaluation, in the cache's eviction order. */
 interface CacheSlot {
   map: Map<CacheKey, EntityEval>;
@@ -52,10 +49,9 @@ export class LookupCache {
   /** Lookups answered from the cache, and evaluated afresh; for /metrics. */
   hits = 0;
   misses = 0;
-  /** Whether fewer than 1 in 64 of the last WINDOW lookups that consulted the cache hit; then `get` samples. */
+  /** Whether fewer than 1 in 64 of the last 65,536 lookups that consulted the cache hit; then `get` samples (`lcg` draws). */
   private sampling = false;
   private skipped = false;
-  /** A linear congruential generator's state: the draw of which lookups consult the cache while sampling. */
   private lcg = 0;
   private consulted = 0;
   private windowHits = 0;
@@ -66,11 +62,10 @@ export class LookupCache {
   }
 
   get(ns: string, key: CacheKey, at: number): EntityEval | undefined {
-    // Cold traffic (almost no hits over the last WINDOW lookups): one lookup in 8, drawn at random (a counter beats with
-    // the entities' order in batches), consults the cache. A miss costs
-    // hashing the key twice (the map's, the doorkeeper's), 0.3-0.5 us for a Redis state of 180 characters.
+    // Cold traffic (almost no hits lately): one lookup in 8, drawn at random (a counter beats with the order of entities
+    // in batches), consults the cache. A miss hashes the key twice (map, doorkeeper): 0.3 µs for a 180-character state.
     if ((this.skipped = this.sampling && (this.lcg = (Math.imul(this.lcg, 0x2c1b3c6d) + 0x297a2d39) | 0) >>> 29 !== 0)) return this.misses++, undefined;
-    if (++this.consulted >= WINDOW) {
+    if (++this.consulted >= 65536) {
       this.sampling = this.windowHits * 64 < this.consulted;
       this.consulted = this.windowHits = 0;
     }

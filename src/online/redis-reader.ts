@@ -1,25 +1,22 @@
 /**
  * A lean Redis client for the one command online lookups send, HMGET, on a
- * connection of its own. ioredis (which does everything else) spends a
- * command object, promise chains, a timer per command and a pipeline object
- * per batch on each lookup. Kept by a same-run measurement (2026-12-06,
- * session 11, load average 20-25 on 2 cores): `bench:redis-clients`
- * (21-field HMGETs, 32 in flight) 18.9 and 42.3 µs of client CPU per lookup
- * here against 36.5 and 70.7 through ioredis (two runs, two state sizes);
- * `bench:online -- --redis-ioredis-lookups`, GET hot, 38.8 µs of server CPU
- * per request against 54.9 (bare route 15.3).
- * On the quiet machine this client gave GET 0.85 of the bare route (CPU
- * 0.89) at a bare cost of 31-46 µs: ioredis's extra would take it below 0.8.
- * Here a lookup is a few bytes appended to a batch that goes out in one
- * write per event-loop turn (on `setImmediate`, after the turn's I/O), and
- * replies are parsed straight off the socket's chunks.
+ * connection of its own: a lookup is text appended to a batch written once
+ * per event-loop turn (on `setImmediate`), and replies are parsed straight
+ * off the socket's chunks. ioredis (which does everything else) spends a
+ * command object, promise chains, a timer per command and a pipeline per
+ * batch on each lookup. Kept by same-run measurements (2026-12-06, session
+ * 11, load 20-25 on 2 cores): `bench:redis-clients` (21-field HMGETs, 32 in
+ * flight) 18.9 and 42.3 µs of client CPU per lookup against 36.5 and 70.7
+ * through ioredis; `bench:online -- --redis-ioredis-lookups`, GET hot, 38.8
+ * µs of server CPU per request against 54.9 (bare route 15.3); quiet, GET
+ * 0.85 of the bare route, which ioredis's extra would take below 0.8.
  *
  * Semantics follow the reader connection it replaces: nothing is queued
- * while disconnected (a lookup then fails at once, and serving answers 503),
- * a reply slower than `timeoutMs` fails every lookup in flight and drops the
- * connection (a frozen server), and it reconnects by itself, quickly at
- * first, then every second. Only plain `redis://` URLs (host, port, user,
- * password, database); anything else uses ioredis (see factory.ts).
+ * while disconnected (a lookup fails at once: 503), a reply slower than
+ * `timeoutMs` fails every lookup in flight and drops the connection (a
+ * frozen server), and it reconnects by itself, quickly at first, then every
+ * second. Only plain `redis://` URLs (host, port, user, password, database);
+ * anything else uses ioredis (see factory.ts).
  */
 import { Socket } from 'node:net';
 import type { Logger } from '../logger.js';
@@ -67,7 +64,7 @@ export class RedisLookupReader {
   private readonly parser = new ReplyParser();
   private readonly host: string;
   private readonly port: number;
-  private readonly setup: Buffer[] = [];
+  private readonly setup: string[] = [];
   private down = false;
 
   constructor(
@@ -100,7 +97,7 @@ export class RedisLookupReader {
   hmget(key: string, fields: string[]): Promise<(string | null)[]> {
     if (!this.ready) return Promise.reject(new RedisError(this.closed ? 'connection closed' : 'redis lookup connection is not ready (reconnecting)'));
     return new Promise((resolve, reject) => {
-      this.batch.push(commandText(['HMGET', key, ...fields]));
+      this.batch.push(command(['HMGET', key, ...fields]));
       this.batchWaiters.push({ resolve, reject, sentAt: -1 });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
@@ -241,22 +238,13 @@ export class RedisLookupReader {
 }
 
 /**
- * A command as RESP: an array of bulk strings, built as one string and
- * encoded by one call. Writing each argument and length into a Buffer (the
- * code before) cost three native calls per argument, ~2% of the server's
- * main thread under cold POST /features over Redis (101 arguments a batch).
+ * A command as RESP text (an array of bulk strings), encoded by the socket's write: a turn's lookups go out as one
+ * string. Writing each argument and length into a Buffer (before) cost three native calls per argument, ~2% of the
+ * server's main thread under cold POST /features over Redis (101 arguments a batch).
  */
-export function command(args: string[]): Buffer {
-  return Buffer.from(commandText(args), 'utf8');
-}
-
-/** `command`'s text, before its UTF-8 encoding: a turn's lookups are joined and encoded once (flush). */
-function commandText(args: string[]): string {
+export function command(args: string[]): string {
   let text = `*${args.length}\r\n`;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    text += `$${utf8Length(a)}\r\n${a}\r\n`;
-  }
+  for (let i = 0; i < args.length; i++) text += `$${utf8Length(args[i])}\r\n${args[i]}\r\n`;
   return text;
 }
 

@@ -52,30 +52,15 @@ const BULK_READ_KEYS = 1000;
 type WithScript = Redis & { asofWrite(key: string, ...args: (string | number)[]): Promise<[number, string]> };
 
 /**
- * Connection options that fail fast while Redis is away (see the header).
+ * Connects, tolerating a Redis that is down at start-up: the client keeps
+ * reconnecting in the background (quickly at first, then every second,
+ * forever) and calls fail (503) until it is back; see the header.
  * `commandTimeoutMs`: lookups wait little (a hung Redis answers 503 within it);
  * the materializer's writes, which may carry a large commit, wait longer.
  */
-function redisOptions(commandTimeoutMs: number): RedisOptions {
-  return {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    connectTimeout: 2000,
-    commandTimeout: commandTimeoutMs,
-    enableAutoPipelining: true,
-    // Reconnect quickly at first, then every second, forever.
-    retryStrategy: (times) => Math.min(times * 100, 1000),
-  };
-}
-
-/**
- * Connects, tolerating a Redis that is down at start-up: the client keeps
- * reconnecting in the background and calls fail (503) until it is back.
- */
 export async function connectRedis(url: string, logger: Logger, commandTimeoutMs: number): Promise<Redis> {
-  const redis = new Redis(url, redisOptions(commandTimeoutMs));
+  const options: RedisOptions = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, connectTimeout: 2000, commandTimeout: commandTimeoutMs, enableAutoPipelining: true };
+  const redis = new Redis(url, { ...options, retryStrategy: (times) => Math.min(times * 100, 1000) });
   let down = false;
   redis.on('error', (e: Error) => {
     if (!down) logger.warn({ err: e.message }, 'redis unreachable; retrying in the background');
@@ -133,9 +118,7 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.prefix}ns:${ns}`;
   }
 
-  decode(encoded: string): EntityState {
-    return parseState(encoded);
-  }
+  readonly decode: (encoded: string) => EntityState = parseState;
 
   async readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
     const fields = new Array<string>(keys.length + 1);
