@@ -64,7 +64,7 @@ export class LookupCache {
   get(ns: string, key: CacheKey, at: number): EntityEval | undefined {
     // Cold traffic (almost no hits lately): one lookup in 8, drawn at random (a counter beats with the order of entities
     // in batches), consults the cache. A miss hashes the key twice (map, doorkeeper): 0.3 µs for a 180-character state.
-    if ((this.skipped = this.sampling && (this.lcg = (Math.imul(this.lcg, 0x2c1b3c6d) + 0x297a2d39) | 0) >>> 29 !== 0)) return this.misses++, undefined;
+    if ((this.skipped = this.sampling && (this.lcg = (Math.imul(this.lcg, 0x2c1b3c6d) + 0x297a2d39) | 0) >>> 29 !== 0)) return this.doorkeeper.tick(), this.misses++, undefined;
     if (++this.consulted >= 65536) {
       this.sampling = this.windowHits * 64 < this.consulted;
       this.consulted = this.windowHits = 0;
@@ -166,13 +166,17 @@ export class Doorkeeper {
     for (let j = i; t[2 * j + 1 - cur] !== 0; j = (j + 1) & this.mask) if (t[2 * j + 1 - cur] === h) return false;
     for (; t[2 * i + cur] !== 0; i = (i + 1) & this.mask) if (t[2 * i + cur] === h) return false;
     t[2 * i + cur] = h;
-    if (++this.count >= this.perGeneration) {
-      // The older generation is forgotten and becomes the current one.
-      this.current = 1 - cur;
-      for (let k = this.current; k < t.length; k += 2) t[k] = 0;
-      this.count = 0;
-    }
+    this.tick();
     return true;
+  }
+
+  /** Counts a state toward the generation (a lookup that skipped the cache, too: memory spans as many lookups). */
+  tick(): void {
+    if (++this.count < this.perGeneration) return;
+    // The older generation is forgotten and becomes the current one.
+    this.current = 1 - this.current;
+    for (let k = this.current; k < this.table.length; k += 2) this.table[k] = 0;
+    this.count = 0;
   }
 
   clear(): void {

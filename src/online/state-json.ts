@@ -48,15 +48,11 @@ function scalar(s: string): unknown {
     const start = at + 1;
     for (let i = start; i < s.length; i++) {
       const d = s.charCodeAt(i);
-      if (d === 34) {
-        at = i + 1;
-        return s.slice(start, i);
-      }
+      if (d === 34) return (at = i + 1), s.slice(start, i);
       // An escape, or a character JSON does not allow raw.
       if (d === 92 || d < 0x20) break;
     }
-    at = -1;
-    return undefined;
+    return (at = -1), undefined;
   }
   if (c === 116 && s.startsWith('true', at)) return (at += 4), true;
   if (c === 102 && s.startsWith('false', at)) return (at += 5), false;

@@ -76,6 +76,11 @@ test('cold traffic: the cache is consulted by one lookup in 8 while nearly nothi
   }
   // 1,000 lookups of 'hot' in the last 100,000: answered by about 1 in 8 (every one, without sampling).
   assert.ok(hotHits > 60 && hotHits < 200, `hot hits ${hotHits} of 1000`);
+  // A cycle longer than the doorkeeper remembers (16,384 to 32,768 lookups here) is admitted no more than without
+  // sampling: the skipped lookups count toward its generations, or it would remember 8 times as many lookups.
+  let cycleHits = 0;
+  for (let i = 0; i < 500_000; i++) cycleHits += Number(look(`cycle ${i % 90_000}`));
+  assert.ok(cycleHits < 1000, `cycle hits ${cycleHits}`);
   // A working set of 1,000 states again: within two windows it is admitted and hits nearly always.
   let recent = 0;
   for (let i = 0; i < 1_200_000; i++) {
