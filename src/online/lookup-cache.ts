@@ -49,7 +49,7 @@ export class LookupCache {
   /** Lookups answered from the cache, and evaluated afresh; for /metrics. */
   hits = 0;
   misses = 0;
-  /** Whether fewer than 1 in 64 of the last 65,536 lookups that consulted the cache hit; then `get` samples (`lcg` draws). */
+  /** Whether fewer than 1 in 64 of about the last 65,536 lookups that consulted the cache hit; then `get` samples (`lcg` draws). */
   private sampling = false;
   private skipped = false;
   private lcg = 0;
@@ -65,7 +65,7 @@ export class LookupCache {
     // Cold traffic (almost no hits lately): one lookup in 8, drawn at random (a counter beats with the order of entities
     // in batches), consults the cache. A miss hashes the key twice (map, doorkeeper): 0.3 µs for a 180-character state.
     if ((this.skipped = this.sampling && (this.lcg = (Math.imul(this.lcg, 0x2c1b3c6d) + 0x297a2d39) | 0) >>> 29 !== 0)) return this.doorkeeper.tick(), this.misses++, undefined;
-    if (++this.consulted >= 65536) {
+    if (++this.consulted >= (this.sampling ? 8192 : 65536)) {
       this.sampling = this.windowHits * 64 < this.consulted;
       this.consulted = this.windowHits = 0;
     }

@@ -81,6 +81,10 @@ test('cold traffic: the cache is consulted by one lookup in 8 while nearly nothi
   let cycleHits = 0;
   for (let i = 0; i < 500_000; i++) cycleHits += Number(look(`cycle ${i % 90_000}`));
   assert.ok(cycleHits < 1000, `cycle hits ${cycleHits}`);
+  // The cached state alone again (hot traffic after cold): every lookup consults the cache again within 70,000.
+  let back = 0;
+  for (let i = 0; i < 80_000; i++) if (look('hot') && i >= 70_000) back++;
+  assert.equal(back, 10_000, 'hits of the last 10,000');
   // A working set of 1,000 states again: within two windows it is admitted and hits nearly always.
   let recent = 0;
   for (let i = 0; i < 1_200_000; i++) {
