@@ -23,6 +23,7 @@ import type { FeatureViewDef } from '../features/definitions.js';
 import { applyOrder, ViewEvaluator, type EntityState, type Evaluated, type PointInTime, type SourceRecord } from '../features/evaluator.js';
 import type { ResolvedFeature } from '../features/registry.js';
 import type { ServedValues } from './decisions.js';
+import { pkCut } from './pk-cut.js';
 
 export interface ReplayInput {
   /** Entity key as text. */
@@ -84,12 +85,11 @@ interface Step {
   time: number;
 }
 
-/** One source table's part of the replay: every step's time, in the order applied, and the first steps themselves. */
+/** One source table's part of the replay: how many steps it has, and the first ones, in the order applied. */
 interface SourceSteps {
   table: string;
-  /** Ascending (commit times ascend with offsets; "event" order is by event time). */
-  times: number[];
-  /** The steps at indexes below the trail page's end: no later one can be on the page or before it. */
+  total: number;
+  /** The steps at indexes below the trail page's end (no later one can be on the page or before it), ascending by time (commit times ascend with offsets; "event" order is by event time). */
   kept: Step[];
 }
 
@@ -125,23 +125,32 @@ export async function replay(engine: Engine, input: ReplayInput): Promise<Replay
   for (const [source, gs] of bySource) {
     const ev = gs[0].ev;
     const states: (EntityState | undefined)[] = gs.map(() => undefined);
-    const s: SourceSteps = { table: source, times: [], kept: [] };
+    const s: SourceSteps = { table: source, total: 0, kept: [] };
     let last = -1;
-    for await (const recs of visibleRecords(engine.table(source), ev, canonicalKey(ev, input.entity), input)) {
-      // applyAll over a batch is exactly apply record by record (evaluator.ts).
-      for (let k = 0; k < gs.length; k++) states[k] = gs[k].ev.applyAll(states[k], recs, input.at);
-      for (const rec of recs) {
-        const time = byEvent ? ev.eventTimeOf(rec) : rec.commitTime;
-        if (s.times.length < pageEnd) s.kept.push({ table: source, rec, time });
-        s.times.push(time);
-        if (rec.offset > last) last = rec.offset;
+    const table = engine.table(source);
+    const key = canonicalKey(ev, input.entity);
+    // A pk view needs only the history's first records (the trail page) and its last (the state): pk-cut.ts.
+    const cut = !byEvent && ev.isPk && keyed(table, ev) ? await pkCut(table, key, input.token ? (input.token[source] ?? -1) + 1 : Infinity, input.token ? undefined : input.at, pageEnd) : undefined;
+    if (cut) {
+      for (let k = 0; k < gs.length; k++) states[k] = gs[k].ev.applyAll(undefined, cut.tail, input.at);
+      for (const rec of cut.head) s.kept.push({ table: source, rec, time: rec.commitTime });
+      s.total = cut.total;
+      last = cut.last;
+    } else {
+      for await (const recs of visibleRecords(table, ev, key, input)) {
+        // applyAll over a batch is exactly apply record by record (evaluator.ts).
+        for (let k = 0; k < gs.length; k++) states[k] = gs[k].ev.applyAll(states[k], recs, input.at);
+        for (const rec of recs) {
+          if (s.total++ < pageEnd) s.kept.push({ table: source, rec, time: byEvent ? ev.eventTimeOf(rec) : rec.commitTime });
+          if (rec.offset > last) last = rec.offset;
+        }
       }
     }
     out.token[source] = last;
     gs.forEach((g, k) => put(out, g, g.ev.evaluate(states[k], input.at)));
     sources.push(s);
   }
-  const total = sources.reduce((n, s) => n + s.times.length, 0);
+  const total = sources.reduce((n, s) => n + s.total, 0);
   const end = Math.min(total, pageEnd);
   out.trail = trail(engine, firstSteps(sources, end), groups, from, end);
   out.trailPage = { from, total, next: end < total ? end : null };
@@ -161,9 +170,9 @@ function firstSteps(sources: SourceSteps[], n: number): Step[] {
   while (out.length < n) {
     let best = -1;
     for (let k = 0; k < sources.length; k++) {
-      if (at[k] >= sources[k].times.length) continue;
-      const t = sources[k].times[at[k]];
-      const b = best < 0 ? undefined : sources[best].times[at[best]];
+      if (at[k] >= sources[k].kept.length) continue;
+      const t = sources[k].kept[at[k]].time;
+      const b = best < 0 ? undefined : sources[best].kept[at[best]].time;
       if (b === undefined || t < b || (t === b && sources[k].table < sources[best].table)) best = k;
     }
     out.push(sources[best].kept[at[best]++]);
@@ -284,15 +293,17 @@ async function* coalesced<T>(batches: AsyncIterable<T[]>, n: number): AsyncGener
   if (pending.length) yield pending;
 }
 
+/** Whether the view's entity is the table's one key column: its records are found through the key index. */
+const keyed = (table: Table, ev: ViewEvaluator): boolean => table.schema.keyColumns.length === 1 && table.schema.keyColumns[0].name === ev.view.entity;
+
 /**
  * The entity's records at offsets <= upTo, in offset order, a batch at a
  * time: through the key index when the entity column is the table's key,
  * else by reading the table.
  */
 async function* entityRecords(table: Table, ev: ViewEvaluator, key: string, upTo: number): AsyncGenerator<SourceRecord[]> {
-  const s = table.schema;
   const toOffset = upTo === Infinity ? undefined : upTo + 1;
-  if (s.keyColumns.length === 1 && s.keyColumns[0].name === ev.view.entity) {
+  if (keyed(table, ev)) {
     // Key records have SourceRecord's shape (the change type as its code): taken as they come.
     yield* table.scanKey(key, { toOffset });
     return;
