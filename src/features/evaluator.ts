@@ -169,12 +169,22 @@ export class ViewEvaluator {
     const future: Version[] = [];
     const events: Entry[] = [];
     const cutoff = now - this.maxWindowMs;
+    // The newest visible version of the batch and the state is built once, after the loop: building one for every record
+    // newer than the last (each, when events arrive in order) was two arrays per record, most of a log replay's garbage.
+    let best: SourceRecord | undefined;
+    let bestEt = s.b ? s.b[0] : -Infinity;
+    let bestOff = s.b ? s.b[1] : -Infinity;
     for (const rec of recs) {
       const et = this.eventTimeOf(rec);
       // A version is built only where it is kept.
       if (this.valueColumns.length) {
         if (et > now) future.push([et, rec.offset, safeAll(this.valuesOf(rec.row))]);
-        else if (newer(et, rec.offset, s.b)) s.b = [et, rec.offset, safeAll(this.valuesOf(rec.row))];
+        else if (et > bestEt || (et === bestEt && rec.offset > bestOff)) {
+          // newer(): later event time, ties to the higher offset.
+          best = rec;
+          bestEt = et;
+          bestOff = rec.offset;
+        }
       }
       if (this.hasAggregates && et > cutoff) {
         const entry: Entry = [et, rec.offset];
@@ -182,6 +192,7 @@ export class ViewEvaluator {
         events.push(entry);
       }
     }
+    if (best) s.b = [bestEt, best.offset, safeAll(this.valuesOf(best.row))];
     if (future.length) mergeSorted((s.f ??= []) as Entry[], future as Entry[]);
     if (events.length) mergeSorted((s.w ??= []), events);
     this.settle(s, now);
