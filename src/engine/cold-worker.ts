@@ -72,7 +72,8 @@ async function handle(req: ColdRequest): Promise<{ value: unknown; transfer?: Ar
       return { value: frames, transfer: frames.map((f) => f.bytes.buffer as ArrayBuffer) };
     }
     case 'keyRecords': {
-      const got = (await opened(req.table).keyRecords(req.key, req.from, req.to)).map((b) => b.slice());
+      // Each in a buffer of its own already (lance-tier.ts), else copied out.
+      const got = (await opened(req.table).keyRecords(req.key, req.from, req.to)).map((b) => (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice()));
       return { value: got, transfer: got.map((b) => b.buffer as ArrayBuffer) };
     }
     case 'close': {

@@ -146,11 +146,55 @@ class LanceTable implements ColdTable {
     if (!this.t || from >= to) return [];
     const where = [...key.map((k) => `\`${k.column}\` = ${k.literal}`), `${OFFSET} >= ${from}`, `${OFFSET} < ${to}`].join(' AND ');
     const fields = (await this.t.schema()).fields.map((f) => f.name).filter((n) => n !== FRAME && n !== FRAME_POS);
-    const got = await this.t.query().where(where).select(fields).toArrow();
-    return got.batches.filter((b) => b.numRows > 0).map((b) => LA.tableToIPC(new LA.Table([b]), 'stream'));
+    return ipcBatches(this.t.query().where(where).select(fields));
   }
 
   async close(): Promise<void> {
     this.t?.close();
   }
+}
+
+/**
+ * A query's batches as Arrow IPC stream bytes, each in its own buffer, as
+ * LanceDB's native side wrote them: through LanceDB internals, fenced here.
+ * `Query.toArrow()` reads each batch's bytes with apache-arrow's JS reader,
+ * and the key read then wrote them again (`tableToIPC`) for the main thread,
+ * which parses them once more: of bench:audit's 34.5 ms Lance key query for
+ * its pk entity, ~13 ms was that JS reader (session 12). In LanceDB 0.31 the
+ * public `execute()` and `toArrow()` both go through `nativeExecute()`
+ * (protected in the typings, a plain method at run time), whose iterator's
+ * `next()` gives one batch as an Arrow IPC file (the stream inside it is
+ * what is kept). test/unit/lance-ipc.test.ts fails if an upgrade changes
+ * either; a missing method or another format throws here, never misreads.
+ */
+export async function ipcBatches(q: lancedb.Query): Promise<ColdRecords[]> {
+  const exec = (q as unknown as { nativeExecute?: () => Promise<{ next(): Promise<Uint8Array | null | undefined> }> }).nativeExecute;
+  if (typeof exec !== 'function') throw new Error('LanceDB has no Query.nativeExecute any more (lance-tier.ts reads query results through it; see ipcBatches)');
+  const it = await exec.call(q);
+  const out: ColdRecords[] = [];
+  for (let b = await it.next(); b; b = await it.next()) out.push(streamOfFile(b));
+  return out;
+}
+
+const MAGIC = 'ARROW1';
+
+/**
+ * The IPC stream inside an Arrow IPC file, copied into its own buffer (to be
+ * transferred): "ARROW1" and padding, the stream (schema message, batches,
+ * end-of-stream marker), the footer, its length (int32), "ARROW1".
+ */
+export function streamOfFile(b: Uint8Array): Uint8Array {
+  const text = (at: number) => Buffer.from(b.buffer, b.byteOffset + at, 6).toString('latin1');
+  if (b.length < 18 || text(0) !== MAGIC || text(b.length - 6) !== MAGIC) throw new Error(`LanceDB answered a batch that is not an Arrow IPC file (${b.length} bytes)`);
+  const view = Buffer.from(b.buffer, b.byteOffset, b.length);
+  const footer = view.readInt32LE(b.length - 10);
+  const end = b.length - 10 - footer;
+  // arrow-rs pads the header with zeros to its alignment (64 bytes): the stream starts at its first message's continuation marker.
+  let start = 8;
+  while (start + 8 <= end && view.readUInt32LE(start) === 0) start += 8;
+  if (footer <= 0 || start + 8 > end || view.readUInt32LE(start) !== 0xffffffff) throw new Error(`LanceDB answered an Arrow IPC file whose stream or footer (${footer} bytes) was not found in its ${b.length} bytes`);
+  // Copied by hand: `slice` of a Node Buffer (what LanceDB gives) is a view.
+  const out = new Uint8Array(end - start);
+  out.set(b.subarray(start, end));
+  return out;
 }
