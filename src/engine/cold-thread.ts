@@ -214,9 +214,9 @@ class ThreadTable implements ColdTable {
     return this.tier.ask<ColdFrame[]>({ op: 'frames', table: this.name, from, to });
   }
 
-  async keyRecords(key: KeyMatch[], from: number, to: number): Promise<ColdRecords[]> {
+  async keyRecords(key: KeyMatch[], from: number, to: number, expected: number): Promise<ColdRecords[]> {
     await this.current();
-    return this.tier.ask<ColdRecords[]>({ op: 'keyRecords', table: this.name, key, from, to });
+    return this.tier.ask<ColdRecords[]>({ op: 'keyRecords', table: this.name, key, from, to, expected });
   }
 
   async close(): Promise<void> {

@@ -42,8 +42,13 @@ export interface ColdTable {
   append(frames: ColdFrame[], columns: ColdColumn[]): Promise<void>;
   /** The frames starting in [from, to), ascending by offset (`from` is a frame's first offset). */
   frames(from: number, to: number): Promise<ColdFrame[]>;
-  /** Records in [from, to) whose key columns equal `key`, ascending by offset, through the key columns' scalar index. */
-  keyRecords(key: KeyMatch[], from: number, to: number): Promise<ColdRecords[]>;
+  /**
+   * Records in [from, to) whose key columns equal `key`, ascending by offset.
+   * `expected` is how many the caller's key index says there are: when they
+   * are a good part of the range, the range may be scanned and its rows
+   * picked by key instead of looked up through the key columns' index.
+   */
+  keyRecords(key: KeyMatch[], from: number, to: number, expected: number): Promise<ColdRecords[]>;
   /** Lance versions and the records each holds ([0, end)), oldest first: the offset-to-version map. */
   versions(): { version: number; end: number }[];
   close(): Promise<void>;

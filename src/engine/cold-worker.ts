@@ -18,7 +18,7 @@ export type ColdRequest = { id: number } & (
   | { op: 'open'; table: string; keyColumns: string[] }
   | { op: 'append'; table: string; frames: ColdFrame[]; columns: ColdColumn[] }
   | { op: 'frames'; table: string; from: number; to: number }
-  | { op: 'keyRecords'; table: string; key: KeyMatch[]; from: number; to: number }
+  | { op: 'keyRecords'; table: string; key: KeyMatch[]; from: number; to: number; expected: number }
   | { op: 'close' }
 );
 
@@ -73,7 +73,7 @@ async function handle(req: ColdRequest): Promise<{ value: unknown; transfer?: Ar
     }
     case 'keyRecords': {
       // Each in a buffer of its own already (lance-tier.ts), else copied out.
-      const got = (await opened(req.table).keyRecords(req.key, req.from, req.to)).map((b) => (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice()));
+      const got = (await opened(req.table).keyRecords(req.key, req.from, req.to, req.expected)).map((b) => (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice()));
       return { value: got, transfer: got.map((b) => b.buffer as ArrayBuffer) };
     }
     case 'close': {

@@ -171,7 +171,7 @@ export async function* keyBatches(src: UnionSource, schema: TableSchema, key: st
     const match = src.cold && wanted.length && wanted[0] < coldBelow ? keyMatch(schema, key) : undefined;
     if (match) {
       const expect = wanted.filter((o) => o < coldBelow);
-      const recs = await coldKeyRecords(src.cold!, schema.columns, match, expect[0], expect[expect.length - 1] + 1, only);
+      const recs = await coldKeyRecords(src.cold!, schema.columns, match, expect[0], expect[expect.length - 1] + 1, expect.length, only);
       if (recs.length !== expect.length || recs.some((r, j) => r.offset !== expect[j])) {
         throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${recs.length} records, ${expect.length} expected)`);
       }
@@ -206,17 +206,18 @@ export async function* keyBatches(src: UnionSource, schema: TableSchema, key: st
   }
 }
 
-/** One key's records from the cold tier in [from, to), ascending by offset, rows decoded as the hot log's are. */
+/** One key's records from the cold tier in [from, to) (`expected` of them, by the key index), ascending by offset, rows decoded as the hot log's are. */
 export async function coldKeyRecords(
   cold: ColdTable,
   columns: CompiledColumn[],
   key: KeyMatch[],
   from: number,
   to: number,
+  expected: number,
   only: Set<string> | undefined,
 ): Promise<KeyRecord[]> {
   const out: KeyRecord[] = [];
-  for (const ipc of await cold.keyRecords(key, from, to)) {
+  for (const ipc of await cold.keyRecords(key, from, to, expected)) {
     const stored = decodeIpc(ipc);
     const { rows } = decodeBatch(stored, columns, only);
     const offsets = makeVector(stored.column('_asof_offset')!);
