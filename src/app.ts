@@ -58,7 +58,7 @@ export async function buildServices(
   now: () => number = Date.now,
   opts: { materialize?: boolean } = {},
 ): Promise<Services> {
-  const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role, segmentBytes: config.segmentBytes, tiering: await tieringOptions(config, logger) });
+  const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role, segmentBytes: config.segmentBytes, tiering: tieringOptions(config, logger) });
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows });
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { mirror, logger });
@@ -84,11 +84,11 @@ export async function buildServices(
 }
 
 /** The cold tier (Lance) and its timing; undefined when ASOF_TIER_AFTER is off. A replica tiers nothing: the primary owns the tables. */
-async function tieringOptions(config: Pick<Config, 'dataDir'> & Partial<Pick<Config, 'role' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention'>>, logger: Logger) {
+function tieringOptions(config: Pick<Config, 'dataDir'> & Partial<Pick<Config, 'role' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention'>>, logger: Logger) {
   const tierAfterMs = config.tierAfter === undefined ? 10_000 : config.tierAfter;
   if (tierAfterMs === null || config.role === 'replica') return undefined;
   const uri = config.lanceUri ?? join(config.dataDir, 'lance');
-  const cold = await openColdThread(uri, config.lanceStorageOptions ?? {}, logger);
+  const cold = openColdThread(uri, config.lanceStorageOptions ?? {}, logger);
   return { cold, tierAfterMs, hotRetentionMs: config.hotRetention === undefined ? 3_600_000 : (config.hotRetention ?? Infinity) };
 }
 

@@ -32,16 +32,17 @@ const newWorker = (workerData: ColdWorkerData): Worker =>
 
 type Ask = ColdRequest extends infer R ? (R extends unknown ? Omit<R, 'id'> : never) : never;
 
-/** Opens the Lance cold tier at `uri` in a worker thread; rejects when the worker cannot connect to it. */
-export async function openColdThread(uri: string, storageOptions: Record<string, string>, logger: Logger): Promise<ColdThreadTier> {
-  const tier = new ColdThreadTier({ uri, storageOptions }, logger);
-  try {
-    await tier.ask({ op: 'connect' });
-  } catch (e) {
-    await tier.close().catch(() => undefined);
-    throw e;
-  }
-  return tier;
+/**
+ * The Lance cold tier at `uri`, served by a worker thread that starts with the
+ * first request: opening a table that existed before (Engine.open opens every
+ * table, to read where its cold data ends), or the first append or read of a
+ * table created since. Until then neither the worker's isolate nor LanceDB's
+ * native library and its threads are in the process: 55 MB of RSS at start
+ * (bench:online's fresh server, session 13). A URI Lance cannot connect to
+ * fails that first request, as any other cold-tier error does.
+ */
+export function openColdThread(uri: string, storageOptions: Record<string, string>, logger: Logger): ColdThreadTier {
+  return new ColdThreadTier({ uri, storageOptions }, logger);
 }
 
 export class ColdThreadTier implements ColdTier {
@@ -83,9 +84,15 @@ export class ColdThreadTier implements ColdTier {
     await this.worker?.terminate();
   }
 
-  async open(table: string, keyColumns: string[]): Promise<ColdTable> {
+  /**
+   * A table created just now is not looked up in Lance until its first append
+   * or read (which then syncs, as after a worker's restart): the internal
+   * decisions table every server defines would otherwise start the worker, and
+   * load LanceDB, in a server that has nothing to tier.
+   */
+  async open(table: string, keyColumns: string[], opts: { created?: boolean } = {}): Promise<ColdTable> {
     const t = new ThreadTable(this, table, keyColumns);
-    await t.sync();
+    if (!opts.created) await t.sync();
     return t;
   }
 

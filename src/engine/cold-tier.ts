@@ -55,8 +55,13 @@ export interface ColdTable {
 }
 
 export interface ColdTier {
-  /** Opens (not creating) a table's cold data; `keyColumns` get a scalar index once there is data. */
-  open(table: string, keyColumns: string[]): Promise<ColdTable>;
+  /**
+   * Opens (not creating) a table's cold data; `keyColumns` get a scalar index
+   * once there is data. `created`: the table's folder was made just now, so it
+   * has no record yet; its end may be taken as 0 until its first append or read,
+   * which checks it (an append that does not continue the stored end is refused).
+   */
+  open(table: string, keyColumns: string[], opts?: { created?: boolean }): Promise<ColdTable>;
   /** Where it stores (for logs and /metrics); never includes credentials. */
   readonly where: string;
   close(): Promise<void>;

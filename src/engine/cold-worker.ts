@@ -14,7 +14,6 @@ import { openLanceTier } from './lance-tier.js';
 
 /** What the main thread asks, one message each. */
 export type ColdRequest = { id: number } & (
-  | { op: 'connect' }
   | { op: 'open'; table: string; keyColumns: string[] }
   | { op: 'append'; table: string; frames: ColdFrame[]; columns: ColdColumn[] }
   | { op: 'frames'; table: string; from: number; to: number }
@@ -53,9 +52,6 @@ function opened(name: string): ColdTable {
 
 async function handle(req: ColdRequest): Promise<{ value: unknown; transfer?: ArrayBuffer[] }> {
   switch (req.op) {
-    case 'connect':
-      await tier;
-      return { value: threadId };
     case 'open': {
       const t = tables.get(req.table) ?? (await (await tier).open(req.table, req.keyColumns));
       tables.set(req.table, t);

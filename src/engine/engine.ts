@@ -127,10 +127,13 @@ export class Engine {
     return new AsofError('ASOF_TABLE_UNAVAILABLE', `table "${name}" did not open: ${err.message.split(this.opts.dataDir).join('<data dir>')}`, { table: name });
   }
 
-  private async openTable(def: TableDef): Promise<Table> {
+  /** `defined`: the table is being defined now (not opened from the catalog). */
+  private async openTable(def: TableDef, defined = false): Promise<Table> {
     const dir = join(this.opts.dataDir, 'tables', def.name);
-    await mkdir(dir, { recursive: true });
-    const cold = await this.opts.tiering?.cold.open(def.name, def.primaryKey);
+    // mkdir answers the first folder it made: undefined when the table's folder was already there.
+    const made = (await mkdir(dir, { recursive: true })) !== undefined;
+    // A table defined now into a folder made now has no record: its cold data is looked up when first used (cold-thread.ts).
+    const cold = await this.opts.tiering?.cold.open(def.name, def.primaryKey, { created: defined && made });
     return Table.open(new TableSchema(def), dir, { snapshotEvery: this.opts.snapshotEvery ?? 200_000, now: this.now, idempotency: this.opts.idempotency ?? DEFAULT_IDEMPOTENCY, segmentBytes: this.opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES }, this.opts.logger, cold);
   }
 
@@ -158,7 +161,7 @@ export class Engine {
         if (!existing) defs.push(def);
         await writeJsonAtomic(this.catalogPath, { tables: defs });
         if (existing) existing.schema = new TableSchema(def);
-        else this.tables.set(name, await this.openTable(def));
+        else this.tables.set(name, await this.openTable(def, true));
         for (const l of this.defineListeners) l(name);
       }
       return { info: this.describe(name), created: !existing, changed };

@@ -52,7 +52,7 @@ async function allN(engine: Engine): Promise<number[]> {
 test('tiering runs in a worker thread: LanceDB is never loaded on the main thread, and reads below the hot log come from the worker', async () => {
   const dir = await tempDir();
   const { logger } = captureLogger();
-  const cold = await openColdThread(join(dir.path, 'lance'), {}, logger);
+  const cold = openColdThread(join(dir.path, 'lance'), {}, logger);
   const engine = await open(dir.path, cold, logger);
   try {
     for (let b = 0; b < 20; b++) await engine.writable('events').write(rowsOf(b, 50), 'upsert');
@@ -73,7 +73,7 @@ test('tiering runs in a worker thread: LanceDB is never loaded on the main threa
 test('a worker that dies during a tiering step is reported and the step retried by a new worker; every record tiered once', async () => {
   const dir = await tempDir();
   const cap = captureLogger();
-  const cold = await openColdThread(join(dir.path, 'lance'), {}, cap.logger);
+  const cold = openColdThread(join(dir.path, 'lance'), {}, cap.logger);
   // Records tier a minute after their commit: none does while the writes go in; then the clock jumps
   // and one step takes them all, the first commit of the dataset (a long one: it builds the indexes too).
   let now = 1_800_000_000_000;
@@ -108,7 +108,7 @@ test('a worker that dies during a tiering step is reported and the step retried 
 test('a tiering step waits to fill: records past ASOF_TIER_AFTER wait (up to a fifth of it) for 4 MiB of frames, then go in one commit; 4 MiB go at once', async () => {
   const dir = await tempDir();
   const { logger } = captureLogger();
-  const cold = await openColdThread(join(dir.path, 'lance'), {}, logger);
+  const cold = openColdThread(join(dir.path, 'lance'), {}, logger);
   let now = 1_800_000_000_000;
   const engine = await open(dir.path, cold, logger, () => now, 10_000);
   const stats = engine.tiering!.stats;
@@ -142,7 +142,7 @@ test('a tiering step waits to fill: records past ASOF_TIER_AFTER wait (up to a f
 test('closing the cold tier lets its worker exit by itself after Lance is closed, not terminated under LanceDB', async () => {
   const dir = await tempDir();
   const { logger, lines } = captureLogger();
-  const cold = await openColdThread(join(dir.path, 'lance'), {}, logger);
+  const cold = openColdThread(join(dir.path, 'lance'), {}, logger);
   const engine = await open(dir.path, cold, logger);
   try {
     for (let b = 0; b < 5; b++) await engine.writable('events').write(rowsOf(b, 50), 'upsert');
