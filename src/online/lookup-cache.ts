@@ -64,7 +64,12 @@ export class LookupCache {
   get(ns: string, key: CacheKey, at: number): EntityEval | undefined {
     // Cold traffic (almost no hits lately): one lookup in 8, drawn at random (a counter beats with the order of entities
     // in batches), consults the cache. A miss hashes the key twice (map, doorkeeper): 0.3 µs for a 180-character state.
-    if ((this.skipped = this.sampling && (this.lcg = (Math.imul(this.lcg, 0x2c1b3c6d) + 0x297a2d39) | 0) >>> 29 !== 0)) return this.doorkeeper.tick(), this.misses++, undefined;
+    this.skipped = this.sampling && this.draw() !== 0;
+    if (this.skipped) {
+      this.doorkeeper.tick();
+      this.misses++;
+      return undefined;
+    }
     if (++this.consulted >= (this.sampling ? 8192 : 65536)) {
       this.sampling = this.windowHits * 64 < this.consulted;
       this.consulted = this.windowHits = 0;
@@ -78,6 +83,12 @@ export class LookupCache {
     }
     this.misses++;
     return undefined;
+  }
+
+  /** Three random bits, a linear congruential generator's top ones: 0 one draw in 8. */
+  private draw(): number {
+    this.lcg = (Math.imul(this.lcg, 0x2c1b3c6d) + 0x297a2d39) | 0;
+    return this.lcg >>> 29;
   }
 
   /** Offers a fresh evaluation of a state that missed (right after its `get`); true when the cache keeps it. */
