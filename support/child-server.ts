@@ -157,10 +157,20 @@ export async function startChild(dataDir: string, env: Record<string, string> = 
   return spawnChild([...nodeArgs, ...ASOF_CLI, 'serve'], { port, grpcPort, env: { PORT: String(port), GRPC_PORT: String(grpcPort), ASOF_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...env } });
 }
 
-/** `startChild`, then waits until it is ready (killing it if it never is); `readyMs` is the ms from spawn to ready. */
+/**
+ * `startChild`, then waits until it is ready (killing it if it never is); `readyMs` is the ms from spawn to ready.
+ * A port found free can be taken before the child binds it (another test's outgoing connection gets it as its
+ * local port): a child that exits with EADDRINUSE is started again on new ports, up to three times in all.
+ */
 export async function readyChild(dataDir: string, env: Record<string, string> = {}, opts: { timeoutMs?: number; pollMs?: number; nodeArgs?: string[] } = {}): Promise<ChildServer & { readyMs: number }> {
-  const child = await startChild(dataDir, env, opts.nodeArgs);
-  return Object.assign(child, { readyMs: await waitReady(child, opts) });
+  for (let attempt = 1; ; attempt++) {
+    const child = await startChild(dataDir, env, opts.nodeArgs);
+    try {
+      return Object.assign(child, { readyMs: await waitReady(child, opts) });
+    } catch (e) {
+      if (attempt === 3 || !child.output().includes('EADDRINUSE')) throw e;
+    }
+  }
 }
 
 /** `child.ready(opts)`; kills the child when it fails. */
