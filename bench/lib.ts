@@ -16,6 +16,8 @@ export interface LoadResult {
   serverCpuMs: number;
   /** The part of it its main thread (the event loop) used, ms. */
   serverMainCpuMs: number;
+  /** CPU time this process (the load driver) used meanwhile, ms: on a small machine it shares the cores with the server. */
+  driverCpuMs: number;
   requests: number;
   rows: number;
   errors: number;
@@ -49,6 +51,7 @@ export async function drive(opts: { url: string; bodies: Buffer[]; contentType: 
   const run = async (seconds: number, record: boolean): Promise<LoadResult> => {
     const cpu0 = opts.serverPid ? cpuMs(opts.serverPid) : NaN;
     const main0 = opts.serverPid ? cpuMs(opts.serverPid, true) : NaN;
+    const driver0 = process.cpuUsage();
     let requests = 0;
     let errors = 0;
     let next = 0;
@@ -70,7 +73,8 @@ export async function drive(opts: { url: string; bodies: Buffer[]; contentType: 
     lat.sort((a, b) => a - b);
     const q = (p: number): number => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : NaN);
     const serverMainCpuMs = opts.serverPid ? cpuMs(opts.serverPid, true) - main0 : NaN;
-    return { serverCpuMs: opts.serverPid ? cpuMs(opts.serverPid) - cpu0 : NaN, serverMainCpuMs, requests, rows: requests * opts.rowsPerBody, errors, seconds: secs, rowsPerSec: (requests * opts.rowsPerBody) / secs, p50: q(0.5), p99: q(0.99) };
+    const driver = process.cpuUsage(driver0);
+    return { serverCpuMs: opts.serverPid ? cpuMs(opts.serverPid) - cpu0 : NaN, serverMainCpuMs, driverCpuMs: (driver.user + driver.system) / 1000, requests, rows: requests * opts.rowsPerBody, errors, seconds: secs, rowsPerSec: (requests * opts.rowsPerBody) / secs, p50: q(0.5), p99: q(0.99) };
   };
   if (opts.warmupSeconds) await run(opts.warmupSeconds, false);
   const r = await run(opts.seconds, true);
