@@ -27,7 +27,7 @@ export interface LatestRows {
 
 export function planGroup(s: TableSchema, state: LatestRows, group: { rows: Row[]; op: WriteOp }[]): Planned {
   if (s.kind !== 'pk') {
-    const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
+    const rows = group.length === 1 ? group[0].rows : concatRows(group);
     return { changes: new Uint8Array(rows.length), rows, keys: s.keyColumns.length ? rows.map((r) => s.indexKeyOf(r)) : undefined, counts: group.map((p) => p.rows.length) };
   }
   const overlay = new Map<IndexKey, Row | null>();
@@ -62,4 +62,23 @@ export function planGroup(s: TableSchema, state: LatestRows, group: { rows: Row[
     counts.push(rows.length - before);
   }
   return { changes: Uint8Array.from(changes), rows, keys, counts };
+}
+
+/**
+ * The group's rows, in request order, in one array. Not `group.flatMap`: V8's
+ * flatMap took 105-120 µs per 1,000 rows for groups of 2-6 requests of
+ * bench:ingest's rows (in isolation), this loop 3-4; in the server under
+ * bench:ingest's 5-column load, flatMap's line was 1.3% of the main thread's
+ * samples.
+ */
+function concatRows(group: { rows: Row[] }[]): Row[] {
+  let n = 0;
+  for (const p of group) n += p.rows.length;
+  const rows: Row[] = new Array(n);
+  let at = 0;
+  for (const p of group) {
+    const r = p.rows;
+    for (let i = 0; i < r.length; i++) rows[at++] = r[i];
+  }
+  return rows;
 }
