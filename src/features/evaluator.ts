@@ -77,6 +77,8 @@ export class ViewEvaluator {
   readonly ttlMs?: number;
   readonly isPk: boolean;
   private readonly eventTimeColumn?: string;
+  /** Every source column `eventTimeOf`, `apply` and `applyAll` read: rows holding only these evaluate the same (`entityOf` reads the view's entity column besides). */
+  readonly sourceColumns: string[];
   /** What `rowState` takes, by schema position: the column features' columns (Version order), then a pk table's event-time column if it has one. */
   readonly rowColumns: number[];
 
@@ -105,6 +107,7 @@ export class ViewEvaluator {
       return { name: f.name, type, agg: { fn: f.agg.fn, input, windowMs } };
     });
     this.maxWindowMs = maxWindow;
+    this.sourceColumns = [...new Set([...(this.eventTimeColumn ? [this.eventTimeColumn] : []), ...this.valueColumns.map((c) => c.name), ...this.aggColumns.map((c) => c.name)])];
     this.readNames = this.valueColumns.map((c) => c.name);
     if (this.isPk && this.eventTimeColumn) this.readNames.push(this.eventTimeColumn);
     this.rowColumns = this.readNames.map((n) => schema.columns.findIndex((c) => c.name === n));
