@@ -155,7 +155,15 @@ async function run(ops: Op[], probes: Probe[], config: Partial<Config>, tiered: 
     short += await check(asof, probes, t1, 'hot');
     if (tiered) {
       const engine = asof.services.engine;
-      for (let i = 0; i < 1200 && !PK_TABLES.every((t) => engine.table(t).tieredEnd === engine.table(t).endOffset && engine.table(t).hotStart > 0); i++) await new Promise((r) => setTimeout(r, 50));
+      // Tiered, and the first segments deleted: hotStart moves before the files are gone, so both are waited for.
+      const settled = async (): Promise<boolean> => {
+        for (const t of PK_TABLES) {
+          const x = engine.table(t);
+          if (x.tieredEnd !== x.endOffset || x.hotStart === 0 || (await segmentFiles(asof.dataDir, t)).length >= 4) return false;
+        }
+        return true;
+      };
+      for (let i = 0; i < 1200 && !(await settled()); i++) await new Promise((r) => setTimeout(r, 50));
       for (const t of PK_TABLES) {
         assert.equal(engine.table(t).tieredEnd, engine.table(t).endOffset, `${t}: every record is in the cold tier`);
         assert.ok(engine.table(t).hotStart > 0 && (await segmentFiles(asof.dataDir, t)).length < 4, `${t}: the hot log no longer holds the first records`);
