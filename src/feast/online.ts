@@ -152,7 +152,7 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     const { column, positions, selection } = keys[c];
     const entities = given.get(column.name)!;
     const sub = selection ? deps.online.plan(selection) : plan;
-    const e = deps.online.evaluateSync(entities, sub) ?? (await deps.online.evaluate(entities, sub));
+    const e = await deps.online.evaluate(entities, sub);
     if (q.decisionIds) await deps.audit.recordLookups(q.caller ?? UNRESTRICTED, q.decisionIds, entities, e);
     const values = entities.map((v) => column.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(column.type, v) : v));
     columns[c] = { name: column.name, type: column.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };

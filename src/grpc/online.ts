@@ -34,14 +34,14 @@ export function onlineService(ctx: CallContext, services: Pick<Services, 'online
       const ids = req.decisionIds;
       // A recorded lookup is durable before it is answered (audit/service.ts).
       const recorded = async (plan: Plan): Promise<Buffer> => {
-        const e = online.evaluateSync(keys, plan) ?? (await online.evaluate(keys, plan));
+        const e = await online.evaluate(keys, plan);
         await audit.recordLookups(callerOfCall(call), ids!.map((d) => d || undefined), keys, e);
         return encode(e, req.entities);
       };
       const answer = (plan: Plan): Buffer | Promise<Buffer> => {
         if (ids) return recorded(plan);
-        const e = online.evaluateSync(keys, plan);
-        return e ? encode(e, req.entities) : online.evaluate(keys, plan).then((x) => encode(x, req.entities));
+        const e = online.evaluate(keys, plan);
+        return e instanceof Promise ? e.then((x) => encode(x, req.entities)) : encode(e, req.entities);
       };
       const plan = online.planFresh(req.selection);
       return plan instanceof Promise ? plan.then(answer) : answer(plan);

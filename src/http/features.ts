@@ -224,7 +224,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
   /** `GET /features/{entity}?decision=`: the lookup is recorded as a decision (durable) before the answer is written. */
   const answerRecorded = async (caller: Caller, entity: string, sel: FeatureSelection, id: string): Promise<Buffer> => {
     const plan = await online.planFresh(sel);
-    const e = online.evaluateSync([entity], plan) ?? (await online.evaluate([entity], plan));
+    const e = await online.evaluate([entity], plan);
     await audit.recordLookups(caller, [id], [entity], e, () => 'query.decision');
     return renderOne(entity, e).bytes;
   };
@@ -274,7 +274,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     },
     async (req, reply, { body }) => {
       const plan = await online.planFresh({ features: body.features, view: body.view, service: body.service });
-      const e = online.evaluateSync(body.entities, plan) ?? (await online.evaluate(body.entities, plan));
+      const e = await online.evaluate(body.entities, plan);
       if (body.decisions) await audit.recordLookups(callerOf(req), body.decisions.map((d) => d ?? undefined), body.entities, e);
       reply.type('application/json; charset=utf-8');
       const answer = renderMany(body.entities, e);

@@ -62,12 +62,6 @@ export function entityEval(r: Evaluated, from: number, until: number): EntityEva
   return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until, kept: false, used: false, json: undefined };
 }
 
-/** Several views over one table read it at possibly different positions; the token names the oldest. */
-export function noteToken(out: Evaluation, source: string, position: number): void {
-  const seen = out.token[source];
-  out.token[source] = seen === undefined ? position : Math.min(seen, position);
-}
-
 /**
  * An Evaluation whose flat arrays are gathered from the entries when first
  * asked for: a renderer that finds an entry's text already made never needs them.

@@ -1,34 +1,29 @@
 /**
  * Online serving: the latest feature values of entities, evaluated at t = now
  * with the one evaluator ("known" semantics). REST, gRPC, the Feast-compatible
- * routes and the services built on lookups (vector hydration, decisions) all
- * call it. Its parts:
+ * routes and the services built on lookups all call it. Its parts:
  * - plan.ts: a selection resolved into view groups, cached per selection;
  * - state-source.ts: each view's states, from the online store or straight
  *   from its pk table, behind one `StateRead`;
  * - lookup-cache.ts: recent evaluations by encoded state or row version;
  * - evaluation.ts: the answer, per entity and view.
  *
- * A request is answered in two steps: `plan`, then `evaluate`, which reads
- * each view's states once and fills every entity in one loop, from the cache
- * or afresh. In-process state can answer synchronously (`evaluateSync`), or
- * at the end of the event-loop turn with the turn's other lookups
- * (`evaluateSoon`, which `GET /features/{entity}` uses: cheaper per request).
- *
- * The public API is `plan` (`planFresh` on replicas), `evaluate`,
- * `evaluateSoon` and `evaluateSync`; the renderers (REST JSON, gRPC, Feast)
- * take an `Evaluation`.
+ * A request is `plan`, then `evaluate`, which reads each view's states once
+ * and fills every entity in one loop, from the cache or afresh: synchronously
+ * when the states are in-process, or at the end of the event-loop turn with
+ * the turn's other lookups (`evaluateSoon`, for `GET /features/{entity}`).
  */
 import { AsofError } from '../errors.js';
-import type { FeatureRegistry } from '../features/registry.js';
-import { PlanEvaluation, entityEval, noteToken, type EntityEval, type Evaluation } from './evaluation.js';
+import type { FeatureRegistry, FeatureSelection } from '../features/registry.js';
+import { PlanEvaluation, entityEval, type EntityEval, type Evaluation } from './evaluation.js';
 import { LookupCache } from './lookup-cache.js';
 import type { Materializer } from './materializer.js';
-import { Planner, keysOf, type FeatureSelection, type Plan, type ViewGroup } from './plan.js';
-import { storeStates, tableStates, type StateRead } from './state-source.js';
+import { Planner, keysOf, type Plan, type ViewGroup } from './plan.js';
+import { StoreRead, TableRead, type StateRead } from './state-source.js';
 import type { OnlineStore } from './store.js';
 
-export type { FeatureSelection, Plan } from './plan.js';
+export type { FeatureSelection };
+export type { Plan } from './plan.js';
 export type { EntityEval, Evaluation } from './evaluation.js';
 export { toObjects } from './evaluation.js';
 
@@ -45,7 +40,7 @@ export class OnlineService {
     private readonly materializer: Materializer,
     private readonly now: () => number,
     /** Memory for recent evaluations (LookupCache); 0 turns it off. */
-    cacheBytes = 64 * 1024 * 1024,
+    cacheBytes: number,
   ) {
     this.cache = new LookupCache(cacheBytes);
     // Redefinitions use new namespaces, so cached evaluations could not be hit anyway; drop them rather than let them age out.
@@ -72,22 +67,6 @@ export class OnlineService {
   }
 
   /**
-   * Evaluates without waiting when every view's states are in-process
-   * (embedded store, or read from the table); undefined when they are not
-   * (then call `evaluate`).
-   */
-  evaluateSync(entities: unknown[], plan: Plan): Evaluation | undefined {
-    if (plan.revision !== this.registry.revision) return undefined;
-    const reads = new Array<StateRead>(plan.groups.length);
-    for (let gi = 0; gi < reads.length; gi++) {
-      const read = this.read(plan.groups[gi], entities, true);
-      if (read === undefined) return undefined;
-      reads[gi] = read as StateRead;
-    }
-    return this.fill(plan, this.now(), entities.length, reads);
-  }
-
-  /**
    * `evaluate`, with lookups of in-process state gathered per event-loop turn: each waits until
    * the turn's I/O is read (setImmediate), then the turn's lookups are evaluated one after another
    * and their answers go out together. Answering each GET as its request was read cost 70 µs of
@@ -96,7 +75,7 @@ export class OnlineService {
    */
   evaluateSoon(entities: unknown[], plan: Plan): Promise<Evaluation> {
     // Lookups that await a store are not held (`read` says which are in-process).
-    if (!this.store.readEncodedSync && plan.groups.some((g) => !this.materializer.runner(g.ns)?.direct)) return this.evaluate(entities, plan);
+    if (!this.store.readEncodedSync && plan.groups.some((g) => !this.materializer.runner(g.ns)?.direct)) return new Promise((resolve) => resolve(this.evaluate(entities, plan)));
     return new Promise((resolve, reject) => {
       if (this.soon.push({ entities, plan, resolve, reject }) === 1) setImmediate(this.flushSoon);
     });
@@ -107,7 +86,7 @@ export class OnlineService {
     this.soon = [];
     for (const q of batch) {
       try {
-        q.resolve(this.evaluateSync(q.entities, q.plan) ?? this.evaluate(q.entities, q.plan));
+        q.resolve(this.evaluate(q.entities, q.plan));
       } catch (e) {
         q.reject(e);
       }
@@ -115,35 +94,41 @@ export class OnlineService {
   };
 
   /**
-   * Latest values of each entity at t = now. Entities are single-column keys
-   * given as JSON values or strings (URL path segments), converted to each
-   * view's entity column type; a value that cannot be is a 400. A store that
-   * is down, or a view being rebuilt, is a 503.
+   * Latest values of each entity at t = now: at once when every view's states are in-process
+   * (embedded store, or read from the table), else a promise of them. Entities are single-column
+   * keys given as JSON values or strings (URL path segments), converted to each view's entity
+   * column type; a value that cannot be is a 400. A store that is down, or a view being rebuilt, is a 503.
    */
-  async evaluate(entities: unknown[], plan: Plan, retried = false): Promise<Evaluation> {
+  evaluate(entities: unknown[], plan: Plan, retried = false): Evaluation | Promise<Evaluation> {
     if (plan.revision !== this.registry.revision) plan = this.plan(plan.selection);
     const at = this.now();
-    const reads = await Promise.all(plan.groups.map((g) => this.read(g, entities, false)!));
-    // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
-    const missing = plan.groups.some((g, gi) => reads[gi].position === null && !this.materializer.runner(g.ns));
-    if (missing && !retried && (await this.registry.refresh().catch(() => false))) return this.evaluate(entities, plan, true);
-    return this.fill(plan, at, entities.length, reads);
+    const reads = new Array<StateRead | Promise<StateRead>>(plan.groups.length);
+    let pending = false;
+    for (let gi = 0; gi < reads.length; gi++) {
+      reads[gi] = this.read(plan.groups[gi], entities);
+      pending ||= reads[gi] instanceof Promise;
+    }
+    if (!pending) return this.fill(plan, at, entities.length, reads as StateRead[]);
+    return Promise.all(reads).then(async (done) => {
+      // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
+      const missing = plan.groups.some((g, gi) => done[gi].position === null && !this.materializer.runner(g.ns));
+      if (missing && !retried && (await this.registry.refresh().catch(() => false))) return this.evaluate(entities, plan, true);
+      return this.fill(plan, at, entities.length, done);
+    });
   }
 
   /**
    * A view's states: at once when they are in-process (read from its table, or an in-process
-   * store), else a read of the store; with `syncOnly`, undefined instead of that read.
-   * 503 while the view's runner is failing or rebuilding.
+   * store), else a read of the store. 503 while the view's runner is failing or rebuilding.
    */
-  private read(g: ViewGroup, entities: unknown[], syncOnly: boolean): StateRead | Promise<StateRead> | undefined {
+  private read(g: ViewGroup, entities: unknown[]): StateRead | Promise<StateRead> {
     const runner = this.materializer.runner(g.ns);
     if (runner?.failure) throw this.unavailable(g, `feature view "${g.def.name}" is not available from the online store (${this.store.kind}): ${runner.failure.message}`);
     // Bad entity keys are the caller's 400, not a store failure: converted before any read.
-    if (runner?.direct) return tableStates(runner.direct, keysOf(g, entities));
-    if (runner && this.store.readEncodedSync) return storeStates(this.store, this.store.readEncodedSync(g.ns, keysOf(g, entities)));
-    if (syncOnly) return undefined;
+    if (runner?.direct) return new TableRead(runner.direct, keysOf(g, entities));
+    if (runner && this.store.readEncodedSync) return new StoreRead(this.store, this.store.readEncodedSync(g.ns, keysOf(g, entities)));
     return this.store.readEncoded(g.ns, keysOf(g, entities)).then(
-      (r) => storeStates(this.store, r),
+      (r) => new StoreRead(this.store, r),
       (e: Error) => Promise.reject(this.unavailable(g, `the online store (${this.store.kind}) is unavailable: ${e.message}`)),
     );
   }
@@ -162,8 +147,10 @@ export class OnlineService {
     for (let gi = 0; gi < ng; gi++) {
       const g = plan.groups[gi];
       const read = reads[gi];
-      this.checkRead(g, read.position);
-      noteToken(out, g.def.source, read.position ?? -1);
+      const position = this.checkRead(g, read.position);
+      // Several views over one table may read it at different positions: the token names the oldest.
+      const seen = out.token[g.def.source];
+      out.token[g.def.source] = seen === undefined ? position : Math.min(seen, position);
       for (let e = 0, i = gi; i < out.entries.length; e++, i += ng) {
         const key = read.cacheKey(e);
         let r: EntityEval | undefined = g.absent;
@@ -181,12 +168,13 @@ export class OnlineService {
   }
 
   /** A read whose position is behind what this process wrote means the store lost data: 503, and the runner rebuilds. */
-  private checkRead(g: ViewGroup, position: number | null): void {
+  private checkRead(g: ViewGroup, position: number | null): number {
     const runner = this.materializer.runner(g.ns);
     if (runner && (position === null || position < runner.applied)) {
       runner.check();
       throw this.unavailable(g, `the online store (${this.store.kind}) lost the state of feature view "${g.def.name}"; it is being rebuilt from the changelog`);
     }
     if (position === null) throw this.unavailable(g, `the online store (${this.store.kind}) holds no state for feature view "${g.def.name}" (not materialized yet, or being rebuilt by the primary)`);
+    return position;
   }
 }

@@ -1,8 +1,8 @@
 /**
  * Where a view's per-entity states come from, behind one interface: the
- * online store, for views materialized into it (`storeStates`), or the pk
+ * online store, for views materialized into it (`StoreRead`), or the pk
  * source table itself, for views served straight from the table's latest
- * rows (`tableStates`; see materializer.ts). Serving has one fill loop over
+ * rows (`TableRead`; see materializer.ts). Serving has one fill loop over
  * a `StateRead`, whichever it is.
  */
 import type { EntityState, ViewEvaluator } from '../features/evaluator.js';
@@ -25,7 +25,7 @@ export interface StateRead {
 }
 
 /** States as the online store holds them: cached by their encoding, decoded on a miss. */
-class StoreRead implements StateRead {
+export class StoreRead implements StateRead {
   readonly position: number | null;
   private readonly encoded: (string | undefined)[];
 
@@ -46,15 +46,13 @@ class StoreRead implements StateRead {
   }
 }
 
-export const storeStates = (store: OnlineStore, read: EncodedRead): StateRead => new StoreRead(store, read);
-
 /**
  * States of a view over a pk table, from the table's latest rows as they are
  * now. A row's version keys the cached evaluations; the state is built by the
  * evaluator's `rowState` from the row's values, as `apply` builds it from the
  * record that wrote the row: what the materializer would have stored.
  */
-class TableRead implements StateRead {
+export class TableRead implements StateRead {
   /** Each entity's slot in the table's state, all found by the fill's first `cacheKey` (independent probes in one tight loop overlap their cache misses) and read by `state` in the same fill step. */
   private readonly slots: Int32Array;
 
@@ -86,5 +84,3 @@ class TableRead implements StateRead {
     return ev.rowState(rec.offset, rec.commitTime, rec.values);
   }
 }
-
-export const tableStates = (table: DirectSource, keys: string[]): StateRead => new TableRead(table, keys);

@@ -44,12 +44,12 @@ for (const kind of ['pk', 'log'] as const) {
           assert.equal((got[i] as { code?: string }).code, 'ASOF_INVALID_ARGUMENT');
           continue;
         }
-        const alone = toObjects([entities[i]], online.evaluateSync([entities[i]], plan)!)[0];
+        const alone = toObjects([entities[i]], await online.evaluate([entities[i]], plan))[0];
         assert.deepEqual(got[i], alone, `entity ${String(entities[i])}`);
       }
       // And through the route: concurrent GETs answer what each answers alone.
       const answers = await Promise.all([3, 5, 41, 7].map((id) => a.req('GET', `/features/${id}?view=v`)));
-      for (const [i, id] of [3, 5, 41, 7].entries()) assert.deepEqual(answers[i].body, toObjects([String(id)], online.evaluateSync([String(id)], plan)!)[0]);
+      for (const [i, id] of [3, 5, 41, 7].entries()) assert.deepEqual(answers[i].body, toObjects([String(id)], await online.evaluate([String(id)], plan))[0]);
     } finally {
       await a.destroy();
     }

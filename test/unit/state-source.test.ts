@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DirectSource } from '../../src/online/materializer.js';
-import { tableStates } from '../../src/online/state-source.js';
+import { TableRead } from '../../src/online/state-source.js';
 
 test('a table-served read reports the head the table has when its rows are read, not when the read was set up', () => {
   // A one-key table whose latest row is at the head: a commit moves both.
@@ -20,7 +20,7 @@ test('a table-served read reports the head the table has when its rows are read,
     versionAt: () => table.endOffset - 1,
     recordAt: () => ({ offset: table.endOffset - 1, commitTime: 0, values: [] }),
   } as unknown as DirectSource;
-  const read = tableStates(source, ['k']);
+  const read = new TableRead(source, ['k']);
   assert.equal(read.position, 4);
   table.endOffset = 9; // a commit lands while the service awaits another group's read
   const version = read.cacheKey(0);
