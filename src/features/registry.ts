@@ -24,6 +24,16 @@ export interface ViewBody {
   ttl?: string;
 }
 
+/** What a lookup asks for: exactly one of `view:feature` references, a whole view, or a service. */
+export interface FeatureSelection {
+  features?: string[];
+  view?: string;
+  service?: string;
+}
+
+/** How many of a selection's three forms are given (1 for a valid selection). */
+export const formsGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 : 0) + (sel.view ? 1 : 0) + (sel.service ? 1 : 0);
+
 /** One requested feature, resolved. */
 export interface ResolvedFeature {
   /** `view:feature` as requested. */
@@ -326,9 +336,8 @@ export class FeatureRegistry {
    * service) into features, in request order. Unknown names are 404; a
    * malformed reference is 400.
    */
-  resolve(sel: { features?: string[]; view?: string; service?: string }): ResolvedFeature[] {
-    const given = [sel.features?.length ? 1 : 0, sel.view ? 1 : 0, sel.service ? 1 : 0].reduce((a, b) => a + b, 0);
-    if (given !== 1) {
+  resolve(sel: FeatureSelection): ResolvedFeature[] {
+    if (formsGiven(sel) !== 1) {
       throw new AsofError('ASOF_INVALID_ARGUMENT', 'name exactly one of features, view or service', [{ field: 'features', reason: 'give exactly one of features, view, service' }]);
     }
     if (sel.view) {

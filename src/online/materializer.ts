@@ -15,13 +15,11 @@
  * data: FLUSHALL, a restart without persistence). Otherwise it rebuilds the
  * namespace from offset 0; until it is caught up, reads answer 503.
  *
- * A view over a pk table, when the store is the embedded one ("direct"), is not
- * copied into the store at all: its state of an entity is a function of the
- * table's latest row of that key, which the engine already holds (pk-state.ts),
- * so serving reads the row and evaluates it (OnlineService). The copy cost
- * more memory than the rows themselves; skipping it also makes such views
- * ready at once when defined or redefined. A shared store (Redis) still gets
- * the copy: replicas read it.
+ * With the embedded store, a view over a pk table is not copied at all
+ * ("direct"): an entity's state is a function of the table's latest row of
+ * that key, which the engine holds (pk-state.ts), so serving evaluates the row.
+ * The copy cost more memory than the rows themselves, and such views are ready
+ * at once when defined. A shared store (Redis) still gets the copy: replicas read it.
  */
 import { createHash } from 'node:crypto';
 import { AsofError, isAsofError } from '../errors.js';
@@ -37,7 +35,7 @@ import type { OnlineStore } from './store.js';
 export const namespaceOf = (def: FeatureViewDef): string => `${def.name}@${def.version}`;
 
 /** Names what a namespace's values are built from: the source changelog (table and creation time) and the view definition. */
-export function lineageOf(def: FeatureViewDef, source: TableDef): string {
+function lineageOf(def: FeatureViewDef, source: TableDef): string {
   const h = createHash('sha256').update(JSON.stringify([def.source, def.entity, def.features, def.ttl ?? null])).digest('base64url').slice(0, 16);
   return `${source.name}@${source.createdAt}/${namespaceOf(def)}/${h}`;
 }
@@ -84,14 +82,14 @@ class ViewRunner implements RunnerState {
   private unsubscribe?: () => void;
   /** A `recover` is queued and has not started: another would only repeat it. */
   private recovering = false;
-  stopped = false;
+  private stopped = false;
   /** Set while the namespace is not serving the truth: the store failed, or lost its state and is being rebuilt. */
   failure?: Error;
-  readonly lineage: string;
+  private readonly lineage: string;
 
   constructor(
-    readonly def: FeatureViewDef,
-    readonly ns: string,
+    def: FeatureViewDef,
+    private readonly ns: string,
     private readonly ev: ViewEvaluator,
     private readonly table: Table,
     private readonly store: OnlineStore,
@@ -105,8 +103,7 @@ class ViewRunner implements RunnerState {
   async start(tolerant: boolean): Promise<void> {
     this.unsubscribe = this.table.subscribe((c) => this.onCommit(c));
     const first = this.enqueue(() => this.recover());
-    if (tolerant) await first.catch(() => undefined);
-    else await first;
+    await (tolerant ? first.catch(() => undefined) : first);
   }
 
   /** Runs steps one at a time. A failed step marks the runner failing until a `recover` (`check`, on the materializer's timer) succeeds. */

@@ -10,15 +10,9 @@ import { fromText } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { ViewEvaluator } from '../features/evaluator.js';
-import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
+import { formsGiven, type FeatureRegistry, type FeatureSelection, type ResolvedFeature } from '../features/registry.js';
 import { entityEval, type EntityEval } from './evaluation.js';
 import { namespaceOf } from './materializer.js';
-
-export interface FeatureSelection {
-  features?: string[];
-  view?: string;
-  service?: string;
-}
 
 /** One feature of a request, with the type of its values (for typed wire formats such as Feast's). */
 export interface ServedFeature extends ResolvedFeature {
@@ -73,7 +67,7 @@ export class Planner {
     if (same && same.revision === this.registry.revision) return same;
     const key = sel.view !== undefined ? `v\0${sel.view}` : sel.service !== undefined ? `s\0${sel.service}` : `f\0${(sel.features ?? []).join('\0')}`;
     const hit = this.plans.get(key);
-    if (hit && hit.revision === this.registry.revision && countGiven(sel) === 1) {
+    if (hit && hit.revision === this.registry.revision && formsGiven(sel) === 1) {
       this.bySelection.set(sel, hit);
       return hit;
     }
@@ -108,8 +102,6 @@ export class Planner {
     return { selection: sel, features, groups: [...groups.values()], evaluators: features.map((f) => groups.get(f.view)!.ev), revision };
   }
 }
-
-const countGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 : 0) + (sel.view ? 1 : 0) + (sel.service ? 1 : 0);
 
 /** Integer text that is already the canonical key (no sign, zeros or digits beyond what a double holds exactly). */
 const CANONICAL_INT = /^(?:0|-?[1-9]\d{0,14})$/;

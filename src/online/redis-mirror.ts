@@ -11,16 +11,15 @@ import type { DefinitionMirror, MirroredDefinitions } from '../features/registry
 import type { TableDef } from '../engine/schema.js';
 
 export class RedisDefinitionMirror implements DefinitionMirror {
+  private readonly hashKey: string;
+  private readonly revKey: string;
+
   constructor(
     private readonly redis: Redis,
-    private readonly prefix: string,
-  ) {}
-
-  private get hashKey(): string {
-    return `${this.prefix}registry`;
-  }
-  private get revKey(): string {
-    return `${this.prefix}registry:rev`;
+    prefix: string,
+  ) {
+    this.hashKey = `${prefix}registry`;
+    this.revKey = `${prefix}registry:rev`;
   }
 
   async publish(defs: MirroredDefinitions): Promise<void> {
