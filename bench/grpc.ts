@@ -95,7 +95,7 @@ async function stageServers(services: Services, answer: Buffer): Promise<number[
   const lookup: Handler = (c, cb) => {
     const keys = entityKeys(c.request.entities);
     const plan = online.plan(c.request.selection);
-    const e = online.evaluate(keys, plan);
+    const e = plan instanceof Promise ? plan.then((p) => online.evaluate(keys, p)) : online.evaluate(keys, plan);
     if (e instanceof Promise) void e.then(() => cb(null, answer), cb);
     else cb(null, answer);
   };
@@ -126,7 +126,7 @@ async function codecs(dataDir: string, request: Buffer): Promise<void> {
   const hand = await import('../src/grpc/online-wire.js');
   const generated = await import('../src/grpc/online-codec.js');
   const req = generated.decodeOnlineRequest(request);
-  const e = await online.evaluate(generated.entityKeys(req.entities), online.plan(req.selection));
+  const e = await online.evaluate(generated.entityKeys(req.entities), await online.plan(req.selection));
   const cases: [string, () => unknown][] = [
     ['request (generated)', () => generated.entityKeys(generated.decodeOnlineRequest(request).entities)],
     ['answer, hand-written', () => hand.encodeOnlineAnswer(e, req.entities)],

@@ -117,7 +117,7 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
   if (hasFeatures === Boolean(q.featureService)) {
     throw invalid('give exactly one of features and feature_service', [{ field: 'features', reason: 'give exactly one of features, feature_service' }]);
   }
-  const plan = await deps.online.planFresh(hasFeatures ? { features: q.features } : { service: q.featureService });
+  const plan = await deps.online.plan(hasFeatures ? { features: q.features } : { service: q.featureService });
   const { keys, names } = layoutOf(plan, q.fullFeatureNames);
 
   const given = new Map(q.entities);
@@ -151,7 +151,7 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
   for (let c = 0; c < keys.length; c++) {
     const { column, positions, selection } = keys[c];
     const entities = given.get(column.name)!;
-    const sub = selection ? deps.online.plan(selection) : plan;
+    const sub = selection ? await deps.online.plan(selection) : plan;
     const e = await deps.online.evaluate(entities, sub);
     if (q.decisionIds) await deps.audit.recordLookups(q.caller ?? UNRESTRICTED, q.decisionIds, entities, e);
     const values = entities.map((v) => column.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(column.type, v) : v));

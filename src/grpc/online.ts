@@ -43,7 +43,7 @@ export function onlineService(ctx: CallContext, services: Pick<Services, 'online
         const e = online.evaluate(keys, plan);
         return e instanceof Promise ? e.then((x) => encode(x, req.entities)) : encode(e, req.entities);
       };
-      const plan = online.planFresh(req.selection);
+      const plan = online.plan(req.selection);
       return plan instanceof Promise ? plan.then(answer) : answer(plan);
     }, 'lookups'),
   };

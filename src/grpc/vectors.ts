@@ -77,7 +77,7 @@ export function vectorService(ctx: CallContext, services: Pick<Services, 'vector
         features: req.features?.length ? req.features : undefined,
       });
       // The plan the service just used (cached): the types of the feature values.
-      const types = req.features?.length ? services.online.plan({ features: req.features }).features.map((f) => f.type) : [];
+      const types = req.features?.length ? (await services.online.plan({ features: req.features })).features.map((f) => f.type) : [];
       const schema = services.vectors.schemaOf(req.table!);
       return {
         results: answer.results.map((h) => {

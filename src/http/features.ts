@@ -223,7 +223,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
 
   /** `GET /features/{entity}?decision=`: the lookup is recorded as a decision (durable) before the answer is written. */
   const answerRecorded = async (caller: Caller, entity: string, sel: FeatureSelection, id: string): Promise<Buffer> => {
-    const plan = await online.planFresh(sel);
+    const plan = await online.plan(sel);
     const e = await online.evaluate([entity], plan);
     await audit.recordLookups(caller, [id], [entity], e, () => 'query.decision');
     return renderOne(entity, e).bytes;
@@ -251,7 +251,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       const sel = selections.get(query)!;
       void reply.type('application/json; charset=utf-8');
       if (query.decision !== undefined) return answerRecorded(callerOf(req), params.entity, sel, query.decision);
-      const plan = online.planFresh(sel);
+      const plan = online.plan(sel);
       if (plan instanceof Promise) return plan.then((p) => answerOne(params.entity, p));
       return answerOne(params.entity, plan);
     },
@@ -273,7 +273,7 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       responses: { 200: z.object({ results: z.array(EntityFeaturesSchema) }), 400: 'error', 404: 'error', 503: 'error' },
     },
     async (req, reply, { body }) => {
-      const plan = await online.planFresh({ features: body.features, view: body.view, service: body.service });
+      const plan = await online.plan({ features: body.features, view: body.view, service: body.service });
       const e = await online.evaluate(body.entities, plan);
       if (body.decisions) await audit.recordLookups(callerOf(req), body.decisions.map((d) => d ?? undefined), body.entities, e);
       reply.type('application/json; charset=utf-8');

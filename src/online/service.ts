@@ -47,22 +47,17 @@ export class OnlineService {
     this.planner = new Planner(registry, () => this.cache.clear());
   }
 
-  /** The plan of a selection (404 for unknown views, services or features); cached until the registry changes. */
-  plan(sel: FeatureSelection): Plan {
-    return this.planner.plan(sel);
-  }
-
   /**
-   * `plan`, for every adapter: on a replica a name not known yet is looked
-   * for again after reloading the definitions (a primary may just have
-   * defined it). Synchronous whenever `plan` succeeds.
+   * The plan of a selection (404 for unknown views, services or features), cached until the
+   * registry changes. On a replica a name not known yet is looked for again after reloading the
+   * definitions (a primary may just have defined it). Synchronous whenever the names are known.
    */
-  planFresh(sel: FeatureSelection): Plan | Promise<Plan> {
+  plan(sel: FeatureSelection): Plan | Promise<Plan> {
     try {
-      return this.plan(sel);
+      return this.planner.plan(sel);
     } catch (e) {
       if (this.registry.role !== 'replica') throw e;
-      return this.registry.withRefresh(() => this.plan(sel));
+      return this.registry.withRefresh(() => this.planner.plan(sel));
     }
   }
 
@@ -100,7 +95,7 @@ export class OnlineService {
    * column type; a value that cannot be is a 400. A store that is down, or a view being rebuilt, is a 503.
    */
   evaluate(entities: unknown[], plan: Plan, retried = false): Evaluation | Promise<Evaluation> {
-    if (plan.revision !== this.registry.revision) plan = this.plan(plan.selection);
+    if (plan.revision !== this.registry.revision) plan = this.planner.plan(plan.selection);
     const at = this.now();
     const reads = new Array<StateRead | Promise<StateRead>>(plan.groups.length);
     let pending = false;

@@ -147,7 +147,7 @@ export class VectorService {
       if (asOf === undefined) throw new AsofError('ASOF_INVALID_ARGUMENT', 'invalid asOf: expected an RFC 3339 timestamp or epoch milliseconds', [{ field: 'asOf', reason: 'not a timestamp' }]);
     }
     // Resolved before searching, so a bad reference is a 400 that did no work.
-    const plan = req.features?.length ? this.online.plan({ features: req.features }) : undefined;
+    const plan = req.features?.length ? await this.online.plan({ features: req.features }) : undefined;
     const answer = await searchColumn(col, { vector, k: req.k, metric, filter, asOf }, this.index);
     const results: VectorHit[] = answer.hits.map((h) => ({ key: h.key, offset: h.offset, distance: h.distance, row: h.row }));
     if (plan && results.length > 0) {

@@ -76,14 +76,14 @@ test('answers with the cache equal answers without it, through writes and clock 
         for (const q of selections) {
           const got = await ok(asof.req('GET', `/features/${card}?${q}`));
           const sel = q.startsWith('view=') ? { view: q.slice(5) } : { features: q.slice(9).split(',') };
-          const want = toObjects([card], await reference.evaluate([card], reference.plan(sel)))[0];
+          const want = toObjects([card], await reference.evaluate([card], await reference.plan(sel)))[0];
           assert.deepEqual(got, JSON.parse(JSON.stringify(want)), `step ${step}, ${card}?${q} at ${new Date(clock.t).toISOString()}`);
           compared++;
         }
       }
     }
     const batch = await ok(asof.req('POST', '/features', { entities: cards, view: 'last' }));
-    const want = toObjects(cards, await reference.evaluate(cards, reference.plan({ view: 'last' })));
+    const want = toObjects(cards, await reference.evaluate(cards, await reference.plan({ view: 'last' })));
     assert.deepEqual(batch.results, JSON.parse(JSON.stringify(want)), `step ${step}, batch`);
   }
   assert.ok(compared > 1000);

@@ -28,7 +28,7 @@ for (const kind of ['pk', 'log'] as const) {
     try {
       await define(a, kind);
       const online = a.services.online;
-      const plan = online.plan({ view: 'v' });
+      const plan = await online.plan({ view: 'v' });
       // Entities 0..44 (40..44 never written), in a scrambled order, and one key that is not an int64, all queued in one turn.
       const entities: unknown[] = Array.from({ length: 45 }, (_, i) => (i * 17) % 45);
       entities.splice(20, 0, 'not-a-number');
@@ -62,7 +62,7 @@ test('lookups of state that is not in-process (Redis) are evaluated at once, not
   try {
     await define(a, 'pk');
     const online = a.services.online;
-    const plan = online.plan({ view: 'v' });
+    const plan = await online.plan({ view: 'v' });
     // Not held for the turn: the store read starts within the call (the reader then sends it on its own flush).
     const evaluate = online.evaluate.bind(online);
     let started = 0;

@@ -107,7 +107,7 @@ for (const [label, config, seeds] of CONFIGS) for (const seed of seeds) {
             const view = r.pick(Object.keys(VIEWS) as ViewName[]);
             const entities = ENTITIES[view].filter(() => r.chance(0.6));
             if (!entities.length) continue;
-            const answer = await online.evaluate(entities, online.plan({ view }));
+            const answer = await online.evaluate(entities, await online.plan({ view }));
             toObjects(entities, answer).forEach((res) => served.push({ view, entity: res.entity, at: answer.at, values: res.features }));
           }
         }
