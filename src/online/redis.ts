@@ -78,11 +78,13 @@ export async function connectRedis(url: string, logger: Logger, commandTimeoutMs
   return redis;
 }
 
-/** What lookups read with: an ioredis connection, or the lean client of redis-reader.ts. */
+/** What lookups read with: an ioredis connection, or the lean client of redis-reader.ts. Values come as latin1 text of their bytes (state-json.ts). */
 interface LookupReader {
   hmget(key: string, fields: string[]): Promise<(string | null)[]>;
   close(): void;
 }
+
+const latin1 = (values: (Buffer | null)[]): (string | null)[] => values.map((v) => v && v.toString('latin1'));
 
 const isIoredis = (r: Redis | LookupReader): r is Redis => typeof (r as Redis).disconnect === 'function';
 
@@ -104,7 +106,7 @@ export class RedisOnlineStore implements OnlineStore {
     this.redis = redis as WithScript;
     const r = reader ?? redis;
     // ioredis (or a look-alike such as ioredis-mock), or a LookupReader.
-    this.reader = isIoredis(r) ? { hmget: (key, fields) => r.hmget(key, ...fields), close: () => (r === redis ? undefined : r.disconnect()) } : r;
+    this.reader = isIoredis(r) ? { hmget: async (key, fields) => latin1(await r.hmgetBuffer(key, ...fields)), close: () => (r === redis ? undefined : r.disconnect()) } : r;
     if (!this.redis.asofWrite) redis.defineCommand('asofWrite', { numberOfKeys: 1, lua: WRITE_SCRIPT });
   }
 
@@ -118,6 +120,7 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.prefix}ns:${ns}`;
   }
 
+  /** States are read as latin1 text of their JSON's bytes (LookupReader), and parsed off those bytes. */
   readonly decode: (encoded: string) => EntityState = parseState;
 
   async readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
@@ -125,7 +128,7 @@ export class RedisOnlineStore implements OnlineStore {
     fields[0] = F_WATERMARK;
     for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
     // Lookups use the reader (short timeout); bulk reads (the materializer's, per commit) the writer's patience.
-    const got = keys.length > BULK_READ_KEYS ? await this.redis.hmget(this.key(ns), ...fields) : await this.reader.hmget(this.key(ns), fields);
+    const got = keys.length > BULK_READ_KEYS ? latin1(await this.redis.hmgetBuffer(this.key(ns), ...fields)) : await this.reader.hmget(this.key(ns), fields);
     const encoded = new Array<string | undefined>(keys.length);
     for (let i = 0; i < keys.length; i++) encoded[i] = got[i + 1] ?? undefined;
     return { encoded, watermark: got[0] === null ? null : Number(got[0]) };

@@ -7,7 +7,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { command, leanReaderSupports, RedisError, ReplyParser, type Reply } from '../../src/online/redis-reader.js';
+import { parseState } from '../../src/online/state-json.js';
 import { rng } from '../integration/training-fixtures.js';
 
 /** RESP2 encoding of a reply, per the spec. */
@@ -52,6 +54,8 @@ test('replies parse the same however the stream is cut', () => {
     else replies.push(Array.from({ length: r.int(0, 6) }, () => (r.chance(0.3) ? null : text())));
   }
   const bytes = Buffer.from(replies.map(encode).join(''), 'utf8');
+  // Bulk strings come as latin1 text of their bytes, undecoded.
+  const latin1 = (x: Reply): Reply => (typeof x === 'string' ? Buffer.from(x).toString('latin1') : Array.isArray(x) ? x.map(latin1) : x);
   for (let trial = 0; trial < 40; trial++) {
     const p = new ReplyParser();
     const got: Reply[] = [];
@@ -69,9 +73,39 @@ test('replies parse the same however the stream is cut', () => {
       if (replies[i] instanceof RedisError) {
         assert.ok(g instanceof RedisError);
         assert.equal(g.message, (replies[i] as RedisError).message);
-      } else assert.deepEqual(g, replies[i], `reply ${i}`);
+      } else assert.deepEqual(g, latin1(replies[i]), `reply ${i}`);
     });
   }
+});
+
+test('HMGET replies of states, cut anywhere, read back as JSON.parse reads their UTF-8', () => {
+  // What the Redis store does with a reply: each value's latin1 text to parseState. Strings with multi-byte characters
+  // (split across chunks), escapes, raw bytes that are not UTF-8, long strings, nulls, absent fields.
+  const value = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 20 }), fc.constantFrom('São Paulo', 'a"b\\c\n', '𝄞 clef, long enough to copy', '\u0000', ''), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer(), fc.boolean(), fc.constant(null));
+  const stateBytes = fc.oneof(
+    { weight: 4, arbitrary: fc.array(value, { maxLength: 8 }).map((v) => Buffer.from(JSON.stringify({ b: [1767225600123, 42, v] }))) },
+    // Bytes that are not UTF-8 inside a string: decoded to U+FFFD as a whole state's UTF-8 decoding does.
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 6 }).map((raw) => Buffer.concat([Buffer.from('{"b":[1,2,["x'), Buffer.from(raw.filter((c) => c >= 0x80)), Buffer.from('",3]]}')])) },
+    { weight: 1, arbitrary: fc.constant(null) },
+  );
+  fc.assert(
+    fc.property(fc.array(stateBytes, { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 40 }), (states, step) => {
+      const wire = Buffer.concat([Buffer.from(`*${states.length}\r\n`), ...states.map((b) => (b === null ? Buffer.from('$-1\r\n') : Buffer.concat([Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')])))]);
+      const p = new ReplyParser();
+      let got: Reply | undefined;
+      for (let at = 0; at < wire.length; at += step) {
+        p.feed(wire.subarray(at, at + step));
+        got ??= p.next();
+      }
+      assert.ok(Array.isArray(got));
+      got.forEach((g, i) => {
+        const b = states[i];
+        if (b === null) return assert.equal(g, null);
+        assert.deepStrictEqual(parseState(g as string), JSON.parse(b.toString('utf8')));
+      });
+    }),
+    { numRuns: 1000 },
+  );
 });
 
 test('bytes that are not RESP are refused, not guessed at', () => {

@@ -1,23 +1,26 @@
 /**
  * parseState (online/state-json.ts) reads the states asof writes to Redis by
  * hand for their usual shape and leaves the rest to JSON.parse: whatever the
- * text, it must give what JSON.parse gives, or throw where JSON.parse throws.
+ * text, it must give what JSON.parse gives for its UTF-8 bytes, or throw where
+ * JSON.parse throws.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseState } from '../../src/online/state-json.js';
 
+/** `text` as Redis holds it (UTF-8), given to parseState as the store reads it: latin1 text of the bytes. */
 const same = (text: string): void => {
+  const bytes = Buffer.from(text, 'utf8');
   let expected: unknown;
   try {
-    expected = JSON.parse(text);
+    expected = JSON.parse(bytes.toString('utf8'));
   } catch {
-    assert.throws(() => parseState(text), SyntaxError, text);
+    assert.throws(() => parseState(bytes.toString('latin1')), SyntaxError, text);
     return;
   }
   // deepStrictEqual tells -0 from 0, and a sparse array or a missing field from a null.
-  assert.deepStrictEqual(parseState(text), expected, text);
+  assert.deepStrictEqual(parseState(bytes.toString('latin1')), expected, text);
 };
 
 const awkwardNumber = fc.constantFrom(0, -0, 1, -1, 0.1, 0.5, 1.005, 4.35, 123.456, 2 ** 53, 2 ** 53 + 2, -(2 ** 53), 1e15, 1e16, 123456789012345.6, 0.1 + 0.2, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, 1767225600123);
