@@ -60,12 +60,7 @@ function varint(n: number): void {
 function str(s: string): void {
   // ASCII goes byte for byte; anything else through UTF-8.
   let ascii = true;
-  for (let i = 0; i < s.length; i++) {
-    if (s.charCodeAt(i) > 0x7f) {
-      ascii = false;
-      break;
-    }
-  }
+  for (let i = 0; i < s.length && ascii; i++) ascii = s.charCodeAt(i) <= 0x7f;
   if (ascii) {
     varint(s.length);
     ensure(s.length);
@@ -186,21 +181,16 @@ class Reader {
     const len = this.varint();
     const start = this.i;
     this.i += len;
-    for (let k = start; k < this.i; k++) {
-      if (this.s.charCodeAt(k) > 0x7f) return Buffer.from(this.s.slice(start, this.i), 'latin1').toString('utf8');
-    }
+    for (let k = start; k < this.i; k++) if (this.s.charCodeAt(k) > 0x7f) return Buffer.from(this.s.slice(start, this.i), 'latin1').toString('utf8');
     return this.s.slice(start, this.i);
   }
 
   value(): unknown {
     const tag = this.s.charCodeAt(this.i++);
     switch (tag) {
-      case T_NULL:
-        return null;
-      case T_FALSE:
-        return false;
-      case T_TRUE:
-        return true;
+      case T_NULL: return null;
+      case T_FALSE: return false;
+      case T_TRUE: return true;
       case T_INT: {
         const z = this.varint();
         return z % 2 === 0 ? z / 2 : -(z + 1) / 2;

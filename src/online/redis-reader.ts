@@ -258,13 +258,12 @@ export type Reply = string | number | null | Reply[] | RedisError;
 
 /**
  * RESP2 replies off a stream of chunks: simple strings, errors, integers,
- * bulk strings and arrays of those (bulk strings and nulls are all HMGET
- * answers). `next` returns undefined until a whole reply is buffered, and
- * throws on bytes that are not RESP. Bulk strings come as their bytes in
- * latin1 text, one char per byte (state-json.ts reads states off their
- * bytes): with `latin1Slice` (what `toString('latin1', ...)` calls after its
- * argument checks), 77 ns per entity of the bench's HMGET replies against 130
- * decoded as UTF-8 (2026-12-06, in isolation, loaded machine).
+ * bulk strings and arrays of those (HMGET answers arrays of bulk strings and
+ * nulls); `next` returns undefined until a whole reply is buffered, and throws
+ * on bytes that are not RESP. Bulk strings come as latin1 text of their bytes
+ * (state-json.ts reads states off them), by `latin1Slice` (what `toString`
+ * calls after its argument checks): 77 ns per entity of the bench's replies,
+ * 130 decoded as UTF-8 (2026-12-06, in isolation).
  */
 export class ReplyParser {
   private buf: Buffer = Buffer.alloc(0);
@@ -315,12 +314,9 @@ export class ReplyParser {
     const line = type === 36 || type === 42 ? this.length() : this.line();
     if (line === undefined) return undefined;
     switch (type) {
-      case 43: // +
-        return line;
-      case 45: // -
-        return new RedisError(line as string);
-      case 58: // :
-        return Number(line);
+      case 43: return line; // +
+      case 45: return new RedisError(line as string); // -
+      case 58: return Number(line); // :
       case 36: {
         // $
         const n = line as number;

@@ -1,16 +1,15 @@
 /**
  * An entity state's JSON (FORMAT.md, "Entity state JSON") read back off its
- * bytes, given as latin1 text (one char per byte: the Redis store never
- * decodes a state's UTF-8 as a whole). The usual state, a pk view's row
+ * bytes, given as latin1 text (one char per byte; the Redis store never
+ * decodes a state's UTF-8 whole). The usual state, a pk view's row
  * `{"b":[eventTime,offset,[scalars]]}` as JSON.stringify wrote it, is read by
- * hand; anything else (log views' `f` and `w`, lists, structs, escapes,
- * exponents, whitespace, bad text) by JSON.parse of the decoded UTF-8. Both
- * give the same object: a string with bytes past ASCII is decoded alone (no
- * quote byte is part of a multi-byte sequence); numbers of up to 15 digits
- * are their digits over a power of ten (both exact doubles, so the division
- * is the correctly rounded value, as JSON.parse's), longer ones go to Number.
- * The bench's 180-byte states of 20 features (2026-12-06, in isolation,
- * loaded machine): 0.57 µs each, 0.67 as UTF-8 text read by charCodeAt.
+ * hand; anything else (log views, lists, structs, escapes, exponents, spaces,
+ * bad text) by JSON.parse of the decoded UTF-8. Both give the same object: a
+ * string with bytes past ASCII is decoded alone (no quote byte is part of a
+ * multi-byte sequence); numbers of up to 15 digits are their digits over a
+ * power of ten (both exact doubles: the division rounds correctly, as
+ * JSON.parse), longer ones go to Number. The bench's 180-byte states: 0.57 µs
+ * each, 0.67 as UTF-8 text read by charCodeAt (2026-12-06, in isolation).
  */
 import type { EntityState } from '../features/evaluator.js';
 
@@ -37,7 +36,7 @@ export function parseState(latin1: string): EntityState {
   if (at < 0 || b[at++] !== 44 || b[at++] !== 91) return slow(n);
   const values: unknown[] = [];
   if (b[at] === 93) at++;
-  else {
+  else
     for (;;) {
       values.push(scalar(latin1, n));
       if (at < 0) return slow(n);
@@ -45,7 +44,6 @@ export function parseState(latin1: string): EntityState {
       if (c === 93) break;
       if (c !== 44) return slow(n);
     }
-  }
   // `]}` ends the text.
   if (at !== n - 2 || b[at] !== 93 || b[at + 1] !== 125) return slow(n);
   return { b: [et, offset, values] };
@@ -85,21 +83,14 @@ function number(s: string): number {
   if (negative) c = b[++i];
   const first = i;
   let m = 0;
-  while (c >= 48 && c <= 57) {
-    m = m * 10 + (c - 48);
-    c = b[++i];
-  }
+  for (; c >= 48 && c <= 57; c = b[++i]) m = m * 10 + (c - 48);
   let digits = i - first;
   // No digits, or a leading zero JSON does not allow.
   if (digits === 0 || (digits > 1 && b[first] === 48)) return (at = -1);
   let places = 0;
   if (c === 46) {
     const point = ++i;
-    c = b[i];
-    while (c >= 48 && c <= 57) {
-      m = m * 10 + (c - 48);
-      c = b[++i];
-    }
+    for (c = b[i]; c >= 48 && c <= 57; c = b[++i]) m = m * 10 + (c - 48);
     places = i - point;
     if (places === 0) return (at = -1);
     digits += places;
