@@ -37,7 +37,7 @@ export interface EngineOptions {
   /** Changelog segment size, bytes (segments.ts). */
   segmentBytes?: number;
   /** The cold tier and when to move records there; undefined keeps every record in the hot log. */
-  tiering?: { cold: ColdTier; tierAfterMs: number; hotRetentionMs: number };
+  tiering?: { cold: ColdTier; tierAfterMs: number; hotRetentionMs: number; stepRecords?: number };
 }
 
 export const DEFAULT_IDEMPOTENCY = { ttlMs: 24 * 3600_000, capacity: 100_000 };

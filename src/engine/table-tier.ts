@@ -7,18 +7,24 @@ import type { ColdFrame } from './cold-tier.js';
 import type { CompiledColumn } from './schema.js';
 import { unionFrames, type UnionSource } from './union-read.js';
 
-/** How much one tiering step takes: frames committed at or before `olderThan` (epoch ms), up to about `maxBytes`; fewer than `minBytes` only once the first of them was committed at or before `due` (epoch ms). */
+/**
+ * How much one tiering step takes: frames committed at or before `olderThan`
+ * (epoch ms), until it holds `maxRecords` records or `maxBytes` frame bytes
+ * (then it is full: the frame that crosses either is its last). A step that is
+ * not full goes only once its first frame was committed at or before `due`
+ * (epoch ms).
+ */
 export interface StepLimits {
   olderThan: number;
+  maxRecords: number;
   maxBytes: number;
-  minBytes: number;
   due: number;
 }
 
 /**
  * Tiering, one step: copies the whole frames after the cold tier's end that
  * `limits` allow into the cold tier in one commit. Returns the records
- * copied (0 when too little is ready and nothing is due yet). Callers run
+ * copied (0 when the step is not full and nothing is due yet). Callers run
  * one step at a time per table (one writer).
  */
 export async function tierStep(src: UnionSource, table: string, columns: CompiledColumn[], limits: StepLimits): Promise<number> {
@@ -28,15 +34,18 @@ export async function tierStep(src: UnionSource, table: string, columns: Compile
   if (start >= src.end) return 0;
   const picked: ColdFrame[] = [];
   let bytes = 0;
-  for (let f = frames.find(start); f < frames.size && bytes < limits.maxBytes; f++) {
+  let records = 0;
+  for (let f = frames.find(start); f < frames.size && bytes < limits.maxBytes && records < limits.maxRecords; f++) {
     const meta = frames.get(f);
     if (meta.commitTime > limits.olderThan) break;
     // Frames holding only idempotency keys carry no record: not tiered (see README, cold tier).
     if (meta.count === 0) continue;
     bytes += meta.length;
+    records += meta.count;
     picked.push({ meta, bytes: new Uint8Array(0) });
   }
-  if (picked.length === 0 || (bytes < limits.minBytes && picked[0].meta.commitTime > limits.due)) return 0;
+  const full = bytes >= limits.maxBytes || records >= limits.maxRecords;
+  if (picked.length === 0 || (!full && picked[0].meta.commitTime > limits.due)) return 0;
   if (picked[0].meta.firstOffset !== start) throw new Error(`table "${table}": the cold tier ends at ${start}, inside a frame`);
   const last = picked[picked.length - 1].meta;
   let i = 0;

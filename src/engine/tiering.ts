@@ -3,9 +3,10 @@
  * ASOF_TIER_AFTER into the cold tier, then deletes sealed hot segments whose
  * records are all tiered and older than ASOF_HOT_RETENTION.
  *
- * Records are copied in steps of several MiB where the load allows (a step
- * waits up to STEP_WAIT_MS past ASOF_TIER_AFTER to fill), because each Lance
- * commit has a fixed cost.
+ * Records are copied in steps of a whole Lance fragment (STEP_RECORDS) where
+ * the load allows (a step waits up to STEP_WAIT_MS past ASOF_TIER_AFTER to
+ * fill), because each Lance commit has a fixed cost, and a smaller fragment is
+ * written a second time by Lance's compaction.
  *
  * One writer per table: a single loop visits the tables one after another,
  * so no two steps of one table ever overlap. Where the cold tier ends is read
@@ -22,23 +23,38 @@ export interface TieringOptions {
   hotRetentionMs: number;
   /** Clock, epoch ms (the one commit times come from). */
   now: () => number;
+  /** Records that make a step full (STEP_RECORDS unless set: for tests). */
+  stepRecords?: number;
   logger: Logger;
 }
 
-/** Most frame bytes one tiering step commits to the cold tier. */
-const STEP_BYTES = 32 << 20;
 /**
- * Fewest frame bytes a step commits while none of them is overdue (below).
- * A Lance commit costs about 10 CPU-ms whatever its size (a new fragment, a
- * manifest, index upkeep): appending bench:ingest's 5-column records one
- * 1,000-record frame per commit cost 11-15 CPU-ms per 1,000 records, 64
- * frames (~2.5 MiB) per commit 1.2-1.6 (process CPU, Lance's threads
- * included, session 12). Under a steady load, steps that take whatever
- * became old enough since the last one commit a frame or two each.
+ * A tiering step is full at this many records: Lance's fragment size
+ * (`target_rows_per_fragment` of its compaction and `max_rows_per_file` of its
+ * writes, both 1,048,576), so a full step's fragment is never rewritten by the
+ * compaction `optimize` runs (lance-tier.ts). A fragment of fewer rows is, with
+ * its small neighbours: LanceDB 0.31, 100k-row appends of bench:ingest's
+ * 5-column records (tiered layout) plus the offset and key indexes, in
+ * process: `add` 0.42 CPU-ms per 1,000 records, `optimize` every 32 appends
+ * 1.00 (0.62 of it compaction, the same every 64); 800k-row appends, compaction
+ * alone 0.91; 1.1M-row appends 0.001 (session 14, loaded machine).
  */
-const MIN_STEP_BYTES = 4 << 20;
-/** How long (ms) past ASOF_TIER_AFTER a record may wait for a step to fill up to MIN_STEP_BYTES; at most a fifth of ASOF_TIER_AFTER (so 0s tiers at once). */
-const STEP_WAIT_MS = 2000;
+const STEP_RECORDS = 1 << 20;
+/**
+ * Most frame bytes one tiering step commits, whatever its records: it bounds
+ * the step's memory (the frames, and the worker's record batch of about twice
+ * their size). 1,048,576 records of bench:ingest's 8 columns are 55 MiB of
+ * frames, of its 5 columns 42 MiB; wider records make smaller steps, and
+ * compaction then rewrites them once.
+ */
+const STEP_BYTES = 64 << 20;
+/**
+ * How long (ms) past ASOF_TIER_AFTER a record may wait for its step to fill;
+ * at most half of ASOF_TIER_AFTER (so 0s tiers at once). A Lance commit costs
+ * about 10 CPU-ms whatever its size; 5 s lets a table taking 210k records/s
+ * or more fill whole fragments (2 s needed 525k/s).
+ */
+const STEP_WAIT_MS = 5000;
 /** Between rounds when a round found nothing to do, ms. */
 const IDLE_MS = 200;
 
@@ -96,7 +112,7 @@ export class Tiering {
     const now = this.opts.now();
     const started = performance.now();
     const olderThan = now - this.opts.tierAfterMs;
-    const n = await t.tierStep({ olderThan, maxBytes: STEP_BYTES, minBytes: MIN_STEP_BYTES, due: olderThan - Math.min(STEP_WAIT_MS, this.opts.tierAfterMs / 5) });
+    const n = await t.tierStep({ olderThan, maxRecords: this.opts.stepRecords ?? STEP_RECORDS, maxBytes: STEP_BYTES, due: olderThan - Math.min(STEP_WAIT_MS, this.opts.tierAfterMs / 2) });
     if (n > 0) {
       this.stats.records += n;
       this.stats.steps++;

@@ -37,8 +37,8 @@ async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void
   }
 }
 
-async function open(dir: string, cold: ColdThreadTier, logger = captureLogger().logger, clock?: () => number, tierAfterMs = 0): Promise<Engine> {
-  const engine = await Engine.open({ dataDir: dir, logger, now: clock, segmentBytes: 4096, tiering: { cold, tierAfterMs, hotRetentionMs: 0 } });
+async function open(dir: string, cold: ColdThreadTier, logger = captureLogger().logger, clock?: () => number, tierAfterMs = 0, stepRecords?: number): Promise<Engine> {
+  const engine = await Engine.open({ dataDir: dir, logger, now: clock, segmentBytes: 4096, tiering: { cold, tierAfterMs, hotRetentionMs: 0, stepRecords } });
   await engine.defineTable('events', EVENTS);
   return engine;
 }
@@ -105,12 +105,13 @@ test('a worker that dies during a tiering step is reported and the step retried 
   }
 });
 
-test('a tiering step waits to fill: records past ASOF_TIER_AFTER wait (up to a fifth of it) for 4 MiB of frames, then go in one commit; 4 MiB go at once', async () => {
+test('a tiering step fills up: records past ASOF_TIER_AFTER wait (up to half of it) for a full step, then go in one commit; full steps go at once, one full step per commit', async () => {
   const dir = await tempDir();
   const { logger } = captureLogger();
   const cold = openColdThread(join(dir.path, 'lance'), {}, logger);
   let now = 1_800_000_000_000;
-  const engine = await open(dir.path, cold, logger, () => now, 10_000);
+  // Full at 100,000 records here (a Lance fragment, 1,048,576, by default).
+  const engine = await open(dir.path, cold, logger, () => now, 10_000, 100_000);
   const stats = engine.tiering!.stats;
   const rounds = async (n: number): Promise<void> => {
     const from = stats.rounds;
@@ -119,20 +120,27 @@ test('a tiering step waits to fill: records past ASOF_TIER_AFTER wait (up to a f
   try {
     const t = engine.table('events');
     for (let b = 0; b < 10; b++) await engine.writable('events').write(rowsOf(b, 100), 'upsert');
-    // Old enough to tier, a few KiB in all, and not yet 2 s (a fifth of 10 s) past it: the step waits.
+    // Old enough to tier, 1,000 records, and not yet 5 s (half of 10 s) past it: the step waits.
     now += 10_500;
     await rounds(3);
-    assert.equal(t.tieredEnd, 0, 'a small step waits while nothing in it is overdue');
-    now += 1_600;
+    now += 4_000;
+    await rounds(3);
+    assert.equal(t.tieredEnd, 0, 'a step that is not full waits while nothing in it is overdue');
+    now += 600;
     await until('the overdue records tiered', () => t.tieredEnd === 1000);
     assert.equal(stats.steps, 1, 'in one commit');
 
-    // Over 4 MiB of frames old enough: tiered without waiting.
-    for (let b = 0; b < 30; b++) await engine.writable('events').write(rowsOf(b, 10_000).map((r) => ({ ...r, n: 1000 + r.n })), 'upsert');
+    // 250,000 records old enough: two full steps go at once, one commit each; the other 50,000 wait.
+    for (let b = 0; b < 25; b++) await engine.writable('events').write(rowsOf(b, 10_000).map((r) => ({ ...r, n: 1000 + r.n })), 'upsert');
     now += 10_001;
-    await until('over 4 MiB tiered at once', () => t.tieredEnd === 301_000);
-    assert.equal(stats.steps, 2, 'in one commit');
-    assert.deepEqual(await allN(engine), [...Array(301_000).keys()]);
+    await until('two full steps tiered at once', () => t.tieredEnd === 201_000);
+    assert.equal(stats.steps, 3, 'one commit per full step');
+    await rounds(3);
+    assert.equal(t.tieredEnd, 201_000, 'the rest waits');
+    now += 5_000;
+    await until('the rest tiered once overdue', () => t.tieredEnd === 251_000);
+    assert.equal(stats.steps, 4);
+    assert.deepEqual(await allN(engine), [...Array(251_000).keys()]);
   } finally {
     await engine.close();
     await dir.cleanup();
