@@ -37,7 +37,13 @@ import { parseFrame } from './log.js';
  */
 const DENSE_KEY = 0.25;
 
-/** Appends between two optimize runs (compaction and index update). */
+/**
+ * Appends between two optimize runs (compaction and index update). Compaction
+ * rewrites fragments under 1,048,576 rows with their small neighbours; tiering
+ * appends whole fragments where the load allows (tiering.ts, STEP_RECORDS),
+ * which it leaves alone. Its cost is per row rewritten, not per run: running
+ * it every 64 appends instead of 32 cost the same per row (session 14).
+ */
 const OPTIMIZE_EVERY = 32;
 
 /** LanceDB's native module is large (160 MB): loaded when a cold tier is opened, not by every import of the engine. */
@@ -181,7 +187,7 @@ class LanceTable implements ColdTable {
  * public `execute()` and `toArrow()` both go through `nativeExecute()`
  * (protected in the typings, a plain method at run time), whose iterator's
  * `next()` gives one batch as an Arrow IPC file (the stream inside it is
- * what is kept). test/unit/lance-ipc.test.ts fails if an upgrade changes
+ * what is kept). test/integration/lance-ipc.test.ts fails if an upgrade changes
  * either; a missing method or another format throws here, never misreads.
  */
 export async function ipcBatches(q: lancedb.Query): Promise<ColdRecords[]> {
