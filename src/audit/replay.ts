@@ -20,7 +20,8 @@ import type { Engine, Token } from '../engine/engine.js';
 import { formatTimestamp, fromText, toJsonValue, type Row } from '../engine/schema.js';
 import type { Table } from '../engine/table.js';
 import type { FeatureViewDef } from '../features/definitions.js';
-import { applyOrder, ViewEvaluator, type EntityState, type Evaluated, type PointInTime, type SourceRecord } from '../features/evaluator.js';
+import { applyColumns } from '../features/apply-columns.js';
+import { applyOrder, ViewEvaluator, type EntityState, type Evaluated, type PointInTime, type SourceColumns, type SourceRecord } from '../features/evaluator.js';
 import type { ResolvedFeature } from '../features/registry.js';
 import type { ServedValues } from './decisions.js';
 import { pkCut } from './pk-cut.js';
@@ -140,6 +141,13 @@ export async function replay(engine: Engine, input: ReplayInput): Promise<Replay
       // Past the trail's page only the views' columns are decoded ("event" reorders the whole history: every row whole).
       const columns = byEvent ? undefined : [...new Set(gs.flatMap((g) => g.ev.sourceColumns))];
       for await (const recs of visibleRecords(table, ev, key, input, pageEnd, columns)) {
+        if (!Array.isArray(recs)) {
+          // Past the trail's page, as columns: no step is kept (the page's records came whole before these).
+          for (let k = 0; k < gs.length; k++) states[k] = applyColumns(gs[k].ev, states[k], recs, input.at);
+          s.total += recs.count;
+          if (recs.count) last = Math.max(last, recs.offsets[recs.count - 1]);
+          continue;
+        }
         // applyAll over a batch is exactly apply record by record (evaluator.ts).
         for (let k = 0; k < gs.length; k++) states[k] = gs[k].ev.applyAll(states[k], recs, input.at);
         for (const rec of recs) {
@@ -258,34 +266,53 @@ function canonicalKey(ev: ViewEvaluator, entity: string): string {
   }
 }
 
+/** Records whole, or (past the trail's page, through the key index) as columns of the views' columns only. */
+type Chunk = SourceRecord[] | SourceColumns;
+
 /**
  * The entity's records in one source table that the replay applies, in the
  * order it applies them, a batch at a time: with a token, those at offsets up
  * to the token's; else the point-in-time rule (applyOrder) picks them.
  */
-async function* visibleRecords(table: Table, ev: ViewEvaluator, key: string, input: ReplayInput, whole: number, columns: string[] | undefined): AsyncGenerator<SourceRecord[]> {
+async function* visibleRecords(table: Table, ev: ViewEvaluator, key: string, input: ReplayInput, whole: number, columns: string[] | undefined): AsyncGenerator<Chunk> {
   const upTo = input.token ? (input.token[table.name] ?? -1) : Infinity;
   const batches = coalesced(entityRecords(table, ev, key, upTo, whole, columns), APPLY_BATCH);
   if (input.token) return yield* batches;
   if (input.pointInTime === 'known') {
     // Committed by `at`: commit times never decrease along the offsets, so the first record after it ends the replay.
     for await (const recs of batches) {
+      if (!Array.isArray(recs)) {
+        let n = 0;
+        while (n < recs.count && recs.commitTimes[n] <= input.at) n++;
+        if (n) yield n === recs.count ? recs : { ...recs, count: n };
+        if (n < recs.count) return;
+        continue;
+      }
       const known = applyOrder(ev, recs, input.at, 'known');
       if (known.length) yield known;
       if (known.length < recs.length) return;
     }
     return;
   }
-  // "event" reorders the whole history by event time.
+  // "event" reorders the whole history by event time (its records come whole: no columns are asked for).
   const all: SourceRecord[] = [];
-  for await (const recs of batches) for (const r of recs) all.push(r);
+  for await (const recs of batches) {
+    if (!Array.isArray(recs)) throw new Error('an "event" replay reads whole records');
+    for (const r of recs) all.push(r);
+  }
   yield applyOrder(ev, all, input.at, 'event');
 }
 
-/** The batches joined, in order, into arrays of at least `n` (the last one may be shorter). */
-async function* coalesced<T>(batches: AsyncIterable<T[]>, n: number): AsyncGenerator<T[]> {
+/** The arrays joined, in order, into arrays of at least `n` (the last one before columns, or the end, may be shorter); columns pass as they are. */
+async function* coalesced<T>(batches: AsyncIterable<T[] | SourceColumns>, n: number): AsyncGenerator<T[] | SourceColumns> {
   let pending: T[] = [];
   for await (const b of batches) {
+    if (!Array.isArray(b)) {
+      if (pending.length) yield pending;
+      pending = [];
+      yield b;
+      continue;
+    }
     for (const x of b) pending.push(x);
     if (pending.length >= n) {
       yield pending;
@@ -301,13 +328,12 @@ const keyed = (table: Table, ev: ViewEvaluator): boolean => table.schema.keyColu
 /**
  * The entity's records at offsets <= upTo, in offset order, a batch at a
  * time: through the key index when the entity column is the table's key,
- * else by reading the table. Through the key index, rows after the first
- * `whole` hold only `columns` (when given): the trail shows whole rows, the
- * state needs only what the views read. Building the other columns' values
- * for a 10,000-record history was about a fifth of a replay's time, most of
- * it garbage (bench:audit's log entity, session 13).
+ * else by reading the table. Through the key index, the records after the
+ * first `whole` come as columns of `columns` only (when given): the trail
+ * shows whole rows, the state needs only what the views read, and needs no
+ * object per record (apply-columns.ts).
  */
-async function* entityRecords(table: Table, ev: ViewEvaluator, key: string, upTo: number, whole: number, columns: string[] | undefined): AsyncGenerator<SourceRecord[]> {
+async function* entityRecords(table: Table, ev: ViewEvaluator, key: string, upTo: number, whole: number, columns: string[] | undefined): AsyncGenerator<Chunk> {
   const toOffset = upTo === Infinity ? undefined : upTo + 1;
   if (keyed(table, ev)) {
     // Key records have SourceRecord's shape (the change type as its code): taken as they come.
@@ -319,7 +345,7 @@ async function* entityRecords(table: Table, ev: ViewEvaluator, key: string, upTo
       next = recs[recs.length - 1].offset + 1;
       yield recs;
     }
-    if (read === whole) yield* table.scanKey(key, { fromOffset: next, toOffset, columns });
+    if (read === whole) yield* table.scanKeyColumns(key, columns, { fromOffset: next, toOffset });
     return;
   }
   for await (const b of table.scanBatches({ toOffset })) {

@@ -9,4 +9,4 @@
  */
 export { arrowType, CHANGE_COLUMN, CHANGE_NAMES, ChangeType, type ChangeName, type ChangeTypeCode } from './arrow-schema.js';
 export { buildColumn, encodeBatch, encodeValues } from './arrow-encode.js';
-export { decodeBatch, decodeColumn, decodeIpc, decodeValues, streamMetadata, type DecodedBatch, type StoredBatch } from './arrow-decode.js';
+export { decodeBatch, decodeColumn, decodeIpc, decodeValues, decodeValuesInto, streamMetadata, type DecodedBatch, type StoredBatch } from './arrow-decode.js';

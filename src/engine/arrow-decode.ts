@@ -156,41 +156,52 @@ export function decodeBatch(batch: StoredBatch, columns: CompiledColumn[], only?
  * the batch lacks reads as null.
  */
 export function decodeValues(batch: StoredBatch, columns: CompiledColumn[], at?: number[]): { changes: Int8Array; values: unknown[][] } {
-  const n = batch.numRows;
-  const changes = ((batch.flat?.(CHANGE_COLUMN) ?? batch.column(CHANGE_COLUMN))!.values as Int8Array).subarray(0, n);
+  const n = at ? at.length : batch.numRows;
   const values: unknown[][] = [];
+  for (let j = 0; j < columns.length; j++) values.push(new Array<unknown>(n));
+  return { changes: decodeValuesInto(batch, columns, at, values, 0), values };
+}
+
+/**
+ * `decodeValues` into arrays the caller holds: `into[j][base + k]` is column
+ * j's value of row `at[k]` (of row k when `at` is absent). Returns the change
+ * types of every row of the batch. Many frames decoded into one set of
+ * arrays (the audit's key reads, union-read.ts) make no arrays per frame.
+ */
+export function decodeValuesInto(batch: StoredBatch, columns: CompiledColumn[], at: number[] | undefined, into: unknown[][], base: number): Int8Array {
+  const n = at ? at.length : batch.numRows;
+  const changes = ((batch.flat?.(CHANGE_COLUMN) ?? batch.column(CHANGE_COLUMN))!.values as Int8Array).subarray(0, batch.numRows);
   for (let j = 0; j < columns.length; j++) {
     const c = columns[j];
-    const out = new Array<unknown>(at ? at.length : n);
-    values.push(out);
+    const out = into[j];
     const flat = batch.flat?.(c.name);
-    if (flat && decodeFlat(c.type, flat, at, out)) continue;
+    if (flat && decodeFlat(c.type, flat, at, out, base)) continue;
     const data = batch.column(c.name);
-    if (data) decodeData(c.type, data, at, out);
-    else out.fill(null);
+    if (data) decodeData(c.type, data, at, out, base);
+    else for (let k = 0; k < n; k++) out[base + k] = null;
   }
-  return { changes, values };
+  return changes;
 }
 
 /** An Arrow column → canonical values (null where invalid). */
 export function decodeColumn(t: ColumnType, vec: A.Vector): unknown[] {
-  if (vec.data.length !== 1) return decodeSlow(t, vec, undefined, new Array(vec.length));
+  if (vec.data.length !== 1) return decodeSlow(t, vec, undefined, new Array(vec.length), 0);
   const out = new Array(vec.length);
-  decodeData(t, vec.data[0], undefined, out);
+  decodeData(t, vec.data[0], undefined, out, 0);
   return out;
 }
 
-function decodeData(t: ColumnType, data: A.Data, at: number[] | undefined, out: unknown[]): void {
-  if (data.offset === 0 && decodeFlat(t, data, at, out)) return;
-  decodeSlow(t, new A.Vector([data]), at, out);
+function decodeData(t: ColumnType, data: A.Data, at: number[] | undefined, out: unknown[], base: number): void {
+  if (data.offset === 0 && decodeFlat(t, data, at, out, base)) return;
+  decodeSlow(t, new A.Vector([data]), at, out, base);
 }
 
-function decodeSlow(t: ColumnType, vec: A.Vector, at: number[] | undefined, out: unknown[]): unknown[] {
+function decodeSlow(t: ColumnType, vec: A.Vector, at: number[] | undefined, out: unknown[], base: number): unknown[] {
   const n = at ? at.length : vec.length;
   const hasNulls = vec.nullCount > 0;
   for (let k = 0; k < n; k++) {
     const i = at ? at[k] : k;
-    out[k] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
+    out[base + k] = hasNulls && !vec.isValid(i) ? null : fromArrowValue(t, vec.get(i));
   }
   return out;
 }
@@ -199,9 +210,10 @@ function decodeSlow(t: ColumnType, vec: A.Vector, at: number[] | undefined, out:
  * Scalar columns read straight from their buffers (replay decodes every
  * record it applies; Arrow's per-value `get` was most of that time), the rows
  * `at` or all, into `out`. False for types this does not handle
- * (nothing written); the caller then uses `get`.
+ * (nothing written); the caller then uses `get`. Row `at[k]` goes to
+ * `out[base + k]`.
  */
-function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out: unknown[]): boolean {
+function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out: unknown[], base: number): boolean {
   const n = at ? at.length : d.length;
   const bitmap = d.nullCount > 0 ? d.nullBitmap : undefined;
   const values = d.values as ArrayLike<unknown> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number };
@@ -209,13 +221,13 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out:
     case 'int32':
     case 'float32':
     case 'float64':
-      for (let k = 0; k < n; k++) out[k] = values[at ? at[k] : k];
+      for (let k = 0; k < n; k++) out[base + k] = values[at ? at[k] : k];
       break;
     case 'bool': {
       const bits = values as Uint8Array;
       for (let k = 0; k < n; k++) {
         const i = at ? at[k] : k;
-        out[k] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
+        out[base + k] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
       }
       break;
     }
@@ -227,7 +239,7 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out:
         const i = at ? at[k] : k;
         const hi = halves[2 * i + 1];
         // |hi| < 2^21 means a safe integer: no BigInt needed.
-        out[k] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
+        out[base + k] = hi > -2097152 && hi < 2097152 ? hi * 4294967296 + (halves[2 * i] >>> 0) : t.kind === 'timestamp' ? Number(values[i]) : fromArrowValue(t, values[i]);
       }
       break;
     }
@@ -244,19 +256,19 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out:
           const i = at ? at[k] : k;
           const a = offsets[i];
           const b = offsets[i + 1];
-          out[k] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
+          out[base + k] = b - a < 13 ? all.substring(a, b) : buf.toString('latin1', a, b);
         }
       } else {
         const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         for (let k = 0; k < n; k++) {
           const i = at ? at[k] : k;
-          out[k] = buf.toString('utf8', offsets[i], offsets[i + 1]);
+          out[base + k] = buf.toString('utf8', offsets[i], offsets[i + 1]);
         }
       }
       if (t.kind === 'json') {
         for (let k = 0; k < n; k++) {
           const i = at ? at[k] : k;
-          if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[k] = JSON.parse(out[k] as string);
+          if (!bitmap || (bitmap[i >> 3] >> (i & 7)) & 1) out[base + k] = JSON.parse(out[base + k] as string);
         }
       }
       break;
@@ -267,7 +279,7 @@ function decodeFlat(t: ColumnType, d: FlatColumn, at: number[] | undefined, out:
   if (bitmap) {
     for (let k = 0; k < n; k++) {
       const i = at ? at[k] : k;
-      if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[k] = null;
+      if (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) out[base + k] = null;
     }
   }
   return true;

@@ -12,7 +12,7 @@
 import { makeVector, type Vector } from 'apache-arrow';
 import { CHANGE_NAMES, decodeBatch, decodeIpc, type ChangeName } from './arrow-codec.js';
 import { frameOk, HEADER_BYTES, rawFrameOf, splitBody, type FrameMeta, type RawFrame } from './log.js';
-import { keyBatches, payloadOf, unionFrames, type UnionSource } from './union-read.js';
+import { keyBatches, keyColumns, payloadOf, unionFrames, type UnionSource } from './union-read.js';
 import type { Row, TableSchema } from './schema.js';
 
 /** One stored commit as Arrow columns (no row objects): `getChild` is null for a column the commit predates. */
@@ -36,6 +36,21 @@ export interface KeyRecord {
   /** Epoch ms, server clock at commit. */
   commitTime: number;
   row: Row;
+}
+
+/**
+ * One key's records as columns (`scanKeyColumns`): record i is at
+ * `offsets[i]`, of change type `changes[i]`, committed at `commitTimes[i]`
+ * (epoch ms), and `values[j][i]` is its canonical value of `columns[j]`.
+ * Only the first `count` entries count.
+ */
+export interface KeyColumns {
+  count: number;
+  offsets: Float64Array;
+  changes: Int8Array;
+  commitTimes: Float64Array;
+  columns: readonly string[];
+  values: unknown[][];
 }
 
 /** What subscribers get after each durable commit, in offset order. */
@@ -146,6 +161,22 @@ export async function* scanKey(t: TableReads, key: string, opts: { fromOffset?: 
   const hi = Math.min(lowerBound(all, to), lo + limit);
   if (lo >= hi) return;
   yield* keyBatches(src, t.schema(), key, all.slice(lo, hi), opts.columns ? new Set(opts.columns) : undefined);
+}
+
+/**
+ * `scanKey` as columns, with only `columns`' values (names of the current
+ * schema): what rebuilding an entity's state from its history reads, without
+ * an object per record. `[fromOffset, toOffset)`, offset order, a chunk per
+ * read.
+ */
+export async function* scanKeyColumns(t: TableReads, key: string, columns: readonly string[], opts: { fromOffset?: number; toOffset?: number } = {}): AsyncGenerator<KeyColumns> {
+  const src = t.union();
+  const to = Math.min(src.end, opts.toOffset ?? Infinity);
+  const all = t.offsetsOf(key);
+  const lo = lowerBound(all, opts.fromOffset ?? 0);
+  const hi = lowerBound(all, to);
+  if (lo >= hi) return;
+  yield* keyColumns(src, t.schema(), key, all.slice(lo, hi), columns);
 }
 
 /** The first index of ascending `xs` whose value is >= `x` (xs.length when none). */

@@ -13,7 +13,7 @@ import type { UnionSource } from './union-read.js';
 import { recoverTable, type Recovered } from './table-recover.js';
 import { TableWriter, type CommitListener, type CommitOptions, type WriteOp, type WriteResult } from './table-commit.js';
 import { tierStep, tieredCut, type StepLimits } from './table-tier.js';
-import { frameBytes, scan, scanArrow, scanBatches, scanKey, storedFrames, type TableReads } from './table-scan.js';
+import { frameBytes, scan, scanArrow, scanBatches, scanKey, scanKeyColumns, storedFrames, type TableReads } from './table-scan.js';
 import type { SegmentedLog } from './segments.js';
 import type { FrameIndex, KeyIndex } from './indexes.js';
 import type { PkState } from './pk-state.js';
@@ -222,6 +222,11 @@ export class Table {
   /** One key's records in offset order, an array at a time, through the key index (table-scan.ts). */
   scanKey(key: string, opts: Parameters<typeof scanKey>[2] = {}): ReturnType<typeof scanKey> {
     return scanKey(this.reads, key, opts);
+  }
+
+  /** One key's records as columns, only `columns`' values, through the key index (table-scan.ts). */
+  scanKeyColumns(key: string, columns: readonly string[], opts: Parameters<typeof scanKeyColumns>[3] = {}): ReturnType<typeof scanKeyColumns> {
+    return scanKeyColumns(this.reads, key, columns, opts);
   }
 
   /** The newest committed offset (-1 when empty) and the chain hash (hex) of the frame holding it: what a decision cites. */

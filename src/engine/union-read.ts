@@ -6,13 +6,13 @@
  * as the bytes the changelog stored, checksum checked, wherever it is read from.
  */
 import { makeVector } from 'apache-arrow';
-import { CHANGE_COLUMN, decodeBatch, decodeIpc } from './arrow-codec.js';
+import { CHANGE_COLUMN, decodeBatch, decodeIpc, decodeValues, decodeValuesInto } from './arrow-codec.js';
 import type { ColdTable, KeyMatch } from './cold-tier.js';
 import type { FrameIndex } from './indexes.js';
 import { CHAIN_GENESIS, CHAIN_HASH_BYTES, HEADER_BYTES, parseFrame, type FrameMeta } from './log.js';
 import type { CompiledColumn, Row, TableSchema } from './schema.js';
 import type { SegmentedLog } from './segments.js';
-import type { KeyRecord } from './table-scan.js';
+import type { KeyColumns, KeyRecord } from './table-scan.js';
 
 export interface UnionSource {
   frames: FrameIndex;
@@ -204,6 +204,108 @@ export async function* keyBatches(src: UnionSource, schema: TableSchema, key: st
   } finally {
     src.log.unpin();
   }
+}
+
+/**
+ * `keyBatches` as columns: the records at `wanted` (ascending offsets, all of
+ * one key), in offset order, with only the values of `columns` (all of them
+ * the schema's), a chunk per read (a run of hot frames, or the cold tier's
+ * query). No object is made per record: rebuilding an entity's state needs
+ * a few columns of each record, and 10,000 records, each with its row, were
+ * most of what reconstructing bench:audit's log entity allocated.
+ */
+export async function* keyColumns(src: UnionSource, schema: TableSchema, key: string, wanted: readonly number[], columns: readonly string[]): AsyncGenerator<KeyColumns> {
+  const cols = columns.map((name) => {
+    const c = schema.byName.get(name);
+    if (!c) throw new Error(`table "${schema.name}" has no column "${name}"`);
+    return c;
+  });
+  src.log.pin();
+  try {
+    let i = 0;
+    const coldBelow = src.coldBelow;
+    const match = src.cold && wanted.length && wanted[0] < coldBelow ? keyMatch(schema, key) : undefined;
+    if (match) {
+      let n = 0;
+      while (n < wanted.length && wanted[n] < coldBelow) n++;
+      const got = await coldKeyColumns(src.cold!, cols, match, wanted[0], wanted[n - 1] + 1, n);
+      let same = got.count === n;
+      for (let j = 0; same && j < n; j++) same = got.offsets[j] === wanted[j];
+      if (!same) throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${got.count} records, ${n} expected)`);
+      yield got;
+      i = n;
+    }
+    const idx: number[] = [];
+    for (let j = i; j < wanted.length; j++) {
+      const f = src.frames.find(wanted[j]);
+      if (idx[idx.length - 1] !== f) idx.push(f);
+    }
+    const at: number[] = [];
+    read: for await (const run of frameRuns(src, idx)) {
+      const lastMeta = run[run.length - 1].meta;
+      let n = i;
+      while (n < wanted.length && wanted[n] < lastMeta.firstOffset + lastMeta.count) n++;
+      const out = newColumns(columns, n - i);
+      let w = 0;
+      for (const { meta, bytes } of run) {
+        at.length = 0;
+        for (let j = i; j < wanted.length && wanted[j] < meta.firstOffset + meta.count; j++) at.push(wanted[j] - meta.firstOffset);
+        if (at.length === 0 || at[0] < 0) {
+          out.count = w;
+          if (w) yield out;
+          break read;
+        }
+        const changes = decodeValuesInto(decodeIpc(payloadOf(bytes)), cols, at, out.values, w);
+        for (let k = 0; k < at.length; k++, w++) {
+          out.offsets[w] = meta.firstOffset + at[k];
+          out.changes[w] = changes[at[k]];
+          out.commitTimes[w] = meta.commitTime;
+        }
+        i += at.length;
+      }
+      out.count = w;
+      if (w) yield out;
+    }
+    if (i < wanted.length) throw new Error(`no frame holds offset ${wanted[i]} of table "${schema.name}"`);
+  } finally {
+    src.log.unpin();
+  }
+}
+
+function newColumns(columns: readonly string[], n: number): KeyColumns {
+  return { count: n, offsets: new Float64Array(n), changes: new Int8Array(n), commitTimes: new Float64Array(n), columns, values: columns.map(() => new Array<unknown>(n)) };
+}
+
+/** `coldKeyRecords` as columns: one key's records in [from, to) from the cold tier, ascending by offset. */
+async function coldKeyColumns(cold: ColdTable, cols: CompiledColumn[], key: KeyMatch[], from: number, to: number, expected: number): Promise<KeyColumns> {
+  const parts: { offsets: number[]; changes: number[]; commits: number[]; values: unknown[][] }[] = [];
+  let n = 0;
+  for (const ipc of await cold.keyRecords(key, from, to, expected)) {
+    const stored = decodeIpc(ipc);
+    const m = stored.numRows;
+    const { values } = decodeValues(stored, cols);
+    const get = (name: string): number[] => {
+      const v = makeVector(stored.column(name)!);
+      const out = new Array<number>(m);
+      for (let k = 0; k < m; k++) out[k] = Number(v.get(k));
+      return out;
+    };
+    parts.push({ offsets: get('_asof_offset'), changes: get(CHANGE_COLUMN), commits: get('_asof_commit_time'), values });
+    n += m;
+  }
+  // The query's batches need not come in offset order: records are placed by a permutation sorted on offset.
+  const refs: [number, number][] = [];
+  parts.forEach((p, b) => p.offsets.forEach((_, k) => refs.push([b, k])));
+  refs.sort((x, y) => parts[x[0]].offsets[x[1]] - parts[y[0]].offsets[y[1]]);
+  const out = newColumns(cols.map((c) => c.name), n);
+  refs.forEach(([b, k], w) => {
+    const p = parts[b];
+    out.offsets[w] = p.offsets[k];
+    out.changes[w] = p.changes[k];
+    out.commitTimes[w] = p.commits[k];
+    for (let j = 0; j < cols.length; j++) out.values[j][w] = p.values[j][k];
+  });
+  return out;
 }
 
 /** One key's records from the cold tier in [from, to) (`expected` of them, by the key index), ascending by offset, rows decoded as the hot log's are. */

@@ -5,7 +5,8 @@
  *
  * The state of one (view, entity) is a small JSON-safe object (`EntityState`),
  * updated with `apply` (one record) or `applyAll` (a batch, the same result)
- * and read at a point in time with `evaluate`. What differs between the read modes is only which records are
+ * (apply-columns.ts: the same from records held as columns) and read at a
+ * point in time with `evaluate`. What differs between the read modes is only which records are
  * applied, and in what order (see `applyOrder` below):
  *   - "known" (online, audit, training with pointInTime "known"): the records
  *     committed by t, in commit (offset) order; a pk view then holds exactly
@@ -18,7 +19,10 @@ import { ChangeType } from '../engine/arrow-codec.js';
 import { toJsonValue, type Row, type TableSchema } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import { featureType, parseDuration, type FeatureViewDef } from './definitions.js';
+import { jsonSafe, safeAll } from './json-safe.js';
 import { aggregate, mergeSorted, upperBound, type AggSpec, type Entry } from './window.js';
+
+export { applyOrder, evaluateAt } from './point-in-time.js';
 
 export type FeatureStatus = 'PRESENT' | 'NOT_FOUND' | 'NULL_VALUE' | 'OUTSIDE_MAX_AGE';
 export type PointInTime = 'event' | 'known';
@@ -31,6 +35,20 @@ export interface SourceRecord {
   /** Epoch ms. */
   commitTime: number;
   row: Row;
+}
+
+/**
+ * Source records as columns (the audit's key reads: engine KeyColumns):
+ * record i is `offsets[i]`, `changes[i]`, `commitTimes[i]` (epoch ms), and
+ * `values[j][i]` its value of `columns[j]`; the first `count` count.
+ */
+export interface SourceColumns {
+  count: number;
+  offsets: ArrayLike<number>;
+  changes: ArrayLike<number>;
+  commitTimes: ArrayLike<number>;
+  columns: readonly string[];
+  values: readonly (readonly unknown[])[];
 }
 
 /** [event time ms, offset, values of the view's column features in order]. */
@@ -70,13 +88,13 @@ const newer = (et: number, off: number, v: { 0: number; 1: number } | undefined)
 export class ViewEvaluator {
   readonly features: CompiledFeature[];
   /** Source columns read by column features, in Version order. */
-  private readonly valueColumns: { name: string; type: ColumnType }[] = [];
+  readonly valueColumns: { name: string; type: ColumnType }[] = [];
   /** Source columns read by aggregates, in event-entry order. */
-  private readonly aggColumns: { name: string; type: ColumnType }[] = [];
+  readonly aggColumns: { name: string; type: ColumnType }[] = [];
   readonly maxWindowMs: number;
   readonly ttlMs?: number;
   readonly isPk: boolean;
-  private readonly eventTimeColumn?: string;
+  readonly eventTimeColumn?: string;
   /** Every source column `eventTimeOf`, `apply` and `applyAll` read: rows holding only these evaluate the same (`entityOf` reads the view's entity column besides). */
   readonly sourceColumns: string[];
   /** What `rowState` takes, by schema position: the column features' columns (Version order), then a pk table's event-time column if it has one. */
@@ -190,8 +208,16 @@ export class ViewEvaluator {
         }
       }
       if (this.hasAggregates && et > cutoff) {
-        const entry: Entry = [et, rec.offset];
-        for (const c of this.aggColumns) entry.push(jsonSafe(rec.row[c.name]));
+        // Made at its length: pushing a third element onto [et, offset] grew its store to 20 slots (10,000 events: 1.3 MB).
+        const k = this.aggColumns.length;
+        let entry: Entry;
+        if (k === 1) entry = [et, rec.offset, jsonSafe(rec.row[this.aggColumns[0].name])];
+        else {
+          entry = new Array(2 + k);
+          entry[0] = et;
+          entry[1] = rec.offset;
+          for (let c = 0; c < k; c++) entry[2 + c] = jsonSafe(rec.row[this.aggColumns[c].name]);
+        }
         events.push(entry);
       }
     }
@@ -237,7 +263,8 @@ export class ViewEvaluator {
     return this.readValues(row);
   }
   private readValues?: (row: Row) => unknown[];
-  private readonly readNames: string[];
+  /** What `rowState` takes, by name (see rowColumns). */
+  readonly readNames: string[];
 
   /** The view's feature values at time t (epoch ms) from a state built by `apply`. */
   evaluate(state: EntityState | undefined, t: number): Evaluated {
@@ -343,57 +370,4 @@ export class ViewEvaluator {
   toJson(i: number, value: unknown): unknown {
     return value === null || value === undefined ? null : toJsonValue(this.features[i].type, value);
   }
-}
-
-/** `jsonSafe` over values in place; primitives other than bigint (nearly every value) are left without a call. */
-function safeAll(values: unknown[]): unknown[] {
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (v === undefined || typeof v === 'bigint' || (v !== null && typeof v === 'object')) values[i] = jsonSafe(v);
-  }
-  return values;
-}
-
-/** bigint → decimal string, so states survive JSON. Everything else is already JSON-safe. */
-function jsonSafe(v: unknown): unknown {
-  if (v === undefined) return null;
-  if (typeof v === 'bigint') return v.toString();
-  if (v === null || typeof v !== 'object') return v;
-  // Lists and structs may hold int64 values beyond 2^53 too.
-  if (Array.isArray(v)) return v.some((x) => typeof x === 'bigint' || (x !== null && typeof x === 'object')) ? v.map(jsonSafe) : v;
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) out[k] = jsonSafe(x);
-  return out;
-}
-
-/**
- * The records of one entity in the order `apply` must see them for a read at
- * `pointInTime`, limited to what is visible at t: "known" — committed by t, in
- * offset order; "event" — event time <= t, in (event time, offset) order, -U
- * records dropped (a pk version is its +I/+U, or -D for absent).
- * Input: the entity's records in offset order.
- */
-export function applyOrder(ev: ViewEvaluator, records: SourceRecord[], t: number, mode: PointInTime): SourceRecord[] {
-  if (mode === 'known') {
-    const out: SourceRecord[] = [];
-    for (const r of records) {
-      if (r.commitTime > t) break;
-      out.push(r);
-    }
-    return out;
-  }
-  const keyed = records.filter((r) => r.change !== ChangeType.UPDATE_BEFORE).map((r) => ({ r, et: ev.eventTimeOf(r) }));
-  return keyed
-    .filter((x) => x.et <= t)
-    .sort((a, b) => a.et - b.et || a.r.offset - b.r.offset)
-    .map((x) => x.r);
-}
-
-/**
- * Evaluates one entity at one time from its records (offset order): the
- * reference path that audit and tests use. Online serving gets the same answer
- * incrementally; training sets get it with cursors over many label times.
- */
-export function evaluateAt(ev: ViewEvaluator, records: SourceRecord[], t: number, mode: PointInTime): Evaluated {
-  return ev.evaluate(ev.applyAll(undefined, applyOrder(ev, records, t, mode), t), t);
 }

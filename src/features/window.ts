@@ -23,17 +23,20 @@ export const after = (a: Entry, b: Entry): boolean => (a[0] as number) > (b[0] a
 const byTimeOffset = (a: Entry, b: Entry): number => (a[0] as number) - (b[0] as number) || (a[1] as number) - (b[1] as number);
 
 /**
- * Adds `add` (any order; reordered in place) to the sorted `list`, in place,
+ * Adds `add` (any order, reordered in place; ascending when `sorted` says
+ * so) to the sorted `list`, in place,
  * in O(k log k + d) for k added entries, d of the list's entries later than the
  * earliest added one: entries arrive late and out of order (a backfill, an
  * upload of old events), and inserting them one at a time was O(k * d)
  * (a 90k-event write for one entity took minutes). The usual case, entries
  * later than the whole list, is an append.
  */
-export function mergeSorted(list: Entry[], add: Entry[]): void {
+export function mergeSorted(list: Entry[], add: Entry[], sorted = false): void {
   const k = add.length;
   if (k === 0) return;
-  for (let i = 1; i < k; i++) {
+  // `sorted`: the caller saw `add` ascending as it built it (apply-columns.ts), so the check is skipped (10,000 calls of
+  // `after` were ~7% of reconstructing bench:audit's log entity).
+  for (let i = 1; !sorted && i < k; i++) {
     if (!after(add[i], add[i - 1])) {
       add.sort(byTimeOffset);
       break;
