@@ -98,17 +98,27 @@ export function aggregate(agg: AggSpec, events: Entry[], lo: number, hi: number)
     }
     return null;
   }
+  // One loop per function, each with one operation: audit replays sum a day's window of 10,000 events, and the shared
+  // loop (the function tested per event, the first value special) ran at ~45 ns an event.
+  const col = 2 + agg.input;
   let n = 0;
   let acc = 0;
-  for (let i = lo; i < hi; i++) {
-    const raw = events[i][2 + agg.input];
-    if (raw === null) continue;
-    const v = Number(raw);
-    if (n === 0) acc = agg.fn === 'min' || agg.fn === 'max' ? v : 0;
-    if (agg.fn === 'sum' || agg.fn === 'avg') acc += v;
-    else if (agg.fn === 'min') acc = Math.min(acc, v);
-    else acc = Math.max(acc, v);
-    n++;
+  if (agg.fn === 'sum' || agg.fn === 'avg') {
+    for (let i = lo; i < hi; i++) {
+      const raw = events[i][col];
+      if (raw === null) continue;
+      acc += typeof raw === 'number' ? raw : Number(raw);
+      n++;
+    }
+  } else {
+    const min = agg.fn === 'min';
+    for (let i = lo; i < hi; i++) {
+      const raw = events[i][col];
+      if (raw === null) continue;
+      const v = typeof raw === 'number' ? raw : Number(raw);
+      acc = n === 0 ? v : min ? Math.min(acc, v) : Math.max(acc, v);
+      n++;
+    }
   }
   if (n === 0) return null;
   return agg.fn === 'avg' ? acc / n : acc;
