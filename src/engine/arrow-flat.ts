@@ -27,7 +27,8 @@ import type { StoredBatch } from './arrow-decode.js';
 
 /** Whether a stream's last message ends at `end`: nothing after it, or the end-of-stream marker. */
 export function endsStream(bytes: Uint8Array, end: number): boolean {
-  return end === bytes.length || (end + 8 === bytes.length && new DataView(bytes.buffer, bytes.byteOffset + end, 8).getInt32(4, true) === 0);
+  // The marker's length (int32 at end + 4) is zero: its four bytes read as they are, no DataView made (this runs once a frame).
+  return end === bytes.length || (end + 8 === bytes.length && (bytes[end + 4] | bytes[end + 5] | bytes[end + 6] | bytes[end + 7]) === 0);
 }
 
 /**
@@ -160,12 +161,18 @@ function readBatchHeader(meta: Uint8Array): BatchHeader | undefined {
     const at = v.getUint16(vtable + 4 + 2 * i, true);
     return at ? table + at : 0;
   };
-  const vector = (at: number, into: number[]): void => {
-    if (!at) return;
+  /** A vector of 16-byte structs (two int64 each) as 2n numbers, in an array made at its length (not grown push by push). */
+  const vector = (at: number): number[] => {
+    if (!at) return [];
     const start = at + u32(at);
     const n = u32(start);
     if (start + 4 + 16 * n > meta.byteLength) throw new RangeError('vector out of bounds');
-    for (let k = 0; k < n; k++) into.push(i64(start + 4 + 16 * k), i64(start + 12 + 16 * k));
+    const out = new Array<number>(2 * n);
+    for (let k = 0; k < n; k++) {
+      out[2 * k] = i64(start + 4 + 16 * k);
+      out[2 * k + 1] = i64(start + 12 + 16 * k);
+    }
+    return out;
   };
   try {
     const root = u32(0);
@@ -176,9 +183,7 @@ function readBatchHeader(meta: Uint8Array): BatchHeader | undefined {
     if (field(rb, 3)) return undefined;
     const bodyLength = field(root, 3);
     const length = field(rb, 0);
-    const out: BatchHeader = { bodyLength: bodyLength ? i64(bodyLength) : 0, length: length ? i64(length) : 0, nodes: [], buffers: [] };
-    vector(field(rb, 1), out.nodes);
-    vector(field(rb, 2), out.buffers);
+    const out: BatchHeader = { bodyLength: bodyLength ? i64(bodyLength) : 0, length: length ? i64(length) : 0, nodes: vector(field(rb, 1)), buffers: vector(field(rb, 2)) };
     if (out.bodyLength < 0 || out.length < 0 || out.nodes.some((x) => x < 0) || out.buffers.some((x) => x < 0)) return undefined;
     return out;
   } catch {
