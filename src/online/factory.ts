@@ -8,9 +8,9 @@ import { EmbeddedOnlineStore } from './embedded.js';
 import type { OnlineStore } from './store.js';
 
 /** A lookup waits at most this long for Redis before answering 503, ms. */
-const READ_TIMEOUT_MS = 500;
+export const READ_TIMEOUT_MS = 500;
 /** Materializer writes (a commit can be large) and definitions, ms. A hung Redis delays one acknowledgement by at most this; later ones go through at once while the view recovers. */
-const WRITE_TIMEOUT_MS = 3000;
+export const WRITE_TIMEOUT_MS = 3000;
 
 export interface OnlineBackend {
   store: OnlineStore;
