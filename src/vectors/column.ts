@@ -18,13 +18,14 @@
  */
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import type * as lancedb from '@lancedb/lancedb';
 import type { Logger } from '../logger.js';
 import type { Commit, Table } from '../engine/table.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 import type { Metric } from './distance.js';
 import { HotApplier, Segment, type HotEntry, vectorOf } from './hot.js';
-import { filterColumns, LanceVectors, type IndexParams, type StoredRow } from './lance-store.js';
+import { lanceTableNames, VectorStore, type VersionHandle } from './lance-client.js';
+import type { VectorConn } from './lance-ops.js';
+import { filterColumns, type IndexParams, type StoredRow } from './lance-store.js';
 
 export interface ColumnOptions {
   /** How often records are moved from memory into Lance, ms. */
@@ -60,7 +61,7 @@ export class VectorColumn {
   private sealed: Segment[] = [];
   readonly applier: HotApplier;
   /** Read-only handles on older Lance versions (asOf), a few kept open. */
-  private readonly versionHandles = new Map<number, Promise<lancedb.Table>>();
+  private readonly versionHandles = new Map<number, Promise<VersionHandle>>();
   private position!: Position;
   private chain: Promise<void> = Promise.resolve();
   private timer?: NodeJS.Timeout;
@@ -71,7 +72,7 @@ export class VectorColumn {
   coverage = { lance: 0, indexed: 0 };
   /** The metric the current index was trained for, undefined without an index. */
   indexMetric?: Metric;
-  lance!: LanceVectors;
+  lance!: VectorStore;
   /** Highest offset applied to memory. */
   applied = -1;
   ready: Promise<void>;
@@ -80,7 +81,7 @@ export class VectorColumn {
     readonly table: Table,
     readonly column: string,
     readonly metric: Metric,
-    private readonly connect: () => Promise<lancedb.Connection>,
+    private readonly conn: VectorConn,
     private readonly stateDir: string,
     private readonly opts: ColumnOptions,
     private readonly logger: Logger,
@@ -115,16 +116,13 @@ export class VectorColumn {
     return this.active.size + this.sealed.reduce((n, s) => n + s.size, 0);
   }
 
-  private db!: lancedb.Connection;
-
   private async start(): Promise<void> {
-    this.db = await this.connect();
     const saved = await readJson<Position | null>(this.positionPath, null);
-    const names = await this.db.tableNames();
+    const names = await lanceTableNames(this.conn);
     const fresh = !saved || saved.lineage !== this.lineage || !names.includes(this.name);
     if (fresh && saved) this.logger.warn({ column: this.name }, 'vector state does not match its table; rebuilding it from the changelog');
     this.position = fresh ? { lineage: this.lineage, offset: -1, versions: [], trainedRows: 0 } : saved;
-    this.lance = await LanceVectors.open(this.db, this.name, this.dim, this.table.schema.columns, fresh);
+    this.lance = await VectorStore.open(this.conn, this.name, this.dim, this.table.schema.columns, fresh);
     if (!this.pk && !fresh) await this.lance.deleteAfter(this.position.offset);
     const stats = await this.lance.indexStats().catch(() => undefined);
     this.indexMetric = stats?.metric as Metric | undefined;
@@ -288,7 +286,7 @@ export class VectorColumn {
   }
 
   /** A handle on Lance version `version` (kept for the next asOf searches; the oldest of five goes). */
-  tableAt(version: number): Promise<lancedb.Table> {
+  tableAt(version: number): Promise<VersionHandle> {
     let h = this.versionHandles.get(version);
     if (!h) {
       h = this.lance.at(version);
@@ -297,7 +295,7 @@ export class VectorColumn {
       if (this.versionHandles.size > 4) {
         const [oldest, p] = this.versionHandles.entries().next().value!;
         this.versionHandles.delete(oldest);
-        void p.then((t) => t.close(), () => undefined);
+        void p.then((t) => this.lance.closeVersion(t), () => undefined).catch(() => undefined);
       }
     }
     return h;
@@ -309,8 +307,8 @@ export class VectorColumn {
     this.unsubscribe?.();
     await this.ready.catch(() => undefined);
     await this.chain.catch(() => undefined);
-    for (const h of this.versionHandles.values()) await h.then((t) => t.close(), () => undefined);
-    this.lance?.close();
+    for (const h of this.versionHandles.values()) await h.then((t) => this.lance.closeVersion(t), () => undefined).catch(() => undefined);
+    await this.lance?.close().catch(() => undefined);
   }
 
   /** Forgets the state on disk (the next start rebuilds it). */

@@ -1,6 +1,7 @@
 /**
  * One vector column's search state in a Lance dataset, through LanceDB's
- * public API. A row per searchable version:
+ * public API. Runs in the process's LanceDB thread only (engine/lance-host.ts;
+ * lance-ops.ts calls it there, lance-client.ts asks from the main thread). A row per searchable version:
  *   _asof_key     canonical key (pk tables and keyed log tables), else the offset
  *   _asof_offset  the changelog offset that wrote this version
  *   _asof_commit  its commit time, epoch ms
@@ -78,10 +79,13 @@ function arrowType(kind: string): DataType {
   }
 }
 
-/** The filterable columns of a table (stored typed beside the vector). */
-export const filterColumns = (columns: CompiledColumn[]): CompiledColumn[] => columns.filter((c) => FILTERABLE.has(c.type.kind));
+/** A column as the store needs it (what crosses to the LanceDB thread). */
+export type StoreColumn = { name: string; type: { kind: CompiledColumn['type']['kind'] } };
 
-export function lanceSchema(dim: number, columns: CompiledColumn[]): Schema {
+/** The filterable columns of a table (stored typed beside the vector). */
+export const filterColumns = <C extends StoreColumn>(columns: C[]): C[] => columns.filter((c) => FILTERABLE.has(c.type.kind));
+
+export function lanceSchema(dim: number, columns: StoreColumn[]): Schema {
   return new Schema([
     new Field('_asof_key', new Utf8(), false),
     new Field('_asof_offset', new Int64(), false),
@@ -103,7 +107,7 @@ export class LanceVectors {
   ) {}
 
   /** Opens the dataset, or creates it empty; `fresh` drops what was there (a rebuild). */
-  static async open(db: lancedb.Connection, name: string, dim: number, columns: CompiledColumn[], fresh: boolean): Promise<LanceVectors> {
+  static async open(db: lancedb.Connection, name: string, dim: number, columns: StoreColumn[], fresh: boolean): Promise<LanceVectors> {
     await lanceModule();
     const schema = lanceSchema(dim, columns);
     const exists = (await db.tableNames()).includes(name);
@@ -118,7 +122,7 @@ export class LanceVectors {
   }
 
   /** Schema evolution: columns added to the table are added to the dataset as all-null (instant in Lance). */
-  async addMissingColumns(columns: CompiledColumn[]): Promise<void> {
+  async addMissingColumns(columns: StoreColumn[]): Promise<void> {
     const have = new Set((await this.table.schema()).fields.map((f) => f.name));
     const missing = filterColumns(columns).filter((c) => !have.has(c.name));
     if (missing.length) await this.table.addColumns(missing.map((c) => new Field(c.name, arrowType(c.type.kind), true)));
@@ -188,7 +192,8 @@ export class LanceVectors {
     const res: Candidate[] = new Array(out.numRows);
     for (let i = 0; i < out.numRows; i++) {
       const v = vecs.get(i) as { toArray(): Float32Array };
-      res[i] = { key: keys.get(i) as string, offset: Number(offs.get(i)), commitTime: Number(commits.get(i)), rowJson: rows.get(i) as string, vector: v.toArray() };
+      // Copied: a view would carry its whole batch's buffer to the main thread.
+      res[i] = { key: keys.get(i) as string, offset: Number(offs.get(i)), commitTime: Number(commits.get(i)), rowJson: rows.get(i) as string, vector: v.toArray().slice() };
     }
     return res;
   }

@@ -10,13 +10,13 @@
  * distance is recomputed exactly (distance.ts): index and memory rows sort on
  * one scale, in the right order.
  */
-import type * as lancedb from '@lancedb/lancedb';
 import type { Row } from '../engine/schema.js';
 import type { VectorColumn, VersionMark } from './column.js';
 import { DISTANCE, type Metric } from './distance.js';
 import type { CompiledFilter } from './filter.js';
 import { scoreHot, Segment, type Scored } from './hot.js';
-import { LanceVectors, type IndexParams } from './lance-store.js';
+import type { VersionHandle } from './lance-client.js';
+import type { IndexParams } from './lance-store.js';
 
 export interface ColumnQuery {
   vector: Float32Array;
@@ -60,7 +60,7 @@ export async function searchColumn(col: VectorColumn, q: ColumnQuery, params: In
   const offset = col.applied;
   const segments = col.segments();
   const plan = planOf(col, q.metric);
-  const hits = await merge(col, segments, col.lance.table, q, params, plan);
+  const hits = await merge(col, segments, { version: undefined }, q, params, plan);
   return { hits, offset, plan };
 }
 
@@ -73,7 +73,7 @@ function planOf(col: VectorColumn, metric: Metric): SearchPlan {
 async function searchAsOf(col: VectorColumn, q: ColumnQuery, params: IndexParams, at: number): Promise<ColumnAnswer> {
   let mark: VersionMark | undefined;
   for (const m of col.marks) if (m.commitTime <= at) mark = m;
-  let base: lancedb.Table | undefined;
+  let base: VersionHandle | undefined;
   if (mark) base = await col.tableAt(mark.version).catch(() => undefined);
   if (!base) mark = undefined;
   const overlay = new Segment();
@@ -88,11 +88,12 @@ async function searchAsOf(col: VectorColumn, q: ColumnQuery, params: IndexParams
     return { hits, offset, plan: { index: 'exact', reason: 'asOf is older than the Lance versions kept: the changelog was scanned', asOfSource: 'changelog' } };
   }
   const plan: SearchPlan = { ...planOf(col, q.metric), asOfSource: 'lance', lanceVersion: mark!.version };
-  const hits = await merge(col, [overlay], base, q, params, plan);
+  const hits = await merge(col, [overlay], { version: base }, q, params, plan);
   return { hits, offset, plan };
 }
 
-async function merge(col: VectorColumn, segments: Segment[], lance: lancedb.Table | undefined, q: ColumnQuery, params: IndexParams, plan: SearchPlan): Promise<Hit[]> {
+/** `lance`: search the column's Lance dataset too, at its current version or at `version`; undefined: memory only. */
+async function merge(col: VectorColumn, segments: Segment[], lance: { version: VersionHandle | undefined } | undefined, q: ColumnQuery, params: IndexParams, plan: SearchPlan): Promise<Hit[]> {
   const dist = DISTANCE[q.metric];
   const pk = col.pk;
   const { scored, newest } = scoreHot(segments, pk, col.column, q.vector, dist, q.filter?.test);
@@ -105,7 +106,7 @@ async function merge(col: VectorColumn, segments: Segment[], lance: lancedb.Tabl
     // Room for stale versions of keys rewritten in memory (none once flushed), and a few more candidates so the exact re-ranking below corrects the index's quantized distances.
     let limit = q.k + Math.min(newest.size, q.k) + Math.ceil(q.k / 2);
     for (;;) {
-      const cands = await LanceVectors.search(lance, { vector: q.vector, limit, metric: q.metric, where: q.filter?.sql, exact, params });
+      const cands = await col.lance.search(lance.version, { vector: q.vector, limit, metric: q.metric, where: q.filter?.sql, exact, params });
       const useful = pk ? cands.filter((c) => (newest.get(c.key) ?? -1) < c.offset) : cands;
       if (useful.length < q.k && cands.length === limit) {
         limit *= 4;

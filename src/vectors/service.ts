@@ -5,8 +5,8 @@
  * hits, the token they reflect and, when asked, each hit's online features
  * exactly as the online service answers them for `GET /features/{key}`.
  */
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import type * as lancedb from '@lancedb/lancedb';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { parseTimestamp, type TableSchema } from '../engine/schema.js';
@@ -16,7 +16,9 @@ import type { OnlineService } from '../online/service.js';
 import { VectorColumn, type ColumnOptions } from './column.js';
 import { DEFAULT_METRIC, type Metric } from './distance.js';
 import { compileFilter, type Filter } from './filter.js';
-import { lanceModule, type IndexParams } from './lance-store.js';
+import { lanceDisconnect } from './lance-client.js';
+import type { VectorConn } from './lance-ops.js';
+import type { IndexParams } from './lance-store.js';
 import { searchColumn, type SearchPlan } from './search.js';
 
 export interface VectorSearchRequest {
@@ -63,7 +65,8 @@ export class VectorService {
   private readonly columns = new Map<string, VectorColumn>();
   private readonly index: IndexParams;
   private unlisten?: () => void;
-  private db?: Promise<lancedb.Connection>;
+  /** The Lance connection, made in the LanceDB thread when the first vector column opens. */
+  private readonly conn: VectorConn;
 
   private constructor(
     private readonly engine: Engine,
@@ -72,6 +75,7 @@ export class VectorService {
     private readonly logger: Logger,
   ) {
     this.index = { ...DEFAULT_INDEX, ...opts.index };
+    this.conn = { id: randomUUID(), uri: opts.uri, storageOptions: opts.storageOptions };
   }
 
   static async open(engine: Engine, online: Pick<OnlineService, 'plan' | 'evaluate'>, opts: VectorServiceOptions, logger: Logger): Promise<VectorService> {
@@ -82,17 +86,13 @@ export class VectorService {
     return s;
   }
 
-  /** The Lance connection, made when the first vector column opens. */
-  private connection = (): Promise<lancedb.Connection> =>
-    (this.db ??= lanceModule().then((m) => m.connect(this.opts.uri, this.opts.storageOptions ? { storageOptions: this.opts.storageOptions } : undefined)));
-
   /** Opens a VectorColumn for each vector column of `table` not open yet. */
   private sync(table: string): void {
     const t = this.engine.table(table);
     for (const c of t.schema.columns) {
       if (c.type.kind !== 'vector' || this.columns.has(`${table}.${c.name}`)) continue;
       const metric = (t.schema.def.columns.find((d) => d.name === c.name)?.metric ?? DEFAULT_METRIC) as Metric;
-      this.columns.set(`${table}.${c.name}`, new VectorColumn(t, c.name, metric, this.connection, this.opts.stateDir, { ...this.opts, index: this.index }, this.logger));
+      this.columns.set(`${table}.${c.name}`, new VectorColumn(t, c.name, metric, this.conn, this.opts.stateDir, { ...this.opts, index: this.index }, this.logger));
     }
   }
 
@@ -161,7 +161,7 @@ export class VectorService {
   async close(): Promise<void> {
     this.unlisten?.();
     await Promise.all([...this.columns.values()].map((c) => c.close()));
-    await this.db?.then((d) => d.close(), () => undefined);
+    await lanceDisconnect(this.conn).catch(() => undefined);
   }
 }
 

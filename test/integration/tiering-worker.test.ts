@@ -1,9 +1,10 @@
 /**
- * Tiering runs in the cold tier's worker thread (cold-thread.ts): LanceDB is
- * never loaded on the main thread, the worker answering is not the main
- * thread, and a worker that dies in the middle of a tiering step is reported
- * (logged, counted as a failed step) and the step is retried by a new worker,
- * with every record tiered exactly once.
+ * Tiering runs in the process's LanceDB thread (lance-host.ts, through
+ * cold-thread.ts): LanceDB is never loaded on the main thread, the thread
+ * answering is not the main thread, a thread that dies in the middle of a
+ * tiering step is reported (logged, counted as a failed step) and the step is
+ * retried by a new one, with every record tiered exactly once, and every cold
+ * tier of the process shares the thread, which no close stops.
  *
  * This file imports nothing that loads LanceDB: each test file runs in its
  * own process, so the main thread's module cache shows what it loaded.
@@ -147,20 +148,44 @@ test('a tiering step fills up: records past ASOF_TIER_AFTER wait (up to half of 
   }
 });
 
-test('closing the cold tier lets its worker exit by itself after Lance is closed, not terminated under LanceDB', async () => {
+test('every cold tier of the process shares one LanceDB thread, which no close stops', async () => {
   const dir = await tempDir();
   const { logger, lines } = captureLogger();
-  const cold = openColdThread(join(dir.path, 'lance'), {}, logger);
-  const engine = await open(dir.path, cold, logger);
+  const a = openColdThread(join(dir.path, 'a', 'lance'), {}, logger);
+  const b = openColdThread(join(dir.path, 'b', 'lance'), {}, logger);
+  const ea = await open(join(dir.path, 'a'), a, logger);
+  const eb = await open(join(dir.path, 'b'), b, logger);
+  let thread: number | undefined;
+  let starts = 0;
   try {
-    for (let b = 0; b < 5; b++) await engine.writable('events').write(rowsOf(b, 50), 'upsert');
-    await until('records tiered', () => engine.table('events').tieredEnd === 250);
+    for (let n = 0; n < 5; n++) {
+      await ea.writable('events').write(rowsOf(n, 50), 'upsert');
+      await eb.writable('events').write(rowsOf(n, 50), 'upsert');
+    }
+    await until('records tiered', () => ea.table('events').tieredEnd === 250 && eb.table('events').tieredEnd === 250);
+    thread = a.threadId;
+    starts = a.starts;
+    assert.ok(thread !== undefined && thread !== threadId);
+    assert.equal(b.threadId, thread, 'two engines, one LanceDB thread');
+    await ea.close();
+    await eb.writable('events').write(rowsOf(5, 50), 'upsert');
+    await until('records tiered after the other engine closed', () => eb.table('events').tieredEnd === 300);
+    assert.equal(b.threadId, thread, 'closing one engine leaves the thread to the other');
   } finally {
-    await engine.close();
+    await ea.close();
+    await eb.close();
+  }
+  // A third cold tier, after both closed: the same thread, still running (idle and unref'd: it keeps no process alive).
+  const c = openColdThread(join(dir.path, 'a', 'lance'), {}, logger);
+  const ec = await open(join(dir.path, 'a'), c, logger);
+  try {
+    assert.equal(ec.table('events').tieredEnd, 250, 'the tiered end read back');
+    assert.equal(c.threadId, thread, 'no new thread after every tier closed');
+    assert.equal(c.starts, starts);
+  } finally {
+    await ec.close();
     await dir.cleanup();
   }
-  // A worker stopped by terminate() exits with code 1; one that ran out of work, 0.
-  assert.equal(cold.lastExitCode, 0, 'the worker exited by itself');
-  assert.equal(cold.threadId, undefined, 'no worker left running');
-  assert.deepEqual(lines.filter((l) => l.level === 'error').map((l) => l.msg), [], 'the exit is not logged as a death');
+  assert.equal(c.threadId, thread, 'closing stops no thread');
+  assert.deepEqual(lines.filter((l) => l.level === 'error').map((l) => l.msg), [], 'nothing logged as a death');
 });

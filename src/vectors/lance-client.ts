@@ -1,0 +1,151 @@
+/**
+ * A vector column's Lance dataset as the main thread sees it: every call runs
+ * in the process's LanceDB thread (engine/lance-host.ts; lance-ops.ts answers
+ * there), which the cold tier shares: LanceDB loaded on the main thread as
+ * well crashes the process (lance-host.ts says why). A store opened under a
+ * thread that has died since opens again (never fresh) before its next call.
+ */
+import type { CompiledColumn } from '../engine/schema.js';
+import { hostModule, lanceHost } from '../engine/lance-host.js';
+import type { Metric } from './distance.js';
+import type { StoreMethod, VectorConn } from './lance-ops.js';
+import type { Candidate, IndexParams, StoredRow, StoreColumn } from './lance-store.js';
+
+const OPS = hostModule('./lance-ops', import.meta.url);
+
+/** A column as it crosses to the LanceDB thread: its name and type kind only. */
+const plain = (columns: CompiledColumn[]): StoreColumn[] => columns.map((c) => ({ name: c.name, type: { kind: c.type.kind } }));
+
+/** Rows as they cross: each vector copied, so a view does not carry its whole buffer along. */
+const sendable = (rows: StoredRow[]): StoredRow[] => rows.map((r) => ({ ...r, vector: r.vector.slice() }));
+
+/** The dataset names at `conn`. */
+export function lanceTableNames(conn: VectorConn): Promise<string[]> {
+  return lanceHost().call<string[]>(OPS, 'tableNames', [conn]);
+}
+
+/** Closes the connection `conn` in the LanceDB thread (if it runs). */
+export async function lanceDisconnect(conn: VectorConn): Promise<void> {
+  if (lanceHost().threadId !== undefined) await lanceHost().call(OPS, 'disconnect', [conn]);
+}
+
+/** A read-only handle on an older version of a store (asOf searches). */
+export interface VersionHandle {
+  id: number;
+  generation: number;
+}
+
+export class VectorStore {
+  private constructor(
+    private readonly conn: VectorConn,
+    readonly name: string,
+    private readonly dim: number,
+    private columns: StoreColumn[],
+    private handle: number,
+    private generation: number,
+  ) {}
+
+  /** Opens the dataset, or creates it empty; `fresh` drops what was there (a rebuild). */
+  static async open(conn: VectorConn, name: string, dim: number, columns: CompiledColumn[], fresh: boolean): Promise<VectorStore> {
+    const host = lanceHost();
+    const generation = await host.ready();
+    const cols = plain(columns);
+    const handle = await host.call<number>(OPS, 'open', [conn, name, dim, cols, fresh]);
+    return new VectorStore(conn, name, dim, cols, handle, generation);
+  }
+
+  /** The store's handle in the current LanceDB thread (opened again after a thread's death). */
+  private async current(): Promise<number> {
+    const host = lanceHost();
+    const g = await host.ready();
+    if (g !== this.generation) {
+      this.handle = await host.call<number>(OPS, 'open', [this.conn, this.name, this.dim, this.columns, false]);
+      this.generation = g;
+    }
+    return this.handle;
+  }
+
+  private async call<T>(method: StoreMethod, ...args: unknown[]): Promise<T> {
+    return lanceHost().call<T>(OPS, 'call', [await this.current(), method, args]);
+  }
+
+  /** Schema evolution: columns added to the table are added to the dataset as all-null (instant in Lance). */
+  addMissingColumns(columns: CompiledColumn[]): Promise<void> {
+    this.columns = plain(columns);
+    return this.call('addMissingColumns', this.columns);
+  }
+
+  /** pk tables: the latest version of each key (insert or replace), one commit. */
+  upsert(rows: StoredRow[]): Promise<void> {
+    return rows.length === 0 ? Promise.resolve() : this.call('upsert', sendable(rows));
+  }
+
+  /** Log tables: appends record versions. */
+  append(rows: StoredRow[]): Promise<void> {
+    return rows.length === 0 ? Promise.resolve() : this.call('append', sendable(rows));
+  }
+
+  deleteKeys(keys: string[]): Promise<void> {
+    return keys.length === 0 ? Promise.resolve() : this.call('deleteKeys', keys);
+  }
+
+  /** Drops versions written after `offset` (a crash between a Lance commit and the position file). */
+  deleteAfter(offset: number): Promise<void> {
+    return this.call('deleteAfter', offset);
+  }
+
+  version(): Promise<number> {
+    return this.call('version');
+  }
+
+  countRows(where?: string): Promise<number> {
+    return this.call('countRows', where);
+  }
+
+  /** The vector index's statistics, undefined when there is none. */
+  async indexStats(): Promise<{ indexed: number; unindexed: number; metric?: string; type: string } | undefined> {
+    return (await this.call<{ indexed: number; unindexed: number; metric?: string; type: string } | null>('indexStats')) ?? undefined;
+  }
+
+  /** Trains the vector index over the current rows (replacing one there). Slow: run in the background. */
+  buildIndex(metric: Metric, kind: IndexParams['kind'], rows: number): Promise<void> {
+    return this.call('buildIndex', metric, kind, rows);
+  }
+
+  ensureKeyIndex(): Promise<void> {
+    return this.call('ensureKeyIndex');
+  }
+
+  /** Compacts small fragments and adds new rows to the indexes; removes versions older than `cleanupOlderThan`. */
+  optimize(cleanupOlderThan: Date): Promise<void> {
+    return this.call('optimize', cleanupOlderThan);
+  }
+
+  versions(): Promise<number[]> {
+    return this.call('versions');
+  }
+
+  /** A handle on version `version` (asOf searches); close it with closeVersion. */
+  async at(version: number): Promise<VersionHandle> {
+    const h = await this.current();
+    return { id: await lanceHost().call<number>(OPS, 'at', [h, version]), generation: this.generation };
+  }
+
+  async closeVersion(v: VersionHandle): Promise<void> {
+    if (v.generation === lanceHost().generation && lanceHost().threadId !== undefined) await lanceHost().call(OPS, 'closeVersion', [v.id]);
+  }
+
+  /**
+   * Nearest rows by `metric`, of the current version or of `version` (lance-store.ts's LanceVectors.search):
+   * a version handle from a thread that has died since fails, and the caller scans the changelog instead.
+   */
+  async search(version: VersionHandle | undefined, q: { vector: Float32Array; limit: number; metric: Metric; where?: string; exact: boolean; params: IndexParams }): Promise<Candidate[]> {
+    const h = await this.current();
+    if (version && version.generation !== this.generation) throw new Error('the LanceDB thread that opened this version has stopped');
+    return lanceHost().call<Candidate[]>(OPS, 'search', [h, version?.id, q]);
+  }
+
+  async close(): Promise<void> {
+    if (this.generation === lanceHost().generation && lanceHost().threadId !== undefined) await lanceHost().call(OPS, 'close', [this.handle]);
+  }
+}
