@@ -7,12 +7,16 @@
  * built on napi-rs 3.9.4, whose custom GC hands every Buffer a native call
  * drops off the JS thread to ONE process-wide threadsafe function, the first
  * isolate's (napi-rs/napi-rs#3357, fixed in napi 3.10). A second isolate's
- * buffers are then released in the first one's heap (V8 aborts, "free():
- * invalid next size", segfaults: two-workers and main-worker crashed in
- * scripts/lance-crash.mjs, bench/RESULTS.md session 14); once the first
- * isolate is gone, the others' buffers are never released. So the main thread
- * never loads LanceDB, and this thread lives as long as the process: it is
- * unref'd while idle, so it keeps no process alive.
+ * buffers are then released in the first one's heap from another thread (a
+ * use-after-free; scripts/lance-crash.mjs's two-workers and main-worker did
+ * not crash in 100 runs, but the "free(): invalid next size" and segfaults
+ * bench:audit showed with two cold workers fit it); once the first isolate
+ * is gone, the others' buffers are never released. What did crash in that
+ * script (bench/RESULTS.md, session 14) is a worker terminated under native
+ * calls (17 and 18 of 20 runs): their promises resolve into the torn-down
+ * isolate. So the main thread never loads LanceDB, nothing terminates this
+ * thread, and it lives as long as the process: it is unref'd while idle, so
+ * it keeps no process alive.
  *
  * Requests name a module (its URL; the host imports it once) and one of its
  * exported handlers, which answers `{ value, transfer? }`. A thread that dies
