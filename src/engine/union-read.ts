@@ -183,19 +183,13 @@ export async function* keyBatches(src: UnionSource, schema: TableSchema, key: st
       const expect = wanted.filter((o) => o < coldBelow);
       const recs = await coldKeyRecords(src.cold!, schema.columns, match, expect[0], expect[expect.length - 1] + 1, expect.length, only);
       if (recs.length !== expect.length || recs.some((r, j) => r.offset !== expect[j])) {
-        throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${recs.length} records, ${expect.length} expected)`);
+        throw coldMismatch(schema, key, recs.length, expect.length);
       }
       yield recs;
       i = expect.length;
     }
-    // The frames holding the rest, each once.
-    const idx: number[] = [];
-    for (let j = i; j < wanted.length; j++) {
-      const f = src.frames.find(wanted[j]);
-      if (idx[idx.length - 1] !== f) idx.push(f);
-    }
     // One array per read (frameRuns), not per frame.
-    read: for await (const run of frameRuns(src, idx)) {
+    read: for await (const run of frameRuns(src, framesHolding(src, wanted, i))) {
       const out: KeyRecord[] = [];
       for (const { meta, bytes } of run) {
         const at: number[] = [];
@@ -241,18 +235,13 @@ export async function* keyColumns(src: UnionSource, schema: TableSchema, key: st
       const got = await coldKeyColumns(src.cold!, cols, match, wanted[0], wanted[n - 1] + 1, n);
       let same = got.count === n;
       for (let j = 0; same && j < n; j++) same = got.offsets[j] === wanted[j];
-      if (!same) throw new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${got.count} records, ${n} expected)`);
+      if (!same) throw coldMismatch(schema, key, got.count, n);
       yield got;
       i = n;
     }
-    const idx: number[] = [];
-    for (let j = i; j < wanted.length; j++) {
-      const f = src.frames.find(wanted[j]);
-      if (idx[idx.length - 1] !== f) idx.push(f);
-    }
     const at: number[] = [];
     // Values are copied out of the frames (numbers, and strings made from the bytes), so one read buffer serves every run.
-    read: for await (const run of frameRuns(src, idx, {})) {
+    read: for await (const run of frameRuns(src, framesHolding(src, wanted, i), {})) {
       const lastMeta = run[run.length - 1].meta;
       let n = i;
       while (n < wanted.length && wanted[n] < lastMeta.firstOffset + lastMeta.count) n++;
@@ -282,6 +271,19 @@ export async function* keyColumns(src: UnionSource, schema: TableSchema, key: st
     src.log.unpin();
   }
 }
+
+/** The hot frames holding `wanted[from..]`, each once, in order. */
+function framesHolding(src: UnionSource, wanted: readonly number[], from: number): number[] {
+  const idx: number[] = [];
+  for (let j = from; j < wanted.length; j++) {
+    const f = src.frames.find(wanted[j]);
+    if (idx[idx.length - 1] !== f) idx.push(f);
+  }
+  return idx;
+}
+
+const coldMismatch = (schema: TableSchema, key: string, got: number, expected: number): Error =>
+  new Error(`the cold tier's records of key ${key} in table "${schema.name}" differ from the key index (${got} records, ${expected} expected)`);
 
 function newColumns(columns: readonly string[], n: number): KeyColumns {
   return { count: n, offsets: new Float64Array(n), changes: new Int8Array(n), commitTimes: new Float64Array(n), columns, values: columns.map(() => new Array<unknown>(n)) };
