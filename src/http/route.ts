@@ -19,7 +19,7 @@ export const ErrorBody = z
   })
   .meta({ id: 'Error' });
 
-/** The JSON body's text as received (set by the body parser in server.ts), for fingerprints that must not re-serialise the parsed value. */
+/** The JSON body's text as received (set by the body parser in server.ts when the request has an Idempotency-Key), for fingerprints that must not re-serialise the parsed value. */
 export const RAW_JSON = Symbol('asof.rawJson');
 export const rawJsonOf = (req: FastifyRequest): string | undefined => (req as { [RAW_JSON]?: string })[RAW_JSON];
 

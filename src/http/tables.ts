@@ -185,10 +185,13 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
         const b = body as z.infer<typeof WriteBody>;
         rows = b.rows;
         op = query.op ?? b.op;
-        // The text as sent: re-serialising the rows would run before validation, on values of any depth.
+        // The text as sent (kept by the body parser for keyed requests): re-serialising the rows would run before validation, on values of any depth.
         const raw = rawJsonOf(req) ?? '';
         fingerprint = () => hashOf(`${op}\n${raw}`);
       }
+      // The rows are validated into new objects before anything waits; the request need not hold the parsed body
+      // until the fsync, where each young-generation collection would copy it.
+      req.body = undefined;
       const key = req.headers['idempotency-key'];
       return ingest.write(params.table, rows, op, typeof key === 'string' && key ? key : undefined, fingerprint);
     },

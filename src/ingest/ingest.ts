@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import type { WriteOp } from '../engine/table.js';
-import { isReservedName } from '../engine/schema.js';
+import { isReservedName, type Row } from '../engine/schema.js';
 import { countRowsIngested } from '../metrics.js';
 import type { KeyedRequest } from '../engine/idempotency.js';
 
@@ -76,7 +76,23 @@ export class IngestService {
     return answer;
   }
 
-  private async doWrite(tableName: string, rows: unknown[], op: WriteOp, keyed?: KeyedRequest): Promise<IngestResult> {
+  /**
+   * Validates at once, then waits for the commit holding only the validated
+   * rows: not an async function, whose suspended frame would keep the request's
+   * parsed rows alive until the fsync (each young-generation collection
+   * copied them meanwhile). Validation errors still arrive as a rejection.
+   */
+  private doWrite(tableName: string, rows: unknown[], op: WriteOp, keyed?: KeyedRequest): Promise<IngestResult> {
+    let checked: { table: ReturnType<Engine['writable']>; valid: Row[] };
+    try {
+      checked = this.check(tableName, rows, op);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.commit(tableName, checked.table, checked.valid, op, keyed);
+  }
+
+  private check(tableName: string, rows: unknown[], op: WriteOp): { table: ReturnType<Engine['writable']>; valid: Row[] } {
     const table = this.engine.writable(tableName);
     if (isReservedName(tableName)) throw new AsofError('ASOF_PERMISSION_DENIED', `table "${tableName}" is internal to asof: it is written only by asof itself (decisions: POST /decisions)`, { table: tableName });
     if (op !== 'upsert' && op !== 'delete') throw new AsofError('ASOF_INVALID_ARGUMENT', `op must be "upsert" or "delete", got ${JSON.stringify(op)}`, [{ field: 'op', reason: 'unknown op' }]);
@@ -88,6 +104,10 @@ export class IngestService {
       const first = issues[0];
       throw new AsofError('ASOF_INVALID_ROW', `row ${first.row}: ${first.field ? `column "${first.field}": ` : ''}${first.reason}; nothing was written`, issues);
     }
+    return { table, valid };
+  }
+
+  private async commit(tableName: string, table: ReturnType<Engine['writable']>, valid: Row[], op: WriteOp, keyed?: KeyedRequest): Promise<IngestResult> {
     const r = await table.write(valid, op, keyed);
     countRowsIngested(tableName, r.count);
     return { count: r.count, firstOffset: r.firstOffset, lastOffset: r.lastOffset, token: { [tableName]: r.tokenOffset } };

@@ -103,3 +103,38 @@ test('key index: random adds across loads answer offsetsOf, lastOffset and seria
     }
   }
 });
+
+test('key index: a hot key past the largest block and many keys across several arena chunks answer as a plain map of arrays does', () => {
+  // Oracle: key -> its offsets in the order added. One key gets 20,000 offsets (blocks of up to 4,096), 40,000 others
+  // one to three each, interleaved, so blocks of many keys sit in chunks of every size (8,192 slots doubling to 2^20).
+  for (const numeric of [false, true]) {
+    const want = new Map<string, number[]>();
+    const idx = new KeyIndex(numeric);
+    let offset = 0;
+    const add = (k: string): void => {
+      offset += 1 + (offset % 7 === 0 ? 2 ** 33 : 0); // some deltas past 2^32
+      idx.add(numeric ? Number(k) : k, offset);
+      const w = want.get(k);
+      if (w) w.push(offset);
+      else want.set(k, [offset]);
+    };
+    for (let i = 0; i < 60_000; i++) {
+      add(i % 3 === 0 ? '7' : String(1000 + ((i * 7919) % 40_000)));
+      if (i % 11 === 0) add('7');
+    }
+    const again = KeyIndex.deserialize(idx.serialize(), numeric);
+    again.add(numeric ? 7 : '7', offset + 1);
+    again.add(numeric ? 99 : '99', offset + 2);
+    const wantAgain = new Map(want);
+    wantAgain.set('7', [...want.get('7')!, offset + 1]);
+    wantAgain.set('99', [offset + 2]);
+    for (const [i, w] of [[idx, want], [again, wantAgain], [KeyIndex.deserialize(again.serialize(), numeric), wantAgain]] as const) {
+      assert.equal(i.entries, [...w.values()].reduce((n, v) => n + v.length, 0));
+      for (const [k, v] of w) {
+        assert.deepEqual(i.offsetsOf(k), v, k);
+        assert.equal(i.lastOffset(numeric ? Number(k) : k), v[v.length - 1], k);
+      }
+    }
+    assert.ok(want.get('7')!.length > 20_000);
+  }
+});
