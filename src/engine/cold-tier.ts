@@ -38,8 +38,10 @@ export interface ColdTable {
   /**
    * Appends frames that continue exactly at end(), in one commit. `columns`
    * are the table's columns now (older frames read added columns as null).
+   * `given`: the frames' bytes are views into this buffer, which the caller
+   * gives up (a tier in another thread may move it there rather than copy).
    */
-  append(frames: ColdFrame[], columns: ColdColumn[]): Promise<void>;
+  append(frames: ColdFrame[], columns: ColdColumn[], given?: ArrayBuffer): Promise<void>;
   /** The frames starting in [from, to), ascending by offset (`from` is a frame's first offset). */
   frames(from: number, to: number): Promise<ColdFrame[]>;
   /**

@@ -5,7 +5,7 @@
  */
 import type { ColdFrame } from './cold-tier.js';
 import type { CompiledColumn } from './schema.js';
-import { unionFrames, type UnionSource } from './union-read.js';
+import type { UnionSource } from './union-read.js';
 
 /**
  * How much one tiering step takes: frames committed at or before `olderThan`
@@ -48,10 +48,38 @@ export async function tierStep(src: UnionSource, table: string, columns: Compile
   if (picked.length === 0 || (!full && picked[0].meta.commitTime > limits.due)) return 0;
   if (picked[0].meta.firstOffset !== start) throw new Error(`table "${table}": the cold tier ends at ${start}, inside a frame`);
   const last = picked[picked.length - 1].meta;
-  let i = 0;
-  for await (const f of unionFrames(src, start, last.firstOffset + last.count)) picked[i++].bytes = f.bytes;
-  await cold.append(picked, columns);
+  const given = await readStep(src, picked);
+  await cold.append(picked, columns, given);
   return last.firstOffset + last.count - start;
+}
+
+/**
+ * Fills in the picked frames' bytes (all hot: the hot log holds every offset
+ * from the cold tier's end on), checksums checked, read into one buffer of
+ * their own with one call per segment (global positions run on from one
+ * segment into the next), which is returned: the cold tier may then move it
+ * to its thread instead of copying it there.
+ */
+async function readStep(src: UnionSource, picked: ColdFrame[]): Promise<ArrayBuffer> {
+  const first = picked[0].meta;
+  const last = picked[picked.length - 1].meta;
+  if (first.firstOffset < src.coldBelow) throw new Error(`the hot log starts at offset ${src.coldBelow}, after the cold tier's end ${first.firstOffset}`);
+  const own = Buffer.allocUnsafeSlow(last.pos + last.length - first.pos);
+  const segments = src.log.segments();
+  src.log.pin();
+  try {
+    for (let i = 0; i < picked.length; ) {
+      const seg = segments.find((s) => s.base <= picked[i].meta.pos && picked[i].meta.pos < s.end);
+      if (!seg) throw new Error(`no changelog segment holds byte ${picked[i].meta.pos}`);
+      const j = i;
+      while (i < picked.length && picked[i].meta.pos < seg.end) i++;
+      const got = await src.log.readRun(picked.slice(j, i).map((f) => f.meta), true, own.subarray(picked[j].meta.pos - first.pos));
+      for (let k = j; k < i; k++) picked[k].bytes = got[k - j];
+    }
+  } finally {
+    src.log.unpin();
+  }
+  return own.buffer;
 }
 
 /**
