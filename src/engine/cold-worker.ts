@@ -13,6 +13,7 @@ import { threadId } from 'node:worker_threads';
 import type { ColdColumn, ColdFrame, ColdTable, ColdTier, KeyMatch } from './cold-tier.js';
 import type { HostAnswer } from './lance-host.js';
 import { openLanceTier } from './lance-tier.js';
+import { trimNativeHeap } from './native-heap.js';
 
 /** Which cold tier a request is for: its id, and where its Lance data is. */
 export interface ColdConn {
@@ -59,6 +60,8 @@ export async function open(c: ColdConn, table: string, keyColumns: string[]): Pr
 export async function append(c: ColdConn, table: string, frames: ColdFrame[], columns: ColdColumn[]): Promise<HostAnswer> {
   const t = opened(c, table);
   await t.append(frames, columns);
+  // The step's record batches were decoded and written by LanceDB's threads and are freed now: give their memory back (native-heap.ts).
+  trimNativeHeap();
   return { value: state(t) };
 }
 
