@@ -13,7 +13,7 @@ import { threadId } from 'node:worker_threads';
 import type { ColdColumn, ColdFrame, ColdTable, ColdTier, KeyMatch } from './cold-tier.js';
 import type { HostAnswer } from './lance-host.js';
 import { openLanceTier } from './lance-tier.js';
-import { trimNativeHeap } from './native-heap.js';
+import { StepTrimmer } from './native-heap.js';
 
 /** Which cold tier a request is for: its id, and where its Lance data is. */
 export interface ColdConn {
@@ -28,6 +28,9 @@ export interface ColdState {
   versions: { version: number; end: number }[];
   threadId: number;
 }
+
+/** Gives the memory tiering steps freed back to the OS (native-heap.ts): one for the thread, whichever tier stepped. */
+const trimmer = new StepTrimmer();
 
 const tiers = new Map<string, { tier: Promise<ColdTier>; tables: Map<string, ColdTable> }>();
 
@@ -61,7 +64,7 @@ export async function append(c: ColdConn, table: string, frames: ColdFrame[], co
   const t = opened(c, table);
   await t.append(frames, columns);
   // The step's record batches were decoded and written by LanceDB's threads and are freed now: give their memory back (native-heap.ts).
-  trimNativeHeap();
+  trimmer.afterStep();
   return { value: state(t) };
 }
 

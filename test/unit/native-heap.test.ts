@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { trimNativeHeap } from '../../src/engine/native-heap.js';
+import { StepTrimmer, TRIM_EVERY_MS, TRIM_FOR_MS, trimNativeHeap } from '../../src/engine/native-heap.js';
 
 const rssMb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
 
@@ -55,4 +55,31 @@ test('freed C heap memory held by glibc goes back to the OS', () => {
   } finally {
     for (const p of pins) c.free(p);
   }
+});
+
+test('after a tiering step: a trim at once, then every TRIM_EVERY_MS until TRIM_FOR_MS after the last step', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  // In steps of a second: Node 20's mock runs a timer set by a timer's callback only on a later tick.
+  const advance = (ms: number) => {
+    for (let i = 0; i < ms; i += 1000) t.mock.timers.tick(Math.min(1000, ms - i));
+  };
+  let trims = 0;
+  const s = new StepTrimmer(() => trims++);
+  s.afterStep();
+  assert.equal(trims, 1);
+  advance(TRIM_EVERY_MS - 1);
+  assert.equal(trims, 1);
+  advance(1);
+  assert.equal(trims, 2);
+  // A new step: trimmed at once, and the period starts again from it (no second timer).
+  s.afterStep();
+  assert.equal(trims, 3);
+  advance(TRIM_FOR_MS);
+  assert.equal(trims, 3 + TRIM_FOR_MS / TRIM_EVERY_MS);
+  advance(10 * TRIM_EVERY_MS);
+  assert.equal(trims, 3 + TRIM_FOR_MS / TRIM_EVERY_MS, 'no trims once the period after the last step is over');
+  s.afterStep();
+  assert.equal(trims, 4 + TRIM_FOR_MS / TRIM_EVERY_MS);
+  advance(TRIM_EVERY_MS);
+  assert.equal(trims, 5 + TRIM_FOR_MS / TRIM_EVERY_MS, 'a step after the period starts it again');
 });
