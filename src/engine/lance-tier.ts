@@ -211,10 +211,12 @@ export async function addTable(t: lancedb.Table, data: import('apache-arrow').Ta
  * public `execute()` and `toArrow()` both go through `nativeExecute()`
  * (protected in the typings, a plain method at run time), whose iterator's
  * `next()` gives one batch as an Arrow IPC file (the stream inside it is
- * what is kept). test/integration/lance-ipc.test.ts fails if an upgrade changes
- * either; a missing method or another format throws here, never misreads.
+ * what is kept). Vector searches read their candidates through it too
+ * (vectors/lance-store.ts). test/integration/lance-ipc.test.ts fails if an
+ * upgrade changes either; a missing method or another format throws here,
+ * never misreads.
  */
-export async function ipcBatches(q: lancedb.Query): Promise<ColdRecords[]> {
+export async function ipcBatches(q: lancedb.Query | lancedb.VectorQuery): Promise<ColdRecords[]> {
   const exec = (q as unknown as { nativeExecute?: () => Promise<{ next(): Promise<Uint8Array | null | undefined> }> }).nativeExecute;
   if (typeof exec !== 'function') throw new Error('LanceDB has no Query.nativeExecute any more (lance-tier.ts reads query results through it; see ipcBatches)');
   const it = await exec.call(q);

@@ -5,11 +5,13 @@
  * well crashes the process (lance-host.ts says why). A store opened under a
  * thread that has died since opens again (never fresh) before its next call.
  */
+import { Vector, type Data, type FixedSizeList } from 'apache-arrow';
+import { decodeColumn, decodeIpc } from '../engine/arrow-codec.js';
 import type { CompiledColumn } from '../engine/schema.js';
 import { hostModule, lanceHost } from '../engine/lance-host.js';
 import type { Metric } from './distance.js';
 import type { StoreMethod, VectorConn } from './lance-ops.js';
-import type { Candidate, IndexParams, StoredRow, StoreColumn } from './lance-store.js';
+import { VECTOR, type Candidate, type IndexParams, type StoredRow, type StoreColumn } from './lance-store.js';
 
 const OPS = hostModule('./lance-ops', import.meta.url);
 
@@ -18,6 +20,34 @@ const plain = (columns: CompiledColumn[]): StoreColumn[] => columns.map((c) => (
 
 /** Rows as they cross: each vector copied, so a view does not carry its whole buffer along. */
 const sendable = (rows: StoredRow[]): StoredRow[] => rows.map((r) => ({ ...r, vector: r.vector.slice() }));
+
+/**
+ * The candidates in the Arrow IPC streams a search answered (lance-store.ts,
+ * CANDIDATE_COLUMNS), in Lance's order. Each vector is a view into its
+ * stream's buffer, which the LanceDB thread transferred.
+ */
+export function readCandidates(batches: Uint8Array[]): Candidate[] {
+  const out: Candidate[] = [];
+  for (const bytes of batches) {
+    const b = decodeIpc(bytes);
+    const column = (name: string): Data => {
+      const d = b.column(name);
+      if (!d) throw new Error(`a vector search answered no ${name} column`);
+      return d;
+    };
+    const keys = decodeColumn({ kind: 'string' }, new Vector([column('_asof_key')])) as string[];
+    const offsets = decodeColumn({ kind: 'int64' }, new Vector([column('_asof_offset')])) as number[];
+    const rows = decodeColumn({ kind: 'string' }, new Vector([column('_asof_row')])) as string[];
+    const vectors = column(VECTOR) as Data<FixedSizeList>;
+    const dim = vectors.type.listSize;
+    const values = vectors.children[0].values as Float32Array;
+    const first = vectors.children[0].offset + vectors.offset * dim;
+    for (let i = 0; i < b.numRows; i++) {
+      out.push({ key: keys[i], offset: offsets[i], rowJson: rows[i], vector: values.subarray(first + i * dim, first + (i + 1) * dim) });
+    }
+  }
+  return out;
+}
 
 /** The dataset names at `conn`. */
 export function lanceTableNames(conn: VectorConn): Promise<string[]> {
@@ -142,7 +172,7 @@ export class VectorStore {
   async search(version: VersionHandle | undefined, q: { vector: Float32Array; limit: number; metric: Metric; where?: string; exact: boolean; params: IndexParams }): Promise<Candidate[]> {
     const h = await this.current();
     if (version && version.generation !== this.generation) throw new Error('the LanceDB thread that opened this version has stopped');
-    return lanceHost().call<Candidate[]>(OPS, 'search', [h, version?.id, q]);
+    return readCandidates(await lanceHost().call<Uint8Array[]>(OPS, 'search', [h, version?.id, q]));
   }
 
   async close(): Promise<void> {

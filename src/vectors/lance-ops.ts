@@ -6,7 +6,7 @@
  */
 import type * as lancedb from '@lancedb/lancedb';
 import type { HostAnswer } from '../engine/lance-host.js';
-import { lanceModule, LanceVectors, type Candidate, type IndexParams, type StoreColumn } from './lance-store.js';
+import { lanceModule, LanceVectors, type IndexParams, type StoreColumn } from './lance-store.js';
 import type { Metric } from './distance.js';
 
 /** A vector service's Lance connection: its id, and where its datasets are. */
@@ -67,14 +67,14 @@ export async function at(h: number, version: number): Promise<HostAnswer> {
   return { value: v };
 }
 
-/** Nearest rows of store `h`, or of the older version `v` when given. */
+/** Nearest rows of store `h`, or of the older version `v` when given: Arrow IPC streams, transferred (lance-store.ts). */
 export async function search(h: number, v: number | undefined, q: { vector: Float32Array; limit: number; metric: Metric; where?: string; exact: boolean; params: IndexParams }): Promise<HostAnswer> {
   let t: lancedb.Table | undefined;
   if (v === undefined) t = store(h).table;
   else t = versionTables.get(v);
   if (!t) throw new Error(`vector version handle ${v} is not open in this LanceDB thread`);
-  const got: Candidate[] = await LanceVectors.search(t, q);
-  return { value: got, transfer: got.map((c) => c.vector.buffer as ArrayBuffer) };
+  const batches = await LanceVectors.search(t, q);
+  return { value: batches, transfer: batches.map((b) => b.buffer as ArrayBuffer) };
 }
 
 export async function closeVersion(v: number): Promise<HostAnswer> {

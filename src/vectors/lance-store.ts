@@ -16,6 +16,7 @@ import type * as lancedb from '@lancedb/lancedb';
 import { Bool, Field, FixedSizeList, Float32, Float64, Int32, Int64, Schema, Utf8, type DataType } from 'apache-arrow';
 import type { CompiledColumn } from '../engine/schema.js';
 import type { Metric } from './distance.js';
+import { ipcBatches } from '../engine/lance-tier.js';
 import { FILTERABLE } from './filter.js';
 
 export const VECTOR = '_asof_vector';
@@ -48,10 +49,18 @@ export interface StoredRow {
 export interface Candidate {
   key: string;
   offset: number;
-  commitTime: number;
   rowJson: string;
   vector: Float32Array;
 }
+
+/**
+ * What a search reads of each candidate: all a hit needs, and no more. Each
+ * column costs Lance a read per candidate (0.1-0.4 ms per query for 15
+ * candidates of 100k, bench/RESULTS.md session 15); `_distance` comes from
+ * the search itself, and is named only because LanceDB warns, once per query,
+ * when it is left out.
+ */
+export const CANDIDATE_COLUMNS = ['_asof_key', '_asof_offset', '_asof_row', VECTOR] as const;
 
 export interface IndexParams {
   kind: 'hnsw_sq' | 'ivf_pq';
@@ -180,22 +189,19 @@ export class LanceVectors {
    * Nearest rows by `metric`: through the vector index when `exact` is false
    * and the index was built for `metric` (Lance searches rows not yet in the
    * index exactly and merges them), else a flat scan. `where` applies first.
+   * Answered as Lance wrote them, Arrow IPC streams of CANDIDATE_COLUMNS and
+   * `_distance`, each in its own buffer: the main thread reads them
+   * (lance-client.ts). Building candidate objects here cost this thread
+   * Arrow's JS reader and the main thread a structured clone of every one
+   * (bench/RESULTS.md, session 15).
    */
-  static async search(t: lancedb.Table, q: { vector: Float32Array; limit: number; metric: Metric; where?: string; exact: boolean; params: IndexParams }): Promise<Candidate[]> {
-    let query = t.vectorSearch(q.vector).column(VECTOR).distanceType(q.metric).limit(q.limit).select(['_asof_key', '_asof_offset', '_asof_commit', '_asof_row', VECTOR, '_distance']);
+  static search(t: lancedb.Table, q: { vector: Float32Array; limit: number; metric: Metric; where?: string; exact: boolean; params: IndexParams }): Promise<Uint8Array[]> {
+    let query = t.vectorSearch(q.vector).column(VECTOR).distanceType(q.metric).limit(q.limit).select([...CANDIDATE_COLUMNS, '_distance']);
     if (q.where) query = query.where(q.where);
     if (q.exact) query = query.bypassVectorIndex();
     else if (q.params.kind === 'hnsw_sq') query = query.ef(Math.max(q.params.ef * q.limit, 64)).nprobes(q.params.nprobes);
     else query = query.nprobes(q.params.nprobes).refineFactor(q.params.refine);
-    const out = await query.toArrow();
-    const keys = out.getChild('_asof_key')!, offs = out.getChild('_asof_offset')!, commits = out.getChild('_asof_commit')!, rows = out.getChild('_asof_row')!, vecs = out.getChild(VECTOR)!;
-    const res: Candidate[] = new Array(out.numRows);
-    for (let i = 0; i < out.numRows; i++) {
-      const v = vecs.get(i) as { toArray(): Float32Array };
-      // Copied: a view would carry its whole batch's buffer to the main thread.
-      res[i] = { key: keys.get(i) as string, offset: Number(offs.get(i)), commitTime: Number(commits.get(i)), rowJson: rows.get(i) as string, vector: v.toArray().slice() };
-    }
-    return res;
+    return ipcBatches(query);
   }
 
   /** The vector index's statistics, undefined when there is none. */
