@@ -6,8 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import * as lancedb from '@lancedb/lancedb';
+import { hostModule, lanceHost } from '../../src/engine/lance-host.js';
 import { testAsof, type TestAsof } from '../helpers.js';
 import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
@@ -73,17 +74,14 @@ async function waitTiered(a: TestAsof, table: string): Promise<void> {
   assert.fail(`table ${table} was not tiered in time`);
 }
 
+/** Direct reads of the datasets, in the process's LanceDB thread beside the servers' (test/fixtures/lance-reads.ts says why). */
+const READS = hostModule('../fixtures/lance-reads', import.meta.url);
+const readLance = <T>(op: string, ...args: unknown[]): Promise<T> => lanceHost().call<T>(READS, op, args);
+
 /** A tiered table's dataset, every row as plain JSON values (int64 as numbers), ascending by offset. */
 async function lanceRows(dataDir: string, table: string): Promise<Record<string, unknown>[]> {
-  const db = await lancedb.connect(join(dataDir, 'lance'));
-  try {
-    const rows = await (await db.openTable(table)).query().toArray();
-    const plain = rows.map((r) => JSON.parse(JSON.stringify(r.toJSON(), (_k, v) => (typeof v === 'bigint' ? Number(v) : v instanceof Uint8Array ? { bytes: Buffer.from(v).toString('base64') } : v))));
-    for (const r of plain) if (r._asof_frame) r._asof_frame = Buffer.from(r._asof_frame.bytes, 'base64');
-    return plain.sort((a, b) => a._asof_offset - b._asof_offset);
-  } finally {
-    db.close();
-  }
+  const rows = await readLance<Record<string, unknown>[]>('rows', join(dataDir, 'lance'), table);
+  return rows.sort((a, b) => (a._asof_offset as number) - (b._asof_offset as number));
 }
 
 const segments = async (dir: string, table: string) => (await readdir(join(dir, 'tables', table))).filter((n) => n.startsWith('changelog-')).sort();
@@ -124,19 +122,17 @@ test('tiering 0s/0s: hot segments are deleted and every read answers as with tie
     assert.deepEqual(verifyOn, verifyOff);
 
     // Lance holds every record with its offset, change type and commit time beside the columns.
-    const db = await lancedb.connect(join(on.dataDir, 'lance'));
-    const ds = await db.openTable('events');
-    assert.equal(await ds.countRows(), 1001);
-    const some = await ds.query().where("_asof_offset = 1000").select(['_asof_offset', '_asof_change', '_asof_commit_time', 'user', 'note']).toArray();
+    const uri = join(on.dataDir, 'lance');
+    const facts = await readLance<{ count: number; indexColumns: string[]; fieldMetadata: Record<string, Record<string, string>> }>('facts', uri, 'events');
+    assert.equal(facts.count, 1001);
+    const some = await readLance<Record<string, unknown>[]>('rows', uri, 'events', '_asof_offset = 1000', ['_asof_offset', '_asof_change', '_asof_commit_time', 'user', 'note']);
     assert.equal(some.length, 1);
     assert.equal(some[0].note, 'late');
     assert.equal(some[0]._asof_change, 0);
-    const idx = (await ds.listIndices()).map((i) => i.columns.join(','));
+    const idx = facts.indexColumns;
     assert.ok(idx.includes('user') && idx.includes('_asof_offset'), `scalar indexes: ${idx.join('; ')}`);
     // The frame column (a copy of every frame) is stored uncompressed (lance-batch.ts).
-    const frameField = (await ds.schema()).fields.find((f) => f.name === '_asof_frame');
-    assert.equal(frameField?.metadata.get('lance-encoding:compression'), 'none');
-    db.close();
+    assert.equal(facts.fieldMetadata._asof_frame?.['lance-encoding:compression'], 'none');
     // Every record, every column, as any Lance reader sees them: the changelog's records exactly (lists, structs,
     // the column added later null on older records), and each frame's bytes on its first record only.
     for (const t of ['events', 'accounts']) {
@@ -154,6 +150,12 @@ test('tiering 0s/0s: hot segments are deleted and every read answers as with tie
       assert.deepEqual(framed.map((r) => ({ at: r._asof_offset, bytes: Buffer.from(r._asof_frame as Uint8Array).toString('base64') })), stored, `${t}: frames`);
       assert.ok(framed.every((r) => typeof r._asof_frame_pos === 'number'));
     }
+
+    assert.deepEqual(
+      Object.keys(createRequire(import.meta.url).cache).filter((p) => p.includes('@lancedb')),
+      [],
+      'the reads ran in the LanceDB thread: this main thread loaded no LanceDB module',
+    );
 
     // Restart: from the snapshot, then without it (recovery replays the cold tier below the hot log).
     const dataDir = on.dataDir;
