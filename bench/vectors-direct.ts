@@ -6,13 +6,14 @@
  * napi-rs 3.9.4 does not support (buffers one drops are released by the
  * other) and which moved the reference's own speed (bench/RESULTS.md, session
  * 14). The parent sends one query at a time, alternating with asof's, and
- * this process times only the LanceDB call.
+ * this process times only the LanceDB call (wall and its CPU).
  */
 import * as lancedb from '@lancedb/lancedb';
 
 export type DirectInit = { uri: string; table: string; column: string; k: number; kind: 'hnsw_sq' | 'ivf_pq'; ef: number; refine: number };
 export type DirectAsk = { init: DirectInit } | { query: number[] } | { close: true };
-export type DirectReply = { ready: true } | { ms: number; keys: string[] } | { error: string };
+/** `ms`: wall time of the LanceDB call; `cpuMs`: this process's CPU time over it, every thread (LanceDB's own included). */
+export type DirectReply = { ready: true } | { ms: number; cpuMs: number; keys: string[] } | { error: string };
 
 let table: lancedb.Table | undefined;
 let db: lancedb.Connection | undefined;
@@ -32,10 +33,12 @@ async function answer(m: DirectAsk): Promise<DirectReply | undefined> {
   }
   if (!table || !init) throw new Error('vectors-direct: query before init');
   const x = table.vectorSearch(Float32Array.from(m.query)).column(init.column).distanceType('cosine').limit(init.k).select(['_asof_key', '_asof_offset', '_asof_row', init.column, '_distance']);
+  const c = process.cpuUsage();
   const s = performance.now();
   const rows = (await (init.kind === 'hnsw_sq' ? x.ef(init.ef) : x.refineFactor(init.refine)).toArray()) as { _asof_key: string }[];
   const ms = performance.now() - s;
-  return { ms, keys: rows.map((r) => r._asof_key) };
+  const cpu = process.cpuUsage(c);
+  return { ms, cpuMs: (cpu.user + cpu.system) / 1000, keys: rows.map((r) => r._asof_key) };
 }
 
 process.on('message', (m: DirectAsk) => {

@@ -10,7 +10,9 @@
  *   - asof's VectorService.search against a direct LanceDB query on the same
  *     dataset and index (the same vector, the same search breadth `ef`, the 10
  *     nearest with key, row and vector: the answer asof gives), alternating
- *     per query, so both see the same machine load: queries/s, p50/p99. The
+ *     per query, so both see the same machine load: queries/s, p50/p99, and
+ *     CPU per query (each process's, every thread: asof's includes its
+ *     LanceDB thread and anything else its process ran meanwhile). The
  *     direct queries run in a child process (vectors-direct.ts says why),
  *     timed there around the LanceDB call alone;
  *   - ingest-to-searchable: a new row is upserted and the next search for its
@@ -76,7 +78,7 @@ const pct = (xs: number[], p: number): number => {
 };
 
 /** The direct LanceDB reference, in a process of its own (vectors-direct.ts). */
-async function directProcess(init: DirectInit): Promise<{ query(q: Float32Array): Promise<{ ms: number; keys: string[] }>; close(): void }> {
+async function directProcess(init: DirectInit): Promise<{ query(q: Float32Array): Promise<{ ms: number; cpuMs: number; keys: string[] }>; close(): void }> {
   const fromSource = import.meta.url.endsWith('.ts');
   const child = fork(new URL(fromSource ? './vectors-direct.ts' : './vectors-direct.js', import.meta.url), [], { execArgv: fromSource ? ['--import', 'tsx'] : [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let waiting: ((r: DirectReply) => void) | undefined;
@@ -92,7 +94,7 @@ async function directProcess(init: DirectInit): Promise<{ query(q: Float32Array)
     });
   await ask({ init });
   return {
-    query: async (q) => (await ask({ query: Array.from(q) })) as { ms: number; keys: string[] },
+    query: async (q) => (await ask({ query: Array.from(q) })) as { ms: number; cpuMs: number; keys: string[] },
     close: () => child.send({ close: true } satisfies DirectAsk),
   };
 }
@@ -153,15 +155,19 @@ async function main(): Promise<void> {
       await directQuery(queries[i]);
     }
     const asofMs: number[] = [], directMs: number[] = [];
-    let hitsAsof = 0, hitsDirect = 0;
+    let hitsAsof = 0, hitsDirect = 0, asofCpu = 0, directCpu = 0;
     let plan = '';
     for (let i = 0; i < QUERIES; i++) {
+      const c = process.cpuUsage();
       const s = performance.now();
       const a = await asofQuery(queries[i]);
       asofMs.push(performance.now() - s);
+      const cpu = process.cpuUsage(c);
+      asofCpu += (cpu.user + cpu.system) / 1000;
       plan = a.search.index;
       const d = await directQuery(queries[i]);
       directMs.push(d.ms);
+      directCpu += d.cpuMs;
       hitsAsof += a.results.filter((h) => truth[i].has(h.key)).length;
       hitsDirect += d.keys.filter((key) => truth[i].has(key)).length;
     }
@@ -170,6 +176,7 @@ async function main(): Promise<void> {
     console.log(`recall@${K}: asof ${(hitsAsof / (K * QUERIES)).toFixed(4)} (search: ${plan}); direct LanceDB ${(hitsDirect / (K * QUERIES)).toFixed(4)} (target asof >= 0.95)`);
     console.log(`queries/s, one at a time: asof ${rateAsof.toFixed(0)}, direct LanceDB ${rateDirect.toFixed(0)}, ratio ${(rateAsof / rateDirect).toFixed(2)} (target >= 0.8)`);
     console.log(`latency ms: asof p50 ${pct(asofMs, 50).toFixed(2)} p99 ${pct(asofMs, 99).toFixed(2)}; direct p50 ${pct(directMs, 50).toFixed(2)} p99 ${pct(directMs, 99).toFixed(2)}`);
+    console.log(`CPU ms per query, every thread of its process: asof ${(asofCpu / QUERIES).toFixed(2)}, direct LanceDB ${(directCpu / QUERIES).toFixed(2)}, ratio ${(asofCpu / directCpu).toFixed(2)}`);
 
     // Ingest-to-searchable: the next search after the write's acknowledgement.
     const fresh: number[] = [];
