@@ -212,7 +212,7 @@ export async function addTable(t: lancedb.Table, data: import('apache-arrow').Ta
  * (protected in the typings, a plain method at run time), whose iterator's
  * `next()` gives one batch as an Arrow IPC file (the stream inside it is
  * what is kept). Vector searches read their candidates through it too
- * (vectors/lance-store.ts). test/integration/lance-ipc.test.ts fails if an
+ * (vectors/lance-ops.ts). test/integration/lance-ipc.test.ts fails if an
  * upgrade changes either; a missing method or another format throws here,
  * never misreads.
  */

@@ -6,6 +6,8 @@
  */
 import type * as lancedb from '@lancedb/lancedb';
 import type { HostAnswer } from '../engine/lance-host.js';
+// Only here, in the LanceDB thread: lance-tier.ts loads the CommonJS copy of Arrow that LanceDB uses.
+import { ipcBatches } from '../engine/lance-tier.js';
 import { lanceModule, LanceVectors, type IndexParams, type StoreColumn } from './lance-store.js';
 import type { Metric } from './distance.js';
 
@@ -73,7 +75,7 @@ export async function search(h: number, v: number | undefined, q: { vector: Floa
   if (v === undefined) t = store(h).table;
   else t = versionTables.get(v);
   if (!t) throw new Error(`vector version handle ${v} is not open in this LanceDB thread`);
-  const batches = await LanceVectors.search(t, q);
+  const batches = await ipcBatches(LanceVectors.searchQuery(t, q));
   return { value: batches, transfer: batches.map((b) => b.buffer as ArrayBuffer) };
 }
 

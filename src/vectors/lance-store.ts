@@ -16,7 +16,6 @@ import type * as lancedb from '@lancedb/lancedb';
 import { Bool, Field, FixedSizeList, Float32, Float64, Int32, Int64, Schema, Utf8, type DataType } from 'apache-arrow';
 import type { CompiledColumn } from '../engine/schema.js';
 import type { Metric } from './distance.js';
-import { ipcBatches } from '../engine/lance-tier.js';
 import { FILTERABLE } from './filter.js';
 
 export const VECTOR = '_asof_vector';
@@ -186,22 +185,22 @@ export class LanceVectors {
   }
 
   /**
-   * Nearest rows by `metric`: through the vector index when `exact` is false
-   * and the index was built for `metric` (Lance searches rows not yet in the
-   * index exactly and merges them), else a flat scan. `where` applies first.
-   * Answered as Lance wrote them, Arrow IPC streams of CANDIDATE_COLUMNS and
-   * `_distance`, each in its own buffer: the main thread reads them
-   * (lance-client.ts). Building candidate objects here cost this thread
-   * Arrow's JS reader and the main thread a structured clone of every one
+   * The query for the nearest rows by `metric`: through the vector index when
+   * `exact` is false and the index was built for `metric` (Lance searches
+   * rows not yet in the index exactly and merges them), else a flat scan.
+   * `where` applies first. lance-ops.ts runs it for its Arrow IPC bytes
+   * (CANDIDATE_COLUMNS and `_distance`), which the main thread reads
+   * (lance-client.ts): building candidate objects in the LanceDB thread cost
+   * it Arrow's JS reader and the main thread a structured clone of every one
    * (bench/RESULTS.md, session 15).
    */
-  static search(t: lancedb.Table, q: { vector: Float32Array; limit: number; metric: Metric; where?: string; exact: boolean; params: IndexParams }): Promise<Uint8Array[]> {
+  static searchQuery(t: lancedb.Table, q: { vector: Float32Array; limit: number; metric: Metric; where?: string; exact: boolean; params: IndexParams }): lancedb.VectorQuery {
     let query = t.vectorSearch(q.vector).column(VECTOR).distanceType(q.metric).limit(q.limit).select([...CANDIDATE_COLUMNS, '_distance']);
     if (q.where) query = query.where(q.where);
     if (q.exact) query = query.bypassVectorIndex();
     else if (q.params.kind === 'hnsw_sq') query = query.ef(Math.max(q.params.ef * q.limit, 64)).nprobes(q.params.nprobes);
     else query = query.nprobes(q.params.nprobes).refineFactor(q.params.refine);
-    return ipcBatches(query);
+    return query;
   }
 
   /** The vector index's statistics, undefined when there is none. */

@@ -1,6 +1,6 @@
 /**
  * A vector search's candidates cross from the LanceDB thread as Lance's own
- * Arrow IPC bytes (lance-store.ts, through LanceDB internals) and the main
+ * Arrow IPC bytes (lance-ops.ts, through lance-tier.ts ipcBatches) and the main
  * thread reads them (lance-client.ts readCandidates). Every candidate read so
  * must equal, in order, what LanceDB's public toArrow() answers for the same
  * query, and the key, offset, row and vector written for it: keys and rows
@@ -11,6 +11,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as lancedb from '@lancedb/lancedb';
+import { ipcBatches } from '../../src/engine/lance-tier.js';
 import { readCandidates } from '../../src/vectors/lance-client.js';
 import { DEFAULT_INDEX } from '../../src/vectors/service.js';
 import { CANDIDATE_COLUMNS, LanceVectors, VECTOR, type StoredRow } from '../../src/vectors/lance-store.js';
@@ -57,7 +58,7 @@ test('candidates read from the IPC bytes equal LanceDB toArrow() and the rows wr
     for (const [qi, shape] of queries.entries()) {
       const vector = Float32Array.from({ length: D }, () => r() * 2 - 1);
       const q = { vector, limit: 15, metric: 'cosine' as const, params: DEFAULT_INDEX, ...shape };
-      const got = readCandidates(await LanceVectors.search(store.table, q));
+      const got = readCandidates(await ipcBatches(LanceVectors.searchQuery(store.table, q)));
 
       let expected = store.table.vectorSearch(vector).column(VECTOR).distanceType('cosine').limit(15).select([...CANDIDATE_COLUMNS, '_distance']);
       if (shape.where) expected = expected.where(shape.where);
