@@ -34,6 +34,11 @@ export class FrameIndex {
     return { firstOffset: this.firstOffset[i], count: this.count[i], schemaVersion: this.schemaVersion[i], commitTime: this.commitTime[i], pos: this.pos[i], length: this.length[i] };
   }
 
+  /** The offset just after frame `i`'s records (no FrameMeta made: key reads ask this of every frame they read). */
+  endOffsetOf(i: number): number {
+    return this.firstOffset[i] + this.count[i];
+  }
+
   /** Byte position just after the last frame (0 when empty). */
   get endPos(): number {
     return this.size ? this.pos[this.size - 1] + this.length[this.size - 1] : 0;

@@ -70,8 +70,8 @@ export interface TableReads {
   /** The frames as they stand now: hot and cold, the records [0, end). */
   union(): UnionSource;
   schema(): TableSchema;
-  /** Offsets of one key's records, ascending (the key index; the live array, not to be changed). */
-  offsetsOf(key: string): readonly number[];
+  /** Offsets of one key's records in [from, to), ascending, the first `limit` of them (the key index), in a new array. */
+  offsetsIn(key: string, from: number, to: number, limit?: number): number[];
 }
 
 /**
@@ -155,12 +155,9 @@ export async function* scanKey(t: TableReads, key: string, opts: { fromOffset?: 
   const to = Math.min(src.end, opts.toOffset ?? Infinity);
   const limit = opts.limit ?? Infinity;
   if (limit <= 0) return;
-  const all = t.offsetsOf(key);
-  // Ascending: the range is found by binary search, not a pass over a hot key's millions of offsets.
-  const lo = lowerBound(all, from);
-  const hi = Math.min(lowerBound(all, to), lo + limit);
-  if (lo >= hi) return;
-  yield* keyBatches(src, t.schema(), key, all.slice(lo, hi), opts.columns ? new Set(opts.columns) : undefined);
+  const wanted = t.offsetsIn(key, from, to, limit);
+  if (wanted.length === 0) return;
+  yield* keyBatches(src, t.schema(), key, wanted, opts.columns ? new Set(opts.columns) : undefined);
 }
 
 /**
@@ -172,23 +169,9 @@ export async function* scanKey(t: TableReads, key: string, opts: { fromOffset?: 
 export async function* scanKeyColumns(t: TableReads, key: string, columns: readonly string[], opts: { fromOffset?: number; toOffset?: number } = {}): AsyncGenerator<KeyColumns> {
   const src = t.union();
   const to = Math.min(src.end, opts.toOffset ?? Infinity);
-  const all = t.offsetsOf(key);
-  const lo = lowerBound(all, opts.fromOffset ?? 0);
-  const hi = lowerBound(all, to);
-  if (lo >= hi) return;
-  yield* keyColumns(src, t.schema(), key, all.slice(lo, hi), columns);
-}
-
-/** The first index of ascending `xs` whose value is >= `x` (xs.length when none). */
-function lowerBound(xs: readonly number[], x: number): number {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  const wanted = t.offsetsIn(key, opts.fromOffset ?? 0, to);
+  if (wanted.length === 0) return;
+  yield* keyColumns(src, t.schema(), key, wanted, columns);
 }
 
 /**

@@ -161,7 +161,7 @@ export class Table {
   }
 
   /** What reads (table-scan.ts) look up when they begin. */
-  private readonly reads: TableReads = { union: () => this.union, schema: () => this.schema, offsetsOf: (key) => this.offsetsOf(key) };
+  private readonly reads: TableReads = { union: () => this.union, schema: () => this.schema, offsetsIn: (key, from, to, limit) => this.keyIndex.offsetsIn(key, from, to, limit) };
 
   /** Frames holding offsets in [fromOffset, toOffset), whole and checksum checked (table-scan.ts). */
   frameBytes(fromOffset: number, toOffset: number): ReturnType<typeof frameBytes> {

@@ -6,7 +6,7 @@
  * as the bytes the changelog stored, checksum checked, wherever it is read from.
  */
 import { makeVector } from 'apache-arrow';
-import { CHANGE_COLUMN, decodeBatch, decodeIpc, decodeValues, decodeValuesInto } from './arrow-codec.js';
+import { CHANGE_COLUMN, decodeBatch, decodeIpc, decodeValuesInto, type StoredBatch } from './arrow-codec.js';
 import type { ColdTable, KeyMatch } from './cold-tier.js';
 import type { FrameIndex } from './indexes.js';
 import { CHAIN_GENESIS, CHAIN_HASH_BYTES, HEADER_BYTES, parseFrame, type FrameMeta } from './log.js';
@@ -272,12 +272,20 @@ export async function* keyColumns(src: UnionSource, schema: TableSchema, key: st
   }
 }
 
-/** The hot frames holding `wanted[from..]`, each once, in order. */
+/**
+ * The hot frames holding `wanted[from..]`, each once, in order: a search per
+ * frame, not per offset (offsets the frame found last holds are passed by);
+ * one per offset was ~4% of replaying bench:audit's log entity (10,000
+ * offsets in 2,000 frames).
+ */
 function framesHolding(src: UnionSource, wanted: readonly number[], from: number): number[] {
   const idx: number[] = [];
+  let end = -Infinity;
   for (let j = from; j < wanted.length; j++) {
+    if (wanted[j] < end) continue;
     const f = src.frames.find(wanted[j]);
-    if (idx[idx.length - 1] !== f) idx.push(f);
+    idx.push(f);
+    end = src.frames.endOffsetOf(f);
   }
   return idx;
 }
@@ -289,34 +297,49 @@ function newColumns(columns: readonly string[], n: number): KeyColumns {
   return { count: n, offsets: new Float64Array(n), changes: new Int8Array(n), commitTimes: new Float64Array(n), columns, values: columns.map(() => new Array<unknown>(n)) };
 }
 
-/** `coldKeyRecords` as columns: one key's records in [from, to) from the cold tier, ascending by offset. */
+/**
+ * `coldKeyRecords` as columns: one key's records in [from, to) from the cold
+ * tier, ascending by offset. Each batch the query answers is decoded straight
+ * into the columns (values as the hot log's are, offsets and commit times from
+ * their typed arrays), and reordered only when the batches did not come in
+ * offset order: reading the offsets value by value through Arrow's vectors and
+ * placing every record through a sorted permutation was a tenth of the main
+ * thread's part of replaying bench:audit's log entity from Lance.
+ */
 async function coldKeyColumns(cold: ColdTable, cols: CompiledColumn[], key: KeyMatch[], from: number, to: number, expected: number): Promise<KeyColumns> {
-  const parts: { offsets: number[]; changes: number[]; commits: number[]; values: unknown[][] }[] = [];
+  const batches = (await cold.keyRecords(key, from, to, expected)).map((ipc) => decodeIpc(ipc));
   let n = 0;
-  for (const ipc of await cold.keyRecords(key, from, to, expected)) {
-    const stored = decodeIpc(ipc);
-    const m = stored.numRows;
-    const { values } = decodeValues(stored, cols);
-    const get = (name: string): number[] => {
-      const v = makeVector(stored.column(name)!);
-      const out = new Array<number>(m);
-      for (let k = 0; k < m; k++) out[k] = Number(v.get(k));
-      return out;
-    };
-    parts.push({ offsets: get('_asof_offset'), changes: get(CHANGE_COLUMN), commits: get('_asof_commit_time'), values });
-    n += m;
-  }
-  // The query's batches need not come in offset order: records are placed by a permutation sorted on offset.
-  const refs: [number, number][] = [];
-  parts.forEach((p, b) => p.offsets.forEach((_, k) => refs.push([b, k])));
-  refs.sort((x, y) => parts[x[0]].offsets[x[1]] - parts[y[0]].offsets[y[1]]);
+  for (const b of batches) n += b.numRows;
   const out = newColumns(cols.map((c) => c.name), n);
-  refs.forEach(([b, k], w) => {
-    const p = parts[b];
-    out.offsets[w] = p.offsets[k];
-    out.changes[w] = p.changes[k];
-    out.commitTimes[w] = p.commits[k];
-    for (let j = 0; j < cols.length; j++) out.values[j][w] = p.values[j][k];
+  let w = 0;
+  for (const stored of batches) {
+    const changes = decodeValuesInto(stored, cols, undefined, out.values, w);
+    out.changes.set(changes, w);
+    numbersInto(stored, '_asof_offset', out.offsets, w);
+    numbersInto(stored, '_asof_commit_time', out.commitTimes, w);
+    w += stored.numRows;
+  }
+  for (let i = 1; i < n; i++) if (out.offsets[i] <= out.offsets[i - 1]) return byOffset(out);
+  return out;
+}
+
+/** An int64 or timestamp column of a cold batch (no nulls) as numbers into `into` from `at`. */
+function numbersInto(stored: StoredBatch, name: string, into: Float64Array, at: number): void {
+  const data = stored.column(name);
+  if (!data) throw new Error(`the cold tier's batch has no column ${name}`);
+  const values = data.values as ArrayLike<bigint | number>;
+  for (let k = 0; k < stored.numRows; k++) into[at + k] = Number(values[data.offset + k]);
+}
+
+/** The columns' records reordered ascending by offset. */
+function byOffset(c: KeyColumns): KeyColumns {
+  const order = Array.from({ length: c.count }, (_, i) => i).sort((a, b) => c.offsets[a] - c.offsets[b]);
+  const out = newColumns(c.columns, c.count);
+  order.forEach((i, w) => {
+    out.offsets[w] = c.offsets[i];
+    out.changes[w] = c.changes[i];
+    out.commitTimes[w] = c.commitTimes[i];
+    for (let j = 0; j < c.values.length; j++) out.values[j][w] = c.values[j][i];
   });
   return out;
 }

@@ -79,6 +79,12 @@ test('key index: random adds across loads answer offsetsOf, lastOffset and seria
   // Oracle: key -> its offsets, in the order added. Keys repeat (a hot key gets many offsets) and the index is reloaded between rounds.
   let seed = 7;
   const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  // For offsetsIn's ranges: a generator whose low bits vary (rand's product passes 2^53, so its low bits are lost).
+  let drawSeed = 7;
+  const draw = (n: number): number => {
+    drawSeed = (Math.imul(drawSeed, 1664525) + 1013904223) >>> 0;
+    return Math.floor((drawSeed / 2 ** 32) * n);
+  };
   for (const numeric of [false, true]) {
     const want = new Map<string, number[]>();
     let idx = new KeyIndex(numeric);
@@ -95,7 +101,14 @@ test('key index: random adds across loads answer offsetsOf, lastOffset and seria
         for (const [k, v] of want) {
           assert.deepEqual(i.offsetsOf(k), v, k);
           assert.equal(i.lastOffset(k), v[v.length - 1], k);
+          // offsetsIn: a range (bounds on, between and beyond the key's offsets) and a limit, against filtering the oracle.
+          const pick = () => (draw(4) === 0 ? draw(offset + 2) : v[draw(v.length)] + draw(2));
+          const [from, to] = [pick(), pick()].sort((a, b) => a - b);
+          const limit = draw(3) === 0 ? 1 + draw(5) : Infinity;
+          assert.deepEqual(i.offsetsIn(k, from, to, limit), v.filter((o) => o >= from && o < to).slice(0, limit), `${k} [${from}, ${to}) limit ${limit}`);
+          assert.deepEqual(i.offsetsIn(k, 0, Infinity), v, k);
         }
+        assert.deepEqual(i.offsetsIn('never', 0, Infinity), []);
         assert.deepEqual(i.offsetsOf('never'), []);
         assert.equal(i.lastOffset('never'), -1);
       }
