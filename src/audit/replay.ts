@@ -17,10 +17,11 @@
 import { AsofError } from '../errors.js';
 import { CHANGE_NAMES } from '../engine/arrow-codec.js';
 import type { Engine, Token } from '../engine/engine.js';
-import { formatTimestamp, fromText, toJsonValue, type Row } from '../engine/schema.js';
+import { formatTimestamp, toJsonValue, type Row } from '../engine/schema.js';
 import type { Table } from '../engine/table.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import { applyColumns } from '../features/apply-columns.js';
+import { entityKeyText } from '../features/entity-key.js';
 import { applyOrder, ViewEvaluator, type EntityState, type Evaluated, type PointInTime, type SourceColumns, type SourceRecord } from '../features/evaluator.js';
 import type { ResolvedFeature } from '../features/registry.js';
 import type { ServedValues } from './decisions.js';
@@ -258,8 +259,7 @@ function rowJson(table: Table, row: Row): Record<string, unknown> {
 function canonicalKey(ev: ViewEvaluator, entity: string): string {
   const col = ev.schema.byName.get(ev.view.entity)!;
   try {
-    const v = col.coerce(fromText(col.type, entity));
-    return typeof v === 'bigint' ? v.toString() : String(v);
+    return entityKeyText(col, entity);
   } catch (e) {
     const reason = (e as { reason?: string }).reason ?? String(e);
     throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${JSON.stringify(entity)} is not a valid ${col.name}: ${reason}`, [{ field: 'entity', reason }]);
