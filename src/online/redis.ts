@@ -16,6 +16,7 @@ import type { EntityState } from '../features/evaluator.js';
 import type { Logger } from '../logger.js';
 import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineStore } from './store.js';
 import { parseState } from './state-json.js';
+import type { Values } from './redis-reader.js';
 
 /** Hash fields of a namespace (FORMAT.md). Entity fields are `e:<key>`, so no key can collide with these. */
 export const F_WATERMARK = '_w';
@@ -78,13 +79,15 @@ export async function connectRedis(url: string, logger: Logger, commandTimeoutMs
   return redis;
 }
 
-/** What lookups read with: an ioredis connection, or the lean client of redis-reader.ts. Values come as latin1 text of their bytes (state-json.ts). */
+/** What lookups read with: an ioredis connection, or the lean client of redis-reader.ts (which also gives the reply's bytes). Values come as latin1 text of their bytes (state-json.ts). */
 interface LookupReader {
-  hmget(key: string, fields: string[]): Promise<(string | null)[]>;
+  hmget(key: string, fields: string[]): Promise<Read>;
   close(): void;
 }
 
-const latin1 = (values: (Buffer | null)[]): (string | null)[] => values.map((v) => v && v.toString('latin1'));
+type Read = Partial<Values> & Pick<Values, 'values'>;
+
+const latin1 = (values: (Buffer | null)[]): Read => ({ values: values.map((v) => v && v.toString('latin1')) });
 
 const isIoredis = (r: Redis | LookupReader): r is Redis => typeof (r as Redis).disconnect === 'function';
 
@@ -128,10 +131,12 @@ export class RedisOnlineStore implements OnlineStore {
     fields[0] = F_WATERMARK;
     for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
     // Lookups use the reader (short timeout); bulk reads (the materializer's, per commit) the writer's patience.
-    const got = keys.length > BULK_READ_KEYS ? latin1(await this.redis.hmgetBuffer(this.key(ns), ...fields)) : await this.reader.hmget(this.key(ns), fields);
+    const { values: got, bytes, starts } = keys.length > BULK_READ_KEYS ? latin1(await this.redis.hmgetBuffer(this.key(ns), ...fields)) : await this.reader.hmget(this.key(ns), fields);
     const encoded = new Array<string | undefined>(keys.length);
     for (let i = 0; i < keys.length; i++) encoded[i] = got[i + 1] ?? undefined;
-    return { encoded, watermark: got[0] === null ? null : Number(got[0]) };
+    // States are read off the reply's bytes where the reader gives them.
+    const decode = bytes && starts ? (e: number) => parseState(encoded[e]!, bytes, starts[e + 1]) : undefined;
+    return { encoded, watermark: got[0] === null ? null : Number(got[0]), decode };
   }
 
   async meta(ns: string): Promise<NamespaceMeta | undefined> {

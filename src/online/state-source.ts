@@ -27,22 +27,20 @@ export interface StateRead {
 /** States as the online store holds them: cached by their encoding, decoded on a miss. */
 export class StoreRead implements StateRead {
   readonly position: number | null;
-  private readonly encoded: (string | undefined)[];
 
   constructor(
     private readonly store: OnlineStore,
-    read: EncodedRead,
+    private readonly read: EncodedRead,
   ) {
     this.position = read.watermark;
-    this.encoded = read.encoded;
   }
 
   cacheKey(e: number): CacheKey | undefined {
-    return this.encoded[e];
+    return this.read.encoded[e];
   }
 
   state(e: number): EntityState {
-    return this.store.decode(this.encoded[e]!);
+    return this.read.decode ? this.read.decode(e) : this.store.decode(this.read.encoded[e]!);
   }
 }
 

@@ -30,6 +30,8 @@ export interface EncodedRead {
   encoded: (string | undefined)[];
   /** The namespace's watermark, read atomically with the states; null when the namespace does not exist. */
   watermark: number | null;
+  /** Entity e's state, decoded as the store's `decode` would, where the store can do better than from `encoded` (e.g. off the bytes read). */
+  decode?(e: number): EntityState;
 }
 
 export interface OnlineStore {

@@ -34,15 +34,15 @@ test('the lean lookup client authenticates, selects the database and refuses wro
     await byPassword.whenReady(2000);
     // Values come as latin1 text of their bytes.
     const inDb2 = Buffer.from('in db 2 ✓').toString('latin1');
-    assert.deepEqual(await byPassword.hmget('h', ['f', 'nope']), [inDb2, null]);
+    assert.deepEqual((await byPassword.hmget('h', ['f', 'nope'])).values, [inDb2, null]);
     // A user and a password with a character that must be percent-encoded in a URL.
     const byUser = reader(`redis://alice:${encodeURIComponent('pa:ss')}@${base}/2`);
     await byUser.whenReady(2000);
-    assert.deepEqual(await byUser.hmget('h', ['f']), [inDb2]);
+    assert.deepEqual((await byUser.hmget('h', ['f'])).values, [inDb2]);
     // No database in the URL: database 0, where the hash is not.
     const db0 = reader(`redis://:s3cret@${base}`);
     await db0.whenReady(2000);
-    assert.deepEqual(await db0.hmget('h', ['f']), [null]);
+    assert.deepEqual((await db0.hmget('h', ['f'])).values, [null]);
     // Wrong password: never ready, and lookups fail at once instead of waiting.
     const wrong = reader(`redis://:nope@${base}/2`);
     await assert.rejects(wrong.whenReady(600), /not ready/);

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { command, leanReaderSupports, RedisError, ReplyParser, type Reply } from '../../src/online/redis-reader.js';
+import { command, Commands, leanReaderSupports, RedisError, ReplyParser, type Reply } from '../../src/online/redis-reader.js';
 import { parseState } from '../../src/online/state-json.js';
 import { rng } from '../integration/training-fixtures.js';
 
@@ -22,19 +22,25 @@ function encode(r: Reply): string {
 }
 
 test('commands are RESP arrays of bulk strings, lengths in bytes', () => {
-  assert.equal(command(['HMGET', 'k', 'é', '']), '*4\r\n$5\r\nHMGET\r\n$1\r\nk\r\n$2\r\né\r\n$0\r\n\r\n');
+  assert.equal(command(['HMGET', 'k', 'é', '']).toString('utf8'), '*4\r\n$5\r\nHMGET\r\n$1\r\nk\r\n$2\r\né\r\n$0\r\n\r\n');
   const long = 'x'.repeat(70_000) + '☃';
-  assert.equal(command(['HMGET', long]), `*2\r\n$5\r\nHMGET\r\n$70003\r\n${long}\r\n`);
+  assert.equal(command(['HMGET', long]).toString('utf8'), `*2\r\n$5\r\nHMGET\r\n$70003\r\n${long}\r\n`);
 });
 
 test('commands of generated arguments carry their UTF-8 byte lengths (Buffer.byteLength the oracle)', () => {
   const r = rng(7);
   // ASCII, 2- and 3-byte characters, surrogate pairs (4 bytes) and lone surrogates (written as U+FFFD, 3 bytes).
   const alphabet = ['a', '0', ':', ' ', '\r', '\n', 'é', 'ß', '☃', '€', '𝄞', '😀', '\ud800', '\udfff', '\u007f', '\u0080', '\u07ff', '\u0800'];
+  // A turn's commands go out as one buffer, which grows from a small start here.
+  const turn = new Commands(8);
+  const all: Buffer[] = [];
   for (let trial = 0; trial < 500; trial++) {
-    const args = Array.from({ length: r.int(1, 8) }, () => Array.from({ length: r.int(0, 12) }, () => r.pick(alphabet)).join(''));
+    const args = Array.from({ length: r.int(1, trial % 50 === 0 ? 120 : 8) }, () => Array.from({ length: r.int(0, 12) }, () => r.pick(alphabet)).join(''));
     const expected = Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.map((a) => Buffer.concat([Buffer.from(`$${Buffer.byteLength(a)}\r\n`), Buffer.from(a, 'utf8'), Buffer.from('\r\n')]))]);
-    assert.deepEqual(Buffer.from(command(args), 'utf8'), expected, JSON.stringify(args));
+    assert.deepEqual(command(args), expected, JSON.stringify(args));
+    turn.add(args);
+    all.push(expected);
+    if (trial % 7 === 6) assert.deepEqual(turn.take(), Buffer.concat(all.splice(0)));
   }
 });
 
@@ -93,15 +99,23 @@ test('HMGET replies of states, cut anywhere, read back as JSON.parse reads their
       const wire = Buffer.concat([Buffer.from(`*${states.length}\r\n`), ...states.map((b) => (b === null ? Buffer.from('$-1\r\n') : Buffer.concat([Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')])))]);
       const p = new ReplyParser();
       let got: Reply | undefined;
+      let bytes: Buffer = Buffer.alloc(0);
+      let starts: number[] = [];
       for (let at = 0; at < wire.length; at += step) {
         p.feed(wire.subarray(at, at + step));
-        got ??= p.next();
+        if (got === undefined && (got = p.next()) !== undefined) ({ bytes, starts } = p);
       }
+      // A reply after it: the parser's next buffer, which must not disturb the bytes the states are read from.
+      p.feed(Buffer.from('*1\r\n$3\r\n{"b\r\n'));
       assert.ok(Array.isArray(got));
+      assert.equal(starts.length, states.length);
       got.forEach((g, i) => {
         const b = states[i];
-        if (b === null) return assert.equal(g, null);
-        assert.deepStrictEqual(parseState(g as string), JSON.parse(b.toString('utf8')));
+        if (b === null) return assert.equal(starts[i], -1);
+        const want = JSON.parse(b.toString('utf8'));
+        assert.deepStrictEqual(parseState(g as string), want);
+        // Off the reply's own bytes, as the Redis store reads states (the bytes past each state are the reply's CRLF and the next value).
+        assert.deepStrictEqual(parseState(g as string, bytes, starts[i]), want);
       });
     }),
     { numRuns: 1000 },
