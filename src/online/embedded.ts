@@ -30,11 +30,7 @@ export class EmbeddedOnlineStore implements OnlineStore {
     const s = this.spaces.get(ns);
     const encoded = new Array<string | undefined>(keys.length);
     for (let i = 0; i < keys.length; i++) encoded[i] = s?.rows.get(numericIndexKey(keys[i]));
-    return { encoded, watermark: s ? s.watermark : null };
-  }
-
-  decode(encoded: string): EntityState {
-    return unpack(encoded) as EntityState;
+    return { encoded, watermark: s ? s.watermark : null, decode: (e) => unpack(encoded[e]!) as EntityState };
   }
 
   async meta(ns: string): Promise<NamespaceMeta | undefined> {

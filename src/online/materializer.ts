@@ -193,13 +193,12 @@ class ViewRunner implements RunnerState {
       list.push(i);
     }
     const keys = [...byKey.keys()];
-    const { encoded } = keys.length ? await this.store.readEncoded(this.ns, keys) : { encoded: [] };
+    const read = await this.store.readEncoded(this.ns, keys);
     const entries: [string, EntityState | undefined][] = new Array(keys.length);
     for (let k = 0; k < keys.length; k++) {
       // All of an entity's records of the commit at once: one sort and merge into its window, not one insertion per record.
       const recs = byKey.get(keys[k])!.map((i) => ({ offset: c.firstOffset + i, change: c.changes[i], commitTime: c.commitTime, row: c.rows[i] }));
-      const state = encoded[k];
-      entries[k] = [keys[k], this.ev.applyAll(state === undefined ? undefined : this.store.decode(state), recs, now)];
+      entries[k] = [keys[k], this.ev.applyAll(read.encoded[k] === undefined ? undefined : read.decode(k), recs, now)];
     }
     const to = c.firstOffset + n - 1;
     await this.store.write(this.ns, entries, this.applied, to);

@@ -123,9 +123,6 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.prefix}ns:${ns}`;
   }
 
-  /** States are read as latin1 text of their JSON's bytes (LookupReader), and parsed off those bytes. */
-  readonly decode: (encoded: string) => EntityState = parseState;
-
   async readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
     const fields = new Array<string>(keys.length + 1);
     fields[0] = F_WATERMARK;
@@ -134,9 +131,8 @@ export class RedisOnlineStore implements OnlineStore {
     const { values: got, bytes, starts } = keys.length > BULK_READ_KEYS ? latin1(await this.redis.hmgetBuffer(this.key(ns), ...fields)) : await this.reader.hmget(this.key(ns), fields);
     const encoded = new Array<string | undefined>(keys.length);
     for (let i = 0; i < keys.length; i++) encoded[i] = got[i + 1] ?? undefined;
-    // States are read off the reply's bytes where the reader gives them.
-    const decode = bytes && starts ? (e: number) => parseState(encoded[e]!, bytes, starts[e + 1]) : undefined;
-    return { encoded, watermark: got[0] === null ? null : Number(got[0]), decode };
+    // States are parsed off the reply's bytes where the reader gives them, else off their latin1 text's.
+    return { encoded, watermark: got[0] === null ? null : Number(got[0]), decode: (e) => parseState(encoded[e]!, bytes, starts?.[e + 1]) };
   }
 
   async meta(ns: string): Promise<NamespaceMeta | undefined> {

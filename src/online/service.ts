@@ -121,9 +121,9 @@ export class OnlineService {
     if (runner?.failure) throw this.unavailable(g, `feature view "${g.def.name}" is not available from the online store (${this.store.kind}): ${runner.failure.message}`);
     // Bad entity keys are the caller's 400, not a store failure: converted before any read.
     if (runner?.direct) return new TableRead(runner.direct, keysOf(g, entities));
-    if (runner && this.store.readEncodedSync) return new StoreRead(this.store, this.store.readEncodedSync(g.ns, keysOf(g, entities)));
+    if (runner && this.store.readEncodedSync) return new StoreRead(this.store.readEncodedSync(g.ns, keysOf(g, entities)));
     return this.store.readEncoded(g.ns, keysOf(g, entities)).then(
-      (r) => new StoreRead(this.store, r),
+      (r) => new StoreRead(r),
       (e: Error) => Promise.reject(this.unavailable(g, `the online store (${this.store.kind}) is unavailable: ${e.message}`)),
     );
   }

@@ -8,7 +8,7 @@
 import type { EntityState, ViewEvaluator } from '../features/evaluator.js';
 import type { CacheKey } from './lookup-cache.js';
 import type { DirectSource } from './materializer.js';
-import type { EncodedRead, OnlineStore } from './store.js';
+import type { EncodedRead } from './store.js';
 
 /** One read of some entities' states, in the order of the keys asked for. */
 export interface StateRead {
@@ -28,10 +28,7 @@ export interface StateRead {
 export class StoreRead implements StateRead {
   readonly position: number | null;
 
-  constructor(
-    private readonly store: OnlineStore,
-    private readonly read: EncodedRead,
-  ) {
+  constructor(private readonly read: EncodedRead) {
     this.position = read.watermark;
   }
 
@@ -40,7 +37,7 @@ export class StoreRead implements StateRead {
   }
 
   state(e: number): EntityState {
-    return this.read.decode ? this.read.decode(e) : this.store.decode(this.read.encoded[e]!);
+    return this.read.decode(e);
   }
 }
 

@@ -30,8 +30,8 @@ export interface EncodedRead {
   encoded: (string | undefined)[];
   /** The namespace's watermark, read atomically with the states; null when the namespace does not exist. */
   watermark: number | null;
-  /** Entity e's state, decoded as the store's `decode` would, where the store can do better than from `encoded` (e.g. off the bytes read). */
-  decode?(e: number): EntityState;
+  /** The state of key e (one that has one) → a fresh `EntityState`, which the caller may change (the materializer applies records to it). */
+  decode(e: number): EntityState;
 }
 
 export interface OnlineStore {
@@ -39,8 +39,6 @@ export interface OnlineStore {
   readEncoded(namespace: string, keys: string[]): Promise<EncodedRead>;
   /** In-process stores answer synchronously (the serving fast path); others leave this out. */
   readEncodedSync?(namespace: string, keys: string[]): EncodedRead;
-  /** One encoded state → a fresh `EntityState`, which the caller may change (the materializer applies records to it). */
-  decode(encoded: string): EntityState;
   /** The namespace's watermark and lineage; undefined when it does not exist. */
   meta(namespace: string): Promise<NamespaceMeta | undefined>;
   /** (Re)creates a namespace empty: no states, watermark -1, the given lineage. */

@@ -29,8 +29,8 @@ let realRedis = false;
 
 /** Decoded states and the watermark, as the materializer reads them. */
 async function read(store: OnlineStore, ns: string, keys: string[]): Promise<{ states: (EntityState | undefined)[]; watermark: number | null }> {
-  const { encoded, watermark } = await store.readEncoded(ns, keys);
-  return { states: encoded.map((x) => (x === undefined ? undefined : store.decode(x))), watermark };
+  const { encoded, watermark, decode } = await store.readEncoded(ns, keys);
+  return { states: encoded.map((x, e) => (x === undefined ? undefined : decode(e))), watermark };
 }
 
 const IMPLS: Impl[] = [
@@ -137,8 +137,11 @@ for (const impl of IMPLS) {
       const encoded = await store.readEncoded('rt@1', ['nope', ...keys]);
       assert.equal(encoded.watermark, 10);
       assert.equal(encoded.encoded[0], undefined);
-      assert.deepEqual(encoded.encoded.slice(1).map((x) => store.decode(x!)), keys.map((k) => STATES[k]));
-      if (store.readEncodedSync) assert.deepEqual(store.readEncodedSync('rt@1', ['nope', ...keys]), encoded);
+      assert.deepEqual(keys.map((_, i) => encoded.decode(i + 1)), keys.map((k) => STATES[k]));
+      if (store.readEncodedSync) {
+        const sync = store.readEncodedSync('rt@1', ['nope', ...keys]);
+        assert.deepEqual([sync.encoded, sync.watermark, keys.map((_, i) => sync.decode(i + 1))], [encoded.encoded, 10, keys.map((k) => STATES[k])]);
+      }
       assert.deepEqual((await store.readEncoded('absent@1', ['a'])).watermark, null);
     });
 

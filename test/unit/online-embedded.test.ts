@@ -30,7 +30,10 @@ test('embedded store: integer-like keys that differ as text stay apart, and each
   await store.reset('ns', 'l');
   const keys = ['1', '01', '-0', '0', '9007199254740993', '9007199254740992', 'x'];
   await store.write('ns', keys.map((k, i) => [k, { b: { v: [i] } } as never]), -1, 0);
-  const read = (keys: string[]) => store.readEncodedSync('ns', keys).encoded.map((x) => x && store.decode(x));
+  const read = (keys: string[]) => {
+    const r = store.readEncodedSync('ns', keys);
+    return r.encoded.map((x, e) => x && r.decode(e));
+  };
   assert.deepEqual(read([...keys, '2', '-1']), [...keys.map((_, i) => ({ b: { v: [i] } })), undefined, undefined]);
   await store.write('ns', [['01', undefined], ['0', undefined]], 0, 1);
   assert.deepEqual(read(keys), keys.map((k, i) => (k === '01' || k === '0' ? undefined : { b: { v: [i] } })));
