@@ -20,6 +20,7 @@
  */
 import { Socket } from 'node:net';
 import type { Logger } from '../logger.js';
+import { Commands, command, RedisError, ReplyParser, type Reply } from './resp.js';
 
 /** An HMGET's values as latin1 text of their bytes, and where each value's bytes are in `bytes` (-1 for a null). */
 export interface Values {
@@ -35,13 +36,6 @@ interface Waiter {
   sentAt: number;
   /** Setup commands (AUTH, SELECT) answer a simple string, not an array. */
   setup?: boolean;
-}
-
-export class RedisError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RedisError';
-  }
 }
 
 /** Whether `url` is a plain redis:// URL this client can connect to. */
@@ -240,179 +234,5 @@ export class RedisLookupReader {
     this.waiting = [];
     this.head = 0;
     for (let i = head; i < waiting.length; i++) waiting[i]?.reject(e);
-  }
-}
-
-/**
- * Commands as RESP bytes (arrays of bulk strings), written into one buffer per
- * event-loop turn that the socket sends as it is. ASCII arguments (entity keys,
- * usually) are copied byte by byte with no native call (a Buffer write per
- * argument cost more). A 100-entity HMGET: 37 ns per entity against 77 built
- * as RESP text and UTF-8 encoded by the socket's write (2026-12-06, session 15,
- * in isolation, the field names' array included).
- */
-export class Commands {
-  private buf: Buffer;
-  private at = 0;
-
-  constructor(private readonly size = 16384) {
-    this.buf = Buffer.allocUnsafe(size);
-  }
-
-  add(args: string[]): void {
-    // Room for the most it can take: 3 bytes a UTF-16 unit, 14 a length line.
-    let most = 14;
-    for (let i = 0; i < args.length; i++) most += 3 * args[i].length + 16;
-    if (this.at + most > this.buf.length) {
-      const next = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.at + most));
-      this.buf.copy(next, 0, 0, this.at);
-      this.buf = next;
-    }
-    this.head(42, args.length);
-    const b = this.buf;
-    for (let i = 0; i < args.length; i++) {
-      const s = args[i];
-      const start = this.at;
-      this.head(36, s.length);
-      let at = this.at;
-      let k = 0;
-      for (let c; k < s.length && (c = s.charCodeAt(k)) <= 0x7f; k++) b[at++] = c;
-      if (k < s.length) {
-        // Past ASCII: the length in bytes is another; written again, through UTF-8.
-        this.at = start;
-        this.head(36, Buffer.byteLength(s));
-        at = this.at + b.write(s, this.at, 'utf8');
-      }
-      b[at] = 13;
-      b[at + 1] = 10;
-      this.at = at + 2;
-    }
-  }
-
-  /** The commands added since the last take; the buffer is theirs (the socket may hold it until sent). */
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.at);
-    this.buf = Buffer.allocUnsafe(Math.max(this.size, this.at));
-    this.at = 0;
-    return out;
-  }
-
-  /** `*<n>\r\n` or `$<n>\r\n`. */
-  private head(type: number, n: number): void {
-    const b = this.buf;
-    b[this.at] = type;
-    let end = this.at + 2;
-    for (let p = 10; p <= n; p *= 10) end++;
-    this.at = end + 2;
-    b[end] = 13;
-    b[end + 1] = 10;
-    do b[--end] = 48 + (n % 10);
-    while ((n = (n / 10) | 0) > 0);
-  }
-}
-
-/** One command as RESP bytes. */
-export function command(args: string[]): Buffer {
-  const c = new Commands(64);
-  c.add(args);
-  return c.take();
-}
-
-export type Reply = string | number | null | Reply[] | RedisError;
-
-/**
- * RESP2 replies off a stream of chunks: simple strings, errors, integers,
- * bulk strings and arrays of those (HMGET answers arrays of bulk strings and
- * nulls); `next` returns undefined until a whole reply is buffered, and throws
- * on bytes that are not RESP. Bulk strings come as latin1 text of their bytes
- * (state-json.ts reads states off them), by `latin1Slice` (what `toString`
- * calls after its argument checks): 77 ns per entity of the bench's replies,
- * 130 decoded as UTF-8 (2026-12-06, in isolation).
- */
-export class ReplyParser {
-  private buf: Buffer = Buffer.alloc(0);
-  private at = 0;
-  /** Where the bulk strings of the last reply start in `bytes` (-1 for a null), in order. */
-  starts: number[] = [];
-
-  /** The bytes the last reply was read from; never changed (a new chunk goes into a new buffer). */
-  get bytes(): Buffer {
-    return this.buf;
-  }
-
-  reset(): void {
-    this.buf = Buffer.alloc(0);
-    this.at = 0;
-  }
-
-  feed(chunk: Buffer): void {
-    this.buf = this.at < this.buf.length ? Buffer.concat([this.buf.subarray(this.at), chunk]) : chunk;
-    this.at = 0;
-  }
-
-  next(): Reply | undefined {
-    const start = this.at;
-    this.starts = [];
-    const r = this.parse();
-    if (r === undefined) this.at = start;
-    return r;
-  }
-
-  private line(): string | undefined {
-    const end = this.buf.indexOf(13, this.at);
-    if (end < 0 || end + 1 >= this.buf.length) return undefined;
-    const s = this.buf.toString('latin1', this.at, end);
-    this.at = end + 2;
-    return s;
-  }
-
-  /** The decimal integer up to the CRLF (undefined until it is buffered); a byte that is no digit is refused. */
-  private length(): number | undefined {
-    const negative = this.buf[this.at] === 45;
-    let n = 0;
-    for (let i = negative ? this.at + 1 : this.at; i < this.buf.length; i++) {
-      const c = this.buf[i];
-      if (c === 13) return i + 1 < this.buf.length ? ((this.at = i + 2), negative ? -n : n) : undefined;
-      if (c < 48 || c > 57) throw new RedisError(`not a RESP reply (length byte ${c})`);
-      n = n * 10 + (c - 48);
-    }
-    return undefined;
-  }
-
-  private parse(): Reply | undefined {
-    if (this.at >= this.buf.length) return undefined;
-    const type = this.buf[this.at++];
-    // A bulk string's or an array's length read off its bytes (one per entity of a lookup; the line, then Number of it, cost two calls).
-    const line = type === 36 || type === 42 ? this.length() : this.line();
-    if (line === undefined) return undefined;
-    switch (type) {
-      case 43: return line; // +
-      case 45: return new RedisError(line as string); // -
-      case 58: return Number(line); // :
-      case 36: {
-        // $
-        const n = line as number;
-        this.starts.push(n < 0 ? -1 : this.at);
-        if (n < 0) return null;
-        if (this.at + n + 2 > this.buf.length) return undefined;
-        const s = (this.buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(this.at, this.at + n);
-        this.at += n + 2;
-        return s;
-      }
-      case 42: {
-        // *
-        const n = line as number;
-        if (n < 0) return null;
-        const out = new Array<Reply>(n);
-        for (let i = 0; i < n; i++) {
-          const item = this.parse();
-          if (item === undefined) return undefined;
-          out[i] = item;
-        }
-        return out;
-      }
-      default:
-        throw new RedisError(`not a RESP reply (type byte ${type})`);
-    }
   }
 }

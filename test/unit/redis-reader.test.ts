@@ -1,5 +1,5 @@
 /**
- * The lean lookup client's wire code (online/redis-reader.ts): commands as
+ * The lean lookup client's wire code (online/resp.ts): commands as
  * RESP bytes, and replies parsed off a stream cut at every possible place.
  * Expected bytes and replies are written by this test's own encoder, from
  * the RESP2 spec; the client's behaviour against a real Redis (timeouts,
@@ -8,7 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { command, Commands, leanReaderSupports, RedisError, ReplyParser, type Reply } from '../../src/online/redis-reader.js';
+import { leanReaderSupports } from '../../src/online/redis-reader.js';
+import { command, Commands, RedisError, ReplyParser, type Reply } from '../../src/online/resp.js';
 import { parseState } from '../../src/online/state-json.js';
 import { rng } from '../integration/training-fixtures.js';
 
