@@ -12,7 +12,8 @@
 import { makeVector, type Vector } from 'apache-arrow';
 import { CHANGE_NAMES, decodeBatch, decodeIpc, type ChangeName } from './arrow-codec.js';
 import { frameOk, HEADER_BYTES, rawFrameOf, splitBody, type FrameMeta, type RawFrame } from './log.js';
-import { keyBatches, keyColumns, payloadOf, unionFrames, type UnionSource } from './union-read.js';
+import { keyBatches, keyColumns } from './key-read.js';
+import { payloadOf, unionFrames, type UnionSource } from './union-read.js';
 import type { Row, TableSchema } from './schema.js';
 
 /** One stored commit as Arrow columns (no row objects): `getChild` is null for a column the commit predates. */

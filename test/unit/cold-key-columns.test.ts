@@ -15,7 +15,8 @@ import { FrameIndex } from '../../src/engine/indexes.js';
 import { defineTable, TableSchema } from '../../src/engine/schema.js';
 import type { SegmentedLog } from '../../src/engine/segments.js';
 import type { KeyColumns } from '../../src/engine/table-scan.js';
-import { keyColumns, type UnionSource } from '../../src/engine/union-read.js';
+import { keyColumns } from '../../src/engine/key-read.js';
+import type { UnionSource } from '../../src/engine/union-read.js';
 
 const schema = new TableSchema(
   defineTable('t', { kind: 'log', eventTime: 'at', primaryKey: ['user'], columns: [{ name: 'user', type: 'string', nullable: false }, { name: 'amount', type: 'float64', nullable: true }, { name: 'at', type: 'timestamp', nullable: false }] }, undefined, 0).def,
