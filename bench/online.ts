@@ -22,6 +22,9 @@
  *
  * `--only-post` measures the POST batches alone (no GET rounds), for work on the batch path.
  *
+ * With Redis, the tables also give the Redis server's own CPU per request (INFO cpu): on a small machine
+ * it runs on the cores the asof server and the load generator use, which the bare route never shares.
+ *
  * Every server is the real thing in its own child process (`asof serve`, or
  * the bare route: this file with `bare`); this process only drives load, so
  * the load generator never shares an event loop with a server: full load with
@@ -175,6 +178,20 @@ interface Load {
   cpuUs: number;
   /** Share of one core the server used: below ~90% the load generator, not the server, set the rate. */
   busy: number;
+  /** For an asof server on Redis: the Redis server's own CPU time per request, µs (from INFO cpu; it runs on the same cores). */
+  redisCpuUs?: number;
+}
+
+/** asof servers whose lookups go to Redis. */
+const onRedis = new WeakSet<Server>();
+let infoClient: import('ioredis').Redis | undefined;
+
+/** The Redis server's CPU time (user + system) so far, ms, as it reports it. */
+async function redisCpuMs(): Promise<number> {
+  if (!infoClient) infoClient = new (await import('ioredis')).Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const info = await infoClient.info('cpu');
+  const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)![1]);
+  return (field('used_cpu_sys') + field('used_cpu_user')) * 1000;
 }
 
 /** CPU time (user + system) a process has used so far, ms. */
@@ -214,6 +231,7 @@ const cursors = new WeakMap<Server, Map<Buffer[], number>>();
 /** Drives load with the lean raw-socket driver; latency percentiles (ms, fractional) from every answer. */
 async function drive(server: Server, requests: Buffer[], opts: { seconds: number; connections: number; rate?: number }): Promise<Load> {
   const cpu0 = await cpuMs(server.proc.pid!);
+  const redis0 = onRedis.has(server) ? await redisCpuMs() : NaN;
   const t0 = performance.now();
   if (!cursors.has(server)) cursors.set(server, new Map());
   const from = cursors.get(server)!.get(requests) ?? 0;
@@ -223,7 +241,8 @@ async function drive(server: Server, requests: Buffer[], opts: { seconds: number
   const wall = performance.now() - t0;
   const lat = res.latencies.sort((a, b) => a - b);
   const pct = (p: number): number => lat[Math.min(lat.length - 1, Math.floor((lat.length * p) / 100))] ?? NaN;
-  return { rps: res.ok / res.seconds, p50: pct(50), p99: pct(99), errors: res.failed, cpuUs: (cpu * 1000) / Math.max(1, res.ok + res.failed), busy: cpu / wall };
+  const redisCpuUs = onRedis.has(server) ? (((await redisCpuMs()) - redis0) * 1000) / Math.max(1, res.ok + res.failed) : undefined;
+  return { rps: res.ok / res.seconds, p50: pct(50), p99: pct(99), errors: res.failed, cpuUs: (cpu * 1000) / Math.max(1, res.ok + res.failed), busy: cpu / wall, redisCpuUs };
 }
 
 /** Two servers measured in alternation: the median round of each, and the ratios of each adjacent pair of rounds. */
@@ -286,6 +305,7 @@ function ioredisLookupsUrl(): string {
 async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'): Promise<StoreFigures> {
   const dir = await mkdtemp(join(tmpdir(), 'asof-bench-online-'));
   const asof = await startAsof(join(dir, 'data'), store === 'embedded' ? undefined : store === 'redis' ? REDIS_URL : ioredisLookupsUrl());
+  if (store !== 'embedded') onRedis.add(asof);
   let bareServer: Server | undefined;
   try {
     process.stdout.write(`[${store}] loading ${fmt(ENTITIES)} entities x 20 features ...\n`);
@@ -416,11 +436,11 @@ function report(figures: StoreFigures[]): void {
   if (withGet.length) {
     if (flag('bare-remembered-queries')) console.log("\n--bare-remembered-queries: the bare route remembers parsed query strings as asof's server does");
     console.log('\nGET /features/{entity}, 20 features (%s bytes). Ratios: asof / bare in req/s, and (CPU) bare / asof in server CPU per request, each the median over %d alternating pairs of runs; req/s and CPU columns: the median run of each side', withGet[0].oneBytes, ROUNDS);
-    console.log('| store | lookups | asof req/s | bare req/s | ratio (target >= 0.8) | server CPU µs/req asof / bare | server busy asof / bare |');
-    console.log('| --- | --- | --- | --- | --- | --- | --- |');
+    console.log('| store | lookups | asof req/s | bare req/s | ratio (target >= 0.8) | server CPU µs/req asof / bare | server busy asof / bare | Redis server CPU µs/req |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const f of withGet) {
       for (const [label, p] of [[`hot (${fmt(HOT)} entities)`, f.get], [`cold (the other ${fmt(ENTITIES - HOT)})`, f.cold]] as const) {
-        console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps)} | ${fmt(p.b.rps)} | ${ratio(p)} | ${fmt(p.a.cpuUs, 1)} / ${fmt(p.b.cpuUs, 1)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% |`);
+        console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps)} | ${fmt(p.b.rps)} | ${ratio(p)} | ${fmt(p.a.cpuUs, 1)} / ${fmt(p.b.cpuUs, 1)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% | ${p.a.redisCpuUs === undefined ? '' : fmt(p.a.redisCpuUs, 1)} |`);
       }
     }
     console.log('\nGET at half of asof\'s full-load rate (hot), the same offered rate for both (target p99 <= 2 ms)');
@@ -431,11 +451,11 @@ function report(figures: StoreFigures[]): void {
     }
   }
   console.log(`\nPOST /features, ${BATCH} entities x 20 features (target >= 200k entity lookups/s)`);
-  console.log('| store | lookups | asof entity lookups/s | bare route, same bytes | ratio | server CPU µs per entity asof / bare | server busy asof / bare |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| store | lookups | asof entity lookups/s | bare route, same bytes | ratio | server CPU µs per entity asof / bare | server busy asof / bare | Redis server CPU µs per entity |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const f of figures) {
     for (const [label, p] of [[`hot (${fmt(HOT)} entities)`, f.batch], [`cold (the other ${fmt(ENTITIES - HOT)})`, f.coldBatch]] as const) {
-      console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps * BATCH)} | ${fmt(p.b.rps * BATCH)} | ${ratio(p)} | ${fmt(p.a.cpuUs / BATCH, 2)} / ${fmt(p.b.cpuUs / BATCH, 2)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% |`);
+      console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps * BATCH)} | ${fmt(p.b.rps * BATCH)} | ${ratio(p)} | ${fmt(p.a.cpuUs / BATCH, 2)} / ${fmt(p.b.cpuUs / BATCH, 2)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% | ${p.a.redisCpuUs === undefined ? '' : fmt(p.a.redisCpuUs / BATCH, 2)} |`);
     }
   }
   const errors = figures.flatMap((f) => [f.get?.a, f.get?.b, f.halfAsof, f.halfBare, f.cold?.a, f.cold?.b, f.batch.a, f.batch.b, f.coldBatch.a, f.coldBatch.b]).reduce((n, l) => n + (l?.errors ?? 0), 0);
@@ -457,6 +477,7 @@ async function main(): Promise<void> {
         if (flag('redis-ioredis-lookups')) figures.push(await benchStore('redis, ioredis lookups'));
       } finally {
         await dropBenchKeys();
+        infoClient?.disconnect();
       }
     }
     else console.log(`redis: nothing answers at ${REDIS_URL}; skipped`);
