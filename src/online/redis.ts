@@ -123,14 +123,18 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.prefix}ns:${ns}`;
   }
 
-  async readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
+  readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
     const fields = new Array<string>(keys.length + 1);
     fields[0] = F_WATERMARK;
     for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
     // Lookups use the reader (short timeout); bulk reads (the materializer's, per commit) the writer's patience.
-    const { values: got, bytes, starts } = keys.length > BULK_READ_KEYS ? latin1(await this.redis.hmgetBuffer(this.key(ns), ...fields)) : await this.reader.hmget(this.key(ns), fields);
-    const encoded = new Array<string | undefined>(keys.length);
-    for (let i = 0; i < keys.length; i++) encoded[i] = got[i + 1] ?? undefined;
+    const read = keys.length > BULK_READ_KEYS ? this.redis.hmgetBuffer(this.key(ns), ...fields).then(latin1) : this.reader.hmget(this.key(ns), fields);
+    return read.then((r) => this.encodedRead(r, keys.length));
+  }
+
+  private encodedRead({ values: got, bytes, starts }: Read, n: number): EncodedRead {
+    const encoded = new Array<string | undefined>(n);
+    for (let i = 0; i < n; i++) encoded[i] = got[i + 1] ?? undefined;
     // States are parsed off the reply's bytes where the reader gives them, else off their latin1 text's.
     return { encoded, watermark: got[0] === null ? null : Number(got[0]), decode: (e) => parseState(encoded[e]!, bytes, starts?.[e + 1]) };
   }

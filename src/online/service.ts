@@ -69,8 +69,14 @@ export class OnlineService {
    * the same code and sockets are worked in runs, not interleaved request by request.
    */
   evaluateSoon(entities: unknown[], plan: Plan): Promise<Evaluation> {
-    // Lookups that await a store are not held (`read` says which are in-process).
-    if (!this.store.readEncodedSync && plan.groups.some((g) => !this.materializer.runner(g.ns)?.direct)) return new Promise((resolve) => resolve(this.evaluate(entities, plan)));
+    // Lookups that await a store are not held (`read` says which are in-process); their promise is the store's read's, not a wrapper of it.
+    if (!this.store.readEncodedSync && plan.groups.some((g) => !this.materializer.runner(g.ns)?.direct)) {
+      try {
+        return Promise.resolve(this.evaluate(entities, plan));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     return new Promise((resolve, reject) => {
       if (this.soon.push({ entities, plan, resolve, reject }) === 1) setImmediate(this.flushSoon);
     });
@@ -104,12 +110,14 @@ export class OnlineService {
       pending ||= reads[gi] instanceof Promise;
     }
     if (!pending) return this.fill(plan, at, entities.length, reads as StateRead[]);
-    return Promise.all(reads).then(async (done) => {
+    const finish = (done: StateRead[]): Evaluation | Promise<Evaluation> => {
       // A replica found no namespace: the primary may have redefined the view. Try once with fresh definitions.
       const missing = plan.groups.some((g, gi) => done[gi].position === null && !this.materializer.runner(g.ns));
-      if (missing && !retried && (await this.registry.refresh().catch(() => false))) return this.evaluate(entities, plan, true);
+      if (missing && !retried) return this.registry.refresh().then((fresh) => (fresh ? this.evaluate(entities, plan, true) : this.fill(plan, at, entities.length, done)), () => this.fill(plan, at, entities.length, done));
       return this.fill(plan, at, entities.length, done);
-    });
+    };
+    // One view (the usual lookup) waits on its read alone, not through Promise.all: each promise between the store's reply and the answer is a microtask.
+    return reads.length === 1 ? (reads[0] as Promise<StateRead>).then((r) => finish([r])) : Promise.all(reads).then(finish);
   }
 
   /**

@@ -71,6 +71,14 @@ test('lookups of state that is not in-process (Redis) are evaluated at once, not
     assert.equal(started, 1);
     online.evaluate = evaluate;
     assert.equal(toObjects([3], await pending)[0].features['v:x'], 3.75);
+    // A key that does not convert is the caller's 400, as a rejected promise (never a throw), and only its own; over HTTP too.
+    const bad = online.evaluateSoon(['1.5'], plan);
+    const good = online.evaluateSoon([5], plan);
+    await assert.rejects(bad, (e: { code?: string }) => e.code === 'ASOF_INVALID_ARGUMENT');
+    assert.equal(toObjects([5], await good)[0].features['v:x'], 6.25);
+    const r = await a.req('GET', '/features/1.5?view=v');
+    assert.equal(r.status, 400);
+    assert.equal((r.body as { error: { code: string } }).error.code, 'ASOF_INVALID_ARGUMENT');
   } finally {
     await a.destroy();
   }
