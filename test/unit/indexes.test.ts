@@ -77,14 +77,13 @@ test('a numeric key index answers canonical key strings, keeps keys beyond 2^53 
 
 test('key index: random adds across loads answer offsetsOf, lastOffset and serialize as a plain map of arrays does', () => {
   // Oracle: key -> its offsets, in the order added. Keys repeat (a hot key gets many offsets) and the index is reloaded between rounds.
-  let seed = 7;
-  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
-  // For offsetsIn's ranges: a generator whose low bits vary (rand's product passes 2^53, so its low bits are lost).
-  let drawSeed = 7;
-  const draw = (n: number): number => {
-    drawSeed = (Math.imul(drawSeed, 1664525) + 1013904223) >>> 0;
-    return Math.floor((drawSeed / 2 ** 32) * n);
+  // Two streams of one exact 32-bit generator (Math.imul keeps every bit; the top bits choose): keys and gaps, and offsetsIn's ranges.
+  const generator = (seed: number) => (n: number): number => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return Math.floor((seed / 2 ** 32) * n);
   };
+  const rand = generator(11);
+  const draw = generator(7);
   for (const numeric of [false, true]) {
     const want = new Map<string, number[]>();
     let idx = new KeyIndex(numeric);
