@@ -1,9 +1,8 @@
 /**
  * An entity as requests give it → the canonical key text of a view's entity
  * column: what the key index, the online store and `ViewEvaluator.entityOf`
- * use. Meant as the one conversion for every reader of an entity: the audit's
- * replay calls it; online/plan.ts (entityKey) and feast/online.ts still do
- * their own (online/plan.ts skips the check of string entities).
+ * use: the one conversion for every reader of an entity (online lookups on
+ * every adapter, through online/plan.ts, and the audit's replay).
  */
 import { fromText, type CompiledColumn } from '../engine/schema.js';
 

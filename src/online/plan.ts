@@ -6,9 +6,9 @@
  */
 import { AsofError } from '../errors.js';
 import type { CompiledColumn } from '../engine/schema.js';
-import { fromText } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
+import { entityKeyText } from '../features/entity-key.js';
 import type { ViewEvaluator } from '../features/evaluator.js';
 import { formsGiven, type FeatureRegistry, type FeatureSelection, type ResolvedFeature } from '../features/registry.js';
 import { entityEval, type EntityEval } from './evaluation.js';
@@ -103,31 +103,22 @@ export class Planner {
   }
 }
 
-/** Integer text that is already the canonical key (no sign, zeros or digits beyond what a double holds exactly). */
-const CANONICAL_INT = /^(?:0|-?[1-9]\d{0,14})$/;
-
 /**
  * Entities as given (JSON values, or text from a URL) → the canonical key
- * strings of the group's entity column; a key that does not convert is a 400
- * naming its position.
+ * strings of the group's entity column (features/entity-key.ts, the one
+ * conversion every reader uses); a key that does not convert, a string with a
+ * lone surrogate included, is a 400 naming its position.
  */
 export function keysOf(g: ViewGroup, entities: unknown[]): string[] {
   const keys = new Array<string>(entities.length);
-  for (let i = 0; i < entities.length; i++) keys[i] = entityKey(g.entityColumn, entities[i], i);
+  const col = g.entityColumn;
+  for (let i = 0; i < entities.length; i++) {
+    try {
+      keys[i] = entityKeyText(col, entities[i]);
+    } catch (e) {
+      const reason = (e as { reason?: string }).reason ?? String(e);
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${i} (${JSON.stringify(entities[i])}) is not a valid ${col.name}: ${reason}`, [{ row: i, field: 'entity', reason }]);
+    }
+  }
   return keys;
-}
-
-function entityKey(col: CompiledColumn, entity: unknown, i: number): string {
-  if (typeof entity === 'string') {
-    const kind = col.type.kind;
-    if (kind === 'string' || (kind === 'int64' && CANONICAL_INT.test(entity)) || (kind === 'int32' && entity.length <= 10 && CANONICAL_INT.test(entity) && Math.abs(Number(entity)) <= 2147483647)) return entity;
-  }
-  const v = typeof entity === 'string' || typeof entity === 'number' ? fromText(col.type, entity) : entity;
-  try {
-    const c = col.coerce(v);
-    return typeof c === 'bigint' ? c.toString() : String(c);
-  } catch (e) {
-    const reason = (e as { reason?: string }).reason ?? String(e);
-    throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${i} (${JSON.stringify(entity)}) is not a valid ${col.name}: ${reason}`, [{ row: i, field: 'entity', reason }]);
-  }
 }

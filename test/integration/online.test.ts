@@ -341,6 +341,20 @@ describe('errors', () => {
     assert.equal(r.status, 400);
     assert.match(r.body.error.message, /user/);
   });
+
+  test('a string entity with a lone surrogate is 400 naming it, not NOT_FOUND: it can never be a stored key', async () => {
+    // No adapter can carry one (JSON bodies refuse it, a URL or protobuf string cannot encode it); in-process callers of the service (vector search's hydration, the audit) can.
+    const plan = await asof.services.online.plan({ view: 'v' });
+    const err = await Promise.resolve()
+      .then(() => asof.services.online.evaluate(['ok', 'a\ud800b'], plan))
+      .then(() => undefined, (e: unknown) => e as { code?: string; details?: { row?: number; field?: string; reason?: string }[] });
+    assert.equal(err?.code, 'ASOF_INVALID_ARGUMENT');
+    assert.deepEqual([err.details?.[0].row, err.details?.[0].field], [1, 'entity']);
+    assert.match(err.details?.[0].reason ?? '', /lone surrogate/);
+    // The same well-formed key answers.
+    const fine = await asof.services.online.evaluate(['a\ud83d\ude00b'], plan);
+    assert.deepEqual(fine.statuses, ['NOT_FOUND']);
+  });
 });
 
 test('after a restart the embedded store is rebuilt from the changelog: same answers', async () => {
