@@ -6,6 +6,10 @@
  * configures its lookup connection (src/online/redis.ts), 32 in flight, in
  * alternating rounds of 2 s. A client's CPU is what a server pays per lookup
  * on top of the rest of it; it is far steadier on a loaded machine than req/s.
+ * Then large replies: HMGETs of 100 states of 100 kB (10 MB a reply, read in
+ * the socket's 64 kB chunks), one at a time, as a batch lookup of entities
+ * with long windows reads them: the client's CPU per lookup, which is also
+ * how long it holds the event loop.
  * Not a test: it prints, it asserts nothing.
  *
  *   npm run bench:redis-clients   (REDIS_URL=redis://127.0.0.1:6379 ROUNDS=5 by default)
@@ -60,9 +64,45 @@ async function main(): Promise<void> {
     lean.close();
     io.disconnect();
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(`HMGET of 21 fields, 32 in flight, client CPU µs per lookup, median of ${ROUNDS} alternating rounds of 2 s (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}):`);
   for (const [name, xs] of us) console.log(`  ${name}: ${median(xs).toFixed(2)} (rounds ${xs.map((x) => x.toFixed(2)).join(', ')})`);
+  await largeReplies();
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** HMGETs of 100 states of 100 kB each, one at a time: client CPU ms per lookup, lean client against ioredis (Buffer replies, as asof's ioredis reader asks for them). */
+async function largeReplies(): Promise<void> {
+  const key = `${KEY}-large`;
+  const setup = new Redis(REDIS_URL);
+  const big = (i: number): string => JSON.stringify({ b: [1767225600000 + i, i, Array.from({ length: 7000 }, (_, k) => (i * 7 + k) / 100)] }).slice(0, 100_000);
+  await setup.hset(key, '_w', '1', ...Array.from({ length: 100 }, (_, i) => [`e:${i}`, big(i)]).flat());
+  const lean = new RedisLookupReader(REDIS_URL, 5000, silentLogger);
+  await lean.whenReady(2000);
+  const io = await connectRedis(REDIS_URL, silentLogger, 5000);
+  const fields = ['_w', ...Array.from({ length: 100 }, (_, i) => `e:${i}`)];
+  const clients: [string, () => Promise<unknown>][] = [
+    ['lean client', () => lean.hmget(key, fields)],
+    ['ioredis', () => io.hmgetBuffer(key, ...fields)],
+  ];
+  const ms = new Map<string, number[]>(clients.map(([n]) => [n, []]));
+  try {
+    for (let round = 0; round <= ROUNDS; round++) {
+      for (const [name, hmget] of clients) {
+        const cpu0 = process.cpuUsage();
+        for (let i = 0; i < 5; i++) await hmget();
+        const cpu = process.cpuUsage(cpu0);
+        if (round > 0) ms.get(name)!.push((cpu.user + cpu.system) / 5 / 1000);
+      }
+    }
+  } finally {
+    await setup.del(key);
+    setup.disconnect();
+    lean.close();
+    io.disconnect();
+  }
+  console.log(`HMGET of 100 states of 100 kB (10 MB replies), one at a time, client CPU ms per lookup, median of ${ROUNDS} alternating rounds of 5:`);
+  for (const [name, xs] of ms) console.log(`  ${name}: ${median(xs).toFixed(1)} (rounds ${xs.map((x) => x.toFixed(1)).join(', ')})`);
 }
 
 main().catch((e) => {

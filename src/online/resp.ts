@@ -94,39 +94,105 @@ export type Reply = string | number | null | Reply[] | RedisError;
  * (state-json.ts reads states off them), by `latin1Slice` (what `toString`
  * calls after its argument checks): 77 ns per entity of the bench's replies,
  * 130 decoded as UTF-8 (2026-12-06, in isolation).
+ *
+ * A reply longer than a chunk costs time in proportion to its length: a chunk
+ * that does not complete it is appended to a buffer of the parser's own (with
+ * room to double), and reading resumes at the top-level item it stopped in.
+ * Parsing each chunk's reply afresh from its start, over a new concatenation,
+ * blocked the event loop for 1.1 s on a 10 MB reply (100 states of 100 kB, in
+ * 64 kB chunks) and 7 ms on a 1,001-value one of 200 kB (2026-12-06, session 17).
  */
 export class ReplyParser {
   private buf: Buffer = Buffer.alloc(0);
+  /** The bytes of `buf` that hold data (a buffer of the parser's own has room past them). */
+  private len = 0;
   private at = 0;
+  /** Whether `buf` is the parser's own, with room for chunks; else it is a chunk as the socket gave it, never written to. */
+  private owned = false;
+  /** Where the reply being read starts in `buf`. */
+  private replyStart = 0;
+  /** The top-level array being read, and how many of its items are read (each whole). */
+  private items?: Reply[];
+  private filled = 0;
   /** Where the bulk strings of the last reply start in `bytes` (-1 for a null), in order. */
   starts: number[] = [];
 
-  /** The bytes the last reply was read from; never changed (a new chunk goes into a new buffer). */
+  /** The bytes the last reply was read from; never changed where they hold it (chunks go past them, or into a new buffer). */
   get bytes(): Buffer {
     return this.buf;
   }
 
   reset(): void {
     this.buf = Buffer.alloc(0);
-    this.at = 0;
+    this.len = this.at = this.replyStart = 0;
+    this.owned = false;
+    this.items = undefined;
   }
 
   feed(chunk: Buffer): void {
-    this.buf = this.at < this.buf.length ? Buffer.concat([this.buf.subarray(this.at), chunk]) : chunk;
-    this.at = 0;
+    if (this.items === undefined && this.at >= this.len) {
+      // Nothing pending (the usual case): the chunk is read where it is.
+      this.buf = chunk;
+      this.len = chunk.length;
+      this.at = this.replyStart = 0;
+      this.owned = false;
+      return;
+    }
+    if (!this.owned || this.len + chunk.length > this.buf.length) {
+      // The reply so far and the chunk, into a buffer of its own with room to double; offsets move with them.
+      const keep = this.len - this.replyStart;
+      const next = Buffer.allocUnsafe(Math.max(2 * (keep + chunk.length), 65536));
+      this.buf.copy(next, 0, this.replyStart, this.len);
+      const shift = this.replyStart;
+      // The starts of an array being read move too (those of a reply already returned are its reader's, and stay).
+      if (this.items !== undefined) for (let i = 0; i < this.starts.length; i++) if (this.starts[i] >= 0) this.starts[i] -= shift;
+      this.buf = next;
+      this.len = keep;
+      this.at -= shift;
+      this.replyStart = 0;
+      this.owned = true;
+    }
+    chunk.copy(this.buf, this.len);
+    this.len += chunk.length;
   }
 
   next(): Reply | undefined {
-    const start = this.at;
-    this.starts = [];
-    const r = this.parse();
-    if (r === undefined) this.at = start;
-    return r;
+    if (this.items === undefined) {
+      if (this.at >= this.len) return undefined;
+      this.replyStart = this.at;
+      this.starts = [];
+      if (this.buf[this.at] !== 42) {
+        // Not an array: read whole or not at all.
+        const r = this.parse();
+        if (r === undefined) this.at = this.replyStart;
+        return r;
+      }
+      this.at++;
+      const n = this.length();
+      if (n === undefined) return (this.at = this.replyStart), undefined;
+      if (n < 0) return null;
+      this.items = new Array<Reply>(n);
+      this.filled = 0;
+    }
+    const items = this.items;
+    while (this.filled < items.length) {
+      const from = this.at;
+      const mark = this.starts.length;
+      const item = this.parse();
+      if (item === undefined) {
+        this.at = from;
+        this.starts.length = mark;
+        return undefined;
+      }
+      items[this.filled++] = item;
+    }
+    this.items = undefined;
+    return items;
   }
 
   private line(): string | undefined {
     const end = this.buf.indexOf(13, this.at);
-    if (end < 0 || end + 1 >= this.buf.length) return undefined;
+    if (end < 0 || end + 1 >= this.len) return undefined;
     const s = this.buf.toString('latin1', this.at, end);
     this.at = end + 2;
     return s;
@@ -136,9 +202,9 @@ export class ReplyParser {
   private length(): number | undefined {
     const negative = this.buf[this.at] === 45;
     let n = 0;
-    for (let i = negative ? this.at + 1 : this.at; i < this.buf.length; i++) {
+    for (let i = negative ? this.at + 1 : this.at; i < this.len; i++) {
       const c = this.buf[i];
-      if (c === 13) return i + 1 < this.buf.length ? ((this.at = i + 2), negative ? -n : n) : undefined;
+      if (c === 13) return i + 1 < this.len ? ((this.at = i + 2), negative ? -n : n) : undefined;
       if (c < 48 || c > 57) throw new RedisError(`not a RESP reply (length byte ${c})`);
       n = n * 10 + (c - 48);
     }
@@ -146,7 +212,7 @@ export class ReplyParser {
   }
 
   private parse(): Reply | undefined {
-    if (this.at >= this.buf.length) return undefined;
+    if (this.at >= this.len) return undefined;
     const type = this.buf[this.at++];
     // A bulk string's or an array's length read off its bytes (one per entity of a lookup; the line, then Number of it, cost two calls).
     const line = type === 36 || type === 42 ? this.length() : this.line();
@@ -160,13 +226,13 @@ export class ReplyParser {
         const n = line as number;
         this.starts.push(n < 0 ? -1 : this.at);
         if (n < 0) return null;
-        if (this.at + n + 2 > this.buf.length) return undefined;
+        if (this.at + n + 2 > this.len) return undefined;
         const s = (this.buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(this.at, this.at + n);
         this.at += n + 2;
         return s;
       }
       case 42: {
-        // *
+        // * (nested: read whole or not at all)
         const n = line as number;
         if (n < 0) return null;
         const out = new Array<Reply>(n);

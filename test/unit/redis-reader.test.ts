@@ -123,6 +123,42 @@ test('HMGET replies of states, cut anywhere, read back as JSON.parse reads their
   );
 });
 
+test('replies longer than a chunk (states of up to 40 kB, in chunks of 1 byte to 100 kB) read back whole; earlier replies keep their bytes', () => {
+  // Large replies go through the parser's own growing buffer and resume mid-array: every state must still be read off
+  // `bytes` at its start, including after later chunks moved the reply being read into a bigger buffer.
+  const r = rng(47);
+  const state = (i: number): Buffer | null => {
+    if (r.chance(0.1)) return null;
+    const values = Array.from({ length: r.int(0, 4000) }, (_, k) => (k % 3 === 0 ? `é${i}-${k}` : k % 3 === 1 ? k * 0.25 : k % 2 === 0));
+    return Buffer.from(JSON.stringify({ b: [1767225600000 + i, i, values] }));
+  };
+  const replies = Array.from({ length: 6 }, (_, j) => Array.from({ length: r.int(1, 60) }, (_, i) => state(j * 100 + i)));
+  const wire = Buffer.concat(
+    replies.flatMap((states) => [Buffer.from(`*${states.length}\r\n`), ...states.map((b) => (b === null ? Buffer.from('$-1\r\n') : Buffer.concat([Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')])))]),
+  );
+  assert.ok(wire.length > 1_000_000, `${wire.length} bytes`);
+  for (let trial = 0; trial < 6; trial++) {
+    const p = new ReplyParser();
+    const got: { values: Reply; bytes: Buffer; starts: number[] }[] = [];
+    for (let at = 0; at < wire.length; ) {
+      const n = trial === 0 ? 65536 : r.chance(0.2) ? r.int(1, 16) : r.int(1, 100_000);
+      p.feed(wire.subarray(at, at + n));
+      at += n;
+      for (let x = p.next(); x !== undefined; x = p.next()) got.push({ values: x, bytes: p.bytes, starts: p.starts });
+    }
+    assert.equal(got.length, replies.length, `trial ${trial}`);
+    // Checked after the whole stream: no later chunk may have changed an earlier reply's bytes or starts.
+    got.forEach(({ values, bytes, starts }, j) => {
+      const states = replies[j];
+      assert.deepEqual(values, states.map((b) => (b === null ? null : b.toString('latin1'))), `trial ${trial}, reply ${j}`);
+      assert.deepEqual(starts.map((s) => s < 0), states.map((b) => b === null), `trial ${trial}, reply ${j}`);
+      states.forEach((b, i) => {
+        if (b !== null) assert.deepStrictEqual(parseState((values as string[])[i], bytes, starts[i]), JSON.parse(b.toString('utf8')), `trial ${trial}, reply ${j}, state ${i}`);
+      });
+    });
+  }
+});
+
 test('bytes that are not RESP are refused, not guessed at', () => {
   const p = new ReplyParser();
   p.feed(Buffer.from('HTTP/1.1 400 Bad Request\r\n'));
