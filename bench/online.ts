@@ -40,6 +40,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, rawLoad, rawRequest } from './lib.js';
 import { spawnChild, waitReady, type ChildServer } from '../support/child-server.js';
+import { deletePrefix, redisAnswers } from '../support/redis.js';
 import { call, FEATURES, loadUsers } from './online-data.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -106,20 +107,6 @@ async function startServer(args: string[], port: number): Promise<Server> {
 /** Every Redis key the benchmark's asof processes write starts with this; removed at the end. */
 const REDIS_PREFIX = `asof-bench-online-${process.pid}-${Date.now()}:`;
 
-async function dropBenchKeys(): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${REDIS_PREFIX}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await r.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    r.disconnect();
-  }
-}
 
 async function startAsof(dataDir: string, redis?: string): Promise<Server> {
   const port = await freePort();
@@ -416,19 +403,6 @@ async function benchMemory(kind: 'pk' | 'log', values: 'decimal' | 'double'): Pr
 
 // ---------------------------------------------------------------- main
 
-async function redisAnswers(): Promise<boolean> {
-  const { Redis } = await import('ioredis');
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1000 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
 
 function report(figures: StoreFigures[]): void {
   const ratio = (p: Paired): string => `${fmt(p.ratio, 2)} (CPU ${fmt(p.cpuRatio, 2)}; pairs ${p.ratios.map((r) => fmt(r, 2)).join(', ')})`;
@@ -471,12 +445,12 @@ async function main(): Promise<void> {
   if (!flag('memory-only')) {
     if (!flag('skip-embedded')) figures.push(await benchStore('embedded'));
     if (flag('skip-redis')) console.log('redis: skipped (--skip-redis)');
-    else if (await redisAnswers()) {
+    else if (await redisAnswers(REDIS_URL)) {
       try {
         figures.push(await benchStore('redis'));
         if (flag('redis-ioredis-lookups')) figures.push(await benchStore('redis, ioredis lookups'));
       } finally {
-        await dropBenchKeys();
+        await deletePrefix(REDIS_URL, REDIS_PREFIX);
         infoClient?.disconnect();
       }
     }

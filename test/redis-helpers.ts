@@ -5,24 +5,14 @@
  */
 import { spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
+import { deletePrefix, redisAnswers } from '../support/redis.js';
+
+export { deletePrefix, redisAnswers };
 
 export const SHARED_REDIS_URL = process.env.ASOF_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /** A prefix no other test (or run) uses. */
 export const uniquePrefix = (what: string): string => `asoftest:${what}:${process.pid}:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`;
-
-export async function redisAnswers(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1000 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
 
 /**
  * Whether Redis tests run: true when the shared Redis answers. When it does
@@ -35,20 +25,6 @@ export async function sharedRedisOrSkip(): Promise<boolean> {
   return false;
 }
 
-/** Deletes every key starting with `prefix` (SCAN, not KEYS, so a busy Redis is not blocked). */
-export async function deletePrefix(url: string, prefix: string): Promise<void> {
-  const r = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await r.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    r.disconnect();
-  }
-}
 
 import { freePort } from './child-server.js';
 export { freePort };

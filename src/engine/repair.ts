@@ -6,9 +6,9 @@
  * removed with the cut (it may cover frames that are gone): the next start
  * replays the changelog from 0. Run it with no server on the data folder.
  */
-import { open, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readJson } from '../util/fs.js';
+import { readJson, syncDir } from '../util/fs.js';
 import { ChangelogFile, type RepairReport } from './log.js';
 import type { TableDef } from './schema.js';
 
@@ -27,12 +27,7 @@ export async function repairTable(dataDir: string, table: string, opts: { dryRun
   const snapshotRemoved = Boolean(report.cut && !opts.dryRun);
   if (snapshotRemoved) {
     await rm(join(dir, 'state.snapshot'), { force: true });
-    const d = await open(dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
+    await syncDir(dir);
   }
   return { table, ...report, snapshotRemoved };
 }

@@ -29,6 +29,7 @@ import { FrameIndex, KeyIndex } from './indexes.js';
 import { sliceBuffers } from './log.js';
 import type { TableSchema } from './schema.js';
 import type { FrozenState } from './pk-state.js';
+import { syncDir } from '../util/fs.js';
 
 const MAGIC = 0x32534e41; // "ANS2"
 const OLD_MAGIC = 0x50534e41; // "ANSP": rows only, before indexes were kept
@@ -97,12 +98,7 @@ export async function writeSnapshot(path: string, schema: TableSchema, point: Sn
   }
   await rename(tmp, path);
   // The rename is durable only once the folder is: otherwise a crash may bring the old snapshot back (harmless, but slower).
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await syncDir(dirname(path));
 }
 
 /**

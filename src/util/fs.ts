@@ -16,7 +16,12 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
     await fh.close();
   }
   await rename(tmp, path);
-  const dir = await open(dirname(path), 'r');
+  await syncDir(dirname(path));
+}
+
+/** fsyncs a folder: a rename, creation or removal in it is durable only once the folder is. */
+export async function syncDir(path: string): Promise<void> {
+  const dir = await open(path, 'r');
   try {
     await dir.sync();
   } finally {
