@@ -21,7 +21,6 @@ import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { EVENTS, ROWS, eventRows } from './events.js';
 import { readyChild, type ChildServer } from '../support/child-server.js';
 import { drive, fmt, machine, type LoadResult } from './lib.js';

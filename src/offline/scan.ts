@@ -10,7 +10,6 @@
  * them (a pk version is its +I/+U, or -D for absent).
  */
 import type { ArrowBatch } from '../engine/table.js';
-import type * as A from 'apache-arrow';
 import { CHANGE_COLUMN, ChangeType } from '../engine/arrow-codec.js';
 import type { Table } from '../engine/table.js';
 import type { ColumnType } from '../engine/types.js';

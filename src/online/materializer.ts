@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import { AsofError, isAsofError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
-import type { Row, TableDef } from '../engine/schema.js';
+import type { TableDef } from '../engine/schema.js';
 import type { Commit, Table } from '../engine/table.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { EntityState, ViewEvaluator } from '../features/evaluator.js';

@@ -117,19 +117,6 @@ interface Req {
   payload?: string | Buffer;
 }
 
-/** Byte-level damage: flip, insert or cut bytes of a text. */
-const damaged = (text: string): fc.Arbitrary<Buffer> =>
-  fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'cut')), { minLength: 1, maxLength: 4 }).map((edits) => {
-    let b = Buffer.from(text);
-    for (const [at, byte, op] of edits) {
-      const i = b.length ? at % b.length : 0;
-      if (op === 'set' && b.length) b[i] = byte;
-      else if (op === 'insert') b = Buffer.concat([b.subarray(0, i), Buffer.from([byte]), b.subarray(i)]);
-      else b = b.subarray(0, i);
-    }
-    return b;
-  });
-
 function requestArb(routes: { method: string; path: string }[]): fc.Arbitrary<Req> {
   const pathParam = fc.oneof({ weight: 5, arbitrary: fc.constantFrom(...NAMES, '1', '0', '-1', '39', 'k1', '9007199254740993') }, { weight: 2, arbitrary: nastyString.map(pctEncode) }, { weight: 1, arbitrary: fc.constantFrom('%FF', '%E0%A4%A', '%', 'a%2Fb', 'x'.repeat(5000)) });
   const query = fc.dictionary(fc.constantFrom('view', 'features', 'service', 'from', 'limit', 'key', 'op', 'fileFormat', 'format', 'at', 'pointInTime', 'decision', 'x'), fc.oneof(fc.constantFrom('ev', 'pv', 'svc', 'ev:last_x,ev:n1h', 'pv:s', '0', '-1', '1e9', '5', 'delete', 'csv', 'parquet', 'ndjson', '{"id":1}', '{', 'event', 'known'), nastyString), { maxKeys: 3 });
@@ -162,8 +149,13 @@ function requestArb(routes: { method: string; path: string }[]): fc.Arbitrary<Re
       else if (mutation.kind === 'any') payload = JSON.stringify(mutation.value) ?? '';
       else if (mutation.kind === 'text') payload = mutation.text;
       else {
+        // Byte-level damage: set or insert bytes (an odd position inserts), then maybe cut.
         let b = Buffer.from(JSON.stringify(base));
-        for (const [at, byte] of bytes) if (b.length) b[at % b.length] = byte;
+        for (const [at, byte] of bytes) {
+          const i = b.length ? at % b.length : 0;
+          if (at % 2 === 1) b = Buffer.concat([b.subarray(0, i), Buffer.from([byte]), b.subarray(i)]);
+          else if (b.length) b[i] = byte;
+        }
         if (mutation.seed % 3 === 0) b = b.subarray(0, mutation.seed % (b.length + 1));
         payload = b;
       }

@@ -112,7 +112,7 @@ function randomEvaluation(r: () => number): { e: Evaluation; entities: object[] 
   const types = names.map(parseType);
   const plan = {
     selection: {},
-    features: names.map((t, i) => ({ ref: `v${i % 2}:f${i}`, view: `v${i % 2}`, feature: `f${i}`, index: i, type: types[i] })),
+    features: names.map((_name, i) => ({ ref: `v${i % 2}:f${i}`, view: `v${i % 2}`, feature: `f${i}`, index: i, type: types[i] })),
     groups: [],
     // Column features: an evaluator's JSON form is the column type's.
     evaluators: types.map((t) => ({ toJson: (_index: number, v: unknown) => toJsonValue(t, v) })),
