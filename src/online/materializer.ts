@@ -193,7 +193,7 @@ class ViewRunner implements RunnerState {
       list.push(i);
     }
     const keys = [...byKey.keys()];
-    const read = await this.store.readEncoded(this.ns, keys);
+    const read = await this.store.readEncoded(this.ns, keys, true);
     const entries: [string, EntityState | undefined][] = new Array(keys.length);
     for (let k = 0; k < keys.length; k++) {
       // All of an entity's records of the commit at once: one sort and merge into its window, not one insertion per record.

@@ -12,10 +12,11 @@
  * 0.85 of the bare route, which ioredis's extra would take below 0.8.
  *
  * Semantics follow the reader connection it replaces: nothing is queued
- * while disconnected (a lookup fails at once: 503), a reply slower than
- * `timeoutMs` fails every lookup in flight and drops the connection (a
- * frozen server), and it reconnects by itself, quickly at first, then every
- * second. Only plain `redis://` URLs (host, port, user, password, database);
+ * while disconnected (a lookup fails at once: 503), a reply that has not
+ * come `timeoutMs` after it was sent and after the last bytes received
+ * fails every lookup in flight and drops the connection (a frozen server;
+ * a long reply still arriving is not one), and it reconnects by itself,
+ * quickly at first, then every second. Only plain `redis://` URLs (host, port, user, password, database);
  * anything else uses ioredis (see factory.ts).
  */
 import { Socket } from 'node:net';
@@ -67,6 +68,8 @@ export class RedisLookupReader {
   private readonly port: number;
   private readonly setup: Buffer[] = [];
   private down = false;
+  /** performance.now() when bytes last came in. */
+  private lastData = 0;
 
   constructor(
     url: string,
@@ -190,6 +193,7 @@ export class RedisLookupReader {
   }
 
   private onData(chunk: Buffer): void {
+    this.lastData = performance.now();
     this.parser.feed(chunk);
     for (;;) {
       let reply: Reply | undefined;
@@ -219,10 +223,10 @@ export class RedisLookupReader {
     }
   }
 
-  /** A reply overdue means a frozen or unreachable server: fail everything in flight and reconnect. */
+  /** A reply overdue, with no bytes coming in, means a frozen or unreachable server: fail everything in flight and reconnect. */
   private checkTimeouts(): void {
     const oldest = this.waiting[this.head];
-    if (oldest === undefined || performance.now() - oldest.sentAt <= this.timeoutMs) return;
+    if (oldest === undefined || performance.now() - Math.max(oldest.sentAt, this.lastData) <= this.timeoutMs) return;
     const e = new RedisError(`Command timed out (no reply from redis in ${this.timeoutMs} ms)`);
     this.fail(e);
     this.socket?.destroy();

@@ -47,9 +47,6 @@ redis.call('HSET', KEYS[1], '${F_WATERMARK}', ARGV[2])
 return {1, ARGV[2]}
 `;
 
-/** Reads of more keys than this go on the writer connection, whose timeout suits large commands. */
-const BULK_READ_KEYS = 1000;
-
 type WithScript = Redis & { asofWrite(key: string, ...args: (string | number)[]): Promise<[number, string]> };
 
 /**
@@ -123,12 +120,12 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.prefix}ns:${ns}`;
   }
 
-  readEncoded(ns: string, keys: string[]): Promise<EncodedRead> {
+  readEncoded(ns: string, keys: string[], forWrite = false): Promise<EncodedRead> {
     const fields = new Array<string>(keys.length + 1);
     fields[0] = F_WATERMARK;
     for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
-    // Lookups use the reader (short timeout); bulk reads (the materializer's, per commit) the writer's patience.
-    const read = keys.length > BULK_READ_KEYS ? this.redis.hmgetBuffer(this.key(ns), ...fields).then(latin1) : this.reader.hmget(this.key(ns), fields);
+    // Lookups of any size on the reader; the materializer's reads (one per commit) on the writer, in line with its own writes only.
+    const read = forWrite ? this.redis.hmgetBuffer(this.key(ns), ...fields).then(latin1) : this.reader.hmget(this.key(ns), fields);
     return read.then((r) => this.encodedRead(r, keys.length));
   }
 

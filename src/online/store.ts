@@ -36,7 +36,12 @@ export interface EncodedRead {
 
 export interface OnlineStore {
   readonly kind: string;
-  readEncoded(namespace: string, keys: string[]): Promise<EncodedRead>;
+  /**
+   * `forWrite`: the caller writes the states back (the materializer). A store with several
+   * connections reads those on the writes' connection, lookups on their own, so that neither
+   * waits in line behind the other.
+   */
+  readEncoded(namespace: string, keys: string[], forWrite?: boolean): Promise<EncodedRead>;
   /** In-process stores answer synchronously (the serving fast path); others leave this out. */
   readEncodedSync?(namespace: string, keys: string[]): EncodedRead;
   /** The namespace's watermark and lineage; undefined when it does not exist. */

@@ -203,8 +203,48 @@ for (const impl of IMPLS) {
       await store.write('big@1', entries.slice(0, 5_000).map(([k]) => [k, undefined]), 9_999, 10_000);
       assert.deepEqual((await read(store, 'big@1', ['k0', 'k4999', 'k5000'])).states, [undefined, undefined, { b: [5000, 5000, [2500, 'v5000']] }]);
     });
+
+    it('a read of 2,500 keys, for a lookup or for a write, gives the same states and watermark', async () => {
+      await store.reset('wide@1', 'l');
+      const keys = Array.from({ length: 2_500 }, (_, i) => `k${i}`);
+      await store.write('wide@1', keys.map((k, i): [string, EntityState] => [k, { b: [i, i, [`${'x'.repeat(i % 50)}${i}`]] }]), -1, 4);
+      const decoded = async (forWrite: boolean) => {
+        const r = await store.readEncoded('wide@1', ['nope', ...keys], forWrite);
+        return { watermark: r.watermark, states: r.encoded.map((x, e) => (x === undefined ? undefined : r.decode(e))) };
+      };
+      const want = { watermark: 4, states: [undefined, ...keys.map((_, i) => ({ b: [i, i, [`${'x'.repeat(i % 50)}${i}`]] }))] };
+      assert.deepEqual(await decoded(false), want);
+      assert.deepEqual(await decoded(true), want);
+    });
   });
 }
+
+test('Redis with the lean reader: lookups of any size read on the lookup connection, the materializer\'s reads on the writes\' one', async (t) => {
+  if (!realRedis) return t.skip('Redis does not answer at 127.0.0.1:6379');
+  // A large lookup on the writes' connection would sit in line with the writes that ingest acknowledgements wait for.
+  const redis = new Redis(SHARED_REDIS_URL, { maxRetriesPerRequest: 1 });
+  const reader = new RedisLookupReader(SHARED_REDIS_URL, 500, silentLogger);
+  const prefix = uniquePrefix('contract-route');
+  const store = new RedisOnlineStore(redis, prefix, reader);
+  try {
+    await reader.whenReady(2000);
+    const calls = { lookups: 0, writes: 0 };
+    const hmget = reader.hmget.bind(reader);
+    reader.hmget = (key, fields) => (calls.lookups++, hmget(key, fields));
+    const hmgetBuffer = redis.hmgetBuffer.bind(redis) as (key: string, ...fields: string[]) => Promise<(Buffer | null)[]>;
+    (redis as unknown as { hmgetBuffer: typeof hmgetBuffer }).hmgetBuffer = (key, ...fields) => (calls.writes++, hmgetBuffer(key, ...fields));
+    await store.reset('route@1', 'l');
+    const keys = Array.from({ length: 2_500 }, (_, i) => `k${i}`);
+    await store.write('route@1', keys.map((k, i): [string, EntityState] => [k, { b: [i, i, [i]] }]), -1, 1);
+    assert.equal((await store.readEncoded('route@1', keys)).watermark, 1);
+    assert.deepEqual(calls, { lookups: 1, writes: 0 }, 'a 2,500-key lookup reads on the lookup connection');
+    assert.equal((await store.readEncoded('route@1', keys.slice(0, 3), true)).watermark, 1);
+    assert.deepEqual(calls, { lookups: 1, writes: 1 }, "the materializer's read goes on the writes' connection");
+  } finally {
+    await deletePrefix(SHARED_REDIS_URL, prefix);
+    await store.close();
+  }
+});
 
 describe('definition mirror contract (Redis: ioredis-mock and 127.0.0.1:6379)', () => {
   const view = (name: string, version: number): FeatureViewDef => ({ name, source: 't', entity: 'id', features: [{ name: 'f', column: 'c' }], version, createdAt: 1, updatedAt: 2 });

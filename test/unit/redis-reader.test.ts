@@ -8,7 +8,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { leanReaderSupports } from '../../src/online/redis-reader.js';
+import { createServer, type Server, type Socket } from 'node:net';
+import { silentLogger } from '../../src/logger.js';
+import { leanReaderSupports, RedisLookupReader } from '../../src/online/redis-reader.js';
 import { command, Commands, RedisError, ReplyParser, type Reply } from '../../src/online/resp.js';
 import { parseState } from '../../src/online/state-json.js';
 import { rng } from '../integration/training-fixtures.js';
@@ -171,4 +173,59 @@ test('only plain redis:// URLs use the lean client', () => {
   assert.equal(leanReaderSupports('rediss://host:6379'), false);
   assert.equal(leanReaderSupports('redis://host?family=6'), false);
   assert.equal(leanReaderSupports('not a url'), false);
+});
+
+/**
+ * A peer that answers each HMGET (one per connection here) with `reply`, in `pieces` parts `gapMs` apart, or stops
+ * after `stopAfter` parts (a server that froze mid-reply). Not Redis: a real one cannot be made to send slowly on cue
+ * (its freezing is covered with SIGSTOP in the Redis integration tests).
+ */
+async function slowPeer(reply: Buffer, pieces: number, gapMs: number, stopAfter = pieces): Promise<{ url: string; server: Server; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.once('data', async () => {
+      const size = Math.ceil(reply.length / pieces);
+      for (let p = 0; p < Math.min(pieces, stopAfter); p++) {
+        if (p) await new Promise((r) => setTimeout(r, gapMs));
+        if (socket.destroyed) return;
+        socket.write(reply.subarray(p * size, (p + 1) * size));
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `redis://127.0.0.1:${(server.address() as { port: number }).port}`, server, sockets };
+}
+
+test('a reply still arriving is not a frozen server: the timeout counts from the last bytes received', async () => {
+  const values = ['1', ...Array.from({ length: 40 }, (_, i) => `{"b":[${i},${i},["${'v'.repeat(200)}"]]}`)];
+  const reply = Buffer.from(`*${values.length}\r\n` + values.map((v) => `$${v.length}\r\n${v}\r\n`).join(''), 'latin1');
+  // 16 parts 60 ms apart: about 900 ms in all, six times the timeout, never 150 ms without bytes.
+  const slow = await slowPeer(reply, 16, 60);
+  const reader = new RedisLookupReader(slow.url, 150, silentLogger);
+  try {
+    await reader.whenReady(2000);
+    const started = performance.now();
+    const got = await reader.hmget('k', ['f']);
+    assert.ok(performance.now() - started > 600, 'the reply took longer than the timeout');
+    assert.deepEqual(got.values, values);
+  } finally {
+    reader.close();
+    for (const s of slow.sockets) s.destroy();
+    slow.server.close();
+  }
+  // The same peer stopping after 3 parts: the lookup fails about a timeout after the last bytes.
+  const frozen = await slowPeer(reply, 16, 60, 3);
+  const stuck = new RedisLookupReader(frozen.url, 150, silentLogger);
+  try {
+    await stuck.whenReady(2000);
+    const started = performance.now();
+    await assert.rejects(stuck.hmget('k', ['f']), /timed out/);
+    const ms = performance.now() - started;
+    assert.ok(ms > 120 + 150 && ms < 5000, `failed ${Math.round(ms)} ms after sending`);
+  } finally {
+    stuck.close();
+    for (const s of frozen.sockets) s.destroy();
+    frozen.server.close();
+  }
 });
