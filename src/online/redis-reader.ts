@@ -16,8 +16,9 @@
  * come `timeoutMs` after it was sent and after the last bytes received
  * fails every lookup in flight and drops the connection (a frozen server;
  * a long reply still arriving is not one), and it reconnects by itself,
- * quickly at first, then every second. Only plain `redis://` URLs (host, port, user, password, database);
- * anything else uses ioredis (see factory.ts).
+ * quickly at first, then every second. Only plain `redis://` URLs (host,
+ * port, user, password, database); anything else uses ioredis (see
+ * factory.ts).
  */
 import { Socket } from 'node:net';
 import type { Logger } from '../logger.js';

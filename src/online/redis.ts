@@ -47,7 +47,13 @@ redis.call('HSET', KEYS[1], '${F_WATERMARK}', ARGV[2])
 return {1, ARGV[2]}
 `;
 
-type WithScript = Redis & { asofWrite(key: string, ...args: (string | number)[]): Promise<[number, string]> };
+/**
+ * Long argument lists go to ioredis as one array, which it flattens (documented), never spread: a spread of about
+ * 130,000 arguments overflows the stack, and a commit of 100,000 entities (the default ASOF_MAX_BATCH_ROWS) writes
+ * twice that many. Its types list spread fields only.
+ */
+type WithScript = Redis & { asofWrite(key: string, args: string[]): Promise<[number, string]> };
+const hmgetBuffer = (r: Redis, key: string, fields: string[]): Promise<(Buffer | null)[]> => (r.hmgetBuffer as unknown as (key: string, fields: string[]) => Promise<(Buffer | null)[]>).call(r, key, fields);
 
 /**
  * Connects, tolerating a Redis that is down at start-up: the client keeps
@@ -106,7 +112,7 @@ export class RedisOnlineStore implements OnlineStore {
     this.redis = redis as WithScript;
     const r = reader ?? redis;
     // ioredis (or a look-alike such as ioredis-mock), or a LookupReader.
-    this.reader = isIoredis(r) ? { hmget: async (key, fields) => latin1(await r.hmgetBuffer(key, ...fields)), close: () => (r === redis ? undefined : r.disconnect()) } : r;
+    this.reader = isIoredis(r) ? { hmget: async (key, fields) => latin1(await hmgetBuffer(r, key, fields)), close: () => (r === redis ? undefined : r.disconnect()) } : r;
     if (!this.redis.asofWrite) redis.defineCommand('asofWrite', { numberOfKeys: 1, lua: WRITE_SCRIPT });
   }
 
@@ -125,7 +131,7 @@ export class RedisOnlineStore implements OnlineStore {
     fields[0] = F_WATERMARK;
     for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
     // Lookups of any size on the reader; the materializer's reads (one per commit) on the writer, in line with its own writes only.
-    const read = forWrite ? this.redis.hmgetBuffer(this.key(ns), ...fields).then(latin1) : this.reader.hmget(this.key(ns), fields);
+    const read = forWrite ? hmgetBuffer(this.redis, this.key(ns), fields).then(latin1) : this.reader.hmget(this.key(ns), fields);
     return read.then((r) => this.encodedRead(r, keys.length));
   }
 
@@ -153,7 +159,10 @@ export class RedisOnlineStore implements OnlineStore {
       if (v === undefined) dels.push(ENTITY_FIELD_PREFIX + k);
       else sets.push(ENTITY_FIELD_PREFIX + k, JSON.stringify(v));
     }
-    const [ok, found] = await this.redis.asofWrite(this.key(ns), String(from), String(to), sets.length / 2, ...sets, ...dels);
+    const args: string[] = [String(from), String(to), String(sets.length / 2)];
+    for (const x of sets) args.push(x);
+    for (const x of dels) args.push(x);
+    const [ok, found] = await this.redis.asofWrite(this.key(ns), args);
     if (ok !== 1) throw new WatermarkConflict(ns, from, found === 'none' ? null : Number(found));
   }
 

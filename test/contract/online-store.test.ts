@@ -219,6 +219,28 @@ for (const impl of IMPLS) {
   });
 }
 
+test('Redis: a commit of 150,000 entities is written and read back (arguments past what a spread can carry)', async (t) => {
+  if (!realRedis) return t.skip('Redis does not answer at 127.0.0.1:6379');
+  // A commit of 100,000 rows (the default ASOF_MAX_BATCH_ROWS) writes 200,000 arguments; spread into a call they overflowed the stack, and the view's runner retried that commit forever.
+  const redis = new Redis(SHARED_REDIS_URL, { maxRetriesPerRequest: 1 });
+  const prefix = uniquePrefix('contract-huge');
+  const store = new RedisOnlineStore(redis, prefix);
+  try {
+    await store.reset('huge@1', 'l');
+    const keys = Array.from({ length: 150_000 }, (_, i) => `k${i}`);
+    await store.write('huge@1', keys.map((k, i): [string, EntityState] => [k, { b: [i, i, [i]] }]), -1, 149_999);
+    const r = await store.readEncoded('huge@1', keys, true);
+    assert.equal(r.watermark, 149_999);
+    for (const e of [0, 1, 77_777, 149_999]) assert.deepEqual(r.decode(e), { b: [e, e, [e]] });
+    assert.equal(r.encoded.filter((x) => x === undefined).length, 0);
+    await store.write('huge@1', keys.map((k): [string, undefined] => [k, undefined]), 149_999, 150_000);
+    assert.deepEqual((await read(store, 'huge@1', ['k0', 'k149999'])).states, [undefined, undefined]);
+  } finally {
+    await deletePrefix(SHARED_REDIS_URL, prefix);
+    await store.close();
+  }
+});
+
 test('Redis with the lean reader: lookups of any size read on the lookup connection, the materializer\'s reads on the writes\' one', async (t) => {
   if (!realRedis) return t.skip('Redis does not answer at 127.0.0.1:6379');
   // A large lookup on the writes' connection would sit in line with the writes that ingest acknowledgements wait for.
