@@ -73,6 +73,11 @@ export interface Evaluated {
   statuses: FeatureStatus[];
   /** Event time (epoch ms) the value stems from; null when none. */
   eventTimes: (number | null)[];
+  /**
+   * Set when every feature is PRESENT with this one event time (a pk row with no null value), so
+   * that renderers need not check each feature; unset says nothing.
+   */
+  uniform?: number;
 }
 
 interface CompiledFeature {
@@ -335,7 +340,7 @@ export class ViewEvaluator {
     }
     const eventTimes = new Array<number | null>(n);
     for (let i = 0; i < n; i++) eventTimes[i] = version[0];
-    return { values, statuses, eventTimes };
+    return { values, statuses, eventTimes, uniform: statuses === this.allPresent ? version[0] : undefined };
   }
 
   /**

@@ -72,33 +72,58 @@ const CODE_KEY_BYTES = 4096;
  * then its value. One TypedArray#set per key cost about three times as much
  * as byte stores (37 against 14 ns a 20-byte key, in isolation), and the
  * word stores half as much again (114 against 262 ns for the bench's 20
- * keys); keys are two thirds of what a cold entity writes by hand. Only
- * numbers (bytes, words, group and value indexes) go into the code, never
- * a name.
+ * keys); keys are two thirds of what a cold entity writes by hand. Room is
+ * made once for a run of keys and values of bounded length (numbers, bools,
+ * times, nulls), not per key: only a string or a value of another kind can
+ * outgrow it, and the next run makes its own. Only numbers (bytes, words,
+ * group and value indexes, lengths) go into the code, never a name.
  */
 function compileFeatures(keys: Buffer[], group: number[], index: number[], kind: number[], types: ColumnType[]): FeaturesWriter {
   const parts: FeaturesWriter[] = [];
   let body = '';
   let bytes = 0;
   const close = (): void => {
-    const make = new Function('writeValue', 'types', `"use strict"; return function features(out, entries, base) { let b, w, a, v;\n${body}};`);
+    const make = new Function('writeValue', 'types', `"use strict"; return function features(out, entries, base) { let b, w, a, v, vs;\n${body}};`);
     parts.push(make(writeValue, types) as FeaturesWriter);
     body = '';
     bytes = 0;
   };
+  // The bytes a run from feature f on may write before a value of unbounded length (keys, and each bounded value at its longest).
+  const runBytes = (f: number): number => {
+    let n = 0;
+    for (; f < keys.length; f++) {
+      n += keys[f].length + MAX_BOUNDED;
+      if (!BOUNDED[kind[f]]) break;
+    }
+    return n;
+  };
+  let fresh = true;
+  let values = -1;
   for (let f = 0; f < keys.length; f++) {
     const k = keys[f];
-    body += `out.room(${k.length}); b = out.buf; w = out.view; a = out.at;`;
+    if (fresh) body += `out.room(${runBytes(f)}); b = out.buf; w = out.view;`;
+    fresh = !BOUNDED[kind[f]];
+    if (group[f] !== values) body += ` vs = entries[base + ${(values = group[f])}].values;`;
+    body += ` a = out.at;`;
     let j = 0;
     for (; j + 4 <= k.length; j += 4) body += ` w.setUint32(a + ${j}, ${k.readUInt32LE(j)}, true);`;
     for (; j < k.length; j++) body += ` b[a + ${j}] = ${k[j]};`;
-    body += ` out.at = a + ${k.length}; v = entries[base + ${group[f]}].values[${index[f]}];`;
-    // Numbers, strings and bools straight to their writer; null and the rest through writeValue.
-    if (kind[f] === NUMBER) body += ` if (typeof v === 'number') out.number(v); else`;
-    else if (kind[f] === STRING) body += ` if (typeof v === 'string') out.string(v); else`;
-    body += ` writeValue(out, ${kind[f]}, types[${f}], v);\n`;
+    body += ` out.at = a + ${k.length}; v = vs[${index[f]}];`;
+    // Numbers, times, strings and true straight to their writer; null, false and the rest through writeValue, after which
+    // the run's room is made again (a value of another type than its column's, not expected, could be of any length).
+    const other = `writeValue(out, ${kind[f]}, types[${f}], v);`;
+    const again = fresh ? '' : ` out.room(${runBytes(f + 1)}); b = out.buf; w = out.view;`;
+    if (kind[f] === NUMBER) body += ` if (typeof v === 'number') out.number(v); else { ${other}${again} }\n`;
+    else if (kind[f] === TIME) body += ` if (typeof v === 'number') out.time(v); else { ${other}${again} }\n`;
+    else if (kind[f] === BOOL) body += ` if (v === true) { w.setUint32(a + ${k.length}, ${TRUE.readUInt32LE(0)}, true); out.at += 4; } else { ${other}${again} }\n`;
+    else if (kind[f] === STRING) body += ` if (typeof v === 'string') out.string(v); else ${other}\n`;
+    else body += ` ${other}\n`;
     bytes += k.length;
-    if (bytes >= CODE_KEY_BYTES) close();
+    if (bytes >= CODE_KEY_BYTES) {
+      close();
+      fresh = true;
+      values = -1;
+    }
   }
   if (body !== '' || parts.length === 0) close();
   if (parts.length === 1) return parts[0];
@@ -113,6 +138,10 @@ const BOOL = 1;
 const TIME = 2;
 const STRING = 3;
 const OTHER = 4;
+
+/** Kinds whose JSON has a length bound, MAX_BOUNDED: a number's longest is 24 bytes (`-1.7976931348623157e+308`), a time's 29 (`"+275760-09-13T00:00:00.000Z"`). */
+const BOUNDED = [true, true, true, false, false];
+const MAX_BOUNDED = 32;
 
 function kindOf(type: ColumnType): number {
   switch (type.kind) {
@@ -239,11 +268,14 @@ function writeBody(out: JsonBytes, e: Evaluation, i: number, frags: Fragments): 
   let r: EntityEval = entries[base + group[0]];
   const t0 = r.eventTimes[index[0]] ?? null;
   frags.features(out, entries, base);
-  for (let f = 0; f < nf; f++) {
-    r = entries[base + group[f]];
-    const k = index[f];
-    if (r.statuses[k] !== 'PRESENT') allPresent = false;
-    if ((r.eventTimes[k] ?? null) !== t0) sameTime = false;
+  // One view whose evaluation says every feature is PRESENT at one time (a pk row without nulls) needs no check per feature.
+  if (e.plan.groups.length !== 1 || r.uniform === undefined) {
+    for (let f = 0; f < nf; f++) {
+      r = entries[base + group[f]];
+      const k = index[f];
+      if (r.statuses[k] !== 'PRESENT') allPresent = false;
+      if ((r.eventTimes[k] ?? null) !== t0) sameTime = false;
+    }
   }
   if (allPresent) out.bytes(frags.allPresent);
   else {

@@ -59,7 +59,7 @@ export interface Evaluation {
 
 /** Built by one literal so that every EntityEval shares one hidden class. */
 export function entityEval(r: Evaluated, from: number, until: number): EntityEval {
-  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, from, until, kept: false, used: false, json: undefined };
+  return { values: r.values, statuses: r.statuses, eventTimes: r.eventTimes, uniform: r.uniform, from, until, kept: false, used: false, json: undefined };
 }
 
 /**

@@ -208,3 +208,58 @@ test('a plan of many features with long names (its feature keys written by more 
   assert.equal(renderMany(entities, e).bytes.toString('utf8'), JSON.stringify({ results: toObjects(entities, e) }));
   assert.equal(renderOne('b', e).bytes.toString('utf8'), JSON.stringify(toObjects(['b'], e)[0]));
 });
+
+test('answers far larger than the writer\'s first buffer (long strings and JSON anywhere, so it grows between and inside runs of keys) render as JSON.stringify does', () => {
+  const r = rng(13);
+  const long = (name: string): unknown => {
+    const v = VALUES[name][Math.floor(r() * VALUES[name].length)];
+    if (r() < 0.1 && name === 's') return 'é'.repeat(Math.floor(r() * 6000));
+    if (r() < 0.05 && name === 'j') return { text: 'x'.repeat(Math.floor(r() * 9000)) };
+    return v;
+  };
+  for (let round = 0; round < 6; round++) {
+    const chosen = ev.features.map((f, index) => ({ f, index })).filter(() => r() < 0.8);
+    if (!chosen.length) continue;
+    const entities = Array.from({ length: 1500 }, (_, i) => `entity-${round}-${i}`);
+    const e = evaluation(r, chosen, entities, long, () => (r() < 0.8 ? 'PRESENT' : 'NULL_VALUE'), () => 1767225600000);
+    const expected = JSON.stringify({ results: toObjects(entities, e) });
+    assert.ok(Buffer.byteLength(expected) > 1024 * 1024, `round ${round}: the answer outgrows the 256 kB buffer`);
+    const answer = renderMany(entities, e);
+    assert.equal(answer.bytes.toString('utf8'), expected, `round ${round}`);
+    answer.release?.();
+  }
+});
+
+test('a pk row\'s evaluation marks itself uniform (every feature PRESENT at one time) exactly when it is, and renders the same either way', () => {
+  const r = rng(17);
+  let uniform = 0;
+  for (let round = 0; round < 400; round++) {
+    // A row's canonical values, with a null now and then.
+    const values = ev.readNames.map((name) => {
+      const vs = VALUES[name].filter((v) => v !== null);
+      return r() < 0.05 ? null : vs[Math.floor(r() * vs.length)];
+    });
+    const commit = 1767225600000 + round;
+    const evaluated = ev.evaluate(ev.rowState(round, commit, values), commit + 10);
+    if (evaluated.uniform !== undefined) {
+      uniform++;
+      assert.ok(evaluated.statuses.every((s) => s === 'PRESENT'), `round ${round}: uniform with a status not PRESENT`);
+      assert.ok(evaluated.eventTimes.every((t) => t === evaluated.uniform), `round ${round}: uniform with another event time`);
+    } else assert.ok(evaluated.statuses.some((s) => s !== 'PRESENT') || new Set(evaluated.eventTimes).size > 1, `round ${round}: uniform not set where it holds`);
+    // Rendered as one view's entry, for a random selection of its features.
+    const chosen = ev.features.map((f, index) => ({ f, index })).filter(() => r() < 0.6);
+    if (!chosen.length) continue;
+    const plan: Plan = {
+      selection: {},
+      features: chosen.map(({ f, index }) => ({ ref: `v:${f.name}`, view: 'v', feature: f.name, index, type: f.type })),
+      groups: [{ def: ev.view, ev, ns: 'v@1', entityColumn: schema.byName.get('id')!, positions: chosen.map((_, i) => i), indexes: chosen.map((c) => c.index), absent: undefined as unknown as EntityEval }],
+      evaluators: chosen.map(() => ev),
+      revision: 0,
+    };
+    const e = new PlanEvaluation(plan, commit + 10, 1);
+    e.token.src = round;
+    e.entries[0] = entityEval(evaluated, commit + 10, Infinity);
+    assert.equal(renderOne('k', e).bytes.toString('utf8'), JSON.stringify(toObjects(['k'], e)[0]), `round ${round}`);
+  }
+  assert.ok(uniform > 100 && uniform < 400, `both kinds of rows were drawn (${uniform} uniform)`);
+});
