@@ -87,67 +87,80 @@ export class JsonBytes {
   }
 
   /**
-   * A number as JSON.stringify writes it. Safe integers, and decimals of up
-   * to 6 places whose digits (below 2^51) divide back to exactly the number,
-   * are written digit by digit: the fewest decimals that give the number back
-   * are its shortest round-trip form, which is what JavaScript prints. Those
-   * are the 6-place digits without their trailing zeros: below 2^51 the
-   * product's error is under half a unit, so the 6-place digits of a number
-   * that has a d-place form are that form's digits and 6 - d zeros.
-   * Anything else (exponents, 17-digit doubles) goes through String.
+   * A number as JSON.stringify writes it. Numbers below 2^31 in magnitude
+   * that are integers, or decimals of up to 6 places whose digits divide back
+   * to exactly the number, are written two digits at a time: the fewest
+   * decimals that give the number back are its shortest round-trip form,
+   * which is what JavaScript prints. Those are the 6-place digits without
+   * their trailing zeros: below 2^31 the product's error is far under half a
+   * unit, so the 6-place digits of a number that has a d-place form are that
+   * form's digits and 6 - d zeros. Larger safe integers go digit by digit;
+   * anything else (exponents, 17-digit doubles) through String.
    */
   number(v: number): void {
-    if (!Number.isFinite(v)) return this.ascii('null');
-    const a = Math.abs(v);
-    if (Number.isInteger(v) && a <= Number.MAX_SAFE_INTEGER) {
-      if (v < 0) this.byte(45);
-      return this.digits(a, 0);
-    }
-    const m = Math.round(a * 1e6);
-    if (m / 1e6 !== a || m >= 2 ** 51) return this.ascii(String(v));
-    const whole = Math.floor(a);
-    // 1..999999 (a is no integer), an int32 from here on; its trailing zeros (at most 5) cut in three steps.
-    let frac = (m - whole * 1e6) | 0;
-    let d = 6;
-    if (frac % 1000 === 0) {
-      frac = (frac / 1000) | 0;
-      d = 3;
-    }
-    if (frac % 100 === 0) {
-      frac = (frac / 100) | 0;
-      d -= 2;
-    }
-    if (frac % 10 === 0) {
-      frac = (frac / 10) | 0;
-      d -= 1;
-    }
-    // Below 2^51 / 10^6 the whole part may pass 2^31: then it is written on its own.
-    if (whole > 0x7fffffff) {
-      if (v < 0) this.byte(45);
-      this.digits(whole, 0);
-      this.byte(46);
-      return this.digits(frac, d);
-    }
-    let len = 1;
-    while (len < 10 && whole >= POW10[len]) len++;
+    const a = v < 0 ? -v : v;
+    // NaN fails this test, and goes the slow way with the infinities.
+    if (!(a < 2147483648)) return this.largeNumber(v);
+    const whole = a | 0;
+    const len = whole < 10 ? 1 : whole < 100 ? 2 : whole < 1000 ? 3 : whole < 10000 ? 4 : whole < 100000 ? 5 : whole < 1000000 ? 6 : whole < 10000000 ? 7 : whole < 100000000 ? 8 : whole < 1000000000 ? 9 : 10;
     const sign = v < 0 ? 1 : 0;
-    const n = sign + len + 1 + d;
+    let frac = 0;
+    let d = 0;
+    if (whole !== a) {
+      const m = Math.round(a * 1e6);
+      if (m / 1e6 !== a) return this.ascii(String(v));
+      // 1..999999, its trailing zeros (at most 5) cut in three steps.
+      frac = (m - whole * 1e6) | 0;
+      d = 6;
+      if (frac % 1000 === 0) {
+        frac = (frac / 1000) | 0;
+        d = 3;
+      }
+      if (frac % 100 === 0) {
+        frac = (frac / 100) | 0;
+        d -= 2;
+      }
+      if (frac % 10 === 0) {
+        frac = (frac / 10) | 0;
+        d -= 1;
+      }
+    }
+    const n = sign + len + (d ? d + 1 : 0);
     this.room(n);
     const b = this.buf;
-    let k = this.at + n - 1;
-    for (let i = 0; i < d; i++, k--) {
-      const q = (frac / 10) | 0;
-      b[k] = 48 + (frac - q * 10);
-      frac = q;
+    const w = this.view;
+    let k = this.at + n;
+    this.at = k;
+    // From the last digit back: the decimals (leading zeros included) and the point, then the whole part.
+    if (d) {
+      let i = d;
+      for (; i >= 2; i -= 2) {
+        const q = (frac / 100) | 0;
+        w.setUint16((k -= 2), PAIRS[frac - q * 100], true);
+        frac = q;
+      }
+      if (i) b[--k] = 48 + frac;
+      b[--k] = 46;
     }
-    b[k--] = 46;
-    for (let i = whole | 0; k >= this.at + sign; k--) {
-      const q = (i / 10) | 0;
-      b[k] = 48 + (i - q * 10);
-      i = q;
+    let x = whole;
+    while (x >= 100) {
+      const q = (x / 100) | 0;
+      w.setUint16((k -= 2), PAIRS[x - q * 100], true);
+      x = q;
     }
-    if (sign) b[this.at] = 45;
-    this.at += n;
+    if (x >= 10) w.setUint16(k - 2, PAIRS[x], true);
+    else b[k - 1] = 48 + x;
+    if (sign) b[k - (x >= 10 ? 3 : 2)] = 45;
+  }
+
+  /** `number` from 2^31 in magnitude on, and NaN and the infinities: safe integers digit by digit, the rest through String. */
+  private largeNumber(v: number): void {
+    if (!Number.isFinite(v)) return this.ascii('null');
+    if (Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER) {
+      if (v < 0) this.byte(45);
+      return this.digits(Math.abs(v), 0);
+    }
+    this.ascii(String(v));
   }
 
   /** A non-negative safe integer, padded with zeros to `width` digits. */
@@ -252,6 +265,8 @@ export class JsonBytes {
 }
 
 const POW10 = Array.from({ length: 17 }, (_, i) => 10 ** i);
+/** The two ASCII digits of 0..99 as one little-endian 16-bit store. */
+const PAIRS = Uint16Array.from({ length: 100 }, (_, i) => (48 + Math.floor(i / 10)) | ((48 + (i % 10)) << 8));
 
 /**
  * Answers are written into reused buffers: a fresh 200 kB buffer per batch

@@ -150,7 +150,7 @@ test('numbers are written as JSON.stringify writes them (short decimals digit by
       case 3: // sums that print long (0.1 + 0.2)
         return sign * (Math.round(r() * 1000) / 10 + Math.round(r() * 1000) / 100);
       default:
-        return pick([0, -0, 1e-6, 1e-7, 0.000001234, 4.35, 1.005, 2 ** 51 + 0.5, 2 ** 51 - 0.25, 999999.9999995, 1e20, 1e21, 123456789012.345, 5e-324, Number.MAX_VALUE]);
+        return pick([0, -0, 1e-6, 1e-7, 0.000001234, 4.35, 1.005, 2 ** 51 + 0.5, 2 ** 51 - 0.25, 999999.9999995, 1e20, 1e21, 123456789012.345, 5e-324, Number.MAX_VALUE, 2 ** 31 - 1, 2 ** 31, -(2 ** 31), 2 ** 31 - 0.5, 2147483647.000001, 0.05, 0.5, 10.01, 99, 100.1, 1000000.000001, 9.000009]);
     }
   };
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
