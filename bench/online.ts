@@ -33,12 +33,12 @@
  * with autocannon (even pacing).
  * Not a test: it prints, it asserts nothing.
  */
-import autocannon from 'autocannon';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, rawLoad, rawRequest } from './lib.js';
+import { freePort, rawRequest } from './lib.js';
+import { alternate, closeRedisInfo, drive, onRedis, paced, REDIS_URL, type Load, type Paired } from './online-load.js';
 import { spawnChild, waitReady, type ChildServer } from '../support/child-server.js';
 import { deletePrefix, redisAnswers } from '../support/redis.js';
 import { call, FEATURES, loadUsers } from './online-data.js';
@@ -67,7 +67,6 @@ const ENTITIES = 100_000;
  */
 const HOT = 10_000;
 const BATCH = 100;
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 // ---------------------------------------------------------------- bare server
 
@@ -154,120 +153,6 @@ async function warmCache(server: Server, requests: Buffer[], lookupsEach: number
   }
 }
 
-// ---------------------------------------------------------------- load
-
-interface Load {
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  /** The server's CPU time per request, µs: what a request costs it, whatever else runs on the machine. */
-  cpuUs: number;
-  /** Share of one core the server used: below ~90% the load generator, not the server, set the rate. */
-  busy: number;
-  /** For an asof server on Redis: the Redis server's own CPU time per request, µs (from INFO cpu; it runs on the same cores). */
-  redisCpuUs?: number;
-}
-
-/** asof servers whose lookups go to Redis. */
-const onRedis = new WeakSet<Server>();
-let infoClient: import('ioredis').Redis | undefined;
-
-/** The Redis server's CPU time (user + system) so far, ms, as it reports it. */
-async function redisCpuMs(): Promise<number> {
-  if (!infoClient) infoClient = new (await import('ioredis')).Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  const info = await infoClient.info('cpu');
-  const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)![1]);
-  return (field('used_cpu_sys') + field('used_cpu_user')) * 1000;
-}
-
-/** CPU time (user + system) a process has used so far, ms. */
-async function cpuMs(pid: number): Promise<number> {
-  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-}
-
-/**
- * Latency at a set rate, with autocannon: its per-connection pacing spreads
- * requests evenly, where a timer-driven release from one event loop sends
- * them in bursts and measures its own queueing. Requests: the hot GETs, as
- * a list each connection walks from its start.
- */
-async function paced(server: Server, paths: string[], opts: { seconds: number; connections: number; rate: number }): Promise<Load> {
-  const cpu0 = await cpuMs(server.proc.pid!);
-  const t0 = performance.now();
-  const latencies: number[] = [];
-  const inst = autocannon({ url: server.url, connections: opts.connections, duration: opts.seconds, pipelining: 1, overallRate: Math.round(opts.rate), requests: paths.map((path) => ({ method: 'GET', path })) });
-  inst.on('response', (_c: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
-  const res = await inst;
-  const cpu = (await cpuMs(server.proc.pid!)) - cpu0;
-  const wall = performance.now() - t0;
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
-  return { rps: res.requests.total / res.duration, p50: pct(50), p99: pct(99), errors: res.errors + res.non2xx + res.timeouts, cpuUs: (cpu * 1000) / Math.max(1, res.requests.total), busy: cpu / wall };
-}
-
-/**
- * Where each server's next run over a request list starts: where its last one stopped. Each run starting from
- * the list's head sent the head's entities twice within the lookup cache's doorkeeper memory (the end of one run,
- * the start of the next), so they were admitted and hit in every later pass: 9-20% of "cold" lookups by the third
- * round (2026-12-06).
- */
-const cursors = new WeakMap<Server, Map<Buffer[], number>>();
-
-/** Drives load with the lean raw-socket driver; latency percentiles (ms, fractional) from every answer. */
-async function drive(server: Server, requests: Buffer[], opts: { seconds: number; connections: number; rate?: number }): Promise<Load> {
-  const cpu0 = await cpuMs(server.proc.pid!);
-  const redis0 = onRedis.has(server) ? await redisCpuMs() : NaN;
-  const t0 = performance.now();
-  if (!cursors.has(server)) cursors.set(server, new Map());
-  const from = cursors.get(server)!.get(requests) ?? 0;
-  const res = await rawLoad({ port: Number(new URL(server.url).port), requests, connections: opts.connections, seconds: opts.seconds, rate: opts.rate, recordLatency: true, from });
-  cursors.get(server)!.set(requests, (from + res.sent) % requests.length);
-  const cpu = (await cpuMs(server.proc.pid!)) - cpu0;
-  const wall = performance.now() - t0;
-  const lat = res.latencies.sort((a, b) => a - b);
-  const pct = (p: number): number => lat[Math.min(lat.length - 1, Math.floor((lat.length * p) / 100))] ?? NaN;
-  const redisCpuUs = onRedis.has(server) ? (((await redisCpuMs()) - redis0) * 1000) / Math.max(1, res.ok + res.failed) : undefined;
-  return { rps: res.ok / res.seconds, p50: pct(50), p99: pct(99), errors: res.failed, cpuUs: (cpu * 1000) / Math.max(1, res.ok + res.failed), busy: cpu / wall, redisCpuUs };
-}
-
-/** Two servers measured in alternation: the median round of each, and the ratios of each adjacent pair of rounds. */
-interface Paired {
-  a: Load;
-  b: Load;
-  /** Median over the pairs of a's req/s / b's. */
-  ratio: number;
-  /** Median over the pairs of b's CPU per request / a's. */
-  cpuRatio: number;
-  /** Each pair's req/s ratio, in the order run. */
-  ratios: number[];
-}
-
-/**
- * Runs a and b in alternation ROUNDS times. The ratio is the median of the
- * pairs' ratios: each pair ran within seconds, so load from other tenants
- * of a shared machine, which drifts over minutes, weighs on both sides of a
- * pair alike; a ratio of two separately chosen medians can pair a quiet
- * minute of one side with a busy minute of the other.
- */
-async function alternate(a: () => Promise<Load>, b: () => Promise<Load>): Promise<Paired> {
-  const as: Load[] = [];
-  const bs: Load[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    as.push(await a());
-    bs.push(await b());
-  }
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((x, y) => x - y);
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
-  const ratios = as.map((x, i) => x.rps / bs[i].rps);
-  const cpuRatio = median(as.map((x, i) => bs[i].cpuUs / x.cpuUs));
-  const med = (xs: Load[]) => [...xs].sort((x, y) => x.rps - y.rps)[Math.floor(xs.length / 2)];
-  return { a: med(as), b: med(bs), ratio: median(ratios), cpuRatio, ratios };
-}
-
 const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 interface StoreFigures {
@@ -322,7 +207,7 @@ async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'
     let get: Paired | undefined, cold: Paired | undefined, halfBare: Load | undefined, halfAsof: Load | undefined;
     if (!onlyPost) {
       process.stdout.write(`[${store}] GET full load, ${ROUNDS} alternating rounds of ${SECONDS} s ...\n`);
-      get = await alternate(() => drive(asof, gets, full), () => drive(bareServer!, gets, full));
+      get = await alternate(ROUNDS, () => drive(asof, gets, full), () => drive(bareServer!, gets, full));
       const rate = get.a.rps / 2;
       process.stdout.write(`[${store}] GET at half load (${fmt(rate)} req/s) ...\n`);
       const half = { seconds: SECONDS, connections: 8, rate };
@@ -330,12 +215,12 @@ async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'
       halfBare = await paced(bareServer, hotPaths, half);
       halfAsof = await paced(asof, hotPaths, half);
       process.stdout.write(`[${store}] GET full load, every entity in turn (cold) ...\n`);
-      cold = await alternate(() => drive(asof, coldGets, full), () => drive(bareServer!, coldGets, full));
+      cold = await alternate(ROUNDS, () => drive(asof, coldGets, full), () => drive(bareServer!, coldGets, full));
     }
     process.stdout.write(`[${store}] POST /features, ${BATCH} entities ...\n`);
-    const batched = await alternate(() => drive(asof, batches, full), () => drive(bareServer!, batches, full));
+    const batched = await alternate(ROUNDS, () => drive(asof, batches, full), () => drive(bareServer!, batches, full));
     process.stdout.write(`[${store}] POST /features, every entity in turn (cold) ...\n`);
-    const coldBatch = await alternate(() => drive(asof, coldBatches, full), () => drive(bareServer!, coldBatches, full));
+    const coldBatch = await alternate(ROUNDS, () => drive(asof, coldBatches, full), () => drive(bareServer!, coldBatches, full));
     process.stdout.write(`[${store}] done; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
     return { store, get, halfBare, halfAsof, cold, batch: batched, coldBatch, oneBytes: Buffer.byteLength(one) };
   } finally {
@@ -451,7 +336,7 @@ async function main(): Promise<void> {
         if (flag('redis-ioredis-lookups')) figures.push(await benchStore('redis, ioredis lookups'));
       } finally {
         await deletePrefix(REDIS_URL, REDIS_PREFIX);
-        infoClient?.disconnect();
+        closeRedisInfo();
       }
     }
     else console.log(`redis: nothing answers at ${REDIS_URL}; skipped`);
