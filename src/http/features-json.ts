@@ -97,12 +97,13 @@ function compileFeatures(keys: Buffer[], group: number[], index: number[], kind:
     }
     return n;
   };
-  let fresh = true;
+  // Whether feature f starts a run (the first of a function, or after a value of unbounded length), and which group's values `vs` holds.
+  let runStarts = true;
   let values = -1;
   for (let f = 0; f < keys.length; f++) {
     const k = keys[f];
-    if (fresh) body += `out.room(${runBytes(f)}); b = out.buf; w = out.view;`;
-    fresh = !BOUNDED[kind[f]];
+    if (runStarts) body += `out.room(${runBytes(f)}); b = out.buf; w = out.view;`;
+    const runEnds = !BOUNDED[kind[f]];
     if (group[f] !== values) body += ` vs = entries[base + ${(values = group[f])}].values;`;
     body += ` a = out.at;`;
     let j = 0;
@@ -112,16 +113,17 @@ function compileFeatures(keys: Buffer[], group: number[], index: number[], kind:
     // Numbers, times, strings and true straight to their writer; null, false and the rest through writeValue, after which
     // the run's room is made again (a value of another type than its column's, not expected, could be of any length).
     const other = `writeValue(out, ${kind[f]}, types[${f}], v);`;
-    const again = fresh ? '' : ` out.room(${runBytes(f + 1)}); b = out.buf; w = out.view;`;
+    const again = runEnds ? '' : ` out.room(${runBytes(f + 1)}); b = out.buf; w = out.view;`;
     if (kind[f] === NUMBER) body += ` if (typeof v === 'number') out.number(v); else { ${other}${again} }\n`;
     else if (kind[f] === TIME) body += ` if (typeof v === 'number') out.time(v); else { ${other}${again} }\n`;
     else if (kind[f] === BOOL) body += ` if (v === true) { w.setUint32(a + ${k.length}, ${TRUE.readUInt32LE(0)}, true); out.at += 4; } else { ${other}${again} }\n`;
     else if (kind[f] === STRING) body += ` if (typeof v === 'string') out.string(v); else ${other}\n`;
     else body += ` ${other}\n`;
     bytes += k.length;
+    runStarts = runEnds;
     if (bytes >= CODE_KEY_BYTES) {
       close();
-      fresh = true;
+      runStarts = true;
       values = -1;
     }
   }

@@ -158,16 +158,15 @@ export class JsonBytes {
     if (!Number.isFinite(v)) return this.ascii('null');
     if (Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER) {
       if (v < 0) this.byte(45);
-      return this.digits(Math.abs(v), 0);
+      return this.digits(Math.abs(v));
     }
     this.ascii(String(v));
   }
 
-  /** A non-negative safe integer, padded with zeros to `width` digits. */
-  private digits(n: number, width: number): void {
+  /** A non-negative safe integer. */
+  private digits(n: number): void {
     let len = 1;
     while (len < 16 && n >= POW10[len]) len++;
-    if (len < width) len = width;
     this.room(len);
     let k = this.at + len - 1;
     // Above 2^31 in double arithmetic, then in int32 (no floating-point remainder per digit).
