@@ -41,7 +41,7 @@ import { freePort, rawRequest } from './lib.js';
 import { alternate, closeRedisInfo, drive, onRedis, paced, REDIS_URL, type Load, type Paired } from './online-load.js';
 import { spawnChild, waitReady, type ChildServer } from '../support/child-server.js';
 import { deletePrefix, redisAnswers } from '../support/redis.js';
-import { call, FEATURES, loadUsers } from './online-data.js';
+import { BATCH, call, ENTITIES, entityId, FEATURES, HOT, loadUsers } from './online-data.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(HERE, '../src/cli/main.js');
@@ -56,17 +56,6 @@ const flag = (name: string): boolean => process.argv.includes(`--${name}`);
 const SECONDS = arg('seconds', 6);
 const CONNECTIONS = arg('connections', 32);
 const ROUNDS = arg('rounds', 5);
-const ENTITIES = 100_000;
-/**
- * Distinct entities the "hot" lookups cycle through (of ENTITIES): a working
- * set that fits the lookup cache, as skewed production traffic mostly does.
- * The "cold" runs cycle through the other ENTITIES - HOT, more than the
- * default cache holds, so every lookup is evaluated and rendered afresh
- * (cycling through all of them, as before 2026-12-06, answered the hot set,
- * admitted by the hot runs, from the cache: 10% of the cold lookups).
- */
-const HOT = 10_000;
-const BATCH = 100;
 
 // ---------------------------------------------------------------- bare server
 
@@ -120,8 +109,6 @@ async function rssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
 }
-
-const entityId = (i: number): number => (i * 7919) % ENTITIES;
 
 /**
  * Waits until the rows just loaded are tiered (ASOF_TIER_AFTER, 10 s by
