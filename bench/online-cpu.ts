@@ -44,7 +44,6 @@ type App = typeof import('../src/app.js');
 type Render = typeof import('../src/http/features-json.js');
 
 interface Instance {
-  build: string;
   asof: Awaited<ReturnType<App['startAsof']>>;
   render: Render['renderMany'];
   plan: import('../src/online/service.js').Plan;
@@ -74,7 +73,7 @@ async function instance(dist: string, k: number): Promise<Instance> {
     await new Promise((r) => setTimeout(r, 500));
   }
   const plan = await asof.services.online.plan({ features: FEATURES.split(',') });
-  return { build: dist, asof, render: renderMany, plan, dir, prefix };
+  return { asof, render: renderMany, plan, dir, prefix };
 }
 
 /**
