@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { testAsof, type TestAsof } from '../helpers.js';
-import { SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
+import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 import { toObjects } from '../../src/online/service.js';
 
 async function define(a: TestAsof, kind: 'pk' | 'log'): Promise<void> {
@@ -58,7 +58,8 @@ for (const kind of ['pk', 'log'] as const) {
 
 test('lookups of state that is not in-process (Redis) are evaluated at once, not held for the turn', async (t) => {
   if (!(await sharedRedisOrSkip())) return t.skip('Redis does not answer at 127.0.0.1:6379');
-  const a = await testAsof({ redisUrl: SHARED_REDIS_URL, redisPrefix: uniquePrefix('soon') });
+  const prefix = uniquePrefix('soon');
+  const a = await testAsof({ redisUrl: SHARED_REDIS_URL, redisPrefix: prefix });
   try {
     await define(a, 'pk');
     const online = a.services.online;
@@ -81,5 +82,7 @@ test('lookups of state that is not in-process (Redis) are evaluated at once, not
     assert.equal((r.body as { error: { code: string } }).error.code, 'ASOF_INVALID_ARGUMENT');
   } finally {
     await a.destroy();
+    // The shared Redis outlives the test: leave nothing of it behind.
+    await deletePrefix(SHARED_REDIS_URL, prefix);
   }
 });
