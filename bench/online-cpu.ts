@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machine } from './lib.js';
-import { BATCH, call, ENTITIES, entityId, FEATURES, HOT, loadUsers } from './online-data.js';
+import { BATCH, ENTITIES, entityId, FEATURES, HOT, loadUsers, tiered } from './online-data.js';
 import { REDIS_URL } from './online-load.js';
 import { deletePrefix, redisAnswers } from '../support/redis.js';
 
@@ -66,12 +66,7 @@ async function instance(dist: string, k: number): Promise<Instance> {
   if (REDIS) Object.assign(env, { REDIS_URL, ASOF_REDIS_PREFIX: prefix });
   const asof = await app.startAsof(loadConfig(env), silentLogger);
   await loadUsers(asof.url, ENTITIES);
-  // The rows are copied to the cold tier 10 s after they were written, on other threads: not while measuring.
-  for (let waited = 0; waited < 120_000; waited += 500) {
-    const t = await call(asof.url, 'GET', '/tables/users');
-    if (t.tieredOffset === t.latestOffset) break;
-    await new Promise((r) => setTimeout(r, 500));
-  }
+  await tiered(asof.url);
   const plan = await asof.services.online.plan({ features: FEATURES.split(',') });
   return { asof, render: renderMany, plan, dir, prefix };
 }

@@ -41,7 +41,7 @@ import { freePort, rawRequest } from './lib.js';
 import { alternate, closeRedisInfo, drive, onRedis, paced, REDIS_URL, type Load, type Paired } from './online-load.js';
 import { spawnChild, waitReady, type ChildServer } from '../support/child-server.js';
 import { deletePrefix, redisAnswers } from '../support/redis.js';
-import { BATCH, call, ENTITIES, entityId, FEATURES, HOT, loadUsers } from './online-data.js';
+import { BATCH, call, ENTITIES, entityId, FEATURES, HOT, loadUsers, tiered } from './online-data.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(HERE, '../src/cli/main.js');
@@ -111,20 +111,6 @@ async function rssMb(pid: number): Promise<number> {
 }
 
 /**
- * Waits until the rows just loaded are tiered (ASOF_TIER_AFTER, 10 s by
- * default): copying 100k rows into Lance is a one-off cost of the load,
- * on other threads of the asof process, and it fell into the first rounds
- * (25-45 µs of CPU per lookup on top, 2026-12-06).
- */
-async function settled(server: Server): Promise<void> {
-  for (let waited = 0; waited < 120_000; waited += 500) {
-    const t = await call(server.url, 'GET', '/tables/users');
-    if (t.tieredOffset === t.latestOffset) return;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-/**
  * Drives `requests` until one second of them evaluates almost nothing afresh
  * (asof's lookup-cache misses, /metrics): "hot" means the cache holds the
  * set. The cache admits an evaluation on its second miss, so a fixed two
@@ -186,7 +172,7 @@ async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'
     const full = { seconds: SECONDS, connections: CONNECTIONS };
     process.stdout.write(`[${store}] warming up ...\n`);
     const onlyPost = flag('only-post');
-    await settled(asof);
+    await tiered(asof.url);
     await drive(bareServer, gets, { ...full, seconds: 2 });
     if (!onlyPost) await warmCache(asof, gets, 1, full);
     await warmCache(asof, batches, BATCH, full);
