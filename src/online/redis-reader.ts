@@ -50,6 +50,16 @@ export function leanReaderSupports(url: string): boolean {
   }
 }
 
+/**
+ * A turn's lookups are written together at the end of the turn, except that a batch holding this many
+ * fields is written at once: Redis answers a batch's commands together, after reading them all, so one
+ * write of every 100-entity POST of a turn left asof idle while Redis worked, and Redis idle while asof
+ * rendered (asof 79-86% busy). Written early, the two overlap: POST of 100 entities over Redis, hot,
+ * 1.24x the lookups/s (median of 6 alternating pairs, 1.13-1.43), cold 1.06-1.30x (2026-12-07). GETs
+ * (two fields each) stay one write per turn.
+ */
+const FLUSH_FIELDS = 256;
+
 export class RedisLookupReader {
   private socket?: Socket;
   private ready = false;
@@ -64,6 +74,7 @@ export class RedisLookupReader {
   private readonly batch = new Commands();
   private batchWaiters: Waiter[] = [];
   private flushScheduled = false;
+  private batchFields = 0;
   private readonly parser = new ReplyParser();
   private readonly host: string;
   private readonly port: number;
@@ -104,7 +115,9 @@ export class RedisLookupReader {
     return new Promise((resolve, reject) => {
       this.batch.add(['HMGET', key, ...fields]);
       this.batchWaiters.push({ resolve, reject, sentAt: -1 });
-      if (!this.flushScheduled) {
+      this.batchFields += fields.length;
+      if (this.batchFields >= FLUSH_FIELDS) this.flush();
+      else if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
       }
@@ -121,6 +134,7 @@ export class RedisLookupReader {
 
   private flush(): void {
     this.flushScheduled = false;
+    this.batchFields = 0;
     if (this.batchWaiters.length === 0) return;
     const bytes = this.batch.take();
     const waiters = this.batchWaiters;

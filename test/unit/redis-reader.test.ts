@@ -229,3 +229,43 @@ test('a reply still arriving is not a frozen server: the timeout counts from the
     frozen.server.close();
   }
 });
+
+test("a turn's lookups go out in one write at the end of the turn, except that a batch of 256 fields or more is written at once", async () => {
+  // A peer that answers each HMGET with as many nulls as it asked for.
+  const server = createServer((socket) => {
+    const parser = new ReplyParser();
+    socket.on('data', (chunk: Buffer) => {
+      parser.feed(chunk);
+      for (let c = parser.next(); c !== undefined; c = parser.next()) socket.write(encode(new Array((c as string[]).length - 2).fill(null)));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const reader = new RedisLookupReader(`redis://127.0.0.1:${(server.address() as { port: number }).port}`, 1000, silentLogger);
+  try {
+    await reader.whenReady(2000);
+    // Each write: the field counts of its HMGETs, and whether it went out before the calling step ended.
+    const writes: { fields: number[]; early: boolean }[] = [];
+    let stepDone = false;
+    const socket = (reader as unknown as { socket: Socket }).socket;
+    const write = socket.write.bind(socket) as (b: Buffer) => boolean;
+    socket.write = ((b: Buffer) => {
+      const fields = [...b.toString('latin1').matchAll(/\*(\d+)\r\n\$5\r\nHMGET/g)].map((m) => Number(m[1]) - 2);
+      writes.push({ fields, early: !stepDone });
+      return write(b);
+    }) as typeof socket.write;
+    const fields = (n: number): string[] => Array.from({ length: n }, (_, i) => `e${i}`);
+    const asked = [300, 2, 2, 2, 300, 2, 2];
+    const answers = asked.map((n) => reader.hmget('k', fields(n)));
+    stepDone = true;
+    const got = await Promise.all(answers);
+    assert.deepEqual(got.map((g) => g.values.length), asked);
+    assert.deepEqual(writes, [
+      { fields: [300], early: true },
+      { fields: [2, 2, 2, 300], early: true },
+      { fields: [2, 2], early: false },
+    ]);
+  } finally {
+    reader.close();
+    server.close();
+  }
+});
