@@ -1,7 +1,7 @@
 /**
  * A lean Redis client for the one command online lookups send, HMGET, on a
  * connection of its own: a lookup is bytes appended to a batch written at
- * the end of the event-loop turn (on `setImmediate`) or once it holds 256
+ * the end of the event-loop turn (on `setImmediate`) or once it holds 32
  * fields (FLUSH_FIELDS), and replies are parsed straight
  * off the socket's chunks. ioredis (which does everything else) spends a
  * command object, promise chains, a timer per command and a pipeline per
@@ -52,14 +52,15 @@ export function leanReaderSupports(url: string): boolean {
 }
 
 /**
- * A turn's lookups are written together at the end of the turn, except that a batch holding this many
- * fields is written at once: Redis answers a batch's commands together, after reading them all, so one
- * write of every 100-entity POST of a turn left asof idle while Redis worked, and Redis idle while asof
- * rendered (asof 79-86% busy). Written early, the two overlap: POST of 100 entities over Redis, hot,
- * 1.24x the lookups/s (median of 6 alternating pairs, 1.13-1.43), cold 1.06-1.30x (2026-12-07). GETs
- * (two fields each) stay one write per turn.
+ * A turn's lookups are written together at the end of the turn, except that a batch is written as soon as it
+ * holds this many fields (16 GETs, or one POST of 32 entities or more). Redis answers the commands of one read
+ * together, after running them all: one write of the whole turn left asof idle while Redis worked and Redis
+ * idle while asof rendered (asof 79-86% busy under POST load). Written in pieces, the two overlap. Two servers
+ * alternating, b / a lookups/s, medians of 6-10 pairs (2026-12-07): against one write per turn, POST 100 cold
+ * 1.06-1.30 and hot 1.24 at 256 fields; against 256 fields, at 32: GET cold 1.15 and 1.26, GET hot 1.16,
+ * POST 100 cold 1.16, hot 1.01. Every lookup on its own write (2 fields) did no better than 16 (1.04-1.08).
  */
-const FLUSH_FIELDS = 256;
+export const FLUSH_FIELDS = 32;
 
 export class RedisLookupReader {
   private socket?: Socket;

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createServer, type Server, type Socket } from 'node:net';
 import { silentLogger } from '../../src/logger.js';
-import { leanReaderSupports, RedisLookupReader } from '../../src/online/redis-reader.js';
+import { FLUSH_FIELDS, leanReaderSupports, RedisLookupReader } from '../../src/online/redis-reader.js';
 import { command, Commands, RedisError, ReplyParser, type Reply } from '../../src/online/resp.js';
 import { parseState } from '../../src/online/state-json.js';
 import { rng } from '../integration/training-fixtures.js';
@@ -230,7 +230,7 @@ test('a reply still arriving is not a frozen server: the timeout counts from the
   }
 });
 
-test("a turn's lookups go out in one write at the end of the turn, except that a batch of 256 fields or more is written at once", async () => {
+test("a turn's lookups go out in one write at the end of the turn, except that a batch of FLUSH_FIELDS fields or more is written at once", async () => {
   // A peer that answers each HMGET with as many nulls as it asked for.
   const server = createServer((socket) => {
     const parser = new ReplyParser();
@@ -254,14 +254,17 @@ test("a turn's lookups go out in one write at the end of the turn, except that a
       return write(b);
     }) as typeof socket.write;
     const fields = (n: number): string[] => Array.from({ length: n }, (_, i) => `e${i}`);
-    const asked = [300, 2, 2, 2, 300, 2, 2];
+    // Three 2-field lookups stay below the threshold, one more of FLUSH_FIELDS takes the batch over it.
+    assert.ok(FLUSH_FIELDS > 6);
+    const F = FLUSH_FIELDS;
+    const asked = [F, 2, 2, 2, F, 2, 2];
     const answers = asked.map((n) => reader.hmget('k', fields(n)));
     stepDone = true;
     const got = await Promise.all(answers);
     assert.deepEqual(got.map((g) => g.values.length), asked);
     assert.deepEqual(writes, [
-      { fields: [300], early: true },
-      { fields: [2, 2, 2, 300], early: true },
+      { fields: [F], early: true },
+      { fields: [2, 2, 2, F], early: true },
       { fields: [2, 2], early: false },
     ]);
   } finally {
