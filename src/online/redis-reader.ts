@@ -56,9 +56,10 @@ export function leanReaderSupports(url: string): boolean {
  * holds this many fields (16 GETs, or one POST of 32 entities or more). Redis answers the commands of one read
  * together, after running them all: one write of the whole turn left asof idle while Redis worked and Redis
  * idle while asof rendered (asof 79-86% busy under POST load). Written in pieces, the two overlap. Two servers
- * alternating, b / a lookups/s, medians of 6-10 pairs (2026-12-07): against one write per turn, POST 100 cold
- * 1.06-1.30 and hot 1.24 at 256 fields; against 256 fields, at 32: GET cold 1.15 and 1.26, GET hot 1.16,
- * POST 100 cold 1.16, hot 1.01. Every lookup on its own write (2 fields) did no better than 16 (1.04-1.08).
+ * alternating, b / a lookups/s, medians of 6-10 pairs (2026-12-07, bench/RESULTS.md, session 20): against one
+ * write per turn, 256 fields gave POST 100 cold 1.06-1.30, hot 1.24; against 256, 32 gave GET cold 1.15 and
+ * 1.26, GET hot 1.16, POST 100 cold 1.16, and POST 100 hot 1.01 in one run, 1 / 1.11 in another. Every lookup on
+ * its own write (2) gave 1.04 (GET cold) and 1.10 (hot) against 256.
  */
 export const FLUSH_FIELDS = 32;
 
@@ -121,7 +122,7 @@ export class RedisLookupReader {
       if (this.batchFields >= FLUSH_FIELDS) this.flush();
       else if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        setImmediate(this.onTurnEnd);
       }
     });
   }
@@ -134,8 +135,13 @@ export class RedisLookupReader {
     this.socket?.destroy();
   }
 
-  private flush(): void {
+  /** The end of a turn that added lookups: what is still in the batch goes (a batch written early left it empty, or with the turn's later lookups). */
+  private readonly onTurnEnd = (): void => {
     this.flushScheduled = false;
+    this.flush();
+  };
+
+  private flush(): void {
     this.batchFields = 0;
     if (this.batchWaiters.length === 0) return;
     const bytes = this.batch.take();
