@@ -1,8 +1,8 @@
 /**
  * A lean Redis client for the one command online lookups send, HMGET, on a
  * connection of its own: a lookup is bytes appended to a batch written at
- * the end of the event-loop turn (on `setImmediate`) or once it holds 32
- * fields (FLUSH_FIELDS), and replies are parsed straight
+ * the end of the event-loop turn (on `setImmediate`) or once it holds 16
+ * lookups or 256 fields (FLUSH_COMMANDS, FLUSH_FIELDS), and replies are parsed straight
  * off the socket's chunks. ioredis (which does everything else) spends a
  * command object, promise chains, a timer per command and a pipeline per
  * batch on each lookup. Kept by same-run measurements (2026-12-06, session
@@ -53,15 +53,16 @@ export function leanReaderSupports(url: string): boolean {
 
 /**
  * A turn's lookups are written together at the end of the turn, except that a batch is written as soon as it
- * holds this many fields (16 GETs, or one POST of 32 entities or more). Redis answers the commands of one read
- * together, after running them all: one write of the whole turn left asof idle while Redis worked and Redis
- * idle while asof rendered (asof 79-86% busy under POST load). Written in pieces, the two overlap. Two servers
- * alternating, b / a lookups/s, medians of 6-10 pairs (2026-12-07, bench/RESULTS.md, session 20): against one
- * write per turn, 256 fields gave POST 100 cold 1.06-1.30, hot 1.24; against 256, 32 gave GET cold 1.15 and
- * 1.26, GET hot 1.16, POST 100 cold 1.16, and POST 100 hot 1.01 in one run, 1 / 1.11 in another. Every lookup on
- * its own write (2) gave 1.04 (GET cold) and 1.10 (hot) against 256.
+ * holds FLUSH_COMMANDS lookups or FLUSH_FIELDS fields (a GET asks for two, a 100-entity POST for 101). Redis
+ * answers the commands of one read together, after running them all: one write of the whole turn left asof idle
+ * while Redis worked and Redis idle while asof rendered (asof 79-86% busy under POST load). Written in pieces,
+ * the two overlap. Two servers alternating, b / a lookups/s, medians of 6-10 pairs (2026-12-07, bench/RESULTS.md,
+ * session 20): against one write per turn, 256 fields gave POST 100 cold 1.06-1.30, hot 1.24; against 256
+ * fields, 32 fields (16 GETs) gave GET cold 1.15 and 1.26, GET hot 1.16, POST 100 cold 1.16, hot 1.01 and
+ * 1 / 1.11; against 32 fields, 16 lookups or 256 fields (GETs as at 32) gave POST 100 hot 1.08, cold 1.07.
  */
-export const FLUSH_FIELDS = 32;
+export const FLUSH_COMMANDS = 16;
+export const FLUSH_FIELDS = 256;
 
 export class RedisLookupReader {
   private socket?: Socket;
@@ -119,7 +120,7 @@ export class RedisLookupReader {
       this.batch.add(['HMGET', key, ...fields]);
       this.batchWaiters.push({ resolve, reject, sentAt: -1 });
       this.batchFields += fields.length;
-      if (this.batchFields >= FLUSH_FIELDS) this.flush();
+      if (this.batchFields >= FLUSH_FIELDS || this.batchWaiters.length >= FLUSH_COMMANDS) this.flush();
       else if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(this.onTurnEnd);

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createServer, type Server, type Socket } from 'node:net';
 import { silentLogger } from '../../src/logger.js';
-import { FLUSH_FIELDS, leanReaderSupports, RedisLookupReader } from '../../src/online/redis-reader.js';
+import { FLUSH_COMMANDS, FLUSH_FIELDS, leanReaderSupports, RedisLookupReader } from '../../src/online/redis-reader.js';
 import { command, Commands, RedisError, ReplyParser, type Reply } from '../../src/online/resp.js';
 import { parseState } from '../../src/online/state-json.js';
 import { rng } from '../integration/training-fixtures.js';
@@ -230,7 +230,7 @@ test('a reply still arriving is not a frozen server: the timeout counts from the
   }
 });
 
-test("a turn's lookups go out in one write at the end of the turn, except that a batch of FLUSH_FIELDS fields or more is written at once", async () => {
+test("a turn's lookups go out in one write at the end of the turn, except that a batch of FLUSH_COMMANDS lookups or FLUSH_FIELDS fields is written at once", async () => {
   // A peer that answers each HMGET with as many nulls as it asked for.
   const server = createServer((socket) => {
     const parser = new ReplyParser();
@@ -254,8 +254,8 @@ test("a turn's lookups go out in one write at the end of the turn, except that a
       return write(b);
     }) as typeof socket.write;
     const fields = (n: number): string[] => Array.from({ length: n }, (_, i) => `e${i}`);
-    // Three 2-field lookups stay below the threshold, one more of FLUSH_FIELDS takes the batch over it.
-    assert.ok(FLUSH_FIELDS > 6);
+    // Three 2-field lookups stay below both thresholds, one more of FLUSH_FIELDS takes the batch over the fields'.
+    assert.ok(FLUSH_FIELDS > 6 && FLUSH_COMMANDS > 4);
     const F = FLUSH_FIELDS;
     const asked = [F, 2, 2, 2, F, 2, 2];
     const answers = asked.map((n) => reader.hmget('k', fields(n)));
@@ -267,6 +267,24 @@ test("a turn's lookups go out in one write at the end of the turn, except that a
       { fields: [2, 2, 2, F], early: true },
       { fields: [2, 2], early: false },
     ]);
+    // Small lookups: FLUSH_COMMANDS of them go at once, the rest at the end of the turn.
+    assert.ok(2 * (FLUSH_COMMANDS + 3) < FLUSH_FIELDS);
+    writes.length = 0;
+    stepDone = false;
+    const small = Array.from({ length: FLUSH_COMMANDS + 3 }, () => reader.hmget('k', fields(2)));
+    stepDone = true;
+    await Promise.all(small);
+    assert.deepEqual(writes, [
+      { fields: new Array(FLUSH_COMMANDS).fill(2), early: true },
+      { fields: [2, 2, 2], early: false },
+    ]);
+    // A few mid-sized lookups, below both thresholds together, wait for the end of the turn.
+    writes.length = 0;
+    stepDone = false;
+    const mid = Array.from({ length: 3 }, () => reader.hmget('k', fields(20)));
+    stepDone = true;
+    await Promise.all(mid);
+    assert.deepEqual(writes, [{ fields: [20, 20, 20], early: false }]);
   } finally {
     reader.close();
     server.close();
