@@ -1,9 +1,9 @@
 /**
  * A lean Redis client for the one command online lookups send, HMGET, on a
  * connection of its own: a lookup is bytes appended to a batch written at
- * the end of the event-loop turn (on `setImmediate`) or once it holds 16
- * lookups or 256 fields (FLUSH_COMMANDS, FLUSH_FIELDS), and replies are parsed straight
- * off the socket's chunks. ioredis (which does everything else) spends a
+ * the end of the event-loop turn (on `setImmediate`), or as soon as it is
+ * large (FLUSH_COMMANDS, FLUSH_FIELDS), and replies are parsed straight off
+ * the socket's chunks. ioredis (which does everything else) spends a
  * command object, promise chains, a timer per command and a pipeline per
  * batch on each lookup. Kept by same-run measurements (2026-12-06, session
  * 11, load 20-25 on 2 cores): `bench:redis-clients` (21-field HMGETs, 32 in
