@@ -26,17 +26,13 @@
  * opens again what the dead thread held. (The new isolate's off-thread buffers
  * then leak: napi-rs 3.9.4 drops them once the first isolate's function is gone.)
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from '../util/worker.js';
 
 /** The least time between a thread's death and the next one's start, ms: a Lance commit the dead one had under way lands first. */
 const RESTART_MS = 1000;
 
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER_URL = new URL(FROM_SOURCE ? './lance-host-worker.ts' : './lance-host-worker.js', import.meta.url);
-
-/** Compiled, the worker is its .js file. From TypeScript source (tests, through tsx) it registers tsx itself first: Node 20 applies no --import hook in a worker. */
-const newWorker = (): Worker =>
-  FROM_SOURCE ? new Worker(`import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`, { eval: true }) : new Worker(WORKER_URL);
+const newWorker = (): Worker => startWorker('./lance-host-worker', import.meta.url);
 
 export interface HostRequest {
   id: number;
