@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { Engine } from './engine/engine.js';
 import { openColdThread } from './engine/cold-thread.js';
 import { IngestService } from './ingest/ingest.js';
+import { ParsePool } from './ingest/parse-pool.js';
+import { availableParallelism } from 'node:os';
 import type { Logger } from './logger.js';
 import type { Services } from './services.js';
 import { buildHttpServer } from './http/server.js';
@@ -53,13 +55,14 @@ export interface Asof {
  */
 export async function buildServices(
   config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
-    Partial<Pick<Config, 'redisPrefix' | 'role' | 'snapshotEvery' | 'segmentBytes' | 'lookupCacheMb' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours'>>,
+    Partial<Pick<Config, 'ingestThreads' | 'redisPrefix' | 'role' | 'snapshotEvery' | 'segmentBytes' | 'lookupCacheMb' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours'>>,
   logger: Logger,
   now: () => number = Date.now,
   opts: { materialize?: boolean } = {},
 ): Promise<Services> {
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role, segmentBytes: config.segmentBytes, tiering: tieringOptions(config, logger) });
-  const ingest = new IngestService(engine, { maxRows: config.maxBatchRows });
+  const threads = config.ingestThreads ?? defaultIngestThreads();
+  const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, parsePool: threads > 0 ? new ParsePool(threads, logger) : undefined });
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { mirror, logger });
   // With the in-process store, views over pk tables read the table's own state (materializer.ts): no second copy of each row.
@@ -83,6 +86,12 @@ export async function buildServices(
   return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, vectors, audit, logger, now };
 }
 
+/**
+ * Ingest threads when ASOF_INGEST_THREADS is not set: one core in two, up to 4, and none on a
+ * single core (the event loop would share it with them).
+ */
+export const defaultIngestThreads = (): number => Math.min(4, Math.floor(availableParallelism() / 2));
+
 /** The cold tier (Lance) and its timing; undefined when ASOF_TIER_AFTER is off. A replica tiers nothing: the primary owns the tables. */
 function tieringOptions(config: Pick<Config, 'dataDir'> & Partial<Pick<Config, 'role' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention'>>, logger: Logger) {
   const tierAfterMs = config.tierAfter === undefined ? 10_000 : config.tierAfter;
@@ -94,6 +103,7 @@ function tieringOptions(config: Pick<Config, 'dataDir'> & Partial<Pick<Config, '
 
 /** Stops the services in dependency order: no more materializing, then the store, then the tables. */
 export async function closeServices(s: Services): Promise<void> {
+  await s.ingest.close();
   await s.trainingSetJobs.close();
   await s.vectors.close();
   s.registry.close();

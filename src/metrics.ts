@@ -44,5 +44,8 @@ export function countRowsIngested(table: string, rows: number): void {
   rowsIngested.set(table, (rowsIngested.get(table) ?? 0) + rows);
 }
 
+/** JSON write bodies sent to an ingest thread (ingest/parse-pool.ts): parsed there, or handed back to the main thread (declined, or the thread died). */
+export const offThreadBodies = { parsed: 0, declined: 0 };
+
 /** Requests answered ASOF_BACKEND_UNAVAILABLE because the online store failed (all adapters). */
 export const onlineStoreErrors = { count: 0 };

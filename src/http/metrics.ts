@@ -3,7 +3,7 @@
  * requests by route and status with a latency histogram, and per-table sizes.
  */
 import type { Admission } from '../admission.js';
-import { BUCKETS_MS, grpcCalls, newSeries, observe, onlineStoreErrors, rowsIngested, type Series } from '../metrics.js';
+import { BUCKETS_MS, grpcCalls, newSeries, observe, offThreadBodies, onlineStoreErrors, rowsIngested, type Series } from '../metrics.js';
 import type { Services } from '../services.js';
 /** Label text → series, for the exposition. */
 const requests = new Map<string, Series>();
@@ -71,6 +71,8 @@ export async function metricsText(services: Services, admission?: Admission): Pr
   histogram(out, 'asof_grpc_call_duration_ms', 'gRPC call latency in milliseconds, by full method name and status code (0 OK).', grpcCalls);
   out.push('# HELP asof_rows_ingested_total Rows acknowledged by ingest (REST, gRPC, imports), by table.', '# TYPE asof_rows_ingested_total counter');
   for (const [t, n] of rowsIngested) out.push(`asof_rows_ingested_total{table="${t}"} ${n}`);
+  out.push('# HELP asof_ingest_thread_bodies_total JSON write bodies sent to an ingest thread: parsed there, or declined (parsed on the main thread).', '# TYPE asof_ingest_thread_bodies_total counter');
+  out.push(`asof_ingest_thread_bodies_total{outcome="parsed"} ${offThreadBodies.parsed}`, `asof_ingest_thread_bodies_total{outcome="declined"} ${offThreadBodies.declined}`);
   out.push('# HELP asof_online_store_errors_total Requests answered ASOF_BACKEND_UNAVAILABLE because the online store failed.', '# TYPE asof_online_store_errors_total counter');
   out.push(`asof_online_store_errors_total ${onlineStoreErrors.count}`);
   const healthy = services.onlineStore.healthy?.() ?? true;

@@ -60,6 +60,11 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
    * so errors keep their shape; `body` still documents the route.
    */
   checkBody?: (value: unknown) => z.infer<B>;
+  /**
+   * A JSON body of rows for the table in the `:table` param: the body parser (server.ts) offers it to the
+   * ingest service's threads first (IngestService.parseJsonBody), and parses it itself when they decline.
+   */
+  rowsOffThread?: boolean;
   /** Other body media types this route accepts (documented; parsed by the handler). */
   consumes?: string[];
   /** Status → schema. Error statuses default to the Error body. */
@@ -129,7 +134,7 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
     schema,
     // A body parsed into memory (a JSON `body`, also its other media types) counts against the writes' byte budget; streamed uploads do not.
     // rowsChecked is read by the JSON body parser (server.ts): a route whose checkBody hands every row to the row validator skips the body walk.
-    config: { access: spec.scope, hot: spec.hot, work: spec.work, bodyInMemory: spec.body !== undefined, rowsChecked: spec.checkBody !== undefined },
+    config: { access: spec.scope, hot: spec.hot, work: spec.work, bodyInMemory: spec.body !== undefined, rowsChecked: spec.checkBody !== undefined, rowsOffThread: spec.rowsOffThread },
     // zod validates inside the handler so errors take our shape; Fastify's own validation is off.
     validatorCompiler: () => () => true,
     // Not async: a handler that answers without waiting skips a promise per request; Fastify catches what it throws.

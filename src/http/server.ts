@@ -49,6 +49,8 @@ declare module 'fastify' {
     bodyInMemory?: boolean;
     /** The route's checkBody hands every row to the row validator, so the JSON body parser skips its depth walk. */
     rowsChecked?: boolean;
+    /** The route's JSON body is rows for its `:table`, offered to the ingest threads first (route.ts). */
+    rowsOffThread?: boolean;
   }
 }
 
@@ -140,9 +142,8 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   // JSON bodies: valid UTF-8, reserved names and surrogates checked (json-safety.ts). Routes
   // with a row validator (`checkBody`) skip the depth walk, as it checks every value itself.
   app.removeContentTypeParser(['application/json', 'text/plain']);
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+  const parseJson = (req: FastifyRequest, buf: Buffer, done: (err: Error | null, body?: unknown) => void): void => {
     try {
-      const buf = body as Buffer;
       if (buf.length === 0) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the body is empty; send a JSON object', [{ field: 'body', reason: 'empty' }]);
       const text = decodeUtf8(buf, 'the body');
       // Kept only for a keyed write's fingerprint: held by every request, 100 kB of text per 1,000-row write was copied by each young-generation collection while it waited for its fsync.
@@ -152,6 +153,21 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     } catch (e) {
       done(e as Error, undefined);
     }
+  };
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    const buf = body as Buffer;
+    // Rows for a table: an ingest thread may parse and validate them (IngestService.parseJsonBody). Keyed writes keep the text here, for their fingerprint.
+    if (req.routeOptions.config?.rowsOffThread && !req.headers['idempotency-key']) {
+      const off = services.ingest.parseJsonBody((req.params as { table?: string }).table ?? '', buf);
+      if (off) {
+        off.then(
+          (parsed) => (parsed ? done(null, parsed) : parseJson(req, buf, done)),
+          () => parseJson(req, buf, done),
+        );
+        return;
+      }
+    }
+    parseJson(req, buf, done);
   });
 
   app.setErrorHandler((err: FastifyError | AsofError, req, reply) => {

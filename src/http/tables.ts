@@ -166,6 +166,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       query: z.object({ op: z.enum(['upsert', 'delete']).optional() }),
       body: WriteBody,
       checkBody: checkWriteBody,
+      rowsOffThread: true,
       consumes: [NDJSON, ARROW],
       responses: { 200: WriteResultSchema, 400: 'error', 404: 'error', 409: 'error', 413: 'error', 415: 'error', 503: 'error' },
     },
