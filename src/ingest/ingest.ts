@@ -24,11 +24,12 @@ export interface IngestOptions {
   maxRows: number;
   /** Ingest threads that parse large JSON bodies (parse-pool.ts); absent: every body is parsed on the main thread. */
   parsePool?: ParsePool;
-  /** Smallest JSON body sent to an ingest thread, bytes: below it the thread's round trip costs more than it saves. */
-  offThreadMinBytes?: number;
 }
 
-/** Bodies from this size go to an ingest thread (a 1,000-row body of bench:ingest's 5 columns is 90 KiB). */
+/**
+ * Bodies from this size go to an ingest thread; smaller writes skip the round trip. Not tuned by a
+ * measurement: bench:ingest's bodies (1,000 rows, 90 and 138 KiB) are all above it.
+ */
 export const OFF_THREAD_MIN_BYTES = 32 * 1024;
 
 /** A JSON write body parsed (and its rows validated) on an ingest thread. */
@@ -69,7 +70,7 @@ export class IngestService {
    */
   parseJsonBody(tableName: string, bytes: Uint8Array): Promise<ParsedWriteBody | undefined> | undefined {
     const pool = this.opts.parsePool;
-    if (!pool || bytes.length < (this.opts.offThreadMinBytes ?? OFF_THREAD_MIN_BYTES)) return undefined;
+    if (!pool || bytes.length < OFF_THREAD_MIN_BYTES) return undefined;
     // Whatever `write` refuses without looking at the rows is refused there, from the body parsed here.
     if (this.engine.role !== 'primary' || isReservedName(tableName) || !this.engine.has(tableName)) return undefined;
     const schema = this.engine.table(tableName).schema;
