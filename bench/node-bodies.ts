@@ -5,7 +5,9 @@
  * each measured either as started or after it has read a number of large
  * bodies (read into a buffer, nothing parsed), alternating:
  *
- *   npm run bench:node-bodies [-- --processes 6 --bodies 20 --body-bytes 1600000 --seconds 4]
+ *   npm run bench:node-bodies [-- --processes 6 --bodies 20 --body-bytes 1600000 --seconds 4 --node-args '--flag ...']
+ *
+ * `--node-args` gives the servers V8 or Node flags, to see whether one changes the odds.
  *
  * Why: on session 22's machine (Node 20, bench/RESULTS.md) server processes
  * landed in a fast or a slow state for their whole life, 20-30% apart in CPU
@@ -30,6 +32,7 @@ const BODY_BYTES = arg('body-bytes', 1_600_000);
 const SECONDS = arg('seconds', 4);
 /** The size of bench:online's GET answer (20 features). */
 const ANSWER_BYTES = 2050;
+const NODE_ARGS = process.argv.includes('--node-args') ? process.argv[process.argv.indexOf('--node-args') + 1].split(' ').filter(Boolean) : [];
 
 /** The server: the GET route of bench:online's bare reference, and a route that reads a body and drops it. */
 async function serve(port: number): Promise<void> {
@@ -48,7 +51,7 @@ async function serve(port: number): Promise<void> {
 /** Server CPU per GET (µs) of one fresh process, after `bodies` bodies of BODY_BYTES. */
 async function oneProcess(bodies: number, gets: Buffer[]): Promise<number> {
   const port = await freePort();
-  const server: ChildServer = spawnChild([SELF, 'serve', String(port)], { port });
+  const server: ChildServer = spawnChild([...NODE_ARGS, SELF, 'serve', String(port)], { port });
   try {
     await waitReady(server, { timeoutMs: 60_000 });
     const body = Buffer.alloc(BODY_BYTES, 97);
@@ -69,7 +72,7 @@ async function main(): Promise<void> {
   const gets = Array.from({ length: 1000 }, (_, i) => rawRequest('GET', `/features/${i}`));
   const fresh: number[] = [];
   const after: number[] = [];
-  console.log(`node ${process.version}; ${PROCESSES} processes each way, alternating; ${BODIES} bodies of ${BODY_BYTES.toLocaleString('en-US')} bytes; ${SECONDS} s of GETs (32 connections) each`);
+  console.log(`node ${process.version}${NODE_ARGS.length ? ` ${NODE_ARGS.join(' ')}` : ''}; ${PROCESSES} processes each way, alternating; ${BODIES} bodies of ${BODY_BYTES.toLocaleString('en-US')} bytes; ${SECONDS} s of GETs (32 connections) each`);
   for (let p = 0; p < PROCESSES; p++) {
     fresh.push(await oneProcess(0, gets));
     after.push(await oneProcess(BODIES, gets));
