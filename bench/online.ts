@@ -12,7 +12,7 @@
  *     online with the embedded store (target <= 400 MB RSS), for a pk and a
  *     log source, with two-place decimals and with full-precision doubles.
  *
- *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --skip-memory --skip-redis --skip-embedded --memory-only --memory-case pk:double --only-post --bare-remembered-queries --redis-ioredis-lookups]
+ *   npm run bench:online [-- --seconds 6 --rounds 5 --connections 32 --processes 1 --skip-memory --skip-redis --skip-embedded --memory-only --memory-case pk:double --only-post --bare-remembered-queries --redis-ioredis-lookups]
  *
  * `--redis-ioredis-lookups` also runs the Redis case with lookups through
  * ioredis instead of the lean client (redis-reader.ts), in the same run: the
@@ -56,6 +56,13 @@ const flag = (name: string): boolean => process.argv.includes(`--${name}`);
 const SECONDS = arg('seconds', 6);
 const CONNECTIONS = arg('connections', 32);
 const ROUNDS = arg('rounds', 5);
+/**
+ * --processes N: after the usual phases, the GET rounds again with N - 1 more pairs of fresh processes (asof restarted
+ * on its data folder, the bare route restarted). A Node server process runs its HTTP path 20-30% slower for its whole
+ * life in about half the starts on some machines (bench/RESULTS.md, session 22; bench:node-bodies), so one pair of
+ * processes is one draw.
+ */
+const PROCESSES = arg('processes', 1);
 
 // ---------------------------------------------------------------- bare server
 
@@ -138,6 +145,8 @@ interface StoreFigures {
   batch: Paired;
   coldBatch: Paired;
   oneBytes: number;
+  /** The GET rounds of each pair of processes (--processes), the first pair's included. */
+  byProcess: { get: Paired; cold: Paired }[];
 }
 
 /** REDIS_URL with an option ioredis accepts and ignores here (family 0: IPv4 or IPv6, as without it): factory.ts sends lookups over ioredis. */
@@ -149,8 +158,9 @@ function ioredisLookupsUrl(): string {
 
 async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'): Promise<StoreFigures> {
   const dir = await mkdtemp(join(tmpdir(), 'asof-bench-online-'));
-  const asof = await startAsof(join(dir, 'data'), store === 'embedded' ? undefined : store === 'redis' ? REDIS_URL : ioredisLookupsUrl());
-  if (store !== 'embedded') onRedis.add(asof);
+  const redisUrl = store === 'embedded' ? undefined : store === 'redis' ? REDIS_URL : ioredisLookupsUrl();
+  let asof = await startAsof(join(dir, 'data'), redisUrl);
+  if (redisUrl) onRedis.add(asof);
   let bareServer: Server | undefined;
   try {
     process.stdout.write(`[${store}] loading ${fmt(ENTITIES)} entities x 20 features ...\n`);
@@ -194,8 +204,23 @@ async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'
     const batched = await alternate(ROUNDS, () => drive(asof, batches, full), () => drive(bareServer!, batches, full));
     process.stdout.write(`[${store}] POST /features, every entity in turn (cold) ...\n`);
     const coldBatch = await alternate(ROUNDS, () => drive(asof, coldBatches, full), () => drive(bareServer!, coldBatches, full));
+    const byProcess = get && cold ? [{ get, cold }] : [];
+    for (let p = 1; p < PROCESSES && !onlyPost; p++) {
+      process.stdout.write(`[${store}] GET hot and cold with fresh processes (${p + 1} of ${PROCESSES}) ...\n`);
+      await bareServer.stop();
+      await asof.stop();
+      asof = await startAsof(join(dir, 'data'), redisUrl);
+      if (redisUrl) onRedis.add(asof);
+      bareServer = await startServer([SELF, 'bare', String(barePort), bodiesFile, ...(flag('bare-remembered-queries') ? ['--remembered-queries'] : [])], barePort);
+      await drive(bareServer, gets, { ...full, seconds: 2 });
+      await warmCache(asof, gets, 1, full);
+      byProcess.push({
+        get: await alternate(ROUNDS, () => drive(asof, gets, full), () => drive(bareServer!, gets, full)),
+        cold: await alternate(ROUNDS, () => drive(asof, coldGets, full), () => drive(bareServer!, coldGets, full)),
+      });
+    }
     process.stdout.write(`[${store}] done; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
-    return { store, get, halfBare, halfAsof, cold, batch: batched, coldBatch, oneBytes: Buffer.byteLength(one) };
+    return { store, get, halfBare, halfAsof, cold, batch: batched, coldBatch, oneBytes: Buffer.byteLength(one), byProcess };
   } finally {
     await bareServer?.stop();
     await asof.stop();
@@ -275,6 +300,14 @@ function report(figures: StoreFigures[]): void {
         console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps)} | ${fmt(p.b.rps)} | ${ratio(p)} | ${fmt(p.a.cpuUs, 1)} / ${fmt(p.b.cpuUs, 1)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% | ${p.a.redisCpuUs === undefined ? '' : fmt(p.a.redisCpuUs, 1)} |`);
       }
     }
+    if (PROCESSES > 1) {
+      console.log('\nGET by pair of processes (--processes %d: the first pair is the one above; each later pair started afresh, asof on the same data folder)', PROCESSES);
+      console.log('| store | pair | hot ratio | hot server CPU µs/req asof / bare | cold ratio | cold server CPU µs/req asof / bare |');
+      console.log('| --- | --- | --- | --- | --- | --- |');
+      for (const f of withGet) {
+        f.byProcess.forEach(({ get, cold }, i) => console.log(`| ${f.store} | ${i + 1} | ${ratio(get)} | ${fmt(get.a.cpuUs, 1)} / ${fmt(get.b.cpuUs, 1)} | ${ratio(cold)} | ${fmt(cold.a.cpuUs, 1)} / ${fmt(cold.b.cpuUs, 1)} |`));
+      }
+    }
     console.log('\nGET at half of asof\'s full-load rate (hot), the same offered rate for both (target p99 <= 2 ms)');
     console.log('| store | rate | asof p50 / p99 ms | bare p50 / p99 ms | server CPU µs/req asof / bare (ratio) |');
     console.log('| --- | --- | --- | --- | --- |');
@@ -290,7 +323,7 @@ function report(figures: StoreFigures[]): void {
       console.log(`| ${f.store} | ${label} | ${fmt(p.a.rps * BATCH)} | ${fmt(p.b.rps * BATCH)} | ${ratio(p)} | ${fmt(p.a.cpuUs / BATCH, 2)} / ${fmt(p.b.cpuUs / BATCH, 2)} | ${fmt(p.a.busy * 100)}% / ${fmt(p.b.busy * 100)}% | ${p.a.redisCpuUs === undefined ? '' : fmt(p.a.redisCpuUs / BATCH, 2)} |`);
     }
   }
-  const errors = figures.flatMap((f) => [f.get?.a, f.get?.b, f.halfAsof, f.halfBare, f.cold?.a, f.cold?.b, f.batch.a, f.batch.b, f.coldBatch.a, f.coldBatch.b]).reduce((n, l) => n + (l?.errors ?? 0), 0);
+  const errors = figures.flatMap((f) => [...f.byProcess.slice(1).flatMap((p) => [p.get.a, p.get.b, p.cold.a, p.cold.b]), f.get?.a, f.get?.b, f.halfAsof, f.halfBare, f.cold?.a, f.cold?.b, f.batch.a, f.batch.b, f.coldBatch.a, f.coldBatch.b]).reduce((n, l) => n + (l?.errors ?? 0), 0);
   if (errors) console.log(`\nWARNING: ${errors} requests failed or answered non-2xx`);
 }
 
