@@ -66,13 +66,34 @@ export interface TestAsof extends Asof {
   dataDir: string;
   /** JSON request through Fastify's inject (`injectJson`). */
   req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
-  /** Closes and removes the data folder. */
+  /** Closes and removes the data folder, if testAsof made it (for this instance, or for an earlier one reopened on it). */
   destroy(): Promise<void>;
 }
 
+/**
+ * Removers of the temporary data folders testAsof made, by path. A test that closes an instance and reopens its
+ * folder (`opts.dataDir`) destroys the last one: that removes the folder too, which the first instance made.
+ */
+const madeFolders = new Map<string, () => Promise<void>>();
+
 /** An asof on a temporary data folder, not bound to a port (requests go through inject). */
 export async function testAsof(overrides: Partial<Config> = {}, opts: { now?: () => number; dataDir?: string; listen?: boolean } = {}): Promise<TestAsof> {
-  const dir = opts.dataDir ? { path: opts.dataDir, cleanup: async () => undefined } : await tempDir();
+  let dir: { path: string; cleanup: () => Promise<void> };
+  if (opts.dataDir) {
+    const path = opts.dataDir;
+    dir = {
+      path,
+      cleanup: async () => {
+        const remove = madeFolders.get(path);
+        madeFolders.delete(path);
+        await remove?.();
+      },
+    };
+  } else {
+    const made = await tempDir();
+    madeFolders.set(made.path, made.cleanup);
+    dir = { path: made.path, cleanup: () => (madeFolders.delete(made.path), made.cleanup()) };
+  }
   const config = ConfigSchema.parse({ dataDir: dir.path, port: 0, grpcPort: 0, ...overrides });
   const asof = await startAsof(config, silentLogger, { listen: opts.listen ?? false, now: opts.now });
   return Object.assign(asof, {
