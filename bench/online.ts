@@ -177,7 +177,8 @@ async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'
     const bodiesFile = join(dir, 'bodies.json');
     await writeFile(bodiesFile, JSON.stringify({ one, batch }));
     const barePort = await freePort();
-    bareServer = await startServer([SELF, 'bare', String(barePort), bodiesFile, ...(flag('bare-remembered-queries') ? ['--remembered-queries'] : [])], barePort);
+    const startBare = (): Promise<Server> => startServer([SELF, 'bare', String(barePort), bodiesFile, ...(flag('bare-remembered-queries') ? ['--remembered-queries'] : [])], barePort);
+    bareServer = await startBare();
 
     const full = { seconds: SECONDS, connections: CONNECTIONS };
     process.stdout.write(`[${store}] warming up ...\n`);
@@ -211,7 +212,7 @@ async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'
       await asof.stop();
       asof = await startAsof(join(dir, 'data'), redisUrl);
       if (redisUrl) onRedis.add(asof);
-      bareServer = await startServer([SELF, 'bare', String(barePort), bodiesFile, ...(flag('bare-remembered-queries') ? ['--remembered-queries'] : [])], barePort);
+      bareServer = await startBare();
       await drive(bareServer, gets, { ...full, seconds: 2 });
       await warmCache(asof, gets, 1, full);
       byProcess.push({
