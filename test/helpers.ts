@@ -71,37 +71,23 @@ export interface TestAsof extends Asof {
 }
 
 /**
- * Removers of the temporary data folders testAsof made, by path. A test that closes an instance and reopens its
- * folder (`opts.dataDir`) destroys the last one: that removes the folder too, which the first instance made.
+ * The temporary data folders testAsof made. A test that closes an instance and reopens its folder
+ * (`opts.dataDir`) destroys the last one: that removes the folder too, which the first instance made.
  */
-const madeFolders = new Map<string, () => Promise<void>>();
+const madeFolders = new Set<string>();
 
 /** An asof on a temporary data folder, not bound to a port (requests go through inject). */
 export async function testAsof(overrides: Partial<Config> = {}, opts: { now?: () => number; dataDir?: string; listen?: boolean } = {}): Promise<TestAsof> {
-  let dir: { path: string; cleanup: () => Promise<void> };
-  if (opts.dataDir) {
-    const path = opts.dataDir;
-    dir = {
-      path,
-      cleanup: async () => {
-        const remove = madeFolders.get(path);
-        madeFolders.delete(path);
-        await remove?.();
-      },
-    };
-  } else {
-    const made = await tempDir();
-    madeFolders.set(made.path, made.cleanup);
-    dir = { path: made.path, cleanup: () => (madeFolders.delete(made.path), made.cleanup()) };
-  }
-  const config = ConfigSchema.parse({ dataDir: dir.path, port: 0, grpcPort: 0, ...overrides });
+  const path = opts.dataDir ?? (await tempDir()).path;
+  if (opts.dataDir === undefined) madeFolders.add(path);
+  const config = ConfigSchema.parse({ dataDir: path, port: 0, grpcPort: 0, ...overrides });
   const asof = await startAsof(config, silentLogger, { listen: opts.listen ?? false, now: opts.now });
   return Object.assign(asof, {
-    dataDir: dir.path,
+    dataDir: path,
     req: (method: string, url: string, body?: unknown, headers?: Record<string, string>) => injectJson(asof.http, method, url, body, headers),
     async destroy() {
       await asof.close();
-      await dir.cleanup();
+      if (madeFolders.delete(path)) await rm(path, { recursive: true, force: true });
     },
   });
 }
