@@ -176,8 +176,12 @@ async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'
     if (!one.includes('"PRESENT"') || JSON.parse(batch).results.length !== BATCH) throw new Error(`unexpected answer: ${one.slice(0, 300)}`);
     const bodiesFile = join(dir, 'bodies.json');
     await writeFile(bodiesFile, JSON.stringify({ one, batch }));
-    const barePort = await freePort();
-    const startBare = (): Promise<Server> => startServer([SELF, 'bare', String(barePort), bodiesFile, ...(flag('bare-remembered-queries') ? ['--remembered-queries'] : [])], barePort);
+    // A new port for each start: a restarted asof may be given the port a stopped bare route let go, and a bare
+    // route started on it again then failed to listen while asof answered its readiness check (a run died so).
+    const startBare = async (): Promise<Server> => {
+      const port = await freePort();
+      return startServer([SELF, 'bare', String(port), bodiesFile, ...(flag('bare-remembered-queries') ? ['--remembered-queries'] : [])], port);
+    };
     bareServer = await startBare();
 
     const full = { seconds: SECONDS, connections: CONNECTIONS };
@@ -222,6 +226,12 @@ async function benchStore(store: 'embedded' | 'redis' | 'redis, ioredis lookups'
     }
     process.stdout.write(`[${store}] done; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
     return { store, get, halfBare, halfAsof, cold, batch: batched, coldBatch, oneBytes: Buffer.byteLength(one), byProcess };
+  } catch (e) {
+    // A server that died mid-run leaves only "ENOENT /proc/<pid>/stat" behind: say which one, and what it printed last.
+    for (const [name, s] of [['asof', asof], ['bare route', bareServer]] as const) {
+      if (s && (s.proc.exitCode !== null || s.proc.signalCode !== null)) process.stderr.write(`[${store}] the ${name} process (pid ${s.proc.pid}) exited (${s.proc.exitCode ?? s.proc.signalCode}); its last output:\n${s.output().slice(-4000)}\n`);
+    }
+    throw e;
   } finally {
     await bareServer?.stop();
     await asof.stop();
