@@ -180,10 +180,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: string[] = []): Config 
   const raw: Record<string, unknown> = {};
   for (const [key, name] of Object.entries(ENV)) if (env[name] !== undefined && env[name] !== '') raw[key] = env[name];
   for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i].split('=', 2);
+    // Cut at the first '=' only: a value may hold more (a padded base64 key, a URL's query, JSON).
+    const eq = argv[i].indexOf('=');
+    const flag = eq < 0 ? argv[i] : argv[i].slice(0, eq);
     const key = Object.keys(ENV).find((k) => flagName(k) === flag);
     if (!key) throw new Error(`unknown option ${flag} (known: ${Object.keys(ENV).map(flagName).join(', ')})`);
-    raw[key] = inline ?? argv[++i];
+    const value = eq < 0 ? argv[++i] : argv[i].slice(eq + 1);
+    if (value === undefined) throw new Error(`option ${flag} needs a value`);
+    raw[key] = value;
   }
   const parsed = ConfigSchema.safeParse(raw);
   if (!parsed.success) {

@@ -77,6 +77,12 @@ test('configuration: env and flags, flags win; bad values and unknown flags are 
   assert.equal(c.host, '127.0.0.1');
   assert.throws(() => loadConfig({ PORT: 'eighty' }), /PORT/);
   assert.throws(() => loadConfig({}, ['--prot', '1']), /unknown option --prot/);
+  // A value is everything after the first '=': a padded base64 key keeps its padding and its scope (cut at the second
+  // '=', it was a shorter key with every scope), a URL its query.
+  const keyed = loadConfig({}, ['--api-keys=c2VjcmV0a2V5==:read', '--redis-url=redis://h:1/0?a=b']);
+  assert.deepEqual(keyed.apiKeys, [{ key: 'c2VjcmV0a2V5==', scopes: ['read'] }]);
+  assert.equal(keyed.redisUrl, 'redis://h:1/0?a=b');
+  assert.throws(() => loadConfig({}, ['--port']), /option --port needs a value/);
   await assert.rejects(startAsof(loadConfig({ HOST: '0.0.0.0', ASOF_DATA_DIR: '/tmp/never' }), silentLogger, { listen: false }), /ASOF_API_KEYS/);
 });
 
