@@ -4,11 +4,15 @@
  * (log.ts); this is the one way to make it open again, losing every record
  * from the damage on, and it says exactly what that is. The snapshot is
  * removed with the cut (it may cover frames that are gone): the next start
- * replays the changelog from 0. Run it with no server on the data folder.
+ * replays the changelog from 0. It takes the data folder's lock (lock.ts),
+ * so it refuses to run while a server (or any asof process) has the folder
+ * open: cutting a changelog under a live writer would lose acknowledged
+ * records. A dry run takes it too: it reads files a server may be writing.
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readJson, syncDir } from '../util/fs.js';
+import { DataDirLock } from './lock.js';
 import { ChangelogFile, type RepairReport } from './log.js';
 import type { TableDef } from './schema.js';
 
@@ -23,13 +27,18 @@ export async function repairTable(dataDir: string, table: string, opts: { dryRun
   const { tables } = await readJson<{ tables: TableDef[] }>(join(dataDir, 'catalog.json'), { tables: [] });
   if (!tables.some((t) => t.name === table)) throw new Error(`no table "${table}" in the catalog of ${dataDir} (tables: ${tables.map((t) => t.name).join(', ') || 'none'})`);
   const dir = join(dataDir, 'tables', table);
-  const report = await repairSegments(await segmentFiles(dir), opts);
-  const snapshotRemoved = Boolean(report.cut && !opts.dryRun);
-  if (snapshotRemoved) {
-    await rm(join(dir, 'state.snapshot'), { force: true });
-    await syncDir(dir);
+  const lock = await DataDirLock.acquire(dataDir);
+  try {
+    const report = await repairSegments(await segmentFiles(dir), opts);
+    const snapshotRemoved = Boolean(report.cut && !opts.dryRun);
+    if (snapshotRemoved) {
+      await rm(join(dir, 'state.snapshot'), { force: true });
+      await syncDir(dir);
+    }
+    return { table, ...report, snapshotRemoved };
+  } finally {
+    await lock.release();
   }
-  return { table, ...report, snapshotRemoved };
 }
 
 const SEGMENT = /^changelog-(\d{20})\.log$/;

@@ -128,6 +128,16 @@ test('a byte changed in the middle of a changelog: the table does not open and s
     assert.equal(next.body.firstOffset, firstOffset, 'offsets go on from the cut');
     assert.equal((await asof.req('GET', '/tables/accounts/rows/2')).body.row.name, 'two', 'the other tables kept their writes');
 
+    // Not while a server has the folder open (this process, through testAsof): it could cut records it acknowledged.
+    const refused = await cli('repair', '--data-dir', dir.path, '--table', 'events').then(
+      () => assert.fail('repair ran while a server held the data folder'),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`in use by another asof process \\(PID ${process.pid}\\)`));
+    assert.equal(await repairTable(dir.path, 'events', { dryRun: true }).catch((e: Error) => e.name), 'DataDirLockedError', 'a dry run too');
+    await asof.close();
+    asof = undefined;
     const clean = JSON.parse((await cli('repair', '--data-dir', dir.path, '--table', 'events')).stdout);
     assert.equal(clean.cut, undefined, 'a whole changelog: nothing to cut');
   } finally {
