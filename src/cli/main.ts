@@ -32,6 +32,7 @@ options of serve (or environment variables):
   --api-keys-file F   ASOF_API_KEYS_FILE  one "key scope..." per line, re-read on SIGHUP
   --metrics-open B    ASOF_METRICS_OPEN   true: /metrics without a key
   --log-level L       LOG_LEVEL       fatal|error|warn|info|debug|trace|silent (info)
+  Every other variable of the README's configuration table is a flag too: ASOF_TIER_AFTER is --tier-after.
 `;
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; usage?: string }> = {
