@@ -344,7 +344,15 @@ export class FeatureRegistry {
       const v = this.view(sel.view);
       return v.features.map((f, index) => ({ ref: `${v.name}:${f.name}`, view: v.name, feature: f.name, index }));
     }
-    return this.resolveRefs(sel.service ? this.service(sel.service).features : sel.features!, 'ASOF_INVALID_ARGUMENT');
+    if (sel.service) return this.resolveRefs(this.service(sel.service).features, 'ASOF_INVALID_ARGUMENT');
+    // A feature asked for twice is refused, as Feast refuses it: a plan is as large as its list, so repeats would let
+    // one request build (and cache) a plan of any size.
+    const seen = new Set<string>();
+    for (const ref of sel.features!) {
+      if (seen.has(ref)) throw new AsofError('ASOF_INVALID_ARGUMENT', `feature "${ref}" is listed twice`, [{ field: 'features', reason: `duplicate "${ref}"` }]);
+      seen.add(ref);
+    }
+    return this.resolveRefs(sel.features!, 'ASOF_INVALID_ARGUMENT');
   }
 
   private resolveRefs(refs: string[], code: 'ASOF_INVALID_ARGUMENT' | 'ASOF_INVALID_DEFINITION'): ResolvedFeature[] {

@@ -40,8 +40,11 @@ export function decodeOnlineRequest(buf: Buffer): OnlineRequest {
     let sel = selections.get(key);
     if (!sel) {
       sel = Object.freeze(m.selection === 'features' ? { features: [...(m.features?.refs ?? [])] } : { [m.selection]: text });
-      if (selections.size >= 1000) selections.clear();
-      selections.set(key, sel);
+      // Remembered only when short, as the REST route remembers query strings: 1,000 of any size would be unbounded.
+      if (key.length <= 4096) {
+        if (selections.size >= 1000) selections.clear();
+        selections.set(key, sel);
+      }
     }
     selection = sel;
   }

@@ -43,11 +43,14 @@ export interface Plan {
   readonly revision: number;
 }
 
+/** Plans kept, and features in all of them: a plan's size follows its selection's, which callers choose. */
 const PLAN_CACHE_MAX = 1000;
+const PLAN_CACHE_FEATURES = 50_000;
 
 /** Plans by selection, built afresh when the registry's revision moves. */
 export class Planner {
   private readonly plans = new Map<string, Plan>();
+  private planFeatures = 0;
   private readonly bySelection = new WeakMap<FeatureSelection, Plan>();
   private revision = -1;
 
@@ -72,8 +75,13 @@ export class Planner {
       return hit;
     }
     const plan = this.build(sel);
-    if (this.plans.size >= PLAN_CACHE_MAX) this.plans.clear();
+    if (hit) this.planFeatures -= hit.features.length;
+    if (this.plans.size >= PLAN_CACHE_MAX || this.planFeatures + plan.features.length > PLAN_CACHE_FEATURES) {
+      this.plans.clear();
+      this.planFeatures = 0;
+    }
     this.plans.set(key, plan);
+    this.planFeatures += plan.features.length;
     this.bySelection.set(sel, plan);
     return plan;
   }

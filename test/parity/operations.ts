@@ -59,6 +59,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'unknown feature view', forms: lookupForms({ key: 'id', entities: ['a'], features: ['nope:score'] }), expect: { error: 'ASOF_FEATURE_VIEW_NOT_FOUND' } },
   { name: 'unknown feature of a known view', forms: lookupForms({ key: 'id', entities: ['a'], features: ['u:nope'] }), expect: { error: 'ASOF_NOT_FOUND' } },
   { name: 'unknown feature service', forms: lookupForms({ key: 'id', entities: ['a'], service: 'nope' }), expect: { error: 'ASOF_FEATURE_SERVICE_NOT_FOUND' } },
+  { name: 'a feature listed twice', forms: lookupForms({ key: 'id', entities: ['a'], features: ['u:score', 'u:name', 'u:score'] }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'malformed feature reference', forms: lookupForms({ key: 'id', entities: ['a'], features: ['u:score', 'score'] }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   {
     name: 'Feast: an entity column no requested view is keyed by',
