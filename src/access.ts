@@ -14,6 +14,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { AsofError } from './errors.js';
+import { ownString } from './util/strings.js';
 
 /**
  * read: rows, changelog, features (also Feast), vector search, training sets, definitions;
@@ -124,7 +125,8 @@ export class ApiKeys {
       d = digest(given);
       if (given.length <= MAX_KEPT_KEY) {
         if (this.digests.size >= DIGESTS_KEPT) this.digests = new Map();
-        this.digests.set(given, d);
+        // Its own copy: the key is cut from its header, which may be 16 KiB of padding around it.
+        this.digests.set(ownString(given), d);
       }
     }
     let found: Caller | undefined;

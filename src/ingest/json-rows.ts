@@ -21,6 +21,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { TableSchema, type Row, type TableDef } from '../engine/schema.js';
+import { ownString } from '../util/strings.js';
 
 /** One column's values, in the form that crosses threads. */
 export type ColumnData =
@@ -159,12 +160,11 @@ type LongValues = (start: number, end: number) => string;
  * bodies of 120-character values, all but one row a body overwritten: 26 MB
  * more heap than the same rows parsed on the main thread). So long values are
  * copied out: decoded from the text's bytes when it is ASCII (as JSON.parse
- * would make them; arrow-decode.ts does the same), else cut from a copy of
- * one character more, flattened (the slice of it keeps only it, at about 30
- * bytes a value more). Shorter slices are copies already.
+ * would make them; arrow-decode.ts does the same), else by `ownString`.
+ * Shorter slices are copies already.
  */
 function longValues(text: string): LongValues {
-  if (Buffer.byteLength(text, 'utf8') !== text.length) return (start, end) => ('\0' + text.slice(start, end)).slice(1);
+  if (Buffer.byteLength(text, 'utf8') !== text.length) return (start, end) => ownString(text.slice(start, end));
   const bytes = Buffer.from(text, 'latin1');
   return (start, end) => bytes.toString('latin1', start, end);
 }
