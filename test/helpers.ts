@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { FastifyInstance } from 'fastify';
 import { ConfigSchema, type Config } from '../src/config.js';
 import { silentLogger, type Logger } from '../src/logger.js';
@@ -10,6 +12,19 @@ import { startAsof, type Asof } from '../src/app.js';
 export async function tempDir(prefix = 'asof-test-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+let gc: (() => void) | undefined;
+
+/** The process's heapUsed after full collections: what is still reachable (gc exposed on first use). */
+export function heapAfterGc(): number {
+  if (!gc) {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as () => void;
+  }
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
 }
 
 /** The body of an answer that must have `status` (the assertion names the body otherwise). */

@@ -2,15 +2,16 @@
  * `asof.v1.ChangelogService/Follow`: a table's changelog over a server stream,
  * the records already committed from `from_offset`, then live ones.
  *
- * No gap, no duplicate: the subscription to new commits starts before the
- * catch-up scan; commits arriving meanwhile are buffered and sent after it,
- * skipping any offset already sent. During catch-up the stream waits for the
- * client (flow control); live records are written as they are committed
- * (a commit is never held up by a slow follower; grpc buffers for it).
+ * Each record once, in offset order (engine/follow.ts, shared with the SSE
+ * route). Writes wait for the client (flow control, 'drain'): a paused or slow
+ * client holds no records on the server (what it has not taken is read back
+ * from the changelog once it does), and one that goes away stops the read. A
+ * commit is never held up by a follower.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { AsofError } from '../errors.js';
-import { CHANGE_NAMES, type ChangeName } from '../engine/arrow-codec.js';
+import type { ChangeName } from '../engine/arrow-codec.js';
+import { followChangelog } from '../engine/follow.js';
 import type { ChangeRecord } from '../engine/table.js';
 import { protoTimestamp } from '../feast/values.js';
 import type { Services } from '../services.js';
@@ -41,59 +42,27 @@ export function changelogService(ctx: CallContext, services: Pick<Services, 'eng
         key = t.schema.parseKey(typeof k === 'boolean' ? String(k) : k);
       }
 
-      let next = from;
-      let live = false;
-      let stopped = false;
-      const buffered: ChangeRecord[] = [];
       const encode = (r: ChangeRecord) => ({ offset: r.offset, change_type: CHANGE_TYPE[r.changeType], commit_time: protoTimestamp(r.commitTime), row: toPbRow(t.schema, r.row) });
-      /** Sends a record unless already sent; false when the client's buffer is full. */
-      const send = (r: ChangeRecord): boolean => {
-        if (r.offset < next || stopped) return true;
-        next = r.offset + 1;
-        return call.write(encode(r));
-      };
-      const unsubscribe = t.subscribe((c) => {
-        for (let i = 0; i < c.rows.length; i++) {
-          const r: ChangeRecord = { offset: c.firstOffset + i, changeType: CHANGE_NAMES[c.changes[i]], commitTime: c.commitTime, row: c.rows[i] };
-          if (key !== undefined && t.schema.keyOf(r.row) !== key) continue;
-          if (live) send(r);
-          else buffered.push(r);
-        }
+      const stop = followChangelog(t, { from, key }, {
+        send: (r) => call.write(encode(r)),
+        drained: () => new Promise((resolve) => call.once('drain', resolve)),
+        fail: (e) => {
+          follows.delete(end);
+          if (!call.cancelled && !call.writableEnded) call.emit('error', toGrpcStatus(e, ctx.logger, call));
+        },
       });
-      let wake: (() => void) | undefined;
-      const stop = (): void => {
-        if (stopped) return;
-        stopped = true;
-        unsubscribe();
+      const gone = (): void => {
         follows.delete(end);
-        wake?.();
+        stop();
       };
       const end = (err: AsofError): void => {
-        stop();
+        gone();
         call.emit('error', toGrpcStatus(err, ctx.logger));
       };
       follows.add(end);
-      call.on('cancelled', stop);
-      call.on('close', stop);
-      call.on('error', stop);
-      try {
-        for await (const r of t.scan({ fromOffset: from, key })) {
-          if (stopped) return;
-          if (!send(r)) {
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-              call.once('drain', resolve);
-            });
-            wake = undefined;
-          }
-        }
-        for (const r of buffered) send(r);
-        buffered.length = 0;
-        live = true;
-      } catch (e) {
-        stop();
-        throw e;
-      }
+      call.on('cancelled', gone);
+      call.on('close', gone);
+      call.on('error', gone);
     }),
   };
 }

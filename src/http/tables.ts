@@ -9,6 +9,7 @@ import { AsofError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
 import type { ChangeRecord } from '../engine/table.js';
 import { CHANGE_NAMES } from '../engine/arrow-codec.js';
+import { followChangelog as follow } from '../engine/follow.js';
 import { formatTimestamp } from '../engine/schema.js';
 import { hashOf, type IngestService } from '../ingest/ingest.js';
 import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
@@ -247,7 +248,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       const t = engine.table(params.table);
       const key = query.key === undefined ? undefined : t.schema.parseKey(parseKeyParam(query.key));
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
-        followChangelog(req.raw, reply, t, query.from, key);
+        followChangelog(reply, t, query.from, key);
         return reply;
       }
       const records: ReturnType<typeof recordJson>[] = [];
@@ -280,45 +281,29 @@ function recordJson(t: TableT, r: ChangeRecord) {
 
 /**
  * Streams the changelog as server-sent events: catch up from `from`, then
- * follow commits. Commits that arrive during catch-up are buffered and sent
- * after it, skipping what catch-up already sent, so there is no gap and no duplicate.
+ * follow commits, each record once, in offset order (engine/follow.ts). Writes
+ * wait for the client ('drain'): a client that reads slowly or not at all
+ * holds no records on the server, and one that goes away stops the read.
  */
-function followChangelog(raw: import('node:http').IncomingMessage, reply: import('fastify').FastifyReply, t: TableT, from: number, key: string | undefined): void {
+function followChangelog(reply: import('fastify').FastifyReply, t: TableT, from: number, key: string | undefined): void {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-  let next = from;
-  let live = false;
-  const buffered: ChangeRecord[] = [];
-  const send = (r: ChangeRecord): void => {
-    if (r.offset < next) return;
-    next = r.offset + 1;
-    res.write(`id: ${r.offset}\nevent: record\ndata: ${JSON.stringify(recordJson(t, r))}\n\n`);
-  };
-  const unsubscribe = t.subscribe((c) => {
-    for (let i = 0; i < c.rows.length; i++) {
-      const r: ChangeRecord = { offset: c.firstOffset + i, changeType: CHANGE_NAMES[c.changes[i]], commitTime: c.commitTime, row: c.rows[i] };
-      if (key !== undefined && t.schema.keyColumns.length && t.schema.keyOf(r.row) !== key) continue;
-      if (live) send(r);
-      else buffered.push(r);
-    }
+  // A client whose buffer is full gets no heartbeat: it is not reading, and nothing is queued for it.
+  const heartbeat = setInterval(() => {
+    if (!res.writableNeedDrain) res.write(': keep-alive\n\n');
+  }, 15_000);
+  const stop = follow(t, { from, key }, {
+    send: (r) => res.write(`id: ${r.offset}\nevent: record\ndata: ${JSON.stringify(recordJson(t, r))}\n\n`),
+    drained: () => new Promise((resolve) => res.once('drain', resolve)),
+    fail: (e) => {
+      clearInterval(heartbeat);
+      res.end(`event: error\ndata: ${JSON.stringify({ error: { code: 'ASOF_INTERNAL', message: String(e) } })}\n\n`);
+    },
   });
-  const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-  const stop = (): void => {
+  // The connection closed (the client went away, or the server is shutting down): stop reading for it.
+  res.on('close', () => {
     clearInterval(heartbeat);
-    unsubscribe();
-  };
-  raw.on('close', stop);
-  void (async () => {
-    try {
-      for await (const r of t.scan({ fromOffset: from, key })) send(r);
-      for (const r of buffered) send(r);
-      buffered.length = 0;
-      live = true;
-    } catch (e) {
-      res.write(`event: error\ndata: ${JSON.stringify({ error: { code: 'ASOF_INTERNAL', message: String(e) } })}\n\n`);
-      stop();
-      res.end();
-    }
-  })();
+    stop();
+  });
 }

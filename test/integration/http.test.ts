@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
-import { testAsof } from '../helpers.js';
+import { request, type IncomingMessage } from 'node:http';
+import { heapAfterGc, ok, testAsof } from '../helpers.js';
 import { loadConfig } from '../../src/config.js';
 import { startAsof } from '../../src/app.js';
 import { silentLogger } from '../../src/logger.js';
@@ -86,29 +86,75 @@ test('configuration: env and flags, flags win; bad values and unknown flags are 
   await assert.rejects(startAsof(loadConfig({ HOST: '0.0.0.0', ASOF_DATA_DIR: '/tmp/never' }), silentLogger, { listen: false }), /ASOF_API_KEYS/);
 });
 
-/** Reads server-sent events from a real socket until `want` records arrived. */
-function readEvents(url: string, want: number): Promise<{ records: any[]; close: () => void }> {
-  return new Promise((resolve, reject) => {
-    const records: any[] = [];
-    const req = request(url, { headers: { accept: 'text/event-stream' } }, (res) => {
-      assert.equal(res.headers['content-type'], 'text/event-stream');
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const event = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const data = event.split('\n').find((l) => l.startsWith('data: '));
-          if (data && event.includes('event: record')) records.push(JSON.parse(data.slice(6)));
-          if (records.length >= want) resolve({ records, close: () => req.destroy() });
-        }
-      });
+interface EventFollower {
+  /** The records received so far (the `data` of each `record` event), in arrival order. */
+  records: any[];
+  /** Resolves once the response's headers arrived: the server follows from then on. */
+  connected: Promise<void>;
+  /** Resolves once `n` records arrived (rejects if the connection fails first). */
+  until(n: number, timeoutMs?: number): Promise<any[]>;
+  /** Stops taking data off the socket (the server's writes then back up), and takes it again. */
+  pause(): void;
+  resume(): void;
+  close(): void;
+}
+
+/** Follows a changelog over server-sent events on a real socket; with `paused`, nothing is read until `resume`. */
+function followEvents(url: string, opts: { paused?: boolean } = {}): EventFollower {
+  const records: any[] = [];
+  const waiters: { n: number; resolve: (r: any[]) => void; reject: (e: Error) => void }[] = [];
+  let failure: Error | undefined;
+  let paused = opts.paused ?? false;
+  let response: IncomingMessage | undefined;
+  let connect!: () => void;
+  const connected = new Promise<void>((resolve) => (connect = resolve));
+  const req = request(url, { headers: { accept: 'text/event-stream' } }, (res) => {
+    assert.equal(res.headers['content-type'], 'text/event-stream');
+    response = res;
+    // Paused before 'data' is listened to: the response stays paused, and the socket stops being read once its buffer is full.
+    if (paused) res.pause();
+    let buf = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const event = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = event.split('\n').find((l) => l.startsWith('data: '));
+        if (data && event.includes('event: record')) records.push(JSON.parse(data.slice(6)));
+      }
+      for (const w of [...waiters]) if (records.length >= w.n) w.resolve(records);
     });
-    req.on('error', (e) => (records.length >= want ? undefined : reject(e)));
-    req.end();
+    connect();
   });
+  req.on('error', (e) => {
+    failure = e;
+    for (const w of waiters) w.reject(e);
+  });
+  req.end();
+  return {
+    records,
+    connected,
+    until(n, timeoutMs = 30_000) {
+      if (records.length >= n) return Promise.resolve(records);
+      if (failure) return Promise.reject(failure);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`only ${records.length} of ${n} records after ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({ n, resolve: (r) => (clearTimeout(t), resolve(r)), reject });
+      });
+    },
+    pause: () => ((paused = true), response?.pause()),
+    resume: () => ((paused = false), response?.resume()),
+    close: () => req.destroy(),
+  };
+}
+
+/** Reads server-sent events from a real socket until `want` records arrived. */
+async function readEvents(url: string, want: number): Promise<{ records: any[]; close: () => void }> {
+  const f = followEvents(url);
+  await f.until(want);
+  return { records: f.records, close: f.close };
 }
 
 test('changelog follow over server-sent events: existing records, then live ones, no gap and no duplicate', async () => {
@@ -128,6 +174,90 @@ test('changelog follow over server-sent events: existing records, then live ones
     const keyed = await byKey;
     keyed.close();
     assert.deepEqual(keyed.records.map((r) => r.row.n), [1, 3, 5, 10]);
+  } finally {
+    await a.destroy();
+  }
+});
+
+/** A log table of wide records (`s` pads each to about 600 bytes of JSON) with no key columns: the engine keeps almost nothing per record. */
+const WIDE = { kind: 'log', eventTime: 'ts', columns: [{ name: 'ts', type: 'timestamp', nullable: false }, { name: 'n', type: 'int32' }, { name: 's', type: 'string' }] };
+const PAD = 'x'.repeat(500);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes records n = from..from+count-1 to `table`, `batch` per request. */
+async function writeWide(a: { req: (m: string, u: string, b?: unknown) => Promise<any> }, table: string, from: number, count: number, batch = 10_000): Promise<void> {
+  for (let b = from; b < from + count; b += batch) {
+    const n = Math.min(batch, from + count - b);
+    await ok(a.req('POST', `/tables/${table}/rows`, { rows: Array.from({ length: n }, (_, i) => ({ ts: b + i, n: b + i, s: PAD })) }));
+  }
+}
+
+/** The first place `records` is not offsets from, from+1, ... (with n = offset), or undefined. */
+function firstGap(records: any[], from: number, count: number): string | undefined {
+  if (records.length !== count) return `${records.length} records, not ${count}`;
+  const i = records.findIndex((r, i) => r.offset !== from + i || r.row.n !== from + i);
+  return i < 0 ? undefined : `record ${i} has offset ${records[i].offset} (n ${records[i].row.n}), not ${from + i}`;
+}
+
+test('a follower that stops reading holds no records on the server; reading again, it gets every record once, in order', async () => {
+  const a = await testAsof({}, { listen: true });
+  try {
+    await a.req('PUT', '/tables/wide', WIDE);
+    const total = 100_000;
+    // 10,000 to catch up on; the other 90,000 committed while the follower is behind (catching up, then not reading).
+    await writeWide(a, 'wide', 0, 10_000);
+    const before = heapAfterGc();
+    const f = followEvents(`${a.url}/tables/wide/changelog?from=0`, { paused: true });
+    await f.connected;
+    await writeWide(a, 'wide', 10_000, total - 10_000);
+    await sleep(200);
+    const grown = heapAfterGc() - before;
+    // The records are about 60 MB of events; a follower that held them (in its socket's buffer or its own) grew the heap by more than that.
+    assert.ok(grown < 12 << 20, `the server's heap grew by ${(grown / 2 ** 20).toFixed(1)} MB for a follower that reads nothing`);
+    f.resume();
+    // Commits keep coming while it reads again: it goes from reading back to live, and back whenever its socket is full.
+    await writeWide(a, 'wide', total, 10_000, 500);
+    await f.until(total + 10_000, 60_000);
+    await sleep(100);
+    f.close();
+    assert.equal(firstGap(f.records, 0, total + 10_000), undefined);
+  } finally {
+    await a.destroy();
+  }
+});
+
+test('a follower that goes away mid catch-up stops the read: nothing more is read for it', async () => {
+  const a = await testAsof({}, { listen: true });
+  try {
+    await a.req('PUT', '/tables/wide', WIDE);
+    const total = 50_000;
+    await writeWide(a, 'wide', 0, total);
+    const t = a.services.engine.table('wide');
+    const scan = t.scan.bind(t);
+    let read = 0;
+    let ended = false;
+    t.scan = async function* (opts) {
+      try {
+        for await (const r of scan(opts)) {
+          read++;
+          yield r;
+        }
+      } finally {
+        ended = true;
+      }
+    };
+    const f = followEvents(`${a.url}/tables/wide/changelog?from=0`, { paused: true });
+    await f.connected;
+    // The server fills the socket's buffers, then waits for the client.
+    await sleep(300);
+    f.close();
+    await sleep(200);
+    const atClose = read;
+    await sleep(300);
+    assert.ok(ended, 'the catch-up scan was ended');
+    assert.equal(read, atClose, 'no record read after the client went away');
+    // What the socket's buffers hold (a few MB at most), not the 30 MB changelog.
+    assert.ok(read < total / 2, `${read} of ${total} records read for a client that took none`);
   } finally {
     await a.destroy();
   }
