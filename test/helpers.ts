@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { ConfigSchema, type Config } from '../src/config.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { startAsof, type Asof } from '../src/app.js';
+import type { Table } from '../src/engine/table.js';
 
 export async function tempDir(prefix = 'asof-test-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
@@ -25,6 +26,27 @@ export function heapAfterGc(): number {
   gc();
   gc();
   return process.memoryUsage().heapUsed;
+}
+
+/**
+ * Counts the records `t.scan` yields from now on, and whether a scan was ended (its generator closed):
+ * for tests that a follow stops reading for a client that went away. `restore` puts the table's scan back.
+ */
+export function countScans(t: Table): { read: () => number; ended: () => boolean; restore: () => void } {
+  const scan = t.scan;
+  let read = 0;
+  let ended = false;
+  t.scan = async function* (opts) {
+    try {
+      for await (const r of scan.call(t, opts)) {
+        read++;
+        yield r;
+      }
+    } finally {
+      ended = true;
+    }
+  };
+  return { read: () => read, ended: () => ended, restore: () => void (t.scan = scan) };
 }
 
 /** The body of an answer that must have `status` (the assertion names the body otherwise). */

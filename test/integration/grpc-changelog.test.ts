@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { grpcAsof, asofError, grpc, type GrpcAsof } from './grpc-helpers.js';
-import { heapAfterGc } from '../helpers.js';
+import { countScans, heapAfterGc } from '../helpers.js';
 
 interface Follower {
   records: any[];
@@ -213,20 +213,7 @@ describe('asof.v1.ChangelogService/Follow (server streaming)', () => {
   test('a follower cancelled mid catch-up stops the read: nothing more is read for it', async () => {
     const total = 50_000;
     await writeWide(total);
-    const t = asof.services.engine.table('wide');
-    const scan = t.scan.bind(t);
-    let read = 0;
-    let ended = false;
-    t.scan = async function* (opts) {
-      try {
-        for await (const r of scan(opts)) {
-          read++;
-          yield r;
-        }
-      } finally {
-        ended = true;
-      }
-    };
+    const scans = countScans(asof.services.engine.table('wide'));
     try {
       const f = follow(asof, { table: 'wide', from_offset: 0 });
       f.pause();
@@ -234,13 +221,13 @@ describe('asof.v1.ChangelogService/Follow (server streaming)', () => {
       f.cancel();
       await f.status;
       await sleep(200);
-      const atCancel = read;
+      const atCancel = scans.read();
       await sleep(300);
-      assert.ok(ended, 'the catch-up scan was ended');
-      assert.equal(read, atCancel, 'no record read after the client went away');
-      assert.ok(read < total / 2, `${read} of ${total} records read for a client that took none`);
+      assert.ok(scans.ended(), 'the catch-up scan was ended');
+      assert.equal(scans.read(), atCancel, 'no record read after the client went away');
+      assert.ok(atCancel < total / 2, `${atCancel} of ${total} records read for a client that took none`);
     } finally {
-      t.scan = scan;
+      scans.restore();
     }
   });
 });

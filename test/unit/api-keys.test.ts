@@ -7,11 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { ApiKeys, bearerKey } from '../../src/access.js';
 import { AsofError } from '../../src/errors.js';
-import { tempDir } from '../helpers.js';
+import { heapAfterGc, tempDir } from '../helpers.js';
 
 const codeOf = (fn: () => unknown): string => {
   try {
@@ -58,20 +56,13 @@ test('the remembered digests are bounded: many different wrong keys, then the ri
 
 test('a remembered key keeps nothing of the header it came in: 1,000 wrong keys padded to 15 KB each', () => {
   // bearerKey trims the header: a view of it, which kept all 15 KB alive while its digest was remembered.
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  const heap = (): number => {
-    gc();
-    gc();
-    return process.memoryUsage().heapUsed;
-  };
   const keys = new ApiKeys({ keys: [{ key: 'theKEY', scopes: ['read'] }] });
-  const before = heap();
+  const before = heapAfterGc();
   for (let i = 0; i < 1000; i++) {
     const given = bearerKey(`Bearer ${' '.repeat(15_000)}wrong-key-number-${i}`, undefined);
     assert.equal(codeOf(() => keys.authorize(given, 'read')), 'ASOF_UNAUTHENTICATED');
   }
   assert.equal(keys.remembered, 1000);
-  const grown = heap() - before;
+  const grown = heapAfterGc() - before;
   assert.ok(grown < 3e6, `remembering 1,000 keys of 24 characters took ${(grown / 1e6).toFixed(1)} MB (the headers are 15 MB)`);
 });

@@ -6,10 +6,9 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { TableSchema, type TableDef } from '../../src/engine/schema.js';
 import { columnar, fromColumns, parseWriteBody } from '../../src/ingest/json-rows.js';
+import { heapAfterGc } from '../helpers.js';
 
 const def = (columns: { name: string; type: string; nullable: boolean }[]): TableDef => ({
   name: 't',
@@ -88,17 +87,10 @@ describe('json-rows: rows across threads as columns', () => {
   for (const [label, fill] of [['ASCII', 'abcdefghij'], ['non-ASCII', 'ação, 東京 ']] as const) {
     test(`a rebuilt string (${label}) keeps no other row of its body alive`, () => {
       // A slice of the column's text would keep the whole text (every row's value) for as long as the one value lives.
-      setFlagsFromString('--expose-gc');
-      const gc = runInNewContext('gc') as () => void;
-      const heap = (): number => {
-        gc();
-        gc();
-        return process.memoryUsage().heapUsed;
-      };
       const bodies = 100;
       const rows = 1000;
       const value = (b: number, i: number): string => `${b}:${i}:`.padEnd(200, fill);
-      const before = heap();
+      const before = heapAfterGc();
       const kept: string[] = [];
       for (let b = 0; b < bodies; b++) {
         const text = JSON.stringify({ rows: Array.from({ length: rows }, (_, i) => ({ id: i, ts: '2026-01-01T00:00:00Z', s: i % 2 ? value(b, i) : `short ${i}` })) });
@@ -106,7 +98,7 @@ describe('json-rows: rows across threads as columns', () => {
         for (let i = 0; i < rows; i++) assert.equal(rebuilt[i].s, i % 2 ? value(b, i) : `short ${i}`);
         kept.push(rebuilt[7].s as string);
       }
-      const grown = heap() - before;
+      const grown = heapAfterGc() - before;
       // Kept: 100 values of 200 characters (20-40 KB); the texts of their bodies: 100 x 100 KB-200 KB (10-20 MB).
       assert.ok(grown < 3e6, `the heap grew by ${(grown / 1e6).toFixed(1)} MB keeping ${kept.length} values of 200 characters`);
     });

@@ -4,21 +4,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { Doorkeeper, LookupCache } from '../../src/online/lookup-cache.js';
 import { entityEval } from '../../src/online/evaluation.js';
+import { heapAfterGc } from '../helpers.js';
 
 const entry = () => entityEval({ values: [1], statuses: ['PRESENT'], eventTimes: [null] }, 0, Infinity);
-
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
-
-function heapAfterGc(): number {
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
-}
 
 test('a state is admitted on its second miss, string and number keys alike, and forgotten after two generations', () => {
   const cache = new LookupCache(4096 * 1000);
