@@ -149,7 +149,8 @@ export class LookupCache {
  * What an evaluation's values and their rendered text take, about: 160 bytes a
  * value, and for a string or a list its length twice over (the value, unless
  * shared with the table, and its text). Counting 160 a value whatever its size
- * let a cache of 1 MB keep 28 MB of 10,000-character values' text.
+ * let a cache of 1 MB keep 12 MB of 10,000-character values' text
+ * (test/integration/lookup-cache-memory.test.ts).
  */
 function valuesBytes(values: unknown[]): number {
   let n = 160 * values.length;
