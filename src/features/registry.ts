@@ -168,8 +168,8 @@ export class FeatureRegistry {
       this.refuseOnReplica();
       if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(name)) throw new AsofError('ASOF_INVALID_ARGUMENT', `feature service name "${name}" is not valid`, [{ field: 'name', reason: 'must be letters, digits, _; not starting with a digit' }]);
       if (body.features.length === 0) throw new AsofError('ASOF_INVALID_DEFINITION', 'a feature service needs at least one feature', [{ field: 'features', reason: 'empty' }]);
-      const dup = body.features.find((f, i) => body.features.indexOf(f) !== i);
-      if (dup) throw new AsofError('ASOF_INVALID_DEFINITION', `feature "${dup}" is listed twice`, [{ field: 'features', reason: `duplicate "${dup}"` }]);
+      const dup = firstRepeat(body.features);
+      if (dup !== undefined) throw new AsofError('ASOF_INVALID_DEFINITION', `feature "${dup}" is listed twice`, [{ field: 'features', reason: `duplicate "${dup}"` }]);
       this.resolveRefs(body.features, 'ASOF_INVALID_DEFINITION');
       const previous = this.services.get(name);
       if (previous && JSON.stringify(previous.features) === JSON.stringify(body.features)) return { service: previous, created: false, changed: false };
@@ -347,11 +347,8 @@ export class FeatureRegistry {
     if (sel.service) return this.resolveRefs(this.service(sel.service).features, 'ASOF_INVALID_ARGUMENT');
     // A feature asked for twice is refused, as Feast refuses it: a plan is as large as its list, so repeats would let
     // one request build (and cache) a plan of any size.
-    const seen = new Set<string>();
-    for (const ref of sel.features!) {
-      if (seen.has(ref)) throw new AsofError('ASOF_INVALID_ARGUMENT', `feature "${ref}" is listed twice`, [{ field: 'features', reason: `duplicate "${ref}"` }]);
-      seen.add(ref);
-    }
+    const dup = firstRepeat(sel.features!);
+    if (dup !== undefined) throw new AsofError('ASOF_INVALID_ARGUMENT', `feature "${dup}" is listed twice`, [{ field: 'features', reason: `duplicate "${dup}"` }]);
     return this.resolveRefs(sel.features!, 'ASOF_INVALID_ARGUMENT');
   }
 
@@ -372,6 +369,16 @@ export class FeatureRegistry {
       return { ref, view, feature, index };
     });
   }
+}
+
+/** The first ref that appears again in `refs`, if one does (linear: a list may be long). */
+function firstRepeat(refs: string[]): string | undefined {
+  const seen = new Set<string>();
+  for (const ref of refs) {
+    if (seen.has(ref)) return ref;
+    seen.add(ref);
+  }
+  return undefined;
 }
 
 /** Features in their stored form: only the fields that define them, in a fixed order. */

@@ -43,3 +43,11 @@ test('a feature listed twice is refused by the service, naming it', async () => 
   assert.equal(r.status, 400);
   assert.equal(r.body.error.code, 'ASOF_INVALID_ARGUMENT');
 });
+
+test('a feature service listing a feature twice is refused, naming it', async () => {
+  const r = await asof.req('PUT', '/feature-services/s', { features: ['v:f1', 'v:f2', 'v:f1'] });
+  assert.equal(r.status, 400);
+  assert.equal(r.body.error.code, 'ASOF_INVALID_DEFINITION');
+  assert.match(r.body.error.message, /feature "v:f1" is listed twice/);
+  await ok(asof.req('PUT', '/feature-services/s', { features: ['v:f1', 'v:f2'] }), 201);
+});
