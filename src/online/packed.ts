@@ -158,7 +158,10 @@ function value(v: unknown): void {
 export function pack(v: unknown): string {
   pos = 0;
   value(v);
-  return buf.toString('latin1', 0, pos);
+  const packed = buf.toString('latin1', 0, pos);
+  // A buffer grown past 1 MiB by one large state (a hot entity's long window) is let go rather than kept for good.
+  if (buf.length > 1 << 20) buf = Buffer.allocUnsafe(4096);
+  return packed;
 }
 
 /** Reads values back from a packed string. */

@@ -33,6 +33,8 @@ export function parseState(latin1: string, from?: Buffer, start = 0): EntityStat
   if (from) bytes = from;
   else {
     if (n > scratch.length) scratch = Buffer.allocUnsafe(Math.max(n, 2 * scratch.length)) as typeof scratch;
+    // Grown past 1 MiB by one large state: let go at the next small one rather than kept for good.
+    else if (scratch.length > 1 << 20 && n <= 4096) scratch = Buffer.allocUnsafe(4096) as typeof scratch;
     scratch.latin1Write(latin1, 0, n);
     bytes = scratch;
   }

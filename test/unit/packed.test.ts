@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack, unpack } from '../../src/online/packed.js';
 import { rng } from '../integration/training-fixtures.js';
+import { heapAfterGc } from '../helpers.js';
 
 /** The shared seeded generator (mulberry32), as a plain function: a failure can be replayed. */
 const seeded = (seed: number): (() => number) => rng(seed).next;
@@ -112,4 +113,19 @@ test('an array of plain doubles packs as one tag, a count and eight bytes each; 
     assert.equal(pack(edge).length, 2 + 8 * edge.length, String(edge));
     same(edge, unpack(pack(edge)), String(edge));
   }
+});
+
+test('one large state packed does not keep its buffer: megabytes of events, then a small state, leave no 8 MB behind', () => {
+  const held = (): number => heapAfterGc() + process.memoryUsage().arrayBuffers;
+  const before = held();
+  const packedLength = ((): number => {
+    const big = { w: Array.from({ length: 500_000 }, (_, i) => [1_700_000_000_000 + i, i, i * 0.25]) };
+    const packed = pack(big);
+    assert.deepEqual(unpack(packed), big);
+    return packed.length;
+  })();
+  assert.ok(packedLength > 4e6, `the large state packs to ${packedLength} bytes`);
+  assert.deepEqual(unpack(pack({ b: [1, 2, [3]] })), { b: [1, 2, [3]] });
+  const grown = held() - before;
+  assert.ok(grown < 4e6, `packing left ${(grown / 1e6).toFixed(1)} MB behind`);
 });

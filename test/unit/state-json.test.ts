@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseState } from '../../src/online/state-json.js';
+import { heapAfterGc } from '../helpers.js';
 
 /** `text` as Redis holds it (UTF-8), given to parseState as the store reads it: latin1 text of the bytes. */
 const same = (text: string): void => {
@@ -56,4 +57,17 @@ test('any other text (cut, changed, spaced, not JSON) reads as JSON.parse reads 
     { numRuns: 5000 },
   );
   for (const t of ['{"b":[1,2,[01]]}', '{"b":[1,2,[1.]]}', '{"b":[1,2,[-]]}', '{"b":[1,2,[.5]]}', '{"b":[1,2,[1e5]]}', '{"b":[-0,0,[-0.0,-0]]}', '{"b":[1,2,[]]}', '{"b":[1,2,[nul]]}', '{"b":[1,2,["a\u0001"]]}', '{"b":[1,2,[1]]}x', '{"b":[1,2,[1]],"b":[3,4,[5]]}']) same(t);
+});
+
+test('one large state read as text does not keep its scratch buffer: megabytes of events, then a small state', () => {
+  const held = (): number => heapAfterGc() + process.memoryUsage().arrayBuffers;
+  const before = held();
+  ((): void => {
+    const text = JSON.stringify({ b: [1, 2, [3]], w: Array.from({ length: 400_000 }, (_, i) => [1_700_000_000_000 + i, i, i * 0.25]) });
+    assert.ok(text.length > 8e6);
+    assert.equal(parseState(text).w!.length, 400_000);
+  })();
+  assert.deepEqual(parseState('{"b":[1,2,[3]]}'), { b: [1, 2, [3]] });
+  const grown = held() - before;
+  assert.ok(grown < 4e6, `reading left ${(grown / 1e6).toFixed(1)} MB behind`);
 });
