@@ -49,6 +49,33 @@ export function countScans(t: Table): { read: () => number; ended: () => boolean
   return { read: () => read, ended: () => ended, restore: () => void (t.scan = scan) };
 }
 
+/**
+ * Waiting for records a stream delivers into `records`: the stream calls `arrived` after each push and
+ * `failed` on an error; `until(n)` resolves once n records are in (rejects on the failure, or after
+ * `timeoutMs`: a bound on waiting, not a speed target).
+ */
+export function recordWaiters<T>(records: T[]): { arrived(): void; failed(e: Error): void; until(n: number, timeoutMs?: number): Promise<T[]> } {
+  const waiters: { n: number; resolve: (r: T[]) => void; reject: (e: Error) => void }[] = [];
+  let failure: Error | undefined;
+  return {
+    arrived() {
+      for (const w of [...waiters]) if (records.length >= w.n) w.resolve(records);
+    },
+    failed(e) {
+      failure = e;
+      for (const w of waiters) w.reject(e);
+    },
+    until(n, timeoutMs = 30_000) {
+      if (records.length >= n) return Promise.resolve(records);
+      if (failure) return Promise.reject(failure);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`only ${records.length} of ${n} records after ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({ n, resolve: (r) => (clearTimeout(t), resolve(r)), reject });
+      });
+    },
+  };
+}
+
 /** The body of an answer that must have `status` (the assertion names the body otherwise). */
 export async function ok(res: Promise<{ status: number; body: any }>, status = 200): Promise<any> {
   const r = await res;

@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { grpcAsof, asofError, grpc, type GrpcAsof } from './grpc-helpers.js';
-import { countScans, heapAfterGc } from '../helpers.js';
+import { countScans, heapAfterGc, recordWaiters } from '../helpers.js';
 
 interface Follower {
   records: any[];
@@ -17,17 +17,13 @@ interface Follower {
 
 function follow(asof: GrpcAsof, request: unknown): Follower {
   const records: any[] = [];
-  const waiters: { n: number; resolve: (r: any[]) => void; reject: (e: Error) => void }[] = [];
+  const waiting = recordWaiters(records);
   const call = asof.changelog.Follow(request);
-  let failure: Error | undefined;
   call.on('data', (r: any) => {
     records.push(r);
-    for (const w of [...waiters]) if (records.length >= w.n) w.resolve(records);
+    waiting.arrived();
   });
-  call.on('error', (e: Error) => {
-    failure = e;
-    for (const w of waiters) w.reject(e);
-  });
+  call.on('error', (e: Error) => waiting.failed(e));
   const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
   return {
     records,
@@ -36,14 +32,7 @@ function follow(asof: GrpcAsof, request: unknown): Follower {
     pause: () => call.pause(),
     resume: () => call.resume(),
     // A bound on waiting, not a speed target: streaming 2,000 records took over 5 s on the shared 2-core machine under other suites.
-    until(n, timeoutMs = 30_000) {
-      if (records.length >= n) return Promise.resolve(records);
-      if (failure) return Promise.reject(failure);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`only ${records.length} of ${n} records after ${timeoutMs} ms`)), timeoutMs);
-        waiters.push({ n, resolve: (r) => (clearTimeout(t), resolve(r)), reject });
-      });
-    },
+    until: waiting.until,
   };
 }
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { request, type IncomingMessage } from 'node:http';
-import { countScans, heapAfterGc, ok, testAsof } from '../helpers.js';
+import { countScans, heapAfterGc, ok, recordWaiters, testAsof } from '../helpers.js';
 import { loadConfig } from '../../src/config.js';
 import { startAsof } from '../../src/app.js';
 import { silentLogger } from '../../src/logger.js';
@@ -102,8 +102,7 @@ interface EventFollower {
 /** Follows a changelog over server-sent events on a real socket; with `paused`, nothing is read until `resume`. */
 function followEvents(url: string, opts: { paused?: boolean } = {}): EventFollower {
   const records: any[] = [];
-  const waiters: { n: number; resolve: (r: any[]) => void; reject: (e: Error) => void }[] = [];
-  let failure: Error | undefined;
+  const waiting = recordWaiters(records);
   let paused = opts.paused ?? false;
   let response: IncomingMessage | undefined;
   let connect!: () => void;
@@ -124,26 +123,16 @@ function followEvents(url: string, opts: { paused?: boolean } = {}): EventFollow
         const data = event.split('\n').find((l) => l.startsWith('data: '));
         if (data && event.includes('event: record')) records.push(JSON.parse(data.slice(6)));
       }
-      for (const w of [...waiters]) if (records.length >= w.n) w.resolve(records);
+      waiting.arrived();
     });
     connect();
   });
-  req.on('error', (e) => {
-    failure = e;
-    for (const w of waiters) w.reject(e);
-  });
+  req.on('error', (e) => waiting.failed(e));
   req.end();
   return {
     records,
     connected,
-    until(n, timeoutMs = 30_000) {
-      if (records.length >= n) return Promise.resolve(records);
-      if (failure) return Promise.reject(failure);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`only ${records.length} of ${n} records after ${timeoutMs} ms`)), timeoutMs);
-        waiters.push({ n, resolve: (r) => (clearTimeout(t), resolve(r)), reject });
-      });
-    },
+    until: waiting.until,
     pause: () => ((paused = true), response?.pause()),
     resume: () => ((paused = false), response?.resume()),
     close: () => req.destroy(),
