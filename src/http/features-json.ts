@@ -34,8 +34,12 @@ interface Fragments {
   type: ColumnType[];
   /** `},"statuses":{...},"eventTimes":{` when every feature is PRESENT, the usual case. */
   allPresent: Buffer;
-  /** The inside of `eventTimes` and its `}`, by the one time every feature has, for recent such times (the rows of one commit share one). */
-  times: Map<number | null, Buffer>;
+  /**
+   * The inside of `eventTimes` and its `}`, by the one time every feature has, for recent such times (the rows
+   * of one commit share one). A time seen once maps to null: its part is kept only from its second use, the
+   * only case where keeping pays, in memory of its own (a pooled Buffer would pin an 8 kB slab).
+   */
+  times: Map<number | null, Buffer | null>;
   /** `,"token":{...}}` as last written for a one-view plan, and the view source's position it names. */
   tail?: { at: number | undefined; bytes: Buffer };
 }
@@ -286,15 +290,23 @@ function writeBody(out: JsonBytes, e: Evaluation, i: number, frags: Fragments): 
     out.ascii('},"eventTimes":{');
   }
   if (sameTime) {
-    // Features of one view usually share one time, and the rows of one commit one commit time: such parts are kept.
-    let part = frags.times.get(t0);
-    if (part === undefined) {
-      const text = t0 === null ? 'null' : JSON.stringify(formatTimestamp(t0));
-      part = Buffer.from(frags.keyText.join(text) + text + '}');
+    // Features of one view usually share one time, and the rows of one commit one commit time: such parts are kept (see Fragments.times).
+    const part = frags.times.get(t0);
+    if (part) out.bytes(part);
+    else {
+      const time = t0 === null ? 'null' : JSON.stringify(formatTimestamp(t0));
+      const text = frags.keyText.join(time) + time + '}';
       if (frags.times.size >= 1024) frags.times.clear();
-      frags.times.set(t0, part);
+      if (part === undefined) {
+        frags.times.set(t0, null);
+        out.text(text);
+      } else {
+        const kept = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+        kept.write(text);
+        frags.times.set(t0, kept);
+        out.bytes(kept);
+      }
     }
-    out.bytes(part);
   } else {
     for (let f = 0; f < nf; f++) {
       out.bytes(keys[f]);
