@@ -60,11 +60,16 @@ export function coercer(type: ColumnType, path: string): Coerce {
       return (v) => {
         if (!Array.isArray(v) && !(v instanceof Float32Array)) return bad(`expected vector<${type.dim}> (an array of ${type.dim} numbers), got ${describe(v)}`);
         if (v.length !== type.dim) return bad(`expected vector<${type.dim}>, got ${v.length} values`);
+        // Stored as float32: each element rounded here, once, as a float32 column's value is (the value served
+        // right after the write equals the one read back), and one beyond float32's range refused, not made Infinity.
+        const out = new Array<number>(v.length);
         for (let i = 0; i < v.length; i++) {
           const x = v[i];
-          if (typeof x !== 'number' || !Number.isFinite(x)) bad(`vector element ${i} is not a finite number`);
+          const f = typeof x === 'number' ? Math.fround(x) : NaN;
+          if (!Number.isFinite(f)) bad(`vector element ${i} is not a finite number${typeof x === 'number' && Number.isFinite(x) ? ' in float32 range' : ''}`);
+          out[i] = f;
         }
-        return Array.isArray(v) ? v : Array.from(v);
+        return out;
       };
     case 'list': {
       const item = coercer(type.item, `${path}[]`);

@@ -128,7 +128,8 @@ export class VectorService {
     if (c!.type.kind !== 'vector') bad('column', `column "${name}" has type ${c!.type.kind}, not vector<D>`);
     const dim = (c!.type as { dim: number }).dim;
     if (req.vector.length !== dim) bad('vector', `column "${name}" holds vector<${dim}>; the query has ${req.vector.length} values`);
-    for (let i = 0; i < req.vector.length; i++) if (!Number.isFinite(req.vector[i])) bad(`vector[${i}]`, 'not a finite number');
+    // The search runs in float32: a number beyond its range would become Infinity and every distance NaN.
+    for (let i = 0; i < req.vector.length; i++) if (!Number.isFinite(Math.fround(req.vector[i]))) bad(`vector[${i}]`, Number.isFinite(req.vector[i]) ? 'beyond the float32 range' : 'not a finite number');
     this.sync(req.table);
     return this.columns.get(`${req.table}.${name}`)!;
   }

@@ -159,6 +159,8 @@ test('other metrics are exact; errors name the field', async () => {
     await bad({ column: 'cat' }, 400, 'column');
     await bad({ column: 'zzz' }, 400, 'column');
     await bad({ vector: [1, 2] }, 400, 'vector');
+    // Finite as a double, Infinity as the float32 the search runs in.
+    await bad({ vector: [1e39, ...q.slice(1)] }, 400, 'vector[0]');
     await bad({ k: 0 }, 400, 'k');
     await bad({ metric: 'manhattan' }, 400, 'metric');
     await bad({ filter: { nope: 1 } }, 400, 'filter.nope');
@@ -282,5 +284,34 @@ test('log tables: every record is searchable; a crash between a Lance commit and
   } finally {
     await a.close();
     await dir.cleanup();
+  }
+});
+
+test('vector elements are stored as float32, the same before and after a restart; one beyond float32 range is refused and writes nothing', async () => {
+  const a = await testAsof();
+  const dir = a.dataDir;
+  const sent = [0.1, -0.2, 1 / 3, 1e-3, 2, 0, 0.7, -1];
+  try {
+    await pkTable(a);
+    const refused = await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'ok', emb: sent }, { id: 'big', emb: [0, 1e39, 0, 0, 0, 0, 0, 0] }] });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    const detail = refused.body.error.details[0];
+    assert.equal(detail.row, 1);
+    assert.equal(detail.field, 'emb');
+    assert.match(detail.reason, /element 1 .*float32 range/);
+    assert.equal((await a.req('GET', '/tables/docs/rows/ok')).status, 404, 'a refused batch writes no row');
+    await a.req('POST', '/tables/docs/rows', { rows: [{ id: 'ok', emb: sent }] });
+    const want = sent.map((x) => Math.fround(x));
+    assert.deepEqual((await a.req('GET', '/tables/docs/rows/ok')).body.row.emb, want, 'served before a restart');
+    await a.close();
+    const b = await testAsof({}, { dataDir: dir });
+    try {
+      assert.deepEqual((await b.req('GET', '/tables/docs/rows/ok')).body.row.emb, want, 'served after a restart');
+    } finally {
+      await b.destroy();
+    }
+  } catch (e) {
+    await a.destroy();
+    throw e;
   }
 });
