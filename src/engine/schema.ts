@@ -285,6 +285,9 @@ export function toJsonValue(type: ColumnType, v: unknown): unknown {
  * (evolve: only nullable columns appended at the end). Returns the definition
  * to persist and whether anything changed.
  */
+/** Names of Lance's system columns (`_rowid`, ...) and of the distance column its searches add. */
+const LANCE_RESERVED = new Set(['_rowid', '_rowaddr', '_rowoffset', '_row_created_at_version', '_row_last_updated_at_version', '_distance']);
+
 export function defineTable(
   name: string,
   body: { kind: TableKind; columns: ColumnDef[]; primaryKey?: string[]; eventTime?: string },
@@ -299,6 +302,9 @@ export function defineTable(
     if (seen.has(c.name)) issues.push({ field: `columns[${i}].name`, reason: `duplicate column "${c.name}"` });
     seen.add(c.name);
     if (c.name.startsWith('_asof')) issues.push({ field: `columns[${i}].name`, reason: 'names starting with _asof are reserved' });
+    // Lance refuses these in a dataset or clashes with them in a search, so the table could not tier nor be searched; a
+    // table that has one already keeps it (it worked but for those).
+    else if (LANCE_RESERVED.has(c.name) && !existing?.columns.some((x) => x.name === c.name)) issues.push({ field: `columns[${i}].name`, reason: `"${c.name}" is reserved (a column Lance adds to its datasets or searches)` });
     // A row is a plain object: a column named like an inherited property (`constructor`, `__proto__`) would read that property when the value is missing.
     else if (c.name in Object.prototype) issues.push({ field: `columns[${i}].name`, reason: `"${c.name}" is reserved (a property of every JavaScript object)` });
     return { name: c.name, type: c.type, nullable: c.nullable, ...(c.metric === undefined ? {} : { metric: c.metric }) };

@@ -87,6 +87,19 @@ test('column names that are properties of every object are refused', () => {
   }
 });
 
+test("Lance's system column names are refused for new columns; a table that already has one keeps it", () => {
+  const k: ColumnDef = { name: 'k', type: 'int32', nullable: false };
+  for (const name of ['_rowid', '_rowaddr', '_rowoffset', '_row_created_at_version', '_row_last_updated_at_version', '_distance']) {
+    assert.throws(() => schemaOf([k, { name, type: 'int32', nullable: true }]), (e: any) => JSON.stringify(e.details).includes('columns[1].name') && /reserved/.test(e.message + JSON.stringify(e.details)), name);
+    const old = defineTable('t', { kind: 'pk', primaryKey: ['k'], columns: [k, { name: '_ok', type: 'int32', nullable: true }] }, undefined, 0).def;
+    old.columns[1] = { ...old.columns[1], name };
+    const evolved = defineTable('t', { kind: 'pk', primaryKey: ['k'], columns: [...old.columns, { name: 'x', type: 'int32', nullable: true }] }, old, 0);
+    assert.equal(evolved.def.columns[1].name, name);
+  }
+  // Lance takes these (and asof's own search answer has no such field).
+  for (const name of ['_score', '_rowId', '_id']) assert.equal(schemaOf([k, { name, type: 'int32', nullable: true }]).def.columns[1].name, name);
+});
+
 test('RFC 3339 parsing matches Date.parse where both are defined, and refuses dates that do not exist', () => {
   for (const s of ['2024-02-29T12:34:56Z', '1999-12-31t23:59:59.999z', '2024-06-01T00:00:00.1+05:30', '0001-01-01T00:00:00-23:59', '2024-01-01T00:00:00.123456789Z', '9999-12-31T23:59:59.999Z']) {
     assert.equal(parseRfc3339(s), Date.parse(s), s);
