@@ -146,7 +146,12 @@ export class AuditService {
       if (t === undefined) throw new AsofError('ASOF_INVALID_ARGUMENT', 'decidedAt must be an RFC 3339 timestamp or epoch milliseconds', [{ field: 'decidedAt', reason: 'not a timestamp' }]);
       decidedAt = t;
     }
-    if (input.token) for (const [t, off] of Object.entries(input.token)) if (!this.engine.has(t)) throw new AsofError('ASOF_INVALID_ARGUMENT', `token names table "${t}", which does not exist`, [{ field: `token.${t}`, reason: `unknown table (offset ${off})` }]);
+    // A token fixes the replay in time: an offset the table has not reached yet would take in writes made after the decision.
+    for (const [t, off] of Object.entries(input.token ?? {})) {
+      if (!this.engine.has(t)) throw new AsofError('ASOF_INVALID_ARGUMENT', `token names table "${t}", which does not exist`, [{ field: `token.${t}`, reason: `unknown table (offset ${off})` }]);
+      const latest = this.engine.table(t).endOffset - 1;
+      if (!Number.isInteger(off) || off < -1 || off > latest) throw new AsofError('ASOF_INVALID_ARGUMENT', `token.${t} is ${off}; an offset of table "${t}" is between -1 (before its first record) and ${latest} (its latest)`, [{ field: `token.${t}`, reason: `offset outside [-1, ${latest}]` }]);
+    }
     const request = canonicalJson({ ...input, entity: entityText(input.entity), decidedAt: input.decidedAt === undefined ? undefined : decidedAt });
     const sources = input.token ? Object.keys(input.token) : [...new Set(Object.values(views).map((v) => v.source))];
     const served: ServedValues | null = input.served ? { features: input.served.features, statuses: input.served.statuses ?? {}, eventTimes: input.served.eventTimes ?? {} } : null;
@@ -192,6 +197,8 @@ export class AuditService {
 
   /** GET /audit/decisions/{id}: replays the decision and compares. */
   async explain(id: string, page: { trailFrom?: number; trailLimit?: number; verify?: boolean } = {}): Promise<DecisionAudit> {
+    checkId(id, 'id');
+    checkPage(page);
     const d = this.decision(id);
     const views = new Map(Object.entries(d.views));
     const at = d.servedAt ?? d.decidedAt;
@@ -212,6 +219,8 @@ export class AuditService {
 
   /** GET /audit/entities/{entity}: the entity's values at `at` (epoch ms) with the trail that led to them. */
   async entityState(entity: string, selection: FeatureSelection, at: number, pointInTime: PointInTime, page: { trailFrom?: number; trailLimit?: number } = {}): Promise<ServedValues & TrailPage & { entity: string; at: string; pointInTime: PointInTime; token: Token }> {
+    checkPage(page);
+    if (!Number.isInteger(at) || Math.abs(at) > MAX_TIME) throw new AsofError('ASOF_INVALID_ARGUMENT', `at must be a time within ±${MAX_TIME} ms of the epoch, got ${at}`, [{ field: 'at', reason: 'not a timestamp' }]);
     const resolved = this.registry.resolve(selection);
     const views = new Map<string, FeatureViewDef>();
     for (const f of resolved) if (!views.has(f.view)) views.set(f.view, this.registry.view(f.view));
@@ -267,6 +276,18 @@ export const decisionMessage = (d: Decision): string => `asof.decision.v1\n${can
 function publicDecision(d: Decision): PublicDecision {
   const { views: _v, request: _r, ...rest } = d;
   return rest;
+}
+
+/** What a Date can hold, as parseTimestamp accepts. */
+const MAX_TIME = 8.64e15;
+/** Trail records per page at most. */
+const MAX_TRAIL_PAGE = 10_000;
+
+/** A trail page as every adapter must ask for it: from >= 0, 1 <= limit <= 10,000 (unset: the defaults). */
+function checkPage(page: { trailFrom?: number; trailLimit?: number }): void {
+  const { trailFrom: from, trailLimit: limit } = page;
+  if (from !== undefined && !(Number.isSafeInteger(from) && from >= 0)) throw new AsofError('ASOF_INVALID_ARGUMENT', `trailFrom must be a whole number >= 0, got ${from}`, [{ field: 'trailFrom', reason: 'not an index' }]);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= MAX_TRAIL_PAGE)) throw new AsofError('ASOF_INVALID_ARGUMENT', `trailLimit must be a whole number from 1 to ${MAX_TRAIL_PAGE}, got ${limit}`, [{ field: 'trailLimit', reason: 'out of range' }]);
 }
 
 function checkId(id: string, field: string): void {

@@ -48,6 +48,7 @@ function trail(p: TrailPage): { trail: unknown[]; trail_page: unknown } {
   };
 }
 
+/** proto3 has no unset number: 0 asks for the default (the first record, the default page size); the service checks the rest. */
 const page = (from?: number, limit?: number): { trailFrom?: number; trailLimit?: number } => ({ trailFrom: from || undefined, trailLimit: limit || undefined });
 
 export function auditService(ctx: CallContext, services: Pick<Services, 'audit' | 'now'>): grpc.UntypedServiceImplementation {

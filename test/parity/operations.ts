@@ -97,6 +97,12 @@ export const OPERATIONS: Operation[] = [
   { name: 'decision audit: unknown decision', forms: decisionAuditForms(async () => 'no-such-decision', []), expect: { error: 'ASOF_NOT_FOUND' } },
   { name: 'audit: entity state with its trail', forms: entityStateForms('b', 'u', ['u:score', 'u:name']), expect: { answer: [AB_ZZ[1], ['+I']] } },
   { name: 'audit: entity state of an unknown view', forms: entityStateForms('b', 'nope', []), expect: { error: 'ASOF_FEATURE_VIEW_NOT_FOUND' } },
+  { name: 'decision audit: a malformed decision id', forms: decisionAuditForms(async () => 'not an id', []), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'decision audit: a trail page over 10,000 records', forms: decisionAuditForms(async () => 'no-such-decision', [], { trailLimit: 10_001 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  // trail_limit is a uint32 on the wire: -7 arrives as 4,294,967,289, over the 10,000 a page may hold.
+  { name: 'audit: a negative trail page size', forms: entityStateForms('b', 'u', [], { trailLimit: -7 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'audit: entity state at a time no date can hold', forms: entityStateForms('b', 'u', [], { at: 9e15 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'decision: a token offset the table has not reached', forms: restForm('POST', '/decisions', { id: 'parity-token-ahead', entity: 'a', view: 'u', outcome: 'ok', token: { users: 1_000_000 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'decision: recording a lookup on a replica', target: 'replica', forms: recordedLookupForms(['u:score']), expect: { error: 'ASOF_CONFLICT' } },
 
   // Scoped API keys (the guarded server: pr read, pw write): the same answer or refusal over every adapter.

@@ -269,16 +269,25 @@ export function recordedLookupForms(features: string[]): Record<string, Form> {
   };
 }
 
+/** A page of an audit trail as asked for (unset: the defaults). */
+export type TrailPageAsk = { trailFrom?: number; trailLimit?: number };
+
+/** `?a=1&b=2` of the parameters that are set ('' when none is). */
+const query = (q: { [k: string]: string | number | undefined }): string => {
+  const set = Object.entries(q).filter(([, v]) => v !== undefined);
+  return set.length ? `?${new URLSearchParams(set.map(([k, v]) => [k, String(v)]))}` : '';
+};
+
 /** A decision's audit over REST and gRPC AuditService, as [match, reconstructed cells, trail change types]; `id` may be made per call. */
-export function decisionAuditForms(id: (asof: GrpcAsof) => Promise<string>, features: string[]): Record<string, Form> {
+export function decisionAuditForms(id: (asof: GrpcAsof) => Promise<string>, features: string[], page: TrailPageAsk = {}): Record<string, Form> {
   return {
     async 'REST GET /audit/decisions/{id}'(asof) {
-      const r = await asof.req('GET', `/audit/decisions/${await id(asof)}`);
+      const r = await asof.req('GET', `/audit/decisions/${encodeURIComponent(await id(asof))}${query(page)}`);
       if (r.status !== 200) return restError(r.status, r.body);
       return { answer: [r.body.match, features.map((f) => [r.body.reconstructed.features[f], r.body.reconstructed.statuses[f]]), r.body.trail.map((t: any) => t.changeType)] };
     },
     async 'gRPC asof.v1 AuditService.GetDecision'(asof) {
-      const { res, err } = await call(asof.audit, 'GetDecision', { id: await id(asof) });
+      const { res, err } = await call(asof.audit, 'GetDecision', { id: await id(asof), trail_from: page.trailFrom, trail_limit: page.trailLimit });
       if (err) return grpcError(err);
       const by = new Map(res.reconstructed.map((f: any) => [f.ref, f]));
       return { answer: [res.match ?? null, features.map((f) => [JSON.parse((by.get(f) as any).value_json), (by.get(f) as any).status]), res.trail.map((t: any) => t.change_type)] };
@@ -287,15 +296,16 @@ export function decisionAuditForms(id: (asof: GrpcAsof) => Promise<string>, feat
 }
 
 /** An entity's state over REST and gRPC AuditService, as [cells, trail change types]. */
-export function entityStateForms(entity: string, view: string, features: string[]): Record<string, Form> {
+export function entityStateForms(entity: string, view: string, features: string[], ask: TrailPageAsk & { at?: number } = {}): Record<string, Form> {
   return {
     async 'REST GET /audit/entities/{entity}'(asof) {
-      const r = await asof.req('GET', `/audit/entities/${entity}?view=${view}`);
+      const r = await asof.req('GET', `/audit/entities/${entity}${query({ view, ...ask })}`);
       if (r.status !== 200) return restError(r.status, r.body);
       return { answer: [features.map((f) => [r.body.features[f], r.body.statuses[f]]), r.body.trail.map((t: any) => t.changeType)] };
     },
     async 'gRPC asof.v1 AuditService.GetEntityState'(asof) {
-      const { res, err } = await call(asof.audit, 'GetEntityState', { entity, view });
+      const at = ask.at === undefined ? undefined : { seconds: Math.floor(ask.at / 1000), nanos: (ask.at % 1000) * 1e6 };
+      const { res, err } = await call(asof.audit, 'GetEntityState', { entity, view, at, trail_from: ask.trailFrom, trail_limit: ask.trailLimit });
       if (err) return grpcError(err);
       const by = new Map(res.features.map((f: any) => [f.ref, f]));
       return { answer: [features.map((f) => [JSON.parse((by.get(f) as any).value_json), (by.get(f) as any).status]), res.trail.map((t: any) => t.change_type)] };
