@@ -78,9 +78,14 @@ async function searchAsOf(col: VectorColumn, q: ColumnQuery, params: IndexParams
   if (!base) mark = undefined;
   const overlay = new Segment();
   const from = mark ? mark.offset + 1 : 0;
+  // A log table's records never replace one another: only the k nearest of those scanned can be among the answer's,
+  // so the overlay is cut back to them as it grows (an old asOf may scan the whole history). A pk table's overlay
+  // holds one entry per key, as the table itself does.
+  const pruneAt = Math.max(4 * q.k, 4096);
   scan: for await (const b of col.table.scanBatches({ fromOffset: from })) {
     if (b.commitTime > at) break scan;
     for (let i = 0; i < b.count; i++) col.applier.apply(overlay, b.firstOffset + i, b.changes[i], b.commitTime, b.rows[i]);
+    if (!col.pk && overlay.size >= pruneAt) keepNearest(col, overlay, q);
   }
   const offset = overlay.lastOffset >= 0 ? overlay.lastOffset : (mark?.offset ?? -1);
   if (!base) {
@@ -90,6 +95,14 @@ async function searchAsOf(col: VectorColumn, q: ColumnQuery, params: IndexParams
   const plan: SearchPlan = { ...planOf(col, q.metric), asOfSource: 'lance', lanceVersion: mark!.version };
   const hits = await merge(col, [overlay], { version: base }, q, params, plan);
   return { hits, offset, plan };
+}
+
+/** Drops every entry of a log table's segment but the k nearest that pass the filter (`lastOffset` stays). */
+function keepNearest(col: VectorColumn, seg: Segment, q: ColumnQuery): void {
+  const { scored } = scoreHot([seg], false, col.column, q.vector, DISTANCE[q.metric], q.filter?.test);
+  scored.sort((a, b) => a.distance - b.distance || a.offset - b.offset);
+  const keep = new Set(scored.slice(0, q.k).map((s) => s.offset));
+  for (const offset of seg.entries.keys()) if (!keep.has(offset as number)) seg.entries.delete(offset);
 }
 
 /** `lance`: search the column's Lance dataset too, at its current version or at `version`; undefined: memory only. */

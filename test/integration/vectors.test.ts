@@ -315,3 +315,46 @@ test('vector elements are stored as float32, the same before and after a restart
     throw e;
   }
 });
+
+test('log tables: an asOf older than every Lance version scans the changelog and finds the k nearest of 10,000 records before that time, with a filter', async () => {
+  let clock = Date.parse('2026-01-01T00:00:00Z');
+  const a = await testAsof({ vectorFlushMs: 3_600_000 }, { now: () => clock });
+  try {
+    const put = await a.req('PUT', '/tables/events', {
+      kind: 'log',
+      eventTime: 'at',
+      columns: [
+        { name: 'at', type: 'timestamp', nullable: false },
+        { name: 'cat', type: 'string', nullable: false },
+        { name: 'emb', type: `vector<${D}>` },
+      ],
+    });
+    assert.equal(put.status, 201, JSON.stringify(put.body));
+    const r = rng(8);
+    const sent: { offset: number; cat: string; v: number[] }[] = [];
+    for (let b = 0; b < 12; b++) {
+      const rows = Array.from({ length: 1000 }, (_, i) => ({ at: clock, cat: (b * 1000 + i) % 3 ? 'x' : 'y', emb: vec(r) }));
+      await a.req('POST', '/tables/events/rows', { rows });
+      rows.forEach((row) => sent.push({ offset: sent.length, cat: row.cat, v: row.emb }));
+      clock += 1000;
+    }
+    // The asOf: after the 10th batch; the last two are later.
+    const asOf = Date.parse('2026-01-01T00:00:09.500Z');
+    await a.services.vectors.column('events', 'emb')!.flushNow();
+    const q = vec(r);
+    for (const filter of [undefined, { cat: 'y' }]) {
+      const s = await a.req('POST', '/vectors/search', { table: 'events', vector: q, k: 25, asOf, ...(filter ? { filter } : {}) });
+      assert.equal(s.status, 200, JSON.stringify(s.body));
+      assert.equal(s.body.search.asOfSource, 'changelog');
+      const want = sent
+        .filter((x) => x.offset < 10_000 && (!filter || x.cat === filter.cat))
+        .map((x) => ({ offset: x.offset, d: dist('cosine', q, x.v) }))
+        .sort((x, y) => x.d - y.d || x.offset - y.offset)
+        .slice(0, 25)
+        .map((x) => x.offset);
+      assert.deepEqual(s.body.results.map((x: any) => x.offset), want, JSON.stringify(filter));
+    }
+  } finally {
+    await a.destroy();
+  }
+});
