@@ -55,6 +55,12 @@ interface Position {
 
 const MAX_MARKS = 4096;
 
+/** `v` and a new version mark; beyond MAX_MARKS, every other older mark goes (asOf then uses an earlier version plus more changelog). */
+function withMark(v: VersionMark[], m: VersionMark): VersionMark[] {
+  const out = [...v, m];
+  return out.length > MAX_MARKS ? [...out.slice(0, MAX_MARKS / 2).filter((_, i) => i % 2 === 0), ...out.slice(MAX_MARKS / 2)] : out;
+}
+
 export class VectorColumn {
   /** Newest first: [active, ...sealed being flushed]. */
   private active = new Segment();
@@ -68,6 +74,8 @@ export class VectorColumn {
   private unsubscribe?: () => void;
   private closed = false;
   private flushes = 0;
+  /** A Lance write began and did not finish: it may have landed (see write). */
+  private unsure = false;
   /** Rows in the Lance dataset, and of them in the vector index, as of the last upkeep (metrics). */
   coverage = { lance: 0, indexed: 0 };
   /** The metric the current index was trained for, undefined without an index. */
@@ -215,16 +223,23 @@ export class VectorColumn {
       if (e.row === null) deletes.push(e.key);
       else rows.push(this.stored(e, filterCols));
     }
+    // A write that failed may have landed in Lance before it failed (a failing version() or position save, a
+    // LanceDB thread's death): the segment is written again, so a log table first drops rows beyond the position,
+    // as at start (pk tables: merge-insert and delete are idempotent).
+    if (this.unsure && !this.pk) await this.lance.deleteAfter(this.position.offset);
+    this.unsure = true;
     if (this.pk) {
       await this.lance.upsert(rows);
       await this.lance.deleteKeys(deletes);
     } else await this.lance.append(rows);
     if (seg.lastOffset > this.position.offset) {
       const version = await this.lance.version();
-      this.mark({ version, offset: seg.lastOffset, commitTime: seg.lastCommit });
-      this.position.offset = seg.lastOffset;
-      await this.savePosition();
+      // The position changes only once saved: until then a retry drops everything after the old one.
+      const next: Position = { ...this.position, offset: seg.lastOffset, versions: withMark(this.position.versions, { version, offset: seg.lastOffset, commitTime: seg.lastCommit }) };
+      await writeJsonAtomic(this.positionPath, next);
+      this.position = next;
     }
+    this.unsure = false;
   }
 
   private stored(e: HotEntry, cols: { name: string }[]): StoredRow {
@@ -234,13 +249,6 @@ export class VectorColumn {
     const values: Record<string, unknown> = {};
     for (const c of cols) values[c.name] = e.row![c.name] ?? null;
     return { key: e.key, offset: e.offset, commitTime: e.commitTime, rowJson: JSON.stringify(json), vector: vectorOf(e, this.column), values };
-  }
-
-  /** Records a version; beyond MAX_MARKS, every other older mark goes (asOf then uses an earlier version plus more changelog). */
-  private mark(m: VersionMark): void {
-    const v = this.position.versions;
-    v.push(m);
-    if (v.length > MAX_MARKS) this.position.versions = [...v.slice(0, MAX_MARKS / 2).filter((_, i) => i % 2 === 0), ...v.slice(MAX_MARKS / 2)];
   }
 
   private savePosition(): Promise<void> {
