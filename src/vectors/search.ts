@@ -120,7 +120,8 @@ async function merge(col: VectorColumn, segments: Segment[], lance: { version: V
     let limit = q.k + Math.min(newest.size, q.k) + Math.ceil(q.k / 2);
     for (;;) {
       const cands = await col.lance.search(lance.version, { vector: q.vector, limit, metric: q.metric, where: q.filter?.sql, exact, params });
-      const useful = pk ? cands.filter((c) => (newest.get(c.key) ?? -1) < c.offset) : cands;
+      // Log tables: a record both in Lance and still in memory (its flush landed and has not dropped the segment yet, or failed after landing) counts once.
+      const useful = pk ? cands.filter((c) => (newest.get(c.key) ?? -1) < c.offset) : cands.filter((c) => !segments.some((s) => s.entries.has(c.offset)));
       if (useful.length < q.k && cands.length === limit) {
         limit *= 4;
         continue;

@@ -2,7 +2,7 @@
  * A vector column's flush that fails after Lance took its rows (a real Lance
  * dataset in a temp folder; one LanceDB call made to throw once, in the
  * LanceDB thread, test/fixtures/lance-faults.ts) is retried without writing
- * them twice: searches find each record once after the retry.
+ * them twice: searches find each record once, before and after the retry.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,7 +28,9 @@ test('log table: a flush whose version() fails after the append landed is retrie
     await lanceHost().call(FAULTS, 'failNext', ['version']);
     await assert.rejects(col.flushNow(), /injected version failure/);
     assert.equal(await lanceHost().call(FAULTS, 'injectedCount', ['version']), 1);
+    // The rows are in Lance and still in memory: a search shows each once.
     assert.equal(await col.lance.countRows(), 3);
+    assert.deepEqual(await offsets(), [0, 1, 2]);
 
     await col.flushNow();
     assert.equal(col.hotRows, 0);
