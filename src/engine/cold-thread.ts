@@ -50,7 +50,7 @@ export class ColdThreadTier implements ColdTier {
 
   constructor(
     private readonly conn: ColdConn,
-    private readonly logger: Logger,
+    readonly logger: Logger,
   ) {
     this.where = conn.uri.replace(/\/\/[^@/]*@/, '//');
     this.unlisten = this.host.onDeath((err, failed) => {
@@ -164,6 +164,7 @@ class ThreadTable implements ColdTable {
     const plain = columns.map((c) => ({ name: c.name, type: c.type }));
     const { sent, buffer } = packFrames(frames, given);
     this.state = await this.tier.ask<ColdState>('append', [this.name, sent, plain], [buffer]);
+    if (this.state.maintenance) this.tier.logger.warn({ table: this.name, err: this.state.maintenance }, 'cold tier index upkeep failed; retrying after the next append');
   }
 
   async frames(from: number, to: number): Promise<ColdFrame[]> {

@@ -27,6 +27,8 @@ export interface ColdState {
   end: number;
   versions: { version: number; end: number }[];
   threadId: number;
+  /** Why the last append's index upkeep failed (it is tried again after the next): the main thread logs it. */
+  maintenance?: string;
 }
 
 /** Gives the memory tiering steps freed back to the OS (native-heap.ts): one for the thread, whichever tier stepped. */
@@ -45,7 +47,7 @@ function tierOf(c: ColdConn): { tier: Promise<ColdTier>; tables: Map<string, Col
   return t;
 }
 
-const state = (t: ColdTable): ColdState => ({ end: t.end(), versions: t.versions(), threadId });
+const state = (t: ColdTable): ColdState => ({ end: t.end(), versions: t.versions(), threadId, maintenance: t.maintenanceFailure?.() });
 
 function opened(c: ColdConn, name: string): ColdTable {
   const t = tierOf(c).tables.get(name);

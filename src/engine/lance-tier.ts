@@ -62,6 +62,9 @@ export async function openLanceTier(uri: string, storageOptions: Record<string, 
 class LanceTable implements ColdTable {
   private appends = 0;
   private indexed = false;
+  /** An optimize failed: run again after the next append. */
+  private optimizeDue = false;
+  private maintenanceError?: string;
 
   private constructor(
     private readonly db: lancedb.Connection,
@@ -123,7 +126,17 @@ class LanceTable implements ColdTable {
     }
     this.endOffset = expect;
     this.versionMap.push({ version: await this.t.version(), end: expect });
-    await this.maintain();
+    // The records are committed: a failing index build or compaction must not fail the append (its caller would
+    // resend them from the old end, refused for good). It is reported and tried again after the next append.
+    this.maintenanceError = undefined;
+    await this.maintain().catch((e: unknown) => {
+      this.maintenanceError = e instanceof Error ? e.message : String(e);
+    });
+  }
+
+  /** Why the last append's index upkeep failed (the append itself succeeded); undefined when it did not. */
+  maintenanceFailure(): string | undefined {
+    return this.maintenanceError;
   }
 
   /** Schema evolution: columns the table gained are added to the dataset as all-null columns (no rewrite). */
@@ -134,15 +147,20 @@ class LanceTable implements ColdTable {
     await this.t!.addColumns(missing);
   }
 
-  /** Scalar indexes after the first commit; compaction and index update every OPTIMIZE_EVERY appends. */
+  /**
+   * Scalar indexes after the first commit; compaction and index update every OPTIMIZE_EVERY appends. Either stays
+   * due until it succeeds (a failed index build runs again in full: createIndex replaces an index there).
+   */
   private async maintain(): Promise<void> {
     const t = this.t!;
     if (!this.indexed) {
       await t.createIndex(OFFSET, { config: lance.Index.btree() });
       for (const k of this.keyColumns) await t.createIndex(k, { config: lance.Index.btree() });
       this.indexed = true;
-    } else if (++this.appends % OPTIMIZE_EVERY === 0) {
+    } else if (++this.appends % OPTIMIZE_EVERY === 0 || this.optimizeDue) {
+      this.optimizeDue = true;
       await t.optimize();
+      this.optimizeDue = false;
     }
   }
 
