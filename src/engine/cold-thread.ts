@@ -163,7 +163,14 @@ class ThreadTable implements ColdTable {
     await this.current();
     const plain = columns.map((c) => ({ name: c.name, type: c.type }));
     const { sent, buffer } = packFrames(frames, given);
-    this.state = await this.tier.ask<ColdState>('append', [this.name, sent, plain], [buffer]);
+    try {
+      this.state = await this.tier.ask<ColdState>('append', [this.name, sent, plain], [buffer]);
+    } catch (e) {
+      // The append may have moved the table's end in the thread before it failed: read it again, or the next step
+      // would resend from the old end and be refused for good. After the thread's death the next request does.
+      if (this.tier.threadId !== undefined) await this.sync().catch(() => undefined);
+      throw e;
+    }
     if (this.state.maintenance) this.tier.logger.warn({ table: this.name, err: this.state.maintenance }, 'cold tier index upkeep failed; retrying after the next append');
   }
 

@@ -67,3 +67,11 @@ test('an index build failing after the first commit: the append stands, is logge
   assert.deepEqual(facts.indexColumns.sort(), ['_asof_offset', 'user']);
   assert.ok(lines.some((l) => l.level === 'warn' && /index upkeep failed/.test(l.msg ?? '') && /injected createIndex failure/.test(String(l.obj.err))), 'the failure is logged');
 });
+
+test('version() failing after a commit fails the step; the next one resumes from where the data ends, every record tiered once', async () => {
+  const { lines, facts, all } = await tierWithFault('version');
+  assert.deepEqual(all, [...Array(1000).keys()]);
+  assert.equal(facts.count, 1000);
+  assert.ok(lines.some((l) => l.level === 'warn' && /tiering step failed/.test(l.msg ?? '') && /injected version failure/.test(String(l.obj.err))), 'the failed step is logged');
+  assert.ok(!lines.some((l) => /refusing frames/.test(String(l.obj.err))), 'no step was refused');
+});
