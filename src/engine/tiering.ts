@@ -11,7 +11,7 @@
  * One writer per table: a single loop visits the tables one after another,
  * so no two steps of one table ever overlap. Where the cold tier ends is read
  * from the cold tier itself, so a crash at any point resumes without loss or
- * duplicate. A failing step is logged and retried on the next round.
+ * duplicate. A failing step is logged and retried after a backoff (RETRY_MS).
  */
 import type { Logger } from '../logger.js';
 import type { Table } from './table.js';
@@ -25,6 +25,8 @@ export interface TieringOptions {
   now: () => number;
   /** Records that make a step full (STEP_RECORDS unless set: for tests). */
   stepRecords?: number;
+  /** A failing table's first and longest wait before it is tried again, ms (RETRY_MS unless set: for tests). */
+  retryMs?: { first: number; max: number };
   logger: Logger;
 }
 
@@ -57,6 +59,13 @@ const STEP_BYTES = 64 << 20;
 const STEP_WAIT_MS = 5000;
 /** Between rounds when a round found nothing to do, ms. */
 const IDLE_MS = 200;
+/**
+ * A table whose step failed is skipped until this long has passed, doubling
+ * with each failure in a row up to `max`, and tried every round again after
+ * a success. Retried every round (10 ms apart at ASOF_TIER_AFTER=0s), a
+ * failing table logged ~80 warnings a second.
+ */
+const RETRY_MS = { first: 1000, max: 30_000 };
 
 export interface TieringStats {
   /** Records copied to the cold tier by this process. */
@@ -76,6 +85,8 @@ export class Tiering {
   private stopped = false;
   private running?: Promise<void>;
   private wake?: () => void;
+  /** Tables whose last step failed: failures in a row, and when (performance.now()) to try again. */
+  private readonly failing = new WeakMap<Table, { failures: number; retryAt: number }>();
   readonly stats: TieringStats = { records: 0, steps: 0, rounds: 0, ms: 0, segmentsDeleted: 0, failures: 0 };
 
   constructor(
@@ -92,11 +103,18 @@ export class Tiering {
       let busy = false;
       for (const t of this.tables()) {
         if (this.stopped) break;
+        const failed = this.failing.get(t);
+        if (failed && performance.now() < failed.retryAt) continue;
         try {
           busy = (await this.tierTable(t)) || busy;
+          this.failing.delete(t);
         } catch (e) {
           this.stats.failures++;
-          this.opts.logger.warn({ table: t.name, err: String(e) }, 'tiering step failed; retrying on the next round');
+          const failures = (failed?.failures ?? 0) + 1;
+          const { first, max } = this.opts.retryMs ?? RETRY_MS;
+          const waitMs = Math.min(max, first * 2 ** (failures - 1));
+          this.failing.set(t, { failures, retryAt: performance.now() + waitMs });
+          this.opts.logger.warn({ table: t.name, err: String(e), failures, retryInMs: waitMs }, 'tiering step failed; retrying later');
         }
       }
       this.stats.rounds++;
