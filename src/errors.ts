@@ -44,7 +44,7 @@ export const ERROR_CATALOGUE = {
   ASOF_UNSUPPORTED_MEDIA_TYPE: { http: 415, grpc: 'INVALID_ARGUMENT', retriable: false, doc: 'The Content-Type is not one this route accepts.' },
   ASOF_OVERLOADED: { http: 429, grpc: 'RESOURCE_EXHAUSTED', retriable: true, doc: 'Too many requests in flight; retry with backoff.' },
   ASOF_BACKEND_UNAVAILABLE: { http: 503, grpc: 'UNAVAILABLE', retriable: true, doc: 'A backend (the online store, for example Redis) is unreachable; asof recovers by itself when it returns.' },
-  ASOF_STORAGE_FAILED: { http: 503, grpc: 'UNAVAILABLE', retriable: true, doc: 'The changelog could not be written or fsync\'d. Nothing of the request was written (the file is cut back to its last durable frame before anything more is acknowledged): retry.' },
+  ASOF_STORAGE_FAILED: { http: 503, grpc: 'UNAVAILABLE', retriable: true, doc: 'The changelog could not be written or fsync\'d. Nothing of the request was written (the file is cut back to its last durable frame before anything more is acknowledged): retry. An import that fails after some of its batches were committed says so in `details.written`.' },
   ASOF_TABLE_UNAVAILABLE: { http: 503, grpc: 'UNAVAILABLE', retriable: false, doc: 'The table did not open at start-up, for example because its changelog is damaged before its end (the message then names the file, the byte and the offsets affected; `asof repair` cuts the damage). Other tables keep serving.' },
   ASOF_NOT_READY: { http: 503, grpc: 'UNAVAILABLE', retriable: true, doc: 'The server is starting or stopping.' },
   ASOF_INTERNAL: { http: 500, grpc: 'INTERNAL', retriable: true, doc: 'An unexpected failure; the log has the cause.' },

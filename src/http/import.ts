@@ -46,12 +46,12 @@ export const importRoutes =
           scope: 'write',
           summary: 'Import a CSV, NDJSON or Parquet file into a table',
           description:
-            'The body is the file (Content-Type text/csv, application/x-ndjson or application/vnd.apache.parquet; or application/octet-stream with ?fileFormat=). Columns are matched to the table\'s by name. Every row is validated before any is written: one bad row answers 400 naming up to 20 bad rows, and nothing is written. CSV cells are converted to the column types (empty is null; a timestamp without a zone is UTC).',
+            'The body is the file (Content-Type text/csv, application/x-ndjson or application/vnd.apache.parquet; or application/octet-stream with ?fileFormat=). Columns are matched to the table\'s by name. Every row is validated before any is written: one bad row answers 400 naming up to 20 bad rows, and nothing is written. Rows are then written in batches, one durable commit each: a failure after some batches were committed says which rows and offsets stay written (`details.written`, `details.resumeAtRow`). With an `Idempotency-Key` header a retry of the same file writes only the batches not yet written. CSV cells are converted to the column types (empty is null; a timestamp without a zone is UTC).',
           tags: ['tables'],
           params: z.object({ table: z.string() }),
           query: z.object({ op: z.enum(['upsert', 'delete']).default('upsert'), fileFormat: z.enum(['csv', 'ndjson', 'parquet']).optional() }),
           consumes: Object.values(FILE_CONTENT_TYPES),
-          responses: { 200: ImportResultSchema, 400: 'error', 404: 'error', 413: 'error', 415: 'error', 503: 'error' },
+          responses: { 200: ImportResultSchema, 400: 'error', 404: 'error', 409: 'error', 413: 'error', 415: 'error', 503: 'error' },
         },
         async (req, _reply, { params, query }) => {
           services.engine.writable(params.table); // 404 (or a replica's 409) before reading the body
@@ -59,7 +59,9 @@ export const importRoutes =
           const path = services.trainingSetJobs.scratchPath(`.${format}`);
           try {
             await saveBody(req.body as Readable, path, opts.maxUploadBytes);
-            return await importFile(services.engine, services.ingest, params.table, path, format, { op: query.op, maxBatchRows: opts.maxBatchRows });
+            const key = req.headers['idempotency-key'];
+            const idempotencyKey = typeof key === 'string' && key ? key : undefined;
+            return await importFile(services.engine, services.ingest, params.table, path, format, { op: query.op, maxBatchRows: opts.maxBatchRows, idempotencyKey });
           } finally {
             await rm(path, { force: true });
           }

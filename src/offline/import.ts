@@ -5,15 +5,22 @@
  * Two passes over the file: the first validates every row (nothing is written
  * if any row is bad: the answer names up to 20 of them), the second writes in
  * batches of at most `maxBatchRows` rows, each one durable group commit. A
- * storage failure during the second pass can leave the batches before it
- * written; the answer's offsets say what was.
+ * failure during the second pass (a failed fdatasync, say) leaves the batches
+ * before it written: one commit per batch is what keeps an import of any size
+ * within the write path's limits, so an import is not atomic. The error then
+ * says which rows and offsets were written (`details.written`) and from which
+ * row the rest was not. With an Idempotency-Key each batch is written under a
+ * key of its own derived from it, so a retry of the same import with the same
+ * key finds the batches already committed and writes only the rest.
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { AsofError, type FieldIssue } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { parseTimestamp, type ColumnDef, type Row, type TableSchema } from '../engine/schema.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import type { TableKind } from '../engine/schema.js';
-import type { IngestService } from '../ingest/ingest.js';
+import { hashOf, MAX_IDEMPOTENCY_KEY, type IngestResult, type IngestService } from '../ingest/ingest.js';
 import { openFile, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
 
 export interface ImportResult {
@@ -30,6 +37,8 @@ export interface ImportResult {
 export interface ImportOptions {
   op?: 'upsert' | 'delete';
   maxBatchRows: number;
+  /** The request's Idempotency-Key: each batch is written under a key derived from it (see the top of this file). */
+  idempotencyKey?: string;
   onProgress?: (p: { rows: number; total: number }) => void;
 }
 
@@ -37,6 +46,10 @@ const MAX_ISSUES = 20;
 
 export async function importFile(engine: Engine, ingest: IngestService, tableName: string, path: string, format: FileFormat, opts: ImportOptions): Promise<ImportResult> {
   const table = engine.table(tableName);
+  const key = opts.idempotencyKey;
+  if (key !== undefined && key.length > MAX_IDEMPOTENCY_KEY) {
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `an Idempotency-Key may have at most ${MAX_IDEMPOTENCY_KEY} characters, got ${key.length}`, [{ field: 'Idempotency-Key', reason: `longer than ${MAX_IDEMPOTENCY_KEY} characters` }]);
+  }
   // CSV is text: each cell is read as text and turned into the column's type here, not guessed by the reader.
   const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined });
   try {
@@ -60,12 +73,21 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
       const first = issues[0];
       throw new AsofError('ASOF_INVALID_ROW', `row ${first.row}: ${first.field ? `column "${first.field}": ` : ''}${first.reason}; nothing was imported`, issues);
     }
+    // A keyed import is identified by its op, format, batch size and the file's bytes: the same key with another file is a 409 (at its first batch).
+    const fingerprint = key ? hashOf(`${op}\n${format}\n${opts.maxBatchRows}\n${await fileHash(path)}`) : undefined;
     let pending: Row[] = [];
     let written = 0;
+    let batch = 0;
     const out: ImportResult = { table: tableName, rows: file.rows, count: 0, firstOffset: null, lastOffset: null, token: { [tableName]: table.endOffset - 1 } };
     const flush = async (): Promise<void> => {
       if (!pending.length) return;
-      const r = await ingest.write(tableName, pending, op);
+      let r: IngestResult;
+      try {
+        r = key ? await ingest.write(tableName, pending, op, batchKey(key, batch), `${fingerprint}:${batch}`) : await ingest.write(tableName, pending, op);
+      } catch (e) {
+        throw written ? partlyWritten(e, out, written) : e;
+      }
+      batch++;
       out.count += r.count;
       out.firstOffset ??= r.firstOffset;
       out.lastOffset = r.lastOffset ?? out.lastOffset;
@@ -76,7 +98,7 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
     };
     for await (const b of file.batches()) {
       for (const r of toRows(b, file.columns, schema, format === 'csv')) pending.push(r);
-      if (pending.length >= opts.maxBatchRows) {
+      while (pending.length >= opts.maxBatchRows) {
         const rest = pending.splice(opts.maxBatchRows);
         await flush();
         pending = rest;
@@ -87,6 +109,38 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
   } finally {
     await file.close();
   }
+}
+
+/**
+ * The key batch `i` of a keyed import is written under: a hash of the
+ * client's key, so any key of up to 256 characters gives one that fits too,
+ * and a prefix no `POST /rows` key of a client would take by chance.
+ */
+const batchKey = (key: string, i: number): string => `import:${hashOf(key)}:${i}`;
+
+async function fileHash(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('base64url');
+}
+
+/**
+ * A failure after `written` rows were committed: the caller must learn what
+ * stays written (its retry without a key would write those rows again), not
+ * the "nothing was written" of the failed batch alone.
+ */
+function partlyWritten(e: unknown, out: ImportResult, written: number): AsofError {
+  const cause = e instanceof AsofError ? e : undefined;
+  const reason = (cause?.message ?? String((e as Error)?.message ?? e)).replace('; nothing was written', '; that batch was not written');
+  const message =
+    `the import stopped at row ${written} of ${out.rows}: ${reason}. Rows 0-${written - 1} of the file were written before that ` +
+    `(offsets ${out.firstOffset ?? '-'}..${out.lastOffset ?? '-'}) and stay written; rows from ${written} on were not. ` +
+    `A retry with the same Idempotency-Key writes only the rest; without one, import the rows from ${written} on`;
+  return new AsofError(cause?.code ?? 'ASOF_INTERNAL', message, {
+    written: { rows: written, count: out.count, firstOffset: out.firstOffset, lastOffset: out.lastOffset, token: out.token },
+    resumeAtRow: written,
+    ...(cause?.details === undefined ? {} : { cause: cause.details }),
+  });
 }
 
 function toRows(b: ColumnBatch, columns: FileColumn[], schema: TableSchema, text: boolean): Row[] {

@@ -1,0 +1,108 @@
+/**
+ * POST /tables/{table}/import writes in batches of ASOF_MAX_BATCH_ROWS, one
+ * durable commit each. A failure after some batches were committed must say
+ * what stays written (a "nothing was written" would make the client's retry
+ * write those rows twice), and a retry with the same Idempotency-Key must
+ * write only the batches not yet written.
+ */
+import { test, describe, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { ChangelogFile, type FileOps } from '../../src/engine/log.js';
+import { testAsof, type TestAsof } from '../helpers.js';
+
+const EVENTS = {
+  kind: 'log',
+  eventTime: 'ts',
+  columns: [
+    { name: 'a', type: 'int64', nullable: false },
+    { name: 'ts', type: 'timestamp', nullable: false },
+  ],
+};
+
+const real = ChangelogFile.fileOps;
+
+/** Fails the `nth` changelog fdatasync of `table` from now on (1-based) with EIO; the others go through. */
+function failNthDatasync(table: string, nth: number): void {
+  let seen = 0;
+  const ops: FileOps = {
+    ...real,
+    async datasync(path, fh) {
+      if (path.includes(join('tables', table)) && ++seen === nth) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+      return real.datasync(path, fh);
+    },
+  };
+  ChangelogFile.fileOps = ops;
+}
+
+const ndjson = (values: number[]) => values.map((a) => JSON.stringify({ a, ts: 1000 + a })).join('\n') + '\n';
+const ND = { 'content-type': 'application/x-ndjson' };
+
+describe('import in batches', () => {
+  let asof: TestAsof;
+  before(async () => {
+    asof = await testAsof({ maxBatchRows: 2 });
+  });
+  after(() => asof.destroy());
+  afterEach(() => void (ChangelogFile.fileOps = real));
+
+  let n = 0;
+  /** A new empty table for each test. */
+  const table = async () => {
+    const name = `ev${n++}`;
+    assert.equal((await asof.req('PUT', `/tables/${name}`, EVENTS)).status, 201);
+    return name;
+  };
+  const values = async (t: string) => (await asof.req('GET', `/tables/${t}/changelog?limit=1000`)).body.records.map((r: any) => r.row.a);
+
+  test('a failure at the second batch says the first batch stays written, and where the rest begins', async () => {
+    const t = await table();
+    failNthDatasync(t, 2);
+    const res = await asof.req('POST', `/tables/${t}/import`, ndjson([1, 2, 3, 4, 5]), ND);
+    assert.equal(res.status, 503, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, 'ASOF_STORAGE_FAILED');
+    assert.doesNotMatch(res.body.error.message, /nothing was written/);
+    assert.match(res.body.error.message, /stopped at row 2 of 5/);
+    assert.match(res.body.error.message, /Rows 0-1 of the file were written .*offsets 0\.\.1/);
+    assert.deepEqual(res.body.error.details.written, { rows: 2, count: 2, firstOffset: 0, lastOffset: 1, token: { [t]: 1 } });
+    assert.equal(res.body.error.details.resumeAtRow, 2);
+    assert.deepEqual(await values(t), [1, 2], 'what the answer says is what the table holds');
+  });
+
+  test('with an Idempotency-Key, the retry writes only the batches not yet written, and a second retry writes nothing', async () => {
+    const t = await table();
+    const body = ndjson([1, 2, 3, 4, 5]);
+    const key = { ...ND, 'idempotency-key': 'import-42' };
+    failNthDatasync(t, 2);
+    assert.equal((await asof.req('POST', `/tables/${t}/import`, body, key)).status, 503);
+    ChangelogFile.fileOps = real;
+    const retry = await asof.req('POST', `/tables/${t}/import`, body, key);
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    assert.deepEqual(await values(t), [1, 2, 3, 4, 5], 'no row twice');
+    assert.deepEqual([retry.body.rows, retry.body.count, retry.body.firstOffset, retry.body.lastOffset, retry.body.token], [5, 5, 0, 4, { [t]: 4 }], 'the answer of a whole import');
+    const again = await asof.req('POST', `/tables/${t}/import`, body, key);
+    assert.deepEqual(again.body, retry.body);
+    assert.deepEqual(await values(t), [1, 2, 3, 4, 5]);
+
+    const other = await asof.req('POST', `/tables/${t}/import`, ndjson([1, 2, 3, 4, 6]), key);
+    assert.equal(other.status, 409, 'the same key with another file');
+    assert.equal(other.body.error.code, 'ASOF_CONFLICT');
+    assert.deepEqual(await values(t), [1, 2, 3, 4, 5]);
+  });
+
+  test('every batch holds at most ASOF_MAX_BATCH_ROWS rows, however the reader chunks the file', async () => {
+    // One NDJSON chunk of 7 rows: the last write used to carry all the rows left over (5 > 2: 413, after 2 rows were written).
+    const t = await table();
+    const res = await asof.req('POST', `/tables/${t}/import`, ndjson([1, 2, 3, 4, 5, 6, 7]), ND);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(await values(t), [1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  test('an Idempotency-Key longer than 256 characters is a 400 and writes nothing', async () => {
+    const t = await table();
+    const res = await asof.req('POST', `/tables/${t}/import`, ndjson([1]), { ...ND, 'idempotency-key': 'k'.repeat(257) });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.details[0].field, 'Idempotency-Key');
+    assert.deepEqual(await values(t), []);
+  });
+});
