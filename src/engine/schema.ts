@@ -241,6 +241,21 @@ function keyPart(v: unknown): string {
   return typeof v === 'bigint' ? v.toString() : String(v);
 }
 
+/** Integer text: decimal digits, optionally negative. */
+const INTEGER_TEXT = /^-?\d+$/;
+/** Decimal number text: digits with an optional fraction and exponent. */
+const DECIMAL_TEXT = /^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/**
+ * Number text → the number, for an int32 (integer text only) or float column;
+ * anything else stays text for the column's check to refuse. Not `Number(s)`,
+ * which also reads `0x10`, `0b11`, `Infinity`, and `1e1` for an integer: a
+ * value would be stored other than as it was written.
+ */
+export function numberFromText(kind: 'int32' | 'float32' | 'float64', text: string): number | string {
+  return (kind === 'int32' ? INTEGER_TEXT : DECIMAL_TEXT).test(text) ? Number(text) : text;
+}
+
 /** Text (a URL path segment, a query value) → a value of the column's type, before coercion. */
 export function fromText(type: ColumnType, text: string | number): unknown {
   if (typeof text === 'number') return text;
@@ -248,9 +263,9 @@ export function fromText(type: ColumnType, text: string | number): unknown {
     case 'int32':
     case 'float32':
     case 'float64':
-      return text.trim() === '' || Number.isNaN(Number(text)) ? text : Number(text);
+      return numberFromText(type.kind, text);
     case 'int64':
-      return /^-?\d+$/.test(text) ? text : text;
+      return text; // the int64 check reads decimal text exactly, beyond 2^53 too (coerce.ts)
     case 'bool':
       return text === 'true' ? true : text === 'false' ? false : text;
     default:

@@ -17,7 +17,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { AsofError, type FieldIssue } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
-import { parseTimestamp, type ColumnDef, type Row, type TableSchema } from '../engine/schema.js';
+import { numberFromText, parseTimestamp, type ColumnDef, type Row, type TableSchema } from '../engine/schema.js';
+import { parseRfc3339 } from '../engine/time.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import type { TableKind } from '../engine/schema.js';
 import { hashOf, MAX_IDEMPOTENCY_KEY, type IngestResult, type IngestService } from '../ingest/ingest.js';
@@ -160,7 +161,8 @@ function toRows(b: ColumnBatch, columns: FileColumn[], schema: TableSchema, text
 
 /**
  * A CSV cell → a value for a column of type `t`, before validation: empty is
- * null; numbers and booleans parsed; timestamps as RFC 3339, epoch ms, or
+ * null; decimal numbers (integers for int32; int64 text is read exactly by the
+ * validator) and booleans parsed; timestamps as RFC 3339, epoch ms, or
  * `YYYY-MM-DD[ HH:MM:SS[.fff]]` without a zone, taken as UTC; nested types as
  * JSON. Text that does not parse is passed on for validation to reject.
  */
@@ -174,12 +176,13 @@ export function fromCsvText(t: ColumnType, s: string): unknown {
     case 'int32':
     case 'float32':
     case 'float64':
-      return s.trim() !== '' && !Number.isNaN(Number(s)) ? Number(s) : s;
+      return numberFromText(t.kind, s.trim());
     case 'int64':
       return s.trim();
     case 'timestamp': {
       const naive = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}:\d{2}(?:\.\d+)?))?$/.exec(s.trim());
-      if (naive) return Date.parse(`${naive[1]}T${naive[2] ?? '00:00:00'}Z`);
+      // The engine's RFC 3339 parser, not Date.parse: that one rolls dates that do not exist over (Feb 30 → Mar 2, 24:00 → the next day).
+      if (naive) return parseRfc3339(`${naive[1]}T${naive[2] ?? '00:00:00'}Z`) ?? s;
       return parseTimestamp(s.trim()) ?? s;
     }
     case 'string':

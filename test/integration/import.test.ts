@@ -91,6 +91,32 @@ describe('POST /tables/{table}/import', () => {
     assert.equal(await latest(), before);
   });
 
+  test('CSV values are stored as written or refused: dates that do not exist and non-decimal numbers are a 400 naming row and column', async () => {
+    assert.equal((await asof.req('PUT', '/tables/counts', { kind: 'log', eventTime: 'at', columns: [{ name: 'n', type: 'int32' }, { name: 'x', type: 'float64' }, { name: 'at', type: 'timestamp', nullable: false }] })).status, 201);
+    const countsEnd = async () => (await asof.req('GET', '/tables/counts')).body.latestOffset;
+    const cases: [string, string, string][] = [
+      ['at', '2021-02-30', 'Feb 30 (was stored as Mar 2)'],
+      ['at', '2021-04-31T00:00:00', 'Apr 31 (was stored as May 1)'],
+      ['at', '2021-01-01 24:00:00', 'hour 24 (was stored as the next day)'],
+      ['n', '0x10', 'hexadecimal (was stored as 16)'],
+      ['n', '0b11', 'binary (was stored as 3)'],
+      ['n', '1e1', 'an exponent for an integer (was stored as 10)'],
+      ['x', '0x10', 'hexadecimal for a float'],
+    ];
+    for (const [column, value, what] of cases) {
+      const csv = `n,x,at\n1,1.5,2021-01-01\n${column === 'n' ? value : 2},${column === 'x' ? value : 2.5},${column === 'at' ? value : '2021-01-02 00:00:00'}\n`;
+      const res = await asof.req('POST', '/tables/counts/import', csv, { 'content-type': 'text/csv' });
+      assert.equal(res.status, 400, `${what}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'ASOF_INVALID_ROW');
+      assert.deepEqual(res.body.error.details.map((d: any) => [d.row, d.field]), [[1, column]], what);
+      assert.ok(res.body.error.details[0].reason.includes(JSON.stringify(value)), `${what}: the reason quotes the cell: ${res.body.error.details[0].reason}`);
+      assert.equal(await countsEnd(), -1, `${what}: nothing written`);
+    }
+    const fine = await asof.req('POST', '/tables/counts/import', 'n,x,at\n-7,1e1,2024-02-29 23:59:59\n', { 'content-type': 'text/csv' });
+    assert.equal(fine.status, 200, JSON.stringify(fine.body));
+    assert.deepEqual((await asof.req('GET', '/tables/counts/changelog?from=0')).body.records.map((r: any) => r.row), [{ n: -7, x: 10, at: '2024-02-29T23:59:59.000Z' }]);
+  });
+
   test('op=delete removes the listed keys', async () => {
     const res = await asof.req('POST', '/tables/people/import?op=delete', 'id\n3\n4\n', { 'content-type': 'text/csv' });
     assert.equal(res.status, 200, JSON.stringify(res.body));

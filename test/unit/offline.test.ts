@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as A from 'apache-arrow';
 import { buildColumn } from '../../src/engine/arrow-codec.js';
+import { fromText } from '../../src/engine/schema.js';
 import { parseType } from '../../src/engine/types.js';
 import { readKeys, readValues } from '../../src/offline/columns.js';
 import { EntityIndex } from '../../src/offline/entity-index.js';
@@ -29,6 +30,32 @@ test('CSV cells become values of the column type; what does not parse is passed 
   assert.equal(fromCsvText(t('string'), ''), '', 'an empty string cell stays an empty string');
   assert.deepEqual(fromCsvText(t('list<int32>'), '[1,2]'), [1, 2]);
   assert.equal(fromCsvText(t('json'), '{oops'), '{oops');
+});
+
+test('CSV cells are not bent into other values: dates that do not exist and non-decimal number text stay text, for validation to refuse', () => {
+  const t = (s: string) => parseType(s);
+  // Date.parse rolled these over: Feb 30 → Mar 2, Apr 31 → May 1, 24:00 → the next day.
+  for (const s of ['2021-02-30', '2021-02-30 12:00:00', '2021-04-31T00:00:00', '2021-01-01 24:00:00', '2021-02-30T00:00:00Z', '2021-01-01 10:00:60']) {
+    assert.equal(fromCsvText(t('timestamp'), s), s, s);
+  }
+  assert.equal(fromCsvText(t('timestamp'), '2024-02-29 23:59:59.999'), Date.UTC(2024, 1, 29, 23, 59, 59, 999), 'a leap day exists');
+  // Number() read hexadecimal, binary and octal text, and an exponent as an integer.
+  for (const s of ['0x10', '0b11', '0o7', '1e1', '1.0', 'Infinity', '1_000']) assert.equal(fromCsvText(t('int32'), s), s, s);
+  for (const s of ['0x10', '0b11', 'Infinity', '-Infinity', '1,5']) assert.equal(fromCsvText(t('float64'), s), s, s);
+  assert.equal(fromCsvText(t('int32'), '-7'), -7);
+  assert.equal(fromCsvText(t('int32'), '007'), 7, 'leading zeros are still decimal');
+  assert.equal(fromCsvText(t('float64'), '1e1'), 10, 'an exponent is decimal number text for a float');
+  assert.equal(fromCsvText(t('float32'), '-.5'), -0.5);
+  assert.equal(fromCsvText(t('float64'), '2.'), 2);
+});
+
+test('number text from URLs and query values (fromText) is decimal only, integers only for int32', () => {
+  const t = (s: string) => parseType(s);
+  for (const s of ['0x10', '0b11', '1e1', ' 7', '']) assert.equal(fromText(t('int32'), s), s, JSON.stringify(s));
+  assert.equal(fromText(t('int32'), '16'), 16);
+  assert.equal(fromText(t('float64'), '0x10'), '0x10');
+  assert.equal(fromText(t('float64'), '1.5e3'), 1500);
+  assert.equal(fromText(t('int64'), '9223372036854775807'), '9223372036854775807', 'kept as text: the validator reads it exactly');
 });
 
 test('column types inferred from JSON rows', () => {
