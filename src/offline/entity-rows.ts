@@ -41,7 +41,7 @@ function inlineRows(rows: Record<string, unknown>[]): EntityRows {
   const inference = new TypeInference();
   rows.forEach((r, i) => {
     if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new AsofError('ASOF_INVALID_ARGUMENT', `entity row ${i} is not an object`, [{ row: i, field: 'entities.rows', reason: 'not an object' }]);
-    inference.add(r);
+    inference.add(r, i);
   });
   const columns = inference.columns();
   return {

@@ -39,7 +39,21 @@ export interface TabularFile {
 export interface OpenOptions {
   /** CSV: read these columns as text (keys whose leading zeros matter), or every column ('all'). */
   text?: string[] | 'all';
+  /**
+   * NDJSON: the only keys a row may have (a table's columns). The first other
+   * key is a 400 naming its row, read no further: without it, the reader would
+   * keep an entry for every distinct key of the file before anyone checks them.
+   */
+  columns?: readonly string[];
 }
+
+/**
+ * Most distinct keys an NDJSON file (or inline JSON entity rows) may name when
+ * no `columns` are given: each is kept while the file is read and becomes a
+ * column of every batch (4,096 cells each), so this bounds what one file can
+ * make the reader hold. Far more than the label columns of any training set.
+ */
+export const MAX_INFERRED_COLUMNS = 1000;
 
 /** `x.parquet` → parquet, `x.csv` → csv, `x.ndjson` / `x.jsonl` → ndjson. */
 export function formatOfPath(path: string): FileFormat | undefined {
@@ -51,7 +65,7 @@ export function formatOfPath(path: string): FileFormat | undefined {
 }
 
 export async function openFile(path: string, format: FileFormat, opts: OpenOptions = {}): Promise<TabularFile> {
-  return format === 'ndjson' ? openNdjson(path) : openWithDuckDb(path, format, opts);
+  return format === 'ndjson' ? openNdjson(path, opts.columns) : openWithDuckDb(path, format, opts);
 }
 
 const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
@@ -158,13 +172,10 @@ function plain(v: unknown, kind: ColumnType['kind'], json?: boolean): unknown {
 }
 
 /** NDJSON: a first pass counts rows and infers column types, the second yields batches. */
-async function openNdjson(path: string): Promise<TabularFile> {
-  const inference = new TypeInference();
+async function openNdjson(path: string, allowed?: readonly string[]): Promise<TabularFile> {
+  const inference = new TypeInference(allowed);
   let rows = 0;
-  for await (const obj of ndjsonObjects(path)) {
-    inference.add(obj);
-    rows++;
-  }
+  for await (const obj of ndjsonObjects(path)) inference.add(obj, rows++);
   const columns = inference.columns();
   return {
     columns,
@@ -226,15 +237,26 @@ async function* strictUtf8(chunks: AsyncIterable<Buffer>): AsyncGenerator<string
  * Column types of JSON rows: columns in order of first appearance; all
  * booleans → bool, all safe integers → int64, any other numbers → float64,
  * all strings → string, anything mixed or nested → json, only nulls → string.
+ * With `allowed`, a key not in it is a 400 at the row that names it; without,
+ * a key beyond the first MAX_INFERRED_COLUMNS distinct ones is.
  */
 export class TypeInference {
   private readonly seen = new Map<string, Set<string>>();
+  private readonly allowed?: ReadonlySet<string>;
 
-  add(row: Record<string, unknown>): void {
+  constructor(allowed?: readonly string[]) {
+    if (allowed) this.allowed = new Set(allowed);
+  }
+
+  /** `index`: the row's position in the input, for the error naming it. */
+  add(row: Record<string, unknown>, index: number): void {
     for (const k in row) {
       const v = row[k];
       let kinds = this.seen.get(k);
-      if (!kinds) this.seen.set(k, (kinds = new Set()));
+      if (!kinds) {
+        this.admit(k, index);
+        this.seen.set(k, (kinds = new Set()));
+      }
       if (v === null || v === undefined) continue;
       if (typeof v === 'number') kinds.add(Number.isSafeInteger(v) ? 'int' : 'float');
       else if (typeof v === 'bigint') kinds.add('int');
@@ -242,6 +264,16 @@ export class TypeInference {
       else if (typeof v === 'string') kinds.add('string');
       else kinds.add('json');
     }
+  }
+
+  private admit(key: string, row: number): void {
+    let reason: string | undefined;
+    if (this.allowed) {
+      if (!this.allowed.has(key)) reason = `unknown column (the columns are ${[...this.allowed].join(', ')})`;
+    } else if (this.seen.size >= MAX_INFERRED_COLUMNS) {
+      reason = `a column beyond the first ${MAX_INFERRED_COLUMNS} distinct ones: the rows may name at most ${MAX_INFERRED_COLUMNS} columns`;
+    }
+    if (reason) throw new AsofError('ASOF_INVALID_ROW', `row ${row}: column "${key}": ${reason}`, [{ row, field: key, reason }]);
   }
 
   columns(): FileColumn[] {

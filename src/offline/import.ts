@@ -52,9 +52,9 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
     throw new AsofError('ASOF_INVALID_ARGUMENT', `an Idempotency-Key may have at most ${MAX_IDEMPOTENCY_KEY} characters, got ${key.length}`, [{ field: 'Idempotency-Key', reason: `longer than ${MAX_IDEMPOTENCY_KEY} characters` }]);
   }
   // CSV is text: each cell is read as text and turned into the column's type here, not guessed by the reader.
-  const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined });
+  const schema = table.schema;
+  const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined, columns: schema.columns.map((c) => c.name) });
   try {
-    const schema = table.schema;
     const op = opts.op ?? 'upsert';
     const unknown = file.columns.filter((c) => !schema.byName.has(c.name));
     if (unknown.length) {

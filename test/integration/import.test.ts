@@ -89,6 +89,13 @@ describe('POST /tables/{table}/import', () => {
     assert.equal(unknown.status, 400);
     assert.match(unknown.body.error.details[0].reason, /unknown column/);
     assert.equal(await latest(), before);
+
+    // NDJSON: refused at the row that names the key, before the reader goes on (it kept every distinct key of the file).
+    const nd = await asof.req('POST', '/tables/people/import', '{"id": 20}\n{"id": 21}\n{"id": 22, "nickname": "z"}\n', { 'content-type': 'application/x-ndjson' });
+    assert.equal(nd.status, 400);
+    assert.deepEqual(nd.body.error.details.map((d: any) => [d.row, d.field]), [[2, 'nickname']]);
+    assert.match(nd.body.error.details[0].reason, /unknown column/);
+    assert.equal(await latest(), before);
   });
 
   test('CSV values are stored as written or refused: dates that do not exist and non-decimal numbers are a 400 naming row and column', async () => {

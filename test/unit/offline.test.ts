@@ -60,10 +60,10 @@ test('number text from URLs and query values (fromText) is decimal only, integer
 
 test('column types inferred from JSON rows', () => {
   const inf = new TypeInference();
-  for (const r of [
+  for (const [i, r] of [
     { a: 1, b: 1.5, c: 'x', d: true, e: null, f: 1, g: [1] },
     { a: 2, b: 2, c: 'y', d: false, f: 'z', h: 3 },
-  ]) inf.add(r);
+  ].entries()) inf.add(r, i);
   assert.deepEqual(
     inf.columns().map((c) => `${c.name}:${c.type.kind}`),
     ['a:int64', 'b:float64', 'c:string', 'd:bool', 'e:string', 'f:json', 'g:json', 'h:int64'],
