@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   console.log(`bench:vectors — ${ROWS} x ${DIM}-d (${CLUSTERS} clusters), top-${K}, cosine, index ${KIND}; ${machine()}`);
   const dataDir = await mkdtemp(join(tmpdir(), 'asof-bench-vectors-'));
   const services = await buildServices(
-    { dataDir, maxBatchRows: 100_000, trainingSetChunkRows: 1_000_000, offlineMemoryMb: 512, vectorFlushMs: 3_600_000, vectorIndexMinRows: 1000 },
+    { dataDir, maxBatchRows: 100_000, maxBatchCells: 2_000_000, trainingSetChunkRows: 1_000_000, offlineMemoryMb: 512, vectorFlushMs: 3_600_000, vectorIndexMinRows: 1000 },
     silentLogger,
   );
   try {

@@ -54,7 +54,7 @@ export interface Asof {
  * and a server catches its views up from the changelog when it starts).
  */
 export async function buildServices(
-  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
+  config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'maxBatchCells' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
     Partial<Pick<Config, 'ingestThreads' | 'redisPrefix' | 'role' | 'snapshotEvery' | 'segmentBytes' | 'lookupCacheMb' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours'>>,
   logger: Logger,
   now: () => number = Date.now,
@@ -62,7 +62,7 @@ export async function buildServices(
 ): Promise<Services> {
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role, segmentBytes: config.segmentBytes, tiering: tieringOptions(config, logger) });
   const threads = config.ingestThreads ?? defaultIngestThreads();
-  const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, parsePool: threads > 0 ? new ParsePool(threads, logger) : undefined });
+  const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, maxCells: config.maxBatchCells, parsePool: threads > 0 ? new ParsePool(threads, logger) : undefined });
   const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { mirror, logger });
   // With the in-process store, views over pk tables read the table's own state (materializer.ts): no second copy of each row.

@@ -78,6 +78,12 @@ export const ConfigSchema = z.object({
   maxBodyBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
   /** Most rows in one ingest request (413 beyond). */
   maxBatchRows: z.coerce.number().int().positive().default(100_000),
+  /**
+   * Most cells (rows x the table's columns) in one ingest request (413 beyond).
+   * A cell left out of a row costs nothing in the body but 8 bytes and more in
+   * each form the write takes (ingest/ingest.ts): this bounds that work.
+   */
+  maxBatchCells: z.coerce.number().int().positive().default(2_000_000),
   /** Threads that parse and validate large JSON write bodies off the event loop (ingest/parse-pool.ts); 0: none. Unset: half the cores, up to 4 (app.ts). */
   ingestThreads: z.coerce.number().int().min(0).max(64).optional(),
   /** Training sets with at most this many entity rows are answered inline; larger ones become jobs (202). */
@@ -138,6 +144,7 @@ const ENV: Record<keyof Config, string> = {
   logLevel: 'LOG_LEVEL',
   maxBodyBytes: 'ASOF_MAX_BODY_BYTES',
   maxBatchRows: 'ASOF_MAX_BATCH_ROWS',
+  maxBatchCells: 'ASOF_MAX_BATCH_CELLS',
   ingestThreads: 'ASOF_INGEST_THREADS',
   trainingSetInlineRows: 'ASOF_TRAINING_SET_INLINE_ROWS',
   trainingSetChunkRows: 'ASOF_TRAINING_SET_CHUNK_ROWS',

@@ -75,7 +75,9 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
       throw new AsofError('ASOF_INVALID_ROW', `row ${first.row}: ${first.field ? `column "${first.field}": ` : ''}${first.reason}; nothing was imported`, issues);
     }
     // A keyed import is identified by its op, format, batch size and the file's bytes: the same key with another file is a 409 (at its first batch).
-    const fingerprint = key ? hashOf(`${op}\n${format}\n${opts.maxBatchRows}\n${await fileHash(path)}`) : undefined;
+    // Batches also within the write path's cell limit: a wide table takes fewer rows per commit.
+    const batchRows = Math.min(opts.maxBatchRows, ingest.maxRowsFor(schema));
+    const fingerprint = key ? hashOf(`${op}\n${format}\n${batchRows}\n${await fileHash(path)}`) : undefined;
     let pending: Row[] = [];
     let written = 0;
     let batch = 0;
@@ -99,8 +101,8 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
     };
     for await (const b of file.batches()) {
       for (const r of toRows(b, file.columns, schema, format === 'csv')) pending.push(r);
-      while (pending.length >= opts.maxBatchRows) {
-        const rest = pending.splice(opts.maxBatchRows);
+      while (pending.length >= batchRows) {
+        const rest = pending.splice(batchRows);
         await flush();
         pending = rest;
       }
