@@ -68,7 +68,10 @@ export class IngestService {
   constructor(
     private readonly engine: Engine,
     private readonly opts: IngestOptions,
-  ) {}
+  ) {
+    // Checked here: a missing limit would make every comparison with it false, and so no limit at all.
+    for (const k of ['maxRows', 'maxCells'] as const) if (!(opts[k] >= 1)) throw new Error(`IngestService: ${k} must be a number of at least 1, got ${String(opts[k])}`);
+  }
 
   /**
    * A JSON write body (`{rows, op}`) parsed and its rows validated on an
