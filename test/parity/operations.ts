@@ -5,7 +5,7 @@
  * in an adapter instead of a service shows up here as a form that differs.
  *
  * To add an operation: append an entry. Build its forms with `lookupForms`,
- * `writeForms` or `restForm` (world.ts), or write a `Form` by hand for a new
+ * `writeForms` or `restForm` (world.ts, forms.ts), or write a `Form` by hand for a new
  * adapter call (turn its answer into the shape the other forms give, and its
  * error into an `Outcome` with the catalogue code). Forms of an adapter that
  * cannot express the operation are simply absent; an operation with a single
@@ -13,7 +13,8 @@
  */
 import type { ErrorCode } from '../../src/errors.js';
 import type { GrpcAsof } from '../integration/grpc-helpers.js';
-import { decisionAuditForms, entityStateForms, lookupForms, nextDecisionId, recordedLookupForms, restForm, vectorForms, writeForms, type Form, type Target, type World } from './world.js';
+import { followForms, insertReadBackForms, malformedLookupForms, servingInfoForms, writeForms } from './forms.js';
+import { decisionAuditForms, entityStateForms, lookupForms, nextDecisionId, recordedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -70,10 +71,20 @@ export const OPERATIONS: Operation[] = [
 
   // Writes.
   { name: 'write: deleting an absent key writes nothing', forms: writeForms('users', [{ id: 'gone' }], 'delete'), expect: { answer: { count: 0 } } },
+  { name: 'write: a new row, read back', forms: insertReadBackForms({ score: 2.5, name: 'zed' }), expect: { answer: [{ count: 1 }, { score: 2.5, name: 'zed' }] } },
+  { name: 'write: an empty table name', forms: writeForms('', [{ id: 'a' }]), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'write: unknown table', forms: writeForms('nope', [{ id: 'a' }]), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
   { name: 'bad rows: a string where a float64 goes', forms: writeForms('users', [{ id: 'c', score: 'high' }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: the primary key is missing', forms: writeForms('users', [{ id: 'c' }, { score: 2 }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: a column the table does not have', forms: writeForms('users', [{ id: 'c', colour: 'red' }]), expect: { error: 'ASOF_INVALID_ROW' } },
+
+  // The changelog: a catch-up page over REST, a live follow over gRPC, the same records.
+  {
+    name: 'changelog: the first records from an offset',
+    forms: followForms('users', 0, 2),
+    expect: { answer: [[0, '+I', { id: 'a', score: 1.5, name: 'ann' }], [1, '+I', { id: 'b', score: null, name: 'bob' }]] },
+  },
+  { name: 'changelog: unknown table', forms: followForms('nope', 0, 1), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
 
   // A read replica: the primary's answers, and no writes whatever the adapter.
   { name: 'replica: a lookup answers what the primary wrote', target: 'replica', forms: lookupAbZz('u'), expect: { answer: AB_ZZ } },
@@ -114,7 +125,23 @@ export const OPERATIONS: Operation[] = [
   { name: 'auth: a write without a key', target: {}, forms: writeForms('users', [{ id: 'c', score: 1 }]), expect: { error: 'ASOF_UNAUTHENTICATED' } },
   { name: 'auth: a write with a write key', target: { key: 'pw' }, forms: writeForms('users', [{ id: 'gone' }], 'delete'), expect: { answer: { count: 0 } } },
 
+  { name: 'auth: a malformed request with a read key', target: { key: 'pr' }, forms: malformedLookupForms, expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'auth: recording a decision with a read-only key', target: { key: 'pr' }, forms: { ...recordedLookupForms(['u:score']), ...restForm('POST', '/decisions', { id: 'parity-read-only', entity: 'a', view: 'u', outcome: 'ok' }) }, expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  ...(
+    [
+      ['audit', { ...decisionAuditForms(async () => 'no-such-decision', []), ...entityStateForms('b', 'u', []) }],
+      ['vector search', vectorForms({ table: 'items', vector: [1, 0, 0], k: 1 })],
+      ['changelog', followForms('users', 0, 1)],
+      ['Feast serving info', servingInfoForms],
+    ] as const
+  ).flatMap(([what, forms]): Operation[] => [
+    { name: `auth: ${what} without a key`, target: {}, forms, expect: { error: 'ASOF_UNAUTHENTICATED' } },
+    // pr reads: audit needs the audit scope; pw only writes.
+    { name: `auth: ${what} with a key of another scope`, target: { key: what === 'audit' ? 'pr' : 'pw' }, forms, expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  ]),
+
   // Overload (ASOF_OVERLOADED, 429 / RESOURCE_EXHAUSTED): the guarded server's one slot per kind is taken and it queues none.
   { name: 'overload: a lookup beyond the in-flight limit', target: { key: 'pr', busy: true }, forms: lookupAbZz('u'), expect: { error: 'ASOF_OVERLOADED' } },
+  { name: 'overload: a vector search beyond the in-flight limit', target: { key: 'pr', busy: true }, forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_OVERLOADED' } },
   { name: 'overload: a write beyond the in-flight limit', target: { key: 'pw', busy: true }, forms: writeForms('users', [{ id: 'c', score: 1 }]), expect: { error: 'ASOF_OVERLOADED' } },
 ];

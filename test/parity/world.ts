@@ -10,14 +10,14 @@
  * service `svc` = [u:name].
  */
 import { ERROR_CATALOGUE, GrpcStatus, type ErrorCode } from '../../src/errors.js';
-import { asofError, call, clientsFor, grpc, grpcAsof, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
+import { asofError, call, clientsFor, grpc, grpcAsof, type GrpcAsof } from '../integration/grpc-helpers.js';
 import { asofJson, feastJson } from '../integration/wire-values.js';
 import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
 /**
- * primary, replica, or the guarded server (scoped API keys, one write and one
- * lookup at a time, no queue) as a client presenting `key` (none when
- * undefined), with its slots all taken when `busy`.
+ * primary, replica, or the guarded server (scoped API keys, one write, one
+ * lookup and one vector search at a time, no queue) as a client presenting
+ * `key` (none when undefined), with its slots all taken when `busy`.
  */
 export type Target = 'primary' | 'replica' | { key?: string; busy?: boolean };
 
@@ -71,7 +71,7 @@ export async function openWorld(): Promise<World> {
   must(await primary.req('PUT', '/tables/items', ITEMS));
   must(await primary.req('POST', '/tables/items/rows', { rows: [{ id: 'a', cat: 'x', emb: [1, 0, 0] }, { id: 'b', cat: 'y', emb: [0, 1, 0] }, { id: 'c', cat: 'x', emb: [0, 0, 2] }] }));
   const replica = redis ? await grpcAsof({ ...shared, role: 'replica' }) : undefined;
-  const guarded = await grpcAsof({ apiKeys: GUARDED_KEYS, maxInFlightWrites: 1, maxQueuedWrites: 0, maxInFlightLookups: 1, maxQueuedLookups: 0 } as never);
+  const guarded = await grpcAsof({ apiKeys: GUARDED_KEYS, maxInFlightWrites: 1, maxQueuedWrites: 0, maxInFlightLookups: 1, maxQueuedLookups: 0, maxInFlightSearches: 1, maxQueuedSearches: 0 } as never);
   const admin = { authorization: 'Bearer pa' };
   must(await guarded.req('PUT', '/tables/users', USERS, admin));
   must(await guarded.req('POST', '/tables/users/rows', { rows: [{ id: 'a', score: 1.5, name: 'ann' }, { id: 'b', name: 'bob' }] }, admin));
@@ -104,7 +104,7 @@ export async function openWorld(): Promise<World> {
       if (t === 'replica') return { asof: replica };
       if (!t.busy) return { asof: as(t.key) };
       // Take every slot of the kinds the suite sends (the guarded server admits one of each, queues none).
-      const held = (['writes', 'lookups'] as const).map((k) => guarded.admission.gates[k].enter() as () => void);
+      const held = (['writes', 'lookups', 'searches'] as const).map((k) => guarded.admission.gates[k].enter() as () => void);
       return { asof: as(t.key), release: () => held.forEach((r) => r()) };
     },
     async newView() {
@@ -129,12 +129,12 @@ export async function openWorld(): Promise<World> {
  */
 export type Outcome = { error: string; transportOk: boolean; message: string } | { answer: unknown };
 
-const restError = (status: number, body: any): Outcome => {
+export const restError = (status: number, body: any): Outcome => {
   const code = body?.error?.code as string;
   return { error: code, transportOk: ERROR_CATALOGUE[code as ErrorCode]?.http === status, message: body?.error?.message };
 };
 
-const grpcError = (err: import('@grpc/grpc-js').ServiceError): Outcome => {
+export const grpcError = (err: import('@grpc/grpc-js').ServiceError): Outcome => {
   const e = asofError(err);
   return { error: e.code, transportOk: GrpcStatus[ERROR_CATALOGUE[e.code as ErrorCode]?.grpc] === err.code, message: e.message };
 };
@@ -195,29 +195,6 @@ export function lookupForms(q: Lookup): Record<string, Form> {
     return { answer: transpose(res.results, feastJson) };
   };
   return forms;
-}
-
-/** asof.v1 Value of a JSON row value (the fixture's columns are strings and float64). */
-function pbValue(v: unknown): object {
-  if (v === null) return { null_value: 'NULL_VALUE' };
-  if (typeof v === 'number') return { double_value: v };
-  if (typeof v === 'boolean') return { bool_value: v };
-  return { string_value: String(v) };
-}
-
-/** A write in each adapter's form; a success answers {count}. */
-export function writeForms(table: string, rows: Record<string, unknown>[], op: 'upsert' | 'delete' = 'upsert'): Record<string, Form> {
-  return {
-    async 'REST POST /tables/{table}/rows'(asof) {
-      const r = await asof.req('POST', `/tables/${table}/rows`, { rows, op });
-      return r.status === 200 ? { answer: { count: r.body.count } } : restError(r.status, r.body);
-    },
-    async 'gRPC asof.v1 WriteRows'(asof) {
-      const message = { table, op: op === 'delete' ? 'DELETE' : 'UPSERT', rows: rows.map((r) => ({ columns: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, pbValue(v)])) })) };
-      const { res, err } = await stream(asof.ingest, 'WriteRows', [message]);
-      return err ? grpcError(err) : { answer: { count: Number(res.count ?? 0) } };
-    },
-  };
 }
 
 let decisions = 0;

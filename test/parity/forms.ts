@@ -1,0 +1,149 @@
+/**
+ * More adapter forms for the parity table (world.ts has the lookup, audit and
+ * vector ones): writes in every body form each adapter takes, following a
+ * table's changelog, Feast's serving info, and request bytes that are not the
+ * method's message.
+ */
+import * as A from 'apache-arrow';
+import { call, grpc, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
+import { asofJson } from '../integration/wire-values.js';
+import { grpcError, nextDecisionId, restError, type Form, type Outcome } from './world.js';
+
+/** asof.v1 Value of a JSON row value (the fixture's columns are strings and float64). */
+function pbValue(v: unknown): object {
+  if (v === null) return { null_value: 'NULL_VALUE' };
+  if (typeof v === 'number') return { double_value: v };
+  if (typeof v === 'boolean') return { bool_value: v };
+  return { string_value: String(v) };
+}
+
+/**
+ * Rows as an Arrow IPC stream, a column per name any row has: float64 when
+ * every value given is a number, else utf8 (so a string where a float64 goes
+ * stays a string); a row without the column holds null there.
+ */
+function arrowOf(rows: Record<string, unknown>[]): Buffer {
+  const names = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const columns: Record<string, A.Vector> = {};
+  for (const n of names) {
+    const values = rows.map((r) => r[n] ?? null);
+    const numeric = values.every((v) => v === null || typeof v === 'number');
+    columns[n] = A.vectorFromArray(values, numeric ? new A.Float64() : new A.Utf8());
+  }
+  return Buffer.from(A.tableToIPC(new A.Table(columns), 'stream'));
+}
+
+const NDJSON = 'application/x-ndjson';
+const ARROW = 'application/vnd.apache.arrow.stream';
+
+/**
+ * A write in each adapter's form and each body form it takes (REST JSON,
+ * NDJSON and Arrow; gRPC WriteRows typed rows, ndjson and arrow_ipc); a
+ * success answers {count}.
+ */
+export function writeForms(table: string, rows: Record<string, unknown>[], op: 'upsert' | 'delete' = 'upsert'): Record<string, Form> {
+  const url = `/tables/${encodeURIComponent(table)}/rows`;
+  const ndjson = rows.map((r) => JSON.stringify(r) + '\n').join('');
+  const rest = async (asof: GrpcAsof, body: unknown, headers?: Record<string, string>): Promise<Outcome> => {
+    const r = await asof.req('POST', headers ? `${url}?op=${op}` : url, body, headers);
+    return r.status === 200 ? { answer: { count: r.body.count } } : restError(r.status, r.body);
+  };
+  const grpcWrite = async (asof: GrpcAsof, form: object): Promise<Outcome> => {
+    const { res, err } = await stream(asof.ingest, 'WriteRows', [{ table, op: op === 'delete' ? 'DELETE' : 'UPSERT', ...form }]);
+    return err ? grpcError(err) : { answer: { count: Number(res.count ?? 0) } };
+  };
+  return {
+    'REST POST /tables/{table}/rows JSON': (asof) => rest(asof, { rows, op }),
+    'REST POST /tables/{table}/rows NDJSON': (asof) => rest(asof, ndjson, { 'content-type': NDJSON }),
+    'REST POST /tables/{table}/rows Arrow': (asof) => rest(asof, arrowOf(rows), { 'content-type': ARROW }),
+    'gRPC asof.v1 WriteRows rows': (asof) => grpcWrite(asof, { rows: rows.map((r) => ({ columns: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, pbValue(v)])) })) }),
+    'gRPC asof.v1 WriteRows ndjson': (asof) => grpcWrite(asof, { ndjson }),
+    'gRPC asof.v1 WriteRows arrow_ipc': (asof) => grpcWrite(asof, { arrow_ipc: arrowOf(rows) }),
+  };
+}
+
+/**
+ * A new `users` row (its key made per form, so every form inserts) written in
+ * each write form, answered as [{count}, the row REST reads back].
+ */
+export function insertReadBackForms(row: Record<string, unknown>): Record<string, Form> {
+  const names = Object.keys(writeForms('users', [row]));
+  return Object.fromEntries(
+    names.map((name) => [
+      name,
+      async (asof: GrpcAsof): Promise<Outcome> => {
+        const id = nextDecisionId(name);
+        const wrote = await writeForms('users', [{ id, ...row }])[name](asof);
+        if (!('answer' in wrote)) return wrote;
+        const r = await asof.req('GET', `/tables/users/rows/${id}`);
+        if (r.status !== 200) return restError(r.status, r.body);
+        const { id: _id, ...rest } = r.body.row;
+        return { answer: [wrote.answer, rest] };
+      },
+    ]),
+  );
+}
+
+const CHANGE_TYPE: Record<string, string> = { INSERT: '+I', UPDATE_BEFORE: '-U', UPDATE_AFTER: '+U', DELETE: '-D' };
+
+/**
+ * The first `n` changelog records from offset `from`: REST's page and a gRPC
+ * Follow cancelled once `n` arrived, each as [offset, change type, row JSON].
+ */
+export function followForms(table: string, from: number, n: number): Record<string, Form> {
+  return {
+    async 'REST GET /tables/{table}/changelog'(asof) {
+      const r = await asof.req('GET', `/tables/${encodeURIComponent(table)}/changelog?from=${from}&limit=${n}`);
+      if (r.status !== 200) return restError(r.status, r.body);
+      return { answer: r.body.records.map((x: any) => [x.offset, x.changeType, x.row]) };
+    },
+    'gRPC asof.v1 ChangelogService.Follow': (asof) =>
+      new Promise<Outcome>((resolve) => {
+        const got: unknown[] = [];
+        const follow = asof.changelog.Follow({ table, from_offset: from });
+        // A follow never ends by itself: fewer records than asked for show as a short answer, not a hang.
+        const timer = setTimeout(() => {
+          follow.cancel();
+          resolve({ answer: got });
+        }, 5000);
+        follow.on('data', (d: any) => {
+          got.push([Number(d.offset), CHANGE_TYPE[d.change_type], Object.fromEntries(Object.entries(d.row.columns).map(([k, v]) => [k, asofJson(v)]))]);
+          if (got.length === n) {
+            clearTimeout(timer);
+            follow.cancel();
+            resolve({ answer: got });
+          }
+        });
+        follow.on('error', (e: grpc.ServiceError) => {
+          clearTimeout(timer);
+          if (e.code !== grpc.status.CANCELLED) resolve(grpcError(e));
+        });
+      }),
+  };
+}
+
+/** Feast's GetFeastServingInfo (gRPC only; Feast's REST server has no such route): answers whether a version came back. */
+export const servingInfoForms: Record<string, Form> = {
+  async 'Feast gRPC GetFeastServingInfo'(asof) {
+    const { res, err } = await call(asof.feast, 'GetFeastServingInfo', {});
+    return err ? grpcError(err) : { answer: typeof res.version === 'string' && res.version.length > 0 };
+  },
+};
+
+/**
+ * A lookup whose request does not parse: REST JSON cut short, and gRPC bytes
+ * that are not a GetOnlineFeaturesRequest, sent with the target's key.
+ */
+export const malformedLookupForms: Record<string, Form> = {
+  async 'REST POST /features, JSON cut short'(asof) {
+    const r = await asof.req('POST', '/features', '{"entities":[1', { 'content-type': 'application/json' });
+    return restError(r.status, r.body);
+  },
+  async 'gRPC asof.v1 GetOnlineFeatures, bytes that are not the message'(asof) {
+    // Sent through the target's own client, whose interceptor adds the target's key (world.ts), with identity (de)serializers.
+    const bytes = Buffer.from([0x0a, 0xff, 0xff]);
+    const raw = (b: Buffer): Buffer => b;
+    const err = await new Promise<grpc.ServiceError | null>((resolve) => asof.online.makeUnaryRequest('/asof.v1.OnlineService/GetOnlineFeatures', raw, raw, bytes, (e: grpc.ServiceError | null) => resolve(e)));
+    return err ? grpcError(err) : { answer: 'decoded' };
+  },
+};
