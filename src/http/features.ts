@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { formatTimestamp } from '../engine/schema.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import { AGG_FNS, type FeatureDef, type FeatureServiceDef, type FeatureViewDef } from '../features/definitions.js';
-import type { FeatureSelection, Plan } from '../online/service.js';
+import { MAX_LOOKUP_ENTITIES, type FeatureSelection, type Plan } from '../online/service.js';
 import type { Services } from '../services.js';
 import { renderMany, renderOne } from './features-json.js';
 import { parsePart, route } from './route.js';
@@ -101,7 +101,8 @@ const SelectionQuery = z
 
 const BatchBody = z
   .strictObject({
-    entities: z.array(z.unknown()).min(1).max(10_000).describe('Entity keys (single-column keys).'),
+    // The online service holds every adapter to these bounds; here they document the body (OpenAPI).
+    entities: z.array(z.unknown()).min(1).max(MAX_LOOKUP_ENTITIES).describe('Entity keys (single-column keys).'),
     features: z.array(z.string()).min(1).optional(),
     view: Name.optional(),
     service: Name.optional(),

@@ -27,6 +27,9 @@ export type { Plan } from './plan.js';
 export type { EntityEval, Evaluation } from './evaluation.js';
 export { toObjects } from './evaluation.js';
 
+/** Entities one lookup may ask for: every adapter's request is held to it here, not in its own schema. */
+export const MAX_LOOKUP_ENTITIES = 10_000;
+
 export class OnlineService {
   /** Recent evaluations by encoded state or row version (lookup-cache.ts). */
   readonly cache: LookupCache;
@@ -98,9 +101,14 @@ export class OnlineService {
    * Latest values of each entity at t = now: at once when every view's states are in-process
    * (embedded store, or read from the table), else a promise of them. Entities are single-column
    * keys given as JSON values or strings (URL path segments), converted to each view's entity
-   * column type; a value that cannot be is a 400. A store that is down, or a view being rebuilt, is a 503.
+   * column type; a value that cannot be is a 400, as are no entities or more than
+   * MAX_LOOKUP_ENTITIES. A store that is down, or a view being rebuilt, is a 503.
    */
   evaluate(entities: unknown[], plan: Plan, retried = false): Evaluation | Promise<Evaluation> {
+    // Checked before any read: a million keys would otherwise hold a lookup slot for as long as they take.
+    if (entities.length === 0 || entities.length > MAX_LOOKUP_ENTITIES) {
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `a lookup takes 1 to ${MAX_LOOKUP_ENTITIES} entities, got ${entities.length}`, [{ field: 'entities', reason: `${entities.length} entities (1 to ${MAX_LOOKUP_ENTITIES})` }]);
+    }
     if (plan.revision !== this.registry.revision) plan = this.planner.plan(plan.selection);
     const at = this.now();
     const reads = new Array<StateRead | Promise<StateRead>>(plan.groups.length);

@@ -40,6 +40,11 @@ const AB_ZZ = [
   [[null, 'NULL_VALUE'], ['bob', 'PRESENT']],
   [[null, 'NOT_FOUND'], [null, 'NOT_FOUND']],
 ];
+const without = (forms: Record<string, Form>, prefix: string) => Object.fromEntries(Object.entries(forms).filter(([n]) => !n.startsWith(prefix)));
+
+/** Lookups of `n` entities in the forms that take many in one request (GET /features/{entity} takes one a request). */
+const lookupOfMany = (n: number) => without(lookupForms({ key: 'id', entities: Array.from({ length: n }, (_, i) => `e${i}`), features: ['u:score'] }), 'REST GET');
+
 const lookupAbZz = (view: string) => lookupForms({ key: 'id', entities: ['a', 'b', 'zz'], features: [`${view}:score`, `${view}:name`] });
 
 export const OPERATIONS: Operation[] = [
@@ -67,6 +72,8 @@ export const OPERATIONS: Operation[] = [
     forms: only(lookupForms({ key: 'user_id', entities: ['a'], features: ['u:score'] }), 'Feast'),
     expect: { error: 'ASOF_INVALID_ARGUMENT' },
   },
+  { name: 'lookup: no entities', forms: lookupOfMany(0), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'lookup: 10,001 entities, one over the limit', forms: lookupOfMany(10_001), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'missing key: the row of an absent key', forms: restForm('GET', '/tables/users/rows/zz'), expect: { error: 'ASOF_ROW_NOT_FOUND' } },
 
   // Writes.
