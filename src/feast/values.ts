@@ -20,6 +20,8 @@
  * field names, int64 as decimal strings or numbers), which is also what
  * the generated codec (src/grpc/codecs.ts) writes to the wire.
  */
+import { isUtf8 } from 'node:buffer';
+import { AsofError } from '../errors.js';
 import { toJsonValue } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 
@@ -143,30 +145,35 @@ function int64Json(x: unknown): unknown {
  * A decoded Feast value (proto-loader object, `oneofs: true` so `val` names the
  * set field, int64 as strings) → a plain JS value for asof's entity-key
  * coercion: int64 → number when safe else decimal string; unix_timestamp_val →
- * epoch ms; lists → arrays; null_val or nothing set → null.
+ * epoch ms; bytes_val → its UTF-8 text; lists → arrays; null_val or nothing set
+ * → null. `field` names the value in errors (`entities.user_id[3]`).
  */
-export function fromFeastValue(v: FeastValue | null | undefined): unknown {
+export function fromFeastValue(v: FeastValue | null | undefined, field = 'value'): unknown {
   if (!v) return null;
-  const field = (v.val as string | undefined) ?? Object.keys(v).find((k) => k !== 'val');
-  if (field === undefined || field === 'null_val') return null;
-  const x = v[field];
-  switch (field) {
+  const set = (v.val as string | undefined) ?? Object.keys(v).find((k) => k !== 'val');
+  if (set === undefined || set === 'null_val') return null;
+  const x = v[set];
+  switch (set) {
     case 'int64_val':
       return int64Json(x);
     case 'unix_timestamp_val':
       return Number(x) * 1000;
-    case 'bytes_val':
-      return Buffer.from(x as Uint8Array).toString('utf8');
+    case 'bytes_val': {
+      // Decoding with replacement would turn every bad byte into U+FFFD, and so one entity into another's key.
+      const bytes = Buffer.from(x as Uint8Array);
+      if (!isUtf8(bytes)) throw new AsofError('ASOF_INVALID_ARGUMENT', `${field}: bytes_val is not valid UTF-8 text`, [{ field, reason: 'bytes_val is not valid UTF-8' }]);
+      return bytes.toString('utf8');
+    }
     case 'map_val': {
       const out: Record<string, unknown> = {};
-      for (const [k, i] of Object.entries((x as { val: Record<string, FeastValue> }).val ?? {})) out[k] = fromFeastValue(i);
+      for (const [k, i] of Object.entries((x as { val: Record<string, FeastValue> }).val ?? {})) out[k] = fromFeastValue(i, `${field}.${k}`);
       return out;
     }
     default: {
-      if (field.endsWith('_list_val')) {
+      if (set.endsWith('_list_val')) {
         const items = (x as { val?: unknown[] }).val ?? [];
-        if (field === 'int64_list_val') return items.map(int64Json);
-        if (field === 'unix_timestamp_list_val') return items.map((i) => Number(i) * 1000);
+        if (set === 'int64_list_val') return items.map(int64Json);
+        if (set === 'unix_timestamp_list_val') return items.map((i) => Number(i) * 1000);
         return items;
       }
       return x;

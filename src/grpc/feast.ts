@@ -27,7 +27,7 @@ export function feastService(ctx: CallContext, services: Pick<Services, 'online'
       const answer = await getFeastOnlineFeatures(services, {
         features: req.kind === 'features' ? (req.features?.val ?? []) : undefined,
         featureService: req.kind === 'feature_service' ? req.feature_service : undefined,
-        entities: Object.entries(req.entities ?? {}).map(([column, rv]) => [column, (rv.val ?? []).map(fromFeastValue)]),
+        entities: Object.entries(req.entities ?? {}).map(([column, rv]) => [column, (rv.val ?? []).map((v, i) => fromFeastValue(v, `entities.${column}[${i}]`))]),
         fullFeatureNames: req.full_feature_names === true,
         decisionIds: decisionIdsOf(call.metadata.get('asof-decision-id')[0]),
         caller: callerOfCall(call),

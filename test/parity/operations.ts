@@ -13,8 +13,10 @@
  */
 import type { ErrorCode } from '../../src/errors.js';
 import type { GrpcAsof } from '../integration/grpc-helpers.js';
+import { call } from '../integration/grpc-helpers.js';
+import { feastJson } from '../integration/wire-values.js';
 import { followForms, insertReadBackForms, malformedLookupForms, servingInfoForms, writeForms } from './forms.js';
-import { decisionAuditForms, entityStateForms, lookupForms, nextDecisionId, recordedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
+import { decisionAuditForms, entityStateForms, grpcError, lookupForms, nextDecisionId, recordedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -41,6 +43,14 @@ const AB_ZZ = [
   [[null, 'NOT_FOUND'], [null, 'NOT_FOUND']],
 ];
 const without = (forms: Record<string, Form>, prefix: string) => Object.fromEntries(Object.entries(forms).filter(([n]) => !n.startsWith(prefix)));
+
+/** Feast gRPC's lookup of u:score for one entity given as bytes_val: the score values it answers. */
+const feastBytesKey = (bytes: number[]): Record<string, Form> => ({
+  async 'Feast gRPC GetOnlineFeatures bytes_val'(asof) {
+    const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['u:score'] }, entities: { id: { val: [{ bytes_val: Buffer.from(bytes) }] } } });
+    return err ? grpcError(err) : { answer: res.results[1].values.map(feastJson) };
+  },
+});
 
 /** Lookups of `n` entities in the forms that take many in one request (GET /features/{entity} takes one a request). */
 const lookupOfMany = (n: number) => without(lookupForms({ key: 'id', entities: Array.from({ length: n }, (_, i) => `e${i}`), features: ['u:score'] }), 'REST GET');
@@ -74,6 +84,8 @@ export const OPERATIONS: Operation[] = [
   },
   { name: 'lookup: no entities', forms: lookupOfMany(0), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'lookup: 10,001 entities, one over the limit', forms: lookupOfMany(10_001), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'Feast: a bytes_val entity key that is not UTF-8', forms: feastBytesKey([0xff]), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'Feast: a bytes_val entity key in UTF-8 is its text', forms: feastBytesKey([0x61]), expect: { answer: [1.5] } },
   { name: 'missing key: the row of an absent key', forms: restForm('GET', '/tables/users/rows/zz'), expect: { error: 'ASOF_ROW_NOT_FOUND' } },
 
   // Writes.
