@@ -12,7 +12,7 @@ import { join, relative } from 'node:path';
 import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
-import { defineTable, isReservedName, RESERVED_PREFIX, TableSchema, type ColumnDef, type TableDef, type TableKind } from './schema.js';
+import { defineTable, isReservedName, isValidName, NAME_PATTERN, RESERVED_PREFIX, TableSchema, type ColumnDef, type TableDef, type TableKind } from './schema.js';
 import { ChangelogDamaged } from './log.js';
 import type { KeyedAnswer } from './idempotency.js';
 import { Table } from './table.js';
@@ -194,8 +194,14 @@ export class Engine {
 
   table(name: string): Table {
     const t = this.tables.get(name);
-    if (!t) throw this.unavailable.get(name)?.error ?? new AsofError('ASOF_TABLE_NOT_FOUND', `table "${name}" does not exist`, { table: name });
+    if (!t) throw this.unavailable.get(name)?.error ?? this.notFound(name);
     return t;
+  }
+
+  /** No table has this name: 404, or 400 when no table could (every adapter then answers what REST's schema does). */
+  private notFound(name: string): AsofError {
+    if (!isValidName(name)) return new AsofError('ASOF_INVALID_ARGUMENT', `invalid table name "${name}": must match ${NAME_PATTERN}`, [{ field: 'table', reason: 'not a table name' }]);
+    return new AsofError('ASOF_TABLE_NOT_FOUND', `table "${name}" does not exist`, { table: name });
   }
 
   /**

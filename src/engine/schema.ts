@@ -54,10 +54,14 @@ export type Row = Record<string, unknown>;
 const METRICS = ['cosine', 'l2', 'dot'];
 export const KEY_TYPES = new Set(['bool', 'int32', 'int64', 'string', 'timestamp']);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+export const NAME_PATTERN = NAME_RE.source;
 
 /** Internal tables (the audit's decisions) start with this: users can neither create nor write them. */
 export const RESERVED_PREFIX = '_asof';
 export const isReservedName = (name: string): boolean => name.startsWith(RESERVED_PREFIX);
+
+/** Whether `name` is one a table, column or view may have. */
+export const isValidName = (name: string): boolean => NAME_RE.test(name);
 
 export function checkName(what: string, name: string): void {
   if (!NAME_RE.test(name)) {

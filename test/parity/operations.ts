@@ -91,6 +91,7 @@ export const OPERATIONS: Operation[] = [
   // Writes.
   { name: 'write: deleting an absent key writes nothing', forms: writeForms('users', [{ id: 'gone' }], 'delete'), expect: { answer: { count: 0 } } },
   { name: 'write: a new row, read back', forms: insertReadBackForms({ score: 2.5, name: 'zed' }), expect: { answer: [{ count: 1 }, { score: 2.5, name: 'zed' }] } },
+  { name: 'write: a table name that is not a name', forms: writeForms('a b', [{ id: 'a' }]), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'write: an empty table name', forms: writeForms('', [{ id: 'a' }]), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'write: unknown table', forms: writeForms('nope', [{ id: 'a' }]), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
   { name: 'bad rows: a string where a float64 goes', forms: writeForms('users', [{ id: 'c', score: 'high' }]), expect: { error: 'ASOF_INVALID_ROW' } },
@@ -104,6 +105,8 @@ export const OPERATIONS: Operation[] = [
     expect: { answer: [[0, '+I', { id: 'a', score: 1.5, name: 'ann' }], [1, '+I', { id: 'b', score: null, name: 'bob' }]] },
   },
   { name: 'changelog: unknown table', forms: followForms('nope', 0, 1), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
+  { name: 'changelog: a table name that is not a name', forms: followForms('a b', 0, 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'changelog: an empty table name', forms: followForms('', 0, 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
 
   // A read replica: the primary's answers, and no writes whatever the adapter.
   { name: 'replica: a lookup answers what the primary wrote', target: 'replica', forms: lookupAbZz('u'), expect: { answer: AB_ZZ } },
