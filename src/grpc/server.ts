@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
-import type { ApiKeys } from '../access.js';
+import type { Access, ApiKeys } from '../access.js';
 import type { Admission } from '../admission.js';
 import { requestIdInterceptor } from './request-id.js';
 import { DECLARED_ACCESS, timed, type CallContext } from './calls.js';
@@ -53,13 +53,17 @@ export async function startGrpcServer(services: Services, opts: GrpcOptions): Pr
   const ctx: CallContext = { logger: opts.logger, keys: opts.keys, admission: opts.admission, closing: () => closing };
   const follows: FollowRegistry = new Set();
   strictProtobufStrings();
+  // Each method's declared access by path, filled by `add`: a request that does not decode is refused with it (strict-decoding.ts).
+  const access = new Map<string, Access>();
   // A request that does not decode answers INVALID_ARGUMENT (strict-decoding.ts), not grpc-js's INTERNAL.
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes, interceptors: [requestIdInterceptor(), badMessageInterceptor(opts.logger)] });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes, interceptors: [requestIdInterceptor(), badMessageInterceptor(ctx, access)] });
   const add = (def: ServiceDef, impl: grpc.UntypedServiceImplementation): void => {
     // A method whose handler was not made by unary/clientStream/serverStream would skip auth: refuse to start.
     const wrapped: grpc.UntypedServiceImplementation = {};
     for (const [name, m] of Object.entries(def)) {
-      if ((impl[name] as { [DECLARED_ACCESS]?: unknown } | undefined)?.[DECLARED_ACCESS] === undefined) throw new Error(`gRPC method ${name} declares no access (make its handler with unary/clientStream/serverStream in grpc/calls.ts)`);
+      const declared = (impl[name] as { [DECLARED_ACCESS]?: Access } | undefined)?.[DECLARED_ACCESS];
+      if (declared === undefined) throw new Error(`gRPC method ${name} declares no access (make its handler with unary/clientStream/serverStream in grpc/calls.ts)`);
+      access.set(m.path, declared);
       wrapped[name] = timed(m.path.slice(1), m, impl[name]);
     }
     server.addService(tolerantDeserializers(def), wrapped);

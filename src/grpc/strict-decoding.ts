@@ -16,8 +16,9 @@ import { isUtf8 } from 'node:buffer';
 import { createRequire } from 'node:module';
 import * as grpc from '@grpc/grpc-js';
 import { AsofError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { toGrpcStatus } from './calls.js';
+import type { Access } from '../access.js';
+import { observeGrpc } from '../metrics.js';
+import { checkCall, toGrpcStatus, type CallContext } from './calls.js';
 
 /** What a method's deserializer returns for bytes that are not its request message. */
 export class BadMessage {
@@ -43,21 +44,41 @@ export function tolerantDeserializers(def: grpc.ServiceDefinition): grpc.Service
   return out as grpc.ServiceDefinition;
 }
 
-/** Answers INVALID_ARGUMENT for a request message that did not decode (see tolerantDeserializers). */
-export function badMessageInterceptor(logger: Logger): grpc.ServerInterceptor {
-  return (method, call) =>
-    new grpc.ServerInterceptingCall(call, {
+/**
+ * Answers a request message that did not decode (see tolerantDeserializers):
+ * UNAUTHENTICATED or PERMISSION_DENIED when the call's key may not call the
+ * method (`access`: method path → what it declares), as REST refuses a bad
+ * body without a key, else INVALID_ARGUMENT. Such a call never reaches a
+ * unary or server-streaming handler, so it is timed into
+ * asof_grpc_call_duration_ms here.
+ */
+export function badMessageInterceptor(ctx: CallContext, access: ReadonlyMap<string, Access>): grpc.ServerInterceptor {
+  return (method, call) => {
+    const t0 = performance.now();
+    let metadata = new grpc.Metadata();
+    return new grpc.ServerInterceptingCall(call, {
       start: (next) => {
         next({
+          onReceiveMetadata: (md, pass) => {
+            metadata = md;
+            pass(md);
+          },
           onReceiveMessage: (message, pass) => {
             if (!(message instanceof BadMessage)) return pass(message);
-            const e = new AsofError('ASOF_INVALID_ARGUMENT', `the request is not a valid ${method.path.split('/').pop()} message: ${message.reason}`, [{ field: 'message', reason: message.reason }]);
-            const status = toGrpcStatus(e, logger);
+            const needs = access.get(method.path);
+            // The key first, as for a message that decodes: a caller without one learns nothing of how its bytes were read.
+            const e =
+              (needs === undefined ? undefined : checkCall(ctx, { metadata }, needs)) ??
+              new AsofError('ASOF_INVALID_ARGUMENT', `the request is not a valid ${method.path.split('/').pop()} message: ${message.reason}`, [{ field: 'message', reason: message.reason }]);
+            const status = toGrpcStatus(e, ctx.logger, { metadata });
             call.sendStatus({ code: status.code!, details: status.details!, metadata: status.metadata! });
+            // A client-streaming handler has started (on the metadata) and times its own call.
+            if (!method.requestStream) observeGrpc(method.path.slice(1), status.code!, performance.now() - t0);
           },
         });
       },
     });
+  };
 }
 
 let patched = false;

@@ -132,3 +132,43 @@ describe('gRPC: undecodable requests and values that cannot be stored exactly', 
     assert.equal((await asof.req('GET', '/tables/p/rows/3')).body.row.s, 'é€😀');
   });
 });
+
+describe('gRPC: the key before the bytes, and Timestamps protobuf does not define', () => {
+  let asof: GrpcAsof;
+  let client: grpc.Client;
+  const admin = { authorization: 'Bearer ka' };
+  before(async () => {
+    asof = await grpcAsof({ apiKeys: 'kr:read,ka' } as never);
+    client = new grpc.Client(asof.address, grpc.credentials.createInsecure());
+    const table = { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'ts', type: 'timestamp' }] };
+    assert.equal((await asof.req('PUT', '/tables/t', table, admin)).status, 201);
+  });
+  after(async () => {
+    client.close();
+    await asof.destroy();
+  });
+  const md = (key?: string): grpc.Metadata => {
+    const m = new grpc.Metadata();
+    if (key) m.set('authorization', `Bearer ${key}`);
+    return m;
+  };
+  const raw = (b: Buffer): Buffer => b;
+  const calls = async (code: number): Promise<number> => {
+    const text = String((await asof.req('GET', '/metrics', undefined, admin)).body);
+    const line = text.split('\n').find((l) => l.startsWith(`asof_grpc_call_duration_ms_count{method="asof.v1.OnlineService/GetOnlineFeatures",code="${code}"}`));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+
+  test('bytes that are not the message, without a key: UNAUTHENTICATED as over REST, and timed', async () => {
+    const bad = Buffer.from([0x0a, 0xff, 0xff]);
+    const send = (key?: string) => new Promise<grpc.ServiceError | null>((resolve) => client.makeUnaryRequest('/asof.v1.OnlineService/GetOnlineFeatures', raw, raw, bad, md(key), (e) => resolve(e)));
+    const before = await calls(grpc.status.UNAUTHENTICATED);
+    const none = await send();
+    assert.equal(none?.code, grpc.status.UNAUTHENTICATED, none?.details);
+    assert.equal(String(none?.metadata.get('asof-error-code')[0]), 'ASOF_UNAUTHENTICATED');
+    assert.equal(await calls(grpc.status.UNAUTHENTICATED), before + 1, 'the refused call is in asof_grpc_call_duration_ms');
+    // With a key that may call the method, the bytes are what is wrong.
+    const keyed = await send('kr');
+    assert.equal(keyed?.code, grpc.status.INVALID_ARGUMENT, keyed?.details);
+  });
+});

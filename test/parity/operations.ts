@@ -147,6 +147,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'auth: a write without a key', target: {}, forms: writeForms('users', [{ id: 'c', score: 1 }]), expect: { error: 'ASOF_UNAUTHENTICATED' } },
   { name: 'auth: a write with a write key', target: { key: 'pw' }, forms: writeForms('users', [{ id: 'gone' }], 'delete'), expect: { answer: { count: 0 } } },
 
+  { name: 'auth: a malformed request without a key', target: {}, forms: malformedLookupForms, expect: { error: 'ASOF_UNAUTHENTICATED' } },
   { name: 'auth: a malformed request with a read key', target: { key: 'pr' }, forms: malformedLookupForms, expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'auth: recording a decision with a read-only key', target: { key: 'pr' }, forms: { ...recordedLookupForms(['u:score']), ...restForm('POST', '/decisions', { id: 'parity-read-only', entity: 'a', view: 'u', outcome: 'ok' }) }, expect: { error: 'ASOF_PERMISSION_DENIED' } },
   ...(
