@@ -10,11 +10,7 @@ import type { TrailPage } from '../audit/service.js';
 import { protoTimestamp } from '../feast/values.js';
 import type { Services } from '../services.js';
 import { unary, type CallContext } from './calls.js';
-
-interface PbTimestamp {
-  seconds?: string | number;
-  nanos?: number;
-}
+import { timestampMs, type PbTimestamp } from './values.js';
 
 interface GetDecisionRequest {
   id?: string;
@@ -72,7 +68,7 @@ export function auditService(ctx: CallContext, services: Pick<Services, 'audit' 
     GetEntityState: unary(ctx, 'audit', async (req: GetEntityStateRequest) => {
       const pit = req.point_in_time || 'known';
       if (pit !== 'known' && pit !== 'event') throw new AsofError('ASOF_INVALID_ARGUMENT', `point_in_time must be "known" or "event", got ${JSON.stringify(pit)}`, [{ field: 'point_in_time', reason: 'unknown mode' }]);
-      const at = req.at ? Number(req.at.seconds ?? 0) * 1000 + Math.floor((req.at.nanos ?? 0) / 1e6) : services.now();
+      const at = req.at ? timestampMs(req.at, 'at') : services.now();
       const selection = req.selection === 'features' ? { features: req.features?.refs ?? [] } : req.selection === 'view' ? { view: req.view } : req.selection === 'service' ? { service: req.service } : {};
       const s = await audit.entityState(req.entity ?? '', selection, at, pit, page(req.trail_from, req.trail_limit));
       return { entity: s.entity, at: ts(s.at), point_in_time: s.pointInTime, features: features(s), token: Object.fromEntries(Object.entries(s.token).map(([t, o]) => [t, String(o)])), ...trail(s) };

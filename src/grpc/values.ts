@@ -59,6 +59,26 @@ export function toPbRow(schema: TableSchema, row: Row): { columns: Record<string
 /** Thrown for a json_value that is not JSON; callers name the row and column. */
 export class BadJsonValue extends Error {}
 
+/** A google.protobuf.Timestamp as proto-loader gives it (int64 seconds as a string or number). */
+export interface PbTimestamp {
+  seconds?: string | number;
+  nanos?: number;
+}
+
+/**
+ * A Timestamp → epoch ms (the nanos below a millisecond dropped, as the
+ * engine keeps milliseconds). protobuf defines nanos as 0..999,999,999, also
+ * before 1970; any other is refused (INVALID_ARGUMENT naming `field`), not
+ * carried into the seconds: nanos -1 would otherwise be stored a millisecond early.
+ */
+export function timestampMs(t: PbTimestamp, field: string): number {
+  const nanos = t.nanos ?? 0;
+  if (!Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid ${field}: a Timestamp's nanos must be 0 to 999999999, got ${nanos}`, [{ field, reason: 'nanos out of range' }]);
+  }
+  return Number(t.seconds ?? 0) * 1000 + Math.floor(nanos / 1_000_000);
+}
+
 /**
  * A decoded Value → the plain JS value a JSON body would carry: int64 as a
  * number when it is safe, else a decimal string; timestamps as epoch ms;
@@ -76,10 +96,8 @@ export function fromPbValue(v: PbValue | null | undefined): unknown {
       const n = Number(v.int64_value);
       return Number.isSafeInteger(n) ? n : String(v.int64_value);
     }
-    case 'timestamp_value': {
-      const t = v.timestamp_value as { seconds?: string | number; nanos?: number };
-      return Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1_000_000);
-    }
+    case 'timestamp_value':
+      return timestampMs(v.timestamp_value as PbTimestamp, 'timestamp_value');
     case 'json_value':
       try {
         return JSON.parse(v.json_value as string);
@@ -100,7 +118,7 @@ export function fromPbValue(v: PbValue | null | undefined): unknown {
   }
 }
 
-/** Typed rows of a write → plain row objects; a bad json_value is a 400 naming the row and column. */
+/** Typed rows of a write → plain row objects; a bad json_value or Timestamp is a 400 naming the row and column. */
 export function fromPbRows(rows: { columns?: Record<string, PbValue> }[]): Record<string, unknown>[] {
   return rows.map((r, i) => {
     const out: Record<string, unknown> = {};
@@ -108,7 +126,8 @@ export function fromPbRows(rows: { columns?: Record<string, PbValue> }[]): Recor
       try {
         out[name] = fromPbValue(v);
       } catch (e) {
-        if (!(e instanceof BadJsonValue)) throw e;
+        // A json_value that is not JSON, or a Timestamp out of range: the row's error, like any value the column refuses.
+        if (!(e instanceof BadJsonValue) && !(e instanceof AsofError)) throw e;
         throw new AsofError('ASOF_INVALID_ROW', `row ${i}: column "${name}": ${e.message}; nothing was written`, [{ row: i, field: name, reason: e.message }]);
       }
     }

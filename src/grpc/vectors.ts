@@ -8,7 +8,7 @@ import type { Services } from '../services.js';
 import type { Metric } from '../vectors/distance.js';
 import { unary, type CallContext } from './calls.js';
 import { protoTimestamp } from '../feast/values.js';
-import { toPbValue, type PbValue } from './values.js';
+import { timestampMs, toPbValue, type PbValue } from './values.js';
 
 /** google.protobuf.Value as proto-loader gives it: protobufjs's bundled struct.proto names its fields in camelCase. */
 interface PbStructValue {
@@ -65,7 +65,7 @@ export function vectorService(ctx: CallContext, services: Pick<Services, 'vector
       const k = req.k ?? 0;
       if (k < 0 || k > 1000) throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid k: must be 1..1000, got ${k}`, [{ field: 'k', reason: 'out of range' }]);
       if (req.metric && !(req.metric in METRIC_IN)) throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid metric: ${req.metric}`, [{ field: 'metric', reason: 'unknown metric' }]);
-      const asOf = req.as_of ? Number(req.as_of.seconds ?? 0) * 1000 + Math.floor((req.as_of.nanos ?? 0) / 1e6) : undefined;
+      const asOf = req.as_of ? timestampMs(req.as_of, 'as_of') : undefined;
       const answer = await services.vectors.search({
         table: req.table ?? '',
         column: req.column || undefined,

@@ -4,10 +4,13 @@
  * values cannot be stored exactly (6,000-deep json, bytes that are not UTF-8,
  * a lone surrogate) is refused without stopping the table (findings 1, 6, 7).
  * Messages are encoded by hand here, so the test controls every byte.
+ * Also: such bytes sent without a key are refused for the key, as REST
+ * refuses them, and a Timestamp whose nanos protobuf does not define is
+ * refused wherever one is read (rows, GetEntityState.at, Search.as_of).
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { grpc, grpcAsof, type GrpcAsof } from './grpc-helpers.js';
+import { asofError, call, grpc, grpcAsof, stream, type GrpcAsof } from './grpc-helpers.js';
 
 const P = {
   kind: 'pk',
@@ -170,5 +173,26 @@ describe('gRPC: the key before the bytes, and Timestamps protobuf does not defin
     // With a key that may call the method, the bytes are what is wrong.
     const keyed = await send('kr');
     assert.equal(keyed?.code, grpc.status.INVALID_ARGUMENT, keyed?.details);
+  });
+
+  test('nanos outside 0..999,999,999 are refused, naming the row and column or the field; nothing is written', async () => {
+    const ts = (seconds: number, nanos: number) => ({ timestamp_value: { seconds: String(seconds), nanos } });
+    for (const nanos of [-1, 1_000_000_000]) {
+      const w = await stream(asof.ingest, 'WriteRows', [{ table: 't', rows: [{ columns: { id: { string_value: 'ok' } } }, { columns: { id: { string_value: 'x' }, ts: ts(0, nanos) } }] }], md('ka'));
+      assert.equal(w.err?.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(w.res));
+      assert.equal(asofError(w.err!).code, 'ASOF_INVALID_ROW');
+      assert.match(w.err!.details, /row 1: column "ts": .*nanos/);
+      const at = await call(asof.audit, 'GetEntityState', { entity: 'x', view: 'v', at: { seconds: '0', nanos } }, md('ka'));
+      assert.equal(at.err?.code, grpc.status.INVALID_ARGUMENT, at.err?.details);
+      assert.match(at.err!.details, /invalid at: .*nanos/);
+      const asOf = await call(asof.vectors, 'Search', { table: 't', vector: [1], k: 1, as_of: { seconds: '0', nanos } }, md('kr'));
+      assert.equal(asOf.err?.code, grpc.status.INVALID_ARGUMENT, asOf.err?.details);
+      assert.match(asOf.err!.details, /invalid as_of: .*nanos/);
+    }
+    assert.equal((await asof.req('GET', '/tables/t', undefined, admin)).body.latestOffset, -1);
+    // In range, before 1970 too: seconds -1 and 999 ms is 1969-12-31T23:59:59.999Z, exactly.
+    const ok = await stream(asof.ingest, 'WriteRows', [{ table: 't', rows: [{ columns: { id: { string_value: 'y' }, ts: ts(-1, 999_000_000) } }] }], md('ka'));
+    assert.equal(ok.err, undefined, ok.err?.details);
+    assert.equal((await asof.req('GET', '/tables/t/rows/y', undefined, admin)).body.row.ts, '1969-12-31T23:59:59.999Z');
   });
 });
