@@ -1,7 +1,8 @@
 /**
- * The servers the parity suite talks to, and each adapter's form of the two
- * kinds of operation it knows (a lookup, a write), with what each answers
- * turned into one comparable shape.
+ * The servers the parity suite talks to, and each adapter's form of lookups,
+ * recorded decisions, audits and vector searches (writes, the changelog and
+ * the rest are in forms.ts), with what each answers turned into one
+ * comparable shape.
  *
  * A primary (REST through inject, gRPC asof.v1 and Feast bound to a port)
  * and, when Redis answers, a read replica sharing the primary's Redis prefix.
