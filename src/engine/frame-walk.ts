@@ -4,7 +4,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { CHAIN_HASH_BYTES, FORMAT_VERSION, FRAME_MAGIC, HEADER_BYTES, MAX_FRAME_BYTES, splitBody, type FrameMeta } from './frame.js';
+import { CHAIN_HASH_BYTES, FORMAT_VERSION, FRAME_MAGIC, HEADER_BYTES, maxFrameBytes, splitBody, type FrameMeta } from './frame.js';
 
 
 /** Damage before the end of a changelog: a bad frame that whole frames follow (or that a snapshot says was acknowledged). */
@@ -78,7 +78,7 @@ export async function walkFrames(fh: FileHandle, size: number, firstOffset: numb
     if (h.readUInt32LE(0) !== FRAME_MAGIC) return done('bad magic');
     if (!knownHeader(h)) return done('unknown format version or flags');
     const len = h.readUInt32LE(8);
-    if (len > MAX_FRAME_BYTES || !(await need(pos + HEADER_BYTES + len))) return done('short payload');
+    if (len > maxFrameBytes() || !(await need(pos + HEADER_BYTES + len))) return done('short payload');
     const hdr = buf.subarray(pos - bufStart, pos - bufStart + HEADER_BYTES);
     const body = buf.subarray(pos - bufStart + HEADER_BYTES, pos - bufStart + HEADER_BYTES + len);
     if (crc32(body, crc32(hdr.subarray(16, HEADER_BYTES))) !== hdr.readUInt32LE(12)) return done('checksum mismatch');
@@ -110,7 +110,7 @@ async function wholeFrameAt(fh: FileHandle, pos: number, size: number): Promise<
   const h = Buffer.alloc(HEADER_BYTES);
   await fh.read(h, 0, HEADER_BYTES, pos);
   const len = h.readUInt32LE(8);
-  if (h.readUInt32LE(0) !== FRAME_MAGIC || !knownHeader(h) || len > MAX_FRAME_BYTES || pos + HEADER_BYTES + len > size) return undefined;
+  if (h.readUInt32LE(0) !== FRAME_MAGIC || !knownHeader(h) || len > maxFrameBytes() || pos + HEADER_BYTES + len > size) return undefined;
   const payload = Buffer.allocUnsafe(len);
   await fh.read(payload, 0, len, pos + HEADER_BYTES);
   return crc32(payload, crc32(h.subarray(16))) === h.readUInt32LE(12) ? metaOf(h, pos) : undefined;

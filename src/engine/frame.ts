@@ -14,8 +14,30 @@ export const CHAIN_HASH_BYTES = 32;
 /** The previous hash of a table's first chained frame. */
 export const CHAIN_GENESIS: Buffer = Buffer.alloc(CHAIN_HASH_BYTES);
 const CHAIN_DOMAIN = Buffer.from('asof.changelog.frame.v2\0');
-/** Largest frame payload accepted when reading; guards against a corrupt length. */
+/** Largest frame body (chain hash + payload) accepted when reading, so a corrupt length is not believed; appending refuses a larger one. */
 export const MAX_FRAME_BYTES = 1 << 30;
+
+let frameLimit = MAX_FRAME_BYTES;
+/**
+ * The frame body limit reading and appending both use: MAX_FRAME_BYTES, one
+ * value for both, so no frame is ever written (and acknowledged) that start-up
+ * would read as a short payload and cut or refuse.
+ */
+export const maxFrameBytes = (): number => frameLimit;
+/** Tests only: a small limit, so a frame over it need not be 1 GiB (undefined puts MAX_FRAME_BYTES back). */
+export function setMaxFrameBytesForTests(bytes?: number): void {
+  frameLimit = bytes ?? MAX_FRAME_BYTES;
+}
+
+/** A frame whose body would exceed maxFrameBytes(): thrown before anything is written. */
+export class FrameTooLarge extends Error {
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(`a changelog frame of ${bytes} body bytes exceeds the limit of ${limit}`);
+  }
+}
 
 export interface FrameMeta {
   firstOffset: number;

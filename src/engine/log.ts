@@ -42,7 +42,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 
-import { CHAIN_GENESIS, FRAME_MAGIC, HEADER_BYTES, chainHash, encodeHeader, frameOk, sliceBuffers, splitBody, type FrameMeta, type NewFrame, type RawFrame, type RecoveryReport } from './frame.js';
+import { CHAIN_GENESIS, CHAIN_HASH_BYTES, FRAME_MAGIC, FrameTooLarge, maxFrameBytes, HEADER_BYTES, chainHash, encodeHeader, frameOk, sliceBuffers, splitBody, type FrameMeta, type NewFrame, type RawFrame, type RecoveryReport } from './frame.js';
 import { ChangelogDamaged, findDamage, firstOffsetIn, walkFrames, type Walk } from './frame-walk.js';
 
 export * from './frame.js';
@@ -235,6 +235,8 @@ export class ChangelogFile {
 
   /**
    * Writes frames at the end and waits for fdatasync. Returns their metadata.
+   * A frame whose body exceeds maxFrameBytes() throws FrameTooLarge before
+   * anything is written (the file is unchanged and takes appends as before).
    * If the write or the fdatasync fails, the file is cut back to its last
    * durable frame (truncate, fdatasync) before this throws AppendFailed: its
    * `restored` says whether that worked. Until it has, `restore` must succeed
@@ -243,6 +245,11 @@ export class ChangelogFile {
    */
   async append(frames: NewFrame[]): Promise<FrameMeta[]> {
     if (this.unrestored) throw new AppendFailed(this.unrestored, false);
+    // Start-up reads a longer frame as a short payload (a torn tail, or damage when frames follow): never write one.
+    for (const f of frames) {
+      const body = (f.count > 0 ? CHAIN_HASH_BYTES : 0) + f.payload.length;
+      if (body > maxFrameBytes()) throw new FrameTooLarge(body, maxFrameBytes());
+    }
     const bufs: Uint8Array[] = [];
     const metas: FrameMeta[] = [];
     let pos = this.size;

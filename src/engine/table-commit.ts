@@ -2,8 +2,8 @@
  * A table's write side: the group-commit writer and the snapshots it triggers.
  *
  * Writes queue up; one writer at a time takes everything queued, turns it into
- * changelog records against the current state (plan.ts), writes one frame,
- * fdatasyncs, applies the records to the in-memory state, tells subscribers,
+ * changelog records against the current state (plan.ts), writes one frame
+ * (more when one would exceed the frame limit: commitSplit), fdatasyncs, applies the records to the in-memory state, tells subscribers,
  * and only then acknowledges every request of the group. So concurrent
  * requests share one fsync, readers never see a record that is not on disk,
  * and a request's answer means its records are durable.
@@ -14,7 +14,7 @@
 import type { Logger } from '../logger.js';
 import { AsofError } from '../errors.js';
 import { ChangeType, encodeBatch } from './arrow-codec.js';
-import { AppendFailed } from './log.js';
+import { AppendFailed, FrameTooLarge } from './log.js';
 import { keysMetadata, type FrameKey, type KeyedRequest } from './idempotency.js';
 import { snapshotPath, type Recovered } from './table-recover.js';
 import type { Commit } from './table-scan.js';
@@ -147,6 +147,10 @@ export class TableWriter {
         frames.push(meta);
       }
     } catch (e) {
+      if (e instanceof FrameTooLarge) {
+        await this.commitSplit(group, e);
+        return;
+      }
       if (!(e instanceof AppendFailed)) {
         // Nothing reached the file (the batch could not be encoded): only this group fails.
         for (const p of group) p.reject(e);
@@ -183,6 +187,29 @@ export class TableWriter {
       first += count;
     });
     this.maybeSnapshot();
+  }
+
+  /**
+   * A group whose frame would be larger than start-up reads (frame.ts; nothing
+   * was written): its two halves are committed one after the other, each its
+   * own frame, so requests that fit are never refused for what others sent
+   * with them. A request whose rows alone make too large a frame is refused
+   * and writes nothing.
+   */
+  private async commitSplit(group: Pending[], e: FrameTooLarge): Promise<void> {
+    if (group.length === 1) {
+      group[0].reject(
+        new AsofError('ASOF_PAYLOAD_TOO_LARGE', `the batch for table "${this.name}" makes a changelog frame of ${e.bytes} bytes, more than the ${e.limit} bytes one frame may hold; nothing was written: send its rows in smaller requests`, {
+          table: this.name,
+          frameBytes: e.bytes,
+          maxFrameBytes: e.limit,
+        }),
+      );
+      return;
+    }
+    const half = Math.ceil(group.length / 2);
+    await this.commitGroup(group.slice(0, half));
+    await this.commitGroup(group.slice(half));
   }
 
   private async notify(commit: Commit): Promise<void> {
