@@ -102,6 +102,27 @@ export async function writeSnapshot(path: string, schema: TableSchema, point: Sn
 }
 
 /**
+ * Where a snapshot stands, from its header alone (nothing else is read, so a
+ * large one costs nothing): undefined when there is none or its header is not
+ * one this version writes (start-up ignores such a snapshot).
+ */
+export async function snapshotPoint(path: string): Promise<SnapshotPoint | undefined> {
+  const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (!fh) return undefined;
+  try {
+    const h = Buffer.alloc(HEADER);
+    const { bytesRead } = await fh.read(h, 0, HEADER, 0);
+    if (bytesRead < HEADER || h.readUInt32LE(0) !== MAGIC || h.readUInt32LE(4) !== HEADER) return undefined;
+    return { offset: h.readDoubleLE(8), lastCommitTime: h.readDoubleLE(16), logBytes: h.readDoubleLE(24) };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * Reads a snapshot: undefined when there is none; `{damaged}` saying why when
  * it cannot be used (then the changelog is replayed from 0). A pk table's rows
  * go to `load` a chunk at a time, as value arrays (one per column of `schema`,
