@@ -7,11 +7,10 @@
  *   tables/<name>/state.snapshot  pk tables: latest state at some offset
  *   LOCK                          the PID of the one process that has the folder open (lock.ts)
  */
-import { mkdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
+import { mkdirDurable, Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
 import { defineTable, isReservedName, isValidName, NAME_PATTERN, RESERVED_PREFIX, TableSchema, type ColumnDef, type TableDef, type TableKind } from './schema.js';
 import { ChangelogDamaged } from './log.js';
 import type { KeyedAnswer } from './idempotency.js';
@@ -90,7 +89,8 @@ export class Engine {
    */
   static async open(opts: EngineOptions): Promise<Engine> {
     const e = new Engine(opts);
-    await mkdir(join(opts.dataDir, 'tables'), { recursive: true });
+    // Made durable (parents fsync'd) before anything in it is: a table's files are acknowledged data.
+    await mkdirDurable(join(opts.dataDir, 'tables'));
     e.lock = await DataDirLock.acquire(opts.dataDir);
     try {
       const { tables } = await readJson<{ tables: TableDef[] }>(e.catalogPath, { tables: [] });
@@ -130,8 +130,8 @@ export class Engine {
   /** `defined`: the table is being defined now (not opened from the catalog). */
   private async openTable(def: TableDef, defined = false): Promise<Table> {
     const dir = join(this.opts.dataDir, 'tables', def.name);
-    // mkdir answers the first folder it made: undefined when the table's folder was already there.
-    const made = (await mkdir(dir, { recursive: true })) !== undefined;
+    // Whether the table's folder was made now; `tables/` is fsync'd then, so the folder outlives a crash with the segment made in it.
+    const made = await mkdirDurable(dir);
     // A table defined now into a folder made now has no record: its cold data is looked up when first used (cold-thread.ts).
     const cold = await this.opts.tiering?.cold.open(def.name, def.primaryKey, { created: defined && made });
     return Table.open(new TableSchema(def), dir, { snapshotEvery: this.opts.snapshotEvery ?? 200_000, now: this.now, idempotency: this.opts.idempotency ?? DEFAULT_IDEMPOTENCY, segmentBytes: this.opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES }, this.opts.logger, cold);

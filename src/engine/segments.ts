@@ -17,6 +17,7 @@
  */
 import { open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { syncDir } from '../util/fs.js';
 import { ChangelogFile, FILE_START, FRAME_MAGIC, HEADER_BYTES, type FrameMeta, type RawFrame, type NewFrame, type RecoveryReport, type ResumePoint } from './log.js';
 
 const LEGACY_NAME = 'changelog.log';
@@ -78,7 +79,9 @@ export class SegmentedLog {
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => Number(m[1]))
       .sort((a, b) => a - b);
-    if (bases.length === 0) bases.push(0);
+    // No segment yet (a new table): ChangelogFile.open creates the first.
+    const creating = bases.length === 0;
+    if (creating) bases.push(0);
     const report: RecoveryReport = { frames: 0, records: 0, cutBytes: 0 };
     // The chain continues across segments: each one starts from the previous one's head.
     let expect: { offset: number; commitTime: number; head?: Buffer } = { offset: from.offset, commitTime: from.commitTime };
@@ -119,6 +122,8 @@ export class SegmentedLog {
         report.cutBytes += r.cutBytes;
         report.cutReason ??= r.cutReason;
       }
+      // The new file's name must be durable before any frame in it is acknowledged (as when rolling: append).
+      if (creating) await syncDir(dir);
     } catch (e) {
       await log.close();
       throw e;
@@ -275,11 +280,3 @@ async function firstOffsetOf(path: string): Promise<number | undefined> {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}

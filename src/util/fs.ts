@@ -1,5 +1,5 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 
 /**
  * Writes JSON so that a crash leaves the old file or the new one, never a mix:
@@ -19,6 +19,9 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
   await syncDir(dirname(path));
 }
 
+/** Test seam: told of each folder syncDir has fsync'd (tests check a new name is made durable before it is relied on). */
+export const dirSyncs: { synced?: (path: string) => void } = {};
+
 /** fsyncs a folder: a rename, creation or removal in it is durable only once the folder is. */
 export async function syncDir(path: string): Promise<void> {
   const dir = await open(path, 'r');
@@ -26,6 +29,22 @@ export async function syncDir(path: string): Promise<void> {
     await dir.sync();
   } finally {
     await dir.close();
+  }
+  dirSyncs.synced?.(path);
+}
+
+/**
+ * `mkdir -p` that makes the new folders durable: a folder's entry is only
+ * once its parent is fsync'd, so each parent of a folder it made is. Returns
+ * whether it made any.
+ */
+export async function mkdirDurable(path: string): Promise<boolean> {
+  const target = resolve(path);
+  const first = await mkdir(target, { recursive: true });
+  if (first === undefined) return false;
+  for (let p = target; ; p = dirname(p)) {
+    await syncDir(dirname(p));
+    if (p === resolve(first) || dirname(p) === p) return true;
   }
 }
 
