@@ -257,14 +257,27 @@ export class Engine {
     return { records, ms: records > 0 ? Math.max(0, this.now() - t.commitTimeAt(t.tieredEnd)) : 0 };
   }
 
+  /**
+   * Stops everything that writes (tiering: cold-tier commits, segment
+   * deletes, snapshots; then the tables: queued writes, the last snapshot;
+   * then the cold tier), and only then gives the lock up: once it is gone
+   * another process may open the folder, and nothing of this one may write
+   * after that. Each step is tried even when one before it failed; the first
+   * failure is thrown after the lock is released.
+   */
   async close(): Promise<void> {
-    try {
-      await Promise.all([...this.tables.values()].map((t) => t.close()));
-    } finally {
-      await this.lock?.release();
-    }
-    await this.tiering?.stop();
-    await Promise.all([...this.tables.values()].map((t) => t.close()));
-    await this.opts.tiering?.cold.close();
+    let failed: { e: unknown } | undefined;
+    const step = async (f: () => Promise<unknown> | undefined): Promise<void> => {
+      try {
+        await f();
+      } catch (e) {
+        failed ??= { e };
+      }
+    };
+    await step(() => this.tiering?.stop());
+    await step(() => Promise.all([...this.tables.values()].map((t) => t.close())));
+    await step(() => this.opts.tiering?.cold.close());
+    await this.lock?.release();
+    if (failed) throw failed.e;
   }
 }
