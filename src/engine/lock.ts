@@ -2,12 +2,14 @@
  * The exclusive lock on a data folder: one process writes a folder's
  * changelogs at a time. `<dataDir>/LOCK` holds the holder's PID (and, on
  * Linux, its start time, so a PID reused after a kill -9 is not mistaken for
- * the holder). The file is created with O_EXCL; a lock whose holder is gone
+ * the holder). The file is created whole (written, then linked in: never
+ * empty, see createHolding); a lock whose holder is gone
  * (killed, crashed) is stale and taken over, so no one has to delete it by
  * hand. Advisory: it keeps asof processes apart, not other programs.
  */
 import { open, readFile, rename, unlink, link } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
 interface Holder {
@@ -79,18 +81,7 @@ export class DataDirLock {
     const holder: Holder = { pid: process.pid, start: startOf(process.pid), since: new Date().toISOString() };
     const content = JSON.stringify(holder) + '\n';
     for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        const fh = await open(path, 'wx');
-        try {
-          await fh.writeFile(content);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        return new DataDirLock(path, content);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
+      if (await createHolding(path, content)) return new DataDirLock(path, content);
       const text = await readFile(path, 'utf8').catch(() => undefined);
       if (text === undefined) continue; // released meanwhile: try again
       const seen = parseHolder(text);
@@ -107,6 +98,39 @@ export class DataDirLock {
     const text = await readFile(this.path, 'utf8').catch(() => undefined);
     if (text === this.content) await unlink(this.path).catch(() => undefined);
   }
+}
+
+/** Test seam: called once a new LOCK exists, before `acquire` returns (a test acquires again there). */
+export const lockSteps: { created?: (path: string) => Promise<void> } = {};
+
+/**
+ * Creates `path` holding `content`; false when it exists already. The content
+ * is written and fsync'd in a temporary file first, then linked in (link
+ * fails when the name exists, as O_EXCL does): LOCK never exists empty, so
+ * no other process can read an empty lock, take it for a torn stale one and
+ * break a live holder's lock (as it could between an open('wx') and its write).
+ */
+async function createHolding(path: string, content: string): Promise<boolean> {
+  const tmp = `${path}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    const fh = await open(tmp, 'wx');
+    try {
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await link(tmp, path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e;
+    }
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+  await lockSteps.created?.(path);
+  return true;
 }
 
 /**

@@ -9,10 +9,10 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
-import { DataDirLockedError } from '../../src/engine/lock.js';
+import { DataDirLock, DataDirLockedError, lockSteps } from '../../src/engine/lock.js';
 import { silentLogger } from '../../src/logger.js';
 import { tempDir } from '../helpers.js';
 import { killAll, readyChild, runCli, startChild } from '../child-server.js';
@@ -66,6 +66,29 @@ describe('the data-folder lock', () => {
       assert.equal(await readFile(join(dir.path, 'LOCK'), 'utf8'), text, 'a refused open leaves the holder\'s lock alone');
       await held.close();
     } finally {
+      await dir.cleanup();
+    }
+  });
+
+  test('a new LOCK is never seen empty: an acquire made the moment it exists is refused, and the first holder keeps it', async () => {
+    const dir = await tempDir();
+    let second: unknown;
+    lockSteps.created = async () => {
+      lockSteps.created = undefined;
+      // Another acquire (another process, as far as the file is concerned) reads LOCK right after it came to be.
+      second = await DataDirLock.acquire(dir.path).catch((e: unknown) => e);
+    };
+    try {
+      const first = await DataDirLock.acquire(dir.path);
+      assert.ok(second instanceof DataDirLockedError, `the second acquire must be refused, got ${second instanceof DataDirLock ? 'the lock too' : String(second)}`);
+      assert.equal((second as DataDirLockedError).holderPid, process.pid);
+      const text = await readFile(join(dir.path, 'LOCK'), 'utf8');
+      assert.equal(JSON.parse(text).pid, process.pid);
+      assert.deepEqual((await readdir(dir.path)).sort(), ['LOCK'], 'no temporary file left');
+      await first.release();
+      assert.equal(existsSync(join(dir.path, 'LOCK')), false);
+    } finally {
+      lockSteps.created = undefined;
       await dir.cleanup();
     }
   });
