@@ -14,7 +14,8 @@
  * budget (`charge`); charges wait only for bytes, never for a slot (see there),
  * so an admitted call cannot deadlock on the queue behind it. Nothing here
  * refuses a request once it was admitted, so an acknowledged write is never
- * affected.
+ * affected; an admitted request whose body stalls is ended by its adapter
+ * (`Admission.bodyIdleMs`), before that body is written.
  */
 import { AsofError } from './errors.js';
 
@@ -162,11 +163,27 @@ export class Gate {
 
 const KIND_TEXT: Record<WorkKind, string> = { writes: 'writes', lookups: 'lookups', trainingSets: 'training sets', searches: 'vector searches' };
 
-/** The gates of one server, one per kind of work. */
+/**
+ * The gates of one server, one per kind of work, and the deadline of admitted
+ * work: a request holding a slot whose client stops sending its body (REST
+ * bytes, a gRPC stream's next message) for `bodyIdleMs` is ended with
+ * ASOF_REQUEST_TIMEOUT and its slot freed, so that idle clients cannot hold
+ * every slot (and stop every write) for as long as they keep their
+ * connections open. A pause, not a total: long uploads that keep sending are
+ * never cut.
+ */
 export class Admission {
   readonly gates: Record<WorkKind, Gate>;
-  constructor(limits: Record<WorkKind, GateLimits>) {
+  constructor(
+    limits: Record<WorkKind, GateLimits>,
+    readonly bodyIdleMs = 30_000,
+  ) {
     this.gates = Object.fromEntries(WORK_KINDS.map((k) => [k, new Gate(k, limits[k])])) as Record<WorkKind, Gate>;
+  }
+
+  /** The error of a request whose body stalled past `bodyIdleMs`. */
+  bodyStalled(what: string): AsofError {
+    return new AsofError('ASOF_REQUEST_TIMEOUT', `${what} for ${this.bodyIdleMs} ms (ASOF_BODY_IDLE_TIMEOUT_MS) while holding a slot; the request was ended, retry and keep sending`, { idleMs: this.bodyIdleMs });
   }
   drain(): void {
     for (const g of Object.values(this.gates)) g.drain();

@@ -115,6 +115,8 @@ export const ConfigSchema = z.object({
   maxQueuedSearches: z.coerce.number().int().min(0).default(256),
   /** Longest a request waits for a slot, ms (then 429). */
   maxQueueWaitMs: z.coerce.number().int().positive().default(10_000),
+  /** Longest pause in the body of a request that holds a slot (REST bytes, gRPC WriteRows messages), ms; beyond, 408 / DEADLINE_EXCEEDED and the slot is freed. */
+  bodyIdleTimeoutMs: z.coerce.number().int().positive().default(30_000),
   /** Training-set jobs queued or running at once (429 beyond). */
   maxTrainingSetJobs: z.coerce.number().int().positive().default(8),
   /** How long finished training-set jobs and their files are kept, hours. */
@@ -164,6 +166,7 @@ const ENV: Record<keyof Config, string> = {
   maxInFlightSearches: 'ASOF_MAX_IN_FLIGHT_SEARCHES',
   maxQueuedSearches: 'ASOF_MAX_QUEUED_SEARCHES',
   maxQueueWaitMs: 'ASOF_MAX_QUEUE_WAIT_MS',
+  bodyIdleTimeoutMs: 'ASOF_BODY_IDLE_TIMEOUT_MS',
   maxTrainingSetJobs: 'ASOF_MAX_TRAINING_SET_JOBS',
   trainingSetRetentionHours: 'ASOF_TRAINING_SET_RETENTION_HOURS',
   shutdownGraceMs: 'ASOF_SHUTDOWN_GRACE_MS',

@@ -8,6 +8,7 @@
 /** gRPC status codes used by the catalogue (numeric values from grpc's spec). */
 export const GrpcStatus = {
   INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   ALREADY_EXISTS: 6,
   PERMISSION_DENIED: 7,
@@ -42,6 +43,7 @@ export const ERROR_CATALOGUE = {
   ASOF_CONFLICT: { http: 409, grpc: 'ALREADY_EXISTS', retriable: false, doc: 'The request conflicts with the current state (for example an Idempotency-Key reused with a different body).' },
   ASOF_PAYLOAD_TOO_LARGE: { http: 413, grpc: 'RESOURCE_EXHAUSTED', retriable: false, doc: 'The body or batch exceeds the configured limit.' },
   ASOF_UNSUPPORTED_MEDIA_TYPE: { http: 415, grpc: 'INVALID_ARGUMENT', retriable: false, doc: 'The Content-Type is not one this route accepts.' },
+  ASOF_REQUEST_TIMEOUT: { http: 408, grpc: 'DEADLINE_EXCEEDED', retriable: true, doc: 'The client stopped sending its request body (or, on a gRPC client stream, its next message) for longer than ASOF_BODY_IDLE_TIMEOUT_MS while the request held a slot of bounded work; the unfinished body was not written (earlier messages of a stream stay written, as the details say).' },
   ASOF_OVERLOADED: { http: 429, grpc: 'RESOURCE_EXHAUSTED', retriable: true, doc: 'Too many requests in flight; retry with backoff.' },
   ASOF_BACKEND_UNAVAILABLE: { http: 503, grpc: 'UNAVAILABLE', retriable: true, doc: 'A backend (the online store, for example Redis) is unreachable; asof recovers by itself when it returns.' },
   ASOF_STORAGE_FAILED: { http: 503, grpc: 'UNAVAILABLE', retriable: true, doc: 'The changelog could not be written or fsync\'d. Nothing of the request was written (the file is cut back to its last durable frame before anything more is acknowledged): retry. An import that fails after some of its batches were committed says so in `details.written`.' },

@@ -11,6 +11,14 @@
  * wait instead of all being parsed together. grpc-js reads a little ahead
  * of the handler (up to 16 messages, each at most the message size limit);
  * those are in memory but not yet charged.
+ *
+ * The slot bounds how many streams are open at once, so a stream may not hold
+ * it idle: with no next message for ASOF_BODY_IDLE_TIMEOUT_MS (after the
+ * previous one was written) the call ends with DEADLINE_EXCEEDED
+ * (ASOF_REQUEST_TIMEOUT) and frees its slot; the messages before stay
+ * written, as the error's details say. Taking the slot per message instead
+ * would leave the number of open streams, each with grpc-js's read-ahead,
+ * unbounded.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { AsofError, isAsofError } from '../errors.js';
@@ -60,7 +68,18 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
     WriteRows: clientStream(ctx, 'write', async (call: grpc.ServerReadableStream<WriteRowsRequest, unknown>) => {
       const written: Written = { count: 0, firstOffset: null, lastOffset: null, token: {}, messages: 0 };
       let table: string | undefined;
-      for await (const msg of call as AsyncIterable<WriteRowsRequest>) {
+      const messages = (call as AsyncIterable<WriteRowsRequest>)[Symbol.asyncIterator]();
+      for (;;) {
+        let next: IteratorResult<WriteRowsRequest>;
+        try {
+          next = await within(messages.next(), ctx.admission.bodyIdleMs, () => ctx.admission.bodyStalled(`no message arrived on the stream`));
+        } catch (e) {
+          // Stops grpc-js reading more for a call that is over.
+          void messages.return?.();
+          throw inMessage(e, written);
+        }
+        if (next.done) break;
+        const msg = next.value;
         let release: Release | undefined;
         try {
           const charged = gate.charge(messageBytes.get(msg) ?? 0);
@@ -88,6 +107,16 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
       return { count: written.count, first_offset: written.firstOffset ?? undefined, last_offset: written.lastOffset ?? undefined, token: written.token, messages: written.messages };
     }, 'writes'),
   };
+}
+
+/** `p`, or `timeout()` thrown once `ms` pass first. */
+async function within<T>(p: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(timeout()), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The rows of one message, from whichever of its three forms is set, and the fingerprint its idempotency key is checked against. */

@@ -107,8 +107,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   });
   // Every route gets its own onRequest and onResponse hooks, made for it when it is added (routeHooks below):
   // what they need of the route (its access, kind of work, metrics series) is resolved once, not per request.
-  const gates = opts.admission.gates;
-  const hooksFor = routeHooks({ keys, gates, maxBodyBytes: opts.maxBodyBytes, closing: () => closing });
+  const hooksFor = routeHooks({ keys, admission: opts.admission, maxBodyBytes: opts.maxBodyBytes, closing: () => closing });
   app.addHook('onRoute', (r) => {
     if (r.config?.hot && !r.logLevel) (r as { logLevel?: string }).logLevel = hotLevel;
     // Swagger UI's own routes (/docs) are public, like /openapi.json; a route that declares nothing needs a valid key.
@@ -248,8 +247,9 @@ const withoutOwn = (hooks: unknown): Hook[] => [hooks ?? []].flat().filter((h) =
  * read: a request that waits here waits unread in the socket. onResponse: the
  * request's metrics. Callback style: no promise per request.
  */
-function routeHooks(ctx: { keys: ApiKeys; gates: Record<WorkKind, Gate>; maxBodyBytes: number; closing: () => boolean }) {
-  const { keys, gates, maxBodyBytes } = ctx;
+function routeHooks(ctx: { keys: ApiKeys; admission: Admission; maxBodyBytes: number; closing: () => boolean }) {
+  const { keys, admission, maxBodyBytes } = ctx;
+  const gates = admission.gates;
   return (policy: RoutePolicy): { onRequest: Hook; onResponse: Hook } => {
     const { access, bodyInMemory } = policy;
     const gate = policy.work === undefined ? undefined : gates[policy.work];
@@ -270,11 +270,13 @@ function routeHooks(ctx: { keys: ApiKeys; gates: Record<WorkKind, Gate>; maxBody
       if (slot === undefined) return done();
       if (typeof slot === 'function') {
         hold(req, reply, slot);
+        bodyDeadline(req, reply, admission);
         return done();
       }
       slot.then(
         (release) => {
           hold(req, reply, release);
+          bodyDeadline(req, reply, admission);
           done();
         },
         (e: Error) => done(e),
@@ -301,6 +303,45 @@ function routeHooks(ctx: { keys: ApiKeys; gates: Record<WorkKind, Gate>; maxBody
 function hold(req: FastifyRequest, reply: FastifyReply, release: () => void): void {
   if (reply.raw.writableFinished || req.raw.destroyed) return release();
   reply.raw.on('close', release);
+}
+
+/**
+ * A request that holds a work slot must keep sending its body: after
+ * `admission.bodyIdleMs` without a byte it is answered 408
+ * ASOF_REQUEST_TIMEOUT (`Connection: close`), which frees its slot ('close',
+ * `hold`). Without this, a client that declares a body and never sends it
+ * holds its slot for as long as it keeps the connection open. Measured as
+ * socket inactivity (Node's socket timeout, refreshed by every byte), so an
+ * upload of any length passes while it keeps sending; a streamed upload that
+ * the server itself has stopped reading (its data waits in the request
+ * stream) is never timed out. The socket's timeout is ours only while the body
+ * is read: asof sets none otherwise (Fastify's connectionTimeout is 0), and
+ * Node sets its keep-alive timeout after the answer.
+ */
+function bodyDeadline(req: FastifyRequest, reply: FastifyReply, admission: Admission): void {
+  const raw = req.raw;
+  if (raw.complete || (raw.headers['transfer-encoding'] === undefined && !(Number(raw.headers['content-length']) > 0))) return;
+  const socket = raw.socket;
+  // Requests injected without a socket (tests, light-my-request) have their whole body already.
+  if (typeof socket?.setTimeout !== 'function') return;
+  const idleMs = admission.bodyIdleMs;
+  const onTimeout = (): void => {
+    // Answered already (the body was refused unread): what Node does with an idle socket when nobody listens.
+    if (reply.sent) return void socket.destroy();
+    // The server is behind, not the client: its data waits to be read.
+    if (raw.readableLength > 0) return void socket.setTimeout(idleMs);
+    raw.off('timeout', onTimeout);
+    socket.setTimeout(0);
+    void reply.header('connection', 'close');
+    reply.send(admission.bodyStalled('the request body stalled: no bytes arrived'));
+  };
+  socket.setTimeout(idleMs);
+  // Node emits 'timeout' on the request while its body is incomplete (and destroys the socket when nobody listens).
+  raw.on('timeout', onTimeout);
+  raw.once('end', () => {
+    raw.off('timeout', onTimeout);
+    socket.setTimeout(0);
+  });
 }
 
 /**
