@@ -19,7 +19,7 @@
  */
 import { AsofError } from './errors.js';
 
-export const WORK_KINDS = ['writes', 'lookups', 'trainingSets', 'searches'] as const;
+export const WORK_KINDS = ['writes', 'lookups', 'trainingSets', 'searches', 'follows'] as const;
 export type WorkKind = (typeof WORK_KINDS)[number];
 
 export interface GateLimits {
@@ -161,7 +161,7 @@ export class Gate {
   }
 }
 
-const KIND_TEXT: Record<WorkKind, string> = { writes: 'writes', lookups: 'lookups', trainingSets: 'training sets', searches: 'vector searches' };
+const KIND_TEXT: Record<WorkKind, string> = { writes: 'writes', lookups: 'lookups', trainingSets: 'training sets', searches: 'vector searches', follows: 'changelog follows' };
 
 /**
  * The gates of one server, one per kind of work, and the deadline of admitted
@@ -178,7 +178,20 @@ export class Admission {
     limits: Record<WorkKind, GateLimits>,
     readonly bodyIdleMs = 30_000,
   ) {
-    this.gates = Object.fromEntries(WORK_KINDS.map((k) => [k, new Gate(k, limits[k])])) as Record<WorkKind, Gate>;
+    // Follows never queue (enterFollow): their gate gives a place at once or refuses.
+    this.gates = Object.fromEntries(WORK_KINDS.map((k) => [k, new Gate(k, k === 'follows' ? { ...limits[k], queue: 0 } : limits[k])])) as Record<WorkKind, Gate>;
+  }
+
+  /**
+   * A place for one changelog follow (SSE or gRPC Follow), released when the
+   * follow ends; ASOF_OVERLOADED at once when all are taken. A follow lasts as
+   * long as its client wants, so waiting for a place would be waiting
+   * indefinitely: the follows gate has no queue (config.ts).
+   */
+  enterFollow(): Release {
+    const slot = this.gates.follows.enter();
+    if (typeof slot !== 'function') throw new Error('the follows gate has no queue (constructor)');
+    return slot;
   }
 
   /** The error of a request whose body stalled past `bodyIdleMs`. */

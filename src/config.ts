@@ -117,6 +117,8 @@ export const ConfigSchema = z.object({
   maxQueueWaitMs: z.coerce.number().int().positive().default(10_000),
   /** Longest pause in the body of a request that holds a slot (REST bytes, gRPC WriteRows messages), ms; beyond, 408 / DEADLINE_EXCEEDED and the slot is freed. */
   bodyIdleTimeoutMs: z.coerce.number().int().positive().default(30_000),
+  /** Changelog follows (SSE and gRPC Follow) open at once; beyond, 429 / RESOURCE_EXHAUSTED. */
+  maxFollows: z.coerce.number().int().positive().default(256),
   /** Training-set jobs queued or running at once (429 beyond). */
   maxTrainingSetJobs: z.coerce.number().int().positive().default(8),
   /** How long finished training-set jobs and their files are kept, hours. */
@@ -167,6 +169,7 @@ const ENV: Record<keyof Config, string> = {
   maxQueuedSearches: 'ASOF_MAX_QUEUED_SEARCHES',
   maxQueueWaitMs: 'ASOF_MAX_QUEUE_WAIT_MS',
   bodyIdleTimeoutMs: 'ASOF_BODY_IDLE_TIMEOUT_MS',
+  maxFollows: 'ASOF_MAX_FOLLOWS',
   maxTrainingSetJobs: 'ASOF_MAX_TRAINING_SET_JOBS',
   trainingSetRetentionHours: 'ASOF_TRAINING_SET_RETENTION_HOURS',
   shutdownGraceMs: 'ASOF_SHUTDOWN_GRACE_MS',
@@ -180,6 +183,8 @@ export function admissionLimits(c: Config): Record<WorkKind, GateLimits> {
     lookups: { inFlight: c.maxInFlightLookups, queue: c.maxQueuedLookups, maxWaitMs: wait },
     trainingSets: { inFlight: c.maxInFlightTrainingSets, queue: c.maxQueuedTrainingSets, maxWaitMs: wait },
     searches: { inFlight: c.maxInFlightSearches, queue: c.maxQueuedSearches, maxWaitMs: wait },
+    // A follow lasts as long as its client wants: waiting for one to end would be waiting indefinitely, so none queue.
+    follows: { inFlight: c.maxFollows, queue: 0, maxWaitMs: wait },
   };
 }
 

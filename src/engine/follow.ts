@@ -14,7 +14,9 @@
  * commit arrives while the pump is still reading) the commit is left where it
  * is, in the changelog, and the pump reads it back once the client drains.
  * A commit is never held up by a follower, and a follower never holds a
- * commit's records.
+ * commit's records. Nor does a paused one hold its read: a read stays open
+ * while the client drains within KEEP_READ_MS (re-reading a large frame after
+ * every drain would cost a steady reader dearly), and is let go after.
  *
  * No gap, no duplicate: the subscription starts before the first read; a
  * record below `next` is never sent again; the pump goes live only in the
@@ -25,6 +27,9 @@
  */
 import type { ChangeRecord, Commit, Table } from './table.js';
 import { CHANGE_NAMES } from './arrow-codec.js';
+
+/** How long a read stays open for a client whose buffer is full, ms, before it is let go (`pump`). */
+const KEEP_READ_MS = 1000;
 
 /** Where a follower's records go: one client's stream. */
 export interface FollowSink {
@@ -61,6 +66,8 @@ export function followChangelog(t: Table, opts: FollowOptions, sink: FollowSink)
   let stopped = false;
   /** Ends a wait for the client (set while waiting). */
   let wake: (() => void) | undefined;
+  /** Settles once the client's buffer drained (set while it is full). */
+  let drained: Promise<void> | undefined;
 
   const matches = (r: ChangeRecord['row']): boolean => key === undefined || t.schema.keyOf(r) === key;
 
@@ -72,15 +79,26 @@ export function followChangelog(t: Table, opts: FollowOptions, sink: FollowSink)
     return more;
   };
 
-  const waitForClient = async (): Promise<void> => {
-    if (!full || stopped) return;
-    const drained = sink.drained();
+  /** Waits until the client's buffer drains (or the follow stops), or at most `ms`; true unless the buffer is still full. */
+  const waitForClient = async (ms?: number): Promise<boolean> => {
+    if (!full || stopped) return true;
+    if (drained === undefined) {
+      drained = sink.drained().then(
+        () => void (full = false),
+        () => void (full = false),
+      );
+    }
+    let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {
       wake = resolve;
-      void drained.then(resolve, resolve);
+      void drained!.then(resolve);
+      if (ms !== undefined) timer = setTimeout(resolve, ms);
     });
+    clearTimeout(timer);
     wake = undefined;
-    full = false;
+    if (full && !stopped) return false;
+    drained = undefined;
+    return true;
   };
 
   /** Reads the changelog from `next` to the table's end, for as long as the end moves; then goes live. */
@@ -95,16 +113,21 @@ export function followChangelog(t: Table, opts: FollowOptions, sink: FollowSink)
         live = true;
         return;
       }
+      let released = false;
       for await (const r of t.scan({ fromOffset: next, toOffset: end, key })) {
         if (stopped) return;
         if (r.offset < next) continue;
-        if (!send(r)) {
-          await waitForClient();
-          if (stopped) return;
+        // A client that takes its records soon keeps the read open. One that does not (paused, gone quiet) lets it
+        // go: a read holds the frame it is in (a large commit decoded, megabytes), which a thousand paused followers
+        // would each pin. The read starts again from `next` once the client drains (the loop's first wait).
+        if (!send(r) && !(await waitForClient(KEEP_READ_MS))) {
+          released = true;
+          break;
         }
+        if (stopped) return;
       }
       // Every record of the key below `end` was sent.
-      if (next < end) next = end;
+      if (!released && next < end) next = end;
     }
   };
 

@@ -6,7 +6,8 @@
  * route). Writes wait for the client (flow control, 'drain'): a paused or slow
  * client holds no records on the server (what it has not taken is read back
  * from the changelog once it does), and one that goes away stops the read. A
- * commit is never held up by a follower.
+ * commit is never held up by a follower. Each follow holds a place of the
+ * follows gate (ASOF_MAX_FOLLOWS, shared with SSE) until it ends.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { AsofError } from '../errors.js';
@@ -42,18 +43,22 @@ export function changelogService(ctx: CallContext, services: Pick<Services, 'eng
         key = t.schema.parseKey(typeof k === 'boolean' ? String(k) : k);
       }
 
+      // A place among the follows (RESOURCE_EXHAUSTED when all are taken), freed however the follow ends.
+      const release = ctx.admission.enterFollow();
       const encode = (r: ChangeRecord) => ({ offset: r.offset, change_type: CHANGE_TYPE[r.changeType], commit_time: protoTimestamp(r.commitTime), row: toPbRow(t.schema, r.row) });
       const stop = followChangelog(t, { from, key }, {
         send: (r) => call.write(encode(r)),
         drained: () => new Promise((resolve) => call.once('drain', resolve)),
         fail: (e) => {
           follows.delete(end);
+          release();
           if (!call.cancelled && !call.writableEnded) call.emit('error', toGrpcStatus(e, ctx.logger, call));
         },
       });
       const gone = (): void => {
         follows.delete(end);
         stop();
+        release();
       };
       const end = (err: AsofError): void => {
         gone();

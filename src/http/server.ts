@@ -218,7 +218,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   );
   app.get('/openapi.json', { schema: { hide: true }, config: { access: 'public' } }, async () => app.swagger());
 
-  tableRoutes(app, services);
+  tableRoutes(app, services, opts.admission);
   for (const p of plugins) p(app, services);
   await app.ready();
   return app;

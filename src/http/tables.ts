@@ -15,6 +15,7 @@ import { hashOf, type IngestService } from '../ingest/ingest.js';
 import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
 import { parsePart, rawJsonOf, route } from './route.js';
 import { decodeUtf8 } from '../engine/json-safety.js';
+import type { Admission } from '../admission.js';
 
 const Name = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a name: letters, digits, _; not starting with a digit');
 export const TokenSchema = z.record(z.string(), z.number().int()).meta({ id: 'Token', description: '{table: offset}: the changelog positions a write produced or a read reflects.' });
@@ -105,7 +106,7 @@ function tableInfoJson(info: ReturnType<Engine['describe']>) {
   };
 }
 
-export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest: IngestService }): void {
+export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest: IngestService }, admission: Admission): void {
   const { engine, ingest } = deps;
 
   // NDJSON is decoded here, not by Fastify, so bytes that are not UTF-8 are refused rather than replaced by U+FFFD.
@@ -248,7 +249,8 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       const t = engine.table(params.table);
       const key = query.key === undefined ? undefined : t.schema.parseKey(parseKeyParam(query.key));
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
-        followChangelog(reply, t, query.from, key);
+        // A place among the follows (429 when all are taken), before the answer's head is written.
+        followChangelog(reply, t, query.from, key, admission.enterFollow());
         return reply;
       }
       const records: ReturnType<typeof recordJson>[] = [];
@@ -285,7 +287,7 @@ function recordJson(t: TableT, r: ChangeRecord) {
  * wait for the client ('drain'): a client that reads slowly or not at all
  * holds no records on the server, and one that goes away stops the read.
  */
-function followChangelog(reply: import('fastify').FastifyReply, t: TableT, from: number, key: string | undefined): void {
+function followChangelog(reply: import('fastify').FastifyReply, t: TableT, from: number, key: string | undefined, release: () => void): void {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
@@ -305,5 +307,6 @@ function followChangelog(reply: import('fastify').FastifyReply, t: TableT, from:
   res.on('close', () => {
     clearInterval(heartbeat);
     stop();
+    release();
   });
 }
