@@ -3,9 +3,10 @@
  * the changelog. Thin: parsing and shaping only; the engine and the ingest
  * service do the work.
  */
-import type { FastifyInstance } from 'fastify';
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { AsofError } from '../errors.js';
+import { AsofError, isAsofError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
 import type { ChangeRecord } from '../engine/table.js';
 import { CHANGE_NAMES } from '../engine/arrow-codec.js';
@@ -16,6 +17,7 @@ import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
 import { parsePart, rawJsonOf, route } from './route.js';
 import { decodeUtf8 } from '../engine/json-safety.js';
 import type { Admission } from '../admission.js';
+import { requestObserver } from './metrics.js';
 
 const Name = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a name: letters, digits, _; not starting with a digit');
 export const TokenSchema = z.record(z.string(), z.number().int()).meta({ id: 'Token', description: '{table: offset}: the changelog positions a write produced or a read reflects.' });
@@ -250,7 +252,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       const key = query.key === undefined ? undefined : t.schema.parseKey(parseKeyParam(query.key));
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
         // A place among the follows (429 when all are taken), before the answer's head is written.
-        followChangelog(reply, t, query.from, key, admission.enterFollow());
+        followChangelog(req, reply, t, query.from, key, admission.enterFollow());
         return reply;
       }
       const records: ReturnType<typeof recordJson>[] = [];
@@ -286,11 +288,17 @@ function recordJson(t: TableT, r: ChangeRecord) {
  * follow commits, each record once, in offset order (engine/follow.ts). Writes
  * wait for the client ('drain'): a client that reads slowly or not at all
  * holds no records on the server, and one that goes away stops the read.
+ *
+ * The answer is written here, not by Fastify (hijacked), so what Fastify's
+ * hooks would do is done here: the headers set so far (x-request-id) go with
+ * the head, the request is counted in the HTTP metrics when it ends (onResponse
+ * never runs for a hijacked reply), and a failure is sent in the catalogue's
+ * shape, logged when it is not one the catalogue names.
  */
-function followChangelog(reply: import('fastify').FastifyReply, t: TableT, from: number, key: string | undefined, release: () => void): void {
+function followChangelog(req: FastifyRequest, reply: FastifyReply, t: TableT, from: number, key: string | undefined, release: () => void): void {
   reply.hijack();
   const res = reply.raw;
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  res.writeHead(200, { ...(reply.getHeaders() as OutgoingHttpHeaders), 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
   // A client whose buffer is full gets no heartbeat: it is not reading, and nothing is queued for it.
   const heartbeat = setInterval(() => {
     if (!res.writableNeedDrain) res.write(': keep-alive\n\n');
@@ -298,15 +306,20 @@ function followChangelog(reply: import('fastify').FastifyReply, t: TableT, from:
   const stop = follow(t, { from, key }, {
     send: (r) => res.write(`id: ${r.offset}\nevent: record\ndata: ${JSON.stringify(recordJson(t, r))}\n\n`),
     drained: () => new Promise((resolve) => res.once('drain', resolve)),
-    fail: (e) => {
+    fail: (err) => {
       clearInterval(heartbeat);
-      res.end(`event: error\ndata: ${JSON.stringify({ error: { code: 'ASOF_INTERNAL', message: String(e) } })}\n\n`);
+      let e: AsofError;
+      if (isAsofError(err)) e = err;
+      else e = new AsofError('ASOF_INTERNAL', 'internal error');
+      if (e.httpStatus >= 500) req.log.error({ err }, `changelog follow failed: ${e.message}`);
+      res.end(`event: error\ndata: ${JSON.stringify(e.toJSON())}\n\n`);
     },
   });
-  // The connection closed (the client went away, or the server is shutting down): stop reading for it.
+  // The connection closed (the client went away, the follow failed, or the server is shutting down): stop reading for it.
   res.on('close', () => {
     clearInterval(heartbeat);
     stop();
     release();
+    requestObserver(req.routeOptions.url ?? req.url, req.method)(res.statusCode, reply.elapsedTime);
   });
 }
