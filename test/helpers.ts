@@ -155,3 +155,26 @@ export async function testAsof(overrides: Partial<Config> = {}, opts: { now?: ()
     },
   });
 }
+
+/** Polls `ok` every 20 ms until it holds; fails the test, naming `what`, after `ms`. */
+export async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  for (const end = Date.now() + ms; !(await ok()); ) {
+    if (Date.now() > end) assert.fail(`${what}: not reached in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A log table of user events keyed by user, as the tiering tests write it. */
+export const USER_EVENTS = {
+  kind: 'log' as const,
+  eventTime: 'ts',
+  primaryKey: ['user'],
+  columns: [
+    { name: 'user', type: 'string', nullable: false },
+    { name: 'ts', type: 'timestamp', nullable: false },
+    { name: 'n', type: 'int64', nullable: false },
+  ],
+};
+
+/** Batch `b` of `per` USER_EVENTS rows: seven users, distinct times, n counting up across batches. */
+export const userEventRows = (b: number, per: number) => Array.from({ length: per }, (_, i) => ({ user: `u${i % 7}`, ts: 1_700_000_000_000 + b * 1000 + i, n: b * per + i }));

@@ -12,16 +12,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { tempDir, testAsof } from '../helpers.js';
+import { tempDir, testAsof, until } from '../helpers.js';
 
 const lanceMapped = async (): Promise<boolean> => (await readFile('/proc/self/maps', 'utf8')).includes('lancedb');
 
-async function until(what: string, ok: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  for (const end = Date.now() + ms; !(await ok()); ) {
-    if (Date.now() > end) assert.fail(`${what}: not reached in ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('a fresh server with tiering on loads no LanceDB until it has records to tier; then the cold tier starts and tiers them', async () => {
   const dir = await tempDir();

@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { lanceHost } from '../../src/engine/lance-host.js';
-import { testAsof, type TestAsof } from '../helpers.js';
+import { testAsof, until, type TestAsof } from '../helpers.js';
 
 const D = 4;
 
@@ -33,18 +33,12 @@ async function fill(a: TestAsof, from: number): Promise<void> {
   assert.equal((await a.req('POST', '/tables/docs/rows', { rows })).status, 200);
 }
 
-async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void> {
-  for (const end = Date.now() + ms; !ok(); ) {
-    if (Date.now() > end) assert.fail(`${what}: not reached in ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Rows written, in Lance (vector column flushed, records tiered), and the nearest one found through Lance. */
 async function settled(a: TestAsof, rows: number): Promise<void> {
   await a.services.vectors.column('docs', 'emb')!.flushNow();
   const t = a.services.engine.table('docs');
-  await until('records tiered', () => t.tieredEnd === rows);
+  await until('records tiered', () => t.tieredEnd === rows, 60_000);
   const s = await a.req('POST', '/vectors/search', { table: 'docs', k: 1, vector: [rows - 1, 1, 2, 3], metric: 'l2' });
   assert.equal(s.status, 200, JSON.stringify(s.body));
   assert.equal(s.body.results[0].key, `k${rows - 1}`);

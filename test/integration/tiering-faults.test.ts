@@ -12,28 +12,12 @@ import { join } from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
 import { openColdThread } from '../../src/engine/cold-thread.js';
 import { hostModule, lanceHost } from '../../src/engine/lance-host.js';
-import { captureLogger, tempDir } from '../helpers.js';
+import { captureLogger, tempDir, until, USER_EVENTS, userEventRows } from '../helpers.js';
 
 const FAULTS = hostModule('../fixtures/lance-faults', import.meta.url);
 const READS = hostModule('../fixtures/lance-reads', import.meta.url);
 
-const EVENTS = {
-  kind: 'log' as const,
-  eventTime: 'ts',
-  primaryKey: ['user'],
-  columns: [
-    { name: 'user', type: 'string', nullable: false },
-    { name: 'ts', type: 'timestamp', nullable: false },
-    { name: 'n', type: 'int64', nullable: false },
-  ],
-};
-const rowsOf = (b: number, per: number) => Array.from({ length: per }, (_, i) => ({ user: `u${i % 7}`, ts: 1_700_000_000_000 + b * 1000 + i, n: b * per + i }));
 
-async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void> {
-  for (const end = Date.now() + ms; !ok(); await new Promise((r) => setTimeout(r, 20))) {
-    if (Date.now() > end) assert.fail(`${what}: not reached in ${ms} ms`);
-  }
-}
 
 /** Two batches of 500 records, each tiered in steps of its own, with `method` failing once in the first step. */
 async function tierWithFault(method: string): Promise<{ lines: ReturnType<typeof captureLogger>['lines']; facts: { count: number; indexColumns: string[] }; all: number[] }> {
@@ -42,14 +26,14 @@ async function tierWithFault(method: string): Promise<{ lines: ReturnType<typeof
   const cold = openColdThread(join(dir.path, 'lance'), {}, cap.logger);
   const engine = await Engine.open({ dataDir: dir.path, logger: cap.logger, segmentBytes: 4096, tiering: { cold, tierAfterMs: 0, hotRetentionMs: 0 } });
   try {
-    await engine.defineTable('events', EVENTS);
+    await engine.defineTable('events', USER_EVENTS);
     const t = engine.table('events');
     await lanceHost().call(FAULTS, 'failNext', [method]);
-    for (let b = 0; b < 5; b++) await engine.writable('events').write(rowsOf(b, 100), 'upsert');
-    await until('the first batch tiered', () => t.tieredEnd === 500);
+    for (let b = 0; b < 5; b++) await engine.writable('events').write(userEventRows(b, 100), 'upsert');
+    await until('the first batch tiered', () => t.tieredEnd === 500, 15_000);
     assert.equal(await lanceHost().call(FAULTS, 'injectedCount', [method]), 1, `${method} failed once`);
-    for (let b = 5; b < 10; b++) await engine.writable('events').write(rowsOf(b, 100), 'upsert');
-    await until('every record tiered and hot segments deleted', () => t.tieredEnd === 1000 && t.hotStart > 0);
+    for (let b = 5; b < 10; b++) await engine.writable('events').write(userEventRows(b, 100), 'upsert');
+    await until('every record tiered and hot segments deleted', () => t.tieredEnd === 1000 && t.hotStart > 0, 15_000);
     const all: number[] = [];
     for await (const r of t.scan()) all.push(r.row.n as number);
     const facts = await lanceHost().call<{ count: number; indexColumns: string[] }>(READS, 'facts', [join(dir.path, 'lance'), 'events']);

@@ -16,31 +16,14 @@ import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { Engine } from '../../src/engine/engine.js';
 import { openColdThread, type ColdThreadTier } from '../../src/engine/cold-thread.js';
-import { captureLogger, tempDir } from '../helpers.js';
+import { captureLogger, tempDir, until, USER_EVENTS, userEventRows } from '../helpers.js';
 
-const EVENTS = {
-  kind: 'log' as const,
-  eventTime: 'ts',
-  primaryKey: ['user'],
-  columns: [
-    { name: 'user', type: 'string', nullable: false },
-    { name: 'ts', type: 'timestamp', nullable: false },
-    { name: 'n', type: 'int64', nullable: false },
-  ],
-};
 
-const rowsOf = (b: number, per: number) => Array.from({ length: per }, (_, i) => ({ user: `u${i % 7}`, ts: 1_700_000_000_000 + b * 1000 + i, n: b * per + i }));
 
-async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void> {
-  for (const end = Date.now() + ms; !ok(); ) {
-    if (Date.now() > end) assert.fail(`${what}: not reached in ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function open(dir: string, cold: ColdThreadTier, logger = captureLogger().logger, clock?: () => number, tierAfterMs = 0, stepRecords?: number): Promise<Engine> {
   const engine = await Engine.open({ dataDir: dir, logger, now: clock, segmentBytes: 4096, tiering: { cold, tierAfterMs, hotRetentionMs: 0, stepRecords } });
-  await engine.defineTable('events', EVENTS);
+  await engine.defineTable('events', USER_EVENTS);
   return engine;
 }
 
@@ -56,10 +39,10 @@ test('tiering runs in a worker thread: LanceDB is never loaded on the main threa
   const cold = openColdThread(join(dir.path, 'lance'), {}, logger);
   const engine = await open(dir.path, cold, logger);
   try {
-    for (let b = 0; b < 20; b++) await engine.writable('events').write(rowsOf(b, 50), 'upsert');
+    for (let b = 0; b < 20; b++) await engine.writable('events').write(userEventRows(b, 50), 'upsert');
     const t = engine.table('events');
     // Everything tiered and the hot segments deleted: the first records are only in Lance.
-    await until('all records tiered and hot segments deleted', () => t.tieredEnd === 1000 && t.hotStart > 0);
+    await until('all records tiered and hot segments deleted', () => t.tieredEnd === 1000 && t.hotStart > 0, 60_000);
     assert.deepEqual(await allN(engine), [...Array(1000).keys()]);
     assert.ok(cold.threadId !== undefined && cold.threadId !== threadId, `the worker's thread id (${cold.threadId}) is not the main thread's (${threadId})`);
     const lanceOnMain = Object.keys(createRequire(import.meta.url).cache).filter((p) => p.includes('@lancedb'));
@@ -81,7 +64,7 @@ test('a worker that dies during a tiering step is reported and the step retried 
   const engine = await open(dir.path, cold, cap.logger, () => now, 60_000);
   try {
     const t = engine.table('events');
-    for (let b = 0; b < 40; b++) await engine.writable('events').write(rowsOf(b, 100), 'upsert');
+    for (let b = 0; b < 40; b++) await engine.writable('events').write(userEventRows(b, 100), 'upsert');
     assert.equal(t.tieredEnd, 0);
     now += 120_000;
     for (const end = Date.now() + 30_000; cold.inFlight === 0; await new Promise((r) => setImmediate(r))) {
@@ -89,7 +72,7 @@ test('a worker that dies during a tiering step is reported and the step retried 
     }
     const first = cold.threadId;
     await cold.kill();
-    await until('all records tiered', () => t.tieredEnd === 4000 && t.hotStart > 0);
+    await until('all records tiered', () => t.tieredEnd === 4000 && t.hotStart > 0, 60_000);
 
     assert.ok(engine.tiering!.stats.failures >= 1, 'the failed step was counted');
     const stopped = cap.lines.find((l) => l.level === 'error' && /worker thread stopped/.test(l.msg ?? ''));
@@ -116,11 +99,11 @@ test('a tiering step fills up: records past ASOF_TIER_AFTER wait (up to half of 
   const stats = engine.tiering!.stats;
   const rounds = async (n: number): Promise<void> => {
     const from = stats.rounds;
-    await until(`${n} more tiering rounds`, () => stats.rounds >= from + n);
+    await until(`${n} more tiering rounds`, () => stats.rounds >= from + n, 60_000);
   };
   try {
     const t = engine.table('events');
-    for (let b = 0; b < 10; b++) await engine.writable('events').write(rowsOf(b, 100), 'upsert');
+    for (let b = 0; b < 10; b++) await engine.writable('events').write(userEventRows(b, 100), 'upsert');
     // Old enough to tier, 1,000 records, and not yet 5 s (half of 10 s) past it: the step waits.
     now += 10_500;
     await rounds(3);
@@ -128,18 +111,18 @@ test('a tiering step fills up: records past ASOF_TIER_AFTER wait (up to half of 
     await rounds(3);
     assert.equal(t.tieredEnd, 0, 'a step that is not full waits while nothing in it is overdue');
     now += 600;
-    await until('the overdue records tiered', () => t.tieredEnd === 1000);
+    await until('the overdue records tiered', () => t.tieredEnd === 1000, 60_000);
     assert.equal(stats.steps, 1, 'in one commit');
 
     // 250,000 records old enough: two full steps go at once, one commit each; the other 50,000 wait.
-    for (let b = 0; b < 25; b++) await engine.writable('events').write(rowsOf(b, 10_000).map((r) => ({ ...r, n: 1000 + r.n })), 'upsert');
+    for (let b = 0; b < 25; b++) await engine.writable('events').write(userEventRows(b, 10_000).map((r) => ({ ...r, n: 1000 + r.n })), 'upsert');
     now += 10_001;
-    await until('two full steps tiered at once', () => t.tieredEnd === 201_000);
+    await until('two full steps tiered at once', () => t.tieredEnd === 201_000, 60_000);
     assert.equal(stats.steps, 3, 'one commit per full step');
     await rounds(3);
     assert.equal(t.tieredEnd, 201_000, 'the rest waits');
     now += 5_000;
-    await until('the rest tiered once overdue', () => t.tieredEnd === 251_000);
+    await until('the rest tiered once overdue', () => t.tieredEnd === 251_000, 60_000);
     assert.equal(stats.steps, 4);
     assert.deepEqual(await allN(engine), [...Array(251_000).keys()]);
   } finally {
@@ -159,17 +142,17 @@ test('every cold tier of the process shares one LanceDB thread, which no close s
   let starts = 0;
   try {
     for (let n = 0; n < 5; n++) {
-      await ea.writable('events').write(rowsOf(n, 50), 'upsert');
-      await eb.writable('events').write(rowsOf(n, 50), 'upsert');
+      await ea.writable('events').write(userEventRows(n, 50), 'upsert');
+      await eb.writable('events').write(userEventRows(n, 50), 'upsert');
     }
-    await until('records tiered', () => ea.table('events').tieredEnd === 250 && eb.table('events').tieredEnd === 250);
+    await until('records tiered', () => ea.table('events').tieredEnd === 250 && eb.table('events').tieredEnd === 250, 60_000);
     thread = a.threadId;
     starts = a.starts;
     assert.ok(thread !== undefined && thread !== threadId);
     assert.equal(b.threadId, thread, 'two engines, one LanceDB thread');
     await ea.close();
-    await eb.writable('events').write(rowsOf(5, 50), 'upsert');
-    await until('records tiered after the other engine closed', () => eb.table('events').tieredEnd === 300);
+    await eb.writable('events').write(userEventRows(5, 50), 'upsert');
+    await until('records tiered after the other engine closed', () => eb.table('events').tieredEnd === 300, 60_000);
     assert.equal(b.threadId, thread, 'closing one engine leaves the thread to the other');
   } finally {
     await ea.close();
