@@ -1,5 +1,6 @@
 /**
- * Table definitions and the row validator compiled from them.
+ * Table definitions and the row validator compiled from them (a definition is
+ * checked in table-def.ts).
  *
  * A row crosses into the engine once, here: every value is checked against its
  * column and turned into its canonical in-memory form:
@@ -9,7 +10,7 @@
  *   vector<D> → number[] of length D.
  */
 import { AsofError, type FieldIssue } from '../errors.js';
-import { formatType, parseColumnType, type ColumnType } from './types.js';
+import { parseColumnType, type ColumnType } from './types.js';
 import { formatTimestamp, parseTimestamp } from './time.js';
 import { BadValue, coercer, describe, type Coerce } from './coerce.js';
 import { rowCodeFor, type RowCode } from './row-code.js';
@@ -51,7 +52,6 @@ export interface TableDef {
 
 export type Row = Record<string, unknown>;
 
-const METRICS = ['cosine', 'l2', 'dot'];
 export const KEY_TYPES = new Set(['bool', 'int32', 'int64', 'string', 'timestamp']);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 export const NAME_PATTERN = NAME_RE.source;
@@ -297,108 +297,4 @@ export function toJsonValue(type: ColumnType, v: unknown): unknown {
     default:
       return v;
   }
-}
-
-/**
- * Checks a new table definition (create), or a change to an existing one
- * (evolve: only nullable columns appended at the end). Returns the definition
- * to persist and whether anything changed.
- */
-/** Names of Lance's system columns (`_rowid`, ...) and of the distance column its searches add. */
-const LANCE_RESERVED = new Set(['_rowid', '_rowaddr', '_rowoffset', '_row_created_at_version', '_row_last_updated_at_version', '_distance']);
-
-export function defineTable(
-  name: string,
-  body: { kind: TableKind; columns: ColumnDef[]; primaryKey?: string[]; eventTime?: string },
-  existing: TableDef | undefined,
-  now: number,
-): { def: TableDef; changed: boolean } {
-  checkName('table', name);
-  const issues: FieldIssue[] = [];
-  const seen = new Set<string>();
-  const columns: ColumnDef[] = body.columns.map((c, i) => {
-    if (!NAME_RE.test(c.name)) issues.push({ field: `columns[${i}].name`, reason: `must match ${NAME_RE.source}` });
-    if (seen.has(c.name)) issues.push({ field: `columns[${i}].name`, reason: `duplicate column "${c.name}"` });
-    seen.add(c.name);
-    if (c.name.startsWith('_asof')) issues.push({ field: `columns[${i}].name`, reason: 'names starting with _asof are reserved' });
-    // Lance refuses these in a dataset or clashes with them in a search, so the table could not tier nor be searched; a
-    // table that has one already keeps it (it worked but for those).
-    else if (LANCE_RESERVED.has(c.name) && !existing?.columns.some((x) => x.name === c.name)) issues.push({ field: `columns[${i}].name`, reason: `"${c.name}" is reserved (a column Lance adds to its datasets or searches)` });
-    // A row is a plain object: a column named like an inherited property (`constructor`, `__proto__`) would read that property when the value is missing.
-    else if (c.name in Object.prototype) issues.push({ field: `columns[${i}].name`, reason: `"${c.name}" is reserved (a property of every JavaScript object)` });
-    return { name: c.name, type: c.type, nullable: c.nullable, ...(c.metric === undefined ? {} : { metric: c.metric }) };
-  });
-  if (columns.length === 0) issues.push({ field: 'columns', reason: 'a table needs at least one column' });
-  const types = new Map<string, ColumnType>();
-  for (const c of columns) {
-    try {
-      const t = parseColumnType(c.name, c.type);
-      types.set(c.name, t);
-    } catch (e) {
-      issues.push({ field: `columns.${c.name}.type`, reason: (e as Error).message });
-    }
-  }
-  const pk = body.primaryKey ?? [];
-  if (body.kind === 'pk' && pk.length === 0) issues.push({ field: 'primaryKey', reason: 'a pk table needs a primaryKey' });
-  for (const k of pk) {
-    const c = columns.find((x) => x.name === k);
-    const t = types.get(k);
-    if (!c) issues.push({ field: 'primaryKey', reason: `unknown column "${k}"` });
-    else if (c.nullable && body.kind === 'pk') issues.push({ field: 'primaryKey', reason: `key column "${k}" must not be nullable` });
-    else if (t && !KEY_TYPES.has(t.kind)) issues.push({ field: 'primaryKey', reason: `key column "${k}" has type ${c.type}; keys must be one of ${[...KEY_TYPES].join(', ')}` });
-  }
-  if (new Set(pk).size !== pk.length) issues.push({ field: 'primaryKey', reason: 'a column appears twice' });
-  if (body.kind === 'log' && !body.eventTime) issues.push({ field: 'eventTime', reason: 'a log table must name its eventTime column' });
-  if (body.eventTime) {
-    const c = columns.find((x) => x.name === body.eventTime);
-    if (!c) issues.push({ field: 'eventTime', reason: `unknown column "${body.eventTime}"` });
-    else if (types.get(c.name)?.kind !== 'timestamp') issues.push({ field: 'eventTime', reason: `column "${c.name}" must have type timestamp` });
-    else if (body.kind === 'log' && c.nullable) issues.push({ field: 'eventTime', reason: `the eventTime column "${c.name}" of a log table must not be nullable` });
-  }
-  if (issues.length) throw new AsofError('ASOF_INVALID_DEFINITION', `invalid definition of table "${name}": ${issues[0].field}: ${issues[0].reason}`, issues);
-
-  for (const [i, c] of columns.entries()) {
-    if (c.metric !== undefined && types.get(c.name)?.kind !== 'vector') issues.push({ field: `columns[${i}].metric`, reason: `a metric applies to vector<D> columns only; "${c.name}" has type ${c.type}` });
-    else if (c.metric !== undefined && !METRICS.includes(c.metric)) issues.push({ field: `columns[${i}].metric`, reason: `metric must be one of ${METRICS.join(', ')}` });
-  }
-  if (issues.length) throw new AsofError('ASOF_INVALID_DEFINITION', `invalid definition of table "${name}": ${issues[0].field}: ${issues[0].reason}`, issues);
-
-  // Normalise type text so comparisons are exact; vector columns state their metric.
-  for (const c of columns) {
-    c.type = formatType(types.get(c.name)!);
-    if (types.get(c.name)!.kind === 'vector') c.metric ??= 'cosine';
-  }
-
-  if (!existing) {
-    return {
-      def: { name, kind: body.kind, columns, primaryKey: pk, eventTime: body.eventTime, schemaVersions: [{ version: 1, columnCount: columns.length, createdAt: now }], createdAt: now },
-      changed: true,
-    };
-  }
-  const conflict = (why: string): never => {
-    throw new AsofError('ASOF_SCHEMA_CONFLICT', `incompatible change to table "${name}": ${why}. Only nullable columns added at the end are allowed.`, { reason: why });
-  };
-  if (existing.kind !== body.kind) conflict(`kind cannot change from ${existing.kind} to ${body.kind}`);
-  if (JSON.stringify(existing.primaryKey) !== JSON.stringify(pk)) conflict(`primaryKey cannot change from [${existing.primaryKey.join(', ')}] to [${pk.join(', ')}]`);
-  if ((existing.eventTime ?? null) !== (body.eventTime ?? null)) conflict(`eventTime cannot change from ${existing.eventTime ?? 'none'} to ${body.eventTime ?? 'none'}`);
-  if (columns.length < existing.columns.length) {
-    const missing = existing.columns.filter((c) => !columns.some((x) => x.name === c.name)).map((c) => c.name);
-    conflict(`columns cannot be removed (missing: ${missing.join(', ') || 'reordered'})`);
-  }
-  existing.columns.forEach((old, i) => {
-    const now = columns[i];
-    if (now.name !== old.name) conflict(`column ${i} is "${old.name}", not "${now.name}" (columns cannot be renamed or reordered)`);
-    if (now.type !== old.type) conflict(`column "${old.name}" cannot change type from ${old.type} to ${now.type}`);
-    if (now.nullable !== old.nullable) conflict(`column "${old.name}" cannot change nullability`);
-    // Definitions stored before metrics existed mean cosine.
-    if ((now.metric ?? null) !== (old.metric ?? (now.metric === undefined ? null : 'cosine'))) conflict(`column "${old.name}" cannot change metric from ${old.metric ?? 'cosine'} to ${now.metric}`);
-  });
-  const added = columns.slice(existing.columns.length);
-  for (const c of added) if (!c.nullable) conflict(`added column "${c.name}" must be nullable (old records have no value for it)`);
-  if (added.length === 0) return { def: existing, changed: false };
-  const last = existing.schemaVersions[existing.schemaVersions.length - 1];
-  return {
-    def: { ...existing, columns, schemaVersions: [...existing.schemaVersions, { version: last.version + 1, columnCount: columns.length, createdAt: now }] },
-    changed: true,
-  };
 }

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as A from 'apache-arrow';
-import { defineTable, TableSchema, type ColumnDef } from '../../src/engine/schema.js';
+import { TableSchema, type ColumnDef } from '../../src/engine/schema.js';
+import { defineTable } from '../../src/engine/table-def.js';
 import { decodeBatch, decodeIpc, encodeBatch } from '../../src/engine/arrow-codec.js';
 import { parseArrowStream } from '../../src/ingest/formats.js';
 import { parseRfc3339, parseTimestamp } from '../../src/engine/time.js';

@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defineTable, fromText, TableSchema, type CompiledColumn } from '../../src/engine/schema.js';
+import { fromText, TableSchema, type CompiledColumn } from '../../src/engine/schema.js';
+import { defineTable } from '../../src/engine/table-def.js';
 import { entityKeyText } from '../../src/features/entity-key.js';
 
 const schema = new TableSchema(

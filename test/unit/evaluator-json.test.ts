@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defineTable, formatTimestamp, TableSchema } from '../../src/engine/schema.js';
+import { formatTimestamp, TableSchema } from '../../src/engine/schema.js';
+import { defineTable } from '../../src/engine/table-def.js';
 import type { FeatureStatus } from '../../src/features/evaluator.js';
 import { ViewEvaluator } from '../../src/features/evaluator.js';
 import { renderMany, renderOne } from '../../src/http/features-json.js';

@@ -8,7 +8,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChangeType } from '../../src/engine/arrow-codec.js';
-import { defineTable, TableSchema, type ColumnDef } from '../../src/engine/schema.js';
+import { TableSchema, type ColumnDef } from '../../src/engine/schema.js';
+import { defineTable } from '../../src/engine/table-def.js';
 import type { FeatureDef, FeatureViewDef } from '../../src/features/definitions.js';
 import { evaluateAt, ViewEvaluator, type EntityState, type SourceRecord } from '../../src/features/evaluator.js';
 

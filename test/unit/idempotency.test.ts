@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { tableFromIPC } from 'apache-arrow';
 import { IDEMPOTENCY_METADATA, IdempotencyKeys, keysMetadata, keysOf } from '../../src/engine/idempotency.js';
 import { decodeIpc, encodeBatch, streamMetadata } from '../../src/engine/arrow-codec.js';
-import { TableSchema, defineTable } from '../../src/engine/schema.js';
+import { TableSchema } from '../../src/engine/schema.js';
+import { defineTable } from '../../src/engine/table-def.js';
 
 test('answers from a frame: offsets of each keyed request, and the commit end as the token of one that wrote nothing', () => {
   const keys = new IdempotencyKeys(1000, 10);

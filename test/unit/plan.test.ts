@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { planGroup } from '../../src/engine/plan.js';
-import { defineTable, TableSchema, type Row } from '../../src/engine/schema.js';
+import { TableSchema, type Row } from '../../src/engine/schema.js';
+import { defineTable } from '../../src/engine/table-def.js';
 
 const log = new TableSchema(
   defineTable('t', { kind: 'log', eventTime: 'ts', primaryKey: ['user'], columns: [{ name: 'user', type: 'int64', nullable: false }, { name: 'ts', type: 'timestamp', nullable: false }] }, undefined, 0).def,
