@@ -65,8 +65,8 @@ export interface MirroredDefinitions {
 export interface DefinitionMirror {
   /** Adds or replaces the given definitions and moves the revision. */
   publish(defs: MirroredDefinitions): Promise<void>;
-  /** A number that changes whenever anything was published. */
-  revision(): Promise<number>;
+  /** A number that changes whenever anything was published; null when the mirror holds nothing (never published, or flushed). */
+  revision(): Promise<number | null>;
   load(): Promise<MirroredDefinitions & { revision: number }>;
 }
 
@@ -214,6 +214,14 @@ export class FeatureRegistry {
     this.mirrorDirty = false;
   }
 
+  /**
+   * Primary: the shared store may have lost the mirror with everything else (a flushed or replaced Redis, which the
+   * materializer finds a view's namespace gone by): `syncMirror` publishes every definition again.
+   */
+  mirrorMayBeLost(): void {
+    if (this.opts.mirror && this.role !== 'replica') this.mirrorDirty = true;
+  }
+
   /** Runs `syncMirror` every `everyMs` until `close`. */
   startMirrorSync(everyMs: number): void {
     if (!this.opts.mirror || this.timer) return;
@@ -242,7 +250,9 @@ export class FeatureRegistry {
     if (this.refreshing) return this.refreshing;
     const mirror = this.opts.mirror;
     this.refreshing = (async () => {
-      if ((await mirror.revision()) === this.mirrorRevision) return false;
+      // Nothing in the mirror (flushed, not yet published again): keep serving the definitions loaded before.
+      const rev = await mirror.revision();
+      if (rev === null || rev === this.mirrorRevision) return false;
       const loaded = await mirror.load();
       this.views = new Map(loaded.views.map((v) => [v.name, v]));
       this.services = new Map(loaded.services.map((s) => [s.name, s]));

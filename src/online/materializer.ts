@@ -95,6 +95,8 @@ class ViewRunner implements RunnerState {
     private readonly store: OnlineStore,
     private readonly logger: Logger,
     private readonly now: () => number,
+    /** The store holds no namespace for the view: it may have lost everything (a flush), the definitions' mirror too. */
+    private readonly onNoNamespace: () => void,
   ) {
     this.lineage = lineageOf(def, table.schema.def);
   }
@@ -153,6 +155,7 @@ class ViewRunner implements RunnerState {
   private async recover(): Promise<void> {
     this.recovering = false;
     const meta = await this.store.meta(this.ns);
+    if (!meta) this.onNoNamespace();
     const end = this.table.endOffset - 1;
     let why: string | undefined;
     if (!meta) why = this.applied >= 0 ? 'the namespace is gone from the online store' : undefined;
@@ -248,7 +251,7 @@ export class Materializer {
       this.logger.info({ view: ns, applied: table.endOffset - 1 }, 'feature view served from its pk table');
       return;
     }
-    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), table, this.store, this.logger, this.now);
+    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), table, this.store, this.logger, this.now, () => this.registry.mirrorMayBeLost());
     this.runners.set(ns, runner);
     const started = performance.now();
     try {

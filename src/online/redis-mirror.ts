@@ -1,9 +1,11 @@
 /**
  * The feature registry mirrored in Redis, for read replicas (FORMAT.md):
  * `<prefix>registry` is a hash of `view:<name>`, `service:<name>` and
- * `table:<name>` to JSON definitions; `<prefix>registry:rev` counts changes.
- * Each primary writes only its own definitions, so primaries owning different
- * tables can share one Redis.
+ * `table:<name>` to JSON definitions; `<prefix>registry:rev` counts changes,
+ * from a base taken from the clock when it is created: after a flush the
+ * count starts above every value it had, so a replica never takes a new
+ * revision for one it has loaded. Each primary writes only its own
+ * definitions, so primaries owning different tables can share one Redis.
  */
 import type { Redis } from 'ioredis';
 import type { FeatureServiceDef, FeatureViewDef } from '../features/definitions.js';
@@ -28,12 +30,19 @@ export class RedisDefinitionMirror implements DefinitionMirror {
     for (const s of defs.services) fields.push(`service:${s.name}`, JSON.stringify(s));
     for (const t of defs.tables) fields.push(`table:${t.name}`, JSON.stringify(t));
     if (!fields.length) return;
-    await this.redis.multi().hset(this.hashKey, ...fields).incr(this.revKey).exec();
+    await this.redis
+      .multi()
+      .hset(this.hashKey, ...fields)
+      .set(this.revKey, String(Date.now() * 1000), 'NX')
+      .incr(this.revKey)
+      .exec();
   }
 
-  async revision(): Promise<number> {
-    return Number((await this.redis.get(this.revKey)) ?? 0);
+  async revision(): Promise<number | null> {
+    const rev = await this.redis.get(this.revKey);
+    return rev === null ? null : Number(rev);
   }
+
 
   async load(): Promise<MirroredDefinitions & { revision: number }> {
     const res = await this.redis.multi().get(this.revKey).hgetall(this.hashKey).exec();

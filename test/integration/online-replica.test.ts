@@ -6,7 +6,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir } from '../helpers.js';
+import { tempDir, until } from '../helpers.js';
 import { fetchJson as req, killAll, readyChild, type ChildServer } from '../child-server.js';
 import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
@@ -90,5 +90,27 @@ describe('a read replica over the shared Redis', () => {
       assert.deepEqual([r.status, r.body.error.code], [409, 'ASOF_CONFLICT'], `${method} ${path}`);
       assert.match(r.body.error.message, /replica/);
     }
+  });
+
+  it('after the shared Redis loses everything (a flush), the primary publishes its definitions again and the replica serves every view once rebuilt', async (P, R) => {
+    const before = (await req(R, 'GET', '/feature-views')).body.views.map((v: any) => v.name);
+    await deletePrefix(SHARED_REDIS_URL, prefix);
+    // The primary notices the lost namespace on its next read and rebuilds it from the changelog; the replica waits for it.
+    await until('the replica serves user:tier again', async () => {
+      await req(P, 'GET', '/features/1?view=user');
+      const r = await req(R, 'GET', '/features/1?view=user');
+      return r.status === 200 && r.body.features['user:tier'] === 'gold';
+    }, 20_000);
+    await until('the replica serves card:top again', async () => {
+      await req(P, 'GET', '/features/c0?view=card');
+      const r = await req(R, 'GET', '/features/c0?view=card');
+      return r.status === 200 && r.body.features['card:top'] === 109;
+    }, 20_000);
+    assert.deepEqual((await req(R, 'GET', '/feature-views')).body.views.map((v: any) => v.name), before);
+    await until('the replica serves the service gold again', async () => {
+      await req(P, 'GET', '/features/1?service=gold');
+      const r = await req(R, 'GET', '/features/1?service=gold');
+      return r.status === 200 && r.body.features['tiers:t'] === 'gold';
+    }, 20_000);
   });
 });
