@@ -21,6 +21,8 @@ import type { Values } from './redis-reader.js';
 /** Hash fields of a namespace (FORMAT.md). Entity fields are `e:<key>`, so no key can collide with these. */
 export const F_WATERMARK = '_w';
 export const F_LINEAGE = '_l';
+/** Set while the namespace is being (re)built from the changelog: its states are a past state, not to be served. */
+export const F_BUILDING = '_b';
 export const ENTITY_FIELD_PREFIX = 'e:';
 
 /**
@@ -127,9 +129,10 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   readEncoded(ns: string, keys: string[], forWrite = false): Promise<EncodedRead> {
-    const fields = new Array<string>(keys.length + 1);
+    const fields = new Array<string>(keys.length + 2);
     fields[0] = F_WATERMARK;
-    for (let i = 0; i < keys.length; i++) fields[i + 1] = ENTITY_FIELD_PREFIX + keys[i];
+    fields[1] = F_BUILDING;
+    for (let i = 0; i < keys.length; i++) fields[i + 2] = ENTITY_FIELD_PREFIX + keys[i];
     // Lookups of any size on the reader; the materializer's reads (one per commit) on the writer, in line with its own writes only.
     const read = forWrite ? hmgetBuffer(this.redis, this.key(ns), fields).then(latin1) : this.reader.hmget(this.key(ns), fields);
     return read.then((r) => this.encodedRead(r, keys.length));
@@ -137,9 +140,11 @@ export class RedisOnlineStore implements OnlineStore {
 
   private encodedRead({ values: got, bytes, starts }: Read, n: number): EncodedRead {
     const encoded = new Array<string | undefined>(n);
-    for (let i = 0; i < n; i++) encoded[i] = got[i + 1] ?? undefined;
+    for (let i = 0; i < n; i++) encoded[i] = got[i + 2] ?? undefined;
+    // A namespace being rebuilt reads as none (a replica answers 503 until it is whole: its states are an older state's).
+    const watermark = got[0] === null || got[1] !== null ? null : Number(got[0]);
     // States are parsed off the reply's bytes where the reader gives them, else off their latin1 text's.
-    return { encoded, watermark: got[0] === null ? null : Number(got[0]), decode: (e) => parseState(encoded[e]!, bytes, starts?.[e + 1]) };
+    return { encoded, watermark, decode: (e) => parseState(encoded[e]!, bytes, starts?.[e + 2]) };
   }
 
   async meta(ns: string): Promise<NamespaceMeta | undefined> {
@@ -149,7 +154,11 @@ export class RedisOnlineStore implements OnlineStore {
 
   async reset(ns: string, lineage: string): Promise<void> {
     const key = this.key(ns);
-    await this.redis.multi().del(key).hset(key, F_WATERMARK, '-1', F_LINEAGE, lineage).exec();
+    await this.redis.multi().del(key).hset(key, F_WATERMARK, '-1', F_LINEAGE, lineage, F_BUILDING, '1').exec();
+  }
+
+  async built(ns: string): Promise<void> {
+    await this.redis.hdel(this.key(ns), F_BUILDING);
   }
 
   async write(ns: string, entries: [string, EntityState | undefined][], from: number, to: number): Promise<void> {

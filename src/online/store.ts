@@ -46,8 +46,10 @@ export interface OnlineStore {
   readEncodedSync?(namespace: string, keys: string[]): EncodedRead;
   /** The namespace's watermark and lineage; undefined when it does not exist. */
   meta(namespace: string): Promise<NamespaceMeta | undefined>;
-  /** (Re)creates a namespace empty: no states, watermark -1, the given lineage. */
+  /** (Re)creates a namespace empty: no states, watermark -1, the given lineage; a shared store marks it as being built. */
   reset(namespace: string, lineage: string): Promise<void>;
+  /** The namespace has caught up with the changelog after a reset: readers of a shared store may serve it again. */
+  built?(namespace: string): Promise<void>;
   /**
    * Writes states (undefined deletes the entity) and moves the watermark from
    * `from` to `to`, as one unit. Writes nothing and rejects with

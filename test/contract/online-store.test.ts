@@ -27,6 +27,12 @@ interface Impl {
 
 let realRedis = false;
 
+/** A namespace reset and, in a shared store, marked built: what the materializer leaves once caught up. */
+async function fresh(store: OnlineStore, ns: string, lineage: string): Promise<void> {
+  await store.reset(ns, lineage);
+  await store.built?.(ns);
+}
+
 /** Decoded states and the watermark, as the materializer reads them. */
 async function read(store: OnlineStore, ns: string, keys: string[]): Promise<{ states: (EntityState | undefined)[]; watermark: number | null }> {
   const { encoded, watermark, decode } = await store.readEncoded(ns, keys);
@@ -121,13 +127,27 @@ for (const impl of IMPLS) {
     });
 
     it('reset creates an empty namespace at watermark -1 with its lineage', async () => {
-      await store.reset('ns1@1', 'lineage-1');
+      await fresh(store, 'ns1@1', 'lineage-1');
       assert.deepEqual(await store.meta('ns1@1'), { watermark: -1, lineage: 'lineage-1' });
       assert.deepEqual(await read(store, 'ns1@1', ['x']), { states: [undefined], watermark: -1 });
     });
 
+    it('a shared store reads a namespace as none from its reset until it is built, writes included; an in-process one has no such step', async () => {
+      await store.reset('building@1', 'l');
+      await store.write('building@1', [['a', { b: [1, 0, [1]] }]], -1, 0);
+      if (!store.built) {
+        assert.equal((await read(store, 'building@1', ['a'])).watermark, 0);
+        return;
+      }
+      // Its states are an older state than the changelog's while it is rebuilt: a replica must not serve them.
+      assert.deepEqual(await read(store, 'building@1', ['a']), { states: [{ b: [1, 0, [1]] }], watermark: null });
+      assert.deepEqual(await store.meta('building@1'), { watermark: 0, lineage: 'l' });
+      await store.built('building@1');
+      assert.deepEqual(await read(store, 'building@1', ['a']), { states: [{ b: [1, 0, [1]] }], watermark: 0 });
+    });
+
     it('written states read back equal, in key order, with the watermark of the write', async () => {
-      await store.reset('rt@1', 'l');
+      await fresh(store, 'rt@1', 'l');
       const keys = Object.keys(STATES);
       await store.write('rt@1', keys.map((k) => [k, STATES[k]]), -1, 10);
       const r = await read(store, 'rt@1', ['nope', ...keys.slice().reverse()]);
@@ -146,14 +166,14 @@ for (const impl of IMPLS) {
     });
 
     it('undefined deletes an entity; other entities stay', async () => {
-      await store.reset('del@1', 'l');
+      await fresh(store, 'del@1', 'l');
       await store.write('del@1', [['a', STATES.pk], ['b', STATES.log]], -1, 0);
       await store.write('del@1', [['a', undefined]], 0, 1);
       assert.deepEqual(await read(store, 'del@1', ['a', 'b']), { states: [undefined, STATES.log], watermark: 1 });
     });
 
     it('a write expecting another watermark is refused and changes nothing', async () => {
-      await store.reset('cas@1', 'l');
+      await fresh(store, 'cas@1', 'l');
       await store.write('cas@1', [['a', STATES.pk]], -1, 5);
       await assert.rejects(store.write('cas@1', [['a', STATES.log], ['b', STATES.log]], 3, 6), (e: unknown) => e instanceof WatermarkConflict && e.found === 5 && e.expected === 3);
       assert.deepEqual(await read(store, 'cas@1', ['a', 'b']), { states: [STATES.pk, undefined], watermark: 5 });
@@ -165,18 +185,18 @@ for (const impl of IMPLS) {
     });
 
     it('reset drops every state of the namespace and only of that namespace', async () => {
-      await store.reset('r1@1', 'l');
-      await store.reset('r2@1', 'l');
+      await fresh(store, 'r1@1', 'l');
+      await fresh(store, 'r2@1', 'l');
       await store.write('r1@1', [['a', STATES.pk]], -1, 3);
       await store.write('r2@1', [['a', STATES.log]], -1, 4);
-      await store.reset('r1@1', 'l2');
+      await fresh(store, 'r1@1', 'l2');
       assert.deepEqual(await read(store, 'r1@1', ['a']), { states: [undefined], watermark: -1 });
       assert.deepEqual(await store.meta('r1@1'), { watermark: -1, lineage: 'l2' });
       assert.deepEqual(await read(store, 'r2@1', ['a']), { states: [STATES.log], watermark: 4 });
     });
 
     it('clear removes the namespace', async () => {
-      await store.reset('gone@1', 'l');
+      await fresh(store, 'gone@1', 'l');
       await store.write('gone@1', [['a', STATES.pk]], -1, 0);
       await store.clear('gone@1');
       assert.equal(await store.meta('gone@1'), undefined);
@@ -184,7 +204,7 @@ for (const impl of IMPLS) {
     });
 
     it('entity keys with separators, unicode, and the names of meta fields do not collide', async () => {
-      await store.reset('keys@1', 'l');
+      await fresh(store, 'keys@1', 'l');
       const keys = ['', ':', 'e:x', '_w', '_l', 'ключ', '{"a":1}', 'a b', '-1'];
       await store.write('keys@1', keys.map((k, i) => [k, { b: [i, i, [k]] }]), -1, 0);
       const r = await read(store, 'keys@1', keys);
@@ -193,7 +213,7 @@ for (const impl of IMPLS) {
     });
 
     it('a large write (10,000 entities) is one unit', async () => {
-      await store.reset('big@1', 'l');
+      await fresh(store, 'big@1', 'l');
       const entries: [string, EntityState][] = Array.from({ length: 10_000 }, (_, i) => [`k${i}`, { b: [i, i, [i * 0.5, `v${i}`]] }]);
       await store.write('big@1', entries, -1, 9_999);
       const pick = [0, 1, 4_999, 9_999];
@@ -205,7 +225,7 @@ for (const impl of IMPLS) {
     });
 
     it('a read of 2,500 keys, for a lookup or for a write, gives the same states and watermark', async () => {
-      await store.reset('wide@1', 'l');
+      await fresh(store, 'wide@1', 'l');
       const keys = Array.from({ length: 2_500 }, (_, i) => `k${i}`);
       await store.write('wide@1', keys.map((k, i): [string, EntityState] => [k, { b: [i, i, [`${'x'.repeat(i % 50)}${i}`]] }]), -1, 4);
       const decoded = async (forWrite: boolean) => {
@@ -226,7 +246,7 @@ test('Redis: a commit of 150,000 entities is written and read back (arguments pa
   const prefix = uniquePrefix('contract-huge');
   const store = new RedisOnlineStore(redis, prefix);
   try {
-    await store.reset('huge@1', 'l');
+    await fresh(store, 'huge@1', 'l');
     const keys = Array.from({ length: 150_000 }, (_, i) => `k${i}`);
     await store.write('huge@1', keys.map((k, i): [string, EntityState] => [k, { b: [i, i, [i]] }]), -1, 149_999);
     const r = await store.readEncoded('huge@1', keys, true);
@@ -255,7 +275,7 @@ test('Redis with the lean reader: lookups of any size read on the lookup connect
     reader.hmget = (key, fields) => (calls.lookups++, hmget(key, fields));
     const hmgetBuffer = redis.hmgetBuffer.bind(redis) as (key: string, ...fields: string[]) => Promise<(Buffer | null)[]>;
     (redis as unknown as { hmgetBuffer: typeof hmgetBuffer }).hmgetBuffer = (key, ...fields) => (calls.writes++, hmgetBuffer(key, ...fields));
-    await store.reset('route@1', 'l');
+    await fresh(store, 'route@1', 'l');
     const keys = Array.from({ length: 2_500 }, (_, i) => `k${i}`);
     await store.write('route@1', keys.map((k, i): [string, EntityState] => [k, { b: [i, i, [i]] }]), -1, 1);
     assert.equal((await store.readEncoded('route@1', keys)).watermark, 1);

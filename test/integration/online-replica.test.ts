@@ -6,6 +6,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import { tempDir, until } from '../helpers.js';
 import { fetchJson as req, killAll, readyChild, type ChildServer } from '../child-server.js';
 import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
@@ -89,6 +90,21 @@ describe('a read replica over the shared Redis', () => {
       const r = await req(R, method, path, body);
       assert.deepEqual([r.status, r.body.error.code], [409, 'ASOF_CONFLICT'], `${method} ${path}`);
       assert.match(r.body.error.message, /replica/);
+    }
+  });
+
+  it('while the primary rebuilds a view (its namespace marked `_b`), the replica answers 503, not the older state being rebuilt', async (_P, R) => {
+    const redis = new Redis(SHARED_REDIS_URL);
+    try {
+      const key = `${prefix}ns:user@1`;
+      assert.equal(await redis.hget(key, '_b'), null);
+      await redis.hset(key, '_b', '1');
+      const r = await req(R, 'GET', '/features/1?view=user');
+      assert.deepEqual([r.status, r.body.error?.code], [503, 'ASOF_BACKEND_UNAVAILABLE'], JSON.stringify(r.body));
+      await redis.hdel(key, '_b');
+      assert.deepEqual((await req(R, 'GET', '/features/1?view=user')).body.features, { 'user:tier': 'gold' });
+    } finally {
+      redis.disconnect();
     }
   });
 
