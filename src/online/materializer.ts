@@ -175,7 +175,7 @@ class ViewRunner implements RunnerState {
     do await this.catchUp();
     while (this.applied < this.table.endOffset - 1);
     // Whole again (also after a restart that found a build half done): other readers of the namespace may serve it.
-    await this.store.built?.(this.ns);
+    if (!meta || why || meta.building) await this.store.built?.(this.ns);
     if (this.failure) this.logger.info({ view: this.ns, applied: this.applied }, 'online store serving again; view caught up');
     this.failure = undefined;
   }

@@ -148,8 +148,8 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   async meta(ns: string): Promise<NamespaceMeta | undefined> {
-    const [w, l] = await this.redis.hmget(this.key(ns), F_WATERMARK, F_LINEAGE);
-    return w === null ? undefined : { watermark: Number(w), lineage: l ?? '' };
+    const [w, l, b] = await this.redis.hmget(this.key(ns), F_WATERMARK, F_LINEAGE, F_BUILDING);
+    return w === null ? undefined : { watermark: Number(w), lineage: l ?? '', ...(b === null ? {} : { building: true }) };
   }
 
   async reset(ns: string, lineage: string): Promise<void> {

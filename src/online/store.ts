@@ -18,6 +18,8 @@ export interface NamespaceMeta {
   watermark: number;
   /** What the values were built from (view definition and source changelog); a different lineage means rebuild. */
   lineage: string;
+  /** A shared store's namespace still marked as being built (a build that did not finish, or is under way). */
+  building?: boolean;
 }
 
 /**

@@ -141,7 +141,7 @@ for (const impl of IMPLS) {
       }
       // Its states are an older state than the changelog's while it is rebuilt: a replica must not serve them.
       assert.deepEqual(await read(store, 'building@1', ['a']), { states: [{ b: [1, 0, [1]] }], watermark: null });
-      assert.deepEqual(await store.meta('building@1'), { watermark: 0, lineage: 'l' });
+      assert.deepEqual(await store.meta('building@1'), { watermark: 0, lineage: 'l', building: true });
       await store.built('building@1');
       assert.deepEqual(await read(store, 'building@1', ['a']), { states: [{ b: [1, 0, [1]] }], watermark: 0 });
     });
