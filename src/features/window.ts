@@ -115,11 +115,28 @@ export function aggregate(agg: AggSpec, events: Entry[], lo: number, hi: number)
     for (let i = lo; i < hi; i++) {
       const raw = events[i][col];
       if (raw === null) continue;
-      const v = typeof raw === 'number' ? raw : Number(raw);
-      acc = n === 0 ? v : min ? Math.min(acc, v) : Math.max(acc, v);
+      // An int64 beyond 2^53 is held as its decimal text: Number() would round the answer of an int64 feature.
+      if (typeof raw !== 'number') return exactExtreme(events, lo, hi, col, min);
+      acc = n === 0 ? raw : min ? Math.min(acc, raw) : Math.max(acc, raw);
       n++;
     }
   }
   if (n === 0) return null;
   return agg.fn === 'avg' ? acc / n : acc;
+}
+
+/** min or max over window events [lo, hi) of an int64 column holding values beyond 2^53 (decimal text): compared exactly, the winner as stored. */
+function exactExtreme(events: Entry[], lo: number, hi: number, col: number, min: boolean): unknown {
+  let best: unknown = null;
+  let bestBig = 0n;
+  for (let i = lo; i < hi; i++) {
+    const raw = events[i][col];
+    if (raw === null) continue;
+    const v = BigInt(raw as number | string);
+    if (best === null || (min ? v < bestBig : v > bestBig)) {
+      best = raw;
+      bestBig = v;
+    }
+  }
+  return best;
 }

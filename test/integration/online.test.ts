@@ -372,3 +372,21 @@ test('after a restart the embedded store is rebuilt from the changelog: same ans
     await again.destroy();
   }
 });
+
+test('min and max over int64 values beyond 2^53 answer the exact value, as stored (not rounded through a double)', async () => {
+  const now = Date.parse('2026-06-01T00:00:00Z');
+  const a = await testAsof({}, { now: () => now });
+  try {
+    await ok(a.req('PUT', '/tables/big', { kind: 'log', eventTime: 'ts', columns: [{ name: 'k', type: 'string', nullable: false }, { name: 'ts', type: 'timestamp', nullable: false }, { name: 'v', type: 'int64', nullable: true }] }), 201);
+    await ok(a.req('PUT', '/feature-views/w', { source: 'big', entity: 'k', features: [{ name: 'mx', agg: { fn: 'max', column: 'v', window: '1d' } }, { name: 'mn', agg: { fn: 'min', column: 'v', window: '1d' } }] }), 201);
+    const sent = ['9007199254740993', '9007199254740995', '-9007199254740997', 5, null];
+    await ok(a.req('POST', '/tables/big/rows', { rows: sent.map((v, i) => ({ k: 'a', ts: now - 1000 * (i + 1), v })) }));
+    // The oracle: the values compared as BigInt, answered as the API writes int64 (text beyond 2^53, a number within).
+    const vals = sent.filter((v) => v !== null).map((v) => BigInt(v as string | number));
+    const asAnswered = (b: bigint) => (b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b.toString());
+    const r = await ok(a.req('GET', '/features/a?view=w'));
+    assert.deepEqual(r.features, { 'w:mx': asAnswered(vals.reduce((x, y) => (y > x ? y : x))), 'w:mn': asAnswered(vals.reduce((x, y) => (y < x ? y : x))) });
+  } finally {
+    await a.destroy();
+  }
+});
