@@ -143,6 +143,8 @@ async function mismatchOf(snapshot: string, segs: Seg[]): Promise<string | undef
   }
   if (offset === undefined && local !== 0) return `no frame of the changelog ends at byte ${at.logBytes}, where it ends`;
   if (offset !== undefined && offset !== at.offset) return `it ends at offset ${at.offset}, but the changelog's frame at byte ${at.logBytes} ends at offset ${offset}`;
-  if (commitTime !== undefined && commitTime !== at.lastCommitTime) return `its last frame was committed at ${at.lastCommitTime}, the changelog's frame ending at byte ${at.logBytes} at ${commitTime}`;
+  // Against the commit time the snapshot recorded for its last frame, as start-up checks it, not the table's last
+  // commit time, which a write that adds no frame (deleting an absent key) also moves.
+  if (commitTime !== undefined && at.lastFrameCommitTime !== undefined && commitTime !== at.lastFrameCommitTime) return `its last frame was committed at ${at.lastFrameCommitTime}, the changelog's frame ending at byte ${at.logBytes} at ${commitTime}`;
   return undefined;
 }

@@ -102,11 +102,14 @@ export async function writeSnapshot(path: string, schema: TableSchema, point: Sn
 }
 
 /**
- * Where a snapshot stands, from its header alone (nothing else is read, so a
- * large one costs nothing): undefined when there is none or its header is not
- * one this version writes (start-up ignores such a snapshot).
+ * Where a snapshot stands, from its header and the last entry of its frame
+ * index (nothing else is read, so a large one costs little): undefined when
+ * there is none or its header is not one this version writes (start-up
+ * ignores such a snapshot). `lastFrameCommitTime` is the commit time the
+ * snapshot recorded for its last frame (start-up checks the changelog's
+ * frame against it); undefined when it covers no frame or cannot tell.
  */
-export async function snapshotPoint(path: string): Promise<SnapshotPoint | undefined> {
+export async function snapshotPoint(path: string): Promise<(SnapshotPoint & { lastFrameCommitTime?: number }) | undefined> {
   const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return undefined;
     throw e;
@@ -116,7 +119,14 @@ export async function snapshotPoint(path: string): Promise<SnapshotPoint | undef
     const h = Buffer.alloc(HEADER);
     const { bytesRead } = await fh.read(h, 0, HEADER, 0);
     if (bytesRead < HEADER || h.readUInt32LE(0) !== MAGIC || h.readUInt32LE(4) !== HEADER) return undefined;
-    return { offset: h.readDoubleLE(8), lastCommitTime: h.readDoubleLE(16), logBytes: h.readDoubleLE(24) };
+    const point = { offset: h.readDoubleLE(8), lastCommitTime: h.readDoubleLE(16), logBytes: h.readDoubleLE(24) };
+    // The frame index (indexes.ts FrameIndex.serialize): its count, then firstOffset, pos and commitTime as float64 arrays.
+    const index = HEADER + h.readDoubleLE(32);
+    const word = Buffer.alloc(8);
+    if ((await fh.read(word, 0, 4, index)).bytesRead < 4) return point;
+    const n = word.readUInt32LE(0);
+    if (n === 0 || (await fh.read(word, 0, 8, index + 8 + 16 * n + 8 * (n - 1))).bytesRead < 8) return point;
+    return { ...point, lastFrameCommitTime: word.readDoubleLE(0) };
   } finally {
     await fh.close();
   }

@@ -113,3 +113,25 @@ test('a snapshot that matches its changelog is kept', async () => {
     await dir.cleanup();
   }
 });
+
+test('repair keeps the snapshot of a healthy table whose last write added no frame (a delete of an absent key moves only the commit time)', async () => {
+  const dir = await tempDir();
+  try {
+    let now = 1_700_000_000_000;
+    const e = await Engine.open({ dataDir: dir.path, logger: silentLogger, now: () => now });
+    await e.defineTable('u', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'score', type: 'float64', nullable: true }] });
+    await e.table('u').write([{ id: 'a', score: 1 }], 'upsert');
+    now += 30;
+    const none = await e.table('u').write([{ id: 'absent' }], 'delete');
+    assert.equal(none.count, 0, 'the delete wrote no record');
+    await e.close();
+    const snap = join(dir.path, 'tables', 'u', 'state.snapshot');
+    await stat(snap);
+    const r = await repairTable(dir.path, 'u', {});
+    assert.equal(r.snapshotMismatch, undefined, JSON.stringify(r));
+    assert.equal(r.snapshotRemoved, false);
+    await stat(snap);
+  } finally {
+    await dir.cleanup();
+  }
+});
