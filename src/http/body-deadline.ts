@@ -36,6 +36,8 @@ export function bodyDeadline(req: FastifyRequest, reply: FastifyReply, admission
   raw.on('timeout', onTimeout);
   raw.once('end', () => {
     raw.off('timeout', onTimeout);
-    socket.setTimeout(0);
+    // Answered before its body was read (a 404, 409 or 415 that refused it unread): Node has set its keep-alive
+    // timeout on the socket since, which clearing would leave an idle connection open for good.
+    if (!reply.sent) socket.setTimeout(0);
   });
 }

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { grpcAsof, grpc, type GrpcAsof } from './grpc-helpers.js';
+import { until } from '../helpers.js';
 
 const IDLE_MS = 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -47,6 +48,32 @@ describe('idle writers free their write slot', () => {
     assert.match(text, /"code":"ASOF_REQUEST_TIMEOUT"/);
     const afterwards = await write('b');
     assert.equal(afterwards.status, 200, JSON.stringify(afterwards.body));
+  });
+
+  test('REST: a request answered before its body was read keeps its keep-alive timeout once the body has come (the idle connection is not kept open for good)', async () => {
+    const sockets: net.Socket[] = [];
+    const onConnection = (s: net.Socket): void => void sockets.push(s);
+    asof.http.server.on('connection', onConnection);
+    const u = new URL(asof.url);
+    const sock = net.connect(Number(u.port), u.hostname);
+    sock.on('error', () => {});
+    try {
+      let text = '';
+      sock.on('data', (d) => (text += d.toString()));
+      await new Promise((r) => sock.once('connect', r));
+      const body = 'a,b\n' + 'x,1\n'.repeat(5000);
+      // An import to a table that does not exist: answered 404 without reading the body.
+      sock.write(`POST /tables/nope/import HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
+      await until('the 404', () => /^HTTP\/1\.1 404 /.test(text), 5000);
+      const server = sockets.at(-1)!;
+      sock.write(body.slice(10));
+      await sleep(200);
+      // Node's keep-alive timeout, set when the answer went: what closes the connection once it idles.
+      assert.ok(server.timeout !== undefined && server.timeout > 0, `the server socket's timeout is ${server.timeout}`);
+    } finally {
+      asof.http.server.off('connection', onConnection);
+      sock.destroy();
+    }
   });
 
   test('REST: a slow body that keeps sending is not cut (the deadline is a pause, not a total)', async () => {
