@@ -82,22 +82,32 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
     let written = 0;
     let batch = 0;
     const out: ImportResult = { table: tableName, rows: file.rows, count: 0, firstOffset: null, lastOffset: null, token: { [tableName]: table.endOffset - 1 } };
-    const flush = async (): Promise<void> => {
-      if (!pending.length) return;
+    // `label` names the batch (its number; halves add a and b) for its idempotency key: the same file splits the same way.
+    const writeRows = async (rows: Row[], label: string): Promise<void> => {
       let r: IngestResult;
       try {
-        r = key ? await ingest.write(tableName, pending, op, batchKey(key, batch), `${fingerprint}:${batch}`) : await ingest.write(tableName, pending, op);
+        r = key ? await ingest.write(tableName, rows, op, batchKey(key, label), `${fingerprint}:${label}`) : await ingest.write(tableName, rows, op);
       } catch (e) {
+        // A batch of large rows can make a changelog frame larger than one may be (1 GiB, engine/frame.ts): written in halves.
+        if (rows.length > 1 && e instanceof AsofError && e.code === 'ASOF_PAYLOAD_TOO_LARGE' && (e.details as { maxFrameBytes?: number } | undefined)?.maxFrameBytes !== undefined) {
+          const half = rows.length >> 1;
+          await writeRows(rows.slice(0, half), `${label}a`);
+          await writeRows(rows.slice(half), `${label}b`);
+          return;
+        }
         throw written ? partlyWritten(e, out, written) : e;
       }
-      batch++;
       out.count += r.count;
       out.firstOffset ??= r.firstOffset;
       out.lastOffset = r.lastOffset ?? out.lastOffset;
       out.token = r.token;
-      written += pending.length;
-      pending = [];
+      written += rows.length;
       opts.onProgress?.({ rows: written, total: file.rows });
+    };
+    const flush = async (): Promise<void> => {
+      if (!pending.length) return;
+      await writeRows(pending, String(batch++));
+      pending = [];
     };
     for await (const b of file.batches()) {
       for (const r of toRows(b, file.columns, schema, format === 'csv')) pending.push(r);
@@ -115,11 +125,11 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
 }
 
 /**
- * The key batch `i` of a keyed import is written under: a hash of the
+ * The key batch `label` of a keyed import is written under: a hash of the
  * client's key, so any key of up to 256 characters gives one that fits too,
  * and a prefix no `POST /rows` key of a client would take by chance.
  */
-const batchKey = (key: string, i: number): string => `import:${hashOf(key)}:${i}`;
+const batchKey = (key: string, label: string): string => `import:${hashOf(key)}:${label}`;
 
 async function fileHash(path: string): Promise<string> {
   const h = createHash('sha256');

@@ -8,7 +8,7 @@
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ChangelogFile, type FileOps } from '../../src/engine/log.js';
+import { ChangelogFile, setMaxFrameBytesForTests, type FileOps } from '../../src/engine/log.js';
 import { testAsof, type TestAsof } from '../helpers.js';
 
 const EVENTS = {
@@ -105,4 +105,29 @@ describe('import in batches', () => {
     assert.equal(res.body.error.details[0].field, 'Idempotency-Key');
     assert.deepEqual(await values(t), []);
   });
+});
+
+test('a batch of large rows that would make a changelog frame over the limit is written in halves, keyed or not; every row once, in order', async () => {
+  // The 1 GiB frame limit at 1/4096 scale (256 KiB), rows of 4 KiB of text: a batch of 200 is about 800 KiB.
+  setMaxFrameBytesForTests(256 * 1024);
+  const asof = await testAsof();
+  try {
+    const text = (i: number) => `${i}:`.padEnd(4096, 'x');
+    const body = Array.from({ length: 200 }, (_, i) => JSON.stringify({ a: i, ts: 1000 + i, note: text(i) })).join('\n') + '\n';
+    for (const [name, headers] of [['plain', ND], ['keyed', { ...ND, 'idempotency-key': 'big-rows' }]] as const) {
+      assert.equal((await asof.req('PUT', `/tables/${name}`, { ...EVENTS, columns: [...EVENTS.columns, { name: 'note', type: 'string', nullable: false }] })).status, 201);
+      const res = await asof.req('POST', `/tables/${name}/import`, body, headers);
+      assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
+      assert.deepEqual([res.body.count, res.body.firstOffset, res.body.lastOffset], [200, 0, 199]);
+      const rows = (await asof.req('GET', `/tables/${name}/changelog?limit=1000`)).body.records.map((r: any) => r.row);
+      assert.deepEqual(rows.map((r: any) => [r.a, r.note]), Array.from({ length: 200 }, (_, i) => [i, text(i)]));
+    }
+    // The keyed import again: every half is found written, nothing twice.
+    const again = await asof.req('POST', '/tables/keyed/import', body, { ...ND, 'idempotency-key': 'big-rows' });
+    assert.equal(again.status, 200);
+    assert.equal((await asof.req('GET', '/tables/keyed/changelog?limit=1000')).body.records.length, 200);
+  } finally {
+    setMaxFrameBytesForTests();
+    await asof.destroy();
+  }
 });
