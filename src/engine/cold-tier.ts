@@ -36,7 +36,9 @@ export interface ColdTable {
   /** Records held: [0, end). */
   end(): number;
   /**
-   * Appends frames that continue exactly at end(), in one commit. `columns`
+   * Appends frames that continue exactly at end(), in one commit. A commit
+   * that landed though the store's call failed is taken as done (end() moves);
+   * one that did not fails the append, and end() stays. `columns`
    * are the table's columns now (older frames read added columns as null).
    * `given`: the frames' bytes are views into this buffer, which the caller
    * gives up (a tier in another thread may move it there rather than copy).

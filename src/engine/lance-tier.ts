@@ -64,6 +64,8 @@ class LanceTable implements ColdTable {
   private indexed = false;
   /** An optimize failed: run again after the next append. */
   private optimizeDue = false;
+  /** An append failed and what the dataset holds was not read back since: it may hold that append's records (see append). */
+  private unsure = false;
   private maintenanceError?: string;
 
   private constructor(
@@ -99,15 +101,9 @@ class LanceTable implements ColdTable {
 
   async append(frames: ColdFrame[], columns: ColdColumn[]): Promise<void> {
     if (frames.length === 0) return;
-    if (!this.t) {
-      // Not found at open (or opening failed then): look again before creating, so a dataset that does exist is resumed, never overwritten.
-      const existing = await this.db.openTable(this.name).catch(() => undefined);
-      if (existing) {
-        this.t = existing;
-        this.endOffset = await existing.countRows();
-        this.indexed = (await existing.listIndices()).some((i) => i.columns.includes(OFFSET));
-      }
-    }
+    // Not found at open (or opening failed then): looked for again before creating, so a dataset that does exist is
+    // resumed, never overwritten. After a failed append whose outcome is unknown: read back before writing anything.
+    if (!this.t || this.unsure) await this.reload();
     if (frames[0].meta.firstOffset !== this.endOffset) throw new Error(`cold tier of "${this.name}" holds [0, ${this.endOffset}); refusing frames from ${frames[0].meta.firstOffset}`);
     const schema = new LA.Schema(lanceFields(columns));
     const batches: import('apache-arrow').RecordBatch[] = [];
@@ -118,12 +114,23 @@ class LanceTable implements ColdTable {
       batches.push(frameBatch(schema, columns, frame));
     }
     const data = new LA.Table(schema, batches);
-    if (!this.t) {
-      this.t = await this.db.createTable(this.name, data, { mode: 'create' });
-    } else {
-      await this.addMissingColumns(schema);
-      await addTable(this.t, data);
+    this.unsure = true;
+    try {
+      if (!this.t) {
+        this.t = await this.db.createTable(this.name, data, { mode: 'create' });
+      } else {
+        await this.addMissingColumns(schema);
+        await addTable(this.t, data);
+      }
+    } catch (e) {
+      // A commit can land and its call still fail (an object store that wrote the manifest and answered an error):
+      // the caller would resend these records from the old end, and Lance would hold them twice. So what the dataset
+      // holds is read back now, on failure only: the records landed whole or not at all (one commit), and the row
+      // count says which. Landed: the append is done. Not read back: unsure, and the next append reads it first.
+      await this.reload().catch(() => undefined);
+      if (this.unsure || this.endOffset !== expect || !this.t) throw e;
     }
+    this.unsure = false;
     this.endOffset = expect;
     this.versionMap.push({ version: await this.t.version(), end: expect });
     // The records are committed: a failing index build or compaction must not fail the append (its caller would
@@ -137,6 +144,20 @@ class LanceTable implements ColdTable {
   /** Why the last append's index upkeep failed (the append itself succeeded); undefined when it did not. */
   maintenanceFailure(): string | undefined {
     return this.maintenanceError;
+  }
+
+  /**
+   * Where the dataset ends, read from Lance: its latest version (the handle may not have seen a commit made
+   * through it whose call failed) and its row count (offsets are dense from 0, rows never deleted).
+   */
+  private async reload(): Promise<void> {
+    if (this.t) await this.t.checkoutLatest();
+    else this.t = await this.db.openTable(this.name).catch(() => undefined);
+    if (this.t) {
+      this.endOffset = await this.t.countRows();
+      this.indexed = (await this.t.listIndices()).some((i) => i.columns.includes(OFFSET));
+    }
+    this.unsure = false;
   }
 
   /** Schema evolution: columns the table gained are added to the dataset as all-null columns (no rewrite). */
