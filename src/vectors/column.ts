@@ -214,6 +214,16 @@ export class VectorColumn {
   }
 
   private async write(seg: Segment): Promise<void> {
+    // A write that failed may have landed in Lance before it failed (a commit whose call still failed, a failing
+    // version() or position save, a LanceDB thread's death): the segment is written again. The handle first reads
+    // Lance's latest version: after a commit whose call failed it may not have seen it, and a delete or merge-insert
+    // through it would miss that commit's rows and leave them twice. Then a log table drops rows beyond the position,
+    // as at start (pk tables: merge-insert and delete are idempotent). Only after a failure: no cost otherwise.
+    if (this.unsure) {
+      await this.lance.latest();
+      if (!this.pk) await this.lance.deleteAfter(this.position.offset);
+    }
+    this.unsure = true;
     const schema = this.table.schema;
     await this.lance.addMissingColumns(schema.columns);
     const rows: StoredRow[] = [];
@@ -223,11 +233,6 @@ export class VectorColumn {
       if (e.row === null) deletes.push(e.key);
       else rows.push(this.stored(e, filterCols));
     }
-    // A write that failed may have landed in Lance before it failed (a failing version() or position save, a
-    // LanceDB thread's death): the segment is written again, so a log table first drops rows beyond the position,
-    // as at start (pk tables: merge-insert and delete are idempotent).
-    if (this.unsure && !this.pk) await this.lance.deleteAfter(this.position.offset);
-    this.unsure = true;
     if (this.pk) {
       await this.lance.upsert(rows);
       await this.lance.deleteKeys(deletes);

@@ -128,6 +128,11 @@ export class VectorStore {
     return this.call('version');
   }
 
+  /** Reads the dataset's latest version: a commit made through this handle whose call failed may be one it has not seen. */
+  latest(): Promise<void> {
+    return this.call('latest');
+  }
+
   countRows(where?: string): Promise<number> {
     return this.call('countRows', where);
   }

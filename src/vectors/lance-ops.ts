@@ -19,8 +19,8 @@ export interface VectorConn {
 }
 
 /** The LanceVectors methods the main thread may call (lance-client.ts). */
-export type StoreMethod = 'addMissingColumns' | 'upsert' | 'append' | 'deleteKeys' | 'deleteAfter' | 'version' | 'countRows' | 'indexStats' | 'buildIndex' | 'ensureKeyIndex' | 'optimize' | 'versions';
-const METHODS = new Set<string>(['addMissingColumns', 'upsert', 'append', 'deleteKeys', 'deleteAfter', 'version', 'countRows', 'indexStats', 'buildIndex', 'ensureKeyIndex', 'optimize', 'versions'] satisfies StoreMethod[]);
+export type StoreMethod = 'addMissingColumns' | 'upsert' | 'append' | 'deleteKeys' | 'deleteAfter' | 'version' | 'latest' | 'countRows' | 'indexStats' | 'buildIndex' | 'ensureKeyIndex' | 'optimize' | 'versions';
+const METHODS = new Set<string>(['addMissingColumns', 'upsert', 'append', 'deleteKeys', 'deleteAfter', 'version', 'latest', 'countRows', 'indexStats', 'buildIndex', 'ensureKeyIndex', 'optimize', 'versions'] satisfies StoreMethod[]);
 
 const conns = new Map<string, Promise<lancedb.Connection>>();
 const stores = new Map<number, LanceVectors>();

@@ -173,6 +173,11 @@ export class LanceVectors {
     return this.table.version();
   }
 
+  /** Reads the dataset's latest version: a commit made through this handle whose call failed may be one it has not seen. */
+  latest(): Promise<void> {
+    return this.table.checkoutLatest();
+  }
+
   countRows(where?: string): Promise<number> {
     return this.table.countRows(where);
   }
