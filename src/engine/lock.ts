@@ -7,7 +7,7 @@
  * (killed, crashed) is stale and taken over, so no one has to delete it by
  * hand. Advisory: it keeps asof processes apart, not other programs.
  */
-import { open, readFile, rename, unlink, link } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink, link } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -42,14 +42,20 @@ function startOf(pid: number): string | undefined {
   }
 }
 
-/** Whether the recorded holder still runs: its PID is alive and, where known, started when the holder did. */
-function holderAlive(h: Holder): boolean {
+/** Whether a process with this PID runs (any process: a reused PID counts as alive). */
+function pidAlive(pid: number): boolean {
   try {
-    process.kill(h.pid, 0);
+    process.kill(pid, 0);
+    return true;
   } catch (e) {
     // EPERM: alive, owned by another user.
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Whether the recorded holder still runs: its PID is alive and, where known, started when the holder did. */
+function holderAlive(h: Holder): boolean {
+  if (!pidAlive(h.pid)) return false;
   const start = h.start === undefined ? undefined : startOf(h.pid);
   return start === undefined || start === h.start;
 }
@@ -81,7 +87,10 @@ export class DataDirLock {
     const holder: Holder = { pid: process.pid, start: startOf(process.pid), since: new Date().toISOString() };
     const content = JSON.stringify(holder) + '\n';
     for (let attempt = 0; attempt < 5; attempt++) {
-      if (await createHolding(path, content)) return new DataDirLock(path, content);
+      if (await createHolding(path, content)) {
+        await removeLeftovers(dataDir);
+        return new DataDirLock(path, content);
+      }
       const text = await readFile(path, 'utf8').catch(() => undefined);
       if (text === undefined) continue; // released meanwhile: try again
       const seen = parseHolder(text);
@@ -131,6 +140,24 @@ async function createHolding(path: string, content: string): Promise<boolean> {
   }
   await lockSteps.created?.(path);
   return true;
+}
+
+/** `LOCK.<pid>-<random>.tmp` (createHolding) or `LOCK.stale-<pid>` (breakStale): the PID is the writer's. */
+const LEFTOVER = /^LOCK\.(?:(\d+)-[0-9a-f]+\.tmp|stale-(\d+))$/;
+
+/**
+ * Removes the temporary files of acquires that crashed before removing them
+ * (kill -9 between creating and unlinking one), which nothing else would
+ * ever remove. Only those of dead PIDs: a live process's may be in use by an
+ * acquire under way (a PID reused since keeps its leftover: harmless, and a
+ * later open removes it). Best effort: a failure here does not fail the open.
+ */
+async function removeLeftovers(dataDir: string): Promise<void> {
+  const names = await readdir(dataDir).catch(() => [] as string[]);
+  for (const name of names) {
+    const m = LEFTOVER.exec(name);
+    if (m && !pidAlive(Number(m[1] ?? m[2]))) await unlink(join(dataDir, name)).catch(() => undefined);
+  }
 }
 
 /**

@@ -3,7 +3,8 @@
  * running server keeps a second server and the CLI's --data-dir commands out,
  * naming its PID; after kill -9 its stale lock is taken over without help; a
  * clean stop removes the lock. In-process: a second open of the same folder
- * is refused until the first closes.
+ * is refused until the first closes; the temporary files of a crashed acquire
+ * are removed, those of a live PID left alone.
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -89,6 +90,25 @@ describe('the data-folder lock', () => {
       assert.equal(existsSync(join(dir.path, 'LOCK')), false);
     } finally {
       lockSteps.created = undefined;
+      await dir.cleanup();
+    }
+  });
+
+  test('open removes the temporary files of acquires that crashed, of dead PIDs only (a live PID may be mid-acquire)', async () => {
+    const dir = await tempDir();
+    try {
+      const dead = deadPid();
+      const deadTmp = `LOCK.${dead}-a1b2c3d4e5f6.tmp`;
+      const deadAside = `LOCK.stale-${dead}`;
+      const liveTmp = `LOCK.${process.pid}-0123456789ab.tmp`;
+      for (const name of [deadTmp, deadAside, liveTmp]) await writeFile(join(dir.path, name), '{"pid":1}\n');
+      const e = await open(dir.path);
+      const names = await readdir(dir.path);
+      assert.ok(!names.includes(deadTmp), `a dead PID's temp file is removed: ${names.join(', ')}`);
+      assert.ok(!names.includes(deadAside), `a dead PID's moved-aside lock is removed: ${names.join(', ')}`);
+      assert.ok(names.includes(liveTmp), 'a live PID\'s temp file is left alone');
+      await e.close();
+    } finally {
       await dir.cleanup();
     }
   });
