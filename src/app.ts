@@ -55,7 +55,7 @@ export interface Asof {
  */
 export async function buildServices(
   config: Pick<Config, 'dataDir' | 'maxBatchRows' | 'maxBatchCells' | 'redisUrl' | 'trainingSetChunkRows' | 'offlineMemoryMb'> &
-    Partial<Pick<Config, 'ingestThreads' | 'redisPrefix' | 'role' | 'snapshotEvery' | 'segmentBytes' | 'lookupCacheMb' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours'>>,
+    Partial<Pick<Config, 'ingestThreads' | 'redisPrefix' | 'role' | 'snapshotEvery' | 'segmentBytes' | 'lookupCacheMb' | 'lanceUri' | 'lanceStorageOptions' | 'tierAfter' | 'hotRetention' | 'vectorFlushMs' | 'vectorIndexMinRows' | 'auditSigningKey' | 'maxTrainingSetJobs' | 'trainingSetRetentionHours' | 'maxBodyBytes'>>,
   logger: Logger,
   now: () => number = Date.now,
   opts: { materialize?: boolean } = {},
@@ -71,7 +71,7 @@ export async function buildServices(
   if (registry.role === 'primary' && opts.materialize !== false) await materializer.start();
   if (opts.materialize !== false) registry.startMirrorSync(1000);
   const online = new OnlineService(registry, onlineStore, materializer, now, (config.lookupCacheMb ?? 64) * 1024 * 1024);
-  const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
+  const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024, maxLineBytes: config.maxBodyBytes });
   const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now, {
     maxPending: config.maxTrainingSetJobs ?? 8,
     retentionMs: (config.trainingSetRetentionHours ?? 24) * 3600_000,
@@ -136,7 +136,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
     feastRoutes,
     vectorRoutes,
     trainingSetRoutes({ inlineRows: config.trainingSetInlineRows, maxUploadBytes: config.maxUploadBytes }),
-    importRoutes({ maxUploadBytes: config.maxUploadBytes, maxBatchRows: config.maxBatchRows }),
+    importRoutes({ maxUploadBytes: config.maxUploadBytes, maxBatchRows: config.maxBatchRows, maxLineBytes: config.maxBodyBytes }),
     auditRoutes,
   ]);
   let url = '';

@@ -49,9 +49,10 @@ export async function ingest(argv: string[]): Promise<void> {
     : undefined;
   if (create && create.kind !== 'log' && create.kind !== 'pk') throw new UsageError('--kind must be log or pk');
   const progress = new Progress(`ingest ${table}`, 'rows');
-  const definition = async () => {
+  // `maxLineBytes`: the data folder's configured body limit; over REST, the default (the server applies its own to the upload).
+  const definition = async (maxLineBytes?: number) => {
     // Types as the file states them (CSV: as DuckDB infers them).
-    const f = await openFile(file, format);
+    const f = await openFile(file, format, { maxLineBytes });
     try {
       return tableDefinitionFor(f.columns, create!);
     } finally {
@@ -64,8 +65,8 @@ export async function ingest(argv: string[]): Promise<void> {
     const config = loadConfig({ ...process.env, ASOF_DATA_DIR: dataDir });
     // The server's own services (app.ts), so the CLI writes by the same rules; the folder's lock keeps a running server out.
     await withServices(config, silentLogger, async ({ engine, ingest }) => {
-      if (create && !engine.has(table)) await engine.defineTable(table, await definition());
-      const r = await importFile(engine, ingest, table, file, format, { op, maxBatchRows: config.maxBatchRows, onProgress: (p) => progress.update(p.rows, p.total) });
+      if (create && !engine.has(table)) await engine.defineTable(table, await definition(config.maxBodyBytes));
+      const r = await importFile(engine, ingest, table, file, format, { op, maxBatchRows: config.maxBatchRows, maxLineBytes: config.maxBodyBytes, onProgress: (p) => progress.update(p.rows, p.total) });
       progress.done(`imported ${r.rows} rows into ${table} (${r.count} changelog records, offsets ${r.firstOffset ?? '-'}..${r.lastOffset ?? '-'})`);
       process.stdout.write(JSON.stringify(r) + '\n');
     });

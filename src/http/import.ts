@@ -29,6 +29,8 @@ export interface ImportRouteOptions {
   maxUploadBytes: number;
   /** Rows per write (one durable commit each). */
   maxBatchRows: number;
+  /** ASOF_MAX_BODY_BYTES: an NDJSON file's longest line (a row no larger than a write request may be). */
+  maxLineBytes: number;
 }
 
 export const importRoutes =
@@ -61,7 +63,7 @@ export const importRoutes =
             await saveBody(req.body as Readable, path, opts.maxUploadBytes);
             const key = req.headers['idempotency-key'];
             const idempotencyKey = typeof key === 'string' && key ? key : undefined;
-            return await importFile(services.engine, services.ingest, params.table, path, format, { op: query.op, maxBatchRows: opts.maxBatchRows, idempotencyKey });
+            return await importFile(services.engine, services.ingest, params.table, path, format, { op: query.op, maxBatchRows: opts.maxBatchRows, maxLineBytes: opts.maxLineBytes, idempotencyKey });
           } finally {
             await rm(path, { force: true });
           }

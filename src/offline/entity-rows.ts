@@ -28,11 +28,12 @@ const BATCH = 4096;
 /**
  * Opens entity rows. `textColumns`: columns to read as text from CSV (entity
  * keys: "007" must stay "007"); the caller converts them to the key's type.
+ * `maxLineBytes`: an NDJSON file's longest line (files.ts).
  */
-export async function openEntityRows(source: EntitySource, engine: Engine, textColumns: string[]): Promise<EntityRows> {
+export async function openEntityRows(source: EntitySource, engine: Engine, textColumns: string[], maxLineBytes?: number): Promise<EntityRows> {
   if ('rows' in source) return inlineRows(source.rows);
   if ('table' in source) return tableRows(engine, source.table);
-  const f = await openFile(source.file.path, source.file.format, { text: textColumns });
+  const f = await openFile(source.file.path, source.file.format, { text: textColumns, maxLineBytes });
   return { columns: f.columns, total: f.rows, token: {}, batches: () => f.batches(), close: () => f.close() };
 }
 

@@ -1,18 +1,16 @@
 /**
  * Tabular files in: CSV and Parquet through DuckDB (its readers are robust and
- * need no network), NDJSON line by line. Each is read as a stream of columnar
+ * need no network), NDJSON line by line (ndjson.ts). Each is read as a stream of columnar
  * batches of plain values: timestamps as epoch ms (UTC; a timestamp without a
  * zone is taken as UTC), integers as numbers (bigint beyond 2^53), nested
  * values as JSON values. Checking values against a table is the caller's job.
  */
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { Readable } from 'node:stream';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { AsofError } from '../errors.js';
 import { parseJsonText } from '../engine/json-safety.js';
 import type { ColumnType } from '../engine/types.js';
 import { csvReadError, csvSource, readCsvHeader, withoutPaths } from './csv.js';
+import { ndjsonObjects } from './ndjson.js';
 
 export const FILE_FORMATS = ['csv', 'ndjson', 'parquet'] as const;
 export type FileFormat = (typeof FILE_FORMATS)[number];
@@ -45,6 +43,8 @@ export interface OpenOptions {
    * keep an entry for every distinct key of the file before anyone checks them.
    */
   columns?: readonly string[];
+  /** NDJSON: the longest line (one row), bytes; a longer one is a 413 naming its row (ndjson.ts). */
+  maxLineBytes?: number;
 }
 
 /**
@@ -65,7 +65,7 @@ export function formatOfPath(path: string): FileFormat | undefined {
 }
 
 export async function openFile(path: string, format: FileFormat, opts: OpenOptions = {}): Promise<TabularFile> {
-  return format === 'ndjson' ? openNdjson(path, opts.columns) : openWithDuckDb(path, format, opts);
+  return format === 'ndjson' ? openNdjson(path, opts.columns, opts.maxLineBytes) : openWithDuckDb(path, format, opts);
 }
 
 const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
@@ -172,10 +172,10 @@ function plain(v: unknown, kind: ColumnType['kind'], json?: boolean): unknown {
 }
 
 /** NDJSON: a first pass counts rows and infers column types, the second yields batches. */
-async function openNdjson(path: string, allowed?: readonly string[]): Promise<TabularFile> {
+async function openNdjson(path: string, allowed?: readonly string[], maxLineBytes?: number): Promise<TabularFile> {
   const inference = new TypeInference(allowed);
   let rows = 0;
-  for await (const obj of ndjsonObjects(path)) inference.add(obj, rows++);
+  for await (const obj of ndjsonObjects(path, maxLineBytes)) inference.add(obj, rows++);
   const columns = inference.columns();
   return {
     columns,
@@ -183,7 +183,7 @@ async function openNdjson(path: string, allowed?: readonly string[]): Promise<Ta
     async *batches() {
       let batch: unknown[][] = columns.map(() => []);
       let n = 0;
-      for await (const obj of ndjsonObjects(path)) {
+      for await (const obj of ndjsonObjects(path, maxLineBytes)) {
         for (let c = 0; c < columns.length; c++) batch[c].push(obj[columns[c].name] ?? null);
         if (++n === 4096) {
           yield { n, columns: batch };
@@ -195,42 +195,6 @@ async function openNdjson(path: string, allowed?: readonly string[]): Promise<Ta
     },
     async close() {},
   };
-}
-
-async function* ndjsonObjects(path: string): AsyncGenerator<Record<string, unknown>> {
-  const lines = createInterface({ input: Readable.from(strictUtf8(createReadStream(path))), crlfDelay: Infinity });
-  let line = 0;
-  let row = 0;
-  for await (const text of lines) {
-    line++;
-    if (!text.trim()) continue;
-    let obj: unknown;
-    try {
-      obj = parseJsonText(text, { what: `NDJSON line ${line}` });
-    } catch (e) {
-      const reason = (e as Error).message;
-      throw new AsofError('ASOF_INVALID_ROW', `row ${row}: ${reason}`, [{ row, field: '', reason: `line ${line}: ${reason}` }]);
-    }
-    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new AsofError('ASOF_INVALID_ROW', `NDJSON line ${line} is not a JSON object`, [{ row, field: '', reason: 'not an object' }]);
-    row++;
-    yield obj as Record<string, unknown>;
-  }
-}
-
-/** File bytes → text, refusing bytes that are not UTF-8 (a plain 'utf8' stream would turn them into U+FFFD). */
-async function* strictUtf8(chunks: AsyncIterable<Buffer>): AsyncGenerator<string> {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  let at = 0;
-  try {
-    for await (const chunk of chunks) {
-      yield decoder.decode(chunk, { stream: true });
-      at += chunk.length;
-    }
-    yield decoder.decode();
-  } catch (e) {
-    if (e instanceof TypeError) throw new AsofError('ASOF_INVALID_ARGUMENT', `the file is not valid UTF-8 (in the bytes from ${at}); nothing was imported`, [{ field: 'file', reason: 'invalid UTF-8' }]);
-    throw e;
-  }
 }
 
 /**

@@ -38,6 +38,8 @@ export interface ImportResult {
 export interface ImportOptions {
   op?: 'upsert' | 'delete';
   maxBatchRows: number;
+  /** NDJSON: the longest line (one row), bytes: ASOF_MAX_BODY_BYTES, the largest row a write request takes. */
+  maxLineBytes?: number;
   /** The request's Idempotency-Key: each batch is written under a key derived from it (see the top of this file). */
   idempotencyKey?: string;
   onProgress?: (p: { rows: number; total: number }) => void;
@@ -53,7 +55,7 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
   }
   // CSV is text: each cell is read as text and turned into the column's type here, not guessed by the reader.
   const schema = table.schema;
-  const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined, columns: schema.columns.map((c) => c.name) });
+  const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined, columns: schema.columns.map((c) => c.name), maxLineBytes: opts.maxLineBytes });
   try {
     const op = opts.op ?? 'upsert';
     const unknown = file.columns.filter((c) => !schema.byName.has(c.name));

@@ -49,6 +49,8 @@ export interface OfflineOptions {
   chunkRows: number;
   /** Source records kept in memory by one pass, bytes; beyond it a chunk is joined in several passes. */
   memoryBytes: number;
+  /** An NDJSON entity file's longest line, bytes (ASOF_MAX_BODY_BYTES; default ndjson.ts's). */
+  maxLineBytes?: number;
 }
 
 export interface Progress {
@@ -118,7 +120,7 @@ export class TrainingSets {
       featureColumns.push({ name, type: plan.ev.features[r.index].type });
     }
     const keyColumns = [...new Set([...views.values()].map((v) => v.def.entity))];
-    const rows = await openEntityRows(req.entities, this.engine, keyColumns);
+    const rows = await openEntityRows(req.entities, this.engine, keyColumns, this.opts.maxLineBytes);
     try {
       const columns = rows.columns.map((c) => ({ ...c }));
       const timeIndex = timeColumnOf(rows);

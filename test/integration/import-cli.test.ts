@@ -105,6 +105,28 @@ describe('asof ingest / asof export', () => {
     }
   });
 
+  test('straight on a data folder, an NDJSON line longer than ASOF_MAX_BODY_BYTES is refused naming its row, and nothing is written', async () => {
+    const dir = await tempDir();
+    try {
+      const setup = await testAsof({}, { dataDir: dir.path });
+      await setup.services.engine.defineTable('t', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 's', type: 'string', nullable: true }] });
+      await setup.close();
+      const file = join(dir.path, 'rows.ndjson');
+      await writeFile(file, `{"id": 1, "s": "a"}\n{"id": 2, "s": "${'x'.repeat(5000)}"}`);
+      const r = await runCli(['ingest', 't', file, '--data-dir', dir.path], { ASOF_MAX_BODY_BYTES: '4096' });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /row 1: NDJSON line 2 is longer than 4096 bytes/);
+      const check = await testAsof({}, { dataDir: dir.path });
+      try {
+        assert.equal(check.services.engine.table('t').endOffset, 0, 'nothing written');
+      } finally {
+        await check.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
   test('usage errors exit 2 and say what is wrong', async () => {
     const e = await runCli(['export', '--out', 'x.parquet']);
     assert.equal(e.code, 2);

@@ -140,6 +140,29 @@ describe('POST /tables/{table}/import', () => {
     assert.equal(broken.body.error.code, 'ASOF_INVALID_ARGUMENT');
   });
 
+  test('an NDJSON line longer than the body limit answers 413 naming its row, writing nothing; one within it imports', async () => {
+    const small = await testAsof({ maxBodyBytes: 4096 });
+    try {
+      await small.req('PUT', '/tables/people', PEOPLE);
+      const ok = JSON.stringify({ id: 1, name: 'a'.repeat(4000) });
+      const long = JSON.stringify({ id: 3, name: 'b'.repeat(10_000) });
+      for (const tail of ['\n', '']) {
+        // The long line ends the file without a newline too: the reader must not wait for one.
+        const res = await small.req('POST', '/tables/people/import', `${ok}\n\n{"id": 2}\n${long}${tail}`, { 'content-type': 'application/x-ndjson' });
+        assert.equal(res.status, 413, JSON.stringify(res.body));
+        assert.equal(res.body.error.code, 'ASOF_PAYLOAD_TOO_LARGE');
+        assert.deepEqual(res.body.error.details, { row: 2, line: 4, maxLineBytes: 4096 });
+        assert.match(res.body.error.message, /^row 2: NDJSON line 4 is longer than 4096 bytes/);
+        assert.equal((await small.req('GET', '/tables/people')).body.latestOffset, -1, 'nothing written');
+      }
+      const res = await small.req('POST', '/tables/people/import', `${ok}\r\n{"id": 2}`, { 'content-type': 'application/x-ndjson' });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.rows, 2);
+    } finally {
+      await small.destroy();
+    }
+  });
+
   test('the upload limit answers 413', async () => {
     const small = await testAsof({ maxUploadBytes: 100 });
     try {

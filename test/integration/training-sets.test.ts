@@ -138,6 +138,20 @@ describe('POST /training-sets', () => {
     }
   });
 
+  test('an NDJSON entity file with a line longer than ASOF_MAX_BODY_BYTES is a 413 naming its row', async () => {
+    const small = await testAsof({ maxBodyBytes: 4096 });
+    try {
+      await small.services.engine.defineTable('rides', { kind: 'log', eventTime: 'ts', columns: [{ name: 'driver', type: 'string', nullable: false }, { name: 'ts', type: 'timestamp', nullable: false }] });
+      await small.services.registry.defineView('ride_stats', { source: 'rides', entity: 'driver', features: [{ name: 'rides_2h', agg: { fn: 'count', window: '2h' } }] });
+      const ndjson = `${JSON.stringify(ROWS[0])}\n${JSON.stringify({ ...ROWS[1], note: 'x'.repeat(5000) })}\n`;
+      const r = await small.req('POST', '/training-sets?features=ride_stats:rides_2h', ndjson, { 'content-type': 'application/x-ndjson' });
+      assert.equal(r.status, 413, JSON.stringify(r.body));
+      assert.deepEqual(r.body.error.details, { row: 1, line: 2, maxLineBytes: 4096 });
+    } finally {
+      await small.destroy();
+    }
+  });
+
   test('formats: csv, ndjson, arrow and parquet carry the same rows', async () => {
     const body = (format: string) => ({ entities: { rows: ROWS }, features: ['ride_stats:fare', 'ride_stats:rides_2h'], format });
     const csv = await asof.http.inject({ method: 'POST', url: '/training-sets', payload: body('csv') });
