@@ -145,8 +145,10 @@ function int64Json(x: unknown): unknown {
  * A decoded Feast value (proto-loader object, `oneofs: true` so `val` names the
  * set field, int64 as strings) → a plain JS value for asof's entity-key
  * coercion: int64 → number when safe else decimal string; unix_timestamp_val →
- * epoch ms; bytes_val → its UTF-8 text; lists → arrays; null_val or nothing set
- * → null. `field` names the value in errors (`entities.user_id[3]`).
+ * epoch ms; bytes_val → its UTF-8 text; lists → arrays, each item read as the
+ * single value of its kind is (bytes_list_val items as UTF-8 text, map_list_val
+ * items as map_val); null_val or nothing set → null. `field` names the value in
+ * errors (`entities.user_id[3]`, an item `entities.user_id[3][0]`).
  */
 export function fromFeastValue(v: FeastValue | null | undefined, field = 'value'): unknown {
   if (!v) return null;
@@ -158,12 +160,8 @@ export function fromFeastValue(v: FeastValue | null | undefined, field = 'value'
       return int64Json(x);
     case 'unix_timestamp_val':
       return Number(x) * 1000;
-    case 'bytes_val': {
-      // Decoding with replacement would turn every bad byte into U+FFFD, and so one entity into another's key.
-      const bytes = Buffer.from(x as Uint8Array);
-      if (!isUtf8(bytes)) throw new AsofError('ASOF_INVALID_ARGUMENT', `${field}: bytes_val is not valid UTF-8 text`, [{ field, reason: 'bytes_val is not valid UTF-8' }]);
-      return bytes.toString('utf8');
-    }
+    case 'bytes_val':
+      return utf8Text(x, field, 'bytes_val');
     case 'map_val': {
       const out: Record<string, unknown> = {};
       for (const [k, i] of Object.entries((x as { val: Record<string, FeastValue> }).val ?? {})) out[k] = fromFeastValue(i, `${field}.${k}`);
@@ -174,11 +172,24 @@ export function fromFeastValue(v: FeastValue | null | undefined, field = 'value'
         const items = (x as { val?: unknown[] }).val ?? [];
         if (set === 'int64_list_val') return items.map(int64Json);
         if (set === 'unix_timestamp_list_val') return items.map((i) => Number(i) * 1000);
+        if (set === 'bytes_list_val') return items.map((i, j) => utf8Text(i, `${field}[${j}]`, 'a bytes_list_val item'));
+        if (set === 'map_list_val') return items.map((i, j) => fromFeastValue({ map_val: i }, `${field}[${j}]`));
         return items;
       }
       return x;
     }
   }
+}
+
+/**
+ * Feast bytes → text, refusing bytes that are not UTF-8: decoding with
+ * replacement would turn every bad byte into U+FFFD, and so one entity into
+ * another's key. `what` names the Feast field in the message.
+ */
+function utf8Text(x: unknown, field: string, what: string): string {
+  const bytes = Buffer.from(x as Uint8Array);
+  if (!isUtf8(bytes)) throw new AsofError('ASOF_INVALID_ARGUMENT', `${field}: ${what} is not valid UTF-8 text`, [{ field, reason: `${what} is not valid UTF-8` }]);
+  return bytes.toString('utf8');
 }
 
 /** Epoch ms → `google.protobuf.Timestamp` fields (seconds rounded down, the rest as nanos). */

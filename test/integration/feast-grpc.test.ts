@@ -117,6 +117,21 @@ describe('feast.serving.ServingService over gRPC', () => {
     assert.equal(neither.err?.code, 3);
   });
 
+  test('bytes in lists follow bytes_val: items are UTF-8 text, and one that is not UTF-8 is refused naming the item', async () => {
+    const lookup = (v: Record<string, unknown>) => call(asof.feast, 'GetOnlineFeatures', { features: { val: ['typed:s'] }, entities: { id: { val: [v] } } });
+    const bad = await lookup({ bytes_list_val: { val: [Buffer.from('a'), Buffer.from([0xff])] } });
+    assert.equal(bad.err?.code, 3);
+    assert.deepEqual(asofError(bad.err!).details, [{ field: 'entities.id[0][1]', reason: 'a bytes_list_val item is not valid UTF-8' }]);
+    // Items of map_list_val are maps, read as map_val is (its bytes_val checked the same way).
+    const badMap = await lookup({ map_list_val: { val: [{ val: { k: { bytes_val: Buffer.from([0xff]) } } }] } });
+    assert.equal(badMap.err?.code, 3);
+    assert.deepEqual(asofError(badMap.err!).details.map((d: any) => d.field), ['entities.id[0][0].k']);
+    // In UTF-8, the items are text; a list is still no entity key (keys are scalars), and the refusal shows the text, not bytes.
+    const good = await lookup({ bytes_list_val: { val: [Buffer.from('a')] } });
+    assert.equal(good.err?.code, 3);
+    assert.match(good.err!.details, /entity 0 \(\["a"\]\) is not a valid id/);
+  });
+
   test('a unix_timestamp_val entity key reaches a timestamp entity column', async () => {
     await asof.req('PUT', '/tables/by_day', { kind: 'pk', primaryKey: ['day'], columns: [{ name: 'day', type: 'timestamp', nullable: false }, { name: 'total', type: 'float64' }] });
     await asof.req('POST', '/tables/by_day/rows', { rows: [{ day: '2024-05-01T00:00:00Z', total: 9.5 }] });

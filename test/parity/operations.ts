@@ -44,10 +44,11 @@ const AB_ZZ = [
 ];
 const without = (forms: Record<string, Form>, prefix: string) => Object.fromEntries(Object.entries(forms).filter(([n]) => !n.startsWith(prefix)));
 
-/** Feast gRPC's lookup of u:score for one entity given as bytes_val: the score values it answers. */
-const feastBytesKey = (bytes: number[]): Record<string, Form> => ({
-  async 'Feast gRPC GetOnlineFeatures bytes_val'(asof) {
-    const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['u:score'] }, entities: { id: { val: [{ bytes_val: Buffer.from(bytes) }] } } });
+/** Feast gRPC's lookup of u:score for one entity given as bytes_val (or, with `list`, as a bytes_list_val of those bytes): the score values it answers. */
+const feastBytesKey = (bytes: number[], list = false): Record<string, Form> => ({
+  async [`Feast gRPC GetOnlineFeatures ${list ? 'bytes_list_val' : 'bytes_val'}`](asof: GrpcAsof) {
+    const value = list ? { bytes_list_val: { val: [Buffer.from(bytes)] } } : { bytes_val: Buffer.from(bytes) };
+    const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['u:score'] }, entities: { id: { val: [value] } } });
     return err ? grpcError(err) : { answer: res.results[1].values.map(feastJson) };
   },
 });
@@ -86,6 +87,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'lookup: 10,001 entities, one over the limit', forms: lookupOfMany(10_001), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'Feast: a bytes_val entity key that is not UTF-8', forms: feastBytesKey([0xff]), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'Feast: a bytes_val entity key in UTF-8 is its text', forms: feastBytesKey([0x61]), expect: { answer: [1.5] } },
+  { name: 'Feast: a bytes_list_val item that is not UTF-8', forms: feastBytesKey([0xff], true), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'missing key: the row of an absent key', forms: restForm('GET', '/tables/users/rows/zz'), expect: { error: 'ASOF_ROW_NOT_FOUND' } },
 
   // Writes.
