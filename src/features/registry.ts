@@ -15,7 +15,8 @@ import { TableSchema, type TableDef } from '../engine/schema.js';
 import type { Logger } from '../logger.js';
 import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
 import { checkFeatureView, parseRef, type FeatureDef, type FeatureServiceDef, type FeatureViewDef } from './definitions.js';
-import { ViewEvaluator } from './evaluator.js';
+import type { ViewEvaluator } from './evaluator.js';
+import { EvaluatorCache } from './evaluator-cache.js';
 
 export interface ViewBody {
   source: string;
@@ -86,7 +87,7 @@ export class FeatureRegistry {
   private services = new Map<string, FeatureServiceDef>();
   /** Source table definitions mirrored by primaries (replicas only). */
   private remoteTables = new Map<string, TableSchema>();
-  private readonly evaluators = new Map<string, ViewEvaluator>();
+  private readonly evaluators = new EvaluatorCache();
   private readonly mutex = new Mutex();
   private activator?: ViewActivator;
   private mirrorRevision = -1;
@@ -256,6 +257,7 @@ export class FeatureRegistry {
       const loaded = await mirror.load();
       this.views = new Map(loaded.views.map((v) => [v.name, v]));
       this.services = new Map(loaded.services.map((s) => [s.name, s]));
+      this.evaluators.retain((name) => this.views.has(name));
       const tables = new Map<string, TableSchema>();
       for (const t of loaded.tables) {
         const had = this.remoteTables.get(t.name);
@@ -328,17 +330,15 @@ export class FeatureRegistry {
     return remote;
   }
 
-  /** The compiled evaluator of a view (of the given definition, default the current one). */
+  /** The compiled evaluator of a view (of the given definition, default the current one); see evaluator-cache.ts. */
   evaluator(view: string | FeatureViewDef): ViewEvaluator {
     const def = typeof view === 'string' ? this.view(view) : view;
-    const key = `${def.name}@${def.version}`;
-    const schema = this.sourceSchema(def.source);
-    let ev = this.evaluators.get(key);
-    if (!ev || ev.schema !== schema || ev.view !== def) {
-      ev = new ViewEvaluator(def, schema);
-      this.evaluators.set(key, ev);
-    }
-    return ev;
+    return this.evaluators.get(def, this.sourceSchema(def.source), this.views.get(def.name) === def);
+  }
+
+  /** Evaluators the registry holds (tests: bounded however often views are redefined). */
+  get cachedEvaluators(): number {
+    return this.evaluators.size;
   }
 
   /**
