@@ -36,10 +36,10 @@ class LineTooLong extends Error {
  */
 export async function* ndjsonObjects(path: string, maxLineBytes = DEFAULT_MAX_LINE_BYTES): AsyncGenerator<Record<string, unknown>> {
   let row = 0;
+  let line = 0;
   try {
-    for await (const { bytes, line, at } of lines(createReadStream(path), maxLineBytes)) {
-      if (!isUtf8(bytes)) throw new AsofError('ASOF_INVALID_ARGUMENT', `the file is not valid UTF-8 (in line ${line}, the bytes from ${at}); nothing was imported`, [{ row, field: 'file', reason: `invalid UTF-8 in line ${line}` }]);
-      const text = bytes.toString('utf8');
+    for await (const text of lines(createReadStream(path), maxLineBytes)) {
+      line++;
       if (!text.trim()) continue;
       let obj: unknown;
       try {
@@ -53,48 +53,90 @@ export async function* ndjsonObjects(path: string, maxLineBytes = DEFAULT_MAX_LI
       yield obj as Record<string, unknown>;
     }
   } catch (e) {
-    if (!(e instanceof LineTooLong)) throw e;
-    throw new AsofError('ASOF_PAYLOAD_TOO_LARGE', `row ${row}: NDJSON line ${e.line} is longer than ${maxLineBytes} bytes, the most one row may take (ASOF_MAX_BODY_BYTES)`, { row, line: e.line, maxLineBytes });
+    if (e instanceof LineTooLong) throw new AsofError('ASOF_PAYLOAD_TOO_LARGE', `row ${row}: NDJSON line ${e.line} is longer than ${maxLineBytes} bytes, the most one row may take (ASOF_MAX_BODY_BYTES)`, { row, line: e.line, maxLineBytes });
+    if (e instanceof NotUtf8) throw new AsofError('ASOF_INVALID_ARGUMENT', `the file is not valid UTF-8 (in line ${e.line}, the bytes from ${e.at}); nothing was imported`, [{ row, field: 'file', reason: `invalid UTF-8 in line ${e.line}` }]);
+    throw e;
+  }
+}
+
+/** Bytes that are not UTF-8 in a line (1-based) that starts at file offset `at`. */
+class NotUtf8 extends Error {
+  constructor(
+    readonly line: number,
+    readonly at: number,
+  ) {
+    super('not UTF-8');
   }
 }
 
 /**
- * The lines of a byte stream without their `\n` (a UTF-8 BOM at the start
- * dropped), with their 1-based number and the file offset they start at.
- * Throws LineTooLong as soon as a line has more than `maxBytes` bytes.
+ * The lines of a byte stream as text, without their `\n` (a UTF-8 BOM at the
+ * start dropped). Throws LineTooLong as soon as a line has more than
+ * `maxBytes` bytes, NotUtf8 for a line that is not UTF-8. The lines whole
+ * within a chunk are checked and decoded together and split as text: one
+ * native call a chunk, where one a line cost 0.2 µs each (1M rows of 97
+ * bytes: 1.5 s against readline's 0.9, 2026-12-07).
  */
-async function* lines(chunks: AsyncIterable<Buffer>, maxBytes: number): AsyncGenerator<{ bytes: Buffer; line: number; at: number }> {
+async function* lines(chunks: AsyncIterable<Buffer>, maxBytes: number): AsyncGenerator<string> {
   let parts: Buffer[] = [];
   let held = 0;
   let line = 1;
-  let at = 0;
   let read = 0;
   let first = true;
+  const decode = (bytes: Buffer, at: number): string => {
+    if (isUtf8(bytes)) return bytes.toString('utf8');
+    // Which line: counted off the bytes, this slow way only on the way to an error.
+    let n = line;
+    let start = at;
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i] !== NEWLINE) continue;
+      if (!isUtf8(bytes.subarray(start - at, i))) break;
+      n++;
+      start = at + i + 1;
+    }
+    throw new NotUtf8(n, start);
+  };
   for await (let chunk of chunks) {
     if (first) {
       first = false;
       if (chunk.subarray(0, BOM.length).equals(BOM)) {
         chunk = chunk.subarray(BOM.length);
-        read = at = BOM.length;
+        read = BOM.length;
       }
     }
-    let from = 0;
-    for (let nl = chunk.indexOf(NEWLINE); nl !== -1; nl = chunk.indexOf(NEWLINE, from)) {
-      if (held + nl - from > maxBytes) throw new LineTooLong(line);
-      const piece = chunk.subarray(from, nl);
-      yield { bytes: held ? Buffer.concat([...parts, piece]) : piece, line, at };
-      parts = [];
-      held = 0;
-      line++;
-      at = read + nl + 1;
-      from = nl + 1;
+    const firstNl = chunk.indexOf(NEWLINE);
+    if (firstNl === -1) {
+      if (held + chunk.length > maxBytes) throw new LineTooLong(line);
+      parts.push(chunk);
+      held += chunk.length;
+      read += chunk.length;
+      continue;
     }
-    if (held + chunk.length - from > maxBytes) throw new LineTooLong(line);
-    if (from < chunk.length) {
-      parts.push(chunk.subarray(from));
-      held += chunk.length - from;
+    // The line begun in earlier chunks ends here.
+    if (held + firstNl > maxBytes) throw new LineTooLong(line);
+    const head = held ? Buffer.concat([...parts, chunk.subarray(0, firstNl)]) : chunk.subarray(0, firstNl);
+    yield decode(head, read - held);
+    parts = [];
+    held = 0;
+    line++;
+    // The lines whole within the chunk.
+    const lastNl = chunk.lastIndexOf(NEWLINE);
+    if (lastNl > firstNl) {
+      const texts = decode(chunk.subarray(firstNl + 1, lastNl), read + firstNl + 1).split('\n');
+      for (const text of texts) {
+        // A line of n UTF-16 units has at most 3n bytes: counted only when that could pass the cap.
+        if (3 * text.length > maxBytes && Buffer.byteLength(text) > maxBytes) throw new LineTooLong(line);
+        yield text;
+        line++;
+      }
+    }
+    // The start of a line that ends in a later chunk.
+    if (chunk.length - lastNl - 1 > maxBytes) throw new LineTooLong(line);
+    if (lastNl + 1 < chunk.length) {
+      parts.push(chunk.subarray(lastNl + 1));
+      held = chunk.length - lastNl - 1;
     }
     read += chunk.length;
   }
-  if (held) yield { bytes: Buffer.concat(parts), line, at };
+  if (held) yield decode(Buffer.concat(parts), read - held);
 }

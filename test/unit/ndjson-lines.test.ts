@@ -48,3 +48,19 @@ test('bytes that are not UTF-8 are a 400 naming the line', async () => {
     return true;
   });
 });
+
+test('bytes that are not UTF-8 deep in a chunk, or in a line across chunks, name their own line and its offset', async () => {
+  const rows = (n: number): string => Array.from({ length: n }, (_, i) => `{"a":${i}}\n`).join('');
+  const bad = (path: string, content: Buffer, line: number, at: number) =>
+    assert.rejects(read(path, content), (e: unknown) => {
+      assert.ok(e instanceof AsofError, String(e));
+      assert.equal(e.code, 'ASOF_INVALID_ARGUMENT');
+      assert.match(e.message, new RegExp(`in line ${line}, the bytes from ${at}\\)`));
+      return true;
+    });
+  // Line 4 of a chunk's whole lines: three good lines before it (8 bytes each for a < 10).
+  await bad('deep.ndjson', Buffer.concat([Buffer.from(rows(3) + '{"a":"'), Buffer.from([0xc3]), Buffer.from('"}\n' + rows(3))]), 4, 24);
+  // A line of 100 kB, longer than a read chunk, with the bad byte in its second chunk.
+  const long = Buffer.concat([Buffer.from('{"a":"' + 'x'.repeat(70_000)), Buffer.from([0xff]), Buffer.from('x'.repeat(30_000) + '"}\n')]);
+  await bad('across.ndjson', Buffer.concat([Buffer.from(rows(2)), long, Buffer.from(rows(2))]), 3, 16);
+});
