@@ -7,7 +7,7 @@
 import { requireScope, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
-import { isReservedName, parseTimestamp } from '../engine/schema.js';
+import { formatTimestamp, isReservedName, parseTimestamp } from '../engine/schema.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { PointInTime } from '../features/evaluator.js';
 import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
@@ -58,7 +58,8 @@ export interface DecisionAudit extends TrailPage {
   signatureValid: boolean | null;
 }
 
-export type PublicDecision = Omit<Decision, 'views' | 'request'>;
+/** A decision as answers carry it: the stored record without its views and posted body, times as RFC 3339 UTC with milliseconds. */
+export type PublicDecision = Omit<Decision, 'views' | 'request' | 'decidedAt' | 'servedAt'> & { decidedAt: string; servedAt: string | null };
 
 const ID = /^[\x21-\x7e]{1,200}$/;
 
@@ -273,9 +274,10 @@ export class AuditService {
 /** What a decision's signature covers: its id, entity, time, token, heads and served values, as canonical JSON. */
 export const decisionMessage = (d: Decision): string => `asof.decision.v1\n${canonicalJson({ id: d.id, entity: d.entity, decidedAt: d.decidedAt, servedAt: d.servedAt, token: d.token, heads: d.heads, served: d.served })}`;
 
+/** Stored records keep epoch ms (the signature covers those); answers give RFC 3339, as every other time asof returns. */
 function publicDecision(d: Decision): PublicDecision {
   const { views: _v, request: _r, ...rest } = d;
-  return rest;
+  return { ...rest, decidedAt: formatTimestamp(d.decidedAt), servedAt: d.servedAt === null ? null : formatTimestamp(d.servedAt) };
 }
 
 /** What a Date can hold, as parseTimestamp accepts. */

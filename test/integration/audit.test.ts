@@ -70,7 +70,7 @@ test('the Fluss example: a decision between the second and third update replays 
     const a = await ok(asof.req('GET', '/audit/decisions/loan-1'));
     checkFlussAudit(a);
     assert.equal(a.decision.recordedBy, 'lookup');
-    assert.equal(a.decision.servedAt, 2500);
+    assert.equal(a.decision.servedAt, iso(2500));
     assert.equal(a.history.ok, true);
     assert.deepEqual(Object.keys(a.history.tables), ['user_risk']);
     // The entity today is the third state; at 1500 it was the first.
@@ -136,6 +136,33 @@ test('the Fluss example: a decision between the second and third update replays 
   } finally {
     await asof.close();
     await dir.cleanup();
+  }
+});
+
+test('decision times are RFC 3339 UTC with milliseconds in every answer that carries a decision; input takes RFC 3339 or epoch ms as before', async () => {
+  const clock = { t: 0 };
+  const asof = await testAsof({}, { now: () => clock.t });
+  try {
+    await flussExample(asof, clock);
+    const posted = await ok(asof.req('POST', '/decisions', { id: 'ext-1', entity: 123, view: 'risk', outcome: 'approve', decidedAt: '2020-01-01T00:00:00Z' }), 201);
+    assert.deepEqual([posted.decidedAt, posted.servedAt], ['2020-01-01T00:00:00.000Z', null]);
+    assert.equal((await ok(asof.req('POST', '/decisions', { id: 'ext-1', entity: 123, view: 'risk', outcome: 'approve', decidedAt: '2020-01-01T00:00:00Z' }))).decidedAt, '2020-01-01T00:00:00.000Z', 'an identical re-send answers the same');
+    const epoch = await ok(asof.req('POST', '/decisions', { id: 'ext-2', entity: 123, view: 'risk', outcome: 'deny', decidedAt: 1577836800123 }), 201);
+    assert.equal(epoch.decidedAt, '2020-01-01T00:00:00.123Z', 'epoch ms in, RFC 3339 out');
+    const a = await ok(asof.req('GET', '/audit/decisions/ext-1'));
+    assert.deepEqual([a.decision.decidedAt, a.decision.servedAt, a.reconstructed.at], ['2020-01-01T00:00:00.000Z', null, '2020-01-01T00:00:00.000Z']);
+    // A recorded lookup: served at 2,500 ms; completing it at 4,000 keeps its lookup's decidedAt unless one is posted.
+    const recorded = await ok(asof.req('GET', '/audit/decisions/loan-1'));
+    assert.deepEqual([recorded.decision.decidedAt, recorded.decision.servedAt], [iso(2500), iso(2500)]);
+    clock.t = 4000;
+    const done = await ok(asof.req('POST', '/decisions', { id: 'loan-1', entity: 123, view: 'risk', outcome: 'approve' }));
+    assert.deepEqual([done.decidedAt, done.servedAt], [iso(2500), iso(2500)]);
+    const list = await ok(asof.req('GET', '/audit/decisions?entity=123'));
+    assert.deepEqual(list.decisions.map((d: any) => [d.id, d.decidedAt, d.servedAt]), [['ext-2', '2020-01-01T00:00:00.123Z', null], ['ext-1', '2020-01-01T00:00:00.000Z', null], ['loan-1', iso(2500), iso(2500)]]);
+    // The list's from/to filters still compare times, whichever form they are given in.
+    assert.deepEqual((await ok(asof.req('GET', '/audit/decisions?from=2019-12-31T00:00:00Z&to=1577836800000'))).decisions.map((d: any) => d.id), ['ext-1']);
+  } finally {
+    await asof.destroy();
   }
 });
 

@@ -16,7 +16,7 @@ import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
 import { followForms, insertReadBackForms, malformedLookupForms, servingInfoForms, writeForms } from './forms.js';
-import { decisionAuditForms, entityStateForms, grpcError, lookupForms, nextDecisionId, recordedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
+import { decisionAuditForms, decisionTimesForms, entityStateForms, grpcError, lookupForms, nextDecisionId, recordedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -137,6 +137,8 @@ export const OPERATIONS: Operation[] = [
   // trail_limit is a uint32 on the wire: -7 arrives as 4,294,967,289, over the 10,000 a page may hold.
   { name: 'audit: a negative trail page size', forms: entityStateForms('b', 'u', [], { trailLimit: -7 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'audit: entity state at a time no date can hold', forms: entityStateForms('b', 'u', [], { at: 9e15 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'decision: its times are RFC 3339 in every answer (posted as RFC 3339)', forms: decisionTimesForms('parity-times-rfc', '2020-01-01T00:00:00Z'), expect: { answer: ['2020-01-01T00:00:00.000Z', null] } },
+  { name: 'decision: its times are RFC 3339 in every answer (posted as epoch ms)', forms: decisionTimesForms('parity-times-ms', 1577836800123), expect: { answer: ['2020-01-01T00:00:00.123Z', null] } },
   { name: 'decision: a token offset the table has not reached', forms: restForm('POST', '/decisions', { id: 'parity-token-ahead', entity: 'a', view: 'u', outcome: 'ok', token: { users: 1_000_000 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'decision: recording a lookup on a replica', target: 'replica', forms: recordedLookupForms(['u:score']), expect: { error: 'ASOF_CONFLICT' } },
 

@@ -273,6 +273,36 @@ export function decisionAuditForms(id: (asof: GrpcAsof) => Promise<string>, feat
   };
 }
 
+/**
+ * A decision posted with `decidedAt` (RFC 3339 or epoch ms), in each answer
+ * that carries a decision: [decidedAt, servedAt] as the answer gives them.
+ */
+export function decisionTimesForms(id: string, decidedAt: string | number): Record<string, Form> {
+  const post = (asof: GrpcAsof) => asof.req('POST', '/decisions', { id, entity: 'a', view: 'u', outcome: 'ok', decidedAt });
+  const times = (d: any) => ({ answer: [d.decidedAt, d.servedAt] });
+  return {
+    async 'REST POST /decisions'(asof) {
+      const r = await post(asof);
+      return r.status < 300 ? times(r.body) : restError(r.status, r.body);
+    },
+    async 'REST GET /audit/decisions/{id}'(asof) {
+      await post(asof);
+      const r = await asof.req('GET', `/audit/decisions/${id}`);
+      return r.status === 200 ? times(r.body.decision) : restError(r.status, r.body);
+    },
+    async 'REST GET /audit/decisions'(asof) {
+      await post(asof);
+      const r = await asof.req('GET', '/audit/decisions?entity=a&limit=10000');
+      return r.status === 200 ? times(r.body.decisions.find((d: any) => d.id === id)) : restError(r.status, r.body);
+    },
+    async 'gRPC asof.v1 AuditService.GetDecision decision_json'(asof) {
+      await post(asof);
+      const { res, err } = await call(asof.audit, 'GetDecision', { id });
+      return err ? grpcError(err) : times(JSON.parse(res.decision_json));
+    },
+  };
+}
+
 /** An entity's state over REST and gRPC AuditService, as [cells, trail change types]. */
 export function entityStateForms(entity: string, view: string, features: string[], ask: TrailPageAsk & { at?: number } = {}): Record<string, Form> {
   return {
