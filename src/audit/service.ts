@@ -153,6 +153,22 @@ export class AuditService {
       const latest = this.engine.table(t).endOffset - 1;
       if (!Number.isInteger(off) || off < -1 || off > latest) throw new AsofError('ASOF_INVALID_ARGUMENT', `token.${t} is ${off}; an offset of table "${t}" is between -1 (before its first record) and ${latest} (its latest)`, [{ field: `token.${t}`, reason: `offset outside [-1, ${latest}]` }]);
     }
+    // A source the token does not name would be replayed as of offset -1 (no records): every feature of it NOT_FOUND.
+    if (input.token) {
+      const uncovered = new Map<string, string[]>();
+      for (const f of resolved) {
+        const source = views[f.view].source;
+        if (!Object.hasOwn(input.token, source)) uncovered.set(source, [...(uncovered.get(source) ?? []), f.ref]);
+      }
+      if (uncovered.size > 0) {
+        const tables = [...uncovered.keys()];
+        throw new AsofError(
+          'ASOF_INVALID_ARGUMENT',
+          `token names no offset for ${tables.map((t) => `"${t}"`).join(', ')}, the source table${tables.length > 1 ? 's' : ''} of features decided on: a replay would read none of ${tables.length > 1 ? 'their' : 'its'} records`,
+          [...uncovered].map(([t, refs]) => ({ field: 'token', reason: `no offset for "${t}", the source table of ${refs.join(', ')}` })),
+        );
+      }
+    }
     const request = canonicalJson({ ...input, entity: entityText(input.entity), decidedAt: input.decidedAt === undefined ? undefined : decidedAt });
     const sources = input.token ? Object.keys(input.token) : [...new Set(Object.values(views).map((v) => v.source))];
     const served: ServedValues | null = input.served ? { features: input.served.features, statuses: input.served.statuses ?? {}, eventTimes: input.served.eventTimes ?? {} } : null;

@@ -166,6 +166,32 @@ test('decision times are RFC 3339 UTC with milliseconds in every answer that car
   }
 });
 
+test('a posted token must name every source table of the features decided on: one that does not is 400 naming the missing tables, and records nothing', async () => {
+  const clock = { t: 0 };
+  const asof = await testAsof({}, { now: () => clock.t });
+  try {
+    await flussExample(asof, clock);
+    await ok(asof.req('PUT', '/tables/trips', { kind: 'log', eventTime: 'at', columns: [{ name: 'user_id', type: 'int64', nullable: false }, { name: 'at', type: 'timestamp', nullable: false }] }), 201);
+    await ok(asof.req('POST', '/tables/trips/rows', { rows: [{ user_id: 123, at: 1000 }, { user_id: 123, at: 1100 }] }));
+    await ok(asof.req('PUT', '/feature-views/trips', { source: 'trips', entity: 'user_id', features: [{ name: 'n', agg: { fn: 'count', window: '1h' } }] }), 201);
+    // The replay would read user_risk as of offset -1: nothing, every feature NOT_FOUND.
+    const r = await asof.req('POST', '/decisions', { id: 'tok-1', entity: 123, view: 'risk', outcome: 'approve', token: { trips: 1 } });
+    assert.deepEqual([r.status, r.body.error?.code], [400, 'ASOF_INVALID_ARGUMENT'], JSON.stringify(r.body));
+    assert.deepEqual(r.body.error.details, [{ field: 'token', reason: 'no offset for "user_risk", the source table of risk:risk_score, risk:velocity_10m, risk:total_spend_24h' }]);
+    assert.match(r.body.error.message, /user_risk/);
+    assert.equal((await asof.req('GET', '/audit/decisions/tok-1')).status, 404, 'nothing was recorded');
+    // Features of two sources: each one the token lacks is named.
+    const two = await asof.req('POST', '/decisions', { id: 'tok-2', entity: 123, features: ['risk:risk_score', 'trips:n'], outcome: 'approve', token: {} });
+    assert.deepEqual(two.body.error.details.map((d: any) => d.reason), ['no offset for "user_risk", the source table of risk:risk_score', 'no offset for "trips", the source table of trips:n']);
+    // A token naming every source (and another table besides) is taken, and replays those positions.
+    const fine = await ok(asof.req('POST', '/decisions', { id: 'tok-3', entity: 123, features: ['risk:risk_score'], outcome: 'approve', token: { user_risk: 0, trips: 1 } }), 201);
+    assert.deepEqual(fine.token, { user_risk: 0, trips: 1 });
+    assert.deepEqual((await ok(asof.req('GET', '/audit/decisions/tok-3'))).reconstructed.features, { 'risk:risk_score': 0.12 });
+  } finally {
+    await asof.destroy();
+  }
+});
+
 /** Frame boundaries of a changelog file: [pos, end, firstOffset, count]. */
 function frames(buf: Buffer): { pos: number; end: number; first: number; count: number }[] {
   const out = [];

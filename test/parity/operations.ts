@@ -140,6 +140,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'decision: its times are RFC 3339 in every answer (posted as RFC 3339)', forms: decisionTimesForms('parity-times-rfc', '2020-01-01T00:00:00Z'), expect: { answer: ['2020-01-01T00:00:00.000Z', null] } },
   { name: 'decision: its times are RFC 3339 in every answer (posted as epoch ms)', forms: decisionTimesForms('parity-times-ms', 1577836800123), expect: { answer: ['2020-01-01T00:00:00.123Z', null] } },
   { name: 'decision: a token offset the table has not reached', forms: restForm('POST', '/decisions', { id: 'parity-token-ahead', entity: 'a', view: 'u', outcome: 'ok', token: { users: 1_000_000 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'decision: a token that does not name the features\' source table', forms: restForm('POST', '/decisions', { id: 'parity-token-uncovered', entity: 'a', view: 'u', outcome: 'ok', token: { items: 0 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'decision: recording a lookup on a replica', target: 'replica', forms: recordedLookupForms(['u:score']), expect: { error: 'ASOF_CONFLICT' } },
 
   // Scoped API keys (the guarded server: pr read, pw write): the same answer or refusal over every adapter.
