@@ -11,7 +11,7 @@ import { formatTimestamp, isReservedName, parseTimestamp } from '../engine/schem
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { PointInTime } from '../features/evaluator.js';
 import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
-import { toObjects, type Evaluation } from '../online/service.js';
+import { toObjects, withAnswersBefore, type AnswerBefore, type Evaluation } from '../online/service.js';
 import { checkRange, headMessage, HeadSigner, storedHeadAt, verifyChain, type VerifyResult } from './chain.js';
 import { canonicalJson, conflict, DecisionLog, type ChainHead, type Decision, type FeatureSelection, type ServedValues } from './decisions.js';
 import { replay, type Replay, type TrailRecord } from './replay.js';
@@ -81,9 +81,15 @@ export class AuditService {
    * (undefined: not recorded) names entity i's decision. Needs the `decide`
    * scope. Checked first, so a request with a bad, repeated or conflicting id
    * writes nothing.
+   *
+   * Answers the evaluation to render: `e`, except that an entity whose id a
+   * lookup already recorded (the same entity and selection, its features
+   * defined the same) answers what that lookup answered, its values,
+   * statuses, event times and token, as a retried request is answered its
+   * first answer; nothing is written for it. An id recorded otherwise is 409.
    */
-  async recordLookups(caller: Caller, ids: (string | undefined)[], entities: unknown[], e: Evaluation, field: (i: number) => string = (i) => `decisions[${i}]`): Promise<void> {
-    if (ids.every((id) => id === undefined)) return;
+  async recordLookups(caller: Caller, ids: (string | undefined)[], entities: unknown[], e: Evaluation, field: (i: number) => string = (i) => `decisions[${i}]`): Promise<Evaluation> {
+    if (ids.every((id) => id === undefined)) return e;
     requireScope(caller, 'decide');
     if (ids.length !== entities.length) throw new AsofError('ASOF_INVALID_ARGUMENT', `${ids.length} decision ids for ${entities.length} entities: give one (or null) per entity`, [{ field: 'decisions', reason: 'length differs from entities' }]);
     const seen = new Set<string>();
@@ -95,7 +101,7 @@ export class AuditService {
       seen.add(id);
       wanted.push(i);
     });
-    if (wanted.length === 0) return;
+    if (wanted.length === 0) return e;
     const served = toObjects(wanted.map((i) => entities[i]), e);
     const selection = plainSelection(e.plan.selection);
     const views: Record<string, FeatureViewDef> = {};
@@ -122,16 +128,29 @@ export class AuditService {
         request: null,
       };
     });
-    const sameLookup = (d: Decision, x: Decision | undefined): boolean => !x || (x.recordedBy === 'lookup' && x.entity === d.entity && canonicalJson(x.selection) === canonicalJson(d.selection));
-    for (const d of made) if (!sameLookup(d, this.decisions.get(d.id))) throw conflict(d.id, 'it was recorded for another entity or selection, or already decided');
-    await Promise.all(
+    for (const d of made) {
+      const x = this.decisions.get(d.id);
+      const why = x && otherLookup(d, x);
+      if (why) throw conflict(d.id, why);
+    }
+    const recorded = await Promise.all(
       made.map((d) =>
         this.decisions.update(d.id, (x) => {
-          if (!sameLookup(d, x)) throw conflict(d.id, 'it was recorded for another entity or selection, or already decided');
-          return x ? null : this.signed(d);
+          if (!x) return this.signed(d);
+          const why = otherLookup(d, x);
+          if (why) throw conflict(d.id, why);
+          return null;
         }),
       ),
     );
+    // Recorded before (by an earlier request, or one running alongside that wrote first): its answer is the answer.
+    let before: (AnswerBefore | undefined)[] | undefined;
+    recorded.forEach(({ decision: x, written }, k) => {
+      if (written) return;
+      before ??= new Array<AnswerBefore | undefined>(entities.length);
+      before[wanted[k]] = { ...x.served!, token: x.token! };
+    });
+    return before ? withAnswersBefore(e, before) : e;
   }
 
   /** POST /decisions: records a decision, or completes one its lookup recorded. Identical re-sends change nothing. */
@@ -285,6 +304,31 @@ export class AuditService {
     }
     return out;
   }
+}
+
+/**
+ * Why lookup `d` is not the one decision `x` recorded (undefined: it is): the
+ * same id may only repeat a recorded lookup of the same entity and selection
+ * whose features, in order, are defined as they were then (their view's
+ * source, entity and ttl, and the feature itself), so that its recorded
+ * answer is an answer to this request. A completed lookup repeats too.
+ */
+function otherLookup(d: Decision, x: Decision): string | undefined {
+  if (x.recordedBy === 'api') return 'it was posted (POST /decisions), not recorded by a lookup';
+  if (x.entity !== d.entity) return 'its lookup was for another entity';
+  if (canonicalJson(x.selection) !== canonicalJson(d.selection)) return 'its lookup was for another selection';
+  if (x.features.length !== d.features.length || x.features.some((ref, i) => ref !== d.features[i] || featureDefinition(x.views, ref) !== featureDefinition(d.views, ref))) {
+    return 'the features its lookup read have been redefined since';
+  }
+  return undefined;
+}
+
+/** What the answer for `view:feature` depends on in its definition, as canonical JSON. */
+function featureDefinition(views: Record<string, FeatureViewDef>, ref: string): string {
+  const at = ref.lastIndexOf(':');
+  const v = views[ref.slice(0, at)];
+  const name = ref.slice(at + 1);
+  return canonicalJson(v && { source: v.source, entity: v.entity, ttl: v.ttl ?? null, feature: v.features.find((f) => f.name === name) ?? null });
 }
 
 /** What a decision's signature covers: its id, entity, time, token, heads and served values, as canonical JSON. */

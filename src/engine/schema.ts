@@ -277,6 +277,30 @@ export function fromText(type: ColumnType, text: string | number): unknown {
   }
 }
 
+/**
+ * toJsonValue's inverse: a value's JSON form, as an answer gave it, back to a
+ * canonical value (timestamps epoch ms; int64 beyond 2^53 stays decimal text,
+ * one of its canonical forms). Only for values asof itself rendered: nothing is checked.
+ */
+export function fromJsonValue(type: ColumnType, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  switch (type.kind) {
+    case 'timestamp':
+      // Date.parse, not parseTimestamp: toISOString writes years past 9999 as +YYYYYY, which RFC 3339 has no room for.
+      return Date.parse(v as string);
+    case 'list':
+      return (v as unknown[]).map((x) => fromJsonValue(type.item, x));
+    case 'struct': {
+      const o = v as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
+      for (const f of type.fields) out[f.name] = fromJsonValue(f.type, o[f.name]);
+      return out;
+    }
+    default:
+      return v;
+  }
+}
+
 export function toJsonValue(type: ColumnType, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   switch (type.kind) {

@@ -152,8 +152,9 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     const { column, positions, selection } = keys[c];
     const entities = given.get(column.name)!;
     const sub = selection ? await deps.online.plan(selection) : plan;
-    const e = await deps.online.evaluate(entities, sub);
-    if (q.decisionIds) await deps.audit.recordLookups(q.caller ?? UNRESTRICTED, q.decisionIds, entities, e);
+    let e = await deps.online.evaluate(entities, sub);
+    // A lookup recorded before under an id answers what it answered then (its token too).
+    if (q.decisionIds) e = await deps.audit.recordLookups(q.caller ?? UNRESTRICTED, q.decisionIds, entities, e);
     const values = entities.map((v) => column.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(column.type, v) : v));
     columns[c] = { name: column.name, type: column.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };
     const nf = e.plan.features.length;

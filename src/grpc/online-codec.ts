@@ -84,8 +84,8 @@ function featureList(plan: Plan): Record<string, unknown>[] {
 export function encodeOnlineAnswer(e: Evaluation, entities: asof.v1.Value[]): Buffer {
   const { plan, values, statuses, eventTimes } = e;
   const nf = plan.features.length;
-  const token: Record<string, string> = {};
-  for (const table in e.token) token[table] = String(e.token[table]);
+  const tokenOf = (t: Record<string, number>): Record<string, string> => Object.fromEntries(Object.entries(t).map(([table, offset]) => [table, String(offset)]));
+  const token = tokenOf(e.token);
   const results = entities.map((entity, i) => {
     const features = new Array<Record<string, unknown>>(nf);
     for (let f = 0, k = i * nf; f < nf; f++, k++) {
@@ -97,7 +97,7 @@ export function encodeOnlineAnswer(e: Evaluation, entities: asof.v1.Value[]): Bu
         event_time: et === null || et === undefined ? undefined : timestamp(et),
       };
     }
-    return { entity, features, token };
+    return { entity, features, token: e.tokens === undefined ? token : tokenOf(e.tokens[i]) };
   });
   // Plain objects in the generated classes' field types (enums as numbers, int64 as decimal strings): encode takes them as they are.
   return Response.encode({ features: featureList(plan), results } as unknown as asof.v1.IGetOnlineFeaturesResponse).finish() as Buffer;

@@ -70,18 +70,8 @@ const tokenBytes = new ProtoWriter(256);
 export function encodeOnlineAnswer(e: Evaluation, entities: asof.v1.Value[]): Buffer {
   const pw = planWire(e.plan);
   const nf = e.plan.features.length;
-  // map<string, int64> token: the same entries in every result.
-  const t = tokenBytes.reset();
-  for (const table in e.token) {
-    t.uint32(tagOf(3, LEN));
-    const s = t.begin();
-    t.uint32(tagOf(1, LEN));
-    t.string(table);
-    t.uint32(tagOf(2, VARINT));
-    t.int64(e.token[table]);
-    t.end(s);
-  }
-  const token = t.buf.subarray(0, t.pos);
+  // map<string, int64> token: the same entries in every result, unless each entity has its own.
+  const token = e.tokens === undefined ? encodeToken(e.token) : undefined;
 
   const w = out.reset();
   w.raw(pw.prefix);
@@ -111,8 +101,23 @@ export function encodeOnlineAnswer(e: Evaluation, entities: asof.v1.Value[]): Bu
       }
       w.end(fv);
     }
-    w.raw(token);
+    w.raw(token ?? encodeToken(e.tokens![i]));
     w.end(result);
   }
   return w.finish();
+}
+
+/** EntityFeatures' `token` field (3), encoded into the shared token buffer: valid until the next call. */
+function encodeToken(token: Record<string, number>): Buffer {
+  const t = tokenBytes.reset();
+  for (const table in token) {
+    t.uint32(tagOf(3, LEN));
+    const s = t.begin();
+    t.uint32(tagOf(1, LEN));
+    t.string(table);
+    t.uint32(tagOf(2, VARINT));
+    t.int64(token[table]);
+    t.end(s);
+  }
+  return t.buf.subarray(0, t.pos);
 }

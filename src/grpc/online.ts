@@ -32,11 +32,10 @@ export function onlineService(ctx: CallContext, services: Pick<Services, 'online
     GetOnlineFeatures: unary(ctx, 'read', (req: OnlineRequest, call) => {
       const keys = entityKeys(req.entities);
       const ids = req.decisionIds;
-      // A recorded lookup is durable before it is answered (audit/service.ts).
+      // A recorded lookup is durable before it is answered; one recorded before answers what it answered then (audit/service.ts).
       const recorded = async (plan: Plan): Promise<Buffer> => {
         const e = await online.evaluate(keys, plan);
-        await audit.recordLookups(callerOfCall(call), ids!.map((d) => d || undefined), keys, e);
-        return encode(e, req.entities);
+        return encode(await audit.recordLookups(callerOfCall(call), ids!.map((d) => d || undefined), keys, e), req.entities);
       };
       const answer = (plan: Plan): Buffer | Promise<Buffer> => {
         if (ids) return recorded(plan);

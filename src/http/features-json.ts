@@ -190,7 +190,7 @@ const [NULL, TRUE, FALSE] = ['null', 'true', 'false'].map((t) => Buffer.from(t))
 /** The answer of `GET /features/{entity}`: one `EntityFeatures`. */
 export function renderOne(entity: unknown, e: Evaluation): Answer {
   const frags = fragmentsOf(e.plan);
-  const tail = tailOf(e, frags);
+  const tail = tailOf(e, frags, 0);
   const kept = keptBytes(e, 0, frags);
   const key = kept !== undefined && (typeof entity === 'string' || typeof entity === 'number') ? JSON.stringify(entity) : undefined;
   if (key !== undefined && key.length <= 256 && isAscii(key)) {
@@ -216,18 +216,19 @@ const ENTITY_KEY = '{"entity":';
 export function renderMany(entities: unknown[], e: Evaluation): Answer {
   const out = new JsonBytes();
   const frags = fragmentsOf(e.plan);
-  const tail = tailOf(e, frags);
+  const tail = e.tokens === undefined ? tailOf(e, frags, 0) : undefined;
   out.ascii('{"results":[');
   for (let i = 0; i < entities.length; i++) {
     if (i) out.byte(44);
-    writeEntity(out, entities[i], e, i, frags, tail);
+    writeEntity(out, entities[i], e, i, frags, tail ?? tailOf(e, frags, i));
   }
   out.ascii(']}');
   return out.finish();
 }
 
-/** `,"token":{...}}`; with one view in the plan, kept per plan while the view's position stays. */
-function tailOf(e: Evaluation, frags: Fragments): Buffer {
+/** Entity i's `,"token":{...}}`; with one view in the plan and one token for all, kept per plan while the view's position stays. */
+function tailOf(e: Evaluation, frags: Fragments, i: number): Buffer {
+  if (e.tokens !== undefined) return Buffer.from(',"token":' + JSON.stringify(e.tokens[i]) + '}');
   if (e.plan.groups.length !== 1) return Buffer.from(',"token":' + JSON.stringify(e.token) + '}');
   const w = e.token[e.plan.groups[0].def.source];
   if (frags.tail === undefined || frags.tail.at !== w) frags.tail = { at: w, bytes: Buffer.from(',"token":' + JSON.stringify(e.token) + '}') };

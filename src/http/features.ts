@@ -95,7 +95,7 @@ const SelectionQuery = z
     features: z.string().optional().describe('Comma-separated `view:feature` references.'),
     view: Name.optional().describe('Every feature of this view.'),
     service: Name.optional().describe("The features of this feature service."),
-    decision: z.string().optional().describe('Records this lookup as the decision with this id (see POST /decisions), durably, before answering.'),
+    decision: z.string().optional().describe('Records this lookup as the decision with this id (see POST /decisions), durably, before answering. An id a lookup of the same entity and selection recorded before answers what that lookup answered (values, statuses, event times, token) and records nothing; an id recorded otherwise is 409.'),
   })
   .describe('Exactly one of features, view or service.');
 
@@ -106,7 +106,7 @@ const BatchBody = z
     features: z.array(z.string()).min(1).optional(),
     view: Name.optional(),
     service: Name.optional(),
-    decisions: z.array(z.string().nullable()).optional().describe('One decision id (or null) per entity: records those lookups as decisions, durably, before answering.'),
+    decisions: z.array(z.string().nullable()).optional().describe('One decision id (or null) per entity: records those lookups as decisions, durably, before answering. An entity whose id a lookup of it with the same selection recorded before answers what it answered then (its own token included); an id recorded otherwise is 409.'),
   })
   .meta({ id: 'FeatureLookup', description: 'Entities, and exactly one of features, view or service.' });
 
@@ -226,8 +226,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
   const answerRecorded = async (caller: Caller, entity: string, sel: FeatureSelection, id: string): Promise<Buffer> => {
     const plan = await online.plan(sel);
     const e = await online.evaluate([entity], plan);
-    await audit.recordLookups(caller, [id], [entity], e, () => 'query.decision');
-    return renderOne(entity, e).bytes;
+    // A lookup recorded before under this id answers what it answered then.
+    return renderOne(entity, await audit.recordLookups(caller, [id], [entity], e, () => 'query.decision')).bytes;
   };
 
   route(
@@ -275,8 +275,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
     },
     async (req, reply, { body }) => {
       const plan = await online.plan({ features: body.features, view: body.view, service: body.service });
-      const e = await online.evaluate(body.entities, plan);
-      if (body.decisions) await audit.recordLookups(callerOf(req), body.decisions.map((d) => d ?? undefined), body.entities, e);
+      let e = await online.evaluate(body.entities, plan);
+      if (body.decisions) e = await audit.recordLookups(callerOf(req), body.decisions.map((d) => d ?? undefined), body.entities, e);
       reply.type('application/json; charset=utf-8');
       const answer = renderMany(body.entities, e);
       // The bytes may live in a reused buffer: hand it back once the answer is sent (or the client went away).

@@ -16,7 +16,7 @@ import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
 import { followForms, insertReadBackForms, malformedLookupForms, servingInfoForms, writeForms } from './forms.js';
-import { decisionAuditForms, decisionTimesForms, entityStateForms, grpcError, lookupForms, nextDecisionId, recordedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
+import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, grpcError, lookupForms, nextDecisionId, recordedLookupForms, repeatedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -120,6 +120,14 @@ export const OPERATIONS: Operation[] = [
 
   // Decision audit: every lookup adapter records the same decision; REST and gRPC AuditService replay it the same.
   { name: 'decision recorded by the lookup itself', forms: recordedLookupForms(['u:score', 'u:name']), expect: { answer: [true, 'lookup', AB_ZZ[0]] } },
+  {
+    name: 'decision: a recorded lookup sent again answers what it answered the first time (values, statuses, token), not the row written since',
+    forms: repeatedLookupForms(['u:score', 'u:name']),
+    expect: { answer: [[[1, 'PRESENT'], ['x', 'PRESENT']], [[1, 'PRESENT'], ['x', 'PRESENT']], true] },
+  },
+  { name: 'decision: a lookup recorded over REST sent again over another adapter (same entity and features)', forms: conflictingLookupForms({}), expect: { answer: AB_ZZ[0] } },
+  { name: 'decision: a recorded lookup\'s id sent with another entity', forms: conflictingLookupForms({ entity: 'b' }), expect: { error: 'ASOF_CONFLICT' } },
+  { name: 'decision: a recorded lookup\'s id sent with other features', forms: conflictingLookupForms({ features: ['u:score'] }), expect: { error: 'ASOF_CONFLICT' } },
   {
     name: 'decision audit: replay of a recorded lookup',
     forms: decisionAuditForms(async (asof) => {

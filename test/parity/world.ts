@@ -247,6 +247,89 @@ export function recordedLookupForms(features: string[]): Record<string, Form> {
   };
 }
 
+/** One lookup of `entity` recorded as decision `id`: its cells and the token it answered (as JSON text), or the error. */
+type RecordedLookup = (asof: GrpcAsof, entity: string, features: string[], id: string) => Promise<{ cells: Cell[]; token: string } | Outcome>;
+
+const decisionMd = (id: string) => {
+  const m = new grpc.Metadata();
+  m.set('asof-decision-id', id);
+  return m;
+};
+
+/** The lookup adapters that record decisions, each as a RecordedLookup. */
+const RECORDED_LOOKUPS: Record<string, RecordedLookup> = {
+  async 'REST GET /features/{entity}?decision='(asof, entity, features, id) {
+    const r = await asof.req('GET', `/features/${entity}?features=${features.join(',')}&decision=${id}`);
+    if (r.status !== 200) return restError(r.status, r.body);
+    return { cells: features.map((f) => [r.body.features[f], r.body.statuses[f]]), token: JSON.stringify(r.body.token) };
+  },
+  async 'REST POST /features decisions'(asof, entity, features, id) {
+    const r = await asof.req('POST', '/features', { entities: [entity], features, decisions: [id] });
+    if (r.status !== 200) return restError(r.status, r.body);
+    const x = r.body.results[0];
+    return { cells: features.map((f) => [x.features[f], x.statuses[f]]), token: JSON.stringify(x.token) };
+  },
+  async 'gRPC asof.v1 GetOnlineFeatures decision_ids'(asof, entity, features, id) {
+    const { res, err } = await call(asof.online, 'GetOnlineFeatures', { entities: [{ string_value: entity }], features: { refs: features }, decision_ids: [id] });
+    if (err) return grpcError(err);
+    const x = res.results[0];
+    return { cells: x.features.map((f: any) => [asofJson(f.value ?? {}), f.status]), token: JSON.stringify(Object.fromEntries(Object.entries(x.token).map(([t, o]) => [t, Number(o)]))) };
+  },
+  async 'Feast REST asof-decision-id header'(asof, entity, features, id) {
+    const r = await asof.req('POST', '/get-online-features', { features, entities: { id: [entity] } }, { 'asof-decision-id': id });
+    if (r.status !== 200) return restError(r.status, r.body);
+    return { cells: r.body.results.slice(1).map((c: any) => [c.values[0], c.statuses[0]]), token: String(r.headers['asof-token']) };
+  },
+  async 'Feast gRPC asof-decision-id metadata'(asof, entity, features, id) {
+    const { res, err, headers } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: features }, entities: { id: { val: [{ string_val: entity }] } } }, decisionMd(id));
+    if (err) return grpcError(err);
+    return { cells: res.results.slice(1).map((c: any) => [feastJson(c.values[0]), c.statuses[0]]), token: String(headers?.get('asof-token')[0]) };
+  },
+};
+
+let repeated = 0;
+/**
+ * A lookup recorded as a decision, the entity's row then updated, and the
+ * same lookup (same id) sent again, in each lookup adapter's form: answers
+ * [first cells, repeated cells, whether the repeat answered the first token].
+ * Each form uses an entity of its own, written as {score 1, name "x"} and then
+ * {score 2, name "y"}.
+ */
+export function repeatedLookupForms(features: string[]): Record<string, Form> {
+  return Object.fromEntries(
+    Object.entries(RECORDED_LOOKUPS).map(([name, lookup]) => [
+      name,
+      async (asof: GrpcAsof): Promise<Outcome> => {
+        const entity = `rep${++repeated}`;
+        const id = nextDecisionId(`repeat-${name}`);
+        await asof.req('POST', '/tables/users/rows', { rows: [{ id: entity, score: 1, name: 'x' }] });
+        const first = await lookup(asof, entity, features, id);
+        if (!('cells' in first)) return first;
+        await asof.req('POST', '/tables/users/rows', { rows: [{ id: entity, score: 2, name: 'y' }] });
+        const again = await lookup(asof, entity, features, id);
+        if (!('cells' in again)) return again;
+        return { answer: [first.cells, again.cells, again.token === first.token] };
+      },
+    ]),
+  );
+}
+
+/** Decision `id` recorded by a REST lookup of `a`, then that lookup, changed by `change`, sent with the same id in each lookup adapter's form: its cells or its error. */
+export function conflictingLookupForms(change: { entity?: string; features?: string[] }): Record<string, Form> {
+  const features = ['u:score', 'u:name'];
+  return Object.fromEntries(
+    Object.entries(RECORDED_LOOKUPS).map(([name, lookup]) => [
+      name,
+      async (asof: GrpcAsof): Promise<Outcome> => {
+        const id = nextDecisionId(`conflict-${name}`);
+        await asof.req('GET', `/features/a?features=${features.join(',')}&decision=${id}`);
+        const r = await lookup(asof, change.entity ?? 'a', change.features ?? features, id);
+        return 'cells' in r ? { answer: r.cells } : r;
+      },
+    ]),
+  );
+}
+
 /** A page of an audit trail as asked for (unset: the defaults). */
 export type TrailPageAsk = { trailFrom?: number; trailLimit?: number };
 
