@@ -11,7 +11,8 @@ import { formatTimestamp, isReservedName, parseTimestamp } from '../engine/schem
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { PointInTime } from '../features/evaluator.js';
 import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
-import { toObjects, withAnswersBefore, type AnswerBefore, type Evaluation } from '../online/service.js';
+import { toObjects, type Evaluation } from '../online/service.js';
+import { withAnswersBefore, type AnswerBefore } from './answers-before.js';
 import { checkRange, headMessage, HeadSigner, storedHeadAt, verifyChain, type VerifyResult } from './chain.js';
 import { canonicalJson, conflict, DecisionLog, type ChainHead, type Decision, type FeatureSelection, type ServedValues } from './decisions.js';
 import { replay, type Replay, type TrailRecord } from './replay.js';

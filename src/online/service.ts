@@ -24,8 +24,8 @@ import type { OnlineStore } from './store.js';
 
 export type { FeatureSelection };
 export type { Plan } from './plan.js';
-export type { AnswerBefore, EntityEval, Evaluation } from './evaluation.js';
-export { toObjects, withAnswersBefore } from './evaluation.js';
+export type { EntityEval, Evaluation } from './evaluation.js';
+export { entityEval, PlanEvaluation, toObjects } from './evaluation.js';
 
 /** Entities one lookup may ask for: every adapter's request is held to it here, not in its own schema. */
 export const MAX_LOOKUP_ENTITIES = 10_000;
