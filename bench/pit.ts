@@ -27,6 +27,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance, timestampTZValue } from '@duckdb/node-api';
+import { UNRESTRICTED } from '../src/access.js';
 import { ConfigSchema } from '../src/config.js';
 import { Engine } from '../src/engine/engine.js';
 import { FeatureRegistry } from '../src/features/registry.js';
@@ -167,7 +168,7 @@ async function runAsof(dir: string, out: string): Promise<void> {
   const config = ConfigSchema.parse({});
   const sets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024 });
   const r = await measure(async () => {
-    const p = await sets.prepare({ entities: { table: 'labels' }, features: ['fv:v1', 'fv:v2', 'fv:v3'], pointInTime: 'event', format: 'parquet' });
+    const p = await sets.prepare({ entities: { table: 'labels' }, features: ['fv:v1', 'fv:v2', 'fv:v3'], pointInTime: 'event', format: 'parquet' }, UNRESTRICTED);
     await p.write(out);
     await p.close();
   });

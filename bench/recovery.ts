@@ -20,6 +20,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UNRESTRICTED } from '../src/access.js';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/logger.js';
 import { readyChild } from '../support/child-server.js';
@@ -134,7 +135,7 @@ async function build(caseName: string, dir: string, records: number): Promise<vo
   const engine = await Engine.open({ dataDir: dir, logger: silentLogger });
   const started = performance.now();
   await c.build(engine, records);
-  const table = engine.list()[0];
+  const table = engine.list(UNRESTRICTED)[0];
   process.stdout.write(JSON.stringify({ built: table.name, records: table.latestOffset + 1, seconds: (performance.now() - started) / 1000 }) + '\n');
   process.kill(process.pid, 'SIGKILL');
 }

@@ -27,6 +27,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fork } from 'node:child_process';
+import { UNRESTRICTED } from '../src/access.js';
 import { buildServices, closeServices } from '../src/app.js';
 import { silentLogger } from '../src/logger.js';
 import { DISTANCE } from '../src/vectors/distance.js';
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
     const ef = Math.max(DEFAULT_INDEX.ef * (K + Math.ceil(K / 2)), 64);
     const direct = await directProcess({ uri: join(dataDir, 'lance', '_asof_vectors'), table: 'items.emb', column: VECTOR, k: K, kind: KIND, ef, refine: DEFAULT_INDEX.refine });
     const directQuery = (q: Float32Array) => direct.query(q);
-    const asofQuery = (q: Float32Array) => services.vectors.search({ table: 'items', vector: Array.from(q), k: K });
+    const asofQuery = (q: Float32Array) => services.vectors.search({ table: 'items', vector: Array.from(q), k: K }, UNRESTRICTED);
     // Warm-up: both paths, untimed.
     for (let i = 0; i < 20; i++) {
       await asofQuery(queries[i]);

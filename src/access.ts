@@ -149,9 +149,13 @@ export class ApiKeys {
   }
 }
 
-/** Throws 403 ASOF_PERMISSION_DENIED unless the caller holds `scope` (for rules that depend on the request, e.g. a lookup that records a decision). */
-export function requireScope(caller: Caller, scope: Scope): void {
-  if (!caller.scopes.has(scope)) throw new AsofError('ASOF_PERMISSION_DENIED', `this API key lacks the "${scope}" scope`, { scope, scopes: [...caller.scopes] });
+/**
+ * Throws 403 ASOF_PERMISSION_DENIED unless the caller holds `scope` (for rules
+ * that depend on the request, e.g. a lookup that records a decision); `why`,
+ * when given, says what needed the scope and leads the message.
+ */
+export function requireScope(caller: Caller, scope: Scope, why?: string): void {
+  if (!caller.scopes.has(scope)) throw new AsofError('ASOF_PERMISSION_DENIED', `${why ? `${why}; ` : ''}this API key lacks the "${scope}" scope`, { scope, scopes: [...caller.scopes] });
 }
 
 /**

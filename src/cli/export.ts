@@ -8,6 +8,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { UNRESTRICTED } from '../access.js';
 import { loadConfig } from '../config.js';
 import { withServices } from '../app.js';
 import type { PointInTime } from '../features/evaluator.js';
@@ -92,7 +93,8 @@ export async function exportTrainingSet(argv: string[]): Promise<void> {
       // The server's own services (app.ts); the folder's lock keeps a running server out.
       await withServices(config, silentLogger, async ({ trainingSets }) => {
         const entities: EntitySource = entitiesFile ? { file: { path: entitiesFile, format: entitiesFormat! } } : { table: entitiesTable! };
-        const p = await trainingSets.prepare({ entities, features, service, pointInTime, fullFeatureNames, format });
+        // The data folder's owner reads it all, as with auth off.
+        const p = await trainingSets.prepare({ entities, features, service, pointInTime, fullFeatureNames, format }, UNRESTRICTED);
         try {
           await p.write(partial, (x) => progress.update(x.rows, x.total));
         } finally {

@@ -8,6 +8,7 @@
  *   LOCK                          the PID of the one process that has the folder open (lock.ts)
  */
 import { join, relative } from 'node:path';
+import { requireScope, UNRESTRICTED, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { mkdirDurable, Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
@@ -165,7 +166,7 @@ export class Engine {
         else this.tables.set(name, await this.openTable(def, true));
         for (const l of this.defineListeners) l(name);
       }
-      return { info: this.describe(name), created: !existing, changed };
+      return { info: this.describe(name, UNRESTRICTED), created: !existing, changed };
     });
   }
 
@@ -193,6 +194,27 @@ export class Engine {
     return this.tables.has(name);
   }
 
+  /**
+   * The table `caller` asked to read, by name: every adapter's read of a
+   * table it was told the name of (rows, changelog, follows, describe, entity
+   * rows, vector search, a feature view's source) goes through here or
+   * `requireReadable`, and `list` shows only these.
+   * asof's internal tables (names starting `_asof`: the decision log, which
+   * holds served values, tokens and view definitions) are guarded as
+   * `/audit/*` is: reading one needs the audit scope. The scope is checked
+   * before the name is looked up, so a caller without it learns nothing, not
+   * even whether the table exists. `table` (unchecked) is for asof's own reads.
+   */
+  readable(name: string, caller: Caller): Table {
+    this.requireReadable(name, caller);
+    return this.table(name);
+  }
+
+  /** Throws 403 unless `caller` may read a table of this name, whether or not one exists (see `readable`). */
+  requireReadable(name: string, caller: Caller): void {
+    if (!this.mayRead(name, caller)) requireScope(caller, INTERNAL_TABLE_SCOPE, `table "${name}" is internal to asof: it holds the decisions /audit/* answers from`);
+  }
+
   table(name: string): Table {
     const t = this.tables.get(name);
     if (!t) throw this.unavailable.get(name)?.error ?? this.notFound(name);
@@ -218,12 +240,22 @@ export class Engine {
     return undefined;
   }
 
-  list(): TableInfo[] {
-    return [...this.tables.keys()].sort().map((n) => this.describe(n));
+  /** Whether `caller` may read a table of this name, if there is one (see `readable`). */
+  mayRead(name: string, caller: Caller): boolean {
+    return !isReservedName(name) || caller.scopes.has(INTERNAL_TABLE_SCOPE);
   }
 
-  describe(name: string): TableInfo {
-    const t = this.table(name);
+  /** The tables `caller` may read (see `readable`), by name. */
+  list(caller: Caller): TableInfo[] {
+    return [...this.tables.keys()]
+      .filter((n) => this.mayRead(n, caller))
+      .sort()
+      .map((n) => this.describe(n, caller));
+  }
+
+  /** A table's definition and positions, for `caller` (see `readable`). */
+  describe(name: string, caller: Caller): TableInfo {
+    const t = this.readable(name, caller);
     const d = t.schema.def;
     return {
       name: d.name,
@@ -282,3 +314,6 @@ export class Engine {
     if (failed) throw failed.e;
   }
 }
+
+/** The scope that guards what asof's internal tables hold (the decision log: what `/audit/*` answers from). */
+const INTERNAL_TABLE_SCOPE = 'audit';

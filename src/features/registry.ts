@@ -9,6 +9,7 @@
  * what primaries published, and refreshes when the mirror's revision moves.
  */
 import { join } from 'node:path';
+import { UNRESTRICTED, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Role } from '../engine/engine.js';
 import { TableSchema, type TableDef } from '../engine/schema.js';
@@ -134,10 +135,15 @@ export class FeatureRegistry {
   /**
    * Creates or redefines a view. A new or changed definition is materialized
    * from the existing changelog before it answers; an identical one is a no-op.
+   * A view serves its source's values to every key with the read scope, so its
+   * source must be a table `caller` may read (engine.readable: asof's internal
+   * tables need the audit scope), else 403. In process (tests, benches) the
+   * caller is UNRESTRICTED.
    */
-  defineView(name: string, body: ViewBody): Promise<{ view: FeatureViewDef; created: boolean; changed: boolean }> {
+  defineView(name: string, body: ViewBody, caller: Caller = UNRESTRICTED): Promise<{ view: FeatureViewDef; created: boolean; changed: boolean }> {
     return this.mutex.run(async () => {
       this.refuseOnReplica();
+      this.engine.requireReadable(body.source, caller);
       const source = this.engine.has(body.source) ? this.engine.table(body.source).schema : undefined;
       checkFeatureView(name, body, source);
       const previous = this.views.get(name);

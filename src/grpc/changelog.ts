@@ -16,7 +16,7 @@ import { followChangelog } from '../engine/follow.js';
 import type { ChangeRecord } from '../engine/table.js';
 import { protoTimestamp } from '../feast/values.js';
 import type { Services } from '../services.js';
-import { serverStream, toGrpcStatus, type CallContext } from './calls.js';
+import { callerOfCall, serverStream, toGrpcStatus, type CallContext } from './calls.js';
 import { fromPbValue, toPbRow, type PbValue } from './values.js';
 
 interface FollowRequest {
@@ -34,7 +34,7 @@ export function changelogService(ctx: CallContext, services: Pick<Services, 'eng
   return {
     Follow: serverStream(ctx, 'read', async (call: grpc.ServerWritableStream<FollowRequest, unknown>) => {
       const req = call.request;
-      const t = services.engine.table(req.table ?? '');
+      const t = services.engine.readable(req.table ?? '', callerOfCall(call));
       const from = Number(req.from_offset ?? 0);
       if (!Number.isSafeInteger(from) || from < 0) throw new AsofError('ASOF_INVALID_ARGUMENT', `from_offset must be >= 0, got ${req.from_offset}`, [{ field: 'from_offset', reason: 'negative' }]);
       let key: string | undefined;

@@ -6,7 +6,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { AsofError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { Metric } from '../vectors/distance.js';
-import { unary, type CallContext } from './calls.js';
+import { callerOfCall, unary, type CallContext } from './calls.js';
 import { protoTimestamp } from '../feast/values.js';
 import { timestampMs, toPbValue, type PbValue } from './values.js';
 
@@ -61,7 +61,7 @@ function fromStruct(s: { fields?: Record<string, PbStructValue> } | undefined): 
 
 export function vectorService(ctx: CallContext, services: Pick<Services, 'vectors' | 'online'>): grpc.UntypedServiceImplementation {
   return {
-    Search: unary(ctx, 'read', async (req: SearchRequest) => {
+    Search: unary(ctx, 'read', async (req: SearchRequest, call) => {
       const k = req.k ?? 0;
       if (k < 0 || k > 1000) throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid k: must be 1..1000, got ${k}`, [{ field: 'k', reason: 'out of range' }]);
       if (req.metric && !(req.metric in METRIC_IN)) throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid metric: ${req.metric}`, [{ field: 'metric', reason: 'unknown metric' }]);
@@ -75,7 +75,7 @@ export function vectorService(ctx: CallContext, services: Pick<Services, 'vector
         metric: METRIC_IN[req.metric ?? 'METRIC_UNSPECIFIED'],
         asOf,
         features: req.features?.length ? req.features : undefined,
-      });
+      }, callerOfCall(call));
       // The plan the service just used (cached): the types of the feature values.
       const types = req.features?.length ? (await services.online.plan({ features: req.features })).features.map((f) => f.type) : [];
       const schema = services.vectors.schemaOf(req.table!);

@@ -148,8 +148,8 @@ export function featureRoutes(app: FastifyInstance, services: Services): void {
       body: ViewBody,
       responses: { 200: ViewInfo, 201: ViewInfo, 400: 'error', 409: 'error', 503: 'error' },
     },
-    async (_req, reply, { params, body }) => {
-      const { view, created } = await registry.defineView(params.view, body as { source: string; entity: string; features: FeatureDef[]; ttl?: string });
+    async (req, reply, { params, body }) => {
+      const { view, created } = await registry.defineView(params.view, body as { source: string; entity: string; features: FeatureDef[]; ttl?: string }, callerOf(req));
       reply.code(created ? 201 : 200);
       return viewJson(view);
     },

@@ -2,6 +2,7 @@
  * Prometheus text exposition for the few figures an operator watches:
  * requests by route and status with a latency histogram, and per-table sizes.
  */
+import { UNRESTRICTED } from '../access.js';
 import type { Admission } from '../admission.js';
 import { BUCKETS_MS, grpcCalls, newSeries, observe, offThreadBodies, onlineStoreErrors, rowsIngested, type Series } from '../metrics.js';
 import type { Services } from '../services.js';
@@ -49,7 +50,7 @@ async function freshness(services: Services): Promise<string[]> {
   for (const view of services.registry.listViews()) {
     if (!services.engine.has(view.source)) continue;
     const table = services.engine.table(view.source);
-    const info = services.engine.describe(view.source);
+    const info = services.engine.describe(view.source, UNRESTRICTED);
     if (info.latestOffset < 0) continue;
     const column = info.eventTime;
     for await (const b of table.scanBatches({ fromOffset: info.latestOffset, columns: column ? [column] : [] })) {
@@ -93,7 +94,8 @@ export async function metricsText(services: Services, admission?: Admission): Pr
   out.push('# HELP asof_process_memory_bytes Memory of this process: resident set, V8 heap used and reserved, memory outside the heap (typed arrays, buffers).', '# TYPE asof_process_memory_bytes gauge');
   out.push(`asof_process_memory_bytes{kind="rss"} ${mem.rss}`, `asof_process_memory_bytes{kind="heap_used"} ${mem.heapUsed}`, `asof_process_memory_bytes{kind="heap_total"} ${mem.heapTotal}`, `asof_process_memory_bytes{kind="external"} ${mem.external}`, `asof_process_memory_bytes{kind="array_buffers"} ${mem.arrayBuffers}`);
   out.push('# HELP asof_table_records Changelog records per table.', '# TYPE asof_table_records gauge');
-  const tables = services.engine.list();
+  // Counts and offsets, not contents: the operator sees every table, asof's internal ones too.
+  const tables = services.engine.list(UNRESTRICTED);
   for (const t of tables) out.push(`asof_table_records{table="${t.name}"} ${t.latestOffset + 1}`);
   out.push('# HELP asof_table_rows Live rows (pk tables) or records (log tables).', '# TYPE asof_table_rows gauge');
   for (const t of tables) out.push(`asof_table_rows{table="${t.name}"} ${t.rowCount}`);

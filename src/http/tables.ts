@@ -18,6 +18,7 @@ import { parsePart, rawJsonOf, route } from './route.js';
 import { decodeUtf8 } from '../engine/json-safety.js';
 import type { Admission } from '../admission.js';
 import { requestObserver } from './metrics.js';
+import { callerOf } from './server.js';
 
 const Name = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a name: letters, digits, _; not starting with a digit');
 export const TokenSchema = z.record(z.string(), z.number().int()).meta({ id: 'Token', description: '{table: offset}: the changelog positions a write produced or a read reflects.' });
@@ -144,14 +145,23 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
 
   route(
     app,
-    { method: 'GET', url: '/tables', operationId: 'listTables', scope: 'read', summary: 'List tables', tags: ['tables'], responses: { 200: z.object({ tables: z.array(TableInfoSchema) }) } },
-    async () => ({ tables: engine.list().map(tableInfoJson) }),
+    {
+      method: 'GET',
+      url: '/tables',
+      operationId: 'listTables',
+      scope: 'read',
+      summary: 'List tables',
+      description: "asof's internal tables (names starting `_asof`: the decision log) are listed, and read by any route, only with the audit scope.",
+      tags: ['tables'],
+      responses: { 200: z.object({ tables: z.array(TableInfoSchema) }) },
+    },
+    async (req) => ({ tables: engine.list(callerOf(req)).map(tableInfoJson) }),
   );
 
   route(
     app,
     { method: 'GET', url: '/tables/:table', operationId: 'getTable', scope: 'read', summary: 'Describe a table', tags: ['tables'], params: TableParams, responses: { 200: TableInfoSchema, 404: 'error', 503: 'error' } },
-    async (_req, _reply, { params }) => tableInfoJson(engine.describe(params.table)),
+    async (req, _reply, { params }) => tableInfoJson(engine.describe(params.table, callerOf(req))),
   );
 
   route(
@@ -214,8 +224,8 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       params: z.object({ table: Name, key: z.string() }),
       responses: { 200: z.object({ row: z.record(z.string(), z.unknown()), token: TokenSchema }), 400: 'error', 404: 'error', 503: 'error' },
     },
-    async (_req, _reply, { params }) => {
-      const t = engine.table(params.table);
+    async (req, _reply, { params }) => {
+      const t = engine.readable(params.table, callerOf(req));
       if (t.schema.kind !== 'pk') throw new AsofError('ASOF_INVALID_ARGUMENT', `table "${t.name}" is a log table; read it with /changelog`, [{ field: 'table', reason: 'not a pk table' }]);
       const token = { [t.name]: t.endOffset - 1 };
       const row = t.get(t.schema.parseKey(params.key));
@@ -248,7 +258,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       },
     },
     async (req, reply, { params, query }) => {
-      const t = engine.table(params.table);
+      const t = engine.readable(params.table, callerOf(req));
       const key = query.key === undefined ? undefined : t.schema.parseKey(parseKeyParam(query.key));
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
         // A place among the follows (429 when all are taken), before the answer's head is written.

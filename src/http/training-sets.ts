@@ -20,6 +20,7 @@ import type { PreparedTrainingSet, TrainingSetRequest } from '../offline/trainin
 import type { Services } from '../services.js';
 import type { RoutePlugin } from './server.js';
 import { route } from './route.js';
+import { callerOf } from './server.js';
 import { TokenSchema } from './tables.js';
 import { acceptFileBodies, assertJsonOrFile, FILE_CONTENT_TYPES, fileFormatOf, isFileBody, saveBody } from './uploads.js';
 
@@ -148,7 +149,7 @@ export const trainingSetRoutes =
           };
           let prepared: PreparedTrainingSet;
           try {
-            prepared = await trainingSets.prepare(request);
+            prepared = await trainingSets.prepare(request, callerOf(req));
           } catch (e) {
             await removeUpload();
             throw e;

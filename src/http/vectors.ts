@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Services } from '../services.js';
 import { route } from './route.js';
+import { callerOf } from './server.js';
 import { TokenSchema } from './tables.js';
 
 const FilterSchema = z
@@ -77,6 +78,6 @@ export function vectorRoutes(app: FastifyInstance, services: Services): void {
       body: VectorSearchBody,
       responses: { 200: VectorSearchAnswerSchema, 400: 'error', 404: 'error', 503: 'error' },
     },
-    (_req, _reply, { body }) => services.vectors.search(body),
+    (req, _reply, { body }) => services.vectors.search(body, callerOf(req)),
   );
 }

@@ -3,6 +3,7 @@
  * labels, or an uploaded file (CSV, NDJSON, Parquet). Each is read as batches
  * in input order, and may be read more than once.
  */
+import type { Caller } from '../access.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { AsofError } from '../errors.js';
 import { readValues } from './columns.js';
@@ -26,13 +27,14 @@ export interface EntityRows {
 const BATCH = 4096;
 
 /**
- * Opens entity rows. `textColumns`: columns to read as text from CSV (entity
- * keys: "007" must stay "007"); the caller converts them to the key's type.
- * `maxLineBytes`: an NDJSON file's longest line (files.ts).
+ * Opens entity rows. `caller`: who asks, for a table (engine.readable).
+ * `textColumns`: columns to read as text from CSV (entity keys: "007" must
+ * stay "007"); the caller converts them to the key's type. `maxLineBytes`: an
+ * NDJSON file's longest line (files.ts).
  */
-export async function openEntityRows(source: EntitySource, engine: Engine, textColumns: string[], maxLineBytes?: number): Promise<EntityRows> {
+export async function openEntityRows(source: EntitySource, engine: Engine, caller: Caller, textColumns: string[], maxLineBytes?: number): Promise<EntityRows> {
   if ('rows' in source) return inlineRows(source.rows);
-  if ('table' in source) return tableRows(engine, source.table);
+  if ('table' in source) return tableRows(engine, source.table, caller);
   const f = await openFile(source.file.path, source.file.format, { text: textColumns, maxLineBytes });
   return { columns: f.columns, total: f.rows, token: {}, batches: () => f.batches(), close: () => f.close() };
 }
@@ -59,7 +61,8 @@ function inlineRows(rows: Record<string, unknown>[]): EntityRows {
   };
 }
 
-function tableRows(engine: Engine, name: string): EntityRows {
+function tableRows(engine: Engine, name: string, caller: Caller): EntityRows {
+  engine.requireReadable(name, caller);
   if (!engine.has(name)) throw new AsofError('ASOF_TABLE_NOT_FOUND', `entities.table: table "${name}" does not exist`, { table: name });
   const table = engine.table(name);
   const schema = table.schema;

@@ -11,6 +11,7 @@
  * input order. Memory is bounded by the chunk size and the budget, not by the
  * size of the tables.
  */
+import type { Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { fromText, parseTimestamp, type CompiledColumn } from '../engine/schema.js';
@@ -93,8 +94,12 @@ export class TrainingSets {
     private readonly opts: OfflineOptions,
   ) {}
 
-  /** Checks a request and opens its entity rows; 400/404 for anything wrong that can be seen before joining. */
-  async prepare(req: TrainingSetRequest, internal: Internal = {}): Promise<PreparedTrainingSet> {
+  /**
+   * Checks a request and opens its entity rows; 400/404 for anything wrong that
+   * can be seen before joining, 403 for an entity-rows table `caller` may not
+   * read (engine.readable). In process (`asof export --data-dir`): UNRESTRICTED.
+   */
+  async prepare(req: TrainingSetRequest, caller: Caller, internal: Internal = {}): Promise<PreparedTrainingSet> {
     const pointInTime = req.pointInTime ?? 'event';
     const format = req.format ?? 'json';
     const resolved = this.registry.resolve({ features: req.features, service: req.service });
@@ -120,7 +125,7 @@ export class TrainingSets {
       featureColumns.push({ name, type: plan.ev.features[r.index].type });
     }
     const keyColumns = [...new Set([...views.values()].map((v) => v.def.entity))];
-    const rows = await openEntityRows(req.entities, this.engine, keyColumns, this.opts.maxLineBytes);
+    const rows = await openEntityRows(req.entities, this.engine, caller, keyColumns, this.opts.maxLineBytes);
     try {
       const columns = rows.columns.map((c) => ({ ...c }));
       const timeIndex = timeColumnOf(rows);

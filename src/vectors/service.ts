@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { UNRESTRICTED, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { parseTimestamp, type TableSchema } from '../engine/schema.js';
@@ -80,7 +81,7 @@ export class VectorService {
 
   static async open(engine: Engine, online: Pick<OnlineService, 'plan' | 'evaluate'>, opts: VectorServiceOptions, logger: Logger): Promise<VectorService> {
     const s = new VectorService(engine, online, opts, logger);
-    for (const t of engine.list()) s.sync(t.name);
+    for (const t of engine.list(UNRESTRICTED)) s.sync(t.name);
     s.unlisten = engine.onDefine((name) => s.sync(name));
     await Promise.all([...s.columns.values()].map((c) => c.ready.catch(() => undefined)));
     return s;
@@ -110,9 +111,9 @@ export class VectorService {
     return [...this.columns.values()];
   }
 
-  /** Checks a request against the table; 404 unknown table, 400 anything else wrong, naming the field. */
-  private resolve(req: VectorSearchRequest): VectorColumn {
-    const t = this.engine.table(req.table);
+  /** Checks a request against the table; 403 a table the caller may not read, 404 unknown table, 400 anything else wrong, naming the field. */
+  private resolve(req: VectorSearchRequest, caller: Caller): VectorColumn {
+    const t = this.engine.readable(req.table, caller);
     const vectors = t.schema.columns.filter((c) => c.type.kind === 'vector');
     const bad = (field: string, reason: string): never => {
       throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid ${field}: ${reason}`, [{ field, reason }]);
@@ -134,8 +135,9 @@ export class VectorService {
     return this.columns.get(`${req.table}.${name}`)!;
   }
 
-  async search(req: VectorSearchRequest): Promise<VectorSearchAnswer> {
-    const col = this.resolve(req);
+  /** `caller`: who asks (engine.readable: asof's internal tables need the audit scope); UNRESTRICTED in process. */
+  async search(req: VectorSearchRequest, caller: Caller): Promise<VectorSearchAnswer> {
+    const col = this.resolve(req, caller);
     const metric = req.metric ?? col.metric;
     const vector = Float32Array.from(req.vector);
     if (metric === 'cosine' && vector.every((x) => x === 0)) {

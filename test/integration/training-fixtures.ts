@@ -7,6 +7,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomUUID } from 'node:crypto';
+import { UNRESTRICTED } from '../../src/access.js';
 import type { Services } from '../../src/services.js';
 import type { Internal, TrainingSetRequest } from '../../src/offline/training-set.js';
 import { rng as mulberry32 } from '../../support/rng.js';
@@ -34,7 +35,7 @@ export class Clock {
 
 /** Builds a training set as JSON through the service; returns its rows. */
 export async function trainingRows(services: Pick<Services, 'trainingSets'>, req: TrainingSetRequest, opts: Internal = {}): Promise<Record<string, unknown>[]> {
-  const p = await services.trainingSets.prepare({ ...req, format: 'json' }, opts);
+  const p = await services.trainingSets.prepare({ ...req, format: 'json' }, UNRESTRICTED, opts);
   const path = join(tmpdir(), `asof-ts-${randomUUID()}.json`);
   try {
     await p.write(path);

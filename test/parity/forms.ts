@@ -88,14 +88,16 @@ const CHANGE_TYPE: Record<string, string> = { INSERT: '+I', UPDATE_BEFORE: '-U',
 
 /**
  * The first `n` changelog records from offset `from`: REST's page and a gRPC
- * Follow cancelled once `n` arrived, each as [offset, change type, row JSON].
+ * Follow cancelled once `n` arrived, each as [offset, change type, row JSON]
+ * (only the `columns` named, when given: the others may hold times).
  */
-export function followForms(table: string, from: number, n: number): Record<string, Form> {
+export function followForms(table: string, from: number, n: number, columns?: string[]): Record<string, Form> {
+  const row = (r: Record<string, unknown>) => (columns ? Object.fromEntries(columns.map((c) => [c, r[c]])) : r);
   return {
     async 'REST GET /tables/{table}/changelog'(asof) {
       const r = await asof.req('GET', `/tables/${encodeURIComponent(table)}/changelog?from=${from}&limit=${n}`);
       if (r.status !== 200) return restError(r.status, r.body);
-      return { answer: r.body.records.map((x: any) => [x.offset, x.changeType, x.row]) };
+      return { answer: r.body.records.map((x: any) => [x.offset, x.changeType, row(x.row)]) };
     },
     'gRPC asof.v1 ChangelogService.Follow': (asof) =>
       new Promise<Outcome>((resolve) => {
@@ -107,7 +109,7 @@ export function followForms(table: string, from: number, n: number): Record<stri
           resolve({ answer: got });
         }, 5000);
         follow.on('data', (d: any) => {
-          got.push([Number(d.offset), CHANGE_TYPE[d.change_type], Object.fromEntries(Object.entries(d.row.columns).map(([k, v]) => [k, asofJson(v)]))]);
+          got.push([Number(d.offset), CHANGE_TYPE[d.change_type], row(Object.fromEntries(Object.entries(d.row.columns).map(([k, v]) => [k, asofJson(v)])))]);
           if (got.length === n) {
             clearTimeout(timer);
             follow.cancel();

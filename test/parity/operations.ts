@@ -16,7 +16,7 @@ import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
 import { followForms, insertReadBackForms, malformedLookupForms, servingInfoForms, writeForms } from './forms.js';
-import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, grpcError, lookupForms, nextDecisionId, recordedLookupForms, repeatedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
+import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, grpcError, GUARDED_DECISION, lookupForms, nextDecisionId, recordedLookupForms, repeatedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -175,6 +175,16 @@ export const OPERATIONS: Operation[] = [
     // pr reads: audit needs the audit scope; pw only writes.
     { name: `auth: ${what} with a key of another scope`, target: { key: what === 'audit' ? 'pr' : 'pw' }, forms, expect: { error: 'ASOF_PERMISSION_DENIED' } },
   ]),
+
+  // asof's internal tables (the decision log) are read with the audit scope, whatever the path that names them; read alone is refused.
+  { name: 'decision log: its changelog with a read key', target: { key: 'pr' }, forms: followForms('_asof_decisions', 0, 1), expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  { name: 'decision log: its changelog with a read+audit key', target: { key: 'pu' }, forms: followForms('_asof_decisions', 0, 1, ['id', 'entity', 'outcome']), expect: { answer: [[0, '+I', { id: GUARDED_DECISION, entity: 'a', outcome: null }]] } },
+  { name: 'decision log: a row with a read key', target: { key: 'pr' }, forms: restForm('GET', `/tables/_asof_decisions/rows/${GUARDED_DECISION}`), expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  { name: 'decision log: described with a read key', target: { key: 'pr' }, forms: restForm('GET', '/tables/_asof_decisions'), expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  { name: 'decision log: training-set entity rows with a read key', target: { key: 'pr' }, forms: restForm('POST', '/training-sets', { entities: { table: '_asof_decisions' }, features: ['u:score'] }), expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  { name: 'decision log: vector search with a read key', target: { key: 'pr' }, forms: vectorForms({ table: '_asof_decisions', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  { name: 'decision log: an internal name no table has, with a read key (refused before the lookup)', target: { key: 'pr' }, forms: followForms('_asof_nothing', 0, 1), expect: { error: 'ASOF_PERMISSION_DENIED' } },
+  { name: 'decision log: an internal name no table has, with a read+audit key', target: { key: 'pu' }, forms: followForms('_asof_nothing', 0, 1), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
 
   // Overload (ASOF_OVERLOADED, 429 / RESOURCE_EXHAUSTED): the guarded server's one slot per kind is taken and it queues none.
   { name: 'overload: a lookup beyond the in-flight limit', target: { key: 'pr', busy: true }, forms: lookupAbZz('u'), expect: { error: 'ASOF_OVERLOADED' } },

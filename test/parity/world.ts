@@ -8,7 +8,7 @@
  * and, when Redis answers, a read replica sharing the primary's Redis prefix.
  * Fixture: pk table `users` (id string, score float64, name string) with rows
  * a = {1.5, "ann"} and b = {null, "bob"}; view `u` (score, name) over it;
- * service `svc` = [u:name].
+ * service `svc` = [u:name]. The guarded server also records one decision.
  */
 import { ERROR_CATALOGUE, GrpcStatus, type ErrorCode } from '../../src/errors.js';
 import { asofError, call, clientsFor, grpc, grpcAsof, type GrpcAsof } from '../integration/grpc-helpers.js';
@@ -22,8 +22,11 @@ import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from 
  */
 export type Target = 'primary' | 'replica' | { key?: string; busy?: boolean };
 
-/** The guarded server's keys: one per scope the suite needs; `pa` sets the fixture up. */
-export const GUARDED_KEYS = 'pr:read,pw:write,pa:admin+write';
+/** The guarded server's keys: one per scope the suite needs (`pu` reads and audits); `pa` sets the fixture up. */
+export const GUARDED_KEYS = 'pr:read,pw:write,pu:read+audit,pa:admin+write+read+decide';
+
+/** A decision the guarded server's fixture records (a lookup of user a in view u), read from the decision log by the suite. */
+export const GUARDED_DECISION = 'parity-guarded';
 
 export interface World {
   primary: GrpcAsof;
@@ -78,6 +81,7 @@ export async function openWorld(): Promise<World> {
   must(await guarded.req('POST', '/tables/users/rows', { rows: [{ id: 'a', score: 1.5, name: 'ann' }, { id: 'b', name: 'bob' }] }, admin));
   must(await guarded.req('PUT', '/feature-views/u', VIEW_U, admin));
   must(await guarded.req('PUT', '/feature-services/svc', { features: ['u:name'] }, admin));
+  must(await guarded.req('GET', `/features/a?view=u&decision=${GUARDED_DECISION}`, undefined, admin));
   const callers = new Map<string, GrpcAsof>();
   const as = (key: string | undefined): GrpcAsof => {
     const name = key ?? '';
