@@ -242,7 +242,8 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       operationId: 'getChangelog',
       scope: 'read',
       summary: 'Read the changelog, or follow it live',
-      description: 'Records in offset order from `from`. `key` limits them to one key (a single-column key, or a JSON object for a composite key). With `Accept: text/event-stream` the answer is a live stream: one `record` event per record, the existing ones first, then new ones as they are committed.',
+      description:
+        'Records in offset order from `from`. `key` limits them to one key (a single-column key, or a JSON object for a composite key). With `Accept: text/event-stream` the answer is a live stream: one `record` event per record (`id:` its offset), the existing ones first, then new ones as they are committed. A `Last-Event-ID` header (what an EventSource sends when it reconnects: the id of the last record it received) resumes after that offset, whatever `from` says; one that is not an offset is a 400.',
       tags: ['tables'],
       params: TableParams,
       query: z.object({
@@ -261,8 +262,9 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       const t = engine.readable(params.table, callerOf(req));
       const key = query.key === undefined ? undefined : t.schema.parseKey(parseKeyParam(query.key));
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
+        const from = resumeAfter(req.headers['last-event-id']) ?? query.from;
         // A place among the follows (429 when all are taken), before the answer's head is written.
-        followChangelog(req, reply, t, query.from, key, admission.enterFollow());
+        followChangelog(req, reply, t, from, key, admission.enterFollow());
         return reply;
       }
       const records: ReturnType<typeof recordJson>[] = [];
@@ -285,6 +287,22 @@ function parseKeyParam(text: string): unknown {
     }
   }
   return text;
+}
+
+/**
+ * Where a reconnecting EventSource resumes: the offset after its
+ * `Last-Event-ID` (the `id:` of the last record it received; it repeats the
+ * first URL, so this wins over `from`). Undefined when the header is absent or
+ * empty (an EventSource sends none then); 400 when it is not an offset.
+ */
+function resumeAfter(header: string | string[] | undefined): number | undefined {
+  if (header === undefined || header === '') return undefined;
+  const offset = typeof header === 'string' && /^\d{1,16}$/.test(header) ? Number(header) : NaN;
+  if (!Number.isSafeInteger(offset + 1)) {
+    const shown = JSON.stringify(String(header).slice(0, 64));
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid Last-Event-ID ${shown}: it must be the offset of a changelog record (the id: of an event this stream sent)`, [{ field: 'headers.last-event-id', reason: 'not a changelog offset' }]);
+  }
+  return offset + 1;
 }
 
 type TableT = ReturnType<Engine['table']>;

@@ -3,7 +3,8 @@
  * does not write it (hijacked): the caller's x-request-id comes back, the
  * request is counted in asof_http_requests_total, and a failed follow ends
  * with the catalogue's error (an unexpected failure as ASOF_INTERNAL, its
- * cause in the log, not in the answer).
+ * cause in the log, not in the answer). An EventSource that reconnects with
+ * `Last-Event-ID` resumes after that record.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,6 +24,15 @@ function sse(url: string, headers: Record<string, string> = {}) {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The `id:` of each event received so far. */
+const ids = (text: string): number[] => [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+
+/** Waits until the stream has received the event with `id: offset` (a bound on waiting, not a speed target). */
+async function untilId(f: ReturnType<typeof sse>, offset: number): Promise<number[]> {
+  for (let i = 0; i < 500 && !ids(f.text()).includes(offset); i++) await sleep(10);
+  return ids(f.text());
+}
 
 /** Makes the table's reads fail with `err` (until restored). */
 function failingScans(t: Table, err: Error): () => void {
@@ -55,6 +65,35 @@ describe('SSE changelog follow', () => {
       metrics = (await asof.req('GET', '/metrics')).body as string;
     }
     assert.ok(metrics.includes(line), metrics.split('\n').filter((l) => l.startsWith('asof_http_requests_total')).join('\n'));
+  });
+
+  test('Last-Event-ID resumes after that offset, whatever from says; empty is no header; one that is not an offset is a 400', async (t) => {
+    const def = { kind: 'log', eventTime: 'at', columns: [{ name: 'at', type: 'timestamp', nullable: false }] };
+    assert.equal((await asof.req('PUT', '/tables/p', def)).status, 201);
+    assert.equal((await asof.req('POST', '/tables/p/rows', { rows: [{ at: 1 }, { at: 2 }, { at: 3 }] })).status, 200);
+
+    // A reconnect after id 1 (the first URL said from=0): 2, then what is committed next, and not 0 or 1 again.
+    const resumed = sse(`${asof.url}/tables/p/changelog?from=0`, { 'last-event-id': '1' });
+    t.after(resumed.close);
+    assert.equal((await resumed.head).statusCode, 200);
+    assert.deepEqual(await untilId(resumed, 2), [2]);
+    assert.equal((await asof.req('POST', '/tables/p/rows', { rows: [{ at: 4 }] })).status, 200);
+    assert.deepEqual(await untilId(resumed, 3), [2, 3]);
+    resumed.close();
+
+    const fresh = sse(`${asof.url}/tables/p/changelog?from=2`, { 'last-event-id': '' });
+    t.after(fresh.close);
+    assert.deepEqual(await untilId(fresh, 3), [2, 3]);
+    fresh.close();
+
+    for (const bad of ['x', '-1', '1.5', '99999999999999999']) {
+      const f = sse(`${asof.url}/tables/p/changelog?from=0`, { 'last-event-id': bad });
+      const res = await f.head;
+      assert.equal(res.statusCode, 400, bad);
+      const body = JSON.parse(await f.ended);
+      assert.equal(body.error.code, 'ASOF_INVALID_ARGUMENT', bad);
+      assert.equal(body.error.details[0].field, 'headers.last-event-id', bad);
+    }
   });
 
   test("a failed follow ends with the catalogue's error: its own code, or ASOF_INTERNAL without the cause", async () => {

@@ -4,6 +4,7 @@
  * table's changelog, Feast's serving info, and request bytes that are not the
  * method's message.
  */
+import http from 'node:http';
 import * as A from 'apache-arrow';
 import { call, grpc, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
 import { asofJson } from '../integration/wire-values.js';
@@ -99,29 +100,86 @@ export function followForms(table: string, from: number, n: number, columns?: st
       if (r.status !== 200) return restError(r.status, r.body);
       return { answer: r.body.records.map((x: any) => [x.offset, x.changeType, row(x.row)]) };
     },
-    'gRPC asof.v1 ChangelogService.Follow': (asof) =>
-      new Promise<Outcome>((resolve) => {
-        const got: unknown[] = [];
-        const follow = asof.changelog.Follow({ table, from_offset: from });
-        // A follow never ends by itself: fewer records than asked for show as a short answer, not a hang.
-        const timer = setTimeout(() => {
-          follow.cancel();
-          resolve({ answer: got });
-        }, 5000);
-        follow.on('data', (d: any) => {
-          got.push([Number(d.offset), CHANGE_TYPE[d.change_type], row(Object.fromEntries(Object.entries(d.row.columns).map(([k, v]) => [k, asofJson(v)])))]);
-          if (got.length === n) {
-            clearTimeout(timer);
-            follow.cancel();
-            resolve({ answer: got });
-          }
-        });
-        follow.on('error', (e: grpc.ServiceError) => {
-          clearTimeout(timer);
-          if (e.code !== grpc.status.CANCELLED) resolve(grpcError(e));
-        });
-      }),
+    'gRPC asof.v1 ChangelogService.Follow': (asof) => grpcFollow(asof, table, from, n, row),
   };
+}
+
+/** A follow never ends by itself: fewer records than asked for within this long show as a short answer, not a hang. */
+const FOLLOW_WAIT_MS = 5000;
+
+/** The first `n` records of a gRPC Follow from `from`, as followForms gives them. */
+const grpcFollow = (asof: GrpcAsof, table: string, from: number, n: number, row: (r: Record<string, unknown>) => unknown = (r) => r) =>
+  new Promise<Outcome>((resolve) => {
+    const got: unknown[] = [];
+    const follow = asof.changelog.Follow({ table, from_offset: from });
+    const timer = setTimeout(() => {
+      follow.cancel();
+      resolve({ answer: got });
+    }, FOLLOW_WAIT_MS);
+    follow.on('data', (d: any) => {
+      got.push([Number(d.offset), CHANGE_TYPE[d.change_type], row(Object.fromEntries(Object.entries(d.row.columns).map(([k, v]) => [k, asofJson(v)])))]);
+      if (got.length === n) {
+        clearTimeout(timer);
+        follow.cancel();
+        resolve({ answer: got });
+      }
+    });
+    follow.on('error', (e: grpc.ServiceError) => {
+      clearTimeout(timer);
+      if (e.code !== grpc.status.CANCELLED) resolve(grpcError(e));
+    });
+  });
+
+/**
+ * The first `n` records of a REST SSE follow (on the server's real socket:
+ * a live stream never ends for inject) sent with `headers`, as followForms
+ * gives them; an answer other than the stream is its error.
+ */
+const sseFollow = (asof: GrpcAsof, path: string, headers: Record<string, string>, n: number) =>
+  new Promise<Outcome>((resolve) => {
+    const req = http.get(`${asof.url}${path}`, { headers: { accept: 'text/event-stream', ...headers } });
+    const got: unknown[] = [];
+    const done = (o: Outcome) => {
+      clearTimeout(timer);
+      req.destroy();
+      resolve(o);
+    };
+    const timer = setTimeout(() => done({ answer: got }), FOLLOW_WAIT_MS);
+    req.on('error', () => undefined);
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      if (res.statusCode !== 200) {
+        res.on('data', (d) => (text += d)).on('end', () => done(restError(res.statusCode!, JSON.parse(text))));
+        return;
+      }
+      res.on('data', (d) => {
+        text += d;
+        let end: number;
+        while ((end = text.indexOf('\n\n')) >= 0) {
+          const data = /^data: (.*)$/m.exec(text.slice(0, end));
+          text = text.slice(end + 2);
+          if (!data) continue;
+          const x = JSON.parse(data[1]);
+          got.push([x.offset, x.changeType, x.row]);
+          if (got.length === n) return done({ answer: got });
+        }
+      });
+    });
+  });
+
+/**
+ * Resuming a follow after the record with offset `lastEventId`: an
+ * EventSource reconnecting to the first URL (`from=0`) with `Last-Event-ID`,
+ * and a gRPC Follow from the next offset (for an id that is an offset); the
+ * first `n` records each sends.
+ */
+export function resumeForms(table: string, lastEventId: string, n: number): Record<string, Form> {
+  const forms: Record<string, Form> = {
+    'REST SSE changelog, Last-Event-ID': (asof) => sseFollow(asof, `/tables/${encodeURIComponent(table)}/changelog?from=0`, { 'last-event-id': lastEventId }, n),
+  };
+  if (/^\d+$/.test(lastEventId)) forms['gRPC asof.v1 ChangelogService.Follow from the next offset'] = (asof) => grpcFollow(asof, table, Number(lastEventId) + 1, n);
+  return forms;
 }
 
 /** Feast's GetFeastServingInfo (gRPC only; Feast's REST server has no such route): answers whether a version came back. */

@@ -15,7 +15,7 @@ import type { ErrorCode } from '../../src/errors.js';
 import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
-import { followForms, insertReadBackForms, malformedLookupForms, servingInfoForms, writeForms } from './forms.js';
+import { followForms, insertReadBackForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
 import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, grpcError, GUARDED_DECISION, lookupForms, nextDecisionId, recordedLookupForms, repeatedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
@@ -107,6 +107,8 @@ export const OPERATIONS: Operation[] = [
     expect: { answer: [[0, '+I', { id: 'a', score: 1.5, name: 'ann' }], [1, '+I', { id: 'b', score: null, name: 'bob' }]] },
   },
   { name: 'changelog: unknown table', forms: followForms('nope', 0, 1), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
+  { name: 'changelog: a follow resumed after the record it last received', forms: resumeForms('users', '0', 1), expect: { answer: [[1, '+I', { id: 'b', score: null, name: 'bob' }]] } },
+  { name: 'changelog: a Last-Event-ID that is not an offset', forms: resumeForms('users', 'x', 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'changelog: a table name that is not a name', forms: followForms('a b', 0, 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'changelog: an empty table name', forms: followForms('', 0, 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
 
