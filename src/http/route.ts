@@ -134,7 +134,15 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
     schema,
     // A body parsed into memory (a JSON `body`, also its other media types) counts against the writes' byte budget; streamed uploads do not.
     // rowsChecked is read by the JSON body parser (server.ts): a route whose checkBody hands every row to the row validator skips the body walk.
-    config: { access: spec.scope, hot: spec.hot, work: spec.work, bodyInMemory: spec.body !== undefined, rowsChecked: spec.checkBody !== undefined, rowsOffThread: spec.rowsOffThread },
+    config: {
+      access: spec.scope,
+      hot: spec.hot,
+      work: spec.work,
+      bodyInMemory: spec.body !== undefined,
+      rowsChecked: spec.checkBody !== undefined,
+      rowsOffThread: spec.rowsOffThread,
+      accepts: [...(spec.body ? ['application/json'] : []), ...(spec.consumes ?? [])],
+    },
     // zod validates inside the handler so errors take our shape; Fastify's own validation is off.
     validatorCompiler: () => () => true,
     // Not async: a handler that answers without waiting skips a promise per request; Fastify catches what it throws.
@@ -164,7 +172,20 @@ function refuseUnlessConsumed(req: FastifyRequest, consumes: string[] | undefine
   const ct = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   // Parsed JSON (an object), or a file body streamed to a route of an upload scope (uploads.ts), is the route's to read.
   if (consumes?.includes(ct) || (req.body !== null && typeof req.body === 'object' && !Buffer.isBuffer(req.body))) return;
-  throw new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', `Content-Type ${ct || '(none)'} is not accepted here: send application/json${consumes?.length ? ` or ${consumes.join(', ')}` : ''}`);
+  throw unsupportedMediaType(ct || undefined, ['application/json', ...(consumes ?? [])]);
+}
+
+/**
+ * The 415 for a body of media type `contentType` (undefined: none was sent)
+ * on a route that takes `accepts` (route config: its JSON body, then its
+ * `consumes`), listing them all, in the message and in `details.accepted`.
+ */
+export function unsupportedMediaType(contentType: string | undefined, accepts: readonly string[]): AsofError {
+  // A route without a body (none declared) says what the other routes take.
+  const accepted = accepts.length ? [...accepts] : ['application/json'];
+  const list = accepted.length > 1 ? `${accepted.slice(0, -1).join(', ')} or ${accepted.at(-1)}` : accepted[0];
+  const hint = contentType === undefined ? ' and say so in Content-Type' : '';
+  return new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', `Content-Type ${contentType ?? '(none)'} is not accepted here: send ${list}${hint}`, { accepted });
 }
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {

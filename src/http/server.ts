@@ -15,7 +15,7 @@ import { onlineStoreErrors } from '../metrics.js';
 import { decodeUtf8, MAX_JSON_BODY_DEPTH, parseJsonText } from '../engine/json-safety.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
-import { componentSchemas, RAW_JSON, route } from './route.js';
+import { componentSchemas, RAW_JSON, route, unsupportedMediaType } from './route.js';
 import { tableRoutes } from './tables.js';
 import { metricsText, requestObserver } from './metrics.js';
 import { requestLoggers } from './request-logger.js';
@@ -52,6 +52,8 @@ declare module 'fastify' {
     rowsChecked?: boolean;
     /** The route's JSON body is rows for its `:table`, offered to the ingest threads first (route.ts). */
     rowsOffThread?: boolean;
+    /** The body media types the route takes (route.ts), named in its 415. */
+    accepts?: string[];
   }
 }
 
@@ -171,7 +173,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   });
 
   app.setErrorHandler((err: FastifyError | AsofError, req, reply) => {
-    const e = toAsofError(err, opts.maxBodyBytes, req.headers['content-type']);
+    const e = toAsofError(err, opts.maxBodyBytes, req.headers['content-type'], req.routeOptions.config.accepts);
     if (e.httpStatus >= 500) req.log.error({ err }, e.message);
     const retryAfter = retryAfterOf(e);
     if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
@@ -344,16 +346,17 @@ const sortedComponents = (): Record<string, unknown> => Object.fromEntries(Objec
 
 /**
  * Fastify's own errors (body limits, bad JSON, media types, bad URLs, over-long
- * parameters) mapped into the catalogue. `maxBodyBytes` is named in the 413.
+ * parameters) mapped into the catalogue. `maxBodyBytes` is named in the 413;
+ * `accepts` (the route's body media types) in the 415.
  */
-export function toAsofError(err: unknown, maxBodyBytes?: number, contentType?: string): AsofError {
+export function toAsofError(err: unknown, maxBodyBytes?: number, contentType?: string, accepts: readonly string[] = ['application/json']): AsofError {
   if (isAsofError(err)) return err;
   const e = err as FastifyError;
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new AsofError('ASOF_PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${maxBodyBytes ?? 'the configured'} bytes (ASOF_MAX_BODY_BYTES)`, maxBodyBytes === undefined ? undefined : { maxBytes: maxBodyBytes });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', `Content-Type ${contentType ?? '(none)'} is not accepted here: send application/json${contentType === undefined ? ' and say so in Content-Type' : ''}`);
+      return unsupportedMediaType(contentType, accepts);
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new AsofError('ASOF_INVALID_ARGUMENT', 'the body is empty; send a JSON object', [{ field: 'body', reason: 'empty' }]);
     case 'FST_ERR_BAD_URL':

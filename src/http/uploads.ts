@@ -11,6 +11,7 @@ import { Transform } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AsofError } from '../errors.js';
 import { FILE_FORMATS, type FileFormat } from '../offline/files.js';
+import { unsupportedMediaType } from './route.js';
 
 export const FILE_CONTENT_TYPES: Record<FileFormat, string> = {
   csv: 'text/csv',
@@ -44,7 +45,7 @@ export const isFileBody = (req: FastifyRequest): boolean => BY_CONTENT_TYPE.has(
 export function assertJsonOrFile(req: FastifyRequest): void {
   const ct = mediaType(req);
   if (ct !== 'application/json' && !BY_CONTENT_TYPE.has(ct)) {
-    throw new AsofError('ASOF_UNSUPPORTED_MEDIA_TYPE', `Content-Type ${ct} is not accepted here: send application/json, or a file as ${Object.values(FILE_CONTENT_TYPES).join(', ')}`);
+    throw unsupportedMediaType(ct, ['application/json', ...Object.values(FILE_CONTENT_TYPES)]);
   }
 }
 

@@ -135,10 +135,20 @@ describe('tables over REST', () => {
       const r = await asof.req('POST', '/tables/clicks/rows', { rows: [{ user: 1, ts: 1 }], op: 'delete' });
       assert.equal(r.status, 400);
     });
-    test('unsupported media type', async () => {
-      const r = await asof.req('POST', '/tables/clicks/rows', 'a,b', { 'content-type': 'text/csv' });
-      assert.equal(r.status, 415);
-      assert.equal(r.body.error.code, 'ASOF_UNSUPPORTED_MEDIA_TYPE');
+    test('unsupported media type: the 415 names every type the route takes', async () => {
+      const accepted = ['application/json', 'application/x-ndjson', 'application/vnd.apache.arrow.stream'];
+      for (const ct of ['text/csv', 'application/xml', 'text/plain']) {
+        const r = await asof.req('POST', '/tables/clicks/rows', 'a,b', { 'content-type': ct });
+        assert.equal(r.status, 415, ct);
+        assert.equal(r.body.error.code, 'ASOF_UNSUPPORTED_MEDIA_TYPE');
+        assert.equal(r.body.error.message, `Content-Type ${ct} is not accepted here: send application/json, application/x-ndjson or application/vnd.apache.arrow.stream`);
+        assert.deepEqual(r.body.error.details.accepted, accepted);
+      }
+      // A route that takes JSON only says so; one that takes files only does not offer JSON.
+      assert.match((await asof.req('PUT', '/tables/clicks', 'a,b', { 'content-type': 'text/csv' })).body.error.message, /send application\/json$/);
+      const file = await asof.req('POST', '/tables/clicks/import', '<a/>', { 'content-type': 'application/xml' });
+      assert.equal(file.status, 415);
+      assert.deepEqual(file.body.error.details.accepted, ['text/csv', 'application/x-ndjson', 'application/vnd.apache.parquet']);
     });
   });
 
