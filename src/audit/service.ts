@@ -7,7 +7,7 @@
 import { requireScope, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
-import { formatTimestamp, isReservedName, parseTimestamp } from '../engine/schema.js';
+import { checkedTime, formatTimestamp, isReservedName } from '../engine/schema.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { PointInTime } from '../features/evaluator.js';
 import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
@@ -163,9 +163,7 @@ export class AuditService {
     for (const f of resolved) views[f.view] ??= this.registry.view(f.view);
     let decidedAt = this.now();
     if (input.decidedAt !== undefined) {
-      const t = parseTimestamp(input.decidedAt);
-      if (t === undefined) throw new AsofError('ASOF_INVALID_ARGUMENT', 'decidedAt must be an RFC 3339 timestamp or epoch milliseconds', [{ field: 'decidedAt', reason: 'not a timestamp' }]);
-      decidedAt = t;
+      decidedAt = checkedTime('decidedAt', input.decidedAt);
     }
     // A token fixes the replay in time: an offset the table has not reached yet would take in writes made after the decision.
     for (const [t, off] of Object.entries(input.token ?? {})) {
@@ -257,7 +255,7 @@ export class AuditService {
   /** GET /audit/entities/{entity}: the entity's values at `at` (epoch ms) with the trail that led to them. */
   async entityState(entity: string, selection: FeatureSelection, at: number, pointInTime: PointInTime, page: { trailFrom?: number; trailLimit?: number } = {}): Promise<ServedValues & TrailPage & { entity: string; at: string; pointInTime: PointInTime; token: Token }> {
     checkPage(page);
-    if (!Number.isInteger(at) || Math.abs(at) > MAX_TIME) throw new AsofError('ASOF_INVALID_ARGUMENT', `at must be a time within ±${MAX_TIME} ms of the epoch, got ${at}`, [{ field: 'at', reason: 'not a timestamp' }]);
+    checkedTime('at', at);
     const resolved = this.registry.resolve(selection);
     const views = new Map<string, FeatureViewDef>();
     for (const f of resolved) if (!views.has(f.view)) views.set(f.view, this.registry.view(f.view));
@@ -341,8 +339,6 @@ function publicDecision(d: Decision): PublicDecision {
   return { ...rest, decidedAt: formatTimestamp(d.decidedAt), servedAt: d.servedAt === null ? null : formatTimestamp(d.servedAt) };
 }
 
-/** What a Date can hold, as parseTimestamp accepts. */
-const MAX_TIME = 8.64e15;
 /** Trail records per page at most. */
 const MAX_TRAIL_PAGE = 10_000;
 

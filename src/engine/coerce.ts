@@ -3,7 +3,7 @@
  * (see schema.ts) or throws BadValue naming the path and what is wrong.
  */
 import { findJsonProblem, firstLoneSurrogate, MAX_JSON_VALUE_DEPTH } from './json-safety.js';
-import { parseTimestamp } from './time.js';
+import { parseTimestamp, timestampProblem } from './time.js';
 import type { ColumnType } from './types.js';
 
 export type Coerce = (v: unknown) => unknown;
@@ -45,9 +45,7 @@ export function coercer(type: ColumnType, path: string): Coerce {
       return (v) =>
         typeof v !== 'string' ? bad(`expected string, got ${describe(v)}`) : v.isWellFormed() ? v : bad(`the string holds a lone surrogate (${firstLoneSurrogate(v)}), which is not Unicode text`);
     case 'timestamp':
-      return (v) =>
-        parseTimestamp(v) ??
-        bad(typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? `epoch milliseconds must be a whole number, got ${v} (refused rather than rounded)` : `expected an RFC 3339 timestamp or epoch milliseconds, got ${describe(v)}`);
+      return (v) => parseTimestamp(v) ?? bad(timestampProblem(v, describe(v)));
     case 'json':
       // Walked once here, whatever path the value came by: depth bounded, numbers finite, text well-formed, no `__proto__`.
       return (v) => {

@@ -11,12 +11,20 @@
  */
 import { AsofError, type FieldIssue } from '../errors.js';
 import { parseColumnType, type ColumnType } from './types.js';
-import { formatTimestamp, parseTimestamp } from './time.js';
+import { formatTimestamp, parseTimestamp, timestampProblem } from './time.js';
 import { BadValue, coercer, describe, type Coerce } from './coerce.js';
 import { rowCodeFor, type RowCode } from './row-code.js';
 import { numericIndexKey } from './indexes.js';
 
-export { formatTimestamp, parseTimestamp };
+export { formatTimestamp, parseTimestamp, timestampProblem };
+
+/** A time a request gives (RFC 3339 or epoch ms) → epoch ms; a 400 naming `field` and why when it is none, or outside the years 0000-9999 (engine/time.ts). */
+export function checkedTime(field: string, v: unknown): number {
+  const t = parseTimestamp(v);
+  if (t !== undefined) return t;
+  const why = timestampProblem(v, describe(v));
+  throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid ${field}: ${why}`, [{ field, reason: why }]);
+}
 
 export type TableKind = 'log' | 'pk';
 

@@ -7,23 +7,60 @@
  * server's time in the ingest benchmark.
  */
 
-/** JavaScript Dates span ±8.64e15 ms; beyond that a value could be stored but never formatted. */
-export const MAX_TIMESTAMP_MS = 8.64e15;
-
 /**
- * RFC 3339 string or epoch milliseconds → epoch ms; undefined when it is
- * neither, or outside the Date range. Epoch ms must be a whole number: 1.5 is
- * refused, not truncated (finer RFC 3339 fractions are truncated, as documented).
+ * The instants a timestamp holds: 0000-01-01T00:00:00.000Z to
+ * 9999-12-31T23:59:59.999Z, inclusive, as epoch ms. They are the instants RFC
+ * 3339 can write in UTC (a four-digit year), so every stored timestamp is
+ * returned in a form asof reads back; Date would format others as extended
+ * years (`+010000-01-01T00:00:00.000Z`), which no RFC 3339 reader takes.
+ * An offset can carry a string's date past either end (`0000-01-01T00:00:00+01:00`
+ * is 0000-12-31 of year -1 in UTC): refused like any other instant outside.
  */
-export function parseTimestamp(v: unknown): number | undefined {
-  let ms: number | undefined;
-  if (typeof v === 'number') ms = Number.isInteger(v) ? v : undefined;
-  else if (typeof v === 'string') ms = parseRfc3339(v) ?? (/^-?\d{1,16}$/.test(v) ? Number(v) : undefined); // digits only: epoch ms as text (query strings, CSV)
-  else if (v instanceof Date) ms = v.getTime();
-  return ms !== undefined && Math.abs(ms) <= MAX_TIMESTAMP_MS ? ms : undefined;
+export const MIN_TIMESTAMP_MS = -62_167_219_200_000;
+export const MAX_TIMESTAMP_MS = 253_402_300_799_999;
+
+/** Epoch ms text (query strings, CSV): digits only. Longer than any timestamp held, so a long one is refused as out of range, not as unreadable. */
+const EPOCH_TEXT = /^-?\d{1,19}$/;
+
+/** An RFC 3339 string or epoch ms (number, digit text, Date) → epoch ms, whatever its range; undefined when it is neither. */
+function readTimestamp(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) ? v : undefined;
+  if (typeof v === 'string') return parseRfc3339(v) ?? (EPOCH_TEXT.test(v) ? Number(v) : undefined);
+  if (v instanceof Date) return v.getTime();
+  return undefined;
 }
 
-/** Epoch ms → RFC 3339 UTC with milliseconds. */
+const inRange = (ms: number): boolean => ms >= MIN_TIMESTAMP_MS && ms <= MAX_TIMESTAMP_MS;
+
+/**
+ * RFC 3339 string or epoch milliseconds → epoch ms (UTC); undefined when it is
+ * neither, or outside MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS. Epoch ms must be a
+ * whole number: 1.5 is refused, not truncated (finer RFC 3339 fractions are
+ * truncated, as documented). `timestampProblem` says why a value was refused.
+ */
+export function parseTimestamp(v: unknown): number | undefined {
+  const ms = readTimestamp(v);
+  return ms !== undefined && inRange(ms) ? ms : undefined;
+}
+
+/**
+ * Why parseTimestamp refused `v`, for an error's reason; `shown` is how the
+ * message names the value (coerce.ts's `describe`).
+ */
+export function timestampProblem(v: unknown, shown: string): string {
+  if (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v)) return `epoch milliseconds must be a whole number, got ${v} (refused rather than rounded)`;
+  const ms = readTimestamp(v);
+  if (ms !== undefined && !inRange(ms)) {
+    const end = ms < MIN_TIMESTAMP_MS ? 'before 0000-01-01T00:00:00.000Z' : 'after 9999-12-31T23:59:59.999Z';
+    return `${shown} is ${end}${typeof v === 'number' ? '' : ` (epoch ms ${ms})`}: a timestamp is an instant of the years 0000 to 9999 in UTC, which RFC 3339 can write`;
+  }
+  return `expected an RFC 3339 timestamp or epoch milliseconds, got ${shown}`;
+}
+
+/**
+ * Epoch ms → RFC 3339 UTC with milliseconds (`YYYY-MM-DDTHH:MM:SS.mmmZ`, 24
+ * characters) for every instant parseTimestamp accepts.
+ */
 export const formatTimestamp = (ms: number): string => new Date(ms).toISOString();
 
 /** The digits at i and i+1 as a number, or -1 when either is not a digit. */

@@ -4,8 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { AsofError } from '../errors.js';
-import { parseTimestamp } from '../engine/schema.js';
+import { checkedTime } from '../engine/schema.js';
 import type { Services } from '../services.js';
 import { route } from './route.js';
 import { TokenSchema } from './tables.js';
@@ -119,9 +118,7 @@ const EntityState = Served.extend({ entity: z.string(), at: z.string(), pointInT
 
 function time(field: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  const t = parseTimestamp(/^-?\d+$/.test(v) ? Number(v) : v);
-  if (t === undefined) throw new AsofError('ASOF_INVALID_ARGUMENT', `${field} must be an RFC 3339 timestamp or epoch milliseconds`, [{ field: `query.${field}`, reason: 'not a timestamp' }]);
-  return t;
+  return checkedTime(`query.${field}`, v);
 }
 
 export function auditRoutes(app: FastifyInstance, services: Services): void {

@@ -14,7 +14,7 @@
 import type { Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
-import { fromText, parseTimestamp, type CompiledColumn } from '../engine/schema.js';
+import { fromText, parseTimestamp, timestampProblem, type CompiledColumn } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import type { PointInTime, ViewEvaluator } from '../features/evaluator.js';
@@ -286,7 +286,7 @@ function normalize(batch: ColumnBatch, rowBase: number, timeIndex: number, plans
     const ms = parseTimestamp(times[i]);
     if (ms === undefined) {
       const v = times[i];
-      throw invalid(`entity row ${rowBase + i}: ${v === null || v === undefined ? 'no time' : `time ${JSON.stringify(String(v))} is not an RFC 3339 timestamp or epoch milliseconds`}`, 'timestamp', rowBase + i);
+      throw invalid(`entity row ${rowBase + i}: ${v === null || v === undefined ? 'no time' : `time: ${timestampProblem(v, JSON.stringify(String(v)))}`}`, 'timestamp', rowBase + i);
     }
     t[i] = ms;
     times[i] = ms;

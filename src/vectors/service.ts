@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { UNRESTRICTED, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
-import { parseTimestamp, type TableSchema } from '../engine/schema.js';
+import { checkedTime, type TableSchema } from '../engine/schema.js';
 import type { Logger } from '../logger.js';
 import { toObjects, type EntityFeatures } from '../online/evaluation.js';
 import type { OnlineService } from '../online/service.js';
@@ -144,11 +144,7 @@ export class VectorService {
       throw new AsofError('ASOF_INVALID_ARGUMENT', 'invalid vector: a zero vector has no cosine distance', [{ field: 'vector', reason: 'all zeros with metric cosine' }]);
     }
     const filter = req.filter === undefined ? undefined : compileFilter(col.table.schema, req.filter);
-    let asOf: number | undefined;
-    if (req.asOf !== undefined) {
-      asOf = parseTimestamp(req.asOf);
-      if (asOf === undefined) throw new AsofError('ASOF_INVALID_ARGUMENT', 'invalid asOf: expected an RFC 3339 timestamp or epoch milliseconds', [{ field: 'asOf', reason: 'not a timestamp' }]);
-    }
+    const asOf = req.asOf === undefined ? undefined : checkedTime('asOf', req.asOf);
     // Resolved before searching, so a bad reference is a 400 that did no work.
     const plan = req.features?.length ? await this.online.plan({ features: req.features }) : undefined;
     const answer = await searchColumn(col, { vector, k: req.k, metric, filter, asOf }, this.index);

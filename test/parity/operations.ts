@@ -65,6 +65,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'vector search: unknown table', forms: vectorForms({ table: 'nope', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
   { name: 'vector search: wrong dimension', forms: vectorForms({ table: 'items', vector: [1, 0], k: 1 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'vector search: a filter on an unknown column', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, filter: { nope: 1 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'vector search: asOf before 0000-01-01T00:00:00Z', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, asOf: -62_167_219_200_001 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'vector search: not a vector column', forms: vectorForms({ table: 'items', column: 'cat', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
 
   // Lookups that succeed.
@@ -99,6 +100,10 @@ export const OPERATIONS: Operation[] = [
   { name: 'bad rows: a string where a float64 goes', forms: writeForms('users', [{ id: 'c', score: 'high' }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: the primary key is missing', forms: writeForms('users', [{ id: 'c' }, { score: 2 }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: a column the table does not have', forms: writeForms('users', [{ id: 'c', colour: 'red' }]), expect: { error: 'ASOF_INVALID_ROW' } },
+  // Timestamps are the instants of the years 0000-9999 (UTC): one millisecond past 9999, and a year-0000 time whose offset puts it in year -1.
+  { name: 'bad rows: a time after 9999-12-31T23:59:59.999Z', forms: writeForms('events', [{ id: 'e', at: 0 }, { id: 'e', at: 253_402_300_800_000 }]), expect: { error: 'ASOF_INVALID_ROW' } },
+  { name: 'bad rows: a time before 0000-01-01T00:00:00Z', forms: writeForms('events', [{ id: 'e', at: '0000-01-01T00:00:00+01:00' }]), expect: { error: 'ASOF_INVALID_ROW' } },
+  { name: 'write: the last instant of 9999', forms: writeForms('events', [{ id: 'e', at: 253_402_300_799_999 }]), expect: { answer: { count: 1 } } },
 
   // The changelog: a catch-up page over REST, a live follow over gRPC, the same records.
   {
@@ -149,6 +154,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'audit: entity state at a time no date can hold', forms: entityStateForms('b', 'u', [], { at: 9e15 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'decision: its times are RFC 3339 in every answer (posted as RFC 3339)', forms: decisionTimesForms('parity-times-rfc', '2020-01-01T00:00:00Z'), expect: { answer: ['2020-01-01T00:00:00.000Z', null] } },
   { name: 'decision: its times are RFC 3339 in every answer (posted as epoch ms)', forms: decisionTimesForms('parity-times-ms', 1577836800123), expect: { answer: ['2020-01-01T00:00:00.123Z', null] } },
+  { name: 'audit: entity state at a time after 9999', forms: entityStateForms('b', 'u', [], { at: 253_402_300_800_000 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'decision: a token offset the table has not reached', forms: restForm('POST', '/decisions', { id: 'parity-token-ahead', entity: 'a', view: 'u', outcome: 'ok', token: { users: 1_000_000 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'decision: a token that does not name the features\' source table', forms: restForm('POST', '/decisions', { id: 'parity-token-uncovered', entity: 'a', view: 'u', outcome: 'ok', token: { items: 0 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'decision: recording a lookup on a replica', target: 'replica', forms: recordedLookupForms(['u:score']), expect: { error: 'ASOF_CONFLICT' } },

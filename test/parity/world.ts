@@ -8,7 +8,8 @@
  * and, when Redis answers, a read replica sharing the primary's Redis prefix.
  * Fixture: pk table `users` (id string, score float64, name string) with rows
  * a = {1.5, "ann"} and b = {null, "bob"}; view `u` (score, name) over it;
- * service `svc` = [u:name]. The guarded server also records one decision.
+ * service `svc` = [u:name]; log table `events` (id string, at timestamp), empty.
+ * The guarded server also records one decision.
  */
 import { ERROR_CATALOGUE, GrpcStatus, type ErrorCode } from '../../src/errors.js';
 import { asofError, call, clientsFor, grpc, grpcAsof, type GrpcAsof } from '../integration/grpc-helpers.js';
@@ -58,6 +59,8 @@ export const ITEMS = {
     { name: 'emb', type: 'vector<3>', metric: 'l2' },
   ],
 };
+/** A log table with a timestamp column, for writes of times. */
+export const EVENTS = { kind: 'log', eventTime: 'at', columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'at', type: 'timestamp', nullable: false }] };
 const VIEW_U = { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }, { name: 'name', column: 'name' }] };
 
 export async function openWorld(): Promise<World> {
@@ -73,6 +76,7 @@ export async function openWorld(): Promise<World> {
   must(await primary.req('PUT', '/feature-views/u', VIEW_U));
   must(await primary.req('PUT', '/feature-services/svc', { features: ['u:name'] }));
   must(await primary.req('PUT', '/tables/items', ITEMS));
+  must(await primary.req('PUT', '/tables/events', EVENTS));
   must(await primary.req('POST', '/tables/items/rows', { rows: [{ id: 'a', cat: 'x', emb: [1, 0, 0] }, { id: 'b', cat: 'y', emb: [0, 1, 0] }, { id: 'c', cat: 'x', emb: [0, 0, 2] }] }));
   const replica = redis ? await grpcAsof({ ...shared, role: 'replica' }) : undefined;
   const guarded = await grpcAsof({ apiKeys: GUARDED_KEYS, maxInFlightWrites: 1, maxQueuedWrites: 0, maxInFlightLookups: 1, maxQueuedLookups: 0, maxInFlightSearches: 1, maxQueuedSearches: 0 } as never);
@@ -427,6 +431,8 @@ export interface VectorQuery {
   filter?: Record<string, unknown>;
   metric?: 'cosine' | 'l2' | 'dot';
   features?: string[];
+  /** Epoch ms. */
+  asOf?: number;
 }
 
 /** JSON → google.protobuf.Value (protobufjs's bundled struct.proto has camelCase field names). */
@@ -448,7 +454,8 @@ export function vectorForms(q: VectorQuery): Record<string, Form> {
       return { answer: r.body.results.map((h: any) => [h.key, h.distance, h.row.cat, ...(q.features ?? []).map((f) => [h.features.features[f], h.features.statuses[f]])]) };
     },
     async 'gRPC asof.v1 VectorService/Search'(asof) {
-      const req = { table: q.table, column: q.column ?? '', vector: q.vector, k: q.k, filter: q.filter && { fields: Object.fromEntries(Object.entries(q.filter).map(([k, v]) => [k, jsonToStructValue(v)])) }, metric: q.metric?.toUpperCase(), features: q.features ?? [] };
+      const asOf = q.asOf === undefined ? undefined : { seconds: String(Math.floor(q.asOf / 1000)), nanos: (((q.asOf % 1000) + 1000) % 1000) * 1e6 };
+      const req = { table: q.table, column: q.column ?? '', vector: q.vector, k: q.k, as_of: asOf, filter: q.filter && { fields: Object.fromEntries(Object.entries(q.filter).map(([k, v]) => [k, jsonToStructValue(v)])) }, metric: q.metric?.toUpperCase(), features: q.features ?? [] };
       const { res, err } = await call(asof.vectors, 'Search', req);
       if (err) return grpcError(err);
       return {

@@ -5,7 +5,7 @@ import { TableSchema, type ColumnDef } from '../../src/engine/schema.js';
 import { defineTable } from '../../src/engine/table-def.js';
 import { decodeBatch, decodeIpc, encodeBatch } from '../../src/engine/arrow-codec.js';
 import { parseArrowStream } from '../../src/ingest/formats.js';
-import { parseRfc3339, parseTimestamp } from '../../src/engine/time.js';
+import { formatTimestamp, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseRfc3339, parseTimestamp, timestampProblem } from '../../src/engine/time.js';
 import { rng } from '../../support/rng.js';
 
 const schemaOf = (columns: ColumnDef[], kind: 'log' | 'pk' = 'pk', primaryKey = [columns[0].name]) =>
@@ -39,8 +39,8 @@ test('every type survives encode and decode, including int64 edges, nulls, non-A
   const rows = [
     { id: 0, ts: '1969-12-31T23:59:59.999Z', i: -2147483648, f: 0.5, d: -1e300, b: true, s: '', j: { a: [1, null, 'z'] }, l: [1, '9007199254740993'], st: { a: 'ü', b: 2 }, v: [1, -2] },
     { id: -9007199254740991, ts: 0, i: 2147483647, f: null, d: 0, b: false, s: 'naïve ☃ 𝄞', j: 'plain', l: [], st: { a: null, b: null }, v: null },
-    { id: 9007199254740991, ts: 8.64e15, s: long, j: null, l: null, st: null },
-    { id: '9007199254740993', ts: -8.64e15, s: long + 'é' },
+    { id: 9007199254740991, ts: MAX_TIMESTAMP_MS, s: long, j: null, l: null, st: null },
+    { id: '9007199254740993', ts: MIN_TIMESTAMP_MS, s: long + 'é' },
     { id: '-9223372036854775808', s: 'a' },
     { id: '9223372036854775807', s: long },
     { id: -4294967296, d: 4294967297.5 },
@@ -112,6 +112,30 @@ test('RFC 3339 parsing matches Date.parse where both are defined, and refuses da
   assert.equal(parseTimestamp('1700000000000'), 1700000000000);
   assert.equal(parseTimestamp(1.9), undefined, 'epoch ms must be a whole number: refused, not truncated');
   assert.equal(parseTimestamp(8.64e15 + 1), undefined, 'outside what a Date can format');
+});
+
+test('a timestamp is an instant of the years 0000-9999 in UTC: each end is accepted and formats as RFC 3339 that parses back; one millisecond beyond is refused, saying so', () => {
+  const ends = [
+    ['0000-01-01T00:00:00.000Z', -62_167_219_200_000],
+    ['9999-12-31T23:59:59.999Z', 253_402_300_799_999],
+  ] as const;
+  for (const [text, ms] of ends) {
+    for (const v of [text, ms, String(ms), new Date(ms)]) assert.equal(parseTimestamp(v), ms, String(v));
+    assert.equal(formatTimestamp(ms), text);
+    assert.equal(parseTimestamp(formatTimestamp(ms)), ms);
+  }
+  assert.deepEqual([MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS], ends.map(([, ms]) => ms));
+  // Epoch ms, digit text, and RFC 3339 whose offset carries the instant past either end.
+  const beyond = [253_402_300_800_000, '253402300800000', -62_167_219_200_001, '9999-12-31T23:59:59.999-00:01', '0000-01-01T00:00:00+01:00', '0000-01-01T00:59:59.999+01:00', 8.64e15, -8.64e15, '99999999999999999'];
+  for (const v of beyond) {
+    assert.equal(parseTimestamp(v), undefined, String(v));
+    assert.match(timestampProblem(v, String(v)), /is (after 9999-12-31T23:59:59\.999Z|before 0000-01-01T00:00:00\.000Z)( \(epoch ms -?\d+\))?: a timestamp is an instant of the years 0000 to 9999/, String(v));
+  }
+  assert.equal(parseTimestamp('0000-01-01T01:00:00+01:00'), MIN_TIMESTAMP_MS, 'an offset that lands on the first instant');
+  assert.equal(parseTimestamp('9999-12-31T22:59:59.999-01:00'), MAX_TIMESTAMP_MS, 'an offset that lands on the last instant');
+  // Other refusals keep their reasons.
+  assert.match(timestampProblem(1.5, '1.5'), /whole number/);
+  assert.match(timestampProblem('+010000-01-01T00:00:00.000Z', 'x'), /expected an RFC 3339 timestamp or epoch milliseconds, got x/);
 });
 
 test('RFC 3339 parsing remembers the last date: runs of one date, date changes and bad times after a good date answer as Date.parse', () => {
@@ -223,7 +247,7 @@ test('rows chosen by index decode from the column buffers to the rows written an
     const n = 1 + Math.floor(draw() * 30);
     const input = Array.from({ length: n }, (_, i) => ({
       id: draw() < 0.1 ? pick(big) : Math.floor((draw() - 0.5) * 2 ** 53),
-      ts: maybe(Math.floor((draw() - 0.5) * 8.64e15)),
+      ts: maybe(MIN_TIMESTAMP_MS + Math.floor(draw() * (MAX_TIMESTAMP_MS - MIN_TIMESTAMP_MS + 1))),
       i: maybe(Math.floor((draw() - 0.5) * 2 ** 32)),
       f: maybe(pick([0.5, -2, 1024.25])),
       d: maybe((draw() - 0.5) * 1e12),
