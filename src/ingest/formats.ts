@@ -92,12 +92,38 @@ function columnValues(name: string, type: A.DataType, vec: A.Vector): unknown[] 
   }
   const as = sameAs(type);
   if (as) return decodeColumn(as, vec);
-  const ts = A.DataType.isTimestamp(type) || A.DataType.isDate(type);
+  if (A.DataType.isTimestamp(type) || A.DataType.isDate(type)) return timeValues(vec);
   const out: unknown[] = new Array(vec.length);
-  for (let i = 0; i < vec.length; i++) {
-    const v = vec.isValid(i) ? vec.get(i) : null;
-    // Finer units (µs, ns) arrive as fractional ms: floored to the ms a timestamp column holds, like finer RFC 3339 fractions.
-    out[i] = v === null ? null : ts ? Math.floor(Number(v)) : arrowToJs(v);
+  for (let i = 0; i < vec.length; i++) out[i] = vec.isValid(i) ? arrowToJs(vec.get(i)) : null;
+  return out;
+}
+
+/** Integer division rounded down (toward -infinity, as a time's fraction is dropped), in bigint. */
+const floorDiv = (v: bigint, d: bigint): bigint => (v % d < 0n ? v / d - 1n : v / d);
+
+/**
+ * A timestamp or date vector → epoch ms, from its stored integers: seconds
+ * times 1000, µs and ns rounded down to the ms a timestamp column holds (like
+ * finer RFC 3339 fractions), days times 86,400,000. Not Arrow's getter, which
+ * divides µs and ns in float64 and so moves a value near a millisecond's end
+ * into the next (1700000000000999999 ns read as 1700000000001 ms, a
+ * millisecond late), nor `toArray`, which gives a list's raw µs as if they
+ * were ms.
+ */
+function timeValues(vec: A.Vector): (number | null)[] {
+  const out = new Array<number | null>(vec.length);
+  let k = 0;
+  for (const d of vec.data) {
+    const t = d.type as A.DataType;
+    const unit = A.DataType.isTimestamp(t) ? t.unit : undefined;
+    const values = d.values as ArrayLike<bigint | number>;
+    for (let i = 0; i < d.length; i++, k++) {
+      if (!d.getValid(i)) out[k] = null;
+      else if (unit === A.TimeUnit.SECOND) out[k] = Number(BigInt(values[i]) * 1000n);
+      else if (unit === A.TimeUnit.MICROSECOND) out[k] = Number(floorDiv(BigInt(values[i]), 1000n));
+      else if (unit === A.TimeUnit.NANOSECOND) out[k] = Number(floorDiv(BigInt(values[i]), 1_000_000n));
+      else out[k] = Number(vec.get(k)); // ms timestamps and dates (days or ms): exact integers already
+    }
   }
   return out;
 }
@@ -105,7 +131,7 @@ function columnValues(name: string, type: A.DataType, vec: A.Vector): unknown[] 
 function arrowToJs(v: unknown): unknown {
   if (v === null || v === undefined) return null;
   if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-  if (v instanceof A.Vector) return Array.from(v.toArray() as ArrayLike<unknown>, arrowToJs);
+  if (v instanceof A.Vector) return A.DataType.isTimestamp(v.type) || A.DataType.isDate(v.type) ? timeValues(v) : Array.from(v.toArray() as ArrayLike<unknown>, arrowToJs);
   if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number>, (x) => arrowToJs(x));
   if (typeof v === 'object') {
     const o = (typeof (v as { toJSON?: unknown }).toJSON === 'function' ? (v as { toJSON(): unknown }).toJSON() : v) as Record<string, unknown>;

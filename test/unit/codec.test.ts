@@ -175,6 +175,23 @@ test('Arrow bodies: typed columns are read from their buffers with the same valu
   ]);
 });
 
+test('Arrow bodies: µs and ns timestamps are rounded down to the millisecond from their integers, alone or in a list; dates and seconds read exactly', () => {
+  const of = (type: A.DataType, values: bigint[] | Int32Array): A.Vector => A.makeVector({ type, data: values instanceof Int32Array ? values : BigInt64Array.from(values) } as never) as A.Vector;
+  const us = of(new A.TimestampMicrosecond(), [253_402_300_799_999_999n, -62_167_219_200_000_001n, -1n, 1_700_000_000_000_999n]);
+  const ns = of(new A.TimestampNanosecond(), [1_700_000_000_000_999_999n, -1n, -1_000_001n, 0n]);
+  const sec = of(new A.TimestampSecond(), [253_402_300_799n, -62_167_219_200n, -1n, 0n]);
+  const day = of(new A.DateDay(), Int32Array.of(2_932_896, -719_528, -1, 0));
+  // The last instant of 9999 in µs, and one µs before year 0 (int64 ns span only 1677-2262); 1 ns, 1 µs or 1,000,001 ns before the epoch; 999 µs or 999,999 ns past a ms.
+  assert.deepEqual(parseArrowStream(A.tableToIPC(new A.Table({ us, ns, sec, day }), 'stream')), [
+    { us: 253_402_300_799_999, ns: 1_700_000_000_000, sec: 253_402_300_799_000, day: 253_402_214_400_000 },
+    { us: -62_167_219_200_001, ns: -1, sec: -62_167_219_200_000, day: -62_167_219_200_000 },
+    { us: -1, ns: -2, sec: -1000, day: -86_400_000 },
+    { us: 1_700_000_000_000, ns: 0, sec: 0, day: 0 },
+  ]);
+  const list = A.vectorFromArray([[new Date(1000), null, new Date(-1)], null], new A.List(new A.Field('item', new A.TimestampMicrosecond(), true)));
+  assert.deepEqual(parseArrowStream(A.tableToIPC(new A.Table({ l: list }), 'stream')), [{ l: [1000, null, -1] }, { l: null }]);
+});
+
 test('a changelog payload is a standard Arrow IPC stream: Arrow reads it, and writing what it read gives the same bytes', () => {
   const { valid } = roundTrip(ALL, [
     { id: 1, s: 'a', ts: 5, j: [1], l: [2], st: { a: 'x', b: 1 }, v: [1, 2], b: true },
