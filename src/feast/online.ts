@@ -41,7 +41,10 @@ export interface FeastColumn {
   name: string;
   /** The type of the column's values (a feature's, or the entity key column's). */
   type: ColumnType;
-  /** One per entity row, canonical (see engine/schema.ts: timestamps epoch ms, int64 beyond 2^53 as decimal strings or bigints); null unless PRESENT. */
+  /**
+   * One per entity row, canonical (see engine/schema.ts: timestamps epoch ms, int64 beyond 2^53 as decimal strings or bigints);
+   * null unless PRESENT, counts included (asof's own answers give a count of an entity never seen as 0, NOT_FOUND).
+   */
   values: unknown[];
   statuses: FeatureStatus[];
   /** Epoch ms of each value's event time; null where there is none (entity columns, NOT_FOUND). */
@@ -161,8 +164,9 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     positions.forEach((p, j) => {
       const col: FeastColumn = { name: names[p], type: e.plan.features[j].type, values: new Array(rows), statuses: new Array(rows), eventTimes: new Array(rows) };
       for (let i = 0, k = j; i < rows; i++, k += nf) {
-        col.values[i] = e.values[k];
+        // Feast's rule, not asof's: asof answers a count of an entity it never saw as 0 (NOT_FOUND), Feast has no value without PRESENT.
         col.statuses[i] = e.statuses[k];
+        col.values[i] = e.statuses[k] === 'PRESENT' ? e.values[k] : null;
         col.eventTimes[i] = e.eventTimes[k] ?? null;
       }
       columns[keys.length + p] = col;

@@ -71,6 +71,9 @@ export const OPERATIONS: Operation[] = [
   // Lookups that succeed.
   { name: 'lookup: a row, a null value and a missing entity', forms: lookupAbZz('u'), expect: { answer: AB_ZZ } },
   { name: 'lookup by feature service', forms: lookupForms({ key: 'id', entities: ['b', 'zz'], service: 'svc' }), expect: { answer: [[['bob', 'PRESENT']], [[null, 'NOT_FOUND']]] } },
+  // A count of an entity never seen: asof's answers say 0 (README: a count is never null), Feast's say null, as for any value not PRESENT.
+  { name: 'lookup: a count of an entity never seen', forms: without(lookupForms({ key: 'id', entities: ['zz'], features: ['ev:n1h'] }), 'Feast'), expect: { answer: [[[0, 'NOT_FOUND']]] } },
+  { name: 'Feast: a count of an entity never seen is null', forms: only(lookupForms({ key: 'id', entities: ['zz'], features: ['ev:n1h'] }), 'Feast'), expect: { answer: [[[null, 'NOT_FOUND']]] } },
   { name: 'lookup by view', forms: lookupForms({ key: 'id', entities: ['a'], view: 'u' }), expect: { answer: [AB_ZZ[0]] } },
 
   // Lookups that fail.

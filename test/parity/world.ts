@@ -8,8 +8,8 @@
  * and, when Redis answers, a read replica sharing the primary's Redis prefix.
  * Fixture: pk table `users` (id string, score float64, name string) with rows
  * a = {1.5, "ann"} and b = {null, "bob"}; view `u` (score, name) over it;
- * service `svc` = [u:name]; log table `events` (id string, at timestamp), empty.
- * The guarded server also records one decision.
+ * service `svc` = [u:name]; log table `events` (id string, at timestamp), empty, and view `ev`
+ * over it: `n1h`, a count of the last hour. The guarded server also records one decision.
  */
 import { ERROR_CATALOGUE, GrpcStatus, type ErrorCode } from '../../src/errors.js';
 import { asofError, call, clientsFor, grpc, grpcAsof, type GrpcAsof } from '../integration/grpc-helpers.js';
@@ -77,6 +77,7 @@ export async function openWorld(): Promise<World> {
   must(await primary.req('PUT', '/feature-services/svc', { features: ['u:name'] }));
   must(await primary.req('PUT', '/tables/items', ITEMS));
   must(await primary.req('PUT', '/tables/events', EVENTS));
+  must(await primary.req('PUT', '/feature-views/ev', { source: 'events', entity: 'id', features: [{ name: 'n1h', agg: { fn: 'count', window: '1h' } }] }));
   must(await primary.req('POST', '/tables/items/rows', { rows: [{ id: 'a', cat: 'x', emb: [1, 0, 0] }, { id: 'b', cat: 'y', emb: [0, 1, 0] }, { id: 'c', cat: 'x', emb: [0, 0, 2] }] }));
   const replica = redis ? await grpcAsof({ ...shared, role: 'replica' }) : undefined;
   const guarded = await grpcAsof({ apiKeys: GUARDED_KEYS, maxInFlightWrites: 1, maxQueuedWrites: 0, maxInFlightLookups: 1, maxQueuedLookups: 0, maxInFlightSearches: 1, maxQueuedSearches: 0 } as never);
