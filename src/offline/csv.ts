@@ -75,11 +75,17 @@ const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
  * DuckDB's read_csv over `path` with the dialect stated. `text: 'all'` reads
  * every column as text with nothing sniffed at all; otherwise DuckDB infers
  * the types of the columns not listed in `text` (never the dialect or header).
+ * Names in `text` the header lacks are ignored: the caller names the missing
+ * column itself (an entity column absent from entity rows).
  */
 export function csvSource(path: string, header: string[], text: string[] | 'all'): string {
   const args = [sqlString(path), 'header = true', "delim = ','", `quote = '"'`, `escape = '"'`, 'strict_mode = true', 'null_padding = false'];
   if (text === 'all') args.push('auto_detect = false', `columns = {${header.map((n) => `${sqlString(n)}: 'VARCHAR'`).join(', ')}}`);
-  else if (text.length) args.push(`types = {${text.filter((n) => header.includes(n)).map((n) => `${sqlString(n)}: 'VARCHAR'`).join(', ')}}`);
+  else {
+    const present = text.filter((n) => header.includes(n));
+    // `types = {}` is a DuckDB syntax error: with no column to read as text, the argument is left out.
+    if (present.length) args.push(`types = {${present.map((n) => `${sqlString(n)}: 'VARCHAR'`).join(', ')}}`);
+  }
   return `read_csv(${args.join(', ')})`;
 }
 

@@ -196,6 +196,19 @@ describe('POST /training-sets', () => {
     assert.deepEqual(csv.body.rows, []);
   });
 
+  test('entity rows without the entity column: the same 400 naming it, whether they come inline, as CSV or as NDJSON', async () => {
+    const want = { code: 'ASOF_INVALID_ARGUMENT', message: 'the entity rows have no column "driver", the entity of feature view "ride_stats"', field: 'entities' };
+    const answers = [
+      await asof.req('POST', '/training-sets', { entities: { rows: [{ u: 'a', timestamp: H(1), label: 1 }] }, features: ['ride_stats:fare'] }),
+      await asof.req('POST', '/training-sets?features=ride_stats:fare', `u,timestamp,label\na,${H(1)},1\n`, { 'content-type': 'text/csv' }),
+      await asof.req('POST', '/training-sets?features=ride_stats:fare', `{"u":"a","timestamp":"${H(1)}","label":1}\n`, { 'content-type': 'application/x-ndjson' }),
+    ];
+    for (const r of answers) {
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.deepEqual({ code: r.body.error.code, message: r.body.error.message, field: r.body.error.details[0].field }, want);
+    }
+  });
+
   test('mistakes answer 400 (or 404) naming what is wrong, and write nothing', async () => {
     const post = (b: unknown) => asof.req('POST', '/training-sets', b);
     const cases: [unknown, number, string, RegExp][] = [
