@@ -4,6 +4,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
+import { AsofError } from '../errors.js';
 import { CHAIN_HASH_BYTES, FORMAT_VERSION, FRAME_MAGIC, HEADER_BYTES, maxFrameBytes, splitBody, type FrameMeta } from './frame.js';
 
 
@@ -29,6 +30,24 @@ export class ChangelogDamaged extends Error {
     const after = d.next ? `; whole frames follow from byte ${d.next.pos} (offset ${d.next.firstOffset}), so this is not a torn tail` : '';
     super(`changelog ${d.path} is damaged at byte ${d.pos} (${d.reason}): offsets ${d.fromOffset}..${d.endOffset - 1} (${d.endOffset - d.fromOffset} records, ${d.size - d.pos} bytes to the end of the file) are affected${after}`);
   }
+}
+
+/**
+ * A frame read after its table opened that is cut short or fails its
+ * checksum: its bytes were damaged since they were written. Not retriable (a
+ * retry reads the same bytes), so ASOF_TABLE_UNAVAILABLE, naming the table,
+ * the frame's offsets and its byte in `file` (relative to the data folder:
+ * no server path in an answer). Reads from later offsets still answer.
+ */
+export function damagedOnRead(table: string, file: string, frame: { pos: number; firstOffset: number; count: number }, reason: string): AsofError {
+  const { pos, firstOffset, count } = frame;
+  const offsets = count > 1 ? `offsets ${firstOffset}..${firstOffset + count - 1}` : `offset ${firstOffset}`;
+  return new AsofError(
+    'ASOF_TABLE_UNAVAILABLE',
+    `table "${table}": the changelog frame holding ${offsets} (byte ${pos} of ${file}) ${reason}: it was damaged after it was written, and its records cannot be served; ` +
+      `the table does not open after a restart until \`asof repair --data-dir <data dir> --table ${table}\` cuts the changelog there (reporting what is lost)`,
+    { table, path: file, pos, reason, fromOffset: firstOffset, endOffset: firstOffset + count },
+  );
 }
 
 /** What walking a file's frames found. */

@@ -40,10 +40,12 @@
  * start; while that cut has not succeeded, nothing more is appended.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import type { AsofError } from '../errors.js';
 
 import { CHAIN_GENESIS, CHAIN_HASH_BYTES, FRAME_MAGIC, FrameTooLarge, maxFrameBytes, HEADER_BYTES, chainHash, encodeHeader, frameOk, sliceBuffers, splitBody, type FrameMeta, type NewFrame, type RawFrame, type RecoveryReport } from './frame.js';
-import { ChangelogDamaged, findDamage, firstOffsetIn, walkFrames, type Walk } from './frame-walk.js';
+import { ChangelogDamaged, damagedOnRead, findDamage, firstOffsetIn, walkFrames, type Walk } from './frame-walk.js';
 
 export * from './frame.js';
 export { ChangelogDamaged, type Damage } from './frame-walk.js';
@@ -302,18 +304,26 @@ export class ChangelogFile {
     return this.unrestored !== undefined;
   }
 
-  /** A frame's payload, its checksum checked again (damage after recovery is an error, never a wrong answer). */
+  /**
+   * A frame's payload, its checksum checked again: damage after recovery is
+   * an error (damagedOnRead: ASOF_TABLE_UNAVAILABLE), never a wrong answer.
+   */
   async readPayload(meta: FrameMeta): Promise<Uint8Array> {
     const raw = await this.readFrame(meta);
-    if (!raw.crcOk) throw new Error(`changelog frame at byte ${meta.pos} of ${this.path} fails its checksum: the file was damaged after it was written`);
+    if (!raw.crcOk) throw this.damaged(meta, 'fails its checksum');
     return raw.payload;
+  }
+
+  /** The error of a frame found damaged on a read (frame-walk.ts), naming this file as `tables/<table>/<file>`. */
+  private damaged(meta: FrameMeta, reason: string): AsofError {
+    return damagedOnRead(this.table, join('tables', this.table, basename(this.path)), meta, reason);
   }
 
   /** A frame as stored (header fields, stored chain hash, payload), its checksum checked but not enforced. */
   async readFrame(meta: FrameMeta): Promise<RawFrame> {
     const buf = Buffer.allocUnsafe(meta.length);
     const { bytesRead } = await this.fh.read(buf, 0, meta.length, meta.pos);
-    if (bytesRead !== meta.length) throw new Error(`short read of frame at byte ${meta.pos} in ${this.path}`);
+    if (bytesRead !== meta.length) throw this.damaged(meta, 'is cut short (the file ends within it)');
     const body = buf.subarray(HEADER_BYTES);
     const crcOk = buf.readUInt32LE(0) === FRAME_MAGIC && crc32(body, crc32(buf.subarray(16, HEADER_BYTES))) === buf.readUInt32LE(12);
     const version = buf.readUInt8(4);
@@ -338,11 +348,15 @@ export class ChangelogFile {
     const span = last.pos - base + last.length - start;
     const buf = into !== undefined && into.length >= span ? into.subarray(0, span) : Buffer.allocUnsafe(span);
     const { bytesRead } = await this.fh.read(buf, 0, span, start);
-    if (bytesRead !== span) throw new Error(`short read of frames at bytes ${start}..${start + span} in ${this.path}`);
+    if (bytesRead !== span) {
+      // The first frame not wholly read: the file ends within it.
+      const cut = metas.find((m) => m.pos - base + m.length > start + bytesRead)!;
+      throw this.damaged({ ...cut, pos: cut.pos - base }, 'is cut short (the file ends within it)');
+    }
     return metas.map((m) => {
       const at = m.pos - base - start;
       const bytes = buf.subarray(at, at + m.length);
-      if (check && !frameOk(bytes)) throw new Error(`changelog frame at byte ${m.pos - base} of ${this.path} fails its checksum: it was damaged after it was written`);
+      if (check && !frameOk(bytes)) throw this.damaged({ ...m, pos: m.pos - base }, 'fails its checksum');
       return bytes;
     });
   }

@@ -8,13 +8,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ChangelogDamaged, ChangelogFile, FILE_START, HEADER_BYTES } from '../../src/engine/log.js';
 import { repairTable } from '../../src/engine/repair.js';
-import { tempDir, testAsof, type TestAsof } from '../helpers.js';
+import { startAsof } from '../../src/app.js';
+import { ConfigSchema } from '../../src/config.js';
+import { silentLogger } from '../../src/logger.js';
+import { injectJson, tempDir, testAsof, type TestAsof } from '../helpers.js';
+import { asofError, clientsFor, grpc } from './grpc-helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -231,6 +235,61 @@ test('damage in a sealed segment: `asof repair` cuts that segment there, removes
     assert.equal((await asof.req('POST', '/tables/events/rows', { rows: [{ user: 9, ts: 1, what: 'after' }] })).body.firstOffset, fromOffset, 'writing goes on from the cut');
   } finally {
     await asof?.close();
+    await dir.cleanup();
+  }
+});
+
+test('damage while serving: a hot frame changed (or cut short) on disk answers 503 ASOF_TABLE_UNAVAILABLE naming the table and the frame, over REST and gRPC; later offsets still answer', async () => {
+  const dir = await tempDir();
+  // Tiering off: every frame stays in the hot segment the test damages.
+  const asof = await startAsof(ConfigSchema.parse({ dataDir: dir.path, port: 0, grpcPort: 0, host: '127.0.0.1', tierAfter: 'off' }), silentLogger);
+  const clients = clientsFor(`127.0.0.1:${asof.grpcPort}`);
+  const req = (url: string) => injectJson(asof.http, 'GET', url);
+  try {
+    assert.equal((await injectJson(asof.http, 'PUT', '/tables/events', EVENTS)).status, 201);
+    for (let f = 0; f < 3; f++) {
+      const rows = Array.from({ length: PER_FRAME }, (_, i) => ({ user: i, ts: f * 100 + i, what: `f${f}r${i}` }));
+      assert.equal((await injectJson(asof.http, 'POST', '/tables/events/rows', { rows })).status, 200);
+    }
+    const path = logPath(dir.path);
+    const buf = await readFile(path);
+    const list = frames(buf);
+    assert.equal(list.length, 3);
+    const [pos] = list[1];
+    buf[pos + HEADER_BYTES + 30] ^= 0x08;
+    await writeFile(path, buf);
+
+    const file = join('tables', 'events', 'changelog-00000000000000000000.log');
+    const want = { table: 'events', path: file, pos, reason: 'fails its checksum', fromOffset: PER_FRAME, endOffset: 2 * PER_FRAME };
+    for (const url of ['/tables/events/changelog', `/tables/events/changelog?from=${PER_FRAME + 2}&limit=1`, '/tables/events/changelog?key=3']) {
+      const r = await req(url);
+      assert.equal(r.status, 503, `${url}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.code, 'ASOF_TABLE_UNAVAILABLE');
+      assert.deepEqual(r.body.error.details, want, url);
+      assert.match(r.body.error.message, new RegExp(`table "events": the changelog frame holding offsets ${PER_FRAME}\\.\\.${2 * PER_FRAME - 1} \\(byte ${pos} of ${file}\\) fails its checksum`));
+      assert.ok(!r.body.error.message.includes(dir.path), 'no server path');
+    }
+    const later = await req(`/tables/events/changelog?from=${2 * PER_FRAME}`);
+    assert.equal(later.status, 200, 'offsets after the damaged frame answer');
+    assert.equal(later.body.records.length, PER_FRAME);
+
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      const follow = clients.changelog.Follow({ table: 'events', from_offset: 0 });
+      follow.on('data', () => undefined);
+      follow.on('error', resolve);
+    });
+    assert.equal(err.code, grpc.status.UNAVAILABLE);
+    assert.deepEqual(asofError(err).details, want);
+
+    // Cut short within the last frame: reads of it say so.
+    const [lastPos] = list[2];
+    await truncate(path, lastPos + HEADER_BYTES + 10);
+    const cut = await req(`/tables/events/changelog?from=${2 * PER_FRAME}`);
+    assert.equal(cut.status, 503, JSON.stringify(cut.body));
+    assert.deepEqual(cut.body.error.details, { ...want, pos: lastPos, reason: 'is cut short (the file ends within it)', fromOffset: 2 * PER_FRAME, endOffset: 3 * PER_FRAME });
+  } finally {
+    for (const c of Object.values(clients)) c.close();
+    await asof.close();
     await dir.cleanup();
   }
 });
