@@ -81,10 +81,29 @@ function readAs(name: string, duckType: string): { expr: string; type: ColumnTyp
   if (t === 'FLOAT') return { expr: c, type: { kind: 'float32' } };
   if (t === 'DOUBLE' || t.startsWith('DECIMAL')) return { expr: `${c}::DOUBLE`, type: { kind: 'float64' } };
   if (t === 'VARCHAR') return { expr: c, type: { kind: 'string' } };
-  if (t === 'DATE') return { expr: `epoch_ms(${c}::TIMESTAMP)`, type: { kind: 'timestamp' } };
-  if (t.startsWith('TIMESTAMP')) return { expr: `epoch_ms(${c})`, type: { kind: 'timestamp' } };
+  if (t === 'DATE' || t.startsWith('TIMESTAMP')) return { expr: epochMs(c, t), type: { kind: 'timestamp' } };
   if (t.endsWith(']') || t.startsWith('STRUCT') || t.startsWith('MAP') || t === 'JSON') return { expr: `to_json(${c})::VARCHAR`, type: { kind: 'json' }, json: true };
   return { expr: `${c}::VARCHAR`, type: { kind: 'string' } };
+}
+
+/** What `epochMs` reads ±infinity as (epoch_ms gives null): int64's ends, far beyond any finite DuckDB time; `plain` turns them into text. */
+const INFINITE_MS = 9223372036854775807n;
+
+/**
+ * A DuckDB DATE or TIMESTAMP* column (SQL, type name upper-cased) → epoch ms
+ * as BIGINT, rounded down as every other path rounds a finer time (RFC 3339
+ * fractions, Arrow µs and ns): epoch_ms alone rounds toward 1970, so
+ * 1969-12-31 23:59:59.9995 would be 0, a later instant than the one sent.
+ * ±infinity become ±INFINITE_MS, which the validator refuses (epoch_ms alone
+ * gives null: a value that is not there, or a non-null column's refusal
+ * naming the wrong cause).
+ */
+function epochMs(c: string, t: string): string {
+  const ts = t === 'DATE' ? `${c}::TIMESTAMP` : c;
+  // Below a millisecond: µs for TIMESTAMP (and WITH TIME ZONE), ns for TIMESTAMP_NS; the others have none.
+  const below = t === 'TIMESTAMP_NS' ? `(epoch_ns(${ts}) % 1000000 < 0)` : t === 'TIMESTAMP' || t === 'TIMESTAMP WITH TIME ZONE' ? `(epoch_us(${ts}) % 1000 < 0)` : undefined;
+  const finite = below ? `epoch_ms(${ts}) - ${below}::BIGINT` : `epoch_ms(${ts})`;
+  return `CASE WHEN isinf(${c}) THEN (CASE WHEN ${c} > '1970-01-01' THEN ${INFINITE_MS} ELSE ${-INFINITE_MS - 1n} END) ELSE ${finite} END`;
 }
 
 async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: OpenOptions): Promise<TabularFile> {
@@ -162,6 +181,7 @@ function readError(e: unknown, path: string, format: 'csv' | 'parquet'): AsofErr
 
 function plain(v: unknown, kind: ColumnType['kind'], json?: boolean): unknown {
   if (v === null || v === undefined) return null;
+  if (kind === 'timestamp' && typeof v === 'bigint' && (v === INFINITE_MS || v === -INFINITE_MS - 1n)) return v > 0n ? 'infinity' : '-infinity';
   if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   if (kind === 'int64' && typeof v === 'string') {
     const b = BigInt(v);

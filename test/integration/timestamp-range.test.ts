@@ -150,6 +150,37 @@ describe('timestamps: the years 0000 to 9999', () => {
     assert.equal(await latest(), end);
   });
 
+  test('Parquet (imports and entity rows): a time finer than a millisecond rounds down as on every other path, and ±infinity is refused, not read as null', async () => {
+    const path = join(tmpdir(), `timestamp-finer-${process.pid}.parquet`);
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    const write = (values: string) => c.run(`COPY (SELECT * FROM (VALUES ${values}) v(id, ts)) TO '${path}' (FORMAT parquet)`);
+    const parquet = { 'content-type': 'application/vnd.apache.parquet' };
+    try {
+      const from = (await latest()) + 1;
+      await write(`(1::BIGINT, TIMESTAMPTZ '1969-12-31 23:59:59.9995+00'), (2::BIGINT, TIMESTAMPTZ '2020-01-01 00:00:00.0015+00'), (3::BIGINT, TIMESTAMPTZ '9999-12-31 23:59:59.999999+00')`);
+      const ok = await asof.req('POST', '/tables/ev/import', await readFile(path), parquet);
+      assert.equal(ok.status, 200, JSON.stringify(ok.body));
+      const json = await asof.req('POST', '/tables/ev/rows', { rows: [{ id: 1, ts: '1969-12-31T23:59:59.9995Z' }] });
+      const rows = (await asof.req('GET', `/tables/ev/changelog?from=${from}`)).body.records.map((r: any) => r.row.ts);
+      assert.deepEqual(rows, ['1969-12-31T23:59:59.999Z', '2020-01-01T00:00:00.001Z', LAST, '1969-12-31T23:59:59.999Z'], 'Parquet, then the same time as JSON');
+      assert.equal(json.status, 200);
+
+      for (const [inf, why] of [['infinity', /got (string )?"infinity"/], ['-infinity', /got (string )?"-infinity"/]] as const) {
+        const end = await latest();
+        await write(`(1::BIGINT, TIMESTAMPTZ '2020-01-01 00:00:00+00'), (2::BIGINT, TIMESTAMPTZ '${inf}')`);
+        refused(await asof.req('POST', '/tables/ev/import', await readFile(path), parquet), 'ASOF_INVALID_ROW', 'ts', why, 1);
+        assert.equal(await latest(), end);
+        await c.run(`COPY (SELECT * FROM (VALUES (1::BIGINT, TIMESTAMPTZ '2020-01-01 00:00:00+00'), (1::BIGINT, TIMESTAMPTZ '${inf}')) v(id, timestamp)) TO '${path}' (FORMAT parquet)`);
+        refused(await asof.req('POST', '/training-sets?features=e:n', await readFile(path), parquet), 'ASOF_INVALID_ARGUMENT', 'timestamp', why, 1);
+      }
+    } finally {
+      c.closeSync();
+      db.closeSync();
+      await rm(path, { force: true });
+    }
+  });
+
   test('request times: decidedAt, an audit time, a vector search asOf, training-set entity rows and a Feast timestamp key are refused beyond either end, saying why', async () => {
     refused(await asof.req('POST', '/decisions', { id: 'beyond-9999', entity: 1, view: 'e', outcome: 'ok', decidedAt: LAST_MS + 1 }), 'ASOF_INVALID_ARGUMENT', 'decidedAt', AFTER);
     assert.equal((await asof.req('GET', '/audit/decisions/beyond-9999')).status, 404, 'not recorded');
