@@ -165,12 +165,12 @@ export async function* scanKey(t: TableReads, key: string, opts: { fromOffset?: 
  * `scanKey` as columns, with only `columns`' values (names of the current
  * schema): what rebuilding an entity's state from its history reads, without
  * an object per record. `[fromOffset, toOffset)`, offset order, a chunk per
- * read.
+ * read, at most `limit` records.
  */
-export async function* scanKeyColumns(t: TableReads, key: string, columns: readonly string[], opts: { fromOffset?: number; toOffset?: number } = {}): AsyncGenerator<KeyColumns> {
+export async function* scanKeyColumns(t: TableReads, key: string, columns: readonly string[], opts: { fromOffset?: number; toOffset?: number; limit?: number } = {}): AsyncGenerator<KeyColumns> {
   const src = t.union();
   const to = Math.min(src.end, opts.toOffset ?? Infinity);
-  const wanted = t.offsetsIn(key, opts.fromOffset ?? 0, to);
+  const wanted = t.offsetsIn(key, opts.fromOffset ?? 0, to, opts.limit);
   if (wanted.length === 0) return;
   yield* keyColumns(src, t.schema(), key, wanted, columns);
 }

@@ -2,8 +2,8 @@
  * The audit trail over two source tables: the records of both in one order
  * (time, then table name, then offset), each with the features it changed,
  * whole and page by page, in "known" (commit time) and "event" (event time)
- * order. The replay streams each table's records and keeps only those a page
- * can reach, so pages must still see what the records before them set.
+ * order. The replay streams each table's records and keeps only the page's,
+ * so pages must still see what the records before them set.
  * Expected trails are written out by hand from the writes below.
  */
 import { test } from 'node:test';
