@@ -143,6 +143,7 @@ export function canonicalJson(v: unknown): string {
   });
 }
 
+/** 409 for an id recorded otherwise: by another body (POST /decisions) or another lookup (`decision=`); `why` says which. */
 export function conflict(id: string, why: string): AsofError {
-  return new AsofError('ASOF_CONFLICT', `decision "${id}" already exists with a different body: ${why}`, { id, reason: why });
+  return new AsofError('ASOF_CONFLICT', `decision "${id}" was recorded otherwise: ${why}`, { id, reason: why });
 }
