@@ -198,10 +198,12 @@ export class Table {
     return this.log.deleteBefore(cut.end);
   }
 
-  /** Offsets of one key's records, ascending; empty when the table has no key columns or the key never appeared. */
+  /**
+   * Offsets of one key's records, ascending, in a new array (a hot key's may be millions: readers of a range
+   * use scanKey, which copies only the range); empty when the table has no key columns or the key never appeared.
+   */
   offsetsOf(key: string): number[] {
-    // The live array, not a copy (a hot key may have millions of offsets): callers must not change it.
-    return this.keyIndex.offsetsOf(key) as number[];
+    return this.keyIndex.offsetsOf(key);
   }
 
   /** Commits in offset order, rows following the current schema (table-scan.ts). */
