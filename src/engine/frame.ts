@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
+import { AsofError } from '../errors.js';
 
 
 export const FRAME_MAGIC = 0x464f5341;
@@ -150,7 +151,12 @@ export function rawFrameOf(bytes: Uint8Array, pos: number): RawFrame {
 /** As rawFrameOf, but a frame that is not whole or fails its checksum throws. */
 export function parseFrame(bytes: Uint8Array, pos: number, where: string): RawFrame {
   const f = rawFrameOf(bytes, pos);
-  if (!f.crcOk) throw new Error(`changelog frame at byte ${pos} of ${where} fails its checksum: it was damaged after it was written`);
+  // Not retriable (a retry reads the same bytes): 503 ASOF_TABLE_UNAVAILABLE, as a damaged hot frame is (frame-walk.ts).
+  // Its header is not trusted either, so no offsets: `pos` is where it stood in its changelog file.
+  if (!f.crcOk) {
+    const reason = 'fails its checksum';
+    throw new AsofError('ASOF_TABLE_UNAVAILABLE', `changelog frame at byte ${pos} of ${where} ${reason}: it was damaged after it was written, and its records cannot be served`, { where, pos, reason });
+  }
   return f;
 }
 

@@ -6,6 +6,7 @@
  * lives as long as the process (lance-host.ts says why).
  */
 import { parentPort } from 'node:worker_threads';
+import { isAsofError } from '../errors.js';
 import type { HostAnswer, HostReply, HostRequest } from './lance-host.js';
 
 type Handlers = Record<string, (...args: unknown[]) => Promise<HostAnswer>>;
@@ -42,7 +43,8 @@ port.on('message', (req: HostRequest | 'die') => {
   if (dying) return;
   const p = handle(req).then(
     ({ value, transfer }) => dying || port.postMessage({ id: req.id, value } satisfies HostReply, transfer ?? []),
-    (e: unknown) => dying || port.postMessage({ id: req.id, error: e instanceof Error ? e.message : String(e) } satisfies HostReply),
+    // An asof error keeps its code and details across the thread (a damaged cold frame is a 503, not a 500).
+    (e: unknown) => dying || port.postMessage({ id: req.id, error: e instanceof Error ? e.message : String(e), ...(isAsofError(e) ? { code: e.code, details: e.details } : {}) } satisfies HostReply),
   );
   running.add(p);
   void p.finally(() => running.delete(p));

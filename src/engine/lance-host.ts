@@ -27,6 +27,7 @@
  * then leak: napi-rs 3.9.4 drops them once the first isolate's function is gone.)
  */
 import type { Worker } from 'node:worker_threads';
+import { AsofError, type ErrorCode } from '../errors.js';
 import { startWorker } from '../util/worker.js';
 
 /** The least time between a thread's death and the next one's start, ms: a Lance commit the dead one had under way lands first. */
@@ -41,7 +42,8 @@ export interface HostRequest {
   op: string;
   args: unknown[];
 }
-export type HostReply = { id: number; value?: unknown; error?: string };
+/** `code` and `details`: the thread's error was an AsofError, made again on this side. */
+export type HostReply = { id: number; value?: unknown; error?: string; code?: ErrorCode; details?: unknown };
 /** What a handler answers: the value, and buffers in it to transfer instead of copy. */
 export type HostAnswer = { value: unknown; transfer?: ArrayBuffer[] };
 
@@ -109,7 +111,7 @@ export class LanceHost {
       if (!p) return;
       this.pending.delete(m.id);
       if (this.pending.size === 0) w.unref();
-      if (m.error !== undefined) p.reject(new Error(m.error));
+      if (m.error !== undefined) p.reject(m.code ? new AsofError(m.code, m.error, m.details) : new Error(m.error));
       else p.resolve(m.value);
     });
     w.on('error', (e) => (why = `: ${e.message}`));
