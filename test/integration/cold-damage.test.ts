@@ -36,6 +36,6 @@ test('a frame damaged in the cold tier is a 503 ASOF_TABLE_UNAVAILABLE naming it
     assert.equal(res.body.error.details.where, 'cold tier of "events"', JSON.stringify(res.body));
     assert.match(res.body.error.message, /fails its checksum/);
   } finally {
-    await a.close();
+    await a.destroy();
   }
 });
