@@ -16,34 +16,16 @@ import { TableSchema, type TableDef } from '../engine/schema.js';
 import type { Logger } from '../logger.js';
 import { Mutex, readJson, writeJsonAtomic } from '../util/fs.js';
 import { checkFeatureView, parseRef, type FeatureDef, type FeatureServiceDef, type FeatureViewDef } from './definitions.js';
-import type { ViewEvaluator } from './evaluator.js';
-import { EvaluatorCache } from './evaluator-cache.js';
+import { firstRepeat, formsGiven, type FeatureSelection, type ResolvedFeature } from './selection.js';
+
+export type { FeatureSelection, ResolvedFeature } from './selection.js';
+import { ViewEvaluator } from './evaluator.js';
 
 export interface ViewBody {
   source: string;
   entity: string;
   features: FeatureDef[];
   ttl?: string;
-}
-
-/** What a lookup asks for: exactly one of `view:feature` references, a whole view, or a service. */
-export interface FeatureSelection {
-  features?: string[];
-  view?: string;
-  service?: string;
-}
-
-/** How many of a selection's three forms are given (1 for a valid selection). */
-export const formsGiven = (sel: FeatureSelection): number => (sel.features?.length ? 1 : 0) + (sel.view ? 1 : 0) + (sel.service ? 1 : 0);
-
-/** One requested feature, resolved. */
-export interface ResolvedFeature {
-  /** `view:feature` as requested. */
-  ref: string;
-  view: string;
-  feature: string;
-  /** Index of the feature in its view's evaluator. */
-  index: number;
 }
 
 /**
@@ -81,6 +63,9 @@ export interface RegistryOptions {
   logger?: Logger;
 }
 
+/** Evaluators kept beyond one per view: old versions, and a new one being activated. */
+export const OTHER_EVALUATORS = 16;
+
 const REPLICA_REFUSAL = 'this asof is a read replica (ASOF_ROLE=replica); define feature views and services on the primary';
 
 export class FeatureRegistry {
@@ -88,7 +73,8 @@ export class FeatureRegistry {
   private services = new Map<string, FeatureServiceDef>();
   /** Source table definitions mirrored by primaries (replicas only). */
   private remoteTables = new Map<string, TableSchema>();
-  private readonly evaluators = new EvaluatorCache();
+  /** Compiled evaluators by `name@version`, least recently asked for first (see `evaluator`). */
+  private readonly evaluators = new Map<string, ViewEvaluator>();
   private readonly mutex = new Mutex();
   private activator?: ViewActivator;
   private mirrorRevision = -1;
@@ -263,7 +249,6 @@ export class FeatureRegistry {
       const loaded = await mirror.load();
       this.views = new Map(loaded.views.map((v) => [v.name, v]));
       this.services = new Map(loaded.services.map((s) => [s.name, s]));
-      this.evaluators.retain((name) => this.views.has(name));
       const tables = new Map<string, TableSchema>();
       for (const t of loaded.tables) {
         const had = this.remoteTables.get(t.name);
@@ -336,10 +321,24 @@ export class FeatureRegistry {
     return remote;
   }
 
-  /** The compiled evaluator of a view (of the given definition, default the current one); see evaluator-cache.ts. */
+  /**
+   * The compiled evaluator of a view (of the given definition, default the current one). Kept for as
+   * many definitions as there are views, plus OTHER_EVALUATORS, the least recently asked for going
+   * first: a view redefined N times kept N for good. One that went is built again when asked for.
+   */
   evaluator(view: string | FeatureViewDef): ViewEvaluator {
     const def = typeof view === 'string' ? this.view(view) : view;
-    return this.evaluators.get(def, this.sourceSchema(def.source), this.views.get(def.name) === def);
+    const key = `${def.name}@${def.version}`;
+    const schema = this.sourceSchema(def.source);
+    let ev = this.evaluators.get(key);
+    this.evaluators.delete(key);
+    if (!ev || ev.schema !== schema || ev.view !== def) ev = new ViewEvaluator(def, schema);
+    this.evaluators.set(key, ev);
+    for (const oldest of this.evaluators.keys()) {
+      if (this.evaluators.size <= this.views.size + OTHER_EVALUATORS) break;
+      this.evaluators.delete(oldest);
+    }
+    return ev;
   }
 
   /** Evaluators the registry holds (tests: bounded however often views are redefined). */
@@ -385,16 +384,6 @@ export class FeatureRegistry {
       return { ref, view, feature, index };
     });
   }
-}
-
-/** The first ref that appears again in `refs`, if one does (linear: a list may be long). */
-function firstRepeat(refs: string[]): string | undefined {
-  const seen = new Set<string>();
-  for (const ref of refs) {
-    if (seen.has(ref)) return ref;
-    seen.add(ref);
-  }
-  return undefined;
 }
 
 /** Features in their stored form: only the fields that define them, in a fixed order. */

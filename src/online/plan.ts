@@ -10,7 +10,8 @@ import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import { entityKeyText } from '../features/entity-key.js';
 import type { ViewEvaluator } from '../features/evaluator.js';
-import { formsGiven, type FeatureRegistry, type FeatureSelection, type ResolvedFeature } from '../features/registry.js';
+import type { FeatureRegistry } from '../features/registry.js';
+import { formsGiven, type FeatureSelection, type ResolvedFeature } from '../features/selection.js';
 import { entityEval, type EntityEval } from './evaluation.js';
 import { namespaceOf } from './materializer.js';
 

@@ -1,12 +1,12 @@
 /**
- * The registry's evaluators (features/evaluator-cache.ts): a view redefined
+ * The registry's evaluators (FeatureRegistry.evaluator): a view redefined
  * many times keeps a bounded number of them (each version's used to stay for
  * good), an old version's is still right when asked for, and a decision
  * recorded under the first version still replays as it was served.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { OTHER_EVALUATORS } from '../../src/features/evaluator-cache.js';
+import { OTHER_EVALUATORS } from '../../src/features/registry.js';
 import { ok, testAsof } from '../helpers.js';
 
 const RISK = {
