@@ -18,7 +18,7 @@ import { numericIndexKey } from './indexes.js';
 
 export { formatTimestamp, parseTimestamp, timestampProblem };
 
-/** A time a request gives (RFC 3339 or epoch ms) → epoch ms; a 400 naming `field` and why when it is none, or outside the years 0000-9999 (engine/time.ts). */
+/** A time a request gives (RFC 3339 or epoch ms) → epoch ms; a 400 naming `field` and why when it is none, or outside the years 0001-9999 (engine/time.ts). */
 export function checkedTime(field: string, v: unknown): number {
   const t = parseTimestamp(v);
   if (t !== undefined) return t;

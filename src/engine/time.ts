@@ -8,15 +8,17 @@
  */
 
 /**
- * The instants a timestamp holds: 0000-01-01T00:00:00.000Z to
- * 9999-12-31T23:59:59.999Z, inclusive, as epoch ms. They are the instants RFC
- * 3339 can write in UTC (a four-digit year), so every stored timestamp is
- * returned in a form asof reads back; Date would format others as extended
- * years (`+010000-01-01T00:00:00.000Z`), which no RFC 3339 reader takes.
- * An offset can carry a string's date past either end (`0000-01-01T00:00:00+01:00`
- * is 0000-12-31 of year -1 in UTC): refused like any other instant outside.
+ * The instants a timestamp holds: 0001-01-01T00:00:00.000Z to
+ * 9999-12-31T23:59:59.999Z, inclusive, as epoch ms. Every adapter can answer
+ * each of them: RFC 3339 writes them in UTC (a four-digit year; Date would
+ * format later ones as extended years, `+010000-01-01T00:00:00.000Z`, which no
+ * RFC 3339 reader takes), and so do a gRPC `google.protobuf.Timestamp` and
+ * Python's `datetime` (Feast's SDK), whose ranges start at year 1: a year-0000
+ * value, once stored, could not be answered to them.
+ * An offset can carry a string's date past either end (`0001-01-01T00:00:00+01:00`
+ * is 0000-12-31 in UTC): refused like any other instant outside.
  */
-export const MIN_TIMESTAMP_MS = -62_167_219_200_000;
+export const MIN_TIMESTAMP_MS = -62_135_596_800_000;
 export const MAX_TIMESTAMP_MS = 253_402_300_799_999;
 
 /** Epoch ms text (query strings, CSV): digits only. Longer than any timestamp held, so a long one is refused as out of range, not as unreadable. */
@@ -51,8 +53,8 @@ export function timestampProblem(v: unknown, shown: string): string {
   if (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v)) return `epoch milliseconds must be a whole number, got ${v} (refused rather than rounded)`;
   const ms = readTimestamp(v);
   if (ms !== undefined && !inRange(ms)) {
-    const end = ms < MIN_TIMESTAMP_MS ? 'before 0000-01-01T00:00:00.000Z' : 'after 9999-12-31T23:59:59.999Z';
-    return `${shown} is ${end}${typeof v === 'number' ? '' : ` (epoch ms ${ms})`}: a timestamp is an instant of the years 0000 to 9999 in UTC, which RFC 3339 can write`;
+    const end = ms < MIN_TIMESTAMP_MS ? 'before 0001-01-01T00:00:00.000Z' : 'after 9999-12-31T23:59:59.999Z';
+    return `${shown} is ${end}${typeof v === 'number' ? '' : ` (epoch ms ${ms})`}: a timestamp is an instant of the years 0001 to 9999 in UTC, which RFC 3339, protobuf Timestamps and Python's datetime all hold`;
   }
   return `expected an RFC 3339 timestamp or epoch milliseconds, got ${shown}`;
 }

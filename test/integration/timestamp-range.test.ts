@@ -1,6 +1,6 @@
 /**
- * Timestamps are the instants of the years 0000 to 9999 in UTC, which RFC
- * 3339 writes: each end is stored and returned in a form asof reads back, and
+ * Timestamps are the instants of the years 0001 to 9999 in UTC, which RFC
+ * 3339, protobuf Timestamps and Python's datetime all hold: each end is stored and returned in a form asof reads back, and
  * one millisecond beyond is refused on every path a time comes in by (REST
  * JSON, NDJSON and Arrow bodies, an ingest thread, gRPC WriteRows, CSV and
  * Parquet imports, request times, training-set entity rows, Feast keys),
@@ -16,12 +16,12 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { asofError, call, grpcAsof, stream, type GrpcAsof } from './grpc-helpers.js';
 import { offThreadBodies } from '../../src/metrics.js';
 
-const FIRST = '0000-01-01T00:00:00.000Z';
+const FIRST = '0001-01-01T00:00:00.000Z';
 const LAST = '9999-12-31T23:59:59.999Z';
-const FIRST_MS = -62_167_219_200_000;
+const FIRST_MS = -62_135_596_800_000;
 const LAST_MS = 253_402_300_799_999;
 const AFTER = /after 9999-12-31T23:59:59\.999Z/;
-const BEFORE = /before 0000-01-01T00:00:00\.000Z/;
+const BEFORE = /before 0001-01-01T00:00:00\.000Z/;
 
 const EV = {
   kind: 'log',
@@ -37,7 +37,7 @@ const EV = {
 const AT = { kind: 'pk', primaryKey: ['t'], columns: [{ name: 't', type: 'timestamp', nullable: false }, { name: 'n', type: 'float64' }] };
 const ITEMS = { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'emb', type: 'vector<2>', metric: 'l2' }] };
 
-describe('timestamps: the years 0000 to 9999', () => {
+describe('timestamps: the years 0001 to 9999', () => {
   let asof: GrpcAsof;
   before(async () => {
     asof = await grpcAsof({ ingestThreads: 1 });
@@ -61,7 +61,7 @@ describe('timestamps: the years 0000 to 9999', () => {
 
   test('each end is stored and returned as RFC 3339, and what is returned writes back as the same instant', async () => {
     const from = (await latest()) + 1;
-    const sent = [FIRST_MS, '0000-01-01T01:00:00+01:00', LAST, '9999-12-31T22:59:59.999-01:00'];
+    const sent = [FIRST_MS, '0001-01-01T01:00:00+01:00', LAST, '9999-12-31T22:59:59.999-01:00'];
     const w = await asof.req('POST', '/tables/ev/rows', { rows: sent.map((ts, id) => ({ id, ts })) });
     assert.equal(w.status, 200, JSON.stringify(w.body));
     const page = await asof.req('GET', `/tables/ev/changelog?from=${from}`);
@@ -78,7 +78,10 @@ describe('timestamps: the years 0000 to 9999', () => {
     const beyond: [unknown, RegExp][] = [
       [LAST_MS + 1, AFTER],
       [FIRST_MS - 1, BEFORE],
-      ['0000-01-01T00:00:00+01:00', BEFORE],
+      ['0001-01-01T00:00:00+01:00', BEFORE],
+      // Year 0000: RFC 3339 writes it, but a protobuf Timestamp (gRPC, Feast) and Python's datetime cannot hold it.
+      ['0000-06-15T00:00:00Z', BEFORE],
+      [-62_150_000_000_000, BEFORE],
       ['9999-12-31T23:59:59.999-00:01', AFTER],
       ['253402300800000', AFTER],
     ];
@@ -140,7 +143,7 @@ describe('timestamps: the years 0000 to 9999', () => {
     const db = await DuckDBInstance.create(':memory:');
     const c = await db.connect();
     try {
-      await c.run(`COPY (SELECT * FROM (VALUES (1::BIGINT, TIMESTAMPTZ '2020-01-01 00:00:00+00'), (2::BIGINT, TIMESTAMPTZ '0000-01-01 00:00:00+01')) v(id, ts)) TO '${path}' (FORMAT parquet)`);
+      await c.run(`COPY (SELECT * FROM (VALUES (1::BIGINT, TIMESTAMPTZ '2020-01-01 00:00:00+00'), (2::BIGINT, TIMESTAMPTZ '0001-01-01 00:00:00+01')) v(id, ts)) TO '${path}' (FORMAT parquet)`);
       refused(await asof.req('POST', '/tables/ev/import', await readFile(path), { 'content-type': 'application/vnd.apache.parquet' }), 'ASOF_INVALID_ROW', 'ts', BEFORE, 1);
     } finally {
       c.closeSync();
@@ -185,7 +188,7 @@ describe('timestamps: the years 0000 to 9999', () => {
     refused(await asof.req('POST', '/decisions', { id: 'beyond-9999', entity: 1, view: 'e', outcome: 'ok', decidedAt: LAST_MS + 1 }), 'ASOF_INVALID_ARGUMENT', 'decidedAt', AFTER);
     assert.equal((await asof.req('GET', '/audit/decisions/beyond-9999')).status, 404, 'not recorded');
     refused(await asof.req('GET', `/audit/entities/1?view=e&at=${LAST_MS + 1}`), 'ASOF_INVALID_ARGUMENT', 'query.at', AFTER);
-    refused(await asof.req('GET', `/audit/decisions?from=${encodeURIComponent('0000-01-01T00:00:00+01:00')}`), 'ASOF_INVALID_ARGUMENT', 'query.from', BEFORE);
+    refused(await asof.req('GET', `/audit/decisions?from=${encodeURIComponent('0001-01-01T00:00:00+01:00')}`), 'ASOF_INVALID_ARGUMENT', 'query.from', BEFORE);
     refused(await asof.req('POST', '/vectors/search', { table: 'items', vector: [1, 0], k: 1, asOf: FIRST_MS - 1 }), 'ASOF_INVALID_ARGUMENT', 'asOf', BEFORE);
     refused(await asof.req('POST', '/training-sets', { entities: { rows: [{ id: 1, timestamp: 0 }, { id: 1, timestamp: LAST_MS + 1 }] }, features: ['e:n'] }), 'ASOF_INVALID_ARGUMENT', 'timestamp', AFTER, 1);
     refused(await asof.req('POST', '/training-sets?features=e:n', `id,timestamp\n1,0\n1,${LAST_MS + 1}\n`, { 'content-type': 'text/csv' }), 'ASOF_INVALID_ARGUMENT', 'timestamp', AFTER, 1);

@@ -65,7 +65,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'vector search: unknown table', forms: vectorForms({ table: 'nope', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
   { name: 'vector search: wrong dimension', forms: vectorForms({ table: 'items', vector: [1, 0], k: 1 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'vector search: a filter on an unknown column', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, filter: { nope: 1 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
-  { name: 'vector search: asOf before 0000-01-01T00:00:00Z', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, asOf: -62_167_219_200_001 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'vector search: asOf before 0001-01-01T00:00:00Z', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, asOf: -62_135_596_800_001 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'vector search: not a vector column', forms: vectorForms({ table: 'items', column: 'cat', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
 
   // Lookups that succeed.
@@ -103,9 +103,9 @@ export const OPERATIONS: Operation[] = [
   { name: 'bad rows: a string where a float64 goes', forms: writeForms('users', [{ id: 'c', score: 'high' }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: the primary key is missing', forms: writeForms('users', [{ id: 'c' }, { score: 2 }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: a column the table does not have', forms: writeForms('users', [{ id: 'c', colour: 'red' }]), expect: { error: 'ASOF_INVALID_ROW' } },
-  // Timestamps are the instants of the years 0000-9999 (UTC): one millisecond past 9999, and a year-0000 time whose offset puts it in year -1.
+  // Timestamps are the instants of the years 0001-9999 (UTC): one millisecond past 9999, and a year-0001 time whose offset puts it in year 0000.
   { name: 'bad rows: a time after 9999-12-31T23:59:59.999Z', forms: writeForms('events', [{ id: 'e', at: 0 }, { id: 'e', at: 253_402_300_800_000 }]), expect: { error: 'ASOF_INVALID_ROW' } },
-  { name: 'bad rows: a time before 0000-01-01T00:00:00Z', forms: writeForms('events', [{ id: 'e', at: '0000-01-01T00:00:00+01:00' }]), expect: { error: 'ASOF_INVALID_ROW' } },
+  { name: 'bad rows: a time before 0001-01-01T00:00:00Z', forms: writeForms('events', [{ id: 'e', at: '0001-01-01T00:00:00+01:00' }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'write: the last instant of 9999', forms: writeForms('events', [{ id: 'e', at: 253_402_300_799_999 }]), expect: { answer: { count: 1 } } },
 
   // The changelog: a catch-up page over REST, a live follow over gRPC, the same records.

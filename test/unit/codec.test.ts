@@ -114,9 +114,9 @@ test('RFC 3339 parsing matches Date.parse where both are defined, and refuses da
   assert.equal(parseTimestamp(8.64e15 + 1), undefined, 'outside what a Date can format');
 });
 
-test('a timestamp is an instant of the years 0000-9999 in UTC: each end is accepted and formats as RFC 3339 that parses back; one millisecond beyond is refused, saying so', () => {
+test('a timestamp is an instant of the years 0001-9999 in UTC (what protobuf Timestamps and Python datetimes hold): each end is accepted and formats as RFC 3339 that parses back; one millisecond beyond is refused, saying so', () => {
   const ends = [
-    ['0000-01-01T00:00:00.000Z', -62_167_219_200_000],
+    ['0001-01-01T00:00:00.000Z', -62_135_596_800_000],
     ['9999-12-31T23:59:59.999Z', 253_402_300_799_999],
   ] as const;
   for (const [text, ms] of ends) {
@@ -126,12 +126,12 @@ test('a timestamp is an instant of the years 0000-9999 in UTC: each end is accep
   }
   assert.deepEqual([MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS], ends.map(([, ms]) => ms));
   // Epoch ms, digit text, and RFC 3339 whose offset carries the instant past either end.
-  const beyond = [253_402_300_800_000, '253402300800000', -62_167_219_200_001, '9999-12-31T23:59:59.999-00:01', '0000-01-01T00:00:00+01:00', '0000-01-01T00:59:59.999+01:00', 8.64e15, -8.64e15, '99999999999999999'];
+  const beyond = [253_402_300_800_000, '253402300800000', -62_135_596_800_001, '9999-12-31T23:59:59.999-00:01', '0001-01-01T00:00:00+01:00', '0001-01-01T00:59:59.999+01:00', '0000-06-15T00:00:00Z', 8.64e15, -8.64e15, '99999999999999999'];
   for (const v of beyond) {
     assert.equal(parseTimestamp(v), undefined, String(v));
-    assert.match(timestampProblem(v, String(v)), /is (after 9999-12-31T23:59:59\.999Z|before 0000-01-01T00:00:00\.000Z)( \(epoch ms -?\d+\))?: a timestamp is an instant of the years 0000 to 9999/, String(v));
+    assert.match(timestampProblem(v, String(v)), /is (after 9999-12-31T23:59:59\.999Z|before 0001-01-01T00:00:00\.000Z)( \(epoch ms -?\d+\))?: a timestamp is an instant of the years 0001 to 9999/, String(v));
   }
-  assert.equal(parseTimestamp('0000-01-01T01:00:00+01:00'), MIN_TIMESTAMP_MS, 'an offset that lands on the first instant');
+  assert.equal(parseTimestamp('0001-01-01T01:00:00+01:00'), MIN_TIMESTAMP_MS, 'an offset that lands on the first instant');
   assert.equal(parseTimestamp('9999-12-31T22:59:59.999-01:00'), MAX_TIMESTAMP_MS, 'an offset that lands on the last instant');
   // Other refusals keep their reasons.
   assert.match(timestampProblem(1.5, '1.5'), /whole number/);
