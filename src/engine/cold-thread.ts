@@ -123,9 +123,9 @@ export class ColdThreadTier implements ColdTier {
   }
 }
 
-/** One table's cold data, through the LanceDB thread; `end` and `versions` as the worker last answered. */
+/** One table's cold data, through the LanceDB thread; `end` as the worker last answered. */
 class ThreadTable implements ColdTable {
-  private state: ColdState = { end: 0, versions: [], threadId: 0 };
+  private state: ColdState = { end: 0, threadId: 0 };
   private generation = 0;
 
   constructor(
@@ -148,10 +148,6 @@ class ThreadTable implements ColdTable {
 
   end(): number {
     return this.state.end;
-  }
-
-  versions(): { version: number; end: number }[] {
-    return this.state.versions.slice();
   }
 
   /** The thread that answered the last open or append (the LanceDB thread, never the main thread's 0). */

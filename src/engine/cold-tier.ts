@@ -53,8 +53,6 @@ export interface ColdTable {
    * picked by key instead of looked up through the key columns' index.
    */
   keyRecords(key: KeyMatch[], from: number, to: number, expected: number): Promise<ColdRecords[]>;
-  /** Lance versions and the records each holds ([0, end)), oldest first: the offset-to-version map. */
-  versions(): { version: number; end: number }[];
   /** Why the upkeep (index build, compaction) after the last append failed, when it did: the append itself succeeded. */
   maintenanceFailure?(): string | undefined;
   close(): Promise<void>;

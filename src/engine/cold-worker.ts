@@ -25,7 +25,6 @@ export interface ColdConn {
 /** Where a table's cold data stands after an open or an append, and which thread answered. */
 export interface ColdState {
   end: number;
-  versions: { version: number; end: number }[];
   threadId: number;
   /** Why the last append's index upkeep failed (it is tried again after the next): the main thread logs it. */
   maintenance?: string;
@@ -47,7 +46,7 @@ function tierOf(c: ColdConn): { tier: Promise<ColdTier>; tables: Map<string, Col
   return t;
 }
 
-const state = (t: ColdTable): ColdState => ({ end: t.end(), versions: t.versions(), threadId, maintenance: t.maintenanceFailure?.() });
+const state = (t: ColdTable): ColdState => ({ end: t.end(), threadId, maintenance: t.maintenanceFailure?.() });
 
 function opened(c: ColdConn, name: string): ColdTable {
   const t = tierOf(c).tables.get(name);

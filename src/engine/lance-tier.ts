@@ -16,9 +16,9 @@
  *
  * Scalar (BTree) indexes on `_asof_offset` and the key columns are created
  * after the first commit; `optimize` folds new rows into them now and then.
- * Versions are never tagged (LanceDB 0.37 refuses cleanup of tagged versions);
- * the offset-to-version map is kept here, rebuilt at open from the row count
- * of each version Lance lists.
+ * Versions are never tagged (LanceDB 0.37 refuses cleanup of tagged versions).
+ * Nothing maps offsets to versions: offsets are dense and rows never deleted,
+ * so a read of the table as it was at an offset filters `_asof_offset`.
  */
 import type * as lancedb from '@lancedb/lancedb';
 import type { ColdColumn, ColdFrame, ColdRecords, ColdTable, ColdTier, KeyMatch } from './cold-tier.js';
@@ -74,7 +74,6 @@ class LanceTable implements ColdTable {
     private readonly keyColumns: string[],
     private t: lancedb.Table | undefined,
     private endOffset: number,
-    private readonly versionMap: { version: number; end: number }[],
   ) {}
 
   static async open(db: lancedb.Connection, name: string, keyColumns: string[]): Promise<LanceTable> {
@@ -82,11 +81,9 @@ class LanceTable implements ColdTable {
     // nothing). When opening fails the table counts as not tiered yet; if it does hold data, the first
     // append's create refuses (mode "create"), and a hot log that starts above 0 refuses to open.
     const t = await db.openTable(name).catch(() => undefined);
-    if (!t) return new LanceTable(db, name, keyColumns, undefined, 0, []);
+    if (!t) return new LanceTable(db, name, keyColumns, undefined, 0);
     // Offsets are dense from 0 and rows are never deleted, so the row count is the tiered end.
-    const end = await t.countRows();
-    const versions = (await t.listVersions()).map((v) => ({ version: v.version, end: Number(v.metadata.total_rows ?? NaN) })).filter((v) => Number.isFinite(v.end));
-    const lt = new LanceTable(db, name, keyColumns, t, end, versions);
+    const lt = new LanceTable(db, name, keyColumns, t, await t.countRows());
     lt.indexed = (await t.listIndices()).some((i) => i.columns.includes(OFFSET));
     return lt;
   }
@@ -95,9 +92,6 @@ class LanceTable implements ColdTable {
     return this.endOffset;
   }
 
-  versions(): { version: number; end: number }[] {
-    return this.versionMap.slice();
-  }
 
   async append(frames: ColdFrame[], columns: ColdColumn[]): Promise<void> {
     if (frames.length === 0) return;
@@ -132,7 +126,6 @@ class LanceTable implements ColdTable {
     }
     this.unsure = false;
     this.endOffset = expect;
-    this.versionMap.push({ version: await this.t.version(), end: expect });
     // The records are committed: a failing index build or compaction must not fail the append (its caller would
     // resend them from the old end, refused for good). It is reported and tried again after the next append.
     this.maintenanceError = undefined;

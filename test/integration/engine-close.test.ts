@@ -36,7 +36,6 @@ test('close stops a tiering step under way before it releases the data folder\'s
     },
     frames: async () => [],
     keyRecords: async () => [],
-    versions: () => [],
     close: async () => undefined,
   };
   const cold: ColdTier = { where: 'memory', open: async () => table, close: async () => undefined };

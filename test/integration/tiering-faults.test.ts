@@ -69,14 +69,6 @@ test('an index build failing after the first commit: the append stands, is logge
   assert.ok(lines.some((l) => l.level === 'warn' && /index upkeep failed/.test(l.msg ?? '') && /injected createIndex failure/.test(String(l.obj.err))), 'the failure is logged');
 });
 
-test('version() failing after a commit fails the step; the next one resumes from where the data ends, every record tiered once', async () => {
-  const { lines, facts, all } = await tierWithFault('version');
-  assert.deepEqual(all, [...Array(1000).keys()]);
-  assert.equal(facts.count, 1000);
-  assert.ok(lines.some((l) => l.level === 'warn' && /tiering step failed/.test(l.msg ?? '') && /injected version failure/.test(String(l.obj.err))), 'the failed step is logged');
-  assert.ok(!lines.some((l) => /refusing frames/.test(String(l.obj.err))), 'no step was refused');
-});
-
 // An append whose commit landed and that then failed, as an object store that took the manifest and answered an
 // error: the records are in Lance though the call threw. Before, the next step resent them from the old end and
 // Lance held them twice (1500 rows, every scan of the tiered range reading them twice).

@@ -44,7 +44,6 @@ function recording(): ColdTable & { got: { frames: ColdFrame[]; copies: Uint8Arr
     },
     frames: async () => [],
     keyRecords: async () => [],
-    versions: () => [],
     close: async () => undefined,
   };
 }
