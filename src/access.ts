@@ -44,6 +44,8 @@ export interface Caller {
 const ALL: Caller = { scopes: new Set(SCOPES) };
 /** The caller when no keys are configured (loopback only, app.ts): everything is allowed. */
 export const UNRESTRICTED: Caller = ALL;
+/** The caller of a public route (keys configured) that presents no valid key: no scope at all. */
+const ANONYMOUS: Caller = { scopes: new Set() };
 
 /**
  * Parses `key:scope+scope,...` (ASOF_API_KEYS). A key without `:scopes` has
@@ -137,10 +139,13 @@ export class ApiKeys {
   /**
    * The caller of a request presenting `given` (from bearerKey) for an
    * operation needing `need`; throws 401 without a valid key, 403 naming the
-   * missing scope.
+   * missing scope. A public operation admits everyone, but its caller has
+   * only the scopes of the key presented, if valid (none otherwise): what it
+   * answers may depend on them (/metrics with ASOF_METRICS_OPEN).
    */
   authorize(given: string | undefined, need: Access): Caller {
-    if (!this.enabled || need === 'public') return ALL;
+    if (!this.enabled) return ALL;
+    if (need === 'public') return (given ? this.identify(given) : undefined) ?? ANONYMOUS;
     if (!given) throw new AsofError('ASOF_UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>" (or "x-api-key: <key>")');
     const caller = this.identify(given);
     if (!caller) throw new AsofError('ASOF_UNAUTHENTICATED', 'the API key is not valid');

@@ -1,8 +1,11 @@
 /**
  * Prometheus text exposition for the few figures an operator watches:
  * requests by route and status with a latency histogram, and per-table sizes.
+ * Per-table series are given only of the tables the scraping caller may read
+ * (Engine.mayRead, as GET /tables lists them): asof's internal tables
+ * (`_asof_decisions`) to keys with the audit scope.
  */
-import { UNRESTRICTED } from '../access.js';
+import { UNRESTRICTED, type Caller } from '../access.js';
 import type { Admission } from '../admission.js';
 import { BUCKETS_MS, grpcCalls, newSeries, observe, offThreadBodies, onlineStoreErrors, rowsIngested, type Series } from '../metrics.js';
 import type { Services } from '../services.js';
@@ -64,14 +67,16 @@ async function freshness(services: Services): Promise<string[]> {
   return out;
 }
 
-export async function metricsText(services: Services, admission?: Admission): Promise<string> {
+/** The exposition for `caller` (UNRESTRICTED with auth off): per-table series of the tables it may read. */
+export async function metricsText(services: Services, caller: Caller, admission?: Admission): Promise<string> {
+  const mayRead = (table: string): boolean => services.engine.mayRead(table, caller);
   const out: string[] = [];
   out.push('# HELP asof_http_requests_total HTTP requests by route, method and status.', '# TYPE asof_http_requests_total counter');
   for (const [k, s] of requests) out.push(`asof_http_requests_total{${k}} ${s.count}`);
   histogram(out, 'asof_http_request_duration_ms', 'HTTP request latency in milliseconds, by route, method and status.', requests);
   histogram(out, 'asof_grpc_call_duration_ms', 'gRPC call latency in milliseconds, by full method name and status code (0 OK).', grpcCalls);
   out.push('# HELP asof_rows_ingested_total Rows acknowledged by ingest (REST, gRPC, imports), by table.', '# TYPE asof_rows_ingested_total counter');
-  for (const [t, n] of rowsIngested) out.push(`asof_rows_ingested_total{table="${t}"} ${n}`);
+  for (const [t, n] of rowsIngested) if (mayRead(t)) out.push(`asof_rows_ingested_total{table="${t}"} ${n}`);
   out.push('# HELP asof_ingest_thread_bodies_total JSON write bodies sent to an ingest thread: parsed there, or declined (parsed on the main thread).', '# TYPE asof_ingest_thread_bodies_total counter');
   out.push(`asof_ingest_thread_bodies_total{outcome="parsed"} ${offThreadBodies.parsed}`, `asof_ingest_thread_bodies_total{outcome="declined"} ${offThreadBodies.declined}`);
   out.push('# HELP asof_online_store_errors_total Requests answered ASOF_BACKEND_UNAVAILABLE because the online store failed.', '# TYPE asof_online_store_errors_total counter');
@@ -94,8 +99,8 @@ export async function metricsText(services: Services, admission?: Admission): Pr
   out.push('# HELP asof_process_memory_bytes Memory of this process: resident set, V8 heap used and reserved, memory outside the heap (typed arrays, buffers).', '# TYPE asof_process_memory_bytes gauge');
   out.push(`asof_process_memory_bytes{kind="rss"} ${mem.rss}`, `asof_process_memory_bytes{kind="heap_used"} ${mem.heapUsed}`, `asof_process_memory_bytes{kind="heap_total"} ${mem.heapTotal}`, `asof_process_memory_bytes{kind="external"} ${mem.external}`, `asof_process_memory_bytes{kind="array_buffers"} ${mem.arrayBuffers}`);
   out.push('# HELP asof_table_records Changelog records per table.', '# TYPE asof_table_records gauge');
-  // Counts and offsets, not contents: the operator sees every table, asof's internal ones too.
-  const tables = services.engine.list(UNRESTRICTED);
+  // Counts and offsets, of the tables GET /tables would list to this caller.
+  const tables = services.engine.list(caller);
   for (const t of tables) out.push(`asof_table_records{table="${t.name}"} ${t.latestOffset + 1}`);
   out.push('# HELP asof_table_rows Live rows (pk tables) or records (log tables).', '# TYPE asof_table_rows gauge');
   for (const t of tables) out.push(`asof_table_rows{table="${t.name}"} ${t.rowCount}`);
@@ -108,6 +113,7 @@ export async function metricsText(services: Services, admission?: Admission): Pr
     '# TYPE asof_vector_rows gauge',
   );
   for (const c of services.vectors.all) {
+    if (!mayRead(c.table.name)) continue;
     const l = `table="${c.table.name}",column="${c.column}"`;
     out.push(`asof_vector_rows{${l},state="indexed"} ${c.coverage.indexed}`, `asof_vector_rows{${l},state="unindexed"} ${c.coverage.lance - c.coverage.indexed}`, `asof_vector_rows{${l},state="memory"} ${c.hotRows}`);
   }

@@ -213,10 +213,19 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
   );
   route(
     app,
-    { method: 'GET', url: '/metrics', operationId: 'getMetrics', scope: opts.metricsOpen ? 'public' : 'authenticated', summary: 'Prometheus metrics', tags: ['operations'], responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } } },
-    async (_req, reply) => {
+    {
+      method: 'GET',
+      url: '/metrics',
+      operationId: 'getMetrics',
+      scope: opts.metricsOpen ? 'public' : 'authenticated',
+      summary: 'Prometheus metrics',
+      description: "Per-table series name only the tables the key may read, as GET /tables lists them: asof's internal tables (the decision log) only to a key with the audit scope (also when ASOF_METRICS_OPEN serves /metrics without a key).",
+      tags: ['operations'],
+      responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
+    },
+    async (req, reply) => {
       void reply.type('text/plain; version=0.0.4');
-      return metricsText(services, opts.admission);
+      return metricsText(services, callerOf(req), opts.admission);
     },
   );
   app.get('/openapi.json', { schema: { hide: true }, config: { access: 'public' } }, async () => app.swagger());

@@ -4,7 +4,9 @@
  * heads, view definitions. Reading one needs the audit scope on every path
  * that names a table (engine.readable): REST rows, changelog and its SSE
  * follow, describe and list, gRPC Follow, training-set entity rows, vector
- * search, and a feature view's source. Without keys nothing changes.
+ * search, and a feature view's source; and /metrics gives their per-table
+ * series only to such a key, as GET /tables lists them. Without keys nothing
+ * changes.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -106,6 +108,46 @@ describe('internal tables with API keys: the audit scope reads them, read alone 
   });
 });
 
+/** The tables /metrics gives per-table series of, to `headers`' key: each series name with the tables it names. */
+async function metricTables(asof: GrpcAsof, headers: Record<string, string> = {}): Promise<Map<string, string[]>> {
+  const res = await asof.req('GET', '/metrics', undefined, headers);
+  assert.equal(res.status, 200, String(res.body));
+  const out = new Map<string, string[]>();
+  for (const m of String(res.body).matchAll(/^(asof_[a-z_]+)\{table="([^"]+)"/gm)) out.set(m[1], [...(out.get(m[1]) ?? []), m[2]]);
+  return out;
+}
+
+describe('/metrics with API keys: the internal tables\' per-table series only for a key with the audit scope', () => {
+  let asof: GrpcAsof;
+  before(async () => {
+    asof = await grpcAsof({ apiKeys: `${KEYS},w:write` } as never);
+    await withDecision(asof, bearer('all'));
+  });
+  after(() => asof?.destroy());
+
+  test('read, write and admin keys see every series of table t and none of _asof_decisions; read+audit sees both', async () => {
+    for (const k of ['r', 'w', 'ad']) {
+      const series = await metricTables(asof, bearer(k));
+      for (const name of ['asof_table_records', 'asof_table_rows', 'asof_changelog_offset']) assert.deepEqual(series.get(name), ['t'], `${name} for key ${k}`);
+    }
+    const audited = await metricTables(asof, bearer('u'));
+    for (const name of ['asof_table_records', 'asof_table_rows', 'asof_changelog_offset']) assert.deepEqual(audited.get(name), ['_asof_decisions', 't'], `${name} for read+audit`);
+  });
+});
+
+test('ASOF_METRICS_OPEN=true: a scrape without a key sees no internal table; one presenting a key with the audit scope does', async () => {
+  const asof = await grpcAsof({ apiKeys: KEYS, metricsOpen: 'true' } as never);
+  try {
+    await withDecision(asof, bearer('all'));
+    assert.deepEqual((await metricTables(asof)).get('asof_table_records'), ['t'], 'no key');
+    assert.deepEqual((await metricTables(asof, bearer('nonsense'))).get('asof_table_records'), ['t'], 'a key that is not valid');
+    assert.deepEqual((await metricTables(asof, bearer('r'))).get('asof_table_records'), ['t'], 'a read key');
+    assert.deepEqual((await metricTables(asof, bearer('u'))).get('asof_table_records'), ['_asof_decisions', 't'], 'a read+audit key');
+  } finally {
+    await asof.destroy();
+  }
+});
+
 test('without keys (auth off) the decision log reads as before', async () => {
   const asof = await grpcAsof();
   try {
@@ -114,6 +156,7 @@ test('without keys (auth off) the decision log reads as before', async () => {
     assert.equal((await asof.req('GET', '/tables/_asof_decisions/rows/q1')).body.row.id, 'q1');
     assert.equal((await asof.req('GET', '/tables/_asof_decisions/changelog')).body.records.length, 1);
     assert.equal(await follow(asof, '_asof_decisions'), 'data');
+    assert.deepEqual((await metricTables(asof)).get('asof_table_records'), ['_asof_decisions', 't']);
   } finally {
     await asof.destroy();
   }
