@@ -72,7 +72,7 @@ export async function buildServices(
   if (opts.materialize !== false) registry.startMirrorSync(1000);
   const online = new OnlineService(registry, onlineStore, materializer, now, (config.lookupCacheMb ?? 64) * 1024 * 1024);
   const trainingSets = new TrainingSets(engine, registry, { chunkRows: config.trainingSetChunkRows, memoryBytes: config.offlineMemoryMb * 1024 * 1024, maxLineBytes: config.maxBodyBytes });
-  const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now, {
+  const trainingSetJobs = await TrainingSetJobs.open(config.dataDir, logger, now, (table, caller) => engine.mayRead(table, caller), {
     maxPending: config.maxTrainingSetJobs ?? 8,
     retentionMs: (config.trainingSetRetentionHours ?? 24) * 3600_000,
   });

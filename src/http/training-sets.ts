@@ -79,6 +79,10 @@ const JobStatus = z
 
 const JobParams = z.object({ id: z.string() });
 
+/** Who is answered about a job: said once, in each job route's description. */
+const JOB_ACCESS =
+  "A job exists only for keys allowed to read the table its request named (entities.table), as building it required: asof's internal tables, such as the decision log, need the audit scope. Any other key gets 404 ASOF_NOT_FOUND, the answer for an id no job has.";
+
 function jobJson(j: JobInfo): z.infer<typeof JobStatus> {
   const { createdAt, startedAt, finishedAt, ...rest } = j;
   return {
@@ -176,8 +180,8 @@ export const trainingSetRoutes =
 
     route(
       app,
-      { method: 'GET', url: '/training-sets/:id', operationId: 'getTrainingSetJob', scope: 'read', summary: 'A training-set job: state and progress', tags: ['training sets'], params: JobParams, responses: { 200: JobStatus, 404: 'error' } },
-      async (_req, _reply, { params }) => jobJson(jobs.get(params.id)),
+      { method: 'GET', url: '/training-sets/:id', operationId: 'getTrainingSetJob', scope: 'read', summary: 'A training-set job: state and progress', description: JOB_ACCESS, tags: ['training sets'], params: JobParams, responses: { 200: JobStatus, 404: 'error' } },
+      async (req, _reply, { params }) => jobJson(jobs.get(params.id, callerOf(req))),
     );
 
     route(
@@ -188,13 +192,13 @@ export const trainingSetRoutes =
         operationId: 'getTrainingSetData',
         scope: 'read',
         summary: 'Download a finished training set',
-        description: 'The file, in the format the job was asked for (json is `{rows, token}`). 409 while the job runs or when it failed.',
+        description: `The file, in the format the job was asked for (json is \`{rows, token}\`). 409 while the job runs or when it failed.\n\n${JOB_ACCESS}`,
         tags: ['training sets'],
         params: JobParams,
         responses: { 200: { description: 'The training set file', contentType: 'application/octet-stream' }, 404: 'error', 409: 'error' },
       },
-      async (_req, reply, { params }) => {
-        const { path, format } = jobs.data(params.id);
+      async (req, reply, { params }) => {
+        const { path, format } = jobs.data(params.id, callerOf(req));
         reply.header('content-disposition', `attachment; filename="${params.id}.${EXTENSIONS[format]}"`);
         return sendFile(reply, path, format, { remove: false });
       },
@@ -202,9 +206,9 @@ export const trainingSetRoutes =
 
     route(
       app,
-      { method: 'DELETE', url: '/training-sets/:id', operationId: 'deleteTrainingSetJob', scope: 'admin', summary: 'Delete a finished job and its file', tags: ['training sets'], params: JobParams, responses: { 200: z.object({ id: z.string(), deleted: z.literal(true) }), 404: 'error', 409: 'error' } },
-      async (_req, _reply, { params }) => {
-        await jobs.delete(params.id);
+      { method: 'DELETE', url: '/training-sets/:id', operationId: 'deleteTrainingSetJob', scope: 'admin', summary: 'Delete a finished job and its file', description: JOB_ACCESS, tags: ['training sets'], params: JobParams, responses: { 200: z.object({ id: z.string(), deleted: z.literal(true) }), 404: 'error', 409: 'error' } },
+      async (req, _reply, { params }) => {
+        await jobs.delete(params.id, callerOf(req));
         return { id: params.id, deleted: true as const };
       },
     );

@@ -67,6 +67,13 @@ export interface PreparedTrainingSet {
   pointInTime: PointInTime;
   /** The changelog positions the training set reads (sources and a labels table). */
   token: Token;
+  /**
+   * The tables the request named (its entity rows' table, if any), which
+   * `prepare`'s caller had to be allowed to read: a job keeps them, and shows
+   * itself only to callers allowed the same (jobs.ts). Views' sources are not
+   * among them: a view serves its source to every read key by design.
+   */
+  tables: string[];
   /** Writes the whole training set to `path` (the caller renames it into place); `signal` stops it between batches. */
   write(path: string, onProgress?: (p: Progress) => void, signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
@@ -151,6 +158,7 @@ export class TrainingSets {
         format,
         pointInTime,
         token,
+        tables: 'table' in req.entities ? [req.entities.table] : [],
         write: (path, onProgress, signal) => this.write(path, { rows, plans, timeIndex, columns, featureColumns, format, pointInTime, token, internal }, onProgress, signal),
         close: () => rows.close(),
       };

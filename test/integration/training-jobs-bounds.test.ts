@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { UNRESTRICTED } from '../../src/access.js';
 import { silentLogger } from '../../src/logger.js';
 import { TrainingSetJobs } from '../../src/offline/jobs.js';
 import type { PreparedTrainingSet } from '../../src/offline/training-set.js';
@@ -24,6 +25,7 @@ function held(): { prepared: PreparedTrainingSet; finish: () => void } {
     format: 'json',
     pointInTime: 'event',
     token: {},
+    tables: [],
     async write(path) {
       await done;
       await writeFile(path, '{"rows":[]}');
@@ -35,7 +37,7 @@ function held(): { prepared: PreparedTrainingSet; finish: () => void } {
 
 test('at most maxPending jobs queued or running; the next is 429 until one ends', async () => {
   const dir = await tempDir();
-  const jobs = await TrainingSetJobs.open(dir.path, silentLogger, Date.now, { maxPending: 2, retentionMs: 3600_000 });
+  const jobs = await TrainingSetJobs.open(dir.path, silentLogger, Date.now, () => true, { maxPending: 2, retentionMs: 3600_000 });
   try {
     const a = held();
     const b = held();
@@ -43,7 +45,7 @@ test('at most maxPending jobs queued or running; the next is 429 until one ends'
     await jobs.submit(b.prepared);
     await assert.rejects(jobs.submit(held().prepared), (e: AsofError) => e.code === 'ASOF_OVERLOADED' && e.httpStatus === 429);
     a.finish();
-    for (let i = 0; jobs.get(ja.id).state !== 'succeeded'; i++) {
+    for (let i = 0; jobs.get(ja.id, UNRESTRICTED).state !== 'succeeded'; i++) {
       assert.ok(i < 500, 'the first job finishes');
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -71,12 +73,12 @@ test('finished jobs and their files are removed once older than the retention, a
   const dir = await tempDir();
   let now = Date.parse('2026-03-01T00:00:00Z');
   const clock = () => now;
-  let jobs = await TrainingSetJobs.open(dir.path, silentLogger, clock, { maxPending: 4, retentionMs: 3600_000 });
+  let jobs = await TrainingSetJobs.open(dir.path, silentLogger, clock, () => true, { maxPending: 4, retentionMs: 3600_000 });
   const h = held();
   const info = await jobs.submit(h.prepared);
   h.finish();
-  while (jobs.get(info.id).state !== 'succeeded') await new Promise((r) => setTimeout(r, 10));
-  const file = jobs.data(info.id).path;
+  while (jobs.get(info.id, UNRESTRICTED).state !== 'succeeded') await new Promise((r) => setTimeout(r, 10));
+  const file = jobs.data(info.id, UNRESTRICTED).path;
   assert.ok(existsSync(file));
   now += 30 * 60_000;
   assert.equal(await jobs.sweep(), 0, 'younger than the retention: kept');
@@ -84,9 +86,9 @@ test('finished jobs and their files are removed once older than the retention, a
   await jobs.close();
 
   now += 31 * 60_000;
-  jobs = await TrainingSetJobs.open(dir.path, silentLogger, clock, { maxPending: 4, retentionMs: 3600_000 });
+  jobs = await TrainingSetJobs.open(dir.path, silentLogger, clock, () => true, { maxPending: 4, retentionMs: 3600_000 });
   try {
-    assert.throws(() => jobs.get(info.id), /no training-set job/);
+    assert.throws(() => jobs.get(info.id, UNRESTRICTED), /no training-set job/);
     assert.ok(!existsSync(file), 'its file is gone');
     assert.ok(!existsSync(join(dir.path, 'training-sets', `${info.id}.job.json`)), 'and its state');
   } finally {
