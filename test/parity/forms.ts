@@ -8,7 +8,8 @@ import http from 'node:http';
 import * as A from 'apache-arrow';
 import { call, grpc, stream, type GrpcAsof } from '../integration/grpc-helpers.js';
 import { asofJson } from '../integration/wire-values.js';
-import { grpcError, nextDecisionId, restError, type Form, type Outcome } from './world.js';
+import { nextDecisionId } from './decision-forms.js';
+import { grpcError, restError, type Form, type Outcome } from './world.js';
 
 /** asof.v1 Value of a JSON row value (the fixture's columns are strings and float64). */
 function pbValue(v: unknown): object {

@@ -16,7 +16,8 @@ import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
 import { followForms, insertReadBackForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
-import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, grpcError, GUARDED_DECISION, lookupForms, nextDecisionId, recordedLookupForms, repeatedLookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
+import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
+import { grpcError, GUARDED_DECISION, lookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
