@@ -8,6 +8,10 @@
  *     coerced to its column's type first and written as a literal (strings
  *     quoted with '' doubling, the only escape in Lance's SQL dialect;
  *     numbers and booleans from the coerced value, never from caller text);
+ *     written for the columns the dataset searched holds: a column added to
+ *     the table after that dataset version was written is null on every row
+ *     of it, so a condition on it is the constant `test` gives a null (Lance
+ *     refuses a column it does not have);
  *   - `test(row)`, the same predicate on a canonical row (hot rows).
  * SQL's three-valued logic is matched: a comparison with a null column value
  * is not true, and since there is no NOT, "not true" and "false" agree.
@@ -21,8 +25,8 @@ import type { CompiledColumn, Row, TableSchema } from '../engine/schema.js';
 export type Filter = Record<string, unknown>;
 
 export interface CompiledFilter {
-  /** Lance where clause. */
-  sql: string;
+  /** Lance where clause for a dataset (version) holding the table columns `held`; a condition on any other is TRUE or FALSE, as for a null. */
+  sql: (held: ReadonlySet<string>) => string;
   /** The same predicate over a canonical row. */
   test: (row: Row) => boolean;
 }
@@ -78,19 +82,17 @@ export function compileFilter(schema: TableSchema, filter: Filter, where = 'filt
       nodes += v.length;
       if (nodes > MAX_NODES * 10) bad(path, 'the filter has too many values');
       const values = v.map((x, i) => coerceValue(col, x, `${path}[${i}]`, bad));
-      const sql = `${id} IN (${values.map((x) => literal(col, x)).join(', ')})`;
-      return { sql, test: (row) => values.some((x) => cmp(col, row[name], x) === 0) };
+      return leaf(name, `${id} IN (${values.map((x) => literal(col, x)).join(', ')})`, (row) => values.some((x) => cmp(col, row[name], x) === 0));
     }
     if (v === null) {
-      if (op === 'eq') return { sql: `${id} IS NULL`, test: (row) => row[name] === null || row[name] === undefined };
-      if (op === 'ne') return { sql: `${id} IS NOT NULL`, test: (row) => row[name] !== null && row[name] !== undefined };
+      if (op === 'eq') return leaf(name, `${id} IS NULL`, (row) => row[name] === null || row[name] === undefined);
+      if (op === 'ne') return leaf(name, `${id} IS NOT NULL`, (row) => row[name] !== null && row[name] !== undefined);
       return bad(path, `"${op}" needs a value, not null`);
     }
     if (col.type.kind === 'bool' && op !== 'eq' && op !== 'ne') bad(path, `"${op}" does not apply to bool columns`);
     const x = coerceValue(col, v, path, bad);
-    const sql = `${id} ${SQL_OP[op]} ${literal(col, x)}`;
     const ok = OP_TEST[op];
-    return { sql, test: (row) => ok(cmp(col, row[name], x)) };
+    return leaf(name, `${id} ${SQL_OP[op]} ${literal(col, x)}`, (row) => ok(cmp(col, row[name], x)));
   };
 
   return node(filter, where, 0);
@@ -105,14 +107,20 @@ const OP_TEST: Record<Exclude<Op, 'in'>, (c: number) => boolean> = {
   lte: (c) => c <= 0,
 };
 
+/** One condition on column `name`: `sql` where the dataset holds it, else what `test` answers for a row where it is null. */
+function leaf(name: string, sql: string, test: (row: Row) => boolean): CompiledFilter {
+  const absent = test({}) ? 'TRUE' : 'FALSE';
+  return { sql: (held) => (held.has(name) ? sql : absent), test };
+}
+
 function all(parts: CompiledFilter[]): CompiledFilter {
   if (parts.length === 1) return parts[0];
-  return { sql: parts.map((p) => `(${p.sql})`).join(' AND '), test: (row) => parts.every((p) => p.test(row)) };
+  return { sql: (held) => parts.map((p) => `(${p.sql(held)})`).join(' AND '), test: (row) => parts.every((p) => p.test(row)) };
 }
 
 function any(parts: CompiledFilter[]): CompiledFilter {
   if (parts.length === 1) return parts[0];
-  return { sql: parts.map((p) => `(${p.sql})`).join(' OR '), test: (row) => parts.some((p) => p.test(row)) };
+  return { sql: (held) => parts.map((p) => `(${p.sql(held)})`).join(' OR '), test: (row) => parts.some((p) => p.test(row)) };
 }
 
 function coerceValue(col: CompiledColumn, v: unknown, path: string, bad: (field: string, reason: string) => never): unknown {

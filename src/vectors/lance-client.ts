@@ -11,12 +11,15 @@ import type { CompiledColumn } from '../engine/schema.js';
 import { hostModule, lanceHost } from '../engine/lance-host.js';
 import type { Metric } from './distance.js';
 import type { StoreMethod, VectorConn } from './lance-ops.js';
-import { VECTOR, type Candidate, type IndexParams, type StoredRow, type StoreColumn } from './lance-store.js';
+import { filterColumns, VECTOR, type Candidate, type IndexParams, type StoredRow, type StoreColumn } from './lance-store.js';
 
 const OPS = hostModule('./lance-ops', import.meta.url);
 
 /** A column as it crosses to the LanceDB thread: its name and type kind only. */
 const plain = (columns: CompiledColumn[]): StoreColumn[] => columns.map((c) => ({ name: c.name, type: { kind: c.type.kind } }));
+
+/** The table columns a dataset opened or extended with `columns` holds (the filterable ones, lance-store.ts). */
+const heldOf = (columns: StoreColumn[]): ReadonlySet<string> => new Set(filterColumns(columns).map((c) => c.name));
 
 /** Rows as they cross: each vector copied, so a view does not carry its whole buffer along. */
 const sendable = (rows: StoredRow[]): StoredRow[] => rows.map((r) => ({ ...r, vector: r.vector.slice() }));
@@ -63,9 +66,25 @@ export async function lanceDisconnect(conn: VectorConn): Promise<void> {
 export interface VersionHandle {
   id: number;
   generation: number;
+  /** The dataset's columns at that version: columns added to the table since are not among them. */
+  columns: ReadonlySet<string>;
 }
 
+/**
+ * A search's where clause for a dataset that holds the columns `held`
+ * (filter.ts: a condition on a column it lacks is a constant, the column
+ * being null on every row there).
+ */
+export type WhereFor = (held: ReadonlySet<string>) => string;
+
 export class VectorStore {
+  /**
+   * The table columns the dataset's latest version is known to hold: those it was last opened or extended with
+   * (addMissingColumns). A column added to the table joins them once it is added to the dataset, before any row
+   * holding a value of it is written there; until then every row the dataset has is null in it.
+   */
+  private held: ReadonlySet<string>;
+
   private constructor(
     private readonly conn: VectorConn,
     readonly name: string,
@@ -73,7 +92,9 @@ export class VectorStore {
     private columns: StoreColumn[],
     private handle: number,
     private generation: number,
-  ) {}
+  ) {
+    this.held = heldOf(columns);
+  }
 
   /** Opens the dataset, or creates it empty; `fresh` drops what was there (a rebuild). */
   static async open(conn: VectorConn, name: string, dim: number, columns: CompiledColumn[], fresh: boolean): Promise<VectorStore> {
@@ -89,8 +110,10 @@ export class VectorStore {
     const host = lanceHost();
     const g = await host.ready();
     if (g !== this.generation) {
-      this.handle = await host.call<number>(OPS, 'open', [this.conn, this.name, this.dim, this.columns, false]);
+      const columns = this.columns;
+      this.handle = await host.call<number>(OPS, 'open', [this.conn, this.name, this.dim, columns, false]);
       this.generation = g;
+      this.held = heldOf(columns);
     }
     return this.handle;
   }
@@ -100,9 +123,11 @@ export class VectorStore {
   }
 
   /** Schema evolution: columns added to the table are added to the dataset as all-null (instant in Lance). */
-  addMissingColumns(columns: CompiledColumn[]): Promise<void> {
-    this.columns = plain(columns);
-    return this.call('addMissingColumns', this.columns);
+  async addMissingColumns(columns: CompiledColumn[]): Promise<void> {
+    const cols = plain(columns);
+    this.columns = cols;
+    await this.call('addMissingColumns', cols);
+    this.held = heldOf(cols);
   }
 
   /** pk tables: the latest version of each key (insert or replace), one commit. */
@@ -163,7 +188,8 @@ export class VectorStore {
   /** A handle on version `version` (asOf searches); close it with closeVersion. */
   async at(version: number): Promise<VersionHandle> {
     const h = await this.current();
-    return { id: await lanceHost().call<number>(OPS, 'at', [h, version]), generation: this.generation };
+    const { id, columns } = await lanceHost().call<{ id: number; columns: string[] }>(OPS, 'at', [h, version]);
+    return { id, generation: this.generation, columns: new Set(columns) };
   }
 
   async closeVersion(v: VersionHandle): Promise<void> {
@@ -171,13 +197,15 @@ export class VectorStore {
   }
 
   /**
-   * Nearest rows by `metric`, of the current version or of `version` (lance-store.ts's LanceVectors.search):
-   * a version handle from a thread that has died since fails, and the caller scans the changelog instead.
+   * Nearest rows by `metric`, of the current version or of `version` (lance-store.ts's LanceVectors.search),
+   * filtered by `where` written for the columns that version holds: a version handle from a thread that has
+   * died since fails, and the caller scans the changelog instead.
    */
-  async search(version: VersionHandle | undefined, q: { vector: Float32Array; limit: number; metric: Metric; where?: string; exact: boolean; params: IndexParams }): Promise<Candidate[]> {
+  async search(version: VersionHandle | undefined, q: { vector: Float32Array; limit: number; metric: Metric; where?: WhereFor; exact: boolean; params: IndexParams }): Promise<Candidate[]> {
     const h = await this.current();
     if (version && version.generation !== this.generation) throw new Error('the LanceDB thread that opened this version has stopped');
-    return readCandidates(await lanceHost().call<Uint8Array[]>(OPS, 'search', [h, version?.id, q]));
+    const where = q.where?.(version ? version.columns : this.held);
+    return readCandidates(await lanceHost().call<Uint8Array[]>(OPS, 'search', [h, version?.id, { ...q, where }]));
   }
 
   async close(): Promise<void> {

@@ -61,12 +61,19 @@ export async function call(h: number, method: StoreMethod, args: unknown[]): Pro
   return { value: (await s[method](...args)) ?? null };
 }
 
-/** A read-only handle on version `version` of store `h`; answers its handle. */
+/** A read-only handle on version `version` of store `h`; answers its handle and the columns that version has. */
 export async function at(h: number, version: number): Promise<HostAnswer> {
   const t = await store(h).at(version);
+  const columns = await t.schema().then(
+    (s) => s.fields.map((f) => f.name),
+    (e: unknown) => {
+      t.close();
+      throw e;
+    },
+  );
   const v = next++;
   versionTables.set(v, t);
-  return { value: v };
+  return { value: { id: v, columns } };
 }
 
 /** Nearest rows of store `h`, or of the older version `v` when given: Arrow IPC streams, transferred (lance-store.ts). */

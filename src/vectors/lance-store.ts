@@ -133,7 +133,14 @@ export class LanceVectors {
   async addMissingColumns(columns: StoreColumn[]): Promise<void> {
     const have = new Set((await this.table.schema()).fields.map((f) => f.name));
     const missing = filterColumns(columns).filter((c) => !have.has(c.name));
-    if (missing.length) await this.table.addColumns(missing.map((c) => new Field(c.name, arrowType(c.type.kind), true)));
+    if (missing.length) {
+      // As a Schema in LanceDB's own copy of apache-arrow (CommonJS; this module's is the ES module copy): addColumns
+      // tells a Schema or Fields from SQL expressions by instanceof against its copy, and sent this module's Fields to
+      // Lance as expressions, which it refused ("Missing field `valueSql`"). makeArrowTable converts a schema from any
+      // copy into LanceDB's, as createEmptyTable and add do for theirs.
+      const added = new Schema(missing.map((c) => new Field(c.name, arrowType(c.type.kind), true)));
+      await this.table.addColumns(L().makeArrowTable([], { schema: added }).schema);
+    }
     const dim = (this.schema.fields[4].type as FixedSizeList).listSize;
     this.schema = lanceSchema(dim, columns);
   }
