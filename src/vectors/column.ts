@@ -18,6 +18,7 @@
  */
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
+import { AsofError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Commit, Table } from '../engine/table.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
@@ -95,7 +96,12 @@ export class VectorColumn {
     private readonly logger: Logger,
   ) {
     this.applier = new HotApplier(() => table.schema, column);
-    this.ready = this.start();
+    // A column that did not start stays so until asof restarts: its searches answer 503 ASOF_TABLE_UNAVAILABLE (not
+    // retriable), naming it and why; the table's rows and changelog are served as usual.
+    this.ready = this.start().catch((e: unknown) => {
+      const why = e instanceof Error ? e.message : String(e);
+      throw new AsofError('ASOF_TABLE_UNAVAILABLE', `vector column "${this.name}" did not open: ${why}; searches on it fail until asof restarts`, { table: table.name, column });
+    });
     this.ready.catch((e) => logger.error({ table: table.name, column, err: String(e) }, 'vector column failed to start'));
   }
 

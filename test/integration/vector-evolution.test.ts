@@ -4,11 +4,17 @@
  * added to the column's dataset (old rows read it as null), filters on it
  * find the right rows in memory, in Lance, at an older Lance version that
  * predates it (asOf), and before any flush has added it; flushes succeed, and
- * a restart opens the column and answers.
+ * a restart opens the column and answers. A column whose dataset does not open
+ * at start (a LanceDB call made to fail, test/fixtures/lance-faults.ts: the
+ * open of an evolved column's dataset failed so) answers its searches 503
+ * ASOF_TABLE_UNAVAILABLE, naming it, not 500.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { hostModule, lanceHost } from '../../src/engine/lance-host.js';
 import { testAsof, type TestAsof } from '../helpers.js';
+
+const FAULTS = hostModule('../fixtures/lance-faults', import.meta.url);
 
 const COLUMNS = [
   { name: 'id', type: 'int64', nullable: false },
@@ -113,6 +119,38 @@ test('a column added to a table whose vector rows are in Lance: after a restart 
     await column(a).ready;
     assert.equal(column(a).hotRows, 0, 'nothing left to read from the changelog');
     await bothRowsAnswer(a, 'after a third restart, from Lance only');
+  } finally {
+    await a.destroy();
+  }
+});
+
+test('a vector column whose dataset does not open at start: its searches answer 503 ASOF_TABLE_UNAVAILABLE naming it, the table serves its rows', async () => {
+  // No cold tier: the injected failure is the vector column's, whoever calls first.
+  const opts = { vectorFlushMs: 3_600_000, tierAfter: null };
+  let a = await testAsof(opts);
+  const dataDir = a.dataDir;
+  try {
+    await define(a, COLUMNS, 201);
+    await write(a, { id: 1, e: [1, 0] });
+    await column(a).flushNow();
+    await a.close();
+
+    // Opening the dataset reads its schema (to add the columns the table gained): that read fails.
+    await lanceHost().call(FAULTS, 'failNext', ['schema']);
+    a = await testAsof(opts, { dataDir });
+    await assert.rejects(column(a).ready);
+    assert.equal(await lanceHost().call(FAULTS, 'injectedCount', ['schema']), 1);
+    const r = await a.req('POST', '/vectors/search', { table: 'rp', vector: [1, 0], k: 5 });
+    assert.equal(r.status, 503, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'ASOF_TABLE_UNAVAILABLE');
+    assert.match(r.body.error.message, /vector column "rp\.e" did not open: injected schema failure/);
+    assert.deepEqual(r.body.error.details, { table: 'rp', column: 'e' });
+    assert.equal((await a.req('GET', '/tables/rp/rows/1')).status, 200, 'the table serves its rows');
+    await a.close();
+
+    // The next start opens it.
+    a = await testAsof(opts, { dataDir });
+    assert.deepEqual((await keys(a, {})).keys, ['1']);
   } finally {
     await a.destroy();
   }
