@@ -1,7 +1,8 @@
 /**
  * The key index: key → the offsets of its records, ascending, for a table with
- * key columns (every record of such a table is in it), and its binary form in
- * snapshots.
+ * key columns (every record of such a table is in it, except a log record
+ * whose key is null, which belongs to no key: schema.keyOf), and its binary
+ * form in snapshots.
  *
  * Offsets live in typed arrays, never in a JS array per key: an array per key,
  * grown by push, was new garbage on every write that survived (the index only

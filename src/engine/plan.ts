@@ -14,8 +14,8 @@ import type { WriteOp } from './table-commit.js';
 export interface Planned {
   changes: Uint8Array;
   rows: Row[];
-  /** Key-index key of each record (schema.indexKeyOf; pk tables key their state by it too); undefined when the table has no key columns. */
-  keys?: IndexKey[];
+  /** Key-index key of each record (schema.indexKeyOf; pk tables key their state by it too), null for a log record whose key is null; undefined when the table has no key columns. */
+  keys?: (IndexKey | null)[];
   /** Records each request wrote, in request order. */
   counts: number[];
 }
@@ -43,7 +43,7 @@ export function planGroup(s: TableSchema, state: LatestRows, group: { rows: Row[
   for (const p of group) {
     const before = rows.length;
     for (const row of p.rows) {
-      const key = s.indexKeyOf(row);
+      const key = s.indexKeyOf(row)!; // a pk table's key columns are never nullable (table-def.ts)
       const old = overlay.has(key) ? overlay.get(key)! : state.get(key);
       if (p.op === 'delete') {
         if (old) {

@@ -14,7 +14,7 @@ import { parseColumnType, type ColumnType } from './types.js';
 import { formatTimestamp, parseTimestamp, timestampProblem } from './time.js';
 import { BadValue, coercer, describe, type Coerce } from './coerce.js';
 import { rowCodeFor, type RowCode } from './row-code.js';
-import { numericIndexKey } from './indexes.js';
+import { numericIndexKey, type IndexKey } from './indexes.js';
 
 export { formatTimestamp, parseTimestamp, timestampProblem };
 
@@ -188,15 +188,29 @@ export class TableSchema {
     return { rows: out, issues };
   }
 
-  /** The canonical key string of a (canonical) row: the value itself for one key column, a JSON array for several. */
-  keyOf(row: Row): string {
+  /**
+   * The canonical key string of a (canonical) row: the value itself for one key
+   * column, a JSON array of the values' text for several. Null when a key column
+   * holds null (only a log table's key columns may be nullable): such a record
+   * has no key, as it has no entity (ViewEvaluator.entityOf). It is in no key's
+   * records: not in the key index, so no `?key=` read, follow, audit replay or
+   * cold-tier key read finds it. String(null) would file it under the key of the
+   * string "null" (and `["1","null"]` under that of ["1", "null"]).
+   */
+  keyOf(row: Row): string | null {
     const kc = this.keyColumns;
     if (kc.length === 1) return keyPart(row[kc[0].name]);
-    return JSON.stringify(kc.map((c) => keyPart(row[c.name])));
+    const parts: string[] = new Array(kc.length);
+    for (let i = 0; i < kc.length; i++) {
+      const p = keyPart(row[kc[i].name]);
+      if (p === null) return null;
+      parts[i] = p;
+    }
+    return JSON.stringify(parts);
   }
 
-  /** The key index's key of a row: its number in a numeric index (see numericKey), else keyOf. */
-  indexKeyOf(row: Row): string | number {
+  /** The key index's key of a row: its number in a numeric index (see numericKey), else keyOf; null when it has no key (see keyOf). */
+  indexKeyOf(row: Row): IndexKey | null {
     if (this.numericKey) {
       const v = row[this.keyColumns[0].name];
       return typeof v === 'number' ? v : keyPart(v);
@@ -209,10 +223,16 @@ export class TableSchema {
     return this.numericKey ? numericIndexKey(key) : key;
   }
 
-  /** `keyOf` from decoded columns: `keyValues` holds the key columns' values, in key order. */
-  keyAt(keyValues: unknown[][], i: number): string {
+  /** `keyOf` from decoded columns: `keyValues` holds the key columns' values, in key order; null when it has no key (see keyOf). */
+  keyAt(keyValues: unknown[][], i: number): string | null {
     if (keyValues.length === 1) return keyPart(keyValues[0][i]);
-    return JSON.stringify(keyValues.map((v) => keyPart(v[i])));
+    const parts: string[] = new Array(keyValues.length);
+    for (let j = 0; j < keyValues.length; j++) {
+      const p = keyPart(keyValues[j][i]);
+      if (p === null) return null;
+      parts[j] = p;
+    }
+    return JSON.stringify(parts);
   }
 
   /**
@@ -235,7 +255,13 @@ export class TableSchema {
     }
     const { rows, issues } = this.validate([obj], { keysOnly: true });
     if (issues.length) throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid key: ${issues[0].field}: ${issues[0].reason}`, issues.map(({ field, reason }) => ({ field: `key.${field}`, reason })));
-    return this.keyOf(rows[0]);
+    const key = this.keyOf(rows[0]);
+    if (key === null) {
+      // A record whose key is null is in no key's records (keyOf): a key with a null part would name none, silently.
+      const nulls = this.keyColumns.filter((c) => rows[0][c.name] === null || rows[0][c.name] === undefined).map((c) => ({ field: `key.${c.name}`, reason: 'null: a record whose key is null belongs to no key' }));
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid key: ${nulls.map((n) => n.field.slice(4)).join(', ')} is null; a record whose key is null belongs to no key`, nulls);
+    }
+    return key;
   }
 
   /** Canonical row → its JSON form (timestamps RFC 3339, big int64 as strings). */
@@ -249,7 +275,9 @@ export class TableSchema {
   }
 }
 
-function keyPart(v: unknown): string {
+/** One key column's value as key text; null for null (no key: see TableSchema.keyOf). */
+function keyPart(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
   return typeof v === 'bigint' ? v.toString() : String(v);
 }
 

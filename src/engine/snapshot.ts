@@ -9,7 +9,7 @@
  * damaged snapshot only costs time: the changelog is replayed from 0.
  *
  * Layout (little-endian): a 64-byte header, then four sections.
- *   0  u32  magic "ANS2"
+ *   0  u32  magic "ANS3" ("ANS2": the same layout, written before records whose key is null were kept out of the key index)
  *   4  u32  header bytes (64)
  *   8  f64  offset: every record below it is reflected
  *  16  f64  commit time of the last of them, epoch ms
@@ -31,7 +31,16 @@ import type { TableSchema } from './schema.js';
 import type { FrozenState } from './pk-state.js';
 import { syncDir } from '../util/fs.js';
 
-const MAGIC = 0x32534e41; // "ANS2"
+const MAGIC = 0x33534e41; // "ANS3"
+/**
+ * "ANS2": the same layout, from before a record whose key is null was kept out
+ * of the key index (schema.keyOf): such records were filed under the key text
+ * "null", with those of the string "null". Read as it is for a table whose key
+ * columns are all non-nullable (its index cannot hold one); for another (a log
+ * table with a nullable key column) it is unusable, and the changelog is
+ * replayed from 0 once, which rebuilds the index without them.
+ */
+const NULL_KEYS_MAGIC = 0x32534e41;
 const OLD_MAGIC = 0x50534e41; // "ANSP": rows only, before indexes were kept
 const HEADER = 64;
 /** Rows per Arrow batch in the state section; the event loop gets a turn between batches. */
@@ -118,7 +127,7 @@ export async function snapshotPoint(path: string): Promise<(SnapshotPoint & { la
   try {
     const h = Buffer.alloc(HEADER);
     const { bytesRead } = await fh.read(h, 0, HEADER, 0);
-    if (bytesRead < HEADER || h.readUInt32LE(0) !== MAGIC || h.readUInt32LE(4) !== HEADER) return undefined;
+    if (bytesRead < HEADER || (h.readUInt32LE(0) !== MAGIC && h.readUInt32LE(0) !== NULL_KEYS_MAGIC) || h.readUInt32LE(4) !== HEADER) return undefined;
     const point = { offset: h.readDoubleLE(8), lastCommitTime: h.readDoubleLE(16), logBytes: h.readDoubleLE(24) };
     // The frame index (indexes.ts FrameIndex.serialize): its count, then firstOffset, pos and commitTime as float64 arrays.
     const index = HEADER + h.readDoubleLE(32);
@@ -148,7 +157,10 @@ export async function readSnapshot(path: string, schema: TableSchema, load: (val
     return { damaged: `unreadable: ${(e as Error).message}` };
   }
   if (buf.length >= 4 && buf.readUInt32LE(0) === OLD_MAGIC) return { damaged: 'written by an older version without indexes' };
-  if (buf.length < HEADER || buf.readUInt32LE(0) !== MAGIC || buf.readUInt32LE(4) !== HEADER) return { damaged: 'bad header' };
+  if (buf.length >= HEADER && buf.readUInt32LE(0) === NULL_KEYS_MAGIC && schema.keyColumns.some((c) => c.nullable)) {
+    return { damaged: 'written by an older version that filed records whose key is null under the key "null"' };
+  }
+  if (buf.length < HEADER || (buf.readUInt32LE(0) !== MAGIC && buf.readUInt32LE(0) !== NULL_KEYS_MAGIC) || buf.readUInt32LE(4) !== HEADER) return { damaged: 'bad header' };
   const stateBytes = buf.readDoubleLE(32);
   const framesBytes = buf.readDoubleLE(40);
   const keysBytes = buf.readDoubleLE(48);

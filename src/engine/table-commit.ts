@@ -171,11 +171,13 @@ export class TableWriter {
     if (keys) {
       const pk = schema.kind === 'pk';
       for (let i = 0; i < rows.length; i++) {
-        keyIndex.add(keys[i], firstOffset + i);
+        const key = keys[i];
+        if (key === null) continue; // a log record whose key is null belongs to no key (schema.keyOf)
+        keyIndex.add(key, firstOffset + i);
         if (!pk) continue;
         const change = changes[i];
-        if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) state.set(keys[i], rows[i], firstOffset + i);
-        else if (change === ChangeType.DELETE) state.delete(keys[i]);
+        if (change === ChangeType.INSERT || change === ChangeType.UPDATE_AFTER) state.set(key, rows[i], firstOffset + i);
+        else if (change === ChangeType.DELETE) state.delete(key);
       }
     }
     if (keyed.length) this.t.keys.addFrame(firstOffset, rows.length, commitTime, keyed);

@@ -80,7 +80,7 @@ class Recovery {
     const snap = await readSnapshot(snapshotPath(this.dir), s, (values, n) => {
       const keyValues = keyCols.map((j) => values[j]);
       // A snapshot's rows carry no versions; they are set from its key index below.
-      for (let i = 0; i < n; i++) this.state.setAt(this.keyAt(keyValues, i), values, i, NaN);
+      for (let i = 0; i < n; i++) this.state.setAt(this.keyAt(keyValues, i)!, values, i, NaN); // pk keys are never null
     });
     let opened: Awaited<ReturnType<typeof SegmentedLog.open>> | undefined;
     if (snap && 'damaged' in snap) {
@@ -166,6 +166,7 @@ class Recovery {
     const keyValues = pk ? s.keyColumns.map((c) => values[s.columns.indexOf(c)]) : values;
     for (let i = 0; i < changes.length; i++) {
       const key = this.keyAt(keyValues, i);
+      if (key === null) continue; // a log record whose key is null belongs to no key (schema.keyOf)
       this.keyIndex.add(key, firstOffset + i);
       if (!pk) continue;
       const change = changes[i];
@@ -174,11 +175,11 @@ class Recovery {
     }
   }
 
-  /** The key (schema.indexKeyOf) of row `i` of decoded key columns. */
-  private keyAt(keyValues: unknown[][], i: number): IndexKey {
+  /** The key (schema.indexKeyOf) of row `i` of decoded key columns; null when it has none. */
+  private keyAt(keyValues: unknown[][], i: number): IndexKey | null {
     if (this.schema.numericKey) {
       const v = keyValues[0][i];
-      return typeof v === 'number' ? v : String(v);
+      return typeof v === 'number' ? v : v === null || v === undefined ? null : String(v);
     }
     return this.schema.keyAt(keyValues, i);
   }

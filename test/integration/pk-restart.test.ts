@@ -94,8 +94,8 @@ async function history(engine: Engine, seed: number, rounds: number, want: Recor
         assert.deepEqual(issues, []);
         // Requests of one round commit in the order they were queued: apply them to the reference in that order.
         for (const row of rows) {
-          if (del) want[name].delete(t.schema.keyOf(row));
-          else want[name].set(t.schema.keyOf(row), row);
+          if (del) want[name].delete(t.schema.keyOf(row)!);
+          else want[name].set(t.schema.keyOf(row)!, row);
         }
         writes.push(t.write(rows, del ? 'delete' : 'upsert'));
       }
@@ -110,12 +110,12 @@ function check(engine: Engine, want: Record<string, Map<string, Row>>): void {
     assert.equal(t.rowCount, want[name].size, `${name} row count`);
     for (const [k, row] of want[name]) assert.deepStrictEqual(t.get(k), row, `${name} key ${k}`);
     for (let k = 0; k < KEYS; k++) {
-      const text = t.schema.keyOf(t.schema.validate([keyOf(name as keyof typeof TABLES, k)], { keysOnly: true }).rows[0]);
+      const text = t.schema.keyOf(t.schema.validate([keyOf(name as keyof typeof TABLES, k)], { keysOnly: true }).rows[0])!;
       if (!want[name].has(text)) assert.equal(t.get(text), undefined, `${name} key ${text} deleted`);
     }
     const live = [...t.liveRows()];
     assert.equal(live.length, want[name].size);
-    for (const row of live) assert.deepStrictEqual(row, want[name].get(t.schema.keyOf(row)));
+    for (const row of live) assert.deepStrictEqual(row, want[name].get(t.schema.keyOf(row)!));
   }
 }
 

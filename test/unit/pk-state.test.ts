@@ -111,8 +111,8 @@ for (const [what, keyCols, randomKey] of KEY_SHAPES) {
       let frozen: { state: ReturnType<PkState['freeze']>; want: Map<string, Row> } | undefined;
       for (let step = 0; step < 4000; step++) {
         const keyRow = s.validate([randomKey(r)], { keysOnly: true }).rows[0];
-        const text = s.keyOf(keyRow);
-        const key = s.indexKeyOf(keyRow);
+        const text = s.keyOf(keyRow)!;
+        const key = s.indexKeyOf(keyRow)!;
         const x = r();
         if (x < 0.55) {
           const row = randomRow(s, keyRow, r);
@@ -138,7 +138,7 @@ for (const [what, keyCols, randomKey] of KEY_SHAPES) {
       assert.deepStrictEqual(state.get(s.indexKeyOfText(k0)), row0);
       // The copy frozen at step 1500 still holds exactly the rows of then, however the state changed since.
       const f = frozen!;
-      const sorted = (rows: Iterable<Row>) => [...rows].map((row) => [s.keyOf(row), row] as const).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      const sorted = (rows: Iterable<Row>) => [...rows].map((row) => [s.keyOf(row)!, row] as const).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
       assert.deepStrictEqual(sorted(f.state.rows()), sorted(f.want.values()));
       assert.equal(f.state.size, f.want.size);
       // Chunks hold the same values as the rows, column by column.
@@ -160,20 +160,20 @@ test('pk state: rows set from decoded columns equal those set from rows; clear e
   const a = stateFor(s);
   const b = stateFor(s);
   rows.forEach((row, i) => {
-    a.set(s.indexKeyOf(row), row, 10 + i);
-    b.setAt(s.indexKeyOf(row), values, i, NaN);
+    a.set(s.indexKeyOf(row)!, row, 10 + i);
+    b.setAt(s.indexKeyOf(row)!, values, i, NaN);
   });
   for (const row of rows) {
-    assert.deepStrictEqual(a.get(s.indexKeyOf(row)), row);
-    assert.deepStrictEqual(b.get(s.indexKeyOf(row)), row);
+    assert.deepStrictEqual(a.get(s.indexKeyOf(row)!), row);
+    assert.deepStrictEqual(b.get(s.indexKeyOf(row)!), row);
   }
   // Rows loaded without versions (a snapshot) get them from fillVersions, by key.
-  assert.ok(Number.isNaN(b.version(s.indexKeyOf(rows[7]))));
-  const offsetOf = new Map<string | number, number>(rows.map((row, i) => [s.indexKeyOf(row), 10 + i]));
+  assert.ok(Number.isNaN(b.version(s.indexKeyOf(rows[7])!)));
+  const offsetOf = new Map<string | number, number>(rows.map((row, i) => [s.indexKeyOf(row)!, 10 + i]));
   b.fillVersions((key) => offsetOf.get(key)!);
   rows.forEach((row, i) => {
-    assert.equal(a.version(s.indexKeyOf(row)), 10 + i);
-    assert.equal(b.version(s.indexKeyOf(row)), 10 + i);
+    assert.equal(a.version(s.indexKeyOf(row)!), 10 + i);
+    assert.equal(b.version(s.indexKeyOf(row)!), 10 + i);
   });
   // Safe integers are keyed by number, int64 keys beyond 2^53 by their text.
   assert.equal([...a.keys()].filter((k) => typeof k === 'number').length, 1500);
@@ -182,11 +182,11 @@ test('pk state: rows set from decoded columns equal those set from rows; clear e
   assert.deepStrictEqual(a.get(1), rows[1]);
   a.clear();
   assert.equal(a.size, 0);
-  assert.equal(a.get(s.indexKeyOf(rows[1])), undefined);
-  assert.equal(a.version(s.indexKeyOf(rows[1])), -1);
-  a.set(s.indexKeyOf(rows[1]), rows[1], 3);
-  assert.deepStrictEqual(a.get(s.indexKeyOf(rows[1])), rows[1]);
-  assert.equal(a.version(s.indexKeyOf(rows[1])), 3);
+  assert.equal(a.get(s.indexKeyOf(rows[1])!), undefined);
+  assert.equal(a.version(s.indexKeyOf(rows[1])!), -1);
+  a.set(s.indexKeyOf(rows[1])!, rows[1], 3);
+  assert.deepStrictEqual(a.get(s.indexKeyOf(rows[1])!), rows[1]);
+  assert.equal(a.version(s.indexKeyOf(rows[1])!), 3);
 });
 
 test('pk state: columns appended by a schema change read null for rows stored before it, and hold values after', () => {
