@@ -169,7 +169,7 @@ async function main(): Promise<void> {
       const d = await directQuery(queries[i]);
       directMs.push(d.ms);
       directCpu += d.cpuMs;
-      hitsAsof += a.results.filter((h) => truth[i].has(h.key)).length;
+      hitsAsof += a.results.filter((h) => truth[i].has(h.key!)).length;
       hitsDirect += d.keys.filter((key) => truth[i].has(key)).length;
     }
     const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
@@ -212,7 +212,7 @@ async function main(): Promise<void> {
       const s = performance.now();
       const a = await asofQuery(q);
       hotMs.push(performance.now() - s);
-      hits += a.results.filter((h) => want.has(h.key)).length;
+      hits += a.results.filter((h) => want.has(h.key!)).length;
       stale += a.results.filter((h) => Number(h.key) < moved && (h.row as { cat: string }).cat !== 'moved').length;
     }
     console.log(`with ${moved} rows updated in memory (${col.hotRows} rows not in Lance): recall@${K} ${(hits / (K * n)).toFixed(4)}, stale versions returned ${stale}, p50 ${pct(hotMs, 50).toFixed(2)} ms`);

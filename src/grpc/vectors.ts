@@ -85,7 +85,7 @@ export function vectorService(ctx: CallContext, services: Pick<Services, 'vector
           for (const c of schema.columns) columns[c.name] = toPbValue(c.type, h.row[c.name]);
           const f = h.features;
           return {
-            key: h.key,
+            key: h.key ?? undefined,
             offset: String(h.offset),
             distance: h.distance,
             row: { columns },

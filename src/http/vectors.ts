@@ -41,7 +41,7 @@ export const VectorSearchAnswerSchema = z
   .object({
     results: z.array(
       z.object({
-        key: z.string().describe("The row's canonical key (pk tables, and log tables with key columns); else its offset."),
+        key: z.string().nullable().describe("The row's canonical key (pk tables, and log tables with key columns); else its offset. null for a log row whose key is null: it has no key and no entity, and gets no features."),
         offset: z.number().int().describe('The changelog offset that wrote this version of the row.'),
         distance: z.number().describe('cosine: 1 - cos; l2: squared Euclidean; dot: -(a.b). Smaller is nearer.'),
         row: z.record(z.string(), z.unknown()),

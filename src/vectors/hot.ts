@@ -57,14 +57,16 @@ export class HotApplier {
     seg.lastCommit = commitTime;
     if (s.kind === 'pk') {
       if (change === ChangeType.UPDATE_BEFORE) return;
-      const key = s.keyOf(row);
+      const key = s.keyOf(row)!; // a pk table's key columns are never nullable
       const alive = change !== ChangeType.DELETE && row[this.column] !== null && row[this.column] !== undefined;
       seg.entries.delete(key); // re-inserted last: Map order stays offset order
       seg.entries.set(key, { key, offset, commitTime, row: alive ? row : null });
       return;
     }
     if (row[this.column] === null || row[this.column] === undefined) return;
-    seg.entries.set(offset, { key: s.keyColumns.length ? s.keyOf(row) : String(offset), offset, commitTime, row });
+    // A log row whose key is null is stored under "null" (as Lance datasets written before held it); its hit's key is
+    // read from its row, never from this (search.ts hitKey).
+    seg.entries.set(offset, { key: s.keyColumns.length ? (s.keyOf(row) ?? 'null') : String(offset), offset, commitTime, row });
   }
 }
 

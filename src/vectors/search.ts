@@ -28,7 +28,8 @@ export interface ColumnQuery {
 }
 
 export interface Hit {
-  key: string;
+  /** null: a log row whose key is null (it has no key, and no entity: schema.keyOf). */
+  key: string | null;
   offset: number;
   distance: number;
   /** The row's JSON form. */
@@ -145,7 +146,23 @@ async function merge(col: VectorColumn, segments: Segment[], lance: { version: V
     out = [...best.values()];
   }
   out.sort((a, b) => a.distance - b.distance || a.offset - b.offset);
-  return out.slice(0, q.k).map((s) => ({ key: s.key, offset: s.offset, distance: s.distance, row: rowJson(col, s) }));
+  return out.slice(0, q.k).map((s) => {
+    const row = rowJson(col, s);
+    return { key: hitKey(col, s.key, row), offset: s.offset, distance: s.distance, row };
+  });
+}
+
+/**
+ * A hit's key: as stored, except for a log row with a null key column, which
+ * has none (schema.keyOf). Read from the row, because the hot segment and Lance
+ * store such a row's key as "null" (Lance datasets written before this was
+ * told apart hold it so), which is also the key of the string "null".
+ */
+function hitKey(col: VectorColumn, stored: string, row: Row): string | null {
+  const kc = col.table.schema.keyColumns;
+  if (col.pk || kc.length === 0) return stored;
+  for (const c of kc) if (c.nullable && row[c.name] === null) return null;
+  return stored;
 }
 
 /** A hit's row in JSON form: every current column (null for one added after it was written), the vector as stored (float32). */

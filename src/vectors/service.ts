@@ -36,7 +36,8 @@ export interface VectorSearchRequest {
 }
 
 export interface VectorHit {
-  key: string;
+  /** The row's canonical key; null for a log row whose key is null (no key, no entity: it gets no features). */
+  key: string | null;
   /** The changelog offset that wrote this version of the row. */
   offset: number;
   distance: number;
@@ -150,9 +151,11 @@ export class VectorService {
     const answer = await searchColumn(col, { vector, k: req.k, metric, filter, asOf }, this.index);
     const results: VectorHit[] = answer.hits.map((h) => ({ key: h.key, offset: h.offset, distance: h.distance, row: h.row }));
     if (plan && results.length > 0) {
-      const keys = results.map((r) => r.key);
-      const objects = toObjects(keys, await this.online.evaluate(keys, plan));
-      results.forEach((r, i) => (r.features = objects[i]));
+      // A hit whose key is null has no entity, so no features (the lookup of the key "null" is another entity's).
+      const keyed = results.filter((r): r is VectorHit & { key: string } => r.key !== null);
+      const keys = keyed.map((r) => r.key);
+      const objects = keys.length ? toObjects(keys, await this.online.evaluate(keys, plan)) : [];
+      keyed.forEach((r, i) => (r.features = objects[i]));
     }
     return { results, token: { [req.table]: answer.offset }, search: { ...answer.plan, metric, column: col.column } };
   }

@@ -2585,7 +2585,7 @@ export namespace asof {
             constructor(properties?: asof.v1.ISearchHit);
 
             /** SearchHit key. */
-            public key: string;
+            public key?: (string|null);
 
             /** SearchHit offset. */
             public offset: (number|Long);

@@ -7902,11 +7902,11 @@ export const asof = $root.asof = (() => {
 
             /**
              * SearchHit key.
-             * @member {string} key
+             * @member {string|null|undefined} key
              * @memberof asof.v1.SearchHit
              * @instance
              */
-            SearchHit.prototype.key = "";
+            SearchHit.prototype.key = null;
 
             /**
              * SearchHit offset.
@@ -7939,6 +7939,15 @@ export const asof = $root.asof = (() => {
              * @instance
              */
             SearchHit.prototype.features = null;
+
+            // OneOf field names bound to virtual getters and setters
+            let $oneOfFields;
+
+            // Virtual OneOf for proto3 optional field
+            Object.defineProperty(SearchHit.prototype, "_key", {
+                get: $util.oneOfGetter($oneOfFields = ["key"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
 
             /**
              * Creates a new SearchHit instance using the specified properties.
@@ -8110,7 +8119,6 @@ export const asof = $root.asof = (() => {
                     throw Error("max depth exceeded");
                 let object = {};
                 if (options.defaults) {
-                    object.key = "";
                     if ($util.Long) {
                         let long = new $util.Long(0, 0, false);
                         object.offset = options.longs === String ? long.toString() : options.longs === Number ? long.toNumber() : typeof BigInt !== "undefined" && options.longs === BigInt ? long.toBigInt() : long;
@@ -8120,8 +8128,11 @@ export const asof = $root.asof = (() => {
                     object.row = null;
                     object.features = null;
                 }
-                if (message.key != null && Object.hasOwnProperty.call(message, "key"))
+                if (message.key != null && Object.hasOwnProperty.call(message, "key")) {
                     object.key = message.key;
+                    if (options.oneofs)
+                        object._key = "key";
+                }
                 if (message.offset != null && Object.hasOwnProperty.call(message, "offset"))
                     if (typeof BigInt !== "undefined" && options.longs === BigInt)
                         object.offset = typeof message.offset === "number" ? BigInt(message.offset) : $util.Long.fromBits(message.offset.low >>> 0, message.offset.high >>> 0, false).toBigInt();
