@@ -5,6 +5,7 @@
  * column types decide what is accepted, once, in the engine.
  */
 import { AsofError } from '../errors.js';
+import { bentNumberReason, bentNumbers } from '../engine/json-safety.js';
 import type { Row, TableSchema } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import { protoTimestamp } from '../feast/values.js';
@@ -98,12 +99,18 @@ export function fromPbValue(v: PbValue | null | undefined): unknown {
     }
     case 'timestamp_value':
       return timestampMs(v.timestamp_value as PbTimestamp, 'timestamp_value');
-    case 'json_value':
+    case 'json_value': {
+      let value: unknown;
       try {
-        return JSON.parse(v.json_value as string);
+        value = JSON.parse(v.json_value as string);
       } catch (e) {
         throw new BadJsonValue(`json_value is not valid JSON: ${(e as Error).message}`);
       }
+      // A json_value is a json column's value: a number in it a float64 does not hold as sent is refused (json-safety.ts).
+      const bent = bentNumbers(v.json_value as string)[0];
+      if (bent) throw new BadJsonValue(`json_value ${bentNumberReason(bent, bent.path)}`);
+      return value;
+    }
     case 'list_value':
       return ((v.list_value as { values?: PbValue[] }).values ?? []).map(fromPbValue);
     case 'struct_value': {

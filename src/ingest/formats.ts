@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import * as A from 'apache-arrow';
 import { AsofError } from '../errors.js';
 import { decodeColumn } from '../engine/arrow-codec.js';
-import { parseJsonText } from '../engine/json-safety.js';
+import { noteRowsText, parseJsonText } from '../engine/json-safety.js';
 import { rowCodeFor } from '../engine/row-code.js';
 import type { ColumnType } from '../engine/types.js';
 
@@ -24,6 +24,8 @@ export function parseNdjson(text: string): unknown[] {
       throw new AsofError('ASOF_INVALID_ROW', `row ${rows.length}: ${reason}; nothing was written`, [{ row: rows.length, field: '', reason: `line ${i + 1}: ${reason}` }]);
     }
   }
+  // Kept for the json columns' number check (json-safety.ts): read only for a table with a json column.
+  noteRowsText(rows, { text, ndjson: true });
   return rows;
 }
 
@@ -56,7 +58,7 @@ function batchRows(batches: A.RecordBatch[]): unknown[] {
     // Assigned to a plain object, this name would replace the row's prototype rather than add a column.
     if (fields.some((f) => f.name === '__proto__')) throw new AsofError('ASOF_INVALID_ROW', 'column "__proto__": the name "__proto__" is reserved; nothing was written', [{ field: '__proto__', reason: 'the name "__proto__" is reserved' }]);
     const n = batch.numRows;
-    const values = fields.map((f, j) => columnValues(f.name, f.type, batch.getChildAt(j)!));
+    const values = fields.map((f, j) => columnValues(f.name, f.type, batch.getChildAt(j)!, rows.length));
     const code = rowCodeFor(fields.map((f) => ({ name: f.name })));
     if (code) {
       for (const row of code.build(values, n)) rows.push(row);
@@ -83,7 +85,36 @@ function sameAs(type: A.DataType): ColumnType | undefined {
   return undefined;
 }
 
-function columnValues(name: string, type: A.DataType, vec: A.Vector): unknown[] {
+/**
+ * The first Arrow type in `type` (itself or a child, a dictionary's values)
+ * whose values asof cannot read as they were sent: Arrow gives decimals,
+ * intervals and binary as typed arrays of raw words or bytes, which would be
+ * stored as lists of numbers (Decimal(10, 2) 123.45 as [12345,0,0,0]).
+ * No column type holds them exactly, so they are refused, not converted.
+ */
+function unreadableType(type: A.DataType): A.DataType | undefined {
+  if (A.DataType.isDecimal(type) || A.DataType.isBinary(type) || A.DataType.isLargeBinary(type) || A.DataType.isFixedSizeBinary(type) || A.DataType.isInterval(type)) return type;
+  if (A.DataType.isDictionary(type)) return unreadableType(type.dictionary);
+  for (const child of (type.children ?? []) as A.Field[]) {
+    const t = unreadableType(child.type);
+    if (t) return t;
+  }
+  return undefined;
+}
+
+/** A column's values as plain JS values; `base` is the index of the batch's first row among the body's rows (for errors). */
+function columnValues(name: string, type: A.DataType, vec: A.Vector, base: number): unknown[] {
+  const unreadable = unreadableType(type);
+  if (unreadable) {
+    // A column of nulls only stores nulls, exactly: refused only where a value is present.
+    let i = 0;
+    while (i < vec.length && !vec.isValid(i)) i++;
+    if (i < vec.length) {
+      const what = unreadable === type ? `Arrow type ${String(type)}` : `Arrow type ${String(type)} (holding ${String(unreadable)})`;
+      const reason = `${what} has no exact form in asof's column types (decimal, binary and interval values are refused, not stored as their raw words or bytes nor rounded); send decimals as Utf8 or Float64, bytes as Utf8 text`;
+      throw new AsofError('ASOF_INVALID_ROW', `row ${base + i}: column "${name}": ${reason}; nothing was written`, [{ row: base + i, field: name, reason }]);
+    }
+  }
   // Arrow's decoder would turn bytes that are not UTF-8 into U+FFFD: each chunk's text bytes are checked at once, natively.
   if (A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type)) {
     for (const d of vec.data) {
@@ -132,7 +163,8 @@ function arrowToJs(v: unknown): unknown {
   if (v === null || v === undefined) return null;
   if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   if (v instanceof A.Vector) return A.DataType.isTimestamp(v.type) || A.DataType.isDate(v.type) ? timeValues(v) : Array.from(v.toArray() as ArrayLike<unknown>, arrowToJs);
-  if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number>, (x) => arrowToJs(x));
+  // Raw words or bytes (decimals, binary, intervals): their columns are refused before any value is read (unreadableType).
+  if (ArrayBuffer.isView(v)) throw new Error(`an Arrow value of raw words or bytes (${v.constructor.name}) has no exact form in asof`);
   if (typeof v === 'object') {
     const o = (typeof (v as { toJSON?: unknown }).toJSON === 'function' ? (v as { toJSON(): unknown }).toJSON() : v) as Record<string, unknown>;
     const out: Record<string, unknown> = {};

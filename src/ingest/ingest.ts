@@ -7,6 +7,8 @@ import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import type { WriteOp } from '../engine/table.js';
 import { isReservedName, type Row, type TableSchema } from '../engine/schema.js';
+import { bentNumberReason, bentNumbersInRows } from '../engine/json-safety.js';
+import type { ColumnType } from '../engine/types.js';
 import { countRowsIngested } from '../metrics.js';
 import type { KeyedRequest } from '../engine/idempotency.js';
 import { columnar, fromColumns } from './json-rows.js';
@@ -188,6 +190,7 @@ export class IngestService {
       const first = issues[0];
       throw new AsofError('ASOF_INVALID_ROW', `row ${first.row}: ${first.field ? `column "${first.field}": ` : ''}${first.reason}; nothing was written`, issues);
     }
+    if (op === 'upsert') checkJsonNumbers(table.schema, rows);
     return { table, valid };
   }
 
@@ -197,5 +200,37 @@ export class IngestService {
     return { count: r.count, firstOffset: r.firstOffset, lastOffset: r.lastOffset, token: { [tableName]: r.tokenOffset } };
   }
 }
+
+/**
+ * Refuses a number inside a json value that a float64 does not hold as sent
+ * (`12345678901234567890`, stored as 12345678901234567000): 400 naming the
+ * row, the column and the path in the value. Read from the text the rows
+ * were parsed from (json-safety.ts), only for a table with a json column;
+ * other column types keep
+ * their own rules (int64: beyond 2^53 as a string; float64: the nearest double).
+ */
+function checkJsonNumbers(schema: TableSchema, rows: unknown[]): void {
+  if (!schema.columns.some((c) => holdsJson(c.type))) return;
+  for (const b of bentNumbersInRows(rows)) {
+    const path = b.path; // [row, column, ...inside the column's value]
+    const column = typeof path[0] === 'number' ? schema.columns.find((c) => c.name === path[1]) : undefined;
+    if (!column) continue;
+    let type = column.type;
+    let field = column.name;
+    let k = 2;
+    for (; k < path.length && type.kind !== 'json'; k++) {
+      const step = path[k];
+      const inner = type.kind === 'list' && typeof step === 'number' ? type.item : type.kind === 'struct' ? type.fields.find((f) => f.name === step)?.type : undefined;
+      if (!inner) break;
+      field += type.kind === 'list' ? '[]' : `.${String(step)}`;
+      type = inner;
+    }
+    if (type.kind !== 'json') continue;
+    const reason = bentNumberReason(b, path.slice(k));
+    throw new AsofError('ASOF_INVALID_ROW', `row ${String(path[0])}: column "${field}": ${reason}; nothing was written`, [{ row: path[0] as number, field, reason }]);
+  }
+}
+
+const holdsJson = (t: ColumnType): boolean => t.kind === 'json' || (t.kind === 'list' && holdsJson(t.item)) || (t.kind === 'struct' && t.fields.some((f) => holdsJson(f.type)));
 
 export const hashOf = (s: string | Uint8Array): string => createHash('sha256').update(s).digest('base64url');

@@ -65,6 +65,73 @@ export function writeForms(table: string, rows: Record<string, unknown>[], op: '
 }
 
 /**
+ * A write of one row whose `jsonColumn` is given as JSON text (so a number can
+ * be written as no JS value holds it), in each form that carries the text as
+ * sent: REST JSON and NDJSON, gRPC WriteRows ndjson, and typed rows with the
+ * text as a json_value; a success answers {count}.
+ */
+export function jsonTextWriteForms(table: string, row: Record<string, unknown>, jsonColumn: string, jsonText: string): Record<string, Form> {
+  const rowText = `${JSON.stringify(row).slice(0, -1)},${JSON.stringify(jsonColumn)}:${jsonText}}`;
+  const rest = async (asof: GrpcAsof, body: string, ct: string): Promise<Outcome> => {
+    const r = await asof.req('POST', `/tables/${encodeURIComponent(table)}/rows`, body, { 'content-type': ct });
+    return r.status === 200 ? { answer: { count: r.body.count } } : restError(r.status, r.body);
+  };
+  const grpcWrite = async (asof: GrpcAsof, form: object): Promise<Outcome> => {
+    const { res, err } = await stream(asof.ingest, 'WriteRows', [{ table, ...form }]);
+    return err ? grpcError(err) : { answer: { count: Number(res.count ?? 0) } };
+  };
+  const columns = { ...Object.fromEntries(Object.entries(row).map(([k, v]) => [k, pbValue(v)])), [jsonColumn]: { json_value: jsonText } };
+  return {
+    'REST POST /tables/{table}/rows JSON': (asof) => rest(asof, `{"rows":[${rowText}]}`, 'application/json'),
+    'REST POST /tables/{table}/rows NDJSON': (asof) => rest(asof, rowText + '\n', NDJSON),
+    'gRPC asof.v1 WriteRows rows': (asof) => grpcWrite(asof, { rows: [{ columns }] }),
+    'gRPC asof.v1 WriteRows ndjson': (asof) => grpcWrite(asof, { ndjson: rowText + '\n' }),
+  };
+}
+
+/** A new `docs` row whose `j` is `jsonText`, in each jsonTextWriteForms form, answered as [{count}, `j` as REST reads it back]. */
+export function jsonTextReadBackForms(jsonText: string): Record<string, Form> {
+  return Object.fromEntries(
+    Object.keys(jsonTextWriteForms('docs', {}, 'j', jsonText)).map((name) => [
+      name,
+      async (asof: GrpcAsof): Promise<Outcome> => {
+        const id = nextDecisionId(name);
+        const wrote = await jsonTextWriteForms('docs', { id }, 'j', jsonText)[name](asof);
+        if (!('answer' in wrote)) return wrote;
+        const r = await asof.req('GET', `/tables/docs/rows/${id}`);
+        return r.status === 200 ? { answer: [wrote.answer, r.body.row.j] } : restError(r.status, r.body);
+      },
+    ]),
+  );
+}
+
+/** An Arrow IPC stream of one `docs` row whose `j` is a Decimal(10, 2) (123.45). */
+export const decimalIpc = (): Buffer =>
+  Buffer.from(
+    A.tableToIPC(
+      new A.Table({
+        id: A.vectorFromArray(['d'], new A.Utf8()),
+        j: A.makeVector(A.makeData({ type: new A.Decimal(2, 10, 128), length: 1, data: new Uint32Array([12345, 0, 0, 0]) })),
+      }),
+      'stream',
+    ),
+  );
+
+/** A write of an Arrow IPC stream, as REST Arrow and gRPC WriteRows arrow_ipc; a success answers {count}. */
+export function arrowWriteForms(table: string, ipc: Buffer): Record<string, Form> {
+  return {
+    async 'REST POST /tables/{table}/rows Arrow'(asof) {
+      const r = await asof.req('POST', `/tables/${encodeURIComponent(table)}/rows`, ipc, { 'content-type': ARROW });
+      return r.status === 200 ? { answer: { count: r.body.count } } : restError(r.status, r.body);
+    },
+    async 'gRPC asof.v1 WriteRows arrow_ipc'(asof) {
+      const { res, err } = await stream(asof.ingest, 'WriteRows', [{ table, arrow_ipc: ipc }]);
+      return err ? grpcError(err) : { answer: { count: Number(res.count ?? 0) } };
+    },
+  };
+}
+
+/**
  * A new `users` row (its key made per form, so every form inserts) written in
  * each write form, answered as [{count}, the row REST reads back].
  */

@@ -15,7 +15,7 @@ import type { ErrorCode } from '../../src/errors.js';
 import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
-import { followForms, insertReadBackForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
+import { arrowWriteForms, decimalIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
 import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
 import { grpcError, GUARDED_DECISION, lookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
@@ -107,6 +107,9 @@ export const OPERATIONS: Operation[] = [
   // Timestamps are the instants of the years 0001-9999 (UTC): one millisecond past 9999, and a year-0001 time whose offset puts it in year 0000.
   { name: 'bad rows: a time after 9999-12-31T23:59:59.999Z', forms: writeForms('events', [{ id: 'e', at: 0 }, { id: 'e', at: 253_402_300_800_000 }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: a time before 0001-01-01T00:00:00Z', forms: writeForms('events', [{ id: 'e', at: '0001-01-01T00:00:00+01:00' }]), expect: { error: 'ASOF_INVALID_ROW' } },
+  { name: 'bad rows: an integer beyond 2^53 inside a json value', forms: jsonTextWriteForms('docs', { id: 'd' }, 'j', '{"x":[12345678901234567890]}'), expect: { error: 'ASOF_INVALID_ROW' } },
+  { name: 'write: 2^53, 1e300 and 0.1 inside a json value, stored exactly', forms: jsonTextReadBackForms('[9007199254740992,1e300,0.1]'), expect: { answer: [{ count: 1 }, [9007199254740992, 1e300, 0.1]] } },
+  { name: 'bad rows: an Arrow Decimal', forms: arrowWriteForms('docs', decimalIpc()), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'write: the last instant of 9999', forms: writeForms('events', [{ id: 'e', at: 253_402_300_799_999 }]), expect: { answer: { count: 1 } } },
 
   // The changelog: a catch-up page over REST, a live follow over gRPC, the same records.

@@ -61,6 +61,8 @@ export const ITEMS = {
 };
 /** A log table with a timestamp column, for writes of times. */
 export const EVENTS = { kind: 'log', eventTime: 'at', columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'at', type: 'timestamp', nullable: false }] };
+/** A json column, for values only JSON text carries exactly (numbers beyond a float64's digits). */
+export const DOCS = { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'j', type: 'json' }] };
 const VIEW_U = { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }, { name: 'name', column: 'name' }] };
 
 export async function openWorld(): Promise<World> {
@@ -77,6 +79,7 @@ export async function openWorld(): Promise<World> {
   must(await primary.req('PUT', '/feature-services/svc', { features: ['u:name'] }));
   must(await primary.req('PUT', '/tables/items', ITEMS));
   must(await primary.req('PUT', '/tables/events', EVENTS));
+  must(await primary.req('PUT', '/tables/docs', DOCS));
   must(await primary.req('PUT', '/feature-views/ev', { source: 'events', entity: 'id', features: [{ name: 'n1h', agg: { fn: 'count', window: '1h' } }] }));
   must(await primary.req('POST', '/tables/items/rows', { rows: [{ id: 'a', cat: 'x', emb: [1, 0, 0] }, { id: 'b', cat: 'y', emb: [0, 1, 0] }, { id: 'c', cat: 'x', emb: [0, 0, 2] }] }));
   const replica = redis ? await grpcAsof({ ...shared, role: 'replica' }) : undefined;
