@@ -153,7 +153,7 @@ function literal(col: CompiledColumn, v: unknown): string {
 /** A finite double as decimal text Lance parses as a float (no exponent form). */
 function floatLiteral(x: number): string {
   if (Number.isInteger(x) && Math.abs(x) < 1e21) return `${x}.0`;
-  // The shortest text that reads back as the same double; Lance's SQL reads the exponent form too (tested in test/unit/vector-filter.test.ts).
+  // The shortest text that reads back as the same double; Lance's SQL reads the exponent form too (test/integration/vector-filters.test.ts filters on 1e-7 and 1e21).
   return String(x);
 }
 
