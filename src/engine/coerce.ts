@@ -85,7 +85,8 @@ export function coercer(type: ColumnType, path: string): Coerce {
         for (const k of Object.keys(o)) if (!known.has(k)) bad(`unknown struct field "${k}"`);
         const out: Record<string, unknown> = {};
         for (const f of fields) {
-          const x = o[f.name];
+          // Own properties only: an inherited one (`constructor`, `toString`) is no value the client sent.
+          const x = Object.hasOwn(o, f.name) ? o[f.name] : undefined;
           out[f.name] = x === null || x === undefined ? null : f.coerce(x);
         }
         return out;

@@ -13,6 +13,28 @@ const LANCE_RESERVED = new Set(['_rowid', '_rowaddr', '_rowoffset', '_row_create
 const METRICS = ['cosine', 'l2', 'dot'];
 
 /**
+ * The first struct field, at any depth (inside lists and structs), whose name a
+ * column could not have: struct values are plain objects as rows are, so the
+ * same names are reserved (an inherited `constructor` or `toString` would
+ * otherwise read as a value, and a `__proto__` field could never be sent).
+ * `path` is the field's path as row errors name it (`s.a`, `s[].a`).
+ */
+function badStructField(t: ColumnType, path: string): { path: string; reason: string } | undefined {
+  if (t.kind === 'list') return badStructField(t.item, `${path}[]`);
+  if (t.kind !== 'struct') return undefined;
+  for (const f of t.fields) {
+    const at = `${path}.${f.name}`;
+    if (!isValidName(f.name)) return { path: at, reason: `must match ${NAME_PATTERN}` };
+    if (f.name.startsWith('_asof')) return { path: at, reason: 'is reserved (names starting with _asof are)' };
+    if (LANCE_RESERVED.has(f.name)) return { path: at, reason: 'is reserved (a column Lance adds to its datasets or searches)' };
+    if (f.name in Object.prototype) return { path: at, reason: 'is reserved (a property of every JavaScript object)' };
+    const inner = badStructField(f.type, at);
+    if (inner) return inner;
+  }
+  return undefined;
+}
+
+/**
  * Checks a new table definition (create), or a change to an existing one
  * (evolve: only nullable columns appended at the end). Returns the definition
  * to persist and whether anything changed.
@@ -40,10 +62,14 @@ export function defineTable(
   });
   if (columns.length === 0) issues.push({ field: 'columns', reason: 'a table needs at least one column' });
   const types = new Map<string, ColumnType>();
-  for (const c of columns) {
+  for (const [i, c] of columns.entries()) {
     try {
       const t = parseColumnType(c.name, c.type);
       types.set(c.name, t);
+      // A column the table already has keeps its type (it is unchanged or a 409 below): a struct stored before field names were checked still opens and evolves.
+      const kept = existing?.columns.find((x) => x.name === c.name);
+      const field = kept && kept.type === formatType(t) ? undefined : badStructField(t, c.name);
+      if (field) issues.push({ field: `columns[${i}].type`, reason: `struct field "${field.path}" ${field.reason}` });
     } catch (e) {
       issues.push({ field: `columns.${c.name}.type`, reason: (e as Error).message });
     }

@@ -1,5 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import * as A from 'apache-arrow';
 import { testAsof, type TestAsof } from '../helpers.js';
 
@@ -173,6 +174,14 @@ describe('tables over REST', () => {
     const badType = await asof.req('PUT', '/tables/t2', { kind: 'log', eventTime: 'ts', columns: [{ name: 'ts', type: 'timestamp', nullable: false }, { name: 'x', type: 'vector<0>' }] });
     assert.equal(badType.status, 400);
     assert.match(badType.body.error.message, /vector/);
+    for (const type of ['struct<constructor:int64>', 'struct<__proto__:int64>', 'list<struct<a:int32,toString:string>>']) {
+      const r = await asof.req('PUT', '/tables/x5', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 's', type }] });
+      assert.equal(r.status, 400, type);
+      assert.equal(r.body.error.code, 'ASOF_INVALID_DEFINITION');
+      assert.equal(r.body.error.details[0].field, 'columns[1].type');
+      assert.match(r.body.error.message, /struct field "s(\[\])?\.(constructor|__proto__|toString)" is reserved/);
+    }
+    assert.equal((await asof.req('GET', '/tables/x5')).status, 404, 'nothing was defined');
     const same = await asof.req('PUT', '/tables/accounts', ACCOUNTS);
     assert.equal(same.status, 200);
     for (const [change, why] of [
@@ -187,6 +196,25 @@ describe('tables over REST', () => {
       assert.match(r.body.error.message, why);
     }
   });
+});
+
+test('a catalog that holds a struct with a reserved field name (stored before such names were refused) opens, and its rows read own fields only', async () => {
+  const asof = await testAsof();
+  await asof.req('PUT', '/tables/x5', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 's', type: 'struct<k:int64>' }] });
+  await asof.close();
+  const path = `${asof.dataDir}/catalog.json`;
+  await writeFile(path, (await readFile(path, 'utf8')).replace('struct<k:int64>', 'struct<constructor:int64>'));
+  const reopened = await testAsof({}, { dataDir: asof.dataDir });
+  try {
+    assert.equal((await reopened.req('GET', '/tables/x5')).body.columns[1].type, 'struct<constructor:int64>');
+    const w = await reopened.req('POST', '/tables/x5/rows', { rows: [{ id: 1, s: {} }, { id: 2, s: { constructor: 5 } }] });
+    assert.equal(w.status, 200, JSON.stringify(w.body));
+    assert.deepEqual((await reopened.req('GET', '/tables/x5/rows/1')).body.row, { id: 1, s: { constructor: null } });
+    assert.deepEqual((await reopened.req('GET', '/tables/x5/rows/2')).body.row, { id: 2, s: { constructor: 5 } });
+  } finally {
+    await reopened.destroy();
+    await rm(asof.dataDir, { recursive: true, force: true });
+  }
 });
 
 test('schema evolution: a nullable column added at the end is instant; old records read it as null, also after a restart', async () => {

@@ -295,3 +295,37 @@ test('rows chosen by index decode from the column buffers to the rows written an
     assert.deepEqual(got.rows, fromArrow, `round ${round}: as Arrow's public reader reads them`);
   }
 });
+
+test('struct field names follow the column-name rules: a property of every object (or a reserved name) is refused, naming the column and field, at any depth', () => {
+  const k: ColumnDef = { name: 'k', type: 'int32', nullable: false };
+  for (const [type, field] of [
+    ['struct<constructor:int64>', 's.constructor'],
+    ['struct<__proto__:int64>', 's.__proto__'],
+    ['struct<a:int32,toString:string>', 's.toString'],
+    ['list<struct<hasOwnProperty:bool>>', 's[].hasOwnProperty'],
+    ['struct<a:struct<valueOf:int32>>', 's.a.valueOf'],
+    ['struct<_asof_x:int32>', 's._asof_x'],
+    ['struct<_rowid:int32>', 's._rowid'],
+    [`struct<${'a'.repeat(129)}:int32>`, `s.${'a'.repeat(129)}`],
+  ] as const) {
+    assert.throws(
+      () => schemaOf([k, { name: 's', type, nullable: true }]),
+      (e: any) => e.code === 'ASOF_INVALID_DEFINITION' && e.details[0].field === 'columns[1].type' && e.message.includes(`"${field}"`) && /reserved|must match/.test(e.details[0].reason),
+      type,
+    );
+  }
+  assert.equal(schemaOf([k, { name: 's', type: 'struct<construct:int64,_row:int32,proto:string>', nullable: true }]).def.columns[1].type, 'struct<construct:int64,_row:int32,proto:string>');
+});
+
+test('a struct reads its own fields only: an inherited property is never a value (a definition stored before the rule above still opens and takes rows)', () => {
+  const k: ColumnDef = { name: 'k', type: 'int32', nullable: false };
+  const old = defineTable('t', { kind: 'pk', primaryKey: ['k'], columns: [k, { name: 's', type: 'struct<a:int64,b:int64>', nullable: true }] }, undefined, 0).def;
+  old.columns[1] = { ...old.columns[1], type: 'struct<constructor:int64,toString:int64>' };
+  const s = new TableSchema(old);
+  const { rows, issues } = s.validate([{ k: 1, s: {} }, { k: 2, s: { constructor: 5 } }]);
+  assert.deepEqual(issues, []);
+  assert.deepEqual(rows.map((r) => ({ ...(r.s as object) })), [{ constructor: null, toString: null }, { constructor: 5, toString: null }]);
+  // Re-defining the table unchanged, or appending a column, keeps the stored type.
+  const evolved = defineTable('t', { kind: 'pk', primaryKey: ['k'], columns: [...old.columns, { name: 'x', type: 'int32', nullable: true }] }, old, 0);
+  assert.equal(evolved.def.columns[1].type, 'struct<constructor:int64,toString:int64>');
+});
