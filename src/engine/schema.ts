@@ -124,8 +124,8 @@ export class TableSchema {
   }
 
   /**
-   * Validates and canonicalises rows. `keysOnly` (deletes) requires only the key
-   * columns and ignores the rest. Returns every problem found, up to `maxIssues`;
+   * Validates and canonicalises rows. `keysOnly` (deletes, keys) requires the key
+   * columns and refuses any other name, as a row refuses a name that is no column. Returns every problem found, up to `maxIssues`;
    * the caller rejects the whole batch when there is any.
    */
   validate(rows: unknown[], opts: { keysOnly?: boolean; maxIssues?: number } = {}): { rows: Row[]; issues: FieldIssue[] } {
@@ -174,13 +174,14 @@ export class TableSchema {
           else throw e;
         }
       }
-      if (!opts.keysOnly) {
-        let n = 0;
-        for (const k in src) if (src[k] !== undefined) n++;
-        if (n > seen) {
-          for (const k of Object.keys(src)) {
-            if (src[k] !== undefined && !this.byName.has(k)) issues.push({ row: r, field: k, reason: `unknown column (table "${this.name}" has ${this.columns.map((c) => c.name).join(', ')})` });
-          }
+      // Every name the row gives must be a column (of the key, for a delete or a key): one that is not is refused, never ignored.
+      let n = 0;
+      for (const k in src) if (src[k] !== undefined) n++;
+      if (n > seen) {
+        for (const k of Object.keys(src)) {
+          if (src[k] === undefined) continue;
+          if (!this.byName.has(k)) issues.push({ row: r, field: k, reason: `unknown column (table "${this.name}" has ${this.columns.map((c) => c.name).join(', ')})` });
+          else if (opts.keysOnly && !this.def.primaryKey.includes(k)) issues.push({ row: r, field: k, reason: `not a key column: a delete (or a key) names only the key columns (${this.def.primaryKey.join(', ')})` });
         }
       }
       out[r] = row;

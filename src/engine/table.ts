@@ -22,6 +22,11 @@ import type { Row, TableSchema } from './schema.js';
 export type { ArrowBatch, ChangeRecord, Commit, KeyRecord } from './table-scan.js';
 export type { CommitListener, WriteOp, WriteResult } from './table-commit.js';
 
+/** Throws the 400 for an op the table does not take: a delete needs a pk table (a log table is append-only). */
+export function checkOp(schema: TableSchema, op: WriteOp): void {
+  if (op === 'delete' && schema.kind !== 'pk') throw new AsofError('ASOF_INVALID_ARGUMENT', `op "delete" needs a pk table; "${schema.name}" is a log table`, [{ field: 'op', reason: 'log tables are append-only' }]);
+}
+
 export interface TableOptions extends CommitOptions {
   /** How long (ms after its commit) and how many per table idempotency keys are remembered (idempotency.ts). */
   idempotency: { ttlMs: number; capacity: number };
@@ -147,7 +152,11 @@ export class Table {
    * frame as the records (idempotency.ts); the caller checks `keyedAnswer` first.
    */
   write(rows: Row[], op: WriteOp, keyed?: KeyedRequest): Promise<WriteResult> {
-    if (op === 'delete' && this.schema.kind !== 'pk') return Promise.reject(new AsofError('ASOF_INVALID_ARGUMENT', `op "delete" needs a pk table; "${this.name}" is a log table`, [{ field: 'op', reason: 'log tables are append-only' }]));
+    try {
+      checkOp(this.schema, op);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.writer.write(rows, op, keyed);
   }
 

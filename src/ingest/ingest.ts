@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
-import type { WriteOp } from '../engine/table.js';
+import { checkOp, type WriteOp } from '../engine/table.js';
 import { isReservedName, type Row, type TableSchema } from '../engine/schema.js';
 import { bentNumberReason, bentNumbersInRows } from '../engine/json-safety.js';
 import type { ColumnType } from '../engine/types.js';
@@ -171,6 +171,8 @@ export class IngestService {
     const table = this.engine.writable(tableName);
     if (isReservedName(tableName)) throw new AsofError('ASOF_PERMISSION_DENIED', `table "${tableName}" is internal to asof: it is written only by asof itself (decisions: POST /decisions)`, { table: tableName });
     if (op !== 'upsert' && op !== 'delete') throw new AsofError('ASOF_INVALID_ARGUMENT', `op must be "upsert" or "delete", got ${JSON.stringify(op)}`, [{ field: 'op', reason: 'unknown op' }]);
+    // Before the rows: a delete's rows name only key columns, and a log table's rows are checked as no delete.
+    checkOp(table.schema, op);
     if (rows.length > this.opts.maxRows) {
       throw new AsofError('ASOF_PAYLOAD_TOO_LARGE', `a request may carry at most ${this.opts.maxRows} rows, got ${rows.length}`, { maxRows: this.opts.maxRows, rows: rows.length });
     }

@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { AsofError, type FieldIssue } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
+import { checkOp } from '../engine/table.js';
 import { numberFromText, parseTimestamp, type ColumnDef, type Row, type TableSchema } from '../engine/schema.js';
 import { parseRfc3339 } from '../engine/time.js';
 import { formatType, type ColumnType } from '../engine/types.js';
@@ -58,10 +59,17 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
   const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined, columns: schema.columns.map((c) => c.name), maxLineBytes: opts.maxLineBytes });
   try {
     const op = opts.op ?? 'upsert';
+    checkOp(schema, op);
     const unknown = file.columns.filter((c) => !schema.byName.has(c.name));
     if (unknown.length) {
       const reason = `unknown column (table "${tableName}" has ${schema.columns.map((c) => c.name).join(', ')})`;
       throw new AsofError('ASOF_INVALID_ROW', `the file names column "${unknown[0].name}": ${reason}; nothing was imported`, unknown.map((c) => ({ field: c.name, reason })));
+    }
+    // A file's rows carry each of its columns (null where a row has none): a delete file names the key columns alone, as a delete row does.
+    const notKey = op === 'delete' ? file.columns.filter((c) => !schema.def.primaryKey.includes(c.name)) : [];
+    if (notKey.length) {
+      const reason = `not a key column: a delete names only the key columns (${schema.def.primaryKey.join(', ')})`;
+      throw new AsofError('ASOF_INVALID_ROW', `the file names column "${notKey[0].name}": ${reason}; nothing was imported`, notKey.map((c) => ({ field: c.name, reason })));
     }
     const issues: FieldIssue[] = [];
     let row = 0;

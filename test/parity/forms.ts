@@ -172,14 +172,30 @@ export function followForms(table: string, from: number, n: number, columns?: st
   };
 }
 
+/**
+ * The first `n` records of one key's changelog from offset 0, the key an
+ * object of key columns: REST `?key=` (JSON) and a gRPC Follow whose key is a
+ * struct_value.
+ */
+export function keyedFollowForms(table: string, key: Record<string, unknown>, n: number): Record<string, Form> {
+  return {
+    async 'REST GET /tables/{table}/changelog?key='(asof) {
+      const r = await asof.req('GET', `/tables/${encodeURIComponent(table)}/changelog?limit=${n}&key=${encodeURIComponent(JSON.stringify(key))}`);
+      if (r.status !== 200) return restError(r.status, r.body);
+      return { answer: r.body.records.map((x: any) => [x.offset, x.changeType, x.row]) };
+    },
+    'gRPC asof.v1 ChangelogService.Follow with a key': (asof) => grpcFollow(asof, table, 0, n, undefined, { struct_value: { fields: Object.fromEntries(Object.entries(key).map(([k, v]) => [k, pbValue(v)])) } }),
+  };
+}
+
 /** A follow never ends by itself: fewer records than asked for within this long show as a short answer, not a hang. */
 const FOLLOW_WAIT_MS = 5000;
 
-/** The first `n` records of a gRPC Follow from `from`, as followForms gives them. */
-const grpcFollow = (asof: GrpcAsof, table: string, from: number, n: number, row: (r: Record<string, unknown>) => unknown = (r) => r) =>
+/** The first `n` records of a gRPC Follow from `from` (of one key, with `key`: an asof.v1 Value), as followForms gives them. */
+const grpcFollow = (asof: GrpcAsof, table: string, from: number, n: number, row: (r: Record<string, unknown>) => unknown = (r) => r, key?: object) =>
   new Promise<Outcome>((resolve) => {
     const got: unknown[] = [];
-    const follow = asof.changelog.Follow({ table, from_offset: from });
+    const follow = asof.changelog.Follow({ table, from_offset: from, ...(key ? { key } : {}) });
     const timer = setTimeout(() => {
       follow.cancel();
       resolve({ answer: got });

@@ -15,7 +15,7 @@ import type { ErrorCode } from '../../src/errors.js';
 import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
-import { arrowWriteForms, decimalIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
+import { arrowWriteForms, decimalIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, keyedFollowForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
 import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
 import { grpcError, GUARDED_DECISION, lookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
@@ -104,6 +104,9 @@ export const OPERATIONS: Operation[] = [
   { name: 'bad rows: a string where a float64 goes', forms: writeForms('users', [{ id: 'c', score: 'high' }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: the primary key is missing', forms: writeForms('users', [{ id: 'c' }, { score: 2 }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: a column the table does not have', forms: writeForms('users', [{ id: 'c', colour: 'red' }]), expect: { error: 'ASOF_INVALID_ROW' } },
+  // A delete names the key columns and nothing else: another name is refused, not ignored (the key is absent, so a delete that went through would answer count 0).
+  { name: 'bad rows: a delete naming a column the table does not have', forms: writeForms('users', [{ id: 'gone', colour: 'junk' }], 'delete'), expect: { error: 'ASOF_INVALID_ROW' } },
+  { name: 'bad rows: a delete naming a column that is not a key column', forms: writeForms('users', [{ id: 'gone', name: 'junk' }], 'delete'), expect: { error: 'ASOF_INVALID_ROW' } },
   // Timestamps are the instants of the years 0001-9999 (UTC): one millisecond past 9999, and a year-0001 time whose offset puts it in year 0000.
   { name: 'bad rows: a time after 9999-12-31T23:59:59.999Z', forms: writeForms('events', [{ id: 'e', at: 0 }, { id: 'e', at: 253_402_300_800_000 }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: a time before 0001-01-01T00:00:00Z', forms: writeForms('events', [{ id: 'e', at: '0001-01-01T00:00:00+01:00' }]), expect: { error: 'ASOF_INVALID_ROW' } },
@@ -119,6 +122,9 @@ export const OPERATIONS: Operation[] = [
     expect: { answer: [[0, '+I', { id: 'a', score: 1.5, name: 'ann' }], [1, '+I', { id: 'b', score: null, name: 'bob' }]] },
   },
   { name: 'changelog: unknown table', forms: followForms('nope', 0, 1), expect: { error: 'ASOF_TABLE_NOT_FOUND' } },
+  { name: "changelog: one key's records", forms: keyedFollowForms('users', { id: 'b' }, 1), expect: { answer: [[1, '+I', { id: 'b', score: null, name: 'bob' }]] } },
+  { name: 'changelog: a key naming a column the table does not have', forms: keyedFollowForms('users', { id: 'b', zz: 1 }, 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'changelog: a key naming a column that is not a key column', forms: keyedFollowForms('users', { id: 'b', name: 'bob' }, 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'changelog: a follow resumed after the record it last received', forms: resumeForms('users', '0', 1), expect: { answer: [[1, '+I', { id: 'b', score: null, name: 'bob' }]] } },
   { name: 'changelog: a Last-Event-ID that is not an offset', forms: resumeForms('users', 'x', 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'changelog: a table name that is not a name', forms: followForms('a b', 0, 1), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
