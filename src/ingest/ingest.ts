@@ -116,7 +116,7 @@ export class IngestService {
       throw new AsofError('ASOF_INVALID_ARGUMENT', `an Idempotency-Key may have at most ${MAX_IDEMPOTENCY_KEY} characters, got ${idempotencyKey.length}`, [{ field: 'Idempotency-Key', reason: `longer than ${MAX_IDEMPOTENCY_KEY} characters` }]);
     }
     const fp = typeof fingerprint === 'function' ? fingerprint() : (fingerprint ?? hashOf(JSON.stringify([op, rows])));
-    const conflict = (): AsofError => new AsofError('ASOF_CONFLICT', `Idempotency-Key "${idempotencyKey}" was already used for a different request`, { idempotencyKey });
+    const conflict = (): AsofError => keyConflict(idempotencyKey);
     const pending = this.inFlight.get(idempotencyKey);
     if (pending) {
       if (pending.table !== table || pending.fingerprint !== fp) throw conflict();
@@ -234,5 +234,9 @@ function checkJsonNumbers(schema: TableSchema, rows: unknown[]): void {
 }
 
 const holdsJson = (t: ColumnType): boolean => t.kind === 'json' || (t.kind === 'list' && holdsJson(t.item)) || (t.kind === 'struct' && t.fields.some((f) => holdsJson(f.type)));
+
+/** The 409 for an Idempotency-Key used before for another request (or table), naming the key the client sent. */
+export const keyConflict = (idempotencyKey: string): AsofError =>
+  new AsofError('ASOF_CONFLICT', `Idempotency-Key "${idempotencyKey}" was already used for a different request`, { idempotencyKey });
 
 export const hashOf = (s: string | Uint8Array): string => createHash('sha256').update(s).digest('base64url');

@@ -9,9 +9,11 @@
  * before it written: one commit per batch is what keeps an import of any size
  * within the write path's limits, so an import is not atomic. The error then
  * says which rows and offsets were written (`details.written`) and from which
- * row the rest was not. With an Idempotency-Key each batch is written under a
- * key of its own derived from it, so a retry of the same import with the same
- * key finds the batches already committed and writes only the rest.
+ * row the rest was not. With an Idempotency-Key the key itself is recorded
+ * before the first batch (so it answers one request: this import), and each
+ * batch is written under a key of its own derived from it, so a retry of the
+ * same import with the same key finds the batches already committed and writes
+ * only the rest.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -22,7 +24,7 @@ import { numberFromText, parseTimestamp, type ColumnDef, type Row, type TableSch
 import { parseRfc3339 } from '../engine/time.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import type { TableKind } from '../engine/schema.js';
-import { hashOf, MAX_IDEMPOTENCY_KEY, type IngestResult, type IngestService } from '../ingest/ingest.js';
+import { hashOf, keyConflict, MAX_IDEMPOTENCY_KEY, type IngestResult, type IngestService } from '../ingest/ingest.js';
 import { openFile, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
 
 export interface ImportResult {
@@ -88,6 +90,10 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
     // Batches also within the write path's cell limit: a wide table takes fewer rows per commit.
     const batchRows = Math.min(opts.maxBatchRows, ingest.maxRowsFor(schema));
     const fingerprint = key ? hashOf(`${op}\n${format}\n${batchRows}\n${await fileHash(path)}`) : undefined;
+    // The client's key itself is recorded first (in a frame of no records), as any keyed request's is: a POST /rows
+    // with it, before or after, or another import, is then the 409 naming it; a retry of this import finds it and goes
+    // on to the batches, which it writes only if they are not written yet.
+    if (key) await ingest.write(tableName, [], op, key, `import:${fingerprint}`);
     let pending: Row[] = [];
     let written = 0;
     let batch = 0;
@@ -97,7 +103,9 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
       let r: IngestResult;
       try {
         r = key ? await ingest.write(tableName, rows, op, batchKey(key, label), `${fingerprint}:${label}`) : await ingest.write(tableName, rows, op);
-      } catch (e) {
+      } catch (err) {
+        // A batch's key taken by another import (the client's key forgotten before it: it is older): named as the client sent it.
+        const e = key && err instanceof AsofError && err.code === 'ASOF_CONFLICT' && (err.details as { idempotencyKey?: string } | undefined)?.idempotencyKey === batchKey(key, label) ? keyConflict(key) : err;
         // A batch of large rows can make a changelog frame larger than one may be (1 GiB, engine/frame.ts): written in halves.
         if (rows.length > 1 && e instanceof AsofError && e.code === 'ASOF_PAYLOAD_TOO_LARGE' && (e.details as { maxFrameBytes?: number } | undefined)?.maxFrameBytes !== undefined) {
           const half = rows.length >> 1;

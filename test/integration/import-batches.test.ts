@@ -73,7 +73,8 @@ describe('import in batches', () => {
     const t = await table();
     const body = ndjson([1, 2, 3, 4, 5]);
     const key = { ...ND, 'idempotency-key': 'import-42' };
-    failNthDatasync(t, 2);
+    // The 1st fdatasync makes the client's key durable (a frame of no records), the 2nd the first batch: the 3rd, the second batch, fails.
+    failNthDatasync(t, 3);
     assert.equal((await asof.req('POST', `/tables/${t}/import`, body, key)).status, 503);
     ChangelogFile.fileOps = real;
     const retry = await asof.req('POST', `/tables/${t}/import`, body, key);
@@ -87,7 +88,34 @@ describe('import in batches', () => {
     const other = await asof.req('POST', `/tables/${t}/import`, ndjson([1, 2, 3, 4, 6]), key);
     assert.equal(other.status, 409, 'the same key with another file');
     assert.equal(other.body.error.code, 'ASOF_CONFLICT');
+    assert.match(other.body.error.message, /Idempotency-Key "import-42"/, "the client's key, not one derived from it");
+    assert.doesNotMatch(JSON.stringify(other.body), /import:/);
     assert.deepEqual(await values(t), [1, 2, 3, 4, 5]);
+  });
+
+  test('one Idempotency-Key for POST /rows and an import is a 409 naming it, in either order, and on another table; retries of each stay no-ops', async () => {
+    const [t, u] = [await table(), await table()];
+    const conflict = (res: { status: number; body: any }, key: string, what: string) => {
+      assert.equal(res.status, 409, `${what}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'ASOF_CONFLICT');
+      assert.match(res.body.error.message, new RegExp(`Idempotency-Key "${key}"`), what);
+      assert.deepEqual(res.body.error.details, { idempotencyKey: key }, what);
+    };
+    const rows = { rows: [{ a: 100, ts: 1 }] };
+    const first = await asof.req('POST', `/tables/${t}/rows`, rows, { 'idempotency-key': 'rows-first' });
+    assert.equal(first.status, 200);
+    conflict(await asof.req('POST', `/tables/${t}/import`, ndjson([1, 2, 3]), { ...ND, 'idempotency-key': 'rows-first' }), 'rows-first', 'rows, then an import');
+    conflict(await asof.req('POST', `/tables/${u}/import`, ndjson([1, 2, 3]), { ...ND, 'idempotency-key': 'rows-first' }), 'rows-first', 'rows, then an import to another table');
+    assert.deepEqual((await asof.req('POST', `/tables/${t}/rows`, rows, { 'idempotency-key': 'rows-first' })).body, first.body, 'the rows retried');
+
+    const imported = await asof.req('POST', `/tables/${t}/import`, ndjson([1, 2, 3]), { ...ND, 'idempotency-key': 'import-first' });
+    assert.equal(imported.status, 200, JSON.stringify(imported.body));
+    conflict(await asof.req('POST', `/tables/${t}/rows`, rows, { 'idempotency-key': 'import-first' }), 'import-first', 'an import, then rows');
+    conflict(await asof.req('POST', `/tables/${u}/rows`, rows, { 'idempotency-key': 'import-first' }), 'import-first', 'an import, then rows to another table');
+    conflict(await asof.req('POST', `/tables/${u}/import`, ndjson([1, 2, 3]), { ...ND, 'idempotency-key': 'import-first' }), 'import-first', 'the same import to another table');
+    assert.deepEqual((await asof.req('POST', `/tables/${t}/import`, ndjson([1, 2, 3]), { ...ND, 'idempotency-key': 'import-first' })).body, imported.body, 'the import retried');
+    assert.deepEqual(await values(t), [100, 1, 2, 3], 'each written once');
+    assert.deepEqual(await values(u), []);
   });
 
   test('every batch holds at most ASOF_MAX_BATCH_ROWS rows, however the reader chunks the file', async () => {
