@@ -64,6 +64,17 @@ export function parseKeyList(text: string): KeyEntry[] {
 }
 
 /** Parses a key file: one `key scope scope...` (or `key scope+scope`) per line; `#` starts a comment; blank lines are skipped. */
+/** The key file's text; an error that names the variable and the path when it cannot be read (a bare ENOENT said neither). */
+function readKeyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'a folder, not a file' : err.message;
+    throw new Error(`ASOF_API_KEYS_FILE (--api-keys-file) ${path}: cannot read the API key file: ${why}`);
+  }
+}
+
 export function parseKeyFile(text: string): KeyEntry[] {
   const out: KeyEntry[] = [];
   text.split('\n').forEach((raw, i) => {
@@ -110,7 +121,7 @@ export class ApiKeys {
 
   /** Re-reads the key file (if any). Throws, keeping the old keys, when the file cannot be read or parsed. */
   reload(): number {
-    const list = [...(this.source.keys ?? []), ...(this.source.file ? parseKeyFile(readFileSync(this.source.file, 'utf8')) : [])];
+    const list = [...(this.source.keys ?? []), ...(this.source.file ? parseKeyFile(readKeyFile(this.source.file)) : [])];
     this.entries = list.map((e) => ({ digest: digest(e.key), caller: { scopes: new Set(e.scopes) } }));
     return this.entries.length;
   }

@@ -19,6 +19,7 @@ import { OUTPUT_FORMATS, type OutputFormat } from '../offline/writers.js';
 import { parseArgs, UsageError } from './args.js';
 import { Client, DEFAULT_URL } from './client.js';
 import { Progress } from './progress.js';
+import { readableDataDir } from './data-dir.js';
 
 export const EXPORT_USAGE = `usage: asof export (--entities FILE | --entities-table T) (--features V:F,... | --service S) --out FILE [options]
 
@@ -89,6 +90,7 @@ export async function exportTrainingSet(argv: string[]): Promise<void> {
   try {
     const dataDir = a.flags.get('data-dir');
     if (dataDir) {
+      await readableDataDir(dataDir);
       const config = loadConfig({ ...process.env, ASOF_DATA_DIR: dataDir });
       // The server's own services (app.ts); the folder's lock keeps a running server out.
       await withServices(config, silentLogger, async ({ trainingSets }) => {

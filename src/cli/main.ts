@@ -11,16 +11,8 @@ import { INGEST_USAGE, ingest } from './ingest.js';
 import { REPAIR_USAGE, repair } from './repair.js';
 import { serve } from './serve.js';
 
-const USAGE = `usage: asof <command> [options]
-
-commands:
-  serve     serve REST (and gRPC) on the configured ports
-  ingest    import a CSV, NDJSON or Parquet file into a table   (asof ingest --help)
-  export    write a point-in-time training set to a file        (asof export --help)
-  repair    cut a damaged changelog, reporting what is lost      (asof repair --help)
-
-options of serve (or environment variables):
-  --port N            PORT            REST port (8080)
+/** The options of serve, as flags or environment variables: in `asof --help` and `asof serve --help`. */
+const SERVE_OPTIONS = `  --port N            PORT            REST port (8080)
   --grpc-port N       GRPC_PORT       gRPC port (50051)
   --host H            HOST            bind address (127.0.0.1)
   --data-dir D        ASOF_DATA_DIR   data folder (./.asof)
@@ -35,8 +27,26 @@ options of serve (or environment variables):
   Every other variable of the README's configuration table is a flag too: ASOF_TIER_AFTER is --tier-after.
 `;
 
+const USAGE = `usage: asof <command> [options]
+
+commands:
+  serve     serve REST (and gRPC) on the configured ports       (asof serve --help)
+  ingest    import a CSV, NDJSON or Parquet file into a table   (asof ingest --help)
+  export    write a point-in-time training set to a file        (asof export --help)
+  repair    cut a damaged changelog, reporting what is lost      (asof repair --help)
+
+options of serve (or environment variables):
+${SERVE_OPTIONS}`;
+
+const SERVE_USAGE = `usage: asof serve [options]
+
+Serves REST (and gRPC) on the configured ports until SIGINT or SIGTERM.
+
+options (or environment variables):
+${SERVE_OPTIONS}`;
+
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; usage?: string }> = {
-  serve: { run: serve },
+  serve: { run: serve, usage: SERVE_USAGE },
   ingest: { run: ingest, usage: INGEST_USAGE },
   export: { run: exportTrainingSet, usage: EXPORT_USAGE },
   repair: { run: repair, usage: REPAIR_USAGE },

@@ -1,0 +1,59 @@
+/**
+ * The CLI's errors for a mistyped data folder, `serve --help`, and an API key
+ * file that cannot be read: each names what is wrong, and a command that only
+ * reads never creates a data folder.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from '../helpers.js';
+import { runCli } from '../child-server.js';
+
+test('asof export --data-dir on a folder that holds no asof data fails naming it, and creates nothing', async () => {
+  const dir = await tempDir();
+  try {
+    const out = join(dir.path, 'train.parquet');
+    const typo = join(dir.path, 'typo');
+    const empty = join(dir.path, 'empty');
+    await mkdir(empty);
+    for (const [folder, why] of [
+      [typo, /no such folder/],
+      [empty, /holds no asof data/],
+    ] as const) {
+      const r = await runCli(['export', '--entities-table', 'labels', '--features', 'v:f', '--out', out, '--data-dir', folder]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.ok(r.stderr.includes(folder), r.stderr);
+      assert.match(r.stderr, why);
+    }
+    assert.equal(existsSync(typo), false, 'no data folder made');
+    assert.deepEqual(await readdir(empty), [], 'nothing made in the folder');
+    assert.deepEqual((await readdir(dir.path)).sort(), ['empty'], 'no output file');
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('asof serve --help prints the usage of serve and exits 0, as the other commands do', async () => {
+  for (const flag of ['--help', '-h']) {
+    const r = await runCli(['serve', flag]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^usage: asof serve/);
+    assert.match(r.stdout, /--api-keys-file F/);
+  }
+});
+
+test('an ASOF_API_KEYS_FILE that cannot be read stops serve with an error naming the variable and the path', async () => {
+  const dir = await tempDir();
+  try {
+    const missing = join(dir.path, 'nonexistent-keys');
+    const r = await runCli(['serve'], { ASOF_API_KEYS_FILE: missing, ASOF_DATA_DIR: join(dir.path, 'data'), PORT: '0', GRPC_PORT: '0' });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /ASOF_API_KEYS_FILE/);
+    assert.ok(r.stderr.includes(missing), r.stderr);
+    assert.match(r.stderr, /no such file/i);
+  } finally {
+    await dir.cleanup();
+  }
+});
