@@ -16,6 +16,7 @@ import type { EntityState } from '../features/evaluator.js';
 import type { Logger } from '../logger.js';
 import { WatermarkConflict, type EncodedRead, type NamespaceMeta, type OnlineStore } from './store.js';
 import { parseState } from './state-json.js';
+import { heldElsewhere, LEASE_GUARD, leaseKey, type NameLeases } from './ownership.js';
 import type { Values } from './redis-reader.js';
 
 /** Hash fields of a namespace (FORMAT.md). Entity fields are `e:<key>`, so no key can collide with these. */
@@ -26,15 +27,17 @@ export const F_BUILDING = '_b';
 export const ENTITY_FIELD_PREFIX = 'e:';
 
 /**
- * Compare-and-set write. KEYS[1] the namespace hash. ARGV: expected watermark,
- * new watermark, number of fields to set (n), n field/value pairs, then the
- * fields to delete. Fields go in chunks: Lua's unpack has a stack limit.
+ * Compare-and-set write, refused (writing nothing) unless this primary holds the view's name (ownership.ts).
+ * KEYS[1] the namespace hash, KEYS[2] the view's lease. ARGV: owner, expected watermark, new watermark,
+ * number of fields to set (n), n field/value pairs, then the fields to delete. Fields go in chunks: Lua's
+ * unpack has a stack limit.
  */
 const WRITE_SCRIPT = `
+${LEASE_GUARD}
 local w = redis.call('HGET', KEYS[1], '${F_WATERMARK}')
-if w ~= ARGV[1] then return {0, w or 'none'} end
-local last = 3 + 2 * tonumber(ARGV[3])
-local i = 4
+if w ~= ARGV[2] then return {0, w or 'none'} end
+local last = 4 + 2 * tonumber(ARGV[4])
+local i = 5
 while i <= last do
   local j = math.min(i + 999, last)
   redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
@@ -45,8 +48,16 @@ while i <= #ARGV do
   redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
   i = j + 1
 end
-redis.call('HSET', KEYS[1], '${F_WATERMARK}', ARGV[2])
-return {1, ARGV[2]}
+redis.call('HSET', KEYS[1], '${F_WATERMARK}', ARGV[3])
+return {1, ARGV[3]}
+`;
+
+/** `reset` (ARGV[3] the lineage), `built` and `clear` (ARGV[2]) of a namespace, guarded as writes are. */
+const ALTER_SCRIPT = `
+${LEASE_GUARD}
+if ARGV[2] == 'built' then redis.call('HDEL', KEYS[1], '${F_BUILDING}') else redis.call('DEL', KEYS[1]) end
+if ARGV[2] == 'reset' then redis.call('HSET', KEYS[1], '${F_WATERMARK}', '-1', '${F_LINEAGE}', ARGV[3], '${F_BUILDING}', '1') end
+return {1, ''}
 `;
 
 /**
@@ -54,8 +65,16 @@ return {1, ARGV[2]}
  * 130,000 arguments overflows the stack, and a commit of 100,000 entities (the default ASOF_MAX_BATCH_ROWS) writes
  * twice that many. Its types list spread fields only.
  */
-type WithScript = Redis & { asofWrite(key: string, args: string[]): Promise<[number, string]> };
+type Guarded = (key: string, lease: string, args: string[]) => Promise<[number, string]>;
+type WithScript = Redis & { asofWrite: Guarded; asofAlter: Guarded };
 const hmgetBuffer = (r: Redis, key: string, fields: string[]): Promise<(Buffer | null)[]> => (r.hmgetBuffer as unknown as (key: string, fields: string[]) => Promise<(Buffer | null)[]>).call(r, key, fields);
+
+/**
+ * Scripts off the write path (ownership.ts's leases, the definitions' mirror) go out as they are: ioredis runs one
+ * auto-pipeline at a time per connection, so one of them waiting on a hung Redis would hold the writes' next
+ * pipeline back for its whole timeout (the mirror's MULTI, before it was a script, was never auto-pipelined).
+ */
+const OFF_WRITE_PATH = ['asofClaim', 'asofRelease', 'asofPublish'];
 
 /**
  * Connects, tolerating a Redis that is down at start-up: the client keeps
@@ -65,7 +84,7 @@ const hmgetBuffer = (r: Redis, key: string, fields: string[]): Promise<(Buffer |
  * the materializer's writes, which may carry a large commit, wait longer.
  */
 export async function connectRedis(url: string, logger: Logger, commandTimeoutMs: number): Promise<Redis> {
-  const options: RedisOptions = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, connectTimeout: 2000, commandTimeout: commandTimeoutMs, enableAutoPipelining: true };
+  const options: RedisOptions = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, connectTimeout: 2000, commandTimeout: commandTimeoutMs, enableAutoPipelining: true, autoPipeliningIgnoredCommands: OFF_WRITE_PATH };
   const redis = new Redis(url, { ...options, retryStrategy: (times) => Math.min(times * 100, 1000) });
   let down = false;
   redis.on('error', (e: Error) => {
@@ -104,18 +123,24 @@ export class RedisOnlineStore implements OnlineStore {
   /**
    * `prefix` starts every key (default `asof:`), so several deployments or
    * tests can share one Redis. `reader`, when given, serves lookups on its own
-   * connection (short timeout, never queued behind a large write).
+   * connection (short timeout, never queued behind a large write). `leases`: a
+   * primary's, whose names every write checks in its own script (ownership.ts);
+   * closing the store releases them.
    */
   constructor(
     redis: Redis,
     private readonly prefix: string,
     reader?: Redis | LookupReader,
+    private readonly leases?: NameLeases,
   ) {
     this.redis = redis as WithScript;
     const r = reader ?? redis;
     // ioredis (or a look-alike such as ioredis-mock), or a LookupReader.
     this.reader = isIoredis(r) ? { hmget: async (key, fields) => latin1(await hmgetBuffer(r, key, fields)), close: () => (r === redis ? undefined : r.disconnect()) } : r;
-    if (!this.redis.asofWrite) redis.defineCommand('asofWrite', { numberOfKeys: 1, lua: WRITE_SCRIPT });
+    if (!this.redis.asofWrite) {
+      redis.defineCommand('asofWrite', { numberOfKeys: 2, lua: WRITE_SCRIPT });
+      redis.defineCommand('asofAlter', { numberOfKeys: 2, lua: ALTER_SCRIPT });
+    }
   }
 
   /** ioredis's own connection state: 'ready' once connected (and selected, authenticated), anything else while it reconnects. */
@@ -152,13 +177,12 @@ export class RedisOnlineStore implements OnlineStore {
     return w === null ? undefined : { watermark: Number(w), lineage: l ?? '', ...(b === null ? {} : { building: true }) };
   }
 
-  async reset(ns: string, lineage: string): Promise<void> {
-    const key = this.key(ns);
-    await this.redis.multi().del(key).hset(key, F_WATERMARK, '-1', F_LINEAGE, lineage, F_BUILDING, '1').exec();
+  reset(ns: string, lineage: string): Promise<void> {
+    return this.alter(ns, 'reset', lineage);
   }
 
-  async built(ns: string): Promise<void> {
-    await this.redis.hdel(this.key(ns), F_BUILDING);
+  built(ns: string): Promise<void> {
+    return this.alter(ns, 'built');
   }
 
   async write(ns: string, entries: [string, EntityState | undefined][], from: number, to: number): Promise<void> {
@@ -168,18 +192,31 @@ export class RedisOnlineStore implements OnlineStore {
       if (v === undefined) dels.push(ENTITY_FIELD_PREFIX + k);
       else sets.push(ENTITY_FIELD_PREFIX + k, JSON.stringify(v));
     }
-    const args: string[] = [String(from), String(to), String(sets.length / 2)];
+    const args: string[] = [this.leases?.owner ?? '', String(from), String(to), String(sets.length / 2)];
     for (const x of sets) args.push(x);
     for (const x of dels) args.push(x);
-    const [ok, found] = await this.redis.asofWrite(this.key(ns), args);
+    const [ok, found] = await this.guarded('asofWrite', ns, args);
     if (ok !== 1) throw new WatermarkConflict(ns, from, found === 'none' ? null : Number(found));
   }
 
-  async clear(ns: string): Promise<void> {
-    await this.redis.del(this.key(ns));
+  clear(ns: string): Promise<void> {
+    return this.alter(ns, 'clear');
+  }
+
+  private async alter(ns: string, op: 'reset' | 'built' | 'clear', lineage = ''): Promise<void> {
+    await this.guarded('asofAlter', ns, [this.leases?.owner ?? '', op, lineage]);
+  }
+
+  /** Runs a script on a namespace with the lease of its view (`view@version`); another owner's lease rejects with `heldElsewhere`. */
+  private async guarded(script: 'asofWrite' | 'asofAlter', ns: string, args: string[]): Promise<[number, string]> {
+    const view = { kind: 'view' as const, name: ns.slice(0, ns.lastIndexOf('@')) };
+    const reply = await this.redis[script](this.key(ns), leaseKey(this.prefix, view), args);
+    if (reply[0] === 2) throw heldElsewhere(view, reply[1]);
+    return reply;
   }
 
   async close(): Promise<void> {
+    await this.leases?.close();
     this.redis.disconnect();
     this.reader.close();
   }
