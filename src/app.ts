@@ -5,9 +5,11 @@
 import type { FastifyInstance } from 'fastify';
 import { admissionLimits, isLoopback, type Config } from './config.js';
 import { Admission } from './admission.js';
-import { ApiKeys } from './access.js';
+import { ApiKeys, UNRESTRICTED } from './access.js';
 import { join } from 'node:path';
 import { Engine } from './engine/engine.js';
+import { isReservedName } from './engine/schema.js';
+import type { NameLeases } from './online/ownership.js';
 import { openColdThread } from './engine/cold-thread.js';
 import { IngestService } from './ingest/ingest.js';
 import { ParsePool } from './ingest/parse-pool.js';
@@ -63,10 +65,20 @@ export async function buildServices(
   const engine = await Engine.open({ dataDir: config.dataDir, logger, now, snapshotEvery: config.snapshotEvery, role: config.role, segmentBytes: config.segmentBytes, tiering: tieringOptions(config, logger) });
   const threads = config.ingestThreads ?? defaultIngestThreads();
   const ingest = new IngestService(engine, { maxRows: config.maxBatchRows, maxCells: config.maxBatchCells, parsePool: threads > 0 ? new ParsePool(threads, logger) : undefined });
-  const { store: onlineStore, mirror } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger });
+  const { store: onlineStore, mirror, leases } = await createOnlineStore({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, logger, owner: engine.role === 'primary' });
   const registry = await FeatureRegistry.open(config.dataDir, engine, now, { mirror, logger });
+  if (leases) {
+    try {
+      await holdNames(leases, engine, registry);
+    } catch (e) {
+      await ingest.close();
+      await onlineStore.close();
+      await engine.close();
+      throw e;
+    }
+  }
   // With the in-process store, views over pk tables read the table's own state (materializer.ts): no second copy of each row.
-  const materializer = new Materializer(engine, registry, onlineStore, logger, now);
+  const materializer = new Materializer(engine, registry, onlineStore, logger, now, leases);
   // A replica materializes nothing: it serves what the primaries write to the shared store.
   if (registry.role === 'primary' && opts.materialize !== false) await materializer.start();
   if (opts.materialize !== false) registry.startMirrorSync(1000);
@@ -84,6 +96,18 @@ export async function buildServices(
   );
   const audit = await AuditService.open(engine, registry, now, config.auditSigningKey);
   return { engine, ingest, registry, onlineStore, materializer, online, trainingSets, trainingSetJobs, vectors, audit, logger, now };
+}
+
+/**
+ * A primary on a shared Redis holds its names there (online/ownership.ts): its tables (asof's internal ones
+ * only when a view reads them) and views, taken before anything is written; start-up is refused when another
+ * live primary holds one. Tables created later take their name first.
+ */
+async function holdNames(leases: NameLeases, engine: Engine, registry: FeatureRegistry): Promise<void> {
+  const views = registry.listViews();
+  const tables = new Set([...engine.list(UNRESTRICTED).map((t) => t.name).filter((t) => !isReservedName(t)), ...views.map((v) => v.source)]);
+  await leases.start([...[...tables].map((name) => ({ kind: 'table' as const, name })), ...views.map((v) => ({ kind: 'view' as const, name: v.name }))]);
+  engine.claimName = (name) => leases.claim([{ kind: 'table', name }]);
 }
 
 /**

@@ -78,6 +78,11 @@ export class Engine {
   private lock?: DataDirLock;
   /** The background tiering task, when a cold tier is configured. */
   readonly tiering?: Tiering;
+  /**
+   * Set by the composition root when table names are owned in a shared store (a primary on Redis): asked before a
+   * table is created, it rejects (ASOF_CONFLICT) a name another primary holds, and nothing is written.
+   */
+  claimName?: (table: string) => Promise<void>;
 
   private constructor(private readonly opts: EngineOptions) {
     this.now = opts.now ?? Date.now;
@@ -158,6 +163,7 @@ export class Engine {
       const existing = this.tables.get(name);
       const { def, changed } = defineTable(name, body, existing?.schema.def, this.now());
       if (changed) {
+        if (!existing && !isReservedName(name)) await this.claimName?.(name);
         // Tables that did not open stay in the catalog as they are.
         const defs = [...[...this.tables.values()].map((t) => (t.name === name ? def : t.schema.def)), ...[...this.unavailable.values()].map((u) => u.def)];
         if (!existing) defs.push(def);

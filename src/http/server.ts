@@ -208,6 +208,9 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       if (!opts.ready()) throw new AsofError('ASOF_NOT_READY', 'not ready');
       // A load balancer should stop sending lookups here while Redis is away: they would all answer 503.
       if (services.onlineStore.healthy?.() === false) throw new AsofError('ASOF_BACKEND_UNAVAILABLE', `the online store (${services.onlineStore.kind}) is unreachable`, { store: services.onlineStore.kind });
+      // Another primary took one of this primary's names in the shared store: the views it covers answer 503.
+      const lost = services.materializer.lostName();
+      if (lost) throw lost;
       return { status: 'ready' as const };
     },
   );

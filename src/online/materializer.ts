@@ -31,8 +31,12 @@ import type { EntityState, ViewEvaluator } from '../features/evaluator.js';
 import type { FeatureRegistry } from '../features/registry.js';
 import type { Logger } from '../logger.js';
 import type { OnlineStore } from './store.js';
+import { heldElsewhere, type Name, type NameLeases } from './ownership.js';
 
 export const namespaceOf = (def: FeatureViewDef): string => `${def.name}@${def.version}`;
+
+/** The names a primary holds in a shared store to materialize a view (ownership.ts): its source table and its own. */
+const namesOf = (def: FeatureViewDef): Name[] => [{ kind: 'table', name: def.source }, { kind: 'view', name: def.name }];
 
 /** Names what a namespace's values are built from: the source changelog (table and creation time) and the view definition. */
 function lineageOf(def: FeatureViewDef, source: TableDef): string {
@@ -88,7 +92,7 @@ class ViewRunner implements RunnerState {
   private readonly lineage: string;
 
   constructor(
-    def: FeatureViewDef,
+    readonly def: FeatureViewDef,
     private readonly ns: string,
     private readonly ev: ViewEvaluator,
     private readonly table: Table,
@@ -97,6 +101,8 @@ class ViewRunner implements RunnerState {
     private readonly now: () => number,
     /** The store holds no namespace for the view: it may have lost everything (a flush), the definitions' mirror too. */
     private readonly onNoNamespace: () => void,
+    /** Rejects while another primary holds the view's names (a failed runner asks before it serves again). */
+    private readonly verify: () => Promise<void>,
   ) {
     this.lineage = lineageOf(def, table.schema.def);
   }
@@ -154,6 +160,7 @@ class ViewRunner implements RunnerState {
    */
   private async recover(): Promise<void> {
     this.recovering = false;
+    if (this.failure) await this.verify();
     const meta = await this.store.meta(this.ns);
     if (!meta) this.onNoNamespace();
     const end = this.table.endOffset - 1;
@@ -227,8 +234,25 @@ export class Materializer {
     private readonly store: OnlineStore,
     private readonly logger: Logger,
     private readonly now: () => number,
+    /** A primary's names in a shared store (ownership.ts); undefined for the embedded store. */
+    private readonly leases?: NameLeases,
   ) {
     registry.onActivate({ activate: (def) => this.activate(def, false), retire: (def) => this.retire(def) });
+    leases?.onChange((n, holder) => this.leaseChanged(n, holder));
+  }
+
+  /**
+   * Another primary took a name: the views it covers stop serving (their writes are refused already) until it is
+   * free again; then the definitions are published again, over whatever the other primary mirrored.
+   */
+  private leaseChanged(n: Name, holder: string | undefined): void {
+    if (!holder) return this.registry.mirrorMayBeLost();
+    for (const r of this.runners.values()) if (r instanceof ViewRunner && (n.kind === 'view' ? r.def.name : r.def.source) === n.name) r.failure ??= heldElsewhere(n, holder);
+  }
+
+  /** The first name another primary took from this one, as lookups of its views answer it (readiness reports it). */
+  lostName(): AsofError | undefined {
+    return this.leases?.problem();
   }
 
   /**
@@ -247,13 +271,16 @@ export class Materializer {
   private async activate(def: FeatureViewDef, tolerant: boolean): Promise<void> {
     const ns = namespaceOf(def);
     if (this.runners.has(ns)) return;
+    // A name another primary holds refuses the definition (409) before anything is written.
+    await this.leases?.claim(namesOf(def));
     const table = this.engine.table(def.source);
     if (this.store.kind === 'embedded' && table.schema.kind === 'pk') {
       this.runners.set(ns, new DirectRunner(table));
       this.logger.info({ view: ns, applied: table.endOffset - 1 }, 'feature view served from its pk table');
       return;
     }
-    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), table, this.store, this.logger, this.now, () => this.registry.mirrorMayBeLost());
+    const verify = async () => this.leases?.verify(namesOf(def));
+    const runner = new ViewRunner(def, ns, this.registry.evaluator(def), table, this.store, this.logger, this.now, () => this.registry.mirrorMayBeLost(), verify);
     this.runners.set(ns, runner);
     const started = performance.now();
     try {
