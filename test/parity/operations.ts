@@ -17,7 +17,7 @@ import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
 import { arrowWriteForms, decimalIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, keyedFollowForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
 import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
-import { grpcError, GUARDED_DECISION, lookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
+import { EVENTS, grpcError, GUARDED_DECISION, HELD, lookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -137,6 +137,10 @@ export const OPERATIONS: Operation[] = [
   { name: 'replica: writing rows to a table it was never told of', target: 'replica', forms: writeForms('nope', [{ id: 'c' }]), expect: { error: 'ASOF_CONFLICT' } },
   { name: 'replica: defining a table', target: 'replica', forms: restForm('PUT', '/tables/other', { kind: 'log', eventTime: 'at', columns: [{ name: 'at', type: 'timestamp', nullable: false }] }), expect: { error: 'ASOF_CONFLICT' } },
   { name: 'replica: defining a feature view', target: 'replica', forms: restForm('PUT', '/feature-views/v2', { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }] }), expect: { error: 'ASOF_CONFLICT' } },
+
+  // Primaries sharing a Redis prefix: a name another primary holds is refused, whatever defines it (REST only defines today).
+  { name: 'shared Redis: defining a table whose name another primary holds', target: 'shared', forms: restForm('PUT', `/tables/${HELD.table}`, EVENTS), expect: { error: 'ASOF_CONFLICT' } },
+  { name: 'shared Redis: defining a feature view whose name another primary holds', target: 'shared', forms: restForm('PUT', `/feature-views/${HELD.view}`, { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }] }), expect: { error: 'ASOF_CONFLICT' } },
 
   // Decision audit: every lookup adapter records the same decision; REST and gRPC AuditService replay it the same.
   { name: 'decision recorded by the lookup itself', forms: recordedLookupForms(['u:score', 'u:name']), expect: { answer: [true, 'lookup', AB_ZZ[0]] } },

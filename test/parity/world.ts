@@ -9,19 +9,26 @@
  * Fixture: pk table `users` (id string, score float64, name string) with rows
  * a = {1.5, "ann"} and b = {null, "bob"}; view `u` (score, name) over it;
  * service `svc` = [u:name]; log table `events` (id string, at timestamp), empty, and view `ev`
- * over it: `n1h`, a count of the last hour. The guarded server also records one decision.
+ * over it: `n1h`, a count of the last hour. The guarded server also records one decision. With
+ * Redis, another owner holds the names in HELD under the primary's prefix (another primary, as far
+ * as the primary can tell).
  */
 import { ERROR_CATALOGUE, GrpcStatus, type ErrorCode } from '../../src/errors.js';
 import { asofError, call, clientsFor, grpc, grpcAsof, type GrpcAsof } from '../integration/grpc-helpers.js';
 import { asofJson, feastJson } from '../integration/wire-values.js';
+import { Redis } from 'ioredis';
 import { deletePrefix, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
 /**
- * primary, replica, or the guarded server (scoped API keys, one write, one
- * lookup and one vector search at a time, no queue) as a client presenting
- * `key` (none when undefined), with its slots all taken when `busy`.
+ * primary, replica, the primary only when it shares a Redis (`shared`), or
+ * the guarded server (scoped API keys, one write, one lookup and one vector
+ * search at a time, no queue) as a client presenting `key` (none when
+ * undefined), with its slots all taken when `busy`.
  */
-export type Target = 'primary' | 'replica' | { key?: string; busy?: boolean };
+export type Target = 'primary' | 'replica' | 'shared' | { key?: string; busy?: boolean };
+
+/** A table and a view name leased to another owner in the primary's Redis prefix (FORMAT.md, "Ownership"). */
+export const HELD = { table: 'theirs', view: 'theirview' };
 
 /** The guarded server's keys: one per scope the suite needs (`pu` reads and audits); `pa` sets the fixture up. */
 export const GUARDED_KEYS = 'pr:read,pw:write,pu:read+audit,pa:admin+write+read+decide';
@@ -70,6 +77,7 @@ export async function openWorld(): Promise<World> {
   const prefix = uniquePrefix('parity');
   const shared = redis ? { redisUrl: SHARED_REDIS_URL, redisPrefix: prefix } : {};
   const primary = await grpcAsof(shared);
+  if (redis) await holdElsewhere(prefix);
   const must = (r: { status: number; body: unknown }) => {
     if (r.status >= 300) throw new Error(JSON.stringify(r.body));
   };
@@ -115,6 +123,7 @@ export async function openWorld(): Promise<World> {
     target(t) {
       if (t === undefined || t === 'primary') return { asof: primary };
       if (t === 'replica') return { asof: replica };
+      if (t === 'shared') return { asof: redis ? primary : undefined };
       if (!t.busy) return { asof: as(t.key) };
       // Take every slot of the kinds the suite sends (the guarded server admits one of each, queues none).
       const held = (['writes', 'lookups', 'searches'] as const).map((k) => guarded.admission.gates[k].enter() as () => void);
@@ -133,6 +142,16 @@ export async function openWorld(): Promise<World> {
       if (redis) await deletePrefix(SHARED_REDIS_URL, prefix);
     },
   };
+}
+
+/** Leases HELD's names to an owner that is not the primary, for the suite's run (the prefix is deleted at the end). */
+async function holdElsewhere(prefix: string): Promise<void> {
+  const r = new Redis(SHARED_REDIS_URL);
+  try {
+    for (const [kind, name] of Object.entries(HELD)) await r.set(`${prefix}owner:${kind}:${name}`, 'elsewhere/4242/parity', 'PX', 600_000);
+  } finally {
+    r.disconnect();
+  }
 }
 
 /**
