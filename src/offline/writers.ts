@@ -5,7 +5,6 @@
  * timestamps as RFC 3339 UTC with milliseconds, binary ones as UTC timestamps.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import * as A from 'apache-arrow';
 import { arrowType, buildColumn } from '../engine/arrow-codec.js';
@@ -48,8 +47,38 @@ export async function openWriter(format: OutputFormat, path: string, columns: Fi
   }
 }
 
+/**
+ * A file stream whose failure is kept rather than thrown: destroying one while
+ * a write is under way (an abort) emits ERR_STREAM_DESTROYED as an 'error'
+ * event, which with no listener would be an uncaught exception, ending the
+ * process. `write` and `close` answer the failure instead.
+ */
+function fileStream(path: string): { out: WriteStream; failure: () => Error | undefined } {
+  const out = createWriteStream(path);
+  let failure: Error | undefined;
+  out.on('error', (e) => (failure ??= e));
+  return { out, failure: () => failure };
+}
+
+/** Room in `out` again, or its end (destroyed, failed): a destroyed stream never drains. */
+const drained = (out: WriteStream): Promise<void> =>
+  new Promise((resolve) => {
+    const done = (): void => {
+      out.off('drain', done).off('close', done);
+      resolve();
+    };
+    out.on('drain', done).on('close', done);
+  });
+
+/** Destroys `out` and waits until its file is closed (an abort's caller removes the file next). */
+async function discard(out: WriteStream): Promise<void> {
+  out.destroy();
+  await finished(out).catch(() => undefined);
+}
+
 class TextWriter implements OutputWriter {
   private readonly out: WriteStream;
+  private readonly failure: () => Error | undefined;
   private rows = 0;
   constructor(
     private readonly format: 'json' | 'ndjson' | 'csv',
@@ -57,12 +86,19 @@ class TextWriter implements OutputWriter {
     private readonly columns: FileColumn[],
     private readonly token: Token,
   ) {
-    this.out = createWriteStream(path);
+    ({ out: this.out, failure: this.failure } = fileStream(path));
     if (format === 'json') this.out.write('{"rows":[');
     if (format === 'csv') this.out.write(columns.map((c) => csvText(c.name)).join(',') + '\n');
   }
 
+  /** Throws the stream's failure, if it failed. */
+  private check(): void {
+    const failed = this.failure();
+    if (failed) throw failed;
+  }
+
   async write(b: OutBatch): Promise<void> {
+    this.check();
     const parts: string[] = [];
     const cols = this.columns;
     for (let i = 0; i < b.n; i++) {
@@ -78,7 +114,8 @@ class TextWriter implements OutputWriter {
     const sep = this.format === 'json' ? ',' : '\n';
     const text = (this.format === 'json' && this.rows > 0 ? ',' : '') + parts.join(sep) + (this.format === 'json' ? '' : '\n');
     this.rows += b.n;
-    if (!this.out.write(text)) await once(this.out, 'drain');
+    if (!this.out.write(text)) await drained(this.out);
+    this.check();
   }
 
   async close(): Promise<void> {
@@ -88,7 +125,7 @@ class TextWriter implements OutputWriter {
   }
 
   async abort(): Promise<void> {
-    this.out.destroy();
+    await discard(this.out);
   }
 }
 
@@ -120,7 +157,10 @@ function csvValue(type: ColumnType, v: unknown): string {
 }
 
 async function pump(from: AsyncIterable<Uint8Array>, out: WriteStream): Promise<void> {
-  for await (const chunk of from) if (!out.write(chunk)) await once(out, 'drain');
+  for await (const chunk of from) {
+    if (out.destroyed) return;
+    if (!out.write(chunk)) await drained(out);
+  }
   out.end();
   await finished(out);
 }
@@ -134,8 +174,10 @@ class ArrowWriter implements OutputWriter {
 
   constructor(path: string, private readonly columns: FileColumn[]) {
     this.schema = new A.Schema(columns.map((c) => new A.Field(c.name, arrowType(c.type), true)));
-    this.out = createWriteStream(path);
+    this.out = fileStream(path).out;
     this.done = pump(this.writer, this.out);
+    // Answered by close (its await); after an abort nobody awaits it.
+    this.done.catch(() => undefined);
   }
 
   async write(b: OutBatch): Promise<void> {
@@ -159,9 +201,13 @@ class ArrowWriter implements OutputWriter {
     await this.done;
   }
 
+  /**
+   * The pump is not awaited: after the stream writer's abort its batches may
+   * never end (it parks, holding nothing), and waiting on it hung the abort, so
+   * the training set's error was never answered.
+   */
   async abort(): Promise<void> {
     this.writer.abort();
-    this.out.destroy();
-    await this.done.catch(() => undefined);
+    await discard(this.out);
   }
 }
