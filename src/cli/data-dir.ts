@@ -1,6 +1,7 @@
 /**
- * The data folder of a CLI command that only reads it (`asof export
- * --data-dir`): it must be one a server made. Opening the engine on any other
+ * The data folder of a CLI command that only reads it, or writes to a table
+ * it must already hold (`asof export --data-dir`, `asof ingest --data-dir`
+ * without `--create`): it must be one a server made. Opening the engine on any other
  * path would make a new, empty store there (catalog.json, tables/,
  * training-sets/) before the command failed on what is not in it.
  */

@@ -16,6 +16,7 @@ import { importFile, tableDefinitionFor } from '../offline/import.js';
 import { parseArgs, UsageError } from './args.js';
 import { ApiError, Client, DEFAULT_URL } from './client.js';
 import { Progress } from './progress.js';
+import { readableDataDir } from './data-dir.js';
 
 export const INGEST_USAGE = `usage: asof ingest <table> <file> [options]
 
@@ -62,6 +63,8 @@ export async function ingest(argv: string[]): Promise<void> {
 
   const dataDir = a.flags.get('data-dir');
   if (dataDir) {
+    // Without --create the table must exist already: a mistyped folder is an error, not a new empty store.
+    if (!create) await readableDataDir(dataDir);
     const config = loadConfig({ ...process.env, ASOF_DATA_DIR: dataDir });
     // The server's own services (app.ts), so the CLI writes by the same rules; the folder's lock keeps a running server out.
     await withServices(config, silentLogger, async ({ engine, ingest }) => {

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers.js';
@@ -30,6 +30,22 @@ test('asof export --data-dir on a folder that holds no asof data fails naming it
     assert.equal(existsSync(typo), false, 'no data folder made');
     assert.deepEqual(await readdir(empty), [], 'nothing made in the folder');
     assert.deepEqual((await readdir(dir.path)).sort(), ['empty'], 'no output file');
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('asof ingest --data-dir without --create on a folder that holds no asof data fails naming it, and creates nothing', async () => {
+  const dir = await tempDir();
+  try {
+    const file = join(dir.path, 'rows.csv');
+    await writeFile(file, 'id,v\n1,2\n');
+    const typo = join(dir.path, 'typo');
+    const r = await runCli(['ingest', '--data-dir', typo, '--format', 'csv', 'events', file]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(r.stderr.includes(typo), r.stderr);
+    assert.match(r.stderr, /no such folder/);
+    assert.equal(existsSync(typo), false, 'no data folder made');
   } finally {
     await dir.cleanup();
   }
