@@ -115,7 +115,11 @@ export function fromPbValue(v: PbValue | null | undefined): unknown {
       return ((v.list_value as { values?: PbValue[] }).values ?? []).map(fromPbValue);
     case 'struct_value': {
       const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries((v.struct_value as { fields?: Record<string, PbValue> }).fields ?? {})) out[k] = fromPbValue(x);
+      for (const [k, x] of Object.entries((v.struct_value as { fields?: Record<string, PbValue> }).fields ?? {})) {
+        // Assigned to a plain object, this name would replace its prototype (the value lost) rather than add a field.
+        if (k === '__proto__') throw new BadJsonValue('struct_value field "__proto__": the name "__proto__" is reserved');
+        out[k] = fromPbValue(x);
+      }
       return out;
     }
     case 'vector_value':

@@ -57,6 +57,11 @@ function batchRows(batches: A.RecordBatch[]): unknown[] {
     const fields = batch.schema.fields;
     // Assigned to a plain object, this name would replace the row's prototype rather than add a column.
     if (fields.some((f) => f.name === '__proto__')) throw new AsofError('ASOF_INVALID_ROW', 'column "__proto__": the name "__proto__" is reserved; nothing was written', [{ field: '__proto__', reason: 'the name "__proto__" is reserved' }]);
+    // So would a struct's field of that name, inside a column (arrowToJs copies fields into plain objects).
+    for (const f of fields) {
+      const inner = reservedFieldIn(f.type);
+      if (inner) throw new AsofError('ASOF_INVALID_ROW', `column "${f.name}": ${inner}: the name "__proto__" is reserved; nothing was written`, [{ field: f.name, reason: `${inner}: the name "__proto__" is reserved` }]);
+    }
     const n = batch.numRows;
     const values = fields.map((f, j) => columnValues(f.name, f.type, batch.getChildAt(j)!, rows.length));
     const code = rowCodeFor(fields.map((f) => ({ name: f.name })));
@@ -82,6 +87,18 @@ function sameAs(type: A.DataType): ColumnType | undefined {
   if (A.DataType.isTimestamp(type)) return type.unit === A.TimeUnit.MILLISECOND ? { kind: 'timestamp' } : undefined;
   if (A.DataType.isUtf8(type)) return { kind: 'string' };
   if (A.DataType.isBool(type)) return { kind: 'bool' };
+  return undefined;
+}
+
+/** Where a field named `__proto__` is among `type`'s children, at any depth (`s.__proto__`, `[].__proto__`); undefined when none is. */
+function reservedFieldIn(type: A.DataType, at = ''): string | undefined {
+  const element = A.DataType.isList(type) || A.DataType.isFixedSizeList(type) || A.DataType.isMap(type);
+  for (const child of (type.children ?? []) as A.Field[]) {
+    const path = element ? `${at}[]` : `${at}${at ? '.' : ''}${child.name}`;
+    if (!element && child.name === '__proto__') return `field ${path}`;
+    const deeper = reservedFieldIn(child.type, path);
+    if (deeper) return deeper;
+  }
   return undefined;
 }
 

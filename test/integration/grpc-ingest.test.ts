@@ -115,6 +115,27 @@ describe('asof.v1.IngestService/WriteRows (client streaming)', () => {
     assert.deepEqual(asofError(err!).details.details.map((d: any) => [d.row, d.field]), [[0, 'meta']]);
   });
 
+  test('a struct_value or an Arrow struct with a field named __proto__ is a bad row saying the name is reserved; nothing is written', async () => {
+    const before = await end('accounts');
+    // Before: the field replaced the value's prototype, and the row was written with the field silently gone.
+    for (const col of ['ctx', 'meta']) {
+      // JSON.parse makes "__proto__" an own key (an object literal would set the prototype instead).
+      const fields = JSON.parse('{"__proto__":{"string_value":"x"},"device":{"string_value":"ios"}}');
+      const { err } = await stream(asof.ingest, 'WriteRows', [{ table: 'accounts', rows: [row('p', 1, { [col]: { struct_value: { fields } } })] }]);
+      assert.equal(err?.code, 3, col);
+      const d = asofError(err!).details.details[0];
+      assert.deepEqual([d.row, d.field], [0, col]);
+      assert.match(d.reason, /"__proto__" is reserved/);
+    }
+    const ctx = new A.Struct([new A.Field('__proto__', new A.Utf8(), true), new A.Field('device', new A.Utf8(), true)]);
+    const body = A.tableToIPC(new A.Table({ id: A.vectorFromArray(['p']), balance: A.vectorFromArray([1], new A.Float64()), ctx: A.vectorFromArray([JSON.parse('{"__proto__":"x","device":"ios"}')], ctx) }), 'stream');
+    const r = await asof.req('POST', '/tables/accounts/rows', Buffer.from(body), { 'content-type': 'application/vnd.apache.arrow.stream' });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.details[0].field, 'ctx');
+    assert.match(r.body.error.message, /field __proto__: the name "__proto__" is reserved/);
+    assert.equal(await end('accounts'), before, 'nothing was written');
+  });
+
   test('stream-level mistakes: no table, two tables, two row forms, unknown table, too many rows', async () => {
     const noTable = await stream(asof.ingest, 'WriteRows', [{ rows: [row('x', 1)] }]);
     assert.equal(noTable.err?.code, 3);
