@@ -111,6 +111,16 @@ function buildLayout(plan: Plan, fullFeatureNames: boolean): Layout {
     if (!k) keys.set(column.name, (k = { column, view: f.view, positions: [] }));
     k.positions.push(i);
   });
+  // The entity key columns are answered too, first and under their own names: a feature may not take one of them.
+  features.forEach((f, i) => {
+    const k = keys.get(names[i]);
+    if (k !== undefined) {
+      throw invalid(
+        `feature "${f.ref}" would be answered as "${names[i]}", which is already the entity key column "${k.column.name}" of the answer (feature view "${k.view}" is keyed by it)${fullFeatureNames ? '' : '; set full_feature_names to name it view__feature'}`,
+        [{ field: 'features', reason: `"${f.ref}" is named "${names[i]}", an entity key column` }],
+      );
+    }
+  });
   if (keys.size > 1) for (const k of keys.values()) k.selection = Object.freeze({ features: k.positions.map((p) => features[p].ref) });
   return { keys: [...keys.values()], names };
 }

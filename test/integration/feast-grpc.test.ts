@@ -1,6 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { grpcAsof, call, asofError, defineFixture, ROW_EDGES, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
+import { grpcAsof, call, asofError, defineFixture, defineKeyNamedFeatures, ROW_EDGES, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
 import { feastJson, feastPlain } from './wire-values.js';
 
 const ids = (vals: unknown[]) => ({ val: vals.map((v) => (typeof v === 'string' ? { string_val: v } : { int64_val: v })) });
@@ -85,6 +85,31 @@ describe('feast.serving.ServingService over gRPC', () => {
     const off = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['typed:s', 'typed2:s'] }, entities: { id: ids(['a']) } });
     assert.equal(off.err?.code, 3);
     assert.match(off.err!.details, /collide.*full_feature_names/);
+  });
+
+  test('a feature named like an entity key column of the answer is refused without full_feature_names, answered as view__feature with it', async () => {
+    await defineKeyNamedFeatures(asof);
+    const cases = [
+      { features: ['drv_v:city', 'drv_v:driver_id'], entities: { driver_id: ids([1001]) }, feature: 'drv_v:driver_id', key: 'driver_id', full: ['driver_id', 'drv_v__city', 'drv_v__driver_id'], values: [{ int64_val: '1001' }, { string_val: 'sf' }, { int64_val: '1001' }] },
+      {
+        features: ['usr_v:name', 'drv_v:user_id'],
+        entities: { user_id: ids(['u1']), driver_id: ids([1001]) },
+        feature: 'drv_v:user_id',
+        key: 'user_id',
+        full: ['user_id', 'driver_id', 'usr_v__name', 'drv_v__user_id'],
+        values: [{ string_val: 'u1' }, { int64_val: '1001' }, { string_val: 'ann' }, { string_val: 'u2' }],
+      },
+    ];
+    for (const c of cases) {
+      const off = await call(asof.feast, 'GetOnlineFeatures', { features: { val: c.features }, entities: c.entities });
+      assert.equal(off.err?.code, 3, JSON.stringify(off.res?.metadata));
+      assert.ok(off.err!.details.includes(`"${c.feature}"`) && off.err!.details.includes(`"${c.key}"`), off.err!.details);
+      assert.match(off.err!.details, /full_feature_names/);
+      const on = await call(asof.feast, 'GetOnlineFeatures', { features: { val: c.features }, entities: c.entities, full_feature_names: true });
+      assert.equal(on.err, undefined, on.err?.details);
+      assert.deepEqual(on.res.metadata.feature_names.val, c.full);
+      assert.deepEqual(on.res.results.map((r: any) => feastPlain(r.values[0])), c.values);
+    }
   });
 
   test('feature_service: its features in its order, each view keyed by its own entity column', async () => {

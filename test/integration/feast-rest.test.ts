@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { grpcAsof, defineFixture, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
+import { grpcAsof, defineFixture, defineKeyNamedFeatures, TYPED_FEATURES, type GrpcAsof } from './grpc-helpers.js';
 
 const RFC3339_PROTO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$/;
 
@@ -70,6 +70,25 @@ describe('POST /get-online-features (Feast feature-server format)', () => {
     assert.equal(svc.status, 200, JSON.stringify(svc.body));
     assert.deepEqual(svc.body.metadata.feature_names, ['user', 'id', 'n', 's', 'amount']);
     assert.deepEqual(svc.body.results.map((c: any) => c.values[0]), [1, 'a', 1, 'x', 3]);
+  });
+
+  test('a feature named like an entity key column of the answer is refused without full_feature_names, answered as view__feature with it', async () => {
+    await defineKeyNamedFeatures(asof);
+    const cases = [
+      { features: ['drv_v:city', 'drv_v:driver_id'], entities: { driver_id: [1001] }, feature: 'drv_v:driver_id', key: 'driver_id', full: ['driver_id', 'drv_v__city', 'drv_v__driver_id'], values: [1001, 'sf', 1001] },
+      { features: ['usr_v:name', 'drv_v:user_id'], entities: { user_id: ['u1'], driver_id: [1001] }, feature: 'drv_v:user_id', key: 'user_id', full: ['user_id', 'driver_id', 'usr_v__name', 'drv_v__user_id'], values: ['u1', 1001, 'ann', 'u2'] },
+    ];
+    for (const c of cases) {
+      const off = await asof.req('POST', '/get-online-features', { features: c.features, entities: c.entities });
+      assert.equal(off.status, 400, JSON.stringify(off.body));
+      assert.equal(off.body.error.code, 'ASOF_INVALID_ARGUMENT');
+      assert.ok(off.body.error.message.includes(`"${c.feature}"`) && off.body.error.message.includes(`"${c.key}"`), off.body.error.message);
+      assert.match(off.body.error.message, /full_feature_names/);
+      const on = await asof.req('POST', '/get-online-features', { features: c.features, entities: c.entities, full_feature_names: true });
+      assert.equal(on.status, 200, JSON.stringify(on.body));
+      assert.deepEqual(on.body.metadata.feature_names, c.full);
+      assert.deepEqual(on.body.results.map((r: any) => r.values[0]), c.values);
+    }
   });
 
   test('the body is read as JSON whatever the Content-Type (Feast\'s Python client sends none)', async () => {

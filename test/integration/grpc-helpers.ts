@@ -205,6 +205,23 @@ export async function defineFixture(asof: GrpcAsof): Promise<void> {
   await asof.services.registry.defineService('scoring', { features: ['recent:n', 'typed:s', 'recent:amount'] });
 }
 
+/**
+ * Views whose features are named like entity key columns (the Feast adapters' name collisions): drv_v over pk table drv
+ * (key driver_id) with features city, driver_id (the key itself) and user_id; usr_v over pk table usr (key user_id) with name.
+ * Rows: driver 1001 = {sf, u2}, user u1 = {ann}.
+ */
+export async function defineKeyNamedFeatures(asof: GrpcAsof): Promise<void> {
+  const ok = (r: { status: number; body: unknown }) => {
+    if (r.status >= 300) throw new Error(JSON.stringify(r.body));
+  };
+  ok(await asof.req('PUT', '/tables/drv', { kind: 'pk', primaryKey: ['driver_id'], columns: [{ name: 'driver_id', type: 'int64', nullable: false }, { name: 'city', type: 'string' }, { name: 'user_id', type: 'string' }] }));
+  ok(await asof.req('POST', '/tables/drv/rows', { rows: [{ driver_id: 1001, city: 'sf', user_id: 'u2' }] }));
+  await asof.services.registry.defineView('drv_v', { source: 'drv', entity: 'driver_id', features: ['city', 'driver_id', 'user_id'].map((name) => ({ name, column: name })) });
+  ok(await asof.req('PUT', '/tables/usr', { kind: 'pk', primaryKey: ['user_id'], columns: [{ name: 'user_id', type: 'string', nullable: false }, { name: 'name', type: 'string' }] }));
+  ok(await asof.req('POST', '/tables/usr/rows', { rows: [{ user_id: 'u1', name: 'ann' }] }));
+  await asof.services.registry.defineView('usr_v', { source: 'usr', entity: 'user_id', features: [{ name: 'name', column: 'name' }] });
+}
+
 /** A decoded oneof value → [set field, its value] (drops proto-loader's virtual oneof name). */
 export function setField(v: Record<string, unknown>, oneof: 'kind' | 'val'): [string, unknown] {
   const name = v[oneof] as string;

@@ -88,6 +88,14 @@ export const OPERATIONS: Operation[] = [
     forms: only(lookupForms({ key: 'user_id', entities: ['a'], features: ['u:score'] }), 'Feast'),
     expect: { error: 'ASOF_INVALID_ARGUMENT' },
   },
+  // Feast answers the entity key column itself first, under its name: a feature answered under the same name is refused (asof's answers name features by reference).
+  { name: 'lookup: a feature named like the entity key column', forms: without(lookupForms({ key: 'id', entities: ['a'], features: ['uk:id', 'uk:score'] }), 'Feast'), expect: { answer: [[['a', 'PRESENT'], [1.5, 'PRESENT']]] } },
+  { name: 'Feast: a feature named like the entity key column', forms: only(lookupForms({ key: 'id', entities: ['a'], features: ['uk:id', 'uk:score'] }), 'Feast'), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  {
+    name: 'Feast: a feature named like the entity key column, with full_feature_names',
+    forms: only(lookupForms({ key: 'id', entities: ['a'], features: ['uk:id', 'uk:score'], fullFeatureNames: true }), 'Feast'),
+    expect: { answer: [[['a', 'PRESENT'], [1.5, 'PRESENT']]] },
+  },
   { name: 'lookup: no entities', forms: lookupOfMany(0), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'lookup: 10,001 entities, one over the limit', forms: lookupOfMany(10_001), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'Feast: a bytes_val entity key that is not UTF-8', forms: feastBytesKey([0xff]), expect: { error: 'ASOF_INVALID_ARGUMENT' } },

@@ -7,7 +7,8 @@
  * A primary (REST through inject, gRPC asof.v1 and Feast bound to a port)
  * and, when Redis answers, a read replica sharing the primary's Redis prefix.
  * Fixture: pk table `users` (id string, score float64, name string) with rows
- * a = {1.5, "ann"} and b = {null, "bob"}; view `u` (score, name) over it;
+ * a = {1.5, "ann"} and b = {null, "bob"}; view `u` (score, name) over it, and view `uk` (id, the
+ * entity key column itself, and score) over it;
  * service `svc` = [u:name]; log table `events` (id string, at timestamp), empty, and view `ev`
  * over it: `n1h`, a count of the last hour. The guarded server also records one decision. With
  * Redis, another owner holds the names in HELD under the primary's prefix (another primary, as far
@@ -84,6 +85,7 @@ export async function openWorld(): Promise<World> {
   must(await primary.req('PUT', '/tables/users', USERS));
   must(await primary.req('POST', '/tables/users/rows', { rows: [{ id: 'a', score: 1.5, name: 'ann' }, { id: 'b', name: 'bob' }] }));
   must(await primary.req('PUT', '/feature-views/u', VIEW_U));
+  must(await primary.req('PUT', '/feature-views/uk', { source: 'users', entity: 'id', features: [{ name: 'id', column: 'id' }, { name: 'score', column: 'score' }] }));
   must(await primary.req('PUT', '/feature-services/svc', { features: ['u:name'] }));
   must(await primary.req('PUT', '/tables/items', ITEMS));
   must(await primary.req('PUT', '/tables/events', EVENTS));
@@ -181,6 +183,8 @@ export interface Lookup {
   features?: string[];
   view?: string;
   service?: string;
+  /** Feast's full_feature_names (the Feast forms only). */
+  fullFeatureNames?: boolean;
 }
 
 export type Form = (asof: GrpcAsof) => Promise<Outcome>;
@@ -216,13 +220,13 @@ export function lookupForms(q: Lookup): Record<string, Form> {
   const transpose = (columns: { values: unknown[]; statuses: string[] }[], json: (v: any) => unknown): Cell[][] =>
     q.entities.map((_, i) => columns.slice(1).map((c) => [json(c.values[i]), c.statuses[i]]));
   forms['Feast REST POST /get-online-features'] = async (asof) => {
-    const r = await asof.req('POST', '/get-online-features', { ...(q.features ? { features: q.features } : { feature_service: q.service }), entities: { [q.key]: q.entities } });
+    const r = await asof.req('POST', '/get-online-features', { ...(q.features ? { features: q.features } : { feature_service: q.service }), entities: { [q.key]: q.entities }, full_feature_names: q.fullFeatureNames });
     if (r.status !== 200) return restError(r.status, r.body);
     return { answer: transpose(r.body.results, (v) => v) };
   };
   forms['Feast gRPC GetOnlineFeatures'] = async (asof) => {
     const sel = q.features ? { features: { val: q.features } } : { feature_service: q.service };
-    const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { ...sel, entities: { [q.key]: { val: q.entities.map((e) => ({ string_val: e })) } } });
+    const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { ...sel, entities: { [q.key]: { val: q.entities.map((e) => ({ string_val: e })) } }, full_feature_names: q.fullFeatureNames });
     if (err) return grpcError(err);
     return { answer: transpose(res.results, feastJson) };
   };
