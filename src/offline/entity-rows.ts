@@ -68,25 +68,18 @@ function tableRows(engine: Engine, name: string, caller: Caller): EntityRows {
   const schema = table.schema;
   const toOffset = table.endOffset;
   const columns = schema.columns.map((c) => ({ name: c.name, type: c.type }));
-  const pk = schema.kind === 'pk';
+  // A pk table's entity rows are its live rows (in no particular order) as they were when the request
+  // arrived: copied now, with toOffset, in one synchronous step, not when a queued job first reads them.
+  const frozen = schema.kind === 'pk' ? table.frozenRows() : undefined;
   return {
     columns,
-    total: pk ? table.rowCount : toOffset,
+    total: frozen ? frozen.size : toOffset,
     eventTime: schema.def.eventTime,
     token: { [name]: toOffset - 1 },
     async *batches() {
-      if (pk) {
-        // A pk table's entity rows are its live rows (in no particular order), as they were when the read began.
-        let part: Record<string, unknown>[] = [];
-        const flush = (): ColumnBatch => ({ n: part.length, columns: columns.map((c) => part.map((r) => r[c.name] ?? null)) });
-        for (const row of table.liveRows()) {
-          part.push(row);
-          if (part.length === BATCH) {
-            yield flush();
-            part = [];
-          }
-        }
-        if (part.length) yield flush();
+      if (frozen) {
+        // The copy's columns are the schema's at the copy (a column added since is not among `columns`).
+        for (const values of frozen.chunks(BATCH)) yield { n: values[0]?.length ?? 0, columns: columns.map((_, j) => values[j]) };
         return;
       }
       // A log table's entity rows are its records (all +I), in offset order.
