@@ -152,6 +152,16 @@ export class TrainingSets {
       const token: Token = { ...rows.token };
       for (const v of views.values()) token[v.def.source] = v.toOffset - 1;
       const plans = [...views.values()];
+      if ('rows' in req.entities) {
+        // Inline rows are already in memory: check them now, so a bad one is the same 400 whether the request
+        // is answered at once or becomes a job (files and tables are checked as the job reads them).
+        // batches() builds fresh columns on each read, so normalizing them here leaves the rows as sent.
+        let base = 0;
+        for await (const batch of rows.batches()) {
+          normalize(batch, base, timeIndex, plans);
+          base += batch.n;
+        }
+      }
       return {
         total: rows.total,
         columns: [...columns, ...featureColumns],

@@ -1,11 +1,15 @@
 /**
- * A training set reads its entity rows as they were when the request arrived:
- * a pk labels table written to while its job waits in the queue gives the rows
- * of the request's token.
+ * A training set reads its entity rows as they were when the request arrived,
+ * and inline entity rows are checked before the answer: a pk labels table
+ * written to while its job waits in the queue gives the rows of the request's
+ * token, and a bad inline row is the same 400 whether the request would be
+ * answered at once or become a job (no job is made).
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { UNRESTRICTED } from '../../src/access.js';
 import type { PreparedTrainingSet } from '../../src/offline/training-set.js';
 import { testAsof, until, type TestAsof } from '../helpers.js';
@@ -46,6 +50,11 @@ async function holdQueue(asof: TestAsof): Promise<() => void> {
   };
   await asof.services.trainingSetJobs.submit(prepared);
   return finish;
+}
+
+async function jobFiles(asof: TestAsof): Promise<string[]> {
+  const dir = join(asof.dataDir, 'training-sets');
+  return existsSync(dir) ? (await readdir(dir)).filter((f) => f.endsWith('.job.json')) : [];
 }
 
 describe('training sets as of the request', () => {
@@ -92,6 +101,52 @@ describe('training sets as of the request', () => {
         'the label rows as they were at the request: no later row, the changed label as it was, the deleted one still there',
       );
       assert.deepEqual(data.body.token, sub.body.token);
+    } finally {
+      await asof.destroy();
+    }
+  });
+
+  test('a bad inline entity row is a 400 naming it before any job is made', async () => {
+    const asof = await testAsof();
+    try {
+      await seed(asof);
+      const features = ['drv_v:city'];
+      const rows = Array.from({ length: 10_001 }, (_, i) => ({ driver_id: (i % 3) + 1, timestamp: '2024-01-02T00:00:00Z' }));
+      const good = await asof.req('POST', '/training-sets', { entities: { rows }, features });
+      assert.equal(good.status, 202, 'over ASOF_TRAINING_SET_INLINE_ROWS (10,000): a job');
+      await until('the good job ends', () => asof.services.trainingSetJobs.get(good.body.id, UNRESTRICTED).state === 'succeeded');
+      const before = await jobFiles(asof);
+      assert.equal(before.length, 1);
+
+      const badTime = await asof.req('POST', '/training-sets', { entities: { rows: [...rows.slice(0, 10_000), { driver_id: 1, timestamp: 'not-a-time' }] }, features });
+      assert.equal(badTime.status, 400, JSON.stringify(badTime.body));
+      assert.equal(badTime.body.error.code, 'ASOF_INVALID_ARGUMENT');
+      assert.match(badTime.body.error.message, /^entity row 10000: time: /);
+      assert.equal(badTime.body.id, undefined);
+      assert.deepEqual(await jobFiles(asof), before, 'no job was made for a bad request');
+    } finally {
+      await asof.destroy();
+    }
+  });
+
+  test('async: true with a bad inline entity row is the 400 the request answered at once gets', async () => {
+    const asof = await testAsof();
+    try {
+      await seed(asof);
+      const features = ['drv_v:city'];
+      const badKey = await asof.req('POST', '/training-sets', { entities: { rows: [{ driver_id: 'x', timestamp: '2024-01-02T00:00:00Z' }] }, features, async: true });
+      assert.equal(badKey.status, 400, JSON.stringify(badKey.body));
+      assert.match(badKey.body.error.message, /^entity row 0: "driver_id": /);
+      // The same answer as the request answered at once.
+      const inline = await asof.req('POST', '/training-sets', { entities: { rows: [{ driver_id: 'x', timestamp: '2024-01-02T00:00:00Z' }] }, features });
+      assert.equal(inline.status, 400);
+      assert.deepEqual(badKey.body, inline.body);
+
+      const noTime = await asof.req('POST', '/training-sets', { entities: { rows: [{ driver_id: 1, timestamp: null }] }, features, async: true });
+      assert.equal(noTime.status, 400, JSON.stringify(noTime.body));
+      assert.match(noTime.body.error.message, /^entity row 0: no time/);
+
+      assert.deepEqual(await jobFiles(asof), [], 'no job was made for a bad request');
     } finally {
       await asof.destroy();
     }
