@@ -92,13 +92,13 @@ export class DecisionLog {
     return row ? (row.decision as Decision) : undefined;
   }
 
-  /** Decisions, newest decidedAt first (ties: id descending). Times are epoch ms, inclusive. */
-  list(filter: { entity?: string; from?: number; to?: number; outcome?: string }, limit: number): Decision[] {
+  /** Decisions, newest decidedAt first (ties: id descending). Times are epoch ms, inclusive; `entity` says whether a stored entity is the one asked for. */
+  list(filter: { entity?: (stored: string, d: Decision) => boolean; from?: number; to?: number; outcome?: string }, limit: number): Decision[] {
     const out: Decision[] = [];
     if (!this.table) return out;
     for (const row of this.table.liveRows()) {
       const t = row.decidedAt as number;
-      if (filter.entity !== undefined && row.entity !== filter.entity) continue;
+      if (filter.entity !== undefined && !filter.entity(row.entity as string, row.decision as Decision)) continue;
       if (filter.outcome !== undefined && row.outcome !== filter.outcome) continue;
       if ((filter.from !== undefined && t < filter.from) || (filter.to !== undefined && t > filter.to)) continue;
       out.push(row.decision as Decision);

@@ -7,8 +7,9 @@
 import { requireScope, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
-import { checkedTime, formatTimestamp, isReservedName } from '../engine/schema.js';
+import { checkedTime, formatTimestamp, isReservedName, type CompiledColumn } from '../engine/schema.js';
 import type { FeatureViewDef } from '../features/definitions.js';
+import { entityKeyText } from '../features/entity-key.js';
 import type { PointInTime } from '../features/evaluator.js';
 import type { FeatureRegistry, ResolvedFeature } from '../features/registry.js';
 import { toObjects, type Evaluation } from '../online/service.js';
@@ -108,11 +109,12 @@ export class AuditService {
     const views: Record<string, FeatureViewDef> = {};
     for (const g of e.plan.groups) views[g.def.name] = g.def;
     const heads = this.heads(Object.keys(e.token));
+    const cols = e.plan.groups.map((g) => g.entityColumn);
     const made = wanted.map((i, k): Decision => {
       const s = served[k];
       return {
         id: ids[i]!,
-        entity: entityText(entities[i]),
+        entity: canonicalEntity(cols, entities[i], `entities[${i}]`),
         selection,
         features: e.plan.features.map((f) => f.ref),
         outcome: null,
@@ -131,14 +133,14 @@ export class AuditService {
     });
     for (const d of made) {
       const x = this.decisions.get(d.id);
-      const why = x && otherLookup(d, x);
+      const why = x && otherLookup(d, x, cols);
       if (why) throw conflict(d.id, why);
     }
     const recorded = await Promise.all(
       made.map((d) =>
         this.decisions.update(d.id, (x) => {
           if (!x) return this.signed(d);
-          const why = otherLookup(d, x);
+          const why = otherLookup(d, x, cols);
           if (why) throw conflict(d.id, why);
           return null;
         }),
@@ -161,6 +163,8 @@ export class AuditService {
     const resolved = this.registry.resolve(selection);
     const views: Record<string, FeatureViewDef> = {};
     for (const f of resolved) views[f.view] ??= this.registry.view(f.view);
+    const cols = Object.values(views).map((v) => this.registry.evaluator(v).schema.byName.get(v.entity)!);
+    const entity = canonicalEntity(cols, input.entity, 'entity');
     let decidedAt = this.now();
     if (input.decidedAt !== undefined) {
       decidedAt = checkedTime('decidedAt', input.decidedAt);
@@ -187,12 +191,12 @@ export class AuditService {
         );
       }
     }
-    const request = canonicalJson({ ...input, entity: entityText(input.entity), decidedAt: input.decidedAt === undefined ? undefined : decidedAt });
+    const request = canonicalJson({ ...input, entity, decidedAt: input.decidedAt === undefined ? undefined : decidedAt });
     const sources = input.token ? Object.keys(input.token) : [...new Set(Object.values(views).map((v) => v.source))];
     const served: ServedValues | null = input.served ? { features: input.served.features, statuses: input.served.statuses ?? {}, eventTimes: input.served.eventTimes ?? {} } : null;
     const fresh: Decision = {
       id: input.id,
-      entity: entityText(input.entity),
+      entity,
       selection,
       features: resolved.map((f) => f.ref),
       outcome: input.outcome,
@@ -216,7 +220,7 @@ export class AuditService {
         throw conflict(input.id, 'another body was recorded under this id');
       }
       // Recorded by its lookup: the post completes it, and must agree with what the lookup recorded.
-      if (x.entity !== fresh.entity || canonicalJson(x.selection) !== canonicalJson(selection)) throw conflict(input.id, 'its lookup was for another entity or selection');
+      if (!sameEntity(x.entity, entity, cols) || canonicalJson(x.selection) !== canonicalJson(selection)) throw conflict(input.id, 'its lookup was for another entity or selection');
       if (input.token && canonicalJson(input.token) !== canonicalJson(x.token)) throw conflict(input.id, 'the token differs from the one its lookup read');
       if (input.served && canonicalJson(input.served.features) !== canonicalJson(x.served?.features)) throw conflict(input.id, 'the served values differ from what its lookup served');
       return { ...x, outcome: input.outcome, model: input.model ?? null, attributes: input.attributes ?? null, decidedAt: input.decidedAt === undefined ? x.decidedAt : decidedAt, recordedBy: 'lookup+api', request };
@@ -266,7 +270,35 @@ export class AuditService {
   /** GET /audit/decisions: newest first. Times epoch ms, inclusive. */
   list(filter: { entity?: string; from?: number; to?: number; outcome?: string }, limit = 100): PublicDecision[] {
     checkRange(filter.from, filter.to);
-    return this.decisions.list(filter, limit).map(publicDecision);
+    return this.decisions.list({ ...filter, entity: filter.entity === undefined ? undefined : this.entityMatcher(filter.entity) }, limit).map(publicDecision);
+  }
+
+  /**
+   * `?entity=` as each decision's views key it: a decision matches when its
+   * stored entity is the text given, or that text's canonical key under the
+   * entity column of the decision's first view (so "01001" finds an int64
+   * entity recorded as "1001", and an RFC 3339 time one recorded as epoch ms).
+   * Text a column refuses matches only as given.
+   */
+  private entityMatcher(text: string): (stored: string, d: Decision) => boolean {
+    const keys = new Map<string, string | undefined>();
+    return (stored, d) => {
+      if (stored === text) return true;
+      const v = Object.values(d.views)[0];
+      if (!v || !this.engine.has(v.source)) return false;
+      const at = `${v.source}\0${v.entity}`;
+      if (!keys.has(at)) {
+        const col = this.engine.table(v.source).schema.byName.get(v.entity);
+        let key: string | undefined;
+        try {
+          key = col && entityKeyText(col, text);
+        } catch {
+          key = undefined;
+        }
+        keys.set(at, key);
+      }
+      return keys.get(at) === stored;
+    };
   }
 
   /** GET /audit/verify: walks the table's chain over offsets [from, to]. */
@@ -312,9 +344,9 @@ export class AuditService {
  * source, entity and ttl, and the feature itself), so that its recorded
  * answer is an answer to this request. A completed lookup repeats too.
  */
-function otherLookup(d: Decision, x: Decision): string | undefined {
+function otherLookup(d: Decision, x: Decision, cols: CompiledColumn[]): string | undefined {
   if (x.recordedBy === 'api') return 'it was posted (POST /decisions), not recorded by a lookup';
-  if (x.entity !== d.entity) return 'its lookup was for another entity';
+  if (!sameEntity(x.entity, d.entity, cols)) return 'its lookup was for another entity';
   if (canonicalJson(x.selection) !== canonicalJson(d.selection)) return 'its lookup was for another selection';
   if (x.features.length !== d.features.length || x.features.some((ref, i) => ref !== d.features[i] || featureDefinition(x.views, ref) !== featureDefinition(d.views, ref))) {
     return 'the features its lookup read have been redefined since';
@@ -353,7 +385,37 @@ function checkId(id: string, field: string): void {
   if (!ID.test(id)) throw new AsofError('ASOF_INVALID_ARGUMENT', `decision id ${JSON.stringify(id)} must be 1 to 200 printable ASCII characters without spaces`, [{ field, reason: 'bad decision id' }]);
 }
 
-const entityText = (e: unknown): string => (typeof e === 'string' ? e : typeof e === 'number' || typeof e === 'bigint' || typeof e === 'boolean' ? String(e) : JSON.stringify(e));
+/**
+ * The entity as the canonical key text of the views' entity columns
+ * (features/entity-key.ts, the conversion lookups use): what a decision
+ * stores and compares, whichever adapter or form gave it. A key a column
+ * refuses (an int64 JSON number beyond 2^53 among them) is a 400 naming
+ * `field`. Views whose columns key it differently (an int64 view and a string
+ * view read together) store it as given, which the replay converts per view.
+ */
+function canonicalEntity(cols: CompiledColumn[], entity: unknown, field: string): string {
+  const keys = new Set<string>();
+  for (const col of cols) {
+    try {
+      keys.add(entityKeyText(col, entity));
+    } catch (e) {
+      const reason = (e as { reason?: string }).reason ?? String(e);
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${JSON.stringify(entity)} is not a valid ${col.name}: ${reason}`, [{ field, reason }]);
+    }
+  }
+  if (keys.size === 1) return [...keys][0];
+  return typeof entity === 'string' ? entity : typeof entity === 'number' || typeof entity === 'bigint' || typeof entity === 'boolean' ? String(entity) : JSON.stringify(entity);
+}
+
+/** Whether stored entity text (canonical, or as given before canonical keys were stored) is `key` under the views' columns. */
+function sameEntity(stored: string, key: string, cols: CompiledColumn[]): boolean {
+  if (stored === key) return true;
+  try {
+    return canonicalEntity(cols, stored, 'entity') === key;
+  } catch {
+    return false;
+  }
+}
 
 function plainSelection(s: FeatureSelection): FeatureSelection {
   if (s.features?.length) return { features: [...s.features] };

@@ -141,6 +141,31 @@ export function conflictingLookupForms(change: { entity?: string; features?: str
   );
 }
 
+/**
+ * Decision `id` recorded by a REST lookup of int64 entity "01001" (view `nv`,
+ * made on first use), then sent with the same id as "1001" in each lookup
+ * adapter's form: the same entity (its canonical key), so its first answer.
+ */
+export function canonicalEntityLookupForms(): Record<string, Form> {
+  return Object.fromEntries(
+    Object.entries(RECORDED_LOOKUPS).map(([name, lookup]) => [
+      name,
+      async (asof: GrpcAsof): Promise<Outcome> => {
+        if ((await asof.req('GET', '/feature-views/nv')).status !== 200) {
+          await asof.req('PUT', '/tables/nums', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 'x', type: 'float64' }] });
+          await asof.req('PUT', '/feature-views/nv', { source: 'nums', entity: 'id', features: [{ name: 'x', column: 'x' }] });
+          await asof.req('POST', '/tables/nums/rows', { rows: [{ id: 1001, x: 2.5 }] });
+        }
+        const id = nextDecisionId(`canonical-${name}`);
+        const first = await asof.req('GET', `/features/01001?features=nv:x&decision=${id}`);
+        if (first.status !== 200) return restError(first.status, first.body);
+        const r = await lookup(asof, '1001', ['nv:x'], id);
+        return 'cells' in r ? { answer: r.cells } : r;
+      },
+    ]),
+  );
+}
+
 /** A page of an audit trail as asked for (unset: the defaults). */
 export type TrailPageAsk = { trailFrom?: number; trailLimit?: number };
 

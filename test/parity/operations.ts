@@ -16,7 +16,7 @@ import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
 import { arrowWriteForms, decimalIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, keyedFollowForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
-import { conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
+import { canonicalEntityLookupForms, conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
 import { EVENTS, grpcError, GUARDED_DECISION, HELD, lookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
@@ -158,6 +158,7 @@ export const OPERATIONS: Operation[] = [
     expect: { answer: [[[1, 'PRESENT'], ['x', 'PRESENT']], [[1, 'PRESENT'], ['x', 'PRESENT']], true] },
   },
   { name: 'decision: a lookup recorded over REST sent again over another adapter (same entity and features)', forms: conflictingLookupForms({}), expect: { answer: AB_ZZ[0] } },
+  { name: 'decision: a lookup recorded for int64 entity "01001" sent again as "1001" over another adapter (the same canonical key)', forms: canonicalEntityLookupForms(), expect: { answer: [[2.5, 'PRESENT']] } },
   { name: 'decision: a recorded lookup\'s id sent with another entity', forms: conflictingLookupForms({ entity: 'b' }), expect: { error: 'ASOF_CONFLICT' } },
   { name: 'decision: a recorded lookup\'s id sent with other features', forms: conflictingLookupForms({ features: ['u:score'] }), expect: { error: 'ASOF_CONFLICT' } },
   {

@@ -1,0 +1,75 @@
+/**
+ * A decision's entity is the canonical key of its views' entity column,
+ * whichever form a request gave it in: an int64 "01001" is 1001, a
+ * timestamp's RFC 3339 text is its epoch ms. A key the column refuses is a
+ * 400 naming `entity` (and nothing is recorded), as a lookup's is.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { ok, testAsof, type TestAsof } from '../helpers.js';
+
+describe('a decision entity', () => {
+  let asof: TestAsof;
+  before(async () => {
+    asof = await testAsof();
+    await ok(asof.req('PUT', '/tables/drivers', { kind: 'pk', primaryKey: ['driver'], columns: [{ name: 'driver', type: 'int64', nullable: false }, { name: 'trips', type: 'int64', nullable: true }] }), 201);
+    await ok(asof.req('PUT', '/feature-views/drv_v', { source: 'drivers', entity: 'driver', features: [{ name: 'trips', column: 'trips' }] }), 201);
+    await ok(asof.req('PUT', '/tables/days', { kind: 'pk', primaryKey: ['day'], columns: [{ name: 'day', type: 'timestamp', nullable: false }, { name: 'n', type: 'int64', nullable: true }] }), 201);
+    await ok(asof.req('PUT', '/feature-views/day_v', { source: 'days', entity: 'day', features: [{ name: 'n', column: 'n' }] }), 201);
+    await ok(asof.req('POST', '/tables/drivers/rows', { rows: [{ driver: 1001, trips: 3 }, { driver: 1002, trips: 4 }] }));
+    await ok(asof.req('POST', '/tables/days/rows', { rows: [{ day: '2024-03-01T00:00:00Z', n: 7 }] }));
+  });
+  after(() => asof.destroy());
+
+  test('posted with a key its view refuses: 400 naming entity, nothing recorded', async () => {
+    const r = await asof.req('POST', '/decisions', { id: 'p7', entity: 'abc', view: 'drv_v', outcome: 'x' });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'ASOF_INVALID_ARGUMENT');
+    assert.equal(r.body.error.details[0].field, 'entity');
+    assert.equal((await asof.req('GET', '/audit/decisions/p7')).status, 404);
+  });
+
+  test('posted as a JSON number beyond 2^53: refused as a lookup refuses it', async () => {
+    const raw = '{"id":"big","entity":9007199254740993,"view":"drv_v","outcome":"x"}';
+    const r = await asof.req('POST', '/decisions', raw, { 'content-type': 'application/json' });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.match(r.body.error.message, /integers beyond 2\^53 must be sent as strings/);
+    assert.equal(r.body.error.details[0].field, 'entity');
+    const lookup = await asof.req('POST', '/features', '{"entities":[9007199254740993],"view":"drv_v"}', { 'content-type': 'application/json' });
+    assert.equal(lookup.status, 400);
+    assert.equal((await asof.req('GET', '/audit/decisions/big')).status, 404);
+  });
+
+  test('a recorded lookup of "01001" is 1001: retried as 1001 it answers its first answer; ?entity= finds it either way', async () => {
+    const first = await ok(asof.req('GET', '/features/01001?view=drv_v&decision=lead-zero'));
+    await ok(asof.req('POST', '/tables/drivers/rows', { rows: [{ driver: 1001, trips: 9 }] }));
+    const again = await ok(asof.req('GET', '/features/1001?view=drv_v&decision=lead-zero'));
+    assert.deepEqual(again.features, first.features);
+    const batch = await ok(asof.req('POST', '/features', { entities: [1001], view: 'drv_v', decisions: ['lead-zero'] }));
+    assert.deepEqual(batch.results[0].features, first.features);
+    const d = await ok(asof.req('GET', '/audit/decisions/lead-zero'));
+    assert.equal(d.decision.entity, '1001');
+    for (const q of ['1001', '01001']) {
+      const l = await ok(asof.req('GET', `/audit/decisions?entity=${q}`));
+      assert.deepEqual(l.decisions.map((x: { id: string }) => x.id), ['lead-zero'], q);
+    }
+    // Completing it by POST with the number form agrees with the lookup.
+    const done = await asof.req('POST', '/decisions', { id: 'lead-zero', entity: 1001, view: 'drv_v', outcome: 'ok' });
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+  });
+
+  test('a timestamp key is its epoch ms, given as RFC 3339 or as a number', async () => {
+    const first = await ok(asof.req('POST', '/features', { entities: ['2024-03-01T00:00:00Z'], view: 'day_v', decisions: ['ts-key'] }));
+    const again = await ok(asof.req('POST', '/features', { entities: [1709251200000], view: 'day_v', decisions: ['ts-key'] }));
+    assert.equal(again.results[0].features['day_v:n'], 7);
+    assert.deepEqual([again.results[0].features, again.results[0].token], [first.results[0].features, first.results[0].token]);
+    const d = await ok(asof.req('GET', '/audit/decisions/ts-key'));
+    assert.equal(d.decision.entity, '1709251200000');
+    assert.deepEqual(d.reconstructed.features, { 'day_v:n': 7 });
+    const l = await ok(asof.req('GET', '/audit/decisions?entity=2024-03-01T00:00:00.000Z'));
+    assert.deepEqual(l.decisions.map((x: { id: string }) => x.id), ['ts-key']);
+    const posted = await asof.req('POST', '/decisions', { id: 'ts-post', entity: '2024-03-01T00:00:00Z', view: 'day_v', outcome: 'x' });
+    assert.equal(posted.status, 201, JSON.stringify(posted.body));
+    assert.equal(posted.body.entity, '1709251200000');
+  });
+});
