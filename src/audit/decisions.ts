@@ -73,7 +73,7 @@ const COLUMNS = [
 ];
 
 export class DecisionLog {
-  /** Per-id queue: the check-then-write of one id runs alone; different ids commit together (group commit). */
+  /** Per-id queue: the check-then-write of an id (or of a batch's ids together) runs alone; different ids commit together (group commit). */
   private readonly locks = new Map<string, Promise<unknown>>();
 
   /** Undefined on a read replica, which holds no tables: decisions are recorded on the primary. */
@@ -113,21 +113,37 @@ export class DecisionLog {
    * nothing (an identical re-send). One id at a time.
    */
   update(id: string, decide: (existing: Decision | undefined) => Decision | null): Promise<{ decision: Decision; written: boolean }> {
+    return this.updateAll([{ id, decide }]).then((r) => r[0]);
+  }
+
+  /**
+   * update for several ids at once, all or nothing: runs when every id's
+   * queue has reached it (the ids are queued together, so two batches cannot
+   * each hold a part of the other's), decides each, and writes every returned
+   * decision in one table write. A `decide` that throws writes none of them.
+   * Ids must be distinct.
+   */
+  updateAll(items: { id: string; decide: (existing: Decision | undefined) => Decision | null }[]): Promise<{ decision: Decision; written: boolean }[]> {
     const table = this.table;
     if (!table) return Promise.reject(new AsofError('ASOF_CONFLICT', 'this asof is a read replica (ASOF_ROLE=replica): decisions are recorded on the primary', { role: 'replica' }));
-    const prev = this.locks.get(id) ?? Promise.resolve();
+    const prev = Promise.all(items.map(({ id }) => this.locks.get(id)));
     const run = prev.then(async () => {
-      const existing = this.get(id);
-      const next = decide(existing);
-      if (!next) return { decision: existing!, written: false };
-      await table.write([{ id, entity: next.entity, outcome: next.outcome, decidedAt: next.decidedAt, decision: next }], 'upsert');
-      return { decision: next, written: true };
+      const out = items.map(({ id, decide }) => {
+        const existing = this.get(id);
+        const next = decide(existing);
+        return next ? { decision: next, written: true } : { decision: existing!, written: false };
+      });
+      const rows = out.filter((r) => r.written).map(({ decision: d }) => ({ id: d.id, entity: d.entity, outcome: d.outcome, decidedAt: d.decidedAt, decision: d }));
+      if (rows.length > 0) await table.write(rows, 'upsert');
+      return out;
     });
     const tail = run.catch(() => undefined);
-    this.locks.set(id, tail);
-    void tail.then(() => {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    });
+    for (const { id } of items) {
+      this.locks.set(id, tail);
+      void tail.then(() => {
+        if (this.locks.get(id) === tail) this.locks.delete(id);
+      });
+    }
     return run;
   }
 }

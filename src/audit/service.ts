@@ -136,15 +136,17 @@ export class AuditService {
       const why = x && otherLookup(d, x, cols);
       if (why) throw conflict(d.id, why);
     }
-    const recorded = await Promise.all(
-      made.map((d) =>
-        this.decisions.update(d.id, (x) => {
+    // One write for every id, after every id's check under its lock: a request answered 409 records none of its decisions.
+    const recorded = await this.decisions.updateAll(
+      made.map((d) => ({
+        id: d.id,
+        decide: (x: Decision | undefined) => {
           if (!x) return this.signed(d);
           const why = otherLookup(d, x, cols);
           if (why) throw conflict(d.id, why);
           return null;
-        }),
-      ),
+        },
+      })),
     );
     // Recorded before (by an earlier request, or one running alongside that wrote first): its answer is the answer.
     let before: (AnswerBefore | undefined)[] | undefined;
