@@ -167,9 +167,14 @@ export class AuditService {
     for (const f of resolved) views[f.view] ??= this.registry.view(f.view);
     const cols = Object.values(views).map((v) => this.registry.evaluator(v).schema.byName.get(v.entity)!);
     const entity = canonicalEntity(cols, input.entity, 'entity');
-    let decidedAt = this.now();
+    const now = this.now();
+    let decidedAt = now;
     if (input.decidedAt !== undefined) {
       decidedAt = checkedTime('decidedAt', input.decidedAt);
+      // Replayed as what the store knew at decidedAt: a time still to come would take in writes made after the post, so its audit would change over time.
+      if (decidedAt > now) {
+        throw new AsofError('ASOF_INVALID_ARGUMENT', `decidedAt ${formatTimestamp(decidedAt)} is later than the server's now (${formatTimestamp(now)}): a decision is recorded once it is made`, [{ field: 'decidedAt', reason: 'in the future' }]);
+      }
     }
     // A token fixes the replay in time: an offset the table has not reached yet would take in writes made after the decision.
     for (const [t, off] of Object.entries(input.token ?? {})) {

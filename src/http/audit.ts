@@ -33,7 +33,7 @@ const DecisionBody = z
     service: Name.optional(),
     outcome: z.string().min(1).max(1000),
     model: z.string().max(1000).optional(),
-    decidedAt: Time.optional().describe('When the decision was made; defaults to now. Without a token, the replay is what the store knew at this time.'),
+    decidedAt: Time.optional().describe('When the decision was made; defaults to now, and may not be later than now (400). Without a token, the replay is what the store knew at this time.'),
     token: TokenSchema.optional().describe('The token of the read the decision used: the replay reads exactly these positions. It must name every source table of the features decided on (400 naming those it lacks), each at an offset the table has reached.'),
     served: z
       .strictObject({ features: z.record(z.string(), z.unknown()), statuses: z.record(z.string(), Status).optional(), eventTimes: z.record(z.string(), z.string().nullable()).optional() })

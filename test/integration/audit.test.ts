@@ -144,6 +144,14 @@ test('decision times are RFC 3339 UTC with milliseconds in every answer that car
   const asof = await testAsof({}, { now: () => clock.t });
   try {
     await flussExample(asof, clock);
+    // A recorded lookup: served at 2,500 ms; completing it at 4,000 keeps its lookup's decidedAt unless one is posted.
+    const recorded = await ok(asof.req('GET', '/audit/decisions/loan-1'));
+    assert.deepEqual([recorded.decision.decidedAt, recorded.decision.servedAt], [iso(2500), iso(2500)]);
+    clock.t = 4000;
+    const done = await ok(asof.req('POST', '/decisions', { id: 'loan-1', entity: 123, view: 'risk', outcome: 'approve' }));
+    assert.deepEqual([done.decidedAt, done.servedAt], [iso(2500), iso(2500)]);
+    // Posted decisions made in 2020: decidedAt may not be later than the server's now.
+    clock.t = Date.parse('2021-01-01T00:00:00Z');
     const posted = await ok(asof.req('POST', '/decisions', { id: 'ext-1', entity: 123, view: 'risk', outcome: 'approve', decidedAt: '2020-01-01T00:00:00Z' }), 201);
     assert.deepEqual([posted.decidedAt, posted.servedAt], ['2020-01-01T00:00:00.000Z', null]);
     assert.equal((await ok(asof.req('POST', '/decisions', { id: 'ext-1', entity: 123, view: 'risk', outcome: 'approve', decidedAt: '2020-01-01T00:00:00Z' }))).decidedAt, '2020-01-01T00:00:00.000Z', 'an identical re-send answers the same');
@@ -151,12 +159,6 @@ test('decision times are RFC 3339 UTC with milliseconds in every answer that car
     assert.equal(epoch.decidedAt, '2020-01-01T00:00:00.123Z', 'epoch ms in, RFC 3339 out');
     const a = await ok(asof.req('GET', '/audit/decisions/ext-1'));
     assert.deepEqual([a.decision.decidedAt, a.decision.servedAt, a.reconstructed.at], ['2020-01-01T00:00:00.000Z', null, '2020-01-01T00:00:00.000Z']);
-    // A recorded lookup: served at 2,500 ms; completing it at 4,000 keeps its lookup's decidedAt unless one is posted.
-    const recorded = await ok(asof.req('GET', '/audit/decisions/loan-1'));
-    assert.deepEqual([recorded.decision.decidedAt, recorded.decision.servedAt], [iso(2500), iso(2500)]);
-    clock.t = 4000;
-    const done = await ok(asof.req('POST', '/decisions', { id: 'loan-1', entity: 123, view: 'risk', outcome: 'approve' }));
-    assert.deepEqual([done.decidedAt, done.servedAt], [iso(2500), iso(2500)]);
     const list = await ok(asof.req('GET', '/audit/decisions?entity=123'));
     assert.deepEqual(list.decisions.map((d: any) => [d.id, d.decidedAt, d.servedAt]), [['ext-2', '2020-01-01T00:00:00.123Z', null], ['ext-1', '2020-01-01T00:00:00.000Z', null], ['loan-1', iso(2500), iso(2500)]]);
     // The list's from/to filters still compare times, whichever form they are given in.
