@@ -7,6 +7,7 @@
 import { requireScope, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
+import { bentNumberReason, bentNumbers } from '../engine/json-safety.js';
 import { checkedTime, formatTimestamp, isReservedName, type CompiledColumn } from '../engine/schema.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import { entityKeyText } from '../features/entity-key.js';
@@ -158,9 +159,19 @@ export class AuditService {
     return before ? withAnswersBefore(e, before) : e;
   }
 
-  /** POST /decisions: records a decision, or completes one its lookup recorded. Identical re-sends change nothing. */
-  async recordDecision(input: DecisionInput): Promise<{ decision: PublicDecision; created: boolean }> {
+  /**
+   * POST /decisions: records a decision, or completes one its lookup recorded. Identical re-sends change nothing.
+   * `text`: the JSON text `input` was parsed from, when there was one: an attribute number a float64 would
+   * bend (12345678901234567890) is refused, as in a json column, not stored altered.
+   */
+  async recordDecision(input: DecisionInput, text?: string): Promise<{ decision: PublicDecision; created: boolean }> {
     checkId(input.id, 'id');
+    if (text !== undefined && input.attributes !== undefined) {
+      const bent = bentNumbers(text).filter((b) => b.path[0] === 'attributes');
+      if (bent.length > 0) {
+        throw new AsofError('ASOF_INVALID_ARGUMENT', `attributes hold a number a float64 does not keep: ${bentNumberReason(bent[0], bent[0].path.slice(1))}`, bent.map((b) => ({ field: b.path.join('.'), reason: bentNumberReason(b, b.path.slice(1)) })));
+      }
+    }
     const selection = plainSelection(input);
     const resolved = this.registry.resolve(selection);
     const views: Record<string, FeatureViewDef> = {};

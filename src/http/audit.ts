@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { checkedTime } from '../engine/schema.js';
 import type { Services } from '../services.js';
-import { route } from './route.js';
+import { rawJsonOf, route } from './route.js';
 import { TokenSchema } from './tables.js';
 
 const Status = z.enum(['PRESENT', 'NOT_FOUND', 'NULL_VALUE', 'OUTSIDE_MAX_AGE']);
@@ -39,7 +39,7 @@ const DecisionBody = z
       .strictObject({ features: z.record(z.string(), z.unknown()), statuses: z.record(z.string(), Status).optional(), eventTimes: z.record(z.string(), z.string().nullable()).optional() })
       .optional()
       .describe('What the caller was served, to compare with the replay.'),
-    attributes: z.record(z.string(), z.unknown()).optional(),
+    attributes: z.record(z.string(), z.unknown()).optional().describe('Stored as sent: a number a float64 does not hold as written (12345678901234567890) is a 400, as in a json column; send it as a string.'),
   })
   .meta({ id: 'DecisionInput', description: 'Exactly one of features, view or service.' });
 
@@ -136,10 +136,11 @@ export function auditRoutes(app: FastifyInstance, services: Services): void {
         'Durable before it answers. 201 created; 200 when an identical body was recorded before (nothing changes) or when it completes a decision its lookup recorded (`?decision=`), which it must agree with; 409 for another body under the same id.',
       tags: ['audit'],
       body: DecisionBody,
+      keepText: true,
       responses: { 200: DecisionSchema, 201: DecisionSchema, 400: 'error', 404: 'error', 409: 'error' },
     },
-    async (_req, reply, { body }) => {
-      const { decision, created } = await audit.recordDecision(body);
+    async (req, reply, { body }) => {
+      const { decision, created } = await audit.recordDecision(body, rawJsonOf(req));
       reply.code(created ? 201 : 200);
       return decision;
     },

@@ -65,6 +65,8 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
    * ingest service's threads first (IngestService.parseJsonBody), and parses it itself when they decline.
    */
   rowsOffThread?: boolean;
+  /** The JSON body's text is kept for the handler (rawJsonOf): for what only the text shows, such as numbers a float64 bends. */
+  keepText?: boolean;
   /** Other body media types this route accepts (documented; parsed by the handler). */
   consumes?: string[];
   /** Status → schema. Error statuses default to the Error body. */
@@ -141,6 +143,7 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
       bodyInMemory: spec.body !== undefined,
       rowsChecked: spec.checkBody !== undefined,
       rowsOffThread: spec.rowsOffThread,
+      keepText: spec.keepText,
       accepts: [...(spec.body ? ['application/json'] : []), ...(spec.consumes ?? [])],
     },
     // zod validates inside the handler so errors take our shape; Fastify's own validation is off.

@@ -52,6 +52,8 @@ declare module 'fastify' {
     rowsChecked?: boolean;
     /** The route's JSON body is rows for its `:table`, offered to the ingest threads first (route.ts). */
     rowsOffThread?: boolean;
+    /** The route's handler reads its JSON body's text (rawJsonOf), kept by the body parser. */
+    keepText?: boolean;
     /** The body media types the route takes (route.ts), named in its 415. */
     accepts?: string[];
   }
@@ -149,7 +151,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       if (buf.length === 0) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the body is empty; send a JSON object', [{ field: 'body', reason: 'empty' }]);
       const text = decodeUtf8(buf, 'the body');
       // Kept only for a keyed write's fingerprint: held by every request, 100 kB of text per 1,000-row write was copied by each young-generation collection while it waited for its fsync.
-      if (req.headers['idempotency-key']) (req as { [RAW_JSON]?: string })[RAW_JSON] = text;
+      if (req.headers['idempotency-key'] || req.routeOptions.config?.keepText === true) (req as { [RAW_JSON]?: string })[RAW_JSON] = text;
       const rowsChecked = req.routeOptions.config?.rowsChecked === true;
       done(null, parseJsonText(text, rowsChecked ? {} : { maxDepth: MAX_JSON_BODY_DEPTH }));
     } catch (e) {

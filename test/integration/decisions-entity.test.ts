@@ -73,3 +73,23 @@ describe('a decision entity', () => {
     assert.equal(posted.body.entity, '1709251200000');
   });
 });
+
+test('a posted attribute number a float64 would bend is refused, as in a json column; one it holds is stored as sent', async () => {
+  const asof = await testAsof();
+  try {
+    await ok(asof.req('PUT', '/tables/users', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'score', type: 'float64' }] }), 201);
+    await ok(asof.req('PUT', '/feature-views/u', { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }] }), 201);
+    const json = { 'content-type': 'application/json' };
+    const bent = await asof.req('POST', '/decisions', '{"id":"attr-big","entity":"a","view":"u","outcome":"x","attributes":{"n":12345678901234567890}}', json);
+    assert.equal(bent.status, 400, JSON.stringify(bent.body));
+    assert.equal(bent.body.error.code, 'ASOF_INVALID_ARGUMENT');
+    assert.equal(bent.body.error.details[0].field, 'attributes.n');
+    assert.match(bent.body.error.message, /integers beyond 2\^53 must be sent as strings/);
+    assert.equal((await asof.req('GET', '/audit/decisions/attr-big')).status, 404);
+    const kept = await asof.req('POST', '/decisions', '{"id":"attr-ok","entity":"a","view":"u","outcome":"x","attributes":{"n":"12345678901234567890","m":[1.5,1e300]}}', json);
+    assert.equal(kept.status, 201, JSON.stringify(kept.body));
+    assert.deepEqual(kept.body.attributes, { n: '12345678901234567890', m: [1.5, 1e300] });
+  } finally {
+    await asof.destroy();
+  }
+});
