@@ -3,13 +3,13 @@
  * move by hand, and a way to build a training set straight through the
  * service (so a test can also force the evaluator path).
  */
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { UNRESTRICTED } from '../../src/access.js';
 import type { Services } from '../../src/services.js';
-import type { Internal, TrainingSetRequest } from '../../src/offline/training-set.js';
+import type { Internal, PreparedTrainingSet, TrainingSetRequest } from '../../src/offline/training-set.js';
 import { rng as mulberry32 } from '../../support/rng.js';
 
 /** Seeded draws over support/rng.ts: the same sequence for the same seed. */
@@ -44,4 +44,24 @@ export async function trainingRows(services: Pick<Services, 'trainingSets'>, req
     await p.close();
     await rm(path, { force: true });
   }
+}
+
+/** A training set whose file is written when `finish` is called. */
+export function held(): { prepared: PreparedTrainingSet; finish: () => void } {
+  let finish!: () => void;
+  const done = new Promise<void>((r) => (finish = r));
+  const prepared: PreparedTrainingSet = {
+    total: 1,
+    columns: [],
+    format: 'json',
+    pointInTime: 'event',
+    token: {},
+    tables: [],
+    async write(path) {
+      await done;
+      await writeFile(path, '{"rows":[]}');
+    },
+    async close() {},
+  };
+  return { prepared, finish };
 }

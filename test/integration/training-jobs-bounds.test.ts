@@ -6,34 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UNRESTRICTED } from '../../src/access.js';
 import { silentLogger } from '../../src/logger.js';
 import { TrainingSetJobs } from '../../src/offline/jobs.js';
-import type { PreparedTrainingSet } from '../../src/offline/training-set.js';
 import type { AsofError } from '../../src/errors.js';
 import { tempDir } from '../helpers.js';
+import { held } from './training-fixtures.js';
 
-/** A training set whose file is written when `finish` is called. */
-function held(): { prepared: PreparedTrainingSet; finish: () => void } {
-  let finish!: () => void;
-  const done = new Promise<void>((r) => (finish = r));
-  const prepared: PreparedTrainingSet = {
-    total: 1,
-    columns: [],
-    format: 'json',
-    pointInTime: 'event',
-    token: {},
-    tables: [],
-    async write(path) {
-      await done;
-      await writeFile(path, '{"rows":[]}');
-    },
-    async close() {},
-  };
-  return { prepared, finish };
-}
 
 test('at most maxPending jobs queued or running; the next is 429 until one ends', async () => {
   const dir = await tempDir();

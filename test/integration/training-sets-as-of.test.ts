@@ -8,11 +8,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UNRESTRICTED } from '../../src/access.js';
-import type { PreparedTrainingSet } from '../../src/offline/training-set.js';
 import { testAsof, until, type TestAsof } from '../helpers.js';
+import { held } from './training-fixtures.js';
 
 const T0 = Date.UTC(2024, 0, 1);
 
@@ -33,21 +33,7 @@ async function seed(asof: TestAsof): Promise<void> {
 
 /** A job that holds the queue (jobs run one at a time) until `finish` is called. */
 async function holdQueue(asof: TestAsof): Promise<() => void> {
-  let finish!: () => void;
-  const done = new Promise<void>((r) => (finish = r));
-  const prepared: PreparedTrainingSet = {
-    total: 1,
-    columns: [],
-    format: 'json',
-    pointInTime: 'event',
-    token: {},
-    tables: [],
-    async write(path) {
-      await done;
-      await writeFile(path, '{"rows":[]}');
-    },
-    async close() {},
-  };
+  const { prepared, finish } = held();
   await asof.services.trainingSetJobs.submit(prepared);
   return finish;
 }
