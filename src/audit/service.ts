@@ -8,7 +8,7 @@ import { requireScope, type Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { bentNumberReason, bentNumbers } from '../engine/json-safety.js';
-import { checkedTime, formatTimestamp, isReservedName, type CompiledColumn } from '../engine/schema.js';
+import { checkedTime, formatTimestamp, isReservedName } from '../engine/schema.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import { entityKeyText } from '../features/entity-key.js';
 import type { PointInTime } from '../features/evaluator.js';
@@ -18,6 +18,7 @@ import { withAnswersBefore, type AnswerBefore } from './answers-before.js';
 import { checkRange, headMessage, HeadSigner, storedHeadAt, verifyChain, type VerifyResult } from './chain.js';
 import { canonicalJson, conflict, DecisionLog, type ChainHead, type Decision, type FeatureSelection, type ServedValues } from './decisions.js';
 import { replay, type Replay, type TrailRecord } from './replay.js';
+import { canonicalEntity, checkId, checkPage, otherLookup, plainSelection, sameEntity } from './decision-checks.js';
 
 /** A decision as posted (POST /decisions, gRPC); times as RFC 3339 or epoch ms. */
 export interface DecisionInput extends FeatureSelection {
@@ -63,8 +64,6 @@ export interface DecisionAudit extends TrailPage {
 
 /** A decision as answers carry it: the stored record without its views and posted body, times as RFC 3339 UTC with milliseconds. */
 export type PublicDecision = Omit<Decision, 'views' | 'request' | 'decidedAt' | 'servedAt'> & { decidedAt: string; servedAt: string | null };
-
-const ID = /^[\x21-\x7e]{1,200}$/;
 
 export class AuditService {
   private constructor(
@@ -355,31 +354,6 @@ export class AuditService {
   }
 }
 
-/**
- * Why lookup `d` is not the one decision `x` recorded (undefined: it is): the
- * same id may only repeat a recorded lookup of the same entity and selection
- * whose features, in order, are defined as they were then (their view's
- * source, entity and ttl, and the feature itself), so that its recorded
- * answer is an answer to this request. A completed lookup repeats too.
- */
-function otherLookup(d: Decision, x: Decision, cols: CompiledColumn[]): string | undefined {
-  if (x.recordedBy === 'api') return 'it was posted (POST /decisions), not recorded by a lookup';
-  if (!sameEntity(x.entity, d.entity, cols)) return 'its lookup was for another entity';
-  if (canonicalJson(x.selection) !== canonicalJson(d.selection)) return 'its lookup was for another selection';
-  if (x.features.length !== d.features.length || x.features.some((ref, i) => ref !== d.features[i] || featureDefinition(x.views, ref) !== featureDefinition(d.views, ref))) {
-    return 'the features its lookup read have been redefined since';
-  }
-  return undefined;
-}
-
-/** What the answer for `view:feature` depends on in its definition, as canonical JSON. */
-function featureDefinition(views: Record<string, FeatureViewDef>, ref: string): string {
-  const at = ref.lastIndexOf(':');
-  const v = views[ref.slice(0, at)];
-  const name = ref.slice(at + 1);
-  return canonicalJson(v && { source: v.source, entity: v.entity, ttl: v.ttl ?? null, feature: v.features.find((f) => f.name === name) ?? null });
-}
-
 /** What a decision's signature covers: its id, entity, time, token, heads and served values, as canonical JSON. */
 export const decisionMessage = (d: Decision): string => `asof.decision.v1\n${canonicalJson({ id: d.id, entity: d.entity, decidedAt: d.decidedAt, servedAt: d.servedAt, token: d.token, heads: d.heads, served: d.served })}`;
 
@@ -387,58 +361,6 @@ export const decisionMessage = (d: Decision): string => `asof.decision.v1\n${can
 function publicDecision(d: Decision): PublicDecision {
   const { views: _v, request: _r, ...rest } = d;
   return { ...rest, decidedAt: formatTimestamp(d.decidedAt), servedAt: d.servedAt === null ? null : formatTimestamp(d.servedAt) };
-}
-
-/** Trail records per page at most. */
-const MAX_TRAIL_PAGE = 10_000;
-
-/** A trail page as every adapter must ask for it: from >= 0, 1 <= limit <= 10,000 (unset: the defaults). */
-function checkPage(page: { trailFrom?: number; trailLimit?: number }): void {
-  const { trailFrom: from, trailLimit: limit } = page;
-  if (from !== undefined && !(Number.isSafeInteger(from) && from >= 0)) throw new AsofError('ASOF_INVALID_ARGUMENT', `trailFrom must be a whole number >= 0, got ${from}`, [{ field: 'trailFrom', reason: 'not an index' }]);
-  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= MAX_TRAIL_PAGE)) throw new AsofError('ASOF_INVALID_ARGUMENT', `trailLimit must be a whole number from 1 to ${MAX_TRAIL_PAGE}, got ${limit}`, [{ field: 'trailLimit', reason: 'out of range' }]);
-}
-
-function checkId(id: string, field: string): void {
-  if (!ID.test(id)) throw new AsofError('ASOF_INVALID_ARGUMENT', `decision id ${JSON.stringify(id)} must be 1 to 200 printable ASCII characters without spaces`, [{ field, reason: 'bad decision id' }]);
-}
-
-/**
- * The entity as the canonical key text of the views' entity columns
- * (features/entity-key.ts, the conversion lookups use): what a decision
- * stores and compares, whichever adapter or form gave it. A key a column
- * refuses (an int64 JSON number beyond 2^53 among them) is a 400 naming
- * `field`. Views whose columns key it differently (an int64 view and a string
- * view read together) store it as given, which the replay converts per view.
- */
-function canonicalEntity(cols: CompiledColumn[], entity: unknown, field: string): string {
-  const keys = new Set<string>();
-  for (const col of cols) {
-    try {
-      keys.add(entityKeyText(col, entity));
-    } catch (e) {
-      const reason = (e as { reason?: string }).reason ?? String(e);
-      throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${JSON.stringify(entity)} is not a valid ${col.name}: ${reason}`, [{ field, reason }]);
-    }
-  }
-  if (keys.size === 1) return [...keys][0];
-  return typeof entity === 'string' ? entity : typeof entity === 'number' || typeof entity === 'bigint' || typeof entity === 'boolean' ? String(entity) : JSON.stringify(entity);
-}
-
-/** Whether stored entity text (canonical, or as given before canonical keys were stored) is `key` under the views' columns. */
-function sameEntity(stored: string, key: string, cols: CompiledColumn[]): boolean {
-  if (stored === key) return true;
-  try {
-    return canonicalEntity(cols, stored, 'entity') === key;
-  } catch {
-    return false;
-  }
-}
-
-function plainSelection(s: FeatureSelection): FeatureSelection {
-  if (s.features?.length) return { features: [...s.features] };
-  if (s.view) return { view: s.view };
-  return s.service ? { service: s.service } : {};
 }
 
 function resolveRefs(refs: string[], views: Map<string, FeatureViewDef>): ResolvedFeature[] {
