@@ -161,8 +161,6 @@ export function parseJsonText(text: string, opts: { maxDepth?: number; what?: st
     const p = findJsonProblem(v, opts.maxDepth ?? Infinity);
     if (p) throw jsonProblemError(p);
   }
-  // A write body (`{rows}`) keeps its text for the json columns' number check: read only for a table with a json column.
-  if (v !== null && typeof v === 'object' && Array.isArray((v as { rows?: unknown }).rows)) noteRowsText((v as { rows: unknown[] }).rows, { text });
   return v;
 }
 

@@ -12,7 +12,7 @@ import { retryAfterOf, type Admission, type Gate, type WorkKind } from '../admis
 import { requestIdOf } from '../request-id.js';
 import { AsofError, isAsofError } from '../errors.js';
 import { onlineStoreErrors } from '../metrics.js';
-import { decodeUtf8, MAX_JSON_BODY_DEPTH, parseJsonText } from '../engine/json-safety.js';
+import { decodeUtf8, MAX_JSON_BODY_DEPTH, noteRowsText, parseJsonText } from '../engine/json-safety.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import { componentSchemas, RAW_JSON, route, unsupportedMediaType } from './route.js';
@@ -153,7 +153,10 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       // Kept only for a keyed write's fingerprint: held by every request, 100 kB of text per 1,000-row write was copied by each young-generation collection while it waited for its fsync.
       if (req.headers['idempotency-key'] || req.routeOptions.config?.keepText === true) (req as { [RAW_JSON]?: string })[RAW_JSON] = text;
       const rowsChecked = req.routeOptions.config?.rowsChecked === true;
-      done(null, parseJsonText(text, rowsChecked ? {} : { maxDepth: MAX_JSON_BODY_DEPTH }));
+      const body = parseJsonText(text, rowsChecked ? {} : { maxDepth: MAX_JSON_BODY_DEPTH }) as { rows?: unknown } | null;
+      // Rows for a table with a json column keep their text: only it shows a number a float64 bends (ingest.ts).
+      if (rowsChecked && Array.isArray(body?.rows) && services.ingest.keepsBodyText((req.params as { table?: string }).table ?? '')) noteRowsText(body.rows, { text });
+      done(null, body);
     } catch (e) {
       done(e as Error, undefined);
     }

@@ -84,6 +84,15 @@ export class IngestService {
    * not depend on the rows (the table exists and takes writes, the row count)
    * is still checked by `write`.
    */
+  /**
+   * Whether a JSON write body to `tableName` must keep its text beside its rows (json-safety.ts noteRowsText): only
+   * for a table with a json column, whose number check reads it. Any other body's text is let go once parsed (held
+   * by every write, it was copied by each young-generation collection while the write waited for its fsync).
+   */
+  keepsBodyText(tableName: string): boolean {
+    return this.engine.has(tableName) && holdsJsonColumn(this.engine.table(tableName).schema);
+  }
+
   parseJsonBody(tableName: string, bytes: Uint8Array): Promise<ParsedWriteBody | undefined> | undefined {
     const pool = this.opts.parsePool;
     if (!pool || bytes.length < OFF_THREAD_MIN_BYTES) return undefined;
@@ -212,7 +221,7 @@ export class IngestService {
  * their own rules (int64: beyond 2^53 as a string; float64: the nearest double).
  */
 function checkJsonNumbers(schema: TableSchema, rows: unknown[]): void {
-  if (!schema.columns.some((c) => holdsJson(c.type))) return;
+  if (!holdsJsonColumn(schema)) return;
   for (const b of bentNumbersInRows(rows)) {
     const path = b.path; // [row, column, ...inside the column's value]
     const column = typeof path[0] === 'number' ? schema.columns.find((c) => c.name === path[1]) : undefined;
@@ -233,6 +242,8 @@ function checkJsonNumbers(schema: TableSchema, rows: unknown[]): void {
   }
 }
 
+/** Whether a table has a json part (a json column, a list of json, a struct with a json field): its writes keep their text. */
+const holdsJsonColumn = (schema: TableSchema): boolean => schema.columns.some((c) => holdsJson(c.type));
 const holdsJson = (t: ColumnType): boolean => t.kind === 'json' || (t.kind === 'list' && holdsJson(t.item)) || (t.kind === 'struct' && t.fields.some((f) => holdsJson(f.type)));
 
 /** The 409 for an Idempotency-Key used before for another request (or table), naming the key the client sent. */
