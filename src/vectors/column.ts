@@ -11,6 +11,12 @@
  * into memory before it answers. The subscription starts first and buffers, so
  * nothing committed meanwhile is missed or applied twice.
  *
+ * A column whose start fails (its dataset does not open: unreadable, damaged)
+ * answers 503 and is started again, whole, by a search or flush that comes
+ * once a backoff has passed (REOPEN_MS: 1 s, doubling to 30 s while it keeps
+ * failing). Nothing is lost meanwhile: the changelog after the position file's
+ * offset is read into memory when it does start, as at a restart, and flushed.
+ *
  * Lance writes, index builds and compaction run one at a time on a background
  * chain, never on a request's path. A record from a crash between a Lance
  * commit and the position file is written again: merge-insert and delete are
@@ -56,6 +62,9 @@ interface Position {
 
 const MAX_MARKS = 4096;
 
+/** Waits before a column that did not start is started again: the first, and the longest (doubling in between). */
+export const REOPEN_MS = { first: 1000, max: 30_000 };
+
 /** `v` and a new version mark; beyond MAX_MARKS, every other older mark goes (asOf then uses an earlier version plus more changelog). */
 function withMark(v: VersionMark[], m: VersionMark): VersionMark[] {
   const out = [...v, m];
@@ -84,7 +93,10 @@ export class VectorColumn {
   lance!: VectorStore;
   /** Highest offset applied to memory. */
   applied = -1;
-  ready: Promise<void>;
+  /** The latest start: under way, done, or failed. */
+  private opening: Promise<void>;
+  /** After a failed start: when it failed and how long to wait before the next (REOPEN_MS). */
+  private failure?: { at: number; wait: number };
 
   constructor(
     readonly table: Table,
@@ -96,13 +108,37 @@ export class VectorColumn {
     private readonly logger: Logger,
   ) {
     this.applier = new HotApplier(() => table.schema, column);
-    // A column that did not start stays so until asof restarts: its searches answer 503 ASOF_TABLE_UNAVAILABLE (not
-    // retriable), naming it and why; the table's rows and changelog are served as usual.
-    this.ready = this.start().catch((e: unknown) => {
-      const why = e instanceof Error ? e.message : String(e);
-      throw new AsofError('ASOF_TABLE_UNAVAILABLE', `vector column "${this.name}" did not open: ${why}; searches on it fail until asof restarts`, { table: table.name, column });
-    });
-    this.ready.catch((e) => logger.error({ table: table.name, column, err: String(e) }, 'vector column failed to start'));
+    this.opening = this.open();
+  }
+
+  /**
+   * Resolves once the column has started; rejects (503 ASOF_TABLE_UNAVAILABLE, naming it and why) while it has not.
+   * Asked after a failed start once its backoff has passed, it starts the column again and answers that attempt.
+   */
+  get ready(): Promise<void> {
+    if (this.failure && !this.closed && this.opts.now() - this.failure.at >= this.failure.wait) this.opening = this.open();
+    return this.opening;
+  }
+
+  /** One start; a failure is logged and answered as 503 until a later `ready` starts the column again. */
+  private open(): Promise<void> {
+    const waited = this.failure?.wait;
+    this.failure = undefined;
+    const attempt = this.start().then(
+      () => {
+        if (waited !== undefined) this.logger.info({ table: this.table.name, column: this.column }, 'vector column started after failing to');
+      },
+      (e: unknown) => {
+        const why = e instanceof Error ? e.message : String(e);
+        const wait = waited === undefined ? REOPEN_MS.first : Math.min(2 * waited, REOPEN_MS.max);
+        this.failure = { at: this.opts.now(), wait };
+        this.logger.error({ table: this.table.name, column: this.column, err: why, retryInMs: wait }, 'vector column failed to start');
+        // The table's rows and changelog are served as usual; only this column's searches fail.
+        throw new AsofError('ASOF_TABLE_UNAVAILABLE', `vector column "${this.name}" did not open: ${why}; a search or flush ${wait / 1000} s or more after this failure tries to open it again`, { table: this.table.name, column: this.column });
+      },
+    );
+    attempt.catch(() => undefined);
+    return attempt;
   }
 
   get name(): string {
@@ -130,6 +166,7 @@ export class VectorColumn {
     return this.active.size + this.sealed.reduce((n, s) => n + s.size, 0);
   }
 
+  /** Opens the dataset and reads the changelog after the position into memory; a failure leaves nothing behind (open runs it again). */
   private async start(): Promise<void> {
     const saved = await readJson<Position | null>(this.positionPath, null);
     const names = await lanceTableNames(this.conn);
@@ -137,21 +174,31 @@ export class VectorColumn {
     if (fresh && saved) this.logger.warn({ column: this.name }, 'vector state does not match its table; rebuilding it from the changelog');
     this.position = fresh ? { lineage: this.lineage, offset: -1, versions: [], trainedRows: 0 } : saved;
     this.lance = await VectorStore.open(this.conn, this.name, this.dim, this.table.schema.columns, fresh);
-    if (!this.pk && !fresh) await this.lance.deleteAfter(this.position.offset);
-    const stats = await this.lance.indexStats().catch(() => undefined);
-    this.indexMetric = stats?.metric as Metric | undefined;
-    if (fresh) await this.savePosition();
+    try {
+      if (!this.pk && !fresh) await this.lance.deleteAfter(this.position.offset);
+      const stats = await this.lance.indexStats().catch(() => undefined);
+      this.indexMetric = stats?.metric as Metric | undefined;
+      if (fresh) await this.savePosition();
 
-    const buffered: Commit[] = [];
-    let live = false;
-    this.unsubscribe = this.table.subscribe((c) => {
-      if (live) this.onCommit(c);
-      else buffered.push(c);
-    });
-    this.applied = this.position.offset;
-    for await (const b of this.table.scanBatches({ fromOffset: this.applied + 1 })) this.onCommit(b);
-    for (const c of buffered) this.onCommit(c);
-    live = true;
+      const buffered: Commit[] = [];
+      let live = false;
+      this.unsubscribe = this.table.subscribe((c) => {
+        if (live) this.onCommit(c);
+        else buffered.push(c);
+      });
+      this.applied = this.position.offset;
+      for await (const b of this.table.scanBatches({ fromOffset: this.applied + 1 })) this.onCommit(b);
+      for (const c of buffered) this.onCommit(c);
+      live = true;
+    } catch (e) {
+      this.unsubscribe?.();
+      this.unsubscribe = undefined;
+      this.active = new Segment();
+      this.applied = -1;
+      await this.lance.close().catch(() => undefined);
+      throw e;
+    }
+    if (this.closed) return; // close() came during the start: it unsubscribes and closes the dataset once this ends
     this.timer = setInterval(() => this.schedule(), this.opts.flushMs);
     this.timer.unref();
   }
@@ -322,9 +369,10 @@ export class VectorColumn {
 
   async close(): Promise<void> {
     this.closed = true;
+    // A start under way finishes first: it may subscribe and open the dataset, which this then undoes.
+    await this.opening.catch(() => undefined);
     if (this.timer) clearInterval(this.timer);
     this.unsubscribe?.();
-    await this.ready.catch(() => undefined);
     await this.chain.catch(() => undefined);
     for (const h of this.versionHandles.values()) await h.then((t) => this.lance.closeVersion(t), () => undefined).catch(() => undefined);
     await this.lance?.close().catch(() => undefined);

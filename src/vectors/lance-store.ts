@@ -122,7 +122,12 @@ export class LanceVectors {
     if (exists && !fresh) {
       const t = await db.openTable(name);
       const lv = new LanceVectors(t, schema, db, name);
-      await lv.addMissingColumns(columns);
+      try {
+        await lv.addMissingColumns(columns);
+      } catch (e) {
+        t.close(); // the column's next start opens it again (vectors/column.ts)
+        throw e;
+      }
       return lv;
     }
     const t = await db.createEmptyTable(name, schema, { mode: 'overwrite' });
