@@ -4,7 +4,7 @@
  * temp folder whose `_versions` folder is moved away (Lance then finds no
  * dataset there) and back. Meanwhile its searches answer 503
  * ASOF_TABLE_UNAVAILABLE; a search (or flush) once the backoff has passed
- * (1 s, doubling while it keeps failing; asof's clock is the test's) opens it,
+ * (1 s, doubling while it keeps failing; asof's clock is the test's, moved by hand) opens it,
  * and answers every write acknowledged meanwhile; the flush then catches up.
  */
 import { test } from 'node:test';
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { REOPEN_MS } from '../../src/vectors/column.js';
 import { vectorLocations } from '../../src/vectors/service.js';
 import { testAsof, type TestAsof } from '../helpers.js';
+import { Clock } from './training-fixtures.js';
 
 const COLUMNS = [
   { name: 'id', type: 'int64', nullable: false },
@@ -44,8 +45,9 @@ async function unavailable(a: TestAsof, table: string, where: string): Promise<v
 
 for (const kind of ['pk', 'log'] as const) {
   test(`${kind} table: a vector column whose dataset did not open at start opens on a search after the backoff once repaired; writes made meanwhile are searched and flushed`, async () => {
-    let skew = 0;
-    const clock = { now: () => Date.now() + skew };
+    // asof's clock moves only when the test moves it: the backoff does not depend on how fast the machine is.
+    const time = new Clock(Date.now());
+    const clock = { now: time.now };
     const opts = { vectorFlushMs: 3_600_000, tierAfter: null };
     let a = await testAsof(opts, clock);
     const dataDir = a.dataDir;
@@ -75,14 +77,14 @@ for (const kind of ['pk', 'log'] as const) {
       } else await write(a, table, [{ id: 1, e: [3, 0] }, { id: 3, e: [1, 1] }]);
 
       // The backoff passed, the cause not: the search tries again and fails, and the next wait is twice as long.
-      skew += REOPEN_MS.first;
+      time.advance(REOPEN_MS.first);
       await unavailable(a, table, 'tried again, still broken');
 
       await rename(`${versions}.away`, versions);
       // Repaired, but within the (now doubled) backoff: no attempt yet, so still 503.
-      skew += REOPEN_MS.first;
+      time.advance(REOPEN_MS.first);
       await unavailable(a, table, 'repaired, within the backoff');
-      skew += REOPEN_MS.first;
+      time.advance(REOPEN_MS.first);
       const want: [string, number[]][] =
         kind === 'pk'
           ? [['1', [3, 0]], ['3', [1, 1]]]
@@ -113,8 +115,8 @@ for (const kind of ['pk', 'log'] as const) {
 }
 
 test('a column that did not open is opened again by a flush after the backoff too', async () => {
-  let skew = 0;
-  const clock = { now: () => Date.now() + skew };
+  const time = new Clock(Date.now());
+  const clock = { now: time.now };
   const opts = { vectorFlushMs: 3_600_000, tierAfter: null };
   let a = await testAsof(opts, clock);
   const dataDir = a.dataDir;
@@ -132,7 +134,7 @@ test('a column that did not open is opened again by a flush after the backoff to
     await assert.rejects(col.flushNow(), /did not open/);
     await rename(`${versions}.away`, versions);
     await assert.rejects(col.flushNow(), /did not open/, 'within the backoff');
-    skew += REOPEN_MS.first;
+    time.advance(REOPEN_MS.first);
     await col.flushNow();
     assert.equal(col.hotRows, 0);
     assert.equal(await col.lance.countRows(), 2);
