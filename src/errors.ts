@@ -86,8 +86,12 @@ export class AsofError extends Error {
   }
 }
 
-/** Absolute file paths (two or more segments) in a message replaced by `<path>`. */
-export const withoutServerPaths = (message: string): string => message.replace(/(?<![\w.])\/(?:[^\s'"/:,;()]+\/)+[^\s'":,;()]*/g, '<path>');
+/**
+ * File paths in a message replaced by `<path>`: absolute ones of two or more segments, and relative-looking ones of
+ * four or more (Lance's errors print the dataset's absolute path without its leading slash).
+ */
+export const withoutServerPaths = (message: string): string =>
+  message.replace(/(?<![\w.])\/(?:[^\s'"/:,;()]+\/)+[^\s'":,;()]*/g, '<path>').replace(/(?<![\w./<])(?:[^\s'"/:,;()<>]+\/){3,}[^\s'":,;()]*/g, '<path>');
 
 export const isAsofError = (e: unknown): e is AsofError => e instanceof AsofError;
 

@@ -14,6 +14,9 @@ test('5xx messages lose server paths on the wire (REST body and gRPC details); 4
   assert.match(io.message, /\/var\/lib\/asof/, 'the log still has it');
   const unavailable = new AsofError('ASOF_BACKEND_UNAVAILABLE', 'cannot open /data/x/lance/t.lance: EACCES');
   assert.equal(unavailable.toJSON().error.message, 'cannot open <path>: EACCES');
+  // Lance prints a dataset's absolute path without its leading slash.
+  const lance = new AsofError('ASOF_TABLE_UNAVAILABLE', 'vector column "x.e" did not open: LanceError(IO): Not found: tmp/asof-test-1/lance/_asof_vectors/x.e.lance/_versions, src/io.rs:12');
+  assert.equal(lance.toJSON().error.message, 'vector column "x.e" did not open: LanceError(IO): Not found: <path>, src/io.rs:12');
   const notFound = new AsofError('ASOF_NOT_FOUND', 'no route GET /tables/a/b');
   assert.equal(notFound.toJSON().error.message, 'no route GET /tables/a/b');
 });
