@@ -142,8 +142,27 @@ function columnValues(name: string, type: A.DataType, vec: A.Vector, base: numbe
   if (as) return decodeColumn(as, vec);
   if (A.DataType.isTimestamp(type) || A.DataType.isDate(type)) return timeValues(vec);
   const out: unknown[] = new Array(vec.length);
-  for (let i = 0; i < vec.length; i++) out[i] = vec.isValid(i) ? arrowToJs(vec.get(i)) : null;
+  let i = 0;
+  try {
+    for (; i < vec.length; i++) out[i] = vec.isValid(i) ? arrowToJs(vec.get(i)) : null;
+  } catch (e) {
+    if (!(e instanceof ReservedMapKey)) throw e;
+    const reason = `at ${e.path.join('.')}: the name "__proto__" is reserved (an Arrow map key)`;
+    throw new AsofError('ASOF_INVALID_ROW', `row ${base + i}: column "${name}": ${reason}; nothing was written`, [{ row: base + i, field: name, reason }]);
+  }
   return out;
+}
+
+/**
+ * A map key `__proto__` met while reading a value, with its path in the value
+ * (keys and list indexes). Unlike a struct's field names, a map's keys are
+ * data, so they are checked value by value: assigned to a plain object, the
+ * key would replace its prototype and the entry would be gone from the row.
+ */
+class ReservedMapKey extends Error {
+  constructor(readonly path: (string | number)[]) {
+    super('reserved map key');
+  }
 }
 
 /** Integer division rounded down (toward -infinity, as a time's fraction is dropped), in bigint. */
@@ -176,17 +195,39 @@ function timeValues(vec: A.Vector): (number | null)[] {
   return out;
 }
 
+/** An Arrow value → a plain JS value; a map key `__proto__` throws ReservedMapKey naming its path. */
 function arrowToJs(v: unknown): unknown {
   if (v === null || v === undefined) return null;
   if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-  if (v instanceof A.Vector) return A.DataType.isTimestamp(v.type) || A.DataType.isDate(v.type) ? timeValues(v) : Array.from(v.toArray() as ArrayLike<unknown>, arrowToJs);
+  if (v instanceof A.Vector) {
+    if (A.DataType.isTimestamp(v.type) || A.DataType.isDate(v.type)) return timeValues(v);
+    const items = v.toArray() as ArrayLike<unknown>;
+    const out = new Array<unknown>(items.length);
+    for (let i = 0; i < items.length; i++) out[i] = within(i, items[i]);
+    return out;
+  }
   // Raw words or bytes (decimals, binary, intervals): their columns are refused before any value is read (unreadableType).
   if (ArrayBuffer.isView(v)) throw new Error(`an Arrow value of raw words or bytes (${v.constructor.name}) has no exact form in asof`);
   if (typeof v === 'object') {
+    // A map's keys are read from the map itself: its toJSON assigns them to a plain object, where `__proto__` sets the prototype and vanishes.
+    if (v instanceof A.MapRow) {
+      for (const [k] of v as Iterable<[unknown, unknown]>) if (String(k) === '__proto__') throw new ReservedMapKey(['__proto__']);
+    }
     const o = (typeof (v as { toJSON?: unknown }).toJSON === 'function' ? (v as { toJSON(): unknown }).toJSON() : v) as Record<string, unknown>;
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(o)) out[k] = arrowToJs(x);
+    for (const [k, x] of Object.entries(o)) out[k] = within(k, x);
     return out;
   }
   return v;
+}
+
+/** arrowToJs of the value at `key` of a list or object, the key put in front of the path of a reserved map key found inside. */
+function within(key: string | number, x: unknown): unknown {
+  if (x === null || typeof x !== 'object') return arrowToJs(x);
+  try {
+    return arrowToJs(x);
+  } catch (e) {
+    if (e instanceof ReservedMapKey) e.path.unshift(key);
+    throw e;
+  }
 }

@@ -136,6 +136,37 @@ describe('asof.v1.IngestService/WriteRows (client streaming)', () => {
     assert.equal(await end('accounts'), before, 'nothing was written');
   });
 
+  test('an Arrow Map with a key "__proto__", into json or struct, at any depth, is a bad row naming row, column and path over REST and gRPC; nothing is written', async () => {
+    const before = await end('accounts');
+    // Before: the key replaced the value's prototype when the map became an object, and the row was written with the entry silently gone.
+    const entries = (value: A.DataType) => new A.Field('entries', new A.Struct([new A.Field('key', new A.Utf8(), false), new A.Field('value', value, true)]), false);
+    const flat = A.vectorFromArray([new Map([['a', 1]]), new Map([['__proto__', 1], ['device', 2]])], new A.Map_(entries(new A.Int32())));
+    const nested = A.vectorFromArray([[new Map([['ok', 1]]), new Map([['__proto__', 2]])]], new A.List(new A.Field('item', new A.Map_(entries(new A.Int32())), true)));
+    const cases: [string, A.Vector, number, string][] = [
+      ['meta', flat, 1, '__proto__'],
+      ['ctx', flat, 1, '__proto__'],
+      ['meta', nested, 0, '1.__proto__'],
+    ];
+    for (const [col, vec, bad, path] of cases) {
+      const ids = Array.from({ length: vec.length }, (_, i) => `m${i}`);
+      const ipc = Buffer.from(A.tableToIPC(new A.Table({ id: A.vectorFromArray(ids), balance: A.vectorFromArray(ids.map(() => 1), new A.Float64()), [col]: vec }), 'stream'));
+      const r = await asof.req('POST', '/tables/accounts/rows', ipc, { 'content-type': 'application/vnd.apache.arrow.stream' });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.error.code, 'ASOF_INVALID_ROW');
+      assert.deepEqual([r.body.error.details[0].row, r.body.error.details[0].field], [bad, col]);
+      assert.equal(r.body.error.message, `row ${bad}: column "${col}": at ${path}: the name "__proto__" is reserved (an Arrow map key); nothing was written`);
+      const { err } = await stream(asof.ingest, 'WriteRows', [{ table: 'accounts', arrow_ipc: ipc }]);
+      assert.equal(err?.code, 3, col);
+      assert.equal(asofError(err!).message, `message 0: ${r.body.error.message}`);
+    }
+    assert.equal(await end('accounts'), before, 'nothing was written');
+    // Other keys still write, as sent.
+    const ok = Buffer.from(A.tableToIPC(new A.Table({ id: A.vectorFromArray(['m9']), balance: A.vectorFromArray([1], new A.Float64()), meta: A.vectorFromArray([new Map([['proto', 1], ['constructor', 2]])], new A.Map_(entries(new A.Int32()))) }), 'stream'));
+    const r = await asof.req('POST', '/tables/accounts/rows', ok, { 'content-type': 'application/vnd.apache.arrow.stream' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual((await asof.req('GET', '/tables/accounts/rows/m9')).body.row.meta, { proto: 1, constructor: 2 });
+  });
+
   test('stream-level mistakes: no table, two tables, two row forms, unknown table, too many rows', async () => {
     const noTable = await stream(asof.ingest, 'WriteRows', [{ rows: [row('x', 1)] }]);
     assert.equal(noTable.err?.code, 3);

@@ -117,6 +117,12 @@ export const decimalIpc = (): Buffer =>
     ),
   );
 
+/** An Arrow IPC stream of one `docs` row whose `j` is a Map<Utf8, Int32> holding the key `__proto__`. */
+export const protoMapIpc = (): Buffer => {
+  const entries = new A.Field('entries', new A.Struct([new A.Field('key', new A.Utf8(), false), new A.Field('value', new A.Int32(), true)]), false);
+  return Buffer.from(A.tableToIPC(new A.Table({ id: A.vectorFromArray(['m'], new A.Utf8()), j: A.vectorFromArray([new Map([['__proto__', 1]])], new A.Map_(entries)) }), 'stream'));
+};
+
 /** A write of an Arrow IPC stream, as REST Arrow and gRPC WriteRows arrow_ipc; a success answers {count}. */
 export function arrowWriteForms(table: string, ipc: Buffer): Record<string, Form> {
   return {
