@@ -7,7 +7,7 @@ import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { checkOp, type WriteOp } from '../engine/table.js';
 import { isReservedName, type Row, type TableSchema } from '../engine/schema.js';
-import { bentNumberReason, bentNumbersInRows } from '../engine/json-safety.js';
+import { bentNumberReason, bentNumbersInRows, type BentNumber } from '../engine/json-safety.js';
 import type { ColumnType } from '../engine/types.js';
 import { countRowsIngested } from '../metrics.js';
 import type { KeyedRequest } from '../engine/idempotency.js';
@@ -224,27 +224,35 @@ function checkJsonNumbers(schema: TableSchema, rows: unknown[]): void {
   if (!holdsJsonColumn(schema)) return;
   for (const b of bentNumbersInRows(rows)) {
     const path = b.path; // [row, column, ...inside the column's value]
-    const column = typeof path[0] === 'number' ? schema.columns.find((c) => c.name === path[1]) : undefined;
-    if (!column) continue;
-    let type = column.type;
-    let field = column.name;
-    let k = 2;
-    for (; k < path.length && type.kind !== 'json'; k++) {
-      const step = path[k];
-      const inner = type.kind === 'list' && typeof step === 'number' ? type.item : type.kind === 'struct' ? type.fields.find((f) => f.name === step)?.type : undefined;
-      if (!inner) break;
-      field += type.kind === 'list' ? '[]' : `.${String(step)}`;
-      type = inner;
-    }
-    if (type.kind !== 'json') continue;
-    const reason = bentNumberReason(b, path.slice(k));
-    throw new AsofError('ASOF_INVALID_ROW', `row ${String(path[0])}: column "${field}": ${reason}; nothing was written`, [{ row: path[0] as number, field, reason }]);
+    const column = typeof path[0] === 'number' ? schema.byName.get(String(path[1])) : undefined;
+    const at = column && bentInColumn(column, b, path.slice(2));
+    if (at) throw new AsofError('ASOF_INVALID_ROW', `row ${String(path[0])}: column "${at.field}": ${at.reason}; nothing was written`, [{ row: path[0] as number, ...at }]);
   }
 }
 
+/**
+ * Where a number a float64 bends lands in `column` (`inValue`: its path inside the column's value), when that is
+ * a json part: the field an error names (`j`, `lj[]`, `st.a`) and why. Undefined outside json parts, whose types
+ * keep their own rules (int64: beyond 2^53 as a string; float64: the nearest double). Every write path words its
+ * refusal from this (POST /rows, NDJSON, file imports).
+ */
+export function bentInColumn(column: { name: string; type: ColumnType }, b: BentNumber, inValue: (string | number)[]): { field: string; reason: string } | undefined {
+  let type = column.type;
+  let field = column.name;
+  let k = 0;
+  for (; k < inValue.length && type.kind !== 'json'; k++) {
+    const step = inValue[k];
+    const inner = type.kind === 'list' && typeof step === 'number' ? type.item : type.kind === 'struct' ? type.fields.find((f) => f.name === step)?.type : undefined;
+    if (!inner) return undefined;
+    field += type.kind === 'list' ? '[]' : `.${String(step)}`;
+    type = inner;
+  }
+  return type.kind === 'json' ? { field, reason: bentNumberReason(b, inValue.slice(k)) } : undefined;
+}
+
 /** Whether a table has a json part (a json column, a list of json, a struct with a json field): its writes keep their text. */
-const holdsJsonColumn = (schema: TableSchema): boolean => schema.columns.some((c) => holdsJson(c.type));
-const holdsJson = (t: ColumnType): boolean => t.kind === 'json' || (t.kind === 'list' && holdsJson(t.item)) || (t.kind === 'struct' && t.fields.some((f) => holdsJson(f.type)));
+export const holdsJsonColumn = (schema: TableSchema): boolean => schema.columns.some((c) => holdsJson(c.type));
+export const holdsJson = (t: ColumnType): boolean => t.kind === 'json' || (t.kind === 'list' && holdsJson(t.item)) || (t.kind === 'struct' && t.fields.some((f) => holdsJson(f.type)));
 
 /** The 409 for an Idempotency-Key used before for another request (or table), naming the key the client sent. */
 export const keyConflict = (idempotencyKey: string): AsofError =>

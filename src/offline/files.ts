@@ -10,7 +10,7 @@ import { AsofError } from '../errors.js';
 import { parseJsonText } from '../engine/json-safety.js';
 import type { ColumnType } from '../engine/types.js';
 import { csvReadError, csvSource, readCsvHeader, withoutPaths } from './csv.js';
-import { ndjsonObjects } from './ndjson.js';
+import { ndjsonObjects, ndjsonRows } from './ndjson.js';
 
 export const FILE_FORMATS = ['csv', 'ndjson', 'parquet'] as const;
 export type FileFormat = (typeof FILE_FORMATS)[number];
@@ -24,6 +24,15 @@ export interface FileColumn {
 export interface ColumnBatch {
   n: number;
   columns: unknown[][];
+  /**
+   * With `jsonTexts`, the JSON text values were parsed from, for the json
+   * columns' number check (json-safety.ts bentNumbers: JSON.parse reads
+   * 12345678901234567890 as 12345678901234567000, and only the text shows it).
+   * NDJSON: each row's line. Parquet: per column read as JSON (nested types,
+   * JSON), each value's text; undefined for other columns. CSV cells are text already.
+   */
+  rowTexts?: string[];
+  cellTexts?: ((string | null)[] | undefined)[];
 }
 
 export interface TabularFile {
@@ -45,6 +54,8 @@ export interface OpenOptions {
   columns?: readonly string[];
   /** NDJSON: the longest line (one row), bytes; a longer one is a 413 naming its row (ndjson.ts). */
   maxLineBytes?: number;
+  /** Keep the JSON text values were parsed from in each batch (ColumnBatch rowTexts, cellTexts). */
+  jsonTexts?: boolean;
 }
 
 /**
@@ -65,7 +76,7 @@ export function formatOfPath(path: string): FileFormat | undefined {
 }
 
 export async function openFile(path: string, format: FileFormat, opts: OpenOptions = {}): Promise<TabularFile> {
-  return format === 'ndjson' ? openNdjson(path, opts.columns, opts.maxLineBytes) : openWithDuckDb(path, format, opts);
+  return format === 'ndjson' ? openNdjson(path, opts.columns, opts.maxLineBytes, opts.jsonTexts) : openWithDuckDb(path, format, opts);
 }
 
 const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
@@ -150,12 +161,14 @@ async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: Ope
             throw readError(e, path, format);
           }
           if (!chunk || chunk.rowCount === 0) break;
+          const cellTexts = opts.jsonTexts ? cols.map(() => undefined as (string | null)[] | undefined) : undefined;
           const columns = cols.map((col, i) => {
             const vals = chunk.getColumnValues(i) as unknown[];
+            if (cellTexts && col.json) cellTexts[i] = vals.slice() as (string | null)[];
             for (let k = 0; k < vals.length; k++) vals[k] = plain(vals[k], col.type.kind, col.json);
             return vals;
           });
-          yield { n: chunk.rowCount, columns };
+          yield { n: chunk.rowCount, columns, ...(cellTexts ? { cellTexts } : {}) };
         }
       },
       async close() {
@@ -192,7 +205,7 @@ function plain(v: unknown, kind: ColumnType['kind'], json?: boolean): unknown {
 }
 
 /** NDJSON: a first pass counts rows and infers column types, the second yields batches. */
-async function openNdjson(path: string, allowed?: readonly string[], maxLineBytes?: number): Promise<TabularFile> {
+async function openNdjson(path: string, allowed?: readonly string[], maxLineBytes?: number, jsonTexts?: boolean): Promise<TabularFile> {
   const inference = new TypeInference(allowed);
   let rows = 0;
   for await (const obj of ndjsonObjects(path, maxLineBytes)) inference.add(obj, rows++);
@@ -202,16 +215,20 @@ async function openNdjson(path: string, allowed?: readonly string[], maxLineByte
     rows,
     async *batches() {
       let batch: unknown[][] = columns.map(() => []);
+      let texts: string[] = [];
       let n = 0;
-      for await (const obj of ndjsonObjects(path, maxLineBytes)) {
+      const done = (): ColumnBatch => (jsonTexts ? { n, columns: batch, rowTexts: texts } : { n, columns: batch });
+      for await (const { row: obj, text } of ndjsonRows(path, maxLineBytes)) {
         for (let c = 0; c < columns.length; c++) batch[c].push(obj[columns[c].name] ?? null);
+        if (jsonTexts) texts.push(text);
         if (++n === 4096) {
-          yield { n, columns: batch };
+          yield done();
           batch = columns.map(() => []);
+          texts = [];
           n = 0;
         }
       }
-      if (n) yield { n, columns: batch };
+      if (n) yield done();
     },
     async close() {},
   };

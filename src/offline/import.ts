@@ -24,7 +24,8 @@ import { numberFromText, parseTimestamp, type ColumnDef, type Row, type TableSch
 import { parseRfc3339 } from '../engine/time.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import type { TableKind } from '../engine/schema.js';
-import { hashOf, keyConflict, MAX_IDEMPOTENCY_KEY, type IngestResult, type IngestService } from '../ingest/ingest.js';
+import { bentNumbers, mayBend, type BentNumber } from '../engine/json-safety.js';
+import { bentInColumn, hashOf, holdsJson, holdsJsonColumn, keyConflict, MAX_IDEMPOTENCY_KEY, type IngestResult, type IngestService } from '../ingest/ingest.js';
 import { openFile, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
 
 export interface ImportResult {
@@ -58,7 +59,9 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
   }
   // CSV is text: each cell is read as text and turned into the column's type here, not guessed by the reader.
   const schema = table.schema;
-  const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined, columns: schema.columns.map((c) => c.name), maxLineBytes: opts.maxLineBytes });
+  // A table with a json part keeps the JSON text of each batch, for the json columns' number check (jsonNumberIssues).
+  const json = holdsJsonColumn(schema);
+  const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined, columns: schema.columns.map((c) => c.name), maxLineBytes: opts.maxLineBytes, jsonTexts: json });
   try {
     const op = opts.op ?? 'upsert';
     checkOp(schema, op);
@@ -78,7 +81,10 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
     for await (const b of file.batches()) {
       const rows = toRows(b, file.columns, schema, format === 'csv');
       const r = schema.validate(rows, { keysOnly: op === 'delete', maxIssues: MAX_ISSUES - issues.length });
-      for (const i of r.issues) issues.push({ ...i, row: (i.row ?? 0) + row });
+      const found: FieldIssue[] = r.issues.map((i) => ({ ...i, row: (i.row ?? 0) + row }));
+      // In row order with the validator's: the answer's first issue is the file's first bad row.
+      if (json && op === 'upsert') found.push(...jsonNumberIssues(b, file.columns, schema, format === 'csv', row));
+      issues.push(...found.sort((x, y) => (x.row ?? 0) - (y.row ?? 0)).slice(0, MAX_ISSUES - issues.length));
       row += b.n;
       if (issues.length >= MAX_ISSUES) break;
     }
@@ -173,6 +179,46 @@ function partlyWritten(e: unknown, out: ImportResult, written: number): AsofErro
     ...(cause?.details === undefined ? {} : { cause: cause.details }),
   });
 }
+
+/**
+ * The json columns' number check over a batch whose first row is row `base`
+ * of the file: a number a float64 does not hold as written, inside a json
+ * part of a column, as the issue `POST /tables/{table}/rows` answers for it
+ * (ingest.ts bentInColumn). Read from the text values were parsed from: CSV
+ * cells, NDJSON lines, Parquet's JSON text of nested and JSON values.
+ */
+function jsonNumberIssues(b: ColumnBatch, columns: FileColumn[], schema: TableSchema, csv: boolean, base: number): FieldIssue[] {
+  const out: FieldIssue[] = [];
+  const add = (i: number, column: { name: string; type: ColumnType } | undefined, bent: BentNumber, inValue: (string | number)[]): void => {
+    const at = column && bentInColumn(column, bent, inValue);
+    if (at) out.push({ row: base + i, ...at });
+  };
+  // NDJSON: paths start at the row's keys.
+  b.rowTexts?.forEach((line, i) => {
+    for (const bent of bentNumbers(line)) add(i, schema.byName.get(String(bent.path[0])), bent, bent.path.slice(1));
+  });
+  columns.forEach((c, k) => {
+    const column = schema.byName.get(c.name);
+    const texts = csv ? b.columns[k] : b.cellTexts?.[k];
+    if (!column || !texts || !holdsJson(column.type)) return;
+    for (let i = 0; i < b.n; i++) {
+      const t = texts[i];
+      // A CSV cell that is not JSON is no json value's text (a json column stores it as a string): bentNumbers reads JSON only.
+      if (typeof t !== 'string' || !mayBend(t) || (csv && !isJsonText(t))) continue;
+      for (const bent of bentNumbers(t)) add(i, column, bent, bent.path);
+    }
+  });
+  return out;
+}
+
+const isJsonText = (s: string): boolean => {
+  try {
+    JSON.parse(s);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 function toRows(b: ColumnBatch, columns: FileColumn[], schema: TableSchema, text: boolean): Row[] {
   const rows: Row[] = new Array(b.n);

@@ -35,6 +35,11 @@ class LineTooLong extends Error {
  * having read no more of it than the cap.
  */
 export async function* ndjsonObjects(path: string, maxLineBytes = DEFAULT_MAX_LINE_BYTES): AsyncGenerator<Record<string, unknown>> {
+  for await (const { row } of ndjsonRows(path, maxLineBytes)) yield row;
+}
+
+/** ndjsonObjects, each row with the line it was parsed from (the json columns' number check reads it: json-safety.ts bentNumbers). */
+export async function* ndjsonRows(path: string, maxLineBytes = DEFAULT_MAX_LINE_BYTES): AsyncGenerator<{ row: Record<string, unknown>; text: string }> {
   let row = 0;
   let line = 0;
   try {
@@ -50,7 +55,7 @@ export async function* ndjsonObjects(path: string, maxLineBytes = DEFAULT_MAX_LI
       }
       if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new AsofError('ASOF_INVALID_ROW', `NDJSON line ${line} is not a JSON object`, [{ row, field: '', reason: 'not an object' }]);
       row++;
-      yield obj as Record<string, unknown>;
+      yield { row: obj as Record<string, unknown>, text };
     }
   } catch (e) {
     if (e instanceof LineTooLong) throw new AsofError('ASOF_PAYLOAD_TOO_LARGE', `row ${row}: NDJSON line ${e.line} is longer than ${maxLineBytes} bytes, the most one row may take (ASOF_MAX_BODY_BYTES)`, { row, line: e.line, maxLineBytes });
