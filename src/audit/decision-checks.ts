@@ -89,3 +89,26 @@ export function plainSelection(s: FeatureSelection): FeatureSelection {
   if (s.view) return { view: s.view };
   return s.service ? { service: s.service } : {};
 }
+
+/**
+ * A posted decision's served values name only features it decided on (`view:feature` refs of its selection): the
+ * audit compares each feature's served value, status and event time with the replayed one, so a key that is none
+ * of them (a typo, a bare feature name, a feature left out of the selection) would be stored and never compared,
+ * and the audit would answer a match for a value nobody checked. 400 naming every such key; a subset of the
+ * features is taken (a feature left out counts as served null).
+ */
+export function checkServedKeys(served: { features: Record<string, unknown>; statuses?: Record<string, unknown>; eventTimes?: Record<string, unknown> }, refs: string[]): void {
+  const known = new Set(refs);
+  const unknown: { field: string; map: string; key: string }[] = [];
+  for (const map of ['features', 'statuses', 'eventTimes'] as const) {
+    for (const key of Object.keys(served[map] ?? {})) if (!known.has(key)) unknown.push({ field: `served.${map}.${key}`, map: `served.${map}`, key });
+  }
+  if (unknown.length === 0) return;
+  const shown = refs.length > 10 ? `${refs.slice(0, 10).join(', ')}, … (${refs.length})` : refs.join(', ');
+  const first = unknown[0];
+  throw new AsofError(
+    'ASOF_INVALID_ARGUMENT',
+    `${first.map} names "${first.key}", which is not a feature of the decision (its features: ${shown}): served values are compared feature by feature with the replay, so each key must be one of its \`view:feature\` refs`,
+    unknown.map((u) => ({ field: u.field, reason: `not a feature of the decision (its features: ${shown})` })),
+  );
+}

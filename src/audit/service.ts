@@ -18,7 +18,7 @@ import { withAnswersBefore, type AnswerBefore } from './answers-before.js';
 import { checkRange, headMessage, HeadSigner, storedHeadAt, verifyChain, type VerifyResult } from './chain.js';
 import { canonicalJson, conflict, DecisionLog, type ChainHead, type Decision, type FeatureSelection, type ServedValues } from './decisions.js';
 import { replay, type Replay, type TrailRecord } from './replay.js';
-import { canonicalEntity, checkId, checkPage, otherLookup, plainSelection, sameEntity } from './decision-checks.js';
+import { canonicalEntity, checkId, checkPage, checkServedKeys, otherLookup, plainSelection, sameEntity } from './decision-checks.js';
 
 /** A decision as posted (POST /decisions, gRPC); times as RFC 3339 or epoch ms. */
 export interface DecisionInput extends FeatureSelection {
@@ -173,6 +173,7 @@ export class AuditService {
     }
     const selection = plainSelection(input);
     const resolved = this.registry.resolve(selection);
+    if (input.served) checkServedKeys(input.served, resolved.map((f) => f.ref));
     const views: Record<string, FeatureViewDef> = {};
     for (const f of resolved) views[f.view] ??= this.registry.view(f.view);
     const cols = Object.values(views).map((v) => this.registry.evaluator(v).schema.byName.get(v.entity)!);

@@ -38,7 +38,7 @@ const DecisionBody = z
     served: z
       .strictObject({ features: z.record(z.string(), z.unknown()), statuses: z.record(z.string(), Status).optional(), eventTimes: z.record(z.string(), z.string().nullable()).optional() })
       .optional()
-      .describe('What the caller was served, to compare with the replay.'),
+      .describe('What the caller was served, to compare with the replay: keyed by the `view:feature` refs of the selection (a key that names no feature of it is a 400).'),
     attributes: z.record(z.string(), z.unknown()).optional().describe('Stored as sent: a number a float64 does not hold as written (12345678901234567890) is a 400, as in a json column; send it as a string.'),
   })
   .meta({ id: 'DecisionInput', description: 'Exactly one of features, view or service.' });

@@ -93,3 +93,39 @@ test('a posted attribute number a float64 would bend is refused, as in a json co
     await asof.destroy();
   }
 });
+
+test('posted served values name only features of the decision: another key is a 400 naming it, and nothing is recorded', async () => {
+  const asof = await testAsof();
+  try {
+    await ok(asof.req('PUT', '/tables/users', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'string', nullable: false }, { name: 'score', type: 'float64' }, { name: 'name', type: 'string' }] }), 201);
+    await ok(asof.req('PUT', '/feature-views/u', { source: 'users', entity: 'id', features: [{ name: 'score', column: 'score' }, { name: 'name', column: 'name' }] }), 201);
+    // Before: stored as sent, and never compared (the audit compares the selection's features only), so a typo passed for a match.
+    const cases: [Record<string, unknown>, Record<string, unknown>, string][] = [
+      [{ view: 'u' }, { features: { 'u:score': 1, 'u:nope': 2 } }, 'served.features.u:nope'],
+      [{ view: 'u' }, { features: { score: 1 } }, 'served.features.score'],
+      [{ features: ['u:score'] }, { features: { 'u:score': 1, 'u:name': 'x' } }, 'served.features.u:name'],
+      [{ view: 'u' }, { features: { 'u:score': 1 }, statuses: { 'u:score': 'PRESENT', 'v:score': 'PRESENT' } }, 'served.statuses.v:score'],
+      [{ view: 'u' }, { features: { 'u:score': 1 }, eventTimes: { 'u:sco': null } }, 'served.eventTimes.u:sco'],
+    ];
+    for (const [selection, served, field] of cases) {
+      const r = await asof.req('POST', '/decisions', { id: 'typo', entity: 'a', ...selection, outcome: 'x', served });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.error.code, 'ASOF_INVALID_ARGUMENT');
+      assert.deepEqual(r.body.error.details.map((d: { field: string }) => d.field), [field]);
+      const key = field.split('.').slice(2).join('.');
+      assert.ok(r.body.error.message.startsWith(`${field.split('.').slice(0, 2).join('.')} names "${key}", which is not a feature of the decision (its features: `), r.body.error.message);
+      assert.equal((await asof.req('GET', '/audit/decisions/typo')).status, 404, 'nothing recorded');
+    }
+    // Completing a recorded lookup with such a key: the same 400 (not the 409 of values that differ), and the lookup's record is unchanged.
+    await ok(asof.req('GET', '/features/a?view=u&decision=rec'));
+    const done = await asof.req('POST', '/decisions', { id: 'rec', entity: 'a', view: 'u', outcome: 'x', served: { features: { 'u:score': null, 'u:name': null, 'u:extra': 1 } } });
+    assert.equal(done.status, 400, JSON.stringify(done.body));
+    assert.equal((await ok(asof.req('GET', '/audit/decisions/rec'))).decision.outcome, null);
+    // Keys of the selection are taken, a subset too; the audit compares them.
+    const good = await asof.req('POST', '/decisions', { id: 'fine', entity: 'a', features: ['u:score', 'u:name'], outcome: 'x', served: { features: { 'u:score': 1.5 }, statuses: { 'u:score': 'PRESENT' }, eventTimes: { 'u:score': null } } });
+    assert.equal(good.status, 201, JSON.stringify(good.body));
+    assert.deepEqual((await ok(asof.req('GET', '/audit/decisions/fine'))).served.features, { 'u:score': 1.5 });
+  } finally {
+    await asof.destroy();
+  }
+});
