@@ -20,7 +20,7 @@
  *  56  u32  CRC-32 of bytes 8..56 and all sections
  *  60  u32  idempotency section bytes (JSON, idempotency.ts); 0 in snapshots written before it
  */
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
@@ -95,17 +95,23 @@ export async function writeSnapshot(path: string, schema: TableSchema, point: Sn
   header.writeUInt32LE(crc, 56);
 
   const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w');
   try {
-    const parts = [header, ...state, frames, keys, idempotency];
-    const total = parts.reduce((n, b) => n + b.length, 0);
-    let written = 0;
-    while (written < total) written += (await fh.writev(sliceBuffers(parts, written))).bytesWritten;
-    await fh.datasync();
-  } finally {
-    await fh.close();
+    const fh = await open(tmp, 'w');
+    try {
+      const parts = [header, ...state, frames, keys, idempotency];
+      const total = parts.reduce((n, b) => n + b.length, 0);
+      let written = 0;
+      while (written < total) written += (await fh.writev(sliceBuffers(parts, written))).bytesWritten;
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    // A part-written file (a full disk) would hold the space the disk needs to heal.
+    await unlink(tmp).catch(() => undefined);
+    throw e;
   }
-  await rename(tmp, path);
   // The rename is durable only once the folder is: otherwise a crash may bring the old snapshot back (harmless, but slower).
   await syncDir(dirname(path));
 }

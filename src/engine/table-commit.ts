@@ -260,7 +260,8 @@ export class TableWriter {
       this.snapshotAt = { offset: point.offset, frames: frameCount };
     };
     const next = (this.snapshotting ?? Promise.resolve()).then(run, run);
-    const tracked: Promise<void> = next.finally(() => {
+    // Only the caller handles `next`'s failure: the tracked copy never rejects, or a failed snapshot (a full disk) would be an unhandled rejection, which ends the process.
+    const tracked: Promise<void> = next.then(noop, noop).finally(() => {
       if (this.snapshotting === tracked) this.snapshotting = undefined;
     });
     this.snapshotting = tracked;
@@ -283,3 +284,5 @@ export class TableWriter {
     }
   }
 }
+
+const noop = (): void => undefined;
