@@ -136,6 +136,21 @@ async function merge(col: VectorColumn, segments: Segment[], lance: { version: V
       break;
     }
   }
+  let out = latestOf(pk, all);
+  // Zero vectors under cosine: distance 1 (distance.ts), which Lance never answers (its cosine of one is NaN, and the
+  // row is dropped). Only needed when the answer is short or reaches distance 1: else every zero row sorts after it.
+  if (lance && q.metric === 'cosine' && (out.length < q.k || out[q.k - 1].distance >= 1)) {
+    const zeros = await zeroRows(col, segments, newest, lance.version, q, params, new Set(all.map((s) => s.offset)));
+    if (zeros.length) out = latestOf(pk, [...all, ...zeros]);
+  }
+  return out.slice(0, q.k).map((s) => {
+    const row = rowJson(col, s);
+    return { key: hitKey(col, s.key, row), offset: s.offset, distance: s.distance, row };
+  });
+}
+
+/** pk tables: the newest version of each key; sorted nearest first (ties: the lower offset). */
+function latestOf(pk: boolean, all: Scored[]): Scored[] {
   let out = all;
   if (pk) {
     const best = new Map<string, Scored>();
@@ -145,11 +160,38 @@ async function merge(col: VectorColumn, segments: Segment[], lance: { version: V
     }
     out = [...best.values()];
   }
-  out.sort((a, b) => a.distance - b.distance || a.offset - b.offset);
-  return out.slice(0, q.k).map((s) => {
-    const row = rowJson(col, s);
-    return { key: hitKey(col, s.key, row), offset: s.offset, distance: s.distance, row };
-  });
+  return out.sort((a, b) => a.distance - b.distance || a.offset - b.offset);
+}
+
+/**
+ * The Lance rows (at `version`, filtered, not stale) whose vector is all
+ * zeros, scored by the cosine rule (distance 1). Lance's cosine search never
+ * answers them, so they are found by an exact l2 scan from the origin, which
+ * answers rows by squared norm: zero rows first. It is asked again with four
+ * times the limit while its last row may still have norm 0 in float32 (tiny
+ * rows round to it: below 1e-30, far beyond that, counts as maybe), so every
+ * zero row is found, whatever its offset (ties at distance 1 go by offset).
+ */
+async function zeroRows(col: VectorColumn, segments: Segment[], newest: Map<string, number>, version: VersionHandle | undefined, q: ColumnQuery, params: IndexParams, seen: Set<number>): Promise<Scored[]> {
+  const origin = new Float32Array(q.vector.length);
+  let limit = q.k + Math.min(newest.size, q.k);
+  for (;;) {
+    const cands = await col.lance.search(version, { vector: origin, limit, metric: 'l2', where: q.filter?.sql, exact: true, params });
+    if (cands.length === limit && squaredNorm(cands[cands.length - 1].vector) < 1e-30) {
+      limit *= 4;
+      continue;
+    }
+    const stale = (c: { key: string; offset: number }) => (col.pk ? (newest.get(c.key) ?? -1) >= c.offset : segments.some((s) => s.entries.has(c.offset)));
+    return cands
+      .filter((c) => squaredNorm(c.vector) === 0 && !seen.has(c.offset) && !stale(c))
+      .map((c) => ({ key: c.key, offset: c.offset, distance: DISTANCE.cosine(q.vector, c.vector), rowJson: c.rowJson, vector: c.vector }));
+  }
+}
+
+function squaredNorm(v: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i] * v[i];
+  return s;
 }
 
 /**
