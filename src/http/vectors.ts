@@ -25,7 +25,7 @@ export const VectorSearchBody = z
     filter: FilterSchema.optional(),
     metric: z.enum(['cosine', 'l2', 'dot']).optional().describe("Default: the column's metric. Another metric is answered by exact search."),
     asOf: z.union([z.string(), z.number()]).optional().describe('RFC 3339 or epoch ms: search the table as the store knew it then (rows committed by that time).'),
-    features: z.array(z.string()).optional().describe("`view:feature` references: each hit's online features, as `GET /features/{key}` answers them."),
+    features: z.array(z.string()).optional().describe("`view:feature` references: each hit's online features, as `GET /features/{key}` answers them. Checked before the search: 404 an unknown view or feature, 400 a view whose entity column cannot hold this table's keys."),
   })
   .meta({ id: 'VectorSearch' });
 
@@ -41,7 +41,7 @@ export const VectorSearchAnswerSchema = z
   .object({
     results: z.array(
       z.object({
-        key: z.string().nullable().describe("The row's canonical key (pk tables, and log tables with key columns); else its offset. null for a log row whose key is null: it has no key and no entity, and gets no features."),
+        key: z.string().nullable().describe("The row's canonical key (pk tables, and log tables with key columns); else its offset (no entity: it gets no features). null for a log row whose key is null: it has no key and no entity, and gets no features."),
         offset: z.number().int().describe('The changelog offset that wrote this version of the row.'),
         distance: z.number().describe('cosine: 1 - cos; l2: squared Euclidean; dot: -(a.b). Smaller is nearer.'),
         row: z.record(z.string(), z.unknown()),

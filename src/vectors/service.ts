@@ -12,8 +12,8 @@ import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { checkedTime, type TableSchema } from '../engine/schema.js';
 import type { Logger } from '../logger.js';
-import { toObjects, type EntityFeatures } from '../online/evaluation.js';
-import type { OnlineService } from '../online/service.js';
+import { toObjects, type EntityFeatures, type Evaluation } from '../online/evaluation.js';
+import type { OnlineService, Plan } from '../online/service.js';
 import { VectorColumn, type ColumnOptions } from './column.js';
 import { DEFAULT_METRIC, type Metric } from './distance.js';
 import { compileFilter, type Filter } from './filter.js';
@@ -146,24 +146,63 @@ export class VectorService {
     }
     const filter = req.filter === undefined ? undefined : compileFilter(col.table.schema, req.filter);
     const asOf = req.asOf === undefined ? undefined : checkedTime('asOf', req.asOf);
-    // Resolved before searching, so a bad reference is a 400 that did no work.
+    // Resolved and checked before searching, hits or none: an unknown reference (404), or a view whose entities
+    // this table's keys cannot be (400), did no work.
     const plan = req.features?.length ? await this.online.plan({ features: req.features }) : undefined;
+    // A keyless log table's hits are keyed by their offset: like a null-key row's, theirs is no entity.
+    const entities = !(col.table.schema.kind === 'log' && col.table.schema.keyColumns.length === 0);
+    if (plan && entities) checkEntities(col.table.schema, plan);
     const answer = await searchColumn(col, { vector, k: req.k, metric, filter, asOf }, this.index);
     const results: VectorHit[] = answer.hits.map((h) => ({ key: h.key, offset: h.offset, distance: h.distance, row: h.row }));
-    if (plan && results.length > 0) {
+    if (plan && entities && results.length > 0) {
       // A hit whose key is null has no entity, so no features (the lookup of the key "null" is another entity's).
       const keyed = results.filter((r): r is VectorHit & { key: string } => r.key !== null);
       const keys = keyed.map((r) => r.key);
-      const objects = keys.length ? toObjects(keys, await this.online.evaluate(keys, plan)) : [];
+      const objects = keys.length ? toObjects(keys, await this.evaluate(keys, plan, keyed.map((r) => results.indexOf(r)))) : [];
       keyed.forEach((r, i) => (r.features = objects[i]));
     }
     return { results, token: { [req.table]: answer.offset }, search: { ...answer.plan, metric, column: col.column } };
+  }
+
+  /**
+   * The features of `keys`, those of the hits numbered `hits`. A key a view refuses (checkEntities makes it
+   * unlikely) is named as its hit, not as the lookup's entity.
+   */
+  private async evaluate(keys: string[], plan: Plan, hits: number[]): Promise<Evaluation> {
+    try {
+      return await this.online.evaluate(keys, plan);
+    } catch (e) {
+      const d = e instanceof AsofError && Array.isArray(e.details) ? (e.details[0] as { row?: number; field?: string; reason?: string } | undefined) : undefined;
+      if (d?.field !== 'entity' || d.row === undefined) throw e;
+      const hit = hits[d.row];
+      const reason = `the key ${JSON.stringify(keys[d.row])} is not an entity of the views of "features": ${d.reason}`;
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid features: hit ${hit}: ${reason}`, [{ field: `results[${hit}].key`, reason }]);
+    }
   }
 
   async close(): Promise<void> {
     this.unlisten?.();
     await Promise.all([...this.columns.values()].map((c) => c.close()));
     await lanceDisconnect(this.conn).catch(() => undefined);
+  }
+}
+
+/**
+ * A 400 unless every view of `plan` takes this table's keys as its entities: its entity column is a string (any
+ * key text is one), or of the type of the table's one key column (int32 keys for an int64 entity too). Else no
+ * hit could have features (or only those whose key happened to convert), which is told before any search.
+ */
+function checkEntities(schema: TableSchema, plan: Plan): void {
+  const kc = schema.keyColumns;
+  const keyType = kc.length === 1 ? kc[0].type.kind : undefined;
+  for (const g of plan.groups) {
+    const e = g.entityColumn.type.kind;
+    if (e === 'string' || e === keyType || (e === 'int64' && keyType === 'int32')) continue;
+    const pos = g.positions[0];
+    const ref = plan.features[pos].ref;
+    const keys = kc.length === 1 ? `its key column ${kc[0].name} (${keyType})` : `its composite key (${kc.map((c) => c.name).join(', ')}, as JSON text)`;
+    const reason = `view "${g.def.name}" is keyed by ${g.def.entity} (${e}), but the hits of table "${schema.name}" are keyed by ${keys}: a hit's key is not an entity of that view`;
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid features[${pos}] ("${ref}"): ${reason}`, [{ field: `features[${pos}]`, reason }]);
   }
 }
 

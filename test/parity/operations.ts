@@ -67,6 +67,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'vector search: wrong dimension', forms: vectorForms({ table: 'items', vector: [1, 0], k: 1 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'vector search: a filter on an unknown column', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, filter: { nope: 1 } }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'vector search: asOf before 0001-01-01T00:00:00Z', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, asOf: -62_135_596_800_001 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'vector search: features of a view whose entities the hits cannot be', forms: vectorForms({ table: 'items', vector: [1, 0, 0], k: 1, features: ['cn:c'] }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'vector search: not a vector column', forms: vectorForms({ table: 'items', column: 'cat', vector: [1, 0, 0], k: 1 }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
 
   // Lookups that succeed.

@@ -92,6 +92,9 @@ export async function openWorld(): Promise<World> {
   must(await primary.req('PUT', '/tables/docs', DOCS));
   must(await primary.req('PUT', '/feature-views/ev', { source: 'events', entity: 'id', features: [{ name: 'n1h', agg: { fn: 'count', window: '1h' } }] }));
   must(await primary.req('POST', '/tables/items/rows', { rows: [{ id: 'a', cat: 'x', emb: [1, 0, 0] }, { id: 'b', cat: 'y', emb: [0, 1, 0] }, { id: 'c', cat: 'x', emb: [0, 0, 2] }] }));
+  // A view keyed by an int64: the items' string keys are no entities of it.
+  must(await primary.req('PUT', '/tables/counters', { kind: 'pk', primaryKey: ['n'], columns: [{ name: 'n', type: 'int64', nullable: false }, { name: 'c', type: 'int64' }] }));
+  must(await primary.req('PUT', '/feature-views/cn', { source: 'counters', entity: 'n', features: [{ name: 'c', column: 'c' }] }));
   const replica = redis ? await grpcAsof({ ...shared, role: 'replica' }) : undefined;
   const guarded = await grpcAsof({ apiKeys: GUARDED_KEYS, maxInFlightWrites: 1, maxQueuedWrites: 0, maxInFlightLookups: 1, maxQueuedLookups: 0, maxInFlightSearches: 1, maxQueuedSearches: 0 } as never);
   const admin = { authorization: 'Bearer pa' };
