@@ -21,7 +21,7 @@ export const VectorSearchBody = z
     table: z.string(),
     column: z.string().optional().describe('The vector<D> column; optional when the table has exactly one.'),
     vector: z.array(z.number()).min(1).max(65_536).describe('The query vector: D numbers.'),
-    k: z.number().int().min(1).max(1000).default(10),
+    k: z.number().int().min(1).max(1000).default(10).describe('How many nearest rows: 1 to 1000, default 10.'),
     filter: FilterSchema.optional(),
     metric: z.enum(['cosine', 'l2', 'dot']).optional().describe("Default: the column's metric. Another metric is answered by exact search."),
     asOf: z.union([z.string(), z.number()]).optional().describe('RFC 3339 or epoch ms: search the table as the store knew it then (rows committed by that time).'),
@@ -53,7 +53,7 @@ export const VectorSearchAnswerSchema = z
       .object({
         index: z.enum(['ann', 'exact']),
         reason: z.string().optional(),
-        asOfSource: z.enum(['lance', 'changelog']).optional().describe('asOf: a Lance version plus the changelog up to the time, or (older than the versions kept) an exact scan of the changelog.'),
+        asOfSource: z.enum(['lance', 'changelog']).optional().describe('asOf: a Lance version plus the changelog up to the time, or (no Lance version kept is that old, or the asOf is before the table\'s first write) an exact scan of the changelog; `reason` says which.'),
         lanceVersion: z.number().int().optional(),
         metric: z.enum(['cosine', 'l2', 'dot']),
         column: z.string(),

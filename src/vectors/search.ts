@@ -41,7 +41,7 @@ export interface SearchPlan {
   index: 'ann' | 'exact';
   /** Why the search was exact, when it was. */
   reason?: string;
-  /** asOf searches: `lance` (a Lance version at or before the time, plus the changelog up to it) or `changelog` (no kept version is old enough: an exact scan of the changelog). */
+  /** asOf searches: `lance` (a Lance version at or before the time, plus the changelog up to it) or `changelog` (no kept version is old enough, or none was written yet: an exact scan of the changelog; empty before the table's first write). */
   asOfSource?: 'lance' | 'changelog';
   lanceVersion?: number;
 }
@@ -75,7 +75,10 @@ async function searchAsOf(col: VectorColumn, q: ColumnQuery, params: IndexParams
   let mark: VersionMark | undefined;
   for (const m of col.marks) if (m.commitTime <= at) mark = m;
   let base: VersionHandle | undefined;
+  // Why the changelog alone is searched, if it is.
+  let why = col.marks.length === 0 ? 'no Lance version has been written yet' : 'no Lance version kept is that old (none was written from records committed by then, or compaction has removed it)';
   if (mark) base = await col.tableAt(mark.version).catch(() => undefined);
+  if (mark && !base) why = `Lance version ${mark.version} did not open`;
   if (!base) mark = undefined;
   const overlay = new Segment();
   const from = mark ? mark.offset + 1 : 0;
@@ -90,8 +93,10 @@ async function searchAsOf(col: VectorColumn, q: ColumnQuery, params: IndexParams
   }
   const offset = overlay.lastOffset >= 0 ? overlay.lastOffset : (mark?.offset ?? -1);
   if (!base) {
+    // Before the table's first write it held no rows: the answer is empty, as the store knew it then.
+    if (offset < 0) why = "asOf is before the table's first write: it held no rows then";
     const hits = await merge(col, [overlay], undefined, q, params, { index: 'exact' });
-    return { hits, offset, plan: { index: 'exact', reason: 'asOf is older than the Lance versions kept: the changelog was scanned', asOfSource: 'changelog' } };
+    return { hits, offset, plan: { index: 'exact', reason: `${why}: the changelog was scanned`, asOfSource: 'changelog' } };
   }
   const plan: SearchPlan = { ...planOf(col, q.metric), asOfSource: 'lance', lanceVersion: mark!.version };
   const hits = await merge(col, [overlay], { version: base }, q, params, plan);
