@@ -124,8 +124,11 @@ async function merge(col: VectorColumn, segments: Segment[], lance: { version: V
     let exact = plan.index === 'exact';
     // Room for stale versions of keys rewritten in memory (none once flushed), and a few more candidates so the exact re-ranking below corrects the index's quantized distances.
     let limit = q.k + Math.min(newest.size, q.k) + Math.ceil(q.k / 2);
+    // Cosine ignores length: Lance is asked with the unit vector, whose norm its float32 arithmetic can compute
+    // (a query with elements near 1e-20 or 1e20 has a squared norm of 0 or Infinity there, and every distance NaN).
+    const lanceQuery = q.metric === 'cosine' ? unit(q.vector) : q.vector;
     for (;;) {
-      const cands = await col.lance.search(lance.version, { vector: q.vector, limit, metric: q.metric, where: q.filter?.sql, exact, params });
+      const cands = await col.lance.search(lance.version, { vector: lanceQuery, limit, metric: q.metric, where: q.filter?.sql, exact, params });
       // Log tables: a record both in Lance and still in memory (its flush landed and has not dropped the segment yet, or failed after landing) counts once.
       const useful = pk ? cands.filter((c) => (newest.get(c.key) ?? -1) < c.offset) : cands.filter((c) => !segments.some((s) => s.entries.has(c.offset)));
       if (useful.length < q.k && cands.length === limit) {
@@ -191,6 +194,12 @@ async function zeroRows(col: VectorColumn, segments: Segment[], newest: Map<stri
       .filter((c) => squaredNorm(c.vector) === 0 && !seen.has(c.offset) && !stale(c))
       .map((c) => ({ key: c.key, offset: c.offset, distance: DISTANCE.cosine(q.vector, c.vector), rowJson: c.rowJson, vector: c.vector }));
   }
+}
+
+/** `v` scaled to length 1, its norm taken in doubles (which hold the square of any float32); `v` is not all zeros (service.ts refuses such a cosine query). */
+function unit(v: Float32Array): Float32Array {
+  const n = Math.sqrt(squaredNorm(v));
+  return v.map((x) => x / n);
 }
 
 function squaredNorm(v: Float32Array): number {

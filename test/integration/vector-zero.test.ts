@@ -186,3 +186,33 @@ test('pk tables: a key whose vector becomes zero, or stops being zero, answers o
     await a.destroy();
   }
 });
+
+test('cosine: a query vector whose squared norm float32 cannot hold (elements near 1e-30 or 1e30) finds what its direction finds, with the ANN index and by exact scan', async () => {
+  const a = await testAsof({ vectorFlushMs: 3_600_000, vectorIndexMinRows: 300 });
+  try {
+    await docsTable(a);
+    const r = rng(13);
+    const sent: Sent[] = [];
+    const centers = Array.from({ length: 8 }, () => Array.from({ length: D }, () => r() * 2 - 1));
+    const rows = Array.from({ length: 1000 }, (_, i) => ({ doc_id: `d${i}`, lang: i % 3 ? 'x' : 'y', emb: centers[i % 8].map((c) => c + (r() - 0.5) * 0.4) }));
+    await write(a, sent, rows, 1000);
+    const col = a.services.vectors.column('docs', 'emb')!;
+    const q = centers[3].map((c) => c + (r() - 0.5) * 0.4);
+    for (const index of ['exact', 'ann']) {
+      // Flushed, not indexed yet; then with the index trained.
+      if (index === 'exact') await col.flushNow();
+      else await col.settle();
+      assert.equal(col.hotRows, 0, 'every row is in Lance');
+      for (const scale of [1, 1e-30, 1e30]) {
+        const v = f32(q.map((x) => x * scale));
+        let s = await search(a, { vector: v, k: 10 });
+        assert.equal(s.search.index, index);
+        assert.deepEqual(pairs(s), nearest(sent, v, 10), `${index}, scale ${scale}`);
+        s = await search(a, { vector: v, k: 10, filter: { lang: 'y' } });
+        assert.deepEqual(pairs(s), nearest(sent, v, 10, 'y'), `${index}, scale ${scale}, filtered`);
+      }
+    }
+  } finally {
+    await a.destroy();
+  }
+});
