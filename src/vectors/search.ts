@@ -125,7 +125,7 @@ async function merge(col: VectorColumn, segments: Segment[], lance: { version: V
     // Room for stale versions of keys rewritten in memory (none once flushed), and a few more candidates so the exact re-ranking below corrects the index's quantized distances.
     let limit = q.k + Math.min(newest.size, q.k) + Math.ceil(q.k / 2);
     // Cosine ignores length: Lance is asked with the unit vector, whose norm its float32 arithmetic can compute
-    // (a query with elements near 1e-20 or 1e20 has a squared norm of 0 or Infinity there, and every distance NaN).
+    // (a query with elements below about 1e-23, or one above 1e19, has a squared norm of 0 or Infinity there, and Lance's distances are no order).
     const lanceQuery = q.metric === 'cosine' ? unit(q.vector) : q.vector;
     for (;;) {
       const cands = await col.lance.search(lance.version, { vector: lanceQuery, limit, metric: q.metric, where: q.filter?.sql, exact, params });
