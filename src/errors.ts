@@ -81,8 +81,12 @@ export class AsofError extends Error {
   get publicMessage(): string {
     return this.httpStatus >= 500 ? withoutServerPaths(this.message) : this.message;
   }
-  toJSON(): { error: { code: ErrorCode; message: string; details?: unknown } } {
-    return { error: { code: this.code, message: this.publicMessage, ...(this.details === undefined ? {} : { details: this.details }) } };
+  /**
+   * The wire form. `details` is always there: a 400's list of field issues
+   * ([] when none was given), another error's object of facts ({} when none).
+   */
+  toJSON(): { error: { code: ErrorCode; message: string; details: unknown } } {
+    return { error: { code: this.code, message: this.publicMessage, details: this.details ?? (this.httpStatus === 400 ? [] : {}) } };
   }
 }
 

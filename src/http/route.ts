@@ -14,7 +14,9 @@ export const ErrorBody = z
     error: z.object({
       code: z.enum(Object.keys(ERROR_CATALOGUE) as [keyof typeof ERROR_CATALOGUE, ...(keyof typeof ERROR_CATALOGUE)[]]),
       message: z.string(),
-      details: z.unknown().optional(),
+      details: z
+        .union([z.array(z.object({ row: z.number().int().optional(), field: z.string(), reason: z.string() }).meta({ id: 'FieldIssue' })), z.record(z.string(), z.unknown())])
+        .describe('Always present. A 400 lists each problem as {row?, field, reason} (an empty list only when no one field is at fault); other errors give an object of named facts ({} when there are none).'),
     }),
   })
   .meta({ id: 'Error' });

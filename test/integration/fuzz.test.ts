@@ -2,7 +2,7 @@
  * Fuzzing every REST route (issue 13, item 5): thousands of generated and
  * mutated requests through Fastify's inject, bounded in time. The properties:
  *   - never a 5xx (no backend is down here, so not even 503), never a crash;
- *   - every error is asof's `{"error": {code, message, details?}}` with a
+ *   - every error is asof's `{"error": {code, message, details}}` with a
  *     catalogue code, and no message holds a server path;
  *   - the data written before the fuzzing reads back identical after it (the
  *     changelog is append-only, so its records up to then), also after a restart.
@@ -222,6 +222,10 @@ test(`fuzz: generated and mutated requests over every route (seed ${SEED})`, { t
           assert.deepEqual(Object.keys(body), ['error'], what);
           assert.ok(CODES.has(body.error!.code!), what);
           assert.equal(typeof body.error!.message, 'string', what);
+          // details always: a 400's list of {row?, field, reason}, another status's object of facts.
+          const details = (body.error as { details?: unknown }).details;
+          if (res.statusCode === 400) assert.ok(Array.isArray(details) && details.every((d) => typeof d.field === 'string' && typeof d.reason === 'string'), what);
+          else assert.ok(details !== null && typeof details === 'object' && !Array.isArray(details), what);
           assert.ok(!res.body.includes(dataDir) && !res.body.includes('/tmp/'), `a server path in: ${what}`);
         }
       }),

@@ -102,7 +102,7 @@ describe('SSE changelog follow', () => {
     try {
       const text = await sse(`${asof.url}/tables/t/changelog?from=0`).ended;
       const data = JSON.parse(/event: error\ndata: (.*)\n/.exec(text)![1]);
-      assert.deepEqual(data, { error: { code: 'ASOF_TABLE_UNAVAILABLE', message: 'table "t" is damaged' } });
+      assert.deepEqual(data, { error: { code: 'ASOF_TABLE_UNAVAILABLE', message: 'table "t" is damaged', details: {} } });
     } finally {
       restore();
     }
@@ -110,7 +110,7 @@ describe('SSE changelog follow', () => {
     try {
       const text = await sse(`${asof.url}/tables/t/changelog?from=0`).ended;
       const data = JSON.parse(/event: error\ndata: (.*)\n/.exec(text)![1]);
-      assert.deepEqual(data, { error: { code: 'ASOF_INTERNAL', message: 'internal error' } });
+      assert.deepEqual(data, { error: { code: 'ASOF_INTERNAL', message: 'internal error', details: {} } });
     } finally {
       restore();
     }

@@ -39,7 +39,9 @@ test('AsofError carries the catalogue status and retriability', () => {
   assert.equal(e.httpStatus, 503);
   assert.equal(e.grpcStatus, 14);
   assert.equal(e.retriable, true);
-  assert.deepEqual(e.toJSON(), { error: { code: 'ASOF_BACKEND_UNAVAILABLE', message: 'redis down' } });
+  // details is always there: an object of facts ({} without any), a 400's list of field issues ([] without any).
+  assert.deepEqual(e.toJSON(), { error: { code: 'ASOF_BACKEND_UNAVAILABLE', message: 'redis down', details: {} } });
+  assert.deepEqual(new AsofError('ASOF_INVALID_ARGUMENT', 'bad').toJSON(), { error: { code: 'ASOF_INVALID_ARGUMENT', message: 'bad', details: [] } });
   assert.equal(new AsofError('ASOF_INVALID_ROW', 'x').retriable, false);
 });
 
