@@ -102,8 +102,8 @@ export class TableSchema {
   readonly numericKey: boolean;
 
   constructor(readonly def: TableDef) {
-    this.columns = def.columns.map((c) => {
-      const type = parseColumnType(c.name, c.type);
+    this.columns = def.columns.map((c, i) => {
+      const type = parseColumnType(c.name, c.type, i);
       return { name: c.name, type, nullable: c.nullable, coerce: coercer(type, c.name) };
     });
     this.byName = new Map(this.columns.map((c) => [c.name, c]));

@@ -64,14 +64,14 @@ export function defineTable(
   const types = new Map<string, ColumnType>();
   for (const [i, c] of columns.entries()) {
     try {
-      const t = parseColumnType(c.name, c.type);
+      const t = parseColumnType(c.name, c.type, i);
       types.set(c.name, t);
       // A column the table already has keeps its type (it is unchanged or a 409 below): a struct stored before field names were checked still opens and evolves.
       const kept = existing?.columns.find((x) => x.name === c.name);
       const field = kept && kept.type === formatType(t) ? undefined : badStructField(t, c.name);
       if (field) issues.push({ field: `columns[${i}].type`, reason: `struct field "${field.path}" ${field.reason}` });
     } catch (e) {
-      issues.push({ field: `columns.${c.name}.type`, reason: (e as Error).message });
+      issues.push({ field: `columns[${i}].type`, reason: (e as Error).message });
     }
   }
   const pk = body.primaryKey ?? [];

@@ -110,13 +110,11 @@ export function formatType(t: ColumnType): string {
   }
 }
 
-/** Parses a type, turning a syntax problem into a 400 that names the column. */
-export function parseColumnType(column: string, text: string): ColumnType {
+/** Parses the type of column `index` (named `column`) of a definition, turning a syntax problem into a 400 that names the field (`columns[1].type`, as every definition issue names a column). */
+export function parseColumnType(column: string, text: string, index: number): ColumnType {
   try {
     return parseType(text);
   } catch (e) {
-    throw new AsofError('ASOF_INVALID_DEFINITION', `column "${column}": ${(e as Error).message}`, [
-      { field: `columns.${column}.type`, reason: (e as Error).message },
-    ]);
+    throw new AsofError('ASOF_INVALID_DEFINITION', `column "${column}": ${(e as Error).message}`, [{ field: `columns[${index}].type`, reason: (e as Error).message }]);
   }
 }

@@ -174,6 +174,8 @@ describe('tables over REST', () => {
     const badType = await asof.req('PUT', '/tables/t2', { kind: 'log', eventTime: 'ts', columns: [{ name: 'ts', type: 'timestamp', nullable: false }, { name: 'x', type: 'vector<0>' }] });
     assert.equal(badType.status, 400);
     assert.match(badType.body.error.message, /vector/);
+    // A type that does not parse is named as every other definition issue names a column: by its index (was columns.x.type).
+    assert.deepEqual(badType.body.error.details.map((d: { field: string }) => d.field), ['columns[1].type']);
     for (const type of ['struct<constructor:int64>', 'struct<__proto__:int64>', 'list<struct<a:int32,toString:string>>']) {
       const r = await asof.req('PUT', '/tables/x5', { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 's', type }] });
       assert.equal(r.status, 400, type);
