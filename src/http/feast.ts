@@ -15,13 +15,17 @@ import { parsePart, route } from './route.js';
 import { callerOf } from './server.js';
 
 const FeastRequest = z
-  .object({
+  .strictObject({
     features: z.array(z.string()).optional().describe('"view:feature" references. Exactly one of features and feature_service.'),
     feature_service: z.string().optional(),
     entities: z
       .record(z.string(), z.array(z.unknown()))
       .describe('Entity key column → one value per entity row; every list the same length. The column must be the entity key of the requested views.'),
     full_feature_names: z.boolean().default(false).describe('Answer "view__feature" instead of "feature".'),
+    request_context: z
+      .record(z.string(), z.array(z.unknown()))
+      .optional()
+      .describe("Feast's request data for on-demand transformations: accepted, as Feast's servers and asof's Feast gRPC accept it, and ignored (asof has none)."),
   })
   .meta({ id: 'FeastGetOnlineFeaturesRequest' });
 
@@ -66,7 +70,7 @@ export function feastRoutes(app: FastifyInstance, services: Services): void {
         hot: true,
         summary: 'Online features, in the Feast feature-server format',
         description:
-          'Feast\'s `/get-online-features`: `{features | feature_service, entities: {key_column: [values]}, full_feature_names}` → `{metadata: {feature_names}, results: [{values, statuses, event_timestamps}]}`, column-oriented: entity key columns first, then each feature in request order. Features are named `feature`, or `view__feature` with `full_feature_names`. The body is read as JSON whatever its Content-Type. The `asof-token` response header carries the read\'s token.',
+          'Feast\'s `/get-online-features`: `{features | feature_service, entities: {key_column: [values]}, full_feature_names}` → `{metadata: {feature_names}, results: [{values, statuses, event_timestamps}]}`, column-oriented: entity key columns first, then each feature in request order. Features are named `feature`, or `view__feature` with `full_feature_names`. The body is read as JSON whatever its Content-Type. A key Feast\'s request does not have is a 400 (Feast\'s Python server ignores it; its clients send none). The `asof-token` response header carries the read\'s token.',
         tags: ['feast'],
         body: FeastRequest,
         responses: { 200: FeastResponse, 400: 'error', 404: 'error', 503: 'error' },

@@ -24,11 +24,11 @@ const Name = z.string().regex(NAME, 'must be a name: letters, digits, _; not sta
 const Duration = z.string().describe('A duration: a whole number and a unit, ms, s, m, h, d or w (`30s`, `10m`, `1h`, `7d`).');
 
 const FeatureBody = z
-  .object({
+  .strictObject({
     name: z.string().describe('The feature name; referenced as `view:name`.'),
     column: z.string().optional().describe("A column feature: the column's latest value."),
     agg: z
-      .object({
+      .strictObject({
         fn: z.enum(AGG_FNS),
         column: z.string().optional().describe('The column aggregated; `count` without a column counts records.'),
         window: Duration.describe('The event-time window (t - window, t], from `1s` to `90d`.'),

@@ -51,7 +51,7 @@ export const importRoutes =
             'The body is the file (Content-Type text/csv, application/x-ndjson or application/vnd.apache.parquet; or application/octet-stream with ?fileFormat=). Columns are matched to the table\'s by name. Every row is validated before any is written: one bad row answers 400 naming up to 20 bad rows, and nothing is written. Rows are then written in batches, one durable commit each: a failure after some batches were committed says which rows and offsets stay written (`details.written`, `details.resumeAtRow`). With an `Idempotency-Key` header a retry of the same file writes only the batches not yet written; the key used for another request (another file or op, another table, or `POST /tables/{table}/rows`) is 409 ASOF_CONFLICT. CSV cells are converted to the column types (empty is null; a timestamp without a zone is UTC).',
           tags: ['tables'],
           params: z.object({ table: z.string() }),
-          query: z.object({ op: z.enum(['upsert', 'delete']).default('upsert'), fileFormat: z.enum(['csv', 'ndjson', 'parquet']).optional() }),
+          query: z.strictObject({ op: z.enum(['upsert', 'delete']).default('upsert'), fileFormat: z.enum(['csv', 'ndjson', 'parquet']).optional() }),
           consumes: Object.values(FILE_CONTENT_TYPES),
           responses: { 200: ImportResultSchema, 400: 'error', 404: 'error', 409: 'error', 413: 'error', 415: 'error', 503: 'error' },
         },

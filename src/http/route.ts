@@ -103,11 +103,48 @@ function toJsonSchema(s: z.ZodType): Record<string, unknown> {
   return j;
 }
 
-/** Parses one part of a request; zod issues become a 400 naming each field. */
+/**
+ * A field path as every 400 names it: the request part, then object keys
+ * dotted and array indexes bracketed (`body.columns[1].metric`), as the
+ * services name the fields of what they check (`columns[1].name`).
+ */
+export function fieldPath(where: string, path: readonly PropertyKey[]): string {
+  let out = where;
+  for (const k of path) out += typeof k === 'number' ? `[${k}]` : `${out ? '.' : ''}${String(k)}`;
+  return out;
+}
+
+/** The keys the object schema at `path` of `schema` takes (for an unrecognized key's reason), when the path leads plainly to one. */
+function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] | undefined {
+  let s = schema as unknown as { _zod: { def: Record<string, unknown> } };
+  for (let i = 0; ; ) {
+    const def = s._zod.def;
+    const t = def.type as string;
+    if (t === 'optional' || t === 'default' || t === 'nullable' || t === 'prefault' || t === 'readonly' || t === 'nonoptional') s = def.innerType as typeof s;
+    else if (t === 'pipe') s = def.in as typeof s;
+    else if (i === path.length) return t === 'object' ? Object.keys(def.shape as object) : undefined;
+    else if (t === 'object') s = (def.shape as Record<string, typeof s>)[String(path[i++])];
+    else if (t === 'array') (s = def.element as typeof s), i++;
+    else if (t === 'record') (s = def.valueType as typeof s), i++;
+    else return undefined;
+    if (!s) return undefined;
+  }
+}
+
+/**
+ * Parses one part of a request; zod issues become a 400 naming each field. A
+ * key the schema does not take is refused (every request object is strict),
+ * one detail per key, naming it: `body.Op`, "unrecognized key".
+ */
 export function parsePart<T extends z.ZodType>(schema: T, value: unknown, where: 'params' | 'query' | 'body'): z.infer<T> {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
-  const details = r.error.issues.map((i) => ({ field: [where, ...i.path.map(String)].join('.'), reason: i.message }));
+  const details = r.error.issues.flatMap((i) => {
+    if (i.code !== 'unrecognized_keys') return [{ field: fieldPath(where, i.path), reason: i.message }];
+    const known = keysAt(schema, i.path);
+    const takes = known ? ` (${known.length ? `known: ${known.join(', ')}` : `this ${where === 'query' ? 'route takes no query parameters' : 'object takes no keys'}`})` : '';
+    return i.keys.map((k) => ({ field: fieldPath(where, [...i.path, k]), reason: `unrecognized key${takes}` }));
+  });
   throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid ${where}: ${details[0].field}: ${details[0].reason}`, details);
 }
 
@@ -155,13 +192,16 @@ export function route<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = 
       if (spec.body && !isJson(req)) refuseUnlessConsumed(req, spec.consumes);
       const parsed = spec.parse?.(req) ?? {
         params: spec.params ? parsePart(spec.params, req.params, 'params') : req.params,
-        query: spec.query ? parsePart(spec.query, req.query, 'query') : req.query,
+        // A route that takes no query parameters refuses any (a misspelled one would otherwise pass unseen).
+        query: parsePart(spec.query ?? NO_QUERY, req.query, 'query'),
         body: spec.body && isJson(req) ? (spec.checkBody ? spec.checkBody(req.body) : parsePart(spec.body, req.body, 'body')) : req.body,
       } as Parsed<z.infer<P>, z.infer<Q>, z.infer<B>>;
       return handler(req, reply, parsed);
     },
   });
 }
+
+const NO_QUERY = z.strictObject({});
 
 const isJson = (req: FastifyRequest): boolean => {
   const ct = req.headers['content-type'];

@@ -23,7 +23,7 @@ import { callerOf } from './server.js';
 const Name = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a name: letters, digits, _; not starting with a digit');
 export const TokenSchema = z.record(z.string(), z.number().int()).meta({ id: 'Token', description: '{table: offset}: the changelog positions a write produced or a read reflects.' });
 
-const ColumnSchema = z.object({
+const ColumnSchema = z.strictObject({
   name: z.string(),
   type: z.string().describe('bool, int32, int64, float32, float64, string, timestamp, json, list<T>, struct<name:T,...>, vector<D>'),
   nullable: z.boolean().default(true),
@@ -31,7 +31,7 @@ const ColumnSchema = z.object({
 });
 
 export const TableDefinitionBody = z
-  .object({
+  .strictObject({
     kind: z.enum(['log', 'pk']),
     columns: z.array(ColumnSchema).min(1),
     primaryKey: z.array(z.string()).optional().describe('pk tables: the unique key. Log tables: optional key columns for ?key= lookups (not unique).'),
@@ -56,7 +56,7 @@ const TableInfoSchema = z
   .meta({ id: 'TableInfo' });
 
 const WriteBody = z
-  .object({
+  .strictObject({
     rows: z.array(z.record(z.string(), z.unknown())),
     op: z.enum(['upsert', 'delete']).default('upsert'),
   })
@@ -70,13 +70,19 @@ const WriteBody = z
 function checkWriteBody(v: unknown): z.infer<typeof WriteBody> {
   if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
     const { rows, op } = v as { rows?: unknown; op?: unknown };
-    if (Array.isArray(rows) && (op === undefined || op === 'upsert' || op === 'delete')) {
+    if (Array.isArray(rows) && (op === undefined || op === 'upsert' || op === 'delete') && onlyWriteKeys(v)) {
       let ok = true;
       for (let i = 0; i < rows.length && ok; i++) ok = rows[i] !== null && typeof rows[i] === 'object' && !Array.isArray(rows[i]);
       if (ok) return { rows: rows as Record<string, unknown>[], op: op ?? 'upsert' };
     }
   }
   return parsePart(WriteBody, v, 'body');
+}
+
+/** Whether a write body has no key but `rows` and `op` (another, such as a misspelled `Op`, is zod's 400 to name). */
+function onlyWriteKeys(v: object): boolean {
+  for (const k in v) if (k !== 'rows' && k !== 'op') return false;
+  return true;
 }
 
 const WriteResultSchema = z
@@ -177,7 +183,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
         'JSON `{rows, op}`, NDJSON (one row per line; `?op=` sets the op) or an Arrow IPC stream. Every row is validated before any is written: one bad row answers 400 naming the row, the column and why, and nothing is written. Answers once the records are fsync\'d. An `Idempotency-Key` header makes a retry return the first answer without writing again.',
       tags: ['tables'],
       params: TableParams,
-      query: z.object({ op: z.enum(['upsert', 'delete']).optional() }),
+      query: z.strictObject({ op: z.enum(['upsert', 'delete']).optional() }),
       body: WriteBody,
       checkBody: checkWriteBody,
       rowsOffThread: true,
@@ -246,7 +252,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
         'Records in offset order from `from`. `key` limits them to one key (a single-column key, or a JSON object for a composite key). With `Accept: text/event-stream` the answer is a live stream: one `record` event per record (`id:` its offset), the existing ones first, then new ones as they are committed. A `Last-Event-ID` header (what an EventSource sends when it reconnects: the id of the last record it received) resumes after that offset, whatever `from` says; one that is not an offset is a 400.',
       tags: ['tables'],
       params: TableParams,
-      query: z.object({
+      query: z.strictObject({
         from: z.coerce.number().int().min(0).default(0),
         limit: z.coerce.number().int().min(1).max(10_000).default(1000),
         key: z.string().optional(),

@@ -12,6 +12,7 @@ import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
+import { AsofError } from '../errors.js';
 import { formatTimestamp } from '../engine/schema.js';
 import type { JobInfo } from '../offline/jobs.js';
 import type { EntitySource } from '../offline/entity-rows.js';
@@ -28,7 +29,7 @@ const PointInTime = z.enum(['event', 'known']).describe('"event": everything tha
 const Format = z.enum(OUTPUT_FORMATS).describe('Output format (default json).');
 
 const TrainingSetBody = z
-  .object({
+  .strictObject({
     entities: z
       .union([
         z.object({ rows: z.array(z.record(z.string(), z.unknown())).describe('Entity rows: the entity key column(s), `timestamp` (or `event_timestamp`), and any label columns, which pass through.') }).strict(),
@@ -44,7 +45,7 @@ const TrainingSetBody = z
   })
   .meta({ id: 'TrainingSetRequest' });
 
-const FileQuery = z.object({
+const FileQuery = z.strictObject({
   features: z.string().optional().describe('File bodies only: comma-separated `view:feature` references.'),
   service: z.string().optional().describe('File bodies only: a feature service.'),
   pointInTime: PointInTime.optional(),
@@ -117,7 +118,7 @@ export const trainingSetRoutes =
           description: [
             'For each entity row: each feature\'s value at the row\'s time (latest with event time <= t, ties to the highest offset, within the view\'s ttl; windowed aggregates over (t - window, t]); with pointInTime "known", only what was also committed by t. Label columns pass through; output columns are the entity row\'s, then each feature by its name (or view__feature).',
             `Small requests (at most ASOF_TRAINING_SET_INLINE_ROWS entity rows, default 10,000) are answered 200 in the requested format (${OUTPUT_FORMATS.map((f) => `${f}: ${CONTENT_TYPES[f]}`).join('; ')}); larger ones, or \`async: true\`, answer 202 with a job to follow at GET /training-sets/{id}.`,
-            `Entity rows may also be uploaded as the body (${Object.values(FILE_CONTENT_TYPES).join(', ')}), with features, service, pointInTime, fullFeatureNames, format and async in the query string.`,
+            `Entity rows may also be uploaded as the body (${Object.values(FILE_CONTENT_TYPES).join(', ')}), with features, service, pointInTime, fullFeatureNames, format and async in the query string (which a JSON body may not have: 400). Unknown keys, in the body or the query, are a 400.`,
           ].join('\n\n'),
           tags: ['training sets'],
           query: FileQuery,
@@ -144,6 +145,12 @@ export const trainingSetRoutes =
             };
             forceJob = query.async === 'true';
           } else {
+            // The query string carries the request of a file body only: beside a JSON body it would be ignored, so it is refused.
+            const given = Object.keys(query);
+            if (given.length) {
+              const details = given.map((k) => ({ field: `query.${k}`, reason: 'query parameters apply to file bodies only; with a JSON body, put the field in the body' }));
+              throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid query: ${details[0].field}: ${details[0].reason}`, details);
+            }
             const b = body as z.infer<typeof TrainingSetBody>;
             request = { entities: b.entities as EntitySource, features: b.features, service: b.service, pointInTime: b.pointInTime, fullFeatureNames: b.fullFeatureNames, format: b.format };
             forceJob = b.async;

@@ -62,6 +62,8 @@ export function parseWriteBody(bytes: Uint8Array, schema: TableSchema, maxRows: 
     return undefined;
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return undefined;
+  // A key a write body does not take (a misspelled `Op`) is the main thread's 400 to name.
+  for (const k in body) if (k !== 'rows' && k !== 'op') return undefined;
   const { rows, op } = body as { rows?: unknown; op?: unknown };
   // Deletes validate only the key columns: the main thread's path.
   if (!Array.isArray(rows) || rows.length > maxRows || (op !== undefined && op !== 'upsert')) return undefined;

@@ -75,6 +75,8 @@ describe('ingest threads', () => {
       { rows },
       { rows: [...rowsOf(10), { user: 1 }] },
       { rows: rowsOf(11), op: 'remove' },
+      // A misspelled op: refused as an unknown key, not taken for an upsert by the thread.
+      { rows: rowsOf(13), Op: 'delete' },
     ];
     for (const body of bad) {
       const end = (await threaded.req('GET', '/tables/events')).body.latestOffset;

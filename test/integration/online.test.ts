@@ -285,9 +285,9 @@ describe('errors', () => {
     ['duplicate feature names', { source: 'tx', entity: 'card', features: [{ name: 'a', column: 'amount' }, { name: 'a', column: 'merchant' }] }, 'features[1].name', /duplicate/],
     ['bad ttl', { source: 'tx', entity: 'card', ttl: 'forever', features: [{ name: 'a', column: 'amount' }] }, 'ttl'],
     ['no features', { source: 'tx', entity: 'card', features: [] }, 'body.features'],
-    ['a feature with both column and agg', { source: 'tx', entity: 'card', features: [{ name: 'a', column: 'amount', agg: { fn: 'count', window: '1h' } }] }, 'body.features.0'],
-    ['an unknown aggregate function', { source: 'tx', entity: 'card', features: [{ name: 'a', agg: { fn: 'median', window: '1h' } }] }, 'body.features.0.agg.fn'],
-    ['an unknown field', { source: 'tx', entity: 'card', features: [{ name: 'a', column: 'amount' }], window: '1h' }, 'body'],
+    ['a feature with both column and agg', { source: 'tx', entity: 'card', features: [{ name: 'a', column: 'amount', agg: { fn: 'count', window: '1h' } }] }, 'body.features[0]'],
+    ['an unknown aggregate function', { source: 'tx', entity: 'card', features: [{ name: 'a', agg: { fn: 'median', window: '1h' } }] }, 'body.features[0].agg.fn'],
+    ['an unknown field', { source: 'tx', entity: 'card', features: [{ name: 'a', column: 'amount' }], window: '1h' }, 'body.window'],
   ];
   for (const [name, body, field, message] of BAD) {
     test(`PUT /feature-views 400: ${name}`, async () => {
@@ -319,7 +319,7 @@ describe('errors', () => {
     ['GET', '/features/x', undefined, 'features'],
     ['GET', '/features/x?view=v&features=v:a', undefined, 'features'],
     ['GET', '/features/x?features=no-colon', undefined, 'features'],
-    ['GET', '/features/x?view=v&bogus=d1', undefined, 'query'],
+    ['GET', '/features/x?view=v&bogus=d1', undefined, 'query.bogus'],
     ['GET', '/features/x?view=v&decision=has%20space', undefined, 'query.decision'],
     ['POST', '/features', { entities: [], view: 'v' }, 'body.entities'],
     ['POST', '/features', { entities: ['x'] }, 'features'],

@@ -17,7 +17,7 @@ import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
 import { arrowWriteForms, decimalIpc, protoMapIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, keyedFollowForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
 import { canonicalEntityLookupForms, conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
-import { EVENTS, grpcError, GUARDED_DECISION, HELD, lookupForms, restForm, vectorForms, type Form, type Target, type World } from './world.js';
+import { EVENTS, grpcError, GUARDED_DECISION, HELD, lookupForms, restError, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
   name: string;
@@ -53,6 +53,18 @@ const feastBytesKey = (bytes: number[], list = false): Record<string, Form> => (
     return err ? grpcError(err) : { answer: res.results[1].values.map(feastJson) };
   },
 });
+
+/** u:score of entity a, with Feast's request_context beside it (REST JSON and gRPC): accepted and ignored by both. */
+const feastRequestContext: Record<string, Form> = {
+  async 'Feast REST POST /get-online-features with request_context'(asof: GrpcAsof) {
+    const r = await asof.req('POST', '/get-online-features', { features: ['u:score'], entities: { id: ['a'] }, request_context: { x: [1] } });
+    return r.status === 200 ? { answer: r.body.results[1].values } : restError(r.status, r.body);
+  },
+  async 'Feast gRPC GetOnlineFeatures with request_context'(asof: GrpcAsof) {
+    const { res, err } = await call(asof.feast, 'GetOnlineFeatures', { features: { val: ['u:score'] }, entities: { id: { val: [{ string_val: 'a' }] } }, request_context: { x: { val: [{ int64_val: 1 }] } } });
+    return err ? grpcError(err) : { answer: res.results[1].values.map(feastJson) };
+  },
+};
 
 /** Lookups of `n` entities in the forms that take many in one request (GET /features/{entity} takes one a request). */
 const lookupOfMany = (n: number) => without(lookupForms({ key: 'id', entities: Array.from({ length: n }, (_, i) => `e${i}`), features: ['u:score'] }), 'REST GET');
@@ -103,6 +115,19 @@ export const OPERATIONS: Operation[] = [
   { name: 'Feast: a bytes_val entity key in UTF-8 is its text', forms: feastBytesKey([0x61]), expect: { answer: [1.5] } },
   { name: 'Feast: a bytes_list_val item that is not UTF-8', forms: feastBytesKey([0xff], true), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'missing key: the row of an absent key', forms: restForm('GET', '/tables/users/rows/zz'), expect: { error: 'ASOF_ROW_NOT_FOUND' } },
+  // Request objects are strict: a key a route does not take is refused (protobuf messages have no such keys: those forms are absent).
+  { name: 'Feast: request_context is accepted and ignored', forms: feastRequestContext, expect: { answer: [1.5] } },
+  {
+    name: 'lookup: a request key the route does not take',
+    forms: {
+      ...restForm('GET', '/features/a?features=u:score&feature=u:name'),
+      ...restForm('POST', '/features', { entities: ['a'], features: ['u:score'], Decisions: ['d'] }),
+      ...restForm('POST', '/get-online-features', { features: ['u:score'], entities: { id: ['a'] }, full_feature_name: true }),
+    },
+    expect: { error: 'ASOF_INVALID_ARGUMENT' },
+  },
+  { name: 'write: a body key the request does not take (a misspelled op)', forms: restForm('POST', '/tables/users/rows', { rows: [{ id: 'a' }], Op: 'delete' }), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'changelog: a query parameter the route does not take', forms: restForm('GET', '/tables/users/changelog?frm=1'), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
 
   // Writes.
   { name: 'write: deleting an absent key writes nothing', forms: writeForms('users', [{ id: 'gone' }], 'delete'), expect: { answer: { count: 0 } } },
