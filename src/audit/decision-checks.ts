@@ -84,6 +84,7 @@ export function featureDefinition(views: Record<string, FeatureViewDef>, ref: st
   return canonicalJson(v && { source: v.source, entity: v.entity, ttl: v.ttl ?? null, feature: v.features.find((f) => f.name === name) ?? null });
 }
 
+/** The one form of a selection registry.resolve has checked (it refuses more than one), as stored in a decision. */
 export function plainSelection(s: FeatureSelection): FeatureSelection {
   if (s.features?.length) return { features: [...s.features] };
   if (s.view) return { view: s.view };

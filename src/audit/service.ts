@@ -171,8 +171,9 @@ export class AuditService {
         throw new AsofError('ASOF_INVALID_ARGUMENT', `attributes hold a number a float64 does not keep: ${bentNumberReason(bent[0], bent[0].path.slice(1))}`, bent.map((b) => ({ field: b.path.join('.'), reason: bentNumberReason(b, b.path.slice(1)) })));
       }
     }
+    // Resolved as given (every form the input names), so more than one form is the 400 every selection gets, not one kept.
+    const resolved = this.registry.resolve({ features: input.features, view: input.view, service: input.service });
     const selection = plainSelection(input);
-    const resolved = this.registry.resolve(selection);
     if (input.served) checkServedKeys(input.served, resolved.map((f) => f.ref));
     const views: Record<string, FeatureViewDef> = {};
     for (const f of resolved) views[f.view] ??= this.registry.view(f.view);
