@@ -96,7 +96,7 @@ export function plainSelection(s: FeatureSelection): FeatureSelection {
  * audit compares each feature's served value, status and event time with the replayed one, so a key that is none
  * of them (a typo, a bare feature name, a feature left out of the selection) would be stored and never compared,
  * and the audit would answer a match for a value nobody checked. 400 naming every such key; a subset of the
- * features is taken (a feature left out counts as served null).
+ * features is taken (a feature left out is not compared: served.ts comparedFeatures).
  */
 export function checkServedKeys(served: { features: Record<string, unknown>; statuses?: Record<string, unknown>; eventTimes?: Record<string, unknown> }, refs: string[]): void {
   const known = new Set(refs);

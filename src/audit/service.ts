@@ -19,6 +19,9 @@ import { checkRange, headMessage, HeadSigner, storedHeadAt, verifyChain, type Ve
 import { canonicalJson, conflict, DecisionLog, type ChainHead, type Decision, type FeatureSelection, type ServedValues } from './decisions.js';
 import { replay, type Replay, type TrailRecord } from './replay.js';
 import { canonicalEntity, checkId, checkPage, checkServedKeys, otherLookup, plainSelection, sameEntity } from './decision-checks.js';
+import { comparedFeatures, diffServed, storedServed, type Difference, type ServedInput } from './served.js';
+
+export type { Difference };
 
 /** A decision as posted (POST /decisions, gRPC); times as RFC 3339 or epoch ms. */
 export interface DecisionInput extends FeatureSelection {
@@ -28,14 +31,8 @@ export interface DecisionInput extends FeatureSelection {
   model?: string;
   decidedAt?: string | number;
   token?: Token;
-  served?: { features: Record<string, unknown>; statuses?: ServedValues['statuses']; eventTimes?: ServedValues['eventTimes'] };
+  served?: ServedInput;
   attributes?: Record<string, unknown>;
-}
-
-export interface Difference {
-  feature: string;
-  served: { value: unknown; status?: string; eventTime?: string | null };
-  reconstructed: { value: unknown; status: string; eventTime: string | null };
 }
 
 export interface TrailPage {
@@ -56,6 +53,8 @@ export interface DecisionAudit extends TrailPage {
   reconstructed: ServedValues & { token: Token; at: string; pointInTime: PointInTime };
   /** null when nothing was served to compare with. */
   match: boolean | null;
+  /** The features whose served value, status or event time was reported, and so compared (decision order). */
+  compared: string[];
   differences: Difference[];
   history: HistoryCheck;
   /** Whether the decision's signature checks with this server's key; null when unsigned or no key is set. */
@@ -175,6 +174,7 @@ export class AuditService {
     const resolved = this.registry.resolve({ features: input.features, view: input.view, service: input.service });
     const selection = plainSelection(input);
     if (input.served) checkServedKeys(input.served, resolved.map((f) => f.ref));
+    const served: ServedValues | null = input.served ? storedServed(input.served, text) : null;
     const views: Record<string, FeatureViewDef> = {};
     for (const f of resolved) views[f.view] ??= this.registry.view(f.view);
     const cols = Object.values(views).map((v) => this.registry.evaluator(v).schema.byName.get(v.entity)!);
@@ -210,9 +210,8 @@ export class AuditService {
         );
       }
     }
-    const request = canonicalJson({ ...input, entity, decidedAt: input.decidedAt === undefined ? undefined : decidedAt });
+    const request = canonicalJson({ ...input, entity, decidedAt: input.decidedAt === undefined ? undefined : decidedAt, served: input.served && { ...input.served, eventTimes: input.served.eventTimes && served!.eventTimes } });
     const sources = input.token ? Object.keys(input.token) : [...new Set(Object.values(views).map((v) => v.source))];
-    const served: ServedValues | null = input.served ? { features: input.served.features, statuses: input.served.statuses ?? {}, eventTimes: input.served.eventTimes ?? {} } : null;
     const fresh: Decision = {
       id: input.id,
       entity,
@@ -261,12 +260,14 @@ export class AuditService {
     const views = new Map(Object.entries(d.views));
     const at = d.servedAt ?? d.decidedAt;
     const r = await replay(this.engine, { entity: d.entity, features: resolveRefs(d.features, views), views, at, pointInTime: 'known', token: d.token, trailFrom: page.trailFrom, trailLimit: page.trailLimit });
-    const differences = d.served ? diff(d.served, r) : [];
+    const compared = comparedFeatures(d.served, d.features);
+    const differences = d.served ? diffServed(d.served, r, compared) : [];
     return {
       decision: publicDecision(d),
       served: d.served,
       reconstructed: { features: r.features, statuses: r.statuses, eventTimes: r.eventTimes, token: r.token, at: new Date(at).toISOString(), pointInTime: 'known' },
       match: d.served ? differences.length === 0 : null,
+      compared,
       differences,
       history: await this.history(d.heads ?? {}, page.verify ?? false),
       signatureValid: d.signature && this.signer ? this.signer.check(decisionMessage(d), d.signature) : null,
@@ -375,18 +376,3 @@ function resolveRefs(refs: string[], views: Map<string, FeatureViewDef>): Resolv
     return { ref, view, feature, index };
   });
 }
-
-/** Per feature: the served value (and status and event time, when recorded) against the reconstruction. */
-function diff(served: ServedValues, r: ServedValues): Difference[] {
-  const out: Difference[] = [];
-  for (const ref of Object.keys(r.features)) {
-    const s = { value: served.features[ref] ?? null, status: served.statuses[ref], eventTime: served.eventTimes[ref] };
-    const same =
-      canonicalJson(s.value) === canonicalJson(r.features[ref]) &&
-      (s.status === undefined || s.status === r.statuses[ref]) &&
-      (s.eventTime === undefined || s.eventTime === r.eventTimes[ref]);
-    if (!same) out.push({ feature: ref, served: s, reconstructed: { value: r.features[ref], status: r.statuses[ref], eventTime: r.eventTimes[ref] } });
-  }
-  return out;
-}
-

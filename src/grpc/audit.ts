@@ -5,6 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { AsofError } from '../errors.js';
+import { parseTimestamp } from '../engine/schema.js';
 import type { ServedValues } from '../audit/decisions.js';
 import type { TrailPage } from '../audit/service.js';
 import { protoTimestamp } from '../feast/values.js';
@@ -31,7 +32,11 @@ interface GetEntityStateRequest {
   trail_limit?: number;
 }
 
-const ts = (iso: string | null | undefined): { seconds: number; nanos: number } | undefined => (iso ? protoTimestamp(Date.parse(iso)) : undefined);
+/** RFC 3339 → a Timestamp; unset for null, and for text that is no time (a served event time posted before they were checked), not 1970. */
+const ts = (iso: string | null | undefined): { seconds: number; nanos: number } | undefined => {
+  const ms = iso ? parseTimestamp(iso) : undefined;
+  return ms === undefined ? undefined : protoTimestamp(ms);
+};
 
 function features(v: ServedValues): unknown[] {
   return Object.keys(v.features).map((ref) => ({ ref, value_json: JSON.stringify(v.features[ref] ?? null), status: v.statuses[ref] ?? 'FEATURE_STATUS_UNSPECIFIED', event_time: ts(v.eventTimes[ref]) }));
@@ -59,6 +64,7 @@ export function auditService(ctx: CallContext, services: Pick<Services, 'audit' 
         token: Object.fromEntries(Object.entries(a.reconstructed.token).map(([t, o]) => [t, String(o)])),
         at: ts(a.reconstructed.at),
         ...(a.match === null ? {} : { match: a.match }),
+        compared: a.compared,
         differences: a.differences.map((d) => d.feature),
         ...trail(a),
         history_ok: a.history.ok,

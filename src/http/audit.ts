@@ -36,9 +36,13 @@ const DecisionBody = z
     decidedAt: Time.optional().describe('When the decision was made; defaults to now, and may not be later than now (400). Without a token, the replay is what the store knew at this time.'),
     token: TokenSchema.optional().describe('The token of the read the decision used: the replay reads exactly these positions. It must name every source table of the features decided on (400 naming those it lacks), each at an offset the table has reached.'),
     served: z
-      .strictObject({ features: z.record(z.string(), z.unknown()), statuses: z.record(z.string(), Status).optional(), eventTimes: z.record(z.string(), z.string().nullable()).optional() })
+      .strictObject({
+        features: z.record(z.string(), z.unknown()).describe('Stored as sent: a number a float64 does not hold as written is a 400, as in `attributes`.'),
+        statuses: z.record(z.string(), Status).optional(),
+        eventTimes: z.record(z.string(), Time.nullable()).optional().describe('RFC 3339 or epoch ms (another value is a 400); stored and answered as RFC 3339 UTC, compared as instants.'),
+      })
       .optional()
-      .describe('What the caller was served, to compare with the replay: keyed by the `view:feature` refs of the selection (a key that names no feature of it is a 400).'),
+      .describe('What the caller was served, to compare with the replay: keyed by the `view:feature` refs of the selection (a key that names no feature of it is a 400). A subset is taken: the audit compares what is reported of each feature (value, status, event time), and a feature not reported is not compared.'),
     attributes: z.record(z.string(), z.unknown()).optional().describe('Stored as sent: a number a float64 does not hold as written (12345678901234567890) is a 400, as in a json column; send it as a string.'),
   })
   .meta({ id: 'DecisionInput', description: 'Exactly one of features, view or service.' });
@@ -96,11 +100,12 @@ const DecisionAudit = z
     decision: DecisionSchema,
     served: Served.nullable(),
     reconstructed: Served.extend({ token: TokenSchema, at: z.string(), pointInTime: z.enum(['event', 'known']) }),
-    match: z.boolean().nullable(),
+    match: z.boolean().nullable().describe('null when nothing was served to compare with.'),
+    compared: z.array(z.string()).describe('The features whose served value, status or event time was reported, and so compared (all of them for a recorded lookup; a posted subset only its own).'),
     differences: z.array(
       z.object({
         feature: z.string(),
-        served: z.object({ value: z.unknown(), status: z.string().optional(), eventTime: z.string().nullable().optional() }),
+        served: z.object({ value: z.unknown().optional(), status: z.string().optional(), eventTime: z.string().nullable().optional() }).describe('What was reported of the feature: a part not reported is absent.'),
         reconstructed: z.object({ value: z.unknown(), status: z.string(), eventTime: z.string().nullable() }),
       }),
     ),

@@ -240,3 +240,37 @@ export function entityStateForms(entity: string, view: string, features: string[
   };
 }
 
+
+/**
+ * A decision about entity `a` (view u) posted with a subset of what a lookup
+ * served: `served` makes the posted served values from the lookup's answer.
+ * Its audit over REST and gRPC AuditService, as [match, compared features,
+ * differing features, whether each served event time is the lookup's instant].
+ */
+export function postedServedAuditForms(served: (lookup: { features: Record<string, unknown>; eventTimes: Record<string, string | null> }) => Record<string, unknown>): Record<string, Form> {
+  const post = async (asof: GrpcAsof): Promise<{ id: string; lookup: any } | Outcome> => {
+    const lookup = await asof.req('GET', '/features/a?view=u');
+    if (lookup.status !== 200) return restError(lookup.status, lookup.body);
+    const id = nextDecisionId('posted-served');
+    const r = await asof.req('POST', '/decisions', { id, entity: 'a', view: 'u', outcome: 'ok', served: served(lookup.body) });
+    return r.status === 201 ? { id, lookup: lookup.body } : restError(r.status, r.body);
+  };
+  const sameTimes = (lookup: any, times: [string, string | null][]) => times.every(([ref, t]) => (t === null ? null : Date.parse(t)) === (lookup.eventTimes[ref] === null ? null : Date.parse(lookup.eventTimes[ref])));
+  return {
+    async 'REST GET /audit/decisions/{id}'(asof) {
+      const p = await post(asof);
+      if (!('id' in p)) return p;
+      const r = await asof.req('GET', `/audit/decisions/${p.id}`);
+      if (r.status !== 200) return restError(r.status, r.body);
+      return { answer: [r.body.match, r.body.compared, r.body.differences.map((d: any) => d.feature), sameTimes(p.lookup, Object.entries(r.body.served.eventTimes))] };
+    },
+    async 'gRPC asof.v1 AuditService.GetDecision'(asof) {
+      const p = await post(asof);
+      if (!('id' in p)) return p;
+      const { res, err } = await call(asof.audit, 'GetDecision', { id: p.id });
+      if (err) return grpcError(err);
+      const times = (res.served ?? []).filter((f: any) => f.event_time).map((f: any) => [f.ref, new Date(Number(f.event_time.seconds) * 1000 + Math.floor(f.event_time.nanos / 1e6)).toISOString()]);
+      return { answer: [res.match ?? null, res.compared ?? [], res.differences ?? [], sameTimes(p.lookup, times)] };
+    },
+  };
+}

@@ -16,7 +16,7 @@ import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
 import { arrowWriteForms, decimalIpc, protoMapIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, keyedFollowForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
-import { canonicalEntityLookupForms, conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
+import { canonicalEntityLookupForms, conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, postedServedAuditForms, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
 import { EVENTS, grpcError, GUARDED_DECISION, HELD, lookupForms, restError, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
 export interface Operation {
@@ -196,6 +196,17 @@ export const OPERATIONS: Operation[] = [
       return id;
     }, ['u:score', 'u:name']),
     expect: { answer: [true, AB_ZZ[0], ['+I']] },
+  },
+  // A posted subset is compared as reported; an event time is an instant, whatever offset it was posted with.
+  {
+    name: 'decision audit: a posted subset, its event time with an offset',
+    forms: postedServedAuditForms((l) => ({ features: { 'u:score': l.features['u:score'] }, eventTimes: { 'u:score': `${new Date(Date.parse(l.eventTimes['u:score']!) + 3_600_000).toISOString().slice(0, -1)}+01:00` } })),
+    expect: { answer: [true, ['u:score'], [], true] },
+  },
+  {
+    name: 'decision audit: a posted status alone is compared',
+    forms: postedServedAuditForms((l) => ({ features: { 'u:score': l.features['u:score'] }, statuses: { 'u:name': 'NOT_FOUND' }, eventTimes: { 'u:score': Date.parse(l.eventTimes['u:score']!) } })),
+    expect: { answer: [false, ['u:score', 'u:name'], ['u:name'], true] },
   },
   { name: 'decision audit: unknown decision', forms: decisionAuditForms(async () => 'no-such-decision', []), expect: { error: 'ASOF_NOT_FOUND' } },
   { name: 'audit: entity state with its trail', forms: entityStateForms('b', 'u', ['u:score', 'u:name']), expect: { answer: [AB_ZZ[1], ['+I']] } },

@@ -693,6 +693,9 @@ export namespace asof {
 
             /** DecisionAudit history */
             history?: ({ [k: string]: asof.v1.ITableHistory }|null);
+
+            /** DecisionAudit compared */
+            compared?: (string[]|null);
         }
 
         /** Represents a DecisionAudit. */
@@ -736,6 +739,9 @@ export namespace asof {
 
             /** DecisionAudit history. */
             public history: { [k: string]: asof.v1.ITableHistory };
+
+            /** DecisionAudit compared. */
+            public compared: string[];
 
             /**
              * Creates a new DecisionAudit instance using the specified properties.

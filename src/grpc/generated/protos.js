@@ -1888,6 +1888,7 @@ export const asof = $root.asof = (() => {
              * @property {asof.v1.ITrailPage|null} [trail_page] DecisionAudit trail_page
              * @property {boolean|null} [history_ok] DecisionAudit history_ok
              * @property {Object.<string,asof.v1.ITableHistory>|null} [history] DecisionAudit history
+             * @property {Array.<string>|null} [compared] DecisionAudit compared
              */
 
             /**
@@ -1905,6 +1906,7 @@ export const asof = $root.asof = (() => {
                 this.differences = [];
                 this.trail = [];
                 this.history = {};
+                this.compared = [];
                 if (properties)
                     for (let keys = Object.keys(properties), i = 0; i < keys.length; ++i)
                         if (properties[keys[i]] != null && keys[i] !== "__proto__")
@@ -1999,6 +2001,14 @@ export const asof = $root.asof = (() => {
              */
             DecisionAudit.prototype.history = $util.emptyObject;
 
+            /**
+             * DecisionAudit compared.
+             * @member {Array.<string>} compared
+             * @memberof asof.v1.DecisionAudit
+             * @instance
+             */
+            DecisionAudit.prototype.compared = $util.emptyArray;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
@@ -2066,6 +2076,9 @@ export const asof = $root.asof = (() => {
                         writer.uint32(/* id 11, wireType 2 =*/90).fork().uint32(/* id 1, wireType 2 =*/10).string(keys[i]);
                         $root.asof.v1.TableHistory.encode(message.history[keys[i]], writer.uint32(/* id 2, wireType 2 =*/18).fork(), q + 1).ldelim().ldelim();
                     }
+                if (message.compared != null && message.compared.length)
+                    for (let i = 0; i < message.compared.length; ++i)
+                        writer.uint32(/* id 12, wireType 2 =*/98).string(message.compared[i]);
                 return writer;
             };
 
@@ -2209,6 +2222,12 @@ export const asof = $root.asof = (() => {
                             message.history[key] = value;
                             break;
                         }
+                    case 12: {
+                            if (!(message.compared && message.compared.length))
+                                message.compared = [];
+                            message.compared.push(reader.string());
+                            break;
+                        }
                     default:
                         reader.skipType(tag & 7, long);
                         break;
@@ -2322,6 +2341,13 @@ export const asof = $root.asof = (() => {
                         message.history[keys[i]] = $root.asof.v1.TableHistory.fromObject(object.history[keys[i]], long + 1);
                     }
                 }
+                if (object.compared) {
+                    if (!Array.isArray(object.compared))
+                        throw TypeError(".asof.v1.DecisionAudit.compared: array expected");
+                    message.compared = [];
+                    for (let i = 0; i < object.compared.length; ++i)
+                        message.compared[i] = String(object.compared[i]);
+                }
                 return message;
             };
 
@@ -2347,6 +2373,7 @@ export const asof = $root.asof = (() => {
                     object.reconstructed = [];
                     object.differences = [];
                     object.trail = [];
+                    object.compared = [];
                 }
                 if (options.objects || options.defaults) {
                     object.token = {};
@@ -2412,6 +2439,11 @@ export const asof = $root.asof = (() => {
                             $util.makeProp(object.history, keys2[j]);
                         object.history[keys2[j]] = $root.asof.v1.TableHistory.toObject(message.history[keys2[j]], options, q + 1);
                     }
+                }
+                if (message.compared && message.compared.length) {
+                    object.compared = [];
+                    for (let j = 0; j < message.compared.length; ++j)
+                        object.compared[j] = message.compared[j];
                 }
                 return object;
             };
