@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { importFile } from '../offline/import.js';
 import type { Services } from '../services.js';
 import type { RoutePlugin } from './server.js';
-import { route } from './route.js';
+import { idempotencyKeyOf, route } from './route.js';
 import { TokenSchema } from './tables.js';
 import { acceptFileBodies, FILE_CONTENT_TYPES, fileFormatOf, saveBody } from './uploads.js';
 
@@ -61,8 +61,7 @@ export const importRoutes =
           const path = services.trainingSetJobs.scratchPath(`.${format}`);
           try {
             await saveBody(req.body as Readable, path, opts.maxUploadBytes);
-            const key = req.headers['idempotency-key'];
-            const idempotencyKey = typeof key === 'string' && key ? key : undefined;
+            const idempotencyKey = idempotencyKeyOf(req);
             return await importFile(services.engine, services.ingest, params.table, path, format, { op: query.op, maxBatchRows: opts.maxBatchRows, maxLineBytes: opts.maxLineBytes, idempotencyKey });
           } finally {
             await rm(path, { force: true });

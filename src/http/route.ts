@@ -25,6 +25,22 @@ export const ErrorBody = z
 export const RAW_JSON = Symbol('asof.rawJson');
 export const rawJsonOf = (req: FastifyRequest): string | undefined => (req as { [RAW_JSON]?: string })[RAW_JSON];
 
+/**
+ * The request's Idempotency-Key, undefined without one. Node joins a header sent twice with ", ", so two keys
+ * would be taken as the one key "a, b" (and answer a later request that sends that text): sent more than once
+ * it is a 400, as two keys name no one request.
+ */
+export function idempotencyKeyOf(req: FastifyRequest): string | undefined {
+  const key = req.headers['idempotency-key'];
+  if (typeof key !== 'string' || !key) return undefined;
+  if (key.includes(',')) {
+    let sent = 0;
+    for (let i = 0; i < req.raw.rawHeaders.length; i += 2) if (req.raw.rawHeaders[i].toLowerCase() === 'idempotency-key') sent++;
+    if (sent > 1) throw new AsofError('ASOF_INVALID_ARGUMENT', `the Idempotency-Key header was sent ${sent} times; send one key per request`, [{ field: 'Idempotency-Key', reason: `sent ${sent} times` }]);
+  }
+  return key;
+}
+
 type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {

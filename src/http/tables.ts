@@ -14,7 +14,7 @@ import { followChangelog as follow } from '../engine/follow.js';
 import { formatTimestamp } from '../engine/schema.js';
 import { hashOf, type IngestService } from '../ingest/ingest.js';
 import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
-import { parsePart, rawJsonOf, route } from './route.js';
+import { idempotencyKeyOf, parsePart, rawJsonOf, route } from './route.js';
 import { decodeUtf8 } from '../engine/json-safety.js';
 import type { Admission } from '../admission.js';
 import { requestObserver } from './metrics.js';
@@ -58,7 +58,7 @@ const TableInfoSchema = z
 const WriteBody = z
   .strictObject({
     rows: z.array(z.record(z.string(), z.unknown())),
-    op: z.enum(['upsert', 'delete']).default('upsert'),
+    op: z.enum(['upsert', 'delete']).optional().describe('upsert (the default) or delete; or `?op=` in the query (the two must agree)'),
   })
   .meta({ id: 'WriteRows' });
 
@@ -73,7 +73,7 @@ function checkWriteBody(v: unknown): z.infer<typeof WriteBody> {
     if (Array.isArray(rows) && (op === undefined || op === 'upsert' || op === 'delete') && onlyWriteKeys(v)) {
       let ok = true;
       for (let i = 0; i < rows.length && ok; i++) ok = rows[i] !== null && typeof rows[i] === 'object' && !Array.isArray(rows[i]);
-      if (ok) return { rows: rows as Record<string, unknown>[], op: op ?? 'upsert' };
+      if (ok) return { rows: rows as Record<string, unknown>[], op };
     }
   }
   return parsePart(WriteBody, v, 'body');
@@ -205,7 +205,11 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       } else {
         const b = body as z.infer<typeof WriteBody>;
         rows = b.rows;
-        op = query.op ?? b.op;
+        // `op` in the query and in the body must agree: a delete sent as an upsert would blank the rows it names.
+        if (query.op !== undefined && b.op !== undefined && query.op !== b.op) {
+          throw new AsofError('ASOF_INVALID_ARGUMENT', `op is "${query.op}" in the query and "${b.op}" in the body; send it once, or the same in both`, [{ field: 'op', reason: `query "${query.op}", body "${b.op}"` }]);
+        }
+        op = query.op ?? b.op ?? 'upsert';
         // The text as sent (kept by the body parser for keyed requests): re-serialising the rows would run before validation, on values of any depth.
         const raw = rawJsonOf(req) ?? '';
         fingerprint = () => hashOf(`${op}\n${raw}`);
@@ -213,8 +217,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       // The rows are validated into new objects before anything waits; the request need not hold the parsed body
       // until the fsync, where each young-generation collection would copy it.
       req.body = undefined;
-      const key = req.headers['idempotency-key'];
-      return ingest.write(params.table, rows, op, typeof key === 'string' && key ? key : undefined, fingerprint);
+      return ingest.write(params.table, rows, op, idempotencyKeyOf(req), fingerprint);
     },
   );
 

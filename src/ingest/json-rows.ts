@@ -65,8 +65,8 @@ export function parseWriteBody(bytes: Uint8Array, schema: TableSchema, maxRows: 
   // A key a write body does not take (a misspelled `Op`) is the main thread's 400 to name.
   for (const k in body) if (k !== 'rows' && k !== 'op') return undefined;
   const { rows, op } = body as { rows?: unknown; op?: unknown };
-  // Deletes validate only the key columns: the main thread's path.
-  if (!Array.isArray(rows) || rows.length > maxRows || (op !== undefined && op !== 'upsert')) return undefined;
+  // A body that names its op is the main thread's: deletes validate only the key columns, and an op must agree with the query's.
+  if (!Array.isArray(rows) || rows.length > maxRows || op !== undefined) return undefined;
   for (let i = 0; i < rows.length; i++) if (rows[i] === null || typeof rows[i] !== 'object' || Array.isArray(rows[i])) return undefined;
   const { rows: valid, issues } = schema.validate(rows, { maxIssues: 1 });
   if (issues.length > 0) return undefined;
