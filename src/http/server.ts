@@ -154,8 +154,8 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
       if (req.headers['idempotency-key'] || req.routeOptions.config?.keepText === true) (req as { [RAW_JSON]?: string })[RAW_JSON] = text;
       const rowsChecked = req.routeOptions.config?.rowsChecked === true;
       const body = parseJsonText(text, rowsChecked ? {} : { maxDepth: MAX_JSON_BODY_DEPTH }) as { rows?: unknown } | null;
-      // Rows for a table with a json column keep their text: only it shows a number a float64 bends (ingest.ts).
-      if (rowsChecked && Array.isArray(body?.rows) && services.ingest.keepsBodyText((req.params as { table?: string }).table ?? '')) noteRowsText(body.rows, { text });
+      // Rows that may hold a number a float64 bends keep their text: only it shows one (ingest/bent-columns.ts).
+      if (rowsChecked && Array.isArray(body?.rows) && services.ingest.keepsBodyText((req.params as { table?: string }).table ?? '', buf)) noteRowsText(body.rows, { text });
       done(null, body);
     } catch (e) {
       done(e as Error, undefined);

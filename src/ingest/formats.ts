@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import * as A from 'apache-arrow';
 import { AsofError } from '../errors.js';
 import { decodeColumn } from '../engine/arrow-codec.js';
-import { noteRowsText, parseJsonText } from '../engine/json-safety.js';
+import { mayBend, noteRowsText, parseJsonText } from '../engine/json-safety.js';
 import { rowCodeFor } from '../engine/row-code.js';
 import type { ColumnType } from '../engine/types.js';
 
@@ -24,8 +24,8 @@ export function parseNdjson(text: string): unknown[] {
       throw new AsofError('ASOF_INVALID_ROW', `row ${rows.length}: ${reason}; nothing was written`, [{ row: rows.length, field: '', reason: `line ${i + 1}: ${reason}` }]);
     }
   }
-  // Kept for the json columns' number check (json-safety.ts): read only for a table with a json column.
-  noteRowsText(rows, { text, ndjson: true });
+  // Kept for the number check (ingest/bent-columns.ts) when a literal in it may bend: read only for a table with an int32, int64, timestamp or json part.
+  if (mayBend(text)) noteRowsText(rows, { text, ndjson: true });
   return rows;
 }
 

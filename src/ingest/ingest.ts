@@ -7,8 +7,8 @@ import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { checkOp, type WriteOp } from '../engine/table.js';
 import { isReservedName, type Row, type TableSchema } from '../engine/schema.js';
-import { bentNumberReason, bentNumbersInRows, type BentNumber } from '../engine/json-safety.js';
-import type { ColumnType } from '../engine/types.js';
+import { mayBendBytes } from '../engine/json-safety.js';
+import { checkBentNumbers, holdsExactNumbers } from './bent-columns.js';
 import { countRowsIngested } from '../metrics.js';
 import type { KeyedRequest } from '../engine/idempotency.js';
 import { columnar, fromColumns } from './json-rows.js';
@@ -85,12 +85,14 @@ export class IngestService {
    * is still checked by `write`.
    */
   /**
-   * Whether a JSON write body to `tableName` must keep its text beside its rows (json-safety.ts noteRowsText): only
-   * for a table with a json column, whose number check reads it. Any other body's text is let go once parsed (held
-   * by every write, it was copied by each young-generation collection while the write waited for its fsync).
+   * Whether a JSON write body to `tableName` (its bytes) must keep its text beside its rows (json-safety.ts
+   * noteRowsText): only for a table with an int32, int64, timestamp or json part, and only when the text may hold a
+   * number literal a float64 bends (mayBendBytes, a fraction of JSON.parse's time), for the check that reads it
+   * (bent-columns.ts). Any other body's text is let go once parsed (held by every write, it was copied by each
+   * young-generation collection while the write waited for its fsync).
    */
-  keepsBodyText(tableName: string): boolean {
-    return this.engine.has(tableName) && holdsJsonColumn(this.engine.table(tableName).schema);
+  keepsBodyText(tableName: string, bytes: Uint8Array): boolean {
+    return this.engine.has(tableName) && holdsExactNumbers(this.engine.table(tableName).schema) && mayBendBytes(bytes);
   }
 
   parseJsonBody(tableName: string, bytes: Uint8Array): Promise<ParsedWriteBody | undefined> | undefined {
@@ -201,7 +203,8 @@ export class IngestService {
       const first = issues[0];
       throw new AsofError('ASOF_INVALID_ROW', `row ${first.row}: ${first.field ? `column "${first.field}": ` : ''}${first.reason}; nothing was written`, issues);
     }
-    if (op === 'upsert') checkJsonNumbers(table.schema, rows);
+    // A delete's key too: `{"id":1.0000000000000000001}` would delete key 1.
+    checkBentNumbers(table.schema, rows);
     return { table, valid };
   }
 
@@ -211,48 +214,6 @@ export class IngestService {
     return { count: r.count, firstOffset: r.firstOffset, lastOffset: r.lastOffset, token: { [tableName]: r.tokenOffset } };
   }
 }
-
-/**
- * Refuses a number inside a json value that a float64 does not hold as sent
- * (`12345678901234567890`, stored as 12345678901234567000): 400 naming the
- * row, the column and the path in the value. Read from the text the rows
- * were parsed from (json-safety.ts), only for a table with a json column;
- * other column types keep
- * their own rules (int64: beyond 2^53 as a string; float64: the nearest double).
- */
-function checkJsonNumbers(schema: TableSchema, rows: unknown[]): void {
-  if (!holdsJsonColumn(schema)) return;
-  for (const b of bentNumbersInRows(rows)) {
-    const path = b.path; // [row, column, ...inside the column's value]
-    const column = typeof path[0] === 'number' ? schema.byName.get(String(path[1])) : undefined;
-    const at = column && bentInColumn(column, b, path.slice(2));
-    if (at) throw new AsofError('ASOF_INVALID_ROW', `row ${String(path[0])}: column "${at.field}": ${at.reason}; nothing was written`, [{ row: path[0] as number, ...at }]);
-  }
-}
-
-/**
- * Where a number a float64 bends lands in `column` (`inValue`: its path inside the column's value), when that is
- * a json part: the field an error names (`j`, `lj[]`, `st.a`) and why. Undefined outside json parts, whose types
- * keep their own rules (int64: beyond 2^53 as a string; float64: the nearest double). Every write path words its
- * refusal from this (POST /rows, NDJSON, file imports).
- */
-export function bentInColumn(column: { name: string; type: ColumnType }, b: BentNumber, inValue: (string | number)[]): { field: string; reason: string } | undefined {
-  let type = column.type;
-  let field = column.name;
-  let k = 0;
-  for (; k < inValue.length && type.kind !== 'json'; k++) {
-    const step = inValue[k];
-    const inner = type.kind === 'list' && typeof step === 'number' ? type.item : type.kind === 'struct' ? type.fields.find((f) => f.name === step)?.type : undefined;
-    if (!inner) return undefined;
-    field += type.kind === 'list' ? '[]' : `.${String(step)}`;
-    type = inner;
-  }
-  return type.kind === 'json' ? { field, reason: bentNumberReason(b, inValue.slice(k)) } : undefined;
-}
-
-/** Whether a table has a json part (a json column, a list of json, a struct with a json field): its writes keep their text. */
-export const holdsJsonColumn = (schema: TableSchema): boolean => schema.columns.some((c) => holdsJson(c.type));
-export const holdsJson = (t: ColumnType): boolean => t.kind === 'json' || (t.kind === 'list' && holdsJson(t.item)) || (t.kind === 'struct' && t.fields.some((f) => holdsJson(f.type)));
 
 /** The 409 for an Idempotency-Key used before for another request (or table), naming the key the client sent. */
 export const keyConflict = (idempotencyKey: string): AsofError =>

@@ -13,7 +13,8 @@
  *
  * The thread only ever answers for a body the main thread would accept as it
  * is: anything else (not UTF-8, not JSON, a rule of json-safety.ts the text
- * might break, a bad row, a delete, a value with no column form) answers
+ * might break, a bad row, a number literal a float64 bends where an int32,
+ * int64 or timestamp goes, a delete, a value with no column form) answers
  * `undefined`, and the main thread parses that body itself, so every error
  * keeps its exact wording and shape. The rows rebuilt are the validator's
  * canonical rows, value for value (one object literal per table, as the
@@ -22,6 +23,8 @@
 import { isUtf8 } from 'node:buffer';
 import { TableSchema, type Row, type TableDef } from '../engine/schema.js';
 import { ownString } from '../util/strings.js';
+import { mayBendBytes, noteRowsText } from '../engine/json-safety.js';
+import { checkBentNumbers, holdsExactNumbers } from './bent-columns.js';
 
 /** One column's values, in the form that crosses threads. */
 export type ColumnData =
@@ -70,6 +73,15 @@ export function parseWriteBody(bytes: Uint8Array, schema: TableSchema, maxRows: 
   for (let i = 0; i < rows.length; i++) if (rows[i] === null || typeof rows[i] !== 'object' || Array.isArray(rows[i])) return undefined;
   const { rows: valid, issues } = schema.validate(rows, { maxIssues: 1 });
   if (issues.length > 0) return undefined;
+  // A number a float64 bent where an int32, int64 or timestamp goes (`1.0000000000000000001`): the main thread refuses it.
+  if (holdsExactNumbers(schema) && mayBendBytes(bytes)) {
+    noteRowsText(rows, { text });
+    try {
+      checkBentNumbers(schema, rows);
+    } catch {
+      return undefined;
+    }
+  }
   return toColumns(schema, valid);
 }
 

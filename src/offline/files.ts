@@ -25,9 +25,10 @@ export interface ColumnBatch {
   n: number;
   columns: unknown[][];
   /**
-   * With `jsonTexts`, the JSON text values were parsed from, for the json
-   * columns' number check (json-safety.ts bentNumbers: JSON.parse reads
-   * 12345678901234567890 as 12345678901234567000, and only the text shows it).
+   * With `jsonTexts`, the JSON text values were parsed from, for the check of
+   * numbers a float64 bends (ingest/bent-columns.ts: JSON.parse reads
+   * 12345678901234567890 as 12345678901234567000 and 1.0000000000000000001
+   * as 1, and only the text shows it).
    * NDJSON: each row's line. Parquet: per column read as JSON (nested types,
    * JSON), each value's text; undefined for other columns. CSV cells are text already.
    */

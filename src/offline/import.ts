@@ -25,7 +25,8 @@ import { parseRfc3339 } from '../engine/time.js';
 import { formatType, type ColumnType } from '../engine/types.js';
 import type { TableKind } from '../engine/schema.js';
 import { bentNumbers, mayBend, type BentNumber } from '../engine/json-safety.js';
-import { bentInColumn, hashOf, holdsJson, holdsJsonColumn, keyConflict, MAX_IDEMPOTENCY_KEY, type IngestResult, type IngestService } from '../ingest/ingest.js';
+import { bentIssue, countsIn, holdsExactNumbers, holdsExactPart } from '../ingest/bent-columns.js';
+import { hashOf, keyConflict, MAX_IDEMPOTENCY_KEY, type IngestResult, type IngestService } from '../ingest/ingest.js';
 import { openFile, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
 
 export interface ImportResult {
@@ -59,9 +60,9 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
   }
   // CSV is text: each cell is read as text and turned into the column's type here, not guessed by the reader.
   const schema = table.schema;
-  // A table with a json part keeps the JSON text of each batch, for the json columns' number check (jsonNumberIssues).
-  const json = holdsJsonColumn(schema);
-  const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined, columns: schema.columns.map((c) => c.name), maxLineBytes: opts.maxLineBytes, jsonTexts: json });
+  // A table with an int32, int64, timestamp or json part keeps the JSON text of each batch, for the bent-number check (bentIssues).
+  const exact = holdsExactNumbers(schema);
+  const file = await openFile(path, format, { text: format === 'csv' ? 'all' : undefined, columns: schema.columns.map((c) => c.name), maxLineBytes: opts.maxLineBytes, jsonTexts: exact });
   try {
     const op = opts.op ?? 'upsert';
     checkOp(schema, op);
@@ -82,8 +83,12 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
       const rows = toRows(b, file.columns, schema, format === 'csv');
       const r = schema.validate(rows, { keysOnly: op === 'delete', maxIssues: MAX_ISSUES - issues.length });
       const found: FieldIssue[] = r.issues.map((i) => ({ ...i, row: (i.row ?? 0) + row }));
+      if (exact) {
+        // A number a float64 bent where the column takes no nearest value (ingest/bent-columns.ts), unless the validator named that field of that row already.
+        const named = new Set(found.map((i) => `${i.row}\0${i.field}`));
+        for (const i of bentIssues(b, file.columns, schema, format === 'csv', row)) if (!named.has(`${i.row}\0${i.field}`)) found.push(i);
+      }
       // In row order with the validator's: the answer's first issue is the file's first bad row.
-      if (json && op === 'upsert') found.push(...jsonNumberIssues(b, file.columns, schema, format === 'csv', row));
       issues.push(...found.sort((x, y) => (x.row ?? 0) - (y.row ?? 0)).slice(0, MAX_ISSUES - issues.length));
       row += b.n;
       if (issues.length >= MAX_ISSUES) break;
@@ -181,31 +186,33 @@ function partlyWritten(e: unknown, out: ImportResult, written: number): AsofErro
 }
 
 /**
- * The json columns' number check over a batch whose first row is row `base`
- * of the file: a number a float64 does not hold as written, inside a json
- * part of a column, as the issue `POST /tables/{table}/rows` answers for it
- * (ingest.ts bentInColumn). Read from the text values were parsed from: CSV
- * cells, NDJSON lines, Parquet's JSON text of nested and JSON values.
+ * The numbers a float64 bends in a batch whose first row is row `base` of the
+ * file, where the column takes no nearest value (an int32, int64, timestamp
+ * or json part): the issues `POST /tables/{table}/rows` answers for them
+ * (ingest/bent-columns.ts). Read from the text values were parsed from:
+ * NDJSON lines, CSV cells of lists, structs and json (scalars are read from
+ * their exact text by fromCsvText), Parquet's JSON text of nested and JSON values.
  */
-function jsonNumberIssues(b: ColumnBatch, columns: FileColumn[], schema: TableSchema, csv: boolean, base: number): FieldIssue[] {
+function bentIssues(b: ColumnBatch, columns: FileColumn[], schema: TableSchema, csv: boolean, base: number): FieldIssue[] {
+  const counts = countsIn(schema);
   const out: FieldIssue[] = [];
-  const add = (i: number, column: { name: string; type: ColumnType } | undefined, bent: BentNumber, inValue: (string | number)[]): void => {
-    const at = column && bentInColumn(column, bent, inValue);
-    if (at) out.push({ row: base + i, ...at });
+  const add = (bent: BentNumber, path: (string | number)[]): void => {
+    const issue = bentIssue(schema, { ...bent, path });
+    if (issue) out.push({ ...issue, row: base + (path[0] as number) });
   };
   // NDJSON: paths start at the row's keys.
   b.rowTexts?.forEach((line, i) => {
-    for (const bent of bentNumbers(line)) add(i, schema.byName.get(String(bent.path[0])), bent, bent.path.slice(1));
+    for (const bent of bentNumbers(line, (p) => counts([i, ...p]))) add(bent, [i, ...bent.path]);
   });
   columns.forEach((c, k) => {
-    const column = schema.byName.get(c.name);
+    const type = schema.byName.get(c.name)?.type;
     const texts = csv ? b.columns[k] : b.cellTexts?.[k];
-    if (!column || !texts || !holdsJson(column.type)) return;
+    if (!type || !texts || !holdsExactPart(type) || (csv && type.kind !== 'list' && type.kind !== 'struct' && type.kind !== 'json')) return;
     for (let i = 0; i < b.n; i++) {
       const t = texts[i];
-      // A CSV cell that is not JSON is no json value's text (a json column stores it as a string): bentNumbers reads JSON only.
+      // A CSV cell that is not JSON is no value's JSON text (a json column stores it as a string): bentNumbers reads JSON only.
       if (typeof t !== 'string' || !mayBend(t) || (csv && !isJsonText(t))) continue;
-      for (const bent of bentNumbers(t)) add(i, column, bent, bent.path);
+      for (const bent of bentNumbers(t, (p) => counts([i, c.name, ...p]))) add(bent, [i, c.name, ...bent.path]);
     }
   });
   return out;

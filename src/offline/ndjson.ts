@@ -38,7 +38,7 @@ export async function* ndjsonObjects(path: string, maxLineBytes = DEFAULT_MAX_LI
   for await (const { row } of ndjsonRows(path, maxLineBytes)) yield row;
 }
 
-/** ndjsonObjects, each row with the line it was parsed from (the json columns' number check reads it: json-safety.ts bentNumbers). */
+/** ndjsonObjects, each row with the line it was parsed from (the check of numbers a float64 bends reads it: ingest/bent-columns.ts). */
 export async function* ndjsonRows(path: string, maxLineBytes = DEFAULT_MAX_LINE_BYTES): AsyncGenerator<{ row: Record<string, unknown>; text: string }> {
   let row = 0;
   let line = 0;

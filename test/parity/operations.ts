@@ -145,6 +145,8 @@ export const OPERATIONS: Operation[] = [
   { name: 'bad rows: a time after 9999-12-31T23:59:59.999Z', forms: writeForms('events', [{ id: 'e', at: 0 }, { id: 'e', at: 253_402_300_800_000 }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: a time before 0001-01-01T00:00:00Z', forms: writeForms('events', [{ id: 'e', at: '0001-01-01T00:00:00+01:00' }]), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: an integer beyond 2^53 inside a json value', forms: jsonTextWriteForms('docs', { id: 'd' }, 'j', '{"x":[12345678901234567890]}'), expect: { error: 'ASOF_INVALID_ROW' } },
+  // JSON.parse reads it as 1700000000000: a whole millisecond where a fraction was sent.
+  { name: 'bad rows: epoch ms a float64 reads as a whole number (1700000000000.00000001)', forms: jsonTextWriteForms('events', { id: 'e' }, 'at', '1700000000000.00000001'), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'write: 2^53, 1e300 and 0.1 inside a json value, stored exactly', forms: jsonTextReadBackForms('[9007199254740992,1e300,0.1]'), expect: { answer: [{ count: 1 }, [9007199254740992, 1e300, 0.1]] } },
   { name: 'bad rows: an Arrow Decimal', forms: arrowWriteForms('docs', decimalIpc()), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: an Arrow Map key __proto__', forms: arrowWriteForms('docs', protoMapIpc()), expect: { error: 'ASOF_INVALID_ROW' } },
