@@ -4,14 +4,18 @@
  * made of it (`1.0000000000000000001` was stored as int64 1,
  * `1700000000000.00000001` as that whole millisecond): over REST JSON (on the
  * event loop and on an ingest thread), NDJSON, gRPC WriteRows' ndjson, a
- * delete's key, and CSV and NDJSON imports (where it goes into a list or json
- * cell). Each refusal names row and column, and nothing is written; literals
+ * delete's key, and CSV, NDJSON and Parquet imports (CSV list and json cells
+ * and Parquet nested values are read as JSON text). Each refusal names row and column, and nothing is written; literals
  * a float64 holds (`1`, `1.0`, `1e3`, `-0`, 2^53 - 1) are stored, and float
  * columns take the nearest double, as documented.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { asofError, grpcAsof, stream, type GrpcAsof } from './grpc-helpers.js';
+import { readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { offThreadBodies } from '../../src/metrics.js';
 
 const T = {
@@ -152,5 +156,24 @@ describe('number literals a float64 bends are refused where an integer or timest
     const good = await asof.req('POST', '/tables/t/import', '{"id":40,"n":1.0}\n{"id":41,"f":0.1000000000000000055511151231257827,"ts":1e3}\n', NDJSON_CT);
     assert.equal(good.status, 200, JSON.stringify(good.body));
     assert.deepEqual([(await stored(40)).n, (await stored(41)).f, (await stored(41)).ts], [1, 0.1, '1970-01-01T00:00:01.000Z']);
+  });
+
+  test('Parquet import: a BIGINT beyond 2^53 inside a struct bound for a json column is refused (it is read through JSON text); nothing is imported', async () => {
+    const path = join(tmpdir(), `asof-bentint-${process.pid}.parquet`);
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    try {
+      await c.run(`COPY (SELECT * FROM (VALUES (50::BIGINT, {'a': 1::BIGINT}), (51::BIGINT, {'a': 1152921504606846977::BIGINT})) v(id, j)) TO '${path}' (FORMAT parquet)`);
+      const at = await latest();
+      const r = await asof.req('POST', '/tables/t/import', await readFile(path), { 'content-type': 'application/vnd.apache.parquet' });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.deepEqual([r.body.error.details[0].row, r.body.error.details[0].field], [1, 'j']);
+      assert.match(r.body.error.message, /at a: 1152921504606846977 would be stored as 1152921504606847000/);
+      assert.equal(await latest(), at, 'nothing was imported');
+    } finally {
+      c.closeSync();
+      db.closeSync();
+      await rm(path, { force: true });
+    }
   });
 });
