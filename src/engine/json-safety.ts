@@ -230,10 +230,11 @@ export function bentNumbersInRows(rows: unknown[], counts?: (path: (string | num
  * It runs on every write body to a table with an integer, timestamp or json
  * part, so it reads one character in eight: a run of 16 covers two positions
  * 8 apart that are multiples of 8, and only where both are digits is the run
- * measured. A tiny exponent is found from each `-` (indexOf, native). On
- * bench:ingest's 1,000-row bodies this took 0.06-0.2 of JSON.parse's time of
- * the same body (bytes 0.06, text 0.1-0.2; a loop over every character, or
- * the regular expression /[\d.]{16}|[eE]-\d{3}/, took 0.6-1.4; 2026-12-07).
+ * measured. A tiny exponent is found from each `-` (indexOf). On
+ * bench:ingest's 1,000-row bodies this took 0.06-0.17 of JSON.parse's time of
+ * the same body as bytes, 0.1-0.21 as text; a loop over every character took
+ * 0.6-1.0, the regular expression /[\d.]{16}|[eE]-\d{3}/ 0.75-1.4 (best of
+ * 30-40 runs each, on a shared 2-core machine, 2026-12-07).
  */
 export function mayBend(text: string): boolean {
   const n = text.length;
@@ -284,7 +285,10 @@ const inNumber = (c: number): boolean => isDigit(c) || c === 0x2e || c === 0x65 
  * `12345678901234567000` are kept as sent). `-0` counts as 0. Paths name
  * object keys and array indexes from the root. `counts`, when given, is asked
  * about each literal that may bend before it is read (its path): false skips
- * it, so the literals of a float64 column cost no more than the scan.
+ * it, so the literals of a float64 column cost no more than the scan. The
+ * scan runs only where mayBend fires: on 1,000 rows whose three float64
+ * columns hold 17-digit doubles it took about JSON.parse's time of the body
+ * (0.9-1.6 of it); reading each long literal as well, 7 to 12 times that.
  */
 export function bentNumbers(text: string, counts?: (path: (string | number)[]) => boolean): BentNumber[] {
   if (!mayBend(text)) return [];
@@ -292,13 +296,24 @@ export function bentNumbers(text: string, counts?: (path: (string | number)[]) =
   // One frame per open container: an array's index, or the bounds of an object's current key in the text (its name read once, when asked).
   const frames: { array: boolean; index: number; keyStart: number; keyEnd: number; key?: string }[] = [];
   let expectKey = false;
-  const keyOf = (f: (typeof frames)[number]): string => (f.key ??= JSON.parse(text.slice(f.keyStart, f.keyEnd)) as string);
+  const keyOf = (f: (typeof frames)[number]): string => {
+    if (f.key === undefined) {
+      const raw = text.slice(f.keyStart + 1, f.keyEnd - 1);
+      f.key = raw.includes('\\') ? (JSON.parse(text.slice(f.keyStart, f.keyEnd)) as string) : raw;
+    }
+    return f.key;
+  };
   const pathHere = (): (string | number)[] => frames.map((f) => (f.array ? f.index : keyOf(f)));
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
       const start = i;
-      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c /* \ */) i++;
+      // To the closing quote: one not escaped, i.e. after an even run of backslashes (indexOf, native: strings are most of a body).
+      for (i = text.indexOf('"', i + 1); ; i = text.indexOf('"', i + 1)) {
+        let k = i;
+        while (text.charCodeAt(k - 1) === 0x5c /* \ */) k--;
+        if ((i - k) % 2 === 0) break;
+      }
       if (expectKey) {
         const f = frames[frames.length - 1];
         f.keyStart = start;
@@ -320,8 +335,10 @@ export function bentNumbers(text: string, counts?: (path: (string | number)[]) =
       else expectKey = f !== undefined;
     } else if (c === 0x2d /* - */ || isDigit(c)) {
       const start = i;
-      while (i + 1 < text.length && inNumber(text.charCodeAt(i + 1))) i++;
-      if (i + 1 - start < 16 && !/[eE]-\d{3}/.test(text.slice(start, i + 1))) continue;
+      let exp = -1;
+      for (let d = text.charCodeAt(i + 1); inNumber(d); d = text.charCodeAt(++i + 1)) if ((d | 0x20) === 0x65) exp = i + 1;
+      // Up to 15 characters and no exponent of -100 or below: nothing a float64 bends (mayBend).
+      if (i + 1 - start < 16 && !(exp >= 0 && text.charCodeAt(exp + 1) === 0x2d && threeDigits(text.charCodeAt(exp + 2), text.charCodeAt(exp + 3), text.charCodeAt(exp + 4)))) continue;
       if (counts && !counts(pathHere())) continue;
       const literal = text.slice(start, i + 1);
       const n = Number(literal);

@@ -58,9 +58,15 @@ function placeOf(schema: TableSchema, path: (string | number)[]): Place | undefi
 
 /** The `counts` of bentNumbers for rows of this table: true where a literal lands on a part whose numbers must come as sent. */
 export function countsIn(schema: TableSchema): (path: (string | number)[]) => boolean {
+  // A row's own columns ([row, column]), by far the most asked, answered once per column name.
+  const top = new Map<string, boolean>();
   return (path) => {
+    const known = path.length === 2 && typeof path[0] === 'number' && typeof path[1] === 'string' ? top.get(path[1]) : undefined;
+    if (known !== undefined) return known;
     const at = placeOf(schema, path);
-    return at !== undefined && EXACT.has(at.type.kind);
+    const counts = at !== undefined && EXACT.has(at.type.kind);
+    if (path.length === 2 && typeof path[0] === 'number' && typeof path[1] === 'string') top.set(path[1], counts);
+    return counts;
   };
 }
 
