@@ -1,7 +1,7 @@
 /**
  * Number literals a float64 bends, judged against a table's columns: the rule
  * "a value is stored exactly as sent or refused" for JSON text (REST bodies,
- * NDJSON, gRPC's ndjson, CSV and NDJSON imports). JSON.parse reads
+ * NDJSON, gRPC's ndjson, CSV, NDJSON and Parquet imports). JSON.parse reads
  * `1.0000000000000000001` as 1 and `1700000000000.00000001` as
  * 1700000000000, so a whole number would be stored where the client sent a
  * fraction; only the text shows it (json-safety.ts bentNumbers).

@@ -158,6 +158,24 @@ describe('number literals a float64 bends are refused where an integer or timest
     assert.deepEqual([(await stored(40)).n, (await stored(41)).f, (await stored(41)).ts], [1, 0.1, '1970-01-01T00:00:01.000Z']);
   });
 
+  test('a delete import: a key a float64 bends is refused, not taken for the whole key it would read as; nothing is deleted', async () => {
+    assert.equal((await asof.req('POST', '/tables/t/rows', '{"rows":[{"id":1,"n":7}]}', JSON_CT)).status, 200);
+    const at = await latest();
+    const r = await asof.req('POST', '/tables/t/import?op=delete', '{"id":1.0000000000000000001}\n', NDJSON_CT);
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.deepEqual(r.body.error.details, [{ row: 0, field: 'id', reason: 'expected int64, got 1.0000000000000000001, which is not a whole number (a JSON number is held as a float64, which would store it as 1: refused rather than rounded)' }]);
+    assert.match(r.body.error.message, /; nothing was imported$/);
+    assert.equal(await latest(), at, 'nothing was deleted');
+    assert.equal((await stored(1)).n, 7);
+  });
+
+  test('CSV import: a json cell that is not JSON is the string it is, long digits and all, not read as numbers', async () => {
+    const text = 'ref 12345678901234567890 or 1.0000000000000000001';
+    const r = await asof.req('POST', '/tables/t/import', `id,j\n60,${text}\n`, CSV_CT);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal((await stored(60)).j, text);
+  });
+
   test('Parquet import: a BIGINT beyond 2^53 inside a struct bound for a json column is refused (it is read through JSON text); nothing is imported', async () => {
     const path = join(tmpdir(), `asof-bentint-${process.pid}.parquet`);
     const db = await DuckDBInstance.create(':memory:');
