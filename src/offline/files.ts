@@ -154,25 +154,33 @@ async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: Ope
         } catch (e) {
           throw readError(e, path, format);
         }
-        for (;;) {
-          let chunk;
-          try {
-            chunk = await result.fetchChunk();
-          } catch (e) {
-            throw readError(e, path, format);
+        let ended = false;
+        try {
+          for (;;) {
+            let chunk;
+            try {
+              chunk = await result.fetchChunk();
+            } catch (e) {
+              throw readError(e, path, format);
+            }
+            if (!chunk || chunk.rowCount === 0) break;
+            const cellTexts = opts.jsonTexts ? cols.map(() => undefined as (string | null)[] | undefined) : undefined;
+            const columns = cols.map((col, i) => {
+              const vals = chunk.getColumnValues(i) as unknown[];
+              if (cellTexts && col.json) cellTexts[i] = vals.slice() as (string | null)[];
+              for (let k = 0; k < vals.length; k++) vals[k] = plain(vals[k], col.type.kind, col.json);
+              return vals;
+            });
+            yield { n: chunk.rowCount, columns, ...(cellTexts ? { cellTexts } : {}) };
           }
-          if (!chunk || chunk.rowCount === 0) break;
-          const cellTexts = opts.jsonTexts ? cols.map(() => undefined as (string | null)[] | undefined) : undefined;
-          const columns = cols.map((col, i) => {
-            const vals = chunk.getColumnValues(i) as unknown[];
-            if (cellTexts && col.json) cellTexts[i] = vals.slice() as (string | null)[];
-            for (let k = 0; k < vals.length; k++) vals[k] = plain(vals[k], col.type.kind, col.json);
-            return vals;
-          });
-          yield { n: chunk.rowCount, columns, ...(cellTexts ? { cellTexts } : {}) };
+          ended = true;
+        } finally {
+          // Stopped before the end (a bad row, a failed write, a client gone): the scan still holds the file open.
+          if (!ended) await endQuery(c);
         }
       },
       async close() {
+        await endQuery(c);
         c.closeSync();
         db.closeSync();
       },
@@ -181,6 +189,21 @@ async function openWithDuckDb(path: string, format: 'csv' | 'parquet', opts: Ope
     conn?.closeSync();
     db.closeSync();
     throw readError(e, path, format);
+  }
+}
+
+/**
+ * Ends the query a stream result of `c` is still reading, releasing its scan
+ * and so the file (an upload deleted from the scratch folder keeps its disk
+ * space while open). Neither closing the connection nor the database does:
+ * the unfinished result holds both until it is garbage collected, and the
+ * bindings have no close for a result. The next query on the connection does.
+ */
+async function endQuery(c: DuckDBConnection): Promise<void> {
+  try {
+    await c.run('SELECT 1');
+  } catch {
+    /* the connection is gone already: so is its query */
   }
 }
 
