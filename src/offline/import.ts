@@ -160,7 +160,8 @@ export async function importFile(engine: Engine, ingest: IngestService, tableNam
  */
 const batchKey = (key: string, label: string): string => `import:${hashOf(key)}:${label}`;
 
-async function fileHash(path: string): Promise<string> {
+/** The SHA-256 of a file's bytes, base64url. */
+export async function fileHash(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
   return h.digest('base64url');
