@@ -117,6 +117,14 @@ function tableInfoJson(info: ReturnType<Engine['describe']>) {
 
 export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest: IngestService }, admission: Admission): void {
   const { engine, ingest } = deps;
+  // Live SSE follows, each ended with an error event when the server starts closing: a follow lasts as long as its
+  // client wants, so waiting for it would hold the shutdown for the whole grace, then cut it without a word.
+  const follows: FollowRegistry = new Set();
+  app.addHook('preClose', (done) => {
+    const shuttingDown = new AsofError('ASOF_NOT_READY', 'the server is shutting down');
+    for (const end of [...follows]) end(shuttingDown);
+    done();
+  });
 
   // NDJSON is decoded here, not by Fastify, so bytes that are not UTF-8 are refused rather than replaced by U+FFFD.
   app.addContentTypeParser(NDJSON, { parseAs: 'buffer' }, (_req, body, done) => {
@@ -273,7 +281,7 @@ export function tableRoutes(app: FastifyInstance, deps: { engine: Engine; ingest
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
         const from = resumeAfter(req.headers['last-event-id']) ?? query.from;
         // A place among the follows (429 when all are taken), before the answer's head is written.
-        followChangelog(req, reply, t, from, key, admission.enterFollow());
+        followChangelog(req, reply, t, from, key, admission.enterFollow(), follows);
         return reply;
       }
       const records: ReturnType<typeof recordJson>[] = [];
@@ -316,6 +324,9 @@ function resumeAfter(header: string | string[] | undefined): number | undefined 
 
 type TableT = ReturnType<Engine['table']>;
 
+/** Ends a live SSE follow with an error event (shutdown). */
+type FollowRegistry = Set<(err: AsofError) => void>;
+
 function recordJson(t: TableT, r: ChangeRecord) {
   return { offset: r.offset, changeType: r.changeType, commitTime: formatTimestamp(r.commitTime), row: t.schema.rowToJson(r.row) };
 }
@@ -332,7 +343,7 @@ function recordJson(t: TableT, r: ChangeRecord) {
  * never runs for a hijacked reply), and a failure is sent in the catalogue's
  * shape, logged when it is not one the catalogue names.
  */
-function followChangelog(req: FastifyRequest, reply: FastifyReply, t: TableT, from: number, key: string | undefined, release: () => void): void {
+function followChangelog(req: FastifyRequest, reply: FastifyReply, t: TableT, from: number, key: string | undefined, release: () => void, follows: FollowRegistry): void {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { ...(reply.getHeaders() as OutgoingHttpHeaders), 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
@@ -340,21 +351,31 @@ function followChangelog(req: FastifyRequest, reply: FastifyReply, t: TableT, fr
   const heartbeat = setInterval(() => {
     if (!res.writableNeedDrain) res.write(': keep-alive\n\n');
   }, 15_000);
+  /** Ends the stream with `e` as an `error` event (once; nothing is sent after it). */
+  const endWith = (e: AsofError): void => {
+    clearInterval(heartbeat);
+    follows.delete(shut);
+    if (!res.writableEnded) res.end(`event: error\ndata: ${JSON.stringify(e.toJSON())}\n\n`);
+  };
   const stop = follow(t, { from, key }, {
     send: (r) => res.write(`id: ${r.offset}\nevent: record\ndata: ${JSON.stringify(recordJson(t, r))}\n\n`),
     drained: () => new Promise((resolve) => res.once('drain', resolve)),
     fail: (err) => {
-      clearInterval(heartbeat);
-      let e: AsofError;
-      if (isAsofError(err)) e = err;
-      else e = new AsofError('ASOF_INTERNAL', 'internal error');
+      const e = isAsofError(err) ? err : new AsofError('ASOF_INTERNAL', 'internal error');
       if (e.httpStatus >= 500) req.log.error({ err }, `changelog follow failed: ${e.message}`);
-      res.end(`event: error\ndata: ${JSON.stringify(e.toJSON())}\n\n`);
+      endWith(e);
     },
   });
+  // The server is closing: stop reading and end the stream with ASOF_NOT_READY.
+  const shut = (e: AsofError): void => {
+    stop();
+    endWith(e);
+  };
+  follows.add(shut);
   // The connection closed (the client went away, the follow failed, or the server is shutting down): stop reading for it.
   res.on('close', () => {
     clearInterval(heartbeat);
+    follows.delete(shut);
     stop();
     release();
     requestObserver(req.routeOptions.url ?? req.url, req.method)(res.statusCode, reply.elapsedTime);

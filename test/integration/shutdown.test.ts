@@ -86,3 +86,61 @@ test('SIGTERM under load: exit 0; acknowledged writes survive the restart, the r
     await dir.cleanup();
   }
 });
+
+test('SIGTERM with an SSE changelog follow open: the stream gets an ASOF_NOT_READY error event and the process exits at once, not after the grace', { timeout: 120_000 }, async () => {
+  const dir = await tempDir('asof-ops-sse-sigterm-');
+  // A long grace: were the follow waited for, the exit would come after it.
+  const graceMs = 30_000;
+  const child = await startChild(join(dir.path, 'data'), { ASOF_SHUTDOWN_GRACE_MS: String(graceMs) });
+  try {
+    await child.ready();
+    const put = await fetch(child.url + '/tables/ev', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'log', eventTime: 'ts', columns: [{ name: 'ts', type: 'timestamp', nullable: false }, { name: 'who', type: 'string', nullable: false }] }),
+    });
+    assert.equal(put.status, 201);
+    const w = await fetch(child.url + '/tables/ev/rows', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rows: [{ ts: 1, who: 'a' }] }) });
+    assert.equal(w.status, 200);
+
+    const res = await fetch(child.url + '/tables/ev/changelog?from=0', { headers: { accept: 'text/event-stream' } });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    // The existing record first: the follow is live.
+    while (!text.includes('event: record')) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `stream ended before its first record: ${text}`);
+      text += decoder.decode(value, { stream: true });
+    }
+    const exited = once(child.proc, 'exit');
+    const signalled = performance.now();
+    child.proc.kill('SIGTERM');
+    // The rest of the stream, to its end; a connection cut instead of an ended stream is a failure.
+    let cut: unknown;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+    } catch (e) {
+      cut = e;
+    }
+    const [code] = await exited;
+    const elapsed = performance.now() - signalled;
+    assert.equal(cut, undefined, `the stream was cut, not ended, ${Math.round(elapsed)} ms after SIGTERM: ${JSON.stringify(text)}`);
+    assert.equal(code, 0, child.output());
+    assert.ok(elapsed < graceMs / 3, `exited ${Math.round(elapsed)} ms after SIGTERM; the grace is ${graceMs} ms`);
+    const events = text.split('\n\n').filter(Boolean);
+    const last = events.at(-1)!;
+    assert.match(last, /^event: error\ndata: /, `the stream ends with an error event: ${JSON.stringify(text)}`);
+    const body = JSON.parse(last.slice(last.indexOf('data: ') + 6));
+    assert.equal(body.error.code, 'ASOF_NOT_READY');
+    assert.equal(typeof body.error.message, 'string');
+  } finally {
+    await child.kill();
+    await dir.cleanup();
+  }
+});
