@@ -49,21 +49,25 @@ const ANONYMOUS: Caller = { scopes: new Set() };
 
 /**
  * Parses `key:scope+scope,...` (ASOF_API_KEYS). A key without `:scopes` has
- * every scope. Throws on an unknown scope, naming it (never the key).
+ * every scope. Throws on an unknown scope, a key that is empty, repeated or
+ * holds a character keys may not (`checkKeys`), and a list of no key at all,
+ * naming the entry (`key #n`, counting the non-empty entries), never the key.
  */
 export function parseKeyList(text: string): KeyEntry[] {
-  return text
+  const entries = text
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
     .map((item, i) => {
       const colon = item.lastIndexOf(':');
-      // A key may itself contain ':' only when scopes follow; `abc:` (empty scopes) means all.
+      // `abc:` (empty scopes) means all; a ':' before the last is in the key, refused by checkKeys.
       return colon < 0 ? { key: item, scopes: [...SCOPES] } : { key: item.slice(0, colon), scopes: parseScopes(item.slice(colon + 1), `key #${i + 1}`, '+') };
     });
+  if (entries.length === 0) throw new Error('API keys: the list names no key (`key:scope+scope,...`); leave it unset to turn auth off (loopback only)');
+  checkKeys(entries, (i) => `key #${i + 1}`, 'API keys');
+  return entries;
 }
 
-/** Parses a key file: one `key scope scope...` (or `key scope+scope`) per line; `#` starts a comment; blank lines are skipped. */
 /** The key file's text; an error that names the variable and the path when it cannot be read (a bare ENOENT said neither). */
 function readKeyFile(path: string): string {
   try {
@@ -75,21 +79,57 @@ function readKeyFile(path: string): string {
   }
 }
 
-export function parseKeyFile(text: string): KeyEntry[] {
+/**
+ * Parses a key file: one `key scope scope...` (or `key scope+scope`) per line; `#` starts a comment; blank
+ * lines are skipped. Throws as parseKeyList does, naming the line (`label` leads the message); `taken`: keys
+ * listed elsewhere (ASOF_API_KEYS), each with where, refused as repeats too.
+ */
+export function parseKeyFile(text: string, label = 'API keys', taken: ReadonlyMap<string, string> = new Map()): KeyEntry[] {
   const out: KeyEntry[] = [];
+  const lines: number[] = [];
   text.split('\n').forEach((raw, i) => {
     const line = raw.replace(/#.*$/, '').trim();
     if (!line) return;
     const [key, ...rest] = line.split(/\s+/);
-    out.push({ key, scopes: parseScopes(rest.join('+'), `line ${i + 1}`, '+') });
+    out.push({ key, scopes: parseScopes(rest.join('+'), `line ${i + 1}`, '+', label) });
+    lines.push(i + 1);
   });
+  checkKeys(out, (i) => `line ${lines[i]}`, label, taken);
   return out;
 }
 
-function parseScopes(text: string, where: string, sep: string): Scope[] {
+/** What a key may not hold: `,` and `:` (ASOF_API_KEYS' separators), whitespace, control characters (no header carries them). */
+function forbiddenIn(key: string): string | undefined {
+  const m = /[,:\s\p{Cc}]/u.exec(key);
+  if (!m) return undefined;
+  const c = m[0];
+  return c === ',' || c === ':' ? `"${c}"` : c === ' ' ? 'a space' : c === '\t' ? 'a tab' : /\s/.test(c) ? 'whitespace' : 'a control character';
+}
+
+/**
+ * Refuses an empty key, one with a character keys may not hold, and a key listed twice (its entries would not
+ * merge: the first would win, the second's scopes silently lost): list each key once with all its scopes.
+ * Names the entries by `where` (and `taken`'s, for keys listed elsewhere), never the key.
+ */
+function checkKeys(entries: readonly KeyEntry[], where: (i: number) => string, label: string, taken: ReadonlyMap<string, string> = new Map()): void {
+  const first = new Map<string, number>();
+  entries.forEach((e, i) => {
+    if (e.key === '') throw new Error(`${label}, ${where(i)}: the key is empty`);
+    const bad = forbiddenIn(e.key);
+    if (bad) throw new Error(`${label}, ${where(i)}: the key contains ${bad} (keys may not contain ",", ":", whitespace or control characters)`);
+    const seen = first.get(e.key);
+    const elsewhere = taken.get(e.key);
+    if (seen !== undefined || elsewhere !== undefined) {
+      throw new Error(`${label}, ${where(i)}: the same key as ${seen !== undefined ? where(seen) : elsewhere} (list each key once, with all its scopes)`);
+    }
+    first.set(e.key, i);
+  });
+}
+
+function parseScopes(text: string, where: string, sep: string, label = 'API keys'): Scope[] {
   const names = text.split(sep).map((s) => s.trim().toLowerCase()).filter(Boolean);
   if (names.length === 0) return [...SCOPES];
-  for (const n of names) if (!(SCOPES as readonly string[]).includes(n)) throw new Error(`API keys, ${where}: unknown scope "${n}" (scopes: ${SCOPES.join(', ')})`);
+  for (const n of names) if (!(SCOPES as readonly string[]).includes(n)) throw new Error(`${label}, ${where}: unknown scope "${n}" (scopes: ${SCOPES.join(', ')})`);
   return [...new Set(names)] as Scope[];
 }
 
@@ -119,9 +159,15 @@ export class ApiKeys {
     this.reload();
   }
 
-  /** Re-reads the key file (if any). Throws, keeping the old keys, when the file cannot be read or parsed. */
+  /**
+   * Re-reads the key file (if any). Throws, keeping the old keys, when the file cannot be read or parsed, or
+   * lists a key ASOF_API_KEYS lists too.
+   */
   reload(): number {
-    const list = [...(this.source.keys ?? []), ...(this.source.file ? parseKeyFile(readKeyFile(this.source.file)) : [])];
+    const file = this.source.file;
+    const listed = new Map((this.source.keys ?? []).map((e, i) => [e.key, `ASOF_API_KEYS' key #${i + 1}`]));
+    const fromFile = file ? parseKeyFile(readKeyFile(file), `ASOF_API_KEYS_FILE (--api-keys-file) ${file}`, listed) : [];
+    const list = [...(this.source.keys ?? []), ...fromFile];
     this.entries = list.map((e) => ({ digest: digest(e.key), caller: { scopes: new Set(e.scopes) } }));
     return this.entries.length;
   }

@@ -23,10 +23,13 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `asof <args>` (the CLI, through tsx) to its end; never rejects on a non-zero exit. */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/**
+ * Runs `asof <args>` (the CLI, through tsx) to its end; never rejects on a non-zero exit. `timeoutMs`: killed
+ * (and rejected) if still running then, for a command expected to fail at once (a `serve` that should refuse).
+ */
+export function runCli(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [...ASOF_CLI, ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'silent', ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [...ASOF_CLI, ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'silent', ...env }, maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 0 }, (err, stdout, stderr) => {
       if (err && typeof err.code !== 'number') return reject(err);
       resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
     });

@@ -221,6 +221,49 @@ describe('gRPC: each method checks the same scopes', () => {
   });
 });
 
+test('key configuration is checked as README says: a repeated key, an empty key, a forbidden character, a list of no key are refused, naming the entry, never the key', async () => {
+  const refused: [string, RegExp][] = [
+    ['k1sec:read,k1sec:write', /ASOF_API_KEYS: .*key #2: the same key as key #1/],
+    ['k1sec,other:read, k1sec:admin', /ASOF_API_KEYS: .*key #3: the same key as key #1/],
+    ['k 2sec:read', /ASOF_API_KEYS: .*key #1: the key contains a space/],
+    ['ok:read,k\t2sec', /ASOF_API_KEYS: .*key #2: the key contains a tab/],
+    ['a:b2sec:read', /ASOF_API_KEYS: .*key #1: the key contains ":"/],
+    ['ok,k\u00012sec:read', /ASOF_API_KEYS: .*key #2: the key contains a control character/],
+    [':admin', /ASOF_API_KEYS: .*key #1: the key is empty/],
+    [',', /ASOF_API_KEYS: .*names no key/],
+    [' , ,', /ASOF_API_KEYS: .*names no key/],
+  ];
+  for (const [text, why] of refused) {
+    assert.throws(
+      () => loadConfig({ ASOF_API_KEYS: text }),
+      (e: Error) => why.test(e.message) && !/sec/.test(e.message),
+      `ASOF_API_KEYS=${JSON.stringify(text)}`,
+    );
+  }
+  assert.throws(() => parseKeyFile('# keys\nfksec read\n\nfksec admin\n'), (e: Error) => /line 4: the same key as line 2/.test(e.message) && !e.message.includes('fksec'));
+  assert.throws(() => parseKeyFile('fk,sec read\n'), /line 1: the key contains ","/);
+  assert.throws(() => parseKeyFile('fk:sec read\n'), /line 1: the key contains ":"/);
+
+  const dir = await tempDir('asof-ops-keys-');
+  try {
+    const file = join(dir.path, 'keys');
+    // A key both in ASOF_API_KEYS and in the file: refused at start, naming the file's line and the list's entry.
+    await writeFile(file, 'filesec read\nboth2sec admin\n');
+    assert.throws(
+      () => new ApiKeys({ keys: parseKeyList('lonesec:read,both2sec:read'), file }),
+      (e: Error) => e.message.includes(file) && /ASOF_API_KEYS_FILE.*line 2: the same key as ASOF_API_KEYS' key #2/.test(e.message) && !/sec/.test(e.message.replace(file, '')),
+    );
+    // A reload that finds a repeated key keeps the keys in force.
+    await writeFile(file, 'fkey read\n');
+    const keys = new ApiKeys({ file });
+    await writeFile(file, 'fkey read\nfkey admin\n');
+    assert.throws(() => keys.reload(), /line 2: the same key as line 1/);
+    assert.deepEqual([...keys.identify('fkey')!.scopes], ['read'], 'the previous keys stay in force');
+  } finally {
+    await dir.cleanup();
+  }
+});
+
 describe('a key file, re-read on SIGHUP (real process)', () => {
   after(killAll);
 
@@ -250,10 +293,21 @@ describe('a key file, re-read on SIGHUP (real process)', () => {
       assert.equal((await req('GET', '/tables/e', 'gammaKEY333')).status, 200, 'a new key listed without scopes has all');
       assert.equal((await req('GET', '/tables/e', 'betaKEY222')).status, 401, 'a removed key stops working');
 
+      // A key listed twice (its second line's scopes would be lost) is refused like a broken file, naming the line.
+      await writeFile(file, 'gammaKEY333 read\nalphaKEY111 read\ngammaKEY333 admin\n');
+      child.proc.kill('SIGHUP');
+      const repeated = Date.now() + 10_000;
+      while (!/line 3: the same key as line 1[^\n]*API keys not reloaded/.test(child.output())) {
+        assert.ok(Date.now() < repeated, `a repeated key is reported: ${child.output()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal((await req('POST', '/tables/e/rows', 'alphaKEY111', rows)).status, 200, 'the previous keys stay in force');
+      assert.equal((await req('PUT', '/tables/e', 'gammaKEY333', { kind: 'log', eventTime: 'ts', columns: [{ name: 'ts', type: 'timestamp', nullable: false }] })).status, 200);
+
       await writeFile(file, 'alphaKEY111 read sudo\n');
       child.proc.kill('SIGHUP');
       const logged = Date.now() + 10_000;
-      while (!child.output().includes('API keys not reloaded')) {
+      while ((child.output().match(/API keys not reloaded/g) ?? []).length < 2) {
         assert.ok(Date.now() < logged, 'a broken key file is reported');
         await new Promise((r) => setTimeout(r, 50));
       }

@@ -73,3 +73,21 @@ test('an ASOF_API_KEYS_FILE that cannot be read stops serve with an error naming
     await dir.cleanup();
   }
 });
+
+test('serve refuses ASOF_API_KEYS that lists a key twice, or no key at all, naming the variable and the entry', async () => {
+  const dir = await tempDir('asof-ops-keys-');
+  try {
+    for (const [keys, why] of [
+      ['k1sec:read,k1sec:write', /ASOF_API_KEYS: .*key #2: the same key as key #1/],
+      [',', /ASOF_API_KEYS: .*names no key/],
+    ] as const) {
+      // A serve that starts instead would run until killed: 60 s is far beyond a refusal's time.
+      const r = await runCli(['serve'], { ASOF_API_KEYS: keys, ASOF_DATA_DIR: join(dir.path, 'data'), PORT: '0', GRPC_PORT: '0' }, { timeoutMs: 60_000 });
+      assert.equal(r.code, 1, `ASOF_API_KEYS=${keys}: ${r.stderr}`);
+      assert.match(r.stderr, why);
+      assert.ok(!r.stderr.includes('k1sec'), r.stderr);
+    }
+  } finally {
+    await dir.cleanup();
+  }
+});
