@@ -324,7 +324,15 @@ export class AuditService {
   /** GET /audit/verify: walks the table's chain over offsets [from, to]. */
   async verify(table: string, from?: number, to?: number): Promise<VerifyResult & { table: string; signature?: { algorithm: 'Ed25519'; publicKey: string; message: string; value: string } }> {
     checkRange(from, to);
-    const r = await verifyChain(this.engine.table(table), from, to);
+    const t = this.engine.table(table);
+    // An offset past the table's latest has no frame: the walk would find none and answer a head at -1 (genesis), a false head a signature would vouch for.
+    const latest = t.endOffset - 1;
+    for (const [field, v] of [['from', from], ['to', to]] as const) {
+      if (v === undefined || v <= latest) continue;
+      const range = latest < 0 ? `table "${table}" has no records yet` : `table "${table}" holds offsets 0 to ${latest} (its latest)`;
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `${field} is ${v}; ${range}`, [{ field, reason: latest < 0 ? 'the table has no records' : `offset outside [0, ${latest}]` }]);
+    }
+    const r = await verifyChain(t, from, to);
     if (!this.signer) return { table, ...r };
     const message = headMessage(table, r.head);
     return { table, ...r, signature: { algorithm: 'Ed25519', publicKey: this.signer.publicKey, message, value: this.signer.sign(message) } };

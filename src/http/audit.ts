@@ -224,7 +224,7 @@ export function auditRoutes(app: FastifyInstance, services: Services): void {
       scope: 'audit',
       summary: "Walk a table's hash chain",
       description:
-        "Recomputes every frame's SHA-256 link over offsets [from, to] (default: all) and compares it with the stored one. A broken link is reported (`firstBroken`), never cut away: later frames stay readable. With ASOF_AUDIT_SIGNING_KEY the head carries an Ed25519 signature.",
+        "Recomputes every frame's SHA-256 link over offsets [from, to] (default: all) and compares it with the stored one. A `from` or `to` past the table's latest offset is a 400 naming it and the range. A broken link is reported (`firstBroken`), never cut away: later frames stay readable. With ASOF_AUDIT_SIGNING_KEY the head carries an Ed25519 signature.",
       tags: ['audit'],
       query: z.strictObject({ table: z.string().min(1), from: z.coerce.number().int().min(0).optional(), to: z.coerce.number().int().min(0).optional() }),
       responses: { 200: VerifyResult, 400: 'error', 404: 'error' },

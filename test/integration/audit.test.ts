@@ -311,6 +311,35 @@ test('scopes: a lookup that records a decision needs "decide"; the audit routes 
   }
 });
 
+test('verify: a from or to past the table\'s latest offset is a 400 naming it and the range, not a head at -1 (which a signing key would sign)', async () => {
+  const clock = { t: 0 };
+  const asof = await testAsof({}, { now: () => clock.t });
+  try {
+    await flussExample(asof, clock);
+    // user_risk's latest offset is 4 (five records: +I, -U/+U, -U/+U).
+    for (const [query, field] of [['from=5', 'from'], ['from=5000', 'from'], ['to=5', 'to'], ['from=2&to=9', 'to']] as const) {
+      const r = await asof.req('GET', `/audit/verify?table=user_risk&${query}`);
+      assert.equal(r.status, 400, `${query}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.code, 'ASOF_INVALID_ARGUMENT');
+      assert.match(r.body.error.message, new RegExp(`^${field} is \\d+; table "user_risk" holds offsets 0 to 4`));
+      assert.deepEqual(r.body.error.details, [{ field, reason: 'offset outside [0, 4]' }]);
+    }
+    // The edge of the range still verifies.
+    const last = await ok(asof.req('GET', '/audit/verify?table=user_risk&from=4&to=4'));
+    assert.deepEqual([last.ok, last.head.offset, last.checked], [true, 4, 1]);
+
+    await ok(asof.req('PUT', '/tables/empty_t', { kind: 'log', eventTime: 'ts', columns: [{ name: 'ts', type: 'timestamp', nullable: false }] }), 201);
+    const none = await asof.req('GET', '/audit/verify?table=empty_t&from=0');
+    assert.equal(none.status, 400);
+    assert.match(none.body.error.message, /^from is 0; table "empty_t" has no records yet/);
+    // Without a range, an empty table's head is the genesis, as before.
+    const whole = await ok(asof.req('GET', '/audit/verify?table=empty_t'));
+    assert.deepEqual([whole.ok, whole.head.offset, whole.checked], [true, -1, 0]);
+  } finally {
+    await asof.destroy();
+  }
+});
+
 test('verify: a frame damaged on disk while the table is open is named with reason "checksum"; a link that holds needs no CRC-32', async () => {
   const clock = { t: 0 };
   const dir = await tempDir();
