@@ -105,6 +105,11 @@ export class RedisLookupReader {
     this.connect();
   }
 
+  /** Whether lookups can be sent: connected, and AUTH and SELECT (when the URL asks for them) accepted. */
+  healthy(): boolean {
+    return this.ready;
+  }
+
   /** Resolves once connected (or rejects after `ms`); lookups do not wait for it. */
   async whenReady(ms: number): Promise<void> {
     const deadline = performance.now() + ms;

@@ -107,6 +107,8 @@ export async function connectRedis(url: string, logger: Logger, commandTimeoutMs
 interface LookupReader {
   hmget(key: string, fields: string[]): Promise<Read>;
   close(): void;
+  /** False while the reader cannot send lookups (the lean client reconnecting, or its AUTH or SELECT refused). */
+  healthy?(): boolean;
 }
 
 type Read = Partial<Values> & Pick<Values, 'values'>;
@@ -143,9 +145,13 @@ export class RedisOnlineStore implements OnlineStore {
     }
   }
 
-  /** ioredis's own connection state: 'ready' once connected (and selected, authenticated), anything else while it reconnects. */
+  /**
+   * Both connections can be used: ioredis's state is 'ready' (connected, selected, authenticated), and the lookup
+   * reader's too. They can disagree: ioredis goes on after Redis refuses an AUTH it was not asked for, or a SELECT,
+   * where the lean reader does not, so lookups would answer 503 while /readyz said ready.
+   */
   healthy(): boolean {
-    return (this.redis as Redis).status === 'ready';
+    return (this.redis as Redis).status === 'ready' && this.reader.healthy?.() !== false;
   }
 
   /** The hash of a namespace. */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { call, grpcAsof } from './grpc-helpers.js';
 import { testAsof } from '../helpers.js';
-import { PrivateRedis, redisServerInstalled, uniquePrefix } from '../redis-helpers.js';
+import { deletePrefix, PrivateRedis, redisServerInstalled, SHARED_REDIS_URL, sharedRedisOrSkip, uniquePrefix } from '../redis-helpers.js';
 
 const NOW = Date.parse('2026-03-01T12:00:00Z');
 
@@ -112,5 +112,23 @@ test('/readyz answers 503 while Redis is away and 200 once it is back', { skip: 
   } finally {
     await a.destroy();
     await redis.stop().catch(() => undefined);
+  }
+});
+
+test('/readyz answers 503 while the lookup connection cannot use Redis (a password Redis refuses), though writes go through', async (t) => {
+  if (!(await sharedRedisOrSkip())) return t.skip('redis not reachable');
+  const prefix = uniquePrefix('readyz-auth');
+  // The shared Redis has no password: AUTH is refused. ioredis goes on without it; the lookup connection does not.
+  const url = new URL(SHARED_REDIS_URL);
+  url.password = 'not-the-password';
+  const a = await testAsof({ redisUrl: url.toString(), redisPrefix: prefix });
+  try {
+    const ready = await a.req('GET', '/readyz');
+    assert.equal(ready.status, 503, JSON.stringify(ready.body));
+    assert.equal(ready.body.error.code, 'ASOF_BACKEND_UNAVAILABLE');
+    assert.match(String((await a.req('GET', '/metrics')).body), /asof_online_store_up\{store="redis"\} 0/);
+  } finally {
+    await a.destroy();
+    await deletePrefix(SHARED_REDIS_URL, prefix);
   }
 });
