@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { access, readlink, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
-import { captureLogger, tempDir } from '../helpers.js';
+import { captureLogger, tempDir, until } from '../helpers.js';
 
 const ACCOUNTS = {
   kind: 'pk' as const,
@@ -22,14 +22,6 @@ const ACCOUNTS = {
 
 const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
 const isLink = (p: string): Promise<boolean> => readlink(p).then(() => true, () => false);
-
-async function until(what: string, ok: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await ok()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 test('a snapshot that fails with ENOSPC is logged, cleans up its temporary file, and leaves the process and table running', async () => {
   const unhandled: unknown[] = [];
