@@ -36,10 +36,16 @@ export function parseNdjson(text: string): unknown[] {
  * Arrow's per-value `get` made this path slower than JSON.
  */
 export function parseArrowStream(bytes: Uint8Array): unknown[] {
+  if (bytes.length === 0) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the body is empty: an Arrow IPC stream holds at least its schema message (send a schema with no batches to write no rows)', [{ field: 'body', reason: 'empty, not an Arrow IPC stream' }]);
   let batches: A.RecordBatch[];
   try {
-    batches = A.RecordBatchReader.from(bytes).readAll();
+    const reader = A.RecordBatchReader.from(bytes);
+    // Bytes that do not begin with a schema message (no continuation marker, or not Arrow at all) give a reader with
+    // no schema and no batches rather than an error: refused here, or they would be an empty write.
+    if (!reader.open().schema) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the body is not an Arrow IPC stream: it does not begin with a schema message (0xFFFFFFFF, a length, then a flatbuffer Schema)', [{ field: 'body', reason: 'no Arrow IPC schema message' }]);
+    batches = reader.readAll();
   } catch (e) {
+    if (e instanceof AsofError) throw e;
     throw new AsofError('ASOF_INVALID_ARGUMENT', `body is not a valid Arrow IPC stream: ${(e as Error).message}`, [{ field: 'body', reason: 'invalid Arrow IPC' }]);
   }
   try {
