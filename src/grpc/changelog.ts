@@ -17,7 +17,7 @@ import type { ChangeRecord } from '../engine/table.js';
 import { protoTimestamp } from '../feast/values.js';
 import type { Services } from '../services.js';
 import { callerOfCall, serverStream, toGrpcStatus, type CallContext } from './calls.js';
-import { fromPbValue, toPbRow, type PbValue } from './values.js';
+import { BadJsonValue, fromPbValue, toPbRow, type PbValue } from './values.js';
 
 interface FollowRequest {
   table?: string;
@@ -39,7 +39,7 @@ export function changelogService(ctx: CallContext, services: Pick<Services, 'eng
       if (!Number.isSafeInteger(from) || from < 0) throw new AsofError('ASOF_INVALID_ARGUMENT', `from_offset must be >= 0, got ${req.from_offset}`, [{ field: 'from_offset', reason: 'negative' }]);
       let key: string | undefined;
       if (req.key) {
-        const k = fromPbValue(req.key);
+        const k = keyValue(req.key);
         key = t.schema.parseKey(typeof k === 'boolean' ? String(k) : k);
       }
 
@@ -70,4 +70,14 @@ export function changelogService(ctx: CallContext, services: Pick<Services, 'eng
       call.on('error', gone);
     }),
   };
+}
+
+/** The key a follow is limited to; a Value that cannot be read (no kind set, json_value not JSON) is INVALID_ARGUMENT naming `key`. */
+function keyValue(v: PbValue): unknown {
+  try {
+    return fromPbValue(v);
+  } catch (e) {
+    if (!(e instanceof BadJsonValue)) throw e;
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid key: ${e.message}`, [{ field: 'key', reason: e.message }]);
+  }
 }

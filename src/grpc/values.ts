@@ -57,8 +57,10 @@ export function toPbRow(schema: TableSchema, row: Row): { columns: Record<string
   return { columns };
 }
 
-/** Thrown for a json_value that is not JSON; callers name the row and column. */
+/** Thrown for a Value that cannot be read (a json_value that is not JSON, no kind set); callers name the row and column. */
 export class BadJsonValue extends Error {}
+
+const NO_KIND = 'an asof.v1.Value with no kind set (send a null as null_value)';
 
 /** A google.protobuf.Timestamp as proto-loader gives it (int64 seconds as a string or number). */
 export interface PbTimestamp {
@@ -84,13 +86,16 @@ export function timestampMs(t: PbTimestamp, field: string): number {
  * A decoded Value → the plain JS value a JSON body would carry: int64 as a
  * number when it is safe, else a decimal string; timestamps as epoch ms;
  * json_value parsed; lists, structs and vectors as arrays and objects;
- * null_value or nothing set → null.
+ * null_value → null. A Value with no kind set is refused (BadJsonValue), not
+ * read as null: a null is sent as null_value, so an empty Value is a client's
+ * mistake (a value it meant to set), and storing null would bend it.
  */
 export function fromPbValue(v: PbValue | null | undefined): unknown {
   if (!v) return null;
   const kind = v.kind as string | undefined;
   switch (kind) {
     case undefined:
+      throw new BadJsonValue(NO_KIND);
     case 'null_value':
       return null;
     case 'int64_value': {

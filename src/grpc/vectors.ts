@@ -35,9 +35,16 @@ interface SearchRequest {
 const METRIC_IN: Record<string, Metric | undefined> = { METRIC_UNSPECIFIED: undefined, COSINE: 'cosine', L2: 'l2', DOT: 'dot' };
 const METRIC_OUT: Record<Metric, string> = { cosine: 'COSINE', l2: 'L2', dot: 'DOT' };
 
-/** google.protobuf.Value (proto-loader's shape) → its JSON value. */
-function fromStructValue(v: PbStructValue | undefined): unknown {
+/**
+ * google.protobuf.Value (proto-loader's shape) → its JSON value. A Value with
+ * no kind set is refused (INVALID_ARGUMENT naming `at`, its path in the
+ * filter), not read as null: `{lang: Value{}}` would filter on lang IS NULL.
+ * A null is sent as null_value.
+ */
+function fromStructValue(v: PbStructValue | undefined, at: string): unknown {
   switch (v?.kind) {
+    case 'nullValue':
+      return null;
     case 'numberValue':
       return v.numberValue;
     case 'stringValue':
@@ -45,17 +52,19 @@ function fromStructValue(v: PbStructValue | undefined): unknown {
     case 'boolValue':
       return v.boolValue;
     case 'structValue':
-      return fromStruct(v.structValue);
+      return fromStruct(v.structValue, at);
     case 'listValue':
-      return (v.listValue?.values ?? []).map(fromStructValue);
-    default:
-      return null;
+      return (v.listValue?.values ?? []).map((x, i) => fromStructValue(x, `${at}[${i}]`));
+    default: {
+      const reason = 'a google.protobuf.Value with no kind set (send a null as null_value)';
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `${at}: ${reason}`, [{ field: at, reason }]);
+    }
   }
 }
 
-function fromStruct(s: { fields?: Record<string, PbStructValue> } | undefined): Record<string, unknown> {
+function fromStruct(s: { fields?: Record<string, PbStructValue> } | undefined, at: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = fromStructValue(v);
+  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = fromStructValue(v, `${at}.${k}`);
   return out;
 }
 
@@ -71,7 +80,7 @@ export function vectorService(ctx: CallContext, services: Pick<Services, 'vector
         column: req.column || undefined,
         vector: req.vector ?? [],
         k: k || 10,
-        filter: req.filter ? fromStruct(req.filter) : undefined,
+        filter: req.filter ? fromStruct(req.filter, 'filter') : undefined,
         metric: METRIC_IN[req.metric ?? 'METRIC_UNSPECIFIED'],
         asOf,
         features: req.features?.length ? req.features : undefined,
