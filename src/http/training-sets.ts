@@ -20,7 +20,7 @@ import { CONTENT_TYPES, EXTENSIONS, OUTPUT_FORMATS, type OutputFormat } from '..
 import type { PreparedTrainingSet, TrainingSetRequest } from '../offline/training-set.js';
 import type { Services } from '../services.js';
 import type { RoutePlugin } from './server.js';
-import { route } from './route.js';
+import { rawJsonOf, route } from './route.js';
 import { callerOf } from './server.js';
 import { TokenSchema } from './tables.js';
 import { acceptFileBodies, assertJsonOrFile, FILE_CONTENT_TYPES, fileFormatOf, isFileBody, saveBody } from './uploads.js';
@@ -124,6 +124,7 @@ export const trainingSetRoutes =
           query: FileQuery,
           body: TrainingSetBody,
           consumes: Object.values(FILE_CONTENT_TYPES),
+          keepText: true,
           responses: { 200: TrainingSetRows, 202: JobStatus, 400: 'error', 404: 'error', 413: 'error', 415: 'error' },
         },
         async (req, reply, { query, body }) => {
@@ -152,7 +153,9 @@ export const trainingSetRoutes =
               throw new AsofError('ASOF_INVALID_ARGUMENT', `invalid query: ${details[0].field}: ${details[0].reason}`, details);
             }
             const b = body as z.infer<typeof TrainingSetBody>;
-            request = { entities: b.entities as EntitySource, features: b.features, service: b.service, pointInTime: b.pointInTime, fullFeatureNames: b.fullFeatureNames, format: b.format };
+            // Inline rows with the body's text, which alone shows a number a float64 bent (entity-rows.ts).
+            const entities = (('rows' in b.entities ? { rows: b.entities.rows, text: rawJsonOf(req) } : b.entities) as EntitySource);
+            request = { entities, features: b.features, service: b.service, pointInTime: b.pointInTime, fullFeatureNames: b.fullFeatureNames, format: b.format };
             forceJob = b.async;
           }
           const removeUpload = async (): Promise<void> => {

@@ -6,11 +6,16 @@
 import type { Caller } from '../access.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { AsofError } from '../errors.js';
+import { bentNumberReason, bentNumbers } from '../engine/json-safety.js';
 import { readValues } from './columns.js';
 import { readAhead } from './scan.js';
 import { openFile, TypeInference, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
 
-export type EntitySource = { rows: Record<string, unknown>[] } | { table: string } | { file: { path: string; format: FileFormat } };
+/**
+ * Inline rows may come with `text`, the JSON body they were parsed from (rows at `entities.rows`): only it shows
+ * a number a float64 bent (json-safety.ts bentNumbers), which is refused rather than written altered.
+ */
+export type EntitySource = { rows: Record<string, unknown>[]; text?: string } | { table: string } | { file: { path: string; format: FileFormat } };
 
 export interface EntityRows {
   /** The entity rows' columns, in order, with the types they were read as. */
@@ -33,14 +38,15 @@ const BATCH = 4096;
  * NDJSON file's longest line (files.ts).
  */
 export async function openEntityRows(source: EntitySource, engine: Engine, caller: Caller, textColumns: string[], maxLineBytes?: number): Promise<EntityRows> {
-  if ('rows' in source) return inlineRows(source.rows);
+  if ('rows' in source) return inlineRows(source.rows, source.text);
   if ('table' in source) return tableRows(engine, source.table, caller);
   const f = await openFile(source.file.path, source.file.format, { text: textColumns, maxLineBytes });
   return { columns: f.columns, total: f.rows, token: {}, batches: () => f.batches(), close: () => f.close() };
 }
 
-function inlineRows(rows: Record<string, unknown>[]): EntityRows {
+function inlineRows(rows: Record<string, unknown>[], text?: string): EntityRows {
   if (rows.length === 0) throw new AsofError('ASOF_INVALID_ARGUMENT', 'entities.rows is empty: give at least one entity row', [{ field: 'entities.rows', reason: 'empty' }]);
+  if (text !== undefined) refuseBentNumbers(text);
   const inference = new TypeInference();
   rows.forEach((r, i) => {
     if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new AsofError('ASOF_INVALID_ARGUMENT', `entity row ${i} is not an object`, [{ row: i, field: 'entities.rows', reason: 'not an object' }]);
@@ -59,6 +65,22 @@ function inlineRows(rows: Record<string, unknown>[]): EntityRows {
     },
     async close() {},
   };
+}
+
+/**
+ * Refuses inline entity rows in whose JSON text a number literal is not the
+ * float64 JSON.parse read (labels pass through to the output, so
+ * `9007199254740993` would be written as 9007199254740992 and
+ * `0.1000000000000000055511151231257827` as 0.1): 400 naming the row and the
+ * column, whatever the column (a key, the time, a label, inside a nested label).
+ */
+function refuseBentNumbers(text: string): void {
+  for (const b of bentNumbers(text)) {
+    const [entities, rows, row, column] = b.path;
+    if (entities !== 'entities' || rows !== 'rows' || typeof row !== 'number' || typeof column !== 'string') continue;
+    const reason = bentNumberReason(b, b.path.slice(4));
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `entity row ${row}: column "${column}": ${reason}`, [{ row, field: column, reason }]);
+  }
 }
 
 function tableRows(engine: Engine, name: string, caller: Caller): EntityRows {
