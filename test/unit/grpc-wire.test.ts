@@ -206,7 +206,6 @@ test('requests read back as the entity keys and the selection proto-loader would
     { struct_value: { fields: { a: { int64_value: '5' }, b: { list_value: { values: [] } } } } },
     { vector_value: { values: [0.5, -1, 3] } },
     { null_value: 'NULL_VALUE' },
-    {},
   ];
   const selections: { features?: { refs: string[] }; view?: string; service?: string }[] = [{ features: { refs: ['v:a', 'w:ü'] } }, { view: 'typed' }, { service: 'scoring' }, {}];
   for (const sel of selections) {
@@ -226,4 +225,7 @@ test('an unreadable request or entity is refused, an entity naming its index', (
   assert.throws(() => decodeOnlineRequest(bytes.subarray(0, bytes.length - 2)), RangeError);
   const badJson = decodeOnlineRequest(online.requestSerialize({ entities: [{ string_value: 'ok' }, { json_value: '{nope' }], view: 'typed' }));
   assert.throws(() => entityKeys(badJson.entities), (e: any) => e.code === 'ASOF_INVALID_ARGUMENT' && /entity 1 .*json_value is not valid JSON/.test(e.message) && e.details[0].row === 1);
+  // A Value with no kind set is no null (a null is null_value): refused, naming its index.
+  const unset = decodeOnlineRequest(online.requestSerialize({ entities: [{ string_value: 'ok' }, {}], view: 'typed' }));
+  assert.throws(() => entityKeys(unset.entities), (e: any) => e.code === 'ASOF_INVALID_ARGUMENT' && /entity 1 .*no kind set/.test(e.message) && e.details[0].row === 1);
 });
