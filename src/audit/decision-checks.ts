@@ -5,6 +5,7 @@
  * did. Used by the audit service (service.ts) for every adapter.
  */
 import { AsofError } from '../errors.js';
+import { shownJson } from '../engine/coerce.js';
 import type { CompiledColumn } from '../engine/schema.js';
 import type { FeatureViewDef } from '../features/definitions.js';
 import { entityKeyText } from '../features/entity-key.js';
@@ -42,7 +43,7 @@ export function canonicalEntity(cols: CompiledColumn[], entity: unknown, field: 
       keys.add(entityKeyText(col, entity));
     } catch (e) {
       const reason = (e as { reason?: string }).reason ?? String(e);
-      throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${JSON.stringify(entity)} is not a valid ${col.name}: ${reason}`, [{ field, reason }]);
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${shownJson(entity)} is not a valid ${col.name}: ${reason}`, [{ field, reason }]);
     }
   }
   if (keys.size === 1) return [...keys][0];

@@ -24,7 +24,7 @@ export function coercer(type: ColumnType, path: string): Coerce {
         typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647 ? v : bad(`expected int32, got ${describe(v)}`);
     case 'int64':
       return (v) => {
-        if (typeof v === 'number') return Number.isSafeInteger(v) ? v : bad(`expected int64, got ${describe(v)} (integers beyond 2^53 must be sent as strings)`);
+        if (typeof v === 'number') return Number.isSafeInteger(v) ? v : bad(`expected int64, got ${describe(v)}: integers beyond 2^53 must be sent as strings`);
         if (typeof v === 'bigint' || (typeof v === 'string' && /^-?\d{1,19}$/.test(v))) {
           const b = BigInt(v);
           if (b < -(2n ** 63n) || b >= 2n ** 63n) bad(`int64 out of range: ${String(v)}`);
@@ -95,8 +95,21 @@ export function coercer(type: ColumnType, path: string): Coerce {
   }
 }
 
+/**
+ * How `describe` names an integer number of magnitude 2^53 or more: not by its
+ * value, which is the float64 JSON.parse (or a double) made of what was sent
+ * (`9007199254740993` arrives as 9007199254740992), so printing it would show a
+ * number the client never sent. A caller holding the text quotes the literal
+ * in front of it (ingest.ts).
+ */
+export const BEYOND_2_53 = 'a number of magnitude 2^53 or more (a JSON number does not carry one exactly)';
+
+/** `v` as JSON for a message naming a value, or BEYOND_2_53 for a number whose value is not the one sent (see there). */
+export const shownJson = (v: unknown): string => (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v) ? BEYOND_2_53 : JSON.stringify(v));
+
 export function describe(v: unknown): string {
   if (v === null) return 'null';
+  if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) return BEYOND_2_53;
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
   if (typeof v === 'object') return 'an object';

@@ -13,6 +13,7 @@ import { countRowsIngested } from '../metrics.js';
 import type { KeyedRequest } from '../engine/idempotency.js';
 import { columnar, fromColumns } from './json-rows.js';
 import type { ParsePool } from './parse-pool.js';
+import { quoteSentLiterals } from './quote-literals.js';
 
 export interface IngestResult {
   count: number;
@@ -200,6 +201,7 @@ export class IngestService {
     if (op === 'upsert' && validatedFor.get(rows) === table.schema) return { table, valid: rows as Row[] };
     const { rows: valid, issues } = table.schema.validate(rows, { keysOnly: op === 'delete' });
     if (issues.length > 0) {
+      quoteSentLiterals(issues, rows);
       const first = issues[0];
       throw new AsofError('ASOF_INVALID_ROW', `row ${first.row}: ${first.field ? `column "${first.field}": ` : ''}${first.reason}; nothing was written`, issues);
     }

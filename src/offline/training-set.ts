@@ -14,6 +14,7 @@
 import type { Caller } from '../access.js';
 import { AsofError } from '../errors.js';
 import type { Engine, Token } from '../engine/engine.js';
+import { shownJson } from '../engine/coerce.js';
 import { fromText, parseTimestamp, timestampProblem, type CompiledColumn } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
@@ -304,7 +305,7 @@ function normalize(batch: ColumnBatch, rowBase: number, timeIndex: number, plans
     const ms = parseTimestamp(times[i]);
     if (ms === undefined) {
       const v = times[i];
-      throw invalid(`entity row ${rowBase + i}: ${v === null || v === undefined ? 'no time' : `time: ${timestampProblem(v, JSON.stringify(String(v)))}`}`, 'timestamp', rowBase + i);
+      throw invalid(`entity row ${rowBase + i}: ${v === null || v === undefined ? 'no time' : `time: ${timestampProblem(v, typeof v === 'number' ? shownJson(v) : JSON.stringify(String(v)))}`}`, 'timestamp', rowBase + i);
     }
     t[i] = ms;
     times[i] = ms;

@@ -5,6 +5,7 @@
  * column.
  */
 import { AsofError } from '../errors.js';
+import { shownJson } from '../engine/coerce.js';
 import type { CompiledColumn } from '../engine/schema.js';
 import type { ColumnType } from '../engine/types.js';
 import type { FeatureViewDef } from '../features/definitions.js';
@@ -126,7 +127,7 @@ export function keysOf(g: ViewGroup, entities: unknown[]): string[] {
       keys[i] = entityKeyText(col, entities[i]);
     } catch (e) {
       const reason = (e as { reason?: string }).reason ?? String(e);
-      throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${i} (${JSON.stringify(entities[i])}) is not a valid ${col.name}: ${reason}`, [{ row: i, field: 'entity', reason }]);
+      throw new AsofError('ASOF_INVALID_ARGUMENT', `entity ${i} (${shownJson(entities[i])}) is not a valid ${col.name}: ${reason}`, [{ row: i, field: 'entity', reason }]);
     }
   }
   return keys;
