@@ -64,7 +64,11 @@ function fromStructValue(v: PbStructValue | undefined, at: string): unknown {
 
 function fromStruct(s: { fields?: Record<string, PbStructValue> } | undefined, at: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = fromStructValue(v, `${at}.${k}`);
+  for (const [k, v] of Object.entries(s?.fields ?? {})) {
+    // Assigned to a plain object, this name would set its prototype: the condition dropped, not refused (REST refuses it too).
+    if (k === '__proto__') throw new AsofError('ASOF_INVALID_ARGUMENT', `${at}.__proto__: the name "__proto__" is reserved`, [{ field: `${at}.__proto__`, reason: 'the name "__proto__" is reserved' }]);
+    out[k] = fromStructValue(v, `${at}.${k}`);
+  }
   return out;
 }
 

@@ -104,6 +104,10 @@ describe('refusing bodies and values that carry nothing', () => {
     const nested = await call(asof.vectors, 'Search', { table: 'docs', vector: [1, 0], k: 5, filter: { fields: { lang: { listValue: { values: [{ stringValue: 'en' }, {}] } } } } });
     assert.equal(nested.err?.code, 3);
     assert.equal(asofError(nested.err!).details[0].field, 'filter.lang[1]');
+    // A field named __proto__ beside a real condition: before, it was dropped and the search answered unfiltered by it.
+    const proto = await call(asof.vectors, 'Search', { table: 'docs', vector: [1, 0], k: 5, filter: { fields: JSON.parse('{"__proto__":{"stringValue":"x"},"lang":{"stringValue":"en"}}') } });
+    assert.equal(proto.err?.code, 3, JSON.stringify(proto.res));
+    assert.equal(asofError(proto.err!).details[0].field, 'filter.__proto__');
     const nul = await search({ nullValue: 'NULL_VALUE' });
     assert.equal(nul.err, undefined, nul.err?.details);
     assert.deepEqual(nul.res.results.map((h: any) => h.key), ['none']);
