@@ -44,6 +44,7 @@ export function parseArrowStream(bytes: Uint8Array): unknown[] {
     // no schema and no batches rather than an error: refused here, or they would be an empty write.
     if (!reader.open().schema) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the body is not an Arrow IPC stream: it does not begin with a schema message (0xFFFFFFFF, a length, then a flatbuffer Schema)', [{ field: 'body', reason: 'no Arrow IPC schema message' }]);
     batches = reader.readAll();
+    if (reader.isStream()) refuseBytesAfterEnd(bytes);
   } catch (e) {
     if (e instanceof AsofError) throw e;
     throw new AsofError('ASOF_INVALID_ARGUMENT', `body is not a valid Arrow IPC stream: ${(e as Error).message}`, [{ field: 'body', reason: 'invalid Arrow IPC' }]);
@@ -54,6 +55,33 @@ export function parseArrowStream(bytes: Uint8Array): unknown[] {
     // Nesting deep enough to overflow a recursive read is the body's fault, not the server's.
     if (e instanceof AsofError) throw e;
     throw new AsofError('ASOF_INVALID_ARGUMENT', `the Arrow IPC stream's values cannot be read: ${(e as Error).message}`, [{ field: 'body', reason: 'unreadable Arrow values' }]);
+  }
+}
+
+/**
+ * Refuses bytes after a stream's last message: Arrow's reader stops at the
+ * end-of-stream marker and ignores what follows, so a second stream sent
+ * after the first (its rows) was dropped without a word. Walks the message
+ * frames (continuation marker, metadata length, metadata, body), reading only
+ * each header's body length; the reader has already read them all.
+ */
+function refuseBytesAfterEnd(bytes: Uint8Array): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 0;
+  while (pos + 4 <= bytes.length) {
+    let len = view.getInt32(pos, true);
+    pos += 4;
+    // The continuation marker, then the length (streams before Arrow 0.15 have the length alone).
+    if (len === -1 && pos + 4 <= bytes.length) {
+      len = view.getInt32(pos, true);
+      pos += 4;
+    }
+    if (len === 0) break; // end of stream
+    pos += len + Number(A.Message.decode(bytes.subarray(pos, pos + len)).bodyLength);
+  }
+  if (pos < bytes.length) {
+    const reason = `${bytes.length - pos} bytes follow the end of the Arrow IPC stream (a second stream, or other data): send one stream`;
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `the body is not one Arrow IPC stream: ${reason}`, [{ field: 'body', reason }]);
   }
 }
 

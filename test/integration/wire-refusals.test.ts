@@ -1,7 +1,7 @@
 /**
  * Bodies and values that say nothing are refused, not read as "nothing":
- * an Arrow body that is not an Arrow IPC stream (or is empty) is a 400, and
- * uses up no Idempotency-Key; an asof.v1.Value or google.protobuf.Value with
+ * an Arrow body that is not one Arrow IPC stream (or is empty, or has bytes
+ * after the stream's end) is a 400, and uses up no Idempotency-Key; an asof.v1.Value or google.protobuf.Value with
  * no kind set is INVALID_ARGUMENT, not null. Feast's Value keeps Feast's
  * reading (no val set is None).
  */
@@ -49,6 +49,16 @@ describe('refusing bodies and values that carry nothing', () => {
       assert.equal(r.body.error.code, 'ASOF_INVALID_ARGUMENT', what);
       assert.equal(r.body.error.details[0].field, 'body', what);
       assert.match(r.body.error.message, what === 'empty' ? /the body is empty/ : /not an Arrow IPC stream: it does not begin with a schema message/, what);
+    }
+    // Bytes after a stream's end: Arrow's reader stopped there, and a second stream's rows were dropped without a word.
+    for (const [what, body] of [
+      ['two streams', Buffer.concat([ipc(['t1']), ipc(['t2', 't3'])])],
+      ['trailing bytes', Buffer.concat([ipc(['t1']), Buffer.from('garbage!')])],
+    ] as const) {
+      const r = await asof.req('POST', '/tables/docs/rows', body, { ...ARROW, 'idempotency-key': 'ik-1' });
+      assert.equal(r.status, 400, `${what}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.details[0].field, 'body', what);
+      assert.match(r.body.error.message, /bytes follow the end of the Arrow IPC stream/, what);
     }
     assert.equal(await end(), before, 'nothing was written');
     // The key was not taken by the refused requests: the real write with it is answered, not 409.

@@ -123,6 +123,9 @@ export const protoMapIpc = (): Buffer => {
   return Buffer.from(A.tableToIPC(new A.Table({ id: A.vectorFromArray(['m'], new A.Utf8()), j: A.vectorFromArray([new Map([['__proto__', 1]])], new A.Map_(entries)) }), 'stream'));
 };
 
+/** An Arrow IPC stream of one `docs` row, `id` only. */
+export const docsIpc = (id: string): Buffer => Buffer.from(A.tableToIPC(new A.Table({ id: A.vectorFromArray([id], new A.Utf8()) }), 'stream'));
+
 /** A write of an Arrow IPC stream, as REST Arrow and gRPC WriteRows arrow_ipc; a success answers {count}. */
 export function arrowWriteForms(table: string, ipc: Buffer): Record<string, Form> {
   return {

@@ -15,7 +15,7 @@ import type { ErrorCode } from '../../src/errors.js';
 import type { GrpcAsof } from '../integration/grpc-helpers.js';
 import { call } from '../integration/grpc-helpers.js';
 import { feastJson } from '../integration/wire-values.js';
-import { arrowWriteForms, decimalIpc, protoMapIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, keyedFollowForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
+import { arrowWriteForms, decimalIpc, docsIpc, protoMapIpc, followForms, insertReadBackForms, jsonTextReadBackForms, jsonTextWriteForms, keyedFollowForms, malformedLookupForms, resumeForms, servingInfoForms, writeForms } from './forms.js';
 import { canonicalEntityLookupForms, conflictingLookupForms, decisionAuditForms, decisionTimesForms, entityStateForms, nextDecisionId, postedServedAuditForms, recordedLookupForms, repeatedLookupForms } from './decision-forms.js';
 import { EVENTS, grpcError, GUARDED_DECISION, HELD, lookupForms, restError, restForm, vectorForms, type Form, type Target, type World } from './world.js';
 
@@ -149,6 +149,7 @@ export const OPERATIONS: Operation[] = [
   { name: 'bad rows: epoch ms a float64 reads as a whole number (1700000000000.00000001)', forms: jsonTextWriteForms('events', { id: 'e' }, 'at', '1700000000000.00000001'), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'write: 2^53, 1e300 and 0.1 inside a json value, stored exactly', forms: jsonTextReadBackForms('[9007199254740992,1e300,0.1]'), expect: { answer: [{ count: 1 }, [9007199254740992, 1e300, 0.1]] } },
   { name: 'bad body: bytes that are not an Arrow IPC stream (an empty write before)', forms: arrowWriteForms('docs', Buffer.from('garbage')), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
+  { name: 'bad body: two Arrow IPC streams in one body (the second dropped before)', forms: arrowWriteForms('docs', Buffer.concat([docsIpc('s1'), docsIpc('s2')])), expect: { error: 'ASOF_INVALID_ARGUMENT' } },
   { name: 'bad rows: an Arrow Decimal', forms: arrowWriteForms('docs', decimalIpc()), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'bad rows: an Arrow Map key __proto__', forms: arrowWriteForms('docs', protoMapIpc()), expect: { error: 'ASOF_INVALID_ROW' } },
   { name: 'write: the last instant of 9999', forms: writeForms('events', [{ id: 'e', at: 253_402_300_799_999 }]), expect: { answer: { count: 1 } } },
