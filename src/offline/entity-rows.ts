@@ -6,7 +6,7 @@
 import type { Caller } from '../access.js';
 import type { Engine, Token } from '../engine/engine.js';
 import { AsofError } from '../errors.js';
-import { bentNumberReason, bentNumbers } from '../engine/json-safety.js';
+import { bentNumberReason, bentNumbers, type BentNumber } from '../engine/json-safety.js';
 import { readValues } from './columns.js';
 import { readAhead } from './scan.js';
 import { openFile, TypeInference, type ColumnBatch, type FileColumn, type FileFormat } from './files.js';
@@ -40,7 +40,8 @@ const BATCH = 4096;
 export async function openEntityRows(source: EntitySource, engine: Engine, caller: Caller, textColumns: string[], maxLineBytes?: number): Promise<EntityRows> {
   if ('rows' in source) return inlineRows(source.rows, source.text);
   if ('table' in source) return tableRows(engine, source.table, caller);
-  const f = await openFile(source.file.path, source.file.format, { text: textColumns, maxLineBytes });
+  // With the JSON text of NDJSON lines and Parquet nested values, for refuseBentInFile.
+  const f = await openFile(source.file.path, source.file.format, { text: textColumns, maxLineBytes, jsonTexts: true });
   return { columns: f.columns, total: f.rows, token: {}, batches: () => f.batches(), close: () => f.close() };
 }
 
@@ -81,6 +82,29 @@ function refuseBentNumbers(text: string): void {
     const reason = bentNumberReason(b, b.path.slice(4));
     throw new AsofError('ASOF_INVALID_ARGUMENT', `entity row ${row}: column "${column}": ${reason}`, [{ row, field: column, reason }]);
   }
+}
+
+/**
+ * Refuses a batch of a file's entity rows (its first row is row `base`) in
+ * whose JSON text (NDJSON lines, Parquet nested values: files.ts jsonTexts)
+ * a number is not the float64 JSON.parse read, as refuseBentNumbers does for
+ * inline rows. CSV scalars are typed by DuckDB with no text kept: not checked.
+ */
+export function refuseBentInFile(b: ColumnBatch, columns: FileColumn[], base: number): void {
+  const refuse = (bent: BentNumber, row: number, column: string, inside: (string | number)[]): never => {
+    const reason = bentNumberReason(bent, inside);
+    throw new AsofError('ASOF_INVALID_ARGUMENT', `entity row ${row}: column "${column}": ${reason}`, [{ row, field: column, reason }]);
+  };
+  b.rowTexts?.forEach((line, i) => {
+    const bent = bentNumbers(line).find((x) => typeof x.path[0] === 'string');
+    if (bent) refuse(bent, base + i, bent.path[0] as string, bent.path.slice(1));
+  });
+  b.cellTexts?.forEach((texts, k) => {
+    texts?.forEach((t, i) => {
+      const bent = typeof t === 'string' ? bentNumbers(t)[0] : undefined;
+      if (bent) refuse(bent, base + i, columns[k].name, bent.path);
+    });
+  });
 }
 
 function tableRows(engine: Engine, name: string, caller: Caller): EntityRows {

@@ -22,7 +22,7 @@ import type { PointInTime, ViewEvaluator } from '../features/evaluator.js';
 import type { FeatureRegistry } from '../features/registry.js';
 import { keyOfValue, type EntityKey } from './columns.js';
 import { EntityIndex } from './entity-index.js';
-import { openEntityRows, type EntityRows, type EntitySource } from './entity-rows.js';
+import { openEntityRows, refuseBentInFile, type EntityRows, type EntitySource } from './entity-rows.js';
 import type { ColumnBatch, FileColumn } from './files.js';
 import { evaluatorJoin, LastValueJoin, lastValueApplies, orderRows, type RowKeys } from './pit.js';
 import { RecordCollector, recordBytes, scanSource } from './scan.js';
@@ -207,6 +207,8 @@ export class TrainingSets {
       };
       for await (const batch of p.rows.batches()) {
         signal?.throwIfAborted();
+        // A file's number a float64 bent (NDJSON, Parquet nested values) is refused, not written out altered.
+        refuseBentInFile(batch, p.rows.columns, done + chunkRows);
         chunk.push(normalize(batch, done + chunkRows, p.timeIndex, p.plans));
         chunkRows += batch.n;
         if (chunkRows >= this.opts.chunkRows) await flush();

@@ -55,6 +55,24 @@ describe('POST /training-sets: numbers a float64 bends in inline entity rows', (
     }
   });
 
+  test('an uploaded NDJSON file of entity rows: the same numbers are refused, naming the row and column', async () => {
+    const ND = { 'content-type': 'application/x-ndjson' };
+    const first = '{"driver":7,"timestamp":"2024-03-01T10:00:00.000Z"}\n';
+    for (const [line, column, why] of [
+      ['{"driver":7,"timestamp":"2024-03-01T10:00:00.000Z","big":9007199254740993}', 'big', /9007199254740993 would be stored as 9007199254740992/],
+      ['{"driver":7,"timestamp":"2024-03-01T10:00:00.000Z","f":0.1000000000000000055511151231257827}', 'f', /would be stored as 0\.1\b/],
+      ['{"driver":7,"timestamp":"2024-03-01T10:00:00.000Z","n":{"a":12345678901234567890}}', 'n', /at a: 12345678901234567890 would be stored as/],
+    ] as const) {
+      const r = await asof.req('POST', '/training-sets?features=ride_stats:fare', `${first}${line}\n`, ND);
+      assert.equal(r.status, 400, `${line}: ${r.status} ${typeof r.body === 'string' ? r.body : JSON.stringify(r.body)}`);
+      assert.deepEqual([r.body.error.details[0].row, r.body.error.details[0].field], [1, column], line);
+      assert.match(r.body.error.message, why, line);
+    }
+    const fine = await asof.req('POST', '/training-sets?features=ride_stats:fare', `${first}{"driver":7,"timestamp":"2024-03-01T10:00:00.000Z","big":9007199254740992,"f":0.1}\n`, ND);
+    assert.equal(fine.status, 200, JSON.stringify(fine.body));
+    assert.deepEqual([fine.body.rows[1].big, fine.body.rows[1].f], [9007199254740992, 0.1]);
+  });
+
   test('numbers a float64 holds as written pass through as sent', async () => {
     const r = await asof.req('POST', '/training-sets', body('{"driver":7,"timestamp":"2024-03-01T10:00:00.000Z","big":9007199254740992,"f":0.1,"e":1e300,"s":"9007199254740993"}'), JSON_CT);
     assert.equal(r.status, 200, JSON.stringify(r.body));
