@@ -72,13 +72,13 @@ export class Gate {
    */
   enter(bytes = 0): Release | Promise<Release> {
     if (this.waiting.length === 0 && this.fits(bytes)) return this.take(bytes);
-    if (this.waiting.length >= this.limits.queue) throw this.overloaded();
+    if (this.waiting.length >= this.limits.queue) throw this.overloaded('queue full');
     return new Promise<Release>((resolve, reject) => {
       const w: Waiter = { bytes, resolve, reject };
       w.timer = setTimeout(() => {
         const i = this.waiting.indexOf(w);
         if (i >= 0) this.waiting.splice(i, 1);
-        reject(this.overloaded());
+        reject(this.overloaded('waited'));
       }, this.limits.maxWaitMs).unref();
       this.waiting.push(w);
     });
@@ -97,6 +97,19 @@ export class Gate {
   charge(bytes: number): Release | Promise<Release> {
     if (this.charges.length === 0 && this.bytesFit(bytes)) return this.takeBytes(bytes);
     return new Promise<Release>((resolve, reject) => this.charges.push({ bytes, resolve, reject }));
+  }
+
+  /**
+   * `bytes` more for an admitted body of unknown length that holds `held`
+   * bytes already and has received more (a REST chunked body: http/body-budget.ts),
+   * only if they fit at once: the release function, or undefined (the
+   * caller refuses the body). Never waits: bodies that each hold part of the
+   * budget and wait for more would wait for each other. With no other bytes
+   * in use any size passes, as one body larger than the budget is admitted alone.
+   */
+  tryCharge(bytes: number, held: number): Release | undefined {
+    if (this.charges.length > 0 || (this.activeBytes > held && this.activeBytes + bytes > (this.limits.bytes ?? Infinity))) return undefined;
+    return this.takeBytes(bytes);
   }
 
   /** Refuses everything queued (shutdown): they get 503 ASOF_NOT_READY. */
@@ -152,34 +165,78 @@ export class Gate {
     }
   }
 
-  private overloaded(): AsofError {
+  /**
+   * ASOF_OVERLOADED saying what is in flight now (requests, and bytes of the
+   * byte budget), not only the limits: a request refused while one large
+   * body holds the whole byte budget is told so, not "16 at once".
+   */
+  overloaded(why: 'queue full' | 'waited' | 'bytes' = this.waiting.length >= this.limits.queue ? 'queue full' : 'waited'): AsofError {
     this.refused++;
-    return new AsofError('ASOF_OVERLOADED', `too many ${KIND_TEXT[this.kind]} in flight (${this.limits.inFlight} at once, ${this.limits.queue} waiting); retry after ${this.retryAfterS} s`, {
+    const budget = this.limits.bytes;
+    const bytes = budget === undefined || budget === Infinity ? '' : `, holding ${mib(this.activeBytes)} of the ${mib(budget)} byte budget`;
+    const reason =
+      why === 'queue full'
+        ? `${this.waiting.length} waiting, the most allowed`
+        : why === 'waited'
+          ? `waited ${this.limits.maxWaitMs} ms for room, the longest allowed`
+          : 'a body of unknown length outgrew the room left in the byte budget; nothing of it was written';
+    return new AsofError('ASOF_OVERLOADED', `too many ${KIND_TEXT[this.kind]} in flight: ${this.active} at once (limit ${this.limits.inFlight})${bytes}; ${reason}; retry after ${this.retryAfterS} s`, {
       kind: this.kind,
       retryAfterSeconds: this.retryAfterS,
+      inFlight: this.active,
+      ...(bytes ? { inFlightBytes: this.activeBytes, maxInFlightBytes: budget } : {}),
+      queued: this.waiting.length,
     });
   }
 }
 
+/** Bytes for a message: whole MiB as such, else KiB or MiB with one decimal. */
+const mib = (n: number): string => (n >= 1024 * 1024 ? `${+(n / 1024 / 1024).toFixed(1)} MiB` : `${+(n / 1024).toFixed(1)} KiB`);
+
 const KIND_TEXT: Record<WorkKind, string> = { writes: 'writes', lookups: 'lookups', trainingSets: 'training sets', searches: 'vector searches', follows: 'changelog follows' };
 
+/** How fast an admitted body must arrive (REST bodies; gRPC WriteRows streams: see grpc/ingest.ts). */
+export interface BodyPace {
+  /** Longest pause without a byte (a stream: without a message), ms. */
+  idleMs: number;
+  /** Least average rate, bytes a second, over each window of `windowMs`; 0: none. */
+  minBytesPerS: number;
+  /** The window the rate is averaged over, ms; the first one is the grace period. */
+  windowMs: number;
+  /** Longest a body read into memory (one charged to the write byte budget) may take in all, ms. */
+  maxMs: number;
+}
+
+export const DEFAULT_BODY_PACE: BodyPace = { idleMs: 30_000, minBytesPerS: 64 * 1024, windowMs: 10_000, maxMs: 60_000 };
+
+/** Why an admitted body was ended (asof_body_timeouts_total's `reason`). */
+export type BodyTimeout = 'idle' | 'slow' | 'too_long';
+
 /**
- * The gates of one server, one per kind of work, and the deadline of admitted
+ * The gates of one server, one per kind of work, and the pace of admitted
  * work: a request holding a slot whose client stops sending its body (REST
- * bytes, a gRPC stream's next message) for `bodyIdleMs` is ended with
- * ASOF_REQUEST_TIMEOUT and its slot freed, so that idle clients cannot hold
- * every slot (and stop every write) for as long as they keep their
- * connections open. A pause, not a total: long uploads that keep sending are
- * never cut.
+ * bytes, a gRPC stream's next message) for `idleMs`, or sends it slower than
+ * `minBytesPerS` averaged over a window of `windowMs` (so a trickle of a
+ * byte every few seconds, which a pause limit alone never trips), or takes
+ * longer than `maxMs` over a body read into memory, is ended with
+ * ASOF_REQUEST_TIMEOUT and its slot and bytes freed, so that idle or slow
+ * clients cannot hold every slot or the whole byte budget (and stop every
+ * write) for as long as they keep their connections open. Long streamed
+ * uploads (imports) that keep the rate are never cut.
  */
 export class Admission {
   readonly gates: Record<WorkKind, Gate>;
-  constructor(
-    limits: Record<WorkKind, GateLimits>,
-    readonly bodyIdleMs = 30_000,
-  ) {
+  readonly pace: BodyPace;
+  /** Bodies ended since start, by why. */
+  readonly bodyTimeouts: Record<BodyTimeout, number> = { idle: 0, slow: 0, too_long: 0 };
+  constructor(limits: Record<WorkKind, GateLimits>, pace: Partial<BodyPace> = {}) {
+    this.pace = { ...DEFAULT_BODY_PACE, ...pace };
     // Follows never queue (enterFollow): their gate gives a place at once or refuses.
     this.gates = Object.fromEntries(WORK_KINDS.map((k) => [k, new Gate(k, k === 'follows' ? { ...limits[k], queue: 0 } : limits[k])])) as Record<WorkKind, Gate>;
+  }
+
+  get bodyIdleMs(): number {
+    return this.pace.idleMs;
   }
 
   /**
@@ -194,9 +251,24 @@ export class Admission {
     return slot;
   }
 
-  /** The error of a request whose body stalled past `bodyIdleMs`. */
-  bodyStalled(what: string): AsofError {
-    return new AsofError('ASOF_REQUEST_TIMEOUT', `${what} for ${this.bodyIdleMs} ms (ASOF_BODY_IDLE_TIMEOUT_MS) while holding a slot; the request was ended, retry and keep sending`, { idleMs: this.bodyIdleMs });
+  /** The error of a request whose body (`what`: "the request body", "the stream") was ended, counted by why. */
+  bodyStalled(what: string, why: BodyTimeout = 'idle', got?: number): AsofError {
+    this.bodyTimeouts[why]++;
+    const p = this.pace;
+    const message =
+      why === 'idle'
+        ? `${what} stalled: nothing arrived for ${p.idleMs} ms (ASOF_BODY_IDLE_TIMEOUT_MS)`
+        : why === 'slow'
+          ? `${what} arrived too slowly: ${got ?? 0} bytes in the last ${p.windowMs} ms, below ${p.minBytesPerS} bytes a second (ASOF_BODY_MIN_BYTES_PER_S over ASOF_BODY_RATE_WINDOW_MS)`
+          : `${what} took longer than ${p.maxMs} ms in all (ASOF_BODY_MAX_MS)`;
+    return new AsofError('ASOF_REQUEST_TIMEOUT', `${message} while holding a slot of bounded work; the request was ended and its unfinished body not written; retry and send it promptly`, {
+      reason: why,
+      idleMs: p.idleMs,
+      minBytesPerS: p.minBytesPerS,
+      windowMs: p.windowMs,
+      maxMs: p.maxMs,
+      ...(got === undefined ? {} : { bytesInWindow: got }),
+    });
   }
   drain(): void {
     for (const g of Object.values(this.gates)) g.drain();

@@ -154,7 +154,7 @@ export async function startAsof(config: Config, logger: Logger, opts: { now?: ()
   }
   const services = await buildServices(config, logger, opts.now);
   let ready = false;
-  const admission = new Admission(admissionLimits(config), config.bodyIdleTimeoutMs);
+  const admission = new Admission(admissionLimits(config), { idleMs: config.bodyIdleTimeoutMs, minBytesPerS: config.bodyMinBytesPerS, windowMs: config.bodyRateWindowMs, maxMs: config.bodyMaxMs });
   const http = await buildHttpServer(services, { logger, admission, maxBodyBytes: config.maxBodyBytes, keys, metricsOpen: config.metricsOpen, ready: () => ready, version: VERSION }, [
     featureRoutes,
     feastRoutes,

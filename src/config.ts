@@ -117,6 +117,11 @@ export const ConfigSchema = z.object({
   maxQueueWaitMs: z.coerce.number().int().positive().default(10_000),
   /** Longest pause in the body of a request that holds a slot (REST bytes, gRPC WriteRows messages), ms; beyond, 408 / DEADLINE_EXCEEDED and the slot is freed. */
   bodyIdleTimeoutMs: z.coerce.number().int().positive().default(30_000),
+  /** Least rate of such a body, bytes a second, averaged over each window of bodyRateWindowMs (the first is the grace); 0: none. Beyond, 408 / DEADLINE_EXCEEDED. */
+  bodyMinBytesPerS: z.coerce.number().int().min(0).default(64 * 1024),
+  bodyRateWindowMs: z.coerce.number().int().positive().default(10_000),
+  /** Longest a write body read into memory (JSON, NDJSON, Arrow rows) may take to arrive in all, ms; beyond, 408. */
+  bodyMaxMs: z.coerce.number().int().positive().default(60_000),
   /** Changelog follows (SSE and gRPC Follow) open at once; beyond, 429 / RESOURCE_EXHAUSTED. */
   maxFollows: z.coerce.number().int().positive().default(256),
   /** Training-set jobs queued or running at once (429 beyond). */
@@ -169,6 +174,9 @@ const ENV: Record<keyof Config, string> = {
   maxQueuedSearches: 'ASOF_MAX_QUEUED_SEARCHES',
   maxQueueWaitMs: 'ASOF_MAX_QUEUE_WAIT_MS',
   bodyIdleTimeoutMs: 'ASOF_BODY_IDLE_TIMEOUT_MS',
+  bodyMinBytesPerS: 'ASOF_BODY_MIN_BYTES_PER_S',
+  bodyRateWindowMs: 'ASOF_BODY_RATE_WINDOW_MS',
+  bodyMaxMs: 'ASOF_BODY_MAX_MS',
   maxFollows: 'ASOF_MAX_FOLLOWS',
   maxTrainingSetJobs: 'ASOF_MAX_TRAINING_SET_JOBS',
   trainingSetRetentionHours: 'ASOF_TRAINING_SET_RETENTION_HOURS',

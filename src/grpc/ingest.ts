@@ -18,7 +18,13 @@
  * (ASOF_REQUEST_TIMEOUT) and frees its slot; the messages before stay
  * written, as the error's details say. Taking the slot per message instead
  * would leave the number of open streams, each with grpc-js's read-ahead,
- * unbounded.
+ * unbounded. A pause limit alone never trips on a trickle (a tiny message
+ * every few seconds), so that many trickling streams could still hold every
+ * slot: while writers wait for a slot, a stream open longer than
+ * ASOF_BODY_RATE_WINDOW_MS whose messages of the last window came slower than
+ * ASOF_BODY_MIN_BYTES_PER_S is ended the same way (reason `slow`). A slow
+ * stream nobody waits behind is left open: a stream is long-lived by nature,
+ * and a producer with little to send is no one's harm until the slots run out.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { AsofError, isAsofError } from '../errors.js';
@@ -27,7 +33,7 @@ import { hashOf } from '../ingest/ingest.js';
 import { findJsonProblem, jsonProblemError, MAX_JSON_BODY_DEPTH } from '../engine/json-safety.js';
 import { parseArrowStream, parseNdjson } from '../ingest/formats.js';
 import type { Services } from '../services.js';
-import type { Release } from '../admission.js';
+import type { Admission, Gate, Release } from '../admission.js';
 import { clientStream, type CallContext } from './calls.js';
 import { fromPbRows, type PbValue } from './values.js';
 
@@ -69,10 +75,11 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
       const written: Written = { count: 0, firstOffset: null, lastOffset: null, token: {}, messages: 0 };
       let table: string | undefined;
       const messages = (call as AsyncIterable<WriteRowsRequest>)[Symbol.asyncIterator]();
+      const pace = new StreamPace(ctx.admission, gate);
       for (;;) {
         let next: IteratorResult<WriteRowsRequest>;
         try {
-          next = await within(messages.next(), ctx.admission.bodyIdleMs, () => ctx.admission.bodyStalled(`no message arrived on the stream`));
+          next = await pace.next(messages);
         } catch (e) {
           // Stops grpc-js reading more for a call that is over.
           void messages.return?.();
@@ -80,9 +87,11 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
         }
         if (next.done) break;
         const msg = next.value;
+        const size = messageBytes.get(msg) ?? 0;
         let release: Release | undefined;
         try {
-          const charged = gate.charge(messageBytes.get(msg) ?? 0);
+          pace.got(size);
+          const charged = gate.charge(size);
           release = typeof charged === 'function' ? charged : await charged;
           const name = msg.table || table;
           if (!name) throw new AsofError('ASOF_INVALID_ARGUMENT', 'the first message must name the table', [{ field: 'table', reason: 'required on the first message' }]);
@@ -109,13 +118,57 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
   };
 }
 
-/** `p`, or `timeout()` thrown once `ms` pass first. */
-async function within<T>(p: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(timeout()), ms)))]);
-  } finally {
-    clearTimeout(timer);
+/**
+ * The pace of one WriteRows stream (see the top): its next message within
+ * the idle limit, and, looked at every quarter window while it waits or
+ * receives, the bytes of its last window against the least rate when
+ * writers wait for a slot. Time the server spends writing a message is not
+ * the client's: the idle wait starts when the server asks for the next one.
+ */
+class StreamPace {
+  private readonly opened = Date.now();
+  private total = 0;
+  /** (time, total bytes) at each look, the last window's worth. */
+  private readonly looks: { at: number; total: number }[] = [{ at: this.opened, total: 0 }];
+  private lastLook = this.opened;
+  constructor(
+    private readonly admission: Admission,
+    private readonly gate: Gate,
+  ) {}
+
+  got(bytes: number): void {
+    this.total += bytes;
+    this.look();
+  }
+
+  async next<T>(messages: AsyncIterator<T>): Promise<IteratorResult<T>> {
+    const { idleMs, windowMs } = this.admission.pace;
+    const tick = Math.max(1, Math.floor(windowMs / 4));
+    const idleBy = Date.now() + idleMs;
+    const p = messages.next();
+    for (;;) {
+      const wait = Math.min(idleBy - Date.now(), tick);
+      let timer: NodeJS.Timeout | undefined;
+      const r = await Promise.race([p, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.max(0, wait))))]).finally(() => clearTimeout(timer));
+      if (r !== undefined) return r;
+      if (Date.now() >= idleBy) throw this.admission.bodyStalled('the stream', 'idle');
+      this.look();
+    }
+  }
+
+  /** Notes where the stream is and, once a window old with writers waiting, ends it below the rate. */
+  private look(): void {
+    const now = Date.now();
+    const { minBytesPerS, windowMs } = this.admission.pace;
+    if (minBytesPerS === 0 || now - this.lastLook < windowMs / 4) return;
+    this.lastLook = now;
+    this.looks.push({ at: now, total: this.total });
+    // The oldest look at least a window back is where the last window began.
+    while (this.looks.length > 1 && now - this.looks[1].at >= windowMs) this.looks.shift();
+    const from = this.looks[0];
+    if (now - this.opened < windowMs || now - from.at < windowMs || this.gate.queued === 0) return;
+    const got = this.total - from.total;
+    if (got * 1000 < minBytesPerS * (now - from.at)) throw this.admission.bodyStalled('the stream', 'slow', got);
   }
 }
 

@@ -91,6 +91,9 @@ export async function metricsText(services: Services, caller: Caller, admission?
     for (const g of gates) out.push(`asof_work_in_flight{kind="${g.kind}"} ${g.active}`);
     out.push('# HELP asof_work_queued Requests waiting for a slot, by kind.', '# TYPE asof_work_queued gauge');
     for (const g of gates) out.push(`asof_work_queued{kind="${g.kind}"} ${g.queued}`);
+    out.push('# HELP asof_work_in_flight_bytes Bytes of the write byte budget held by the bodies in flight.', '# TYPE asof_work_in_flight_bytes gauge', `asof_work_in_flight_bytes{kind="writes"} ${admission.gates.writes.activeBytes}`);
+    out.push('# HELP asof_body_timeouts_total Admitted requests ended 408 ASOF_REQUEST_TIMEOUT (gRPC DEADLINE_EXCEEDED) because their body stalled (idle), came below the least rate (slow) or took too long in all (too_long).', '# TYPE asof_body_timeouts_total counter');
+    for (const [reason, n] of Object.entries(admission.bodyTimeouts)) out.push(`asof_body_timeouts_total{reason="${reason}"} ${n}`);
   }
   const cache = services.online.cache;
   out.push('# HELP asof_lookup_cache_total Online lookups of one entity in one view, answered from the lookup cache (hit) or evaluated afresh (miss).', '# TYPE asof_lookup_cache_total counter');

@@ -2,7 +2,7 @@
  * The REST adapter: Fastify with the OpenAPI document generated from the
  * routes' zod schemas, one error shape, auth, health and metrics.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type preParsingHookHandler, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { parse as parseQuery } from 'fast-querystring';
@@ -20,6 +20,7 @@ import { tableRoutes } from './tables.js';
 import { metricsText, requestObserver } from './metrics.js';
 import { requestLoggers } from './request-logger.js';
 import { bodyDeadline } from './body-deadline.js';
+import { meterUnknownLength, unknownLength, UNKNOWN_LENGTH_START } from './body-budget.js';
 
 export interface HttpOptions {
   logger: Logger;
@@ -120,6 +121,7 @@ export async function buildHttpServer(services: Services, opts: HttpOptions, plu
     const hooks = hooksFor({ access, work: r.config?.work, bodyInMemory: r.config?.bodyInMemory === true, url: r.url, method: r.method });
     r.onRequest = [...withoutOwn(r.onRequest), hooks.onRequest];
     r.onResponse = [...withoutOwn(r.onResponse), hooks.onResponse];
+    if (hooks.preParsing) r.preParsing = [...(withoutOwn(r.preParsing) as unknown as PayloadHook[]), hooks.preParsing];
   });
 
   await app.register(swagger, {
@@ -255,8 +257,9 @@ interface RoutePolicy {
 }
 
 type Hook = (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void;
+type PayloadHook = preParsingHookHandler;
 const OWN = Symbol('asof.routeHook');
-const own = (h: Hook): Hook => Object.assign(h, { [OWN]: true });
+const own = <H extends Hook | PayloadHook>(h: H): H => Object.assign(h, { [OWN]: true });
 /** A route's hooks without the ones routeHooks made (a route's options may be added again, e.g. as its HEAD twin). */
 const withoutOwn = (hooks: unknown): Hook[] => [hooks ?? []].flat().filter((h) => !(h as { [OWN]?: boolean })[OWN]) as Hook[];
 
@@ -264,13 +267,16 @@ const withoutOwn = (hooks: unknown): Hook[] => [hooks ?? []].flat().filter((h) =
  * The onRequest and onResponse hooks of one route. onRequest: the request id
  * on every answer (errors included); asof's 503 while closing; the API key for
  * the route's access; then bounded work (admission.ts), before the body is
- * read: a request that waits here waits unread in the socket. onResponse: the
- * request's metrics. Callback style: no promise per request.
+ * read: a request that waits here waits unread in the socket. preParsing
+ * (write routes that read their body into memory): a body of unknown length
+ * takes its share of the write byte budget as it arrives (body-budget.ts).
+ * onResponse: the request's metrics. Callback style: no promise per request.
  */
 function routeHooks(ctx: { keys: ApiKeys; admission: Admission; maxBodyBytes: number; closing: () => boolean }) {
   const { keys, admission, maxBodyBytes } = ctx;
   const gates = admission.gates;
-  return (policy: RoutePolicy): { onRequest: Hook; onResponse: Hook } => {
+  const startOfUnknown = Math.min(UNKNOWN_LENGTH_START, maxBodyBytes);
+  return (policy: RoutePolicy): { onRequest: Hook; onResponse: Hook; preParsing?: PayloadHook } => {
     const { access, bodyInMemory } = policy;
     const gate = policy.work === undefined ? undefined : gates[policy.work];
     const onRequest: Hook = (req, reply, done) => {
@@ -282,21 +288,21 @@ function routeHooks(ctx: { keys: ApiKeys; admission: Admission; maxBodyBytes: nu
       let slot: ReturnType<Gate['enter']> | undefined;
       try {
         if (keys.enabled) callers.set(req.raw, keys.authorize(bearerKey(req.headers.authorization, req.headers['x-api-key']), access));
-        // A body without a declared length (chunked) is counted at the largest allowed.
-        if (gate !== undefined) slot = gate.enter(bodyInMemory ? Number(req.headers['content-length'] ?? maxBodyBytes) || 0 : 0);
+        // A body without a declared length (chunked) is counted at what it holds when it starts; it takes more as it arrives (preParsing).
+        if (gate !== undefined) slot = gate.enter(!bodyInMemory ? 0 : unknownLength(req) ? startOfUnknown : Number(req.headers['content-length']) || 0);
       } catch (e) {
         return done(e as Error);
       }
       if (slot === undefined) return done();
       if (typeof slot === 'function') {
         hold(req, reply, slot);
-        bodyDeadline(req, reply, admission);
+        bodyDeadline(req, reply, admission, bodyInMemory);
         return done();
       }
       slot.then(
         (release) => {
           hold(req, reply, release);
-          bodyDeadline(req, reply, admission);
+          bodyDeadline(req, reply, admission, bodyInMemory);
           done();
         },
         (e: Error) => done(e),
@@ -311,7 +317,9 @@ function routeHooks(ctx: { keys: ApiKeys; admission: Admission; maxBodyBytes: nu
       observe(reply.statusCode, reply.elapsedTime);
       done();
     };
-    return { onRequest: own(onRequest), onResponse: own(onResponse) };
+    const budgeted = gate !== undefined && bodyInMemory && gate.limits.bytes !== undefined && gate.limits.bytes !== Infinity;
+    const preParsing: PayloadHook = (req, reply, payload, done) => done(null, unknownLength(req) && !reply.sent ? meterUnknownLength(reply, gate!, maxBodyBytes, payload) : payload);
+    return { onRequest: own(onRequest), onResponse: own(onResponse), preParsing: budgeted ? own(preParsing) : undefined };
   };
 }
 
