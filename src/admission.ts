@@ -6,8 +6,10 @@
  * (REST routes declare their kind next to their scope; gRPC methods likewise),
  * so the limits hold for the sum of all clients.
  *
- * Writes also carry a byte budget: the declared sizes of the bodies admitted
- * at once stay under it (one body larger than the budget is admitted alone),
+ * Writes also carry a byte budget: the sizes of the bodies admitted at once
+ * stay under it (one body larger than the budget is admitted alone; small
+ * bodies are not charged, `GateLimits.smallBytes`; a body of unknown length
+ * is charged as it arrives, `tryCharge`),
  * so many large concurrent bodies wait, unread, in the kernel's socket buffers
  * instead of in this process's memory. A call already admitted that reads
  * more bodies (gRPC WriteRows, a message at a time) charges each to the
@@ -31,6 +33,13 @@ export interface GateLimits {
   maxWaitMs: number;
   /** Sum of admitted body sizes, bytes (writes); Infinity for none. */
   bytes?: number;
+  /**
+   * Bodies of at most this many bytes are not charged to `bytes` (the slots
+   * bound them: at most inFlight × smallBytes more), and never wait for
+   * bytes: a small write is not held up behind large bodies that hold or
+   * wait for the whole byte budget, only by the slots. 0 for none.
+   */
+  smallBytes?: number;
 }
 
 /** Releases a slot; idempotent. */
@@ -71,7 +80,9 @@ export class Gate {
    * the queue is full.
    */
   enter(bytes = 0): Release | Promise<Release> {
-    if (this.waiting.length === 0 && this.fits(bytes)) return this.take(bytes);
+    if (bytes <= (this.limits.smallBytes ?? 0)) bytes = 0;
+    // Waiters with a slot free wait for bytes only (admitWaiting): a request that takes none passes them.
+    if (bytes === 0 ? this.active < this.limits.inFlight : this.waiting.length === 0 && this.fits(bytes)) return this.take(bytes);
     if (this.waiting.length >= this.limits.queue) throw this.overloaded('queue full');
     return new Promise<Release>((resolve, reject) => {
       const w: Waiter = { bytes, resolve, reject };
@@ -121,9 +132,10 @@ export class Gate {
   }
 
   private fits(bytes: number): boolean {
-    if (this.active >= this.limits.inFlight || this.charges.length > 0) return false;
-    const budget = this.limits.bytes ?? Infinity;
-    return this.active === 0 || this.activeBytes + bytes <= budget;
+    if (this.active >= this.limits.inFlight) return false;
+    if (bytes === 0) return true;
+    // One body larger than the budget is admitted when no other holds bytes.
+    return this.charges.length === 0 && (this.activeBytes === 0 || this.activeBytes + bytes <= (this.limits.bytes ?? Infinity));
   }
 
   private bytesFit(bytes: number): boolean {
@@ -158,8 +170,16 @@ export class Gate {
       const c = this.charges.shift()!;
       c.resolve(this.takeBytes(c.bytes));
     }
-    while (this.waiting.length && this.fits(this.waiting[0].bytes)) {
-      const w = this.waiting.shift()!;
+    // In order; behind a body that waits for bytes, only those that take none (it keeps its place among the others).
+    let blocked = false;
+    for (let i = 0; i < this.waiting.length && this.active < this.limits.inFlight; ) {
+      const w = this.waiting[i];
+      if ((blocked && w.bytes > 0) || !this.fits(w.bytes)) {
+        blocked = true;
+        i++;
+        continue;
+      }
+      this.waiting.splice(i, 1);
       clearTimeout(w.timer);
       w.resolve(this.take(w.bytes));
     }
@@ -207,7 +227,7 @@ export interface BodyPace {
   maxMs: number;
 }
 
-export const DEFAULT_BODY_PACE: BodyPace = { idleMs: 30_000, minBytesPerS: 64 * 1024, windowMs: 10_000, maxMs: 60_000 };
+export const DEFAULT_BODY_PACE: BodyPace = { idleMs: 30_000, minBytesPerS: 128 * 1024, windowMs: 5_000, maxMs: 60_000 };
 
 /** Why an admitted body was ended (asof_body_timeouts_total's `reason`). */
 export type BodyTimeout = 'idle' | 'slow' | 'too_long';

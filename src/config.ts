@@ -118,8 +118,8 @@ export const ConfigSchema = z.object({
   /** Longest pause in the body of a request that holds a slot (REST bytes, gRPC WriteRows messages), ms; beyond, 408 / DEADLINE_EXCEEDED and the slot is freed. */
   bodyIdleTimeoutMs: z.coerce.number().int().positive().default(30_000),
   /** Least rate of such a body, bytes a second, averaged over each window of bodyRateWindowMs (the first is the grace); 0: none. Beyond, 408 / DEADLINE_EXCEEDED. */
-  bodyMinBytesPerS: z.coerce.number().int().min(0).default(64 * 1024),
-  bodyRateWindowMs: z.coerce.number().int().positive().default(10_000),
+  bodyMinBytesPerS: z.coerce.number().int().min(0).default(128 * 1024),
+  bodyRateWindowMs: z.coerce.number().int().positive().default(5_000),
   /** Longest a write body read into memory (JSON, NDJSON, Arrow rows) may take to arrive in all, ms; beyond, 408. */
   bodyMaxMs: z.coerce.number().int().positive().default(60_000),
   /** Changelog follows (SSE and gRPC Follow) open at once; beyond, 429 / RESOURCE_EXHAUSTED. */
@@ -183,11 +183,14 @@ const ENV: Record<keyof Config, string> = {
   shutdownGraceMs: 'ASOF_SHUTDOWN_GRACE_MS',
 };
 
+/** Write bodies of at most this many bytes are not charged to ASOF_MAX_IN_FLIGHT_WRITE_BYTES (admission.ts `smallBytes`). */
+export const SMALL_WRITE_BYTES = 64 * 1024;
+
 /** The gates of admission.ts from the configuration. */
 export function admissionLimits(c: Config): Record<WorkKind, GateLimits> {
   const wait = c.maxQueueWaitMs;
   return {
-    writes: { inFlight: c.maxInFlightWrites, queue: c.maxQueuedWrites, maxWaitMs: wait, bytes: c.maxInFlightWriteBytes },
+    writes: { inFlight: c.maxInFlightWrites, queue: c.maxQueuedWrites, maxWaitMs: wait, bytes: c.maxInFlightWriteBytes, smallBytes: SMALL_WRITE_BYTES },
     lookups: { inFlight: c.maxInFlightLookups, queue: c.maxQueuedLookups, maxWaitMs: wait },
     trainingSets: { inFlight: c.maxInFlightTrainingSets, queue: c.maxQueuedTrainingSets, maxWaitMs: wait },
     searches: { inFlight: c.maxInFlightSearches, queue: c.maxQueuedSearches, maxWaitMs: wait },

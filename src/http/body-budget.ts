@@ -10,10 +10,11 @@ export const unknownLength = (req: FastifyRequest): boolean => req.headers['cont
 
 /**
  * The preParsing step of a write route for a body of unknown length: the
- * request was admitted holding UNKNOWN_LENGTH_START bytes of the write
- * budget (not the largest body allowed, which made one chunked body take the
+ * request was admitted as a body of UNKNOWN_LENGTH_START bytes (a small
+ * one, not charged to the budget: GateLimits.smallBytes), not as the
+ * largest body allowed ( which made one chunked body take the
  * whole budget and every other write wait behind it, however small it
- * turned out), and takes more as its bytes arrive, doubling what it holds
+ * turned out), and is charged as its bytes arrive, doubling what it holds
  * (at most ASOF_MAX_BODY_BYTES) so a growing body asks the gate a few times,
  * not per chunk. When the growth does not fit beside the other bodies in
  * flight the body is refused at once, 429 ASOF_OVERLOADED with
@@ -26,6 +27,8 @@ export function meterUnknownLength(reply: FastifyReply, gate: Gate, maxBodyBytes
   const releases: Release[] = [];
   reply.raw.once('close', () => releases.splice(0).forEach((r) => r()));
   let held = Math.min(UNKNOWN_LENGTH_START, maxBodyBytes);
+  // Admitted as a small body (GateLimits.smallBytes): nothing charged until it grows past that.
+  let charged = held <= (gate.limits.smallBytes ?? 0) ? 0 : held;
   let got = 0;
   const meter = new Transform({
     transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -33,14 +36,14 @@ export function meterUnknownLength(reply: FastifyReply, gate: Gate, maxBodyBytes
       meter.receivedEncodedLength = got;
       // Beyond the body limit the parser refuses it (413): no more budget is asked for.
       while (got > held && held < maxBodyBytes) {
-        const more = Math.min(held, maxBodyBytes - held);
-        const r = gate.tryCharge(more, held);
+        const next = Math.min(2 * held, maxBodyBytes);
+        const r = gate.tryCharge(next - charged, charged);
         if (r === undefined) {
           void reply.header('connection', 'close');
           return cb(gate.overloaded('bytes'));
         }
         releases.push(r);
-        held += more;
+        held = charged = next;
       }
       cb(null, chunk);
     },

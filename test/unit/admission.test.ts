@@ -117,3 +117,56 @@ test('drain refuses waiting charges with 503, as it does waiting calls', async (
   g.drain();
   await assert.rejects(waiting, (e: AsofError) => e.code === 'ASOF_NOT_READY');
 });
+
+test('a 429 says what is in flight (requests and bytes of the byte budget), not only the limits', () => {
+  const budget = 64 * 1024 * 1024;
+  const g = new Gate('writes', { inFlight: 16, queue: 0, maxWaitMs: 10_000, bytes: budget });
+  const whole = g.enter(budget) as () => void;
+  assert.equal(typeof whole, 'function');
+  const e = overloaded(() => g.enter(100));
+  // One body holds the whole budget: the message says one, and its bytes, not "16 at once".
+  assert.match(e.message, /^too many writes in flight: 1 at once \(limit 16\), holding 64 MiB of the 64 MiB byte budget; /);
+  assert.deepEqual(
+    { inFlight: (e.details as any).inFlight, inFlightBytes: (e.details as any).inFlightBytes, maxInFlightBytes: (e.details as any).maxInFlightBytes },
+    { inFlight: 1, inFlightBytes: budget, maxInFlightBytes: budget },
+  );
+  whole();
+});
+
+test('tryCharge: a body of unknown length grows while the budget has room, alone past it, and never waits', () => {
+  const g = new Gate('writes', { inFlight: 4, queue: 4, maxWaitMs: 10_000, bytes: 100 });
+  const a = g.enter(10) as () => void;
+  const b = g.enter(40) as () => void;
+  const more = g.tryCharge(40, 10);
+  assert.equal(typeof more, 'function', '10 + 40 + 40 fit in 100');
+  assert.equal(g.tryCharge(20, 50), undefined, '90 + 20 is past 100 with another body in flight');
+  assert.equal(g.activeBytes, 90);
+  b();
+  const alone = g.tryCharge(500, 50);
+  assert.equal(typeof alone, 'function', 'the only body in flight grows past the budget, as one larger body is admitted alone');
+  alone!();
+  more!();
+  a();
+  assert.equal(g.activeBytes, 0);
+});
+
+test('small bodies are not charged to the byte budget and pass bodies that wait for bytes, never slots', async () => {
+  const g = new Gate('writes', { inFlight: 3, queue: 10, maxWaitMs: 10_000, bytes: 100, smallBytes: 10 });
+  const whole = g.enter(100) as () => void;
+  const large = g.enter(50);
+  assert.ok(large instanceof Promise, 'a large body waits for bytes');
+  const small = g.enter(10);
+  assert.equal(typeof small, 'function', 'a small body passes it: a slot is free and it takes no bytes');
+  assert.equal(g.activeBytes, 100);
+  const third = g.enter(5) as () => void;
+  assert.equal(typeof third, 'function');
+  const fourth = g.enter(5);
+  assert.ok(fourth instanceof Promise, 'with every slot taken, a small body waits for one like any other');
+  (small as () => void)();
+  await fourth;
+  assert.equal(g.active, 3);
+  whole();
+  third();
+  await large;
+  assert.equal(g.activeBytes, 50, 'the large body goes once the bytes are back');
+});
