@@ -73,6 +73,11 @@ export class Gate {
     return this.waiting.length;
   }
 
+  /** Requests wait for a slot (not only for bytes): every slot is taken and some wait. */
+  get slotsWanted(): boolean {
+    return this.waiting.length > 0 && this.active >= this.limits.inFlight;
+  }
+
   /**
    * A slot for one request of `bytes` (declared body size): the release
    * function at once when there is room (no promise on the hot path), a

@@ -20,7 +20,7 @@
  * would leave the number of open streams, each with grpc-js's read-ahead,
  * unbounded. A pause limit alone never trips on a trickle (a tiny message
  * every few seconds), so that many trickling streams could still hold every
- * slot: while writers wait for a slot, a stream open longer than
+ * slot: while writers wait for a slot (all are taken), a stream open longer than
  * ASOF_BODY_RATE_WINDOW_MS whose messages of the last window came slower than
  * ASOF_BODY_MIN_BYTES_PER_S is ended the same way (reason `slow`). A slow
  * stream nobody waits behind is left open: a stream is long-lived by nature,
@@ -123,7 +123,9 @@ export function ingestService(ctx: CallContext, services: Pick<Services, 'ingest
  * the idle limit, and, looked at every quarter window while it waits or
  * receives, the bytes of its last window against the least rate when
  * writers wait for a slot. Time the server spends writing a message is not
- * the client's: the idle wait starts when the server asks for the next one.
+ * the client's for the idle limit (its wait starts when the server asks for
+ * the next message); the rate's window counts it, which only a stream whose
+ * writes are slow while every slot is wanted can feel.
  */
 class StreamPace {
   private readonly opened = Date.now();
@@ -166,7 +168,7 @@ class StreamPace {
     // The oldest look at least a window back is where the last window began.
     while (this.looks.length > 1 && now - this.looks[1].at >= windowMs) this.looks.shift();
     const from = this.looks[0];
-    if (now - this.opened < windowMs || now - from.at < windowMs || this.gate.queued === 0) return;
+    if (now - this.opened < windowMs || now - from.at < windowMs || !this.gate.slotsWanted) return;
     const got = this.total - from.total;
     if (got * 1000 < minBytesPerS * (now - from.at)) throw this.admission.bodyStalled('the stream', 'slow', got);
   }

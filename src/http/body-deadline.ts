@@ -36,11 +36,13 @@ export function bodyDeadline(req: FastifyRequest, reply: FastifyReply, admission
     socket.setTimeout(0);
     endBody(reply, admission, 'idle');
   };
-  watchPace(raw, reply, socket, admission, inMemory);
+  const p = watchPace(raw, reply, socket, admission, inMemory);
   socket.setTimeout(idleMs);
   // Node emits 'timeout' on the request while its body is incomplete (and destroys the socket when nobody listens).
   raw.on('timeout', onTimeout);
   raw.once('end', () => {
+    // At once, not at the next look: the entry holds the request (and, through the reply, its parsed body).
+    if (p) paced.delete(p);
     raw.off('timeout', onTimeout);
     // Answered before its body was read (a 404, 409 or 415 that refused it unread): Node has set its keep-alive
     // timeout on the socket since, which clearing would leave an idle connection open for good.
@@ -81,12 +83,14 @@ const PACE_TICK_MS = 250;
  * while the server is behind (data waits to be read, or the stream is
  * paused) does not count against the client: its window starts again.
  */
-function watchPace(raw: IncomingMessage, reply: FastifyReply, socket: Socket, admission: Admission, inMemory: boolean): void {
+function watchPace(raw: IncomingMessage, reply: FastifyReply, socket: Socket, admission: Admission, inMemory: boolean): Paced | undefined {
   const pace = admission.pace;
-  if (pace.minBytesPerS === 0 && !inMemory) return;
+  if (pace.minBytesPerS === 0 && !inMemory) return undefined;
   const now = Date.now();
-  paced.add({ raw, reply, socket, admission, markAt: now, markBytes: socket.bytesRead, endBy: inMemory ? now + pace.maxMs : Infinity });
+  const p: Paced = { raw, reply, socket, admission, markAt: now, markBytes: socket.bytesRead, endBy: inMemory ? now + pace.maxMs : Infinity };
+  paced.add(p);
   ticker ??= setInterval(checkPace, PACE_TICK_MS).unref();
+  return p;
 }
 
 function checkPace(): void {
