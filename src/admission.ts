@@ -228,7 +228,7 @@ export interface BodyPace {
   minBytesPerS: number;
   /** The window the rate is averaged over, ms; the first one is the grace period. */
   windowMs: number;
-  /** Longest a body read into memory (one charged to the write byte budget) may take in all, ms. */
+  /** Longest a body read into memory (not a streamed upload) may take in all, ms. */
   maxMs: number;
 }
 

@@ -120,7 +120,7 @@ export const ConfigSchema = z.object({
   /** Least rate of such a body, bytes a second, averaged over each window of bodyRateWindowMs (the first is the grace); 0: none. Beyond, 408 / DEADLINE_EXCEEDED. */
   bodyMinBytesPerS: z.coerce.number().int().min(0).default(128 * 1024),
   bodyRateWindowMs: z.coerce.number().int().positive().default(5_000),
-  /** Longest a write body read into memory (JSON, NDJSON, Arrow rows) may take to arrive in all, ms; beyond, 408. */
+  /** Longest a body read into memory by a request that holds a slot (JSON, NDJSON, Arrow) may take to arrive in all, ms; beyond, 408. Imports, streamed to disk, have none. */
   bodyMaxMs: z.coerce.number().int().positive().default(60_000),
   /** Changelog follows (SSE and gRPC Follow) open at once; beyond, 429 / RESOURCE_EXHAUSTED. */
   maxFollows: z.coerce.number().int().positive().default(256),

@@ -12,7 +12,7 @@ export const unknownLength = (req: FastifyRequest): boolean => req.headers['cont
  * The preParsing step of a write route for a body of unknown length: the
  * request was admitted as a body of UNKNOWN_LENGTH_START bytes (a small
  * one, not charged to the budget: GateLimits.smallBytes), not as the
- * largest body allowed ( which made one chunked body take the
+ * largest body allowed (which made one chunked body take the
  * whole budget and every other write wait behind it, however small it
  * turned out), and is charged as its bytes arrive, doubling what it holds
  * (at most ASOF_MAX_BODY_BYTES) so a growing body asks the gate a few times,

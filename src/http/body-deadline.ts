@@ -17,8 +17,8 @@ import type { Admission, BodyTimeout } from '../admission.js';
  * Node sets its keep-alive timeout after the answer.
  *
  * A pause limit alone never trips on a trickle (a byte every few seconds), so
- * the body's pace is watched too (`watchPace`): `inMemory` bodies (charged to
- * the write byte budget) also have a total deadline.
+ * the body's pace is watched too (`watchPace`): `inMemory` bodies (parsed
+ * whole, not streamed) also have a total deadline.
  */
 export function bodyDeadline(req: FastifyRequest, reply: FastifyReply, admission: Admission, inMemory = false): void {
   const raw = req.raw;
