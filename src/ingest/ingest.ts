@@ -47,9 +47,10 @@ export interface IngestOptions {
 export const OFF_THREAD_MIN_BYTES = 32 * 1024;
 
 /** A JSON write body parsed (and its rows validated) on an ingest thread. */
-/** A write body an ingest thread parsed: rows only (a body that names its `op` is parsed on the main thread). */
+/** A write body an ingest thread parsed: its rows, and its `op` when it named one (an upsert: deletes are parsed on the main thread). */
 export interface ParsedWriteBody {
   rows: Row[];
+  op?: 'upsert';
 }
 
 /** Rows an ingest thread validated, and against which schema: written without validating them again while the table still has that schema. */
@@ -108,7 +109,7 @@ export class IngestService {
       if (!p) return undefined;
       const rows = fromColumns(schema, p);
       validatedFor.set(rows, schema);
-      return { rows };
+      return p.op ? { rows, op: p.op } : { rows };
     });
   }
 

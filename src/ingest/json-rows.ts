@@ -39,6 +39,8 @@ export interface ParsedRows {
   /** Rows in the body. */
   count: number;
   columns: ColumnData[];
+  /** The body's own `op`, when it named one (only "upsert" is parsed here): the route checks it against the query's. */
+  op?: 'upsert';
 }
 
 const NUMBER_KINDS = new Set(['int32', 'int64', 'float32', 'float64', 'timestamp']);
@@ -68,8 +70,8 @@ export function parseWriteBody(bytes: Uint8Array, schema: TableSchema, maxRows: 
   // A key a write body does not take (a misspelled `Op`) is the main thread's 400 to name.
   for (const k in body) if (k !== 'rows' && k !== 'op') return undefined;
   const { rows, op } = body as { rows?: unknown; op?: unknown };
-  // A body that names its op is the main thread's: deletes validate only the key columns, and an op must agree with the query's.
-  if (!Array.isArray(rows) || rows.length > maxRows || op !== undefined) return undefined;
+  // Deletes validate only the key columns: the main thread's path.
+  if (!Array.isArray(rows) || rows.length > maxRows || (op !== undefined && op !== 'upsert')) return undefined;
   for (let i = 0; i < rows.length; i++) if (rows[i] === null || typeof rows[i] !== 'object' || Array.isArray(rows[i])) return undefined;
   const { rows: valid, issues } = schema.validate(rows, { maxIssues: 1 });
   if (issues.length > 0) return undefined;
@@ -82,7 +84,9 @@ export function parseWriteBody(bytes: Uint8Array, schema: TableSchema, maxRows: 
       return undefined;
     }
   }
-  return toColumns(schema, valid);
+  const parsed = toColumns(schema, valid);
+  if (parsed && op === 'upsert') parsed.op = op;
+  return parsed;
 }
 
 /** Canonical rows → their columns; undefined when a value has no column form here (an int64 beyond 2^53, held as a bigint). */

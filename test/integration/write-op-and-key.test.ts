@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { testAsof, type TestAsof } from '../helpers.js';
+import { OFF_THREAD_MIN_BYTES } from '../../src/ingest/ingest.js';
 
 const KV = { kind: 'pk', primaryKey: ['id'], columns: [{ name: 'id', type: 'int64', nullable: false }, { name: 'v', type: 'string' }] };
 
@@ -32,14 +33,14 @@ describe('one op and one Idempotency-Key per write', () => {
   let asof: TestAsof;
   let port: number;
   before(async () => {
-    asof = await testAsof({}, { listen: true });
+    asof = await testAsof({ ingestThreads: 1 }, { listen: true });
     port = (asof.http.server.address() as AddressInfo).port;
     assert.equal((await asof.req('PUT', '/tables/kv', KV)).status, 201);
     assert.equal((await asof.req('POST', '/tables/kv/rows', { rows: [{ id: 1, v: 'keep' }, { id: 2, v: 'two' }] })).status, 200);
   });
   after(() => asof.destroy());
 
-  const latest = async () => (await asof.req('GET', '/tables/kv/changelog')).body.records.length;
+  const latest = async () => (await asof.req('GET', '/tables/kv')).body.latestOffset as number;
 
   test('?op= and a body op that disagree are a 400 naming op, and write nothing', async () => {
     const before = await latest();
@@ -57,6 +58,14 @@ describe('one op and one Idempotency-Key per write', () => {
     assert.equal((await asof.req('POST', '/tables/kv/rows', { op: 'upsert', rows: [{ id: 2, v: 'back' }] })).status, 200);
     assert.equal((await asof.req('POST', '/tables/kv/rows?op=delete', { rows: [{ id: 2 }] })).status, 200);
     assert.equal((await asof.req('GET', '/tables/kv/rows/2')).status, 404);
+    // A large body is parsed on an ingest thread: its op is checked the same way.
+    const big = Array.from({ length: 2000 }, (_, i) => ({ id: 1000 + i, v: 'x'.repeat(20) }));
+    assert.ok(JSON.stringify(big).length > OFF_THREAD_MIN_BYTES);
+    const r = await asof.req('POST', '/tables/kv/rows?op=delete', { op: 'upsert', rows: big });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.deepEqual(r.body.error.details.map((d: any) => d.field), ['op']);
+    assert.equal((await asof.req('POST', '/tables/kv/rows', { op: 'upsert', rows: big })).status, 200);
+    assert.equal((await asof.req('POST', '/tables/kv/rows?op=upsert', { op: 'upsert', rows: big })).status, 200);
   });
 
   test('an Idempotency-Key sent twice is a 400 and writes nothing; one key holding a comma is one key', async () => {
