@@ -7,33 +7,11 @@
  */
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { ChangelogFile, setMaxFrameBytesForTests, type FileOps } from '../../src/engine/log.js';
+import { setMaxFrameBytesForTests } from '../../src/engine/log.js';
+import { A_TS_EVENTS, failNthDatasync, restoreFileOps } from '../fixtures/changelog-faults.js';
 import { testAsof, type TestAsof } from '../helpers.js';
 
-const EVENTS = {
-  kind: 'log',
-  eventTime: 'ts',
-  columns: [
-    { name: 'a', type: 'int64', nullable: false },
-    { name: 'ts', type: 'timestamp', nullable: false },
-  ],
-};
 
-const real = ChangelogFile.fileOps;
-
-/** Fails the `nth` changelog fdatasync of `table` from now on (1-based) with EIO; the others go through. */
-function failNthDatasync(table: string, nth: number): void {
-  let seen = 0;
-  const ops: FileOps = {
-    ...real,
-    async datasync(path, fh) {
-      if (path.includes(join('tables', table)) && ++seen === nth) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
-      return real.datasync(path, fh);
-    },
-  };
-  ChangelogFile.fileOps = ops;
-}
 
 const ndjson = (values: number[]) => values.map((a) => JSON.stringify({ a, ts: 1000 + a })).join('\n') + '\n';
 const ND = { 'content-type': 'application/x-ndjson' };
@@ -44,13 +22,13 @@ describe('import in batches', () => {
     asof = await testAsof({ maxBatchRows: 2 });
   });
   after(() => asof.destroy());
-  afterEach(() => void (ChangelogFile.fileOps = real));
+  afterEach(restoreFileOps);
 
   let n = 0;
   /** A new empty table for each test. */
   const table = async () => {
     const name = `ev${n++}`;
-    assert.equal((await asof.req('PUT', `/tables/${name}`, EVENTS)).status, 201);
+    assert.equal((await asof.req('PUT', `/tables/${name}`, A_TS_EVENTS)).status, 201);
     return name;
   };
   const values = async (t: string) => (await asof.req('GET', `/tables/${t}/changelog?limit=1000`)).body.records.map((r: any) => r.row.a);
@@ -76,7 +54,7 @@ describe('import in batches', () => {
     // The 1st fdatasync makes the client's key durable (a frame of no records), the 2nd the first batch: the 3rd, the second batch, fails.
     failNthDatasync(t, 3);
     assert.equal((await asof.req('POST', `/tables/${t}/import`, body, key)).status, 503);
-    ChangelogFile.fileOps = real;
+    restoreFileOps();
     const retry = await asof.req('POST', `/tables/${t}/import`, body, key);
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.deepEqual(await values(t), [1, 2, 3, 4, 5], 'no row twice');
@@ -143,7 +121,7 @@ test('a batch of large rows that would make a changelog frame over the limit is 
     const text = (i: number) => `${i}:`.padEnd(4096, 'x');
     const body = Array.from({ length: 200 }, (_, i) => JSON.stringify({ a: i, ts: 1000 + i, note: text(i) })).join('\n') + '\n';
     for (const [name, headers] of [['plain', ND], ['keyed', { ...ND, 'idempotency-key': 'big-rows' }]] as const) {
-      assert.equal((await asof.req('PUT', `/tables/${name}`, { ...EVENTS, columns: [...EVENTS.columns, { name: 'note', type: 'string', nullable: false }] })).status, 201);
+      assert.equal((await asof.req('PUT', `/tables/${name}`, { ...A_TS_EVENTS, columns: [...A_TS_EVENTS.columns, { name: 'note', type: 'string', nullable: false }] })).status, 201);
       const res = await asof.req('POST', `/tables/${name}/import`, body, headers);
       assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
       assert.deepEqual([res.body.count, res.body.firstOffset, res.body.lastOffset], [200, 0, 199]);

@@ -14,15 +14,8 @@ import { join } from 'node:path';
 import { tempDir, testAsof, until } from '../helpers.js';
 import { fetchJson, killAll, readChangelog, readyChild, runCli, type ChildServer } from '../child-server.js';
 import { ASOF_CLI, ROOT } from '../../support/child-server.js';
+import { A_TS_EVENTS } from '../fixtures/changelog-faults.js';
 
-const EVENTS = {
-  kind: 'log',
-  eventTime: 'ts',
-  columns: [
-    { name: 'a', type: 'int64', nullable: false },
-    { name: 'ts', type: 'timestamp', nullable: false },
-  ],
-};
 
 /** Rows of the file, in batches of BATCH: enough commits that a kill lands between two. */
 const ROWS = 200_000;
@@ -53,7 +46,7 @@ describe('asof ingest run again after a failure part way', () => {
       const file = join(dir.path, 'big.csv');
       await bigCsv(file);
       server = await readyChild(dir.path, ENV);
-      assert.equal((await fetchJson(server.url, 'PUT', '/tables/imp3', EVENTS)).status, 201);
+      assert.equal((await fetchJson(server.url, 'PUT', '/tables/imp3', A_TS_EVENTS)).status, 201);
 
       const first = runCli(['ingest', 'imp3', file, '--url', server.url]);
       // Killed once some batches are written, not all.
@@ -101,7 +94,7 @@ describe('asof ingest run again after a failure part way', () => {
       const file = join(dir.path, 'big.csv');
       await bigCsv(file);
       const setup = await testAsof({}, { dataDir: dir.path });
-      await setup.services.engine.defineTable('imp3', EVENTS as never);
+      await setup.services.engine.defineTable('imp3', A_TS_EVENTS as never);
       await setup.close();
 
       const cli = spawn(process.execPath, [...ASOF_CLI, 'ingest', 'imp3', file, '--data-dir', dir.path], { cwd: ROOT, env: { ...process.env, ...ENV, LOG_LEVEL: 'silent' }, stdio: 'ignore' });

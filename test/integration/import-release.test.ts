@@ -11,32 +11,10 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { ChangelogFile, type FileOps } from '../../src/engine/log.js';
+import { A_TS_EVENTS, failNthDatasync, restoreFileOps } from '../fixtures/changelog-faults.js';
 import { tempDir, testAsof, type TestAsof } from '../helpers.js';
 
-const EVENTS = {
-  kind: 'log',
-  eventTime: 'ts',
-  columns: [
-    { name: 'a', type: 'int64', nullable: false },
-    { name: 'ts', type: 'timestamp', nullable: false },
-  ],
-};
 
-const real = ChangelogFile.fileOps;
-
-/** Fails the `nth` changelog fdatasync of `table` from now on (1-based) with ENOSPC; the others go through. */
-function failNthDatasync(table: string, nth: number): void {
-  let seen = 0;
-  const ops: FileOps = {
-    ...real,
-    async datasync(path, fh) {
-      if (path.includes(join('tables', table)) && ++seen === nth) throw Object.assign(new Error('ENOSPC: no space left on device, fdatasync'), { code: 'ENOSPC' });
-      return real.datasync(path, fh);
-    },
-  };
-  ChangelogFile.fileOps = ops;
-}
 
 /** Open handles of this process on files under `dir` (a deleted one shows as "<path> (deleted)"). */
 function handlesUnder(dir: string): string[] {
@@ -88,12 +66,12 @@ describe('a failed import releases its upload', () => {
     scratch = asof.services.trainingSetJobs.scratchDir;
   });
   after(() => asof.destroy());
-  afterEach(() => void (ChangelogFile.fileOps = real));
+  afterEach(restoreFileOps);
 
   let n = 0;
   const table = async (): Promise<string> => {
     const name = `rel${n++}`;
-    assert.equal((await asof.req('PUT', `/tables/${name}`, EVENTS)).status, 201);
+    assert.equal((await asof.req('PUT', `/tables/${name}`, A_TS_EVENTS)).status, 201);
     return name;
   };
   /** Changelog records of `t` (one per row of these imports). */
@@ -107,7 +85,7 @@ describe('a failed import releases its upload', () => {
   ] as const) {
     test(`${format}: a storage failure at the third batch (ENOSPC) leaves no handle on the deleted upload`, async () => {
       const t = await table();
-      failNthDatasync(t, 3);
+      failNthDatasync(t, 3, 'ENOSPC');
       const res = await asof.req('POST', `/tables/${t}/import`, await body(), { 'content-type': contentType });
       assert.equal(res.status, 503, JSON.stringify(res.body));
       assert.equal(res.body.error.details.resumeAtRow, 200);

@@ -11,6 +11,7 @@ import { bentNumbers, mayBend, mayBendBytes, noteRowsText } from '../../src/engi
 import { TableSchema, type TableDef } from '../../src/engine/schema.js';
 import { checkBentNumbers, holdsExactNumbers } from '../../src/ingest/bent-columns.js';
 import { AsofError } from '../../src/errors.js';
+import { rng } from '../../support/rng.js';
 
 const schemaOf = (columns: { name: string; type: string }[]): TableSchema =>
   new TableSchema({
@@ -49,16 +50,6 @@ function judge(body: string, schema = T): AsofError | undefined {
   }
 }
 const row = (cells: string): string => `{"rows":[{"id":1},{"id":2,${cells}}]}`;
-
-/** A deterministic generator (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('bent numbers', () => {
   test('mayBend and mayBendBytes answer as their definition, /[\\d.]{16}|[eE]-\\d{3}/, on 20,000 random texts', () => {
