@@ -89,10 +89,10 @@ export class AuditService {
    * statuses, event times and token, as a retried request is answered its
    * first answer; nothing is written for it. An id recorded otherwise is 409.
    */
-  async recordLookups(caller: Caller, ids: (string | undefined)[], entities: unknown[], e: Evaluation, field: (i: number) => string = (i) => `decisions[${i}]`): Promise<Evaluation> {
+  async recordLookups(caller: Caller, ids: (string | undefined)[], entities: unknown[], e: Evaluation, field: (i: number) => string = (i) => `decisions[${i}]`, list = 'decisions'): Promise<Evaluation> {
     if (ids.every((id) => id === undefined)) return e;
     requireScope(caller, 'decide');
-    if (ids.length !== entities.length) throw new AsofError('ASOF_INVALID_ARGUMENT', `${ids.length} decision ids for ${entities.length} entities: give one (or null) per entity`, [{ field: 'decisions', reason: 'length differs from entities' }]);
+    if (ids.length !== entities.length) throw new AsofError('ASOF_INVALID_ARGUMENT', `${ids.length} decision ids for ${entities.length} entities: give one (or null) per entity`, [{ field: list, reason: 'length differs from entities' }]);
     const seen = new Set<string>();
     const wanted: number[] = [];
     ids.forEach((id, i) => {

@@ -167,7 +167,8 @@ export async function getFeastOnlineFeatures(deps: Deps, q: FeastQuery): Promise
     const sub = selection ? await deps.online.plan(selection) : plan;
     let e = await deps.online.evaluate(entities, sub);
     // A lookup recorded before under an id answers what it answered then (its token too).
-    if (q.decisionIds) e = await deps.audit.recordLookups(q.caller ?? UNRESTRICTED, q.decisionIds, entities, e);
+    // Errors name the header (metadata) the ids came in: a Feast request has no `decisions` field.
+    if (q.decisionIds) e = await deps.audit.recordLookups(q.caller ?? UNRESTRICTED, q.decisionIds, entities, e, (i) => `asof-decision-id[${i}]`, 'asof-decision-id');
     const values = entities.map((v) => column.coerce(typeof v === 'string' || typeof v === 'number' ? fromText(column.type, v) : v));
     columns[c] = { name: column.name, type: column.type, values, statuses: values.map(() => 'PRESENT' as const), eventTimes: values.map(() => null) };
     const nf = e.plan.features.length;

@@ -146,4 +146,15 @@ describe('a recorded lookup sent again', () => {
     assert.deepEqual([redefined.status, redefined.body.error?.code], [409, 'ASOF_CONFLICT']);
     assert.match(redefined.body.error.message, /redefined/);
   });
+  test('Feast: a bad asof-decision-id header or metadata is a 400 naming it, not a `decisions` field the request has no', async () => {
+    const twoForOne = await asof.req('POST', '/get-online-features', { features: REFS, entities: { id: ['edges'] } }, { 'asof-decision-id': 'f-1,f-2' });
+    assert.equal(twoForOne.status, 400, JSON.stringify(twoForOne.body));
+    assert.deepEqual(twoForOne.body.error.details.map((d: any) => d.field), ['asof-decision-id']);
+    const badId = await asof.req('POST', '/get-online-features', { features: REFS, entities: { id: ['edges', 'a'] } }, { 'asof-decision-id': ',bad\u0001id' });
+    assert.equal(badId.status, 400, JSON.stringify(badId.body));
+    assert.deepEqual(badId.body.error.details.map((d: any) => d.field), ['asof-decision-id[1]']);
+    const overGrpc = await call(asof.feast, 'GetOnlineFeatures', { features: { val: REFS }, entities: { id: { val: [{ string_val: 'edges' }] } } }, md('g-1,g-2'));
+    assert.equal(overGrpc.err?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(String(overGrpc.err?.details), /decision ids for 1 entities/);
+  });
 });
